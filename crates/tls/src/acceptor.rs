@@ -1,0 +1,176 @@
+//! A server-side TLS endpoint: one profile, several certificates chosen by SNI, hot reload.
+//!
+//! RFC 8461 §7.1 / TR-03108 §2.7: a client without SNI gets the first (default) certificate.
+//! Reload (SIGHUP or a changed file) builds a complete new set of contexts first and swaps it in
+//! only if every certificate passes its checks, so a bad file never takes the endpoint down.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::SystemTime;
+
+use openssl::ssl::{NameType, Ssl, SslContext, SslRef};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_openssl::SslStream;
+
+use crate::certificate::{CertificateError, LoadedCertificate};
+use crate::profile::ServerProfile;
+use crate::TlsError;
+
+/// Where one certificate comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateSource {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// The contexts built from one load of all certificates.
+struct ContextSet {
+    default: SslContext,
+    certificates: Vec<LoadedCertificate>,
+    stamps: Vec<FileStamp>,
+}
+
+/// What identifies a file version without reading it: length and modification time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FileStamp(Option<(u64, SystemTime)>);
+
+impl FileStamp {
+    fn of(path: &std::path::Path) -> Self {
+        FileStamp(std::fs::metadata(path).ok().and_then(|m| Some((m.len(), m.modified().ok()?))))
+    }
+}
+
+/// A TLS server endpoint for one profile.
+pub struct TlsAcceptor {
+    profile: ServerProfile,
+    sources: Vec<CertificateSource>,
+    current: RwLock<Arc<ContextSet>>,
+}
+
+impl TlsAcceptor {
+    /// Loads and checks every certificate; the first one is the default (no SNI or no match).
+    pub fn new(profile: ServerProfile, sources: Vec<CertificateSource>) -> Result<Self, TlsError> {
+        let set = build_set(profile, &sources)?;
+        Ok(TlsAcceptor { profile, sources, current: RwLock::new(Arc::new(set)) })
+    }
+
+    pub fn profile(&self) -> ServerProfile {
+        self.profile
+    }
+
+    /// The certificates in use now, default first.
+    pub fn certificates(&self) -> Vec<LoadedCertificate> {
+        self.snapshot().certificates.clone()
+    }
+
+    /// The default context, e.g. to describe the live profile.
+    pub fn default_context(&self) -> SslContext {
+        self.snapshot().default.clone()
+    }
+
+    fn snapshot(&self) -> Arc<ContextSet> {
+        match self.current.read() {
+            Ok(g) => g.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Re-reads every certificate. On any error the old set stays in use and the error is returned.
+    pub fn reload(&self) -> Result<(), TlsError> {
+        let set = build_set(self.profile, &self.sources)?;
+        let mut g = match self.current.write() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        *g = Arc::new(set);
+        Ok(())
+    }
+
+    /// Whether any certificate or key file changed since the last (re)load.
+    pub fn files_changed(&self) -> bool {
+        let set = self.snapshot();
+        stamps(&self.sources) != set.stamps
+    }
+
+    /// A connection object for one accepted socket, not yet handshaken.
+    pub fn ssl(&self) -> Result<Ssl, TlsError> {
+        Ssl::new(&self.snapshot().default).map_err(TlsError::openssl("create connection"))
+    }
+
+    /// Runs the server handshake on `stream`.
+    pub async fn accept<S>(&self, stream: S) -> Result<SslStream<S>, TlsError>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let mut tls = SslStream::new(self.ssl()?, stream).map_err(TlsError::openssl("create stream"))?;
+        std::pin::Pin::new(&mut tls)
+            .accept()
+            .await
+            .map_err(|e| TlsError::Handshake(e.to_string()))?;
+        Ok(tls)
+    }
+}
+
+fn stamps(sources: &[CertificateSource]) -> Vec<FileStamp> {
+    sources
+        .iter()
+        .flat_map(|s| [FileStamp::of(&s.cert), FileStamp::of(&s.key)])
+        .collect()
+}
+
+fn build_set(profile: ServerProfile, sources: &[CertificateSource]) -> Result<ContextSet, TlsError> {
+    if sources.is_empty() {
+        return Err(TlsError::NoCertificate);
+    }
+    // Stamps first: a file that changes while we read it is read again at the next check.
+    let stamps = stamps(sources);
+    let certificates = sources
+        .iter()
+        .map(|s| LoadedCertificate::load(&s.cert, &s.key))
+        .collect::<Result<Vec<_>, CertificateError>>()?;
+    let contexts = certificates
+        .iter()
+        .map(|c| context_for(profile, c))
+        .collect::<Result<Vec<_>, _>>()?;
+    // Name → context; the first certificate that names a host wins.
+    let mut by_name: HashMap<String, SslContext> = HashMap::new();
+    for (cert, ctx) in certificates.iter().zip(&contexts) {
+        for name in &cert.names {
+            by_name.entry(name.clone()).or_insert_with(|| ctx.clone());
+        }
+    }
+    let mut builder = profile.context_builder()?;
+    install(&mut builder, &certificates[0])?;
+    let by_name = Arc::new(by_name);
+    builder.set_servername_callback(move |ssl: &mut SslRef, _alert| {
+        if let Some(name) = ssl.servername(NameType::HOST_NAME).map(str::to_ascii_lowercase)
+            && let Some(ctx) = by_name.get(&name)
+        {
+            // An unknown name is not an error: the default certificate answers (RFC 8461 §7.1).
+            let _ = ssl.set_ssl_context(ctx);
+        }
+        Ok(())
+    });
+    Ok(ContextSet { default: builder.build(), certificates, stamps })
+}
+
+fn context_for(profile: ServerProfile, cert: &LoadedCertificate) -> Result<SslContext, TlsError> {
+    let mut b = profile.context_builder()?;
+    install(&mut b, cert)?;
+    Ok(b.build())
+}
+
+fn install(b: &mut openssl::ssl::SslContextBuilder, cert: &LoadedCertificate) -> Result<(), TlsError> {
+    b.set_certificate(cert.leaf())
+        .map_err(TlsError::openssl("use certificate"))?;
+    for extra in &cert.chain[1..] {
+        b.add_extra_chain_cert(extra.clone())
+            .map_err(TlsError::openssl("add chain certificate"))?;
+    }
+    b.set_private_key(&cert.key)
+        .map_err(TlsError::openssl("use private key"))?;
+    b.check_private_key()
+        .map_err(TlsError::openssl("match private key and certificate"))?;
+    Ok(())
+}

@@ -1,0 +1,84 @@
+//! The few OpenSSL 3 functions that the `openssl` crate does not bind, declared once and wrapped
+//! safely. Every `unsafe` block of the crate lives here.
+
+use std::ffi::{CStr, c_char, c_int, c_void};
+
+use foreign_types::ForeignTypeRef;
+
+use openssl::ssl::{SslCipherRef, SslContextRef, SslRef};
+use openssl::x509::X509Ref;
+use openssl_sys::{SSL, SSL_CIPHER, SSL_CTX, X509};
+
+// `stack_st_SSL_CIPHER` is opaque here: we read it only through OPENSSL_sk_* calls.
+#[repr(C)]
+struct CipherStack {
+    _private: [u8; 0],
+}
+
+/// `void (*)(int write_p, int version, int content_type, const void *buf, size_t len, SSL *, void *)`
+pub(crate) type MsgCallback =
+    unsafe extern "C" fn(c_int, c_int, c_int, *const c_void, usize, *mut SSL, *mut c_void);
+
+unsafe extern "C" {
+    fn SSL_CTX_get_ciphers(ctx: *const SSL_CTX) -> *mut CipherStack;
+    fn OPENSSL_sk_num(st: *const CipherStack) -> c_int;
+    fn OPENSSL_sk_value(st: *const CipherStack, i: c_int) -> *mut c_void;
+    fn SSL_set_msg_callback(ssl: *mut SSL, cb: Option<MsgCallback>);
+    fn SSL_renegotiate(ssl: *mut SSL) -> c_int;
+    fn SSL_get0_group_name(ssl: *mut SSL) -> *const c_char;
+    fn X509_get_ext_by_NID(x: *const X509, nid: c_int, lastpos: c_int) -> c_int;
+    fn X509_get_ext(x: *const X509, loc: c_int) -> *mut c_void;
+    fn X509_EXTENSION_get_critical(ex: *const c_void) -> c_int;
+}
+
+/// The cipher suites a context will offer or accept, TLS 1.3 ones included, in preference order.
+pub(crate) fn context_ciphers(ctx: &SslContextRef) -> Vec<&SslCipherRef> {
+    // SAFETY: the stack and its entries are owned by `ctx` and live as long as the borrow of it.
+    unsafe {
+        let stack = SSL_CTX_get_ciphers(ctx.as_ptr());
+        if stack.is_null() {
+            return Vec::new();
+        }
+        let n = OPENSSL_sk_num(stack).max(0);
+        (0..n)
+            .filter_map(|i| {
+                let p = OPENSSL_sk_value(stack, i) as *mut SSL_CIPHER;
+                (!p.is_null()).then(|| SslCipherRef::from_ptr(p))
+            })
+            .collect()
+    }
+}
+
+/// The key-exchange group of the finished handshake, e.g. `brainpoolP256r1tls13`.
+pub(crate) fn negotiated_group(ssl: &SslRef) -> Option<String> {
+    // SAFETY: returns a static string or NULL; `ssl` is valid for the call.
+    unsafe {
+        let p = SSL_get0_group_name(ssl.as_ptr());
+        (!p.is_null()).then(|| CStr::from_ptr(p).to_string_lossy().into_owned())
+    }
+}
+
+/// Installs `cb` as the message callback of one connection (it sees every handshake message).
+pub(crate) fn set_msg_callback(ssl: &mut SslRef, cb: MsgCallback) {
+    // SAFETY: `cb` is a plain function; what it reads is reached through the SSL's ex_data.
+    unsafe { SSL_set_msg_callback(ssl.as_ptr(), Some(cb)) }
+}
+
+/// Asks for a renegotiation (TLS 1.2); the next handshake step sends the new ClientHello.
+pub(crate) fn request_renegotiation(ssl: &SslRef) -> bool {
+    // SAFETY: `ssl` is a valid connection object.
+    unsafe { SSL_renegotiate(ssl.as_ptr()) == 1 }
+}
+
+/// Whether the certificate carries the extension `nid`, and whether it is marked critical.
+pub(crate) fn extension_criticality(cert: &X509Ref, nid: openssl::nid::Nid) -> Option<bool> {
+    // SAFETY: read-only look-ups on a valid certificate; the extension is owned by it.
+    unsafe {
+        let idx = X509_get_ext_by_NID(cert.as_ptr(), nid.as_raw(), -1);
+        if idx < 0 {
+            return None;
+        }
+        let ext = X509_get_ext(cert.as_ptr(), idx);
+        (!ext.is_null()).then(|| X509_EXTENSION_get_critical(ext) == 1)
+    }
+}

@@ -1,0 +1,144 @@
+//! The Implementation Conformance Statement (ICS) of a TLS channel, as data (TR-03108 DNS-5,
+//! TR-03108-P §4.5): what a live context offers, for the test lab and for `kurier tls-profile`.
+//!
+//! Suites are read back from the built OpenSSL context, not from our lists, so the ICS shows
+//! what is really configured; groups and signature algorithms (OpenSSL has no getter) come from
+//! the profile lists the context was built from.
+
+use std::fmt::Write as _;
+
+use openssl::ssl::SslContextRef;
+
+use crate::certificate::LoadedCertificate;
+use crate::ffi;
+use crate::profile::ServerProfile;
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Ics {
+    /// e.g. `strict` or `mta-legacy`.
+    pub profile: &'static str,
+    /// The channels this profile serves, e.g. `HTTPS 8443`.
+    pub channels: Vec<String>,
+    pub versions: Vec<&'static str>,
+    pub tls12_suites: Vec<IcsSuite>,
+    pub tls13_suites: Vec<IcsSuite>,
+    pub groups: Vec<&'static str>,
+    pub signature_algorithms: Vec<&'static str>,
+    pub certificates: Vec<IcsCertificate>,
+    pub features: Vec<(&'static str, &'static str)>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct IcsSuite {
+    /// The IANA code point, e.g. `0xC02B`.
+    pub iana: String,
+    /// The RFC name, e.g. `TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256`.
+    pub name: String,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct IcsCertificate {
+    pub names: Vec<String>,
+    pub key: String,
+    pub not_after: String,
+    pub issuer: String,
+}
+
+/// Describes `ctx`, built for `profile` and serving `certificates` on `channels`.
+pub fn describe(
+    profile: ServerProfile,
+    ctx: &SslContextRef,
+    certificates: &[LoadedCertificate],
+    channels: Vec<String>,
+) -> Ics {
+    let mut tls12_suites = Vec::new();
+    let mut tls13_suites = Vec::new();
+    for c in ffi::context_ciphers(ctx) {
+        let id = c.protocol_id();
+        let suite = IcsSuite {
+            iana: format!("0x{:02X}{:02X}", id[0], id[1]),
+            name: c.standard_name().unwrap_or(c.name()).to_string(),
+        };
+        if c.version() == "TLSv1.3" { tls13_suites.push(suite) } else { tls12_suites.push(suite) }
+    }
+    let versions = match profile {
+        ServerProfile::Strict => vec!["TLSv1.2", "TLSv1.3"],
+        ServerProfile::MtaLegacy => vec!["TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"],
+    };
+    Ics {
+        profile: profile.name(),
+        channels,
+        versions,
+        tls12_suites,
+        tls13_suites,
+        groups: profile.groups(),
+        signature_algorithms: profile.sigalgs(),
+        certificates: certificates.iter().map(describe_certificate).collect(),
+        features: vec![
+            ("compression", "off (TLS-6)"),
+            ("heartbeat", "not implemented (TLS-6)"),
+            ("truncated_hmac", "not implemented (TLS-6)"),
+            ("renegotiation", "refused, client- and server-initiated (TLS-6)"),
+            ("0-RTT early data", "not accepted (TLS-6)"),
+            ("TLS 1.3 resumption", "psk_dhe_ke only (TLS-6)"),
+            ("Encrypt-then-MAC", "on for CBC suites (TLS-7)"),
+            ("Extended Master Secret", "on (TLS-7)"),
+            ("client certificates", "not requested (TLS-10)"),
+            ("session lifetime cap", "none (TLS-8, TR-03108 §4.3.1)"),
+            ("cipher order", "server preference"),
+            ("SNI", "selects the certificate; without SNI the default one is served"),
+        ],
+    }
+}
+
+fn describe_certificate(c: &LoadedCertificate) -> IcsCertificate {
+    let leaf = c.leaf();
+    let issuer = leaf
+        .issuer_name()
+        .entries()
+        .filter_map(|e| e.data().to_string().ok())
+        .collect::<Vec<_>>()
+        .join(", ");
+    IcsCertificate {
+        names: c.names.clone(),
+        key: c.key_description(),
+        not_after: leaf.not_after().to_string(),
+        issuer,
+    }
+}
+
+impl Ics {
+    /// A plain-text table, as `kurier tls-profile` prints it.
+    pub fn to_text(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(s, "TLS profile {:?}", self.profile);
+        if !self.channels.is_empty() {
+            let _ = writeln!(s, "  channels:   {}", self.channels.join(", "));
+        }
+        let _ = writeln!(s, "  versions:   {}", self.versions.join(", "));
+        let _ = writeln!(s, "  TLS 1.2 cipher suites (server order):");
+        for c in &self.tls12_suites {
+            let _ = writeln!(s, "    {}  {}", c.iana, c.name);
+        }
+        let _ = writeln!(s, "  TLS 1.3 cipher suites:");
+        for c in &self.tls13_suites {
+            let _ = writeln!(s, "    {}  {}", c.iana, c.name);
+        }
+        let _ = writeln!(s, "  groups:     {}", self.groups.join(", "));
+        let _ = writeln!(s, "  signature algorithms: {}", self.signature_algorithms.join(", "));
+        for c in &self.certificates {
+            let _ = writeln!(
+                s,
+                "  certificate: {} — {}, valid until {}, issuer {}",
+                c.names.join(" "),
+                c.key,
+                c.not_after,
+                c.issuer
+            );
+        }
+        for (k, v) in &self.features {
+            let _ = writeln!(s, "  {k}: {v}");
+        }
+        s
+    }
+}

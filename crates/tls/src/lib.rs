@@ -1,0 +1,53 @@
+//! # kurier-tls — TR-03116-4 as code
+//!
+//! Owns every TLS decision Kurier makes: the server profiles (`strict` for MUA ports, HTTPS and by
+//! default port 25; the opt-in `mta-legacy` for port 25, TR-03108 TLS-9), the client profile for
+//! outbound SMTP and HTTPS fetches (TLS-4), certificate loading with the TR-03116-4 §6.1 checks
+//! (CERT-1, CERT-3), SNI and hot reload, the ICS description of a live profile (DNS-5), a TLS
+//! probe for tests and audits, and the local dev CA.
+//!
+//! Sources: TR-03108 §4.1 and §4.3, TR-03116-4 §2 and §6, TR-02102-2 §3 (summarised in
+//! `shared/TR-03108.md` §2), RFC 8446, RFC 7627 (EMS), RFC 7366 (EtM), RFC 8461 §7.1 (SNI).
+//!
+//! Must not: know about SMTP, IMAP or HTTP. Callers hand it sockets and get TLS streams back.
+//! OpenSSL is the vendored 3.6 build; the few calls the `openssl` crate lacks live in `ffi`.
+
+pub mod acceptor;
+pub mod certificate;
+pub mod dev_ca;
+mod ffi;
+pub mod ics;
+pub mod probe;
+pub mod profile;
+
+pub use acceptor::{CertificateSource, TlsAcceptor};
+pub use certificate::{CertificateError, CertificateFinding, LoadedCertificate, Severity};
+pub use profile::{ServerProfile, client_connector};
+
+/// Errors of this crate.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("OpenSSL failed to {0}: {1}")]
+    OpenSsl(&'static str, openssl::error::ErrorStack),
+    #[error(transparent)]
+    Certificate(#[from] CertificateError),
+    #[error("no certificate configured: a TLS endpoint needs at least one [[tls.certificate]]")]
+    NoCertificate,
+    #[error("TLS handshake failed: {0}")]
+    Handshake(String),
+    #[error("cannot {0}: {1}")]
+    Io(&'static str, std::io::Error),
+}
+
+impl TlsError {
+    /// `map_err` adapter: `.map_err(TlsError::openssl("set groups"))`.
+    pub(crate) fn openssl(what: &'static str) -> impl FnOnce(openssl::error::ErrorStack) -> TlsError {
+        move |e| TlsError::OpenSsl(what, e)
+    }
+}
+
+/// The key-exchange group a finished handshake used, e.g. `brainpoolP256r1tls13` (for logs and
+/// TLSRPT events).
+pub fn negotiated_group(ssl: &openssl::ssl::SslRef) -> Option<String> {
+    ffi::negotiated_group(ssl)
+}

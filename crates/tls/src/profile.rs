@@ -1,0 +1,220 @@
+//! The TLS profiles of TR-03108 §4.1 / TR-03116-4 §2 as data, and their OpenSSL contexts.
+//!
+//! A profile is a list of protocol versions, suites, groups and signature algorithms. The lists
+//! are the single source: contexts are built from them, and the ICS (`crate::ics`) reads them back.
+
+use openssl::ssl::{
+    SslConnector, SslContextBuilder, SslMethod, SslMode, SslOptions, SslVerifyMode, SslVersion,
+};
+
+use crate::TlsError;
+
+/// Which side of which channel a context serves (ARCHITECTURE: one TLS profile per role).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ServerProfile {
+    /// MUA ports, HTTPS, and by default port 25: TR-03116-4 only (TLS-1, TLS-2).
+    Strict,
+    /// Port 25 only, opt-in: `Strict` first, then legacy versions and suites at the lowest
+    /// priority so that opportunistic STARTTLS still works with old peers (TLS-9, TR §4.3.2).
+    MtaLegacy,
+}
+
+/// TLS 1.2 suites of TR-02102-2 Table 2 with ECDHE, in our order of preference (TLS-2, TLS-3).
+/// The CBC ones are only ever used with Encrypt-then-MAC, which OpenSSL negotiates by default.
+pub const TLS12_SUITES: &[&str] = &[
+    "ECDHE-ECDSA-AES128-GCM-SHA256", // C02B (client mandatory)
+    "ECDHE-ECDSA-AES256-GCM-SHA384", // C02C
+    "ECDHE-ECDSA-AES128-CCM",        // C0AC
+    "ECDHE-ECDSA-AES256-CCM",        // C0AD
+    "ECDHE-RSA-AES128-GCM-SHA256",   // C02F (client mandatory)
+    "ECDHE-RSA-AES256-GCM-SHA384",   // C030
+    "ECDHE-ECDSA-AES128-SHA256",     // C023 (client mandatory)
+    "ECDHE-ECDSA-AES256-SHA384",     // C024
+    "ECDHE-RSA-AES128-SHA256",       // C027 (client mandatory)
+    "ECDHE-RSA-AES256-SHA384",       // C028
+];
+
+/// TLS 1.3 suites of TR-03116-4 §2.3: no ChaCha20, no CCM_8.
+pub const TLS13_SUITES: &[&str] = &[
+    "TLS_AES_128_GCM_SHA256",
+    "TLS_AES_256_GCM_SHA384",
+    "TLS_AES_128_CCM_SHA256",
+];
+
+/// Key-exchange groups, brainpool first (TLS-5, TR-03116-4 §2.2.2); no X25519/X448.
+pub const GROUPS: &[&str] = &[
+    "brainpoolP256r1tls13",
+    "brainpoolP384r1tls13",
+    "brainpoolP512r1tls13",
+    "brainpoolP256r1",
+    "brainpoolP384r1",
+    "brainpoolP512r1",
+    "P-256",
+    "P-384",
+    "P-521",
+    "ffdhe3072",
+    "ffdhe4096",
+];
+
+/// Signature algorithms of TR-02102-2 §3.4.3 / TR-03116-4 §2.3.4: ECDSA and RSA-PSS only.
+/// No ed25519/ed448, no PKCS#1 v1.5 (allowed only until 2025), no SHA-1/SHA-224.
+pub const SIGALGS: &[&str] = &[
+    "ecdsa_brainpoolP256r1tls13_sha256",
+    "ecdsa_brainpoolP384r1tls13_sha384",
+    "ecdsa_brainpoolP512r1tls13_sha512",
+    "ecdsa_secp256r1_sha256",
+    "ecdsa_secp384r1_sha384",
+    "ecdsa_secp521r1_sha512",
+    "rsa_pss_rsae_sha256",
+    "rsa_pss_rsae_sha384",
+    "rsa_pss_rsae_sha512",
+    "rsa_pss_pss_sha256",
+    "rsa_pss_pss_sha384",
+    "rsa_pss_pss_sha512",
+];
+
+/// What `MtaLegacy` adds after the strict suites (TLS-9): CBC-SHA1 with ECDHE, then static RSA.
+pub const LEGACY_TLS12_SUITES: &[&str] = &[
+    "ECDHE-ECDSA-AES128-SHA",
+    "ECDHE-ECDSA-AES256-SHA",
+    "ECDHE-RSA-AES128-SHA",
+    "ECDHE-RSA-AES256-SHA",
+    "AES128-GCM-SHA256",
+    "AES256-GCM-SHA384",
+    "AES128-SHA256",
+    "AES256-SHA256",
+    "AES128-SHA",
+    "AES256-SHA",
+];
+
+/// Groups `MtaLegacy` accepts after the strict ones, for peers that offer nothing else.
+pub const LEGACY_GROUPS: &[&str] = &["X25519", "X448"];
+
+/// Signature algorithms `MtaLegacy` accepts after the strict ones.
+pub const LEGACY_SIGALGS: &[&str] = &[
+    "rsa_pkcs1_sha256",
+    "rsa_pkcs1_sha384",
+    "rsa_pkcs1_sha512",
+    "ECDSA+SHA1",
+    "RSA+SHA1",
+];
+
+impl ServerProfile {
+    pub fn name(self) -> &'static str {
+        match self {
+            ServerProfile::Strict => "strict",
+            ServerProfile::MtaLegacy => "mta-legacy",
+        }
+    }
+
+    pub fn min_version(self) -> SslVersion {
+        match self {
+            ServerProfile::Strict => SslVersion::TLS1_2,
+            ServerProfile::MtaLegacy => SslVersion::TLS1,
+        }
+    }
+
+    pub fn tls12_suites(self) -> Vec<&'static str> {
+        self.with_legacy(TLS12_SUITES, LEGACY_TLS12_SUITES)
+    }
+
+    pub fn groups(self) -> Vec<&'static str> {
+        self.with_legacy(GROUPS, LEGACY_GROUPS)
+    }
+
+    pub fn sigalgs(self) -> Vec<&'static str> {
+        self.with_legacy(SIGALGS, LEGACY_SIGALGS)
+    }
+
+    fn with_legacy(self, strict: &[&'static str], legacy: &[&'static str]) -> Vec<&'static str> {
+        let mut list = strict.to_vec();
+        if self == ServerProfile::MtaLegacy {
+            list.extend_from_slice(legacy);
+        }
+        list
+    }
+
+    /// A context builder with every rule of the profile applied and no certificate yet.
+    pub(crate) fn context_builder(self) -> Result<SslContextBuilder, TlsError> {
+        let mut b = SslContextBuilder::new(SslMethod::tls_server())
+            .map_err(TlsError::openssl("create server context"))?;
+        b.set_mode(SslMode::AUTO_RETRY | SslMode::ACCEPT_MOVING_WRITE_BUFFER | SslMode::ENABLE_PARTIAL_WRITE);
+        apply_common(&mut b, self.min_version(), &self.tls12_suites(), &self.groups(), &self.sigalgs())?;
+        if self == ServerProfile::MtaLegacy {
+            // TLS 1.0/1.1 need SHA-1 in the handshake, which level 1 still forbids.
+            b.set_security_level(0);
+        }
+        // Server preference, so that brainpool and GCM win whenever the client allows them.
+        b.set_options(SslOptions::CIPHER_SERVER_PREFERENCE);
+        // TLS-10: public endpoints ask for no client certificate (no CertificateRequest).
+        b.set_verify(SslVerifyMode::NONE);
+        // TLS-6: no 0-RTT. TLS-8: no session lifetime cap is set anywhere.
+        b.set_max_early_data(0)
+            .map_err(TlsError::openssl("disable 0-RTT"))?;
+        Ok(b)
+    }
+}
+
+// OpenSSL 3 option bits the `openssl` crate does not name (include/openssl/ssl.h).
+const OP_NO_EXTENDED_MASTER_SECRET: SslOptions = SslOptions::from_bits_retain(1 << 0);
+const OP_ALLOW_CLIENT_RENEGOTIATION: SslOptions = SslOptions::from_bits_retain(1 << 8);
+/// Set, it would allow TLS 1.3 resumption without (EC)DHE (psk_ke), which TLS-6 forbids.
+const OP_ALLOW_NO_DHE_KEX: SslOptions = SslOptions::from_bits_retain(1 << 10);
+const OP_NO_ENCRYPT_THEN_MAC: SslOptions = SslOptions::from_bits_retain(1 << 19);
+
+/// Rules shared by both sides: versions, suites, groups, sigalgs, and TLS-6 prohibitions.
+fn apply_common(
+    b: &mut SslContextBuilder,
+    min: SslVersion,
+    tls12: &[&str],
+    groups: &[&str],
+    sigalgs: &[&str],
+) -> Result<(), TlsError> {
+    b.set_min_proto_version(Some(min))
+        .map_err(TlsError::openssl("set minimum TLS version"))?;
+    b.set_max_proto_version(Some(SslVersion::TLS1_3))
+        .map_err(TlsError::openssl("set maximum TLS version"))?;
+    b.set_cipher_list(&tls12.join(":"))
+        .map_err(TlsError::openssl("set TLS 1.2 cipher suites"))?;
+    b.set_ciphersuites(&TLS13_SUITES.join(":"))
+        .map_err(TlsError::openssl("set TLS 1.3 cipher suites"))?;
+    b.set_groups_list(&groups.join(":"))
+        .map_err(TlsError::openssl("set key-exchange groups"))?;
+    b.set_sigalgs_list(&sigalgs.join(":"))
+        .map_err(TlsError::openssl("set signature algorithms"))?;
+    // TLS-6: no compression, no renegotiation at all (OpenSSL has no heartbeat or
+    // truncated_hmac). TLS-7: Encrypt-then-MAC and Extended Master Secret stay on (default).
+    b.set_options(SslOptions::NO_COMPRESSION | SslOptions::NO_RENEGOTIATION);
+    b.clear_options(
+        SslOptions::NO_TICKET
+            | SslOptions::ALLOW_UNSAFE_LEGACY_RENEGOTIATION
+            | OP_ALLOW_CLIENT_RENEGOTIATION
+            | OP_NO_ENCRYPT_THEN_MAC
+            | OP_NO_EXTENDED_MASTER_SECRET
+            | OP_ALLOW_NO_DHE_KEX,
+    );
+    Ok(())
+}
+
+/// Debian's bundle of trusted CAs (package ca-certificates).
+pub const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// The client side: outbound SMTP and HTTPS fetches (TLS-4). It offers all suites of TLS-2,
+/// including the four that clients must support (C023, C027, C02B, C02F), and sends
+/// supported_groups and signature_algorithms. SNI is set per connection by the caller.
+///
+/// OpenSSL 3.6 never sends signature_algorithms_cert; per RFC 8446 §4.2.3 the
+/// signature_algorithms list then also governs certificates.
+pub fn client_connector(verify_peer: bool) -> Result<SslConnector, TlsError> {
+    let mut b = SslConnector::builder(SslMethod::tls_client())
+        .map_err(TlsError::openssl("create client context"))?;
+    apply_common(&mut b, SslVersion::TLS1_2, TLS12_SUITES, GROUPS, SIGALGS)?;
+    b.set_verify(if verify_peer { SslVerifyMode::PEER } else { SslVerifyMode::NONE });
+    // The vendored OpenSSL looks for CAs under its build prefix; use the system bundle.
+    if verify_peer && std::path::Path::new(SYSTEM_CA_BUNDLE).exists() {
+        b.set_ca_file(SYSTEM_CA_BUNDLE)
+            .map_err(TlsError::openssl("load the system CA bundle"))?;
+    }
+    Ok(b.build())
+}
