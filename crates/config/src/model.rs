@@ -1,0 +1,268 @@
+//! The configuration model: one struct per TOML table, defaults in `Default` impls.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// The whole `kurier.toml`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub log: LogConfig,
+    pub tls: TlsConfig,
+    pub web: WebConfig,
+}
+
+/// `[server]`
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Our host name: the MX name in greetings and the name certificates must carry.
+    pub hostname: String,
+    /// Where all state lives (database, message files, dev certificates).
+    pub data_dir: PathBuf,
+    /// How long, after SIGTERM/SIGINT, open sessions may take to finish.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            hostname: "localhost".into(),
+            data_dir: PathBuf::from("/var/lib/kurier"),
+            shutdown_grace_secs: 30,
+        }
+    }
+}
+
+/// `[log]`
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A tracing filter: a level (`info`) or directives (`info,kurier_tls=debug`).
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { format: LogFormat::Text, level: "info".into() }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[tls]`
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Certificates; the first is the default, served when the client sends no or an unknown SNI.
+    #[serde(rename = "certificate", skip_serializing_if = "Vec::is_empty")]
+    pub certificates: Vec<CertificateConfig>,
+    /// How often certificate files are checked for changes (seconds); 0 turns polling off
+    /// (SIGHUP still reloads).
+    pub reload_check_secs: u64,
+    /// TR-03108 TLS-9: on port 25 only, also accept legacy TLS versions and suites at the lowest
+    /// priority. Off by default.
+    pub mta_legacy: bool,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig { certificates: Vec::new(), reload_check_secs: 10, mta_legacy: false }
+    }
+}
+
+/// `[[tls.certificate]]`
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateConfig {
+    /// PEM file: the certificate, then its intermediates (a "fullchain").
+    pub cert: PathBuf,
+    /// PEM file: the private key.
+    pub key: PathBuf,
+}
+
+/// `[web]`: the HTTPS listener (MTA-STS policy, autoconfig, status).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebConfig {
+    pub listen: Vec<ListenAddr>,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        WebConfig { listen: vec![ListenAddr("[::]:443".parse().expect("literal address"))] }
+    }
+}
+
+/// An IP address and a port to listen on, written `"0.0.0.0:25"` or `"[::]:25"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ListenAddr(pub SocketAddr);
+
+impl<'de> Deserialize<'de> for ListenAddr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        parse_listen(&s).map(ListenAddr).map_err(serde::de::Error::custom)
+    }
+}
+
+fn parse_listen(s: &str) -> Result<SocketAddr, String> {
+    let addr: SocketAddr = s.parse().map_err(|_| {
+        format!(
+            "{s:?} is not an IP address with a port 1–65535 (fix: write it like \"0.0.0.0:25\", \"127.0.0.1:8443\" or \"[::]:443\")"
+        )
+    })?;
+    if addr.port() == 0 {
+        return Err(format!("{s:?} has port 0 (fix: name the port to listen on, e.g. \"0.0.0.0:443\")"));
+    }
+    Ok(addr)
+}
+
+impl Serialize for ListenAddr {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0.to_string())
+    }
+}
+
+impl fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// The fixed development ports of `kurier serve --dev` (unprivileged versions of the real ones).
+pub mod dev_ports {
+    pub const SMTP: u16 = 2525;
+    pub const SUBMISSIONS: u16 = 2465;
+    pub const SUBMISSION: u16 = 2587;
+    pub const IMAPS: u16 = 1993;
+    pub const IMAP: u16 = 1143;
+    pub const POP3S: u16 = 1995;
+    pub const POP3: u16 = 1110;
+    pub const HTTPS: u16 = 8443;
+}
+
+/// The host name and mail domain of `serve --dev`.
+pub const DEV_HOSTNAME: &str = "mail.example.test";
+pub const DEV_DOMAIN: &str = "example.test";
+
+/// A (key, value, problem, fix) quadruple for `ConfigError::Invalid`.
+pub(crate) type Invalid = (String, String, String, String);
+
+impl Config {
+    /// The configuration of `kurier serve --dev`: everything on `ip`, data in `data_dir`, the
+    /// dev certificate (made by the binary) in the data folder.
+    pub fn dev(data_dir: PathBuf, ip: IpAddr) -> Config {
+        Config {
+            server: ServerConfig {
+                hostname: DEV_HOSTNAME.into(),
+                data_dir: data_dir.clone(),
+                shutdown_grace_secs: 5,
+            },
+            log: LogConfig::default(),
+            tls: TlsConfig {
+                certificates: vec![CertificateConfig {
+                    cert: data_dir.join("dev-server.pem"),
+                    key: data_dir.join("dev-server.key"),
+                }],
+                ..TlsConfig::default()
+            },
+            web: WebConfig { listen: vec![ListenAddr(SocketAddr::new(ip, dev_ports::HTTPS))] },
+        }
+    }
+
+    /// Checks that need more than one value's type; returns the first problem.
+    pub(crate) fn validate(&self) -> Result<(), Invalid> {
+        let bad = |key: &str, value: &dyn fmt::Debug, problem: &str, fix: &str| {
+            Err((key.to_string(), format!("{value:?}"), problem.to_string(), fix.to_string()))
+        };
+        if !is_host_name(&self.server.hostname) {
+            return bad(
+                "server.hostname",
+                &self.server.hostname,
+                "not a valid host name",
+                "use the fully qualified name of this mail server, e.g. \"mail.example.org\"",
+            );
+        }
+        if self.server.data_dir.as_os_str().is_empty() {
+            return bad("server.data_dir", &self.server.data_dir, "empty path", "name a folder, e.g. \"/var/lib/kurier\"");
+        }
+        if self.server.shutdown_grace_secs > 3600 {
+            return bad(
+                "server.shutdown_grace_secs",
+                &self.server.shutdown_grace_secs,
+                "more than an hour",
+                "use a value from 0 to 3600 seconds",
+            );
+        }
+        if !is_log_filter(&self.log.level) {
+            return bad(
+                "log.level",
+                &self.log.level,
+                "not a log level or filter",
+                "use error, warn, info, debug or trace, or directives like \"info,kurier_tls=debug\"",
+            );
+        }
+        for (i, c) in self.tls.certificates.iter().enumerate() {
+            if c.cert.as_os_str().is_empty() || c.key.as_os_str().is_empty() {
+                return bad(
+                    &format!("tls.certificate[{i}]"),
+                    c,
+                    "cert and key must both name PEM files",
+                    "set cert = \"/path/fullchain.pem\" and key = \"/path/key.pem\"",
+                );
+            }
+        }
+        if self.web.listen.is_empty() {
+            return bad("web.listen", &self.web.listen, "no address", "list at least one, e.g. [\"[::]:443\"]");
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, a) in self.web.listen.iter().enumerate() {
+            if !seen.insert(a) {
+                return bad(&format!("web.listen[{i}]"), &a.0, "listed twice", "remove the duplicate");
+            }
+        }
+        Ok(())
+    }
+
+    /// The effective configuration as TOML (defaults filled in), for `kurier config check`.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).unwrap_or_else(|e| format!("# cannot print the configuration: {e}\n"))
+    }
+}
+
+/// RFC 1123 host name: labels of letters, digits and hyphens, not starting or ending with one.
+fn is_host_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.trim_end_matches('.').split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
+}
+
+fn is_log_filter(s: &str) -> bool {
+    const LEVELS: &[&str] = &["off", "error", "warn", "info", "debug", "trace"];
+    !s.trim().is_empty()
+        && s.split(',').all(|part| {
+            let level = part.rsplit('=').next().unwrap_or("").trim();
+            let target_ok = part.split_once('=').is_none_or(|(t, _)| {
+                !t.is_empty() && t.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+            });
+            target_ok && LEVELS.contains(&level.to_ascii_lowercase().as_str())
+        })
+}
