@@ -1,1 +1,109 @@
-//! placeholder
+//! # kurier-web — the HTTPS listener
+//!
+//! Owns Kurier's HTTPS side (port 443, `--dev`: 8443): TLS with the `strict` profile (TR-03108
+//! TLS-1/TLS-2 apply to HTTPS as to the MUA ports), HTTP/1.1 via hyper, and the routing of
+//! requests to handlers. Today it serves a status page and `/healthz`; the MTA-STS policy
+//! (RFC 8461 §3.3), autoconfig, autodiscover and TLSRPT intake plug in here.
+//!
+//! Must not: hold business logic the CLI cannot reach; handlers call into the library crates.
+
+mod routes;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use kurier_tls::TlsAcceptor;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+pub use routes::{Site, route};
+
+/// How long a client may take for the TLS handshake and for the request headers.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Serves HTTPS on `listener` until `shutdown` completes; then stops accepting, lets every open
+/// connection finish its current request, and returns when all are closed. The caller bounds
+/// that wait (dropping this future closes whatever is still open).
+pub async fn serve(
+    listener: TcpListener,
+    acceptor: Arc<TlsAcceptor>,
+    site: Arc<Site>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut connections = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, peer)) => {
+                    let (acceptor, site, stop) = (acceptor.clone(), site.clone(), stop_rx.clone());
+                    connections.spawn(connection(tcp, peer, acceptor, site, stop));
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: wait a moment instead of spinning.
+                    tracing::warn!(error = %e, "HTTPS accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+        }
+    }
+    drop(listener);
+    let _ = stop_tx.send(true);
+    while connections.join_next().await.is_some() {}
+}
+
+async fn connection(
+    tcp: tokio::net::TcpStream,
+    peer: SocketAddr,
+    acceptor: Arc<TlsAcceptor>,
+    site: Arc<Site>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "HTTPS TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "HTTPS TLS handshake timed out");
+            return;
+        }
+    };
+    tracing::debug!(
+        %peer,
+        version = tls.ssl().version_str(),
+        cipher = tls.ssl().current_cipher().map(|c| c.name()).unwrap_or("-"),
+        group = kurier_tls::negotiated_group(tls.ssl()).as_deref().unwrap_or("-"),
+        "HTTPS TLS established"
+    );
+    let service = service_fn(move |req| {
+        let site = site.clone();
+        async move { Ok::<_, std::convert::Infallible>(route(&site, &req)) }
+    });
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .serve_connection(TokioIo::new(tls), service);
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        () = async { let _ = stop.wait_for(|s| *s).await; } => {
+            conn.as_mut().graceful_shutdown();
+            conn.as_mut().await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(%peer, error = %e, "HTTPS connection ended with an error");
+    }
+}

@@ -118,28 +118,13 @@ pub fn write(dir: &Path, stem: &str, chain: &[&X509], key: &PKey<Private>) -> (P
     (cert_path, key_path)
 }
 
-/// A temporary folder removed on drop.
-pub struct TempDir(pub PathBuf);
+/// A temporary folder removed on drop; `.0` is its path.
+pub struct TempDir(pub PathBuf, tempfile::TempDir);
 
 impl TempDir {
     pub fn new(tag: &str) -> Self {
-        let p = std::env::temp_dir().join(format!(
-            "kurier-tls-{tag}-{}-{}",
-            std::process::id(),
-            now_nanos()
-        ));
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-}
-
-fn now_nanos() -> u128 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        let t = tempfile::Builder::new().prefix(&format!("kurier-tls-{tag}-")).tempdir().unwrap();
+        TempDir(t.path().to_owned(), t)
     }
 }
 

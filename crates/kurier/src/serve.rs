@@ -1,0 +1,219 @@
+//! Starting the services, reloading certificates, and shutting down gracefully.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use kurier_config::Config;
+use kurier_tls::{CertificateSource, ServerProfile, TlsAcceptor, TlsError};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::watch;
+
+use crate::{ConfigProblem, DEFAULT_CONFIG, DevArgs, LogFormatArg, dev, logging};
+
+/// `kurier serve`.
+pub fn run(config: Option<PathBuf>, dev: DevArgs, log_format: Option<LogFormatArg>) -> anyhow::Result<()> {
+    let (mut cfg, created) = if dev.dev { dev::prepare(&dev)? } else { (load(config.as_deref())?, false) };
+    if let Some(f) = log_format {
+        cfg.log.format = match f {
+            LogFormatArg::Text => kurier_config::LogFormat::Text,
+            LogFormatArg::Json => kurier_config::LogFormat::Json,
+        };
+    }
+    logging::init(cfg.log.format, &cfg.log.level);
+    if created {
+        tracing::info!(data = %dev.data.display(), "created the dev CA and server certificate");
+    }
+    let acceptor = Arc::new(strict_acceptor(&cfg)?);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let site = Arc::new(kurier_web::Site { hostname: cfg.server.hostname.clone() });
+        let mut services = Vec::new();
+        for addr in &cfg.web.listen {
+            let listener = tokio::net::TcpListener::bind(addr.0).await.with_context(|| {
+                format!("cannot listen on {addr} (web.listen): is another program using it, or is the port privileged?")
+            })?;
+            tracing::info!(%addr, "HTTPS listening");
+            services.push(tokio::spawn(kurier_web::serve(
+                listener,
+                acceptor.clone(),
+                site.clone(),
+                stopped(stop_rx.clone()),
+            )));
+        }
+        if cfg.tls.reload_check_secs > 0 {
+            tokio::spawn(poll_certificates(
+                acceptor.clone(),
+                Duration::from_secs(cfg.tls.reload_check_secs),
+                stop_rx.clone(),
+            ));
+        }
+        if dev.dev {
+            println!("{}", dev::banner(&cfg, &dev.data));
+        }
+        tracing::info!(version = env!("CARGO_PKG_VERSION"), hostname = %cfg.server.hostname, "Kurier started");
+        wait_for_stop(&acceptor).await?;
+
+        // Graceful shutdown: stop accepting now, let sessions finish up to the deadline.
+        let grace = Duration::from_secs(cfg.server.shutdown_grace_secs);
+        tracing::info!(grace_secs = grace.as_secs(), "shutting down: no new connections, waiting for open ones");
+        let _ = stop_tx.send(true);
+        let all = futures_join(services);
+        if tokio::time::timeout(grace, all).await.is_err() {
+            tracing::warn!(grace_secs = grace.as_secs(), "sessions still open at the deadline were closed");
+        }
+        tracing::info!("stopped");
+        Ok(())
+    })
+}
+
+async fn futures_join(handles: Vec<tokio::task::JoinHandle<()>>) {
+    for h in handles {
+        let _ = h.await;
+    }
+}
+
+async fn stopped(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
+}
+
+/// Waits for SIGTERM or SIGINT; reloads certificates on SIGHUP meanwhile.
+async fn wait_for_stop(acceptor: &TlsAcceptor) -> anyhow::Result<()> {
+    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    let mut hup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => { tracing::info!("SIGTERM received"); return Ok(()) }
+            _ = int.recv() => { tracing::info!("SIGINT received"); return Ok(()) }
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP received: reloading certificates");
+                reload(acceptor);
+            }
+        }
+    }
+}
+
+async fn poll_certificates(acceptor: Arc<TlsAcceptor>, every: Duration, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(every);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        if acceptor.files_changed() {
+            tracing::info!("certificate files changed: reloading");
+            reload(&acceptor);
+        }
+    }
+}
+
+fn reload(acceptor: &TlsAcceptor) {
+    match acceptor.reload() {
+        Ok(()) => {
+            log_certificates(acceptor);
+            tracing::info!("certificates reloaded");
+        }
+        Err(e) => tracing::error!(error = %e, "certificate reload failed; the previous certificates stay in use"),
+    }
+}
+
+fn log_certificates(acceptor: &TlsAcceptor) {
+    for c in acceptor.certificates() {
+        tracing::info!(
+            cert = %c.cert_path.display(),
+            names = %c.names.join(" "),
+            key = %c.key_description(),
+            not_after = %c.leaf().not_after(),
+            "certificate loaded"
+        );
+        for w in &c.warnings {
+            tracing::warn!(cert = %c.cert_path.display(), requirement = w.requirement, "{}", w.message);
+        }
+    }
+}
+
+fn load(path: Option<&Path>) -> anyhow::Result<Config> {
+    let path = path.unwrap_or(Path::new(DEFAULT_CONFIG));
+    kurier_config::load(path).map_err(|e| ConfigProblem(e.to_string()).into())
+}
+
+/// The strict-profile endpoint for HTTPS (and, later, the MUA ports), from `[[tls.certificate]]`.
+fn strict_acceptor(cfg: &Config) -> anyhow::Result<TlsAcceptor> {
+    acceptor(cfg, ServerProfile::Strict)
+}
+
+fn acceptor(cfg: &Config, profile: ServerProfile) -> anyhow::Result<TlsAcceptor> {
+    let sources: Vec<CertificateSource> = cfg
+        .tls
+        .certificates
+        .iter()
+        .map(|c| CertificateSource { cert: c.cert.clone(), key: c.key.clone() })
+        .collect();
+    let acceptor = TlsAcceptor::new(profile, sources).map_err(|e| match e {
+        TlsError::NoCertificate => ConfigProblem(
+            "tls.certificate: no certificate configured (fix: add a [[tls.certificate]] block with cert and key; see kurier.example.toml)".into(),
+        )
+        .into(),
+        TlsError::Certificate(c) => {
+            let index = cfg
+                .tls
+                .certificates
+                .iter()
+                .position(|s| certificate_error_path(&c).is_some_and(|p| p == s.cert || p == s.key))
+                .map(|i| format!("[{i}]"))
+                .unwrap_or_default();
+            ConfigProblem(format!("tls.certificate{index}: {c}")).into()
+        }
+        other => anyhow::Error::new(other),
+    })?;
+    log_certificates(&acceptor);
+    Ok(acceptor)
+}
+
+fn certificate_error_path(e: &kurier_tls::CertificateError) -> Option<&Path> {
+    use kurier_tls::CertificateError as E;
+    match e {
+        E::Read { path, .. } | E::NoCertificate { path } | E::Pem { path, .. } | E::Rejected { path, .. } => Some(path),
+    }
+}
+
+/// `kurier config check FILE`: the file, then its certificates; prints the effective config.
+pub fn check(file: &Path) -> anyhow::Result<()> {
+    let cfg = load(Some(file))?;
+    logging::init(kurier_config::LogFormat::Text, "warn");
+    strict_acceptor(&cfg)?;
+    print!("{}", cfg.to_toml());
+    eprintln!("{}: OK", file.display());
+    Ok(())
+}
+
+/// `kurier tls-profile`: the ICS of every server profile in use.
+pub fn tls_profile(config: Option<PathBuf>, dev: DevArgs, json: bool) -> anyhow::Result<()> {
+    logging::init(kurier_config::LogFormat::Text, "warn");
+    let cfg = if dev.dev { dev::prepare(&dev)?.0 } else { load(config.as_deref())? };
+    let https: Vec<String> = cfg.web.listen.iter().map(|a| format!("HTTPS {a}")).collect();
+    let mut profiles = vec![(ServerProfile::Strict, https)];
+    if cfg.tls.mta_legacy {
+        profiles.push((ServerProfile::MtaLegacy, vec!["SMTP port 25 (inbound MX)".into()]));
+    }
+    let mut out = Vec::new();
+    for (profile, channels) in profiles {
+        let a = acceptor(&cfg, profile)?;
+        out.push(kurier_tls::ics::describe(profile, &a.default_context(), &a.certificates(), channels));
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&out).context("cannot encode the ICS")?);
+    } else {
+        for ics in out {
+            println!("{}", ics.to_text());
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,162 @@
+//! Runs the real `kurier` binary for the end-to-end tests.
+//!
+//! Every test uses its own loopback address (127.0.10.N) so that tests run in parallel on the
+//! fixed dev ports.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+pub const HTTPS_PORT: u16 = 8443;
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_kurier")
+}
+
+/// Output and exit code of a short `kurier` command.
+pub fn run(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(bin()).args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A running `kurier serve`, killed on drop.
+pub struct Server {
+    pub child: Child,
+    pub stdout: mpsc::Receiver<String>,
+    pub stderr: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Server {
+    pub fn start(args: &[&str], cwd: &Path) -> Server {
+        let mut child = Command::new(bin())
+            .args(args)
+            .current_dir(cwd)
+            .env("KURIER_LOG", "debug")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, rx) = mpsc::channel();
+        let out = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let mut err = child.stderr.take().unwrap();
+        let sink = stderr.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = err.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        Server { child, stdout: rx, stderr }
+    }
+
+    /// `kurier serve --dev` with its data in `dir/data`, listening on `ip`.
+    pub fn dev(dir: &Path, ip: &str) -> Server {
+        let data = dir.join("data");
+        let s = Server::start(&["serve", "--dev", "--data", data.to_str().unwrap(), "--listen-ip", ip], dir);
+        s.wait_for_stdout("ready.");
+        s
+    }
+
+    /// Waits until stdout printed a line containing `needle`; returns everything printed so far.
+    pub fn wait_for_stdout(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut seen = String::new();
+        while Instant::now() < deadline {
+            match self.stdout.recv_timeout(Duration::from_millis(200)) {
+                Ok(line) => {
+                    seen.push_str(&line);
+                    seen.push('\n');
+                    if line.contains(needle) {
+                        return seen;
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        panic!("kurier never printed {needle:?}; stdout:\n{seen}\nstderr:\n{}", self.stderr());
+    }
+
+    /// Waits until stderr (the log) contains `needle`.
+    pub fn wait_for_log(&self, needle: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if self.stderr().contains(needle) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("log never contained {needle:?}:\n{}", self.stderr());
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on our own child's pid.
+        assert_eq!(unsafe { libc::kill(self.child.id() as i32, sig) }, 0);
+    }
+
+    /// Waits for the process to exit, at most `limit`.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn addr(ip: &str) -> SocketAddr {
+    SocketAddr::new(ip.parse::<IpAddr>().unwrap(), HTTPS_PORT)
+}
+
+/// A verified TLS connection to `addr` for host name `name`, trusting only `ca`.
+pub fn tls_connect(addr: SocketAddr, name: &str, ca: &Path) -> openssl::ssl::SslStream<std::net::TcpStream> {
+    let mut b = openssl::ssl::SslConnector::builder(openssl::ssl::SslMethod::tls_client()).unwrap();
+    b.set_ca_file(ca).unwrap();
+    let tcp = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    b.build().connect(name, tcp).unwrap()
+}
+
+/// GET `path` over verified TLS; returns the whole response.
+pub fn https_get(addr: SocketAddr, ca: &Path, path: &str) -> String {
+    let mut s = tls_connect(addr, "localhost", ca);
+    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+pub fn data_file(dir: &Path, name: &str) -> PathBuf {
+    dir.join("data").join(name)
+}
