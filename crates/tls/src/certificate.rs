@@ -265,7 +265,7 @@ fn check_chain(chain: &[X509], out: &mut Vec<CertificateFinding>) {
         }
     }
     let Some(last) = chain.last() else { return };
-    if last.issued(last) == X509VerifyResult::OK {
+    if is_self_signed(last) {
         if chain.len() == 1 {
             out.push(warning(
                 "CERT-2",
@@ -284,6 +284,13 @@ fn check_chain(chain: &[X509], out: &mut Vec<CertificateFinding>) {
             ),
         ));
     }
+}
+
+/// Issuer name equals subject name and the certificate's own key verifies its signature. (Not
+/// `X509_check_issued`: that also wants keyCertSign, which a self-signed leaf rightly lacks.)
+fn is_self_signed(cert: &X509) -> bool {
+    matches!(cert.subject_name().try_cmp(cert.issuer_name()), Ok(std::cmp::Ordering::Equal))
+        && cert.public_key().is_ok_and(|k| cert.verify(&k).unwrap_or(false))
 }
 
 fn issuer_in_system_bundle(cert: &X509) -> bool {

@@ -219,3 +219,13 @@ async fn tls4_client_profile_offers_the_four_mandatory_suites() {
         assert_eq!(t.join().unwrap().unwrap(), rfc);
     }
 }
+
+#[test]
+fn cert2_self_signed_leaf_is_accepted_with_a_warning() {
+    let dir = TempDir::new("selfsigned");
+    let k = key(P256);
+    let leaf = support::cert(&CertSpec::default(), &k, None);
+    let (c, kp) = write(&dir.0, "self", &[&leaf], &k);
+    let loaded = LoadedCertificate::load(&c, &kp).unwrap();
+    assert!(loaded.warnings.iter().any(|w| w.requirement == "CERT-2" && w.message.contains("self-signed")), "{:?}", loaded.warnings);
+}

@@ -1,0 +1,205 @@
+//! The command line with real configuration files: bad ones give one clear line and exit 2;
+//! certificates reload on SIGHUP and on file change; the ICS printout.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use kurier_tls::probe::{ClientOffer, probe};
+use support::{Server, run};
+
+/// Makes a certificate + key with the system `openssl` tool (a real operator's workflow).
+fn openssl_cert(dir: &Path, stem: &str, key_spec: &[&str], names: &str) -> (PathBuf, PathBuf) {
+    let cert = dir.join(format!("{stem}.pem"));
+    let key = dir.join(format!("{stem}.key"));
+    let mut args = vec!["req", "-x509", "-nodes", "-days", "90", "-subj", "/CN=mail.example.org"];
+    args.extend_from_slice(key_spec);
+    let san = format!("subjectAltName={names}");
+    let ku = "keyUsage=critical,digitalSignature".to_string();
+    let st = Command::new("openssl")
+        .args(&args)
+        .args(["-addext", &san, "-addext", &ku, "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("the openssl command is installed");
+    assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+    (cert, key)
+}
+
+fn ec_cert(dir: &Path, stem: &str, names: &str) -> (PathBuf, PathBuf) {
+    openssl_cert(dir, stem, &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"], names)
+}
+
+fn config(dir: &Path, body: &str) -> PathBuf {
+    let p = dir.join("kurier.toml");
+    std::fs::write(&p, body).unwrap();
+    p
+}
+
+fn good_config(dir: &Path, listen: &str, extra_tls: &str) -> PathBuf {
+    let (cert, key) = ec_cert(dir, "mail", "DNS:mail.example.org");
+    config(
+        dir,
+        &format!(
+            "[server]\nhostname = \"mail.example.org\"\ndata_dir = \"{data}\"\nshutdown_grace_secs = 2\n\n\
+             [tls]\n{extra_tls}\n[[tls.certificate]]\ncert = \"{cert}\"\nkey = \"{key}\"\n\n\
+             [web]\nlisten = [\"{listen}\"]\n",
+            data = dir.join("data").display(),
+            cert = cert.display(),
+            key = key.display(),
+        ),
+    )
+}
+
+/// Asserts exit code 2 and exactly one line on stderr that contains every `needle`.
+fn assert_config_error(args: &[&str], needles: &[&str]) {
+    let (code, _out, err) = run(args);
+    assert_eq!(code, 2, "exit code for {args:?}; stderr: {err}");
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one line only: {err}");
+    for n in needles {
+        assert!(lines[0].contains(n), "{n:?} missing in: {}", lines[0]);
+    }
+}
+
+fn both_commands(file: &Path, needles: &[&str]) {
+    let f = file.to_str().unwrap();
+    assert_config_error(&["config", "check", f], needles);
+    assert_config_error(&["serve", "--config", f], needles);
+}
+
+#[test]
+fn unknown_key_is_one_line_and_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = config(dir.path(), "[server]\nhostname = \"mail.example.org\"\nlisten = 25\n");
+    both_commands(&f, &["kurier.toml:3", "server.listen", "unknown key `listen`", "fix:"]);
+}
+
+#[test]
+fn bad_port_is_one_line_and_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = config(dir.path(), "[web]\nlisten = [\"0.0.0.0:70000\"]\n");
+    both_commands(&f, &["web.listen[0]", "0.0.0.0:70000", "fix:"]);
+}
+
+#[test]
+fn missing_certificate_is_one_line_and_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = config(
+        dir.path(),
+        "[server]\nhostname = \"mail.example.org\"\n[[tls.certificate]]\ncert = \"/nonexistent/cert.pem\"\nkey = \"/nonexistent/key.pem\"\n",
+    );
+    both_commands(&f, &["tls.certificate[0]", "/nonexistent/cert.pem", "No such file"]);
+    let f = config(dir.path(), "[server]\nhostname = \"mail.example.org\"\n");
+    both_commands(&f, &["tls.certificate", "no certificate configured", "fix:"]);
+}
+
+#[test]
+fn cert1_weak_rsa_key_is_one_line_and_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = openssl_cert(dir.path(), "weak", &["-newkey", "rsa:2048"], "DNS:mail.example.org");
+    let f = config(
+        dir.path(),
+        &format!("[[tls.certificate]]\ncert = \"{}\"\nkey = \"{}\"\n", cert.display(), key.display()),
+    );
+    both_commands(&f, &["tls.certificate[0]", "2048 bits", "3072", "CERT-1"]);
+}
+
+#[test]
+fn cert1_wildcard_certificate_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = ec_cert(dir.path(), "wild", "DNS:*.example.org");
+    let f = config(
+        dir.path(),
+        &format!("[[tls.certificate]]\ncert = \"{}\"\nkey = \"{}\"\n", cert.display(), key.display()),
+    );
+    both_commands(&f, &["wildcard", "*.example.org", "CERT-1"]);
+}
+
+#[test]
+fn config_check_prints_the_effective_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = good_config(dir.path(), "127.0.10.20:8443", "");
+    let (code, out, err) = run(&["config", "check", f.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("hostname = \"mail.example.org\""), "{out}");
+    assert!(out.contains("reload_check_secs = 10"), "defaults are shown: {out}");
+    assert!(out.contains("mta_legacy = false"), "{out}");
+    assert!(err.contains("OK"), "{err}");
+}
+
+#[test]
+fn version_and_usage_errors() {
+    let (code, out, _) = run(&["version"]);
+    assert_eq!(code, 0);
+    assert!(out.starts_with("kurier "), "{out}");
+    let (code, _, err) = run(&["serve", "--bogus"]);
+    assert_eq!(code, 2, "{err}");
+    let (code, _, _) = run(&["serve", "--dev", "--config", "x.toml"]);
+    assert_eq!(code, 2, "--dev and --config conflict");
+}
+
+#[test]
+fn dns5_tls_profile_prints_the_ics_of_the_live_profiles() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (code, out, err) = run(&["tls-profile", "--dev", "--data", data.to_str().unwrap(), "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let strict = &v[0];
+    assert_eq!(strict["profile"], "strict");
+    let suites: Vec<&str> = strict["tls12_suites"].as_array().unwrap().iter().map(|s| s["iana"].as_str().unwrap()).collect();
+    assert!(suites.contains(&"0xC023") && suites.contains(&"0xC02B"), "{suites:?}");
+    assert!(!out.contains("CHACHA") && !out.contains("X25519"), "{out}");
+    assert_eq!(strict["certificates"][0]["key"], "ECDSA P-256");
+
+    let f = good_config(dir.path(), "127.0.10.21:8443", "mta_legacy = true\n");
+    let (code, out, err) = run(&["tls-profile", "--config", f.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("TLS profile \"strict\"") && out.contains("TLS profile \"mta-legacy\""), "{out}");
+    assert!(out.contains("brainpoolP256r1tls13"), "{out}");
+}
+
+fn served_names(ip: &str) -> Vec<String> {
+    let facts = probe(support::addr(ip), &ClientOffer::default()).unwrap();
+    kurier_tls::certificate::dns_names(&facts.peer_chain[0])
+}
+
+#[test]
+fn certificates_reload_on_sighup_and_keep_serving_on_a_bad_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let ip = "127.0.10.22";
+    let f = good_config(dir.path(), &format!("{ip}:8443"), "reload_check_secs = 0\n");
+    let server = Server::start(&["serve", "--config", f.to_str().unwrap()], dir.path());
+    server.wait_for_log("Kurier started");
+    assert_eq!(served_names(ip), ["mail.example.org"]);
+    // Same file names, new content.
+    ec_cert(dir.path(), "mail", "DNS:mail.example.org,DNS:mx2.example.org");
+    server.signal(libc::SIGHUP);
+    server.wait_for_log("certificates reloaded");
+    assert_eq!(served_names(ip), ["mail.example.org", "mx2.example.org"]);
+    // A weak key: the reload fails loudly, the good certificate stays.
+    openssl_cert(dir.path(), "mail", &["-newkey", "rsa:2048"], "DNS:weak.example.org");
+    server.signal(libc::SIGHUP);
+    server.wait_for_log("certificate reload failed");
+    assert_eq!(served_names(ip), ["mail.example.org", "mx2.example.org"]);
+}
+
+#[test]
+fn certificates_reload_when_the_files_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let ip = "127.0.10.23";
+    let f = good_config(dir.path(), &format!("{ip}:8443"), "reload_check_secs = 1\n");
+    let server = Server::start(&["serve", "--config", f.to_str().unwrap()], dir.path());
+    server.wait_for_log("Kurier started");
+    assert_eq!(served_names(ip), ["mail.example.org"]);
+    std::thread::sleep(Duration::from_millis(1100));
+    ec_cert(dir.path(), "mail", "DNS:mail.example.org,DNS:new.example.org");
+    server.wait_for_log("certificate files changed");
+    server.wait_for_log("certificates reloaded");
+    assert_eq!(served_names(ip), ["mail.example.org", "new.example.org"]);
+}
