@@ -18,8 +18,10 @@ use std::path::Path;
 
 /// Reads and checks the configuration file at `path`.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
     parse(&text, path)
 }
 
@@ -30,12 +32,14 @@ pub fn parse(text: &str, origin: &Path) -> Result<Config, ConfigError> {
         let key = e.path().to_string();
         ConfigError::from_serde(origin, text, key, e.into_inner())
     })?;
-    config.validate().map_err(|(key, value, problem, fix)| ConfigError::Invalid {
-        path: origin.to_owned(),
-        key,
-        value,
-        problem,
-        fix,
-    })?;
+    config
+        .validate()
+        .map_err(|(key, value, problem, fix)| ConfigError::Invalid {
+            path: origin.to_owned(),
+            key,
+            value,
+            problem,
+            fix,
+        })?;
     Ok(config)
 }

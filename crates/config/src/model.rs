@@ -49,7 +49,10 @@ pub struct LogConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        LogConfig { format: LogFormat::Text, level: "info".into() }
+        LogConfig {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
     }
 }
 
@@ -79,7 +82,11 @@ pub struct TlsConfig {
 
 impl Default for TlsConfig {
     fn default() -> Self {
-        TlsConfig { certificates: Vec::new(), reload_check_secs: 10, mta_legacy: false }
+        TlsConfig {
+            certificates: Vec::new(),
+            reload_check_secs: 10,
+            mta_legacy: false,
+        }
     }
 }
 
@@ -102,7 +109,9 @@ pub struct WebConfig {
 
 impl Default for WebConfig {
     fn default() -> Self {
-        WebConfig { listen: vec![ListenAddr("[::]:443".parse().expect("literal address"))] }
+        WebConfig {
+            listen: vec![ListenAddr("[::]:443".parse().expect("literal address"))],
+        }
     }
 }
 
@@ -113,7 +122,9 @@ pub struct ListenAddr(pub SocketAddr);
 impl<'de> Deserialize<'de> for ListenAddr {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        parse_listen(&s).map(ListenAddr).map_err(serde::de::Error::custom)
+        parse_listen(&s)
+            .map(ListenAddr)
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -124,7 +135,9 @@ fn parse_listen(s: &str) -> Result<SocketAddr, String> {
         )
     })?;
     if addr.port() == 0 {
-        return Err(format!("{s:?} has port 0 (fix: name the port to listen on, e.g. \"0.0.0.0:443\")"));
+        return Err(format!(
+            "{s:?} has port 0 (fix: name the port to listen on, e.g. \"0.0.0.0:443\")"
+        ));
     }
     Ok(addr)
 }
@@ -178,14 +191,21 @@ impl Config {
                 }],
                 ..TlsConfig::default()
             },
-            web: WebConfig { listen: vec![ListenAddr(SocketAddr::new(ip, dev_ports::HTTPS))] },
+            web: WebConfig {
+                listen: vec![ListenAddr(SocketAddr::new(ip, dev_ports::HTTPS))],
+            },
         }
     }
 
     /// Checks that need more than one value's type; returns the first problem.
     pub(crate) fn validate(&self) -> Result<(), Invalid> {
         let bad = |key: &str, value: &dyn fmt::Debug, problem: &str, fix: &str| {
-            Err((key.to_string(), format!("{value:?}"), problem.to_string(), fix.to_string()))
+            Err((
+                key.to_string(),
+                format!("{value:?}"),
+                problem.to_string(),
+                fix.to_string(),
+            ))
         };
         if !is_host_name(&self.server.hostname) {
             return bad(
@@ -196,7 +216,12 @@ impl Config {
             );
         }
         if self.server.data_dir.as_os_str().is_empty() {
-            return bad("server.data_dir", &self.server.data_dir, "empty path", "name a folder, e.g. \"/var/lib/kurier\"");
+            return bad(
+                "server.data_dir",
+                &self.server.data_dir,
+                "empty path",
+                "name a folder, e.g. \"/var/lib/kurier\"",
+            );
         }
         if self.server.shutdown_grace_secs > 3600 {
             return bad(
@@ -225,12 +250,22 @@ impl Config {
             }
         }
         if self.web.listen.is_empty() {
-            return bad("web.listen", &self.web.listen, "no address", "list at least one, e.g. [\"[::]:443\"]");
+            return bad(
+                "web.listen",
+                &self.web.listen,
+                "no address",
+                "list at least one, e.g. [\"[::]:443\"]",
+            );
         }
         let mut seen = std::collections::HashSet::new();
         for (i, a) in self.web.listen.iter().enumerate() {
             if !seen.insert(a) {
-                return bad(&format!("web.listen[{i}]"), &a.0, "listed twice", "remove the duplicate");
+                return bad(
+                    &format!("web.listen[{i}]"),
+                    &a.0,
+                    "listed twice",
+                    "remove the duplicate",
+                );
             }
         }
         Ok(())
@@ -261,7 +296,9 @@ fn is_log_filter(s: &str) -> bool {
         && s.split(',').all(|part| {
             let level = part.rsplit('=').next().unwrap_or("").trim();
             let target_ok = part.split_once('=').is_none_or(|(t, _)| {
-                !t.is_empty() && t.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+                !t.is_empty()
+                    && t.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
             });
             target_ok && LEVELS.contains(&level.to_ascii_lowercase().as_str())
         })

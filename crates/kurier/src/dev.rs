@@ -16,9 +16,16 @@ pub const DEV_CERT_NAMES: &[&str] = &["localhost", DEV_HOSTNAME];
 pub fn prepare(args: &DevArgs) -> anyhow::Result<(Config, bool)> {
     std::fs::create_dir_all(&args.data)
         .with_context(|| format!("cannot create the data folder {}", args.data.display()))?;
-    let certs = dev_ca::ensure(&args.data, DEV_CERT_NAMES)
-        .with_context(|| format!("cannot create the dev certificates in {}", args.data.display()))?;
-    Ok((Config::dev(args.data.clone(), args.listen_ip), certs.created))
+    let certs = dev_ca::ensure(&args.data, DEV_CERT_NAMES).with_context(|| {
+        format!(
+            "cannot create the dev certificates in {}",
+            args.data.display()
+        )
+    })?;
+    Ok((
+        Config::dev(args.data.clone(), args.listen_ip),
+        certs.created,
+    ))
 }
 
 /// What a developer needs to connect, printed once everything listens.
@@ -26,7 +33,11 @@ pub fn banner(config: &Config, data: &Path) -> String {
     let ca = data.join(dev_ca::CA_CERT_FILE);
     let https = config.web.listen[0].0;
     let curl = if https.ip().is_loopback() && https.ip().to_string() == "127.0.0.1" {
-        format!("curl --cacert {} https://localhost:{}/", ca.display(), https.port())
+        format!(
+            "curl --cacert {} https://localhost:{}/",
+            ca.display(),
+            https.port()
+        )
     } else {
         format!(
             "curl --cacert {} --resolve localhost:{port}:{ip} https://localhost:{port}/",

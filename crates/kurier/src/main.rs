@@ -21,7 +21,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 const DEFAULT_CONFIG: &str = "/etc/kurier/kurier.toml";
 
 #[derive(Parser)]
-#[command(name = "kurier", version, about = "Secure e-mail transport per BSI TR-03108, on by default")]
+#[command(
+    name = "kurier",
+    version,
+    about = "Secure e-mail transport per BSI TR-03108, on by default"
+)]
 struct Cli {
     /// Log format; overrides `log.format` of the configuration.
     #[arg(long, global = true, value_enum)]
@@ -103,7 +107,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve { config, dev } => serve::run(config, dev, cli.log_format),
-        Command::Config { command: ConfigCommand::Check { file } } => serve::check(&file),
+        Command::Config {
+            command: ConfigCommand::Check { file },
+        } => serve::check(&file),
         Command::TlsProfile { config, dev, json } => serve::tls_profile(config, dev, json),
         Command::Version => {
             println!("kurier {}", env!("CARGO_PKG_VERSION"));
@@ -115,7 +121,11 @@ fn main() -> ExitCode {
         Err(e) => {
             let line = format!("{e:#}").replace('\n', " ");
             eprintln!("kurier: error: {line}");
-            if e.downcast_ref::<ConfigProblem>().is_some() { ExitCode::from(2) } else { ExitCode::from(1) }
+            if e.downcast_ref::<ConfigProblem>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::from(1)
+            }
         }
     }
 }

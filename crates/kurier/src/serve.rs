@@ -13,8 +13,16 @@ use tokio::sync::watch;
 use crate::{ConfigProblem, DEFAULT_CONFIG, DevArgs, LogFormatArg, dev, logging};
 
 /// `kurier serve`.
-pub fn run(config: Option<PathBuf>, dev: DevArgs, log_format: Option<LogFormatArg>) -> anyhow::Result<()> {
-    let (mut cfg, created) = if dev.dev { dev::prepare(&dev)? } else { (load(config.as_deref())?, false) };
+pub fn run(
+    config: Option<PathBuf>,
+    dev: DevArgs,
+    log_format: Option<LogFormatArg>,
+) -> anyhow::Result<()> {
+    let (mut cfg, created) = if dev.dev {
+        dev::prepare(&dev)?
+    } else {
+        (load(config.as_deref())?, false)
+    };
     if let Some(f) = log_format {
         cfg.log.format = match f {
             LogFormatArg::Text => kurier_config::LogFormat::Text,
@@ -99,7 +107,11 @@ async fn wait_for_stop(acceptor: &TlsAcceptor) -> anyhow::Result<()> {
     }
 }
 
-async fn poll_certificates(acceptor: Arc<TlsAcceptor>, every: Duration, mut stop: watch::Receiver<bool>) {
+async fn poll_certificates(
+    acceptor: Arc<TlsAcceptor>,
+    every: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut tick = tokio::time::interval(every);
     tick.tick().await;
     loop {
@@ -120,7 +132,9 @@ fn reload(acceptor: &TlsAcceptor) {
             log_certificates(acceptor);
             tracing::info!("certificates reloaded");
         }
-        Err(e) => tracing::error!(error = %e, "certificate reload failed; the previous certificates stay in use"),
+        Err(e) => {
+            tracing::error!(error = %e, "certificate reload failed; the previous certificates stay in use")
+        }
     }
 }
 
@@ -154,7 +168,10 @@ fn acceptor(cfg: &Config, profile: ServerProfile) -> anyhow::Result<TlsAcceptor>
         .tls
         .certificates
         .iter()
-        .map(|c| CertificateSource { cert: c.cert.clone(), key: c.key.clone() })
+        .map(|c| CertificateSource {
+            cert: c.cert.clone(),
+            key: c.key.clone(),
+        })
         .collect();
     let acceptor = TlsAcceptor::new(profile, sources).map_err(|e| match e {
         TlsError::NoCertificate => ConfigProblem(
@@ -180,7 +197,10 @@ fn acceptor(cfg: &Config, profile: ServerProfile) -> anyhow::Result<TlsAcceptor>
 fn certificate_error_path(e: &kurier_tls::CertificateError) -> Option<&Path> {
     use kurier_tls::CertificateError as E;
     match e {
-        E::Read { path, .. } | E::NoCertificate { path } | E::Pem { path, .. } | E::Rejected { path, .. } => Some(path),
+        E::Read { path, .. }
+        | E::NoCertificate { path }
+        | E::Pem { path, .. }
+        | E::Rejected { path, .. } => Some(path),
     }
 }
 
@@ -197,19 +217,39 @@ pub fn check(file: &Path) -> anyhow::Result<()> {
 /// `kurier tls-profile`: the ICS of every server profile in use.
 pub fn tls_profile(config: Option<PathBuf>, dev: DevArgs, json: bool) -> anyhow::Result<()> {
     logging::init(kurier_config::LogFormat::Text, "warn");
-    let cfg = if dev.dev { dev::prepare(&dev)?.0 } else { load(config.as_deref())? };
-    let https: Vec<String> = cfg.web.listen.iter().map(|a| format!("HTTPS {a}")).collect();
+    let cfg = if dev.dev {
+        dev::prepare(&dev)?.0
+    } else {
+        load(config.as_deref())?
+    };
+    let https: Vec<String> = cfg
+        .web
+        .listen
+        .iter()
+        .map(|a| format!("HTTPS {a}"))
+        .collect();
     let mut profiles = vec![(ServerProfile::Strict, https)];
     if cfg.tls.mta_legacy {
-        profiles.push((ServerProfile::MtaLegacy, vec!["SMTP port 25 (inbound MX)".into()]));
+        profiles.push((
+            ServerProfile::MtaLegacy,
+            vec!["SMTP port 25 (inbound MX)".into()],
+        ));
     }
     let mut out = Vec::new();
     for (profile, channels) in profiles {
         let a = acceptor(&cfg, profile)?;
-        out.push(kurier_tls::ics::describe(profile, &a.default_context(), &a.certificates(), channels));
+        out.push(kurier_tls::ics::describe(
+            profile,
+            &a.default_context(),
+            &a.certificates(),
+            channels,
+        ));
     }
     if json {
-        println!("{}", serde_json::to_string_pretty(&out).context("cannot encode the ICS")?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&out).context("cannot encode the ICS")?
+        );
     } else {
         for ics in out {
             println!("{}", ics.to_text());

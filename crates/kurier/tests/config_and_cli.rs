@@ -1,6 +1,8 @@
 //! The command line with real configuration files: bad ones give one clear line and exit 2;
 //! certificates reload on SIGHUP and on file change; the ICS printout.
 
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
 mod support;
 
 use std::path::{Path, PathBuf};
@@ -14,7 +16,15 @@ use support::{Server, run};
 fn openssl_cert(dir: &Path, stem: &str, key_spec: &[&str], names: &str) -> (PathBuf, PathBuf) {
     let cert = dir.join(format!("{stem}.pem"));
     let key = dir.join(format!("{stem}.key"));
-    let mut args = vec!["req", "-x509", "-nodes", "-days", "90", "-subj", "/CN=mail.example.org"];
+    let mut args = vec![
+        "req",
+        "-x509",
+        "-nodes",
+        "-days",
+        "90",
+        "-subj",
+        "/CN=mail.example.org",
+    ];
     args.extend_from_slice(key_spec);
     let san = format!("subjectAltName={names}");
     let ku = "keyUsage=critical,digitalSignature".to_string();
@@ -26,12 +36,21 @@ fn openssl_cert(dir: &Path, stem: &str, key_spec: &[&str], names: &str) -> (Path
         .arg(&cert)
         .output()
         .expect("the openssl command is installed");
-    assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
     (cert, key)
 }
 
 fn ec_cert(dir: &Path, stem: &str, names: &str) -> (PathBuf, PathBuf) {
-    openssl_cert(dir, stem, &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"], names)
+    openssl_cert(
+        dir,
+        stem,
+        &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"],
+        names,
+    )
 }
 
 fn config(dir: &Path, body: &str) -> PathBuf {
@@ -75,8 +94,19 @@ fn both_commands(file: &Path, needles: &[&str]) {
 #[test]
 fn unknown_key_is_one_line_and_exit_2() {
     let dir = tempfile::tempdir().unwrap();
-    let f = config(dir.path(), "[server]\nhostname = \"mail.example.org\"\nlisten = 25\n");
-    both_commands(&f, &["kurier.toml:3", "server.listen", "unknown key `listen`", "fix:"]);
+    let f = config(
+        dir.path(),
+        "[server]\nhostname = \"mail.example.org\"\nlisten = 25\n",
+    );
+    both_commands(
+        &f,
+        &[
+            "kurier.toml:3",
+            "server.listen",
+            "unknown key `listen`",
+            "fix:",
+        ],
+    );
 }
 
 #[test]
@@ -93,18 +123,37 @@ fn missing_certificate_is_one_line_and_exit_2() {
         dir.path(),
         "[server]\nhostname = \"mail.example.org\"\n[[tls.certificate]]\ncert = \"/nonexistent/cert.pem\"\nkey = \"/nonexistent/key.pem\"\n",
     );
-    both_commands(&f, &["tls.certificate[0]", "/nonexistent/cert.pem", "No such file"]);
+    both_commands(
+        &f,
+        &[
+            "tls.certificate[0]",
+            "/nonexistent/cert.pem",
+            "No such file",
+        ],
+    );
     let f = config(dir.path(), "[server]\nhostname = \"mail.example.org\"\n");
-    both_commands(&f, &["tls.certificate", "no certificate configured", "fix:"]);
+    both_commands(
+        &f,
+        &["tls.certificate", "no certificate configured", "fix:"],
+    );
 }
 
 #[test]
 fn cert1_weak_rsa_key_is_one_line_and_exit_2() {
     let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = openssl_cert(dir.path(), "weak", &["-newkey", "rsa:2048"], "DNS:mail.example.org");
+    let (cert, key) = openssl_cert(
+        dir.path(),
+        "weak",
+        &["-newkey", "rsa:2048"],
+        "DNS:mail.example.org",
+    );
     let f = config(
         dir.path(),
-        &format!("[[tls.certificate]]\ncert = \"{}\"\nkey = \"{}\"\n", cert.display(), key.display()),
+        &format!(
+            "[[tls.certificate]]\ncert = \"{}\"\nkey = \"{}\"\n",
+            cert.display(),
+            key.display()
+        ),
     );
     both_commands(&f, &["tls.certificate[0]", "2048 bits", "3072", "CERT-1"]);
 }
@@ -115,7 +164,11 @@ fn cert1_wildcard_certificate_is_refused() {
     let (cert, key) = ec_cert(dir.path(), "wild", "DNS:*.example.org");
     let f = config(
         dir.path(),
-        &format!("[[tls.certificate]]\ncert = \"{}\"\nkey = \"{}\"\n", cert.display(), key.display()),
+        &format!(
+            "[[tls.certificate]]\ncert = \"{}\"\nkey = \"{}\"\n",
+            cert.display(),
+            key.display()
+        ),
     );
     both_commands(&f, &["wildcard", "*.example.org", "CERT-1"]);
 }
@@ -127,7 +180,10 @@ fn config_check_prints_the_effective_configuration() {
     let (code, out, err) = run(&["config", "check", f.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("hostname = \"mail.example.org\""), "{out}");
-    assert!(out.contains("reload_check_secs = 10"), "defaults are shown: {out}");
+    assert!(
+        out.contains("reload_check_secs = 10"),
+        "defaults are shown: {out}"
+    );
     assert!(out.contains("mta_legacy = false"), "{out}");
     assert!(err.contains("OK"), "{err}");
 }
@@ -147,20 +203,37 @@ fn version_and_usage_errors() {
 fn dns5_tls_profile_prints_the_ics_of_the_live_profiles() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let (code, out, err) = run(&["tls-profile", "--dev", "--data", data.to_str().unwrap(), "--json"]);
+    let (code, out, err) = run(&[
+        "tls-profile",
+        "--dev",
+        "--data",
+        data.to_str().unwrap(),
+        "--json",
+    ]);
     assert_eq!(code, 0, "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     let strict = &v[0];
     assert_eq!(strict["profile"], "strict");
-    let suites: Vec<&str> = strict["tls12_suites"].as_array().unwrap().iter().map(|s| s["iana"].as_str().unwrap()).collect();
-    assert!(suites.contains(&"0xC023") && suites.contains(&"0xC02B"), "{suites:?}");
+    let suites: Vec<&str> = strict["tls12_suites"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["iana"].as_str().unwrap())
+        .collect();
+    assert!(
+        suites.contains(&"0xC023") && suites.contains(&"0xC02B"),
+        "{suites:?}"
+    );
     assert!(!out.contains("CHACHA") && !out.contains("X25519"), "{out}");
     assert_eq!(strict["certificates"][0]["key"], "ECDSA P-256");
 
     let f = good_config(dir.path(), "127.0.10.21:8443", "mta_legacy = true\n");
     let (code, out, err) = run(&["tls-profile", "--config", f.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("TLS profile \"strict\"") && out.contains("TLS profile \"mta-legacy\""), "{out}");
+    assert!(
+        out.contains("TLS profile \"strict\"") && out.contains("TLS profile \"mta-legacy\""),
+        "{out}"
+    );
     assert!(out.contains("brainpoolP256r1tls13"), "{out}");
 }
 
@@ -178,12 +251,21 @@ fn certificates_reload_on_sighup_and_keep_serving_on_a_bad_file() {
     server.wait_for_log("Kurier started");
     assert_eq!(served_names(ip), ["mail.example.org"]);
     // Same file names, new content.
-    ec_cert(dir.path(), "mail", "DNS:mail.example.org,DNS:mx2.example.org");
+    ec_cert(
+        dir.path(),
+        "mail",
+        "DNS:mail.example.org,DNS:mx2.example.org",
+    );
     server.signal(libc::SIGHUP);
     server.wait_for_log("certificates reloaded");
     assert_eq!(served_names(ip), ["mail.example.org", "mx2.example.org"]);
     // A weak key: the reload fails loudly, the good certificate stays.
-    openssl_cert(dir.path(), "mail", &["-newkey", "rsa:2048"], "DNS:weak.example.org");
+    openssl_cert(
+        dir.path(),
+        "mail",
+        &["-newkey", "rsa:2048"],
+        "DNS:weak.example.org",
+    );
     server.signal(libc::SIGHUP);
     server.wait_for_log("certificate reload failed");
     assert_eq!(served_names(ip), ["mail.example.org", "mx2.example.org"]);
@@ -198,7 +280,11 @@ fn certificates_reload_when_the_files_change() {
     server.wait_for_log("Kurier started");
     assert_eq!(served_names(ip), ["mail.example.org"]);
     std::thread::sleep(Duration::from_millis(1100));
-    ec_cert(dir.path(), "mail", "DNS:mail.example.org,DNS:new.example.org");
+    ec_cert(
+        dir.path(),
+        "mail",
+        "DNS:mail.example.org,DNS:new.example.org",
+    );
     server.wait_for_log("certificate files changed");
     server.wait_for_log("certificates reloaded");
     assert_eq!(served_names(ip), ["mail.example.org", "new.example.org"]);

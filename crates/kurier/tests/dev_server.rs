@@ -1,5 +1,7 @@
 //! `kurier serve --dev` end to end: the built binary in a temp folder, real TLS clients.
 
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
 mod support;
 
 use std::io::{Read, Write};
@@ -18,7 +20,10 @@ fn serve_dev_creates_its_data_and_serves_verified_https() {
     assert!(ca.exists(), "the banner's CA file exists");
     let resp = https_get(addr(ip), &ca, "/");
     assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
-    assert!(resp.contains("Kurier ") && resp.contains("mail.example.test"), "{resp}");
+    assert!(
+        resp.contains("Kurier ") && resp.contains("mail.example.test"),
+        "{resp}"
+    );
     let resp = https_get(addr(ip), &ca, "/healthz");
     assert!(resp.ends_with("ok\n"), "{resp}");
 
@@ -32,7 +37,9 @@ fn serve_dev_creates_its_data_and_serves_verified_https() {
     assert_eq!(facts.version, "TLSv1.3");
 
     server.signal(libc::SIGTERM);
-    let status = server.wait_exit(Duration::from_secs(20)).expect("exits after SIGTERM");
+    let status = server
+        .wait_exit(Duration::from_secs(20))
+        .expect("exits after SIGTERM");
     assert!(status.success(), "{status:?}");
 }
 
@@ -67,7 +74,10 @@ fn tls_rules_hold_on_the_dev_https_listener() {
         ..Default::default()
     };
     assert!(probe(a, &legacy).is_err(), "TLS-1: TLS 1.1 refused");
-    let x25519 = ClientOffer { groups: Some("X25519".into()), ..Default::default() };
+    let x25519 = ClientOffer {
+        groups: Some("X25519".into()),
+        ..Default::default()
+    };
     assert!(probe(a, &x25519).is_err(), "TLS-2: X25519-only refused");
     let chacha = ClientOffer {
         min_version: Some(SslVersion::TLS1_3),
@@ -80,15 +90,27 @@ fn tls_rules_hold_on_the_dev_https_listener() {
         groups: Some("brainpoolP256r1tls13".into()),
         ..Default::default()
     };
-    assert_eq!(probe(a, &bp).unwrap().group.as_deref(), Some("brainpoolP256r1tls13"), "TLS-5");
+    assert_eq!(
+        probe(a, &bp).unwrap().group.as_deref(),
+        Some("brainpoolP256r1tls13"),
+        "TLS-5"
+    );
     let bp12 = ClientOffer {
         max_version: Some(SslVersion::TLS1_2),
         groups: Some("P-256:brainpoolP256r1".into()),
         ..Default::default()
     };
     let f = probe(a, &bp12).unwrap();
-    assert_eq!(f.group.as_deref(), Some("brainpoolP256r1"), "TLS-5: brainpool preferred in TLS 1.2");
-    assert!(!f.server_messages.contains(&kurier_tls::probe::HS_CERTIFICATE_REQUEST), "TLS-10");
+    assert_eq!(
+        f.group.as_deref(),
+        Some("brainpoolP256r1"),
+        "TLS-5: brainpool preferred in TLS 1.2"
+    );
+    assert!(
+        !f.server_messages
+            .contains(&kurier_tls::probe::HS_CERTIFICATE_REQUEST),
+        "TLS-10"
+    );
 }
 
 #[test]
@@ -99,7 +121,8 @@ fn graceful_shutdown_finishes_an_open_request_and_refuses_new_connections() {
     let ca = data_file(dir.path(), "dev-ca.pem");
     // A request whose headers are half sent when the signal comes.
     let mut open = tls_connect(addr(ip), "localhost", &ca);
-    open.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n").unwrap();
+    open.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n")
+        .unwrap();
     open.flush().unwrap();
     std::thread::sleep(Duration::from_millis(200));
     server.signal(libc::SIGTERM);
@@ -107,16 +130,24 @@ fn graceful_shutdown_finishes_an_open_request_and_refuses_new_connections() {
     // New connections are refused at once.
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     while std::net::TcpStream::connect_timeout(&addr(ip), Duration::from_secs(1)).is_ok() {
-        assert!(std::time::Instant::now() < deadline, "still accepting after SIGTERM");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still accepting after SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert!(server.child.try_wait().unwrap().is_none(), "waits for the open request");
+    assert!(
+        server.child.try_wait().unwrap().is_none(),
+        "waits for the open request"
+    );
     // The open request completes and gets its answer.
     open.write_all(b"\r\n").unwrap();
     let mut resp = String::new();
     let _ = open.read_to_string(&mut resp);
     assert!(resp.starts_with("HTTP/1.1 200"), "{resp:?}");
-    let status = server.wait_exit(Duration::from_secs(20)).expect("exits once the session is done");
+    let status = server
+        .wait_exit(Duration::from_secs(20))
+        .expect("exits once the session is done");
     assert!(status.success());
 }
 
@@ -132,9 +163,14 @@ fn graceful_shutdown_closes_stalled_sessions_at_the_deadline() {
     let t0 = std::time::Instant::now();
     server.signal(libc::SIGTERM);
     // --dev sets shutdown_grace_secs = 5; the process must not hang on the stalled client.
-    let status = server.wait_exit(Duration::from_secs(30)).expect("exits at the deadline");
+    let status = server
+        .wait_exit(Duration::from_secs(30))
+        .expect("exits at the deadline");
     assert!(status.success());
-    assert!(t0.elapsed() >= Duration::from_secs(4), "it waited for the session first");
+    assert!(
+        t0.elapsed() >= Duration::from_secs(4),
+        "it waited for the session first"
+    );
     assert!(server.stderr().contains("closed"), "{}", server.stderr());
 }
 
@@ -143,7 +179,16 @@ fn json_log_format_prints_one_object_per_line() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let mut server = Server::start(
-        &["--log-format", "json", "serve", "--dev", "--data", data.to_str().unwrap(), "--listen-ip", "127.0.10.6"],
+        &[
+            "--log-format",
+            "json",
+            "serve",
+            "--dev",
+            "--data",
+            data.to_str().unwrap(),
+            "--listen-ip",
+            "127.0.10.6",
+        ],
         dir.path(),
     );
     server.wait_for_stdout("ready.");
@@ -153,8 +198,12 @@ fn json_log_format_prints_one_object_per_line() {
     let log = server.stderr();
     let mut n = 0;
     for line in log.lines().filter(|l| !l.trim().is_empty()) {
-        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
-        assert!(v.get("level").is_some() && v.get("message").is_some(), "{line}");
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(
+            v.get("level").is_some() && v.get("message").is_some(),
+            "{line}"
+        );
         n += 1;
     }
     assert!(n >= 3, "{log}");

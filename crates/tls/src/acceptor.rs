@@ -13,9 +13,9 @@ use openssl::ssl::{NameType, Ssl, SslContext, SslRef};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_openssl::SslStream;
 
+use crate::TlsError;
 use crate::certificate::{CertificateError, LoadedCertificate};
 use crate::profile::ServerProfile;
-use crate::TlsError;
 
 /// Where one certificate comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,7 +37,11 @@ struct FileStamp(Option<(u64, SystemTime)>);
 
 impl FileStamp {
     fn of(path: &std::path::Path) -> Self {
-        FileStamp(std::fs::metadata(path).ok().and_then(|m| Some((m.len(), m.modified().ok()?))))
+        FileStamp(
+            std::fs::metadata(path)
+                .ok()
+                .and_then(|m| Some((m.len(), m.modified().ok()?))),
+        )
     }
 }
 
@@ -52,7 +56,11 @@ impl TlsAcceptor {
     /// Loads and checks every certificate; the first one is the default (no SNI or no match).
     pub fn new(profile: ServerProfile, sources: Vec<CertificateSource>) -> Result<Self, TlsError> {
         let set = build_set(profile, &sources)?;
-        Ok(TlsAcceptor { profile, sources, current: RwLock::new(Arc::new(set)) })
+        Ok(TlsAcceptor {
+            profile,
+            sources,
+            current: RwLock::new(Arc::new(set)),
+        })
     }
 
     pub fn profile(&self) -> ServerProfile {
@@ -103,7 +111,8 @@ impl TlsAcceptor {
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        let mut tls = SslStream::new(self.ssl()?, stream).map_err(TlsError::openssl("create stream"))?;
+        let mut tls =
+            SslStream::new(self.ssl()?, stream).map_err(TlsError::openssl("create stream"))?;
         std::pin::Pin::new(&mut tls)
             .accept()
             .await
@@ -119,7 +128,10 @@ fn stamps(sources: &[CertificateSource]) -> Vec<FileStamp> {
         .collect()
 }
 
-fn build_set(profile: ServerProfile, sources: &[CertificateSource]) -> Result<ContextSet, TlsError> {
+fn build_set(
+    profile: ServerProfile,
+    sources: &[CertificateSource],
+) -> Result<ContextSet, TlsError> {
     if sources.is_empty() {
         return Err(TlsError::NoCertificate);
     }
@@ -144,7 +156,9 @@ fn build_set(profile: ServerProfile, sources: &[CertificateSource]) -> Result<Co
     install(&mut builder, &certificates[0])?;
     let by_name = Arc::new(by_name);
     builder.set_servername_callback(move |ssl: &mut SslRef, _alert| {
-        if let Some(name) = ssl.servername(NameType::HOST_NAME).map(str::to_ascii_lowercase)
+        if let Some(name) = ssl
+            .servername(NameType::HOST_NAME)
+            .map(str::to_ascii_lowercase)
             && let Some(ctx) = by_name.get(&name)
         {
             // An unknown name is not an error: the default certificate answers (RFC 8461 §7.1).
@@ -152,7 +166,11 @@ fn build_set(profile: ServerProfile, sources: &[CertificateSource]) -> Result<Co
         }
         Ok(())
     });
-    Ok(ContextSet { default: builder.build(), certificates, stamps })
+    Ok(ContextSet {
+        default: builder.build(),
+        certificates,
+        stamps,
+    })
 }
 
 fn context_for(profile: ServerProfile, cert: &LoadedCertificate) -> Result<SslContext, TlsError> {
@@ -161,7 +179,10 @@ fn context_for(profile: ServerProfile, cert: &LoadedCertificate) -> Result<SslCo
     Ok(b.build())
 }
 
-fn install(b: &mut openssl::ssl::SslContextBuilder, cert: &LoadedCertificate) -> Result<(), TlsError> {
+fn install(
+    b: &mut openssl::ssl::SslContextBuilder,
+    cert: &LoadedCertificate,
+) -> Result<(), TlsError> {
     b.set_certificate(cert.leaf())
         .map_err(TlsError::openssl("use certificate"))?;
     for extra in &cert.chain[1..] {

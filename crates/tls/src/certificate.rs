@@ -42,13 +42,24 @@ impl fmt::Display for CertificateFinding {
 #[derive(Debug, thiserror::Error)]
 pub enum CertificateError {
     #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path} holds no PEM certificate")]
     NoCertificate { path: PathBuf },
     #[error("{path} is not a valid PEM {what}: {reason}")]
-    Pem { path: PathBuf, what: &'static str, reason: String },
+    Pem {
+        path: PathBuf,
+        what: &'static str,
+        reason: String,
+    },
     #[error("certificate {path} rejected: {finding}")]
-    Rejected { path: PathBuf, finding: CertificateFinding, warnings: Vec<CertificateFinding> },
+    Rejected {
+        path: PathBuf,
+        finding: CertificateFinding,
+        warnings: Vec<CertificateFinding>,
+    },
 }
 
 /// A certificate chain and its key that passed every MUST rule.
@@ -86,7 +97,9 @@ impl LoadedCertificate {
             reason: e.to_string(),
         })?;
         if chain.is_empty() {
-            return Err(CertificateError::NoCertificate { path: cert_path.to_owned() });
+            return Err(CertificateError::NoCertificate {
+                path: cert_path.to_owned(),
+            });
         }
         let key = PKey::private_key_from_pem(&key_pem).map_err(|e| CertificateError::Pem {
             path: key_path.to_owned(),
@@ -99,10 +112,15 @@ impl LoadedCertificate {
             reason: e.to_string(),
         })?;
         let findings = check(&chain, &key, &now);
-        let (errors, warnings): (Vec<_>, Vec<_>) =
-            findings.into_iter().partition(|f| f.severity == Severity::Error);
+        let (errors, warnings): (Vec<_>, Vec<_>) = findings
+            .into_iter()
+            .partition(|f| f.severity == Severity::Error);
         if let Some(finding) = errors.into_iter().next() {
-            return Err(CertificateError::Rejected { path: cert_path.to_owned(), finding, warnings });
+            return Err(CertificateError::Rejected {
+                path: cert_path.to_owned(),
+                finding,
+                warnings,
+            });
         }
         Ok(LoadedCertificate {
             cert_path: cert_path.to_owned(),
@@ -125,7 +143,10 @@ impl LoadedCertificate {
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, CertificateError> {
-    std::fs::read(path).map_err(|source| CertificateError::Read { path: path.to_owned(), source })
+    std::fs::read(path).map_err(|source| CertificateError::Read {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 /// Allowed certificate curves, TR-03116-4 §6.1.2 / TR-02102-2 §3.6.1.
@@ -166,11 +187,19 @@ pub fn check(chain: &[X509], key: &PKey<Private>, now: &Asn1Time) -> Vec<Certifi
 }
 
 fn error(requirement: &'static str, message: String) -> CertificateFinding {
-    CertificateFinding { severity: Severity::Error, requirement, message }
+    CertificateFinding {
+        severity: Severity::Error,
+        requirement,
+        message,
+    }
 }
 
 fn warning(requirement: &'static str, message: String) -> CertificateFinding {
-    CertificateFinding { severity: Severity::Warning, requirement, message }
+    CertificateFinding {
+        severity: Severity::Warning,
+        requirement,
+        message,
+    }
 }
 
 fn check_key(key: &PKey<Private>, out: &mut Vec<CertificateFinding>) {
@@ -220,7 +249,8 @@ fn check_names(leaf: &X509, out: &mut Vec<CertificateFinding>) {
     if leaf.subject_alt_names().is_none() {
         out.push(warning(
             "CERT-3",
-            "the certificate has no subjectAltName; clients match host names only against the SAN".into(),
+            "the certificate has no subjectAltName; clients match host names only against the SAN"
+                .into(),
         ));
     }
 }
@@ -233,7 +263,10 @@ fn check_validity(leaf: &X509, now: &Asn1Time, out: &mut Vec<CertificateFinding>
         ));
     }
     if leaf.not_after() < now {
-        out.push(error("CERT-3", format!("the certificate expired on {}", leaf.not_after())));
+        out.push(error(
+            "CERT-3",
+            format!("the certificate expired on {}", leaf.not_after()),
+        ));
     }
     if let Ok(diff) = leaf.not_before().diff(leaf.not_after())
         && diff.days > MAX_VALIDITY_DAYS
@@ -251,7 +284,9 @@ fn check_validity(leaf: &X509, now: &Asn1Time, out: &mut Vec<CertificateFinding>
 fn check_chain(chain: &[X509], out: &mut Vec<CertificateFinding>) {
     for pair in chain.windows(2) {
         let (child, parent) = (&pair[0], &pair[1]);
-        let signed = parent.public_key().is_ok_and(|k| child.verify(&k).unwrap_or(false));
+        let signed = parent
+            .public_key()
+            .is_ok_and(|k| child.verify(&k).unwrap_or(false));
         if parent.issued(child) != X509VerifyResult::OK || !signed {
             out.push(error(
                 "CERT-3",
@@ -269,7 +304,8 @@ fn check_chain(chain: &[X509], out: &mut Vec<CertificateFinding>) {
         if chain.len() == 1 {
             out.push(warning(
                 "CERT-2",
-                "the certificate is self-signed; only DANE-EE (3 1 1) peers can authenticate it".into(),
+                "the certificate is self-signed; only DANE-EE (3 1 1) peers can authenticate it"
+                    .into(),
             ));
         }
         return;
@@ -289,22 +325,35 @@ fn check_chain(chain: &[X509], out: &mut Vec<CertificateFinding>) {
 /// Issuer name equals subject name and the certificate's own key verifies its signature. (Not
 /// `X509_check_issued`: that also wants keyCertSign, which a self-signed leaf rightly lacks.)
 fn is_self_signed(cert: &X509) -> bool {
-    matches!(cert.subject_name().try_cmp(cert.issuer_name()), Ok(std::cmp::Ordering::Equal))
-        && cert.public_key().is_ok_and(|k| cert.verify(&k).unwrap_or(false))
+    matches!(
+        cert.subject_name().try_cmp(cert.issuer_name()),
+        Ok(std::cmp::Ordering::Equal)
+    ) && cert
+        .public_key()
+        .is_ok_and(|k| cert.verify(&k).unwrap_or(false))
 }
 
 fn issuer_in_system_bundle(cert: &X509) -> bool {
-    let Ok(pem) = std::fs::read(SYSTEM_CA_BUNDLE) else { return false };
-    let Ok(roots) = X509::stack_from_pem(&pem) else { return false };
+    let Ok(pem) = std::fs::read(SYSTEM_CA_BUNDLE) else {
+        return false;
+    };
+    let Ok(roots) = X509::stack_from_pem(&pem) else {
+        return false;
+    };
     roots.iter().any(|root| {
         root.issued(cert) == X509VerifyResult::OK
-            && root.public_key().is_ok_and(|k| cert.verify(&k).unwrap_or(false))
+            && root
+                .public_key()
+                .is_ok_and(|k| cert.verify(&k).unwrap_or(false))
     })
 }
 
 fn check_extensions(leaf: &X509, out: &mut Vec<CertificateFinding>) {
     if ffi::extension_criticality(leaf, Nid::KEY_USAGE) != Some(true) {
-        out.push(warning("CERT-1", "KeyUsage is missing or not marked critical".into()));
+        out.push(warning(
+            "CERT-1",
+            "KeyUsage is missing or not marked critical".into(),
+        ));
     }
     let has_crldp = leaf.crl_distribution_points().is_some();
     let has_ocsp = leaf.ocsp_responders().is_ok_and(|r| !r.is_empty());
@@ -323,9 +372,14 @@ fn check_extensions(leaf: &X509, out: &mut Vec<CertificateFinding>) {
             "CERT-1",
             "the certificate is signed with RSA PKCS#1 v1.5, allowed only until 2025; prefer an ECDSA or RSA-PSS issuer".into(),
         ));
-    } else if matches!(sig, Nid::SHA1WITHRSAENCRYPTION | Nid::ECDSA_WITH_SHA1 | Nid::MD5WITHRSAENCRYPTION)
-    {
-        out.push(warning("CERT-1", "the certificate is signed with SHA-1 or MD5".into()));
+    } else if matches!(
+        sig,
+        Nid::SHA1WITHRSAENCRYPTION | Nid::ECDSA_WITH_SHA1 | Nid::MD5WITHRSAENCRYPTION
+    ) {
+        out.push(warning(
+            "CERT-1",
+            "the certificate is signed with SHA-1 or MD5".into(),
+        ));
     }
 }
 
@@ -336,7 +390,10 @@ pub fn dns_names(cert: &X509) -> Vec<String> {
             .iter()
             .filter_map(|n| n.dnsname().map(str::to_ascii_lowercase))
             .collect(),
-        None => common_names(cert).into_iter().map(|n| n.to_ascii_lowercase()).collect(),
+        None => common_names(cert)
+            .into_iter()
+            .map(|n| n.to_ascii_lowercase())
+            .collect(),
     }
 }
 
@@ -363,7 +420,11 @@ fn name_text(name: &openssl::x509::X509NameRef) -> String {
             e.data().to_string().ok().map(|v| format!("{key}={v}"))
         })
         .collect();
-    if parts.is_empty() { "(empty name)".into() } else { parts.join(", ") }
+    if parts.is_empty() {
+        "(empty name)".into()
+    } else {
+        parts.join(", ")
+    }
 }
 
 /// e.g. `ECDSA P-256`, `RSA 3072`, `ED25519`.

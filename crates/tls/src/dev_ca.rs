@@ -19,8 +19,8 @@ use openssl::x509::extension::{
 };
 use openssl::x509::{X509, X509Builder, X509NameBuilder};
 
-use crate::certificate::dns_names;
 use crate::TlsError;
+use crate::certificate::dns_names;
 
 /// File names inside the data folder.
 pub const CA_CERT_FILE: &str = "dev-ca.pem";
@@ -69,8 +69,14 @@ pub fn ensure(dir: &Path, names: &[&str]) -> Result<DevCertificates, TlsError> {
     if created || !server_is_current(current.as_ref(), &ca_cert, names) {
         let key = new_key()?;
         let cert = build_server(&key, &ca_cert, &ca_key, names)?;
-        let mut chain = cert.to_pem().map_err(TlsError::openssl("encode certificate"))?;
-        chain.extend(ca_cert.to_pem().map_err(TlsError::openssl("encode certificate"))?);
+        let mut chain = cert
+            .to_pem()
+            .map_err(TlsError::openssl("encode certificate"))?;
+        chain.extend(
+            ca_cert
+                .to_pem()
+                .map_err(TlsError::openssl("encode certificate"))?,
+        );
         write_file(&paths.server_key, &key_pem(&key)?, true)?;
         write_file(&paths.server_cert, &chain, false)?;
         created = true;
@@ -79,7 +85,9 @@ pub fn ensure(dir: &Path, names: &[&str]) -> Result<DevCertificates, TlsError> {
 }
 
 fn server_is_current(current: Option<&(X509, PKey<Private>)>, ca: &X509, names: &[&str]) -> bool {
-    let Some((cert, _)) = current else { return false };
+    let Some((cert, _)) = current else {
+        return false;
+    };
     let fresh = Asn1Time::days_from_now(0)
         .ok()
         .and_then(|now| now.diff(cert.not_after()).ok())
@@ -95,7 +103,10 @@ fn server_is_current(current: Option<&(X509, PKey<Private>)>, ca: &X509, names: 
 fn load_pair(cert: &Path, key: &Path) -> Option<(X509, PKey<Private>)> {
     let cert = X509::from_pem(&std::fs::read(cert).ok()?).ok()?;
     let key = PKey::private_key_from_pem(&std::fs::read(key).ok()?).ok()?;
-    cert.public_key().ok()?.public_eq(&key).then_some((cert, key))
+    cert.public_key()
+        .ok()?
+        .public_eq(&key)
+        .then_some((cert, key))
 }
 
 fn new_key() -> Result<PKey<Private>, TlsError> {
@@ -106,12 +117,24 @@ fn new_key() -> Result<PKey<Private>, TlsError> {
 }
 
 fn key_pem(key: &PKey<Private>) -> Result<Vec<u8>, TlsError> {
-    key.private_key_to_pem_pkcs8().map_err(TlsError::openssl("encode a private key"))
+    key.private_key_to_pem_pkcs8()
+        .map_err(TlsError::openssl("encode a private key"))
 }
 
-fn write_pair(cert_path: &Path, key_path: &Path, cert: &X509, key: &PKey<Private>) -> Result<(), TlsError> {
+fn write_pair(
+    cert_path: &Path,
+    key_path: &Path,
+    cert: &X509,
+    key: &PKey<Private>,
+) -> Result<(), TlsError> {
     write_file(key_path, &key_pem(key)?, true)?;
-    write_file(cert_path, &cert.to_pem().map_err(TlsError::openssl("encode certificate"))?, false)
+    write_file(
+        cert_path,
+        &cert
+            .to_pem()
+            .map_err(TlsError::openssl("encode certificate"))?,
+        false,
+    )
 }
 
 /// Writes via a temporary file and a rename, so a crash never leaves half a PEM behind.
@@ -120,8 +143,13 @@ fn write_file(path: &Path, data: &[u8], secret: bool) -> Result<(), TlsError> {
     use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension("tmp");
     let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true).mode(if secret { 0o600 } else { 0o644 });
-    let mut f = opts.open(&tmp).map_err(|e| TlsError::Io("write a dev certificate file", e))?;
+    opts.write(true)
+        .create(true)
+        .truncate(true)
+        .mode(if secret { 0o600 } else { 0o644 });
+    let mut f = opts
+        .open(&tmp)
+        .map_err(|e| TlsError::Io("write a dev certificate file", e))?;
     f.write_all(data)
         .and_then(|()| f.sync_all())
         .and_then(|()| std::fs::rename(&tmp, path))
@@ -158,7 +186,13 @@ fn build_ca(key: &PKey<Private>) -> Result<X509, TlsError> {
         let mut b = builder("Kurier development CA", CA_DAYS)?;
         b.set_pubkey(key)?;
         b.append_extension(BasicConstraints::new().critical().ca().pathlen(0).build()?)?;
-        b.append_extension(KeyUsage::new().critical().key_cert_sign().crl_sign().build()?)?;
+        b.append_extension(
+            KeyUsage::new()
+                .critical()
+                .key_cert_sign()
+                .crl_sign()
+                .build()?,
+        )?;
         let ski = SubjectKeyIdentifier::new().build(&b.x509v3_context(None, None))?;
         b.append_extension(ski)?;
         b.sign(key, MessageDigest::sha256())?;

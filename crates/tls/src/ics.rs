@@ -59,7 +59,11 @@ pub fn describe(
             iana: format!("0x{:02X}{:02X}", id[0], id[1]),
             name: c.standard_name().unwrap_or(c.name()).to_string(),
         };
-        if c.version() == "TLSv1.3" { tls13_suites.push(suite) } else { tls12_suites.push(suite) }
+        if c.version() == "TLSv1.3" {
+            tls13_suites.push(suite)
+        } else {
+            tls12_suites.push(suite)
+        }
     }
     let versions = match profile {
         ServerProfile::Strict => vec!["TLSv1.2", "TLSv1.3"],
@@ -78,7 +82,10 @@ pub fn describe(
             ("compression", "off (TLS-6)"),
             ("heartbeat", "not implemented (TLS-6)"),
             ("truncated_hmac", "not implemented (TLS-6)"),
-            ("renegotiation", "refused, client- and server-initiated (TLS-6)"),
+            (
+                "renegotiation",
+                "refused, client- and server-initiated (TLS-6)",
+            ),
             ("0-RTT early data", "not accepted (TLS-6)"),
             ("TLS 1.3 resumption", "psk_dhe_ke only (TLS-6)"),
             ("Encrypt-then-MAC", "on for CBC suites (TLS-7)"),
@@ -86,7 +93,10 @@ pub fn describe(
             ("client certificates", "not requested (TLS-10)"),
             ("session lifetime cap", "none (TLS-8, TR-03108 §4.3.1)"),
             ("cipher order", "server preference"),
-            ("SNI", "selects the certificate; without SNI the default one is served"),
+            (
+                "SNI",
+                "selects the certificate; without SNI the default one is served",
+            ),
         ],
     }
 }
@@ -125,7 +135,11 @@ impl Ics {
             let _ = writeln!(s, "    {}  {}", c.iana, c.name);
         }
         let _ = writeln!(s, "  groups:     {}", self.groups.join(", "));
-        let _ = writeln!(s, "  signature algorithms: {}", self.signature_algorithms.join(", "));
+        let _ = writeln!(
+            s,
+            "  signature algorithms: {}",
+            self.signature_algorithms.join(", ")
+        );
         for c in &self.certificates {
             let _ = writeln!(
                 s,

@@ -41,7 +41,9 @@ pub enum TlsError {
 
 impl TlsError {
     /// `map_err` adapter: `.map_err(TlsError::openssl("set groups"))`.
-    pub(crate) fn openssl(what: &'static str) -> impl FnOnce(openssl::error::ErrorStack) -> TlsError {
+    pub(crate) fn openssl(
+        what: &'static str,
+    ) -> impl FnOnce(openssl::error::ErrorStack) -> TlsError {
         move |e| TlsError::OpenSsl(what, e)
     }
 }

@@ -12,8 +12,8 @@ use openssl::ex_data::Index;
 use openssl::ssl::{Ssl, SslContextBuilder, SslMethod, SslRef, SslVerifyMode, SslVersion};
 use openssl::x509::X509;
 
-use crate::ffi;
 use crate::TlsError;
+use crate::ffi;
 
 /// What the probing client offers. `None` leaves OpenSSL's default in place.
 #[derive(Debug, Clone, Default)]
@@ -132,14 +132,17 @@ pub fn probe_stream(tcp: TcpStream, offer: &ClientOffer) -> Result<HandshakeFact
     ssl.set_ex_data(recorder_index()?, Recorder::default());
     ffi::set_msg_callback(&mut ssl, record_message);
     if let Some(name) = &offer.server_name {
-        ssl.set_hostname(name).map_err(TlsError::openssl("set SNI"))?;
+        ssl.set_hostname(name)
+            .map_err(TlsError::openssl("set SNI"))?;
         if offer.ca_file.is_some() {
             ssl.param_mut()
                 .set_host(name)
                 .map_err(TlsError::openssl("set host name to verify"))?;
         }
     }
-    let mut stream = ssl.connect(tcp).map_err(|e| TlsError::Handshake(e.to_string()))?;
+    let mut stream = ssl
+        .connect(tcp)
+        .map_err(|e| TlsError::Handshake(e.to_string()))?;
     let mut renegotiation = Renegotiation::NotTried;
     if offer.try_renegotiation {
         renegotiation = try_renegotiate(&mut stream);
@@ -182,20 +185,25 @@ fn configure(b: &mut SslContextBuilder, offer: &ClientOffer) -> Result<(), TlsEr
     b.set_max_proto_version(offer.max_version)
         .map_err(TlsError::openssl("set probe maximum version"))?;
     if let Some(c) = &offer.tls12_ciphers {
-        b.set_cipher_list(c).map_err(TlsError::openssl("set probe TLS 1.2 ciphers"))?;
+        b.set_cipher_list(c)
+            .map_err(TlsError::openssl("set probe TLS 1.2 ciphers"))?;
     }
     if let Some(c) = &offer.tls13_suites {
-        b.set_ciphersuites(c).map_err(TlsError::openssl("set probe TLS 1.3 suites"))?;
+        b.set_ciphersuites(c)
+            .map_err(TlsError::openssl("set probe TLS 1.3 suites"))?;
     }
     if let Some(g) = &offer.groups {
-        b.set_groups_list(g).map_err(TlsError::openssl("set probe groups"))?;
+        b.set_groups_list(g)
+            .map_err(TlsError::openssl("set probe groups"))?;
     }
     if let Some(s) = &offer.sigalgs {
-        b.set_sigalgs_list(s).map_err(TlsError::openssl("set probe signature algorithms"))?;
+        b.set_sigalgs_list(s)
+            .map_err(TlsError::openssl("set probe signature algorithms"))?;
     }
     match &offer.ca_file {
         Some(path) => {
-            b.set_ca_file(path).map_err(TlsError::openssl("load probe CA file"))?;
+            b.set_ca_file(path)
+                .map_err(TlsError::openssl("load probe CA file"))?;
             b.set_verify(SslVerifyMode::PEER);
         }
         None => b.set_verify(SslVerifyMode::NONE),
@@ -261,7 +269,8 @@ impl<'a> Reader<'a> {
         self.take(2).map(|b| u16::from_be_bytes([b[0], b[1]]))
     }
     fn u24(&mut self) -> Option<u32> {
-        self.take(3).map(|b| u32::from_be_bytes([0, b[0], b[1], b[2]]))
+        self.take(3)
+            .map(|b| u32::from_be_bytes([0, b[0], b[1], b[2]]))
     }
 }
 

@@ -139,8 +139,18 @@ impl ServerProfile {
     pub(crate) fn context_builder(self) -> Result<SslContextBuilder, TlsError> {
         let mut b = SslContextBuilder::new(SslMethod::tls_server())
             .map_err(TlsError::openssl("create server context"))?;
-        b.set_mode(SslMode::AUTO_RETRY | SslMode::ACCEPT_MOVING_WRITE_BUFFER | SslMode::ENABLE_PARTIAL_WRITE);
-        apply_common(&mut b, self.min_version(), &self.tls12_suites(), &self.groups(), &self.sigalgs())?;
+        b.set_mode(
+            SslMode::AUTO_RETRY
+                | SslMode::ACCEPT_MOVING_WRITE_BUFFER
+                | SslMode::ENABLE_PARTIAL_WRITE,
+        );
+        apply_common(
+            &mut b,
+            self.min_version(),
+            &self.tls12_suites(),
+            &self.groups(),
+            &self.sigalgs(),
+        )?;
         if self == ServerProfile::MtaLegacy {
             // TLS 1.0/1.1 need SHA-1 in the handshake, which level 1 still forbids.
             b.set_security_level(0);
@@ -210,7 +220,11 @@ pub fn client_connector(verify_peer: bool) -> Result<SslConnector, TlsError> {
     let mut b = SslConnector::builder(SslMethod::tls_client())
         .map_err(TlsError::openssl("create client context"))?;
     apply_common(&mut b, SslVersion::TLS1_2, TLS12_SUITES, GROUPS, SIGALGS)?;
-    b.set_verify(if verify_peer { SslVerifyMode::PEER } else { SslVerifyMode::NONE });
+    b.set_verify(if verify_peer {
+        SslVerifyMode::PEER
+    } else {
+        SslVerifyMode::NONE
+    });
     // The vendored OpenSSL looks for CAs under its build prefix; use the system bundle.
     if verify_peer && std::path::Path::new(SYSTEM_CA_BUNDLE).exists() {
         b.set_ca_file(SYSTEM_CA_BUNDLE)

@@ -1,12 +1,16 @@
 //! Certificate checks on load (TR-03108 CERT-1, CERT-3), hot reload, the ICS, and the client
 //! profile's mandatory suites (TLS-4).
 
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
 mod support;
 
 use std::sync::Arc;
 
 use kurier_tls::probe::{ClientOffer, probe};
-use kurier_tls::{CertificateError, LoadedCertificate, ServerProfile, Severity, TlsAcceptor, TlsError};
+use kurier_tls::{
+    CertificateError, LoadedCertificate, ServerProfile, Severity, TlsAcceptor, TlsError,
+};
 use openssl::nid::Nid;
 use support::{CertSpec, KeyKind, TempDir, TestCa, key, write};
 
@@ -20,7 +24,12 @@ fn rejected(r: Result<LoadedCertificate, CertificateError>) -> (String, &'static
     }
 }
 
-fn load_leaf(dir: &TempDir, ca: &TestCa, spec: CertSpec, kind: KeyKind) -> Result<LoadedCertificate, CertificateError> {
+fn load_leaf(
+    dir: &TempDir,
+    ca: &TestCa,
+    spec: CertSpec,
+    kind: KeyKind,
+) -> Result<LoadedCertificate, CertificateError> {
     let k = key(kind);
     let leaf = ca.issue(&spec, &k);
     let (c, kp) = write(&dir.0, "leaf", &[&leaf, &ca.cert], &k);
@@ -31,7 +40,12 @@ fn load_leaf(dir: &TempDir, ca: &TestCa, spec: CertSpec, kind: KeyKind) -> Resul
 fn cert1_rsa_2048_is_rejected_rsa_3072_accepted() {
     let dir = TempDir::new("rsa");
     let ca = TestCa::new();
-    let (msg, req) = rejected(load_leaf(&dir, &ca, CertSpec::default(), KeyKind::Rsa(2048)));
+    let (msg, req) = rejected(load_leaf(
+        &dir,
+        &ca,
+        CertSpec::default(),
+        KeyKind::Rsa(2048),
+    ));
     assert_eq!(req, "CERT-1");
     assert!(msg.contains("2048 bits") && msg.contains("3072"), "{msg}");
     load_leaf(&dir, &ca, CertSpec::default(), KeyKind::Rsa(3072)).unwrap();
@@ -41,7 +55,12 @@ fn cert1_rsa_2048_is_rejected_rsa_3072_accepted() {
 fn cert1_disallowed_curves_and_ed25519_are_rejected() {
     let dir = TempDir::new("curves");
     let ca = TestCa::new();
-    let (msg, _) = rejected(load_leaf(&dir, &ca, CertSpec::default(), KeyKind::Ec(Nid::SECP256K1)));
+    let (msg, _) = rejected(load_leaf(
+        &dir,
+        &ca,
+        CertSpec::default(),
+        KeyKind::Ec(Nid::SECP256K1),
+    ));
     assert!(msg.contains("secp256k1"), "{msg}");
     let (msg, _) = rejected(load_leaf(&dir, &ca, CertSpec::default(), KeyKind::Ed25519));
     assert!(msg.contains("Ed25519"), "{msg}");
@@ -54,7 +73,10 @@ fn cert1_disallowed_curves_and_ed25519_are_rejected() {
 fn cert1_wildcard_names_are_rejected() {
     let dir = TempDir::new("wild");
     let ca = TestCa::new();
-    let spec = CertSpec { names: &["mail.example.test", "*.example.test"], ..Default::default() };
+    let spec = CertSpec {
+        names: &["mail.example.test", "*.example.test"],
+        ..Default::default()
+    };
     let (msg, req) = rejected(load_leaf(&dir, &ca, spec, P256));
     assert_eq!(req, "CERT-1");
     assert!(msg.contains("*.example.test"), "{msg}");
@@ -64,11 +86,19 @@ fn cert1_wildcard_names_are_rejected() {
 fn cert3_expired_and_not_yet_valid_are_rejected() {
     let dir = TempDir::new("dates");
     let ca = TestCa::new();
-    let spec = CertSpec { not_before: -90 * 86400, not_after: -86400, ..Default::default() };
+    let spec = CertSpec {
+        not_before: -90 * 86400,
+        not_after: -86400,
+        ..Default::default()
+    };
     let (msg, req) = rejected(load_leaf(&dir, &ca, spec, P256));
     assert_eq!(req, "CERT-3");
     assert!(msg.contains("expired"), "{msg}");
-    let spec = CertSpec { not_before: 86400, not_after: 90 * 86400, ..Default::default() };
+    let spec = CertSpec {
+        not_before: 86400,
+        not_after: 90 * 86400,
+        ..Default::default()
+    };
     let (msg, _) = rejected(load_leaf(&dir, &ca, spec, P256));
     assert!(msg.contains("not valid before"), "{msg}");
 }
@@ -77,9 +107,18 @@ fn cert3_expired_and_not_yet_valid_are_rejected() {
 fn cert1_validity_over_three_years_is_a_warning() {
     let dir = TempDir::new("long");
     let ca = TestCa::new();
-    let spec = CertSpec { not_after: 4 * 365 * 86400, ..Default::default() };
+    let spec = CertSpec {
+        not_after: 4 * 365 * 86400,
+        ..Default::default()
+    };
     let c = load_leaf(&dir, &ca, spec, P256).unwrap();
-    assert!(c.warnings.iter().any(|w| w.severity == Severity::Warning && w.message.contains("3 years")), "{:?}", c.warnings);
+    assert!(
+        c.warnings
+            .iter()
+            .any(|w| w.severity == Severity::Warning && w.message.contains("3 years")),
+        "{:?}",
+        c.warnings
+    );
     let c = load_leaf(&dir, &ca, CertSpec::default(), P256).unwrap();
     assert!(!c.warnings.iter().any(|w| w.message.contains("3 years")));
 }
@@ -117,7 +156,13 @@ fn bad_files_give_clear_errors() {
     let junk = dir.0.join("junk.pem");
     std::fs::write(&junk, "hello").unwrap();
     let e = LoadedCertificate::load(&junk, &junk).unwrap_err();
-    assert!(matches!(e, CertificateError::NoCertificate { .. } | CertificateError::Pem { .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            CertificateError::NoCertificate { .. } | CertificateError::Pem { .. }
+        ),
+        "{e}"
+    );
 }
 
 #[test]
@@ -145,7 +190,10 @@ async fn reload_swaps_in_new_certificates_and_keeps_the_old_on_a_bad_file() {
     let acceptor = Arc::new(TlsAcceptor::new(ServerProfile::Strict, vec![src.clone()]).unwrap());
     let addr = support::serve(acceptor.clone()).await;
     let served = || async move {
-        let f = tokio::task::spawn_blocking(move || probe(addr, &ClientOffer::default())).await.unwrap().unwrap();
+        let f = tokio::task::spawn_blocking(move || probe(addr, &ClientOffer::default()))
+            .await
+            .unwrap()
+            .unwrap();
         kurier_tls::certificate::dns_names(&f.peer_chain[0])
     };
     assert_eq!(served().await, ["one.test"]);
@@ -163,8 +211,15 @@ async fn reload_swaps_in_new_certificates_and_keeps_the_old_on_a_bad_file() {
     let leaf = ca.issue(&CertSpec::default(), &weak);
     write(&dir.0, "srv", &[&leaf, &ca.cert], &weak);
     let e = acceptor.reload().unwrap_err();
-    assert!(matches!(e, TlsError::Certificate(CertificateError::Rejected { .. })), "{e}");
-    assert_eq!(served().await, ["two.test", "more.two.test"], "a bad file keeps the old certificate");
+    assert!(
+        matches!(e, TlsError::Certificate(CertificateError::Rejected { .. })),
+        "{e}"
+    );
+    assert_eq!(
+        served().await,
+        ["two.test", "more.two.test"],
+        "a bad file keeps the old certificate"
+    );
 }
 
 #[test]
@@ -173,16 +228,39 @@ fn dns5_ics_lists_exactly_the_configured_suites_and_no_forbidden_ones() {
     let ca = TestCa::new();
     let src = support::issued_source(&dir.0, &ca, "srv", &["ics.test"], P256);
     let acceptor = TlsAcceptor::new(ServerProfile::Strict, vec![src]).unwrap();
-    let ics = kurier_tls::ics::describe(ServerProfile::Strict, &acceptor.default_context(), &acceptor.certificates(), vec![]);
+    let ics = kurier_tls::ics::describe(
+        ServerProfile::Strict,
+        &acceptor.default_context(),
+        &acceptor.certificates(),
+        vec![],
+    );
     let codes: Vec<&str> = ics.tls12_suites.iter().map(|s| s.iana.as_str()).collect();
-    assert_eq!(codes, ["0xC02B", "0xC02C", "0xC0AC", "0xC0AD", "0xC02F", "0xC030", "0xC023", "0xC024", "0xC027", "0xC028"]);
+    assert_eq!(
+        codes,
+        [
+            "0xC02B", "0xC02C", "0xC0AC", "0xC0AD", "0xC02F", "0xC030", "0xC023", "0xC024",
+            "0xC027", "0xC028"
+        ]
+    );
     let names: Vec<&str> = ics.tls13_suites.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(names, kurier_tls::profile::TLS13_SUITES);
-    assert!(!ics.groups.iter().any(|g| g.contains("25519") || g.contains("448")));
-    assert!(!ics.signature_algorithms.iter().any(|s| s.contains("ed25519") || s.contains("pkcs1")));
+    assert!(
+        !ics.groups
+            .iter()
+            .any(|g| g.contains("25519") || g.contains("448"))
+    );
+    assert!(
+        !ics.signature_algorithms
+            .iter()
+            .any(|s| s.contains("ed25519") || s.contains("pkcs1"))
+    );
     assert_eq!(ics.certificates[0].key, "ECDSA P-256");
     let text = ics.to_text();
-    assert!(text.contains("TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256") && text.contains("brainpoolP256r1"), "{text}");
+    assert!(
+        text.contains("TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256")
+            && text.contains("brainpoolP256r1"),
+        "{text}"
+    );
 }
 
 /// TLS-4: the client profile offers each of the four suites clients must support: a server
@@ -195,14 +273,34 @@ async fn tls4_client_profile_offers_the_four_mandatory_suites() {
     let rsa = support::issued_source(&dir.0, &ca, "rsa", &["rsa.test"], KeyKind::Rsa(3072));
     let connector = kurier_tls::client_connector(false).unwrap();
     for (suite, src, rfc) in [
-        ("ECDHE-ECDSA-AES128-SHA256", &ec, "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256"),
-        ("ECDHE-ECDSA-AES128-GCM-SHA256", &ec, "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256"),
-        ("ECDHE-RSA-AES128-SHA256", &rsa, "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA256"),
-        ("ECDHE-RSA-AES128-GCM-SHA256", &rsa, "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"),
+        (
+            "ECDHE-ECDSA-AES128-SHA256",
+            &ec,
+            "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256",
+        ),
+        (
+            "ECDHE-ECDSA-AES128-GCM-SHA256",
+            &ec,
+            "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+        ),
+        (
+            "ECDHE-RSA-AES128-SHA256",
+            &rsa,
+            "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA256",
+        ),
+        (
+            "ECDHE-RSA-AES128-GCM-SHA256",
+            &rsa,
+            "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+        ),
     ] {
         let cert = LoadedCertificate::load(&src.cert, &src.key).unwrap();
-        let mut b = openssl::ssl::SslAcceptor::mozilla_intermediate_v5(openssl::ssl::SslMethod::tls_server()).unwrap();
-        b.set_max_proto_version(Some(openssl::ssl::SslVersion::TLS1_2)).unwrap();
+        let mut b = openssl::ssl::SslAcceptor::mozilla_intermediate_v5(
+            openssl::ssl::SslMethod::tls_server(),
+        )
+        .unwrap();
+        b.set_max_proto_version(Some(openssl::ssl::SslVersion::TLS1_2))
+            .unwrap();
         b.set_cipher_list(suite).unwrap();
         b.set_certificate(cert.leaf()).unwrap();
         b.set_private_key(&cert.key).unwrap();
@@ -211,10 +309,21 @@ async fn tls4_client_profile_offers_the_four_mandatory_suites() {
         let addr = listener.local_addr().unwrap();
         let t = std::thread::spawn(move || {
             let (tcp, _) = listener.accept().unwrap();
-            server.accept(tcp).map(|s| s.ssl().current_cipher().unwrap().standard_name().unwrap().to_string())
+            server.accept(tcp).map(|s| {
+                s.ssl()
+                    .current_cipher()
+                    .unwrap()
+                    .standard_name()
+                    .unwrap()
+                    .to_string()
+            })
         });
         let tcp = std::net::TcpStream::connect(addr).unwrap();
-        let client = connector.configure().unwrap().verify_hostname(false).connect("peer.test", tcp);
+        let client = connector
+            .configure()
+            .unwrap()
+            .verify_hostname(false)
+            .connect("peer.test", tcp);
         assert!(client.is_ok(), "{suite}: {:?}", client.err());
         assert_eq!(t.join().unwrap().unwrap(), rfc);
     }
@@ -227,5 +336,12 @@ fn cert2_self_signed_leaf_is_accepted_with_a_warning() {
     let leaf = support::cert(&CertSpec::default(), &k, None);
     let (c, kp) = write(&dir.0, "self", &[&leaf], &k);
     let loaded = LoadedCertificate::load(&c, &kp).unwrap();
-    assert!(loaded.warnings.iter().any(|w| w.requirement == "CERT-2" && w.message.contains("self-signed")), "{:?}", loaded.warnings);
+    assert!(
+        loaded
+            .warnings
+            .iter()
+            .any(|w| w.requirement == "CERT-2" && w.message.contains("self-signed")),
+        "{:?}",
+        loaded.warnings
+    );
 }

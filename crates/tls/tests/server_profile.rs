@@ -1,20 +1,24 @@
 //! Handshakes against a running loopback listener that prove each rule of the strict server
 //! profile (TR-03108 TLS-1 … TLS-10) and the opt-in mta-legacy profile (TLS-9).
 
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
 mod support;
 
 use std::net::SocketAddr;
 
+use kurier_tls::ServerProfile;
 use kurier_tls::probe::{
     ClientOffer, EXT_ENCRYPT_THEN_MAC, EXT_EXTENDED_MASTER_SECRET, HS_CERTIFICATE_REQUEST,
     HandshakeFacts, Renegotiation, probe,
 };
-use kurier_tls::ServerProfile;
 use openssl::ssl::SslVersion;
 use support::TempDir;
 
 async fn run(addr: SocketAddr, offer: ClientOffer) -> Result<HandshakeFacts, kurier_tls::TlsError> {
-    tokio::task::spawn_blocking(move || probe(addr, &offer)).await.unwrap()
+    tokio::task::spawn_blocking(move || probe(addr, &offer))
+        .await
+        .unwrap()
 }
 
 fn tls12(ciphers: &str) -> ClientOffer {
@@ -67,27 +71,50 @@ async fn tls2_rule_x25519_only_client_gets_no_handshake() {
             groups: Some("X25519".into()),
             ..Default::default()
         };
-        assert!(run(addr, offer).await.is_err(), "X25519 only must be refused ({max:?})");
+        assert!(
+            run(addr, offer).await.is_err(),
+            "X25519 only must be refused ({max:?})"
+        );
         let offer = ClientOffer {
             max_version: Some(max),
             groups: Some("X448".into()),
             ..Default::default()
         };
-        assert!(run(addr, offer).await.is_err(), "X448 only must be refused ({max:?})");
+        assert!(
+            run(addr, offer).await.is_err(),
+            "X448 only must be refused ({max:?})"
+        );
     }
 }
 
 #[tokio::test]
 async fn tls2_rule_chacha20_only_client_gets_no_handshake() {
     let (addr, _dir) = strict().await;
-    assert!(run(addr, tls12("ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305")).await.is_err());
-    assert!(run(addr, tls13("TLS_CHACHA20_POLY1305_SHA256")).await.is_err());
+    assert!(
+        run(
+            addr,
+            tls12("ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305")
+        )
+        .await
+        .is_err()
+    );
+    assert!(
+        run(addr, tls13("TLS_CHACHA20_POLY1305_SHA256"))
+            .await
+            .is_err()
+    );
 }
 
 #[tokio::test]
 async fn tls2_rule_sha1_static_rsa_and_ccm8_suites_are_refused() {
     let (addr, _dir) = strict().await;
-    for c in ["ECDHE-ECDSA-AES128-SHA", "ECDHE-ECDSA-AES256-SHA", "AES128-GCM-SHA256", "AES128-SHA256", "ECDHE-ECDSA-AES128-CCM8"] {
+    for c in [
+        "ECDHE-ECDSA-AES128-SHA",
+        "ECDHE-ECDSA-AES256-SHA",
+        "AES128-GCM-SHA256",
+        "AES128-SHA256",
+        "ECDHE-ECDSA-AES128-CCM8",
+    ] {
         assert!(run(addr, tls12(c)).await.is_err(), "{c} must be refused");
     }
     assert!(run(addr, tls13("TLS_AES_128_CCM_8_SHA256")).await.is_err());
@@ -97,23 +124,39 @@ async fn tls2_rule_sha1_static_rsa_and_ccm8_suites_are_refused() {
 async fn tls2_rule_every_listed_suite_works_and_ed25519_only_sigalgs_fail() {
     let (addr, _dir) = strict().await;
     // The server holds an ECDSA certificate: every ECDHE-ECDSA suite of the list must work.
-    for c in kurier_tls::profile::TLS12_SUITES.iter().filter(|c| c.contains("ECDSA")) {
-        let f = run(addr, tls12(c)).await.unwrap_or_else(|e| panic!("{c}: {e}"));
+    for c in kurier_tls::profile::TLS12_SUITES
+        .iter()
+        .filter(|c| c.contains("ECDSA"))
+    {
+        let f = run(addr, tls12(c))
+            .await
+            .unwrap_or_else(|e| panic!("{c}: {e}"));
         assert_eq!(f.version, "TLSv1.2");
     }
     for s in kurier_tls::profile::TLS13_SUITES {
-        let f = run(addr, tls13(s)).await.unwrap_or_else(|e| panic!("{s}: {e}"));
+        let f = run(addr, tls13(s))
+            .await
+            .unwrap_or_else(|e| panic!("{s}: {e}"));
         assert_eq!(f.cipher, *s);
     }
-    let offer = ClientOffer { sigalgs: Some("ed25519:ed448".into()), ..Default::default() };
-    assert!(run(addr, offer).await.is_err(), "ed25519-only client must be refused");
+    let offer = ClientOffer {
+        sigalgs: Some("ed25519:ed448".into()),
+        ..Default::default()
+    };
+    assert!(
+        run(addr, offer).await.is_err(),
+        "ed25519-only client must be refused"
+    );
     let offer = ClientOffer {
         max_version: Some(SslVersion::TLS1_2),
         sigalgs: Some("ECDSA+SHA1".into()),
         security_level: Some(0),
         ..Default::default()
     };
-    assert!(run(addr, offer).await.is_err(), "SHA-1 signatures must be refused");
+    assert!(
+        run(addr, offer).await.is_err(),
+        "SHA-1 signatures must be refused"
+    );
 }
 
 #[tokio::test]
@@ -129,19 +172,32 @@ async fn tls3_tls5_rule_brainpool_p256r1_in_tls_1_2_is_preferred() {
     let f = run(addr, offer).await.unwrap();
     assert_eq!(f.version, "TLSv1.2");
     assert_eq!(f.cipher, "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256");
-    assert_eq!(f.group.as_deref(), Some("brainpoolP256r1"), "brainpool has the highest priority");
+    assert_eq!(
+        f.group.as_deref(),
+        Some("brainpoolP256r1"),
+        "brainpool has the highest priority"
+    );
 }
 
 #[tokio::test]
 async fn tls5_rule_brainpool_p256r1tls13_in_tls_1_3_works() {
     let (addr, _dir) = strict().await;
-    for g in ["brainpoolP256r1tls13", "brainpoolP384r1tls13", "brainpoolP512r1tls13", "P-256", "P-384", "P-521"] {
+    for g in [
+        "brainpoolP256r1tls13",
+        "brainpoolP384r1tls13",
+        "brainpoolP512r1tls13",
+        "P-256",
+        "P-384",
+        "P-521",
+    ] {
         let offer = ClientOffer {
             min_version: Some(SslVersion::TLS1_3),
             groups: Some(g.into()),
             ..Default::default()
         };
-        let f = run(addr, offer).await.unwrap_or_else(|e| panic!("{g}: {e}"));
+        let f = run(addr, offer)
+            .await
+            .unwrap_or_else(|e| panic!("{g}: {e}"));
         assert_eq!(f.version, "TLSv1.3");
         let want = match g {
             "P-256" => "secp256r1",
@@ -158,14 +214,26 @@ async fn tls7_rule_cbc_sha256_negotiates_encrypt_then_mac_and_ems() {
     let (addr, _dir) = strict().await;
     let f = run(addr, tls12("ECDHE-ECDSA-AES128-SHA256")).await.unwrap();
     assert_eq!(f.cipher, "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256");
-    assert!(f.server_hello_extensions.contains(&EXT_ENCRYPT_THEN_MAC), "EtM missing: {:?}", f.server_hello_extensions);
-    assert!(f.server_hello_extensions.contains(&EXT_EXTENDED_MASTER_SECRET), "EMS missing: {:?}", f.server_hello_extensions);
+    assert!(
+        f.server_hello_extensions.contains(&EXT_ENCRYPT_THEN_MAC),
+        "EtM missing: {:?}",
+        f.server_hello_extensions
+    );
+    assert!(
+        f.server_hello_extensions
+            .contains(&EXT_EXTENDED_MASTER_SECRET),
+        "EMS missing: {:?}",
+        f.server_hello_extensions
+    );
 }
 
 #[tokio::test]
 async fn tls6_rule_client_initiated_renegotiation_is_refused() {
     let (addr, _dir) = strict().await;
-    let offer = ClientOffer { try_renegotiation: true, ..tls12("ECDHE-ECDSA-AES128-GCM-SHA256") };
+    let offer = ClientOffer {
+        try_renegotiation: true,
+        ..tls12("ECDHE-ECDSA-AES128-GCM-SHA256")
+    };
     let f = run(addr, offer).await.unwrap();
     assert_eq!(f.renegotiation, Renegotiation::Refused);
 }
@@ -173,11 +241,24 @@ async fn tls6_rule_client_initiated_renegotiation_is_refused() {
 #[tokio::test]
 async fn tls10_rule_no_certificate_request_in_tls_1_2_or_1_3() {
     let (addr, _dir) = strict().await;
-    for offer in [tls12("ECDHE-ECDSA-AES128-GCM-SHA256"), ClientOffer::default()] {
+    for offer in [
+        tls12("ECDHE-ECDSA-AES128-GCM-SHA256"),
+        ClientOffer::default(),
+    ] {
         let f = run(addr, offer).await.unwrap();
         // 11 = Certificate: proves the recorder saw the (in TLS 1.3 encrypted) server flight.
-        assert!(f.server_messages.contains(&11), "{}: {:?}", f.version, f.server_messages);
-        assert!(!f.server_messages.contains(&HS_CERTIFICATE_REQUEST), "{}: {:?}", f.version, f.server_messages);
+        assert!(
+            f.server_messages.contains(&11),
+            "{}: {:?}",
+            f.version,
+            f.server_messages
+        );
+        assert!(
+            !f.server_messages.contains(&HS_CERTIFICATE_REQUEST),
+            "{}: {:?}",
+            f.version,
+            f.server_messages
+        );
     }
 }
 
@@ -187,16 +268,48 @@ async fn sni_selects_the_certificate_and_no_sni_gets_the_default() {
     let ca = support::TestCa::new();
     let p256 = support::KeyKind::Ec(openssl::nid::Nid::X9_62_PRIME256V1);
     let a = support::issued_source(&dir.0, &ca, "a", &["mail.a.test"], p256);
-    let b = support::issued_source(&dir.0, &ca, "b", &["mail.b.test"], support::KeyKind::Ec(openssl::nid::Nid::BRAINPOOL_P256R1));
-    let acceptor = std::sync::Arc::new(kurier_tls::TlsAcceptor::new(ServerProfile::Strict, vec![a, b]).unwrap());
+    let b = support::issued_source(
+        &dir.0,
+        &ca,
+        "b",
+        &["mail.b.test"],
+        support::KeyKind::Ec(openssl::nid::Nid::BRAINPOOL_P256R1),
+    );
+    let acceptor = std::sync::Arc::new(
+        kurier_tls::TlsAcceptor::new(ServerProfile::Strict, vec![a, b]).unwrap(),
+    );
     let addr = support::serve(acceptor).await;
     let leaf_name = |f: &HandshakeFacts| kurier_tls::certificate::dns_names(&f.peer_chain[0]);
     let f = run(addr, ClientOffer::default()).await.unwrap();
-    assert_eq!(leaf_name(&f), ["mail.a.test"], "no SNI: default certificate");
-    let f = run(addr, ClientOffer { server_name: Some("MAIL.B.test".into()), ..Default::default() }).await.unwrap();
+    assert_eq!(
+        leaf_name(&f),
+        ["mail.a.test"],
+        "no SNI: default certificate"
+    );
+    let f = run(
+        addr,
+        ClientOffer {
+            server_name: Some("MAIL.B.test".into()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
     assert_eq!(leaf_name(&f), ["mail.b.test"]);
-    let f = run(addr, ClientOffer { server_name: Some("other.test".into()), ..Default::default() }).await.unwrap();
-    assert_eq!(leaf_name(&f), ["mail.a.test"], "unknown SNI: default certificate");
+    let f = run(
+        addr,
+        ClientOffer {
+            server_name: Some("other.test".into()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        leaf_name(&f),
+        ["mail.a.test"],
+        "unknown SNI: default certificate"
+    );
 }
 
 #[tokio::test]
@@ -212,12 +325,26 @@ async fn tls9_rule_mta_legacy_accepts_old_clients_but_modern_ones_get_strict_par
     };
     let f = run(addr, old).await.unwrap();
     assert_eq!(f.version, "TLSv1");
-    let x25519 = ClientOffer { groups: Some("X25519".into()), ..Default::default() };
-    assert!(run(addr, x25519).await.is_ok(), "legacy accepts X25519 as a last resort");
+    let x25519 = ClientOffer {
+        groups: Some("X25519".into()),
+        ..Default::default()
+    };
+    assert!(
+        run(addr, x25519).await.is_ok(),
+        "legacy accepts X25519 as a last resort"
+    );
     // A modern client offering everything still lands on the strict lists (lowest priority).
     let f = run(addr, tls12("ALL:@SECLEVEL=0")).await.unwrap();
     assert_eq!(f.cipher, "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256");
-    let f = run(addr, ClientOffer { groups: Some("X25519:P-256:brainpoolP256r1tls13".into()), ..Default::default() }).await.unwrap();
+    let f = run(
+        addr,
+        ClientOffer {
+            groups: Some("X25519:P-256:brainpoolP256r1tls13".into()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
     assert_ne!(f.group.as_deref(), Some("X25519"));
 }
 
@@ -225,8 +352,19 @@ async fn tls9_rule_mta_legacy_accepts_old_clients_but_modern_ones_get_strict_par
 async fn verified_handshake_with_the_ca_and_host_name() {
     let dir = TempDir::new("verify");
     let (addr, ca, _) = support::strict_server(&dir.0, ServerProfile::Strict).await;
-    let ok = ClientOffer { server_name: Some("mail.example.test".into()), ca_file: Some(ca.clone()), ..Default::default() };
+    let ok = ClientOffer {
+        server_name: Some("mail.example.test".into()),
+        ca_file: Some(ca.clone()),
+        ..Default::default()
+    };
     run(addr, ok).await.unwrap();
-    let wrong = ClientOffer { server_name: Some("mail.other.test".into()), ca_file: Some(ca), ..Default::default() };
-    assert!(run(addr, wrong).await.is_err(), "host name verification must fail for another name");
+    let wrong = ClientOffer {
+        server_name: Some("mail.other.test".into()),
+        ca_file: Some(ca),
+        ..Default::default()
+    };
+    assert!(
+        run(addr, wrong).await.is_err(),
+        "host name verification must fail for another name"
+    );
 }

@@ -60,16 +60,32 @@ impl Server {
                 if n == 0 {
                     break;
                 }
-                sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
             }
         });
-        Server { child, stdout: rx, stderr }
+        Server {
+            child,
+            stdout: rx,
+            stderr,
+        }
     }
 
     /// `kurier serve --dev` with its data in `dir/data`, listening on `ip`.
     pub fn dev(dir: &Path, ip: &str) -> Server {
         let data = dir.join("data");
-        let s = Server::start(&["serve", "--dev", "--data", data.to_str().unwrap(), "--listen-ip", ip], dir);
+        let s = Server::start(
+            &[
+                "serve",
+                "--dev",
+                "--data",
+                data.to_str().unwrap(),
+                "--listen-ip",
+                ip,
+            ],
+            dir,
+        );
         s.wait_for_stdout("ready.");
         s
     }
@@ -91,7 +107,10 @@ impl Server {
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
             }
         }
-        panic!("kurier never printed {needle:?}; stdout:\n{seen}\nstderr:\n{}", self.stderr());
+        panic!(
+            "kurier never printed {needle:?}; stdout:\n{seen}\nstderr:\n{}",
+            self.stderr()
+        );
     }
 
     /// Waits until stderr (the log) contains `needle`.
@@ -140,7 +159,11 @@ pub fn addr(ip: &str) -> SocketAddr {
 }
 
 /// A verified TLS connection to `addr` for host name `name`, trusting only `ca`.
-pub fn tls_connect(addr: SocketAddr, name: &str, ca: &Path) -> openssl::ssl::SslStream<std::net::TcpStream> {
+pub fn tls_connect(
+    addr: SocketAddr,
+    name: &str,
+    ca: &Path,
+) -> openssl::ssl::SslStream<std::net::TcpStream> {
     let mut b = openssl::ssl::SslConnector::builder(openssl::ssl::SslMethod::tls_client()).unwrap();
     b.set_ca_file(ca).unwrap();
     let tcp = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
@@ -151,7 +174,11 @@ pub fn tls_connect(addr: SocketAddr, name: &str, ca: &Path) -> openssl::ssl::Ssl
 /// GET `path` over verified TLS; returns the whole response.
 pub fn https_get(addr: SocketAddr, ca: &Path, path: &str) -> String {
     let mut s = tls_connect(addr, "localhost", ca);
-    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut out = String::new();
     let _ = s.read_to_string(&mut out);
     out

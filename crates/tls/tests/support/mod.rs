@@ -44,12 +44,20 @@ pub struct CertSpec<'a> {
 
 impl Default for CertSpec<'_> {
     fn default() -> Self {
-        CertSpec { names: &["localhost"], ca: false, not_before: -60, not_after: 90 * 86400 }
+        CertSpec {
+            names: &["localhost"],
+            ca: false,
+            not_before: -60,
+            not_after: 90 * 86400,
+        }
     }
 }
 
 fn now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
 }
 
 pub fn cert(spec: &CertSpec, key: &PKey<Private>, issuer: Option<(&X509, &PKey<Private>)>) -> X509 {
@@ -57,32 +65,63 @@ pub fn cert(spec: &CertSpec, key: &PKey<Private>, issuer: Option<(&X509, &PKey<P
     b.set_version(2).unwrap();
     let mut serial = BigNum::new().unwrap();
     serial.rand(64, MsbOption::MAYBE_ZERO, false).unwrap();
-    b.set_serial_number(Asn1Integer::from_bn(&serial).unwrap().as_ref()).unwrap();
+    b.set_serial_number(Asn1Integer::from_bn(&serial).unwrap().as_ref())
+        .unwrap();
     let mut name = X509NameBuilder::new().unwrap();
-    name.append_entry_by_nid(Nid::COMMONNAME, spec.names.first().copied().unwrap_or("test CA")).unwrap();
+    name.append_entry_by_nid(
+        Nid::COMMONNAME,
+        spec.names.first().copied().unwrap_or("test CA"),
+    )
+    .unwrap();
     let name = name.build();
     b.set_subject_name(&name).unwrap();
-    b.set_issuer_name(issuer.map(|(c, _)| c.subject_name()).unwrap_or(&name)).unwrap();
+    b.set_issuer_name(issuer.map(|(c, _)| c.subject_name()).unwrap_or(&name))
+        .unwrap();
     b.set_pubkey(key).unwrap();
-    b.set_not_before(Asn1Time::from_unix(now() + spec.not_before).unwrap().as_ref()).unwrap();
-    b.set_not_after(Asn1Time::from_unix(now() + spec.not_after).unwrap().as_ref()).unwrap();
+    b.set_not_before(
+        Asn1Time::from_unix(now() + spec.not_before)
+            .unwrap()
+            .as_ref(),
+    )
+    .unwrap();
+    b.set_not_after(
+        Asn1Time::from_unix(now() + spec.not_after)
+            .unwrap()
+            .as_ref(),
+    )
+    .unwrap();
     if spec.ca {
-        b.append_extension(BasicConstraints::new().critical().ca().build().unwrap()).unwrap();
-        b.append_extension(KeyUsage::new().critical().key_cert_sign().build().unwrap()).unwrap();
+        b.append_extension(BasicConstraints::new().critical().ca().build().unwrap())
+            .unwrap();
+        b.append_extension(KeyUsage::new().critical().key_cert_sign().build().unwrap())
+            .unwrap();
     } else {
-        b.append_extension(KeyUsage::new().critical().digital_signature().build().unwrap()).unwrap();
+        b.append_extension(
+            KeyUsage::new()
+                .critical()
+                .digital_signature()
+                .build()
+                .unwrap(),
+        )
+        .unwrap();
         let mut san = SubjectAlternativeName::new();
         for n in spec.names {
             san.dns(n);
         }
-        let san = san.build(&b.x509v3_context(issuer.map(|(c, _)| c.as_ref()), None)).unwrap();
+        let san = san
+            .build(&b.x509v3_context(issuer.map(|(c, _)| c.as_ref()), None))
+            .unwrap();
         b.append_extension(san).unwrap();
     }
     let (signer, md) = match issuer {
         Some((_, k)) => (k, MessageDigest::sha256()),
         None => (key, MessageDigest::sha256()),
     };
-    let md = if signer.id() == openssl::pkey::Id::ED25519 { MessageDigest::null() } else { md };
+    let md = if signer.id() == openssl::pkey::Id::ED25519 {
+        MessageDigest::null()
+    } else {
+        md
+    };
     b.sign(signer, md).unwrap();
     b.build()
 }
@@ -96,7 +135,15 @@ pub struct TestCa {
 impl TestCa {
     pub fn new() -> Self {
         let key = key(KeyKind::Ec(Nid::X9_62_PRIME256V1));
-        let cert = cert(&CertSpec { names: &["Test CA"], ca: true, ..Default::default() }, &key, None);
+        let cert = cert(
+            &CertSpec {
+                names: &["Test CA"],
+                ca: true,
+                ..Default::default()
+            },
+            &key,
+            None,
+        );
         TestCa { cert, key }
     }
 
@@ -123,15 +170,30 @@ pub struct TempDir(pub PathBuf, tempfile::TempDir);
 
 impl TempDir {
     pub fn new(tag: &str) -> Self {
-        let t = tempfile::Builder::new().prefix(&format!("kurier-tls-{tag}-")).tempdir().unwrap();
+        let t = tempfile::Builder::new()
+            .prefix(&format!("kurier-tls-{tag}-"))
+            .tempdir()
+            .unwrap();
         TempDir(t.path().to_owned(), t)
     }
 }
 
 /// A CA, and a leaf for `names` issued by it, written to `dir`; returns the source and CA path.
-pub fn issued_source(dir: &Path, ca: &TestCa, stem: &str, names: &[&str], kind: KeyKind) -> CertificateSource {
+pub fn issued_source(
+    dir: &Path,
+    ca: &TestCa,
+    stem: &str,
+    names: &[&str],
+    kind: KeyKind,
+) -> CertificateSource {
     let k = key(kind);
-    let leaf = ca.issue(&CertSpec { names, ..Default::default() }, &k);
+    let leaf = ca.issue(
+        &CertSpec {
+            names,
+            ..Default::default()
+        },
+        &k,
+    );
     let (cert, key) = write(dir, stem, &[&leaf, &ca.cert], &k);
     CertificateSource { cert, key }
 }
@@ -142,7 +204,9 @@ pub async fn serve(acceptor: Arc<TlsAcceptor>) -> SocketAddr {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         loop {
-            let Ok((tcp, _)) = listener.accept().await else { return };
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
             let acceptor = acceptor.clone();
             tokio::spawn(async move {
                 use tokio::io::AsyncReadExt;
@@ -157,9 +221,18 @@ pub async fn serve(acceptor: Arc<TlsAcceptor>) -> SocketAddr {
 }
 
 /// A strict server with one P-256 certificate for `localhost`; returns its address and the CA file.
-pub async fn strict_server(dir: &Path, profile: ServerProfile) -> (SocketAddr, PathBuf, Arc<TlsAcceptor>) {
+pub async fn strict_server(
+    dir: &Path,
+    profile: ServerProfile,
+) -> (SocketAddr, PathBuf, Arc<TlsAcceptor>) {
     let ca = TestCa::new();
-    let source = issued_source(dir, &ca, "server", &["localhost", "mail.example.test"], KeyKind::Ec(Nid::X9_62_PRIME256V1));
+    let source = issued_source(
+        dir,
+        &ca,
+        "server",
+        &["localhost", "mail.example.test"],
+        KeyKind::Ec(Nid::X9_62_PRIME256V1),
+    );
     let ca_path = dir.join("ca.pem");
     std::fs::write(&ca_path, ca.cert.to_pem().unwrap()).unwrap();
     let acceptor = Arc::new(TlsAcceptor::new(profile, vec![source]).unwrap());

@@ -1,0 +1,152 @@
+//! An independent scan of the dev HTTPS listener by testssl.sh (Debian package `testssl.sh`),
+//! whose JSON is checked against the allowed lists of TR-03108.md §2 — not against our own
+//! profile lists, so that a mistake in those shows up here.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+mod support;
+
+use std::collections::HashMap;
+use std::process::Command;
+
+use support::Server;
+
+/// TR-03108.md §2.2 (TLS 1.2, ECDHE only) and §2.3 (TLS 1.3), as testssl writes the codes.
+const ALLOWED_SUITES: &[&str] = &[
+    "xc02b", "xc02c", "xc02f", "xc030", "xc0ac", "xc0ad", "xc023", "xc024", "xc027", "xc028",
+    "x1301", "x1302", "x1304",
+];
+const ALLOWED_CURVES: &[&str] = &[
+    "prime256v1",
+    "secp384r1",
+    "secp521r1",
+    "brainpoolP256r1",
+    "brainpoolP384r1",
+    "brainpoolP512r1",
+];
+const ALLOWED_DH_GROUPS: &[&str] = &["ffdhe3072", "ffdhe4096"];
+
+#[test]
+fn tls1_tls2_tls6_testssl_scan_of_the_dev_listener_shows_only_allowed_parameters() {
+    let testssl = ["testssl", "testssl.sh"]
+        .into_iter()
+        .find(|c| Command::new(c).arg("--version").output().is_ok())
+        .expect("testssl.sh is not installed: run scripts/test.sh (it installs the Debian package testssl.sh)");
+    let dir = tempfile::tempdir().unwrap();
+    let ip = "127.0.10.30";
+    let _server = Server::dev(dir.path(), ip);
+    let json = dir.path().join("testssl.json");
+    let out = Command::new(testssl)
+        .args([
+            "--quiet",
+            "--color",
+            "0",
+            "--nodns=none",
+            "--warnings",
+            "off",
+            "--ip",
+            ip,
+        ])
+        .args(["-p", "-E", "-f", "-S", "-R", "-C", "-H", "--jsonfile"])
+        .arg(&json)
+        .arg("https://localhost:8443/")
+        .output()
+        .unwrap();
+    let text = std::fs::read_to_string(&json).unwrap_or_else(|e| {
+        panic!(
+            "no JSON from testssl ({e}); it printed:\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    });
+    let entries: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap();
+    let findings: HashMap<String, String> = entries
+        .iter()
+        .map(|e| {
+            (
+                e["id"].as_str().unwrap_or("").to_string(),
+                e["finding"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    let get = |id: &str| {
+        findings
+            .get(id)
+            .unwrap_or_else(|| panic!("testssl reported no {id}:\n{text}"))
+            .as_str()
+    };
+
+    // TLS-1: only TLS 1.2 and 1.3.
+    for old in ["SSLv2", "SSLv3", "TLS1", "TLS1_1"] {
+        assert!(get(old).contains("not offered"), "{old}: {}", get(old));
+    }
+    assert!(get("TLS1_2").starts_with("offered"), "{}", get("TLS1_2"));
+    assert!(get("TLS1_3").starts_with("offered"), "{}", get("TLS1_3"));
+
+    // TLS-2: every suite the server accepts is on the list; no ChaCha20.
+    let suites: Vec<&str> = findings
+        .keys()
+        .filter_map(|k| k.strip_prefix("cipher-"))
+        .collect();
+    assert!(
+        suites.len() >= 6,
+        "testssl enumerated too few suites: {suites:?}"
+    );
+    for s in &suites {
+        let code = s.rsplit('_').next().unwrap();
+        assert!(
+            ALLOWED_SUITES.contains(&code),
+            "suite {s} is not allowed by TR-03108 §2.2/§2.3"
+        );
+    }
+    assert!(
+        !text.to_uppercase().contains("CHACHA"),
+        "ChaCha20 must not be offered"
+    );
+    // TLS-3: a mandatory suite for the ECDSA certificate.
+    assert!(
+        suites
+            .iter()
+            .any(|s| s.ends_with("xc02b") || s.ends_with("xc023")),
+        "{suites:?}"
+    );
+
+    // TLS-2/TLS-5: curves and DH groups.
+    for c in get("PFS_ECDHE_curves").split_whitespace() {
+        assert!(
+            ALLOWED_CURVES.contains(&c),
+            "curve {c} is not allowed (no X25519/X448)"
+        );
+    }
+    if let Some(groups) = findings.get("DH_groups") {
+        for g in groups.split_whitespace() {
+            assert!(
+                ALLOWED_DH_GROUPS.contains(&g),
+                "DH group {g} is not allowed"
+            );
+        }
+    }
+
+    // TLS-6: no client-initiated renegotiation, no compression, no heartbeat.
+    assert!(
+        get("secure_client_renego").contains("not vulnerable"),
+        "{}",
+        get("secure_client_renego")
+    );
+    assert!(
+        get("CRIME_TLS").contains("not vulnerable"),
+        "{}",
+        get("CRIME_TLS")
+    );
+    assert!(
+        get("heartbleed").contains("not vulnerable"),
+        "{}",
+        get("heartbleed")
+    );
+
+    // CERT-1: the dev certificate is ECDSA P-256.
+    assert!(
+        get("cert_keySize").contains("EC 256"),
+        "{}",
+        get("cert_keySize")
+    );
+}

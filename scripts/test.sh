@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Runs every Kurier test on a Debian machine: installs the Debian packages the tests drive
+# (only those missing; needs root or sudo the first time), checks formatting and lints, then
+# runs the whole workspace test suite. `.ci/run` calls exactly this.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Build: gcc, make and perl compile the vendored OpenSSL. Tests: testssl.sh scans our TLS
+# listener, openssl makes certificates the way an operator would, curl is a real HTTPS client.
+packages=(gcc make perl ca-certificates openssl curl testssl.sh)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "installing test dependencies: ${missing[*]}"
+  $sudo apt-get update -q
+  # Never let a package start a system daemon on install: tests start their own.
+  printf '#!/bin/sh\nexit 101\n' | $sudo tee /usr/sbin/policy-rc.d >/dev/null
+  $sudo chmod +x /usr/sbin/policy-rc.d
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+  $sudo rm -f /usr/sbin/policy-rc.d
+fi
+
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo test --workspace --locked
