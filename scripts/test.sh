@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 
 # Build: gcc, make and perl compile the vendored OpenSSL. Tests: testssl.sh scans our TLS
 # listener, openssl makes certificates the way an operator would, curl is a real HTTPS client.
-packages=(gcc make perl ca-certificates openssl curl testssl.sh)
+# The store's conformance suite runs against a real PostgreSQL (started below).
+packages=(gcc make perl ca-certificates openssl curl testssl.sh postgresql)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -24,6 +25,26 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
   $sudo rm -f /usr/sbin/policy-rc.d
 fi
+
+# A throwaway PostgreSQL cluster on loopback for the store tests, stopped on exit. Tests create
+# their own databases in it; KURIER_TEST_POSTGRES tells them where it is.
+start_postgres() {
+  local bin port
+  bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+  port=${KURIER_TEST_PG_PORT:-55432}
+  pgdir=$(mktemp -d /tmp/kurier-pg.XXXXXX)
+  local as=()
+  if [ "$(id -u)" -eq 0 ]; then
+    chown postgres: "$pgdir"
+    as=(runuser -u postgres --)
+  fi
+  "${as[@]}" "$bin/initdb" -D "$pgdir/data" -A trust -U postgres --no-sync >"$pgdir/initdb.log"
+  "${as[@]}" "$bin/pg_ctl" -D "$pgdir/data" -l "$pgdir/server.log" -w \
+    -o "-c listen_addresses=127.0.0.1 -p $port -k $pgdir -c max_connections=400 -c shared_buffers=128MB" start >/dev/null
+  export KURIER_TEST_POSTGRES="host=127.0.0.1 port=$port user=postgres dbname=postgres"
+  trap '"${as[@]}" "$bin/pg_ctl" -D "$pgdir/data" -m immediate stop >/dev/null 2>&1; rm -rf "$pgdir"' EXIT
+}
+start_postgres
 
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

@@ -1,0 +1,261 @@
+//! # kurier-store — all of Kurier's state behind one `Store` trait
+//!
+//! Owns domains, accounts (Argon2id password hashes), aliases and catch-alls, mailboxes with
+//! their IMAP counters (UIDVALIDITY, UIDNEXT, MODSEQ), messages and flags, the outbound queue
+//! with leases, TLSRPT events and received reports, and the MTA-STS policy cache. Two backends
+//! implement the trait: SQLite (`sqlite:` — the embedded default, one data folder) and
+//! PostgreSQL (`postgres://` — several Kurier nodes sharing one database). One conformance test
+//! suite (`tests/conformance.rs`) runs against both.
+//!
+//! ## Durability contract
+//! When `append`, `deliver` or `enqueue` returns `Ok`, the message and its metadata survive a
+//! crash or a power cut: SQLite commits in WAL mode with `synchronous=FULL` (the WAL is fsynced
+//! at every commit), PostgreSQL commits with its default `synchronous_commit=on`. Every write a
+//! protocol acknowledges (SMTP 250, IMAP APPEND OK) goes through these calls and is acknowledged
+//! only after they return (ARCHITECTURE.md: durable before 250). A failed call has written
+//! nothing visible: each one is a single transaction.
+//!
+//! Queue entries are leased, never popped: `lease` hands due entries to one worker until the
+//! lease expires; a worker that dies leaves them to be leased again, so nothing is lost.
+//!
+//! Must not: leak SQL or backend types outside this crate; know about SMTP or IMAP syntax.
+
+pub mod address;
+pub mod model;
+pub mod password;
+mod postgres;
+mod rules;
+mod schema;
+mod sqlite;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+pub use model::*;
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+use tokio::sync::broadcast;
+
+/// Errors of the store. `Unavailable` is temporary (SMTP 4xx); the others are the caller's.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0} exists already")]
+    Exists(String),
+    #[error(
+        "mailbox quota of {address} exceeded: {used} of {quota} bytes used, the message has {size}"
+    )]
+    QuotaExceeded {
+        address: String,
+        used: u64,
+        quota: u64,
+        size: u64,
+    },
+    #[error("the queue entry {0} is leased by another worker")]
+    LeaseLost(QueueId),
+    /// The database cannot be used right now (unreachable, disk full, locked): try again later.
+    #[error("storage temporarily unavailable: {0}")]
+    Unavailable(String),
+    /// The database is not ours or is damaged.
+    #[error("storage error: {0}")]
+    Backend(String),
+}
+
+impl StoreError {
+    /// Whether a protocol should answer with a temporary failure (4xx / NO [UNAVAILABLE]).
+    pub fn is_temporary(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Who receives mail for an address (RFC 5321 §3.6 local resolution).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recipient {
+    /// The domain is not hosted here.
+    NotHosted,
+    /// The domain is hosted, but nobody has the address (550 5.1.1).
+    Unknown,
+    /// These accounts receive it (an account, an alias or the catch-all).
+    Local(Vec<Account>),
+}
+
+/// Everything Kurier stores. All methods are single transactions.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    // Domains.
+    async fn add_domain(&self, name: &str) -> Result<Domain>;
+    async fn domains(&self) -> Result<Vec<Domain>>;
+    /// Refuses while the domain still has accounts or aliases.
+    async fn delete_domain(&self, name: &str) -> Result<()>;
+
+    // Accounts.
+    /// Creates the account and its default mailboxes (INBOX, Sent, Drafts, Trash, Junk).
+    async fn add_account(
+        &self,
+        address: &str,
+        password: &str,
+        quota: Option<u64>,
+    ) -> Result<Account>;
+    async fn account(&self, address: &str) -> Result<Option<Account>>;
+    async fn accounts(&self, domain: Option<&str>) -> Result<Vec<Account>>;
+    async fn set_password(&self, address: &str, password: &str) -> Result<()>;
+    async fn set_enabled(&self, address: &str, enabled: bool) -> Result<()>;
+    async fn set_quota(&self, address: &str, quota: Option<u64>) -> Result<()>;
+    /// Deletes the account with all its mailboxes and messages.
+    async fn delete_account(&self, address: &str) -> Result<()>;
+    /// The account if the password matches and it is enabled.
+    async fn authenticate(&self, address: &str, password: &str) -> Result<Option<Account>>;
+    /// Bytes used by all messages of the account.
+    async fn usage(&self, account: AccountId) -> Result<u64>;
+
+    // Aliases.
+    /// `address` may be `@domain` (catch-all); targets must be local accounts.
+    async fn add_alias(&self, address: &str, targets: &[&str]) -> Result<Alias>;
+    async fn aliases(&self, domain: Option<&str>) -> Result<Vec<Alias>>;
+    async fn delete_alias(&self, address: &str) -> Result<()>;
+    async fn resolve(&self, address: &str) -> Result<Recipient>;
+
+    // Mailboxes.
+    async fn mailboxes(&self, account: AccountId) -> Result<Vec<Mailbox>>;
+    async fn mailbox(&self, account: AccountId, name: &str) -> Result<Option<Mailbox>>;
+    async fn create_mailbox(
+        &self,
+        account: AccountId,
+        name: &str,
+        special_use: Option<SpecialUse>,
+    ) -> Result<Mailbox>;
+    /// Renames a mailbox and its children; a new UIDVALIDITY is not needed (RFC 9051 §6.3.6).
+    async fn rename_mailbox(&self, account: AccountId, from: &str, to: &str) -> Result<()>;
+    /// Deletes the mailbox and its messages; INBOX cannot be deleted.
+    async fn delete_mailbox(&self, account: AccountId, name: &str) -> Result<()>;
+    async fn set_subscribed(&self, account: AccountId, name: &str, subscribed: bool) -> Result<()>;
+
+    // Messages.
+    /// Durable when it returns (see the crate doc). Checks the quota.
+    async fn append(
+        &self,
+        mailbox: MailboxId,
+        body: &[u8],
+        flags: &[&str],
+        internal_date: UnixTime,
+    ) -> Result<Appended>;
+    /// Appends `body` to the INBOX of every account, all or nothing; durable when it returns.
+    async fn deliver(&self, accounts: &[AccountId], body: &[u8]) -> Result<Vec<Appended>>;
+    /// Metadata of every message in the mailbox, by UID.
+    async fn messages(&self, mailbox: MailboxId) -> Result<Vec<MessageMeta>>;
+    async fn message_body(&self, mailbox: MailboxId, uid: u32) -> Result<Option<Vec<u8>>>;
+    /// Changes flags; each changed message gets a new MODSEQ. Returns the changed messages.
+    async fn set_flags(
+        &self,
+        mailbox: MailboxId,
+        uids: &[u32],
+        change: FlagChange,
+        flags: &[&str],
+    ) -> Result<Vec<MessageMeta>>;
+    /// Removes messages; returns the UIDs that were removed.
+    async fn expunge(&self, mailbox: MailboxId, uids: &[u32]) -> Result<Vec<u32>>;
+    /// Copies messages (with flags and internal date); returns (source UID, new UID) pairs.
+    async fn copy(&self, from: MailboxId, uids: &[u32], to: MailboxId) -> Result<Vec<(u32, u32)>>;
+    /// Announcements of changes to any mailbox (IMAP IDLE and NOTIFY filter them).
+    fn subscribe(&self) -> broadcast::Receiver<MailboxChange>;
+
+    // The outbound queue.
+    /// Durable when it returns (see the crate doc).
+    async fn enqueue(&self, entry: &NewQueueEntry, body: &[u8]) -> Result<QueueId>;
+    /// Leases up to `limit` due entries (next attempt reached, no live lease) to `holder` until
+    /// `now + lease_secs`. Two workers never get the same entry while a lease is live.
+    async fn lease(
+        &self,
+        holder: &str,
+        now: UnixTime,
+        lease_secs: u32,
+        limit: u32,
+    ) -> Result<Vec<QueueEntry>>;
+    async fn queue_body(&self, id: QueueId) -> Result<Option<Vec<u8>>>;
+    /// Records per-recipient results; then deletes the entry if no recipient is pending, or
+    /// releases it for a new attempt at `next_attempt`. Fails with `LeaseLost` if `holder`
+    /// no longer holds the lease.
+    async fn finish_attempt(
+        &self,
+        id: QueueId,
+        holder: &str,
+        results: &[(String, RecipientStatus, Option<String>)],
+        next_attempt: UnixTime,
+    ) -> Result<()>;
+    async fn queue(&self) -> Result<Vec<QueueEntry>>;
+
+    // TLSRPT (RFC 8460) and MTA-STS (RFC 8461).
+    async fn record_tls_event(&self, event: &TlsEvent) -> Result<()>;
+    /// Events with `from <= at < until`.
+    async fn tls_events(&self, from: UnixTime, until: UnixTime) -> Result<Vec<TlsEvent>>;
+    async fn store_report(&self, report_domain: &str, submitter: &str, json: &[u8]) -> Result<i64>;
+    async fn reports(&self) -> Result<Vec<ReceivedReport>>;
+    async fn put_sts_policy(&self, policy: &CachedStsPolicy) -> Result<()>;
+    async fn sts_policy(&self, domain: &str) -> Result<Option<CachedStsPolicy>>;
+}
+
+/// Opens the store a URL names: `sqlite:/path/to/kurier.db`, `postgres://user@host/db`, or
+/// `postgres:` followed by a libpq key=value string.
+pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
+    if let Some(path) = url.strip_prefix("sqlite:") {
+        Ok(Arc::new(SqliteStore::open(Path::new(path)).await?))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(PostgresStore::connect(url).await?))
+    } else if let Some(conninfo) = url.strip_prefix("postgres:") {
+        // libpq key=value form: `postgres:host=/run/postgresql dbname=kurier`.
+        Ok(Arc::new(PostgresStore::connect(conninfo).await?))
+    } else {
+        Err(StoreError::Invalid(format!(
+            "store URL {url:?}: use sqlite:/var/lib/kurier/kurier.db, postgres://user@host/dbname or postgres:host=… dbname=…"
+        )))
+    }
+}
+
+/// Flags are kept sorted, de-duplicated, and system flags in their canonical case
+/// (RFC 9051 §2.3.2). Keywords are IMAP atoms; anything else is refused.
+pub fn normalize_flags<'a>(flags: impl IntoIterator<Item = &'a str>) -> Result<Vec<String>> {
+    const SYSTEM: &[&str] = &["\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft"];
+    let mut out = Vec::new();
+    for f in flags {
+        let f = match SYSTEM.iter().find(|s| s.eq_ignore_ascii_case(f)) {
+            Some(system) => (*system).to_string(),
+            None if is_keyword(f) => f.to_string(),
+            None => {
+                return Err(StoreError::Invalid(format!(
+                    "flag {f:?} is neither a system flag nor a valid keyword"
+                )));
+            }
+        };
+        if !out.contains(&f) {
+            out.push(f);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// An IMAP atom (RFC 9051 §9 `atom`), which is what a keyword is.
+fn is_keyword(f: &str) -> bool {
+    !f.is_empty()
+        && f.len() <= 255
+        && f.chars()
+            .all(|c| c.is_ascii_graphic() && !"(){%*\"\\]".contains(c))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn flags_are_canonical_sorted_and_checked() {
+        let f = super::normalize_flags(["\\seen", "$Label1", "\\Seen", "\\FLAGGED"]).unwrap();
+        assert_eq!(f, ["$Label1", "\\Flagged", "\\Seen"]);
+        for bad in ["\\Recent", "\\Bogus", "a b", "", "x(y"] {
+            assert!(super::normalize_flags([bad]).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,261 @@
+//! The stored things, as plain values.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Seconds since the Unix epoch; the store keeps every time in this unit (UTC).
+pub type UnixTime = i64;
+
+pub fn now() -> UnixTime {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// A hosted mail domain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Domain {
+    pub name: String,
+    pub created: UnixTime,
+}
+
+pub type AccountId = i64;
+pub type MailboxId = i64;
+pub type QueueId = i64;
+
+/// A mail account (one login, one set of mailboxes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub id: AccountId,
+    /// Normalized (`address::normalize`).
+    pub address: String,
+    pub domain: String,
+    /// Bytes; `None` is unlimited.
+    pub quota: Option<u64>,
+    pub enabled: bool,
+    pub created: UnixTime,
+}
+
+/// An alias: `address` (or `@domain`, the domain's catch-all) delivers to `targets`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Alias {
+    pub address: String,
+    pub domain: String,
+    pub targets: Vec<String>,
+}
+
+/// RFC 6154 special-use attribute of a mailbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SpecialUse {
+    Sent,
+    Drafts,
+    Trash,
+    Junk,
+    Archive,
+}
+
+impl SpecialUse {
+    pub fn attribute(self) -> &'static str {
+        match self {
+            SpecialUse::Sent => "\\Sent",
+            SpecialUse::Drafts => "\\Drafts",
+            SpecialUse::Trash => "\\Trash",
+            SpecialUse::Junk => "\\Junk",
+            SpecialUse::Archive => "\\Archive",
+        }
+    }
+
+    pub fn from_attribute(s: &str) -> Option<Self> {
+        [
+            Self::Sent,
+            Self::Drafts,
+            Self::Trash,
+            Self::Junk,
+            Self::Archive,
+        ]
+        .into_iter()
+        .find(|u| u.attribute().eq_ignore_ascii_case(s))
+    }
+}
+
+/// The mailboxes every new account gets.
+pub const DEFAULT_MAILBOXES: &[(&str, Option<SpecialUse>)] = &[
+    ("INBOX", None),
+    ("Sent", Some(SpecialUse::Sent)),
+    ("Drafts", Some(SpecialUse::Drafts)),
+    ("Trash", Some(SpecialUse::Trash)),
+    ("Junk", Some(SpecialUse::Junk)),
+];
+
+/// The hierarchy delimiter of mailbox names (`Archive/2026`).
+pub const MAILBOX_DELIMITER: char = '/';
+
+/// A mailbox with its IMAP counters (RFC 9051 §2.3.1.1, RFC 7162 for MODSEQ).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mailbox {
+    pub id: MailboxId,
+    pub account: AccountId,
+    /// Full name with `/` as the hierarchy delimiter; `INBOX` is always upper case.
+    pub name: String,
+    pub special_use: Option<SpecialUse>,
+    pub uid_validity: u32,
+    /// The UID the next message will get; never decreases, never reused.
+    pub uid_next: u32,
+    /// The highest MODSEQ given out in this mailbox.
+    pub highest_modseq: u64,
+    pub subscribed: bool,
+    pub messages: u32,
+}
+
+/// One message in a mailbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageMeta {
+    pub mailbox: MailboxId,
+    pub uid: u32,
+    pub modseq: u64,
+    /// System flags (`\Seen` …) and keywords, as IMAP writes them, sorted.
+    pub flags: Vec<String>,
+    pub internal_date: UnixTime,
+    pub size: u64,
+}
+
+/// Where a new message went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    pub mailbox: MailboxId,
+    pub uid_validity: u32,
+    pub uid: u32,
+    pub modseq: u64,
+}
+
+/// How `set_flags` changes the flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlagChange {
+    Add,
+    Remove,
+    Replace,
+}
+
+/// What changed in a mailbox, announced to waiting IMAP sessions (IDLE).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailboxChange {
+    pub account: AccountId,
+    pub mailbox: MailboxId,
+    pub kind: ChangeKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChangeKind {
+    Appended {
+        uid: u32,
+    },
+    Flags {
+        uids: Vec<u32>,
+    },
+    Expunged {
+        uids: Vec<u32>,
+    },
+    /// Created, renamed or deleted.
+    Mailboxes,
+}
+
+/// Delivery state of one recipient of a queued message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecipientStatus {
+    Pending,
+    Delivered,
+    /// Permanently failed; a bounce is due.
+    Failed,
+}
+
+impl RecipientStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecipientStatus::Pending => "pending",
+            RecipientStatus::Delivered => "delivered",
+            RecipientStatus::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "pending" => Some(RecipientStatus::Pending),
+            "delivered" => Some(RecipientStatus::Delivered),
+            "failed" => Some(RecipientStatus::Failed),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueRecipient {
+    pub address: String,
+    pub status: RecipientStatus,
+    /// The last error (SMTP reply or local reason), for logs and bounces.
+    pub last_error: Option<String>,
+    /// RFC 3461 ORCPT/NOTIFY parameters as received, kept for DSNs.
+    pub dsn: Option<String>,
+}
+
+/// A message waiting for outbound delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueEntry {
+    pub id: QueueId,
+    /// Reverse path; empty for bounces (`MAIL FROM:<>`).
+    pub sender: String,
+    pub recipients: Vec<QueueRecipient>,
+    pub size: u64,
+    pub created: UnixTime,
+    pub next_attempt: UnixTime,
+    pub attempts: u32,
+    /// RFC 8689 REQUIRETLS was asked for.
+    pub require_tls: bool,
+    /// The worker that holds the lease, and until when.
+    pub lease: Option<(String, UnixTime)>,
+}
+
+/// A new queue entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewQueueEntry {
+    pub sender: String,
+    pub recipients: Vec<(String, Option<String>)>,
+    pub require_tls: bool,
+}
+
+/// One TLS outcome of an outbound session, counted for TLSRPT (RFC 8460 §4).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsEvent {
+    /// The policy domain (the recipient domain).
+    pub policy_domain: String,
+    /// `sts`, `tlsa` or `no-policy-found`.
+    pub policy_type: String,
+    /// The policy strings as they will appear in the report.
+    pub policy_strings: Vec<String>,
+    pub mx_host: String,
+    /// `None` for success, else an RFC 8460 §4.3 result type such as `certificate-expired`.
+    pub failure: Option<String>,
+    pub receiving_ip: Option<String>,
+    pub at: UnixTime,
+}
+
+/// A TLSRPT report received by mail (RFC 8460 §5.3), stored raw and parsed by `policy`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceivedReport {
+    pub id: i64,
+    pub report_domain: String,
+    pub submitter: String,
+    pub received: UnixTime,
+    pub json: Vec<u8>,
+}
+
+/// A cached MTA-STS policy (RFC 8461 §5.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CachedStsPolicy {
+    pub domain: String,
+    /// The `id=` of the `_mta-sts` TXT record the policy was fetched for.
+    pub record_id: String,
+    /// The policy text as fetched.
+    pub policy: String,
+    pub fetched: UnixTime,
+    pub expires: UnixTime,
+}

@@ -1,0 +1,69 @@
+//! Password hashes: Argon2id (RFC 9106) in the PHC string format, salted per account.
+
+use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+
+use crate::StoreError;
+
+/// Hashes `password` with Argon2id and a fresh 16-byte salt from OpenSSL's CSPRNG.
+pub fn hash(password: &str) -> Result<String, StoreError> {
+    if password.is_empty() {
+        return Err(StoreError::Invalid("the password is empty".into()));
+    }
+    let mut salt = [0u8; 16];
+    openssl::rand::rand_bytes(&mut salt)
+        .map_err(|e| StoreError::Backend(format!("random salt: {e}")))?;
+    let salt =
+        SaltString::encode_b64(&salt).map_err(|e| StoreError::Backend(format!("salt: {e}")))?;
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| StoreError::Backend(format!("password hash: {e}")))
+}
+
+/// Whether `password` matches `stored` (a PHC string). A malformed hash never matches.
+pub fn verify(password: &str, stored: &str) -> bool {
+    PasswordHash::new(stored)
+        .map(|h| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &h)
+                .is_ok()
+        })
+        .unwrap_or(false)
+}
+
+/// Spends the time of one verification, so that unknown addresses answer as slowly as known
+/// ones (no account enumeration by timing).
+pub fn verify_dummy(password: &str) {
+    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let h = DUMMY.get_or_init(|| hash("kurier-dummy-password").unwrap_or_default());
+    let _ = verify(password, h);
+}
+
+/// The account of `row` (stored hash, account) if the password matches and it is enabled.
+pub fn check_account(
+    password: &str,
+    row: Option<(String, crate::Account)>,
+) -> Option<crate::Account> {
+    match row {
+        Some((hash, account)) => (verify(password, &hash) && account.enabled).then_some(account),
+        None => {
+            verify_dummy(password);
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn hash_and_verify() {
+        let h = super::hash("correct horse").unwrap();
+        assert!(h.starts_with("$argon2id$"));
+        assert!(super::verify("correct horse", &h));
+        assert!(!super::verify("wrong", &h));
+        assert!(!super::verify("correct horse", "not a hash"));
+        assert_ne!(h, super::hash("correct horse").unwrap(), "salted");
+        assert!(super::hash("").is_err());
+    }
+}

@@ -1,0 +1,1446 @@
+//! The PostgreSQL backend: several Kurier nodes share one database. Everything, message bodies
+//! included, lives in the database, so every node sees the same data. Queue leases use
+//! `FOR UPDATE SKIP LOCKED`; mailbox changes travel as `NOTIFY kurier_changes` so that IMAP
+//! sessions on every node hear them (the notification is sent at commit).
+//!
+//! Counters (UIDNEXT, MODSEQ, quota usage) are updated under a row lock of the mailbox and the
+//! account (`FOR UPDATE`), which makes concurrent appends from any node safe.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use deadpool_postgres::{
+    GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod, Transaction,
+};
+use tokio::sync::broadcast;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{AsyncMessage, NoTls, Row};
+
+use crate::rules::{self, decode_flags, decode_list, encode_flags, encode_list, to_u64};
+use crate::schema::POSTGRES;
+use crate::{
+    Account, AccountId, Alias, Appended, CachedStsPolicy, ChangeKind, DEFAULT_MAILBOXES, Domain,
+    FlagChange, Mailbox, MailboxChange, MailboxId, MessageMeta, NewQueueEntry, QueueEntry, QueueId,
+    QueueRecipient, ReceivedReport, Recipient, RecipientStatus, Result, SpecialUse, Store,
+    StoreError, TlsEvent, UnixTime, address, normalize_flags, now, password,
+};
+
+/// The NOTIFY channel for mailbox changes.
+const CHANNEL: &str = "kurier_changes";
+/// Serializes schema migrations of nodes that start at the same time.
+const MIGRATION_LOCK: i64 = 0x4B55_5249;
+
+pub struct PostgresStore {
+    pool: Pool,
+    changes: broadcast::Sender<MailboxChange>,
+}
+
+fn err(e: tokio_postgres::Error) -> StoreError {
+    match e.code() {
+        Some(c)
+            if *c == SqlState::DISK_FULL
+                || *c == SqlState::TOO_MANY_CONNECTIONS
+                || *c == SqlState::ADMIN_SHUTDOWN
+                || *c == SqlState::CANNOT_CONNECT_NOW
+                || *c == SqlState::T_R_SERIALIZATION_FAILURE
+                || *c == SqlState::T_R_DEADLOCK_DETECTED
+                || *c == SqlState::OUT_OF_MEMORY =>
+        {
+            StoreError::Unavailable(e.to_string())
+        }
+        Some(_) => StoreError::Backend(e.to_string()),
+        // No SQLSTATE: the connection itself failed.
+        None => StoreError::Unavailable(format!("PostgreSQL: {e}")),
+    }
+}
+
+fn unique(what: String) -> impl FnOnce(tokio_postgres::Error) -> StoreError {
+    move |e| {
+        if e.code() == Some(&SqlState::UNIQUE_VIOLATION) {
+            StoreError::Exists(what)
+        } else {
+            err(e)
+        }
+    }
+}
+
+type Client = deadpool_postgres::Object;
+
+impl PostgresStore {
+    /// Connects (URL or libpq key=value string), migrates the schema, starts the NOTIFY listener.
+    pub async fn connect(conninfo: &str) -> Result<Self> {
+        let config = tokio_postgres::Config::from_str(conninfo)
+            .map_err(|e| StoreError::Invalid(format!("PostgreSQL connection string: {e}")))?;
+        let manager = Manager::from_config(
+            config.clone(),
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(16)
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .wait_timeout(Some(Duration::from_secs(10)))
+            .create_timeout(Some(Duration::from_secs(10)))
+            .build()
+            .map_err(|e| StoreError::Backend(format!("PostgreSQL pool: {e}")))?;
+        let store = PostgresStore {
+            pool,
+            changes: broadcast::channel(1024).0,
+        };
+        let mut c = store.client().await?;
+        migrate(&mut c).await?;
+        drop(c);
+        // Listen before returning, so that no change after `connect` is missed.
+        let (client, mut connection) = config.connect(NoTls).await.map_err(err)?;
+        let sender = store.changes.clone();
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let client = client;
+            let mut ready = Some(ready_tx);
+            let sql = format!("LISTEN {CHANNEL}");
+            let listen = client.batch_execute(&sql);
+            tokio::pin!(listen);
+            loop {
+                tokio::select! {
+                    r = &mut listen, if ready.is_some() => {
+                        if let Some(tx) = ready.take() { let _ = tx.send(r.is_ok()); }
+                    }
+                    m = std::future::poll_fn(|cx| connection.poll_message(cx)) => match m {
+                        Some(Ok(AsyncMessage::Notification(n))) => {
+                            if let Some(change) = decode_change(n.payload()) {
+                                let _ = sender.send(change);
+                            }
+                        }
+                        Some(Ok(_)) => {}
+                        Some(Err(e)) => { tracing::error!(error = %e, "PostgreSQL change listener failed; IMAP IDLE will not hear other nodes"); return; }
+                        None => return,
+                    }
+                }
+            }
+        });
+        if ready_rx.await != Ok(true) {
+            return Err(StoreError::Unavailable("PostgreSQL: LISTEN failed".into()));
+        }
+        Ok(store)
+    }
+
+    async fn client(&self) -> Result<Client> {
+        self.pool
+            .get()
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("PostgreSQL: {e}")))
+    }
+}
+
+async fn migrate(c: &mut Client) -> Result<()> {
+    let tx = c.transaction().await.map_err(err)?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .await
+        .map_err(err)?;
+    tx.batch_execute("CREATE TABLE IF NOT EXISTS kurier_schema (version BIGINT NOT NULL)")
+        .await
+        .map_err(err)?;
+    let version: i64 = tx
+        .query_opt("SELECT version FROM kurier_schema", &[])
+        .await
+        .map_err(err)?
+        .map(|r| r.get(0))
+        .unwrap_or(0);
+    if version as usize > POSTGRES.len() {
+        return Err(StoreError::Backend(format!(
+            "the database has schema version {version}, newer than this Kurier knows ({}); upgrade Kurier",
+            POSTGRES.len()
+        )));
+    }
+    if version == 0 {
+        let foreign: i64 = tx
+            .query_one(
+                "SELECT count(*) FROM information_schema.tables WHERE table_schema = current_schema() AND table_name <> 'kurier_schema'",
+                &[],
+            )
+            .await
+            .map_err(err)?
+            .get(0);
+        if foreign > 0 {
+            return Err(StoreError::Backend(
+                "the PostgreSQL database holds other tables but no Kurier schema; give Kurier its own database".into(),
+            ));
+        }
+        tx.execute("INSERT INTO kurier_schema (version) VALUES (0)", &[])
+            .await
+            .map_err(err)?;
+    }
+    for (i, sql) in POSTGRES.iter().enumerate().skip(version as usize) {
+        tx.batch_execute(sql)
+            .await
+            .map_err(|e| StoreError::Backend(format!("schema migration {} failed: {e}", i + 1)))?;
+        tx.execute(
+            "UPDATE kurier_schema SET version = $1",
+            &[&((i + 1) as i64)],
+        )
+        .await
+        .map_err(err)?;
+        tracing::info!(version = i + 1, "store schema migrated");
+    }
+    tx.commit().await.map_err(err)
+}
+
+/// `account mailbox kind uid,uid,…` — what travels through NOTIFY.
+fn encode_change(c: &MailboxChange) -> Vec<String> {
+    let (kind, uids): (&str, &[u32]) = match &c.kind {
+        ChangeKind::Appended { uid } => ("a", std::slice::from_ref(uid)),
+        ChangeKind::Flags { uids } => ("f", uids),
+        ChangeKind::Expunged { uids } => ("e", uids),
+        ChangeKind::Mailboxes => ("m", &[]),
+    };
+    // NOTIFY payloads are limited to 8000 bytes: split long UID lists.
+    let chunks: Vec<&[u32]> = if uids.is_empty() {
+        vec![&[]]
+    } else {
+        uids.chunks(500).collect()
+    };
+    chunks
+        .into_iter()
+        .map(|chunk| {
+            let list = chunk
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(",");
+            format!("{} {} {kind} {list}", c.account, c.mailbox)
+        })
+        .collect()
+}
+
+fn decode_change(payload: &str) -> Option<MailboxChange> {
+    let mut parts = payload.split(' ');
+    let account = parts.next()?.parse().ok()?;
+    let mailbox = parts.next()?.parse().ok()?;
+    let kind = parts.next()?;
+    let uids: Vec<u32> = parts
+        .next()
+        .unwrap_or("")
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .filter_map(|s| s.parse().ok())
+        .collect();
+    let kind = match kind {
+        "a" => ChangeKind::Appended {
+            uid: *uids.first()?,
+        },
+        "f" => ChangeKind::Flags { uids },
+        "e" => ChangeKind::Expunged { uids },
+        "m" => ChangeKind::Mailboxes,
+        _ => return None,
+    };
+    Some(MailboxChange {
+        account,
+        mailbox,
+        kind,
+    })
+}
+
+async fn notify(tx: &Transaction<'_>, changes: &[MailboxChange]) -> Result<()> {
+    for c in changes {
+        for payload in encode_change(c) {
+            tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &payload])
+                .await
+                .map_err(err)?;
+        }
+    }
+    Ok(())
+}
+
+const ACCOUNT_COLUMNS: &str = "id, address, domain, quota, enabled, created";
+
+fn account_row(r: &Row) -> Account {
+    Account {
+        id: r.get(0),
+        address: r.get(1),
+        domain: r.get(2),
+        quota: r.get::<_, Option<i64>>(3).map(to_u64),
+        enabled: r.get(4),
+        created: r.get(5),
+    }
+}
+
+async fn account_by_address(c: &impl GenericClient, address: &str) -> Result<Option<Account>> {
+    Ok(c.query_opt(
+        &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE address = $1"),
+        &[&address],
+    )
+    .await
+    .map_err(err)?
+    .map(|r| account_row(&r)))
+}
+
+async fn require_account(c: &impl GenericClient, address: &str) -> Result<Account> {
+    account_by_address(c, address)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("account {address}")))
+}
+
+async fn domain_exists(c: &impl GenericClient, domain: &str) -> Result<bool> {
+    Ok(
+        c.query_opt("SELECT 1 FROM domains WHERE name = $1", &[&domain])
+            .await
+            .map_err(err)?
+            .is_some(),
+    )
+}
+
+async fn require_domain(c: &impl GenericClient, domain: &str) -> Result<()> {
+    if domain_exists(c, domain).await? {
+        Ok(())
+    } else {
+        Err(StoreError::NotFound(format!(
+            "domain {domain} (add it first: kurier domain add {domain})"
+        )))
+    }
+}
+
+const MAILBOX_COLUMNS: &str = "m.id, m.account, m.name, m.special_use, m.uid_validity, m.uid_next, m.highest_modseq, m.subscribed, \
+     (SELECT count(*) FROM messages WHERE mailbox = m.id)";
+
+fn mailbox_row(r: &Row) -> Mailbox {
+    Mailbox {
+        id: r.get(0),
+        account: r.get(1),
+        name: r.get(2),
+        special_use: r
+            .get::<_, Option<String>>(3)
+            .and_then(|s| SpecialUse::from_attribute(&s)),
+        uid_validity: r.get::<_, i64>(4) as u32,
+        uid_next: r.get::<_, i64>(5) as u32,
+        highest_modseq: to_u64(r.get(6)),
+        subscribed: r.get(7),
+        messages: r.get::<_, i64>(8) as u32,
+    }
+}
+
+async fn insert_mailbox(
+    tx: &Transaction<'_>,
+    account: AccountId,
+    name: &str,
+    special_use: Option<SpecialUse>,
+) -> Result<MailboxId> {
+    let special = special_use.map(|u| u.attribute());
+    // BIGSERIAL ids are never reused, so a re-created name gets a new UIDVALIDITY.
+    let row = tx
+        .query_one(
+            "INSERT INTO mailboxes (account, name, special_use, uid_validity) VALUES ($1, $2, $3, 0) RETURNING id",
+            &[&account, &name, &special],
+        )
+        .await
+        .map_err(unique(format!("mailbox {name}")))?;
+    let id: i64 = row.get(0);
+    tx.execute(
+        "UPDATE mailboxes SET uid_validity = id WHERE id = $1",
+        &[&id],
+    )
+    .await
+    .map_err(err)?;
+    Ok(id)
+}
+
+async fn insert_blob(tx: &Transaction<'_>, body: &[u8]) -> Result<i64> {
+    Ok(tx
+        .query_one(
+            "INSERT INTO blobs (data, refs) VALUES ($1, 0) RETURNING id",
+            &[&body],
+        )
+        .await
+        .map_err(err)?
+        .get(0))
+}
+
+async fn append_in(
+    tx: &Transaction<'_>,
+    mailbox: MailboxId,
+    blob: i64,
+    size: u64,
+    flags: &[String],
+    internal_date: UnixTime,
+) -> Result<(Appended, AccountId)> {
+    let row = tx
+        .query_opt(
+            "SELECT a.id, a.address, a.quota, a.used, m.uid_validity, m.uid_next, m.highest_modseq \
+             FROM mailboxes m JOIN accounts a ON a.id = m.account WHERE m.id = $1 FOR UPDATE OF m, a",
+            &[&mailbox],
+        )
+        .await
+        .map_err(err)?
+        .ok_or_else(|| StoreError::NotFound(format!("mailbox {mailbox}")))?;
+    let (account, address, quota, used): (i64, String, Option<i64>, i64) =
+        (row.get(0), row.get(1), row.get(2), row.get(3));
+    let (uid_validity, uid_next, modseq): (i64, i64, i64) = (row.get(4), row.get(5), row.get(6));
+    if let Some(q) = quota
+        && to_u64(used) + size > to_u64(q)
+    {
+        return Err(StoreError::QuotaExceeded {
+            address,
+            used: to_u64(used),
+            quota: to_u64(q),
+            size,
+        });
+    }
+    let modseq = modseq + 1;
+    tx.execute(
+        "INSERT INTO messages (mailbox, uid, modseq, flags, internal_date, size, blob) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        &[&mailbox, &uid_next, &modseq, &encode_flags(flags), &internal_date, &(size as i64), &blob],
+    )
+    .await
+    .map_err(err)?;
+    tx.execute(
+        "UPDATE mailboxes SET uid_next = uid_next + 1, highest_modseq = $2 WHERE id = $1",
+        &[&mailbox, &modseq],
+    )
+    .await
+    .map_err(err)?;
+    Ok((
+        Appended {
+            mailbox,
+            uid_validity: uid_validity as u32,
+            uid: uid_next as u32,
+            modseq: modseq as u64,
+        },
+        account,
+    ))
+}
+
+fn message_meta(mailbox: MailboxId, r: &Row) -> MessageMeta {
+    MessageMeta {
+        mailbox,
+        uid: r.get::<_, i64>(0) as u32,
+        modseq: to_u64(r.get(1)),
+        flags: decode_flags(r.get(2)),
+        internal_date: r.get(3),
+        size: to_u64(r.get(4)),
+    }
+}
+
+/// Locks the mailbox row; returns (account, highest_modseq).
+async fn lock_mailbox(tx: &Transaction<'_>, mailbox: MailboxId) -> Result<(AccountId, i64)> {
+    let r = tx
+        .query_opt(
+            "SELECT account, highest_modseq FROM mailboxes WHERE id = $1 FOR UPDATE",
+            &[&mailbox],
+        )
+        .await
+        .map_err(err)?
+        .ok_or_else(|| StoreError::NotFound(format!("mailbox {mailbox}")))?;
+    Ok((r.get(0), r.get(1)))
+}
+
+async fn load_queue_entries(
+    c: &impl GenericClient,
+    ids: Option<&[i64]>,
+) -> Result<Vec<QueueEntry>> {
+    const COLUMNS: &str = "SELECT id, sender, size, created, next_attempt, attempts, require_tls, lease_holder, lease_expires FROM queue";
+    let rows = match ids {
+        Some(ids) => {
+            c.query(
+                &format!("{COLUMNS} WHERE id = ANY($1) ORDER BY next_attempt, id"),
+                &[&ids],
+            )
+            .await
+        }
+        None => {
+            c.query(&format!("{COLUMNS} ORDER BY next_attempt, id"), &[])
+                .await
+        }
+    }
+    .map_err(err)?;
+    let mut out = Vec::new();
+    for r in rows {
+        let id: i64 = r.get(0);
+        let recipients = c
+            .query("SELECT address, status, last_error, dsn FROM queue_recipients WHERE queue = $1 ORDER BY ctid", &[&id])
+            .await
+            .map_err(err)?
+            .iter()
+            .map(|q| QueueRecipient {
+                address: q.get(0),
+                status: RecipientStatus::parse(q.get(1)).unwrap_or(RecipientStatus::Pending),
+                last_error: q.get(2),
+                dsn: q.get(3),
+            })
+            .collect();
+        let holder: Option<String> = r.get(7);
+        let expires: Option<i64> = r.get(8);
+        out.push(QueueEntry {
+            id,
+            sender: r.get(1),
+            recipients,
+            size: to_u64(r.get(2)),
+            created: r.get(3),
+            next_attempt: r.get(4),
+            attempts: r.get::<_, i64>(5) as u32,
+            require_tls: r.get(6),
+            lease: holder.zip(expires),
+        });
+    }
+    Ok(out)
+}
+
+fn not_found_if_zero(n: u64, what: String) -> Result<()> {
+    if n == 0 {
+        Err(StoreError::NotFound(what))
+    } else {
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn add_domain(&self, name: &str) -> Result<Domain> {
+        let name = address::normalize_domain(name)?;
+        let created = now();
+        self.client()
+            .await?
+            .execute(
+                "INSERT INTO domains (name, created) VALUES ($1, $2)",
+                &[&name, &created],
+            )
+            .await
+            .map_err(unique(format!("domain {name}")))?;
+        Ok(Domain { name, created })
+    }
+
+    async fn domains(&self) -> Result<Vec<Domain>> {
+        let rows = self
+            .client()
+            .await?
+            .query("SELECT name, created FROM domains ORDER BY name", &[])
+            .await
+            .map_err(err)?;
+        Ok(rows
+            .iter()
+            .map(|r| Domain {
+                name: r.get(0),
+                created: r.get(1),
+            })
+            .collect())
+    }
+
+    async fn delete_domain(&self, name: &str) -> Result<()> {
+        let name = address::normalize_domain(name)?;
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(err)?;
+        require_domain(&tx, &name).await?;
+        let r = tx
+            .query_one(
+                "SELECT (SELECT count(*) FROM accounts WHERE domain = $1), (SELECT count(*) FROM aliases WHERE domain = $1)",
+                &[&name],
+            )
+            .await
+            .map_err(err)?;
+        let (accounts, aliases): (i64, i64) = (r.get(0), r.get(1));
+        if accounts + aliases > 0 {
+            return Err(StoreError::Invalid(format!(
+                "domain {name} still has {accounts} accounts and {aliases} aliases; delete them first"
+            )));
+        }
+        tx.execute("DELETE FROM domains WHERE name = $1", &[&name])
+            .await
+            .map_err(err)?;
+        tx.commit().await.map_err(err)
+    }
+
+    async fn add_account(
+        &self,
+        address: &str,
+        password: &str,
+        quota: Option<u64>,
+    ) -> Result<Account> {
+        let address = address::normalize(address)?;
+        let hash = password::hash(password)?;
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(err)?;
+        let domain = address::domain_of(&address).to_string();
+        require_domain(&tx, &domain).await?;
+        if tx
+            .query_opt("SELECT 1 FROM aliases WHERE address = $1", &[&address])
+            .await
+            .map_err(err)?
+            .is_some()
+        {
+            return Err(StoreError::Exists(format!("alias {address}")));
+        }
+        let row = tx
+            .query_one(
+                "INSERT INTO accounts (address, domain, password, quota, created) VALUES ($1, $2, $3, $4, $5) RETURNING id",
+                &[&address, &domain, &hash, &quota.map(|q| q as i64), &now()],
+            )
+            .await
+            .map_err(unique(format!("account {address}")))?;
+        let id: i64 = row.get(0);
+        for (name, special) in DEFAULT_MAILBOXES {
+            insert_mailbox(&tx, id, name, *special).await?;
+        }
+        let account = require_account(&tx, &address).await?;
+        tx.commit().await.map_err(err)?;
+        Ok(account)
+    }
+
+    async fn account(&self, address: &str) -> Result<Option<Account>> {
+        let Ok(address) = address::normalize(address) else {
+            return Ok(None);
+        };
+        account_by_address(&self.client().await?, &address).await
+    }
+
+    async fn accounts(&self, domain: Option<&str>) -> Result<Vec<Account>> {
+        let domain = domain.map(address::normalize_domain).transpose()?;
+        let rows = self
+            .client()
+            .await?
+            .query(
+                &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE $1::TEXT IS NULL OR domain = $1 ORDER BY address"),
+                &[&domain],
+            )
+            .await
+            .map_err(err)?;
+        Ok(rows.iter().map(account_row).collect())
+    }
+
+    async fn set_password(&self, address: &str, password: &str) -> Result<()> {
+        let address = address::normalize(address)?;
+        let hash = password::hash(password)?;
+        let n = self
+            .client()
+            .await?
+            .execute(
+                "UPDATE accounts SET password = $2 WHERE address = $1",
+                &[&address, &hash],
+            )
+            .await
+            .map_err(err)?;
+        not_found_if_zero(n, format!("account {address}"))
+    }
+
+    async fn set_enabled(&self, address: &str, enabled: bool) -> Result<()> {
+        let address = address::normalize(address)?;
+        let n = self
+            .client()
+            .await?
+            .execute(
+                "UPDATE accounts SET enabled = $2 WHERE address = $1",
+                &[&address, &enabled],
+            )
+            .await
+            .map_err(err)?;
+        not_found_if_zero(n, format!("account {address}"))
+    }
+
+    async fn set_quota(&self, address: &str, quota: Option<u64>) -> Result<()> {
+        let address = address::normalize(address)?;
+        let n = self
+            .client()
+            .await?
+            .execute(
+                "UPDATE accounts SET quota = $2 WHERE address = $1",
+                &[&address, &quota.map(|q| q as i64)],
+            )
+            .await
+            .map_err(err)?;
+        not_found_if_zero(n, format!("account {address}"))
+    }
+
+    async fn delete_account(&self, address: &str) -> Result<()> {
+        let address = address::normalize(address)?;
+        let n = self
+            .client()
+            .await?
+            .execute("DELETE FROM accounts WHERE address = $1", &[&address])
+            .await
+            .map_err(err)?;
+        not_found_if_zero(n, format!("account {address}"))
+    }
+
+    async fn authenticate(&self, address: &str, password: &str) -> Result<Option<Account>> {
+        let Ok(address) = address::normalize(address) else {
+            password::verify_dummy(password);
+            return Ok(None);
+        };
+        let row = self
+            .client()
+            .await?
+            .query_opt(
+                &format!("SELECT password, {ACCOUNT_COLUMNS} FROM accounts WHERE address = $1"),
+                &[&address],
+            )
+            .await
+            .map_err(err)?;
+        let row = row.map(|r| {
+            let account = Account {
+                id: r.get(1),
+                address: r.get(2),
+                domain: r.get(3),
+                quota: r.get::<_, Option<i64>>(4).map(to_u64),
+                enabled: r.get(5),
+                created: r.get(6),
+            };
+            (r.get::<_, String>(0), account)
+        });
+        let password = password.to_string();
+        // Argon2 takes tens of milliseconds: keep it off the async threads.
+        tokio::task::spawn_blocking(move || password::check_account(&password, row))
+            .await
+            .map_err(|e| StoreError::Backend(e.to_string()))
+    }
+
+    async fn usage(&self, account: AccountId) -> Result<u64> {
+        self.client()
+            .await?
+            .query_opt("SELECT used FROM accounts WHERE id = $1", &[&account])
+            .await
+            .map_err(err)?
+            .map(|r| to_u64(r.get(0)))
+            .ok_or_else(|| StoreError::NotFound(format!("account {account}")))
+    }
+
+    async fn add_alias(&self, alias: &str, targets: &[&str]) -> Result<Alias> {
+        let alias = address::normalize_alias(alias)?;
+        let targets = targets
+            .iter()
+            .map(|t| address::normalize(t))
+            .collect::<Result<Vec<_>>>()?;
+        if targets.is_empty() {
+            return Err(StoreError::Invalid(format!(
+                "alias {alias}: name at least one target account"
+            )));
+        }
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(err)?;
+        let domain = address::domain_of(&alias).to_string();
+        require_domain(&tx, &domain).await?;
+        if account_by_address(&tx, &alias).await?.is_some() {
+            return Err(StoreError::Exists(format!("account {alias}")));
+        }
+        for t in &targets {
+            require_account(&tx, t).await?;
+        }
+        tx.execute(
+            "INSERT INTO aliases (address, domain, targets) VALUES ($1, $2, $3)",
+            &[&alias, &domain, &encode_list(&targets)],
+        )
+        .await
+        .map_err(unique(format!("alias {alias}")))?;
+        tx.commit().await.map_err(err)?;
+        Ok(Alias {
+            address: alias,
+            domain,
+            targets,
+        })
+    }
+
+    async fn aliases(&self, domain: Option<&str>) -> Result<Vec<Alias>> {
+        let domain = domain.map(address::normalize_domain).transpose()?;
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT address, domain, targets FROM aliases WHERE $1::TEXT IS NULL OR domain = $1 ORDER BY address",
+                &[&domain],
+            )
+            .await
+            .map_err(err)?;
+        Ok(rows
+            .iter()
+            .map(|r| Alias {
+                address: r.get(0),
+                domain: r.get(1),
+                targets: decode_list(r.get(2)),
+            })
+            .collect())
+    }
+
+    async fn delete_alias(&self, alias: &str) -> Result<()> {
+        let alias = address::normalize_alias(alias)?;
+        let n = self
+            .client()
+            .await?
+            .execute("DELETE FROM aliases WHERE address = $1", &[&alias])
+            .await
+            .map_err(err)?;
+        not_found_if_zero(n, format!("alias {alias}"))
+    }
+
+    async fn resolve(&self, addr: &str) -> Result<Recipient> {
+        let Ok(addr) = address::normalize(addr) else {
+            return Ok(Recipient::NotHosted);
+        };
+        let c = self.client().await?;
+        let domain = address::domain_of(&addr).to_string();
+        if !domain_exists(&c, &domain).await? {
+            return Ok(Recipient::NotHosted);
+        }
+        if let Some(a) = account_by_address(&c, &addr).await? {
+            return Ok(if a.enabled {
+                Recipient::Local(vec![a])
+            } else {
+                Recipient::Unknown
+            });
+        }
+        let catch_all = format!("@{domain}");
+        let targets: Option<String> = c
+            .query_opt(
+                "SELECT targets FROM aliases WHERE address = $1 OR address = $2 ORDER BY address = $1 DESC LIMIT 1",
+                &[&addr, &catch_all],
+            )
+            .await
+            .map_err(err)?
+            .map(|r| r.get(0));
+        let Some(targets) = targets else {
+            return Ok(Recipient::Unknown);
+        };
+        let mut accounts = Vec::new();
+        for t in decode_list(&targets) {
+            if let Some(a) = account_by_address(&c, &t).await?
+                && a.enabled
+            {
+                accounts.push(a);
+            }
+        }
+        Ok(if accounts.is_empty() {
+            Recipient::Unknown
+        } else {
+            Recipient::Local(accounts)
+        })
+    }
+
+    async fn mailboxes(&self, account: AccountId) -> Result<Vec<Mailbox>> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                &format!(
+                    "SELECT {MAILBOX_COLUMNS} FROM mailboxes m WHERE m.account = $1 ORDER BY m.name"
+                ),
+                &[&account],
+            )
+            .await
+            .map_err(err)?;
+        Ok(rows.iter().map(mailbox_row).collect())
+    }
+
+    async fn mailbox(&self, account: AccountId, name: &str) -> Result<Option<Mailbox>> {
+        let name = rules::mailbox_name(name)?;
+        Ok(self
+            .client()
+            .await?
+            .query_opt(
+                &format!(
+                    "SELECT {MAILBOX_COLUMNS} FROM mailboxes m WHERE m.account = $1 AND m.name = $2"
+                ),
+                &[&account, &name],
+            )
+            .await
+            .map_err(err)?
+            .map(|r| mailbox_row(&r)))
+    }
+
+    async fn create_mailbox(
+        &self,
+        account: AccountId,
+        name: &str,
+        special_use: Option<SpecialUse>,
+    ) -> Result<Mailbox> {
+        let name = rules::mailbox_name(name)?;
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(err)?;
+        let id = insert_mailbox(&tx, account, &name, special_use).await?;
+        let m = mailbox_row(
+            &tx.query_one(
+                &format!("SELECT {MAILBOX_COLUMNS} FROM mailboxes m WHERE m.id = $1"),
+                &[&id],
+            )
+            .await
+            .map_err(err)?,
+        );
+        notify(
+            &tx,
+            &[MailboxChange {
+                account,
+                mailbox: id,
+                kind: ChangeKind::Mailboxes,
+            }],
+        )
+        .await?;
+        tx.commit().await.map_err(err)?;
+        Ok(m)
+    }
+
+    async fn rename_mailbox(&self, account: AccountId, from: &str, to: &str) -> Result<()> {
+        let (from, to) = (rules::mailbox_name(from)?, rules::mailbox_name(to)?);
+        if from == "INBOX" || to == "INBOX" {
+            return Err(StoreError::Invalid(
+                "renaming to or from INBOX is not supported; move the messages instead".into(),
+            ));
+        }
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(err)?;
+        let id: MailboxId = tx
+            .query_opt(
+                "SELECT id FROM mailboxes WHERE account = $1 AND name = $2 FOR UPDATE",
+                &[&account, &from],
+            )
+            .await
+            .map_err(err)?
+            .map(|r| r.get(0))
+            .ok_or_else(|| StoreError::NotFound(format!("mailbox {from}")))?;
+        tx.execute(
+            "UPDATE mailboxes SET name = $3 WHERE account = $1 AND name = $2",
+            &[&account, &from, &to],
+        )
+        .await
+        .map_err(unique(format!("mailbox {to}")))?;
+        tx.execute(
+            "UPDATE mailboxes SET name = $3 || substr(name, length($2) + 1) WHERE account = $1 AND substr(name, 1, length($2) + 1) = $2 || '/'",
+            &[&account, &from, &to],
+        )
+        .await
+        .map_err(unique(format!("a child of mailbox {to}")))?;
+        notify(
+            &tx,
+            &[MailboxChange {
+                account,
+                mailbox: id,
+                kind: ChangeKind::Mailboxes,
+            }],
+        )
+        .await?;
+        tx.commit().await.map_err(err)
+    }
+
+    async fn delete_mailbox(&self, account: AccountId, name: &str) -> Result<()> {
+        let name = rules::mailbox_name(name)?;
+        if name == "INBOX" {
+            return Err(StoreError::Invalid("INBOX cannot be deleted".into()));
+        }
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(err)?;
+        let id: MailboxId = tx
+            .query_opt(
+                "SELECT id FROM mailboxes WHERE account = $1 AND name = $2 FOR UPDATE",
+                &[&account, &name],
+            )
+            .await
+            .map_err(err)?
+            .map(|r| r.get(0))
+            .ok_or_else(|| StoreError::NotFound(format!("mailbox {name}")))?;
+        tx.execute(
+            "SELECT 1 FROM accounts WHERE id = $1 FOR UPDATE",
+            &[&account],
+        )
+        .await
+        .map_err(err)?;
+        tx.execute("DELETE FROM messages WHERE mailbox = $1", &[&id])
+            .await
+            .map_err(err)?;
+        tx.execute("DELETE FROM mailboxes WHERE id = $1", &[&id])
+            .await
+            .map_err(err)?;
+        notify(
+            &tx,
+            &[MailboxChange {
+                account,
+                mailbox: id,
+                kind: ChangeKind::Mailboxes,
+            }],
+        )
+        .await?;
+        tx.commit().await.map_err(err)
+    }
+
+    async fn set_subscribed(&self, account: AccountId, name: &str, subscribed: bool) -> Result<()> {
+        let name = rules::mailbox_name(name)?;
+        let n = self
+            .client()
+            .await?
+            .execute(
+                "UPDATE mailboxes SET subscribed = $3 WHERE account = $1 AND name = $2",
+                &[&account, &name, &subscribed],
+            )
+            .await
+            .map_err(err)?;
+        not_found_if_zero(n, format!("mailbox {name}"))
+    }
+
+    async fn append(
+        &self,
+        mailbox: MailboxId,
+        body: &[u8],
+        flags: &[&str],
+        internal_date: UnixTime,
+    ) -> Result<Appended> {
+        let flags = normalize_flags(flags.iter().copied())?;
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(err)?;
+        let blob = insert_blob(&tx, body).await?;
+        let (a, account) =
+            append_in(&tx, mailbox, blob, body.len() as u64, &flags, internal_date).await?;
+        notify(
+            &tx,
+            &[MailboxChange {
+                account,
+                mailbox,
+                kind: ChangeKind::Appended { uid: a.uid },
+            }],
+        )
+        .await?;
+        tx.commit().await.map_err(err)?;
+        Ok(a)
+    }
+
+    async fn deliver(&self, accounts: &[AccountId], body: &[u8]) -> Result<Vec<Appended>> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(err)?;
+        let blob = insert_blob(&tx, body).await?;
+        let mut out = Vec::new();
+        let mut changes = Vec::new();
+        for account in accounts {
+            let inbox: MailboxId = tx
+                .query_opt(
+                    "SELECT id FROM mailboxes WHERE account = $1 AND name = 'INBOX'",
+                    &[account],
+                )
+                .await
+                .map_err(err)?
+                .map(|r| r.get(0))
+                .ok_or_else(|| StoreError::NotFound(format!("INBOX of account {account}")))?;
+            let (a, acc) = append_in(&tx, inbox, blob, body.len() as u64, &[], now()).await?;
+            changes.push(MailboxChange {
+                account: acc,
+                mailbox: inbox,
+                kind: ChangeKind::Appended { uid: a.uid },
+            });
+            out.push(a);
+        }
+        notify(&tx, &changes).await?;
+        tx.commit().await.map_err(err)?;
+        Ok(out)
+    }
+
+    async fn messages(&self, mailbox: MailboxId) -> Result<Vec<MessageMeta>> {
+        let rows = self
+            .client()
+            .await?
+            .query("SELECT uid, modseq, flags, internal_date, size FROM messages WHERE mailbox = $1 ORDER BY uid", &[&mailbox])
+            .await
+            .map_err(err)?;
+        Ok(rows.iter().map(|r| message_meta(mailbox, r)).collect())
+    }
+
+    async fn message_body(&self, mailbox: MailboxId, uid: u32) -> Result<Option<Vec<u8>>> {
+        Ok(self
+            .client()
+            .await?
+            .query_opt(
+                "SELECT b.data FROM messages m JOIN blobs b ON b.id = m.blob WHERE m.mailbox = $1 AND m.uid = $2",
+                &[&mailbox, &i64::from(uid)],
+            )
+            .await
+            .map_err(err)?
+            .map(|r| r.get(0)))
+    }
+
+    async fn set_flags(
+        &self,
+        mailbox: MailboxId,
+        uids: &[u32],
+        change: FlagChange,
+        flags: &[&str],
+    ) -> Result<Vec<MessageMeta>> {
+        let flags = normalize_flags(flags.iter().copied())?;
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(err)?;
+        let (account, mut modseq) = lock_mailbox(&tx, mailbox).await?;
+        let mut changed = Vec::new();
+        for uid in uids {
+            let Some(r) = tx
+                .query_opt(
+                    "SELECT uid, modseq, flags, internal_date, size FROM messages WHERE mailbox = $1 AND uid = $2",
+                    &[&mailbox, &i64::from(*uid)],
+                )
+                .await
+                .map_err(err)?
+            else {
+                continue;
+            };
+            let mut meta = message_meta(mailbox, &r);
+            if let Some(next) = rules::apply_flags(&meta.flags, change, &flags) {
+                modseq += 1;
+                tx.execute(
+                    "UPDATE messages SET flags = $3, modseq = $4 WHERE mailbox = $1 AND uid = $2",
+                    &[&mailbox, &i64::from(*uid), &encode_flags(&next), &modseq],
+                )
+                .await
+                .map_err(err)?;
+                meta.flags = next;
+                meta.modseq = modseq as u64;
+                changed.push(meta);
+            }
+        }
+        tx.execute(
+            "UPDATE mailboxes SET highest_modseq = $2 WHERE id = $1",
+            &[&mailbox, &modseq],
+        )
+        .await
+        .map_err(err)?;
+        if !changed.is_empty() {
+            let uids = changed.iter().map(|m| m.uid).collect();
+            notify(
+                &tx,
+                &[MailboxChange {
+                    account,
+                    mailbox,
+                    kind: ChangeKind::Flags { uids },
+                }],
+            )
+            .await?;
+        }
+        tx.commit().await.map_err(err)?;
+        Ok(changed)
+    }
+
+    async fn expunge(&self, mailbox: MailboxId, uids: &[u32]) -> Result<Vec<u32>> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(err)?;
+        let (account, modseq) = lock_mailbox(&tx, mailbox).await?;
+        tx.execute(
+            "SELECT 1 FROM accounts WHERE id = $1 FOR UPDATE",
+            &[&account],
+        )
+        .await
+        .map_err(err)?;
+        let mut removed = Vec::new();
+        for uid in uids {
+            if tx
+                .execute(
+                    "DELETE FROM messages WHERE mailbox = $1 AND uid = $2",
+                    &[&mailbox, &i64::from(*uid)],
+                )
+                .await
+                .map_err(err)?
+                > 0
+            {
+                removed.push(*uid);
+            }
+        }
+        if !removed.is_empty() {
+            tx.execute(
+                "UPDATE mailboxes SET highest_modseq = $2 WHERE id = $1",
+                &[&mailbox, &(modseq + 1)],
+            )
+            .await
+            .map_err(err)?;
+            notify(
+                &tx,
+                &[MailboxChange {
+                    account,
+                    mailbox,
+                    kind: ChangeKind::Expunged {
+                        uids: removed.clone(),
+                    },
+                }],
+            )
+            .await?;
+        }
+        tx.commit().await.map_err(err)?;
+        Ok(removed)
+    }
+
+    async fn copy(&self, from: MailboxId, uids: &[u32], to: MailboxId) -> Result<Vec<(u32, u32)>> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(err)?;
+        let mut pairs = Vec::new();
+        let mut changes = Vec::new();
+        for uid in uids {
+            let Some(r) = tx
+                .query_opt(
+                    "SELECT flags, internal_date, size, blob FROM messages WHERE mailbox = $1 AND uid = $2",
+                    &[&from, &i64::from(*uid)],
+                )
+                .await
+                .map_err(err)?
+            else {
+                continue;
+            };
+            let (flags, date, size, blob): (String, i64, i64, i64) =
+                (r.get(0), r.get(1), r.get(2), r.get(3));
+            let (a, account) =
+                append_in(&tx, to, blob, to_u64(size), &decode_flags(&flags), date).await?;
+            changes.push(MailboxChange {
+                account,
+                mailbox: to,
+                kind: ChangeKind::Appended { uid: a.uid },
+            });
+            pairs.push((*uid, a.uid));
+        }
+        notify(&tx, &changes).await?;
+        tx.commit().await.map_err(err)?;
+        Ok(pairs)
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<MailboxChange> {
+        self.changes.subscribe()
+    }
+
+    async fn enqueue(&self, entry: &NewQueueEntry, body: &[u8]) -> Result<QueueId> {
+        if entry.recipients.is_empty() {
+            return Err(StoreError::Invalid(
+                "a queue entry needs at least one recipient".into(),
+            ));
+        }
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(err)?;
+        let t = now();
+        let id: i64 = tx
+            .query_one(
+                "INSERT INTO queue (sender, size, created, next_attempt, require_tls, body) VALUES ($1, $2, $3, $3, $4, $5) RETURNING id",
+                &[&entry.sender, &(body.len() as i64), &t, &entry.require_tls, &body],
+            )
+            .await
+            .map_err(err)?
+            .get(0);
+        for (rcpt, dsn) in &entry.recipients {
+            tx.execute(
+                "INSERT INTO queue_recipients (queue, address, status, dsn) VALUES ($1, $2, 'pending', $3)",
+                &[&id, rcpt, dsn],
+            )
+            .await
+            .map_err(unique(format!("recipient {rcpt} twice in one queue entry")))?;
+        }
+        tx.commit().await.map_err(err)?;
+        Ok(id)
+    }
+
+    async fn lease(
+        &self,
+        holder: &str,
+        now: UnixTime,
+        lease_secs: u32,
+        limit: u32,
+    ) -> Result<Vec<QueueEntry>> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(err)?;
+        let expires = now + i64::from(lease_secs);
+        let ids: Vec<i64> = tx
+            .query(
+                "UPDATE queue SET lease_holder = $1, lease_expires = $2 WHERE id IN (\
+                   SELECT id FROM queue WHERE next_attempt <= $3 AND (lease_expires IS NULL OR lease_expires <= $3) \
+                   ORDER BY next_attempt, id LIMIT $4 FOR UPDATE SKIP LOCKED) RETURNING id",
+                &[&holder, &expires, &now, &i64::from(limit)],
+            )
+            .await
+            .map_err(err)?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let entries = load_queue_entries(&tx, Some(&ids)).await?;
+        tx.commit().await.map_err(err)?;
+        Ok(entries)
+    }
+
+    async fn queue_body(&self, id: QueueId) -> Result<Option<Vec<u8>>> {
+        Ok(self
+            .client()
+            .await?
+            .query_opt("SELECT body FROM queue WHERE id = $1", &[&id])
+            .await
+            .map_err(err)?
+            .map(|r| r.get(0)))
+    }
+
+    async fn finish_attempt(
+        &self,
+        id: QueueId,
+        holder: &str,
+        results: &[(String, RecipientStatus, Option<String>)],
+        next_attempt: UnixTime,
+    ) -> Result<()> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(err)?;
+        let current: Option<String> = tx
+            .query_opt(
+                "SELECT lease_holder FROM queue WHERE id = $1 FOR UPDATE",
+                &[&id],
+            )
+            .await
+            .map_err(err)?
+            .ok_or_else(|| StoreError::NotFound(format!("queue entry {id}")))?
+            .get(0);
+        if current.as_deref() != Some(holder) {
+            return Err(StoreError::LeaseLost(id));
+        }
+        for (addr, status, error) in results {
+            tx.execute(
+                "UPDATE queue_recipients SET status = $3, last_error = $4 WHERE queue = $1 AND address = $2",
+                &[&id, addr, &status.as_str(), error],
+            )
+            .await
+            .map_err(err)?;
+        }
+        let pending: i64 = tx
+            .query_one(
+                "SELECT count(*) FROM queue_recipients WHERE queue = $1 AND status = 'pending'",
+                &[&id],
+            )
+            .await
+            .map_err(err)?
+            .get(0);
+        if pending == 0 {
+            tx.execute("DELETE FROM queue WHERE id = $1", &[&id])
+                .await
+                .map_err(err)?;
+        } else {
+            tx.execute(
+                "UPDATE queue SET attempts = attempts + 1, next_attempt = $2, lease_holder = NULL, lease_expires = NULL WHERE id = $1",
+                &[&id, &next_attempt],
+            )
+            .await
+            .map_err(err)?;
+        }
+        tx.commit().await.map_err(err)
+    }
+
+    async fn queue(&self) -> Result<Vec<QueueEntry>> {
+        load_queue_entries(&self.client().await?, None).await
+    }
+
+    async fn record_tls_event(&self, e: &TlsEvent) -> Result<()> {
+        self.client()
+            .await?
+            .execute(
+                "INSERT INTO tls_events (policy_domain, policy_type, policy_strings, mx_host, failure, receiving_ip, at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                &[&e.policy_domain, &e.policy_type, &encode_list(&e.policy_strings), &e.mx_host, &e.failure, &e.receiving_ip, &e.at],
+            )
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
+    async fn tls_events(&self, from: UnixTime, until: UnixTime) -> Result<Vec<TlsEvent>> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT policy_domain, policy_type, policy_strings, mx_host, failure, receiving_ip, at \
+                 FROM tls_events WHERE at >= $1 AND at < $2 ORDER BY at, id",
+                &[&from, &until],
+            )
+            .await
+            .map_err(err)?;
+        Ok(rows
+            .iter()
+            .map(|r| TlsEvent {
+                policy_domain: r.get(0),
+                policy_type: r.get(1),
+                policy_strings: decode_list(r.get(2)),
+                mx_host: r.get(3),
+                failure: r.get(4),
+                receiving_ip: r.get(5),
+                at: r.get(6),
+            })
+            .collect())
+    }
+
+    async fn store_report(&self, report_domain: &str, submitter: &str, json: &[u8]) -> Result<i64> {
+        Ok(self
+            .client()
+            .await?
+            .query_one(
+                "INSERT INTO tlsrpt_reports (report_domain, submitter, received, json) VALUES ($1, $2, $3, $4) RETURNING id",
+                &[&report_domain, &submitter, &now(), &json],
+            )
+            .await
+            .map_err(err)?
+            .get(0))
+    }
+
+    async fn reports(&self) -> Result<Vec<ReceivedReport>> {
+        let rows = self
+            .client()
+            .await?
+            .query("SELECT id, report_domain, submitter, received, json FROM tlsrpt_reports ORDER BY id", &[])
+            .await
+            .map_err(err)?;
+        Ok(rows
+            .iter()
+            .map(|r| ReceivedReport {
+                id: r.get(0),
+                report_domain: r.get(1),
+                submitter: r.get(2),
+                received: r.get(3),
+                json: r.get(4),
+            })
+            .collect())
+    }
+
+    async fn put_sts_policy(&self, p: &CachedStsPolicy) -> Result<()> {
+        self.client()
+            .await?
+            .execute(
+                "INSERT INTO sts_policies (domain, record_id, policy, fetched, expires) VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT (domain) DO UPDATE SET record_id = $2, policy = $3, fetched = $4, expires = $5",
+                &[&p.domain, &p.record_id, &p.policy, &p.fetched, &p.expires],
+            )
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
+    async fn sts_policy(&self, domain: &str) -> Result<Option<CachedStsPolicy>> {
+        Ok(self
+            .client()
+            .await?
+            .query_opt(
+                "SELECT domain, record_id, policy, fetched, expires FROM sts_policies WHERE domain = $1",
+                &[&domain.to_ascii_lowercase()],
+            )
+            .await
+            .map_err(err)?
+            .map(|r| CachedStsPolicy { domain: r.get(0), record_id: r.get(1), policy: r.get(2), fetched: r.get(3), expires: r.get(4) }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn change_payloads_round_trip_and_split() {
+        let c = MailboxChange {
+            account: 7,
+            mailbox: 9,
+            kind: ChangeKind::Expunged {
+                uids: (1..=1200).collect(),
+            },
+        };
+        let payloads = encode_change(&c);
+        assert_eq!(payloads.len(), 3);
+        assert!(payloads.iter().all(|p| p.len() < 8000));
+        let back: Vec<u32> = payloads
+            .iter()
+            .flat_map(|p| match decode_change(p).unwrap().kind {
+                ChangeKind::Expunged { uids } => uids,
+                _ => panic!(),
+            })
+            .collect();
+        assert_eq!(back, (1..=1200).collect::<Vec<_>>());
+        let m = MailboxChange {
+            account: 1,
+            mailbox: 2,
+            kind: ChangeKind::Mailboxes,
+        };
+        assert_eq!(decode_change(&encode_change(&m)[0]), Some(m));
+        assert_eq!(decode_change("garbage"), None);
+        assert_eq!(decode_change("1 2 a "), None);
+    }
+}

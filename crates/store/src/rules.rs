@@ -1,0 +1,109 @@
+//! Rules both backends share: names, flag arithmetic, and how lists are kept in one column.
+
+use crate::{FlagChange, Result, StoreError};
+
+/// Checks a mailbox name; `INBOX` in any case becomes `INBOX` (RFC 9051 §5.1).
+pub fn mailbox_name(name: &str) -> Result<String> {
+    let bad = |why: &str| StoreError::Invalid(format!("mailbox name {name:?}: {why}"));
+    if name.is_empty() || name.len() > 512 {
+        return Err(bad("must have 1 to 512 bytes"));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(bad("control characters are not allowed"));
+    }
+    if name.starts_with('/') || name.ends_with('/') || name.contains("//") {
+        return Err(bad("empty hierarchy level"));
+    }
+    if name.eq_ignore_ascii_case("INBOX") {
+        return Ok("INBOX".into());
+    }
+    Ok(name.to_string())
+}
+
+pub fn encode_list(items: &[String]) -> String {
+    items.join("\n")
+}
+
+pub fn decode_list(s: &str) -> Vec<String> {
+    s.split('\n')
+        .filter(|x| !x.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Flags are stored space-separated (neither system flags nor keywords contain spaces).
+pub fn encode_flags(flags: &[String]) -> String {
+    flags.join(" ")
+}
+
+pub fn decode_flags(s: &str) -> Vec<String> {
+    s.split(' ')
+        .filter(|x| !x.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// The flags after `change`, sorted; `None` if nothing changes.
+pub fn apply_flags(
+    current: &[String],
+    change: FlagChange,
+    flags: &[String],
+) -> Option<Vec<String>> {
+    let mut next: Vec<String> = match change {
+        FlagChange::Replace => flags.to_vec(),
+        FlagChange::Add => current.iter().chain(flags).cloned().collect(),
+        FlagChange::Remove => current
+            .iter()
+            .filter(|f| !flags.contains(f))
+            .cloned()
+            .collect(),
+    };
+    next.sort();
+    next.dedup();
+    (next != current).then_some(next)
+}
+
+/// A byte count from the database (never negative there; clamp anyway).
+pub fn to_u64(v: i64) -> u64 {
+    v.max(0) as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn flag_arithmetic() {
+        let cur = s(&["\\Seen"]);
+        assert_eq!(
+            apply_flags(&cur, FlagChange::Add, &s(&["\\Flagged"])),
+            Some(s(&["\\Flagged", "\\Seen"]))
+        );
+        assert_eq!(apply_flags(&cur, FlagChange::Add, &s(&["\\Seen"])), None);
+        assert_eq!(
+            apply_flags(&cur, FlagChange::Remove, &s(&["\\Seen"])),
+            Some(vec![])
+        );
+        assert_eq!(
+            apply_flags(&cur, FlagChange::Replace, &s(&["\\Seen"])),
+            None
+        );
+        assert_eq!(
+            decode_flags(&encode_flags(&s(&["$a", "\\Seen"]))),
+            s(&["$a", "\\Seen"])
+        );
+    }
+
+    #[test]
+    fn mailbox_names() {
+        assert_eq!(mailbox_name("inbox").unwrap(), "INBOX");
+        assert_eq!(mailbox_name("Archive/2026").unwrap(), "Archive/2026");
+        for bad in ["", "/x", "x/", "a//b", "a\u{0}b"] {
+            assert!(mailbox_name(bad).is_err(), "{bad:?}");
+        }
+    }
+}

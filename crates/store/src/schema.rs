@@ -1,0 +1,199 @@
+//! The schema, as numbered migrations per backend. A database records the last one applied;
+//! `open` applies the rest in one transaction each. Never edit a released migration: add one.
+
+/// Marks a SQLite file as Kurier's (`PRAGMA application_id`, "KURI").
+pub const SQLITE_APPLICATION_ID: i32 = 0x4B55_5249;
+
+pub const SQLITE: &[&str] = &[
+    // 1: the initial model.
+    r#"
+    CREATE TABLE domains (name TEXT PRIMARY KEY, created INTEGER NOT NULL);
+    CREATE TABLE accounts (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        address TEXT NOT NULL UNIQUE,
+        domain TEXT NOT NULL REFERENCES domains(name),
+        password TEXT NOT NULL,
+        quota INTEGER,
+        used INTEGER NOT NULL DEFAULT 0,
+        enabled INTEGER NOT NULL DEFAULT 1,
+        created INTEGER NOT NULL);
+    CREATE INDEX accounts_domain ON accounts(domain);
+    CREATE TABLE aliases (
+        address TEXT PRIMARY KEY,
+        domain TEXT NOT NULL REFERENCES domains(name),
+        targets TEXT NOT NULL);
+    CREATE INDEX aliases_domain ON aliases(domain);
+    CREATE TABLE mailboxes (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        account INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        special_use TEXT,
+        uid_validity INTEGER NOT NULL,
+        uid_next INTEGER NOT NULL DEFAULT 1,
+        highest_modseq INTEGER NOT NULL DEFAULT 0,
+        subscribed INTEGER NOT NULL DEFAULT 1,
+        UNIQUE (account, name));
+    CREATE TABLE blobs (id INTEGER PRIMARY KEY AUTOINCREMENT, data BLOB NOT NULL, refs INTEGER NOT NULL);
+    CREATE TABLE messages (
+        mailbox INTEGER NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
+        uid INTEGER NOT NULL,
+        modseq INTEGER NOT NULL,
+        flags TEXT NOT NULL,
+        internal_date INTEGER NOT NULL,
+        size INTEGER NOT NULL,
+        blob INTEGER NOT NULL REFERENCES blobs(id),
+        PRIMARY KEY (mailbox, uid));
+    -- A body is shared by all copies; usage is kept per account. Triggers also run on the
+    -- cascaded deletes of mailboxes and accounts.
+    CREATE TRIGGER messages_insert AFTER INSERT ON messages BEGIN
+        UPDATE blobs SET refs = refs + 1 WHERE id = NEW.blob;
+        UPDATE accounts SET used = used + NEW.size
+            WHERE id = (SELECT account FROM mailboxes WHERE id = NEW.mailbox);
+    END;
+    CREATE TRIGGER messages_delete AFTER DELETE ON messages BEGIN
+        UPDATE blobs SET refs = refs - 1 WHERE id = OLD.blob;
+        DELETE FROM blobs WHERE id = OLD.blob AND refs <= 0;
+        UPDATE accounts SET used = used - OLD.size
+            WHERE id = (SELECT account FROM mailboxes WHERE id = OLD.mailbox);
+    END;
+    CREATE TABLE queue (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        sender TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        created INTEGER NOT NULL,
+        next_attempt INTEGER NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        require_tls INTEGER NOT NULL,
+        lease_holder TEXT,
+        lease_expires INTEGER,
+        body BLOB NOT NULL);
+    CREATE INDEX queue_due ON queue(next_attempt);
+    CREATE TABLE queue_recipients (
+        queue INTEGER NOT NULL REFERENCES queue(id) ON DELETE CASCADE,
+        address TEXT NOT NULL,
+        status TEXT NOT NULL,
+        last_error TEXT,
+        dsn TEXT,
+        PRIMARY KEY (queue, address));
+    CREATE TABLE tls_events (
+        id INTEGER PRIMARY KEY,
+        policy_domain TEXT NOT NULL,
+        policy_type TEXT NOT NULL,
+        policy_strings TEXT NOT NULL,
+        mx_host TEXT NOT NULL,
+        failure TEXT,
+        receiving_ip TEXT,
+        at INTEGER NOT NULL);
+    CREATE INDEX tls_events_at ON tls_events(at);
+    CREATE TABLE tlsrpt_reports (
+        id INTEGER PRIMARY KEY,
+        report_domain TEXT NOT NULL,
+        submitter TEXT NOT NULL,
+        received INTEGER NOT NULL,
+        json BLOB NOT NULL);
+    CREATE TABLE sts_policies (
+        domain TEXT PRIMARY KEY,
+        record_id TEXT NOT NULL,
+        policy TEXT NOT NULL,
+        fetched INTEGER NOT NULL,
+        expires INTEGER NOT NULL);
+    "#,
+];
+
+pub const POSTGRES: &[&str] = &[
+    // 1: the initial model (the same as SQLite's).
+    r#"
+    CREATE TABLE domains (name TEXT PRIMARY KEY, created BIGINT NOT NULL);
+    CREATE TABLE accounts (
+        id BIGSERIAL PRIMARY KEY,
+        address TEXT NOT NULL UNIQUE,
+        domain TEXT NOT NULL REFERENCES domains(name),
+        password TEXT NOT NULL,
+        quota BIGINT,
+        used BIGINT NOT NULL DEFAULT 0,
+        enabled BOOLEAN NOT NULL DEFAULT TRUE,
+        created BIGINT NOT NULL);
+    CREATE INDEX accounts_domain ON accounts(domain);
+    CREATE TABLE aliases (
+        address TEXT PRIMARY KEY,
+        domain TEXT NOT NULL REFERENCES domains(name),
+        targets TEXT NOT NULL);
+    CREATE INDEX aliases_domain ON aliases(domain);
+    CREATE TABLE mailboxes (
+        id BIGSERIAL PRIMARY KEY,
+        account BIGINT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        special_use TEXT,
+        uid_validity BIGINT NOT NULL,
+        uid_next BIGINT NOT NULL DEFAULT 1,
+        highest_modseq BIGINT NOT NULL DEFAULT 0,
+        subscribed BOOLEAN NOT NULL DEFAULT TRUE,
+        UNIQUE (account, name));
+    CREATE TABLE blobs (id BIGSERIAL PRIMARY KEY, data BYTEA NOT NULL, refs BIGINT NOT NULL);
+    CREATE TABLE messages (
+        mailbox BIGINT NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
+        uid BIGINT NOT NULL,
+        modseq BIGINT NOT NULL,
+        flags TEXT NOT NULL,
+        internal_date BIGINT NOT NULL,
+        size BIGINT NOT NULL,
+        blob BIGINT NOT NULL REFERENCES blobs(id),
+        PRIMARY KEY (mailbox, uid));
+    CREATE FUNCTION messages_insert() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+        UPDATE blobs SET refs = refs + 1 WHERE id = NEW.blob;
+        UPDATE accounts SET used = used + NEW.size
+            WHERE id = (SELECT account FROM mailboxes WHERE id = NEW.mailbox);
+        RETURN NULL;
+    END $$;
+    CREATE FUNCTION messages_delete() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+        UPDATE blobs SET refs = refs - 1 WHERE id = OLD.blob;
+        DELETE FROM blobs WHERE id = OLD.blob AND refs <= 0;
+        UPDATE accounts SET used = used - OLD.size
+            WHERE id = (SELECT account FROM mailboxes WHERE id = OLD.mailbox);
+        RETURN NULL;
+    END $$;
+    CREATE TRIGGER messages_insert AFTER INSERT ON messages FOR EACH ROW EXECUTE FUNCTION messages_insert();
+    CREATE TRIGGER messages_delete AFTER DELETE ON messages FOR EACH ROW EXECUTE FUNCTION messages_delete();
+    CREATE TABLE queue (
+        id BIGSERIAL PRIMARY KEY,
+        sender TEXT NOT NULL,
+        size BIGINT NOT NULL,
+        created BIGINT NOT NULL,
+        next_attempt BIGINT NOT NULL,
+        attempts BIGINT NOT NULL DEFAULT 0,
+        require_tls BOOLEAN NOT NULL,
+        lease_holder TEXT,
+        lease_expires BIGINT,
+        body BYTEA NOT NULL);
+    CREATE INDEX queue_due ON queue(next_attempt);
+    CREATE TABLE queue_recipients (
+        queue BIGINT NOT NULL REFERENCES queue(id) ON DELETE CASCADE,
+        address TEXT NOT NULL,
+        status TEXT NOT NULL,
+        last_error TEXT,
+        dsn TEXT,
+        PRIMARY KEY (queue, address));
+    CREATE TABLE tls_events (
+        id BIGSERIAL PRIMARY KEY,
+        policy_domain TEXT NOT NULL,
+        policy_type TEXT NOT NULL,
+        policy_strings TEXT NOT NULL,
+        mx_host TEXT NOT NULL,
+        failure TEXT,
+        receiving_ip TEXT,
+        at BIGINT NOT NULL);
+    CREATE INDEX tls_events_at ON tls_events(at);
+    CREATE TABLE tlsrpt_reports (
+        id BIGSERIAL PRIMARY KEY,
+        report_domain TEXT NOT NULL,
+        submitter TEXT NOT NULL,
+        received BIGINT NOT NULL,
+        json BYTEA NOT NULL);
+    CREATE TABLE sts_policies (
+        domain TEXT PRIMARY KEY,
+        record_id TEXT NOT NULL,
+        policy TEXT NOT NULL,
+        fetched BIGINT NOT NULL,
+        expires BIGINT NOT NULL);
+    "#,
+];

@@ -1,0 +1,1337 @@
+//! The SQLite backend: the embedded default. One file in the data folder, WAL mode,
+//! `synchronous=FULL` (the WAL is fsynced at every commit: the durability contract), foreign
+//! keys on. Message bodies live in the database too (table `blobs`, shared by copies), so a
+//! message and its metadata commit in one transaction and no orphan files can exist.
+//!
+//! All calls run on tokio's blocking pool over one connection; SQLite serializes writers anyway.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use rusqlite::{
+    Connection, ErrorCode, OptionalExtension, Transaction, TransactionBehavior, params,
+};
+use tokio::sync::broadcast;
+
+use crate::rules::{self, decode_flags, decode_list, encode_flags, encode_list, to_u64};
+use crate::schema::{SQLITE, SQLITE_APPLICATION_ID};
+use crate::{
+    Account, AccountId, Alias, Appended, CachedStsPolicy, ChangeKind, DEFAULT_MAILBOXES, Domain,
+    FlagChange, Mailbox, MailboxChange, MailboxId, MessageMeta, NewQueueEntry, QueueEntry, QueueId,
+    QueueRecipient, ReceivedReport, Recipient, RecipientStatus, Result, SpecialUse, Store,
+    StoreError, TlsEvent, UnixTime, address, normalize_flags, now, password,
+};
+
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+    changes: broadcast::Sender<MailboxChange>,
+    path: PathBuf,
+}
+
+fn err(e: rusqlite::Error) -> StoreError {
+    match e.sqlite_error_code() {
+        Some(
+            ErrorCode::DatabaseBusy
+            | ErrorCode::DatabaseLocked
+            | ErrorCode::DiskFull
+            | ErrorCode::SystemIoFailure
+            | ErrorCode::CannotOpen
+            | ErrorCode::OutOfMemory
+            | ErrorCode::ReadOnly,
+        ) => StoreError::Unavailable(e.to_string()),
+        Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => StoreError::Backend(format!(
+            "{e}: the file is not a Kurier database or is damaged"
+        )),
+        _ => StoreError::Backend(e.to_string()),
+    }
+}
+
+/// Maps a UNIQUE violation to `Exists(what)`.
+fn unique(what: String) -> impl FnOnce(rusqlite::Error) -> StoreError {
+    move |e| match e.sqlite_error_code() {
+        Some(ErrorCode::ConstraintViolation) => StoreError::Exists(what),
+        _ => err(e),
+    }
+}
+
+impl SqliteStore {
+    /// Opens (or creates) the database at `path` and brings its schema up to date.
+    pub async fn open(path: &Path) -> Result<Self> {
+        let p = path.to_owned();
+        let conn = tokio::task::spawn_blocking(move || open_sync(&p))
+            .await
+            .map_err(|e| StoreError::Backend(e.to_string()))??;
+        let (changes, _) = broadcast::channel(1024);
+        Ok(SqliteStore {
+            conn: Arc::new(Mutex::new(conn)),
+            changes,
+            path: path.to_owned(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut c = conn.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut c)
+        })
+        .await
+        .map_err(|e| StoreError::Backend(format!("store task failed: {e}")))?
+    }
+
+    fn announce(&self, changes: impl IntoIterator<Item = MailboxChange>) {
+        for c in changes {
+            // No receiver is fine: nobody is idling.
+            let _ = self.changes.send(c);
+        }
+    }
+}
+
+fn open_sync(path: &Path) -> Result<Connection> {
+    let describe = |e: rusqlite::Error| match err(e) {
+        StoreError::Backend(m) => StoreError::Backend(format!("{}: {m}", path.display())),
+        StoreError::Unavailable(m) => StoreError::Unavailable(format!("{}: {m}", path.display())),
+        other => other,
+    };
+    let conn = Connection::open(path).map_err(describe)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))
+        .map_err(describe)?;
+    let tables: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table'",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(describe)?;
+    let app_id: i32 = conn
+        .query_row("PRAGMA application_id", [], |r| r.get(0))
+        .map_err(describe)?;
+    if tables > 0 && app_id != SQLITE_APPLICATION_ID {
+        return Err(StoreError::Backend(format!(
+            "{}: this SQLite database belongs to another program (application_id {app_id:#x}); give Kurier its own file",
+            path.display()
+        )));
+    }
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+        .map_err(describe)?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Backend(format!(
+            "{}: cannot switch to WAL mode (got {mode})",
+            path.display()
+        )));
+    }
+    conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
+        .map_err(describe)?;
+    migrate(&conn).map_err(|e| match e {
+        StoreError::Backend(m) => StoreError::Backend(format!("{}: {m}", path.display())),
+        other => other,
+    })?;
+    Ok(conn)
+}
+
+fn migrate(conn: &Connection) -> Result<()> {
+    let version: usize = conn
+        .query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))
+        .map_err(err)? as usize;
+    if version > SQLITE.len() {
+        return Err(StoreError::Backend(format!(
+            "the database has schema version {version}, newer than this Kurier knows ({}); upgrade Kurier",
+            SQLITE.len()
+        )));
+    }
+    for (i, sql) in SQLITE.iter().enumerate().skip(version) {
+        let batch = format!(
+            "BEGIN IMMEDIATE; {sql}; PRAGMA application_id = {SQLITE_APPLICATION_ID}; PRAGMA user_version = {}; COMMIT;",
+            i + 1
+        );
+        if let Err(e) = conn.execute_batch(&batch) {
+            let _ = conn.execute_batch("ROLLBACK");
+            return Err(StoreError::Backend(format!(
+                "schema migration {} failed: {e}",
+                i + 1
+            )));
+        }
+        tracing::info!(version = i + 1, "store schema migrated");
+    }
+    Ok(())
+}
+
+fn immediate(c: &mut Connection) -> Result<Transaction<'_>> {
+    c.transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(err)
+}
+
+const ACCOUNT_COLUMNS: &str = "id, address, domain, quota, enabled, created";
+
+fn account_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Account> {
+    Ok(Account {
+        id: r.get(0)?,
+        address: r.get(1)?,
+        domain: r.get(2)?,
+        quota: r.get::<_, Option<i64>>(3)?.map(to_u64),
+        enabled: r.get(4)?,
+        created: r.get(5)?,
+    })
+}
+
+fn account_by_address(c: &Connection, address: &str) -> Result<Option<Account>> {
+    c.query_row(
+        &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE address = ?1"),
+        [address],
+        account_row,
+    )
+    .optional()
+    .map_err(err)
+}
+
+fn require_account(c: &Connection, address: &str) -> Result<Account> {
+    account_by_address(c, address)?
+        .ok_or_else(|| StoreError::NotFound(format!("account {address}")))
+}
+
+fn domain_exists(c: &Connection, domain: &str) -> Result<bool> {
+    c.query_row(
+        "SELECT 1 FROM domains WHERE name = ?1",
+        [domain],
+        |_| Ok(()),
+    )
+    .optional()
+    .map(|o| o.is_some())
+    .map_err(err)
+}
+
+fn require_domain(c: &Connection, domain: &str) -> Result<()> {
+    if domain_exists(c, domain)? {
+        Ok(())
+    } else {
+        Err(StoreError::NotFound(format!(
+            "domain {domain} (add it first: kurier domain add {domain})"
+        )))
+    }
+}
+
+const MAILBOX_COLUMNS: &str = "m.id, m.account, m.name, m.special_use, m.uid_validity, m.uid_next, m.highest_modseq, m.subscribed, \
+     (SELECT count(*) FROM messages WHERE mailbox = m.id)";
+
+fn mailbox_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Mailbox> {
+    Ok(Mailbox {
+        id: r.get(0)?,
+        account: r.get(1)?,
+        name: r.get(2)?,
+        special_use: r
+            .get::<_, Option<String>>(3)?
+            .and_then(|s| SpecialUse::from_attribute(&s)),
+        uid_validity: r.get::<_, i64>(4)? as u32,
+        uid_next: r.get::<_, i64>(5)? as u32,
+        highest_modseq: to_u64(r.get(6)?),
+        subscribed: r.get(7)?,
+        messages: r.get::<_, i64>(8)? as u32,
+    })
+}
+
+fn insert_mailbox(
+    c: &Connection,
+    account: AccountId,
+    name: &str,
+    special_use: Option<SpecialUse>,
+) -> Result<MailboxId> {
+    c.execute(
+        "INSERT INTO mailboxes (account, name, special_use, uid_validity) VALUES (?1, ?2, ?3, 0)",
+        params![account, name, special_use.map(|u| u.attribute())],
+    )
+    .map_err(unique(format!("mailbox {name}")))?;
+    let id = c.last_insert_rowid();
+    // Ids are never reused (AUTOINCREMENT), so a re-created name gets a new UIDVALIDITY.
+    c.execute("UPDATE mailboxes SET uid_validity = id WHERE id = ?1", [id])
+        .map_err(err)?;
+    Ok(id)
+}
+
+/// Appends one message in an open transaction; the blob is inserted by the caller.
+fn append_in(
+    tx: &Transaction<'_>,
+    mailbox: MailboxId,
+    blob: i64,
+    size: u64,
+    flags: &[String],
+    internal_date: UnixTime,
+) -> Result<(Appended, AccountId)> {
+    let (account, address, quota, used, uid_validity, uid_next, modseq): (
+        i64,
+        String,
+        Option<i64>,
+        i64,
+        i64,
+        i64,
+        i64,
+    ) = tx
+        .query_row(
+            "SELECT a.id, a.address, a.quota, a.used, m.uid_validity, m.uid_next, m.highest_modseq \
+             FROM mailboxes m JOIN accounts a ON a.id = m.account WHERE m.id = ?1",
+            [mailbox],
+            |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                ))
+            },
+        )
+        .optional()
+        .map_err(err)?
+        .ok_or_else(|| StoreError::NotFound(format!("mailbox {mailbox}")))?;
+    if let Some(q) = quota
+        && to_u64(used) + size > to_u64(q)
+    {
+        return Err(StoreError::QuotaExceeded {
+            address,
+            used: to_u64(used),
+            quota: to_u64(q),
+            size,
+        });
+    }
+    let modseq = modseq + 1;
+    tx.execute(
+        "INSERT INTO messages (mailbox, uid, modseq, flags, internal_date, size, blob) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![mailbox, uid_next, modseq, encode_flags(flags), internal_date, size as i64, blob],
+    )
+    .map_err(err)?;
+    tx.execute(
+        "UPDATE mailboxes SET uid_next = uid_next + 1, highest_modseq = ?2 WHERE id = ?1",
+        params![mailbox, modseq],
+    )
+    .map_err(err)?;
+    Ok((
+        Appended {
+            mailbox,
+            uid_validity: uid_validity as u32,
+            uid: uid_next as u32,
+            modseq: modseq as u64,
+        },
+        account,
+    ))
+}
+
+fn insert_blob(tx: &Transaction<'_>, body: &[u8]) -> Result<i64> {
+    tx.execute("INSERT INTO blobs (data, refs) VALUES (?1, 0)", [body])
+        .map_err(err)?;
+    Ok(tx.last_insert_rowid())
+}
+
+fn message_row(mailbox: MailboxId) -> impl Fn(&rusqlite::Row<'_>) -> rusqlite::Result<MessageMeta> {
+    move |r| {
+        Ok(MessageMeta {
+            mailbox,
+            uid: r.get::<_, i64>(0)? as u32,
+            modseq: to_u64(r.get(1)?),
+            flags: decode_flags(&r.get::<_, String>(2)?),
+            internal_date: r.get(3)?,
+            size: to_u64(r.get(4)?),
+        })
+    }
+}
+
+fn mailbox_account(tx: &Connection, mailbox: MailboxId) -> Result<(AccountId, i64)> {
+    tx.query_row(
+        "SELECT account, highest_modseq FROM mailboxes WHERE id = ?1",
+        [mailbox],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .optional()
+    .map_err(err)?
+    .ok_or_else(|| StoreError::NotFound(format!("mailbox {mailbox}")))
+}
+
+fn load_queue_entries(
+    c: &Connection,
+    where_clause: &str,
+    p: &[&dyn rusqlite::ToSql],
+) -> Result<Vec<QueueEntry>> {
+    let mut stmt = c
+        .prepare(&format!(
+            "SELECT id, sender, size, created, next_attempt, attempts, require_tls, lease_holder, lease_expires \
+             FROM queue {where_clause} ORDER BY next_attempt, id"
+        ))
+        .map_err(err)?;
+    let mut entries: Vec<QueueEntry> = stmt
+        .query_map(p, |r| {
+            let holder: Option<String> = r.get(7)?;
+            let expires: Option<i64> = r.get(8)?;
+            Ok(QueueEntry {
+                id: r.get(0)?,
+                sender: r.get(1)?,
+                recipients: Vec::new(),
+                size: to_u64(r.get(2)?),
+                created: r.get(3)?,
+                next_attempt: r.get(4)?,
+                attempts: r.get::<_, i64>(5)? as u32,
+                require_tls: r.get(6)?,
+                lease: holder.zip(expires),
+            })
+        })
+        .map_err(err)?
+        .collect::<rusqlite::Result<_>>()
+        .map_err(err)?;
+    let mut rs = c
+        .prepare("SELECT address, status, last_error, dsn FROM queue_recipients WHERE queue = ?1 ORDER BY rowid")
+        .map_err(err)?;
+    for e in &mut entries {
+        e.recipients = rs
+            .query_map([e.id], |r| {
+                Ok(QueueRecipient {
+                    address: r.get(0)?,
+                    status: RecipientStatus::parse(&r.get::<_, String>(1)?)
+                        .unwrap_or(RecipientStatus::Pending),
+                    last_error: r.get(2)?,
+                    dsn: r.get(3)?,
+                })
+            })
+            .map_err(err)?
+            .collect::<rusqlite::Result<_>>()
+            .map_err(err)?;
+    }
+    Ok(entries)
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn add_domain(&self, name: &str) -> Result<Domain> {
+        let name = address::normalize_domain(name)?;
+        self.run(move |c| {
+            let created = now();
+            c.execute(
+                "INSERT INTO domains (name, created) VALUES (?1, ?2)",
+                params![name, created],
+            )
+            .map_err(unique(format!("domain {name}")))?;
+            Ok(Domain { name, created })
+        })
+        .await
+    }
+
+    async fn domains(&self) -> Result<Vec<Domain>> {
+        self.run(|c| {
+            let mut s = c
+                .prepare("SELECT name, created FROM domains ORDER BY name")
+                .map_err(err)?;
+            let rows = s
+                .query_map([], |r| {
+                    Ok(Domain {
+                        name: r.get(0)?,
+                        created: r.get(1)?,
+                    })
+                })
+                .map_err(err)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(err)
+        })
+        .await
+    }
+
+    async fn delete_domain(&self, name: &str) -> Result<()> {
+        let name = address::normalize_domain(name)?;
+        self.run(move |c| {
+            let tx = immediate(c)?;
+            require_domain(&tx, &name)?;
+            let (accounts, aliases): (i64, i64) = tx
+                .query_row(
+                    "SELECT (SELECT count(*) FROM accounts WHERE domain = ?1), (SELECT count(*) FROM aliases WHERE domain = ?1)",
+                    [&name],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .map_err(err)?;
+            if accounts + aliases > 0 {
+                return Err(StoreError::Invalid(format!(
+                    "domain {name} still has {accounts} accounts and {aliases} aliases; delete them first"
+                )));
+            }
+            tx.execute("DELETE FROM domains WHERE name = ?1", [&name]).map_err(err)?;
+            tx.commit().map_err(err)
+        })
+        .await
+    }
+
+    async fn add_account(
+        &self,
+        address: &str,
+        password: &str,
+        quota: Option<u64>,
+    ) -> Result<Account> {
+        let address = address::normalize(address)?;
+        let hash = password::hash(password)?;
+        self.run(move |c| {
+            let tx = immediate(c)?;
+            let domain = address::domain_of(&address).to_string();
+            require_domain(&tx, &domain)?;
+            let is_alias = tx
+                .query_row("SELECT 1 FROM aliases WHERE address = ?1", [&address], |_| Ok(()))
+                .optional()
+                .map_err(err)?
+                .is_some();
+            if is_alias {
+                return Err(StoreError::Exists(format!("alias {address}")));
+            }
+            tx.execute(
+                "INSERT INTO accounts (address, domain, password, quota, created) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![address, domain, hash, quota.map(|q| q as i64), now()],
+            )
+            .map_err(unique(format!("account {address}")))?;
+            let id = tx.last_insert_rowid();
+            for (name, special) in DEFAULT_MAILBOXES {
+                insert_mailbox(&tx, id, name, *special)?;
+            }
+            let account = require_account(&tx, &address)?;
+            tx.commit().map_err(err)?;
+            Ok(account)
+        })
+        .await
+    }
+
+    async fn account(&self, address: &str) -> Result<Option<Account>> {
+        let Ok(address) = address::normalize(address) else {
+            return Ok(None);
+        };
+        self.run(move |c| account_by_address(c, &address)).await
+    }
+
+    async fn accounts(&self, domain: Option<&str>) -> Result<Vec<Account>> {
+        let domain = domain.map(address::normalize_domain).transpose()?;
+        self.run(move |c| {
+            let mut s = c
+                .prepare(&format!(
+                    "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE ?1 IS NULL OR domain = ?1 ORDER BY address"
+                ))
+                .map_err(err)?;
+            let rows = s.query_map([domain], account_row).map_err(err)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(err)
+        })
+        .await
+    }
+
+    async fn set_password(&self, address: &str, password: &str) -> Result<()> {
+        let address = address::normalize(address)?;
+        let hash = password::hash(password)?;
+        self.run(move |c| {
+            let n = c
+                .execute(
+                    "UPDATE accounts SET password = ?2 WHERE address = ?1",
+                    params![address, hash],
+                )
+                .map_err(err)?;
+            if n == 0 {
+                Err(StoreError::NotFound(format!("account {address}")))
+            } else {
+                Ok(())
+            }
+        })
+        .await
+    }
+
+    async fn set_enabled(&self, address: &str, enabled: bool) -> Result<()> {
+        let address = address::normalize(address)?;
+        self.run(move |c| {
+            let n = c
+                .execute(
+                    "UPDATE accounts SET enabled = ?2 WHERE address = ?1",
+                    params![address, enabled],
+                )
+                .map_err(err)?;
+            if n == 0 {
+                Err(StoreError::NotFound(format!("account {address}")))
+            } else {
+                Ok(())
+            }
+        })
+        .await
+    }
+
+    async fn set_quota(&self, address: &str, quota: Option<u64>) -> Result<()> {
+        let address = address::normalize(address)?;
+        self.run(move |c| {
+            let n = c
+                .execute(
+                    "UPDATE accounts SET quota = ?2 WHERE address = ?1",
+                    params![address, quota.map(|q| q as i64)],
+                )
+                .map_err(err)?;
+            if n == 0 {
+                Err(StoreError::NotFound(format!("account {address}")))
+            } else {
+                Ok(())
+            }
+        })
+        .await
+    }
+
+    async fn delete_account(&self, address: &str) -> Result<()> {
+        let address = address::normalize(address)?;
+        self.run(move |c| {
+            let tx = immediate(c)?;
+            let n = tx
+                .execute("DELETE FROM accounts WHERE address = ?1", [&address])
+                .map_err(err)?;
+            if n == 0 {
+                return Err(StoreError::NotFound(format!("account {address}")));
+            }
+            tx.commit().map_err(err)
+        })
+        .await
+    }
+
+    async fn authenticate(&self, address: &str, password: &str) -> Result<Option<Account>> {
+        let Ok(address) = address::normalize(address) else {
+            password::verify_dummy(password);
+            return Ok(None);
+        };
+        let password = password.to_string();
+        self.run(move |c| {
+            let row: Option<(String, Account)> = c
+                .query_row(
+                    &format!("SELECT password, {ACCOUNT_COLUMNS} FROM accounts WHERE address = ?1"),
+                    [&address],
+                    |r| {
+                        let hash: String = r.get(0)?;
+                        let a = Account {
+                            id: r.get(1)?,
+                            address: r.get(2)?,
+                            domain: r.get(3)?,
+                            quota: r.get::<_, Option<i64>>(4)?.map(to_u64),
+                            enabled: r.get(5)?,
+                            created: r.get(6)?,
+                        };
+                        Ok((hash, a))
+                    },
+                )
+                .optional()
+                .map_err(err)?;
+            Ok(password::check_account(&password, row))
+        })
+        .await
+    }
+
+    async fn usage(&self, account: AccountId) -> Result<u64> {
+        self.run(move |c| {
+            c.query_row("SELECT used FROM accounts WHERE id = ?1", [account], |r| {
+                r.get::<_, i64>(0)
+            })
+            .optional()
+            .map_err(err)?
+            .map(to_u64)
+            .ok_or_else(|| StoreError::NotFound(format!("account {account}")))
+        })
+        .await
+    }
+
+    async fn add_alias(&self, alias: &str, targets: &[&str]) -> Result<Alias> {
+        let alias = address::normalize_alias(alias)?;
+        let targets = targets
+            .iter()
+            .map(|t| address::normalize(t))
+            .collect::<Result<Vec<_>>>()?;
+        if targets.is_empty() {
+            return Err(StoreError::Invalid(format!(
+                "alias {alias}: name at least one target account"
+            )));
+        }
+        self.run(move |c| {
+            let tx = immediate(c)?;
+            let domain = address::domain_of(&alias).to_string();
+            require_domain(&tx, &domain)?;
+            if account_by_address(&tx, &alias)?.is_some() {
+                return Err(StoreError::Exists(format!("account {alias}")));
+            }
+            for t in &targets {
+                require_account(&tx, t)?;
+            }
+            tx.execute(
+                "INSERT INTO aliases (address, domain, targets) VALUES (?1, ?2, ?3)",
+                params![alias, domain, encode_list(&targets)],
+            )
+            .map_err(unique(format!("alias {alias}")))?;
+            tx.commit().map_err(err)?;
+            Ok(Alias {
+                address: alias,
+                domain,
+                targets,
+            })
+        })
+        .await
+    }
+
+    async fn aliases(&self, domain: Option<&str>) -> Result<Vec<Alias>> {
+        let domain = domain.map(address::normalize_domain).transpose()?;
+        self.run(move |c| {
+            let mut s = c
+                .prepare("SELECT address, domain, targets FROM aliases WHERE ?1 IS NULL OR domain = ?1 ORDER BY address")
+                .map_err(err)?;
+            let rows = s
+                .query_map([domain], |r| {
+                    Ok(Alias { address: r.get(0)?, domain: r.get(1)?, targets: decode_list(&r.get::<_, String>(2)?) })
+                })
+                .map_err(err)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(err)
+        })
+        .await
+    }
+
+    async fn delete_alias(&self, alias: &str) -> Result<()> {
+        let alias = address::normalize_alias(alias)?;
+        self.run(move |c| {
+            let n = c
+                .execute("DELETE FROM aliases WHERE address = ?1", [&alias])
+                .map_err(err)?;
+            if n == 0 {
+                Err(StoreError::NotFound(format!("alias {alias}")))
+            } else {
+                Ok(())
+            }
+        })
+        .await
+    }
+
+    async fn resolve(&self, addr: &str) -> Result<Recipient> {
+        let Ok(addr) = address::normalize(addr) else {
+            return Ok(Recipient::NotHosted);
+        };
+        self.run(move |c| {
+            let domain = address::domain_of(&addr).to_string();
+            if !domain_exists(c, &domain)? {
+                return Ok(Recipient::NotHosted);
+            }
+            if let Some(a) = account_by_address(c, &addr)? {
+                return Ok(if a.enabled { Recipient::Local(vec![a]) } else { Recipient::Unknown });
+            }
+            let targets: Option<String> = c
+                .query_row(
+                    "SELECT targets FROM aliases WHERE address = ?1 UNION ALL SELECT targets FROM aliases WHERE address = ?2 LIMIT 1",
+                    params![addr, format!("@{domain}")],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(err)?;
+            let Some(targets) = targets else { return Ok(Recipient::Unknown) };
+            let mut accounts = Vec::new();
+            for t in decode_list(&targets) {
+                if let Some(a) = account_by_address(c, &t)?
+                    && a.enabled
+                {
+                    accounts.push(a);
+                }
+            }
+            Ok(if accounts.is_empty() { Recipient::Unknown } else { Recipient::Local(accounts) })
+        })
+        .await
+    }
+
+    async fn mailboxes(&self, account: AccountId) -> Result<Vec<Mailbox>> {
+        self.run(move |c| {
+            let mut s = c
+                .prepare(&format!(
+                    "SELECT {MAILBOX_COLUMNS} FROM mailboxes m WHERE m.account = ?1 ORDER BY m.name"
+                ))
+                .map_err(err)?;
+            let rows = s.query_map([account], mailbox_row).map_err(err)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(err)
+        })
+        .await
+    }
+
+    async fn mailbox(&self, account: AccountId, name: &str) -> Result<Option<Mailbox>> {
+        let name = rules::mailbox_name(name)?;
+        self.run(move |c| {
+            c.query_row(
+                &format!(
+                    "SELECT {MAILBOX_COLUMNS} FROM mailboxes m WHERE m.account = ?1 AND m.name = ?2"
+                ),
+                params![account, name],
+                mailbox_row,
+            )
+            .optional()
+            .map_err(err)
+        })
+        .await
+    }
+
+    async fn create_mailbox(
+        &self,
+        account: AccountId,
+        name: &str,
+        special_use: Option<SpecialUse>,
+    ) -> Result<Mailbox> {
+        let name = rules::mailbox_name(name)?;
+        let changes = self.changes.clone();
+        let mailbox = self
+            .run(move |c| {
+                let tx = immediate(c)?;
+                let id = insert_mailbox(&tx, account, &name, special_use)?;
+                let m = tx
+                    .query_row(
+                        &format!("SELECT {MAILBOX_COLUMNS} FROM mailboxes m WHERE m.id = ?1"),
+                        [id],
+                        mailbox_row,
+                    )
+                    .map_err(err)?;
+                tx.commit().map_err(err)?;
+                Ok(m)
+            })
+            .await?;
+        let _ = changes.send(MailboxChange {
+            account,
+            mailbox: mailbox.id,
+            kind: ChangeKind::Mailboxes,
+        });
+        Ok(mailbox)
+    }
+
+    async fn rename_mailbox(&self, account: AccountId, from: &str, to: &str) -> Result<()> {
+        let (from, to) = (rules::mailbox_name(from)?, rules::mailbox_name(to)?);
+        if from == "INBOX" || to == "INBOX" {
+            return Err(StoreError::Invalid(
+                "renaming to or from INBOX is not supported; move the messages instead".into(),
+            ));
+        }
+        let id = self
+            .run(move |c| {
+                let tx = immediate(c)?;
+                let id: MailboxId = tx
+                    .query_row("SELECT id FROM mailboxes WHERE account = ?1 AND name = ?2", params![account, from], |r| r.get(0))
+                    .optional()
+                    .map_err(err)?
+                    .ok_or_else(|| StoreError::NotFound(format!("mailbox {from}")))?;
+                tx.execute("UPDATE mailboxes SET name = ?3 WHERE account = ?1 AND name = ?2", params![account, from, to])
+                    .map_err(unique(format!("mailbox {to}")))?;
+                // Children move along: "from/x" becomes "to/x".
+                tx.execute(
+                    "UPDATE mailboxes SET name = ?3 || substr(name, length(?2) + 1) WHERE account = ?1 AND substr(name, 1, length(?2) + 1) = ?2 || '/'",
+                    params![account, from, to],
+                )
+                .map_err(unique(format!("a child of mailbox {to}")))?;
+                tx.commit().map_err(err)?;
+                Ok(id)
+            })
+            .await?;
+        self.announce([MailboxChange {
+            account,
+            mailbox: id,
+            kind: ChangeKind::Mailboxes,
+        }]);
+        Ok(())
+    }
+
+    async fn delete_mailbox(&self, account: AccountId, name: &str) -> Result<()> {
+        let name = rules::mailbox_name(name)?;
+        if name == "INBOX" {
+            return Err(StoreError::Invalid("INBOX cannot be deleted".into()));
+        }
+        let id = self
+            .run(move |c| {
+                let tx = immediate(c)?;
+                let id: MailboxId = tx
+                    .query_row(
+                        "SELECT id FROM mailboxes WHERE account = ?1 AND name = ?2",
+                        params![account, name],
+                        |r| r.get(0),
+                    )
+                    .optional()
+                    .map_err(err)?
+                    .ok_or_else(|| StoreError::NotFound(format!("mailbox {name}")))?;
+                tx.execute("DELETE FROM messages WHERE mailbox = ?1", [id])
+                    .map_err(err)?;
+                tx.execute("DELETE FROM mailboxes WHERE id = ?1", [id])
+                    .map_err(err)?;
+                tx.commit().map_err(err)?;
+                Ok(id)
+            })
+            .await?;
+        self.announce([MailboxChange {
+            account,
+            mailbox: id,
+            kind: ChangeKind::Mailboxes,
+        }]);
+        Ok(())
+    }
+
+    async fn set_subscribed(&self, account: AccountId, name: &str, subscribed: bool) -> Result<()> {
+        let name = rules::mailbox_name(name)?;
+        self.run(move |c| {
+            let n = c
+                .execute(
+                    "UPDATE mailboxes SET subscribed = ?3 WHERE account = ?1 AND name = ?2",
+                    params![account, name, subscribed],
+                )
+                .map_err(err)?;
+            if n == 0 {
+                Err(StoreError::NotFound(format!("mailbox {name}")))
+            } else {
+                Ok(())
+            }
+        })
+        .await
+    }
+
+    async fn append(
+        &self,
+        mailbox: MailboxId,
+        body: &[u8],
+        flags: &[&str],
+        internal_date: UnixTime,
+    ) -> Result<Appended> {
+        let flags = normalize_flags(flags.iter().copied())?;
+        let body = body.to_vec();
+        let (appended, account) = self
+            .run(move |c| {
+                let tx = immediate(c)?;
+                let blob = insert_blob(&tx, &body)?;
+                let r = append_in(&tx, mailbox, blob, body.len() as u64, &flags, internal_date)?;
+                tx.commit().map_err(err)?;
+                Ok(r)
+            })
+            .await?;
+        self.announce([MailboxChange {
+            account,
+            mailbox,
+            kind: ChangeKind::Appended { uid: appended.uid },
+        }]);
+        Ok(appended)
+    }
+
+    async fn deliver(&self, accounts: &[AccountId], body: &[u8]) -> Result<Vec<Appended>> {
+        let accounts = accounts.to_vec();
+        let body = body.to_vec();
+        let done = self
+            .run(move |c| {
+                let tx = immediate(c)?;
+                let blob = insert_blob(&tx, &body)?;
+                let mut out = Vec::new();
+                for account in accounts {
+                    let inbox: MailboxId = tx
+                        .query_row(
+                            "SELECT id FROM mailboxes WHERE account = ?1 AND name = 'INBOX'",
+                            [account],
+                            |r| r.get(0),
+                        )
+                        .optional()
+                        .map_err(err)?
+                        .ok_or_else(|| {
+                            StoreError::NotFound(format!("INBOX of account {account}"))
+                        })?;
+                    out.push(append_in(&tx, inbox, blob, body.len() as u64, &[], now())?);
+                }
+                tx.commit().map_err(err)?;
+                Ok(out)
+            })
+            .await?;
+        self.announce(done.iter().map(|(a, account)| MailboxChange {
+            account: *account,
+            mailbox: a.mailbox,
+            kind: ChangeKind::Appended { uid: a.uid },
+        }));
+        Ok(done.into_iter().map(|(a, _)| a).collect())
+    }
+
+    async fn messages(&self, mailbox: MailboxId) -> Result<Vec<MessageMeta>> {
+        self.run(move |c| {
+            let mut s = c
+                .prepare("SELECT uid, modseq, flags, internal_date, size FROM messages WHERE mailbox = ?1 ORDER BY uid")
+                .map_err(err)?;
+            let rows = s.query_map([mailbox], message_row(mailbox)).map_err(err)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(err)
+        })
+        .await
+    }
+
+    async fn message_body(&self, mailbox: MailboxId, uid: u32) -> Result<Option<Vec<u8>>> {
+        self.run(move |c| {
+            c.query_row(
+                "SELECT b.data FROM messages m JOIN blobs b ON b.id = m.blob WHERE m.mailbox = ?1 AND m.uid = ?2",
+                params![mailbox, uid],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(err)
+        })
+        .await
+    }
+
+    async fn set_flags(
+        &self,
+        mailbox: MailboxId,
+        uids: &[u32],
+        change: FlagChange,
+        flags: &[&str],
+    ) -> Result<Vec<MessageMeta>> {
+        let flags = normalize_flags(flags.iter().copied())?;
+        let uids = uids.to_vec();
+        let (account, changed) = self
+            .run(move |c| {
+                let tx = immediate(c)?;
+                let (account, mut modseq) = mailbox_account(&tx, mailbox)?;
+                let mut changed = Vec::new();
+                for uid in uids {
+                    let Some(mut meta) = tx
+                        .query_row(
+                            "SELECT uid, modseq, flags, internal_date, size FROM messages WHERE mailbox = ?1 AND uid = ?2",
+                            params![mailbox, uid],
+                            message_row(mailbox),
+                        )
+                        .optional()
+                        .map_err(err)?
+                    else {
+                        continue;
+                    };
+                    if let Some(next) = rules::apply_flags(&meta.flags, change, &flags) {
+                        modseq += 1;
+                        tx.execute(
+                            "UPDATE messages SET flags = ?3, modseq = ?4 WHERE mailbox = ?1 AND uid = ?2",
+                            params![mailbox, uid, encode_flags(&next), modseq],
+                        )
+                        .map_err(err)?;
+                        meta.flags = next;
+                        meta.modseq = modseq as u64;
+                        changed.push(meta);
+                    }
+                }
+                tx.execute("UPDATE mailboxes SET highest_modseq = ?2 WHERE id = ?1", params![mailbox, modseq]).map_err(err)?;
+                tx.commit().map_err(err)?;
+                Ok((account, changed))
+            })
+            .await?;
+        if !changed.is_empty() {
+            let uids = changed.iter().map(|m| m.uid).collect();
+            self.announce([MailboxChange {
+                account,
+                mailbox,
+                kind: ChangeKind::Flags { uids },
+            }]);
+        }
+        Ok(changed)
+    }
+
+    async fn expunge(&self, mailbox: MailboxId, uids: &[u32]) -> Result<Vec<u32>> {
+        let uids = uids.to_vec();
+        let (account, removed) = self
+            .run(move |c| {
+                let tx = immediate(c)?;
+                let (account, modseq) = mailbox_account(&tx, mailbox)?;
+                let mut removed = Vec::new();
+                for uid in uids {
+                    if tx
+                        .execute(
+                            "DELETE FROM messages WHERE mailbox = ?1 AND uid = ?2",
+                            params![mailbox, uid],
+                        )
+                        .map_err(err)?
+                        > 0
+                    {
+                        removed.push(uid);
+                    }
+                }
+                if !removed.is_empty() {
+                    tx.execute(
+                        "UPDATE mailboxes SET highest_modseq = ?2 WHERE id = ?1",
+                        params![mailbox, modseq + 1],
+                    )
+                    .map_err(err)?;
+                }
+                tx.commit().map_err(err)?;
+                Ok((account, removed))
+            })
+            .await?;
+        if !removed.is_empty() {
+            self.announce([MailboxChange {
+                account,
+                mailbox,
+                kind: ChangeKind::Expunged {
+                    uids: removed.clone(),
+                },
+            }]);
+        }
+        Ok(removed)
+    }
+
+    async fn copy(&self, from: MailboxId, uids: &[u32], to: MailboxId) -> Result<Vec<(u32, u32)>> {
+        let uids = uids.to_vec();
+        let (account, pairs) = self
+            .run(move |c| {
+                let tx = immediate(c)?;
+                mailbox_account(&tx, from)?;
+                let mut pairs = Vec::new();
+                let mut account = 0;
+                for uid in uids {
+                    let row: Option<(String, i64, i64, i64)> = tx
+                        .query_row(
+                            "SELECT flags, internal_date, size, blob FROM messages WHERE mailbox = ?1 AND uid = ?2",
+                            params![from, uid],
+                            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                        )
+                        .optional()
+                        .map_err(err)?;
+                    let Some((flags, date, size, blob)) = row else { continue };
+                    let (a, acc) = append_in(&tx, to, blob, to_u64(size), &decode_flags(&flags), date)?;
+                    account = acc;
+                    pairs.push((uid, a.uid));
+                }
+                tx.commit().map_err(err)?;
+                Ok((account, pairs))
+            })
+            .await?;
+        self.announce(pairs.iter().map(|(_, uid)| MailboxChange {
+            account,
+            mailbox: to,
+            kind: ChangeKind::Appended { uid: *uid },
+        }));
+        Ok(pairs)
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<MailboxChange> {
+        self.changes.subscribe()
+    }
+
+    async fn enqueue(&self, entry: &NewQueueEntry, body: &[u8]) -> Result<QueueId> {
+        if entry.recipients.is_empty() {
+            return Err(StoreError::Invalid(
+                "a queue entry needs at least one recipient".into(),
+            ));
+        }
+        let entry = entry.clone();
+        let body = body.to_vec();
+        self.run(move |c| {
+            let tx = immediate(c)?;
+            let t = now();
+            tx.execute(
+                "INSERT INTO queue (sender, size, created, next_attempt, require_tls, body) VALUES (?1, ?2, ?3, ?3, ?4, ?5)",
+                params![entry.sender, body.len() as i64, t, entry.require_tls, body],
+            )
+            .map_err(err)?;
+            let id = tx.last_insert_rowid();
+            for (rcpt, dsn) in &entry.recipients {
+                tx.execute(
+                    "INSERT INTO queue_recipients (queue, address, status, dsn) VALUES (?1, ?2, 'pending', ?3)",
+                    params![id, rcpt, dsn],
+                )
+                .map_err(unique(format!("recipient {rcpt} twice in one queue entry")))?;
+            }
+            tx.commit().map_err(err)?;
+            Ok(id)
+        })
+        .await
+    }
+
+    async fn lease(
+        &self,
+        holder: &str,
+        now: UnixTime,
+        lease_secs: u32,
+        limit: u32,
+    ) -> Result<Vec<QueueEntry>> {
+        let holder = holder.to_string();
+        self.run(move |c| {
+            let tx = immediate(c)?;
+            let ids: Vec<i64> = {
+                let mut s = tx
+                    .prepare(
+                        "SELECT id FROM queue WHERE next_attempt <= ?1 AND (lease_expires IS NULL OR lease_expires <= ?1) \
+                         ORDER BY next_attempt, id LIMIT ?2",
+                    )
+                    .map_err(err)?;
+                let rows = s.query_map(params![now, limit], |r| r.get(0)).map_err(err)?;
+                rows.collect::<rusqlite::Result<_>>().map_err(err)?
+            };
+            for id in &ids {
+                tx.execute(
+                    "UPDATE queue SET lease_holder = ?2, lease_expires = ?3 WHERE id = ?1",
+                    params![id, holder, now + i64::from(lease_secs)],
+                )
+                .map_err(err)?;
+            }
+            let mut entries = Vec::new();
+            for id in ids {
+                entries.extend(load_queue_entries(&tx, "WHERE id = ?1", &[&id])?);
+            }
+            tx.commit().map_err(err)?;
+            Ok(entries)
+        })
+        .await
+    }
+
+    async fn queue_body(&self, id: QueueId) -> Result<Option<Vec<u8>>> {
+        self.run(move |c| {
+            c.query_row("SELECT body FROM queue WHERE id = ?1", [id], |r| r.get(0))
+                .optional()
+                .map_err(err)
+        })
+        .await
+    }
+
+    async fn finish_attempt(
+        &self,
+        id: QueueId,
+        holder: &str,
+        results: &[(String, RecipientStatus, Option<String>)],
+        next_attempt: UnixTime,
+    ) -> Result<()> {
+        let holder = holder.to_string();
+        let results = results.to_vec();
+        self.run(move |c| {
+            let tx = immediate(c)?;
+            let current: Option<Option<String>> =
+                tx.query_row("SELECT lease_holder FROM queue WHERE id = ?1", [id], |r| r.get(0)).optional().map_err(err)?;
+            match current {
+                None => return Err(StoreError::NotFound(format!("queue entry {id}"))),
+                Some(h) if h.as_deref() != Some(holder.as_str()) => return Err(StoreError::LeaseLost(id)),
+                Some(_) => {}
+            }
+            for (addr, status, error) in &results {
+                tx.execute(
+                    "UPDATE queue_recipients SET status = ?3, last_error = ?4 WHERE queue = ?1 AND address = ?2",
+                    params![id, addr, status.as_str(), error],
+                )
+                .map_err(err)?;
+            }
+            let pending: i64 = tx
+                .query_row("SELECT count(*) FROM queue_recipients WHERE queue = ?1 AND status = 'pending'", [id], |r| r.get(0))
+                .map_err(err)?;
+            if pending == 0 {
+                tx.execute("DELETE FROM queue WHERE id = ?1", [id]).map_err(err)?;
+            } else {
+                tx.execute(
+                    "UPDATE queue SET attempts = attempts + 1, next_attempt = ?2, lease_holder = NULL, lease_expires = NULL WHERE id = ?1",
+                    params![id, next_attempt],
+                )
+                .map_err(err)?;
+            }
+            tx.commit().map_err(err)
+        })
+        .await
+    }
+
+    async fn queue(&self) -> Result<Vec<QueueEntry>> {
+        self.run(|c| load_queue_entries(c, "", &[])).await
+    }
+
+    async fn record_tls_event(&self, e: &TlsEvent) -> Result<()> {
+        let e = e.clone();
+        self.run(move |c| {
+            c.execute(
+                "INSERT INTO tls_events (policy_domain, policy_type, policy_strings, mx_host, failure, receiving_ip, at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![e.policy_domain, e.policy_type, encode_list(&e.policy_strings), e.mx_host, e.failure, e.receiving_ip, e.at],
+            )
+            .map_err(err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn tls_events(&self, from: UnixTime, until: UnixTime) -> Result<Vec<TlsEvent>> {
+        self.run(move |c| {
+            let mut s = c
+                .prepare(
+                    "SELECT policy_domain, policy_type, policy_strings, mx_host, failure, receiving_ip, at \
+                     FROM tls_events WHERE at >= ?1 AND at < ?2 ORDER BY at, id",
+                )
+                .map_err(err)?;
+            let rows = s
+                .query_map(params![from, until], |r| {
+                    Ok(TlsEvent {
+                        policy_domain: r.get(0)?,
+                        policy_type: r.get(1)?,
+                        policy_strings: decode_list(&r.get::<_, String>(2)?),
+                        mx_host: r.get(3)?,
+                        failure: r.get(4)?,
+                        receiving_ip: r.get(5)?,
+                        at: r.get(6)?,
+                    })
+                })
+                .map_err(err)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(err)
+        })
+        .await
+    }
+
+    async fn store_report(&self, report_domain: &str, submitter: &str, json: &[u8]) -> Result<i64> {
+        let (d, s, j) = (
+            report_domain.to_string(),
+            submitter.to_string(),
+            json.to_vec(),
+        );
+        self.run(move |c| {
+            c.execute(
+                "INSERT INTO tlsrpt_reports (report_domain, submitter, received, json) VALUES (?1, ?2, ?3, ?4)",
+                params![d, s, now(), j],
+            )
+            .map_err(err)?;
+            Ok(c.last_insert_rowid())
+        })
+        .await
+    }
+
+    async fn reports(&self) -> Result<Vec<ReceivedReport>> {
+        self.run(|c| {
+            let mut s = c
+                .prepare("SELECT id, report_domain, submitter, received, json FROM tlsrpt_reports ORDER BY id")
+                .map_err(err)?;
+            let rows = s
+                .query_map([], |r| {
+                    Ok(ReceivedReport {
+                        id: r.get(0)?,
+                        report_domain: r.get(1)?,
+                        submitter: r.get(2)?,
+                        received: r.get(3)?,
+                        json: r.get(4)?,
+                    })
+                })
+                .map_err(err)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(err)
+        })
+        .await
+    }
+
+    async fn put_sts_policy(&self, p: &CachedStsPolicy) -> Result<()> {
+        let p = p.clone();
+        self.run(move |c| {
+            c.execute(
+                "INSERT INTO sts_policies (domain, record_id, policy, fetched, expires) VALUES (?1, ?2, ?3, ?4, ?5) \
+                 ON CONFLICT (domain) DO UPDATE SET record_id = ?2, policy = ?3, fetched = ?4, expires = ?5",
+                params![p.domain, p.record_id, p.policy, p.fetched, p.expires],
+            )
+            .map_err(err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn sts_policy(&self, domain: &str) -> Result<Option<CachedStsPolicy>> {
+        let domain = domain.to_ascii_lowercase();
+        self.run(move |c| {
+            c.query_row(
+                "SELECT domain, record_id, policy, fetched, expires FROM sts_policies WHERE domain = ?1",
+                [domain],
+                |r| {
+                    Ok(CachedStsPolicy {
+                        domain: r.get(0)?,
+                        record_id: r.get(1)?,
+                        policy: r.get(2)?,
+                        fetched: r.get(3)?,
+                        expires: r.get(4)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(err)
+        })
+        .await
+    }
+}

@@ -1,0 +1,780 @@
+//! One conformance suite, the same code for every backend (SQLite and PostgreSQL).
+//!
+//! PostgreSQL is real: `scripts/test.sh` starts a cluster and sets `KURIER_TEST_POSTGRES`
+//! (a libpq connection string to an administrative database); each test creates its own
+//! database. Without that variable the PostgreSQL tests fail — they are never skipped.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use kurier_store::{
+    ChangeKind, FlagChange, NewQueueEntry, Recipient, RecipientStatus, SpecialUse, Store,
+    StoreError, TlsEvent, now,
+};
+
+mod backends {
+    use super::*;
+
+    pub async fn sqlite() -> (Arc<dyn Store>, Box<dyn std::any::Any + Send>) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = kurier_store::open(&format!(
+            "sqlite:{}",
+            dir.path().join("kurier.db").display()
+        ))
+        .await
+        .unwrap();
+        (store, Box::new(dir))
+    }
+
+    pub async fn postgres() -> (Arc<dyn Store>, Box<dyn std::any::Any + Send>) {
+        let url = test_database().await;
+        (kurier_store::open(&url).await.unwrap(), Box::new(()))
+    }
+
+    /// A fresh, empty database on the test cluster; returns its URL.
+    pub async fn test_database() -> String {
+        let admin = std::env::var("KURIER_TEST_POSTGRES").expect(
+            "KURIER_TEST_POSTGRES is not set: run scripts/test.sh, which starts a PostgreSQL cluster for the tests",
+        );
+        let (client, conn) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let mut id = [0u8; 8];
+        openssl::rand::rand_bytes(&mut id).unwrap();
+        let name = format!(
+            "kurier_test_{}",
+            id.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        );
+        client
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap();
+        // The admin string is a key=value list; dbname given last wins.
+        format!("postgres:{admin} dbname={name}")
+    }
+}
+
+macro_rules! conformance {
+    ($backend:ident) => {
+        mod $backend {
+            use super::*;
+
+            async fn store() -> (Arc<dyn Store>, Box<dyn std::any::Any + Send>) {
+                backends::$backend().await
+            }
+
+            #[tokio::test(flavor = "multi_thread")]
+            async fn domains_accounts_aliases_crud() {
+                let (s, _g) = store().await;
+                suite::crud(s).await
+            }
+            #[tokio::test(flavor = "multi_thread")]
+            async fn authentication() {
+                let (s, _g) = store().await;
+                suite::authentication(s).await
+            }
+            #[tokio::test(flavor = "multi_thread")]
+            async fn mailboxes() {
+                let (s, _g) = store().await;
+                suite::mailboxes(s).await
+            }
+            #[tokio::test(flavor = "multi_thread")]
+            async fn uid_and_modseq_are_monotonic() {
+                let (s, _g) = store().await;
+                suite::uid_modseq(s).await
+            }
+            #[tokio::test(flavor = "multi_thread")]
+            async fn concurrent_appends_get_distinct_uids() {
+                let (s, _g) = store().await;
+                suite::concurrent_appends(s).await
+            }
+            #[tokio::test(flavor = "multi_thread")]
+            async fn deliver_copy_and_cascades() {
+                let (s, _g) = store().await;
+                suite::deliver_copy(s).await
+            }
+            #[tokio::test(flavor = "multi_thread")]
+            async fn quota_is_enforced() {
+                let (s, _g) = store().await;
+                suite::quota(s).await
+            }
+            #[tokio::test(flavor = "multi_thread")]
+            async fn smtputf8_addresses() {
+                let (s, _g) = store().await;
+                suite::unicode(s).await
+            }
+            #[tokio::test(flavor = "multi_thread")]
+            async fn queue_two_workers_each_entry_once() {
+                let (s, _g) = store().await;
+                suite::queue_two_workers(s).await
+            }
+            #[tokio::test(flavor = "multi_thread")]
+            async fn queue_lease_expires_after_a_crash() {
+                let (s, _g) = store().await;
+                suite::lease_expiry(s).await
+            }
+            #[tokio::test(flavor = "multi_thread")]
+            async fn tlsrpt_and_sts_cache() {
+                let (s, _g) = store().await;
+                suite::reports_and_policies(s).await
+            }
+            #[tokio::test(flavor = "multi_thread")]
+            async fn changes_are_announced() {
+                let (s, _g) = store().await;
+                suite::announcements(s).await
+            }
+        }
+    };
+}
+
+conformance!(sqlite);
+conformance!(postgres);
+
+mod suite {
+    use super::*;
+
+    async fn account(s: &Arc<dyn Store>, addr: &str) -> kurier_store::Account {
+        let domain = addr.rsplit_once('@').unwrap().1;
+        match s.add_domain(domain).await {
+            Ok(_) | Err(StoreError::Exists(_)) => {}
+            Err(e) => panic!("{e}"),
+        }
+        s.add_account(addr, "secret", None).await.unwrap()
+    }
+
+    async fn inbox(s: &Arc<dyn Store>, a: &kurier_store::Account) -> kurier_store::Mailbox {
+        s.mailbox(a.id, "INBOX").await.unwrap().unwrap()
+    }
+
+    pub async fn crud(s: Arc<dyn Store>) {
+        assert!(
+            s.domains().await.unwrap().is_empty(),
+            "migration from an empty database"
+        );
+        s.add_domain("Example.ORG").await.unwrap();
+        assert!(matches!(
+            s.add_domain("example.org").await,
+            Err(StoreError::Exists(_))
+        ));
+        assert!(matches!(
+            s.add_domain("not a domain").await,
+            Err(StoreError::Invalid(_))
+        ));
+        assert!(matches!(
+            s.add_account("x@nothosted.test", "pw", None).await,
+            Err(StoreError::NotFound(_))
+        ));
+        let a = s
+            .add_account("Alice@Example.org", "pw", Some(1000))
+            .await
+            .unwrap();
+        assert_eq!(a.address, "alice@example.org");
+        assert_eq!(a.quota, Some(1000));
+        assert!(matches!(
+            s.add_account("alice@example.org", "pw", None).await,
+            Err(StoreError::Exists(_))
+        ));
+        let names: Vec<_> = s
+            .mailboxes(a.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| (m.name, m.special_use))
+            .collect();
+        assert!(names.contains(&("INBOX".into(), None)));
+        assert!(names.contains(&("Sent".into(), Some(SpecialUse::Sent))));
+        assert!(names.contains(&("Trash".into(), Some(SpecialUse::Trash))));
+        s.add_account("bob@example.org", "pw", None).await.unwrap();
+        assert_eq!(s.accounts(Some("example.org")).await.unwrap().len(), 2);
+
+        s.add_alias("postmaster@example.org", &["alice@example.org"])
+            .await
+            .unwrap();
+        s.add_alias(
+            "team@example.org",
+            &["alice@example.org", "bob@example.org"],
+        )
+        .await
+        .unwrap();
+        assert!(matches!(
+            s.add_alias("x@example.org", &["nobody@example.org"]).await,
+            Err(StoreError::NotFound(_))
+        ));
+        assert!(matches!(
+            s.add_alias("alice@example.org", &["bob@example.org"]).await,
+            Err(StoreError::Exists(_))
+        ));
+        let Recipient::Local(team) = s.resolve("Team@example.org").await.unwrap() else {
+            panic!()
+        };
+        assert_eq!(team.len(), 2);
+        assert_eq!(
+            s.resolve("nobody@example.org").await.unwrap(),
+            Recipient::Unknown
+        );
+        assert_eq!(
+            s.resolve("x@elsewhere.test").await.unwrap(),
+            Recipient::NotHosted
+        );
+        s.add_alias("@example.org", &["bob@example.org"])
+            .await
+            .unwrap();
+        let Recipient::Local(catch) = s.resolve("nobody@example.org").await.unwrap() else {
+            panic!()
+        };
+        assert_eq!(catch[0].address, "bob@example.org", "catch-all");
+        let Recipient::Local(exact) = s.resolve("alice@example.org").await.unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            exact[0].address, "alice@example.org",
+            "an account beats the catch-all"
+        );
+        assert_eq!(s.aliases(None).await.unwrap().len(), 3);
+
+        let e = s.delete_domain("example.org").await.unwrap_err();
+        assert!(e.to_string().contains("delete them first"), "{e}");
+        s.delete_alias("@example.org").await.unwrap();
+        s.delete_alias("team@example.org").await.unwrap();
+        s.delete_alias("postmaster@example.org").await.unwrap();
+        assert!(matches!(
+            s.delete_alias("postmaster@example.org").await,
+            Err(StoreError::NotFound(_))
+        ));
+        s.delete_account("alice@example.org").await.unwrap();
+        s.delete_account("bob@example.org").await.unwrap();
+        assert!(s.account("alice@example.org").await.unwrap().is_none());
+        s.delete_domain("example.org").await.unwrap();
+        assert!(s.domains().await.unwrap().is_empty());
+    }
+
+    pub async fn authentication(s: Arc<dyn Store>) {
+        account(&s, "carol@example.net").await;
+        assert!(
+            s.authenticate("CAROL@example.net", "secret")
+                .await
+                .unwrap()
+                .is_some()
+        );
+        assert!(
+            s.authenticate("carol@example.net", "wrong")
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            s.authenticate("nobody@example.net", "secret")
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            s.authenticate("not an address", "secret")
+                .await
+                .unwrap()
+                .is_none()
+        );
+        s.set_password("carol@example.net", "new one")
+            .await
+            .unwrap();
+        assert!(
+            s.authenticate("carol@example.net", "secret")
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            s.authenticate("carol@example.net", "new one")
+                .await
+                .unwrap()
+                .is_some()
+        );
+        s.set_enabled("carol@example.net", false).await.unwrap();
+        assert!(
+            s.authenticate("carol@example.net", "new one")
+                .await
+                .unwrap()
+                .is_none(),
+            "disabled"
+        );
+        assert_eq!(
+            s.resolve("carol@example.net").await.unwrap(),
+            Recipient::Unknown
+        );
+        assert!(matches!(
+            s.set_password("nobody@example.net", "x").await,
+            Err(StoreError::NotFound(_))
+        ));
+    }
+
+    pub async fn mailboxes(s: Arc<dyn Store>) {
+        let a = account(&s, "dave@example.net").await;
+        let arch = s
+            .create_mailbox(a.id, "Archive", Some(SpecialUse::Archive))
+            .await
+            .unwrap();
+        s.create_mailbox(a.id, "Archive/2026", None).await.unwrap();
+        assert!(matches!(
+            s.create_mailbox(a.id, "Archive", None).await,
+            Err(StoreError::Exists(_))
+        ));
+        assert!(matches!(
+            s.create_mailbox(a.id, "a//b", None).await,
+            Err(StoreError::Invalid(_))
+        ));
+        s.append(arch.id, b"Subject: x\r\n\r\nhi\r\n", &[], now())
+            .await
+            .unwrap();
+        s.rename_mailbox(a.id, "Archive", "Old").await.unwrap();
+        let old = s.mailbox(a.id, "Old").await.unwrap().unwrap();
+        assert_eq!(old.id, arch.id);
+        assert_eq!(
+            old.uid_validity, arch.uid_validity,
+            "rename keeps UIDVALIDITY"
+        );
+        assert_eq!(old.messages, 1);
+        assert!(
+            s.mailbox(a.id, "Old/2026").await.unwrap().is_some(),
+            "children move along"
+        );
+        assert!(s.mailbox(a.id, "Archive/2026").await.unwrap().is_none());
+        assert!(
+            s.delete_mailbox(a.id, "inbox").await.is_err(),
+            "INBOX stays"
+        );
+        s.set_subscribed(a.id, "Old", false).await.unwrap();
+        assert!(!s.mailbox(a.id, "Old").await.unwrap().unwrap().subscribed);
+        s.delete_mailbox(a.id, "Old").await.unwrap();
+        assert_eq!(
+            s.usage(a.id).await.unwrap(),
+            0,
+            "deleting a mailbox frees its space"
+        );
+        let again = s.create_mailbox(a.id, "Old", None).await.unwrap();
+        assert_ne!(
+            again.uid_validity, arch.uid_validity,
+            "a re-created name gets a new UIDVALIDITY"
+        );
+        assert!(s.mailbox(a.id, "iNbOx").await.unwrap().is_some());
+    }
+
+    pub async fn uid_modseq(s: Arc<dyn Store>) {
+        let a = account(&s, "erin@example.net").await;
+        let mb = inbox(&s, &a).await;
+        let mut last = (0, 0);
+        for i in 0..5 {
+            let r = s
+                .append(
+                    mb.id,
+                    format!("Subject: {i}\r\n\r\nbody\r\n").as_bytes(),
+                    &["\\Seen"],
+                    now(),
+                )
+                .await
+                .unwrap();
+            assert!(r.uid > last.0 && r.modseq > last.1, "{r:?} after {last:?}");
+            assert_eq!(r.uid_validity, mb.uid_validity);
+            last = (r.uid, r.modseq);
+        }
+        let removed = s.expunge(mb.id, &[5, 4, 99]).await.unwrap();
+        assert_eq!(removed, [5, 4]);
+        let r = s.append(mb.id, b"x", &[], now()).await.unwrap();
+        assert_eq!(r.uid, 6, "UIDs are never reused after expunge");
+        let changed = s
+            .set_flags(
+                mb.id,
+                &[1, 2],
+                FlagChange::Add,
+                &["\\Flagged", "$Important"],
+            )
+            .await
+            .unwrap();
+        assert_eq!(changed.len(), 2);
+        assert!(changed.iter().all(|m| m.modseq > r.modseq));
+        assert_eq!(changed[0].flags, ["$Important", "\\Flagged", "\\Seen"]);
+        let none = s
+            .set_flags(mb.id, &[1], FlagChange::Add, &["\\Flagged"])
+            .await
+            .unwrap();
+        assert!(none.is_empty(), "no change, no new MODSEQ");
+        s.set_flags(mb.id, &[1], FlagChange::Replace, &[])
+            .await
+            .unwrap();
+        let msgs = s.messages(mb.id).await.unwrap();
+        assert_eq!(msgs.iter().map(|m| m.uid).collect::<Vec<_>>(), [1, 2, 3, 6]);
+        assert!(msgs[0].flags.is_empty());
+        let mb2 = inbox(&s, &a).await;
+        assert_eq!(mb2.uid_next, 7);
+        assert!(mb2.highest_modseq >= msgs.iter().map(|m| m.modseq).max().unwrap());
+        assert_eq!(
+            s.message_body(mb.id, 2).await.unwrap().unwrap(),
+            b"Subject: 1\r\n\r\nbody\r\n"
+        );
+        assert!(s.message_body(mb.id, 5).await.unwrap().is_none());
+        assert!(matches!(
+            s.append(mb.id, b"x", &["\\Bogus"], now()).await,
+            Err(StoreError::Invalid(_))
+        ));
+    }
+
+    pub async fn concurrent_appends(s: Arc<dyn Store>) {
+        let a = account(&s, "frank@example.net").await;
+        let mb = inbox(&s, &a).await;
+        let mut tasks = Vec::new();
+        for t in 0..8 {
+            let s = s.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut uids = Vec::new();
+                for i in 0..25 {
+                    let body = format!("From: t{t}\r\n\r\n{i}\r\n");
+                    uids.push(
+                        s.append(mb.id, body.as_bytes(), &[], now())
+                            .await
+                            .unwrap()
+                            .uid,
+                    );
+                }
+                uids
+            }));
+        }
+        let mut all = Vec::new();
+        for t in tasks {
+            all.extend(t.await.unwrap());
+        }
+        let unique: HashSet<_> = all.iter().collect();
+        assert_eq!(unique.len(), 200, "no duplicate UIDs");
+        assert_eq!(*all.iter().max().unwrap(), 200);
+        assert_eq!(s.messages(mb.id).await.unwrap().len(), 200);
+    }
+
+    pub async fn deliver_copy(s: Arc<dyn Store>) {
+        let a = account(&s, "gina@example.net").await;
+        let b = account(&s, "hank@example.net").await;
+        let body = b"Subject: shared\r\n\r\nfor both\r\n";
+        let done = s.deliver(&[a.id, b.id], body).await.unwrap();
+        assert_eq!(done.len(), 2);
+        assert_eq!(
+            s.message_body(done[1].mailbox, done[1].uid)
+                .await
+                .unwrap()
+                .unwrap(),
+            body
+        );
+        assert_eq!(s.usage(a.id).await.unwrap(), body.len() as u64);
+        let sent = s.mailbox(a.id, "Sent").await.unwrap().unwrap();
+        let pairs = s
+            .copy(done[0].mailbox, &[done[0].uid, 42], sent.id)
+            .await
+            .unwrap();
+        assert_eq!(pairs, [(done[0].uid, 1)]);
+        assert_eq!(s.usage(a.id).await.unwrap(), 2 * body.len() as u64);
+        s.delete_account("gina@example.net").await.unwrap();
+        assert_eq!(
+            s.message_body(done[1].mailbox, done[1].uid)
+                .await
+                .unwrap()
+                .unwrap(),
+            body,
+            "b keeps its copy"
+        );
+        assert!(s.deliver(&[a.id], body).await.is_err(), "deleted account");
+    }
+
+    pub async fn quota(s: Arc<dyn Store>) {
+        let a = account(&s, "ida@example.net").await;
+        s.set_quota("ida@example.net", Some(100)).await.unwrap();
+        let mb = inbox(&s, &a).await;
+        let r = s.append(mb.id, &[b'x'; 60], &[], now()).await.unwrap();
+        let e = s.append(mb.id, &[b'x'; 60], &[], now()).await.unwrap_err();
+        assert!(
+            matches!(
+                e,
+                StoreError::QuotaExceeded {
+                    used: 60,
+                    quota: 100,
+                    size: 60,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert!(matches!(
+            s.deliver(&[a.id], &[b'x'; 60]).await,
+            Err(StoreError::QuotaExceeded { .. })
+        ));
+        assert_eq!(
+            s.messages(mb.id).await.unwrap().len(),
+            1,
+            "a refused message leaves no trace"
+        );
+        s.expunge(mb.id, &[r.uid]).await.unwrap();
+        assert_eq!(s.usage(a.id).await.unwrap(), 0);
+        s.append(mb.id, &[b'x'; 60], &[], now()).await.unwrap();
+        s.set_quota("ida@example.net", None).await.unwrap();
+        s.append(mb.id, &[b'x'; 60], &[], now()).await.unwrap();
+    }
+
+    pub async fn unicode(s: Arc<dyn Store>) {
+        s.add_domain("Bücher.Example").await.unwrap();
+        let a = s
+            .add_account("Jürgen@bücher.example", "pässwörd", None)
+            .await
+            .unwrap();
+        assert_eq!(a.address, "jürgen@bücher.example");
+        let Recipient::Local(r) = s.resolve("JÜRGEN@BÜCHER.EXAMPLE").await.unwrap() else {
+            panic!()
+        };
+        assert_eq!(r[0].id, a.id);
+        assert!(
+            s.authenticate("jürgen@bücher.example", "pässwörd")
+                .await
+                .unwrap()
+                .is_some()
+        );
+        s.add_alias("пользователь@bücher.example", &["jürgen@bücher.example"])
+            .await
+            .unwrap();
+        assert!(matches!(
+            s.resolve("ПОЛЬЗОВАТЕЛЬ@bücher.example").await.unwrap(),
+            Recipient::Local(_)
+        ));
+        let mb = s.create_mailbox(a.id, "Entwürfe/日本", None).await.unwrap();
+        assert_eq!(
+            s.mailbox(a.id, "Entwürfe/日本").await.unwrap().unwrap().id,
+            mb.id
+        );
+    }
+
+    fn entry(i: usize) -> NewQueueEntry {
+        NewQueueEntry {
+            sender: format!("sender{i}@example.net"),
+            recipients: vec![
+                (format!("r{i}@remote.test"), None),
+                (format!("s{i}@remote.test"), Some("NOTIFY=FAILURE".into())),
+            ],
+            require_tls: i.is_multiple_of(2),
+        }
+    }
+
+    pub async fn queue_two_workers(s: Arc<dyn Store>) {
+        let mut ids = HashSet::new();
+        for i in 0..40 {
+            ids.insert(
+                s.enqueue(&entry(i), format!("body {i}").as_bytes())
+                    .await
+                    .unwrap(),
+            );
+        }
+        assert!(matches!(
+            s.enqueue(
+                &NewQueueEntry {
+                    sender: String::new(),
+                    recipients: vec![],
+                    require_tls: false
+                },
+                b"x"
+            )
+            .await,
+            Err(StoreError::Invalid(_))
+        ));
+        let worker = |name: &'static str| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                let mut done = Vec::new();
+                loop {
+                    let batch = s.lease(name, now(), 300, 3).await.unwrap();
+                    if batch.is_empty() {
+                        break;
+                    }
+                    for e in batch {
+                        assert_eq!(e.lease.as_ref().unwrap().0, name);
+                        assert_eq!(
+                            s.queue_body(e.id).await.unwrap().unwrap(),
+                            format!("body {}", &e.sender[6..e.sender.find('@').unwrap()])
+                                .as_bytes()
+                        );
+                        let results: Vec<_> = e
+                            .recipients
+                            .iter()
+                            .map(|r| (r.address.clone(), RecipientStatus::Delivered, None))
+                            .collect();
+                        s.finish_attempt(e.id, name, &results, now()).await.unwrap();
+                        done.push(e.id);
+                    }
+                }
+                done
+            })
+        };
+        let (a, b) = (worker("node-a"), worker("node-b"));
+        let (a, b) = (a.await.unwrap(), b.await.unwrap());
+        let mut all: Vec<_> = a.iter().chain(&b).copied().collect();
+        all.sort();
+        let expected: Vec<_> = {
+            let mut v: Vec<_> = ids.into_iter().collect();
+            v.sort();
+            v
+        };
+        assert_eq!(all, expected, "every entry delivered exactly once");
+        assert!(
+            s.queue().await.unwrap().is_empty(),
+            "delivered entries are gone"
+        );
+    }
+
+    pub async fn lease_expiry(s: Arc<dyn Store>) {
+        let id = s.enqueue(&entry(1), b"body").await.unwrap();
+        let t = now();
+        let got = s.lease("crashed-node", t, 60, 10).await.unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].recipients[1].dsn.as_deref(), Some("NOTIFY=FAILURE"));
+        assert!(
+            s.lease("other", t + 30, 60, 10).await.unwrap().is_empty(),
+            "a live lease is respected"
+        );
+        // The first node "crashes"; after the lease runs out the entry is due again.
+        let again = s.lease("other", t + 61, 60, 10).await.unwrap();
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].id, id);
+        let late = s
+            .finish_attempt(id, "crashed-node", &[], t)
+            .await
+            .unwrap_err();
+        assert!(matches!(late, StoreError::LeaseLost(_)), "{late}");
+        // One recipient fails for now, one is delivered: the entry comes back later.
+        let results = vec![
+            (
+                "r1@remote.test".to_string(),
+                RecipientStatus::Delivered,
+                None,
+            ),
+            (
+                "s1@remote.test".to_string(),
+                RecipientStatus::Pending,
+                Some("451 4.7.5 TLSA mismatch".to_string()),
+            ),
+        ];
+        s.finish_attempt(id, "other", &results, t + 600)
+            .await
+            .unwrap();
+        let q = s.queue().await.unwrap();
+        assert_eq!(q.len(), 1);
+        assert_eq!(q[0].attempts, 1);
+        assert_eq!(q[0].next_attempt, t + 600);
+        assert!(q[0].lease.is_none());
+        assert_eq!(
+            q[0].recipients[1].last_error.as_deref(),
+            Some("451 4.7.5 TLSA mismatch")
+        );
+        assert!(
+            s.lease("other", t + 100, 60, 10).await.unwrap().is_empty(),
+            "not due before next_attempt"
+        );
+        let e = s.lease("other", t + 600, 60, 10).await.unwrap();
+        s.finish_attempt(
+            id,
+            "other",
+            &[(
+                "s1@remote.test".into(),
+                RecipientStatus::Failed,
+                Some("550 5.1.1".into()),
+            )],
+            t,
+        )
+        .await
+        .unwrap();
+        assert_eq!(e.len(), 1);
+        assert!(s.queue().await.unwrap().is_empty());
+    }
+
+    pub async fn reports_and_policies(s: Arc<dyn Store>) {
+        let ev = TlsEvent {
+            policy_domain: "remote.test".into(),
+            policy_type: "tlsa".into(),
+            policy_strings: vec!["3 1 1 abcd".into(), "2 1 1 ef01".into()],
+            mx_host: "mx.remote.test".into(),
+            failure: Some("tlsa-invalid".into()),
+            receiving_ip: Some("192.0.2.1".into()),
+            at: 1_000_000,
+        };
+        s.record_tls_event(&ev).await.unwrap();
+        s.record_tls_event(&TlsEvent {
+            failure: None,
+            at: 1_086_400,
+            ..ev.clone()
+        })
+        .await
+        .unwrap();
+        assert_eq!(s.tls_events(1_000_000, 1_086_400).await.unwrap(), [ev]);
+        let id = s
+            .store_report(
+                "example.net",
+                "reporter.test",
+                b"{\"organization-name\":\"x\"}",
+            )
+            .await
+            .unwrap();
+        let r = s.reports().await.unwrap();
+        assert_eq!(
+            (r[0].id, r[0].json.as_slice()),
+            (id, &b"{\"organization-name\":\"x\"}"[..])
+        );
+        let p = kurier_store::CachedStsPolicy {
+            domain: "remote.test".into(),
+            record_id: "20261128".into(),
+            policy: "version: STSv1\nmode: enforce\nmx: mx.remote.test\nmax_age: 86400\n".into(),
+            fetched: 10,
+            expires: 86410,
+        };
+        s.put_sts_policy(&p).await.unwrap();
+        s.put_sts_policy(&kurier_store::CachedStsPolicy {
+            record_id: "2".into(),
+            ..p.clone()
+        })
+        .await
+        .unwrap();
+        assert_eq!(
+            s.sts_policy("REMOTE.test")
+                .await
+                .unwrap()
+                .unwrap()
+                .record_id,
+            "2"
+        );
+        assert!(s.sts_policy("other.test").await.unwrap().is_none());
+    }
+
+    pub async fn announcements(s: Arc<dyn Store>) {
+        let a = account(&s, "jill@example.net").await;
+        let mb = inbox(&s, &a).await;
+        let mut rx = s.subscribe();
+        let r = s.deliver(&[a.id], b"hello").await.unwrap();
+        let c = tokio::time::timeout(std::time::Duration::from_secs(5), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (c.account, c.mailbox, c.kind),
+            (a.id, mb.id, ChangeKind::Appended { uid: r[0].uid })
+        );
+        s.set_flags(mb.id, &[r[0].uid], FlagChange::Add, &["\\Seen"])
+            .await
+            .unwrap();
+        let c = rx.recv().await.unwrap();
+        assert_eq!(
+            c.kind,
+            ChangeKind::Flags {
+                uids: vec![r[0].uid]
+            }
+        );
+        s.expunge(mb.id, &[r[0].uid]).await.unwrap();
+        assert_eq!(
+            rx.recv().await.unwrap().kind,
+            ChangeKind::Expunged {
+                uids: vec![r[0].uid]
+            }
+        );
+    }
+}
