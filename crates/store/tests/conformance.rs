@@ -14,6 +14,8 @@ use kurier_store::{
     StoreError, TlsEvent, now,
 };
 
+mod common;
+
 mod backends {
     use super::*;
 
@@ -29,31 +31,8 @@ mod backends {
     }
 
     pub async fn postgres() -> (Arc<dyn Store>, Box<dyn std::any::Any + Send>) {
-        let url = test_database().await;
+        let url = crate::common::test_database().await;
         (kurier_store::open(&url).await.unwrap(), Box::new(()))
-    }
-
-    /// A fresh, empty database on the test cluster; returns its URL.
-    pub async fn test_database() -> String {
-        let admin = std::env::var("KURIER_TEST_POSTGRES").expect(
-            "KURIER_TEST_POSTGRES is not set: run scripts/test.sh, which starts a PostgreSQL cluster for the tests",
-        );
-        let (client, conn) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
-            .await
-            .unwrap();
-        tokio::spawn(conn);
-        let mut id = [0u8; 8];
-        openssl::rand::rand_bytes(&mut id).unwrap();
-        let name = format!(
-            "kurier_test_{}",
-            id.iter().map(|b| format!("{b:02x}")).collect::<String>()
-        );
-        client
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .await
-            .unwrap();
-        // The admin string is a key=value list; dbname given last wins.
-        format!("postgres:{admin} dbname={name}")
     }
 }
 
