@@ -14,6 +14,17 @@ pub struct Config {
     pub log: LogConfig,
     pub tls: TlsConfig,
     pub web: WebConfig,
+    pub store: StoreConfig,
+}
+
+/// `[store]`: where accounts, mailboxes, messages and the queue live.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `sqlite:/path/kurier.db` or `postgres://user@host/db` (or `postgres:` + a libpq
+    /// key=value string). Unset: the SQLite file `kurier.db` in `server.data_dir`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
 }
 
 /// `[server]`
@@ -194,6 +205,18 @@ impl Config {
             web: WebConfig {
                 listen: vec![ListenAddr(SocketAddr::new(ip, dev_ports::HTTPS))],
             },
+            store: StoreConfig::default(),
+        }
+    }
+
+    /// The store URL in effect (`store.url`, else SQLite in the data folder).
+    pub fn store_url(&self) -> String {
+        match &self.store.url {
+            Some(url) => url.clone(),
+            None => format!(
+                "sqlite:{}",
+                self.server.data_dir.join("kurier.db").display()
+            ),
         }
     }
 
@@ -255,6 +278,18 @@ impl Config {
                 &self.web.listen,
                 "no address",
                 "list at least one, e.g. [\"[::]:443\"]",
+            );
+        }
+        if let Some(url) = &self.store.url
+            && !(url.starts_with("sqlite:")
+                || url.starts_with("postgres:")
+                || url.starts_with("postgresql:"))
+        {
+            return bad(
+                "store.url",
+                url,
+                "not a store URL",
+                "use \"sqlite:/var/lib/kurier/kurier.db\" or \"postgres://kurier@db.example.org/kurier\"",
             );
         }
         let mut seen = std::collections::HashSet::new();

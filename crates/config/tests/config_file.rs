@@ -120,3 +120,20 @@ fn example_file_parses_and_documents_every_key() {
         "the printed effective configuration reads back the same"
     );
 }
+
+#[test]
+fn store_url_defaults_to_sqlite_in_the_data_folder() {
+    let c = parse("[server]\ndata_dir = \"/srv/mail\"\n", Path::new("k.toml")).unwrap();
+    assert_eq!(c.store_url(), "sqlite:/srv/mail/kurier.db");
+    let c = parse(
+        "[store]\nurl = \"postgres://kurier@db/kurier\"\n",
+        Path::new("k.toml"),
+    )
+    .unwrap();
+    assert_eq!(c.store_url(), "postgres://kurier@db/kurier");
+    let e = err("[store]\nurl = \"mysql://x\"\n");
+    assert!(
+        e.contains("store.url = \"mysql://x\"") && e.contains("fix:"),
+        "{e}"
+    );
+}

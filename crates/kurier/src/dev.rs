@@ -3,7 +3,8 @@
 use std::path::Path;
 
 use anyhow::Context;
-use kurier_config::{Config, DEV_HOSTNAME, dev_ports};
+use kurier_config::{Config, DEV_DOMAIN, DEV_HOSTNAME, dev_ports};
+use kurier_store::{Store, StoreError};
 use kurier_tls::dev_ca;
 
 use crate::DevArgs;
@@ -28,8 +29,63 @@ pub fn prepare(args: &DevArgs) -> anyhow::Result<(Config, bool)> {
     ))
 }
 
+/// The demo account of `--dev` and how its password came about.
+pub struct DemoAccount {
+    pub address: String,
+    /// `Some` when the password was just set (from KURIER_DEV_PASSWORD or generated).
+    pub password: Option<String>,
+    pub from_env: bool,
+}
+
+/// The environment variable that sets the demo account's password.
+pub const PASSWORD_ENV: &str = "KURIER_DEV_PASSWORD";
+
+/// Makes sure the domain `example.test` and the account `demo@example.test` exist. The password
+/// comes from KURIER_DEV_PASSWORD (set on every start), else a new one is generated once.
+pub async fn demo_account(store: &dyn Store) -> anyhow::Result<DemoAccount> {
+    let address = format!("demo@{DEV_DOMAIN}");
+    match store.add_domain(DEV_DOMAIN).await {
+        Ok(_) | Err(StoreError::Exists(_)) => {}
+        Err(e) => return Err(e).context("cannot create the dev domain"),
+    }
+    let from_env = std::env::var(PASSWORD_ENV).ok().filter(|p| !p.is_empty());
+    let exists = store.account(&address).await?.is_some();
+    let password = match (&from_env, exists) {
+        (Some(p), true) => {
+            store.set_password(&address, p).await?;
+            Some(p.clone())
+        }
+        (Some(p), false) => {
+            store.add_account(&address, p, None).await?;
+            Some(p.clone())
+        }
+        (None, true) => None,
+        (None, false) => {
+            let p = generate_password()?;
+            store.add_account(&address, &p, None).await?;
+            Some(p)
+        }
+    };
+    Ok(DemoAccount {
+        address,
+        password,
+        from_env: from_env.is_some(),
+    })
+}
+
+/// 16 characters from an unambiguous 57-letter alphabet (about 93 bits).
+fn generate_password() -> anyhow::Result<String> {
+    let mut raw = [0u8; 16];
+    openssl::rand::rand_bytes(&mut raw).context("cannot generate a password")?;
+    const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
+    Ok(raw
+        .iter()
+        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
+        .collect())
+}
+
 /// What a developer needs to connect, printed once everything listens.
-pub fn banner(config: &Config, data: &Path) -> String {
+pub fn banner(config: &Config, data: &Path, demo: &DemoAccount) -> String {
     let ca = data.join(dev_ca::CA_CERT_FILE);
     let https = config.web.listen[0].0;
     let curl = if https.ip().is_loopback() && https.ip().to_string() == "127.0.0.1" {
@@ -59,9 +115,18 @@ pub fn banner(config: &Config, data: &Path) -> String {
     .map(|(name, port)| format!("{name} {port}"))
     .collect::<Vec<_>>()
     .join(", ");
+    let password = match (&demo.password, demo.from_env) {
+        (Some(_), true) => format!("(from {PASSWORD_ENV})"),
+        (Some(p), false) => format!("{p}   (generated now; set {PASSWORD_ENV} to choose one)"),
+        (None, _) => format!(
+            "unchanged (set {PASSWORD_ENV}, or: kurier user passwd --dev {})",
+            demo.address
+        ),
+    };
     format!(
         "Kurier {version} development server ({host})\n\
          \x20 data folder    {data}\n\
+         \x20 account        {account}   password: {password}\n\
          \x20 CA to trust    {ca}   (made for this data folder only)\n\
          \x20 HTTPS          https://{https}/   try: {curl}\n\
          \x20 not yet in this build: {pending}\n\
@@ -70,5 +135,6 @@ pub fn banner(config: &Config, data: &Path) -> String {
         host = config.server.hostname,
         data = data.display(),
         ca = ca.display(),
+        account = demo.address,
     )
 }

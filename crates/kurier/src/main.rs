@@ -7,6 +7,7 @@
 //! Exit codes: 0 success; 1 a runtime failure (e.g. a port that cannot be bound); 2 a bad
 //! configuration, certificate or command line — always with one line that names the fix.
 
+mod admin;
 mod dev;
 mod logging;
 mod serve;
@@ -44,11 +45,29 @@ enum LogFormatArg {
 enum Command {
     /// Run the mail server.
     Serve {
-        /// Configuration file [default: /etc/kurier/kurier.toml].
-        #[arg(long, conflicts_with = "dev")]
-        config: Option<PathBuf>,
         #[command(flatten)]
-        dev: DevArgs,
+        source: ConfigArgs,
+    },
+    /// Hosted mail domains.
+    Domain {
+        #[command(flatten)]
+        source: ConfigArgs,
+        #[command(subcommand)]
+        command: admin::DomainCommand,
+    },
+    /// Mail accounts.
+    User {
+        #[command(flatten)]
+        source: ConfigArgs,
+        #[command(subcommand)]
+        command: admin::UserCommand,
+    },
+    /// Aliases and catch-alls.
+    Alias {
+        #[command(flatten)]
+        source: ConfigArgs,
+        #[command(subcommand)]
+        command: admin::AliasCommand,
     },
     /// Work with configuration files.
     Config {
@@ -58,11 +77,8 @@ enum Command {
     /// Print the TLS profiles as the ICS table of TR-03108-P §4.5 (versions, suites, groups,
     /// signature algorithms, certificates).
     TlsProfile {
-        /// Configuration file whose certificates to describe [default: /etc/kurier/kurier.toml].
-        #[arg(long, conflicts_with = "dev")]
-        config: Option<PathBuf>,
         #[command(flatten)]
-        dev: DevArgs,
+        source: ConfigArgs,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -71,17 +87,44 @@ enum Command {
     Version,
 }
 
+/// Which configuration a command uses: a file, or the built-in development setup.
+#[derive(clap::Args, Clone)]
+pub struct ConfigArgs {
+    /// Configuration file [default: /etc/kurier/kurier.toml].
+    #[arg(long, global = true, conflicts_with = "dev")]
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    dev: DevArgs,
+}
+
+impl ConfigArgs {
+    /// The configuration in effect: `--dev`'s, or the file's (an error is a `ConfigProblem`).
+    pub fn config(&self) -> anyhow::Result<kurier_config::Config> {
+        if self.dev.dev {
+            return Ok(kurier_config::Config::dev(
+                self.dev.data.clone(),
+                self.dev.listen_ip,
+            ));
+        }
+        let path = self
+            .config
+            .as_deref()
+            .unwrap_or(std::path::Path::new(DEFAULT_CONFIG));
+        kurier_config::load(path).map_err(|e| ConfigProblem(e.to_string()).into())
+    }
+}
+
 #[derive(clap::Args, Clone)]
 struct DevArgs {
     /// Development mode: no configuration needed; unprivileged ports on 127.0.0.1, a generated
     /// test CA and certificate, data in ./data.
-    #[arg(long)]
+    #[arg(long, global = true)]
     dev: bool,
     /// With --dev: the data folder.
-    #[arg(long, requires = "dev", default_value = "data")]
+    #[arg(long, global = true, requires = "dev", default_value = "data")]
     data: PathBuf,
     /// With --dev: the loopback address to listen on (e.g. 127.0.0.2 to run several at once).
-    #[arg(long, requires = "dev", default_value = "127.0.0.1")]
+    #[arg(long, global = true, requires = "dev", default_value = "127.0.0.1")]
     listen_ip: IpAddr,
 }
 
@@ -103,14 +146,27 @@ impl std::fmt::Display for ConfigProblem {
 
 impl std::error::Error for ConfigProblem {}
 
+/// Runs one administrative command on a small runtime.
+fn block_on(f: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+    logging::init(kurier_config::LogFormat::Text, "warn");
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)?
+        .block_on(f)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve { config, dev } => serve::run(config, dev, cli.log_format),
+        Command::Serve { source } => serve::run(source, cli.log_format),
+        Command::Domain { source, command } => block_on(admin::domain(source, command)),
+        Command::User { source, command } => block_on(admin::user(source, command)),
+        Command::Alias { source, command } => block_on(admin::alias(source, command)),
         Command::Config {
             command: ConfigCommand::Check { file },
         } => serve::check(&file),
-        Command::TlsProfile { config, dev, json } => serve::tls_profile(config, dev, json),
+        Command::TlsProfile { source, json } => serve::tls_profile(source, json),
         Command::Version => {
             println!("kurier {}", env!("CARGO_PKG_VERSION"));
             Ok(())

@@ -1,6 +1,6 @@
 //! Starting the services, reloading certificates, and shutting down gracefully.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,18 +10,26 @@ use kurier_tls::{CertificateSource, ServerProfile, TlsAcceptor, TlsError};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 
-use crate::{ConfigProblem, DEFAULT_CONFIG, DevArgs, LogFormatArg, dev, logging};
+use crate::{ConfigArgs, ConfigProblem, LogFormatArg, admin, dev, logging};
+
+/// Creates `server.data_dir` if it is missing.
+pub fn create_data_dir(cfg: &Config) -> anyhow::Result<()> {
+    let dir = &cfg.server.data_dir;
+    std::fs::create_dir_all(dir).with_context(|| {
+        format!(
+            "cannot create server.data_dir {} (create it and let Kurier write to it, or set server.data_dir)",
+            dir.display()
+        )
+    })
+}
 
 /// `kurier serve`.
-pub fn run(
-    config: Option<PathBuf>,
-    dev: DevArgs,
-    log_format: Option<LogFormatArg>,
-) -> anyhow::Result<()> {
+pub fn run(source: ConfigArgs, log_format: Option<LogFormatArg>) -> anyhow::Result<()> {
+    let dev = source.dev.clone();
     let (mut cfg, created) = if dev.dev {
         dev::prepare(&dev)?
     } else {
-        (load(config.as_deref())?, false)
+        (source.config()?, false)
     };
     if let Some(f) = log_format {
         cfg.log.format = match f {
@@ -39,6 +47,10 @@ pub fn run(
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
+        create_data_dir(&cfg)?;
+        let store = admin::open(&source).await?;
+        tracing::info!(store = %cfg.store_url(), "store opened");
+        let demo = if dev.dev { Some(dev::demo_account(&*store).await?) } else { None };
         let (stop_tx, stop_rx) = watch::channel(false);
         let site = Arc::new(kurier_web::Site { hostname: cfg.server.hostname.clone() });
         let mut services = Vec::new();
@@ -61,8 +73,8 @@ pub fn run(
                 stop_rx.clone(),
             ));
         }
-        if dev.dev {
-            println!("{}", dev::banner(&cfg, &dev.data));
+        if let Some(demo) = &demo {
+            println!("{}", dev::banner(&cfg, &dev.data, demo));
         }
         tracing::info!(version = env!("CARGO_PKG_VERSION"), hostname = %cfg.server.hostname, "Kurier started");
         wait_for_stop(&acceptor).await?;
@@ -153,11 +165,6 @@ fn log_certificates(acceptor: &TlsAcceptor) {
     }
 }
 
-fn load(path: Option<&Path>) -> anyhow::Result<Config> {
-    let path = path.unwrap_or(Path::new(DEFAULT_CONFIG));
-    kurier_config::load(path).map_err(|e| ConfigProblem(e.to_string()).into())
-}
-
 /// The strict-profile endpoint for HTTPS (and, later, the MUA ports), from `[[tls.certificate]]`.
 fn strict_acceptor(cfg: &Config) -> anyhow::Result<TlsAcceptor> {
     acceptor(cfg, ServerProfile::Strict)
@@ -206,7 +213,7 @@ fn certificate_error_path(e: &kurier_tls::CertificateError) -> Option<&Path> {
 
 /// `kurier config check FILE`: the file, then its certificates; prints the effective config.
 pub fn check(file: &Path) -> anyhow::Result<()> {
-    let cfg = load(Some(file))?;
+    let cfg = kurier_config::load(file).map_err(|e| ConfigProblem(e.to_string()))?;
     logging::init(kurier_config::LogFormat::Text, "warn");
     strict_acceptor(&cfg)?;
     print!("{}", cfg.to_toml());
@@ -215,12 +222,12 @@ pub fn check(file: &Path) -> anyhow::Result<()> {
 }
 
 /// `kurier tls-profile`: the ICS of every server profile in use.
-pub fn tls_profile(config: Option<PathBuf>, dev: DevArgs, json: bool) -> anyhow::Result<()> {
+pub fn tls_profile(source: ConfigArgs, json: bool) -> anyhow::Result<()> {
     logging::init(kurier_config::LogFormat::Text, "warn");
-    let cfg = if dev.dev {
-        dev::prepare(&dev)?.0
+    let cfg = if source.dev.dev {
+        dev::prepare(&source.dev)?.0
     } else {
-        load(config.as_deref())?
+        source.config()?
     };
     let https: Vec<String> = cfg
         .web

@@ -36,8 +36,14 @@ pub struct Server {
 
 impl Server {
     pub fn start(args: &[&str], cwd: &Path) -> Server {
-        let mut child = Command::new(bin())
-            .args(args)
+        let mut cmd = Command::new(bin());
+        cmd.args(args);
+        Server::from_command(cmd, cwd)
+    }
+
+    /// Starts a prepared `kurier` command (e.g. with extra environment).
+    pub fn from_command(mut cmd: Command, cwd: &Path) -> Server {
+        let mut child = cmd
             .current_dir(cwd)
             .env("KURIER_LOG", "debug")
             .stdout(Stdio::piped())

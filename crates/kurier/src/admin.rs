@@ -1,0 +1,215 @@
+//! `kurier domain|user|alias …`: administration of the configured store. Works while the server
+//! runs (SQLite in WAL mode and PostgreSQL both allow a second writer).
+
+use std::io::{BufRead, IsTerminal};
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use kurier_store::Store;
+
+use crate::{ConfigArgs, ConfigProblem};
+
+#[derive(clap::Subcommand)]
+pub enum DomainCommand {
+    /// Host a mail domain.
+    Add { domain: String },
+    /// List the hosted domains.
+    List,
+    /// Stop hosting a domain (it must have no accounts or aliases left).
+    Del { domain: String },
+}
+
+#[derive(clap::Subcommand)]
+pub enum UserCommand {
+    /// Create an account (with INBOX, Sent, Drafts, Trash, Junk). The password is asked for, or
+    /// read from the first line of standard input when that is not a terminal.
+    Add {
+        address: String,
+        /// Mailbox quota, e.g. 500M, 2G or a number of bytes; default unlimited.
+        #[arg(long)]
+        quota: Option<String>,
+    },
+    /// Set a new password (asked for, or read from standard input).
+    Passwd { address: String },
+    /// List accounts, of one domain or all.
+    List { domain: Option<String> },
+    /// Delete an account with all its mail.
+    Del { address: String },
+}
+
+#[derive(clap::Subcommand)]
+pub enum AliasCommand {
+    /// Deliver mail for ADDRESS (or @domain: the domain's catch-all) to local accounts.
+    Add {
+        address: String,
+        #[arg(required = true)]
+        targets: Vec<String>,
+    },
+    /// List aliases, of one domain or all.
+    List { domain: Option<String> },
+    /// Delete an alias.
+    Del { address: String },
+}
+
+/// Opens the store of `--config` (or `--dev`).
+pub async fn open(args: &ConfigArgs) -> anyhow::Result<Arc<dyn Store>> {
+    let cfg = args.config()?;
+    crate::serve::create_data_dir(&cfg)?;
+    let url = cfg.store_url();
+    kurier_store::open(&url).await.map_err(|e| match e {
+        kurier_store::StoreError::Invalid(m) => ConfigProblem(format!("store.url: {m}")).into(),
+        other => anyhow::Error::new(other).context(format!("cannot open the store {url}")),
+    })
+}
+
+pub async fn domain(args: ConfigArgs, cmd: DomainCommand) -> anyhow::Result<()> {
+    let store = open(&args).await?;
+    match cmd {
+        DomainCommand::Add { domain } => {
+            let d = store.add_domain(&domain).await?;
+            println!("added domain {}", d.name);
+        }
+        DomainCommand::List => {
+            for d in store.domains().await? {
+                println!("{}", d.name);
+            }
+        }
+        DomainCommand::Del { domain } => {
+            store.delete_domain(&domain).await?;
+            println!("deleted domain {domain}");
+        }
+    }
+    Ok(())
+}
+
+pub async fn user(args: ConfigArgs, cmd: UserCommand) -> anyhow::Result<()> {
+    let store = open(&args).await?;
+    match cmd {
+        UserCommand::Add { address, quota } => {
+            let quota = quota.map(|q| parse_size(&q)).transpose()?;
+            let password = read_password(&address)?;
+            let a = store.add_account(&address, &password, quota).await?;
+            println!("added account {}", a.address);
+        }
+        UserCommand::Passwd { address } => {
+            let password = read_password(&address)?;
+            store.set_password(&address, &password).await?;
+            println!("password of {address} changed");
+        }
+        UserCommand::List { domain } => {
+            for a in store.accounts(domain.as_deref()).await? {
+                let used = store.usage(a.id).await?;
+                let quota = a
+                    .quota
+                    .map(format_size)
+                    .unwrap_or_else(|| "unlimited".into());
+                let state = if a.enabled { "" } else { "  (disabled)" };
+                println!("{}  {} of {quota}{state}", a.address, format_size(used));
+            }
+        }
+        UserCommand::Del { address } => {
+            store.delete_account(&address).await?;
+            println!("deleted account {address} and its mail");
+        }
+    }
+    Ok(())
+}
+
+pub async fn alias(args: ConfigArgs, cmd: AliasCommand) -> anyhow::Result<()> {
+    let store = open(&args).await?;
+    match cmd {
+        AliasCommand::Add { address, targets } => {
+            let t: Vec<&str> = targets.iter().map(String::as_str).collect();
+            let a = store.add_alias(&address, &t).await?;
+            println!("added alias {} -> {}", a.address, a.targets.join(", "));
+        }
+        AliasCommand::List { domain } => {
+            for a in store.aliases(domain.as_deref()).await? {
+                println!("{} -> {}", a.address, a.targets.join(", "));
+            }
+        }
+        AliasCommand::Del { address } => {
+            store.delete_alias(&address).await?;
+            println!("deleted alias {address}");
+        }
+    }
+    Ok(())
+}
+
+/// A password from a prompt (twice, not echoed) or from the first line of standard input.
+/// Never from the command line, where other users could read it in the process list.
+fn read_password(address: &str) -> anyhow::Result<String> {
+    let password = if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password(format!("password for {address}: "))?;
+        let second = rpassword::prompt_password("again: ")?;
+        if first != second {
+            bail!("the passwords differ; nothing was changed");
+        }
+        first
+    } else {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .context("cannot read the password from standard input")?;
+        line.trim_end_matches(['\r', '\n']).to_string()
+    };
+    if password.is_empty() {
+        bail!("empty password; nothing was changed");
+    }
+    Ok(password)
+}
+
+/// `500M`, `2G`, `1.5G` or plain bytes.
+pub fn parse_size(s: &str) -> anyhow::Result<u64> {
+    let t = s.trim();
+    let (num, mult) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let m: u64 = match c.to_ascii_uppercase() {
+                'K' => 1 << 10,
+                'M' => 1 << 20,
+                'G' => 1 << 30,
+                'T' => 1 << 40,
+                _ => 0,
+            };
+            (&t[..i], m)
+        }
+        _ => (t, 1),
+    };
+    let value: f64 = num.trim().parse().unwrap_or(f64::NAN);
+    if mult == 0 || !value.is_finite() || value < 0.0 {
+        return Err(ConfigProblem(format!(
+            "--quota {s:?}: not a size (fix: write e.g. 500M, 2G or 1048576)"
+        ))
+        .into());
+    }
+    Ok((value * mult as f64) as u64)
+}
+
+fn format_size(bytes: u64) -> String {
+    const UNITS: [(&str, u64); 3] = [("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)];
+    for (unit, size) in UNITS {
+        if bytes >= size {
+            return format!("{:.1}{unit}", bytes as f64 / size as f64);
+        }
+    }
+    format!("{bytes}B")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("500M").unwrap(), 500 << 20);
+        assert_eq!(parse_size("2g").unwrap(), 2 << 30);
+        assert_eq!(parse_size("1.5K").unwrap(), 1536);
+        assert_eq!(parse_size("1048576").unwrap(), 1 << 20);
+        for bad in ["", "M", "5X", "-1G", "lots"] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
+        assert_eq!(format_size(1536), "1.5K");
+        assert_eq!(format_size(12), "12B");
+    }
+}
