@@ -28,22 +28,7 @@ fi
 
 # A throwaway PostgreSQL cluster on loopback for the store tests, stopped on exit. Tests create
 # their own databases in it; KURIER_TEST_POSTGRES tells them where it is.
-start_postgres() {
-  local bin port
-  bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
-  port=${KURIER_TEST_PG_PORT:-55432}
-  pgdir=$(mktemp -d /tmp/kurier-pg.XXXXXX)
-  local as=()
-  if [ "$(id -u)" -eq 0 ]; then
-    chown postgres: "$pgdir"
-    as=(runuser -u postgres --)
-  fi
-  "${as[@]}" "$bin/initdb" -D "$pgdir/data" -A trust -U postgres --no-sync >"$pgdir/initdb.log"
-  "${as[@]}" "$bin/pg_ctl" -D "$pgdir/data" -l "$pgdir/server.log" -w \
-    -o "-c listen_addresses=127.0.0.1 -p $port -k $pgdir -c max_connections=400 -c shared_buffers=128MB" start >/dev/null
-  export KURIER_TEST_POSTGRES="host=127.0.0.1 port=$port user=postgres dbname=postgres"
-  trap '"${as[@]}" "$bin/pg_ctl" -D "$pgdir/data" -m immediate stop >/dev/null 2>&1; rm -rf "$pgdir"' EXIT
-}
+. scripts/postgres.sh
 start_postgres
 
 cargo fmt --all --check
