@@ -14,8 +14,13 @@ use kurier_store::{NewQueueEntry, Recipient, RecipientStatus, Store, StoreError,
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
-    let url = args.get(1).ok_or("usage: kurier-bench-store STORE_URL [--scale N] [--file-baseline DIR]")?;
-    let scale: usize = flag(&args, "--scale").map(|s| s.parse()).transpose()?.unwrap_or(1);
+    let url = args
+        .get(1)
+        .ok_or("usage: kurier-bench-store STORE_URL [--scale N] [--file-baseline DIR]")?;
+    let scale: usize = flag(&args, "--scale")
+        .map(|s| s.parse())
+        .transpose()?
+        .unwrap_or(1);
     let store = kurier_store::open(url).await?;
     match store.add_domain("bench.test").await {
         Ok(_) | Err(StoreError::Exists(_)) => {}
@@ -23,26 +28,49 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let user = format!("bench{}@bench.test", now());
     store.add_account(&user, "pw", None).await?;
-    let Recipient::Local(a) = store.resolve(&user).await? else { return Err("no account".into()) };
+    let Recipient::Local(a) = store.resolve(&user).await? else {
+        return Err("no account".into());
+    };
     let inbox = store.mailbox(a[0].id, "INBOX").await?.ok_or("no INBOX")?;
 
     let small = vec![b'x'; 4096];
     let large = vec![b'y'; 1 << 20];
-    report("append 4 KiB, one client", 1000 * scale, || append(&store, inbox.id, &small, 1000 * scale)).await?;
-    report("append 4 KiB, 8 clients", 2000 * scale, || append_parallel(&store, inbox.id, &small, 8, 250 * scale)).await?;
-    report("append 1 MiB, one client", 50 * scale, || append(&store, inbox.id, &large, 50 * scale)).await?;
-    report("queue enqueue 4 KiB", 1000 * scale, || enqueue(&store, &small, 1000 * scale)).await?;
+    report("append 4 KiB, one client", 1000 * scale, || {
+        append(&store, inbox.id, &small, 1000 * scale)
+    })
+    .await?;
+    report("append 4 KiB, 8 clients", 2000 * scale, || {
+        append_parallel(&store, inbox.id, &small, 8, 250 * scale)
+    })
+    .await?;
+    report("append 1 MiB, one client", 50 * scale, || {
+        append(&store, inbox.id, &large, 50 * scale)
+    })
+    .await?;
+    report("queue enqueue 4 KiB", 1000 * scale, || {
+        enqueue(&store, &small, 1000 * scale)
+    })
+    .await?;
     report("queue lease+finish", 1000 * scale, || drain(&store)).await?;
 
     if let Some(dir) = flag(&args, "--file-baseline") {
-        report("file baseline 4 KiB", 1000 * scale, || files(&dir, &small, 1000 * scale)).await?;
-        report("file baseline 1 MiB", 50 * scale, || files(&dir, &large, 50 * scale)).await?;
+        report("file baseline 4 KiB", 1000 * scale, || {
+            files(&dir, &small, 1000 * scale)
+        })
+        .await?;
+        report("file baseline 1 MiB", 50 * scale, || {
+            files(&dir, &large, 50 * scale)
+        })
+        .await?;
     }
     Ok(())
 }
 
 fn flag(args: &[String], name: &str) -> Option<String> {
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned()
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .cloned()
 }
 
 type BenchResult = Result<(), Box<dyn std::error::Error>>;
@@ -55,7 +83,10 @@ where
     let t = Instant::now();
     f().await?;
     let secs = t.elapsed().as_secs_f64();
-    println!("{what:<28} {:>10.0} /s   ({ops} in {secs:.2} s)", ops as f64 / secs);
+    println!(
+        "{what:<28} {:>10.0} /s   ({ops} in {secs:.2} s)",
+        ops as f64 / secs
+    );
     Ok(())
 }
 
@@ -66,7 +97,13 @@ async fn append(store: &Arc<dyn Store>, mailbox: i64, body: &[u8], n: usize) -> 
     Ok(())
 }
 
-async fn append_parallel(store: &Arc<dyn Store>, mailbox: i64, body: &[u8], tasks: usize, each: usize) -> BenchResult {
+async fn append_parallel(
+    store: &Arc<dyn Store>,
+    mailbox: i64,
+    body: &[u8],
+    tasks: usize,
+    each: usize,
+) -> BenchResult {
     let mut handles = Vec::new();
     for _ in 0..tasks {
         let (s, b) = (store.clone(), body.to_vec());
@@ -85,7 +122,11 @@ async fn append_parallel(store: &Arc<dyn Store>, mailbox: i64, body: &[u8], task
 
 async fn enqueue(store: &Arc<dyn Store>, body: &[u8], n: usize) -> BenchResult {
     for i in 0..n {
-        let e = NewQueueEntry { sender: "bench@bench.test".into(), recipients: vec![(format!("r{i}@remote.test"), None)], require_tls: false };
+        let e = NewQueueEntry {
+            sender: "bench@bench.test".into(),
+            recipients: vec![(format!("r{i}@remote.test"), None)],
+            require_tls: false,
+        };
         store.enqueue(&e, body).await?;
     }
     Ok(())
@@ -98,7 +139,11 @@ async fn drain(store: &Arc<dyn Store>) -> BenchResult {
             return Ok(());
         }
         for e in batch {
-            let results: Vec<_> = e.recipients.iter().map(|r| (r.address.clone(), RecipientStatus::Delivered, None)).collect();
+            let results: Vec<_> = e
+                .recipients
+                .iter()
+                .map(|r| (r.address.clone(), RecipientStatus::Delivered, None))
+                .collect();
             store.finish_attempt(e.id, "bench", &results, now()).await?;
         }
     }

@@ -1,0 +1,79 @@
+//! Two Kurier nodes on one PostgreSQL database: they see each other's changes (LISTEN/NOTIFY)
+//! and never deliver the same queue entry twice (FOR UPDATE SKIP LOCKED).
+
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use kurier_store::{ChangeKind, NewQueueEntry, Recipient, RecipientStatus, now};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_change_on_one_node_is_announced_on_the_other() {
+    let url = common::test_database().await;
+    let (a, b) = (
+        kurier_store::open(&url).await.unwrap(),
+        kurier_store::open(&url).await.unwrap(),
+    );
+    a.add_domain("cluster.test").await.unwrap();
+    a.add_account("idle@cluster.test", "pw", None)
+        .await
+        .unwrap();
+    let Recipient::Local(acc) = b.resolve("idle@cluster.test").await.unwrap() else {
+        panic!()
+    };
+    let mut on_b = b.subscribe();
+    let done = a
+        .deliver(&[acc[0].id], b"Subject: hi\r\n\r\nfrom node a\r\n")
+        .await
+        .unwrap();
+    let change = tokio::time::timeout(Duration::from_secs(5), on_b.recv())
+        .await
+        .expect("node b hears it")
+        .unwrap();
+    assert_eq!(change.kind, ChangeKind::Appended { uid: done[0].uid });
+    assert_eq!(change.mailbox, done[0].mailbox);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_nodes_lease_disjoint_queue_entries() {
+    let url = common::test_database().await;
+    let a = kurier_store::open(&url).await.unwrap();
+    let b = kurier_store::open(&url).await.unwrap();
+    for i in 0..60 {
+        let e = NewQueueEntry {
+            sender: String::new(),
+            recipients: vec![(format!("r{i}@remote.test"), None)],
+            require_tls: false,
+        };
+        a.enqueue(&e, b"x").await.unwrap();
+    }
+    let node = |store: std::sync::Arc<dyn kurier_store::Store>, name: &'static str| {
+        tokio::spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                let batch = store.lease(name, now(), 300, 4).await.unwrap();
+                if batch.is_empty() {
+                    return mine;
+                }
+                for e in batch {
+                    let r: Vec<_> = e
+                        .recipients
+                        .iter()
+                        .map(|r| (r.address.clone(), RecipientStatus::Delivered, None))
+                        .collect();
+                    store.finish_attempt(e.id, name, &r, now()).await.unwrap();
+                    mine.push(e.id);
+                }
+            }
+        })
+    };
+    let (x, y) = (node(a.clone(), "node-a"), node(b, "node-b"));
+    let (x, y) = (x.await.unwrap(), y.await.unwrap());
+    let all: HashSet<_> = x.iter().chain(&y).collect();
+    assert_eq!(all.len(), 60);
+    assert_eq!(x.len() + y.len(), 60, "no entry went to both nodes");
+    assert!(a.queue().await.unwrap().is_empty());
+}
