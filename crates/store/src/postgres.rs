@@ -486,14 +486,6 @@ async fn load_queue_entries(
     Ok(out)
 }
 
-fn not_found_if_zero(n: u64, what: String) -> Result<()> {
-    if n == 0 {
-        Err(StoreError::NotFound(what))
-    } else {
-        Ok(())
-    }
-}
-
 #[async_trait]
 impl Store for PostgresStore {
     async fn add_domain(&self, name: &str) -> Result<Domain> {
@@ -619,7 +611,7 @@ impl Store for PostgresStore {
             )
             .await
             .map_err(err)?;
-        not_found_if_zero(n, format!("account {address}"))
+        rules::not_found_if_zero(n, || format!("account {address}"))
     }
 
     async fn set_enabled(&self, address: &str, enabled: bool) -> Result<()> {
@@ -633,7 +625,7 @@ impl Store for PostgresStore {
             )
             .await
             .map_err(err)?;
-        not_found_if_zero(n, format!("account {address}"))
+        rules::not_found_if_zero(n, || format!("account {address}"))
     }
 
     async fn set_quota(&self, address: &str, quota: Option<u64>) -> Result<()> {
@@ -647,7 +639,7 @@ impl Store for PostgresStore {
             )
             .await
             .map_err(err)?;
-        not_found_if_zero(n, format!("account {address}"))
+        rules::not_found_if_zero(n, || format!("account {address}"))
     }
 
     async fn delete_account(&self, address: &str) -> Result<()> {
@@ -658,7 +650,7 @@ impl Store for PostgresStore {
             .execute("DELETE FROM accounts WHERE address = $1", &[&address])
             .await
             .map_err(err)?;
-        not_found_if_zero(n, format!("account {address}"))
+        rules::not_found_if_zero(n, || format!("account {address}"))
     }
 
     async fn authenticate(&self, address: &str, password: &str) -> Result<Option<Account>> {
@@ -767,7 +759,7 @@ impl Store for PostgresStore {
             .execute("DELETE FROM aliases WHERE address = $1", &[&alias])
             .await
             .map_err(err)?;
-        not_found_if_zero(n, format!("alias {alias}"))
+        rules::not_found_if_zero(n, || format!("alias {alias}"))
     }
 
     async fn resolve(&self, addr: &str) -> Result<Recipient> {
@@ -876,12 +868,7 @@ impl Store for PostgresStore {
     }
 
     async fn rename_mailbox(&self, account: AccountId, from: &str, to: &str) -> Result<()> {
-        let (from, to) = (rules::mailbox_name(from)?, rules::mailbox_name(to)?);
-        if from == "INBOX" || to == "INBOX" {
-            return Err(StoreError::Invalid(
-                "renaming to or from INBOX is not supported; move the messages instead".into(),
-            ));
-        }
+        let (from, to) = rules::rename_names(from, to)?;
         let mut c = self.client().await?;
         let tx = c.transaction().await.map_err(err)?;
         let id: MailboxId = tx
@@ -918,10 +905,7 @@ impl Store for PostgresStore {
     }
 
     async fn delete_mailbox(&self, account: AccountId, name: &str) -> Result<()> {
-        let name = rules::mailbox_name(name)?;
-        if name == "INBOX" {
-            return Err(StoreError::Invalid("INBOX cannot be deleted".into()));
-        }
+        let name = rules::deletable_mailbox(name)?;
         let mut c = self.client().await?;
         let tx = c.transaction().await.map_err(err)?;
         let id: MailboxId = tx
@@ -968,7 +952,7 @@ impl Store for PostgresStore {
             )
             .await
             .map_err(err)?;
-        not_found_if_zero(n, format!("mailbox {name}"))
+        rules::not_found_if_zero(n, || format!("mailbox {name}"))
     }
 
     async fn append(

@@ -63,6 +63,35 @@ pub fn apply_flags(
     (next != current).then_some(next)
 }
 
+/// `NotFound(what)` when an UPDATE or DELETE touched no row.
+pub fn not_found_if_zero(rows: u64, what: impl FnOnce() -> String) -> Result<()> {
+    if rows == 0 {
+        Err(StoreError::NotFound(what()))
+    } else {
+        Ok(())
+    }
+}
+
+/// Checks the names of a rename: INBOX can be neither source nor target here.
+pub fn rename_names(from: &str, to: &str) -> Result<(String, String)> {
+    let (from, to) = (mailbox_name(from)?, mailbox_name(to)?);
+    if from == "INBOX" || to == "INBOX" {
+        return Err(StoreError::Invalid(
+            "renaming to or from INBOX is not supported; move the messages instead".into(),
+        ));
+    }
+    Ok((from, to))
+}
+
+/// Checks the name of a mailbox to delete: never INBOX.
+pub fn deletable_mailbox(name: &str) -> Result<String> {
+    let name = mailbox_name(name)?;
+    if name == "INBOX" {
+        return Err(StoreError::Invalid("INBOX cannot be deleted".into()));
+    }
+    Ok(name)
+}
+
 /// A byte count from the database (never negative there; clamp anyway).
 pub fn to_u64(v: i64) -> u64 {
     v.max(0) as u64

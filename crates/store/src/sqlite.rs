@@ -530,11 +530,7 @@ impl Store for SqliteStore {
                     params![address, hash],
                 )
                 .map_err(err)?;
-            if n == 0 {
-                Err(StoreError::NotFound(format!("account {address}")))
-            } else {
-                Ok(())
-            }
+            rules::not_found_if_zero(n as u64, || format!("account {address}"))
         })
         .await
     }
@@ -548,11 +544,7 @@ impl Store for SqliteStore {
                     params![address, enabled],
                 )
                 .map_err(err)?;
-            if n == 0 {
-                Err(StoreError::NotFound(format!("account {address}")))
-            } else {
-                Ok(())
-            }
+            rules::not_found_if_zero(n as u64, || format!("account {address}"))
         })
         .await
     }
@@ -566,11 +558,7 @@ impl Store for SqliteStore {
                     params![address, quota.map(|q| q as i64)],
                 )
                 .map_err(err)?;
-            if n == 0 {
-                Err(StoreError::NotFound(format!("account {address}")))
-            } else {
-                Ok(())
-            }
+            rules::not_found_if_zero(n as u64, || format!("account {address}"))
         })
         .await
     }
@@ -578,14 +566,11 @@ impl Store for SqliteStore {
     async fn delete_account(&self, address: &str) -> Result<()> {
         let address = address::normalize(address)?;
         self.run(move |c| {
-            let tx = immediate(c)?;
-            let n = tx
+            // One statement: the cascade to mailboxes and messages is atomic with it.
+            let n = c
                 .execute("DELETE FROM accounts WHERE address = ?1", [&address])
                 .map_err(err)?;
-            if n == 0 {
-                return Err(StoreError::NotFound(format!("account {address}")));
-            }
-            tx.commit().map_err(err)
+            rules::not_found_if_zero(n as u64, || format!("account {address}"))
         })
         .await
     }
@@ -692,11 +677,7 @@ impl Store for SqliteStore {
             let n = c
                 .execute("DELETE FROM aliases WHERE address = ?1", [&alias])
                 .map_err(err)?;
-            if n == 0 {
-                Err(StoreError::NotFound(format!("alias {alias}")))
-            } else {
-                Ok(())
-            }
+            rules::not_found_if_zero(n as u64, || format!("alias {alias}"))
         })
         .await
     }
@@ -796,12 +777,7 @@ impl Store for SqliteStore {
     }
 
     async fn rename_mailbox(&self, account: AccountId, from: &str, to: &str) -> Result<()> {
-        let (from, to) = (rules::mailbox_name(from)?, rules::mailbox_name(to)?);
-        if from == "INBOX" || to == "INBOX" {
-            return Err(StoreError::Invalid(
-                "renaming to or from INBOX is not supported; move the messages instead".into(),
-            ));
-        }
+        let (from, to) = rules::rename_names(from, to)?;
         let id = self
             .run(move |c| {
                 let tx = immediate(c)?;
@@ -831,10 +807,7 @@ impl Store for SqliteStore {
     }
 
     async fn delete_mailbox(&self, account: AccountId, name: &str) -> Result<()> {
-        let name = rules::mailbox_name(name)?;
-        if name == "INBOX" {
-            return Err(StoreError::Invalid("INBOX cannot be deleted".into()));
-        }
+        let name = rules::deletable_mailbox(name)?;
         let id = self
             .run(move |c| {
                 let tx = immediate(c)?;
@@ -872,11 +845,7 @@ impl Store for SqliteStore {
                     params![account, name, subscribed],
                 )
                 .map_err(err)?;
-            if n == 0 {
-                Err(StoreError::NotFound(format!("mailbox {name}")))
-            } else {
-                Ok(())
-            }
+            rules::not_found_if_zero(n as u64, || format!("mailbox {name}"))
         })
         .await
     }
