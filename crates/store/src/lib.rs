@@ -93,6 +93,13 @@ pub trait Store: Send + Sync + 'static {
     async fn domains(&self) -> Result<Vec<Domain>>;
     /// Refuses while the domain still has accounts or aliases.
     async fn delete_domain(&self, name: &str) -> Result<()>;
+    /// Sets (`Some`) or removes (`None`) one per-domain setting. Keys are lower-case words with
+    /// `.`, `-` or `_` (e.g. `mta-sts.mode`); the feature that reads a key owns its meaning.
+    async fn set_domain_setting(&self, domain: &str, key: &str, value: Option<&str>) -> Result<()>;
+    async fn domain_settings(
+        &self,
+        domain: &str,
+    ) -> Result<std::collections::BTreeMap<String, String>>;
 
     // Accounts.
     /// Creates the account and its default mailboxes (INBOX, Sent, Drafts, Trash, Junk).

@@ -542,6 +542,50 @@ impl Store for PostgresStore {
         tx.commit().await.map_err(err)
     }
 
+    async fn set_domain_setting(&self, domain: &str, key: &str, value: Option<&str>) -> Result<()> {
+        let domain = address::normalize_domain(domain)?;
+        let key = rules::setting_key(key)?;
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(err)?;
+        require_domain(&tx, &domain).await?;
+        match value {
+            Some(v) => {
+                tx.execute(
+                    "INSERT INTO domain_settings (domain, key, value) VALUES ($1, $2, $3) \
+                     ON CONFLICT (domain, key) DO UPDATE SET value = $3",
+                    &[&domain, &key, &v],
+                )
+                .await
+            }
+            None => {
+                tx.execute(
+                    "DELETE FROM domain_settings WHERE domain = $1 AND key = $2",
+                    &[&domain, &key],
+                )
+                .await
+            }
+        }
+        .map_err(err)?;
+        tx.commit().await.map_err(err)
+    }
+
+    async fn domain_settings(
+        &self,
+        domain: &str,
+    ) -> Result<std::collections::BTreeMap<String, String>> {
+        let domain = address::normalize_domain(domain)?;
+        let c = self.client().await?;
+        require_domain(&c, &domain).await?;
+        let rows = c
+            .query(
+                "SELECT key, value FROM domain_settings WHERE domain = $1",
+                &[&domain],
+            )
+            .await
+            .map_err(err)?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
     async fn add_account(
         &self,
         address: &str,

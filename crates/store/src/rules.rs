@@ -63,6 +63,22 @@ pub fn apply_flags(
     (next != current).then_some(next)
 }
 
+/// Checks a per-domain setting key.
+pub fn setting_key(key: &str) -> Result<&str> {
+    let ok = !key.is_empty()
+        && key.len() <= 64
+        && key
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || ".-_".contains(c));
+    if ok {
+        Ok(key)
+    } else {
+        Err(StoreError::Invalid(format!(
+            "setting key {key:?}: use lower-case letters, digits, '.', '-' and '_' (e.g. \"mta-sts.mode\")"
+        )))
+    }
+}
+
 /// `NotFound(what)` when an UPDATE or DELETE touched no row.
 pub fn not_found_if_zero(rows: u64, what: impl FnOnce() -> String) -> Result<()> {
     if rows == 0 {

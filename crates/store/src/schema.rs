@@ -98,6 +98,14 @@ pub const SQLITE: &[&str] = &[
         fetched INTEGER NOT NULL,
         expires INTEGER NOT NULL);
     "#,
+    // 2: per-domain settings (key/value; the features that read them own their keys).
+    r#"
+    CREATE TABLE domain_settings (
+        domain TEXT NOT NULL REFERENCES domains(name) ON DELETE CASCADE,
+        key TEXT NOT NULL,
+        value TEXT NOT NULL,
+        PRIMARY KEY (domain, key));
+    "#,
 ];
 
 pub const POSTGRES: &[&str] = &[
@@ -195,5 +203,13 @@ pub const POSTGRES: &[&str] = &[
         policy TEXT NOT NULL,
         fetched BIGINT NOT NULL,
         expires BIGINT NOT NULL);
+    "#,
+    // 2: per-domain settings (key/value; the features that read them own their keys).
+    r#"
+    CREATE TABLE domain_settings (
+        domain TEXT NOT NULL REFERENCES domains(name) ON DELETE CASCADE,
+        key TEXT NOT NULL,
+        value TEXT NOT NULL,
+        PRIMARY KEY (domain, key));
     "#,
 ];

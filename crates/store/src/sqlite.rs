@@ -463,6 +463,48 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn set_domain_setting(&self, domain: &str, key: &str, value: Option<&str>) -> Result<()> {
+        let domain = address::normalize_domain(domain)?;
+        let key = rules::setting_key(key)?.to_string();
+        let value = value.map(str::to_string);
+        self.run(move |c| {
+            let tx = immediate(c)?;
+            require_domain(&tx, &domain)?;
+            match value {
+                Some(v) => tx.execute(
+                    "INSERT INTO domain_settings (domain, key, value) VALUES (?1, ?2, ?3) \
+                     ON CONFLICT (domain, key) DO UPDATE SET value = ?3",
+                    params![domain, key, v],
+                ),
+                None => tx.execute(
+                    "DELETE FROM domain_settings WHERE domain = ?1 AND key = ?2",
+                    params![domain, key],
+                ),
+            }
+            .map_err(err)?;
+            tx.commit().map_err(err)
+        })
+        .await
+    }
+
+    async fn domain_settings(
+        &self,
+        domain: &str,
+    ) -> Result<std::collections::BTreeMap<String, String>> {
+        let domain = address::normalize_domain(domain)?;
+        self.run(move |c| {
+            require_domain(c, &domain)?;
+            let mut s = c
+                .prepare("SELECT key, value FROM domain_settings WHERE domain = ?1")
+                .map_err(err)?;
+            let rows = s
+                .query_map([&domain], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(err)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(err)
+        })
+        .await
+    }
+
     async fn add_account(
         &self,
         address: &str,

@@ -51,6 +51,11 @@ macro_rules! conformance {
                 suite::crud(s).await
             }
             #[tokio::test(flavor = "multi_thread")]
+            async fn domain_settings() {
+                let (s, _g) = store().await;
+                suite::domain_settings(s).await
+            }
+            #[tokio::test(flavor = "multi_thread")]
             async fn authentication() {
                 let (s, _g) = store().await;
                 suite::authentication(s).await
@@ -228,6 +233,46 @@ mod suite {
         assert!(s.account("alice@example.org").await.unwrap().is_none());
         s.delete_domain("example.org").await.unwrap();
         assert!(s.domains().await.unwrap().is_empty());
+    }
+
+    pub async fn domain_settings(s: Arc<dyn Store>) {
+        s.add_domain("settings.test").await.unwrap();
+        assert!(s.domain_settings("settings.test").await.unwrap().is_empty());
+        s.set_domain_setting("settings.test", "mta-sts.mode", Some("testing"))
+            .await
+            .unwrap();
+        s.set_domain_setting("SETTINGS.test", "mta-sts.mode", Some("enforce"))
+            .await
+            .unwrap();
+        s.set_domain_setting(
+            "settings.test",
+            "tlsrpt.rua",
+            Some("mailto:tlsrpt@settings.test"),
+        )
+        .await
+        .unwrap();
+        let got = s.domain_settings("settings.test").await.unwrap();
+        assert_eq!(got.get("mta-sts.mode").map(String::as_str), Some("enforce"));
+        assert_eq!(got.len(), 2);
+        s.set_domain_setting("settings.test", "tlsrpt.rua", None)
+            .await
+            .unwrap();
+        assert_eq!(s.domain_settings("settings.test").await.unwrap().len(), 1);
+        assert!(matches!(
+            s.set_domain_setting("settings.test", "Bad Key", Some("x"))
+                .await,
+            Err(StoreError::Invalid(_))
+        ));
+        assert!(matches!(
+            s.set_domain_setting("other.test", "k", Some("x")).await,
+            Err(StoreError::NotFound(_))
+        ));
+        s.delete_domain("settings.test").await.unwrap();
+        s.add_domain("settings.test").await.unwrap();
+        assert!(
+            s.domain_settings("settings.test").await.unwrap().is_empty(),
+            "settings go with the domain"
+        );
     }
 
     pub async fn authentication(s: Arc<dyn Store>) {

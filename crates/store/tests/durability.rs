@@ -227,6 +227,37 @@ async fn a_corrupt_sqlite_file_is_refused_with_a_clear_error() {
     );
 }
 
+/// A database made by the first release (schema 1) is migrated on open and keeps its data.
+#[tokio::test]
+async fn an_older_schema_is_migrated_and_keeps_its_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kurier.db");
+    {
+        // Exactly what schema version 1 made, written without the store.
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.execute_batch(include_str!("fixtures/schema-v1.sql"))
+            .unwrap();
+        c.execute_batch(
+            "PRAGMA application_id = 1263882825; PRAGMA user_version = 1; \
+             INSERT INTO domains VALUES ('old.test', 1);",
+        )
+        .unwrap();
+    }
+    let store = kurier_store::open(&format!("sqlite:{}", path.display()))
+        .await
+        .unwrap();
+    assert_eq!(store.domains().await.unwrap()[0].name, "old.test");
+    store
+        .set_domain_setting("old.test", "k", Some("v"))
+        .await
+        .unwrap();
+    let v: i64 = rusqlite::Connection::open(&path)
+        .unwrap()
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert!(v >= 2, "migrated to the current schema, got {v}");
+}
+
 #[tokio::test]
 async fn a_newer_schema_is_refused() {
     let dir = tempfile::tempdir().unwrap();
