@@ -1,8 +1,9 @@
 //! # kurier-store — all of Kurier's state behind one `Store` trait
 //!
-//! Owns domains, accounts (Argon2id password hashes), aliases and catch-alls, mailboxes with
-//! their IMAP counters (UIDVALIDITY, UIDNEXT, MODSEQ), messages and flags, the outbound queue
-//! with leases, TLSRPT events and received reports, and the MTA-STS policy cache. Two backends
+//! Owns domains (with per-domain settings), accounts (Argon2id password hashes), aliases and
+//! catch-alls, mailboxes with their IMAP counters (UIDVALIDITY, UIDNEXT, MODSEQ; RFC 9051,
+//! RFC 7162), messages and flags, the outbound queue with leases, TLSRPT events and received
+//! reports (RFC 8460), and the MTA-STS policy cache (RFC 8461). Two backends
 //! implement the trait: SQLite (`sqlite:` — the embedded default, one data folder) and
 //! PostgreSQL (`postgres://` — several Kurier nodes sharing one database). One conformance test
 //! suite (`tests/conformance.rs`) runs against both.
