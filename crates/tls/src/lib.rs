@@ -19,6 +19,7 @@ mod ffi;
 pub mod ics;
 pub mod probe;
 pub mod profile;
+pub mod tlsa;
 
 pub use acceptor::{CertificateSource, TlsAcceptor};
 pub use certificate::{CertificateError, CertificateFinding, LoadedCertificate, Severity};
