@@ -1,0 +1,298 @@
+//! The world's DNS: a private root, `test.` and the test's zones, signed offline with
+//! `ldns-signzone` (so that breakage can be made on purpose), served by NSD, and a validating
+//! unbound whose only trust anchor is the private root.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::daemon::{Daemon, tcp_open};
+use crate::net::{Net, hosts};
+use crate::{WorldError, run};
+
+/// How a zone is signed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signing {
+    /// ECDSA P-256 / SHA-256, DNSSEC algorithm 13.
+    Ecdsa,
+    /// RSA/SHA-256 with 3072-bit keys, algorithm 8.
+    Rsa,
+    /// Not signed, and no DS at the parent: answers are provably insecure.
+    Unsigned,
+}
+
+/// A deliberate fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Breakage {
+    /// The RRSIG over the TLSA RRset does not verify: TLSA answers are bogus.
+    BadTlsaRrsig,
+    /// Every signature expired yesterday: all answers are bogus.
+    ExpiredRrsig,
+    /// The RRSIG over the DNSKEY RRset does not verify: the whole zone is bogus.
+    BadDnskeySig,
+    /// Signed, but the parent has no DS: answers are insecure, not bogus.
+    MissingDs,
+}
+
+/// One zone of the world, a direct child of `test.` (e.g. `dane.test`).
+#[derive(Debug, Clone)]
+pub struct Zone {
+    pub name: String,
+    pub signing: Signing,
+    pub breakage: Option<Breakage>,
+    /// (owner relative to the zone or `@`, type, rdata)
+    records: Vec<(String, String, String)>,
+}
+
+impl Zone {
+    fn new(name: &str, signing: Signing) -> Zone {
+        Zone { name: name.trim_end_matches('.').to_ascii_lowercase(), signing, breakage: None, records: Vec::new() }
+    }
+
+    pub fn signed(name: &str) -> Zone {
+        Zone::new(name, Signing::Ecdsa)
+    }
+
+    pub fn signed_rsa(name: &str) -> Zone {
+        Zone::new(name, Signing::Rsa)
+    }
+
+    pub fn unsigned(name: &str) -> Zone {
+        Zone::new(name, Signing::Unsigned)
+    }
+
+    pub fn broken(mut self, how: Breakage) -> Zone {
+        self.breakage = Some(how);
+        self
+    }
+
+    /// Adds a record, e.g. `.record("@", "MX", "10 mx")` or `.record("_25._tcp.mx", "TLSA", "3 1 1 ab…")`.
+    pub fn record(mut self, owner: &str, rtype: &str, rdata: &str) -> Zone {
+        self.records.push((owner.to_string(), rtype.to_string(), rdata.to_string()));
+        self
+    }
+}
+
+/// Where the world's DNS answers, and what a validator must trust.
+#[derive(Debug, Clone)]
+pub struct Dns {
+    /// NSD: authoritative, no recursion.
+    pub authoritative: SocketAddr,
+    /// unbound: recursive and validating.
+    pub resolver: SocketAddr,
+    /// The root's DS record (unbound `trust-anchor-file` format).
+    pub trust_anchor_ds: PathBuf,
+    /// The root's DNSKEY record (for in-process validators such as hickory).
+    pub trust_anchor_dnskey: PathBuf,
+    /// A resolv.conf naming the resolver, with `options trust-ad` (for Postfix and tools).
+    pub resolv_conf: PathBuf,
+}
+
+impl Dns {
+    /// `dig` through the world's resolver; returns its output (e.g. to check for the `ad` flag).
+    pub fn dig(&self, name: &str, rtype: &str) -> Result<String, WorldError> {
+        let out = Command::new("dig")
+            .args([&format!("@{}", self.resolver.ip()), "-p", &self.resolver.port().to_string()])
+            .args(["+dnssec", "+time=5", "+tries=1", name, rtype])
+            .output()
+            .map_err(|e| WorldError(format!("cannot run dig ({e}): install the Debian package dnsutils")))?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// `YYYYMMDDhhmmss` in UTC, the time format of ldns-signzone's -i/-e.
+fn dnssec_time(t: i64) -> String {
+    let (days, secs) = (t.div_euclid(86400), t.rem_euclid(86400));
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}{m:02}{d:02}{:02}{:02}{:02}", secs / 3600, secs % 3600 / 60, secs % 60)
+}
+
+fn zone_text(origin: &str, extra: &str) -> String {
+    let origin = if origin == "." { ".".to_string() } else { format!("{origin}.") };
+    format!(
+        "$ORIGIN {origin}\n$TTL 60\n@ IN SOA ns.test. hostmaster.test. 1 3600 600 86400 60\n@ IN NS ns.test.\n{extra}"
+    )
+}
+
+/// Signs `dir/<file>` with a new key; returns the signed file name and the key's DS line.
+fn sign(dir: &Path, zone: &str, file: &str, signing: Signing, expired: bool) -> Result<(String, String, String), WorldError> {
+    let origin = if zone == "." { "." } else { zone };
+    let algo: &[&str] = match signing {
+        Signing::Rsa => &["-a", "RSASHA256", "-b", "3072"],
+        _ => &["-a", "ECDSAP256SHA256"],
+    };
+    let mut args = algo.to_vec();
+    args.extend(["-k", origin]);
+    let base = run("ldns-keygen", &args, dir, "ldnsutils")?.trim().to_string();
+    let now = unix_now();
+    let (inception, expiration) = if expired { (now - 10 * 86400, now - 86400) } else { (now - 3600, now + 30 * 86400) };
+    let (i, e) = (dnssec_time(inception), dnssec_time(expiration));
+    let signed = format!("{file}.signed");
+    run("ldns-signzone", &["-i", &i, "-e", &e, "-f", &signed, "-o", origin, file, &base], dir, "ldnsutils")?;
+    let ds = std::fs::read_to_string(dir.join(format!("{base}.ds")))?;
+    let dnskey = std::fs::read_to_string(dir.join(format!("{base}.key")))?;
+    Ok((signed, ds.trim().to_string(), dnskey.trim().to_string()))
+}
+
+/// Changes one character of the signature of the RRSIG that covers `covered` in a signed file.
+fn corrupt_rrsig(path: &Path, covered: &str) -> Result<(), WorldError> {
+    let text = std::fs::read_to_string(path)?;
+    let mut done = false;
+    let out: Vec<String> = text
+        .lines()
+        .map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if !done && f.len() > 5 && f[3] == "RRSIG" && f[4] == covered {
+                done = true;
+                let sig = f[f.len() - 1];
+                let mut chars: Vec<char> = sig.chars().collect();
+                let k = chars.len() / 2;
+                chars[k] = if chars[k] == 'A' { 'B' } else { 'A' };
+                let mut g: Vec<String> = f.iter().map(|s| s.to_string()).collect();
+                let n = g.len();
+                g[n - 1] = chars.into_iter().collect();
+                g.join("\t")
+            } else {
+                line.to_string()
+            }
+        })
+        .collect();
+    if !done {
+        return Err(WorldError(format!("no RRSIG over {covered} in {} to break", path.display())));
+    }
+    std::fs::write(path, out.join("\n") + "\n")?;
+    Ok(())
+}
+
+/// Writes, signs and serves the zones; returns the DNS facts and the two daemons.
+pub fn start(net: &Net, dir: &Path, zones: &[Zone]) -> Result<(Dns, Vec<Daemon>), WorldError> {
+    std::fs::create_dir_all(dir)?;
+    let ns_ip = net.ip(hosts::AUTHORITATIVE);
+    let mut served: Vec<(String, String)> = Vec::new(); // (zone, file)
+    let mut test_zone_extra = format!("ns IN A {ns_ip}\n");
+
+    for z in zones {
+        if !z.name.ends_with(".test") || z.name.matches('.').count() != 1 {
+            return Err(WorldError(format!("zone {:?}: the world serves direct children of test. only", z.name)));
+        }
+        let mut records = String::new();
+        for (owner, rtype, rdata) in &z.records {
+            let _ = writeln!(records, "{owner} IN {rtype} {rdata}");
+        }
+        let file = format!("{}.zone", z.name);
+        std::fs::write(dir.join(&file), zone_text(&z.name, &records))?;
+        let _ = writeln!(test_zone_extra, "{}. IN NS ns.test.", z.name);
+        if z.signing == Signing::Unsigned {
+            served.push((z.name.clone(), file));
+            continue;
+        }
+        let expired = z.breakage == Some(Breakage::ExpiredRrsig);
+        let (signed, ds, _) = sign(dir, &z.name, &file, z.signing, expired)?;
+        match z.breakage {
+            Some(Breakage::BadTlsaRrsig) => corrupt_rrsig(&dir.join(&signed), "TLSA")?,
+            Some(Breakage::BadDnskeySig) => corrupt_rrsig(&dir.join(&signed), "DNSKEY")?,
+            _ => {}
+        }
+        if z.breakage != Some(Breakage::MissingDs) {
+            let _ = writeln!(test_zone_extra, "{ds}");
+        }
+        served.push((z.name.clone(), signed));
+    }
+
+    std::fs::write(dir.join("test.zone"), zone_text("test", &test_zone_extra))?;
+    let (test_signed, test_ds, _) = sign(dir, "test", "test.zone", Signing::Ecdsa, false)?;
+    served.push(("test".into(), test_signed));
+    let root_extra = format!("test. IN NS ns.test.\nns.test. IN A {ns_ip}\n{test_ds}\n");
+    std::fs::write(dir.join("root.zone"), zone_text(".", &root_extra))?;
+    let (root_signed, root_ds, root_dnskey) = sign(dir, ".", "root.zone", Signing::Ecdsa, false)?;
+    served.push((".".into(), root_signed));
+
+    let trust_anchor_ds = dir.join("root.ds");
+    std::fs::write(&trust_anchor_ds, format!("{root_ds}\n"))?;
+    let trust_anchor_dnskey = dir.join("root.dnskey");
+    std::fs::write(&trust_anchor_dnskey, format!("{root_dnskey}\n"))?;
+
+    let authoritative = SocketAddr::from((ns_ip, 53));
+    let resolver = net.addr(hosts::RESOLVER, 53);
+    let nsd = start_nsd(dir, authoritative, &served)?;
+    let unbound = start_unbound(dir, resolver, authoritative, &trust_anchor_ds)?;
+    let resolv_conf = dir.join("resolv.conf");
+    std::fs::write(&resolv_conf, format!("nameserver {}\noptions trust-ad\n", resolver.ip()))?;
+    Ok((Dns { authoritative, resolver, trust_anchor_ds, trust_anchor_dnskey, resolv_conf }, vec![nsd, unbound]))
+}
+
+fn start_nsd(dir: &Path, addr: SocketAddr, zones: &[(String, String)]) -> Result<Daemon, WorldError> {
+    let d = dir.display();
+    let mut conf = format!(
+        "server:\n  ip-address: {ip}\n  port: {port}\n  username: \"\"\n  chroot: \"\"\n  zonesdir: \"{d}\"\n  \
+         pidfile: \"{d}/nsd.pid\"\n  database: \"\"\n  xfrdfile: \"{d}/xfrd.state\"\n  zonelistfile: \"{d}/zone.list\"\n  \
+         server-count: 1\n  verbosity: 1\n  hide-version: yes\n  reuseport: no\nremote-control:\n  control-enable: no\n",
+        ip = addr.ip(),
+        port = addr.port()
+    );
+    for (name, file) in zones {
+        let name = if name == "." { "." } else { name.as_str() };
+        let _ = write!(conf, "zone:\n  name: \"{name}\"\n  zonefile: \"{file}\"\n");
+    }
+    let path = dir.join("nsd.conf");
+    std::fs::write(&path, conf)?;
+    let mut cmd = Command::new("nsd");
+    cmd.arg("-d").arg("-c").arg(&path);
+    let mut daemon = Daemon::spawn("nsd", cmd, dir.join("nsd.log"), "nsd")?;
+    daemon.wait_until("listening", || tcp_open(addr))?;
+    Ok(daemon)
+}
+
+fn start_unbound(dir: &Path, addr: SocketAddr, authoritative: SocketAddr, anchor: &Path) -> Result<Daemon, WorldError> {
+    let d = dir.display();
+    std::fs::write(
+        dir.join("root.hints"),
+        format!(". 3600 IN NS ns.test.\nns.test. 3600 IN A {}\n", authoritative.ip()),
+    )?;
+    let conf = format!(
+        "server:\n  interface: {ip}\n  port: {port}\n  outgoing-interface: {ip}\n  do-ip6: no\n  \
+         access-control: 127.0.0.0/8 allow\n  chroot: \"\"\n  username: \"\"\n  directory: \"{d}\"\n  \
+         pidfile: \"{d}/unbound.pid\"\n  use-syslog: no\n  logfile: \"\"\n  verbosity: 1\n  val-log-level: 2\n  \
+         do-not-query-localhost: no\n  root-hints: \"{d}/root.hints\"\n  trust-anchor-file: \"{anchor}\"\n  \
+         local-zone: \"test.\" nodefault\n  module-config: \"validator iterator\"\n  qname-minimisation: no\n  \
+         num-threads: 1\n  so-reuseport: no\n  harden-dnssec-stripped: yes\n  cache-max-ttl: 60\n  \
+         cache-max-negative-ttl: 10\n  serve-expired: no\nremote-control:\n  control-enable: no\n",
+        ip = addr.ip(),
+        port = addr.port(),
+        anchor = anchor.display()
+    );
+    let path = dir.join("unbound.conf");
+    std::fs::write(&path, conf)?;
+    let mut cmd = Command::new("unbound");
+    cmd.arg("-d").arg("-c").arg(&path);
+    let mut daemon = Daemon::spawn("unbound", cmd, dir.join("unbound.log"), "unbound")?;
+    daemon.wait_until("listening", || tcp_open(addr))?;
+    Ok(daemon)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn dnssec_times() {
+        assert_eq!(super::dnssec_time(0), "19700101000000");
+        assert_eq!(super::dnssec_time(1_798_761_599), "20261231235959");
+        assert_eq!(super::dnssec_time(951_782_400), "20000229000000");
+    }
+}

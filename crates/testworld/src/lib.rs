@@ -1,0 +1,154 @@
+//! # kurier-testworld — a DNSSEC world with real peers, for tests
+//!
+//! Owns the test harness that DANE, MTA-STS, TLSRPT, SMTP and `kurier check` tests stand on: a
+//! test CA with good and bad certificates (`ca`), signed and deliberately broken DNS zones served
+//! by NSD under a private root, a validating unbound that trusts only that root (`dns`), and
+//! real Postfix peers (`postfix`). Each `World` takes its own loopback block 127.A.B.0/24 and
+//! its own folder, so tests run in parallel; dropping it ends every process it started, also
+//! when a test panics.
+//!
+//! A world that cannot start fails the test with the reason (a missing Debian package names
+//! the package); it never skips. Must not: be used outside tests, or send traffic beyond
+//! loopback. See `tests/world/README.md` for how to write a test with it.
+
+pub mod ca;
+mod daemon;
+pub mod dns;
+pub mod net;
+pub mod postfix;
+
+use std::path::{Path, PathBuf};
+
+pub use daemon::Daemon;
+pub use dns::{Breakage, Dns, Signing, Zone};
+pub use net::Net;
+pub use postfix::{Postfix, PostfixSpec};
+
+/// Why the world could not be built.
+#[derive(Debug)]
+pub struct WorldError(pub String);
+
+impl std::fmt::Display for WorldError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for WorldError {}
+
+impl From<std::io::Error> for WorldError {
+    fn from(e: std::io::Error) -> Self {
+        WorldError(format!("I/O: {e}"))
+    }
+}
+
+impl From<openssl::error::ErrorStack> for WorldError {
+    fn from(e: openssl::error::ErrorStack) -> Self {
+        WorldError(format!("OpenSSL: {e}"))
+    }
+}
+
+impl From<kurier_tls::TlsError> for WorldError {
+    fn from(e: kurier_tls::TlsError) -> Self {
+        WorldError(e.to_string())
+    }
+}
+
+/// A running world. Dropping it stops everything and removes its folder.
+pub struct World {
+    pub net: Net,
+    pub ca: ca::Ca,
+    pub dns: Option<Dns>,
+    pub postfix: Vec<Postfix>,
+    daemons: Vec<Daemon>,
+    dir: tempfile::TempDir,
+}
+
+/// What a world should contain.
+#[derive(Default)]
+pub struct WorldBuilder {
+    zones: Vec<Zone>,
+    postfix: Vec<PostfixSpec>,
+}
+
+impl WorldBuilder {
+    /// Adds a DNS zone (a direct child of `test.`); any zone makes the world start DNS.
+    pub fn zone(mut self, zone: Zone) -> Self {
+        self.zones.push(zone);
+        self
+    }
+
+    /// Adds a Postfix peer.
+    pub fn postfix(mut self, spec: PostfixSpec) -> Self {
+        self.postfix.push(spec);
+        self
+    }
+
+    pub fn build(self) -> Result<World, WorldError> {
+        let net = Net::allocate()?;
+        let dir = tempfile::Builder::new().prefix("kurier-world-").tempdir()?;
+        let ca = ca::Ca::new("World", ca::KeyKind::P256)?;
+        let mut world = World { net, ca, dns: None, postfix: Vec::new(), daemons: Vec::new(), dir };
+        if !self.zones.is_empty() || self.postfix.iter().any(|p| p.dane_sender) {
+            let (dns, daemons) = dns::start(&world.net, &world.path("dns"), &self.zones)?;
+            world.dns = Some(dns);
+            world.daemons.extend(daemons);
+        }
+        for (i, spec) in self.postfix.into_iter().enumerate() {
+            let p = postfix::start(&world, i, spec)?;
+            world.postfix.push(p);
+        }
+        Ok(world)
+    }
+}
+
+impl World {
+    pub fn builder() -> WorldBuilder {
+        WorldBuilder::default()
+    }
+
+    /// The world's folder.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A sub-folder of the world's folder, created if missing.
+    pub fn path(&self, name: &str) -> PathBuf {
+        let p = self.dir.path().join(name);
+        let _ = std::fs::create_dir_all(&p);
+        p
+    }
+
+    /// The DNS part; panics with a clear message if the world has none.
+    pub fn dns(&self) -> &Dns {
+        self.dns.as_ref().expect("this world has no DNS: add a zone to the builder")
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        // Peers first (they may use the resolver), then DNS.
+        self.postfix.clear();
+        while let Some(d) = self.daemons.pop() {
+            drop(d);
+        }
+    }
+}
+
+/// Runs a helper command to completion; a missing program names its Debian package.
+pub(crate) fn run(program: &str, args: &[&str], cwd: &Path, package: &str) -> Result<String, WorldError> {
+    let out = std::process::Command::new(program)
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .map_err(|e| WorldError(format!("cannot run {program} ({e}): install the Debian package {package} (scripts/test.sh does)")))?;
+    if !out.status.success() {
+        return Err(WorldError(format!(
+            "{program} {} failed: {}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        )));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}

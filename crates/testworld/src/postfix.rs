@@ -1,0 +1,1 @@
+pub struct Postfix; pub struct PostfixSpec { pub dane_sender: bool } pub fn start(_w: &crate::World, _i: usize, _s: PostfixSpec) -> Result<Postfix, crate::WorldError> { Err(crate::WorldError("todo".into())) }
