@@ -67,6 +67,21 @@ impl Zone {
         self
     }
 
+    /// Replaces the world's placeholders in every record (see `WorldBuilder::build`).
+    pub(crate) fn substitute(mut self, net: &Net, values: &[(String, String)]) -> Zone {
+        for (_, _, rdata) in &mut self.records {
+            for (k, v) in values {
+                *rdata = rdata.replace(k, v);
+            }
+            while let Some(start) = rdata.find("{ip:") {
+                let Some(len) = rdata[start..].find('}') else { break };
+                let host: u8 = rdata[start + 4..start + len].parse().unwrap_or(0);
+                rdata.replace_range(start..=start + len, &net.ip(host).to_string());
+            }
+        }
+        self
+    }
+
     /// Adds a record, e.g. `.record("@", "MX", "10 mx")` or `.record("_25._tcp.mx", "TLSA", "3 1 1 ab…")`.
     pub fn record(mut self, owner: &str, rtype: &str, rdata: &str) -> Zone {
         self.records.push((owner.to_string(), rtype.to_string(), rdata.to_string()));

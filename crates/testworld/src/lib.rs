@@ -84,18 +84,36 @@ impl WorldBuilder {
         self
     }
 
+    /// Starts the world. Zone records may use placeholders that only the world knows:
+    /// `{ip:N}` (127.A.B.N), `{postfix:I}` (the address of Postfix peer I), `{tlsa-ca}` (`2 1 1`
+    /// of the world CA, matching every certificate it issues) and `{tlsa-postfix:I}` (`3 1 1` of
+    /// peer I's certificate).
     pub fn build(self) -> Result<World, WorldError> {
         let net = Net::allocate()?;
         let dir = tempfile::Builder::new().prefix("kurier-world-").tempdir()?;
         let ca = ca::Ca::new("World", ca::KeyKind::P256)?;
+        // Peer certificates first: DNS publishes their TLSA records.
+        let leaves = self
+            .postfix
+            .iter()
+            .map(|p| p.starttls.then(|| ca.leaf(&[&p.hostname])).transpose())
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut values = vec![("{tlsa-ca}".to_string(), ca.tlsa_2_1_1()?)];
+        for (i, leaf) in leaves.iter().enumerate() {
+            values.push((format!("{{postfix:{i}}}"), net.ip(net::hosts::POSTFIX + i as u8).to_string()));
+            if let Some(l) = leaf {
+                values.push((format!("{{tlsa-postfix:{i}}}"), l.tlsa_3_1_1()?));
+            }
+        }
+        let zones: Vec<Zone> = self.zones.into_iter().map(|z| z.substitute(&net, &values)).collect();
         let mut world = World { net, ca, dns: None, postfix: Vec::new(), daemons: Vec::new(), dir };
-        if !self.zones.is_empty() || self.postfix.iter().any(|p| p.dane_sender) {
-            let (dns, daemons) = dns::start(&world.net, &world.path("dns"), &self.zones)?;
+        if !zones.is_empty() || self.postfix.iter().any(|p| p.dane_sender) {
+            let (dns, daemons) = dns::start(&world.net, &world.path("dns"), &zones)?;
             world.dns = Some(dns);
             world.daemons.extend(daemons);
         }
-        for (i, spec) in self.postfix.into_iter().enumerate() {
-            let p = postfix::start(&world, i, spec)?;
+        for (i, (spec, leaf)) in self.postfix.into_iter().zip(leaves).enumerate() {
+            let p = postfix::start(&world, i, spec, leaf)?;
             world.postfix.push(p);
         }
         Ok(world)
@@ -151,4 +169,15 @@ pub(crate) fn run(program: &str, args: &[&str], cwd: &Path, package: &str) -> Re
         )));
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Runs swaks (Debian package `swaks`) with `args`; returns its transcript.
+pub fn swaks(args: &[&str]) -> Result<String, WorldError> {
+    let out = std::process::Command::new("swaks")
+        .args(args)
+        .args(["--timeout", "20", "--suppress-data"])
+        .output()
+        .map_err(|e| WorldError(format!("cannot run swaks ({e}): install the Debian package swaks")))?;
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    if out.status.success() { Ok(text) } else { Err(WorldError(format!("swaks failed:\n{text}"))) }
 }

@@ -1,1 +1,277 @@
-pub struct Postfix; pub struct PostfixSpec { pub dane_sender: bool } pub fn start(_w: &crate::World, _i: usize, _s: PostfixSpec) -> Result<Postfix, crate::WorldError> { Err(crate::WorldError("todo".into())) }
+//! Real Postfix peers (Debian package `postfix`): each with its own configuration, queue and
+//! maildir, on its own loopback address, port 25. A peer receives into a maildir the test can
+//! read; as a sender it can relay to a fixed host or use DNS (MX, and DANE with
+//! `smtp_tls_security_level = dane`) through the world's validating resolver.
+//!
+//! Postfix reads `/etc/resolv.conf`; the peer runs in a private mount namespace where that file
+//! is the world's, so no lookup leaves the world (TESTING-NOTES.md). This needs root, as Postfix
+//! itself does.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::ca::Leaf;
+use crate::daemon::{Daemon, tcp_open};
+use crate::net::hosts;
+use crate::{World, WorldError};
+
+/// What a Postfix peer looks like.
+#[derive(Debug, Clone)]
+pub struct PostfixSpec {
+    /// `myhostname`, the name in its greeting and (with STARTTLS) its certificate.
+    pub hostname: String,
+    /// Domains it accepts mail for (delivered into its maildir).
+    pub domains: Vec<String>,
+    /// Offer STARTTLS with a certificate from the world CA for `hostname`.
+    pub starttls: bool,
+    /// Send everything to this host (`[127.0.0.5]:2525`) instead of looking up MX records.
+    pub relayhost: Option<String>,
+    /// `smtp_tls_security_level` for mail it sends: `none`, `may`, `encrypt`, `verify`, `dane`.
+    pub tls_security_level: String,
+    /// Use DNSSEC through the world's resolver (`smtp_dns_support_level = dnssec`); needed for DANE.
+    pub dane_sender: bool,
+}
+
+impl PostfixSpec {
+    /// A receiving peer for `domains`, STARTTLS on, sending opportunistically.
+    pub fn receiver(hostname: &str, domains: &[&str]) -> Self {
+        PostfixSpec {
+            hostname: hostname.into(),
+            domains: domains.iter().map(|d| d.to_string()).collect(),
+            starttls: true,
+            relayhost: None,
+            tls_security_level: "may".into(),
+            dane_sender: false,
+        }
+    }
+
+    /// A sender that delivers with DANE (looks up MX and TLSA through the world's resolver).
+    pub fn dane_sender(hostname: &str) -> Self {
+        PostfixSpec { tls_security_level: "dane".into(), dane_sender: true, ..Self::receiver(hostname, &[]) }
+    }
+
+    pub fn relayhost(mut self, relay: &str) -> Self {
+        self.relayhost = Some(relay.into());
+        self
+    }
+
+    pub fn tls_security_level(mut self, level: &str) -> Self {
+        self.tls_security_level = level.into();
+        self
+    }
+
+    pub fn starttls(mut self, on: bool) -> Self {
+        self.starttls = on;
+        self
+    }
+}
+
+/// A running Postfix peer.
+pub struct Postfix {
+    pub spec: PostfixSpec,
+    /// Where it listens (port 25).
+    pub addr: SocketAddr,
+    pub dir: PathBuf,
+    /// The certificate it serves (if STARTTLS): chain file and key.
+    pub cert: Option<(PathBuf, PathBuf)>,
+    /// `3 1 1` TLSA data of its certificate (if STARTTLS).
+    pub tlsa_3_1_1: Option<String>,
+    daemon: Daemon,
+}
+
+const MASTER_CF: &str = "\
+pickup    unix  n       -       n       60      1       pickup
+cleanup   unix  n       -       n       -       0       cleanup
+qmgr      unix  n       -       n       300     1       qmgr
+tlsmgr    unix  -       -       n       1000?   1       tlsmgr
+rewrite   unix  -       -       n       -       -       trivial-rewrite
+bounce    unix  -       -       n       -       0       bounce
+defer     unix  -       -       n       -       0       bounce
+trace     unix  -       -       n       -       0       bounce
+verify    unix  -       -       n       -       1       verify
+flush     unix  n       -       n       1000?   0       flush
+proxymap  unix  -       -       n       -       -       proxymap
+proxywrite unix -       -       n       -       1       proxymap
+smtp      unix  -       -       n       -       -       smtp
+relay     unix  -       -       n       -       -       smtp
+showq     unix  n       -       n       -       -       showq
+error     unix  -       -       n       -       -       error
+retry     unix  -       -       n       -       -       error
+discard   unix  -       -       n       -       -       discard
+local     unix  -       n       n       -       -       local
+virtual   unix  -       n       n       -       -       virtual
+lmtp      unix  -       -       n       -       -       lmtp
+anvil     unix  -       -       n       -       1       anvil
+scache    unix  -       -       n       -       1       scache
+postlog   unix-dgram n  -       n       -       1       postlogd
+";
+
+/// The uid/gid that owns delivered mail (Postfix refuses root for that).
+const MAIL_UID: u32 = 65534;
+
+pub(crate) fn start(world: &World, index: usize, spec: PostfixSpec, leaf: Option<Leaf>) -> Result<Postfix, WorldError> {
+    let addr = world.net.addr(hosts::POSTFIX + index as u8, 25);
+    let dir = world.path(&format!("postfix-{index}"));
+    let conf = dir.join("conf");
+    for d in ["conf", "queue", "data", "mail"] {
+        std::fs::create_dir_all(dir.join(d))?;
+    }
+    let _ = std::os::unix::fs::chown(dir.join("mail"), Some(MAIL_UID), Some(MAIL_UID));
+    let _ = std::os::unix::fs::chown(dir.join("data"), postfix_uid(), None);
+
+    let mut main = format!(
+        "compatibility_level = 3.6\n\
+         queue_directory = {q}\n\
+         data_directory = {data}\n\
+         mail_owner = postfix\n\
+         setgid_group = postdrop\n\
+         inet_interfaces = loopback-only\n\
+         inet_protocols = ipv4\n\
+         myhostname = {host}\n\
+         mydomain = {host}\n\
+         myorigin = $myhostname\n\
+         mydestination =\n\
+         mynetworks = 127.0.0.0/8\n\
+         local_recipient_maps =\n\
+         alias_maps =\n\
+         alias_database =\n\
+         biff = no\n\
+         append_dot_mydomain = no\n\
+         smtpd_peername_lookup = no\n\
+         smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination\n\
+         virtual_mailbox_domains = {domains}\n\
+         virtual_mailbox_base = {mail}\n\
+         virtual_mailbox_maps = static:maildir/\n\
+         virtual_uid_maps = static:{uid}\n\
+         virtual_gid_maps = static:{uid}\n\
+         maillog_file = {log}\n\
+         maillog_file_prefixes = {dir}\n\
+         smtp_tls_security_level = {level}\n\
+         smtp_tls_loglevel = 1\n\
+         smtpd_tls_loglevel = 1\n\
+         smtp_address_preference = ipv4\n\
+         maximal_queue_lifetime = 1h\n\
+         minimal_backoff_time = 5s\n\
+         maximal_backoff_time = 10s\n\
+         queue_run_delay = 5s\n\
+         smtp_connect_timeout = 5s\n",
+        q = dir.join("queue").display(),
+        data = dir.join("data").display(),
+        host = spec.hostname,
+        domains = spec.domains.join(", "),
+        mail = dir.join("mail").display(),
+        uid = MAIL_UID,
+        log = dir.join("maillog").display(),
+        dir = dir.display(),
+        level = spec.tls_security_level,
+    );
+    if let Some(relay) = &spec.relayhost {
+        main.push_str(&format!("relayhost = {relay}\n"));
+    }
+    if spec.dane_sender {
+        main.push_str("smtp_dns_support_level = dnssec\nsmtp_host_lookup = dns\n");
+    } else {
+        main.push_str("disable_dns_lookups = yes\nsmtp_host_lookup = native\n");
+    }
+    let root_ca = world.ca.write_root(&dir.join("world-ca.pem"))?;
+    main.push_str(&format!("smtp_tls_CAfile = {}\n", root_ca.display()));
+    let mut cert = None;
+    let mut tlsa = None;
+    if let Some(leaf) = leaf {
+        let (c, k) = leaf.write(&dir, "smtpd")?;
+        main.push_str(&format!(
+            "smtpd_tls_security_level = may\nsmtpd_tls_chain_files = {}, {}\n",
+            k.display(),
+            c.display()
+        ));
+        tlsa = Some(leaf.tlsa_3_1_1()?);
+        cert = Some((c, k));
+    } else {
+        main.push_str("smtpd_tls_security_level = none\n");
+    }
+    std::fs::write(conf.join("main.cf"), main)?;
+    std::fs::write(conf.join("master.cf"), format!("{}:smtp inet n - n - - smtpd\n{MASTER_CF}", addr.ip()))?;
+
+    // Postfix sets up its queue folders itself; then the master runs in the foreground, in a
+    // mount namespace whose /etc/resolv.conf is the world's.
+    crate::run("postfix", &["-c", conf.to_str().unwrap_or_default(), "check"], &dir, "postfix")?;
+    let resolv = world.dns.as_ref().map(|d| d.resolv_conf.clone());
+    let script = match &resolv {
+        Some(r) => format!("mount --bind {} /etc/resolv.conf && exec postfix -c {} start-fg", r.display(), conf.display()),
+        None => format!("exec postfix -c {} start-fg", conf.display()),
+    };
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--mount", "--propagation", "private", "sh", "-c", &script]);
+    let mut daemon = Daemon::spawn(&format!("postfix {}", spec.hostname), cmd, dir.join("master.out"), "postfix")?;
+    daemon.wait_until("listening on port 25", || tcp_open(addr))?;
+    Ok(Postfix { spec, addr, dir, cert, tlsa_3_1_1: tlsa, daemon })
+}
+
+fn postfix_uid() -> Option<u32> {
+    let out = Command::new("id").args(["-u", "postfix"]).output().ok()?;
+    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+}
+
+impl Postfix {
+    /// Messages delivered into the maildir so far (files in `new/`), oldest first.
+    pub fn messages(&self) -> Vec<Vec<u8>> {
+        let new = self.dir.join("mail/maildir/new");
+        let mut files: Vec<_> = std::fs::read_dir(new).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+        files.sort();
+        files.iter().filter_map(|p| std::fs::read(p).ok()).collect()
+    }
+
+    /// Waits until at least `n` messages arrived; fails with the mail log otherwise.
+    pub fn wait_for_messages(&self, n: usize, limit: Duration) -> Result<Vec<Vec<u8>>, WorldError> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let m = self.messages();
+            if m.len() >= n {
+                return Ok(m);
+            }
+            if Instant::now() > deadline {
+                return Err(WorldError(format!(
+                    "{} got {} of {n} messages in {limit:?}; its log:\n{}",
+                    self.spec.hostname,
+                    m.len(),
+                    self.maillog()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits until the mail log contains `needle` (e.g. `Verified TLS connection established`).
+    pub fn wait_for_log(&self, needle: &str, limit: Duration) -> Result<String, WorldError> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let log = self.maillog();
+            if log.contains(needle) {
+                return Ok(log);
+            }
+            if Instant::now() > deadline {
+                return Err(WorldError(format!("{}: no {needle:?} in the log:\n{log}", self.spec.hostname)));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn maillog(&self) -> String {
+        std::fs::read_to_string(self.dir.join("maillog")).unwrap_or_default()
+    }
+
+    /// Hands a message to this Postfix for delivery (like `sendmail`), via its SMTP port.
+    pub fn submit(&self, from: &str, to: &str, body: &str) -> Result<(), WorldError> {
+        crate::swaks(&["--server", &self.addr.to_string(), "--from", from, "--to", to, "--body", body]).map(|_| ())
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.daemon.pid()
+    }
+
+    pub fn conf_dir(&self) -> &Path {
+        &self.dir
+    }
+}
