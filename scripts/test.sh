@@ -7,8 +7,10 @@ cd "$(dirname "$0")/.."
 
 # Build: gcc, make and perl compile the vendored OpenSSL. Tests: testssl.sh scans our TLS
 # listener, openssl makes certificates the way an operator would, curl is a real HTTPS client.
-# The store's conformance suite runs against a real PostgreSQL (started below).
-packages=(gcc make perl ca-certificates openssl curl testssl.sh postgresql)
+# The store's conformance suite runs against a real PostgreSQL (started below). The test world
+# (tests/world/README.md) runs NSD, unbound, ldns tools, Postfix, swaks, dig and python3.
+packages=(gcc make perl ca-certificates openssl curl testssl.sh postgresql
+  nsd unbound ldnsutils dnsutils postfix swaks libnet-ssleay-perl python3 util-linux)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -19,6 +21,8 @@ if ((${#missing[@]})); then
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   echo "installing test dependencies: ${missing[*]}"
   $sudo apt-get update -q
+  # Postfix asks how to configure itself: not at all, the tests bring their own configuration.
+  echo "postfix postfix/main_mailer_type select No configuration" | $sudo debconf-set-selections
   # Never let a package start a system daemon on install: tests start their own.
   printf '#!/bin/sh\nexit 101\n' | $sudo tee /usr/sbin/policy-rc.d >/dev/null
   $sudo chmod +x /usr/sbin/policy-rc.d

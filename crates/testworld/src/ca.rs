@@ -89,7 +89,7 @@ impl LeafSpec {
     }
 }
 
-/// A leaf certificate with its key and chain (leaf, intermediate).
+/// A leaf certificate with its key and chain (leaf, intermediate, root).
 pub struct Leaf {
     pub cert: X509,
     pub key: PKey<Private>,
@@ -103,7 +103,11 @@ fn unix_now() -> i64 {
         .unwrap_or(0)
 }
 
-fn builder(cn: &str, not_before: i64, not_after: i64) -> Result<X509Builder, openssl::error::ErrorStack> {
+fn builder(
+    cn: &str,
+    not_before: i64,
+    not_after: i64,
+) -> Result<X509Builder, openssl::error::ErrorStack> {
     let mut b = X509Builder::new()?;
     b.set_version(2)?;
     let mut serial = BigNum::new()?;
@@ -131,9 +135,22 @@ fn ca_cert(
         b.set_issuer_name(ic.subject_name())?;
     }
     b.set_pubkey(key)?;
-    b.append_extension(BasicConstraints::new().critical().ca().pathlen(pathlen).build()?)?;
-    b.append_extension(KeyUsage::new().critical().key_cert_sign().crl_sign().build()?)?;
-    let ski = SubjectKeyIdentifier::new().build(&b.x509v3_context(issuer.map(|(c, _)| c.as_ref()), None))?;
+    b.append_extension(
+        BasicConstraints::new()
+            .critical()
+            .ca()
+            .pathlen(pathlen)
+            .build()?,
+    )?;
+    b.append_extension(
+        KeyUsage::new()
+            .critical()
+            .key_cert_sign()
+            .crl_sign()
+            .build()?,
+    )?;
+    let ski = SubjectKeyIdentifier::new()
+        .build(&b.x509v3_context(issuer.map(|(c, _)| c.as_ref()), None))?;
     b.append_extension(ski)?;
     let signer = issuer.map(|(_, k)| k).unwrap_or(key);
     b.sign(signer, MessageDigest::sha256())?;
@@ -146,8 +163,18 @@ impl Ca {
         let root_key = new_key(kind)?;
         let root = ca_cert(&format!("{name} root"), &root_key, 1, None)?;
         let intermediate_key = new_key(kind)?;
-        let intermediate = ca_cert(&format!("{name} intermediate"), &intermediate_key, 0, Some((&root, &root_key)))?;
-        Ok(Ca { root, root_key, intermediate, intermediate_key })
+        let intermediate = ca_cert(
+            &format!("{name} intermediate"),
+            &intermediate_key,
+            0,
+            Some((&root, &root_key)),
+        )?;
+        Ok(Ca {
+            root,
+            root_key,
+            intermediate,
+            intermediate_key,
+        })
     }
 
     /// A good leaf for `names`.
@@ -166,8 +193,19 @@ impl Ca {
         }
         b.set_pubkey(&key)?;
         b.append_extension(BasicConstraints::new().critical().build()?)?;
-        b.append_extension(KeyUsage::new().critical().digital_signature().key_encipherment().build()?)?;
-        b.append_extension(ExtendedKeyUsage::new().server_auth().client_auth().build()?)?;
+        b.append_extension(
+            KeyUsage::new()
+                .critical()
+                .digital_signature()
+                .key_encipherment()
+                .build()?,
+        )?;
+        b.append_extension(
+            ExtendedKeyUsage::new()
+                .server_auth()
+                .client_auth()
+                .build()?,
+        )?;
         let mut san = SubjectAlternativeName::new();
         for n in &spec.names {
             san.dns(n);
@@ -176,13 +214,20 @@ impl Ca {
         let san = san.build(&b.x509v3_context(ctx_issuer, None))?;
         b.append_extension(san)?;
         if let Some((ic, _)) = issuer {
-            let aki = AuthorityKeyIdentifier::new().keyid(true).build(&b.x509v3_context(Some(ic), None))?;
+            let aki = AuthorityKeyIdentifier::new()
+                .keyid(true)
+                .build(&b.x509v3_context(Some(ic), None))?;
             b.append_extension(aki)?;
         }
         let signer = issuer.map(|(_, k)| k).unwrap_or(&key);
         b.sign(signer, MessageDigest::sha256())?;
         let cert = b.build();
-        let chain = if spec.self_signed { vec![cert.clone()] } else { vec![cert.clone(), self.intermediate.clone()] };
+        // The root goes along: a chain file that is complete without a system trust store.
+        let chain = if spec.self_signed {
+            vec![cert.clone()]
+        } else {
+            vec![cert.clone(), self.intermediate.clone(), self.root.clone()]
+        };
         Ok(Leaf { cert, key, chain })
     }
 
@@ -199,7 +244,13 @@ impl Ca {
 
     /// `2 1 1` for the intermediate: matches every leaf this CA issues.
     pub fn tlsa_2_1_1(&self) -> Result<String, WorldError> {
-        Ok(TlsaRecord::for_certificate(&self.intermediate, Usage::DaneTa, Selector::Spki, Matching::Sha256)?.rdata())
+        Ok(TlsaRecord::for_certificate(
+            &self.intermediate,
+            Usage::DaneTa,
+            Selector::Spki,
+            Matching::Sha256,
+        )?
+        .rdata())
     }
 
     /// Keeps the root key reachable for tests that need to sign odd things themselves.

@@ -14,7 +14,12 @@ pub struct Daemon {
 
 impl Daemon {
     /// Starts `cmd` in the foreground in a new process group, output to `log`.
-    pub fn spawn(name: &str, mut cmd: Command, log: PathBuf, package: &str) -> Result<Daemon, WorldError> {
+    pub fn spawn(
+        name: &str,
+        mut cmd: Command,
+        log: PathBuf,
+        package: &str,
+    ) -> Result<Daemon, WorldError> {
         use std::os::unix::process::CommandExt;
         let out = std::fs::File::create(&log)?;
         let err = out.try_clone()?;
@@ -25,22 +30,38 @@ impl Daemon {
             .process_group(0)
             .spawn()
             .map_err(|e| WorldError(format!("cannot start {name} ({e}): install the Debian package {package} (scripts/test.sh does)")))?;
-        Ok(Daemon { name: name.to_string(), log, child })
+        Ok(Daemon {
+            name: name.to_string(),
+            log,
+            child,
+        })
     }
 
     /// Waits until `ready()` holds, failing with the daemon's log if it exits or takes too long.
-    pub fn wait_until(&mut self, what: &str, mut ready: impl FnMut() -> bool) -> Result<(), WorldError> {
+    pub fn wait_until(
+        &mut self,
+        what: &str,
+        mut ready: impl FnMut() -> bool,
+    ) -> Result<(), WorldError> {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             if ready() {
                 return Ok(());
             }
             if let Ok(Some(status)) = self.child.try_wait() {
-                return Err(WorldError(format!("{} exited ({status}) before {what}:\n{}", self.name, self.log_text())));
+                return Err(WorldError(format!(
+                    "{} exited ({status}) before {what}:\n{}",
+                    self.name,
+                    self.log_text()
+                )));
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        Err(WorldError(format!("{} did not get {what} within 20 s:\n{}", self.name, self.log_text())))
+        Err(WorldError(format!(
+            "{} did not get {what} within 20 s:\n{}",
+            self.name,
+            self.log_text()
+        )))
     }
 
     pub fn log_text(&self) -> String {

@@ -47,7 +47,12 @@ pub struct Zone {
 
 impl Zone {
     fn new(name: &str, signing: Signing) -> Zone {
-        Zone { name: name.trim_end_matches('.').to_ascii_lowercase(), signing, breakage: None, records: Vec::new() }
+        Zone {
+            name: name.trim_end_matches('.').to_ascii_lowercase(),
+            signing,
+            breakage: None,
+            records: Vec::new(),
+        }
     }
 
     pub fn signed(name: &str) -> Zone {
@@ -74,7 +79,9 @@ impl Zone {
                 *rdata = rdata.replace(k, v);
             }
             while let Some(start) = rdata.find("{ip:") {
-                let Some(len) = rdata[start..].find('}') else { break };
+                let Some(len) = rdata[start..].find('}') else {
+                    break;
+                };
                 let host: u8 = rdata[start + 4..start + len].parse().unwrap_or(0);
                 rdata.replace_range(start..=start + len, &net.ip(host).to_string());
             }
@@ -84,7 +91,8 @@ impl Zone {
 
     /// Adds a record, e.g. `.record("@", "MX", "10 mx")` or `.record("_25._tcp.mx", "TLSA", "3 1 1 ab…")`.
     pub fn record(mut self, owner: &str, rtype: &str, rdata: &str) -> Zone {
-        self.records.push((owner.to_string(), rtype.to_string(), rdata.to_string()));
+        self.records
+            .push((owner.to_string(), rtype.to_string(), rdata.to_string()));
         self
     }
 }
@@ -108,10 +116,18 @@ impl Dns {
     /// `dig` through the world's resolver; returns its output (e.g. to check for the `ad` flag).
     pub fn dig(&self, name: &str, rtype: &str) -> Result<String, WorldError> {
         let out = Command::new("dig")
-            .args([&format!("@{}", self.resolver.ip()), "-p", &self.resolver.port().to_string()])
+            .args([
+                &format!("@{}", self.resolver.ip()),
+                "-p",
+                &self.resolver.port().to_string(),
+            ])
             .args(["+dnssec", "+time=5", "+tries=1", name, rtype])
             .output()
-            .map_err(|e| WorldError(format!("cannot run dig ({e}): install the Debian package dnsutils")))?;
+            .map_err(|e| {
+                WorldError(format!(
+                    "cannot run dig ({e}): install the Debian package dnsutils"
+                ))
+            })?;
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 }
@@ -136,18 +152,33 @@ fn dnssec_time(t: i64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}{m:02}{d:02}{:02}{:02}{:02}", secs / 3600, secs % 3600 / 60, secs % 60)
+    format!(
+        "{y:04}{m:02}{d:02}{:02}{:02}{:02}",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
 }
 
 fn zone_text(origin: &str, extra: &str) -> String {
-    let origin = if origin == "." { ".".to_string() } else { format!("{origin}.") };
+    let origin = if origin == "." {
+        ".".to_string()
+    } else {
+        format!("{origin}.")
+    };
     format!(
         "$ORIGIN {origin}\n$TTL 60\n@ IN SOA ns.test. hostmaster.test. 1 3600 600 86400 60\n@ IN NS ns.test.\n{extra}"
     )
 }
 
 /// Signs `dir/<file>` with a new key; returns the signed file name and the key's DS line.
-fn sign(dir: &Path, zone: &str, file: &str, signing: Signing, expired: bool) -> Result<(String, String, String), WorldError> {
+fn sign(
+    dir: &Path,
+    zone: &str,
+    file: &str,
+    signing: Signing,
+    expired: bool,
+) -> Result<(String, String, String), WorldError> {
     let origin = if zone == "." { "." } else { zone };
     let algo: &[&str] = match signing {
         Signing::Rsa => &["-a", "RSASHA256", "-b", "3072"],
@@ -155,12 +186,23 @@ fn sign(dir: &Path, zone: &str, file: &str, signing: Signing, expired: bool) -> 
     };
     let mut args = algo.to_vec();
     args.extend(["-k", origin]);
-    let base = run("ldns-keygen", &args, dir, "ldnsutils")?.trim().to_string();
+    let base = run("ldns-keygen", &args, dir, "ldnsutils")?
+        .trim()
+        .to_string();
     let now = unix_now();
-    let (inception, expiration) = if expired { (now - 10 * 86400, now - 86400) } else { (now - 3600, now + 30 * 86400) };
+    let (inception, expiration) = if expired {
+        (now - 10 * 86400, now - 86400)
+    } else {
+        (now - 3600, now + 30 * 86400)
+    };
     let (i, e) = (dnssec_time(inception), dnssec_time(expiration));
     let signed = format!("{file}.signed");
-    run("ldns-signzone", &["-i", &i, "-e", &e, "-f", &signed, "-o", origin, file, &base], dir, "ldnsutils")?;
+    run(
+        "ldns-signzone",
+        &["-i", &i, "-e", &e, "-f", &signed, "-o", origin, file, &base],
+        dir,
+        "ldnsutils",
+    )?;
     let ds = std::fs::read_to_string(dir.join(format!("{base}.ds")))?;
     let dnskey = std::fs::read_to_string(dir.join(format!("{base}.key")))?;
     Ok((signed, ds.trim().to_string(), dnskey.trim().to_string()))
@@ -190,7 +232,10 @@ fn corrupt_rrsig(path: &Path, covered: &str) -> Result<(), WorldError> {
         })
         .collect();
     if !done {
-        return Err(WorldError(format!("no RRSIG over {covered} in {} to break", path.display())));
+        return Err(WorldError(format!(
+            "no RRSIG over {covered} in {} to break",
+            path.display()
+        )));
     }
     std::fs::write(path, out.join("\n") + "\n")?;
     Ok(())
@@ -205,7 +250,10 @@ pub fn start(net: &Net, dir: &Path, zones: &[Zone]) -> Result<(Dns, Vec<Daemon>)
 
     for z in zones {
         if !z.name.ends_with(".test") || z.name.matches('.').count() != 1 {
-            return Err(WorldError(format!("zone {:?}: the world serves direct children of test. only", z.name)));
+            return Err(WorldError(format!(
+                "zone {:?}: the world serves direct children of test. only",
+                z.name
+            )));
         }
         let mut records = String::new();
         for (owner, rtype, rdata) in &z.records {
@@ -249,11 +297,27 @@ pub fn start(net: &Net, dir: &Path, zones: &[Zone]) -> Result<(Dns, Vec<Daemon>)
     let nsd = start_nsd(dir, authoritative, &served)?;
     let unbound = start_unbound(dir, resolver, authoritative, &trust_anchor_ds)?;
     let resolv_conf = dir.join("resolv.conf");
-    std::fs::write(&resolv_conf, format!("nameserver {}\noptions trust-ad\n", resolver.ip()))?;
-    Ok((Dns { authoritative, resolver, trust_anchor_ds, trust_anchor_dnskey, resolv_conf }, vec![nsd, unbound]))
+    std::fs::write(
+        &resolv_conf,
+        format!("nameserver {}\noptions trust-ad\n", resolver.ip()),
+    )?;
+    Ok((
+        Dns {
+            authoritative,
+            resolver,
+            trust_anchor_ds,
+            trust_anchor_dnskey,
+            resolv_conf,
+        },
+        vec![nsd, unbound],
+    ))
 }
 
-fn start_nsd(dir: &Path, addr: SocketAddr, zones: &[(String, String)]) -> Result<Daemon, WorldError> {
+fn start_nsd(
+    dir: &Path,
+    addr: SocketAddr,
+    zones: &[(String, String)],
+) -> Result<Daemon, WorldError> {
     let d = dir.display();
     let mut conf = format!(
         "server:\n  ip-address: {ip}\n  port: {port}\n  username: \"\"\n  chroot: \"\"\n  zonesdir: \"{d}\"\n  \
@@ -275,11 +339,19 @@ fn start_nsd(dir: &Path, addr: SocketAddr, zones: &[(String, String)]) -> Result
     Ok(daemon)
 }
 
-fn start_unbound(dir: &Path, addr: SocketAddr, authoritative: SocketAddr, anchor: &Path) -> Result<Daemon, WorldError> {
+fn start_unbound(
+    dir: &Path,
+    addr: SocketAddr,
+    authoritative: SocketAddr,
+    anchor: &Path,
+) -> Result<Daemon, WorldError> {
     let d = dir.display();
     std::fs::write(
         dir.join("root.hints"),
-        format!(". 3600 IN NS ns.test.\nns.test. 3600 IN A {}\n", authoritative.ip()),
+        format!(
+            ". 3600 IN NS ns.test.\nns.test. 3600 IN A {}\n",
+            authoritative.ip()
+        ),
     )?;
     let conf = format!(
         "server:\n  interface: {ip}\n  port: {port}\n  outgoing-interface: {ip}\n  do-ip6: no\n  \

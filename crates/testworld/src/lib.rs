@@ -100,13 +100,27 @@ impl WorldBuilder {
             .collect::<Result<Vec<_>, _>>()?;
         let mut values = vec![("{tlsa-ca}".to_string(), ca.tlsa_2_1_1()?)];
         for (i, leaf) in leaves.iter().enumerate() {
-            values.push((format!("{{postfix:{i}}}"), net.ip(net::hosts::POSTFIX + i as u8).to_string()));
+            values.push((
+                format!("{{postfix:{i}}}"),
+                net.ip(net::hosts::POSTFIX + i as u8).to_string(),
+            ));
             if let Some(l) = leaf {
                 values.push((format!("{{tlsa-postfix:{i}}}"), l.tlsa_3_1_1()?));
             }
         }
-        let zones: Vec<Zone> = self.zones.into_iter().map(|z| z.substitute(&net, &values)).collect();
-        let mut world = World { net, ca, dns: None, postfix: Vec::new(), daemons: Vec::new(), dir };
+        let zones: Vec<Zone> = self
+            .zones
+            .into_iter()
+            .map(|z| z.substitute(&net, &values))
+            .collect();
+        let mut world = World {
+            net,
+            ca,
+            dns: None,
+            postfix: Vec::new(),
+            daemons: Vec::new(),
+            dir,
+        };
         if !zones.is_empty() || self.postfix.iter().any(|p| p.dane_sender) {
             let (dns, daemons) = dns::start(&world.net, &world.path("dns"), &zones)?;
             world.dns = Some(dns);
@@ -139,7 +153,9 @@ impl World {
 
     /// The DNS part; panics with a clear message if the world has none.
     pub fn dns(&self) -> &Dns {
-        self.dns.as_ref().expect("this world has no DNS: add a zone to the builder")
+        self.dns
+            .as_ref()
+            .expect("this world has no DNS: add a zone to the builder")
     }
 }
 
@@ -154,7 +170,12 @@ impl Drop for World {
 }
 
 /// Runs a helper command to completion; a missing program names its Debian package.
-pub(crate) fn run(program: &str, args: &[&str], cwd: &Path, package: &str) -> Result<String, WorldError> {
+pub(crate) fn run(
+    program: &str,
+    args: &[&str],
+    cwd: &Path,
+    package: &str,
+) -> Result<String, WorldError> {
     let out = std::process::Command::new(program)
         .args(args)
         .current_dir(cwd)
@@ -177,7 +198,90 @@ pub fn swaks(args: &[&str]) -> Result<String, WorldError> {
         .args(args)
         .args(["--timeout", "20", "--suppress-data"])
         .output()
-        .map_err(|e| WorldError(format!("cannot run swaks ({e}): install the Debian package swaks")))?;
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    if out.status.success() { Ok(text) } else { Err(WorldError(format!("swaks failed:\n{text}"))) }
+        .map_err(|e| {
+            WorldError(format!(
+                "cannot run swaks ({e}): install the Debian package swaks"
+            ))
+        })?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if out.status.success() {
+        Ok(text)
+    } else {
+        Err(WorldError(format!("swaks failed:\n{text}")))
+    }
+}
+
+/// The MTA-STS policy host and other HTTPS servers: a small Python server (the machine's
+/// `python3`) serving files over TLS with a world certificate.
+const HTTPS_SERVER: &str = r#"
+import functools, http.server, ssl, sys
+root, ip, port, cert, key = sys.argv[1:]
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(cert, key)
+handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=root)
+server = http.server.ThreadingHTTPServer((ip, int(port)), handler)
+server.socket = ctx.wrap_socket(server.socket, server_side=True)
+server.serve_forever()
+"#;
+
+impl World {
+    /// Starts Postfix's `smtp-sink` (accepts and discards everything) on 127.A.B.`host`:25.
+    pub fn start_smtp_sink(&mut self, host: u8) -> Result<std::net::SocketAddr, WorldError> {
+        let addr = self.net.addr(host, 25);
+        let mut cmd = std::process::Command::new("smtp-sink");
+        cmd.args(["-u", "postfix", &addr.to_string(), "1000"]);
+        let mut d = Daemon::spawn(
+            "smtp-sink",
+            cmd,
+            self.path("sink").join(format!("{host}.log")),
+            "postfix",
+        )?;
+        d.wait_until("listening", || daemon::tcp_open(addr))?;
+        self.daemons.push(d);
+        Ok(addr)
+    }
+
+    /// Starts an HTTPS server on 127.A.B.`host`:443 with a world certificate for `names`,
+    /// serving `files` (path below the root, content), e.g.
+    /// `(".well-known/mta-sts.txt", "version: STSv1\n…")`.
+    pub fn start_https(
+        &mut self,
+        host: u8,
+        names: &[&str],
+        files: &[(&str, &str)],
+    ) -> Result<std::net::SocketAddr, WorldError> {
+        let addr = self.net.addr(host, 443);
+        let base = self.path(&format!("https-{host}"));
+        let root = base.join("root");
+        for (path, content) in files {
+            let p = root.join(path.trim_start_matches('/'));
+            if let Some(parent) = p.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            std::fs::write(p, content)?;
+        }
+        std::fs::create_dir_all(&root)?;
+        let (cert, key) = self.ca.leaf(names)?.write(&base, "server")?;
+        let mut cmd = std::process::Command::new("python3");
+        cmd.arg("-c")
+            .arg(HTTPS_SERVER)
+            .arg(&root)
+            .arg(addr.ip().to_string())
+            .arg("443")
+            .arg(&cert)
+            .arg(&key);
+        let mut d = Daemon::spawn("https", cmd, base.join("server.log"), "python3")?;
+        d.wait_until("listening", || daemon::tcp_open(addr))?;
+        self.daemons.push(d);
+        Ok(addr)
+    }
+
+    /// The world CA's root as a PEM file (for clients' trust stores).
+    pub fn ca_file(&self) -> Result<PathBuf, WorldError> {
+        self.ca.write_root(&self.path("ca").join("world-root.pem"))
+    }
 }

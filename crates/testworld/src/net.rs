@@ -24,7 +24,11 @@ impl Net {
             let n = start.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed)) % (55 * 256);
             let (a, b) = (200 + (n / 256) as u8, (n % 256) as u8);
             if let Ok(claim) = TcpListener::bind((Ipv4Addr::new(127, a, b, 254), CLAIM_PORT)) {
-                return Ok(Net { a, b, _claim: claim });
+                return Ok(Net {
+                    a,
+                    b,
+                    _claim: claim,
+                });
             }
         }
         Err(WorldError("no free loopback block for a test world".into()))

@@ -49,7 +49,11 @@ impl PostfixSpec {
 
     /// A sender that delivers with DANE (looks up MX and TLSA through the world's resolver).
     pub fn dane_sender(hostname: &str) -> Self {
-        PostfixSpec { tls_security_level: "dane".into(), dane_sender: true, ..Self::receiver(hostname, &[]) }
+        PostfixSpec {
+            tls_security_level: "dane".into(),
+            dane_sender: true,
+            ..Self::receiver(hostname, &[])
+        }
     }
 
     pub fn relayhost(mut self, relay: &str) -> Self {
@@ -111,7 +115,12 @@ postlog   unix-dgram n  -       n       -       1       postlogd
 /// The uid/gid that owns delivered mail (Postfix refuses root for that).
 const MAIL_UID: u32 = 65534;
 
-pub(crate) fn start(world: &World, index: usize, spec: PostfixSpec, leaf: Option<Leaf>) -> Result<Postfix, WorldError> {
+pub(crate) fn start(
+    world: &World,
+    index: usize,
+    spec: PostfixSpec,
+    leaf: Option<Leaf>,
+) -> Result<Postfix, WorldError> {
     let addr = world.net.addr(hosts::POSTFIX + index as u8, 25);
     let dir = world.path(&format!("postfix-{index}"));
     let conf = dir.join("conf");
@@ -192,21 +201,72 @@ pub(crate) fn start(world: &World, index: usize, spec: PostfixSpec, leaf: Option
         main.push_str("smtpd_tls_security_level = none\n");
     }
     std::fs::write(conf.join("main.cf"), main)?;
-    std::fs::write(conf.join("master.cf"), format!("{}:smtp inet n - n - - smtpd\n{MASTER_CF}", addr.ip()))?;
+    std::fs::write(
+        conf.join("master.cf"),
+        format!("{}:smtp inet n - n - - smtpd\n{MASTER_CF}", addr.ip()),
+    )?;
 
     // Postfix sets up its queue folders itself; then the master runs in the foreground, in a
     // mount namespace whose /etc/resolv.conf is the world's.
-    crate::run("postfix", &["-c", conf.to_str().unwrap_or_default(), "check"], &dir, "postfix")?;
+    crate::run(
+        "postfix",
+        &["-c", conf.to_str().unwrap_or_default(), "check"],
+        &dir,
+        "postfix",
+    )?;
     let resolv = world.dns.as_ref().map(|d| d.resolv_conf.clone());
     let script = match &resolv {
-        Some(r) => format!("mount --bind {} /etc/resolv.conf && exec postfix -c {} start-fg", r.display(), conf.display()),
+        Some(r) => format!(
+            "mount --bind {} /etc/resolv.conf && exec postfix -c {} start-fg",
+            r.display(),
+            conf.display()
+        ),
         None => format!("exec postfix -c {} start-fg", conf.display()),
     };
     let mut cmd = Command::new("unshare");
     cmd.args(["--mount", "--propagation", "private", "sh", "-c", &script]);
-    let mut daemon = Daemon::spawn(&format!("postfix {}", spec.hostname), cmd, dir.join("master.out"), "postfix")?;
+    let mut daemon = Daemon::spawn(
+        &format!("postfix {}", spec.hostname),
+        cmd,
+        dir.join("master.out"),
+        "postfix",
+    )?;
     daemon.wait_until("listening on port 25", || tcp_open(addr))?;
-    Ok(Postfix { spec, addr, dir, cert, tlsa_3_1_1: tlsa, daemon })
+    Ok(Postfix {
+        spec,
+        addr,
+        dir,
+        cert,
+        tlsa_3_1_1: tlsa,
+        daemon,
+    })
+}
+
+impl Drop for Postfix {
+    fn drop(&mut self) {
+        // Stop the master (it ends its children); the Daemon's drop then ends the wrapper.
+        let Some(pid) = self.master_pid() else { return };
+        // SAFETY: kill(2) on the master this peer started.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        // SAFETY: signal 0 only checks that the process exists.
+        while Instant::now() < deadline && unsafe { libc::kill(pid, 0) } == 0 && !is_zombie(pid) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // SAFETY: as above.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+}
+
+/// PID 1 may reap late: a zombie counts as gone (TESTING-NOTES.md).
+fn is_zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            s.rsplit(')')
+                .next()
+                .is_some_and(|rest| rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(true)
 }
 
 fn postfix_uid() -> Option<u32> {
@@ -218,7 +278,9 @@ impl Postfix {
     /// Messages delivered into the maildir so far (files in `new/`), oldest first.
     pub fn messages(&self) -> Vec<Vec<u8>> {
         let new = self.dir.join("mail/maildir/new");
-        let mut files: Vec<_> = std::fs::read_dir(new).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+        let mut files: Vec<_> = std::fs::read_dir(new)
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
         files.sort();
         files.iter().filter_map(|p| std::fs::read(p).ok()).collect()
     }
@@ -252,7 +314,10 @@ impl Postfix {
                 return Ok(log);
             }
             if Instant::now() > deadline {
-                return Err(WorldError(format!("{}: no {needle:?} in the log:\n{log}", self.spec.hostname)));
+                return Err(WorldError(format!(
+                    "{}: no {needle:?} in the log:\n{log}",
+                    self.spec.hostname
+                )));
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -264,11 +329,30 @@ impl Postfix {
 
     /// Hands a message to this Postfix for delivery (like `sendmail`), via its SMTP port.
     pub fn submit(&self, from: &str, to: &str, body: &str) -> Result<(), WorldError> {
-        crate::swaks(&["--server", &self.addr.to_string(), "--from", from, "--to", to, "--body", body]).map(|_| ())
+        crate::swaks(&[
+            "--server",
+            &self.addr.to_string(),
+            "--from",
+            from,
+            "--to",
+            to,
+            "--body",
+            body,
+        ])
+        .map(|_| ())
     }
 
     pub fn pid(&self) -> u32 {
         self.daemon.pid()
+    }
+
+    /// The master's pid from its pid file (the master leaves our process group: setsid).
+    fn master_pid(&self) -> Option<i32> {
+        std::fs::read_to_string(self.dir.join("queue/pid/master.pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
     }
 
     pub fn conf_dir(&self) -> &Path {

@@ -6,7 +6,10 @@
 use kurier_testworld::{Breakage, World, Zone};
 
 fn flags(out: &str) -> String {
-    out.lines().find(|l| l.contains(";; flags:")).unwrap_or("").to_string()
+    out.lines()
+        .find(|l| l.contains(";; flags:"))
+        .unwrap_or("")
+        .to_string()
 }
 
 fn status(out: &str) -> String {
@@ -20,7 +23,11 @@ fn zone(name: &str, base: Zone) -> Zone {
     let _ = name;
     base.record("@", "MX", "10 mx")
         .record("mx", "A", "127.0.0.25")
-        .record("_25._tcp.mx", "TLSA", "3 1 1 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef")
+        .record(
+            "_25._tcp.mx",
+            "TLSA",
+            "3 1 1 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+        )
         .record("@", "TXT", "\"v=spf1 -all\"")
 }
 
@@ -30,22 +37,40 @@ fn signed_broken_and_unsigned_zones_validate_as_they_should() {
         .zone(zone("good", Zone::signed("good.test")))
         .zone(zone("rsa", Zone::signed_rsa("rsa.test")))
         .zone(zone("plain", Zone::unsigned("plain.test")))
-        .zone(zone("badtlsa", Zone::signed("badtlsa.test").broken(Breakage::BadTlsaRrsig)))
-        .zone(zone("expired", Zone::signed("expired.test").broken(Breakage::ExpiredRrsig)))
-        .zone(zone("baddnskey", Zone::signed("baddnskey.test").broken(Breakage::BadDnskeySig)))
-        .zone(zone("nods", Zone::signed("nods.test").broken(Breakage::MissingDs)))
+        .zone(zone(
+            "badtlsa",
+            Zone::signed("badtlsa.test").broken(Breakage::BadTlsaRrsig),
+        ))
+        .zone(zone(
+            "expired",
+            Zone::signed("expired.test").broken(Breakage::ExpiredRrsig),
+        ))
+        .zone(zone(
+            "baddnskey",
+            Zone::signed("baddnskey.test").broken(Breakage::BadDnskeySig),
+        ))
+        .zone(zone(
+            "nods",
+            Zone::signed("nods.test").broken(Breakage::MissingDs),
+        ))
         .build()
         .unwrap();
     let dns = world.dns();
     let secure = |name: &str, t: &str| {
         let out = dns.dig(name, t).unwrap();
         assert_eq!(status(&out), "NOERROR", "{name} {t}:\n{out}");
-        assert!(flags(&out).contains(" ad"), "{name} {t} must be secure (AD):\n{out}");
+        assert!(
+            flags(&out).contains(" ad"),
+            "{name} {t} must be secure (AD):\n{out}"
+        );
     };
     let insecure = |name: &str, t: &str| {
         let out = dns.dig(name, t).unwrap();
         assert_eq!(status(&out), "NOERROR", "{name} {t}:\n{out}");
-        assert!(!flags(&out).contains(" ad"), "{name} {t} must be insecure (no AD):\n{out}");
+        assert!(
+            !flags(&out).contains(" ad"),
+            "{name} {t} must be insecure (no AD):\n{out}"
+        );
     };
     let bogus = |name: &str, t: &str| {
         let out = dns.dig(name, t).unwrap();
@@ -65,20 +90,38 @@ fn signed_broken_and_unsigned_zones_validate_as_they_should() {
     bogus("baddnskey.test", "MX");
     // The authoritative server itself does no recursion and no validation.
     let auth = std::process::Command::new("dig")
-        .args([&format!("@{}", dns.authoritative.ip()), "+norec", "+dnssec", "good.test", "MX"])
+        .args([
+            &format!("@{}", dns.authoritative.ip()),
+            "+norec",
+            "+dnssec",
+            "good.test",
+            "MX",
+        ])
         .output()
         .unwrap();
     let auth = String::from_utf8_lossy(&auth.stdout);
-    assert!(flags(&auth).contains(" aa") && auth.contains("RRSIG"), "{auth}");
+    assert!(
+        flags(&auth).contains(" aa") && auth.contains("RRSIG"),
+        "{auth}"
+    );
 }
 
 #[test]
 fn two_worlds_side_by_side_do_not_interfere() {
-    let a = World::builder().zone(Zone::signed("same.test").record("@", "A", "127.0.0.1")).build().unwrap();
-    let b = World::builder().zone(Zone::signed("same.test").record("@", "A", "127.0.0.2")).build().unwrap();
+    let a = World::builder()
+        .zone(Zone::signed("same.test").record("@", "A", "127.0.0.1"))
+        .build()
+        .unwrap();
+    let b = World::builder()
+        .zone(Zone::signed("same.test").record("@", "A", "127.0.0.2"))
+        .build()
+        .unwrap();
     assert_ne!(a.dns().resolver, b.dns().resolver);
     assert!(a.dns().dig("same.test", "A").unwrap().contains("127.0.0.1"));
     assert!(b.dns().dig("same.test", "A").unwrap().contains("127.0.0.2"));
-    let (ta, tb) = (std::fs::read(&a.dns().trust_anchor_ds).unwrap(), std::fs::read(&b.dns().trust_anchor_ds).unwrap());
+    let (ta, tb) = (
+        std::fs::read(&a.dns().trust_anchor_ds).unwrap(),
+        std::fs::read(&b.dns().trust_anchor_ds).unwrap(),
+    );
     assert_ne!(ta, tb, "each world has its own root key");
 }

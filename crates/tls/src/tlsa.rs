@@ -63,13 +63,21 @@ impl TlsaRecord {
                 .map_err(TlsError::openssl("hash for TLSA"))?
                 .to_vec(),
         };
-        Ok(TlsaRecord { usage, selector, matching, data })
+        Ok(TlsaRecord {
+            usage,
+            selector,
+            matching,
+            data,
+        })
     }
 
     /// Presentation format of the RDATA, e.g. `3 1 1 ab12…`.
     pub fn rdata(&self) -> String {
         let hex: String = self.data.iter().map(|b| format!("{b:02x}")).collect();
-        format!("{} {} {} {hex}", self.usage as u8, self.selector as u8, self.matching as u8)
+        format!(
+            "{} {} {} {hex}",
+            self.usage as u8, self.selector as u8, self.matching as u8
+        )
     }
 }
 
