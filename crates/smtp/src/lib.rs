@@ -1,0 +1,25 @@
+//! # kurier-smtp — SMTP for the MX (and, later, submission and the outbound client)
+//!
+//! Owns the SMTP protocol: an I/O-free codec (`command`: RFC 5321 commands with the parameters
+//! of RFC 1870, 6152, 6531, 3461, 3030, 8689; `reply`: RFC 3463 enhanced codes; `data`: DATA
+//! framing with the smuggling defence), the inbound session state machine (`session`), the
+//! Received header (`received`, RFC 8314 §4.3) and the async server that drives it over TCP and
+//! STARTTLS (`server`, RFC 3207) and hands messages to the store.
+//!
+//! Requirements (shared/TR-03108.md): SMTP-1 (STARTTLS offered, never required on port 25),
+//! MUA-3 (no plaintext survives STARTTLS), TLS-1..10 through the `tls` crate's strict profile.
+//!
+//! Must not: touch the store's internals (it goes through the `Store` trait), or acknowledge a
+//! message before the store says it is durable (250 only after `deliver` returned).
+
+pub mod command;
+pub mod data;
+pub mod received;
+pub mod reply;
+pub mod server;
+pub mod session;
+
+pub use data::BareLineEnding;
+pub use reply::Reply;
+pub use server::{SmtpServer, serve};
+pub use session::{Delivery, Event, Message, PeerInfo, Session, SessionConfig, TlsInfo, Verdict};

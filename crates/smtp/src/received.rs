@@ -1,0 +1,139 @@
+//! The Received header we add (RFC 5321 §4.4, RFC 8314 §4.3: record the TLS version and cipher).
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::session::TlsInfo;
+
+/// A value that never repeats within this process and rarely across restarts (for queue ids).
+pub fn unique_stamp() -> u64 {
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0);
+    let mut prev = LAST.load(Ordering::Relaxed);
+    loop {
+        let next = now.max(prev + 1);
+        match LAST.compare_exchange(prev, next, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return next,
+            Err(p) => prev = p,
+        }
+    }
+}
+
+/// `Received:` with folded lines, ending in CRLF.
+pub fn header(
+    hostname: &str,
+    helo: &str,
+    ip: IpAddr,
+    protocol: &str,
+    id: &str,
+    tls: Option<&TlsInfo>,
+    single_recipient: Option<&str>,
+) -> String {
+    let helo = sanitize(helo);
+    let mut h = format!(
+        "Received: from {helo} ([{ip}])\r\n\tby {hostname} (Kurier) with {protocol} id {id}"
+    );
+    if let Some(t) = tls {
+        h.push_str(&format!(
+            "\r\n\t(version={} cipher={}{})",
+            sanitize(&t.version),
+            sanitize(&t.cipher),
+            t.group
+                .as_deref()
+                .map(|g| format!(" group={}", sanitize(g)))
+                .unwrap_or_default()
+        ));
+    }
+    if let Some(rcpt) = single_recipient {
+        h.push_str(&format!("\r\n\tfor <{}>", sanitize(rcpt)));
+    }
+    h.push_str(&format!(";\r\n\t{}\r\n", rfc5322_date(now())));
+    h
+}
+
+/// Keeps what the peer chose from breaking the header: printable, no parentheses.
+fn sanitize(s: &str) -> String {
+    let t: String = s
+        .chars()
+        .filter(|c| !c.is_control() && *c != '(' && *c != ')')
+        .take(255)
+        .collect();
+    if t.is_empty() { "unknown".into() } else { t }
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// RFC 5322 §3.3 date in UTC, e.g. `Sat, 28 Nov 2026 22:55:01 +0000`.
+pub fn rfc5322_date(t: i64) -> String {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let (days, secs) = (t.div_euclid(86400), t.rem_euclid(86400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{}, {d} {} {y} {:02}:{:02}:{:02} +0000",
+        DAYS[days.rem_euclid(7) as usize],
+        MONTHS[(m - 1) as usize],
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates() {
+        assert_eq!(rfc5322_date(0), "Thu, 1 Jan 1970 00:00:00 +0000");
+        assert_eq!(
+            rfc5322_date(1_795_906_104),
+            "Sat, 28 Nov 2026 22:48:24 +0000"
+        );
+    }
+
+    #[test]
+    fn received_names_tls_and_resists_injection() {
+        let tls = TlsInfo {
+            version: "TLSv1.3".into(),
+            cipher: "TLS_AES_128_GCM_SHA256".into(),
+            group: None,
+        };
+        let h = header(
+            "mx.k.test",
+            "evil\r\nX-Injected: 1",
+            "192.0.2.1".parse().unwrap(),
+            "ESMTPS",
+            "abc",
+            Some(&tls),
+            Some("a@b.test"),
+        );
+        assert!(h.starts_with("Received: from evilX-Injected: 1 ([192.0.2.1])\r\n\tby mx.k.test (Kurier) with ESMTPS id abc"), "{h}");
+        assert!(h.contains("(version=TLSv1.3 cipher=TLS_AES_128_GCM_SHA256)"));
+        assert!(h.ends_with("+0000\r\n"));
+        assert_eq!(
+            h.matches("\r\n").count(),
+            h.matches("\r\n\t").count() + 1,
+            "only folded lines: {h}"
+        );
+        assert!(unique_stamp() < unique_stamp());
+    }
+}

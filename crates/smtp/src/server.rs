@@ -1,0 +1,317 @@
+//! The async SMTP server: accepts TCP connections, drives a `Session` per connection, runs
+//! STARTTLS with the `tls` crate, and resolves and stores through the `Store` trait.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kurier_store::{Recipient, Store, StoreError};
+use kurier_tls::TlsAcceptor;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::reply::Reply;
+use crate::session::{Delivery, Event, PeerInfo, Session, SessionConfig, TlsInfo, Verdict};
+
+/// Everything a listener needs.
+pub struct SmtpServer {
+    pub session: Arc<SessionConfig>,
+    pub store: Arc<dyn Store>,
+    /// `None`: no STARTTLS.
+    pub tls: Option<Arc<TlsAcceptor>>,
+    /// Waiting for a command (RFC 5321 §4.5.3.2: at least 5 minutes).
+    pub command_timeout: Duration,
+    /// Waiting for DATA/BDAT bytes (RFC 5321 §4.5.3.2: 3 minutes per block; we allow the whole).
+    pub data_timeout: Duration,
+    pub max_connections_per_ip: usize,
+    connections: Mutex<HashMap<IpAddr, usize>>,
+}
+
+impl SmtpServer {
+    pub fn new(
+        session: SessionConfig,
+        store: Arc<dyn Store>,
+        tls: Option<Arc<TlsAcceptor>>,
+        command_timeout: Duration,
+        data_timeout: Duration,
+        max_connections_per_ip: usize,
+    ) -> Self {
+        SmtpServer {
+            session: Arc::new(session),
+            store,
+            tls,
+            command_timeout,
+            data_timeout,
+            max_connections_per_ip,
+            connections: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Counts a connection from `ip`; `None` if the limit is reached.
+    fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<ConnectionSlot> {
+        let mut m = self.connections.lock().unwrap_or_else(|p| p.into_inner());
+        let n = m.entry(ip).or_insert(0);
+        if *n >= self.max_connections_per_ip {
+            return None;
+        }
+        *n += 1;
+        Some(ConnectionSlot {
+            server: self.clone(),
+            ip,
+        })
+    }
+}
+
+/// One counted connection; uncounted on drop.
+struct ConnectionSlot {
+    server: Arc<SmtpServer>,
+    ip: IpAddr,
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        let mut m = self
+            .server
+            .connections
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = m.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Serves SMTP on `listener` until `shutdown` completes; then stops accepting, tells idle
+/// sessions 421, lets transactions in progress finish, and returns when all are closed.
+pub async fn serve(
+    listener: TcpListener,
+    server: Arc<SmtpServer>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut sessions = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, peer)) => {
+                    let (server, stop) = (server.clone(), stop_rx.clone());
+                    sessions.spawn(connection(tcp, peer, server, stop));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "SMTP accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+        }
+    }
+    drop(listener);
+    let _ = stop_tx.send(true);
+    while sessions.join_next().await.is_some() {}
+}
+
+async fn connection(
+    mut tcp: TcpStream,
+    peer: SocketAddr,
+    server: Arc<SmtpServer>,
+    stop: watch::Receiver<bool>,
+) {
+    let _ = tcp.set_nodelay(true);
+    let Some(_slot) = server.admit(peer.ip()) else {
+        let _ = tcp
+            .write_all(
+                &Reply::new(
+                    421,
+                    "4.7.0",
+                    "Too many connections from your address, try again later",
+                )
+                .to_bytes(),
+            )
+            .await;
+        tracing::info!(%peer, "SMTP connection refused: per-IP limit");
+        return;
+    };
+    let mut session = Session::new(server.session.clone(), PeerInfo { ip: peer.ip() });
+    let mut buf = Vec::with_capacity(4096);
+    if tcp.write_all(&session.greeting().to_bytes()).await.is_err() {
+        return;
+    }
+    let mut conn = Conn {
+        server: &server,
+        stop,
+        peer,
+    };
+    match conn.drive(&mut tcp, &mut session, &mut buf).await {
+        End::Closed => {}
+        End::StartTls => {
+            // RFC 3207 §4.2 / CVE-2011-0411: nothing the client sent before the handshake counts.
+            buf.clear();
+            let Some(acceptor) = server.tls.clone() else {
+                return;
+            };
+            let tls =
+                match tokio::time::timeout(Duration::from_secs(30), acceptor.accept(tcp)).await {
+                    Ok(Ok(tls)) => tls,
+                    Ok(Err(e)) => {
+                        tracing::info!(%peer, error = %e, "SMTP STARTTLS handshake failed");
+                        return;
+                    }
+                    Err(_) => return,
+                };
+            let ssl = tls.ssl();
+            let info = TlsInfo {
+                version: ssl.version_str().to_string(),
+                cipher: ssl
+                    .current_cipher()
+                    .and_then(|c| c.standard_name())
+                    .unwrap_or("unknown")
+                    .to_string(),
+                group: kurier_tls::negotiated_group(ssl),
+            };
+            tracing::info!(%peer, version = %info.version, cipher = %info.cipher, group = ?info.group, "SMTP STARTTLS established");
+            session.tls_started(info);
+            let mut tls = tls;
+            let _ = conn.drive(&mut tls, &mut session, &mut buf).await;
+            let _ = tls.shutdown().await;
+        }
+    }
+}
+
+enum End {
+    Closed,
+    StartTls,
+}
+
+struct Conn<'a> {
+    server: &'a Arc<SmtpServer>,
+    stop: watch::Receiver<bool>,
+    peer: SocketAddr,
+}
+
+impl Conn<'_> {
+    /// Runs the session over `io` until it closes or asks for STARTTLS.
+    async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        io: &mut S,
+        session: &mut Session,
+        buf: &mut Vec<u8>,
+    ) -> End {
+        let mut out: Vec<u8> = Vec::new();
+        loop {
+            // Work through everything buffered; replies are collected and sent together when
+            // the input runs dry (RFC 2920 pipelining).
+            let (used, event) = session.input(buf);
+            buf.drain(..used);
+            match event {
+                Event::Reply(r) => out.extend(r.to_bytes()),
+                Event::Close(r) => {
+                    out.extend(r.to_bytes());
+                    let _ = io.write_all(&out).await;
+                    return End::Closed;
+                }
+                Event::StartTls(r) => {
+                    out.extend(r.to_bytes());
+                    if io.write_all(&out).await.is_err() || io.flush().await.is_err() {
+                        return End::Closed;
+                    }
+                    return End::StartTls;
+                }
+                Event::CheckRecipient(addr) => {
+                    let verdict = self.check(&addr).await;
+                    if let Event::Reply(r) | Event::Close(r) = session.recipient_verdict(verdict) {
+                        out.extend(r.to_bytes());
+                    }
+                }
+                Event::Deliver(message) => {
+                    let (outcome, id) = self.deliver(&message).await;
+                    if let Event::Reply(r) = session.delivered(outcome, &id) {
+                        out.extend(r.to_bytes());
+                    }
+                }
+                Event::NeedInput if used > 0 && !buf.is_empty() => continue,
+                Event::NeedInput => {
+                    if !out.is_empty() {
+                        if io.write_all(&out).await.is_err() {
+                            return End::Closed;
+                        }
+                        out.clear();
+                    }
+                    let limit = if session.in_message() {
+                        self.server.data_timeout
+                    } else {
+                        self.server.command_timeout
+                    };
+                    let mut chunk = [0u8; 16 * 1024];
+                    let stopping = *self.stop.borrow() && !session.in_message();
+                    if stopping {
+                        let _ = io.write_all(&session.shutdown_reply().to_bytes()).await;
+                        return End::Closed;
+                    }
+                    tokio::select! {
+                        read = tokio::time::timeout(limit, io.read(&mut chunk)) => match read {
+                            Ok(Ok(0)) | Ok(Err(_)) => return End::Closed,
+                            Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
+                            Err(_) => {
+                                let _ = io.write_all(&session.timeout_reply().to_bytes()).await;
+                                tracing::info!(peer = %self.peer, "SMTP session timed out");
+                                return End::Closed;
+                            }
+                        },
+                        _ = self.stop.changed(), if !session.in_message() => {
+                            let _ = io.write_all(&session.shutdown_reply().to_bytes()).await;
+                            return End::Closed;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    async fn check(&self, addr: &str) -> Verdict {
+        match self.server.store.resolve(addr).await {
+            Ok(Recipient::Local(accounts)) => {
+                for a in &accounts {
+                    if let (Some(q), Ok(used)) = (a.quota, self.server.store.usage(a.id).await)
+                        && used >= q
+                    {
+                        return Verdict::OverQuota;
+                    }
+                }
+                Verdict::Accept(accounts.iter().map(|a| a.id).collect())
+            }
+            Ok(Recipient::Unknown) => Verdict::Unknown,
+            Ok(Recipient::NotHosted) => Verdict::NotHosted,
+            Err(e) => {
+                tracing::warn!(error = %e, "recipient lookup failed");
+                Verdict::TempFail
+            }
+        }
+    }
+
+    async fn deliver(&self, m: &crate::session::Message) -> (Delivery, String) {
+        let outcome = match self.server.store.deliver(&m.accounts, &m.body).await {
+            Ok(_) => {
+                tracing::info!(
+                    peer = %self.peer, id = %m.id, from = %m.from, recipients = m.recipients.len(),
+                    size = m.body.len(), "message delivered"
+                );
+                Delivery::Stored
+            }
+            Err(StoreError::QuotaExceeded { address, .. }) => Delivery::OverQuota(address),
+            Err(e) => {
+                tracing::error!(id = %m.id, error = %e, "storing a message failed; told the sender to retry");
+                Delivery::TempFail
+            }
+        };
+        (outcome, m.id.clone())
+    }
+}

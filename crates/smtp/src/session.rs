@@ -1,0 +1,621 @@
+//! The inbound SMTP server session as an I/O-free state machine (RFC 5321 §3, §4.1.4 order
+//! of commands), for the MX on port 25. The driver (`server.rs`) feeds it bytes and carries out
+//! what it asks for (look up a recipient, store a message, start TLS) — the session never
+//! touches a socket, a clock or the store, so every path is unit-tested here.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use crate::command::{self, Command, CommandError, MailParams, RcptParams};
+use crate::data::{BareLineEnding, BodyProblem, DataDecoder, DataProgress};
+use crate::reply::Reply;
+
+/// Longest command line we read (RFC 5321 §4.5.3.1.4 says 512; extensions make it longer).
+pub const MAX_COMMAND_LINE: usize = 2048;
+
+/// Settings of an SMTP listener.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// Our name in the greeting, EHLO and Received headers.
+    pub hostname: String,
+    /// Where `RCPT TO:<postmaster>` (no domain) goes.
+    pub postmaster: String,
+    pub max_message_size: usize,
+    pub max_recipients: usize,
+    /// Errors (bad commands, refused recipients) before the session is closed.
+    pub max_errors: u32,
+    /// Longest DATA line accepted (bytes, without CRLF).
+    pub max_line_length: usize,
+    pub bare_line_ending: BareLineEnding,
+    /// Whether STARTTLS can be offered (a certificate is configured).
+    pub starttls: bool,
+}
+
+/// The peer of a session.
+#[derive(Debug, Clone)]
+pub struct PeerInfo {
+    pub ip: IpAddr,
+}
+
+/// What the TLS handshake gave, for the Received header (RFC 8314 §4.3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsInfo {
+    pub version: String,
+    pub cipher: String,
+    pub group: Option<String>,
+}
+
+/// The store's answer about one recipient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Deliver to these accounts.
+    Accept(Vec<i64>),
+    /// Hosted domain, nobody there: 550 5.1.1.
+    Unknown,
+    /// Not our domain and no relaying: 554 5.7.1.
+    NotHosted,
+    /// Mailbox full: 452 4.2.2.
+    OverQuota,
+    /// The store cannot answer now: 451 4.3.0.
+    TempFail,
+}
+
+/// How storing the message went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivery {
+    /// Durably stored.
+    Stored,
+    /// A mailbox is full (a race with the RCPT check): 552 5.2.2.
+    OverQuota(String),
+    /// Try again later: 451 4.3.0.
+    TempFail,
+}
+
+/// A message ready to store: the envelope, the accounts, and the body with our Received header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub id: String,
+    pub from: String,
+    pub recipients: Vec<(String, RcptParams)>,
+    pub accounts: Vec<i64>,
+    pub params: MailParams,
+    pub body: Vec<u8>,
+}
+
+/// What the driver must do next.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Event {
+    /// Send this reply (then call `input` again).
+    Reply(Reply),
+    /// Send the reply, then close the connection.
+    Close(Reply),
+    /// Look up this recipient, then call `recipient_verdict`.
+    CheckRecipient(String),
+    /// Store this message durably, then call `delivered`.
+    Deliver(Box<Message>),
+    /// Send this 220 reply, **drop every byte already buffered**, run the TLS handshake, then
+    /// call `tls_started` (RFC 3207 §4.2; CVE-2011-0411).
+    StartTls(Reply),
+    /// No event. If `input` used some bytes and more are buffered, call it again; otherwise
+    /// read more input first.
+    NeedInput,
+}
+
+#[derive(Debug)]
+enum State {
+    /// Before EHLO/HELO (also right after STARTTLS).
+    Fresh,
+    /// Greeted; no transaction.
+    Ready,
+    /// MAIL accepted; recipients being collected.
+    Transaction,
+    /// Waiting for the driver's recipient verdict.
+    Checking(String, RcptParams),
+    /// Inside DATA.
+    Data(Box<DataDecoder>),
+    /// Inside a BDAT chunk with `remaining` bytes to go.
+    Bdat {
+        remaining: u64,
+        last: bool,
+    },
+    /// Waiting for the driver to store the message.
+    Delivering,
+    /// A too-long command line is being skipped up to its end.
+    SkipLine,
+    Closed,
+}
+
+pub struct Session {
+    cfg: Arc<SessionConfig>,
+    peer: PeerInfo,
+    state: State,
+    helo: Option<(String, bool)>,
+    tls: Option<TlsInfo>,
+    from: Option<(String, MailParams)>,
+    recipients: Vec<(String, RcptParams)>,
+    accounts: Vec<i64>,
+    bdat_body: Vec<u8>,
+    bdat_failed: Option<Reply>,
+    errors: u32,
+    counter: u64,
+}
+
+fn r(code: u16, enhanced: &'static str, text: &str) -> Reply {
+    Reply::new(code, enhanced, text)
+}
+
+impl Session {
+    pub fn new(cfg: Arc<SessionConfig>, peer: PeerInfo) -> Session {
+        Session {
+            cfg,
+            peer,
+            state: State::Fresh,
+            helo: None,
+            tls: None,
+            from: None,
+            recipients: Vec::new(),
+            accounts: Vec::new(),
+            bdat_body: Vec::new(),
+            bdat_failed: None,
+            errors: 0,
+            counter: 0,
+        }
+    }
+
+    /// The 220 greeting.
+    pub fn greeting(&self) -> Reply {
+        Reply::plain(220, format!("{} ESMTP Kurier", self.cfg.hostname))
+    }
+
+    /// The reply when the peer is too slow (RFC 5321 §4.5.3.2).
+    pub fn timeout_reply(&self) -> Reply {
+        r(
+            421,
+            "4.4.2",
+            &format!("{} Error: timeout exceeded", self.cfg.hostname),
+        )
+    }
+
+    /// The reply when the server shuts down.
+    pub fn shutdown_reply(&self) -> Reply {
+        r(
+            421,
+            "4.3.2",
+            &format!(
+                "{} Service shutting down, try again later",
+                self.cfg.hostname
+            ),
+        )
+    }
+
+    pub fn tls(&self) -> Option<&TlsInfo> {
+        self.tls.as_ref()
+    }
+
+    /// Whether the session is inside DATA or BDAT (longer timeout, no interruption).
+    pub fn in_message(&self) -> bool {
+        matches!(self.state, State::Data(_) | State::Bdat { .. })
+    }
+
+    fn reset(&mut self) {
+        self.from = None;
+        self.recipients.clear();
+        self.accounts.clear();
+        self.bdat_body.clear();
+        self.bdat_failed = None;
+        if !matches!(self.state, State::Fresh | State::Closed) {
+            self.state = State::Ready;
+        }
+    }
+
+    /// Counts an error; past the limit the session ends (RFC 5321 §4.3.2 leaves the number to us).
+    fn error(&mut self, reply: Reply) -> Event {
+        self.errors += 1;
+        if self.errors >= self.cfg.max_errors {
+            self.state = State::Closed;
+            return Event::Close(r(
+                421,
+                "4.7.0",
+                &format!("{} Error: too many errors", self.cfg.hostname),
+            ));
+        }
+        Event::Reply(reply)
+    }
+
+    /// Processes input from the start of `buf`; returns how many bytes were used and what to do.
+    pub fn input(&mut self, buf: &[u8]) -> (usize, Event) {
+        match &mut self.state {
+            State::Closed | State::Checking(..) | State::Delivering => (0, Event::NeedInput),
+            State::Data(decoder) => match decoder.feed(buf) {
+                DataProgress::More => (buf.len(), Event::NeedInput),
+                DataProgress::Done { consumed } => (consumed, self.data_done()),
+            },
+            State::Bdat { remaining, last } => {
+                let take = (*remaining).min(buf.len() as u64) as usize;
+                *remaining -= take as u64;
+                let (done, last) = (*remaining == 0, *last);
+                if self.bdat_failed.is_none() {
+                    if self.bdat_body.len() + take > self.cfg.max_message_size {
+                        self.bdat_failed =
+                            Some(r(552, "5.3.4", "Message size exceeds fixed limit"));
+                        self.bdat_body.clear();
+                    } else {
+                        self.bdat_body.extend_from_slice(&buf[..take]);
+                    }
+                }
+                if !done {
+                    return (take, Event::NeedInput);
+                }
+                (take, self.bdat_chunk_done(last))
+            }
+            State::SkipLine => match buf.iter().position(|&b| b == b'\n') {
+                Some(i) => {
+                    self.state = if self.helo.is_some() {
+                        State::Ready
+                    } else {
+                        State::Fresh
+                    };
+                    (i + 1, self.error(r(500, "5.5.2", "Error: line too long")))
+                }
+                None => (buf.len(), Event::NeedInput),
+            },
+            State::Fresh | State::Ready | State::Transaction => {
+                match buf.iter().position(|&b| b == b'\n') {
+                    None if buf.len() > MAX_COMMAND_LINE => {
+                        self.state = State::SkipLine;
+                        (buf.len(), Event::NeedInput)
+                    }
+                    None => (0, Event::NeedInput),
+                    Some(i) => {
+                        let line = &buf[..i];
+                        let line = line.strip_suffix(b"\r").unwrap_or(line);
+                        let event = if line.len() > MAX_COMMAND_LINE {
+                            self.error(r(500, "5.5.2", "Error: line too long"))
+                        } else {
+                            self.command(line)
+                        };
+                        (i + 1, event)
+                    }
+                }
+            }
+        }
+    }
+
+    fn command(&mut self, line: &[u8]) -> Event {
+        let cmd = match command::parse(line) {
+            Ok(c) => c,
+            Err(CommandError::Unknown) => {
+                return self.error(r(500, "5.5.2", "Error: command not recognized"));
+            }
+            Err(CommandError::Syntax(s)) => {
+                return self.error(r(501, "5.5.4", &format!("Syntax error: {s}")));
+            }
+            Err(CommandError::Parameter(s)) => return self.error(r(555, "5.5.4", &s)),
+        };
+        match cmd {
+            Command::Ehlo(name) => self.hello(name, true),
+            Command::Helo(name) => self.hello(name, false),
+            Command::Mail { from, params } => self.mail(from, params),
+            Command::Rcpt { to, params } => self.rcpt(to, params),
+            Command::Data => self.data(),
+            Command::Bdat { size, last } => self.bdat(size, last),
+            Command::Rset => {
+                self.reset();
+                Event::Reply(r(250, "2.0.0", "Ok"))
+            }
+            Command::Noop => Event::Reply(r(250, "2.0.0", "Ok")),
+            Command::Quit => {
+                self.state = State::Closed;
+                Event::Close(r(221, "2.0.0", "Bye"))
+            }
+            Command::Help => Event::Reply(r(214, "2.0.0", "See RFC 5321; Kurier implements ESMTP")),
+            Command::Vrfy(_) => Event::Reply(r(
+                252,
+                "2.5.2",
+                "Cannot VRFY user, but will accept message and attempt delivery",
+            )),
+            Command::Expn(_) => self.error(r(502, "5.5.1", "EXPN is not available")),
+            Command::StartTls => self.starttls(),
+            Command::Auth { .. } => self.error(r(
+                502,
+                "5.5.1",
+                "AUTH is not available on this port; use submission (465/587)",
+            )),
+        }
+    }
+
+    fn hello(&mut self, name: String, extended: bool) -> Event {
+        self.reset();
+        self.state = State::Ready;
+        self.helo = Some((name.clone(), extended));
+        if !extended {
+            return Event::Reply(Reply::plain(
+                250,
+                format!("{} Hello {name}", self.cfg.hostname),
+            ));
+        }
+        let mut lines = vec![
+            format!("{} Hello {name}", self.cfg.hostname),
+            "PIPELINING".into(),
+            format!("SIZE {}", self.cfg.max_message_size),
+            "8BITMIME".into(),
+            "SMTPUTF8".into(),
+            "ENHANCEDSTATUSCODES".into(),
+            "CHUNKING".into(),
+            "DSN".into(),
+        ];
+        if self.tls.is_some() {
+            // RFC 8689 §4.1: offered only over TLS.
+            lines.push("REQUIRETLS".into());
+        } else if self.cfg.starttls {
+            lines.push("STARTTLS".into());
+        }
+        Event::Reply(Reply::multiline(250, lines))
+    }
+
+    fn mail(&mut self, from: String, params: MailParams) -> Event {
+        match self.state {
+            State::Fresh => return self.error(r(503, "5.5.1", "Error: send HELO/EHLO first")),
+            State::Transaction => return self.error(r(503, "5.5.1", "Error: nested MAIL command")),
+            _ => {}
+        }
+        let esmtp = self.helo.as_ref().is_some_and(|(_, e)| *e);
+        if !esmtp
+            && (params.size.is_some() || params.body_8bit || params.smtputf8 || params.require_tls)
+        {
+            return self.error(r(555, "5.5.4", "MAIL parameters need EHLO"));
+        }
+        if params.require_tls && self.tls.is_none() {
+            return self.error(r(530, "5.7.10", "REQUIRETLS needs a TLS session"));
+        }
+        if params
+            .size
+            .is_some_and(|s| s > self.cfg.max_message_size as u64)
+        {
+            return Event::Reply(r(552, "5.3.4", "Message size exceeds fixed limit"));
+        }
+        self.from = Some((from, params));
+        self.state = State::Transaction;
+        Event::Reply(r(250, "2.1.0", "Ok"))
+    }
+
+    fn rcpt(&mut self, to: String, params: RcptParams) -> Event {
+        let Some((_, mail)) = &self.from else {
+            return self.error(r(503, "5.5.1", "Error: need MAIL command"));
+        };
+        if !mail.smtputf8 && !to.is_ascii() {
+            return self.error(r(
+                553,
+                "5.6.7",
+                "Non-ASCII address needs SMTPUTF8 (RFC 6531)",
+            ));
+        }
+        if self.recipients.len() >= self.cfg.max_recipients {
+            return Event::Reply(r(452, "4.5.3", "Error: too many recipients"));
+        }
+        let to = if to == "postmaster" {
+            self.cfg.postmaster.clone()
+        } else {
+            to
+        };
+        self.state = State::Checking(to.clone(), params);
+        Event::CheckRecipient(to)
+    }
+
+    /// The driver's answer to `CheckRecipient`.
+    pub fn recipient_verdict(&mut self, verdict: Verdict) -> Event {
+        let State::Checking(to, params) = std::mem::replace(&mut self.state, State::Transaction)
+        else {
+            return Event::NeedInput;
+        };
+        match verdict {
+            Verdict::Accept(accounts) => {
+                for a in accounts {
+                    if !self.accounts.contains(&a) {
+                        self.accounts.push(a);
+                    }
+                }
+                self.recipients.push((to, params));
+                Event::Reply(r(250, "2.1.5", "Ok"))
+            }
+            Verdict::Unknown => self.error(r(
+                550,
+                "5.1.1",
+                &format!("<{to}>: Recipient address rejected: User unknown"),
+            )),
+            Verdict::NotHosted => {
+                self.error(r(554, "5.7.1", &format!("<{to}>: Relay access denied")))
+            }
+            Verdict::OverQuota => Event::Reply(r(
+                452,
+                "4.2.2",
+                &format!("<{to}>: Mailbox full, try again later"),
+            )),
+            Verdict::TempFail => {
+                Event::Reply(r(451, "4.3.0", "Temporary lookup failure, try again later"))
+            }
+        }
+    }
+
+    fn data(&mut self) -> Event {
+        if self.from.is_none() {
+            return self.error(r(503, "5.5.1", "Error: need MAIL command"));
+        }
+        if self.recipients.is_empty() {
+            return self.error(r(554, "5.5.1", "Error: no valid recipients"));
+        }
+        let c = &self.cfg;
+        self.state = State::Data(Box::new(DataDecoder::new(
+            c.bare_line_ending,
+            c.max_message_size,
+            c.max_line_length,
+        )));
+        Event::Reply(Reply::plain(354, "End data with <CR><LF>.<CR><LF>"))
+    }
+
+    fn data_done(&mut self) -> Event {
+        let State::Data(decoder) = std::mem::replace(&mut self.state, State::Transaction) else {
+            return Event::NeedInput;
+        };
+        match decoder.finish() {
+            Ok(body) => self.deliver(body),
+            Err(problem) => {
+                self.reset();
+                Event::Reply(match problem {
+                    BodyProblem::BareLineEnding => r(
+                        550,
+                        "5.6.0",
+                        "Message refused: bare CR or LF (line endings must be CRLF; SMTP smuggling defence)",
+                    ),
+                    BodyProblem::LineTooLong => r(
+                        550,
+                        "5.6.0",
+                        &format!(
+                            "Message refused: a line is longer than {} bytes",
+                            self.cfg.max_line_length
+                        ),
+                    ),
+                    BodyProblem::TooBig => r(552, "5.3.4", "Message size exceeds fixed limit"),
+                })
+            }
+        }
+    }
+
+    fn bdat(&mut self, size: u64, last: bool) -> Event {
+        // The chunk follows whatever we answer; read it even when the command fails (RFC 3030 §4.2).
+        let problem = if self.from.is_none() {
+            Some(r(503, "5.5.1", "Error: need MAIL command"))
+        } else if self.recipients.is_empty() {
+            Some(r(554, "5.5.1", "Error: no valid recipients"))
+        } else {
+            None
+        };
+        if let Some(p) = problem {
+            self.errors += 1;
+            self.bdat_failed.get_or_insert(p);
+        }
+        self.state = State::Bdat {
+            remaining: size,
+            last,
+        };
+        if size == 0 {
+            return self.bdat_chunk_done(last);
+        }
+        Event::NeedInput
+    }
+
+    fn bdat_chunk_done(&mut self, last: bool) -> Event {
+        self.state = State::Transaction;
+        if let Some(reply) = self.bdat_failed.clone() {
+            if last || reply.code == 503 || reply.code == 554 {
+                self.reset();
+            }
+            return if self.errors >= self.cfg.max_errors {
+                self.error(reply)
+            } else {
+                Event::Reply(reply)
+            };
+        }
+        if !last {
+            return Event::Reply(r(
+                250,
+                "2.0.0",
+                &format!("{} octets received", self.bdat_body.len()),
+            ));
+        }
+        let body = std::mem::take(&mut self.bdat_body);
+        self.deliver(body)
+    }
+
+    fn deliver(&mut self, body: Vec<u8>) -> Event {
+        let Some((from, params)) = self.from.clone() else {
+            return Event::NeedInput;
+        };
+        self.counter += 1;
+        let id = format!(
+            "{:x}{:04x}",
+            crate::received::unique_stamp(),
+            self.counter & 0xffff
+        );
+        let header = crate::received::header(
+            &self.cfg.hostname,
+            self.helo.as_ref().map(|(h, _)| h.as_str()).unwrap_or(""),
+            self.peer.ip,
+            &self.protocol(&params),
+            &id,
+            self.tls.as_ref(),
+            (self.recipients.len() == 1).then(|| self.recipients[0].0.as_str()),
+        );
+        let mut full = header.into_bytes();
+        full.extend_from_slice(&body);
+        if full.len() > self.cfg.max_message_size + 4096 {
+            self.reset();
+            return Event::Reply(r(552, "5.3.4", "Message size exceeds fixed limit"));
+        }
+        self.state = State::Delivering;
+        Event::Deliver(Box::new(Message {
+            id,
+            from,
+            recipients: self.recipients.clone(),
+            accounts: self.accounts.clone(),
+            params,
+            body: full,
+        }))
+    }
+
+    /// RFC 3848 / RFC 6531 §3.7.4 protocol name for the Received header.
+    fn protocol(&self, params: &MailParams) -> String {
+        let esmtp = self.helo.as_ref().is_some_and(|(_, e)| *e);
+        let base = match (params.smtputf8, esmtp) {
+            (true, _) => "UTF8SMTP",
+            (false, true) => "ESMTP",
+            (false, false) => "SMTP",
+        };
+        if self.tls.is_some() && base != "SMTP" {
+            format!("{base}S")
+        } else {
+            base.to_string()
+        }
+    }
+
+    /// The driver's answer to `Deliver`. 250 only for `Stored` (durable before 250).
+    pub fn delivered(&mut self, outcome: Delivery, id: &str) -> Event {
+        if !matches!(self.state, State::Delivering) {
+            return Event::NeedInput;
+        }
+        self.state = State::Transaction;
+        self.reset();
+        Event::Reply(match outcome {
+            Delivery::Stored => r(250, "2.0.0", &format!("Ok: queued as {id}")),
+            Delivery::OverQuota(who) => r(552, "5.2.2", &format!("<{who}>: Mailbox full")),
+            Delivery::TempFail => r(
+                451,
+                "4.3.0",
+                "Error: queue file write error, try again later",
+            ),
+        })
+    }
+
+    fn starttls(&mut self) -> Event {
+        if self.tls.is_some() {
+            return self.error(r(503, "5.5.1", "Error: TLS already active"));
+        }
+        if !self.cfg.starttls {
+            return self.error(r(502, "5.5.1", "Error: command not implemented"));
+        }
+        if matches!(self.state, State::Transaction) {
+            return self.error(r(503, "5.5.1", "Error: STARTTLS inside a mail transaction"));
+        }
+        Event::StartTls(r(220, "2.0.0", "Ready to start TLS"))
+    }
+
+    /// The handshake is done: forget everything said before (RFC 3207 §4.2).
+    pub fn tls_started(&mut self, info: TlsInfo) {
+        self.tls = Some(info);
+        self.helo = None;
+        self.from = None;
+        self.recipients.clear();
+        self.accounts.clear();
+        self.state = State::Fresh;
+    }
+}
