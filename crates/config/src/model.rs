@@ -15,6 +15,51 @@ pub struct Config {
     pub tls: TlsConfig,
     pub web: WebConfig,
     pub store: StoreConfig,
+    pub smtp: SmtpConfig,
+}
+
+/// `[smtp]`: the inbound MX (port 25).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SmtpConfig {
+    pub listen: Vec<ListenAddr>,
+    /// Largest message accepted, in bytes (advertised as SIZE).
+    pub max_message_size: u64,
+    pub max_recipients: u32,
+    /// Bad commands and refused recipients before the session is closed.
+    pub max_errors: u32,
+    /// Longest line in a message, without CRLF (RFC 5321 §4.5.3.1.6 requires at least 998).
+    pub max_line_length: u32,
+    /// `reject` (default) or `normalize` bare CR/LF in DATA (SMTP smuggling defence).
+    pub bare_line_ending: BareLineEndingConfig,
+    /// RFC 5321 §4.5.3.2: at least 300 s between commands.
+    pub command_timeout_secs: u64,
+    /// For the whole message body.
+    pub data_timeout_secs: u64,
+    pub max_connections_per_ip: u32,
+}
+
+impl Default for SmtpConfig {
+    fn default() -> Self {
+        SmtpConfig {
+            listen: vec![ListenAddr("[::]:25".parse().expect("literal address"))],
+            max_message_size: 50 << 20,
+            max_recipients: 100,
+            max_errors: 10,
+            max_line_length: 8192,
+            bare_line_ending: BareLineEndingConfig::Reject,
+            command_timeout_secs: 300,
+            data_timeout_secs: 600,
+            max_connections_per_ip: 20,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BareLineEndingConfig {
+    Reject,
+    Normalize,
 }
 
 /// `[store]`: where accounts, mailboxes, messages and the queue live.
@@ -206,6 +251,10 @@ impl Config {
                 listen: vec![ListenAddr(SocketAddr::new(ip, dev_ports::HTTPS))],
             },
             store: StoreConfig::default(),
+            smtp: SmtpConfig {
+                listen: vec![ListenAddr(SocketAddr::new(ip, dev_ports::SMTP))],
+                ..SmtpConfig::default()
+            },
         }
     }
 
@@ -292,15 +341,50 @@ impl Config {
                 "use \"sqlite:/var/lib/kurier/kurier.db\" or \"postgres://kurier@db.example.org/kurier\"",
             );
         }
-        let mut seen = std::collections::HashSet::new();
-        for (i, a) in self.web.listen.iter().enumerate() {
-            if !seen.insert(a) {
+        let smtp = &self.smtp;
+        if smtp.max_line_length < 998 {
+            return bad(
+                "smtp.max_line_length",
+                &smtp.max_line_length,
+                "below the 998 bytes RFC 5321 §4.5.3.1.6 requires",
+                "use 998 or more (default 8192)",
+            );
+        }
+        for (key, value, min) in [
+            ("smtp.command_timeout_secs", smtp.command_timeout_secs, 1),
+            ("smtp.data_timeout_secs", smtp.data_timeout_secs, 1),
+            ("smtp.max_message_size", smtp.max_message_size, 1024),
+            ("smtp.max_recipients", u64::from(smtp.max_recipients), 1),
+            ("smtp.max_errors", u64::from(smtp.max_errors), 1),
+            (
+                "smtp.max_connections_per_ip",
+                u64::from(smtp.max_connections_per_ip),
+                1,
+            ),
+        ] {
+            if value < min {
                 return bad(
-                    &format!("web.listen[{i}]"),
-                    &a.0,
-                    "listed twice",
-                    "remove the duplicate",
+                    key,
+                    &value,
+                    &format!("must be at least {min}"),
+                    "see kurier.example.toml for the defaults",
                 );
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (key, list) in [
+            ("web.listen", &self.web.listen),
+            ("smtp.listen", &self.smtp.listen),
+        ] {
+            for (i, a) in list.iter().enumerate() {
+                if !seen.insert(a) {
+                    return bad(
+                        &format!("{key}[{i}]"),
+                        &a.0,
+                        "listed twice",
+                        "remove the duplicate",
+                    );
+                }
             }
         }
         Ok(())

@@ -102,8 +102,8 @@ pub fn banner(config: &Config, data: &Path, demo: &DemoAccount) -> String {
             ip = https.ip()
         )
     };
+    let smtp = config.smtp.listen[0].0;
     let pending = [
-        ("SMTP (MX)", dev_ports::SMTP),
         ("submissions", dev_ports::SUBMISSIONS),
         ("submission", dev_ports::SUBMISSION),
         ("IMAPS", dev_ports::IMAPS),
@@ -129,6 +129,7 @@ pub fn banner(config: &Config, data: &Path, demo: &DemoAccount) -> String {
          \x20 account        {account}   password: {password}\n\
          \x20 CA to trust    {ca}   (made for this data folder only)\n\
          \x20 HTTPS          https://{https}/   try: {curl}\n\
+         \x20 SMTP (MX)      {smtp}   STARTTLS offered; try: swaks --server {smtp} --to {account} --tls\n\
          \x20 not yet in this build: {pending}\n\
          ready. Stop with Ctrl-C.",
         version = env!("CARGO_PKG_VERSION"),

@@ -42,6 +42,7 @@ pub fn run(source: ConfigArgs, log_format: Option<LogFormatArg>) -> anyhow::Resu
         tracing::info!(data = %dev.data.display(), "created the dev CA and server certificate");
     }
     let acceptor = Arc::new(strict_acceptor(&cfg)?);
+    raise_file_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -66,9 +67,27 @@ pub fn run(source: ConfigArgs, log_format: Option<LogFormatArg>) -> anyhow::Resu
                 stopped(stop_rx.clone()),
             )));
         }
+        let mx_tls = if cfg.tls.mta_legacy {
+            Arc::new(self::acceptor(&cfg, ServerProfile::MtaLegacy)?)
+        } else {
+            acceptor.clone()
+        };
+        let smtp = Arc::new(smtp_server(&cfg, store.clone(), mx_tls.clone()));
+        for addr in &cfg.smtp.listen {
+            let listener = tokio::net::TcpListener::bind(addr.0).await.with_context(|| {
+                format!("cannot listen on {addr} (smtp.listen): is another program using it, or is the port privileged?")
+            })?;
+            tracing::info!(%addr, profile = mx_tls.profile().name(), "SMTP (MX) listening");
+            services.push(tokio::spawn(kurier_smtp::serve(listener, smtp.clone(), stopped(stop_rx.clone()))));
+        }
+        // Every endpoint's certificates reload together (SIGHUP or changed files).
+        let mut endpoints = vec![acceptor.clone()];
+        if !Arc::ptr_eq(&mx_tls, &acceptor) {
+            endpoints.push(mx_tls.clone());
+        }
         if cfg.tls.reload_check_secs > 0 {
             tokio::spawn(poll_certificates(
-                acceptor.clone(),
+                endpoints.clone(),
                 Duration::from_secs(cfg.tls.reload_check_secs),
                 stop_rx.clone(),
             ));
@@ -77,7 +96,7 @@ pub fn run(source: ConfigArgs, log_format: Option<LogFormatArg>) -> anyhow::Resu
             println!("{}", dev::banner(&cfg, &dev.data, demo));
         }
         tracing::info!(version = env!("CARGO_PKG_VERSION"), hostname = %cfg.server.hostname, "Kurier started");
-        wait_for_stop(&acceptor).await?;
+        wait_for_stop(&endpoints).await?;
 
         // Graceful shutdown: stop accepting now, let sessions finish up to the deadline.
         let grace = Duration::from_secs(cfg.server.shutdown_grace_secs);
@@ -103,7 +122,7 @@ async fn stopped(mut rx: watch::Receiver<bool>) {
 }
 
 /// Waits for SIGTERM or SIGINT; reloads certificates on SIGHUP meanwhile.
-async fn wait_for_stop(acceptor: &TlsAcceptor) -> anyhow::Result<()> {
+async fn wait_for_stop(endpoints: &[Arc<TlsAcceptor>]) -> anyhow::Result<()> {
     let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
     let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
     let mut hup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
@@ -113,14 +132,14 @@ async fn wait_for_stop(acceptor: &TlsAcceptor) -> anyhow::Result<()> {
             _ = int.recv() => { tracing::info!("SIGINT received"); return Ok(()) }
             _ = hup.recv() => {
                 tracing::info!("SIGHUP received: reloading certificates");
-                reload(acceptor);
+                endpoints.iter().for_each(|a| reload(a));
             }
         }
     }
 }
 
 async fn poll_certificates(
-    acceptor: Arc<TlsAcceptor>,
+    endpoints: Vec<Arc<TlsAcceptor>>,
     every: Duration,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -131,9 +150,14 @@ async fn poll_certificates(
             _ = tick.tick() => {}
             _ = stop.changed() => return,
         }
-        if acceptor.files_changed() {
-            tracing::info!("certificate files changed: reloading");
-            reload(&acceptor);
+        for acceptor in &endpoints {
+            if acceptor.files_changed() {
+                tracing::info!(
+                    profile = acceptor.profile().name(),
+                    "certificate files changed: reloading"
+                );
+                reload(acceptor);
+            }
         }
     }
 }
@@ -168,6 +192,59 @@ fn log_certificates(acceptor: &TlsAcceptor) {
 /// The strict-profile endpoint for HTTPS (and, later, the MUA ports), from `[[tls.certificate]]`.
 fn strict_acceptor(cfg: &Config) -> anyhow::Result<TlsAcceptor> {
     acceptor(cfg, ServerProfile::Strict)
+}
+
+/// The inbound MX's SMTP settings from `[smtp]`.
+fn smtp_server(
+    cfg: &Config,
+    store: Arc<dyn kurier_store::Store>,
+    tls: Arc<TlsAcceptor>,
+) -> kurier_smtp::SmtpServer {
+    let s = &cfg.smtp;
+    let domain = cfg
+        .server
+        .hostname
+        .split_once('.')
+        .map(|(_, d)| d)
+        .unwrap_or(&cfg.server.hostname);
+    let session = kurier_smtp::SessionConfig {
+        hostname: cfg.server.hostname.clone(),
+        postmaster: format!("postmaster@{domain}"),
+        max_message_size: s.max_message_size as usize,
+        max_recipients: s.max_recipients as usize,
+        max_errors: s.max_errors,
+        max_line_length: s.max_line_length as usize,
+        bare_line_ending: match s.bare_line_ending {
+            kurier_config::BareLineEndingConfig::Reject => kurier_smtp::BareLineEnding::Reject,
+            kurier_config::BareLineEndingConfig::Normalize => {
+                kurier_smtp::BareLineEnding::Normalize
+            }
+        },
+        starttls: true,
+    };
+    kurier_smtp::SmtpServer::new(
+        session,
+        store,
+        Some(tls),
+        Duration::from_secs(s.command_timeout_secs),
+        Duration::from_secs(s.data_timeout_secs),
+        s.max_connections_per_ip as usize,
+    )
+}
+
+/// Lets the process hold as many connections as the system allows (one descriptor each).
+fn raise_file_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid, owned struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            let _ = libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
 }
 
 fn acceptor(cfg: &Config, profile: ServerProfile) -> anyhow::Result<TlsAcceptor> {
