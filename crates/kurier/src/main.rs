@@ -10,6 +10,7 @@
 mod admin;
 mod dev;
 mod logging;
+mod maildrop;
 mod serve;
 
 use std::net::IpAddr;

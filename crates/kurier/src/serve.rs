@@ -199,7 +199,7 @@ fn smtp_server(
     cfg: &Config,
     store: Arc<dyn kurier_store::Store>,
     tls: Arc<TlsAcceptor>,
-) -> kurier_smtp::SmtpServer {
+) -> kurier_smtp::SmtpServer<crate::maildrop::StoreMailDrop> {
     let s = &cfg.smtp;
     let domain = cfg
         .server
@@ -224,7 +224,7 @@ fn smtp_server(
     };
     kurier_smtp::SmtpServer::new(
         session,
-        store,
+        crate::maildrop::StoreMailDrop(store),
         Some(tls),
         Duration::from_secs(s.command_timeout_secs),
         Duration::from_secs(s.data_timeout_secs),

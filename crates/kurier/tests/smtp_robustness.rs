@@ -17,7 +17,11 @@ use support::Server;
 /// A configuration with a world certificate, on `ip`, with `smtp_extra` in `[smtp]`.
 fn setup(dir: &Path, ip: &str, smtp_extra: &str) -> PathBuf {
     let ca = kurier_testworld::ca::Ca::new("T", kurier_testworld::ca::KeyKind::P256).unwrap();
-    let (cert, key) = ca.leaf(&["mx.kurier.test"]).unwrap().write(dir, "mx").unwrap();
+    let (cert, key) = ca
+        .leaf(&["mx.kurier.test"])
+        .unwrap()
+        .write(dir, "mx")
+        .unwrap();
     let f = dir.join("kurier.toml");
     std::fs::write(
         &f,
@@ -42,7 +46,11 @@ fn setup(dir: &Path, ip: &str, smtp_extra: &str) -> PathBuf {
             .unwrap();
         c.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
         let out = c.wait_with_output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     };
     run(&["domain", "add", "kurier.test"], "");
     run(&["user", "add", "rcpt@kurier.test"], "pw\n");
@@ -80,7 +88,10 @@ fn a_stalled_client_gets_421_after_the_command_timeout() {
 
 /// The test process holds a thousand sockets too.
 fn raise_file_limit() {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: plain libc calls on an owned struct.
     unsafe {
         libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
@@ -98,7 +109,8 @@ fn a_thousand_idle_connections_do_not_block_the_next_client() {
     let server = start(dir.path(), &config);
     let mut idle = Vec::new();
     for i in 0..1000 {
-        let tcp = TcpStream::connect((ip, 2525)).unwrap_or_else(|e| panic!("connection {i}: {e}\n{}", server.stderr()));
+        let tcp = TcpStream::connect((ip, 2525))
+            .unwrap_or_else(|e| panic!("connection {i}: {e}\n{}", server.stderr()));
         idle.push(tcp);
     }
     // Every idle connection got its greeting, so the server really holds them all.
@@ -107,7 +119,16 @@ fn a_thousand_idle_connections_do_not_block_the_next_client() {
         let mut r = BufReader::new(tcp.try_clone().unwrap());
         assert!(line(&mut r).starts_with("220"), "greeting {i}");
     }
-    let out = kurier_testworld::swaks(&["--server", &format!("{ip}:2525"), "--from", "a@remote.test", "--to", "rcpt@kurier.test", "--tls"]).unwrap();
+    let out = kurier_testworld::swaks(&[
+        "--server",
+        &format!("{ip}:2525"),
+        "--from",
+        "a@remote.test",
+        "--to",
+        "rcpt@kurier.test",
+        "--tls",
+    ])
+    .unwrap();
     assert!(out.contains("250 2.0.0 Ok: queued as"), "{out}");
     drop(idle);
 }
@@ -132,8 +153,13 @@ fn the_per_ip_limit_answers_421() {
 
 /// Sends message `i` on an open session; true when the server said 250 to its DATA.
 fn send_one(r: &mut BufReader<TcpStream>, i: u64) -> bool {
-    let body = format!("Message-ID: <{i}@load.test>\r\nSubject: {i}\r\n\r\n{}\r\n", "x".repeat(2000));
-    let cmds = format!("MAIL FROM:<load@remote.test>\r\nRCPT TO:<rcpt@kurier.test>\r\nDATA\r\n{body}.\r\n");
+    let body = format!(
+        "Message-ID: <{i}@load.test>\r\nSubject: {i}\r\n\r\n{}\r\n",
+        "x".repeat(2000)
+    );
+    let cmds = format!(
+        "MAIL FROM:<load@remote.test>\r\nRCPT TO:<rcpt@kurier.test>\r\nDATA\r\n{body}.\r\n"
+    );
     if r.get_mut().write_all(cmds.as_bytes()).is_err() {
         return false;
     }
@@ -183,18 +209,39 @@ async fn sigkill_during_a_load_loses_no_acknowledged_message() {
         killer.join().unwrap();
         drop(server);
     }
-    assert!(acked.len() >= 10, "too few messages to prove anything: {}", acked.len());
-    let store = kurier_store::open(&format!("sqlite:{}", dir.path().join("data/kurier.db").display())).await.unwrap();
-    let Recipient::Local(a) = store.resolve("rcpt@kurier.test").await.unwrap() else { panic!() };
+    assert!(
+        acked.len() >= 10,
+        "too few messages to prove anything: {}",
+        acked.len()
+    );
+    let store = kurier_store::open(&format!(
+        "sqlite:{}",
+        dir.path().join("data/kurier.db").display()
+    ))
+    .await
+    .unwrap();
+    let Recipient::Local(a) = store.resolve("rcpt@kurier.test").await.unwrap() else {
+        panic!()
+    };
     let mb = store.mailbox(a[0].id, "INBOX").await.unwrap().unwrap();
     let mut found = std::collections::HashSet::new();
     for m in store.messages(mb.id).await.unwrap() {
         let b = store.message_body(mb.id, m.uid).await.unwrap().unwrap();
         let text = String::from_utf8_lossy(&b);
-        let id = text.split("Message-ID: <").nth(1).and_then(|s| s.split('@').next()).unwrap();
-        assert!(text.ends_with(&format!("{}\r\n", "x".repeat(2000))), "message {id} is whole");
+        let id = text
+            .split("Message-ID: <")
+            .nth(1)
+            .and_then(|s| s.split('@').next())
+            .unwrap();
+        assert!(
+            text.ends_with(&format!("{}\r\n", "x".repeat(2000))),
+            "message {id} is whole"
+        );
         found.insert(id.parse::<u64>().unwrap());
     }
     let lost: Vec<_> = acked.iter().filter(|i| !found.contains(i)).collect();
-    assert!(lost.is_empty(), "250 was said for these, but they are gone: {lost:?}");
+    assert!(
+        lost.is_empty(),
+        "250 was said for these, but they are gone: {lost:?}"
+    );
 }

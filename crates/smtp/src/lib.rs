@@ -16,10 +16,12 @@ pub mod command;
 pub mod data;
 pub mod received;
 pub mod reply;
+#[cfg(feature = "server")]
 pub mod server;
 pub mod session;
 
 pub use data::BareLineEnding;
 pub use reply::Reply;
-pub use server::{SmtpServer, serve};
+#[cfg(feature = "server")]
+pub use server::{MailDrop, SmtpServer, serve};
 pub use session::{Delivery, Event, Message, PeerInfo, Session, SessionConfig, TlsInfo, Verdict};

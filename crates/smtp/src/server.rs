@@ -7,7 +7,6 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kurier_store::{Recipient, Store, StoreError};
 use kurier_tls::TlsAcceptor;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -15,12 +14,23 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::reply::Reply;
-use crate::session::{Delivery, Event, PeerInfo, Session, SessionConfig, TlsInfo, Verdict};
+use crate::session::{
+    Delivery, Event, Message, PeerInfo, Session, SessionConfig, TlsInfo, Verdict,
+};
+
+/// Where the MX looks recipients up and puts messages. The binary implements it over the store;
+/// this crate never touches the store itself (ARCHITECTURE.md).
+pub trait MailDrop: Send + Sync + 'static {
+    /// Who receives mail for `address`.
+    fn check_recipient(&self, address: &str) -> impl Future<Output = Verdict> + Send;
+    /// Stores the message durably; `Delivery::Stored` only once it is.
+    fn deliver(&self, message: &Message) -> impl Future<Output = Delivery> + Send;
+}
 
 /// Everything a listener needs.
-pub struct SmtpServer {
+pub struct SmtpServer<D: MailDrop> {
     pub session: Arc<SessionConfig>,
-    pub store: Arc<dyn Store>,
+    pub drop: D,
     /// `None`: no STARTTLS.
     pub tls: Option<Arc<TlsAcceptor>>,
     /// Waiting for a command (RFC 5321 §4.5.3.2: at least 5 minutes).
@@ -31,10 +41,10 @@ pub struct SmtpServer {
     connections: Mutex<HashMap<IpAddr, usize>>,
 }
 
-impl SmtpServer {
+impl<D: MailDrop> SmtpServer<D> {
     pub fn new(
         session: SessionConfig,
-        store: Arc<dyn Store>,
+        drop: D,
         tls: Option<Arc<TlsAcceptor>>,
         command_timeout: Duration,
         data_timeout: Duration,
@@ -42,7 +52,7 @@ impl SmtpServer {
     ) -> Self {
         SmtpServer {
             session: Arc::new(session),
-            store,
+            drop,
             tls,
             command_timeout,
             data_timeout,
@@ -52,7 +62,7 @@ impl SmtpServer {
     }
 
     /// Counts a connection from `ip`; `None` if the limit is reached.
-    fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<ConnectionSlot> {
+    fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<ConnectionSlot<D>> {
         let mut m = self.connections.lock().unwrap_or_else(|p| p.into_inner());
         let n = m.entry(ip).or_insert(0);
         if *n >= self.max_connections_per_ip {
@@ -67,12 +77,12 @@ impl SmtpServer {
 }
 
 /// One counted connection; uncounted on drop.
-struct ConnectionSlot {
-    server: Arc<SmtpServer>,
+struct ConnectionSlot<D: MailDrop> {
+    server: Arc<SmtpServer<D>>,
     ip: IpAddr,
 }
 
-impl Drop for ConnectionSlot {
+impl<D: MailDrop> Drop for ConnectionSlot<D> {
     fn drop(&mut self) {
         let mut m = self
             .server
@@ -90,9 +100,9 @@ impl Drop for ConnectionSlot {
 
 /// Serves SMTP on `listener` until `shutdown` completes; then stops accepting, tells idle
 /// sessions 421, lets transactions in progress finish, and returns when all are closed.
-pub async fn serve(
+pub async fn serve<D: MailDrop>(
     listener: TcpListener,
-    server: Arc<SmtpServer>,
+    server: Arc<SmtpServer<D>>,
     shutdown: impl Future<Output = ()>,
 ) {
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -119,10 +129,10 @@ pub async fn serve(
     while sessions.join_next().await.is_some() {}
 }
 
-async fn connection(
+async fn connection<D: MailDrop>(
     mut tcp: TcpStream,
     peer: SocketAddr,
-    server: Arc<SmtpServer>,
+    server: Arc<SmtpServer<D>>,
     stop: watch::Receiver<bool>,
 ) {
     let _ = tcp.set_nodelay(true);
@@ -191,13 +201,13 @@ enum End {
     StartTls,
 }
 
-struct Conn<'a> {
-    server: &'a Arc<SmtpServer>,
+struct Conn<'a, D: MailDrop> {
+    server: &'a Arc<SmtpServer<D>>,
     stop: watch::Receiver<bool>,
     peer: SocketAddr,
 }
 
-impl Conn<'_> {
+impl<D: MailDrop> Conn<'_, D> {
     /// Runs the session over `io` until it closes or asks for STARTTLS.
     async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
         &mut self,
@@ -277,41 +287,20 @@ impl Conn<'_> {
     }
 
     async fn check(&self, addr: &str) -> Verdict {
-        match self.server.store.resolve(addr).await {
-            Ok(Recipient::Local(accounts)) => {
-                for a in &accounts {
-                    if let (Some(q), Ok(used)) = (a.quota, self.server.store.usage(a.id).await)
-                        && used >= q
-                    {
-                        return Verdict::OverQuota;
-                    }
-                }
-                Verdict::Accept(accounts.iter().map(|a| a.id).collect())
-            }
-            Ok(Recipient::Unknown) => Verdict::Unknown,
-            Ok(Recipient::NotHosted) => Verdict::NotHosted,
-            Err(e) => {
-                tracing::warn!(error = %e, "recipient lookup failed");
-                Verdict::TempFail
-            }
-        }
+        self.server.drop.check_recipient(addr).await
     }
 
-    async fn deliver(&self, m: &crate::session::Message) -> (Delivery, String) {
-        let outcome = match self.server.store.deliver(&m.accounts, &m.body).await {
-            Ok(_) => {
-                tracing::info!(
-                    peer = %self.peer, id = %m.id, from = %m.from, recipients = m.recipients.len(),
-                    size = m.body.len(), "message delivered"
-                );
-                Delivery::Stored
+    async fn deliver(&self, m: &Message) -> (Delivery, String) {
+        let outcome = self.server.drop.deliver(m).await;
+        match &outcome {
+            Delivery::Stored => tracing::info!(
+                peer = %self.peer, id = %m.id, from = %m.from, recipients = m.recipients.len(),
+                size = m.body.len(), "message delivered"
+            ),
+            other => {
+                tracing::warn!(peer = %self.peer, id = %m.id, outcome = ?other, "message not stored; the sender was told")
             }
-            Err(StoreError::QuotaExceeded { address, .. }) => Delivery::OverQuota(address),
-            Err(e) => {
-                tracing::error!(id = %m.id, error = %e, "storing a message failed; told the sender to retry");
-                Delivery::TempFail
-            }
-        };
+        }
         (outcome, m.id.clone())
     }
 }
