@@ -143,10 +143,14 @@ fn domain_arg(arg: &str) -> Result<String, CommandError> {
 /// `FROM:<path> params` / `TO:<path> params` → (path, params); the colon may be followed by a space.
 fn split_path<'a>(rest: &'a str, keyword: &str) -> Result<(&'a str, &'a str), CommandError> {
     let r = rest.trim_start();
-    if r.len() < keyword.len() || !r[..keyword.len()].eq_ignore_ascii_case(keyword) {
+    // `get`, not indexing: a multi-byte character may straddle the keyword's length.
+    let Some(rest) = r
+        .get(keyword.len()..)
+        .filter(|_| r[..keyword.len()].eq_ignore_ascii_case(keyword))
+    else {
         return Err(syntax(&format!("expected {keyword}<address>")));
-    }
-    let r = r[keyword.len()..].trim_start();
+    };
+    let r = rest.trim_start();
     if !r.starts_with('<') {
         return Err(syntax("the address must be in angle brackets"));
     }
@@ -400,6 +404,9 @@ mod tests {
             assert!(p(bad).is_err(), "{bad:?}");
         }
         assert_eq!(p("XYZZY"), Err(CommandError::Unknown));
+        // Found by the fuzzer: a multi-byte character across the length of "TO:".
+        assert!(p("RCPT  [\u{fd3f}T").is_err());
+        assert!(p("MAIL FRÖM:<a@b.c>").is_err());
         assert!(parse(&[0xff, 0xfe, b' ', b'x']).is_err());
         // Every prefix of every good command parses or fails cleanly.
         for good in [
