@@ -26,16 +26,13 @@ const ALLOWED_CURVES: &[&str] = &[
 ];
 const ALLOWED_DH_GROUPS: &[&str] = &["ffdhe3072", "ffdhe4096"];
 
-#[test]
-fn tls1_tls2_tls6_testssl_scan_of_the_dev_listener_shows_only_allowed_parameters() {
+/// Runs testssl.sh against `ip` with `args` (its target last); returns id → finding.
+fn scan(dir: &std::path::Path, ip: &str, args: &[&str]) -> (HashMap<String, String>, String) {
     let testssl = ["testssl", "testssl.sh"]
         .into_iter()
         .find(|c| Command::new(c).arg("--version").output().is_ok())
         .expect("testssl.sh is not installed: run scripts/test.sh (it installs the Debian package testssl.sh)");
-    let dir = tempfile::tempdir().unwrap();
-    let ip = "127.0.10.30";
-    let _server = Server::dev(dir.path(), ip);
-    let json = dir.path().join("testssl.json");
+    let json = dir.join("testssl.json");
     let out = Command::new(testssl)
         .args([
             "--quiet",
@@ -49,7 +46,7 @@ fn tls1_tls2_tls6_testssl_scan_of_the_dev_listener_shows_only_allowed_parameters
         ])
         .args(["-p", "-E", "-f", "-S", "-R", "-C", "-H", "--jsonfile"])
         .arg(&json)
-        .arg("https://localhost:8443/")
+        .args(args)
         .output()
         .unwrap();
     let text = std::fs::read_to_string(&json).unwrap_or_else(|e| {
@@ -59,7 +56,7 @@ fn tls1_tls2_tls6_testssl_scan_of_the_dev_listener_shows_only_allowed_parameters
         )
     });
     let entries: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap();
-    let findings: HashMap<String, String> = entries
+    let findings = entries
         .iter()
         .map(|e| {
             (
@@ -68,20 +65,23 @@ fn tls1_tls2_tls6_testssl_scan_of_the_dev_listener_shows_only_allowed_parameters
             )
         })
         .collect();
+    (findings, text)
+}
+
+/// Everything TR-03108 §2 demands of a strict endpoint, checked on testssl's findings.
+fn assert_tr03108_profile(findings: &HashMap<String, String>, text: &str) {
     let get = |id: &str| {
         findings
             .get(id)
             .unwrap_or_else(|| panic!("testssl reported no {id}:\n{text}"))
             .as_str()
     };
-
     // TLS-1: only TLS 1.2 and 1.3.
     for old in ["SSLv2", "SSLv3", "TLS1", "TLS1_1"] {
         assert!(get(old).contains("not offered"), "{old}: {}", get(old));
     }
     assert!(get("TLS1_2").starts_with("offered"), "{}", get("TLS1_2"));
     assert!(get("TLS1_3").starts_with("offered"), "{}", get("TLS1_3"));
-
     // TLS-2: every suite the server accepts is on the list; no ChaCha20.
     let suites: Vec<&str> = findings
         .keys()
@@ -109,7 +109,6 @@ fn tls1_tls2_tls6_testssl_scan_of_the_dev_listener_shows_only_allowed_parameters
             .any(|s| s.ends_with("xc02b") || s.ends_with("xc023")),
         "{suites:?}"
     );
-
     // TLS-2/TLS-5: curves and DH groups.
     for c in get("PFS_ECDHE_curves").split_whitespace() {
         assert!(
@@ -125,7 +124,6 @@ fn tls1_tls2_tls6_testssl_scan_of_the_dev_listener_shows_only_allowed_parameters
             );
         }
     }
-
     // TLS-6: no client-initiated renegotiation, no compression, no heartbeat.
     assert!(
         get("secure_client_renego").contains("not vulnerable"),
@@ -142,11 +140,32 @@ fn tls1_tls2_tls6_testssl_scan_of_the_dev_listener_shows_only_allowed_parameters
         "{}",
         get("heartbleed")
     );
-
     // CERT-1: the dev certificate is ECDSA P-256.
     assert!(
         get("cert_keySize").contains("EC 256"),
         "{}",
         get("cert_keySize")
+    );
+}
+
+#[test]
+fn tls1_tls2_tls6_testssl_scan_of_the_dev_https_listener_shows_only_allowed_parameters() {
+    let dir = tempfile::tempdir().unwrap();
+    let ip = "127.0.10.30";
+    let _server = Server::dev(dir.path(), ip);
+    let (findings, text) = scan(dir.path(), ip, &["https://localhost:8443/"]);
+    assert_tr03108_profile(&findings, &text);
+}
+
+#[test]
+fn smtp1_testssl_starttls_scan_of_the_dev_mx_shows_only_allowed_parameters() {
+    let dir = tempfile::tempdir().unwrap();
+    let ip = "127.0.10.31";
+    let _server = Server::dev(dir.path(), ip);
+    let (findings, text) = scan(dir.path(), ip, &["--starttls", "smtp", "localhost:2525"]);
+    assert_tr03108_profile(&findings, &text);
+    assert!(
+        findings.get("PFS").is_some_and(|f| f.contains("offered")),
+        "ECDHE (forward secrecy) negotiated"
     );
 }
