@@ -66,7 +66,8 @@ fn good_config(dir: &Path, listen: &str, extra_tls: &str) -> PathBuf {
         &format!(
             "[server]\nhostname = \"mail.example.org\"\ndata_dir = \"{data}\"\nshutdown_grace_secs = 2\n\n\
              [tls]\n{extra_tls}\n[[tls.certificate]]\ncert = \"{cert}\"\nkey = \"{key}\"\n\n\
-             [web]\nlisten = [\"{listen}\"]\n",
+             [web]\nlisten = [\"{listen}\"]\n[smtp]\nlisten = [\"{smtp}\"]\n",
+            smtp = listen.replace(":8443", ":2525"),
             data = dir.join("data").display(),
             cert = cert.display(),
             key = key.display(),
