@@ -50,7 +50,7 @@ impl Default for SmtpConfig {
             bare_line_ending: BareLineEndingConfig::Reject,
             command_timeout_secs: 300,
             data_timeout_secs: 600,
-            max_connections_per_ip: 20,
+            max_connections_per_ip: 50,
         }
     }
 }
