@@ -327,3 +327,30 @@ async fn smuggling_long_lines_size_recipients_and_garbage() {
     let mut ok = Client::connect(smtp_addr(ip));
     assert!(ok.cmd("EHLO fine.test").starts_with("250"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bdat_chunks_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let ip = "127.0.10.55";
+    let _server = Server::dev(dir.path(), ip);
+    let mut c = Client::connect(smtp_addr(ip));
+    assert!(c.cmd("EHLO chunky.test").contains("CHUNKING"));
+    c.send(b"MAIL FROM:<a@remote.test> BODY=8BITMIME\r\nRCPT TO:<demo@example.test>\r\n");
+    assert!(c.reply().starts_with("250") && c.reply().starts_with("250"));
+    let part1 = b"Subject: chunks\r\n\r\nfirst ";
+    let part2 = "zweiter Teil \u{2713}\r\n".as_bytes();
+    c.send(format!("BDAT {}\r\n", part1.len()).as_bytes());
+    c.send(part1);
+    assert!(c.reply().starts_with("250 2.0.0"));
+    c.send(format!("BDAT {} LAST\r\n", part2.len()).as_bytes());
+    c.send(part2);
+    assert!(c.reply().starts_with("250 2.0.0 Ok: queued as"));
+    let got = inbox(dir.path()).await;
+    let mut want = part1.to_vec();
+    want.extend_from_slice(part2);
+    assert!(
+        got[0].ends_with(&want),
+        "{:?}",
+        String::from_utf8_lossy(&got[0])
+    );
+}

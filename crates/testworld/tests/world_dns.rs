@@ -107,6 +107,50 @@ fn signed_broken_and_unsigned_zones_validate_as_they_should() {
 }
 
 #[test]
+fn null_mx_policy_records_srv_and_cname_are_served_signed() {
+    let world = World::builder()
+        .zone(
+            Zone::signed("records.test")
+                .record("@", "MX", "0 .")
+                .record("_mta-sts", "TXT", "\"v=STSv1; id=20261128\"")
+                .record(
+                    "_smtp._tls",
+                    "TXT",
+                    "\"v=TLSRPTv1; rua=mailto:tlsrpt@records.test\"",
+                )
+                .record("sel._domainkey", "TXT", "\"v=DKIM1; k=rsa; p=MIIB\"")
+                .record("_submissions._tcp", "SRV", "0 1 465 mail.records.test.")
+                .record("mail", "A", "{ip:25}")
+                .record("autoconfig", "CNAME", "mail"),
+        )
+        .build()
+        .unwrap();
+    let dns = world.dns();
+    let check = |name: &str, t: &str, want: &str| {
+        let out = dns.dig(name, t).unwrap();
+        assert!(
+            flags(&out).contains(" ad") && out.contains(want),
+            "{name} {t}:\n{out}"
+        );
+    };
+    check("records.test", "MX", "MX\t0 .");
+    check("_mta-sts.records.test", "TXT", "v=STSv1; id=20261128");
+    check("_smtp._tls.records.test", "TXT", "v=TLSRPTv1");
+    check("sel._domainkey.records.test", "TXT", "v=DKIM1");
+    check(
+        "_submissions._tcp.records.test",
+        "SRV",
+        "0 1 465 mail.records.test.",
+    );
+    check(
+        "autoconfig.records.test",
+        "A",
+        &world.net.ip(25).to_string(),
+    );
+    check("autoconfig.records.test", "CNAME", "mail.records.test.");
+}
+
+#[test]
 fn two_worlds_side_by_side_do_not_interfere() {
     let a = World::builder()
         .zone(Zone::signed("same.test").record("@", "A", "127.0.0.1"))
