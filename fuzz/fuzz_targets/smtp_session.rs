@@ -4,7 +4,9 @@
 use std::sync::Arc;
 
 use kurier_smtp::BareLineEnding;
-use kurier_smtp::session::{Delivery, Event, PeerInfo, Session, SessionConfig, Verdict};
+use kurier_smtp::session::{
+    AuthOutcome, Delivery, Event, PeerInfo, Session, SessionConfig, Verdict,
+};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -21,6 +23,8 @@ fuzz_target!(|data: &[u8]| {
             BareLineEnding::Reject
         },
         starttls: true,
+        submission: data.get(1).is_some_and(|b| b & 1 == 1),
+        received_client_ip: true,
     });
     let mut s = Session::new(
         cfg,
@@ -56,6 +60,12 @@ fuzz_target!(|data: &[u8]| {
                 }
                 Event::CheckRecipient(_) => {
                     let _ = s.recipient_verdict(Verdict::Accept(vec![1]));
+                }
+                Event::Authenticate { .. } => {
+                    let _ = s.auth_result(AuthOutcome::Ok {
+                        account: "a@fuzz.test".into(),
+                        senders: vec!["a@fuzz.test".into()],
+                    });
                 }
                 Event::Deliver(m) => {
                     assert!(m.body.starts_with(b"Received: "));

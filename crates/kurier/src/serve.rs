@@ -221,6 +221,8 @@ fn smtp_server(
             }
         },
         starttls: true,
+        submission: false,
+        received_client_ip: true,
     };
     kurier_smtp::SmtpServer::new(
         session,

@@ -14,8 +14,10 @@
 
 pub mod command;
 pub mod data;
+pub mod headers;
 pub mod received;
 pub mod reply;
+pub mod sasl;
 #[cfg(feature = "server")]
 pub mod server;
 pub mod session;

@@ -26,16 +26,16 @@ pub fn unique_stamp() -> u64 {
 pub fn header(
     hostname: &str,
     helo: &str,
-    ip: IpAddr,
+    ip: Option<IpAddr>,
     protocol: &str,
     id: &str,
     tls: Option<&TlsInfo>,
     single_recipient: Option<&str>,
 ) -> String {
     let helo = sanitize(helo);
-    let mut h = format!(
-        "Received: from {helo} ([{ip}])\r\n\tby {hostname} (Kurier) with {protocol} id {id}"
-    );
+    let ip = ip.map(|ip| format!(" ([{ip}])")).unwrap_or_default();
+    let mut h =
+        format!("Received: from {helo}{ip}\r\n\tby {hostname} (Kurier) with {protocol} id {id}");
     if let Some(t) = tls {
         h.push_str(&format!(
             "\r\n\t(version={} cipher={}{})",
@@ -120,7 +120,7 @@ mod tests {
         let h = header(
             "mx.k.test",
             "evil\r\nX-Injected: 1",
-            "192.0.2.1".parse().unwrap(),
+            Some("192.0.2.1".parse().unwrap()),
             "ESMTPS",
             "abc",
             Some(&tls),

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kurier_tls::TlsAcceptor;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -14,8 +14,9 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::reply::Reply;
+use crate::sasl::{AuthThrottle, RateLimit, ThrottleVerdict};
 use crate::session::{
-    Delivery, Event, Message, PeerInfo, Session, SessionConfig, TlsInfo, Verdict,
+    AuthOutcome, Delivery, Event, Message, PeerInfo, Session, SessionConfig, TlsInfo, Verdict,
 };
 
 /// Where the MX looks recipients up and puts messages. The binary implements it over the store;
@@ -23,8 +24,27 @@ use crate::session::{
 pub trait MailDrop: Send + Sync + 'static {
     /// Who receives mail for `address`.
     fn check_recipient(&self, address: &str) -> impl Future<Output = Verdict> + Send;
-    /// Stores the message durably; `Delivery::Stored` only once it is.
+    /// Stores the message durably (local recipients into their mailboxes, `message.remote`
+    /// into the outbound queue, all or nothing); `Delivery::Stored` only once it is.
     fn deliver(&self, message: &Message) -> impl Future<Output = Delivery> + Send;
+    /// Checks submission credentials: `Ok(Some((account, senders)))` when valid, `Ok(None)` when
+    /// not, `Err(())` when they cannot be checked now. The MX never calls it.
+    fn authenticate(
+        &self,
+        user: &str,
+        password: &str,
+    ) -> impl Future<Output = Result<Option<(String, Vec<String>)>, ()>> + Send {
+        let _ = (user, password);
+        async { Ok(None) }
+    }
+}
+
+/// What a submission listener adds (RFC 6409, RFC 8314).
+pub struct SubmissionSettings {
+    /// TLS from the first byte (port 465) instead of STARTTLS (port 587).
+    pub implicit_tls: bool,
+    pub throttle: Mutex<AuthThrottle>,
+    pub rate: Mutex<RateLimit>,
 }
 
 /// Everything a listener needs.
@@ -38,6 +58,8 @@ pub struct SmtpServer<D: MailDrop> {
     /// Waiting for DATA/BDAT bytes (RFC 5321 §4.5.3.2: 3 minutes per block; we allow the whole).
     pub data_timeout: Duration,
     pub max_connections_per_ip: usize,
+    /// `Some` for a submission listener.
+    pub submission: Option<SubmissionSettings>,
     connections: Mutex<HashMap<IpAddr, usize>>,
 }
 
@@ -57,8 +79,15 @@ impl<D: MailDrop> SmtpServer<D> {
             command_timeout,
             data_timeout,
             max_connections_per_ip,
+            submission: None,
             connections: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Makes this a submission listener.
+    pub fn with_submission(mut self, settings: SubmissionSettings) -> Self {
+        self.submission = Some(settings);
+        self
     }
 
     /// Counts a connection from `ip`; `None` if the limit is reached.
@@ -152,48 +181,65 @@ async fn connection<D: MailDrop>(
     };
     let mut session = Session::new(server.session.clone(), PeerInfo { ip: peer.ip() });
     let mut buf = Vec::with_capacity(4096);
-    if tcp.write_all(&session.greeting().to_bytes()).await.is_err() {
-        return;
-    }
     let mut conn = Conn {
         server: &server,
         stop,
         peer,
     };
-    match conn.drive(&mut tcp, &mut session, &mut buf).await {
-        End::Closed => {}
-        End::StartTls => {
-            // RFC 3207 §4.2 / CVE-2011-0411: nothing the client sent before the handshake counts.
-            buf.clear();
-            let Some(acceptor) = server.tls.clone() else {
-                return;
-            };
-            let tls =
-                match tokio::time::timeout(Duration::from_secs(30), acceptor.accept(tcp)).await {
-                    Ok(Ok(tls)) => tls,
-                    Ok(Err(e)) => {
-                        tracing::info!(%peer, error = %e, "SMTP STARTTLS handshake failed");
-                        return;
-                    }
-                    Err(_) => return,
-                };
-            let ssl = tls.ssl();
-            let info = TlsInfo {
-                version: ssl.version_str().to_string(),
-                cipher: ssl
-                    .current_cipher()
-                    .and_then(|c| c.standard_name())
-                    .unwrap_or("unknown")
-                    .to_string(),
-                group: kurier_tls::negotiated_group(ssl),
-            };
-            tracing::info!(%peer, version = %info.version, cipher = %info.cipher, group = ?info.group, "SMTP STARTTLS established");
-            session.tls_started(info);
-            let mut tls = tls;
+    if server.submission.as_ref().is_some_and(|s| s.implicit_tls) {
+        // RFC 8314 §3.3: TLS from the first byte, then the greeting.
+        let Some((mut tls, info)) = handshake(&server, tcp, peer).await else {
+            return;
+        };
+        session.tls_started(info);
+        if tls.write_all(&session.greeting().to_bytes()).await.is_ok() {
             let _ = conn.drive(&mut tls, &mut session, &mut buf).await;
-            let _ = tls.shutdown().await;
         }
+        let _ = tls.shutdown().await;
+        return;
     }
+    if tcp.write_all(&session.greeting().to_bytes()).await.is_err() {
+        return;
+    }
+    if let End::StartTls = conn.drive(&mut tcp, &mut session, &mut buf).await {
+        // RFC 3207 §4.2 / CVE-2011-0411: nothing the client sent before the handshake counts.
+        buf.clear();
+        let Some((mut tls, info)) = handshake(&server, tcp, peer).await else {
+            return;
+        };
+        session.tls_started(info);
+        let _ = conn.drive(&mut tls, &mut session, &mut buf).await;
+        let _ = tls.shutdown().await;
+    }
+}
+
+/// The server side of a TLS handshake, with what it negotiated.
+async fn handshake<D: MailDrop>(
+    server: &SmtpServer<D>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+) -> Option<(tokio_openssl::SslStream<TcpStream>, TlsInfo)> {
+    let acceptor = server.tls.clone()?;
+    let tls = match tokio::time::timeout(Duration::from_secs(30), acceptor.accept(tcp)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            tracing::info!(%peer, error = %e, "SMTP TLS handshake failed");
+            return None;
+        }
+        Err(_) => return None,
+    };
+    let ssl = tls.ssl();
+    let info = TlsInfo {
+        version: ssl.version_str().to_string(),
+        cipher: ssl
+            .current_cipher()
+            .and_then(|c| c.standard_name())
+            .unwrap_or("unknown")
+            .to_string(),
+        group: kurier_tls::negotiated_group(ssl),
+    };
+    tracing::info!(%peer, version = %info.version, cipher = %info.cipher, group = ?info.group, "SMTP TLS established");
+    Some((tls, info))
 }
 
 enum End {
@@ -238,6 +284,12 @@ impl<D: MailDrop> Conn<'_, D> {
                 Event::CheckRecipient(addr) => {
                     let verdict = self.check(&addr).await;
                     if let Event::Reply(r) | Event::Close(r) = session.recipient_verdict(verdict) {
+                        out.extend(r.to_bytes());
+                    }
+                }
+                Event::Authenticate { user, password } => {
+                    let outcome = self.authenticate(&user, &password).await;
+                    if let Event::Reply(r) | Event::Close(r) = session.auth_result(outcome) {
                         out.extend(r.to_bytes());
                     }
                 }
@@ -290,7 +342,57 @@ impl<D: MailDrop> Conn<'_, D> {
         self.server.drop.check_recipient(addr).await
     }
 
+    /// Checks credentials with the failure throttle: growing delays, then a temporary block.
+    /// Logs the outcome and the user name, never the password.
+    async fn authenticate(&self, user: &str, password: &str) -> AuthOutcome {
+        let Some(sub) = &self.server.submission else {
+            return AuthOutcome::Invalid;
+        };
+        let ip = self.peer.ip();
+        let verdict = sub
+            .throttle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .check(ip, user, Instant::now());
+        match verdict {
+            ThrottleVerdict::Blocked => {
+                tracing::warn!(peer = %self.peer, user, "authentication blocked after repeated failures");
+                return AuthOutcome::Throttled;
+            }
+            ThrottleVerdict::Proceed(delay) => tokio::time::sleep(delay).await,
+        }
+        match self.server.drop.authenticate(user, password).await {
+            Ok(Some((account, senders))) => {
+                sub.throttle
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .succeeded(user);
+                tracing::info!(peer = %self.peer, account = %account, "authenticated");
+                AuthOutcome::Ok { account, senders }
+            }
+            Ok(None) => {
+                sub.throttle
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .failed(ip, user, Instant::now());
+                tracing::warn!(peer = %self.peer, user, "authentication failed");
+                AuthOutcome::Invalid
+            }
+            Err(()) => AuthOutcome::Throttled,
+        }
+    }
+
     async fn deliver(&self, m: &Message) -> (Delivery, String) {
+        if let (Some(sub), Some(account)) = (&self.server.submission, &m.account)
+            && !sub
+                .rate
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .try_send(account, Instant::now())
+        {
+            tracing::warn!(peer = %self.peer, account = %account, "sending rate limit reached");
+            return (Delivery::RateLimited, m.id.clone());
+        }
         let outcome = self.server.drop.deliver(m).await;
         match &outcome {
             Delivery::Stored => tracing::info!(

@@ -29,6 +29,11 @@ pub struct SessionConfig {
     pub bare_line_ending: BareLineEnding,
     /// Whether STARTTLS can be offered (a certificate is configured).
     pub starttls: bool,
+    /// A submission port (RFC 6409): AUTH over TLS only, required before MAIL; relaying to
+    /// other domains allowed for the authenticated; sender and From must be the user's.
+    pub submission: bool,
+    /// Whether our Received header names the client's IP address (submission may hide it).
+    pub received_client_ip: bool,
 }
 
 /// The peer of a session.
@@ -60,6 +65,20 @@ pub enum Verdict {
     TempFail,
 }
 
+/// The driver's answer to `Authenticate`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthOutcome {
+    /// Valid: the account, and every address it may send as (its own, its aliases).
+    Ok {
+        account: String,
+        senders: Vec<String>,
+    },
+    /// Wrong user or wrong password: the same answer for both.
+    Invalid,
+    /// Too many failures: 454, try later.
+    Throttled,
+}
+
 /// How storing the message went.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Delivery {
@@ -69,6 +88,8 @@ pub enum Delivery {
     OverQuota(String),
     /// Try again later: 451 4.3.0.
     TempFail,
+    /// The account sent too much in the last hour: 450 4.7.1.
+    RateLimited,
 }
 
 /// A message ready to store: the envelope, the accounts, and the body with our Received header.
@@ -78,6 +99,10 @@ pub struct Message {
     pub from: String,
     pub recipients: Vec<(String, RcptParams)>,
     pub accounts: Vec<i64>,
+    /// Recipients in other domains (submission only): they go into the outbound queue.
+    pub remote: Vec<(String, RcptParams)>,
+    /// The authenticated account (submission).
+    pub account: Option<String>,
     pub params: MailParams,
     pub body: Vec<u8>,
 }
@@ -91,6 +116,8 @@ pub enum Event {
     Close(Reply),
     /// Look up this recipient, then call `recipient_verdict`.
     CheckRecipient(String),
+    /// Check these credentials (with throttling), then call `auth_result`. Never log them.
+    Authenticate { user: String, password: String },
     /// Store this message durably, then call `delivered`.
     Deliver(Box<Message>),
     /// Send this 220 reply, **drop every byte already buffered**, run the TLS handshake, then
@@ -122,6 +149,13 @@ enum State {
     Delivering,
     /// A too-long command line is being skipped up to its end.
     SkipLine,
+    /// AUTH PLAIN without an initial response: waiting for it.
+    AuthPlain,
+    /// AUTH LOGIN: waiting for the user name, then for the password.
+    AuthLoginUser,
+    AuthLoginPass(String),
+    /// Waiting for the driver to check credentials.
+    Authenticating,
     Closed,
 }
 
@@ -138,6 +172,9 @@ pub struct Session {
     bdat_failed: Option<Reply>,
     errors: u32,
     counter: u64,
+    /// The authenticated account and the addresses it may send as.
+    account: Option<(String, Vec<String>)>,
+    remote: Vec<(String, RcptParams)>,
 }
 
 fn r(code: u16, enhanced: &'static str, text: &str) -> Reply {
@@ -159,6 +196,8 @@ impl Session {
             bdat_failed: None,
             errors: 0,
             counter: 0,
+            account: None,
+            remote: Vec::new(),
         }
     }
 
@@ -201,6 +240,7 @@ impl Session {
         self.from = None;
         self.recipients.clear();
         self.accounts.clear();
+        self.remote.clear();
         self.bdat_body.clear();
         self.bdat_failed = None;
         if !matches!(self.state, State::Fresh | State::Closed) {
@@ -225,7 +265,25 @@ impl Session {
     /// Processes input from the start of `buf`; returns how many bytes were used and what to do.
     pub fn input(&mut self, buf: &[u8]) -> (usize, Event) {
         match &mut self.state {
-            State::Closed | State::Checking(..) | State::Delivering => (0, Event::NeedInput),
+            State::Closed | State::Checking(..) | State::Delivering | State::Authenticating => {
+                (0, Event::NeedInput)
+            }
+            State::AuthPlain | State::AuthLoginUser | State::AuthLoginPass(_) => {
+                match buf.iter().position(|&b| b == b'\n') {
+                    None if buf.len() > MAX_COMMAND_LINE => {
+                        self.state = State::SkipLine;
+                        (buf.len(), Event::NeedInput)
+                    }
+                    None => (0, Event::NeedInput),
+                    Some(i) => {
+                        let line = &buf[..i];
+                        let line =
+                            String::from_utf8_lossy(line.strip_suffix(b"\r").unwrap_or(line))
+                                .into_owned();
+                        (i + 1, self.sasl_line(&line))
+                    }
+                }
+            }
             State::Data(decoder) => match decoder.feed(buf) {
                 DataProgress::More => (buf.len(), Event::NeedInput),
                 DataProgress::Done { consumed } => (consumed, self.data_done()),
@@ -316,6 +374,9 @@ impl Session {
             )),
             Command::Expn(_) => self.error(r(502, "5.5.1", "EXPN is not available")),
             Command::StartTls => self.starttls(),
+            Command::Auth { mechanism, initial } if self.cfg.submission => {
+                self.auth(&mechanism, initial)
+            }
             Command::Auth { .. } => self.error(r(
                 502,
                 "5.5.1",
@@ -347,6 +408,10 @@ impl Session {
         if self.tls.is_some() {
             // RFC 8689 §4.1: offered only over TLS.
             lines.push("REQUIRETLS".into());
+            if self.cfg.submission {
+                // TR-03108 MUA-2: authentication only inside TLS.
+                lines.push("AUTH PLAIN LOGIN".into());
+            }
         } else if self.cfg.starttls {
             lines.push("STARTTLS".into());
         }
@@ -364,6 +429,18 @@ impl Session {
             && (params.size.is_some() || params.body_8bit || params.smtputf8 || params.require_tls)
         {
             return self.error(r(555, "5.5.4", "MAIL parameters need EHLO"));
+        }
+        if self.cfg.submission {
+            let Some((account, senders)) = &self.account else {
+                return self.error(r(530, "5.7.0", "Authentication required"));
+            };
+            if !senders.iter().any(|s| s.eq_ignore_ascii_case(&from)) {
+                return self.error(r(
+                    553,
+                    "5.7.1",
+                    &format!("<{from}>: Sender address rejected: not owned by user {account}"),
+                ));
+            }
         }
         if params.require_tls && self.tls.is_none() {
             return self.error(r(530, "5.7.10", "REQUIRETLS needs a TLS session"));
@@ -390,7 +467,7 @@ impl Session {
                 "Non-ASCII address needs SMTPUTF8 (RFC 6531)",
             ));
         }
-        if self.recipients.len() >= self.cfg.max_recipients {
+        if self.recipients.len() + self.remote.len() >= self.cfg.max_recipients {
             return Event::Reply(r(452, "4.5.3", "Error: too many recipients"));
         }
         let to = if to == "postmaster" {
@@ -423,6 +500,11 @@ impl Session {
                 "5.1.1",
                 &format!("<{to}>: Recipient address rejected: User unknown"),
             )),
+            Verdict::NotHosted if self.account.is_some() => {
+                // Submission: the authenticated user may send anywhere (via the queue).
+                self.remote.push((to, params));
+                Event::Reply(r(250, "2.1.5", "Ok"))
+            }
             Verdict::NotHosted => {
                 self.error(r(554, "5.7.1", &format!("<{to}>: Relay access denied")))
             }
@@ -441,7 +523,7 @@ impl Session {
         if self.from.is_none() {
             return self.error(r(503, "5.5.1", "Error: need MAIL command"));
         }
-        if self.recipients.is_empty() {
+        if self.recipients.is_empty() && self.remote.is_empty() {
             return self.error(r(554, "5.5.1", "Error: no valid recipients"));
         }
         let c = &self.cfg;
@@ -485,7 +567,7 @@ impl Session {
         // The chunk follows whatever we answer; read it even when the command fails (RFC 3030 §4.2).
         let problem = if self.from.is_none() {
             Some(r(503, "5.5.1", "Error: need MAIL command"))
-        } else if self.recipients.is_empty() {
+        } else if self.recipients.is_empty() && self.remote.is_empty() {
             Some(r(554, "5.5.1", "Error: no valid recipients"))
         } else {
             None
@@ -527,7 +609,7 @@ impl Session {
         self.deliver(body)
     }
 
-    fn deliver(&mut self, body: Vec<u8>) -> Event {
+    fn deliver(&mut self, mut body: Vec<u8>) -> Event {
         let Some((from, params)) = self.from.clone() else {
             return Event::NeedInput;
         };
@@ -537,14 +619,30 @@ impl Session {
             crate::received::unique_stamp(),
             self.counter & 0xffff
         );
+        if let Some((account, senders)) = &self.account {
+            match crate::headers::complete_submission(&body, senders, &id, &self.cfg.hostname) {
+                Ok(completed) => body = completed,
+                Err(problem) => {
+                    let reply = r(553, "5.7.1", &format!("{problem} (user {account})"));
+                    self.reset();
+                    return Event::Reply(reply);
+                }
+            }
+        }
+        let all: Vec<&str> = self
+            .recipients
+            .iter()
+            .chain(&self.remote)
+            .map(|(a, _)| a.as_str())
+            .collect();
         let header = crate::received::header(
             &self.cfg.hostname,
             self.helo.as_ref().map(|(h, _)| h.as_str()).unwrap_or(""),
-            self.peer.ip,
+            self.cfg.received_client_ip.then_some(self.peer.ip),
             &self.protocol(&params),
             &id,
             self.tls.as_ref(),
-            (self.recipients.len() == 1).then(|| self.recipients[0].0.as_str()),
+            (all.len() == 1).then(|| all[0]),
         );
         let mut full = header.into_bytes();
         full.extend_from_slice(&body);
@@ -558,6 +656,8 @@ impl Session {
             from,
             recipients: self.recipients.clone(),
             accounts: self.accounts.clone(),
+            remote: self.remote.clone(),
+            account: self.account.as_ref().map(|(a, _)| a.clone()),
             params,
             body: full,
         }))
@@ -571,11 +671,18 @@ impl Session {
             (false, true) => "ESMTP",
             (false, false) => "SMTP",
         };
-        if self.tls.is_some() && base != "SMTP" {
-            format!("{base}S")
+        // RFC 3848: S for TLS, A for an authenticated client.
+        let tls = if self.tls.is_some() && base != "SMTP" {
+            "S"
         } else {
-            base.to_string()
-        }
+            ""
+        };
+        let auth = if self.account.is_some() && base != "SMTP" {
+            "A"
+        } else {
+            ""
+        };
+        format!("{base}{tls}{auth}")
     }
 
     /// The driver's answer to `Deliver`. 250 only for `Stored` (durable before 250).
@@ -587,6 +694,7 @@ impl Session {
         self.reset();
         Event::Reply(match outcome {
             Delivery::Stored => r(250, "2.0.0", &format!("Ok: queued as {id}")),
+            Delivery::RateLimited => r(450, "4.7.1", "Sending rate limit reached, try again later"),
             Delivery::OverQuota(who) => r(552, "5.2.2", &format!("<{who}>: Mailbox full")),
             Delivery::TempFail => r(
                 451,
@@ -609,8 +717,109 @@ impl Session {
         Event::StartTls(r(220, "2.0.0", "Ready to start TLS"))
     }
 
+    fn auth(&mut self, mechanism: &str, initial: Option<String>) -> Event {
+        if self.tls.is_none() {
+            // TR-03108 MUA-2: never authentication in the clear.
+            return self.error(r(530, "5.7.0", "Must issue a STARTTLS command first"));
+        }
+        if self.helo.is_none() {
+            return self.error(r(503, "5.5.1", "Error: send EHLO first"));
+        }
+        if self.account.is_some() {
+            return self.error(r(503, "5.5.1", "Error: already authenticated"));
+        }
+        if matches!(self.state, State::Transaction) {
+            return self.error(r(503, "5.5.1", "Error: AUTH inside a mail transaction"));
+        }
+        match (mechanism, initial) {
+            ("PLAIN", None) => {
+                self.state = State::AuthPlain;
+                Event::Reply(Reply::plain(334, ""))
+            }
+            ("PLAIN", Some(i)) => self.sasl_response(State::AuthPlain, &i),
+            ("LOGIN", None) => {
+                self.state = State::AuthLoginUser;
+                Event::Reply(Reply::plain(334, "VXNlcm5hbWU6"))
+            }
+            ("LOGIN", Some(i)) => self.sasl_response(State::AuthLoginUser, &i),
+            _ => self.error(r(504, "5.5.4", "Unrecognized authentication type")),
+        }
+    }
+
+    /// A line of a SASL exchange (after a 334).
+    fn sasl_line(&mut self, line: &str) -> Event {
+        let state = std::mem::replace(&mut self.state, State::Ready);
+        if line == "*" {
+            return self.error(r(501, "5.0.0", "Authentication aborted"));
+        }
+        self.sasl_response(state, line)
+    }
+
+    fn sasl_response(&mut self, state: State, b64: &str) -> Event {
+        // "=" is an empty initial response (RFC 4954 §4).
+        let decoded = if b64 == "=" {
+            Some(Vec::new())
+        } else {
+            crate::sasl::base64_decode(b64)
+        };
+        let Some(bytes) = decoded else {
+            self.state = State::Ready;
+            return self.error(r(501, "5.5.2", "Cannot decode the response"));
+        };
+        match state {
+            State::AuthPlain => match crate::sasl::plain(&bytes) {
+                Some((user, password)) => {
+                    self.state = State::Authenticating;
+                    Event::Authenticate { user, password }
+                }
+                None => {
+                    self.state = State::Ready;
+                    self.error(r(535, "5.7.8", "Authentication credentials invalid"))
+                }
+            },
+            State::AuthLoginUser => {
+                self.state = State::AuthLoginPass(String::from_utf8_lossy(&bytes).into_owned());
+                Event::Reply(Reply::plain(334, "UGFzc3dvcmQ6"))
+            }
+            State::AuthLoginPass(user) => {
+                self.state = State::Authenticating;
+                Event::Authenticate {
+                    user,
+                    password: String::from_utf8_lossy(&bytes).into_owned(),
+                }
+            }
+            _ => {
+                self.state = State::Ready;
+                Event::NeedInput
+            }
+        }
+    }
+
+    /// The driver's answer to `Authenticate`.
+    pub fn auth_result(&mut self, outcome: AuthOutcome) -> Event {
+        if !matches!(self.state, State::Authenticating) {
+            return Event::NeedInput;
+        }
+        self.state = State::Ready;
+        match outcome {
+            AuthOutcome::Ok { account, senders } => {
+                self.account = Some((account, senders));
+                Event::Reply(r(235, "2.7.0", "Authentication successful"))
+            }
+            AuthOutcome::Invalid => {
+                self.error(r(535, "5.7.8", "Authentication credentials invalid"))
+            }
+            AuthOutcome::Throttled => Event::Reply(r(
+                454,
+                "4.7.0",
+                "Temporary authentication failure, try again later",
+            )),
+        }
+    }
+
     /// The handshake is done: forget everything said before (RFC 3207 §4.2).
     pub fn tls_started(&mut self, info: TlsInfo) {
+        self.account = None;
         self.tls = Some(info);
         self.helo = None;
         self.from = None;

@@ -6,7 +6,9 @@
 use std::sync::Arc;
 
 use kurier_smtp::BareLineEnding;
-use kurier_smtp::session::{Delivery, Event, PeerInfo, Session, SessionConfig, TlsInfo, Verdict};
+use kurier_smtp::session::{
+    AuthOutcome, Delivery, Event, PeerInfo, Session, SessionConfig, TlsInfo, Verdict,
+};
 
 fn config() -> Arc<SessionConfig> {
     Arc::new(SessionConfig {
@@ -18,6 +20,8 @@ fn config() -> Arc<SessionConfig> {
         max_line_length: 998,
         bare_line_ending: BareLineEnding::Reject,
         starttls: true,
+        submission: false,
+        received_client_ip: true,
     })
 }
 
@@ -37,6 +41,8 @@ struct Driver {
     verdict: Verdict,
     delivery: Delivery,
     delivered: Vec<kurier_smtp::Message>,
+    auth: AuthOutcome,
+    credentials: Vec<(String, String)>,
 }
 
 impl Driver {
@@ -46,6 +52,8 @@ impl Driver {
             verdict: Verdict::Accept(vec![1]),
             delivery: Delivery::Stored,
             delivered: Vec::new(),
+            auth: AuthOutcome::Invalid,
+            credentials: Vec::new(),
         }
     }
 
@@ -71,6 +79,13 @@ impl Driver {
                 Event::CheckRecipient(_) => {
                     if let Event::Reply(r) | Event::Close(r) =
                         self.s.recipient_verdict(self.verdict.clone())
+                    {
+                        out.push((r.code, String::from_utf8_lossy(&r.to_bytes()).into_owned()));
+                    }
+                }
+                Event::Authenticate { user, password } => {
+                    self.credentials.push((user, password));
+                    if let Event::Reply(r) | Event::Close(r) = self.s.auth_result(self.auth.clone())
                     {
                         out.push((r.code, String::from_utf8_lossy(&r.to_bytes()).into_owned()));
                     }
@@ -357,10 +372,160 @@ fn arbitrary_bytes_never_panic() {
                 Event::Deliver(m) => {
                     s.delivered(Delivery::Stored, &m.id);
                 }
+                Event::Authenticate { .. } => {
+                    s.auth_result(AuthOutcome::Invalid);
+                }
                 Event::Reply(_) => {}
             }
             rounds += 1;
             assert!(rounds < 10_000, "no progress");
         }
     }
+}
+
+fn submission_driver() -> Driver {
+    let mut cfg = (*config()).clone();
+    cfg.submission = true;
+    cfg.received_client_ip = false;
+    cfg.max_errors = 50;
+    let mut d = Driver::new();
+    d.s = Session::new(
+        Arc::new(cfg),
+        PeerInfo {
+            ip: "192.0.2.7".parse().unwrap(),
+        },
+    );
+    d
+}
+
+fn tls_info() -> TlsInfo {
+    TlsInfo {
+        version: "TLSv1.3".into(),
+        cipher: "TLS_AES_256_GCM_SHA384".into(),
+        group: None,
+    }
+}
+
+#[test]
+fn mua2_submission_offers_auth_only_inside_tls_and_requires_it_before_mail() {
+    let mut d = submission_driver();
+    let r = d.feed("EHLO client.test\r\n");
+    assert!(
+        r[0].1.contains("STARTTLS") && !r[0].1.contains("AUTH"),
+        "{}",
+        r[0].1
+    );
+    assert_eq!(
+        d.codes("AUTH PLAIN AGFsaWNlAHNlY3JldA==\r\n"),
+        [530],
+        "no AUTH in the clear"
+    );
+    assert_eq!(d.codes("MAIL FROM:<alice@example.org>\r\n"), [530]);
+    assert!(
+        d.credentials.is_empty(),
+        "cleartext credentials never reach the store"
+    );
+    d.s.tls_started(tls_info());
+    let r = d.feed("EHLO client.test\r\n");
+    assert!(
+        r[0].1.contains("AUTH PLAIN LOGIN") && !r[0].1.contains("STARTTLS"),
+        "{}",
+        r[0].1
+    );
+    assert_eq!(
+        d.codes("MAIL FROM:<alice@example.org>\r\n"),
+        [530],
+        "MAIL before AUTH"
+    );
+}
+
+#[test]
+fn auth_plain_and_login_and_the_same_reply_for_every_failure() {
+    let mut d = submission_driver();
+    d.s.tls_started(tls_info());
+    d.feed("EHLO client.test\r\n");
+    let r = d.feed("AUTH PLAIN AGFsaWNlAHdyb25n\r\n");
+    assert_eq!(r[0].0, 535);
+    assert_eq!(d.credentials.pop(), Some(("alice".into(), "wrong".into())));
+    let r2 = d.feed("AUTH LOGIN\r\nYm9i\r\nc2VjcmV0\r\n");
+    assert_eq!(r2.iter().map(|x| x.0).collect::<Vec<_>>(), [334, 334, 535]);
+    assert!(r2[0].1.contains("VXNlcm5hbWU6") && r2[1].1.contains("UGFzc3dvcmQ6"));
+    assert_eq!(
+        r2[2].1, r[0].1,
+        "wrong user and wrong password look the same"
+    );
+    assert_eq!(d.credentials.pop(), Some(("bob".into(), "secret".into())));
+    assert_eq!(
+        d.codes("AUTH PLAIN\r\n*\r\n"),
+        [334, 501],
+        "a client may abort"
+    );
+    assert_eq!(d.codes("AUTH PLAIN\r\n!!!\r\n"), [334, 501]);
+    assert_eq!(d.codes("AUTH CRAM-MD5\r\n"), [504]);
+    d.auth = AuthOutcome::Throttled;
+    assert_eq!(d.codes("AUTH PLAIN AGFsaWNlAHNlY3JldA==\r\n"), [454]);
+    d.auth = AuthOutcome::Ok {
+        account: "alice@example.org".into(),
+        senders: vec!["alice@example.org".into(), "team@example.org".into()],
+    };
+    assert_eq!(d.codes("AUTH PLAIN AGFsaWNlAHNlY3JldA==\r\n"), [235]);
+    assert_eq!(
+        d.codes("AUTH PLAIN AGFsaWNlAHNlY3JldA==\r\n"),
+        [503],
+        "once is enough"
+    );
+}
+
+#[test]
+fn submission_sender_policy_remote_recipients_and_header_completion() {
+    let mut d = submission_driver();
+    d.s.tls_started(tls_info());
+    d.auth = AuthOutcome::Ok {
+        account: "alice@example.org".into(),
+        senders: vec!["alice@example.org".into(), "team@example.org".into()],
+    };
+    d.feed("EHLO client.test\r\nAUTH PLAIN AGFsaWNlAHNlY3JldA==\r\n");
+    let r = d.feed("MAIL FROM:<mallory@example.org>\r\n");
+    assert!(
+        r[0].1.starts_with("553 5.7.1") && r[0].1.contains("not owned by user alice@example.org"),
+        "{}",
+        r[0].1
+    );
+    assert_eq!(
+        d.codes("MAIL FROM:<Team@example.org>\r\n"),
+        [250],
+        "an alias of the user"
+    );
+    d.verdict = Verdict::NotHosted;
+    assert_eq!(
+        d.codes("RCPT TO:<bob@remote.test>\r\n"),
+        [250],
+        "authenticated users may relay"
+    );
+    d.verdict = Verdict::Accept(vec![7]);
+    assert_eq!(d.codes("RCPT TO:<carol@example.org>\r\n"), [250]);
+    let r = d.feed("DATA\r\nFrom: Mallory <mallory@example.org>\r\n\r\nhi\r\n.\r\n");
+    assert_eq!(r[1].0, 553, "From header must be the user's too: {r:?}");
+    assert!(d.delivered.is_empty());
+    let codes = d.codes("MAIL FROM:<alice@example.org>\r\nRCPT TO:<carol@example.org>\r\nDATA\r\nFrom: Alice <alice@example.org>\r\nSubject: x\r\n\r\nhi\r\n.\r\n");
+    assert_eq!(codes, [250, 250, 354, 250]);
+    let m = &d.delivered[0];
+    assert_eq!(m.account.as_deref(), Some("alice@example.org"));
+    let body = String::from_utf8_lossy(&m.body);
+    assert!(
+        body.contains("with ESMTPSA id") && !body.contains("192.0.2.7"),
+        "no client IP: {body}"
+    );
+    assert!(
+        body.contains("\r\nMessage-ID: <") && body.contains("\r\nDate: "),
+        "{body}"
+    );
+    // Remote recipients travel with the message.
+    d.verdict = Verdict::NotHosted;
+    d.codes("MAIL FROM:<alice@example.org>\r\nRCPT TO:<bob@remote.test>\r\nDATA\r\nFrom: alice@example.org\r\n\r\nx\r\n.\r\n");
+    assert_eq!(d.delivered[1].remote[0].0, "bob@remote.test");
+    assert!(d.delivered[1].accounts.is_empty());
+    d.delivery = Delivery::RateLimited;
+    let r = d.codes("MAIL FROM:<alice@example.org>\r\nRCPT TO:<bob@remote.test>\r\nDATA\r\nFrom: alice@example.org\r\n\r\nx\r\n.\r\n");
+    assert_eq!(r.last(), Some(&450));
 }

@@ -1,0 +1,138 @@
+//! What submission checks and adds in a message's header (RFC 5322 §3.6; RFC 6409 §8).
+
+/// The unfolded header fields of `message` (name, value), up to the empty line.
+pub fn fields(message: &[u8]) -> Vec<(String, String)> {
+    let text = String::from_utf8_lossy(message);
+    let head = text.split("\r\n\r\n").next().unwrap_or("");
+    let mut out: Vec<(String, String)> = Vec::new();
+    for line in head.split("\r\n") {
+        if line.starts_with([' ', '\t']) {
+            if let Some(last) = out.last_mut() {
+                last.1.push(' ');
+                last.1.push_str(line.trim());
+            }
+        } else if let Some((name, value)) = line.split_once(':') {
+            out.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
+        }
+    }
+    out
+}
+
+/// The addresses in a From (or Sender) value: every `<…>`, else the bare value(s).
+pub fn addresses(value: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = value;
+    while let Some(open) = rest.find('<') {
+        let Some(close) = rest[open..].find('>') else {
+            break;
+        };
+        out.push(rest[open + 1..open + close].trim().to_lowercase());
+        rest = &rest[open + close + 1..];
+    }
+    if out.is_empty() {
+        out.extend(
+            value
+                .split(',')
+                .map(|a| a.split('(').next().unwrap_or("").trim().to_lowercase())
+                .filter(|a| a.contains('@')),
+        );
+    }
+    out
+}
+
+/// Submission's header rules: every From address must be one the user may send as (else the
+/// error text); a missing Message-ID or Date is added (RFC 6409 §8.2, §8.3).
+pub fn complete_submission(
+    message: &[u8],
+    senders: &[String],
+    id: &str,
+    hostname: &str,
+) -> Result<Vec<u8>, String> {
+    let f = fields(message);
+    let from: Vec<String> = f
+        .iter()
+        .filter(|(n, _)| n == "from")
+        .flat_map(|(_, v)| addresses(v))
+        .collect();
+    if from.is_empty() {
+        return Err("the message has no From header".into());
+    }
+    if let Some(bad) = from
+        .iter()
+        .find(|a| !senders.iter().any(|s| s.eq_ignore_ascii_case(a)))
+    {
+        return Err(format!(
+            "From <{bad}> is not an address of the authenticated user"
+        ));
+    }
+    let mut added = String::new();
+    if !f.iter().any(|(n, _)| n == "message-id") {
+        added.push_str(&format!("Message-ID: <{id}@{hostname}>\r\n"));
+    }
+    if !f.iter().any(|(n, _)| n == "date") {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        added.push_str(&format!("Date: {}\r\n", crate::received::rfc5322_date(now)));
+    }
+    let mut out = added.into_bytes();
+    out.extend_from_slice(message);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn from_addresses() {
+        let m = b"From: \"Alice A.\" <Alice@Example.org>\r\nTo: b@x.test\r\nSubject: hi\r\n  there\r\n\r\nFrom: not@header.test\r\n";
+        let f = fields(m);
+        assert_eq!(
+            f[0],
+            ("from".into(), "\"Alice A.\" <Alice@Example.org>".into())
+        );
+        assert_eq!(f[2].1, "hi there");
+        assert_eq!(f.len(), 3, "the body is not the header");
+        assert_eq!(addresses(&f[0].1), ["alice@example.org"]);
+        assert_eq!(
+            addresses("a@x.test (Alice), b@y.test"),
+            ["a@x.test", "b@y.test"]
+        );
+        assert_eq!(
+            addresses("A <a@x.test>, B <b@y.test>"),
+            ["a@x.test", "b@y.test"]
+        );
+        assert!(addresses("undisclosed").is_empty());
+    }
+
+    #[test]
+    fn submission_adds_message_id_and_date_and_checks_from() {
+        let senders = vec!["alice@example.org".to_string()];
+        let out = complete_submission(
+            b"From: Alice <ALICE@example.org>\r\n\r\nhi\r\n",
+            &senders,
+            "x1",
+            "mx.test",
+        )
+        .unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.starts_with("Message-ID: <x1@mx.test>\r\nDate: "),
+            "{text}"
+        );
+        let kept = complete_submission(
+            b"From: alice@example.org\r\nDate: x\r\nMessage-ID: <y@z>\r\n\r\n",
+            &senders,
+            "x",
+            "m",
+        )
+        .unwrap();
+        assert!(kept.starts_with(b"From:"));
+        assert!(
+            complete_submission(b"From: mallory@example.org\r\n\r\n", &senders, "x", "m").is_err()
+        );
+        assert!(complete_submission(b"Subject: no from\r\n\r\n", &senders, "x", "m").is_err());
+    }
+}
