@@ -154,7 +154,19 @@ pub trait Store: Send + Sync + 'static {
         internal_date: UnixTime,
     ) -> Result<Appended>;
     /// Appends `body` to the INBOX of every account, all or nothing; durable when it returns.
-    async fn deliver(&self, accounts: &[AccountId], body: &[u8]) -> Result<Vec<Appended>>;
+    async fn deliver(&self, accounts: &[AccountId], body: &[u8]) -> Result<Vec<Appended>> {
+        self.deliver_and_enqueue(accounts, body, None)
+            .await
+            .map(|(a, _)| a)
+    }
+    /// `deliver`, and in the same transaction queues `body` for `remote` recipients
+    /// (submission: a message for local and remote recipients is durable as a whole or not at all).
+    async fn deliver_and_enqueue(
+        &self,
+        accounts: &[AccountId],
+        body: &[u8],
+        remote: Option<&NewQueueEntry>,
+    ) -> Result<(Vec<Appended>, Option<QueueId>)>;
     /// Metadata of every message in the mailbox, by UID.
     async fn messages(&self, mailbox: MailboxId) -> Result<Vec<MessageMeta>>;
     async fn message_body(&self, mailbox: MailboxId, uid: u32) -> Result<Option<Vec<u8>>>;
@@ -223,6 +235,16 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
             "store URL {url:?}: use sqlite:/var/lib/kurier/kurier.db, postgres://user@host/dbname or postgres:host=… dbname=…"
         )))
     }
+}
+
+/// A queue entry needs recipients (both backends check the same way).
+pub(crate) fn check_entry(entry: &NewQueueEntry) -> Result<()> {
+    if entry.recipients.is_empty() {
+        return Err(StoreError::Invalid(
+            "a queue entry needs at least one recipient".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Flags are kept sorted, de-duplicated, and system flags in their canonical case

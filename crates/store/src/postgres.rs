@@ -17,6 +17,7 @@ use tokio::sync::broadcast;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{AsyncMessage, NoTls, Row};
 
+use crate::check_entry;
 use crate::rules::{self, decode_flags, decode_list, encode_flags, encode_list, to_u64};
 use crate::schema::POSTGRES;
 use crate::{
@@ -343,6 +344,27 @@ async fn insert_mailbox(
     )
     .await
     .map_err(err)?;
+    Ok(id)
+}
+
+/// Inserts a queue entry in an open transaction.
+async fn enqueue_in(tx: &Transaction<'_>, entry: &NewQueueEntry, body: &[u8]) -> Result<QueueId> {
+    let id: i64 = tx
+        .query_one(
+            "INSERT INTO queue (sender, size, created, next_attempt, require_tls, body) VALUES ($1, $2, $3, $3, $4, $5) RETURNING id",
+            &[&entry.sender, &(body.len() as i64), &now(), &entry.require_tls, &body],
+        )
+        .await
+        .map_err(err)?
+        .get(0);
+    for (rcpt, dsn) in &entry.recipients {
+        tx.execute(
+            "INSERT INTO queue_recipients (queue, address, status, dsn) VALUES ($1, $2, 'pending', $3)",
+            &[&id, rcpt, dsn],
+        )
+        .await
+        .map_err(unique(format!("recipient {rcpt} twice in one queue entry")))?;
+    }
     Ok(id)
 }
 
@@ -1025,7 +1047,15 @@ impl Store for PostgresStore {
         Ok(a)
     }
 
-    async fn deliver(&self, accounts: &[AccountId], body: &[u8]) -> Result<Vec<Appended>> {
+    async fn deliver_and_enqueue(
+        &self,
+        accounts: &[AccountId],
+        body: &[u8],
+        remote: Option<&NewQueueEntry>,
+    ) -> Result<(Vec<Appended>, Option<QueueId>)> {
+        if let Some(e) = remote {
+            check_entry(e)?;
+        }
         let mut c = self.client().await?;
         let tx = c.transaction().await.map_err(err)?;
         let blob = insert_blob(&tx, body).await?;
@@ -1049,9 +1079,13 @@ impl Store for PostgresStore {
             });
             out.push(a);
         }
+        let queued = match remote {
+            Some(e) => Some(enqueue_in(&tx, e, body).await?),
+            None => None,
+        };
         notify(&tx, &changes).await?;
         tx.commit().await.map_err(err)?;
-        Ok(out)
+        Ok((out, queued))
     }
 
     async fn messages(&self, mailbox: MailboxId) -> Result<Vec<MessageMeta>> {
@@ -1220,30 +1254,10 @@ impl Store for PostgresStore {
     }
 
     async fn enqueue(&self, entry: &NewQueueEntry, body: &[u8]) -> Result<QueueId> {
-        if entry.recipients.is_empty() {
-            return Err(StoreError::Invalid(
-                "a queue entry needs at least one recipient".into(),
-            ));
-        }
+        check_entry(entry)?;
         let mut c = self.client().await?;
         let tx = c.transaction().await.map_err(err)?;
-        let t = now();
-        let id: i64 = tx
-            .query_one(
-                "INSERT INTO queue (sender, size, created, next_attempt, require_tls, body) VALUES ($1, $2, $3, $3, $4, $5) RETURNING id",
-                &[&entry.sender, &(body.len() as i64), &t, &entry.require_tls, &body],
-            )
-            .await
-            .map_err(err)?
-            .get(0);
-        for (rcpt, dsn) in &entry.recipients {
-            tx.execute(
-                "INSERT INTO queue_recipients (queue, address, status, dsn) VALUES ($1, $2, 'pending', $3)",
-                &[&id, rcpt, dsn],
-            )
-            .await
-            .map_err(unique(format!("recipient {rcpt} twice in one queue entry")))?;
-        }
+        let id = enqueue_in(&tx, entry, body).await?;
         tx.commit().await.map_err(err)?;
         Ok(id)
     }

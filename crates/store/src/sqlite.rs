@@ -14,6 +14,7 @@ use rusqlite::{
 };
 use tokio::sync::broadcast;
 
+use crate::check_entry;
 use crate::rules::{self, decode_flags, decode_list, encode_flags, encode_list, to_u64};
 use crate::schema::{SQLITE, SQLITE_APPLICATION_ID};
 use crate::{
@@ -323,6 +324,24 @@ fn append_in(
         },
         account,
     ))
+}
+
+/// Inserts a queue entry in an open transaction.
+fn enqueue_in(tx: &Transaction<'_>, entry: &NewQueueEntry, body: &[u8]) -> Result<QueueId> {
+    tx.execute(
+        "INSERT INTO queue (sender, size, created, next_attempt, require_tls, body) VALUES (?1, ?2, ?3, ?3, ?4, ?5)",
+        params![entry.sender, body.len() as i64, now(), entry.require_tls, body],
+    )
+    .map_err(err)?;
+    let id = tx.last_insert_rowid();
+    for (rcpt, dsn) in &entry.recipients {
+        tx.execute(
+            "INSERT INTO queue_recipients (queue, address, status, dsn) VALUES (?1, ?2, 'pending', ?3)",
+            params![id, rcpt, dsn],
+        )
+        .map_err(unique(format!("recipient {rcpt} twice in one queue entry")))?;
+    }
+    Ok(id)
 }
 
 fn insert_blob(tx: &Transaction<'_>, body: &[u8]) -> Result<i64> {
@@ -918,10 +937,19 @@ impl Store for SqliteStore {
         Ok(appended)
     }
 
-    async fn deliver(&self, accounts: &[AccountId], body: &[u8]) -> Result<Vec<Appended>> {
+    async fn deliver_and_enqueue(
+        &self,
+        accounts: &[AccountId],
+        body: &[u8],
+        remote: Option<&NewQueueEntry>,
+    ) -> Result<(Vec<Appended>, Option<QueueId>)> {
+        if let Some(e) = remote {
+            check_entry(e)?;
+        }
         let accounts = accounts.to_vec();
         let body = body.to_vec();
-        let done = self
+        let remote = remote.cloned();
+        let (done, queued) = self
             .run(move |c| {
                 let tx = immediate(c)?;
                 let blob = insert_blob(&tx, &body)?;
@@ -940,8 +968,9 @@ impl Store for SqliteStore {
                         })?;
                     out.push(append_in(&tx, inbox, blob, body.len() as u64, &[], now())?);
                 }
+                let queued = remote.map(|e| enqueue_in(&tx, &e, &body)).transpose()?;
                 tx.commit().map_err(err)?;
-                Ok(out)
+                Ok((out, queued))
             })
             .await?;
         self.announce(done.iter().map(|(a, account)| MailboxChange {
@@ -949,7 +978,7 @@ impl Store for SqliteStore {
             mailbox: a.mailbox,
             kind: ChangeKind::Appended { uid: a.uid },
         }));
-        Ok(done.into_iter().map(|(a, _)| a).collect())
+        Ok((done.into_iter().map(|(a, _)| a).collect(), queued))
     }
 
     async fn messages(&self, mailbox: MailboxId) -> Result<Vec<MessageMeta>> {
@@ -1111,29 +1140,12 @@ impl Store for SqliteStore {
     }
 
     async fn enqueue(&self, entry: &NewQueueEntry, body: &[u8]) -> Result<QueueId> {
-        if entry.recipients.is_empty() {
-            return Err(StoreError::Invalid(
-                "a queue entry needs at least one recipient".into(),
-            ));
-        }
+        check_entry(entry)?;
         let entry = entry.clone();
         let body = body.to_vec();
         self.run(move |c| {
             let tx = immediate(c)?;
-            let t = now();
-            tx.execute(
-                "INSERT INTO queue (sender, size, created, next_attempt, require_tls, body) VALUES (?1, ?2, ?3, ?3, ?4, ?5)",
-                params![entry.sender, body.len() as i64, t, entry.require_tls, body],
-            )
-            .map_err(err)?;
-            let id = tx.last_insert_rowid();
-            for (rcpt, dsn) in &entry.recipients {
-                tx.execute(
-                    "INSERT INTO queue_recipients (queue, address, status, dsn) VALUES (?1, ?2, 'pending', ?3)",
-                    params![id, rcpt, dsn],
-                )
-                .map_err(unique(format!("recipient {rcpt} twice in one queue entry")))?;
-            }
+            let id = enqueue_in(&tx, &entry, &body)?;
             tx.commit().map_err(err)?;
             Ok(id)
         })

@@ -81,6 +81,11 @@ macro_rules! conformance {
                 suite::deliver_copy(s).await
             }
             #[tokio::test(flavor = "multi_thread")]
+            async fn deliver_and_enqueue_is_all_or_nothing() {
+                let (s, _g) = store().await;
+                suite::deliver_and_enqueue(s).await
+            }
+            #[tokio::test(flavor = "multi_thread")]
             async fn quota_is_enforced() {
                 let (s, _g) = store().await;
                 suite::quota(s).await
@@ -505,6 +510,49 @@ mod suite {
             "b keeps its copy"
         );
         assert!(s.deliver(&[a.id], body).await.is_err(), "deleted account");
+    }
+
+    pub async fn deliver_and_enqueue(s: Arc<dyn Store>) {
+        let a = account(&s, "kim@example.net").await;
+        let remote = NewQueueEntry {
+            sender: "kim@example.net".into(),
+            recipients: vec![("far@remote.test".into(), None)],
+            require_tls: false,
+        };
+        let (done, queued) = s
+            .deliver_and_enqueue(&[a.id], b"both", Some(&remote))
+            .await
+            .unwrap();
+        assert_eq!(done.len(), 1);
+        let q = s.queue().await.unwrap();
+        assert_eq!((q.len(), q[0].id), (1, queued.unwrap()));
+        assert_eq!(s.queue_body(q[0].id).await.unwrap().unwrap(), b"both");
+        // Remote only.
+        let (done, queued) = s
+            .deliver_and_enqueue(&[], b"remote only", Some(&remote))
+            .await
+            .unwrap();
+        assert!(done.is_empty() && queued.is_some());
+        // A failure on one side leaves nothing on the other.
+        s.set_quota("kim@example.net", Some(5)).await.unwrap();
+        let e = s
+            .deliver_and_enqueue(&[a.id], b"too big for kim", Some(&remote))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, StoreError::QuotaExceeded { .. }), "{e}");
+        assert_eq!(
+            s.queue().await.unwrap().len(),
+            2,
+            "nothing was queued for the failed message"
+        );
+        let empty = NewQueueEntry {
+            recipients: vec![],
+            ..remote
+        };
+        assert!(matches!(
+            s.deliver_and_enqueue(&[], b"x", Some(&empty)).await,
+            Err(StoreError::Invalid(_))
+        ));
     }
 
     pub async fn quota(s: Arc<dyn Store>) {
