@@ -16,6 +16,39 @@ pub struct Config {
     pub web: WebConfig,
     pub store: StoreConfig,
     pub smtp: SmtpConfig,
+    pub submission: SubmissionConfig,
+}
+
+/// `[submission]`: mail clients sending (RFC 6409, RFC 8314). Size and line limits come from
+/// `[smtp]`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SubmissionConfig {
+    /// Implicit TLS (RFC 8314 §3.3; TR-03108 MUA-1), port 465.
+    pub listen_implicit: Vec<ListenAddr>,
+    /// STARTTLS (TR-03108 MUA-2), port 587.
+    pub listen_starttls: Vec<ListenAddr>,
+    /// Whether the Received header of submitted mail names the client's IP address.
+    pub received_client_ip: bool,
+    /// Messages one account may send per hour.
+    pub max_messages_per_hour: u32,
+    /// Failed logins (per client address or per account) within `auth_window_secs` after which
+    /// further attempts are refused for that window.
+    pub auth_block_after: u32,
+    pub auth_window_secs: u64,
+}
+
+impl Default for SubmissionConfig {
+    fn default() -> Self {
+        SubmissionConfig {
+            listen_implicit: vec![ListenAddr("[::]:465".parse().expect("literal address"))],
+            listen_starttls: vec![ListenAddr("[::]:587".parse().expect("literal address"))],
+            received_client_ip: false,
+            max_messages_per_hour: 500,
+            auth_block_after: 10,
+            auth_window_secs: 900,
+        }
+    }
 }
 
 /// `[smtp]`: the inbound MX (port 25).
@@ -255,6 +288,11 @@ impl Config {
                 listen: vec![ListenAddr(SocketAddr::new(ip, dev_ports::SMTP))],
                 ..SmtpConfig::default()
             },
+            submission: SubmissionConfig {
+                listen_implicit: vec![ListenAddr(SocketAddr::new(ip, dev_ports::SUBMISSIONS))],
+                listen_starttls: vec![ListenAddr(SocketAddr::new(ip, dev_ports::SUBMISSION))],
+                ..SubmissionConfig::default()
+            },
         }
     }
 
@@ -371,10 +409,33 @@ impl Config {
                 );
             }
         }
+        let sub = &self.submission;
+        for (key, value) in [
+            (
+                "submission.max_messages_per_hour",
+                u64::from(sub.max_messages_per_hour),
+            ),
+            (
+                "submission.auth_block_after",
+                u64::from(sub.auth_block_after),
+            ),
+            ("submission.auth_window_secs", sub.auth_window_secs),
+        ] {
+            if value == 0 {
+                return bad(
+                    key,
+                    &value,
+                    "must be at least 1",
+                    "see kurier.example.toml for the defaults",
+                );
+            }
+        }
         let mut seen = std::collections::HashSet::new();
         for (key, list) in [
             ("web.listen", &self.web.listen),
             ("smtp.listen", &self.smtp.listen),
+            ("submission.listen_implicit", &sub.listen_implicit),
+            ("submission.listen_starttls", &sub.listen_starttls),
         ] {
             for (i, a) in list.iter().enumerate() {
                 if !seen.insert(a) {

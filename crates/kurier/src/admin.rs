@@ -51,6 +51,12 @@ pub enum AliasCommand {
     Del { address: String },
 }
 
+#[derive(clap::Subcommand)]
+pub enum QueueCommand {
+    /// List the messages waiting for outbound delivery.
+    List,
+}
+
 /// Opens the store of `--config` (or `--dev`).
 pub async fn open(args: &ConfigArgs) -> anyhow::Result<Arc<dyn Store>> {
     let cfg = args.config()?;
@@ -131,6 +137,36 @@ pub async fn alias(args: ConfigArgs, cmd: AliasCommand) -> anyhow::Result<()> {
         AliasCommand::Del { address } => {
             store.delete_alias(&address).await?;
             println!("deleted alias {address}");
+        }
+    }
+    Ok(())
+}
+
+pub async fn queue(args: ConfigArgs, cmd: QueueCommand) -> anyhow::Result<()> {
+    let store = open(&args).await?;
+    match cmd {
+        QueueCommand::List => {
+            let entries = store.queue().await?;
+            if entries.is_empty() {
+                println!("the queue is empty");
+            }
+            for e in entries {
+                let sender = if e.sender.is_empty() {
+                    "<>"
+                } else {
+                    e.sender.as_str()
+                };
+                let next = kurier_smtp::received::rfc5322_date(e.next_attempt);
+                let tls = if e.require_tls { "  REQUIRETLS" } else { "" };
+                println!(
+                    "{}  {} bytes  from {sender}  attempts {}  next {next}{tls}",
+                    e.id, e.size, e.attempts
+                );
+                for r in e.recipients {
+                    let error = r.last_error.map(|x| format!("  ({x})")).unwrap_or_default();
+                    println!("    {}  {}{error}", r.address, r.status.as_str());
+                }
+            }
         }
     }
     Ok(())

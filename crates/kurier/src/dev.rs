@@ -103,9 +103,11 @@ pub fn banner(config: &Config, data: &Path, demo: &DemoAccount) -> String {
         )
     };
     let smtp = config.smtp.listen[0].0;
+    let (sub_tls, sub_starttls) = (
+        config.submission.listen_implicit[0].0,
+        config.submission.listen_starttls[0].0,
+    );
     let pending = [
-        ("submissions", dev_ports::SUBMISSIONS),
-        ("submission", dev_ports::SUBMISSION),
         ("IMAPS", dev_ports::IMAPS),
         ("IMAP", dev_ports::IMAP),
         ("POP3S", dev_ports::POP3S),
@@ -130,6 +132,7 @@ pub fn banner(config: &Config, data: &Path, demo: &DemoAccount) -> String {
          \x20 CA to trust    {ca}   (made for this data folder only)\n\
          \x20 HTTPS          https://{https}/   try: {curl}\n\
          \x20 SMTP (MX)      {smtp}   STARTTLS offered; try: swaks --server {smtp} --to {account} --tls\n\
+         \x20 submission     {sub_tls} (implicit TLS), {sub_starttls} (STARTTLS); log in as {account}\n\
          \x20 not yet in this build: {pending}\n\
          ready. Stop with Ctrl-C.",
         version = env!("CARGO_PKG_VERSION"),

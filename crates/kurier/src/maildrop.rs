@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use kurier_smtp::{Delivery, MailDrop, Message, Verdict};
-use kurier_store::{Recipient, Store, StoreError};
+use kurier_store::{NewQueueEntry, Recipient, Store, StoreError};
 
 pub struct StoreMailDrop(pub Arc<dyn Store>);
 
@@ -32,7 +32,31 @@ impl MailDrop for StoreMailDrop {
     }
 
     async fn deliver(&self, m: &Message) -> Delivery {
-        match self.0.deliver(&m.accounts, &m.body).await {
+        // Remote recipients (submission only) go into the queue in the same transaction.
+        let remote = (!m.remote.is_empty()).then(|| NewQueueEntry {
+            sender: m.from.clone(),
+            recipients: m
+                .remote
+                .iter()
+                .map(|(to, p)| {
+                    let dsn = [
+                        p.notify.as_ref().map(|n| format!("NOTIFY={n}")),
+                        p.orcpt.as_ref().map(|o| format!("ORCPT={o}")),
+                    ]
+                    .into_iter()
+                    .flatten()
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                    (to.clone(), (!dsn.is_empty()).then_some(dsn))
+                })
+                .collect(),
+            require_tls: m.params.require_tls,
+        });
+        match self
+            .0
+            .deliver_and_enqueue(&m.accounts, &m.body, remote.as_ref())
+            .await
+        {
             Ok(_) => Delivery::Stored,
             Err(StoreError::QuotaExceeded { address, .. }) => Delivery::OverQuota(address),
             Err(e) => {
@@ -40,5 +64,35 @@ impl MailDrop for StoreMailDrop {
                 Delivery::TempFail
             }
         }
+    }
+
+    /// The account, and what it may send as: its own address and the aliases that deliver to
+    /// it (not catch-alls, which would let it send as anyone in the domain).
+    async fn authenticate(
+        &self,
+        user: &str,
+        password: &str,
+    ) -> Result<Option<(String, Vec<String>)>, ()> {
+        let account = match self.0.authenticate(user, password).await {
+            Ok(Some(a)) => a,
+            Ok(None) => return Ok(None),
+            Err(e) => {
+                tracing::warn!(error = %e, "credential check failed");
+                return Err(());
+            }
+        };
+        let mut senders = vec![account.address.clone()];
+        match self.0.aliases(None).await {
+            Ok(aliases) => senders.extend(
+                aliases
+                    .into_iter()
+                    .filter(|a| !a.address.starts_with('@') && a.targets.contains(&account.address))
+                    .map(|a| a.address),
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "alias look-up failed; only the account's own address may send")
+            }
+        }
+        Ok(Some((account.address, senders)))
     }
 }

@@ -63,6 +63,13 @@ enum Command {
         #[command(subcommand)]
         command: admin::UserCommand,
     },
+    /// The outbound queue.
+    Queue {
+        #[command(flatten)]
+        source: ConfigArgs,
+        #[command(subcommand)]
+        command: admin::QueueCommand,
+    },
     /// Aliases and catch-alls.
     Alias {
         #[command(flatten)]
@@ -164,6 +171,7 @@ fn main() -> ExitCode {
         Command::Domain { source, command } => block_on(admin::domain(source, command)),
         Command::User { source, command } => block_on(admin::user(source, command)),
         Command::Alias { source, command } => block_on(admin::alias(source, command)),
+        Command::Queue { source, command } => block_on(admin::queue(source, command)),
         Command::Config {
             command: ConfigCommand::Check { file },
         } => serve::check(&file),

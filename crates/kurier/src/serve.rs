@@ -72,13 +72,36 @@ pub fn run(source: ConfigArgs, log_format: Option<LogFormatArg>) -> anyhow::Resu
         } else {
             acceptor.clone()
         };
-        let smtp = Arc::new(smtp_server(&cfg, store.clone(), mx_tls.clone()));
+        let smtp = Arc::new(smtp_server(&cfg, store.clone(), mx_tls.clone(), None));
         for addr in &cfg.smtp.listen {
             let listener = tokio::net::TcpListener::bind(addr.0).await.with_context(|| {
                 format!("cannot listen on {addr} (smtp.listen): is another program using it, or is the port privileged?")
             })?;
             tracing::info!(%addr, profile = mx_tls.profile().name(), "SMTP (MX) listening");
             services.push(tokio::spawn(kurier_smtp::serve(listener, smtp.clone(), stopped(stop_rx.clone()))));
+        }
+        // Submission: implicit TLS and STARTTLS, one throttle and rate limit for both.
+        let sub = &cfg.submission;
+        let throttle = Arc::new(std::sync::Mutex::new(kurier_smtp::sasl::AuthThrottle::new(
+            Duration::from_secs(sub.auth_window_secs),
+            sub.auth_block_after,
+        )));
+        let rate = Arc::new(std::sync::Mutex::new(kurier_smtp::sasl::RateLimit::new(sub.max_messages_per_hour)));
+        for (implicit_tls, list) in [(true, &sub.listen_implicit), (false, &sub.listen_starttls)] {
+            let settings = kurier_smtp::server::SubmissionSettings {
+                implicit_tls,
+                throttle: throttle.clone(),
+                rate: rate.clone(),
+            };
+            let server = Arc::new(smtp_server(&cfg, store.clone(), acceptor.clone(), Some(settings)));
+            for addr in list {
+                let listener = tokio::net::TcpListener::bind(addr.0).await.with_context(|| {
+                    format!("cannot listen on {addr} (submission): is another program using it, or is the port privileged?")
+                })?;
+                let kind = if implicit_tls { "implicit TLS" } else { "STARTTLS" };
+                tracing::info!(%addr, tls = kind, "submission listening");
+                services.push(tokio::spawn(kurier_smtp::serve(listener, server.clone(), stopped(stop_rx.clone()))));
+            }
         }
         // Every endpoint's certificates reload together (SIGHUP or changed files).
         let mut endpoints = vec![acceptor.clone()];
@@ -195,10 +218,12 @@ fn strict_acceptor(cfg: &Config) -> anyhow::Result<TlsAcceptor> {
 }
 
 /// The inbound MX's SMTP settings from `[smtp]`.
+/// An SMTP listener's settings: the MX (`submission: None`) or a submission port.
 fn smtp_server(
     cfg: &Config,
     store: Arc<dyn kurier_store::Store>,
     tls: Arc<TlsAcceptor>,
+    submission: Option<kurier_smtp::server::SubmissionSettings>,
 ) -> kurier_smtp::SmtpServer<crate::maildrop::StoreMailDrop> {
     let s = &cfg.smtp;
     let domain = cfg
@@ -220,18 +245,22 @@ fn smtp_server(
                 kurier_smtp::BareLineEnding::Normalize
             }
         },
-        starttls: true,
-        submission: false,
-        received_client_ip: true,
+        starttls: !submission.as_ref().is_some_and(|s| s.implicit_tls),
+        submission: submission.is_some(),
+        received_client_ip: submission.is_none() || cfg.submission.received_client_ip,
     };
-    kurier_smtp::SmtpServer::new(
+    let server = kurier_smtp::SmtpServer::new(
         session,
         crate::maildrop::StoreMailDrop(store),
         Some(tls),
         Duration::from_secs(s.command_timeout_secs),
         Duration::from_secs(s.data_timeout_secs),
         s.max_connections_per_ip as usize,
-    )
+    );
+    match submission {
+        Some(settings) => server.with_submission(settings),
+        None => server,
+    }
 }
 
 /// Lets the process hold as many connections as the system allows (one descriptor each).

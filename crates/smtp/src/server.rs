@@ -43,8 +43,9 @@ pub trait MailDrop: Send + Sync + 'static {
 pub struct SubmissionSettings {
     /// TLS from the first byte (port 465) instead of STARTTLS (port 587).
     pub implicit_tls: bool,
-    pub throttle: Mutex<AuthThrottle>,
-    pub rate: Mutex<RateLimit>,
+    /// Shared by all submission listeners, so that switching ports gains an attacker nothing.
+    pub throttle: Arc<Mutex<AuthThrottle>>,
+    pub rate: Arc<Mutex<RateLimit>>,
 }
 
 /// Everything a listener needs.
