@@ -8,59 +8,17 @@ mod support;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use kurier_store::Recipient;
 use support::Server;
 
-/// A configuration with a world certificate, on `ip`, with `smtp_extra` in `[smtp]`.
 fn setup(dir: &Path, ip: &str, smtp_extra: &str) -> PathBuf {
-    let ca = kurier_testworld::ca::Ca::new("T", kurier_testworld::ca::KeyKind::P256).unwrap();
-    let (cert, key) = ca
-        .leaf(&["mx.kurier.test"])
-        .unwrap()
-        .write(dir, "mx")
-        .unwrap();
-    let f = dir.join("kurier.toml");
-    std::fs::write(
-        &f,
-        format!(
-            "[server]\nhostname = \"mx.kurier.test\"\ndata_dir = \"{data}\"\nshutdown_grace_secs = 2\n\
-             [[tls.certificate]]\ncert = \"{cert}\"\nkey = \"{key}\"\n\
-             [web]\nlisten = [\"{ip}:8443\"]\n[smtp]\nlisten = [\"{ip}:2525\"]\n{smtp_extra}\n",
-            data = dir.join("data").display(),
-            cert = cert.display(),
-            key = key.display()
-        ),
-    )
-    .unwrap();
-    let run = |args: &[&str], stdin: &str| {
-        let mut c = Command::new(support::bin())
-            .args(args)
-            .args(["--config", f.to_str().unwrap()])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        c.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
-        let out = c.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    run(&["domain", "add", "kurier.test"], "");
-    run(&["user", "add", "rcpt@kurier.test"], "pw\n");
-    f
+    support::configured(dir, ip, smtp_extra, "")
 }
 
 fn start(dir: &Path, config: &Path) -> Server {
-    let s = Server::start(&["serve", "--config", config.to_str().unwrap()], dir);
-    s.wait_for_log("Kurier started");
-    s
+    Server::configured(dir, config)
 }
 
 fn line(r: &mut BufReader<TcpStream>) -> String {

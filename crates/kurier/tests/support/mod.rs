@@ -193,3 +193,60 @@ pub fn https_get(addr: SocketAddr, ca: &Path, path: &str) -> String {
 pub fn data_file(dir: &Path, name: &str) -> PathBuf {
     dir.join("data").join(name)
 }
+
+/// A configuration file for a server on `ip` (HTTPS 8443, SMTP 2525, submission 2465/2587)
+/// with a certificate from a test CA for `mx.kurier.test`, the domain `kurier.test` and the
+/// account `rcpt@kurier.test` (password `pw`). `smtp` and `submission` are extra keys for
+/// those tables.
+pub fn configured(dir: &Path, ip: &str, smtp: &str, submission: &str) -> PathBuf {
+    let ca = kurier_testworld::ca::Ca::new("T", kurier_testworld::ca::KeyKind::P256).unwrap();
+    let (cert, key) = ca
+        .leaf(&["mx.kurier.test"])
+        .unwrap()
+        .write(dir, "mx")
+        .unwrap();
+    let f = dir.join("kurier.toml");
+    std::fs::write(
+        &f,
+        format!(
+            "[server]\nhostname = \"mx.kurier.test\"\ndata_dir = \"{data}\"\nshutdown_grace_secs = 2\n\
+             [[tls.certificate]]\ncert = \"{cert}\"\nkey = \"{key}\"\n\
+             [web]\nlisten = [\"{ip}:8443\"]\n[smtp]\nlisten = [\"{ip}:2525\"]\n{smtp}\n\
+             [submission]\nlisten_implicit = [\"{ip}:2465\"]\nlisten_starttls = [\"{ip}:2587\"]\n{submission}\n",
+            data = dir.join("data").display(),
+            cert = cert.display(),
+            key = key.display()
+        ),
+    )
+    .unwrap();
+    for (args, stdin) in [
+        (&["domain", "add", "kurier.test"][..], ""),
+        (&["user", "add", "rcpt@kurier.test"][..], "pw\n"),
+    ] {
+        let mut c = Command::new(bin())
+            .args(args)
+            .args(["--config", f.to_str().unwrap()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        c.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        let out = c.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    f
+}
+
+impl Server {
+    /// `kurier serve --config FILE`, waited for until it has started.
+    pub fn configured(dir: &Path, config: &Path) -> Server {
+        let s = Server::start(&["serve", "--config", config.to_str().unwrap()], dir);
+        s.wait_for_log("Kurier started");
+        s
+    }
+}

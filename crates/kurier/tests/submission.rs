@@ -1,0 +1,409 @@
+//! Submission end to end (TR-03108 MUA-1, MUA-2): Python's smtplib and curl on 465 (implicit
+//! TLS) and 587 (STARTTLS) with PLAIN and LOGIN; local recipients land in the mailbox, remote
+//! ones in the queue; and what must be refused.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+mod support;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use kurier_store::Recipient;
+use support::Server;
+
+async fn store(data: &Path) -> std::sync::Arc<dyn kurier_store::Store> {
+    kurier_store::open(&format!("sqlite:{}", data.join("kurier.db").display()))
+        .await
+        .unwrap()
+}
+
+async fn inbox(data: &Path, address: &str) -> Vec<String> {
+    let s = store(data).await;
+    let Recipient::Local(a) = s.resolve(address).await.unwrap() else {
+        panic!("{address}")
+    };
+    let mb = s.mailbox(a[0].id, "INBOX").await.unwrap().unwrap();
+    let mut out = Vec::new();
+    for m in s.messages(mb.id).await.unwrap() {
+        out.push(
+            String::from_utf8_lossy(&s.message_body(mb.id, m.uid).await.unwrap().unwrap())
+                .into_owned(),
+        );
+    }
+    out
+}
+
+const SMTPLIB: &str = r#"
+import smtplib, socket, ssl, sys
+ip, ca, password = sys.argv[1], sys.argv[2], sys.argv[3]
+ctx = ssl.create_default_context(cafile=ca)
+
+class SubmissionsToIp(smtplib.SMTP_SSL):
+    """SMTP_SSL that connects to the test address but checks the certificate's name."""
+    def _get_socket(self, host, port, timeout):
+        sock = socket.create_connection((ip, port), timeout)
+        return self.context.wrap_socket(sock, server_hostname=host)
+
+msg = "From: Demo <demo@example.test>\r\nTo: demo@example.test, far@remote.test\r\nSubject: {}\r\n\r\nbody {}\r\n"
+# 465, implicit TLS, AUTH PLAIN (smtplib's choice).
+with SubmissionsToIp("mail.example.test", 2465, context=ctx) as s:
+    s.login("demo@example.test", password)
+    s.sendmail("demo@example.test", ["demo@example.test", "far@remote.test"], msg.format("via 465", "one"))
+# 587, STARTTLS, AUTH LOGIN.
+with smtplib.SMTP(ip, 2587) as s:
+    s._host = "mail.example.test"
+    s.ehlo()
+    assert "auth" not in s.esmtp_features, "no AUTH before STARTTLS"
+    s.starttls(context=ctx)
+    s.ehlo()
+    s.user, s.password = "demo@example.test", password
+    s.auth("LOGIN", s.auth_login, initial_response_ok=False)
+    s.sendmail("demo@example.test", ["demo@example.test"], msg.format("via 587", "two"))
+print("SENT")
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mua1_mua2_smtplib_on_465_and_587_local_and_remote_recipients() {
+    let dir = tempfile::tempdir().unwrap();
+    let ip = "127.0.10.80";
+    let data = dir.path().join("data");
+    let mut cmd = Command::new(support::bin());
+    cmd.args([
+        "serve",
+        "--dev",
+        "--data",
+        data.to_str().unwrap(),
+        "--listen-ip",
+        ip,
+    ])
+    .env("KURIER_DEV_PASSWORD", "s3cret");
+    let server = Server::from_command(cmd, dir.path());
+    server.wait_for_stdout("ready.");
+    let ca = data.join("dev-ca.pem");
+    let out = Command::new("python3")
+        .args(["-c", SMTPLIB, ip, ca.to_str().unwrap(), "s3cret"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("SENT"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let got = inbox(&data, "demo@example.test").await;
+    assert_eq!(got.len(), 2);
+    assert!(
+        got[0].contains("Subject: via 465") && got[0].contains("with ESMTPSA id"),
+        "{}",
+        got[0]
+    );
+    assert!(
+        got[0].contains("Message-ID: <") && got[0].contains("\r\nDate: "),
+        "added headers: {}",
+        got[0]
+    );
+    assert!(
+        !got[0].contains(ip),
+        "no client address in Received by default: {}",
+        got[0]
+    );
+    assert!(got[1].contains("Subject: via 587"));
+    let queue = store(&data).await.queue().await.unwrap();
+    assert_eq!(queue.len(), 1, "the remote recipient waits in the queue");
+    assert_eq!(queue[0].recipients[0].address, "far@remote.test");
+    let (code, listing, _) =
+        support::run(&["queue", "list", "--dev", "--data", data.to_str().unwrap()]);
+    assert_eq!(code, 0);
+    assert!(
+        listing.contains("far@remote.test  pending") && listing.contains("from demo@example.test"),
+        "{listing}"
+    );
+    assert!(
+        server.stderr().contains("authenticated") && !server.stderr().contains("s3cret"),
+        "no secrets in the log"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn curl_sends_over_smtps_and_smtp_with_starttls() {
+    let dir = tempfile::tempdir().unwrap();
+    let ip = "127.0.10.81";
+    let data = dir.path().join("data");
+    let mut cmd = Command::new(support::bin());
+    cmd.args([
+        "serve",
+        "--dev",
+        "--data",
+        data.to_str().unwrap(),
+        "--listen-ip",
+        ip,
+    ])
+    .env("KURIER_DEV_PASSWORD", "pw");
+    let server = Server::from_command(cmd, dir.path());
+    server.wait_for_stdout("ready.");
+    let msg = dir.path().join("m.txt");
+    std::fs::write(&msg, "From: demo@example.test\r\nTo: demo@example.test\r\nSubject: curl\r\n\r\nhello via curl\r\n").unwrap();
+    for (url, extra) in [
+        ("smtps://mail.example.test:2465", vec![]),
+        (
+            "smtp://mail.example.test:2587",
+            vec!["--ssl-reqd", "--login-options", "AUTH=LOGIN"],
+        ),
+    ] {
+        let port = &url[url.len() - 4..];
+        let out = Command::new("curl")
+            .args(["-sS", "--cacert", data.join("dev-ca.pem").to_str().unwrap()])
+            .args([
+                "--connect-to",
+                &format!("mail.example.test:{port}:{ip}:{port}"),
+            ])
+            .args([
+                "--url",
+                url,
+                "--user",
+                "demo@example.test:pw",
+                "--mail-from",
+                "demo@example.test",
+            ])
+            .args([
+                "--mail-rcpt",
+                "demo@example.test",
+                "-T",
+                msg.to_str().unwrap(),
+            ])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{url}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_eq!(inbox(&data, "demo@example.test").await.len(), 2);
+
+    // MUA-1 on 465: the strict profile, from the first byte.
+    use kurier_tls::probe::{ClientOffer, probe};
+    use openssl::ssl::SslVersion;
+    let a: SocketAddr = format!("{ip}:2465").parse().unwrap();
+    let tls11 = ClientOffer {
+        min_version: Some(SslVersion::TLS1_1),
+        max_version: Some(SslVersion::TLS1_1),
+        tls12_ciphers: Some("ALL:@SECLEVEL=0".into()),
+        security_level: Some(0),
+        ..Default::default()
+    };
+    assert!(probe(a, &tls11).is_err(), "TLS 1.1 refused on 465");
+    let chacha = ClientOffer {
+        min_version: Some(SslVersion::TLS1_3),
+        tls13_suites: Some("TLS_CHACHA20_POLY1305_SHA256".into()),
+        ..Default::default()
+    };
+    assert!(probe(a, &chacha).is_err(), "ChaCha20 refused on 465");
+    assert_eq!(
+        probe(a, &ClientOffer::default()).unwrap().version,
+        "TLSv1.3"
+    );
+}
+
+struct Client(BufReader<TcpStream>);
+
+impl Client {
+    fn connect(addr: SocketAddr) -> Self {
+        let tcp = TcpStream::connect(addr).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut c = Client(BufReader::new(tcp));
+        assert!(c.reply().starts_with("220"));
+        c
+    }
+
+    fn reply(&mut self) -> String {
+        let mut all = String::new();
+        loop {
+            let mut line = String::new();
+            if self.0.read_line(&mut line).unwrap_or(0) == 0 {
+                return all;
+            }
+            all.push_str(&line);
+            if line.as_bytes().get(3) != Some(&b'-') {
+                return all;
+            }
+        }
+    }
+
+    fn cmd(&mut self, line: &str) -> String {
+        self.0
+            .get_mut()
+            .write_all(format!("{line}\r\n").as_bytes())
+            .unwrap();
+        self.reply()
+    }
+}
+
+/// `user\0pass` in base64, as AUTH PLAIN sends it.
+fn plain(user: &str, pass: &str) -> String {
+    let raw = format!("\0{user}\0{pass}");
+    let mut out = String::new();
+    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    for chunk in raw.as_bytes().chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn mua2_no_auth_in_the_clear_none_on_port_25_and_failures_are_throttled() {
+    let dir = tempfile::tempdir().unwrap();
+    let ip = "127.0.10.82";
+    let config = support::configured(
+        dir.path(),
+        ip,
+        "",
+        "auth_block_after = 3\nmax_messages_per_hour = 1",
+    );
+    let _server = Server::configured(dir.path(), &config);
+    let sub587: SocketAddr = format!("{ip}:2587").parse().unwrap();
+
+    // 587 before STARTTLS: no AUTH offered, none accepted, no MAIL.
+    let mut c = Client::connect(sub587);
+    assert!(!c.cmd("EHLO client.test").contains("AUTH"));
+    assert!(
+        c.cmd(&format!("AUTH PLAIN {}", plain("rcpt@kurier.test", "pw")))
+            .starts_with("530")
+    );
+    assert!(c.cmd("MAIL FROM:<rcpt@kurier.test>").starts_with("530"));
+
+    // Port 25 never offers AUTH.
+    let mut mx = Client::connect(format!("{ip}:2525").parse().unwrap());
+    let ehlo = mx.cmd("EHLO client.test");
+    assert!(!ehlo.contains("AUTH"), "{ehlo}");
+    assert!(
+        mx.cmd(&format!("AUTH PLAIN {}", plain("rcpt@kurier.test", "pw")))
+            .starts_with("502")
+    );
+
+    // Over TLS (465): wrong password and unknown user get the same answer, slower each time,
+    // then a temporary block.
+    let tls = |addr: &str| {
+        let tcp = TcpStream::connect(addr).unwrap();
+        let mut b =
+            openssl::ssl::SslConnector::builder(openssl::ssl::SslMethod::tls_client()).unwrap();
+        b.set_verify(openssl::ssl::SslVerifyMode::NONE);
+        let s = b.build().connect("mx.kurier.test", tcp).unwrap();
+        let mut r = BufReader::new(s);
+        let mut greeting = String::new();
+        r.read_line(&mut greeting).unwrap();
+        assert!(greeting.starts_with("220"), "{greeting}");
+        r
+    };
+    let cmd = |r: &mut BufReader<openssl::ssl::SslStream<TcpStream>>, line: &str| {
+        r.get_mut()
+            .write_all(format!("{line}\r\n").as_bytes())
+            .unwrap();
+        let mut all = String::new();
+        loop {
+            let mut l = String::new();
+            r.read_line(&mut l).unwrap();
+            all.push_str(&l);
+            if l.as_bytes().get(3) != Some(&b'-') {
+                return all;
+            }
+        }
+    };
+    let mut s = tls(&format!("{ip}:2465"));
+    assert!(cmd(&mut s, "EHLO client.test").contains("AUTH PLAIN LOGIN"));
+    let wrong_pw = cmd(
+        &mut s,
+        &format!("AUTH PLAIN {}", plain("rcpt@kurier.test", "nope")),
+    );
+    let t = Instant::now();
+    let no_user = cmd(
+        &mut s,
+        &format!("AUTH PLAIN {}", plain("ghost@kurier.test", "nope")),
+    );
+    assert!(
+        t.elapsed() >= Duration::from_millis(240),
+        "the second failure is delayed"
+    );
+    assert!(
+        wrong_pw.starts_with("535 5.7.8") && wrong_pw == no_user,
+        "{wrong_pw} / {no_user}"
+    );
+    let _third = cmd(
+        &mut s,
+        &format!("AUTH PLAIN {}", plain("rcpt@kurier.test", "nope")),
+    );
+    let blocked = cmd(
+        &mut s,
+        &format!("AUTH PLAIN {}", plain("rcpt@kurier.test", "pw")),
+    );
+    assert!(
+        blocked.starts_with("454 4.7.0"),
+        "blocked even with the right password: {blocked}"
+    );
+}
+
+#[test]
+fn sender_spoofing_is_refused_and_the_rate_limit_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let ip = "127.0.10.83";
+    let config = support::configured(dir.path(), ip, "", "max_messages_per_hour = 1");
+    let _server = Server::configured(dir.path(), &config);
+    let tcp = TcpStream::connect(format!("{ip}:2465")).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut b = openssl::ssl::SslConnector::builder(openssl::ssl::SslMethod::tls_client()).unwrap();
+    b.set_verify(openssl::ssl::SslVerifyMode::NONE);
+    let mut r = BufReader::new(b.build().connect("mx.kurier.test", tcp).unwrap());
+    let mut greeting = String::new();
+    r.read_line(&mut greeting).unwrap();
+    assert!(greeting.starts_with("220"));
+    let mut cmd = |line: &str| {
+        r.get_mut()
+            .write_all(format!("{line}\r\n").as_bytes())
+            .unwrap();
+        let mut all = String::new();
+        loop {
+            let mut l = String::new();
+            r.read_line(&mut l).unwrap();
+            all.push_str(&l);
+            if l.as_bytes().get(3) != Some(&b'-') {
+                return all;
+            }
+        }
+    };
+    cmd("EHLO client.test");
+    assert!(cmd(&format!("AUTH PLAIN {}", plain("rcpt@kurier.test", "pw"))).starts_with("235"));
+    let spoof = cmd("MAIL FROM:<ceo@kurier.test>");
+    assert!(spoof.starts_with("553 5.7.1"), "{spoof}");
+    assert!(cmd("MAIL FROM:<rcpt@kurier.test>").starts_with("250"));
+    assert!(cmd("RCPT TO:<someone@remote.test>").starts_with("250"));
+    assert!(cmd("DATA").starts_with("354"));
+    let forged = cmd("From: CEO <ceo@kurier.test>\r\n\r\npay now\r\n.");
+    assert!(
+        forged.starts_with("553 5.7.1") && forged.contains("From <ceo@kurier.test>"),
+        "{forged}"
+    );
+    let send = |cmd: &mut dyn FnMut(&str) -> String| {
+        cmd("MAIL FROM:<rcpt@kurier.test>");
+        cmd("RCPT TO:<someone@remote.test>");
+        cmd("DATA");
+        cmd("From: rcpt@kurier.test\r\n\r\nhello\r\n.")
+    };
+    assert!(send(&mut cmd).starts_with("250"));
+    let limited = send(&mut cmd);
+    assert!(limited.starts_with("450 4.7.1"), "{limited}");
+}
