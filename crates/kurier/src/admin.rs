@@ -249,3 +249,136 @@ mod tests {
         assert_eq!(format_size(12), "12B");
     }
 }
+
+#[derive(clap::Subcommand)]
+pub enum DkimCommand {
+    /// Make a DKIM key for a hosted domain and print the DNS record to publish.
+    Generate {
+        domain: String,
+        /// The selector, the name under _domainkey.
+        #[arg(long, default_value = "kurier")]
+        selector: String,
+        /// rsa (3072 bits) or ed25519 (RFC 8463; publish an RSA key as well for older verifiers).
+        #[arg(long, default_value = "rsa", value_parser = ["rsa", "ed25519"])]
+        algorithm: String,
+    },
+    /// Print the DNS record of a domain's DKIM key.
+    Show { domain: String },
+}
+
+/// The key file of `domain` with `selector` in the data folder.
+pub fn dkim_key_path(
+    data_dir: &std::path::Path,
+    domain: &str,
+    selector: &str,
+) -> std::path::PathBuf {
+    data_dir
+        .join("dkim")
+        .join(format!("{domain}.{selector}.pem"))
+}
+
+/// Makes a key for `domain` (a hosted domain), stores it and its selector; returns the key.
+pub async fn dkim_generate(
+    store: &dyn Store,
+    data_dir: &std::path::Path,
+    domain: &str,
+    selector: &str,
+    algorithm: kurier_dkim::Algorithm,
+) -> anyhow::Result<kurier_dkim::DkimKey> {
+    let domain = domain.trim().to_ascii_lowercase();
+    if !selector
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-')
+        || selector.is_empty()
+    {
+        bail!("selector {selector:?}: use letters, digits and '-'");
+    }
+    store.domain_settings(&domain).await?; // fails clearly for a domain we do not host
+    let (key, pem) = kurier_dkim::DkimKey::generate(&domain, selector, algorithm)?;
+    let path = dkim_key_path(data_dir, &domain, selector);
+    std::fs::create_dir_all(path.parent().unwrap_or(data_dir))?;
+    {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)?;
+        f.write_all(&pem)?;
+        f.sync_all()?;
+    }
+    store
+        .set_domain_setting(&domain, "dkim.selector", Some(selector))
+        .await?;
+    Ok(key)
+}
+
+/// The key `domain` signs with, if it has one.
+pub async fn dkim_key(
+    store: &dyn Store,
+    data_dir: &std::path::Path,
+    domain: &str,
+) -> anyhow::Result<Option<kurier_dkim::DkimKey>> {
+    let settings = match store.domain_settings(domain).await {
+        Ok(s) => s,
+        Err(kurier_store::StoreError::NotFound(_)) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let Some(selector) = settings.get("dkim.selector") else {
+        return Ok(None);
+    };
+    let path = dkim_key_path(data_dir, domain, selector);
+    let pem = std::fs::read(&path)
+        .with_context(|| format!("cannot read the DKIM key {}", path.display()))?;
+    Ok(Some(kurier_dkim::DkimKey::from_pem(
+        domain, selector, &pem,
+    )?))
+}
+
+/// A TXT record in zone-file form, its value split into strings of at most 255 bytes.
+pub fn txt_record(name: &str, value: &str) -> String {
+    let parts: Vec<String> = value
+        .as_bytes()
+        .chunks(255)
+        .map(|c| format!("\"{}\"", String::from_utf8_lossy(c)))
+        .collect();
+    format!("{name} IN TXT ( {} )", parts.join("\n    "))
+}
+
+pub async fn dkim(args: ConfigArgs, cmd: DkimCommand) -> anyhow::Result<()> {
+    let cfg = args.config()?;
+    let store = open(&args).await?;
+    let key = match cmd {
+        DkimCommand::Generate {
+            domain,
+            selector,
+            algorithm,
+        } => {
+            let alg = if algorithm == "ed25519" {
+                kurier_dkim::Algorithm::Ed25519
+            } else {
+                kurier_dkim::Algorithm::Rsa
+            };
+            let key = dkim_generate(&*store, &cfg.server.data_dir, &domain, &selector, alg).await?;
+            eprintln!(
+                "Publish this record; mail from {} is signed from now on:",
+                key.domain
+            );
+            key
+        }
+        DkimCommand::Show { domain } => {
+            dkim_key(&*store, &cfg.server.data_dir, &domain.to_ascii_lowercase())
+                .await?
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "{domain} has no DKIM key; make one with: kurier dkim generate {domain}"
+                    )
+                })?
+        }
+    };
+    let (name, value) = key.dns_record()?;
+    println!("{}", txt_record(&name, &value));
+    Ok(())
+}

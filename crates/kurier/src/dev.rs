@@ -42,11 +42,25 @@ pub const PASSWORD_ENV: &str = "KURIER_DEV_PASSWORD";
 
 /// Makes sure the domain `example.test` and the account `demo@example.test` exist. The password
 /// comes from KURIER_DEV_PASSWORD (set on every start), else a new one is generated once.
-pub async fn demo_account(store: &dyn Store) -> anyhow::Result<DemoAccount> {
+pub async fn demo_account(store: &dyn Store, data_dir: &Path) -> anyhow::Result<DemoAccount> {
     let address = format!("demo@{DEV_DOMAIN}");
     match store.add_domain(DEV_DOMAIN).await {
         Ok(_) | Err(StoreError::Exists(_)) => {}
         Err(e) => return Err(e).context("cannot create the dev domain"),
+    }
+    // Dev mail is DKIM-signed like real mail (one RSA key, kept across restarts).
+    if crate::admin::dkim_key(store, data_dir, DEV_DOMAIN)
+        .await?
+        .is_none()
+    {
+        crate::admin::dkim_generate(
+            store,
+            data_dir,
+            DEV_DOMAIN,
+            "kurier",
+            kurier_dkim::Algorithm::Rsa,
+        )
+        .await?;
     }
     let from_env = std::env::var(PASSWORD_ENV).ok().filter(|p| !p.is_empty());
     let exists = store.account(&address).await?.is_some();

@@ -6,15 +6,47 @@ use std::sync::Arc;
 use kurier_smtp::{Delivery, MailDrop, Message, Verdict};
 use kurier_store::{NewQueueEntry, Recipient, Store, StoreError};
 
-pub struct StoreMailDrop(pub Arc<dyn Store>);
+pub struct StoreMailDrop {
+    pub store: Arc<dyn Store>,
+    /// Where DKIM keys live (`dkim/` below it).
+    pub data_dir: std::path::PathBuf,
+}
+
+impl StoreMailDrop {
+    /// Submitted mail is DKIM-signed for the domain of its From address, when that domain has
+    /// a key (RFC 6376; `kurier dkim generate`). A key that cannot be read is logged and the
+    /// message goes out unsigned rather than not at all.
+    async fn dkim_sign(&self, body: &[u8]) -> Option<String> {
+        let fields = kurier_smtp::headers::fields(body);
+        let from = fields
+            .iter()
+            .find(|(n, _)| n == "from")
+            .map(|(_, v)| kurier_smtp::headers::addresses(v))?;
+        let domain = from.first()?.rsplit_once('@')?.1.to_string();
+        match crate::admin::dkim_key(&*self.store, &self.data_dir, &domain).await {
+            Ok(Some(key)) => match key.sign(body, kurier_store::now()) {
+                Ok(header) => Some(header),
+                Err(e) => {
+                    tracing::error!(%domain, error = %e, "DKIM signing failed; sent unsigned");
+                    None
+                }
+            },
+            Ok(None) => None,
+            Err(e) => {
+                tracing::error!(%domain, error = %e, "DKIM key unusable; sent unsigned");
+                None
+            }
+        }
+    }
+}
 
 impl MailDrop for StoreMailDrop {
     async fn check_recipient(&self, address: &str) -> Verdict {
-        match self.0.resolve(address).await {
+        match self.store.resolve(address).await {
             Ok(Recipient::Local(accounts)) => {
                 for a in &accounts {
                     // A full mailbox is refused at RCPT time (452 4.2.2), not after DATA.
-                    if let (Some(q), Ok(used)) = (a.quota, self.0.usage(a.id).await)
+                    if let (Some(q), Ok(used)) = (a.quota, self.store.usage(a.id).await)
                         && used >= q
                     {
                         return Verdict::OverQuota;
@@ -52,9 +84,23 @@ impl MailDrop for StoreMailDrop {
                 .collect(),
             require_tls: m.params.require_tls,
         });
+        // Only what our own users submit is signed; inbound mail never is.
+        let header = if m.account.is_some() {
+            self.dkim_sign(&m.body).await
+        } else {
+            None
+        };
+        let signed;
+        let body = match header {
+            Some(h) => {
+                signed = [h.as_bytes(), &m.body].concat();
+                &signed
+            }
+            None => &m.body,
+        };
         match self
-            .0
-            .deliver_and_enqueue(&m.accounts, &m.body, remote.as_ref())
+            .store
+            .deliver_and_enqueue(&m.accounts, body, remote.as_ref())
             .await
         {
             Ok(_) => Delivery::Stored,
@@ -73,7 +119,7 @@ impl MailDrop for StoreMailDrop {
         user: &str,
         password: &str,
     ) -> Result<Option<(String, Vec<String>)>, ()> {
-        let account = match self.0.authenticate(user, password).await {
+        let account = match self.store.authenticate(user, password).await {
             Ok(Some(a)) => a,
             Ok(None) => return Ok(None),
             Err(e) => {
@@ -82,7 +128,7 @@ impl MailDrop for StoreMailDrop {
             }
         };
         let mut senders = vec![account.address.clone()];
-        match self.0.aliases(None).await {
+        match self.store.aliases(None).await {
             Ok(aliases) => senders.extend(
                 aliases
                     .into_iter()

@@ -63,6 +63,13 @@ enum Command {
         #[command(subcommand)]
         command: admin::UserCommand,
     },
+    /// DKIM keys for signing submitted mail.
+    Dkim {
+        #[command(flatten)]
+        source: ConfigArgs,
+        #[command(subcommand)]
+        command: admin::DkimCommand,
+    },
     /// The outbound queue.
     Queue {
         #[command(flatten)]
@@ -172,6 +179,7 @@ fn main() -> ExitCode {
         Command::User { source, command } => block_on(admin::user(source, command)),
         Command::Alias { source, command } => block_on(admin::alias(source, command)),
         Command::Queue { source, command } => block_on(admin::queue(source, command)),
+        Command::Dkim { source, command } => block_on(admin::dkim(source, command)),
         Command::Config {
             command: ConfigCommand::Check { file },
         } => serve::check(&file),

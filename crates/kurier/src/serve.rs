@@ -51,7 +51,7 @@ pub fn run(source: ConfigArgs, log_format: Option<LogFormatArg>) -> anyhow::Resu
         create_data_dir(&cfg)?;
         let store = admin::open(&source).await?;
         tracing::info!(store = %cfg.store_url(), "store opened");
-        let demo = if dev.dev { Some(dev::demo_account(&*store).await?) } else { None };
+        let demo = if dev.dev { Some(dev::demo_account(&*store, &cfg.server.data_dir).await?) } else { None };
         let (stop_tx, stop_rx) = watch::channel(false);
         let site = Arc::new(kurier_web::Site { hostname: cfg.server.hostname.clone() });
         let mut services = Vec::new();
@@ -251,7 +251,10 @@ fn smtp_server(
     };
     let server = kurier_smtp::SmtpServer::new(
         session,
-        crate::maildrop::StoreMailDrop(store),
+        crate::maildrop::StoreMailDrop {
+            store,
+            data_dir: cfg.server.data_dir.clone(),
+        },
         Some(tls),
         Duration::from_secs(s.command_timeout_secs),
         Duration::from_secs(s.data_timeout_secs),

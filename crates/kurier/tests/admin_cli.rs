@@ -122,6 +122,29 @@ async fn domains_users_and_aliases_from_the_command_line() {
     assert_eq!(code, 2);
     assert!(s.account("eve@example.org").await.unwrap().is_none());
 
+    // DKIM keys: generated for a hosted domain, shown again later, refused for others.
+    let (code, record, err) = kurier(
+        d,
+        &[
+            "dkim",
+            "generate",
+            "example.org",
+            "--algorithm",
+            "ed25519",
+            "--selector",
+            "s1",
+        ],
+        "",
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        record.starts_with("s1._domainkey.example.org. IN TXT") && record.contains("k=ed25519; p="),
+        "{record}"
+    );
+    assert_eq!(kurier(d, &["dkim", "show", "example.org"], "").1, record);
+    let (code, _, err) = kurier(d, &["dkim", "generate", "nothosted.test"], "");
+    assert_eq!(code, 1);
+    assert!(err.contains("nothosted.test"), "{err}");
     assert_eq!(kurier(d, &["alias", "del", "@example.org"], "").0, 0);
     assert_eq!(kurier(d, &["user", "del", "alice@example.org"], "").0, 0);
     assert_eq!(kurier(d, &["domain", "del", "example.org"], "").0, 0);
