@@ -5,14 +5,14 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::{Read, Write};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use kurier_store::Recipient;
-use support::Server;
+use support::{Client, Server};
 
 const SMTP_PORT: u16 = 2525;
 
@@ -34,47 +34,6 @@ async fn inbox(dir: &Path) -> Vec<Vec<u8>> {
         out.push(store.message_body(mb.id, m.uid).await.unwrap().unwrap());
     }
     out
-}
-
-/// A line-oriented SMTP client for the negative tests.
-struct Client {
-    r: BufReader<TcpStream>,
-}
-
-impl Client {
-    fn connect(addr: SocketAddr) -> Client {
-        let tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
-        tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        let mut c = Client {
-            r: BufReader::new(tcp),
-        };
-        assert!(c.reply().starts_with("220"));
-        c
-    }
-
-    /// One complete reply (all continuation lines).
-    fn reply(&mut self) -> String {
-        let mut all = String::new();
-        loop {
-            let mut line = String::new();
-            if self.r.read_line(&mut line).unwrap_or(0) == 0 {
-                return all;
-            }
-            all.push_str(&line);
-            if line.len() < 4 || line.as_bytes()[3] != b'-' {
-                return all;
-            }
-        }
-    }
-
-    fn send(&mut self, bytes: &[u8]) {
-        self.r.get_mut().write_all(bytes).unwrap();
-    }
-
-    fn cmd(&mut self, line: &str) -> String {
-        self.send(format!("{line}\r\n").as_bytes());
-        self.reply()
-    }
 }
 
 const SMTPLIB: &str = r#"

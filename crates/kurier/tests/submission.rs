@@ -13,7 +13,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use kurier_store::Recipient;
-use support::Server;
+use support::{Client, Server};
 
 async fn store(data: &Path) -> std::sync::Arc<dyn kurier_store::Store> {
     kurier_store::open(&format!("sqlite:{}", data.join("kurier.db").display()))
@@ -208,40 +208,6 @@ async fn curl_sends_over_smtps_and_smtp_with_starttls() {
         probe(a, &ClientOffer::default()).unwrap().version,
         "TLSv1.3"
     );
-}
-
-struct Client(BufReader<TcpStream>);
-
-impl Client {
-    fn connect(addr: SocketAddr) -> Self {
-        let tcp = TcpStream::connect(addr).unwrap();
-        tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        let mut c = Client(BufReader::new(tcp));
-        assert!(c.reply().starts_with("220"));
-        c
-    }
-
-    fn reply(&mut self) -> String {
-        let mut all = String::new();
-        loop {
-            let mut line = String::new();
-            if self.0.read_line(&mut line).unwrap_or(0) == 0 {
-                return all;
-            }
-            all.push_str(&line);
-            if line.as_bytes().get(3) != Some(&b'-') {
-                return all;
-            }
-        }
-    }
-
-    fn cmd(&mut self, line: &str) -> String {
-        self.0
-            .get_mut()
-            .write_all(format!("{line}\r\n").as_bytes())
-            .unwrap();
-        self.reply()
-    }
 }
 
 /// `user\0pass` in base64, as AUTH PLAIN sends it.

@@ -268,22 +268,6 @@ impl Session {
             State::Closed | State::Checking(..) | State::Delivering | State::Authenticating => {
                 (0, Event::NeedInput)
             }
-            State::AuthPlain | State::AuthLoginUser | State::AuthLoginPass(_) => {
-                match buf.iter().position(|&b| b == b'\n') {
-                    None if buf.len() > MAX_COMMAND_LINE => {
-                        self.state = State::SkipLine;
-                        (buf.len(), Event::NeedInput)
-                    }
-                    None => (0, Event::NeedInput),
-                    Some(i) => {
-                        let line = &buf[..i];
-                        let line =
-                            String::from_utf8_lossy(line.strip_suffix(b"\r").unwrap_or(line))
-                                .into_owned();
-                        (i + 1, self.sasl_line(&line))
-                    }
-                }
-            }
             State::Data(decoder) => match decoder.feed(buf) {
                 DataProgress::More => (buf.len(), Event::NeedInput),
                 DataProgress::Done { consumed } => (consumed, self.data_done()),
@@ -317,26 +301,41 @@ impl Session {
                 }
                 None => (buf.len(), Event::NeedInput),
             },
-            State::Fresh | State::Ready | State::Transaction => {
-                match buf.iter().position(|&b| b == b'\n') {
-                    None if buf.len() > MAX_COMMAND_LINE => {
-                        self.state = State::SkipLine;
-                        (buf.len(), Event::NeedInput)
-                    }
-                    None => (0, Event::NeedInput),
-                    Some(i) => {
-                        let line = &buf[..i];
-                        let line = line.strip_suffix(b"\r").unwrap_or(line);
-                        let event = if line.len() > MAX_COMMAND_LINE {
-                            self.error(r(500, "5.5.2", "Error: line too long"))
-                        } else {
-                            self.command(line)
-                        };
-                        (i + 1, event)
-                    }
-                }
-            }
+            State::Fresh
+            | State::Ready
+            | State::Transaction
+            | State::AuthPlain
+            | State::AuthLoginUser
+            | State::AuthLoginPass(_) => self.line(buf),
         }
+    }
+
+    /// A command line, or a line of a SASL exchange; lines may end in CRLF or a bare LF.
+    fn line(&mut self, buf: &[u8]) -> (usize, Event) {
+        let Some(i) = buf.iter().position(|&b| b == b'\n') else {
+            if buf.len() > MAX_COMMAND_LINE {
+                self.state = State::SkipLine;
+                return (buf.len(), Event::NeedInput);
+            }
+            return (0, Event::NeedInput);
+        };
+        let line = &buf[..i];
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let sasl = matches!(
+            self.state,
+            State::AuthPlain | State::AuthLoginUser | State::AuthLoginPass(_)
+        );
+        let event = if line.len() > MAX_COMMAND_LINE {
+            if sasl {
+                self.state = State::Ready;
+            }
+            self.error(r(500, "5.5.2", "Error: line too long"))
+        } else if sasl {
+            self.sasl_line(&String::from_utf8_lossy(line))
+        } else {
+            self.command(line)
+        };
+        (i + 1, event)
     }
 
     fn command(&mut self, line: &[u8]) -> Event {

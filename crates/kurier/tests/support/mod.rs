@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -248,5 +249,46 @@ impl Server {
         let s = Server::start(&["serve", "--config", config.to_str().unwrap()], dir);
         s.wait_for_log("Kurier started");
         s
+    }
+}
+
+/// A line-oriented SMTP client for the negative tests.
+pub struct Client {
+    pub r: BufReader<TcpStream>,
+}
+
+impl Client {
+    pub fn connect(addr: SocketAddr) -> Client {
+        let tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut c = Client {
+            r: BufReader::new(tcp),
+        };
+        assert!(c.reply().starts_with("220"));
+        c
+    }
+
+    /// One complete reply (all continuation lines).
+    pub fn reply(&mut self) -> String {
+        let mut all = String::new();
+        loop {
+            let mut line = String::new();
+            if self.r.read_line(&mut line).unwrap_or(0) == 0 {
+                return all;
+            }
+            all.push_str(&line);
+            if line.len() < 4 || line.as_bytes()[3] != b'-' {
+                return all;
+            }
+        }
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.r.get_mut().write_all(bytes).unwrap();
+    }
+
+    pub fn cmd(&mut self, line: &str) -> String {
+        self.send(format!("{line}\r\n").as_bytes());
+        self.reply()
     }
 }
