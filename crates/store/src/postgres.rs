@@ -444,6 +444,22 @@ fn message_meta(mailbox: MailboxId, r: &Row) -> MessageMeta {
     }
 }
 
+/// The id of `account`'s mailbox `name`, its row locked for the transaction.
+async fn mailbox_for_update(
+    tx: &Transaction<'_>,
+    account: AccountId,
+    name: &str,
+) -> Result<MailboxId> {
+    tx.query_opt(
+        "SELECT id FROM mailboxes WHERE account = $1 AND name = $2 FOR UPDATE",
+        &[&account, &name],
+    )
+    .await
+    .map_err(err)?
+    .map(|r| r.get(0))
+    .ok_or_else(|| StoreError::NotFound(format!("mailbox {name}")))
+}
+
 /// Locks the mailbox row; returns (account, highest_modseq).
 async fn lock_mailbox(tx: &Transaction<'_>, mailbox: MailboxId) -> Result<(AccountId, i64)> {
     let r = tx
@@ -937,15 +953,7 @@ impl Store for PostgresStore {
         let (from, to) = rules::rename_names(from, to)?;
         let mut c = self.client().await?;
         let tx = c.transaction().await.map_err(err)?;
-        let id: MailboxId = tx
-            .query_opt(
-                "SELECT id FROM mailboxes WHERE account = $1 AND name = $2 FOR UPDATE",
-                &[&account, &from],
-            )
-            .await
-            .map_err(err)?
-            .map(|r| r.get(0))
-            .ok_or_else(|| StoreError::NotFound(format!("mailbox {from}")))?;
+        let id = mailbox_for_update(&tx, account, &from).await?;
         tx.execute(
             "UPDATE mailboxes SET name = $3 WHERE account = $1 AND name = $2",
             &[&account, &from, &to],
@@ -974,15 +982,7 @@ impl Store for PostgresStore {
         let name = rules::deletable_mailbox(name)?;
         let mut c = self.client().await?;
         let tx = c.transaction().await.map_err(err)?;
-        let id: MailboxId = tx
-            .query_opt(
-                "SELECT id FROM mailboxes WHERE account = $1 AND name = $2 FOR UPDATE",
-                &[&account, &name],
-            )
-            .await
-            .map_err(err)?
-            .map(|r| r.get(0))
-            .ok_or_else(|| StoreError::NotFound(format!("mailbox {name}")))?;
+        let id = mailbox_for_update(&tx, account, &name).await?;
         tx.execute(
             "SELECT 1 FROM accounts WHERE id = $1 FOR UPDATE",
             &[&account],
