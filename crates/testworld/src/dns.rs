@@ -104,6 +104,9 @@ pub struct Dns {
     pub authoritative: SocketAddr,
     /// unbound: recursive and validating.
     pub resolver: SocketAddr,
+    /// A second unbound that recurses without validating (`module-config: "iterator"`): it
+    /// passes bogus data through, so an in-process validator's own verdict can be tested.
+    pub plain_resolver: SocketAddr,
     /// The root's DS record (unbound `trust-anchor-file` format).
     pub trust_anchor_ds: PathBuf,
     /// The root's DNSKEY record (for in-process validators such as hickory).
@@ -295,7 +298,15 @@ pub fn start(net: &Net, dir: &Path, zones: &[Zone]) -> Result<(Dns, Vec<Daemon>)
     let authoritative = SocketAddr::from((ns_ip, 53));
     let resolver = net.addr(hosts::RESOLVER, 53);
     let nsd = start_nsd(dir, authoritative, &served)?;
-    let unbound = start_unbound(dir, resolver, authoritative, &trust_anchor_ds)?;
+    let unbound = start_unbound(
+        dir,
+        "unbound",
+        resolver,
+        authoritative,
+        Some(&trust_anchor_ds),
+    )?;
+    let plain_resolver = net.addr(hosts::PLAIN_RESOLVER, 53);
+    let plain = start_unbound(dir, "unbound-plain", plain_resolver, authoritative, None)?;
     let resolv_conf = dir.join("resolv.conf");
     std::fs::write(
         &resolv_conf,
@@ -305,11 +316,12 @@ pub fn start(net: &Net, dir: &Path, zones: &[Zone]) -> Result<(Dns, Vec<Daemon>)
         Dns {
             authoritative,
             resolver,
+            plain_resolver,
             trust_anchor_ds,
             trust_anchor_dnskey,
             resolv_conf,
         },
-        vec![nsd, unbound],
+        vec![nsd, unbound, plain],
     ))
 }
 
@@ -341,9 +353,10 @@ fn start_nsd(
 
 fn start_unbound(
     dir: &Path,
+    name: &str,
     addr: SocketAddr,
     authoritative: SocketAddr,
-    anchor: &Path,
+    anchor: Option<&Path>,
 ) -> Result<Daemon, WorldError> {
     let d = dir.display();
     std::fs::write(
@@ -353,23 +366,30 @@ fn start_unbound(
             authoritative.ip()
         ),
     )?;
+    // With a trust anchor it validates; without, it only recurses (and passes bogus data on).
+    let validation = match anchor {
+        Some(a) => format!(
+            "  trust-anchor-file: \"{}\"\n  module-config: \"validator iterator\"\n  harden-dnssec-stripped: yes\n",
+            a.display()
+        ),
+        None => "  module-config: \"iterator\"\n".to_string(),
+    };
     let conf = format!(
         "server:\n  interface: {ip}\n  port: {port}\n  outgoing-interface: {ip}\n  do-ip6: no\n  \
          access-control: 127.0.0.0/8 allow\n  chroot: \"\"\n  username: \"\"\n  directory: \"{d}\"\n  \
-         pidfile: \"{d}/unbound.pid\"\n  use-syslog: no\n  logfile: \"\"\n  verbosity: 1\n  val-log-level: 2\n  \
-         do-not-query-localhost: no\n  root-hints: \"{d}/root.hints\"\n  trust-anchor-file: \"{anchor}\"\n  \
-         local-zone: \"test.\" nodefault\n  module-config: \"validator iterator\"\n  qname-minimisation: no\n  \
-         num-threads: 1\n  so-reuseport: no\n  harden-dnssec-stripped: yes\n  cache-max-ttl: 60\n  \
+         pidfile: \"{d}/{name}.pid\"\n  use-syslog: no\n  logfile: \"\"\n  verbosity: 1\n  val-log-level: 2\n  \
+         do-not-query-localhost: no\n  root-hints: \"{d}/root.hints\"\n{validation}  \
+         local-zone: \"test.\" nodefault\n  qname-minimisation: no\n  \
+         num-threads: 1\n  so-reuseport: no\n  cache-max-ttl: 60\n  \
          cache-max-negative-ttl: 10\n  serve-expired: no\nremote-control:\n  control-enable: no\n",
         ip = addr.ip(),
         port = addr.port(),
-        anchor = anchor.display()
     );
-    let path = dir.join("unbound.conf");
+    let path = dir.join(format!("{name}.conf"));
     std::fs::write(&path, conf)?;
     let mut cmd = Command::new("unbound");
     cmd.arg("-d").arg("-c").arg(&path);
-    let mut daemon = Daemon::spawn("unbound", cmd, dir.join("unbound.log"), "unbound")?;
+    let mut daemon = Daemon::spawn(name, cmd, dir.join(format!("{name}.log")), "unbound")?;
     daemon.wait_until("listening", || tcp_open(addr))?;
     Ok(daemon)
 }

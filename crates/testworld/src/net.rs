@@ -50,6 +50,8 @@ pub mod hosts {
     pub const AUTHORITATIVE: u8 = 1;
     /// unbound, validating with the world's root as the only trust anchor.
     pub const RESOLVER: u8 = 2;
+    /// unbound, recursing without validation (bogus data passes through).
+    pub const PLAIN_RESOLVER: u8 = 3;
     /// Postfix peer number i listens on `POSTFIX + i`.
     pub const POSTFIX: u8 = 10;
     /// Free for the test itself (e.g. Kurier) from here on.
