@@ -71,18 +71,7 @@ async fn mua1_mua2_smtplib_on_465_and_587_local_and_remote_recipients() {
     let dir = tempfile::tempdir().unwrap();
     let ip = "127.0.10.80";
     let data = dir.path().join("data");
-    let mut cmd = Command::new(support::bin());
-    cmd.args([
-        "serve",
-        "--dev",
-        "--data",
-        data.to_str().unwrap(),
-        "--listen-ip",
-        ip,
-    ])
-    .env("KURIER_DEV_PASSWORD", "s3cret");
-    let server = Server::from_command(cmd, dir.path());
-    server.wait_for_stdout("ready.");
+    let server = Server::dev_with_password(dir.path(), ip, Some("s3cret"));
     let ca = data.join("dev-ca.pem");
     let out = Command::new("python3")
         .args(["-c", SMTPLIB, ip, ca.to_str().unwrap(), "s3cret"])
@@ -133,18 +122,7 @@ async fn curl_sends_over_smtps_and_smtp_with_starttls() {
     let dir = tempfile::tempdir().unwrap();
     let ip = "127.0.10.81";
     let data = dir.path().join("data");
-    let mut cmd = Command::new(support::bin());
-    cmd.args([
-        "serve",
-        "--dev",
-        "--data",
-        data.to_str().unwrap(),
-        "--listen-ip",
-        ip,
-    ])
-    .env("KURIER_DEV_PASSWORD", "pw");
-    let server = Server::from_command(cmd, dir.path());
-    server.wait_for_stdout("ready.");
+    let _server = Server::dev_with_password(dir.path(), ip, Some("pw"));
     let msg = dir.path().join("m.txt");
     std::fs::write(&msg, "From: demo@example.test\r\nTo: demo@example.test\r\nSubject: curl\r\n\r\nhello via curl\r\n").unwrap();
     for (url, extra) in [

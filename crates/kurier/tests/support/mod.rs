@@ -81,18 +81,25 @@ impl Server {
 
     /// `kurier serve --dev` with its data in `dir/data`, listening on `ip`.
     pub fn dev(dir: &Path, ip: &str) -> Server {
+        Server::dev_with_password(dir, ip, None)
+    }
+
+    /// `serve --dev` whose demo account has `password` (KURIER_DEV_PASSWORD), if given.
+    pub fn dev_with_password(dir: &Path, ip: &str, password: Option<&str>) -> Server {
         let data = dir.join("data");
-        let s = Server::start(
-            &[
-                "serve",
-                "--dev",
-                "--data",
-                data.to_str().unwrap(),
-                "--listen-ip",
-                ip,
-            ],
-            dir,
-        );
+        let mut cmd = Command::new(bin());
+        cmd.args([
+            "serve",
+            "--dev",
+            "--data",
+            data.to_str().unwrap(),
+            "--listen-ip",
+            ip,
+        ]);
+        if let Some(p) = password {
+            cmd.env("KURIER_DEV_PASSWORD", p);
+        }
+        let s = Server::from_command(cmd, dir);
         s.wait_for_stdout("ready.");
         s
     }
