@@ -1,0 +1,11 @@
+//! # kurier-policy — what transport security a delivery needs, as pure functions
+//!
+//! Owns the decisions of RFC 7672 (SMTP security via DANE) and, with their issues, MTA-STS
+//! (RFC 8461) and TLSRPT (RFC 8460). It is fed values that others fetched (DNS answers with their
+//! DNSSEC state) and returns values that say what to do; the delivery logs them and hands them
+//! to TLSRPT, so reporting cannot drift from the decision (ARCHITECTURE.md).
+//!
+//! Must not: open sockets, read clocks or files, or do cryptography (OpenSSL's DANE engine does
+//! the matching; here it is decided *whether* and *with which records*).
+
+pub mod dane;
