@@ -6,8 +6,7 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -242,43 +241,14 @@ fn mua2_no_auth_in_the_clear_none_on_port_25_and_failures_are_throttled() {
 
     // Over TLS (465): wrong password and unknown user get the same answer, slower each time,
     // then a temporary block.
-    let tls = |addr: &str| {
-        let tcp = TcpStream::connect(addr).unwrap();
-        let mut b =
-            openssl::ssl::SslConnector::builder(openssl::ssl::SslMethod::tls_client()).unwrap();
-        b.set_verify(openssl::ssl::SslVerifyMode::NONE);
-        let s = b.build().connect("mx.kurier.test", tcp).unwrap();
-        let mut r = BufReader::new(s);
-        let mut greeting = String::new();
-        r.read_line(&mut greeting).unwrap();
-        assert!(greeting.starts_with("220"), "{greeting}");
-        r
-    };
-    let cmd = |r: &mut BufReader<openssl::ssl::SslStream<TcpStream>>, line: &str| {
-        r.get_mut()
-            .write_all(format!("{line}\r\n").as_bytes())
-            .unwrap();
-        let mut all = String::new();
-        loop {
-            let mut l = String::new();
-            r.read_line(&mut l).unwrap();
-            all.push_str(&l);
-            if l.as_bytes().get(3) != Some(&b'-') {
-                return all;
-            }
-        }
-    };
-    let mut s = tls(&format!("{ip}:2465"));
-    assert!(cmd(&mut s, "EHLO client.test").contains("AUTH PLAIN LOGIN"));
-    let wrong_pw = cmd(
-        &mut s,
-        &format!("AUTH PLAIN {}", plain("rcpt@kurier.test", "nope")),
-    );
+    let mut s = Client::connect_tls(format!("{ip}:2465").parse().unwrap(), "mx.kurier.test");
+    assert!(s.cmd("EHLO client.test").contains("AUTH PLAIN LOGIN"));
+    let wrong_pw = s.cmd(&format!("AUTH PLAIN {}", plain("rcpt@kurier.test", "nope")));
     let t = Instant::now();
-    let no_user = cmd(
-        &mut s,
-        &format!("AUTH PLAIN {}", plain("ghost@kurier.test", "nope")),
-    );
+    let no_user = s.cmd(&format!(
+        "AUTH PLAIN {}",
+        plain("ghost@kurier.test", "nope")
+    ));
     assert!(
         t.elapsed() >= Duration::from_millis(240),
         "the second failure is delayed"
@@ -287,14 +257,8 @@ fn mua2_no_auth_in_the_clear_none_on_port_25_and_failures_are_throttled() {
         wrong_pw.starts_with("535 5.7.8") && wrong_pw == no_user,
         "{wrong_pw} / {no_user}"
     );
-    let _third = cmd(
-        &mut s,
-        &format!("AUTH PLAIN {}", plain("rcpt@kurier.test", "nope")),
-    );
-    let blocked = cmd(
-        &mut s,
-        &format!("AUTH PLAIN {}", plain("rcpt@kurier.test", "pw")),
-    );
+    let _third = s.cmd(&format!("AUTH PLAIN {}", plain("rcpt@kurier.test", "nope")));
+    let blocked = s.cmd(&format!("AUTH PLAIN {}", plain("rcpt@kurier.test", "pw")));
     assert!(
         blocked.starts_with("454 4.7.0"),
         "blocked even with the right password: {blocked}"
@@ -307,28 +271,8 @@ fn sender_spoofing_is_refused_and_the_rate_limit_holds() {
     let ip = "127.0.10.83";
     let config = support::configured(dir.path(), ip, "", "max_messages_per_hour = 1");
     let _server = Server::configured(dir.path(), &config);
-    let tcp = TcpStream::connect(format!("{ip}:2465")).unwrap();
-    tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    let mut b = openssl::ssl::SslConnector::builder(openssl::ssl::SslMethod::tls_client()).unwrap();
-    b.set_verify(openssl::ssl::SslVerifyMode::NONE);
-    let mut r = BufReader::new(b.build().connect("mx.kurier.test", tcp).unwrap());
-    let mut greeting = String::new();
-    r.read_line(&mut greeting).unwrap();
-    assert!(greeting.starts_with("220"));
-    let mut cmd = |line: &str| {
-        r.get_mut()
-            .write_all(format!("{line}\r\n").as_bytes())
-            .unwrap();
-        let mut all = String::new();
-        loop {
-            let mut l = String::new();
-            r.read_line(&mut l).unwrap();
-            all.push_str(&l);
-            if l.as_bytes().get(3) != Some(&b'-') {
-                return all;
-            }
-        }
-    };
+    let mut c = Client::connect_tls(format!("{ip}:2465").parse().unwrap(), "mx.kurier.test");
+    let mut cmd = |line: &str| c.cmd(line);
     cmd("EHLO client.test");
     assert!(cmd(&format!("AUTH PLAIN {}", plain("rcpt@kurier.test", "pw"))).starts_with("235"));
     let spoof = cmd("MAIL FROM:<ceo@kurier.test>");

@@ -260,18 +260,40 @@ impl Server {
 }
 
 /// A line-oriented SMTP client for the negative tests.
-pub struct Client {
-    pub r: BufReader<TcpStream>,
+pub struct Client<S = TcpStream> {
+    pub r: BufReader<S>,
+}
+
+fn connect_tcp(addr: SocketAddr) -> TcpStream {
+    let tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    tcp
 }
 
 impl Client {
+    /// Plain TCP; waits for the 220 greeting.
     pub fn connect(addr: SocketAddr) -> Client {
-        let tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
-        tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        Client::greeted(connect_tcp(addr))
+    }
+}
+
+impl Client<openssl::ssl::SslStream<TcpStream>> {
+    /// Implicit TLS (port 465) without certificate checks; waits for the 220 greeting.
+    pub fn connect_tls(addr: SocketAddr, name: &str) -> Self {
+        let mut b =
+            openssl::ssl::SslConnector::builder(openssl::ssl::SslMethod::tls_client()).unwrap();
+        b.set_verify(openssl::ssl::SslVerifyMode::NONE);
+        Client::greeted(b.build().connect(name, connect_tcp(addr)).unwrap())
+    }
+}
+
+impl<S: Read + Write> Client<S> {
+    fn greeted(stream: S) -> Self {
         let mut c = Client {
-            r: BufReader::new(tcp),
+            r: BufReader::new(stream),
         };
-        assert!(c.reply().starts_with("220"));
+        let greeting = c.reply();
+        assert!(greeting.starts_with("220"), "{greeting:?}");
         c
     }
 
