@@ -9,10 +9,14 @@ use kurier_dns::{DnsConfig, DnsError, DnssecState, Resolver};
 use kurier_testworld::{Breakage, World, Zone};
 
 fn resolver(world: &World) -> Resolver {
-    let dns = world.dns();
+    resolver_via(world, world.dns().resolver)
+}
+
+/// A resolver asking `upstream`, trusting the world's root.
+fn resolver_via(world: &World, upstream: std::net::SocketAddr) -> Resolver {
     Resolver::new(&DnsConfig {
-        upstream: vec![dns.resolver],
-        trust_anchor: Some(dns.trust_anchor_dnskey.clone()),
+        upstream: vec![upstream],
+        trust_anchor: Some(world.dns().trust_anchor_dnskey.clone()),
         timeout: Duration::from_secs(3),
     })
     .unwrap()
@@ -191,12 +195,7 @@ async fn dns1_the_in_process_validator_itself_rejects_bogus_data() {
         .build()
         .unwrap();
     let dns = world.dns();
-    let r = Resolver::new(&DnsConfig {
-        upstream: vec![dns.plain_resolver],
-        trust_anchor: Some(dns.trust_anchor_dnskey.clone()),
-        timeout: Duration::from_secs(3),
-    })
-    .unwrap();
+    let r = resolver_via(&world, dns.plain_resolver);
     r.probe().await.unwrap();
     assert_eq!(r.mx("good.test").await.unwrap().state, DnssecState::Secure);
     assert_eq!(
@@ -228,12 +227,7 @@ async fn hickory_gap_a_broken_dnskey_rrsig_is_not_caught_in_process() {
         .build()
         .unwrap();
     let dns = world.dns();
-    let in_process = Resolver::new(&DnsConfig {
-        upstream: vec![dns.plain_resolver],
-        trust_anchor: Some(dns.trust_anchor_dnskey.clone()),
-        timeout: Duration::from_secs(3),
-    })
-    .unwrap();
+    let in_process = resolver_via(&world, dns.plain_resolver);
     assert_eq!(
         in_process.mx("baddnskey.test").await.unwrap().state,
         DnssecState::Secure,
