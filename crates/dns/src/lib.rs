@@ -5,7 +5,10 @@
 //! be trusted at all (an error: bogus or indeterminate). A bogus answer is an error, never
 //! "no record" (TR-03108 DNS-1; RFC 4033 §5, RFC 7672 §2.1). Validation runs in-process
 //! (hickory-resolver) from a configurable trust anchor, through configurable upstream servers;
-//! answers are cached for their TTL and every lookup has a timeout.
+//! or, in `trust_ad` mode, the AD bit of a local validating resolver is trusted (as Postfix does,
+//! RFC 6840 §5.8: only over loopback, where nobody can flip it); `off` makes every answer
+//! insecure (no DANE — not TR-03108 compliant, and said so at every start). Answers are cached
+//! for their TTL and every lookup has a timeout.
 //!
 //! Must not: decide anything. Whether DANE applies is the `policy` crate's question.
 
@@ -20,6 +23,8 @@ use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::net::{DnsError as HickoryDnsError, NetError};
 use hickory_resolver::proto::dnssec::{Proof, TrustAnchors};
 use hickory_resolver::proto::rr::{RData, Record, RecordType};
+
+mod ad;
 
 /// What DNSSEC proved about an answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,9 +74,22 @@ pub struct TlsaData {
     pub data: Vec<u8>,
 }
 
+/// Who establishes the DNSSEC state of an answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DnssecMode {
+    /// Validate in-process from the trust anchor (the default).
+    #[default]
+    Validate,
+    /// Trust the AD bit of a validating resolver on a loopback address (RFC 6840 §5.8).
+    TrustAd,
+    /// No DNSSEC: every answer is insecure, DANE never applies. Not TR-03108 compliant.
+    Off,
+}
+
 /// Where answers come from and what they are validated against.
 #[derive(Debug, Clone)]
 pub struct DnsConfig {
+    pub mode: DnssecMode,
     /// Recursive resolvers to ask (they must pass DNSSEC records through, as any resolver
     /// that honours the DO bit does).
     pub upstream: Vec<SocketAddr>,
@@ -84,13 +102,33 @@ pub struct DnsConfig {
 /// The resolver. Cheap to clone.
 #[derive(Clone)]
 pub struct Resolver {
-    inner: TokioResolver,
+    backend: Backend,
+}
+
+#[derive(Clone)]
+enum Backend {
+    /// hickory, validating (or not, in mode `off`).
+    Hickory(TokioResolver, DnssecMode),
+    TrustAd(ad::AdClient),
 }
 
 impl Resolver {
     pub fn new(config: &DnsConfig) -> Result<Self, DnsError> {
         if config.upstream.is_empty() {
             return Err(DnsError::Invalid("no DNS upstream configured".into()));
+        }
+        if config.mode == DnssecMode::TrustAd {
+            if let Some(a) = config.upstream.iter().find(|a| !a.ip().is_loopback()) {
+                return Err(DnsError::Invalid(format!(
+                    "dnssec = \"trust_ad\" trusts the AD bit only from a resolver on this machine, not {a} (fix: run a validating resolver such as unbound on 127.0.0.1, or use dnssec = \"validate\")"
+                )));
+            }
+            return Ok(Resolver {
+                backend: Backend::TrustAd(ad::AdClient::new(
+                    config.upstream.clone(),
+                    config.timeout,
+                )),
+            });
         }
         let servers = config
             .upstream
@@ -108,10 +146,10 @@ impl Resolver {
             TokioRuntimeProvider::default(),
         );
         let opts = builder.options_mut();
-        opts.validate = true;
+        opts.validate = config.mode == DnssecMode::Validate;
         opts.timeout = config.timeout;
         opts.attempts = 2;
-        if let Some(path) = &config.trust_anchor {
+        if let (Some(path), DnssecMode::Validate) = (&config.trust_anchor, config.mode) {
             let anchors = TrustAnchors::from_file(path).map_err(|e| {
                 DnsError::Invalid(format!(
                     "trust anchor {}: {e} (fix: a file with the root's DNSKEY or DS records)",
@@ -123,12 +161,18 @@ impl Resolver {
         let inner = builder
             .build()
             .map_err(|e| DnsError::Invalid(format!("cannot build the resolver: {e}")))?;
-        Ok(Resolver { inner })
+        Ok(Resolver {
+            backend: Backend::Hickory(inner, config.mode),
+        })
     }
 
     /// Checks that validation works at all: the root's DNSKEY set must come back secure. Run at
-    /// start; if it fails, DANE cannot be trusted and outbound delivery must not start.
+    /// start; if it fails, DANE cannot be trusted and outbound delivery must not start. In mode
+    /// `off` there is nothing to check.
     pub async fn probe(&self) -> Result<(), DnsError> {
+        if matches!(self.backend, Backend::Hickory(_, DnssecMode::Off)) {
+            return Ok(());
+        }
         let a = self.query(".", RecordType::DNSKEY).await?;
         match a.state {
             DnssecState::Secure if !a.records.is_empty() => Ok(()),
@@ -206,15 +250,40 @@ impl Resolver {
         })
     }
 
+    /// The name `name` stands for after following CNAMEs (RFC 7672 §2.2.1: the TLSA base
+    /// domain of an MX host given as an alias), taken from an A/AAAA lookup; `None` if the name
+    /// is not an alias. Its state is that of the whole chain.
+    pub async fn canonical_name(&self, name: &str) -> Result<Answer<String>, DnsError> {
+        let a = self.query(name, RecordType::A).await?;
+        let wanted = fqdn(name).to_ascii_lowercase();
+        let target = a
+            .records
+            .first()
+            .map(|r| r.name.to_string().to_ascii_lowercase())
+            .filter(|n| *n != wanted);
+        Ok(Answer {
+            records: target.map(|t| name_text(&t)).into_iter().collect(),
+            state: a.state,
+            nxdomain: a.nxdomain,
+        })
+    }
+
     /// One question; the answer's state is the weakest of its records' proofs.
     async fn query(&self, name: &str, rtype: RecordType) -> Result<Answer<Record>, DnsError> {
-        let fqdn = if name.ends_with('.') {
-            name.to_string()
-        } else {
-            format!("{name}.")
-        };
+        let fqdn = fqdn(name);
         let what = format!("{fqdn} {rtype}");
-        match self.inner.lookup(fqdn.as_str(), rtype).await {
+        let (inner, mode) = match &self.backend {
+            Backend::TrustAd(client) => return client.query(&fqdn, rtype).await,
+            Backend::Hickory(inner, mode) => (inner, *mode),
+        };
+        let state_of = |proofs: &mut dyn Iterator<Item = Proof>| {
+            if mode == DnssecMode::Off {
+                Ok(DnssecState::Insecure)
+            } else {
+                combine(proofs, &what)
+            }
+        };
+        match inner.lookup(fqdn.as_str(), rtype).await {
             Ok(lookup) => {
                 let records: Vec<Record> = lookup
                     .answers()
@@ -222,7 +291,7 @@ impl Resolver {
                     .filter(|r| r.record_type() == rtype)
                     .cloned()
                     .collect();
-                let state = combine(records.iter().map(|r| r.proof), &what)?;
+                let state = state_of(&mut records.iter().map(|r| r.proof))?;
                 Ok(Answer {
                     records,
                     state,
@@ -231,7 +300,7 @@ impl Resolver {
             }
             Err(NetError::Dns(HickoryDnsError::NoRecordsFound(no))) => {
                 let proof = no.soa.as_ref().map(|s| s.proof).unwrap_or(Proof::Insecure);
-                let state = combine(std::iter::once(proof), &what)?;
+                let state = state_of(&mut std::iter::once(proof))?;
                 let nxdomain =
                     no.response_code == hickory_resolver::proto::op::ResponseCode::NXDomain;
                 Ok(Answer {
@@ -242,7 +311,7 @@ impl Resolver {
             }
             Err(NetError::Dns(HickoryDnsError::DnssecBogus)) => Err(DnsError::Bogus(what)),
             Err(NetError::Dns(HickoryDnsError::Nsec { proof, .. })) => {
-                let state = combine(std::iter::once(proof), &what)?;
+                let state = state_of(&mut std::iter::once(proof))?;
                 Ok(Answer {
                     records: Vec::new(),
                     state,
@@ -255,7 +324,7 @@ impl Resolver {
 }
 
 impl Answer<Record> {
-    fn map<T>(self, f: impl Fn(Record) -> Option<T>) -> Answer<T> {
+    pub(crate) fn map<T>(self, f: impl Fn(Record) -> Option<T>) -> Answer<T> {
         Answer {
             records: self.records.into_iter().filter_map(f).collect(),
             state: self.state,
@@ -264,8 +333,17 @@ impl Answer<Record> {
     }
 }
 
+/// `name.` with exactly one trailing dot.
+fn fqdn(name: &str) -> String {
+    if name.ends_with('.') {
+        name.to_string()
+    } else {
+        format!("{name}.")
+    }
+}
+
 /// Secure only if every proof is; bogus anywhere is an error.
-fn combine(proofs: impl Iterator<Item = Proof>, what: &str) -> Result<DnssecState, DnsError> {
+fn combine(proofs: &mut dyn Iterator<Item = Proof>, what: &str) -> Result<DnssecState, DnsError> {
     let mut state = DnssecState::Secure;
     for p in proofs {
         match p {

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use kurier_dns::{DnsConfig, DnsError, DnssecState, Resolver};
+use kurier_dns::{DnsConfig, DnsError, DnssecMode, DnssecState, Resolver};
 use kurier_testworld::{Breakage, World, Zone};
 
 fn resolver(world: &World) -> Resolver {
@@ -15,6 +15,7 @@ fn resolver(world: &World) -> Resolver {
 /// A resolver asking `upstream`, trusting the world's root.
 fn resolver_via(world: &World, upstream: std::net::SocketAddr) -> Resolver {
     Resolver::new(&DnsConfig {
+        mode: DnssecMode::Validate,
         upstream: vec![upstream],
         trust_anchor: Some(world.dns().trust_anchor_dnskey.clone()),
         timeout: Duration::from_secs(3),
@@ -147,6 +148,7 @@ async fn a_wrong_trust_anchor_fails_the_probe_and_an_unreachable_upstream_is_ind
         .build()
         .unwrap();
     let wrong = Resolver::new(&DnsConfig {
+        mode: DnssecMode::Validate,
         upstream: vec![a.dns().resolver],
         trust_anchor: Some(b.dns().trust_anchor_dnskey.clone()),
         timeout: Duration::from_secs(3),
@@ -161,6 +163,7 @@ async fn a_wrong_trust_anchor_fails_the_probe_and_an_unreachable_upstream_is_ind
         "and nothing below it is trusted"
     );
     let nowhere = Resolver::new(&DnsConfig {
+        mode: DnssecMode::Validate,
         upstream: vec!["127.0.0.1:9".parse().unwrap()],
         trust_anchor: Some(a.dns().trust_anchor_dnskey.clone()),
         timeout: Duration::from_millis(300),
@@ -169,6 +172,7 @@ async fn a_wrong_trust_anchor_fails_the_probe_and_an_unreachable_upstream_is_ind
     let e = nowhere.mx("a.test").await.unwrap_err();
     assert!(matches!(e, DnsError::Indeterminate(..)), "{e}");
     let bad = Resolver::new(&DnsConfig {
+        mode: DnssecMode::Validate,
         upstream: vec![],
         trust_anchor: None,
         timeout: Duration::from_secs(1),
@@ -237,5 +241,83 @@ async fn hickory_gap_a_broken_dnskey_rrsig_is_not_caught_in_process() {
     assert!(
         behind_unbound.mx("baddnskey.test").await.is_err(),
         "a validating upstream catches it"
+    );
+}
+
+fn resolver_mode(mode: DnssecMode, upstream: std::net::SocketAddr) -> Resolver {
+    Resolver::new(&DnsConfig {
+        mode,
+        upstream: vec![upstream],
+        trust_anchor: None,
+        timeout: Duration::from_secs(3),
+    })
+    .unwrap()
+}
+
+/// `trust_ad`: the state is the AD bit of the world's validating unbound; bogus data arrives as
+/// SERVFAIL and is indeterminate, never "no record" (DNS-1). Pointed at a resolver that does not
+/// validate, the start-up probe fails instead of silently making everything insecure.
+#[tokio::test]
+async fn dns1_trust_ad_mode_takes_the_state_from_a_local_validating_resolver() {
+    let world = World::builder()
+        .zone(zone(Zone::signed("good.test")))
+        .zone(zone(Zone::unsigned("plain.test")))
+        .zone(zone(
+            Zone::signed("badtlsa.test").broken(Breakage::BadTlsaRrsig),
+        ))
+        .zone(zone(
+            Zone::signed("baddnskey.test").broken(Breakage::BadDnskeySig),
+        ))
+        .zone(
+            Zone::signed("alias.test")
+                .record("@", "MX", "10 mail")
+                .record("mail", "CNAME", "mx.good.test."),
+        )
+        .build()
+        .unwrap();
+    let dns = world.dns();
+    let r = resolver_mode(DnssecMode::TrustAd, dns.resolver);
+    r.probe().await.unwrap();
+    let mx = r.mx("good.test").await.unwrap();
+    assert_eq!((mx.state, mx.records.len()), (DnssecState::Secure, 2));
+    let tlsa = r.tlsa("_25._tcp.mx.good.test").await.unwrap();
+    assert_eq!(
+        (tlsa.state, tlsa.records[0].usage),
+        (DnssecState::Secure, 3)
+    );
+    assert_eq!(
+        r.mx("plain.test").await.unwrap().state,
+        DnssecState::Insecure
+    );
+    let none = r.tlsa("_25._tcp.nothere.good.test").await.unwrap();
+    assert!(none.nxdomain && none.records.is_empty() && none.state == DnssecState::Secure);
+    assert!(r.tlsa("_25._tcp.mx.badtlsa.test").await.is_err());
+    assert!(r.mx("baddnskey.test").await.is_err());
+    // Cached answers keep their state.
+    assert_eq!(r.mx("good.test").await.unwrap().state, DnssecState::Secure);
+    // RFC 7672 §2.2.1: the expanded name of an alias, with the chain's state.
+    let c = r.canonical_name("mail.alias.test").await.unwrap();
+    assert_eq!(
+        (c.records, c.state),
+        (vec!["mx.good.test".to_string()], DnssecState::Secure)
+    );
+    let c = r.canonical_name("mx.good.test").await.unwrap();
+    assert!(c.records.is_empty());
+
+    let not_validating = resolver_mode(DnssecMode::TrustAd, dns.plain_resolver);
+    assert!(not_validating.probe().await.is_err());
+    let remote = Resolver::new(&DnsConfig {
+        mode: DnssecMode::TrustAd,
+        upstream: vec!["192.0.2.53:53".parse().unwrap()],
+        trust_anchor: None,
+        timeout: Duration::from_secs(1),
+    });
+    assert!(remote.is_err(), "the AD bit is trusted only over loopback");
+    // `off`: everything insecure, nothing to probe.
+    let off = resolver_mode(DnssecMode::Off, dns.resolver);
+    off.probe().await.unwrap();
+    assert_eq!(
+        off.mx("good.test").await.unwrap().state,
+        DnssecState::Insecure
     );
 }
