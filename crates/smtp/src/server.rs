@@ -14,6 +14,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::reply::Reply;
+use crate::tls_info;
 use crate::sasl::{AuthThrottle, RateLimit, ThrottleVerdict};
 use crate::session::{
     AuthOutcome, Delivery, Event, Message, PeerInfo, Session, SessionConfig, TlsInfo, Verdict,
@@ -229,16 +230,7 @@ async fn handshake<D: MailDrop>(
         }
         Err(_) => return None,
     };
-    let ssl = tls.ssl();
-    let info = TlsInfo {
-        version: ssl.version_str().to_string(),
-        cipher: ssl
-            .current_cipher()
-            .and_then(|c| c.standard_name())
-            .unwrap_or("unknown")
-            .to_string(),
-        group: kurier_tls::negotiated_group(ssl),
-    };
+    let info = tls_info(tls.ssl());
     tracing::info!(%peer, version = %info.version, cipher = %info.cipher, group = ?info.group, "SMTP TLS established");
     Some((tls, info))
 }

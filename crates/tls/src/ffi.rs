@@ -82,3 +82,101 @@ pub(crate) fn extension_criticality(cert: &X509Ref, nid: openssl::nid::Nid) -> O
         (!ext.is_null()).then(|| X509_EXTENSION_get_critical(ext) == 1)
     }
 }
+
+unsafe extern "C" {
+    fn SSL_CTX_dane_enable(ctx: *mut SSL_CTX) -> c_int;
+    fn SSL_dane_enable(ssl: *mut SSL, basedomain: *const c_char) -> c_int;
+    fn SSL_dane_set_flags(ssl: *mut SSL, flags: std::ffi::c_ulong) -> std::ffi::c_ulong;
+    fn SSL_dane_tlsa_add(
+        ssl: *mut SSL,
+        usage: u8,
+        selector: u8,
+        mtype: u8,
+        data: *const u8,
+        dlen: usize,
+    ) -> c_int;
+    fn SSL_get0_dane_authority(ssl: *mut SSL, mcert: *mut *mut X509, mspki: *mut *mut c_void)
+    -> c_int;
+    fn SSL_get0_dane_tlsa(
+        ssl: *mut SSL,
+        usage: *mut u8,
+        selector: *mut u8,
+        mtype: *mut u8,
+        data: *mut *const u8,
+        dlen: *mut usize,
+    ) -> c_int;
+    fn SSL_add1_host(ssl: *mut SSL, hostname: *const c_char) -> c_int;
+}
+
+/// `DANE_FLAG_NO_DANE_EE_NAMECHECKS` (ssl.h): DANE-EE(3) ignores names (RFC 7672 §3.1.1).
+const DANE_FLAG_NO_DANE_EE_NAMECHECKS: std::ffi::c_ulong = 1;
+
+/// Turns on OpenSSL's DANE verifier for connections of this context.
+pub(crate) fn enable_dane(ctx: &mut openssl::ssl::SslContextBuilder) -> bool {
+    // SAFETY: `ctx` is a valid context under construction.
+    unsafe { SSL_CTX_dane_enable(ctx.as_ptr()) > 0 }
+}
+
+/// Makes `ssl` verify its peer against TLSA records with `base` as the TLSA base domain and
+/// reference name (RFC 7671 §7); DANE-EE(3) matches skip the name checks.
+pub(crate) fn dane_enable(ssl: &mut SslRef, base: &str) -> bool {
+    let Ok(base) = std::ffi::CString::new(base) else {
+        return false;
+    };
+    // SAFETY: `ssl` is valid; OpenSSL copies the string.
+    unsafe {
+        if SSL_dane_enable(ssl.as_ptr(), base.as_ptr()) <= 0 {
+            return false;
+        }
+        SSL_dane_set_flags(ssl.as_ptr(), DANE_FLAG_NO_DANE_EE_NAMECHECKS);
+    }
+    true
+}
+
+/// Adds one TLSA record; false if OpenSSL finds it malformed (it then counts as unusable).
+pub(crate) fn dane_tlsa_add(
+    ssl: &mut SslRef,
+    usage: u8,
+    selector: u8,
+    mtype: u8,
+    data: &[u8],
+) -> bool {
+    // SAFETY: `ssl` is valid; OpenSSL copies `data`.
+    unsafe {
+        SSL_dane_tlsa_add(
+            ssl.as_ptr(),
+            usage,
+            selector,
+            mtype,
+            data.as_ptr(),
+            data.len(),
+        ) > 0
+    }
+}
+
+/// Adds a name the peer certificate may match (besides the DANE base domain or the first one).
+pub(crate) fn add_host(ssl: &mut SslRef, name: &str) -> bool {
+    let Ok(name) = std::ffi::CString::new(name) else {
+        return false;
+    };
+    // SAFETY: `ssl` is valid; OpenSSL copies the string.
+    unsafe { SSL_add1_host(ssl.as_ptr(), name.as_ptr()) == 1 }
+}
+
+/// After a verified handshake: the chain depth at which a TLSA record matched and that record's
+/// (usage, selector, matching type), or `None` if DANE did not authenticate the peer.
+pub(crate) fn dane_match(ssl: &SslRef) -> Option<(i32, u8, u8, u8)> {
+    // SAFETY: read-only queries on a valid connection; the out-pointers point to locals and
+    // the returned data pointer (unused) is owned by `ssl`.
+    unsafe {
+        let depth = SSL_get0_dane_authority(ssl.as_ptr(), std::ptr::null_mut(), std::ptr::null_mut());
+        if depth < 0 {
+            return None;
+        }
+        let (mut u, mut s, mut m) = (0u8, 0u8, 0u8);
+        let mut data: *const u8 = std::ptr::null();
+        let mut len = 0usize;
+        SSL_get0_dane_tlsa(ssl.as_ptr(), &mut u, &mut s, &mut m, &mut data, &mut len);
+        Some((depth, u, s, m))
+    }
+}

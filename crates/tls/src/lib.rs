@@ -14,6 +14,7 @@
 
 pub mod acceptor;
 pub mod certificate;
+pub mod client;
 pub mod dev_ca;
 mod ffi;
 pub mod ics;
@@ -22,6 +23,7 @@ pub mod profile;
 pub mod tlsa;
 
 pub use acceptor::{CertificateSource, TlsAcceptor};
+pub use client::{ClientTls, DaneRecord, PeerCheck, PeerVerdict};
 pub use certificate::{CertificateError, CertificateFinding, LoadedCertificate, Severity};
 pub use profile::{ServerProfile, client_connector};
 

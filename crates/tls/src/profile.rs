@@ -174,7 +174,7 @@ const OP_ALLOW_NO_DHE_KEX: SslOptions = SslOptions::from_bits_retain(1 << 10);
 const OP_NO_ENCRYPT_THEN_MAC: SslOptions = SslOptions::from_bits_retain(1 << 19);
 
 /// Rules shared by both sides: versions, suites, groups, sigalgs, and TLS-6 prohibitions.
-fn apply_common(
+pub(crate) fn apply_common(
     b: &mut SslContextBuilder,
     min: SslVersion,
     tls12: &[&str],

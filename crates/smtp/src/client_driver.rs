@@ -1,0 +1,408 @@
+//! The async outbound SMTP client: connects, greets (EHLO, HELO as fallback), upgrades with
+//! STARTTLS (RFC 3207) through the `tls` crate's client profile and the peer check the caller's
+//! policy chose, and runs transactions — pipelined when the server allows it (RFC 2920), with
+//! BDAT when it offers CHUNKING (RFC 3030) — over one connection until `quit`.
+//!
+//! Timeouts follow RFC 5321 §4.5.3.2 in spirit: one for each command, a longer one for the end
+//! of data.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::time::Duration;
+
+use kurier_tls::{ClientTls, PeerCheck, PeerVerdict};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio_openssl::SslStream;
+
+use crate::client::{
+    BodyNeeds, Envelope, Extensions, Refusal, ReplyParser, ServerReply, dot_stuff, mail_command,
+    rcpt_command,
+};
+use crate::session::TlsInfo;
+use crate::tls_info;
+
+/// Longest reply line we read (RFC 5321 §4.5.3.1.5 says 512; servers exceed it).
+const MAX_LINE: usize = 4096;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot connect to {0}: {1}")]
+    Connect(SocketAddr, String),
+    #[error("connection to {0} lost: {1}")]
+    Io(SocketAddr, String),
+    #[error("{0} did not answer within {1:?}")]
+    Timeout(SocketAddr, Duration),
+    #[error("{0}: {1}")]
+    Protocol(SocketAddr, String),
+    /// The server refused at a point where nothing else can go on (greeting, EHLO, MAIL FROM).
+    #[error("{addr} answered {command}: {reply}")]
+    Rejected {
+        addr: SocketAddr,
+        command: &'static str,
+        reply: ServerReply,
+    },
+    /// The TLS handshake failed, or the peer's certificate failed the check asked for.
+    #[error("TLS with {addr} failed: {detail}")]
+    Tls {
+        addr: SocketAddr,
+        verdict: PeerVerdict,
+        detail: String,
+    },
+    /// This server cannot take the message at all (no SMTPUTF8, too large, no REQUIRETLS).
+    #[error("{}", .0.reason)]
+    Refused(Refusal),
+}
+
+impl ClientError {
+    /// Worth trying again later (or at another MX): everything but a permanent refusal.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            ClientError::Rejected { reply, .. } => reply.is_permanent(),
+            ClientError::Refused(_) => true,
+            _ => false,
+        }
+    }
+}
+
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// One connection to an SMTP server.
+pub struct SmtpClient {
+    io: BufReader<Box<dyn Io>>,
+    addr: SocketAddr,
+    helo: String,
+    timeout: Duration,
+    data_timeout: Duration,
+    ext: Extensions,
+    tls: Option<(TlsInfo, PeerVerdict)>,
+    /// A transaction has run on this connection; the next one starts with RSET.
+    used: bool,
+}
+
+/// The outcome of one transaction: per recipient the server's reply, and the reply to the
+/// message itself if any recipient was accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransactionResult {
+    pub recipients: Vec<(String, ServerReply)>,
+    pub message: Option<ServerReply>,
+}
+
+impl SmtpClient {
+    /// Connects, reads the greeting and sends EHLO `helo` (HELO if EHLO is refused).
+    pub async fn connect(
+        addr: SocketAddr,
+        helo: &str,
+        timeout: Duration,
+        data_timeout: Duration,
+    ) -> Result<SmtpClient, ClientError> {
+        let tcp = tokio::time::timeout(timeout, TcpStream::connect(addr))
+            .await
+            .map_err(|_| ClientError::Timeout(addr, timeout))?
+            .map_err(|e| ClientError::Connect(addr, e.to_string()))?;
+        let _ = tcp.set_nodelay(true);
+        let mut c = SmtpClient {
+            io: BufReader::new(Box::new(tcp)),
+            addr,
+            helo: helo.to_string(),
+            timeout,
+            data_timeout,
+            ext: Extensions::default(),
+            tls: None,
+            used: false,
+        };
+        let greeting = c.read_reply(timeout).await?;
+        if greeting.code != 220 {
+            return Err(ClientError::Rejected {
+                addr,
+                command: "the connection",
+                reply: greeting,
+            });
+        }
+        c.hello().await?;
+        Ok(c)
+    }
+
+    async fn hello(&mut self) -> Result<(), ClientError> {
+        let r = self.command(&format!("EHLO {}", self.helo)).await?;
+        if r.code == 250 {
+            self.ext = Extensions::from_ehlo(&r);
+            return Ok(());
+        }
+        let r = self.command(&format!("HELO {}", self.helo)).await?;
+        if r.code != 250 {
+            return Err(ClientError::Rejected {
+                addr: self.addr,
+                command: "HELO",
+                reply: r,
+            });
+        }
+        self.ext = Extensions::default();
+        Ok(())
+    }
+
+    pub fn extensions(&self) -> &Extensions {
+        &self.ext
+    }
+
+    pub fn peer(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The TLS session and what the peer check proved, once STARTTLS succeeded.
+    pub fn tls(&self) -> Option<&(TlsInfo, PeerVerdict)> {
+        self.tls.as_ref()
+    }
+
+    /// STARTTLS, the handshake with SNI `sni` and `check`, and EHLO again (RFC 3207 §4.2: the
+    /// extensions of before no longer count). A failed check ends the connection: nothing is
+    /// sent over a connection whose peer did not prove what was required.
+    pub async fn starttls(
+        mut self,
+        tls: &ClientTls,
+        sni: &str,
+        check: &PeerCheck,
+    ) -> Result<SmtpClient, ClientError> {
+        let r = self.command("STARTTLS").await?;
+        if r.code != 220 {
+            return Err(ClientError::Tls {
+                addr: self.addr,
+                verdict: PeerVerdict::Failed {
+                    result_type: "starttls-not-supported",
+                    detail: r.to_string(),
+                },
+                detail: format!("STARTTLS was answered {r}"),
+            });
+        }
+        if !self.io.buffer().is_empty() {
+            // RFC 3207 §5 / CVE-2011-0411 on the client side: data before the handshake.
+            return Err(ClientError::Protocol(
+                self.addr,
+                "the server sent data after its STARTTLS reply".into(),
+            ));
+        }
+        let addr = self.addr;
+        let tls_failed = |detail: String, verdict: PeerVerdict| ClientError::Tls {
+            addr,
+            verdict,
+            detail,
+        };
+        let ssl = tls
+            .ssl(sni, check)
+            .map_err(|e| tls_failed(e.to_string(), PeerVerdict::NotChecked))?;
+        let inner = self.io.into_inner();
+        let mut stream = SslStream::new(ssl, inner).map_err(|e| {
+            tls_failed(e.to_string(), PeerVerdict::NotChecked)
+        })?;
+        let handshake = tokio::time::timeout(self.timeout, Pin::new(&mut stream).connect()).await;
+        let verdict = kurier_tls::client::verdict(stream.ssl(), check);
+        match handshake {
+            Err(_) => return Err(ClientError::Timeout(addr, self.timeout)),
+            Ok(Err(e)) => {
+                let detail = match &verdict {
+                    PeerVerdict::Failed { result_type, detail } => {
+                        format!("{result_type}: {detail}")
+                    }
+                    _ => e.to_string(),
+                };
+                let verdict = match verdict {
+                    v @ PeerVerdict::Failed { .. } => v,
+                    _ => PeerVerdict::Failed {
+                        result_type: "validation-failure",
+                        detail: e.to_string(),
+                    },
+                };
+                return Err(tls_failed(detail, verdict));
+            }
+            Ok(Ok(())) => {}
+        }
+        if let PeerVerdict::Failed { result_type, detail } = &verdict {
+            return Err(tls_failed(format!("{result_type}: {detail}"), verdict.clone()));
+        }
+        let info = tls_info(stream.ssl());
+        self.io = BufReader::new(Box::new(stream));
+        self.tls = Some((info, verdict));
+        self.hello().await?;
+        Ok(self)
+    }
+
+    /// One transaction. Fails as a whole only when the connection breaks or MAIL FROM is
+    /// refused; refused recipients are in the result.
+    pub async fn send(
+        &mut self,
+        env: &Envelope,
+        body: &[u8],
+    ) -> Result<TransactionResult, ClientError> {
+        let mail = mail_command(env, BodyNeeds::of(body), &self.ext).map_err(ClientError::Refused)?;
+        if self.used {
+            let r = self.command("RSET").await?;
+            if r.code != 250 {
+                return Err(ClientError::Rejected {
+                    addr: self.addr,
+                    command: "RSET",
+                    reply: r,
+                });
+            }
+        }
+        self.used = true;
+        let rcpts: Vec<String> = env
+            .recipients
+            .iter()
+            .map(|(a, dsn)| rcpt_command(a, dsn.as_deref(), &self.ext))
+            .collect();
+        let chunking = self.ext.chunking;
+        // RFC 2920 §3.1: MAIL, the RCPTs and DATA in one go; the replies come in order.
+        let (mail_reply, rcpt_replies, data_reply) = if self.ext.pipelining {
+            let mut batch = format!("{mail}\r\n");
+            for r in &rcpts {
+                batch.push_str(r);
+                batch.push_str("\r\n");
+            }
+            if !chunking {
+                batch.push_str("DATA\r\n");
+            }
+            self.write(batch.as_bytes()).await?;
+            let mail_reply = self.read_reply(self.timeout).await?;
+            let mut replies = Vec::with_capacity(rcpts.len());
+            for _ in &rcpts {
+                replies.push(self.read_reply(self.timeout).await?);
+            }
+            let data = if chunking {
+                None
+            } else {
+                Some(self.read_reply(self.timeout).await?)
+            };
+            (mail_reply, replies, data)
+        } else {
+            let mail_reply = self.command(&mail).await?;
+            let mut replies = Vec::with_capacity(rcpts.len());
+            if mail_reply.code == 250 {
+                for r in &rcpts {
+                    replies.push(self.command(r).await?);
+                }
+            }
+            (mail_reply, replies, None)
+        };
+        if mail_reply.code != 250 {
+            if data_reply.as_ref().is_some_and(|r| r.code == 354) {
+                self.write(b".\r\n").await?;
+                let _ = self.read_reply(self.data_timeout).await?;
+            }
+            return Err(ClientError::Rejected {
+                addr: self.addr,
+                command: "MAIL FROM",
+                reply: mail_reply,
+            });
+        }
+        let recipients: Vec<(String, ServerReply)> = env
+            .recipients
+            .iter()
+            .map(|(a, _)| a.clone())
+            .zip(rcpt_replies)
+            .collect();
+        let accepted = recipients.iter().any(|(_, r)| r.is_positive());
+        if !accepted {
+            // RFC 2920 §3.1: a 354 despite no recipient still needs the (empty) data ended.
+            if data_reply.as_ref().is_some_and(|r| r.code == 354) {
+                self.write(b".\r\n").await?;
+                let _ = self.read_reply(self.data_timeout).await?;
+            }
+            return Ok(TransactionResult {
+                recipients,
+                message: None,
+            });
+        }
+        let message = if chunking {
+            let mut chunk = format!("BDAT {} LAST\r\n", body.len()).into_bytes();
+            chunk.extend_from_slice(body);
+            self.write(&chunk).await?;
+            self.read_reply(self.data_timeout).await?
+        } else {
+            let data_reply = match data_reply {
+                Some(r) => r,
+                None => self.command("DATA").await?,
+            };
+            if data_reply.code != 354 {
+                data_reply
+            } else {
+                self.write(&dot_stuff(body)).await?;
+                self.read_reply(self.data_timeout).await?
+            }
+        };
+        Ok(TransactionResult {
+            recipients,
+            message: Some(message),
+        })
+    }
+
+    /// QUIT, and close (errors ignored: the work is done).
+    pub async fn quit(mut self) {
+        let _ = self.command("QUIT").await;
+        let _ = self.io.get_mut().shutdown().await;
+    }
+
+    async fn command(&mut self, line: &str) -> Result<ServerReply, ClientError> {
+        self.write(format!("{line}\r\n").as_bytes()).await?;
+        self.read_reply(self.timeout).await
+    }
+
+    async fn write(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
+        let addr = self.addr;
+        let io = self.io.get_mut();
+        let w = async {
+            io.write_all(bytes).await?;
+            io.flush().await
+        };
+        tokio::time::timeout(self.data_timeout, w)
+            .await
+            .map_err(|_| ClientError::Timeout(addr, self.data_timeout))?
+            .map_err(|e| ClientError::Io(addr, e.to_string()))
+    }
+
+    async fn read_reply(&mut self, limit: Duration) -> Result<ServerReply, ClientError> {
+        let addr = self.addr;
+        let mut parser = ReplyParser::default();
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            let read = async {
+                let mut total = 0usize;
+                loop {
+                    let buf = self.io.fill_buf().await?;
+                    if buf.is_empty() {
+                        return Ok::<_, std::io::Error>(total);
+                    }
+                    let (n, done) = match buf.iter().position(|b| *b == b'\n') {
+                        Some(i) => (i + 1, true),
+                        None => (buf.len(), false),
+                    };
+                    if line.len() + n <= MAX_LINE {
+                        line.extend_from_slice(&buf[..n]);
+                    }
+                    self.io.consume(n);
+                    total += n;
+                    if done {
+                        return Ok(total);
+                    }
+                }
+            };
+            let n = tokio::time::timeout(limit, read)
+                .await
+                .map_err(|_| ClientError::Timeout(addr, limit))?
+                .map_err(|e| ClientError::Io(addr, e.to_string()))?;
+            if n == 0 {
+                return Err(ClientError::Io(addr, "the server closed the connection".into()));
+            }
+            while matches!(line.last(), Some(b'\n' | b'\r')) {
+                line.pop();
+            }
+            if let Some(r) = parser
+                .push_line(&line)
+                .map_err(|e| ClientError::Protocol(addr, e.to_string()))?
+            {
+                return Ok(r);
+            }
+        }
+    }
+}
