@@ -1,0 +1,412 @@
+//! The queue runner: leases due entries (so that several nodes share one PostgreSQL queue and a
+//! crashed worker loses nothing), splits their recipients by destination domain, delivers each
+//! domain's messages over a few reused connections within per-domain and global limits, then
+//! records every recipient's result in one `finish_attempt` per entry and sends the DSNs that
+//! are due (failure, delay warning, "relayed").
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kurier_dns::Resolver;
+use kurier_smtp::client::Envelope;
+use kurier_store::{
+    NewQueueEntry, QueueEntry, Recipient, RecipientStatus, Store, StoreError, TlsEvent,
+};
+use kurier_tls::ClientTls;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
+
+use crate::attempt::{self, Connector, Item};
+use crate::dsn::{self, Action, RecipientNotice};
+use crate::schedule::Schedule;
+use crate::{Outcome, domain_of, route};
+
+/// How the runner works (config section `[delivery]`).
+#[derive(Debug, Clone)]
+pub struct DeliveryConfig {
+    /// Our name in EHLO and in DSNs.
+    pub hostname: String,
+    pub schedule: Schedule,
+    /// The port of receiving servers: 25 (other values only for labs).
+    pub port: u16,
+    /// Connect and per-command timeout.
+    pub timeout: Duration,
+    /// Timeout for the reply to the message data.
+    pub data_timeout: Duration,
+    /// Connections at once, in all.
+    pub max_connections: usize,
+    /// Connections at once to one destination domain.
+    pub max_per_domain: usize,
+    /// Queue entries in flight at once.
+    pub max_in_flight: usize,
+    /// How long a lease lasts; an attempt must finish within it.
+    pub lease_secs: u32,
+    /// How often the queue is looked at without a wake-up (other nodes' mail, retries).
+    pub poll: Duration,
+}
+
+impl DeliveryConfig {
+    pub fn new(hostname: &str) -> DeliveryConfig {
+        DeliveryConfig {
+            hostname: hostname.to_string(),
+            schedule: Schedule::default(),
+            port: 25,
+            timeout: Duration::from_secs(300),
+            data_timeout: Duration::from_secs(600),
+            max_connections: 100,
+            max_per_domain: 10,
+            max_in_flight: 2000,
+            lease_secs: 1800,
+            poll: Duration::from_secs(1),
+        }
+    }
+}
+
+pub struct QueueRunner {
+    store: Arc<dyn Store>,
+    resolver: Resolver,
+    connector: Connector,
+    cfg: DeliveryConfig,
+    /// Our lease holder name: host and process, unique among nodes.
+    holder: String,
+    wake: Arc<Notify>,
+    in_flight: Arc<Semaphore>,
+    connections: Arc<Semaphore>,
+    domains: Mutex<HashMap<String, Arc<Semaphore>>>,
+}
+
+/// One leased entry while its domains are being worked on.
+struct Job {
+    entry: QueueEntry,
+    body: Arc<Vec<u8>>,
+    remaining: AtomicUsize,
+    results: Mutex<Vec<(String, Outcome)>>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl QueueRunner {
+    pub fn new(
+        store: Arc<dyn Store>,
+        resolver: Resolver,
+        tls: ClientTls,
+        cfg: DeliveryConfig,
+    ) -> Arc<QueueRunner> {
+        let connector = Connector {
+            tls,
+            helo: cfg.hostname.clone(),
+            port: cfg.port,
+            timeout: cfg.timeout,
+            data_timeout: cfg.data_timeout,
+        };
+        Arc::new(QueueRunner {
+            store,
+            resolver,
+            connector,
+            holder: format!("{}:{}", cfg.hostname, std::process::id()),
+            wake: Arc::new(Notify::new()),
+            in_flight: Arc::new(Semaphore::new(cfg.max_in_flight.max(1))),
+            connections: Arc::new(Semaphore::new(cfg.max_connections.max(1))),
+            domains: Mutex::new(HashMap::new()),
+            cfg,
+        })
+    }
+
+    /// Notify this after queueing mail to start on it at once.
+    pub fn waker(&self) -> Arc<Notify> {
+        self.wake.clone()
+    }
+
+    /// Runs until `stop` turns true. Attempts in flight then finish on their own; if the process
+    /// ends first, their leases expire and another run takes the entries up again.
+    pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        tracing::info!(holder = %self.holder, "outbound delivery started");
+        loop {
+            if *stop.borrow() {
+                break;
+            }
+            let started = match self.clone().lease_and_start().await {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read the outbound queue");
+                    0
+                }
+            };
+            if started == 0 {
+                tokio::select! {
+                    _ = self.wake.notified() => {}
+                    _ = tokio::time::sleep(self.cfg.poll) => {}
+                    _ = stop.changed() => {}
+                }
+            }
+        }
+    }
+
+    /// Leases what is due (as far as capacity allows) and starts working on it; returns how
+    /// many entries were taken.
+    async fn lease_and_start(self: Arc<Self>) -> Result<usize, StoreError> {
+        let free = self.in_flight.available_permits();
+        if free == 0 {
+            return Ok(0);
+        }
+        let limit = u32::try_from(free.min(500)).unwrap_or(500);
+        let entries = self
+            .store
+            .lease(&self.holder, kurier_store::now(), self.cfg.lease_secs, limit)
+            .await?;
+        let n = entries.len();
+        let mut by_domain: HashMap<String, Vec<(Arc<Job>, Vec<(String, Option<String>)>)>> =
+            HashMap::new();
+        for entry in entries {
+            let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
+                break;
+            };
+            let body = match self.store.queue_body(entry.id).await {
+                Ok(Some(b)) => Arc::new(b),
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::error!(queue_id = entry.id, error = %e, "cannot read a queued message");
+                    continue;
+                }
+            };
+            let mut groups: HashMap<String, Vec<(String, Option<String>)>> = HashMap::new();
+            for r in entry
+                .recipients
+                .iter()
+                .filter(|r| r.status == RecipientStatus::Pending)
+            {
+                groups
+                    .entry(domain_of(&r.address))
+                    .or_default()
+                    .push((r.address.clone(), r.dsn.clone()));
+            }
+            let job = Arc::new(Job {
+                remaining: AtomicUsize::new(groups.len()),
+                results: Mutex::new(Vec::new()),
+                entry,
+                body,
+                _permit: permit,
+            });
+            if groups.is_empty() {
+                self.clone().finish(job).await;
+                continue;
+            }
+            for (domain, rcpts) in groups {
+                by_domain
+                    .entry(domain)
+                    .or_default()
+                    .push((job.clone(), rcpts));
+            }
+        }
+        for (domain, work) in by_domain {
+            // Several connections for a domain with much mail, each carrying a share of it.
+            let lanes = self.cfg.max_per_domain.max(1).min(work.len());
+            let per_lane = work.len().div_ceil(lanes);
+            let mut work = work;
+            while !work.is_empty() {
+                let rest = work.split_off(per_lane.min(work.len()));
+                let lane = std::mem::replace(&mut work, rest);
+                let me = self.clone();
+                let domain = domain.clone();
+                tokio::spawn(async move { me.deliver_domain(domain, lane).await });
+            }
+        }
+        Ok(n)
+    }
+
+    fn domain_limit(&self, domain: &str) -> Arc<Semaphore> {
+        let mut map = self.domains.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() > 10_000 {
+            map.retain(|_, s| s.available_permits() < self.cfg.max_per_domain.max(1));
+        }
+        map.entry(domain.to_string())
+            .or_insert_with(|| Arc::new(Semaphore::new(self.cfg.max_per_domain.max(1))))
+            .clone()
+    }
+
+    async fn deliver_domain(
+        self: Arc<Self>,
+        domain: String,
+        work: Vec<(Arc<Job>, Vec<(String, Option<String>)>)>,
+    ) {
+        let per_domain = self.domain_limit(&domain);
+        let _d = per_domain.acquire_owned().await;
+        let _c = self.connections.clone().acquire_owned().await;
+        let route = route::plan(&self.resolver, &domain, seed()).await;
+        let items: Vec<Item> = work
+            .iter()
+            .map(|(job, rcpts)| Item {
+                envelope: Envelope {
+                    from: job.entry.sender.clone(),
+                    recipients: rcpts.clone(),
+                    require_tls: job.entry.require_tls,
+                },
+                body: job.body.clone(),
+            })
+            .collect();
+        let report = attempt::deliver(&self.connector, &domain, &route, &items).await;
+        let now = kurier_store::now();
+        for t in &report.tls {
+            let event = TlsEvent {
+                policy_domain: domain.clone(),
+                policy_type: t.policy_type.to_string(),
+                policy_strings: t.policy_strings.clone(),
+                mx_host: t.mx_host.clone(),
+                failure: t.failure.map(str::to_string),
+                receiving_ip: t.ip.clone(),
+                at: now,
+            };
+            if let Err(e) = self.store.record_tls_event(&event).await {
+                tracing::warn!(error = %e, "cannot record a TLS outcome for TLSRPT");
+            }
+        }
+        for ((job, _), outcomes) in work.into_iter().zip(report.outcomes) {
+            if let Ok(mut r) = job.results.lock() {
+                r.extend(outcomes);
+            }
+            if job.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+                self.clone().finish(job).await;
+            }
+        }
+    }
+
+    /// Records the results of an entry's attempt and sends the notices that are due.
+    async fn finish(self: Arc<Self>, job: Arc<Job>) {
+        let entry = &job.entry;
+        let now = kurier_store::now();
+        let schedule = &self.cfg.schedule;
+        let age = Duration::from_secs(u64::try_from(now - entry.created).unwrap_or(0));
+        let expired = schedule.expired(age);
+        let warn = schedule.warn_at(entry.attempts);
+        let results = job
+            .results
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_default();
+        let dsn_of = |a: &str| {
+            entry
+                .recipients
+                .iter()
+                .find(|r| r.address == a)
+                .and_then(|r| r.dsn.clone())
+        };
+        let mut rows = Vec::with_capacity(results.len());
+        let mut notices: HashMap<Action, Vec<RecipientNotice>> = HashMap::new();
+        for (address, outcome) in results {
+            let params = dsn_of(&address);
+            let notice = |f: &crate::Failure| RecipientNotice {
+                address: address.clone(),
+                original: dsn::orcpt(params.as_deref()),
+                status: f.status.clone(),
+                reason: f.reason.clone(),
+                remote_mta: f.remote_mta.clone(),
+                diagnostic: f.diagnostic.clone(),
+            };
+            match outcome {
+                Outcome::Delivered { mx, dsn_passed_on } => {
+                    if !dsn_passed_on && dsn::wants(params.as_deref(), Action::Relayed) {
+                        let f = crate::Failure {
+                            remote_mta: Some(mx),
+                            ..crate::Failure::new("2.0.0", "Handed over to the recipient's mail server.")
+                        };
+                        notices.entry(Action::Relayed).or_default().push(notice(&f));
+                    }
+                    rows.push((address.clone(), RecipientStatus::Delivered, None));
+                }
+                Outcome::Deferred(f) if !expired => {
+                    if warn && dsn::wants(params.as_deref(), Action::Delayed) {
+                        notices.entry(Action::Delayed).or_default().push(notice(&f));
+                    }
+                    rows.push((address.clone(), RecipientStatus::Pending, Some(f.summary())));
+                }
+                Outcome::Deferred(f) | Outcome::Failed(f) => {
+                    let f = if f.is_permanent() {
+                        f
+                    } else {
+                        let days = schedule.lifetime.as_secs_f64() / 86400.0;
+                        crate::Failure {
+                            reason: format!(
+                                "{} Delivery was tried for {days:.1} days and has now been given up.",
+                                f.reason
+                            ),
+                            ..f.made_permanent()
+                        }
+                    };
+                    tracing::info!(queue_id = entry.id, recipient = %address, reason = %f.summary(), "delivery failed for good");
+                    if dsn::wants(params.as_deref(), Action::Failed) {
+                        notices.entry(Action::Failed).or_default().push(notice(&f));
+                    }
+                    rows.push((address.clone(), RecipientStatus::Failed, Some(f.summary())));
+                }
+            }
+        }
+        let next = now
+            + i64::try_from(schedule.backoff(entry.attempts).as_secs()).unwrap_or(i64::MAX / 2);
+        match self
+            .store
+            .finish_attempt(entry.id, &self.holder, &rows, next)
+            .await
+        {
+            Ok(()) => {}
+            Err(e) => {
+                // Someone else holds it now (our lease ran out): their attempt counts.
+                tracing::warn!(queue_id = entry.id, error = %e, "cannot record the delivery results");
+                return;
+            }
+        }
+        // RFC 5321 §6.1 / RFC 3461 §6.2: never a notice about a notice.
+        if entry.sender.is_empty() {
+            return;
+        }
+        let retry_until = entry.created
+            + i64::try_from(schedule.lifetime.as_secs()).unwrap_or(i64::MAX / 2);
+        for (action, recipients) in notices {
+            let message = dsn::build(&dsn::Notice {
+                action,
+                reporting_mta: &self.cfg.hostname,
+                to: &entry.sender,
+                arrival: entry.created,
+                now,
+                retry_until: Some(retry_until),
+                recipients: &recipients,
+                original: &job.body,
+            });
+            self.send_notice(&entry.sender, &message).await;
+        }
+    }
+
+    /// Delivers a notice to the original sender: into the mailbox if the sender is ours,
+    /// otherwise through the queue with an empty reverse path.
+    async fn send_notice(&self, to: &str, message: &[u8]) {
+        let result = match self.store.resolve(to).await {
+            Ok(Recipient::Local(accounts)) => {
+                let ids: Vec<i64> = accounts.iter().map(|a| a.id).collect();
+                self.store.deliver(&ids, message).await.map(|_| ())
+            }
+            Ok(Recipient::NotHosted) => {
+                let entry = NewQueueEntry {
+                    sender: String::new(),
+                    recipients: vec![(to.to_string(), None)],
+                    require_tls: false,
+                };
+                let r = self.store.enqueue(&entry, message).await.map(|_| ());
+                self.wake.notify_one();
+                r
+            }
+            Ok(Recipient::Unknown) => {
+                tracing::warn!(sender = %to, "a delivery notice has nobody to go to (the sender's address does not exist here)");
+                Ok(())
+            }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result {
+            tracing::error!(sender = %to, error = %e, "cannot send a delivery notice");
+        }
+    }
+}
+
+/// A fresh seed for spreading load over equal MX preferences.
+fn seed() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(std::time::Instant::now()) | 1
+}
