@@ -17,6 +17,81 @@ pub struct Config {
     pub store: StoreConfig,
     pub smtp: SmtpConfig,
     pub submission: SubmissionConfig,
+    pub dns: DnsConfig,
+    pub delivery: DeliveryConfig,
+}
+
+/// How DNSSEC states are established (TR-03108 DNS-1).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DnssecMode {
+    /// Validate in-process from the trust anchor.
+    #[default]
+    Validate,
+    /// Trust the AD bit of a validating resolver on this machine (loopback only).
+    TrustAd,
+    /// No DNSSEC, no DANE: not TR-03108 compliant; logged at every start.
+    Off,
+}
+
+/// `[dns]`: the resolver of outbound delivery (and later MTA-STS and TLSRPT).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DnsConfig {
+    pub dnssec: DnssecMode,
+    /// Recursive resolvers (`ip:port`); empty: the nameservers of /etc/resolv.conf.
+    pub upstream: Vec<ListenAddr>,
+    /// The root's DNSKEY or DS records in zone-file form; unset: the IANA root keys built in.
+    pub trust_anchor: Option<PathBuf>,
+    pub timeout_secs: u64,
+}
+
+impl Default for DnsConfig {
+    fn default() -> Self {
+        DnsConfig {
+            dnssec: DnssecMode::Validate,
+            upstream: Vec::new(),
+            trust_anchor: None,
+            timeout_secs: 5,
+        }
+    }
+}
+
+/// `[delivery]`: the outbound queue (RFC 5321 §4.5.4.1).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DeliveryConfig {
+    /// Deliver queued mail at all (off: it stays queued).
+    pub enabled: bool,
+    /// The port of receiving servers; 25 except in labs.
+    pub port: u16,
+    pub retry_min_secs: u64,
+    pub retry_max_secs: u64,
+    /// How long a message is retried before it is returned (default 5 days).
+    pub lifetime_secs: u64,
+    /// After how long the sender is told that delivery is delayed (0: never).
+    pub delay_warning_secs: u64,
+    pub timeout_secs: u64,
+    pub data_timeout_secs: u64,
+    pub max_connections: u32,
+    pub max_per_domain: u32,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        DeliveryConfig {
+            enabled: true,
+            port: 25,
+            retry_min_secs: 300,
+            retry_max_secs: 3600,
+            lifetime_secs: 5 * 86400,
+            delay_warning_secs: 4 * 3600,
+            timeout_secs: 300,
+            data_timeout_secs: 600,
+            max_connections: 100,
+            max_per_domain: 10,
+        }
+    }
 }
 
 /// `[submission]`: mail clients sending (RFC 6409, RFC 8314). Size and line limits come from
@@ -293,6 +368,12 @@ impl Config {
                 listen_starttls: vec![ListenAddr(SocketAddr::new(ip, dev_ports::SUBMISSION))],
                 ..SubmissionConfig::default()
             },
+            dns: DnsConfig::default(),
+            // A dev server has no real domain and must not send to the Internet by accident.
+            delivery: DeliveryConfig {
+                enabled: false,
+                ..DeliveryConfig::default()
+            },
         }
     }
 
@@ -408,6 +489,41 @@ impl Config {
                     "see kurier.example.toml for the defaults",
                 );
             }
+        }
+        let d = &self.delivery;
+        for (key, value, min) in [
+            ("delivery.port", u64::from(d.port), 1),
+            ("delivery.retry_min_secs", d.retry_min_secs, 1),
+            (
+                "delivery.retry_max_secs",
+                d.retry_max_secs,
+                d.retry_min_secs,
+            ),
+            ("delivery.lifetime_secs", d.lifetime_secs, 1),
+            ("delivery.timeout_secs", d.timeout_secs, 1),
+            ("delivery.data_timeout_secs", d.data_timeout_secs, 1),
+            ("delivery.max_connections", u64::from(d.max_connections), 1),
+            ("delivery.max_per_domain", u64::from(d.max_per_domain), 1),
+            ("dns.timeout_secs", self.dns.timeout_secs, 1),
+        ] {
+            if value < min {
+                return bad(
+                    key,
+                    &value,
+                    &format!("must be at least {min}"),
+                    "see kurier.example.toml for the defaults",
+                );
+            }
+        }
+        if self.dns.dnssec == DnssecMode::TrustAd
+            && let Some(a) = self.dns.upstream.iter().find(|a| !a.0.ip().is_loopback())
+        {
+            return bad(
+                "dns.upstream",
+                a,
+                "dnssec = \"trust_ad\" trusts the AD bit only from a resolver on this machine",
+                "run a validating resolver (e.g. unbound) on 127.0.0.1 and name it, or use dnssec = \"validate\"",
+            );
         }
         let sub = &self.submission;
         for (key, value) in [

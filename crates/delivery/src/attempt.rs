@@ -80,11 +80,27 @@ pub async fn deliver(
         }
     };
     let all: Vec<usize> = (0..items.len()).collect();
+    let verdict = match route {
+        Route::NullMx => Some("null MX (RFC 7505)".to_string()),
+        Route::NoSuchDomain => Some("no such domain".to_string()),
+        Route::Defer { reason, .. } => Some(reason.clone()),
+        Route::Hops(_) => None,
+    };
+    if let Some(why) = verdict {
+        let result = if matches!(route, Route::Defer { .. }) {
+            "deferred"
+        } else {
+            "failed"
+        };
+        tracing::info!(domain = %domain, result, reason = %why, "delivery attempt");
+    }
     let hops = match route {
         Route::NullMx => {
             let f = Failure::new(
                 "5.1.10",
-                format!("The domain {domain} has announced that it accepts no e-mail at all (null MX, RFC 7505). The address is probably wrong."),
+                format!(
+                    "The domain {domain} has announced that it accepts no e-mail at all (null MX, RFC 7505). The address is probably wrong."
+                ),
             );
             everyone(&mut report, &all, &f);
             return report;
@@ -92,7 +108,9 @@ pub async fn deliver(
         Route::NoSuchDomain => {
             let f = Failure::new(
                 "5.1.2",
-                format!("The domain {domain} does not exist. Please check the address for typing errors."),
+                format!(
+                    "The domain {domain} does not exist. Please check the address for typing errors."
+                ),
             );
             everyone(&mut report, &all, &f);
             return report;
@@ -114,10 +132,15 @@ pub async fn deliver(
         if let DanePolicy::Skip(why) = &hop.dane {
             last = Failure::new(
                 "4.7.5",
-                format!("The security records (TLSA) of the mail server {} failed their DNSSEC check, so it cannot be told from a forged one; nothing was sent to it. ({why})", hop.host),
+                format!(
+                    "The security records (TLSA) of the mail server {} failed their DNSSEC check, so it cannot be told from a forged one; nothing was sent to it. ({why})",
+                    hop.host
+                ),
             );
-            report.tls.push(tls_outcome(hop, None, Some("dnssec-invalid")));
-            tracing::info!(domain, mx = %hop.host, dane = "bogus", result = "skipped", reason = %why, "delivery attempt");
+            report
+                .tls
+                .push(tls_outcome(hop, None, Some("dnssec-invalid")));
+            tracing::info!(domain = %domain, mx = %hop.host, dane = "bogus", result = "skipped", reason = %why, "delivery attempt");
             continue;
         }
         for ip in &hop.addresses {
@@ -128,7 +151,7 @@ pub async fn deliver(
             let mut client = match open(conn, hop, addr, &mut report).await {
                 Ok(c) => c,
                 Err(f) => {
-                    tracing::info!(domain, mx = %hop.host, %ip, dane = dane_word(&hop.dane), result = "deferred", reason = %f.summary(), "delivery attempt");
+                    tracing::info!(domain = %domain, mx = %hop.host, %ip, dane = dane_word(&hop.dane), result = "deferred", reason = %f.summary(), "delivery attempt");
                     last = f;
                     continue;
                 }
@@ -157,7 +180,10 @@ pub async fn deliver(
                     // RFC 8689 §4.2.1: only to a server whose identity DANE or MTA-STS proved.
                     let f = Failure::new(
                         "5.7.30",
-                        format!("The sender required verified encryption (REQUIRETLS), and the mail server {} of {domain} cannot be verified: the domain publishes neither DANE nor MTA-STS.", hop.host),
+                        format!(
+                            "The sender required verified encryption (REQUIRETLS), and the mail server {} of {domain} cannot be verified: the domain publishes neither DANE nor MTA-STS.",
+                            hop.host
+                        ),
                     );
                     report.outcomes[i] = per_recipient(item, |_| Outcome::Failed(f.clone()));
                     continue;
@@ -170,15 +196,26 @@ pub async fn deliver(
                             .iter()
                             .map(|(a, r)| {
                                 let o = if !r.is_positive() {
-                                    server_said(hop, r, "The receiving server did not accept this recipient.")
+                                    server_said(
+                                        hop,
+                                        r,
+                                        "The receiving server did not accept this recipient.",
+                                    )
                                 } else {
                                     match &result.message {
                                         Some(m) if m.is_positive() => Outcome::Delivered {
                                             mx: hop.host.clone(),
                                             dsn_passed_on,
                                         },
-                                        Some(m) => server_said(hop, m, "The receiving server did not accept the message."),
-                                        None => Outcome::Deferred(Failure::new("4.0.0", "no reply to the message")),
+                                        Some(m) => server_said(
+                                            hop,
+                                            m,
+                                            "The receiving server did not accept the message.",
+                                        ),
+                                        None => Outcome::Deferred(Failure::new(
+                                            "4.0.0",
+                                            "no reply to the message",
+                                        )),
                                     }
                                 };
                                 (a.clone(), o)
@@ -189,7 +226,7 @@ pub async fn deliver(
                             .as_ref()
                             .map(|m| m.to_string())
                             .unwrap_or_else(|| "no recipient accepted".into());
-                        tracing::info!(domain, mx = %hop.host, %ip, tls = %tls_version, %cipher, dane = dane_word(&hop.dane), verified, result = %word, "delivery attempt");
+                        tracing::info!(domain = %domain, mx = %hop.host, %ip, tls = %tls_version, %cipher, dane = dane_word(&hop.dane), verified, result = %word, "delivery attempt");
                         report.outcomes[i] = outcomes;
                     }
                     Err(ClientError::Refused(r)) => {
@@ -200,14 +237,21 @@ pub async fn deliver(
                         report.outcomes[i] = per_recipient(item, |_| Outcome::Failed(f.clone()));
                     }
                     Err(ClientError::Rejected { reply, .. }) => {
-                        let o = server_said(hop, &reply, "The receiving server refused the sender.");
+                        let o =
+                            server_said(hop, &reply, "The receiving server refused the sender.");
                         report.outcomes[i] = per_recipient(item, |_| o.clone());
                     }
                     Err(e) => {
-                        tracing::info!(domain, mx = %hop.host, %ip, result = "deferred", error = %e, "delivery attempt");
+                        tracing::info!(domain = %domain, mx = %hop.host, %ip, result = "deferred", error = %e, "delivery attempt");
                         last = Failure {
                             remote_mta: Some(hop.host.clone()),
-                            ..Failure::new("4.4.2", format!("The connection to the mail server {} broke off: {e}", hop.host))
+                            ..Failure::new(
+                                "4.4.2",
+                                format!(
+                                    "The connection to the mail server {} broke off: {e}",
+                                    hop.host
+                                ),
+                            )
                         };
                         broken = true;
                         still.push(i);
@@ -268,7 +312,10 @@ async fn open(
                 remote_mta: Some(hop.host.clone()),
                 ..Failure::new(
                     "4.7.5",
-                    format!("The owner of the mail server {} requires encrypted delivery (DANE), but the server did not offer encryption (STARTTLS) — possibly because someone on the way removed it. The message was not sent unprotected.", hop.host),
+                    format!(
+                        "The owner of the mail server {} requires encrypted delivery (DANE), but the server did not offer encryption (STARTTLS) — possibly because someone on the way removed it. The message was not sent unprotected.",
+                        hop.host
+                    ),
                 )
             });
         }
@@ -282,7 +329,9 @@ async fn open(
             report.tls.push(tls_outcome(hop, ip, None));
             Ok(c)
         }
-        Err(ClientError::Tls { verdict, detail, .. }) => {
+        Err(ClientError::Tls {
+            verdict, detail, ..
+        }) => {
             let result_type = match &verdict {
                 PeerVerdict::Failed { result_type, .. } => *result_type,
                 _ => "validation-failure",
@@ -290,9 +339,15 @@ async fn open(
             report.tls.push(tls_outcome(hop, ip, Some(result_type)));
             if required {
                 let reason = if matches!(hop.dane, DanePolicy::Authenticate { .. }) {
-                    format!("The receiving server {}'s certificate does not match the DANE record its owner published in DNSSEC-signed DNS, so the message was not sent unprotected or to a possibly false server ({detail}).", hop.host)
+                    format!(
+                        "The receiving server {}'s certificate does not match the DANE record its owner published in DNSSEC-signed DNS, so the message was not sent unprotected or to a possibly false server ({detail}).",
+                        hop.host
+                    )
                 } else {
-                    format!("The owner of the mail server {} requires encrypted delivery (DANE), and no encrypted connection could be made ({detail}). The message was not sent unprotected.", hop.host)
+                    format!(
+                        "The owner of the mail server {} requires encrypted delivery (DANE), and no encrypted connection could be made ({detail}). The message was not sent unprotected.",
+                        hop.host
+                    )
                 };
                 return Err(Failure {
                     remote_mta: Some(hop.host.clone()),

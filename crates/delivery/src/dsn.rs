@@ -51,11 +51,11 @@ pub struct Notice<'a> {
 /// as most MTAs do, delays); NEVER means none.
 pub fn wants(dsn_params: Option<&str>, action: Action) -> bool {
     let notify = dsn_params.and_then(|p| {
-        p.split_ascii_whitespace()
-            .find_map(|w| {
-                let (k, v) = w.split_once('=')?;
-                k.eq_ignore_ascii_case("NOTIFY").then(|| v.to_ascii_uppercase())
-            })
+        p.split_ascii_whitespace().find_map(|w| {
+            let (k, v) = w.split_once('=')?;
+            k.eq_ignore_ascii_case("NOTIFY")
+                .then(|| v.to_ascii_uppercase())
+        })
     });
     let Some(notify) = notify else {
         return action != Action::Relayed;
@@ -106,7 +106,9 @@ pub fn build(n: &Notice<'_>) -> Vec<u8> {
 
     // 1. For people.
     m.push_str(&format!("--{boundary}\r\n"));
-    m.push_str("Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n");
+    m.push_str(
+        "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n",
+    );
     m.push_str(&wrap(&human_text(n)));
     m.push_str("\r\n");
 
@@ -132,7 +134,10 @@ pub fn build(n: &Notice<'_>) -> Vec<u8> {
         }
         match &r.diagnostic {
             Some(d) => m.push_str(&format!("Diagnostic-Code: smtp; {}\r\n", one_line(d))),
-            None => m.push_str(&format!("Diagnostic-Code: x-kurier; {}\r\n", one_line(&r.reason))),
+            None => m.push_str(&format!(
+                "Diagnostic-Code: x-kurier; {}\r\n",
+                one_line(&r.reason)
+            )),
         }
         m.push_str(&format!("Last-Attempt-Date: {}\r\n", rfc5322_date(n.now)));
         if let (Action::Delayed, Some(until)) = (n.action, n.retry_until) {
@@ -160,7 +165,10 @@ pub fn build(n: &Notice<'_>) -> Vec<u8> {
 
 fn human_text(n: &Notice<'_>) -> String {
     let mut t = String::new();
-    t.push_str(&format!("This is the mail system at {}.\n\n", n.reporting_mta));
+    t.push_str(&format!(
+        "This is the mail system at {}.\n\n",
+        n.reporting_mta
+    ));
     match n.action {
         Action::Failed => t.push_str(
             "Your message could not be delivered to the recipients below, and it will not be retried. The reason is given for each recipient. Your original message is attached.\n",
@@ -236,10 +244,16 @@ mod tests {
         assert!(wants(None, Action::Delayed));
         assert!(!wants(None, Action::Relayed));
         assert!(!wants(Some("NOTIFY=NEVER"), Action::Failed));
-        assert!(wants(Some("NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;a@b"), Action::Relayed));
+        assert!(wants(
+            Some("NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;a@b"),
+            Action::Relayed
+        ));
         assert!(!wants(Some("NOTIFY=SUCCESS,FAILURE"), Action::Delayed));
         assert!(wants(Some("notify=delay"), Action::Failed) == false);
-        assert_eq!(orcpt(Some("NOTIFY=NEVER ORCPT=rfc822;a@b")).as_deref(), Some("rfc822;a@b"));
+        assert_eq!(
+            orcpt(Some("NOTIFY=NEVER ORCPT=rfc822;a@b")).as_deref(),
+            Some("rfc822;a@b")
+        );
     }
 
     #[test]
@@ -265,7 +279,9 @@ mod tests {
         });
         let s = String::from_utf8(m).unwrap();
         assert!(s.contains("Content-Type: multipart/report; report-type=delivery-status"));
-        assert!(s.contains("Final-Recipient: rfc822; bob@peer.test\r\nAction: failed\r\nStatus: 4.7.5"));
+        assert!(
+            s.contains("Final-Recipient: rfc822; bob@peer.test\r\nAction: failed\r\nStatus: 4.7.5")
+        );
         assert!(s.contains("Original-Recipient: rfc822;bob@peer.test"));
         assert!(s.contains("does not match the DANE record"));
         assert!(s.contains("Content-Type: message/rfc822\r\n\r\nFrom: a@kurier.test"));
@@ -298,6 +314,9 @@ mod tests {
         assert!(s.contains("Will-Retry-Until:"));
         assert!(s.contains("text/rfc822-headers"));
         assert!(!s.contains("secret body"));
-        assert!(!s.contains("\r\nX-Injected"), "no header injection through a reply");
+        assert!(
+            !s.contains("\r\nX-Injected"),
+            "no header injection through a reply"
+        );
     }
 }

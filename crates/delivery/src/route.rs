@@ -32,7 +32,10 @@ pub enum Route {
     NoSuchDomain,
     /// Not now: the MX answer could not be trusted (DANE-7) or DNS failed; `status` is the
     /// RFC 3463 code (4.7.5 for bogus DNSSEC, 4.4.3 otherwise).
-    Defer { status: &'static str, reason: String },
+    Defer {
+        status: &'static str,
+        reason: String,
+    },
 }
 
 /// MX records in the order to try (RFC 5321 §5.1): lowest preference first, equal preferences
@@ -183,9 +186,9 @@ fn dns_reason(name: &str, e: &DnsError) -> String {
         DnsError::Bogus(_) => format!(
             "the DNS answers for {name} failed their DNSSEC check (bogus), so the real receiving server cannot be told from a forged one"
         ),
-        DnsError::Indeterminate(_, why) => format!(
-            "the DNS answers for {name} could not be obtained or validated ({why})"
-        ),
+        DnsError::Indeterminate(_, why) => {
+            format!("the DNS answers for {name} could not be obtained or validated ({why})")
+        }
         DnsError::Invalid(why) => format!("{name}: {why}"),
     }
 }
@@ -203,7 +206,13 @@ mod tests {
 
     #[test]
     fn preference_order_with_equal_ones_shuffled() {
-        let recs = vec![mx(20, "c"), mx(10, "a"), mx(10, "b"), mx(30, "d"), mx(10, "a")];
+        let recs = vec![
+            mx(20, "c"),
+            mx(10, "a"),
+            mx(10, "b"),
+            mx(30, "d"),
+            mx(10, "a"),
+        ];
         let mut seen = std::collections::HashSet::new();
         for seed in 1..50u64 {
             let o = order_mx(recs.clone(), seed);

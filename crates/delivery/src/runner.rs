@@ -91,6 +91,7 @@ impl QueueRunner {
         resolver: Resolver,
         tls: ClientTls,
         cfg: DeliveryConfig,
+        wake: Arc<Notify>,
     ) -> Arc<QueueRunner> {
         let connector = Connector {
             tls,
@@ -104,7 +105,7 @@ impl QueueRunner {
             resolver,
             connector,
             holder: format!("{}:{}", cfg.hostname, std::process::id()),
-            wake: Arc::new(Notify::new()),
+            wake,
             in_flight: Arc::new(Semaphore::new(cfg.max_in_flight.max(1))),
             connections: Arc::new(Semaphore::new(cfg.max_connections.max(1))),
             domains: Mutex::new(HashMap::new()),
@@ -112,9 +113,9 @@ impl QueueRunner {
         })
     }
 
-    /// Notify this after queueing mail to start on it at once.
-    pub fn waker(&self) -> Arc<Notify> {
-        self.wake.clone()
+    /// The resolver, for the start-up probe.
+    pub fn resolver(&self) -> &Resolver {
+        &self.resolver
     }
 
     /// Runs until `stop` turns true. Attempts in flight then finish on their own; if the process
@@ -152,7 +153,12 @@ impl QueueRunner {
         let limit = u32::try_from(free.min(500)).unwrap_or(500);
         let entries = self
             .store
-            .lease(&self.holder, kurier_store::now(), self.cfg.lease_secs, limit)
+            .lease(
+                &self.holder,
+                kurier_store::now(),
+                self.cfg.lease_secs,
+                limit,
+            )
             .await?;
         let n = entries.len();
         let mut by_domain: HashMap<String, Vec<(Arc<Job>, Vec<(String, Option<String>)>)>> =
@@ -278,11 +284,7 @@ impl QueueRunner {
         let age = Duration::from_secs(u64::try_from(now - entry.created).unwrap_or(0));
         let expired = schedule.expired(age);
         let warn = schedule.warn_at(entry.attempts);
-        let results = job
-            .results
-            .lock()
-            .map(|r| r.clone())
-            .unwrap_or_default();
+        let results = job.results.lock().map(|r| r.clone()).unwrap_or_default();
         let dsn_of = |a: &str| {
             entry
                 .recipients
@@ -307,7 +309,10 @@ impl QueueRunner {
                     if !dsn_passed_on && dsn::wants(params.as_deref(), Action::Relayed) {
                         let f = crate::Failure {
                             remote_mta: Some(mx),
-                            ..crate::Failure::new("2.0.0", "Handed over to the recipient's mail server.")
+                            ..crate::Failure::new(
+                                "2.0.0",
+                                "Handed over to the recipient's mail server.",
+                            )
                         };
                         notices.entry(Action::Relayed).or_default().push(notice(&f));
                     }
@@ -340,8 +345,8 @@ impl QueueRunner {
                 }
             }
         }
-        let next = now
-            + i64::try_from(schedule.backoff(entry.attempts).as_secs()).unwrap_or(i64::MAX / 2);
+        let next =
+            now + i64::try_from(schedule.backoff(entry.attempts).as_secs()).unwrap_or(i64::MAX / 2);
         match self
             .store
             .finish_attempt(entry.id, &self.holder, &rows, next)
@@ -358,8 +363,8 @@ impl QueueRunner {
         if entry.sender.is_empty() {
             return;
         }
-        let retry_until = entry.created
-            + i64::try_from(schedule.lifetime.as_secs()).unwrap_or(i64::MAX / 2);
+        let retry_until =
+            entry.created + i64::try_from(schedule.lifetime.as_secs()).unwrap_or(i64::MAX / 2);
         for (action, recipients) in notices {
             let message = dsn::build(&dsn::Notice {
                 action,

@@ -321,3 +321,37 @@ async fn dns1_trust_ad_mode_takes_the_state_from_a_local_validating_resolver() {
         DnssecState::Insecure
     );
 }
+
+/// An MX host given as an alias whose target has an A but no AAAA record: the AAAA answer is a
+/// CNAME plus a NODATA proof from another zone. Secure, not bogus (hickory 0.26 calls it bogus;
+/// the resolver validates the two halves on their own). A tampered alias stays bogus.
+#[tokio::test]
+async fn dns1_an_alias_to_a_host_without_aaaa_is_secure() {
+    let world = World::builder()
+        .zone(Zone::signed("good.test").record("mx", "A", "{ip:25}"))
+        .zone(
+            Zone::signed("alias.test")
+                .record("@", "MX", "10 mail")
+                .record("mail", "CNAME", "mx.good.test."),
+        )
+        .zone(
+            Zone::signed("badalias.test")
+                .record("mail", "CNAME", "mx.good.test.")
+                .broken(Breakage::ExpiredRrsig),
+        )
+        .build()
+        .unwrap();
+    for r in [
+        resolver(&world),
+        resolver_via(&world, world.dns().plain_resolver),
+    ] {
+        let c = r.canonical_name("mail.alias.test").await.unwrap();
+        assert_eq!(c.records, ["mx.good.test"]);
+        let a = r.addresses("mail.alias.test").await.unwrap();
+        assert_eq!(
+            (a.records, a.state),
+            (vec![world.net.ip(25).into()], DnssecState::Secure)
+        );
+        assert!(r.addresses("mail.badalias.test").await.is_err());
+    }
+}

@@ -147,6 +147,7 @@ pub fn banner(config: &Config, data: &Path, demo: &DemoAccount) -> String {
          \x20 HTTPS          https://{https}/   try: {curl}\n\
          \x20 SMTP (MX)      {smtp}   STARTTLS offered; try: swaks --server {smtp} --to {account} --tls\n\
          \x20 submission     {sub_tls} (implicit TLS), {sub_starttls} (STARTTLS); log in as {account}\n\
+         \x20 outbound       off in --dev: mail for other domains stays queued (kurier queue list --dev)\n\
          \x20 not yet in this build: {pending}\n\
          ready. Stop with Ctrl-C.",
         version = env!("CARGO_PKG_VERSION"),

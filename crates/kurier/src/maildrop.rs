@@ -10,6 +10,8 @@ pub struct StoreMailDrop {
     pub store: Arc<dyn Store>,
     /// Where DKIM keys live (`dkim/` below it).
     pub data_dir: std::path::PathBuf,
+    /// Wakes the outbound queue runner after mail for other domains was queued.
+    pub outbound: Arc<tokio::sync::Notify>,
 }
 
 impl StoreMailDrop {
@@ -103,7 +105,12 @@ impl MailDrop for StoreMailDrop {
             .deliver_and_enqueue(&m.accounts, body, remote.as_ref())
             .await
         {
-            Ok(_) => Delivery::Stored,
+            Ok(_) => {
+                if remote.is_some() {
+                    self.outbound.notify_one();
+                }
+                Delivery::Stored
+            }
             Err(StoreError::QuotaExceeded { address, .. }) => Delivery::OverQuota(address),
             Err(e) => {
                 tracing::error!(id = %m.id, error = %e, "storing a message failed");

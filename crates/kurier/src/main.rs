@@ -11,6 +11,7 @@ mod admin;
 mod dev;
 mod logging;
 mod maildrop;
+mod outbound;
 mod serve;
 
 use std::net::IpAddr;

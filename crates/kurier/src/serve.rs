@@ -72,7 +72,14 @@ pub fn run(source: ConfigArgs, log_format: Option<LogFormatArg>) -> anyhow::Resu
         } else {
             acceptor.clone()
         };
-        let smtp = Arc::new(smtp_server(&cfg, store.clone(), mx_tls.clone(), None));
+        let outbound = Arc::new(tokio::sync::Notify::new());
+        if cfg.delivery.enabled {
+            let runner = crate::outbound::runner(&cfg, store.clone(), outbound.clone())?;
+            tokio::spawn(crate::outbound::start(runner, cfg.dns.dnssec, stop_rx.clone()));
+        } else {
+            tracing::warn!("delivery.enabled = false: mail for other domains stays queued");
+        }
+        let smtp = Arc::new(smtp_server(&cfg, store.clone(), mx_tls.clone(), None, outbound.clone()));
         for addr in &cfg.smtp.listen {
             let listener = tokio::net::TcpListener::bind(addr.0).await.with_context(|| {
                 format!("cannot listen on {addr} (smtp.listen): is another program using it, or is the port privileged?")
@@ -93,7 +100,7 @@ pub fn run(source: ConfigArgs, log_format: Option<LogFormatArg>) -> anyhow::Resu
                 throttle: throttle.clone(),
                 rate: rate.clone(),
             };
-            let server = Arc::new(smtp_server(&cfg, store.clone(), acceptor.clone(), Some(settings)));
+            let server = Arc::new(smtp_server(&cfg, store.clone(), acceptor.clone(), Some(settings), outbound.clone()));
             for addr in list {
                 let listener = tokio::net::TcpListener::bind(addr.0).await.with_context(|| {
                     format!("cannot listen on {addr} (submission): is another program using it, or is the port privileged?")
@@ -224,6 +231,7 @@ fn smtp_server(
     store: Arc<dyn kurier_store::Store>,
     tls: Arc<TlsAcceptor>,
     submission: Option<kurier_smtp::server::SubmissionSettings>,
+    outbound: Arc<tokio::sync::Notify>,
 ) -> kurier_smtp::SmtpServer<crate::maildrop::StoreMailDrop> {
     let s = &cfg.smtp;
     let domain = cfg
@@ -254,6 +262,7 @@ fn smtp_server(
         crate::maildrop::StoreMailDrop {
             store,
             data_dir: cfg.server.data_dir.clone(),
+            outbound,
         },
         Some(tls),
         Duration::from_secs(s.command_timeout_secs),

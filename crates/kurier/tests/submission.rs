@@ -12,7 +12,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use kurier_store::Recipient;
-use support::{Client, Server};
+use support::{Client, Server, plain};
 
 async fn store(data: &Path) -> std::sync::Arc<dyn kurier_store::Store> {
     kurier_store::open(&format!("sqlite:{}", data.join("kurier.db").display()))
@@ -185,27 +185,6 @@ async fn curl_sends_over_smtps_and_smtp_with_starttls() {
         probe(a, &ClientOffer::default()).unwrap().version,
         "TLSv1.3"
     );
-}
-
-/// `user\0pass` in base64, as AUTH PLAIN sends it.
-fn plain(user: &str, pass: &str) -> String {
-    let raw = format!("\0{user}\0{pass}");
-    let mut out = String::new();
-    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    for chunk in raw.as_bytes().chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 #[test]

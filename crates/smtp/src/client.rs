@@ -135,7 +135,10 @@ fn enhanced_code(text: &str, code: u16) -> Option<String> {
         && matches!(class, "2" | "4" | "5")
         && (1..=3).contains(&subject.len())
         && (1..=3).contains(&detail.len())
-        && subject.bytes().chain(detail.bytes()).all(|b| b.is_ascii_digit());
+        && subject
+            .bytes()
+            .chain(detail.bytes())
+            .all(|b| b.is_ascii_digit());
     ok.then(|| word.to_string())
 }
 
@@ -323,7 +326,10 @@ mod tests {
         assert!(r[0].is_permanent());
         // A class that does not match the code is text, not an enhanced code.
         let r = parse(&["451 5.1.1 odd"]).unwrap();
-        assert_eq!((r[0].enhanced.clone(), r[0].status()), (None, "4.0.0".into()));
+        assert_eq!(
+            (r[0].enhanced.clone(), r[0].status()),
+            (None, "4.0.0".into())
+        );
         let r = parse(&["220"]).unwrap();
         assert_eq!(r[0].lines, [""]);
     }
@@ -407,14 +413,25 @@ mod tests {
             size: Some(10),
             ..full.clone()
         };
-        assert_eq!(mail_command(&env("a@b", "c@d"), body, &small).unwrap_err().status, "5.3.4");
+        assert_eq!(
+            mail_command(&env("a@b", "c@d"), body, &small)
+                .unwrap_err()
+                .status,
+            "5.3.4"
+        );
         let mut rt = env("a@b", "c@d");
         rt.require_tls = true;
         assert_eq!(
-            mail_command(&rt, body, &Extensions::default()).unwrap_err().status,
+            mail_command(&rt, body, &Extensions::default())
+                .unwrap_err()
+                .status,
             "5.7.30"
         );
-        assert!(mail_command(&rt, body, &full).unwrap().ends_with(" REQUIRETLS"));
+        assert!(
+            mail_command(&rt, body, &full)
+                .unwrap()
+                .ends_with(" REQUIRETLS")
+        );
     }
 
     #[test]

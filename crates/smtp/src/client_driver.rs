@@ -192,16 +192,18 @@ impl SmtpClient {
             .ssl(sni, check)
             .map_err(|e| tls_failed(e.to_string(), PeerVerdict::NotChecked))?;
         let inner = self.io.into_inner();
-        let mut stream = SslStream::new(ssl, inner).map_err(|e| {
-            tls_failed(e.to_string(), PeerVerdict::NotChecked)
-        })?;
+        let mut stream = SslStream::new(ssl, inner)
+            .map_err(|e| tls_failed(e.to_string(), PeerVerdict::NotChecked))?;
         let handshake = tokio::time::timeout(self.timeout, Pin::new(&mut stream).connect()).await;
         let verdict = kurier_tls::client::verdict(stream.ssl(), check);
         match handshake {
             Err(_) => return Err(ClientError::Timeout(addr, self.timeout)),
             Ok(Err(e)) => {
                 let detail = match &verdict {
-                    PeerVerdict::Failed { result_type, detail } => {
+                    PeerVerdict::Failed {
+                        result_type,
+                        detail,
+                    } => {
                         format!("{result_type}: {detail}")
                     }
                     _ => e.to_string(),
@@ -217,8 +219,15 @@ impl SmtpClient {
             }
             Ok(Ok(())) => {}
         }
-        if let PeerVerdict::Failed { result_type, detail } = &verdict {
-            return Err(tls_failed(format!("{result_type}: {detail}"), verdict.clone()));
+        if let PeerVerdict::Failed {
+            result_type,
+            detail,
+        } = &verdict
+        {
+            return Err(tls_failed(
+                format!("{result_type}: {detail}"),
+                verdict.clone(),
+            ));
         }
         let info = tls_info(stream.ssl());
         self.io = BufReader::new(Box::new(stream));
@@ -234,7 +243,8 @@ impl SmtpClient {
         env: &Envelope,
         body: &[u8],
     ) -> Result<TransactionResult, ClientError> {
-        let mail = mail_command(env, BodyNeeds::of(body), &self.ext).map_err(ClientError::Refused)?;
+        let mail =
+            mail_command(env, BodyNeeds::of(body), &self.ext).map_err(ClientError::Refused)?;
         if self.used {
             let r = self.command("RSET").await?;
             if r.code != 250 {
@@ -392,7 +402,10 @@ impl SmtpClient {
                 .map_err(|_| ClientError::Timeout(addr, limit))?
                 .map_err(|e| ClientError::Io(addr, e.to_string()))?;
             if n == 0 {
-                return Err(ClientError::Io(addr, "the server closed the connection".into()));
+                return Err(ClientError::Io(
+                    addr,
+                    "the server closed the connection".into(),
+                ));
             }
             while matches!(line.last(), Some(b'\n' | b'\r')) {
                 line.pop();

@@ -31,10 +31,10 @@ mod tls_info;
 #[cfg(any(feature = "server", feature = "client"))]
 pub use tls_info::tls_info;
 
-pub use data::BareLineEnding;
-pub use reply::Reply;
 #[cfg(feature = "client")]
 pub use client_driver::{ClientError, SmtpClient, TransactionResult};
+pub use data::BareLineEnding;
+pub use reply::Reply;
 #[cfg(feature = "server")]
 pub use server::{MailDrop, SmtpServer, serve};
 pub use session::{Delivery, Event, Message, PeerInfo, Session, SessionConfig, TlsInfo, Verdict};

@@ -14,11 +14,11 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::reply::Reply;
-use crate::tls_info;
 use crate::sasl::{AuthThrottle, RateLimit, ThrottleVerdict};
 use crate::session::{
     AuthOutcome, Delivery, Event, Message, PeerInfo, Session, SessionConfig, TlsInfo, Verdict,
 };
+use crate::tls_info;
 
 /// Where the MX looks recipients up and puts messages. The binary implements it over the store;
 /// this crate never touches the store itself (ARCHITECTURE.md).

@@ -90,6 +90,7 @@ impl LeafSpec {
 }
 
 /// A leaf certificate with its key and chain (leaf, intermediate, root).
+#[derive(Clone, Debug)]
 pub struct Leaf {
     pub cert: X509,
     pub key: PKey<Private>,

@@ -86,8 +86,9 @@ impl WorldBuilder {
 
     /// Starts the world. Zone records may use placeholders that only the world knows:
     /// `{ip:N}` (127.A.B.N), `{postfix:I}` (the address of Postfix peer I), `{tlsa-ca}` (`2 1 1`
-    /// of the world CA, matching every certificate it issues) and `{tlsa-postfix:I}` (`3 1 1` of
-    /// peer I's certificate).
+    /// of the world CA, matching every certificate it issues), `{tlsa-postfix:I}` (`3 1 1` of
+    /// peer I's certificate), `{tlsa-postfix:I:S:M}` (`3 S M` of it) and `{hash-postfix:I}` (the
+    /// SHA2-256 of its public key, hex, to build wrong records from).
     pub fn build(self) -> Result<World, WorldError> {
         let net = Net::allocate()?;
         let dir = tempfile::Builder::new().prefix("kurier-world-").tempdir()?;
@@ -96,7 +97,11 @@ impl WorldBuilder {
         let leaves = self
             .postfix
             .iter()
-            .map(|p| p.starttls.then(|| ca.leaf(&[&p.hostname])).transpose())
+            .map(|p| match (&p.certificate, p.starttls) {
+                (Some(leaf), _) => Ok(Some(leaf.clone())),
+                (None, true) => ca.leaf(&[&p.hostname]).map(Some),
+                (None, false) => Ok(None),
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let mut values = vec![("{tlsa-ca}".to_string(), ca.tlsa_2_1_1()?)];
         for (i, leaf) in leaves.iter().enumerate() {
@@ -105,7 +110,20 @@ impl WorldBuilder {
                 net.ip(net::hosts::POSTFIX + i as u8).to_string(),
             ));
             if let Some(l) = leaf {
+                use kurier_tls::tlsa::{Matching, Selector};
                 values.push((format!("{{tlsa-postfix:{i}}}"), l.tlsa_3_1_1()?));
+                for (s, sel) in [(0, Selector::Cert), (1, Selector::Spki)] {
+                    for (m, mat) in [
+                        (0, Matching::Full),
+                        (1, Matching::Sha256),
+                        (2, Matching::Sha512),
+                    ] {
+                        values.push((format!("{{tlsa-postfix:{i}:{s}:{m}}}"), l.tlsa(sel, mat)?));
+                    }
+                }
+                let spki = l.tlsa_3_1_1()?;
+                let hash = spki.rsplit(' ').next().unwrap_or_default().to_string();
+                values.push((format!("{{hash-postfix:{i}}}"), hash));
             }
         }
         let zones: Vec<Zone> = self

@@ -32,6 +32,8 @@ pub struct PostfixSpec {
     pub tls_security_level: String,
     /// Use DNSSEC through the world's resolver (`smtp_dns_support_level = dnssec`); needed for DANE.
     pub dane_sender: bool,
+    /// Serve this certificate instead of a good world one (expired, another CA, …).
+    pub certificate: Option<crate::ca::Leaf>,
 }
 
 impl PostfixSpec {
@@ -44,6 +46,7 @@ impl PostfixSpec {
             relayhost: None,
             tls_security_level: "may".into(),
             dane_sender: false,
+            certificate: None,
         }
     }
 
@@ -63,6 +66,13 @@ impl PostfixSpec {
 
     pub fn tls_security_level(mut self, level: &str) -> Self {
         self.tls_security_level = level.into();
+        self
+    }
+
+    /// STARTTLS with `leaf` (e.g. an expired one) instead of a good world certificate.
+    pub fn certificate(mut self, leaf: crate::ca::Leaf) -> Self {
+        self.certificate = Some(leaf);
+        self.starttls = true;
         self
     }
 

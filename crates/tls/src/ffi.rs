@@ -95,8 +95,11 @@ unsafe extern "C" {
         data: *const u8,
         dlen: usize,
     ) -> c_int;
-    fn SSL_get0_dane_authority(ssl: *mut SSL, mcert: *mut *mut X509, mspki: *mut *mut c_void)
-    -> c_int;
+    fn SSL_get0_dane_authority(
+        ssl: *mut SSL,
+        mcert: *mut *mut X509,
+        mspki: *mut *mut c_void,
+    ) -> c_int;
     fn SSL_get0_dane_tlsa(
         ssl: *mut SSL,
         usage: *mut u8,
@@ -169,7 +172,8 @@ pub(crate) fn dane_match(ssl: &SslRef) -> Option<(i32, u8, u8, u8)> {
     // SAFETY: read-only queries on a valid connection; the out-pointers point to locals and
     // the returned data pointer (unused) is owned by `ssl`.
     unsafe {
-        let depth = SSL_get0_dane_authority(ssl.as_ptr(), std::ptr::null_mut(), std::ptr::null_mut());
+        let depth =
+            SSL_get0_dane_authority(ssl.as_ptr(), std::ptr::null_mut(), std::ptr::null_mut());
         if depth < 0 {
             return None;
         }

@@ -23,8 +23,8 @@ pub mod profile;
 pub mod tlsa;
 
 pub use acceptor::{CertificateSource, TlsAcceptor};
-pub use client::{ClientTls, DaneRecord, PeerCheck, PeerVerdict};
 pub use certificate::{CertificateError, CertificateFinding, LoadedCertificate, Severity};
+pub use client::{ClientTls, DaneRecord, PeerCheck, PeerVerdict};
 pub use profile::{ServerProfile, client_connector};
 
 /// Errors of this crate.

@@ -206,7 +206,16 @@ pub fn data_file(dir: &Path, name: &str) -> PathBuf {
 /// with a certificate from a test CA for `mx.kurier.test`, the domain `kurier.test` and the
 /// account `rcpt@kurier.test` (password `pw`). `smtp` and `submission` are extra keys for
 /// those tables.
+/// `submission` may carry further tables; without a `[delivery]` table, outbound delivery is
+/// off (its DNS probe must not leave loopback).
 pub fn configured(dir: &Path, ip: &str, smtp: &str, submission: &str) -> PathBuf {
+    let no_outbound;
+    let submission = if submission.contains("[delivery]") {
+        submission
+    } else {
+        no_outbound = format!("{submission}\n[delivery]\nenabled = false\n");
+        &no_outbound
+    };
     let ca = kurier_testworld::ca::Ca::new("T", kurier_testworld::ca::KeyKind::P256).unwrap();
     let (cert, key) = ca
         .leaf(&["mx.kurier.test"])
@@ -320,4 +329,25 @@ impl<S: Read + Write> Client<S> {
         self.send(format!("{line}\r\n").as_bytes());
         self.reply()
     }
+}
+
+/// `user\0pass` in base64, as AUTH PLAIN sends it.
+pub fn plain(user: &str, pass: &str) -> String {
+    let raw = format!("\0{user}\0{pass}");
+    let mut out = String::new();
+    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    for chunk in raw.as_bytes().chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }

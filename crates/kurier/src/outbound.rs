@@ -1,0 +1,100 @@
+//! Wiring of outbound delivery: the resolver from `[dns]`, the TLS client, the queue runner from
+//! `[delivery]`, and the start-up DNSSEC probe (ARCHITECTURE: "DNSSEC is proven before it is
+//! trusted" — until the root's keys validate, the runner does not start and mail stays queued).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use kurier_config::{Config, DnssecMode};
+use kurier_delivery::{DeliveryConfig, QueueRunner, Schedule};
+use tokio::sync::{Notify, watch};
+
+/// The resolver `[dns]` describes.
+pub fn resolver(cfg: &Config) -> anyhow::Result<kurier_dns::Resolver> {
+    let mut upstream: Vec<SocketAddr> = cfg.dns.upstream.iter().map(|a| a.0).collect();
+    if upstream.is_empty() {
+        upstream = system_nameservers();
+    }
+    kurier_dns::Resolver::new(&kurier_dns::DnsConfig {
+        mode: match cfg.dns.dnssec {
+            DnssecMode::Validate => kurier_dns::DnssecMode::Validate,
+            DnssecMode::TrustAd => kurier_dns::DnssecMode::TrustAd,
+            DnssecMode::Off => kurier_dns::DnssecMode::Off,
+        },
+        upstream,
+        trust_anchor: cfg.dns.trust_anchor.clone(),
+        timeout: Duration::from_secs(cfg.dns.timeout_secs),
+    })
+    .context("[dns]")
+}
+
+/// The nameservers of /etc/resolv.conf (127.0.0.1 if it names none).
+fn system_nameservers() -> Vec<SocketAddr> {
+    let text = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let found: Vec<SocketAddr> = text
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("nameserver"))
+        .filter_map(|ip| ip.trim().parse::<std::net::IpAddr>().ok())
+        .map(|ip| SocketAddr::new(ip, 53))
+        .collect();
+    if found.is_empty() {
+        vec![SocketAddr::from(([127, 0, 0, 1], 53))]
+    } else {
+        found
+    }
+}
+
+pub fn runner(
+    cfg: &Config,
+    store: Arc<dyn kurier_store::Store>,
+    wake: Arc<Notify>,
+) -> anyhow::Result<Arc<QueueRunner>> {
+    let d = &cfg.delivery;
+    let tls = kurier_tls::ClientTls::new(None).context("the outbound TLS client")?;
+    let delivery = DeliveryConfig {
+        schedule: Schedule {
+            retry_min: Duration::from_secs(d.retry_min_secs),
+            retry_max: Duration::from_secs(d.retry_max_secs),
+            lifetime: Duration::from_secs(d.lifetime_secs),
+            delay_warning: Duration::from_secs(d.delay_warning_secs),
+        },
+        port: d.port,
+        timeout: Duration::from_secs(d.timeout_secs),
+        data_timeout: Duration::from_secs(d.data_timeout_secs),
+        max_connections: d.max_connections as usize,
+        max_per_domain: d.max_per_domain as usize,
+        ..DeliveryConfig::new(&cfg.server.hostname)
+    };
+    Ok(QueueRunner::new(store, resolver(cfg)?, tls, delivery, wake))
+}
+
+/// Probes DNSSEC until it works, then runs the queue until `stop`.
+pub async fn start(runner: Arc<QueueRunner>, dnssec: DnssecMode, mut stop: watch::Receiver<bool>) {
+    if dnssec == DnssecMode::Off {
+        tracing::warn!(
+            "dns.dnssec = \"off\": DANE is disabled and outbound delivery is NOT TR-03108 compliant"
+        );
+    }
+    let mut complained = false;
+    loop {
+        match runner.resolver().probe().await {
+            Ok(()) => break,
+            Err(e) => {
+                if !complained {
+                    tracing::error!(error = %e, "outbound delivery waits: DNSSEC validation does not work (fix: point dns.upstream at a resolver that passes DNSSEC records, check dns.trust_anchor, or run unbound locally with dnssec = \"trust_ad\"); mail stays queued, retrying every 30 s");
+                    complained = true;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(30)) => {}
+                    _ = stop.changed() => return,
+                }
+            }
+        }
+    }
+    if complained {
+        tracing::info!("DNSSEC validation works now; outbound delivery starts");
+    }
+    runner.run(stop).await;
+}
