@@ -258,6 +258,7 @@ pub async fn deliver(
                     }
                 }
             }
+            tracing::info!(domain = %domain, mx = %hop.host, %ip, messages = pending.len() - still.len(), "connection closed");
             if !broken {
                 client.quit().await;
             }

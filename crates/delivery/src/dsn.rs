@@ -249,7 +249,7 @@ mod tests {
             Action::Relayed
         ));
         assert!(!wants(Some("NOTIFY=SUCCESS,FAILURE"), Action::Delayed));
-        assert!(wants(Some("notify=delay"), Action::Failed) == false);
+        assert!(!wants(Some("notify=delay"), Action::Failed));
         assert_eq!(
             orcpt(Some("NOTIFY=NEVER ORCPT=rfc822;a@b")).as_deref(),
             Some("rfc822;a@b")

@@ -41,7 +41,7 @@ pub enum Route {
 /// MX records in the order to try (RFC 5321 §5.1): lowest preference first, equal preferences
 /// shuffled by `shuffle_seed` so that load spreads; duplicates removed.
 pub fn order_mx(mut records: Vec<MxRecord>, shuffle_seed: u64) -> Vec<String> {
-    records.sort_by(|a, b| a.preference.cmp(&b.preference));
+    records.sort_by_key(|r| r.preference);
     let mut out: Vec<String> = Vec::new();
     let mut i = 0;
     let mut seed = shuffle_seed;
@@ -74,8 +74,9 @@ pub fn is_null_mx(records: &[MxRecord]) -> bool {
     records.len() == 1 && records[0].exchange == "."
 }
 
-/// Looks up the route for `domain`. `seed` shuffles equal preferences.
-pub async fn plan(resolver: &Resolver, domain: &str, seed: u64) -> Route {
+/// Looks up the route for `domain` to SMTP servers on `port` (25 but in labs). `seed` shuffles
+/// equal preferences.
+pub async fn plan(resolver: &Resolver, domain: &str, port: u16, seed: u64) -> Route {
     let mx = match resolver.mx(domain).await {
         Ok(a) => a,
         Err(e) => {
@@ -107,12 +108,12 @@ pub async fn plan(resolver: &Resolver, domain: &str, seed: u64) -> Route {
     };
     let mut hops = Vec::with_capacity(hosts.len());
     for host in hosts {
-        hops.push(hop(resolver, domain, &host, mx_secure).await);
+        hops.push(hop(resolver, domain, &host, port, mx_secure).await);
     }
     Route::Hops(hops)
 }
 
-async fn hop(resolver: &Resolver, domain: &str, host: &str, mx_secure: bool) -> Hop {
+async fn hop(resolver: &Resolver, domain: &str, host: &str, port: u16, mx_secure: bool) -> Hop {
     let skip = |why: String| Hop {
         host: host.to_string(),
         base: host.to_string(),
@@ -139,7 +140,7 @@ async fn hop(resolver: &Resolver, domain: &str, host: &str, mx_secure: bool) -> 
             candidates.insert(0, target.clone());
         }
         for name in candidates {
-            tlsa = tlsa_answer(resolver, &name).await;
+            tlsa = tlsa_answer(resolver, &name, port).await;
             base = name;
             if !matches!(&tlsa, TlsaAnswer::Secure(r) if r.is_empty()) {
                 break;
@@ -155,8 +156,8 @@ async fn hop(resolver: &Resolver, domain: &str, host: &str, mx_secure: bool) -> 
     }
 }
 
-async fn tlsa_answer(resolver: &Resolver, host: &str) -> TlsaAnswer {
-    match resolver.tlsa(&dane::tlsa_name(host)).await {
+async fn tlsa_answer(resolver: &Resolver, host: &str, port: u16) -> TlsaAnswer {
+    match resolver.tlsa(&dane::tlsa_name(host, port)).await {
         Ok(a) if a.state == DnssecState::Secure => TlsaAnswer::Secure(
             a.records
                 .into_iter()

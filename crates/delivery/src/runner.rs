@@ -76,6 +76,11 @@ pub struct QueueRunner {
     domains: Mutex<HashMap<String, Arc<Semaphore>>>,
 }
 
+/// Recipients with their RFC 3461 parameters.
+type Recipients = Vec<(String, Option<String>)>;
+/// A domain's share of the leased entries.
+type DomainWork = Vec<(Arc<Job>, Recipients)>;
+
 /// One leased entry while its domains are being worked on.
 struct Job {
     entry: QueueEntry,
@@ -161,8 +166,7 @@ impl QueueRunner {
             )
             .await?;
         let n = entries.len();
-        let mut by_domain: HashMap<String, Vec<(Arc<Job>, Vec<(String, Option<String>)>)>> =
-            HashMap::new();
+        let mut by_domain: HashMap<String, DomainWork> = HashMap::new();
         for entry in entries {
             let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
                 break;
@@ -175,7 +179,7 @@ impl QueueRunner {
                     continue;
                 }
             };
-            let mut groups: HashMap<String, Vec<(String, Option<String>)>> = HashMap::new();
+            let mut groups: HashMap<String, Recipients> = HashMap::new();
             for r in entry
                 .recipients
                 .iter()
@@ -205,8 +209,9 @@ impl QueueRunner {
             }
         }
         for (domain, work) in by_domain {
-            // Several connections for a domain with much mail, each carrying a share of it.
-            let lanes = self.cfg.max_per_domain.max(1).min(work.len());
+            // One connection per ten messages for a domain, up to its limit: few handshakes,
+            // but much mail is not held up behind one connection.
+            let lanes = self.cfg.max_per_domain.max(1).min(work.len().div_ceil(10));
             let per_lane = work.len().div_ceil(lanes);
             let mut work = work;
             while !work.is_empty() {
@@ -230,15 +235,11 @@ impl QueueRunner {
             .clone()
     }
 
-    async fn deliver_domain(
-        self: Arc<Self>,
-        domain: String,
-        work: Vec<(Arc<Job>, Vec<(String, Option<String>)>)>,
-    ) {
+    async fn deliver_domain(self: Arc<Self>, domain: String, work: DomainWork) {
         let per_domain = self.domain_limit(&domain);
         let _d = per_domain.acquire_owned().await;
         let _c = self.connections.clone().acquire_owned().await;
-        let route = route::plan(&self.resolver, &domain, seed()).await;
+        let route = route::plan(&self.resolver, &domain, self.cfg.port, seed()).await;
         let items: Vec<Item> = work
             .iter()
             .map(|(job, rcpts)| Item {

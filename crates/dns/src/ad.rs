@@ -19,12 +19,13 @@ const MAX_CACHE_SECS: u32 = 3600;
 const MAX_CACHE_ENTRIES: usize = 10_000;
 
 type CacheKey = (String, RecordType);
+type Cache = HashMap<CacheKey, (Instant, Answer<Record>)>;
 
 #[derive(Clone)]
 pub(crate) struct AdClient {
     upstream: Vec<SocketAddr>,
     timeout: Duration,
-    cache: Arc<Mutex<HashMap<CacheKey, (Instant, Answer<Record>)>>>,
+    cache: Arc<Mutex<Cache>>,
 }
 
 impl AdClient {

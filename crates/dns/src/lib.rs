@@ -108,7 +108,7 @@ pub struct Resolver {
 #[derive(Clone)]
 enum Backend {
     /// hickory, validating (or not, in mode `off`).
-    Hickory(TokioResolver, DnssecMode),
+    Hickory(Box<TokioResolver>, DnssecMode),
     TrustAd(ad::AdClient),
 }
 
@@ -162,7 +162,7 @@ impl Resolver {
             .build()
             .map_err(|e| DnsError::Invalid(format!("cannot build the resolver: {e}")))?;
         Ok(Resolver {
-            backend: Backend::Hickory(inner, config.mode),
+            backend: Backend::Hickory(Box::new(inner), config.mode),
         })
     }
 

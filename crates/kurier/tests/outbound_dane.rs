@@ -7,8 +7,7 @@
 
 mod support;
 
-use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kurier_testworld::ca::{Ca, KeyKind, LeafSpec};
 use kurier_testworld::net::hosts;
@@ -45,59 +44,31 @@ fn signed_to(domain: &str, target_ip: &str, tlsa: &[&str]) -> Zone {
     z
 }
 
-/// Submits one message per domain to `rcpt@kurier.test`'s submission port (465).
+/// Submits one message per domain to `user@<domain>` as `rcpt@kurier.test` on 465.
 fn submit(ip: &str, domains: &[&str]) {
+    submit_with(ip, domains, "user", "", "");
+}
+
+/// `submit` with a local part and MAIL FROM / RCPT TO parameters.
+fn submit_with(ip: &str, domains: &[&str], local: &str, mail_params: &str, rcpt_params: &str) {
     let mut c = Client::connect_tls(format!("{ip}:2465").parse().unwrap(), "mx.kurier.test");
     c.cmd("EHLO client.test");
     let auth = c.cmd(&format!("AUTH PLAIN {}", plain("rcpt@kurier.test", "pw")));
     assert!(auth.starts_with("235"), "{auth}");
     for d in domains {
-        assert!(c.cmd("MAIL FROM:<rcpt@kurier.test>").starts_with("250"));
-        let r = c.cmd(&format!("RCPT TO:<user@{d}>"));
+        assert!(
+            c.cmd(&format!("MAIL FROM:<rcpt@kurier.test>{mail_params}"))
+                .starts_with("250")
+        );
+        let r = c.cmd(&format!("RCPT TO:<{local}@{d}>{rcpt_params}"));
         assert!(r.starts_with("250"), "{d}: {r}");
         assert!(c.cmd("DATA").starts_with("354"));
         let r = c.cmd(&format!(
-            "From: rcpt@kurier.test\r\nTo: user@{d}\r\nSubject: case {d}\r\n\r\nhello {d}\r\n."
+            "From: rcpt@kurier.test\r\nTo: {local}@{d}\r\nSubject: case {d}\r\n\r\nhello {d}\r\n."
         ));
         assert!(r.starts_with("250"), "{d}: {r}");
     }
     c.cmd("QUIT");
-}
-
-/// The sender's INBOX (where DSNs land), read from the store while the server runs.
-fn inbox(dir: &Path) -> Vec<String> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let url = format!("sqlite:{}", dir.join("data/kurier.db").display());
-        let store = kurier_store::open(&url).await.unwrap();
-        let kurier_store::Recipient::Local(accounts) =
-            store.resolve("rcpt@kurier.test").await.unwrap()
-        else {
-            panic!("no account")
-        };
-        let mb = store
-            .mailbox(accounts[0].id, "INBOX")
-            .await
-            .unwrap()
-            .unwrap();
-        let mut out = Vec::new();
-        for m in store.messages(mb.id).await.unwrap() {
-            let body = store.message_body(mb.id, m.uid).await.unwrap().unwrap();
-            out.push(String::from_utf8_lossy(&body).into_owned());
-        }
-        out
-    })
-}
-
-fn wait_until(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 fn subject_of(m: &[u8]) -> String {
@@ -201,6 +172,11 @@ fn tr03108_p_modules_b_and_c_outbound_dane_and_dnssec() {
     ]);
     all.extend(deferred);
     submit(&ip, &all);
+    // RFC 8689: REQUIRETLS needs a verified peer that supports it — Postfix does not, and
+    // plain.test has no DANE: both come back at once (5.7.30).
+    submit_with(&ip, &["ee.test", "plain.test"], "strict", " REQUIRETLS", "");
+    // RFC 3461: NOTIFY=NEVER, no bounce even for null MX.
+    submit_with(&ip, &["nullmx.test"], "never", "", " NOTIFY=NEVER");
 
     let p0 = &world.postfix[0];
     if let Err(e) = p0.wait_for_messages(delivered_p0.len(), Duration::from_secs(60)) {
@@ -224,7 +200,7 @@ fn tr03108_p_modules_b_and_c_outbound_dane_and_dnssec() {
         .unwrap();
     // Every deferred case has been tried at least twice before we look at the mailboxes.
     for d in deferred {
-        wait_until(Duration::from_secs(30), d, || {
+        support::wait_until(Duration::from_secs(30), d, || {
             server.stderr().matches(&format!("domain={d}")).count() >= 2
         });
     }
@@ -240,6 +216,12 @@ fn tr03108_p_modules_b_and_c_outbound_dane_and_dnssec() {
         assert!(
             !got.contains(&d.to_string()),
             "{d} must never be sent: {got:?}"
+        );
+    }
+    for m in p0.messages() {
+        assert!(
+            !String::from_utf8_lossy(&m).contains("To: strict@"),
+            "REQUIRETLS ignored"
         );
     }
     assert!(
@@ -287,22 +269,35 @@ fn tr03108_p_modules_b_and_c_outbound_dane_and_dnssec() {
 
     // Bounces: null MX at once (5.1.10); the others when the lifetime (20 s) is over, each
     // with its reason in plain words and the crypto code 5.7.5 (MUA-9).
-    wait_until(Duration::from_secs(60), "all DSNs", || {
-        let inbox = inbox(dir.path());
+    support::wait_until(Duration::from_secs(60), "all DSNs", || {
+        let inbox = support::inbox(dir.path(), "rcpt@kurier.test");
         inbox
             .iter()
             .filter(|m| m.contains("Action: failed"))
             .count()
-            >= deferred.len() + 2
+            >= deferred.len() + 4
     });
-    let inbox = inbox(dir.path());
-    let failed = |d: &str| {
+    let inbox = support::inbox(dir.path(), "rcpt@kurier.test");
+    let failed_to = |a: &str| {
         inbox
             .iter()
-            .find(|m| m.contains("Action: failed") && m.contains(&format!("user@{d}")))
+            .find(|m| m.contains("Action: failed") && m.contains(&format!("rfc822; {a}")))
             .cloned()
-            .unwrap_or_else(|| panic!("no DSN for {d}"))
+            .unwrap_or_else(|| panic!("no DSN for {a}"))
     };
+    let failed = |d: &str| failed_to(&format!("user@{d}"));
+    for d in ["ee.test", "plain.test"] {
+        let m = failed_to(&format!("strict@{d}"));
+        assert!(
+            m.contains("Status: 5.7.30") && m.contains("REQUIRETLS"),
+            "{m}"
+        );
+    }
+    assert!(
+        !inbox.iter().any(|m| m.contains("never@nullmx.test")),
+        "NOTIFY=NEVER means no notice"
+    );
+    assert!(server.stderr().contains("recipient=never@nullmx.test"));
     let null = failed("nullmx.test");
     assert!(
         null.contains("Status: 5.1.10") && null.contains("accepts no e-mail"),
@@ -334,8 +329,14 @@ fn tr03108_p_modules_b_and_c_outbound_dane_and_dnssec() {
             .any(|m| m.contains("Action: delayed") && m.contains("user@unreach.test")),
         "a delay warning came first"
     );
-    // The null MX bounce came without any retry.
-    assert_eq!(line("nullmx.test").matches("delivery attempt").count(), 1);
+    // Both null MX messages failed at their first attempt, without any retry.
+    let null_attempts = line("nullmx.test");
+    assert_eq!(
+        null_attempts.matches("delivery attempt").count(),
+        2,
+        "{null_attempts}"
+    );
+    assert!(!null_attempts.contains("deferred"));
     // Nothing is left in the queue.
     let (code, out, _) = support::run(&["queue", "list", "--config", config.to_str().unwrap()]);
     assert_eq!(code, 0);

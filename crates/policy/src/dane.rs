@@ -51,9 +51,10 @@ impl DanePolicy {
     }
 }
 
-/// The TLSA owner name for an MX host on port 25 (RFC 7672 §2.2.1).
-pub fn tlsa_name(mx_host: &str) -> String {
-    format!("_25._tcp.{}", mx_host.trim_end_matches('.'))
+/// The TLSA owner name for an MX host (RFC 7672 §2.2.1; RFC 6698 §3: `_<port>._tcp.<host>`,
+/// port 25 for SMTP).
+pub fn tlsa_name(mx_host: &str, port: u16) -> String {
+    format!("_{port}._tcp.{}", mx_host.trim_end_matches('.'))
 }
 
 /// Whether a record can be used for SMTP (RFC 7672 §3.1): usages 2 (DANE-TA) and 3 (DANE-EE)
@@ -212,6 +213,9 @@ mod tests {
         let records = vec![t(3, 1, 1), t(3, 1, 2), t(3, 0, 1), t(2, 1, 1), t(3, 1, 0)];
         let kept = digest_agility(records);
         assert_eq!(kept, [t(3, 1, 2), t(3, 0, 1), t(2, 1, 1), t(3, 1, 0)]);
-        assert_eq!(tlsa_name("mx.example.test."), "_25._tcp.mx.example.test");
+        assert_eq!(
+            tlsa_name("mx.example.test.", 25),
+            "_25._tcp.mx.example.test"
+        );
     }
 }

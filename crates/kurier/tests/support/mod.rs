@@ -236,27 +236,28 @@ pub fn configured(dir: &Path, ip: &str, smtp: &str, submission: &str) -> PathBuf
         ),
     )
     .unwrap();
-    for (args, stdin) in [
-        (&["domain", "add", "kurier.test"][..], ""),
-        (&["user", "add", "rcpt@kurier.test"][..], "pw\n"),
-    ] {
-        let mut c = Command::new(bin())
-            .args(args)
-            .args(["--config", f.to_str().unwrap()])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        c.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
-        let out = c.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    admin(&f, &["domain", "add", "kurier.test"], "");
+    admin(&f, &["user", "add", "rcpt@kurier.test"], "pw\n");
     f
+}
+
+/// Runs `kurier ARGS --config CONFIG` with `stdin`; it must succeed.
+pub fn admin(config: &Path, args: &[&str], stdin: &str) {
+    let mut c = Command::new(bin())
+        .args(args)
+        .args(["--config", config.to_str().unwrap()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    let out = c.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 impl Server {
@@ -350,4 +351,38 @@ pub fn plain(user: &str, pass: &str) -> String {
         }
     }
     out
+}
+
+/// The messages in `address`'s INBOX, read from the SQLite store while the server runs.
+pub fn inbox(dir: &Path, address: &str) -> Vec<String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let url = format!("sqlite:{}", dir.join("data/kurier.db").display());
+        let store = kurier_store::open(&url).await.unwrap();
+        let kurier_store::Recipient::Local(accounts) = store.resolve(address).await.unwrap() else {
+            panic!("no account")
+        };
+        let mb = store
+            .mailbox(accounts[0].id, "INBOX")
+            .await
+            .unwrap()
+            .unwrap();
+        let mut out = Vec::new();
+        for m in store.messages(mb.id).await.unwrap() {
+            let body = store.message_body(mb.id, m.uid).await.unwrap().unwrap();
+            out.push(String::from_utf8_lossy(&body).into_owned());
+        }
+        out
+    })
+}
+
+pub fn wait_until(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
