@@ -184,3 +184,20 @@ pub(crate) fn dane_match(ssl: &SslRef) -> Option<(i32, u8, u8, u8)> {
         Some((depth, u, s, m))
     }
 }
+
+/// The payload of extension `ext_type` in the ClientHello being processed (only inside the
+/// client-hello callback).
+pub(crate) fn client_hello_extension(ssl: &SslRef, ext_type: u32) -> Option<Vec<u8>> {
+    let mut out: *const u8 = std::ptr::null();
+    let mut len = 0usize;
+    // SAFETY: valid during the client-hello callback; the data is owned by `ssl` and copied
+    // before the borrow ends.
+    unsafe {
+        if openssl_sys::SSL_client_hello_get0_ext(ssl.as_ptr(), ext_type, &mut out, &mut len) != 1
+            || out.is_null()
+        {
+            return None;
+        }
+        Some(std::slice::from_raw_parts(out, len).to_vec())
+    }
+}

@@ -15,6 +15,7 @@
 pub mod acceptor;
 pub mod certificate;
 pub mod client;
+pub mod client_hello;
 pub mod dev_ca;
 mod ffi;
 pub mod ics;
