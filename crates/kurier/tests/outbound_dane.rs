@@ -23,6 +23,7 @@ const AT_P0: &[&str] = &[
     "multi.test",
     "unusable.test",
     "plain.test",
+    "implicit.test",
     "cname.test",
     "otherca.test",
     "wrongee.test",
@@ -120,6 +121,8 @@ fn tr03108_p_modules_b_and_c_outbound_dane_and_dnssec() {
         .zone(signed_to("baddnskey.test", p0, &["{tlsa-postfix:0}"]).broken(Breakage::BadDnskeySig))
         // No DANE: opportunistic TLS, or clear text if the peer has no STARTTLS (SMTP-2).
         .zone(Zone::unsigned("plain.test").record("@", "MX", "10 mx").record("mx", "A", p0))
+        // No MX at all: the domain itself is the implicit MX (RFC 5321 §5.1).
+        .zone(Zone::unsigned("implicit.test").record("@", "A", p0))
         .zone(Zone::unsigned("clear.test").record("@", "MX", "10 mx").record("mx", "A", "{postfix:2}"))
         // Null MX (SMTP-5) and an MX nobody answers at.
         .zone(Zone::signed("nullmx.test").record("@", "MX", "0 ."))
@@ -151,6 +154,7 @@ fn tr03108_p_modules_b_and_c_outbound_dane_and_dnssec() {
         "cname.test",
         "unusable.test",
         "plain.test",
+        "implicit.test",
     ];
     let deferred = [
         "otherca.test",
