@@ -4,4 +4,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release -q -p kurier -p kurier-bench-smtp
-target/release/kurier-bench-smtp target/release/kurier "$@"
+target/release/kurier-bench-inbound target/release/kurier "$@"

@@ -3,5 +3,5 @@
 # Needs root for the Postfix peers and the Debian packages scripts/test.sh installs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release -q -p kurier -p kurier-bench-outbound
+cargo build --release -q -p kurier -p kurier-bench-smtp
 target/release/kurier-bench-outbound target/release/kurier "$@"

@@ -469,6 +469,7 @@ impl Config {
                 "use 998 or more (default 8192)",
             );
         }
+        let d = &self.delivery;
         for (key, value, min) in [
             ("smtp.command_timeout_secs", smtp.command_timeout_secs, 1),
             ("smtp.data_timeout_secs", smtp.data_timeout_secs, 1),
@@ -480,18 +481,6 @@ impl Config {
                 u64::from(smtp.max_connections_per_ip),
                 1,
             ),
-        ] {
-            if value < min {
-                return bad(
-                    key,
-                    &value,
-                    &format!("must be at least {min}"),
-                    "see kurier.example.toml for the defaults",
-                );
-            }
-        }
-        let d = &self.delivery;
-        for (key, value, min) in [
             ("delivery.port", u64::from(d.port), 1),
             ("delivery.retry_min_secs", d.retry_min_secs, 1),
             (

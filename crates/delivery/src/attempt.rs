@@ -80,47 +80,37 @@ pub async fn deliver(
         }
     };
     let all: Vec<usize> = (0..items.len()).collect();
-    let verdict = match route {
-        Route::NullMx => Some("null MX (RFC 7505)".to_string()),
-        Route::NoSuchDomain => Some("no such domain".to_string()),
-        Route::Defer { reason, .. } => Some(reason.clone()),
-        Route::Hops(_) => None,
-    };
-    if let Some(why) = verdict {
-        let result = if matches!(route, Route::Defer { .. }) {
-            "deferred"
-        } else {
-            "failed"
-        };
-        tracing::info!(domain = %domain, result, reason = %why, "delivery attempt");
-    }
     let hops = match route {
+        Route::Hops(hops) => hops,
         Route::NullMx => {
-            let f = Failure::new(
-                "5.1.10",
-                format!(
-                    "The domain {domain} has announced that it accepts no e-mail at all (null MX, RFC 7505). The address is probably wrong."
+            return route_failure(
+                report,
+                items,
+                domain,
+                Failure::new(
+                    "5.1.10",
+                    format!(
+                        "The domain {domain} has announced that it accepts no e-mail at all (null MX, RFC 7505). The address is probably wrong."
+                    ),
                 ),
             );
-            everyone(&mut report, &all, &f);
-            return report;
         }
         Route::NoSuchDomain => {
-            let f = Failure::new(
-                "5.1.2",
-                format!(
-                    "The domain {domain} does not exist. Please check the address for typing errors."
+            return route_failure(
+                report,
+                items,
+                domain,
+                Failure::new(
+                    "5.1.2",
+                    format!(
+                        "The domain {domain} does not exist. Please check the address for typing errors."
+                    ),
                 ),
             );
-            everyone(&mut report, &all, &f);
-            return report;
         }
         Route::Defer { status, reason } => {
-            let f = Failure::new(status, reason.clone());
-            everyone(&mut report, &all, &f);
-            return report;
+            return route_failure(report, items, domain, Failure::new(status, reason.clone()));
         }
-        Route::Hops(hops) => hops,
     };
 
     let mut pending = all;
@@ -266,6 +256,25 @@ pub async fn deliver(
         }
     }
     everyone(&mut report, &pending, &last);
+    report
+}
+
+/// Every recipient of every item gets `f`, decided before any connection (route level).
+fn route_failure(
+    mut report: AttemptReport,
+    items: &[Item],
+    domain: &str,
+    f: Failure,
+) -> AttemptReport {
+    let result = if f.is_permanent() {
+        "failed"
+    } else {
+        "deferred"
+    };
+    tracing::info!(domain = %domain, result, reason = %f.summary(), "delivery attempt");
+    for (i, item) in items.iter().enumerate() {
+        report.outcomes[i] = per_recipient(item, |_| Outcome::from_failure(f.clone()));
+    }
     report
 }
 

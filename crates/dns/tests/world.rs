@@ -180,21 +180,26 @@ async fn a_wrong_trust_anchor_fails_the_probe_and_an_unreachable_upstream_is_ind
     assert!(bad.is_err());
 }
 
-/// Behind a non-validating upstream the bogus data reaches us: our own validator must call it
-/// bogus (not "no record", not insecure).
-#[tokio::test]
-async fn dns1_the_in_process_validator_itself_rejects_bogus_data() {
-    let world = World::builder()
+/// A signed and an unsigned zone, one with a bad TLSA RRSIG and one with a bad DNSKEY RRSIG.
+fn good_plain_and_broken() -> kurier_testworld::WorldBuilder {
+    World::builder()
         .zone(zone(Zone::signed("good.test")))
         .zone(zone(Zone::unsigned("plain.test")))
         .zone(zone(
             Zone::signed("badtlsa.test").broken(Breakage::BadTlsaRrsig),
         ))
         .zone(zone(
-            Zone::signed("expired.test").broken(Breakage::ExpiredRrsig),
-        ))
-        .zone(zone(
             Zone::signed("baddnskey.test").broken(Breakage::BadDnskeySig),
+        ))
+}
+
+/// Behind a non-validating upstream the bogus data reaches us: our own validator must call it
+/// bogus (not "no record", not insecure).
+#[tokio::test]
+async fn dns1_the_in_process_validator_itself_rejects_bogus_data() {
+    let world = good_plain_and_broken()
+        .zone(zone(
+            Zone::signed("expired.test").broken(Breakage::ExpiredRrsig),
         ))
         .build()
         .unwrap();
@@ -259,15 +264,7 @@ fn resolver_mode(mode: DnssecMode, upstream: std::net::SocketAddr) -> Resolver {
 /// validate, the start-up probe fails instead of silently making everything insecure.
 #[tokio::test]
 async fn dns1_trust_ad_mode_takes_the_state_from_a_local_validating_resolver() {
-    let world = World::builder()
-        .zone(zone(Zone::signed("good.test")))
-        .zone(zone(Zone::unsigned("plain.test")))
-        .zone(zone(
-            Zone::signed("badtlsa.test").broken(Breakage::BadTlsaRrsig),
-        ))
-        .zone(zone(
-            Zone::signed("baddnskey.test").broken(Breakage::BadDnskeySig),
-        ))
+    let world = good_plain_and_broken()
         .zone(
             Zone::signed("alias.test")
                 .record("@", "MX", "10 mail")

@@ -9,7 +9,7 @@
 //!
 //! Usage: kurier-bench-outbound PATH/TO/kurier [MESSAGES] [SESSIONS]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use kurier_testworld::net::hosts;
 use kurier_testworld::{PostfixSpec, World, Zone};
 
-type Res<T> = Result<T, Box<dyn std::error::Error>>;
+use kurier_bench_smtp::{Res, expect, message, transactions};
 
 const SIZE: usize = 4096;
 
@@ -208,33 +208,6 @@ fn parallel(messages: usize, sessions: usize, job: impl Fn(usize) -> Res<()> + S
     })
 }
 
-fn expect<R: Read>(r: &mut BufReader<R>, code: &str) -> Res<()> {
-    loop {
-        let mut line = String::new();
-        if r.read_line(&mut line)? == 0 {
-            return Err("connection closed".into());
-        }
-        if !line.starts_with(code) {
-            return Err(format!("expected {code}, got {line:?}").into());
-        }
-        if line.as_bytes().get(3) != Some(&b'-') {
-            return Ok(());
-        }
-    }
-}
-
-fn body(domain: &str) -> Vec<u8> {
-    let mut body = format!("From: bench@kurier.test\r\nTo: user@{domain}\r\nSubject: load\r\n\r\n")
-        .into_bytes();
-    while body.len() < SIZE {
-        body.extend_from_slice(
-            b"0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvwxyz\r\n",
-        );
-    }
-    body.extend_from_slice(b".\r\n");
-    body
-}
-
 /// One submission session (implicit TLS, AUTH PLAIN) queueing `n` messages for `domain`.
 fn submit(addr: SocketAddr, domain: &str, n: usize) -> Res<()> {
     let tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(10))?;
@@ -250,20 +223,17 @@ fn submit(addr: SocketAddr, domain: &str, n: usize) -> Res<()> {
     r.get_mut()
         .write_all(b"AUTH PLAIN AGJlbmNoQGt1cmllci50ZXN0AHB3\r\n")?;
     expect(&mut r, "235")?;
-    let body = body(domain);
-    for _ in 0..n {
-        r.get_mut().write_all(
-            format!("MAIL FROM:<bench@kurier.test>\r\nRCPT TO:<user@{domain}>\r\nDATA\r\n")
-                .as_bytes(),
-        )?;
-        expect(&mut r, "250")?;
-        expect(&mut r, "250")?;
-        expect(&mut r, "354")?;
-        r.get_mut().write_all(&body)?;
-        expect(&mut r, "250")?;
-    }
-    r.get_mut().write_all(b"QUIT\r\n")?;
-    Ok(())
+    let body = message(
+        &format!("From: bench@kurier.test\r\nTo: user@{domain}\r\nSubject: load\r\n"),
+        SIZE,
+    );
+    transactions(
+        &mut r,
+        "bench@kurier.test",
+        &format!("user@{domain}"),
+        &body,
+        n,
+    )
 }
 
 /// The world's DANE-sending Postfix, its queue filled through its smtpd with `smtp-source`.

@@ -6,22 +6,22 @@
 //! Both are measured as the sender sees them: until the last 250 after DATA. Kurier's 250 means
 //! "in the mailbox, fsynced"; Postfix's means "in its queue, fsynced" (delivery follows).
 //!
-//! Usage: kurier-bench-smtp PATH/TO/kurier [MESSAGES] [SESSIONS]
+//! Usage: kurier-bench-inbound PATH/TO/kurier [MESSAGES] [SESSIONS]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use kurier_testworld::{PostfixSpec, World};
 
-type Res<T> = Result<T, Box<dyn std::error::Error>>;
+use kurier_bench_smtp::{Res, expect, message, transactions};
 
 fn main() -> Res<()> {
     let args: Vec<String> = std::env::args().collect();
     let kurier = args
         .get(1)
-        .ok_or("usage: kurier-bench-smtp PATH/TO/kurier [MESSAGES] [SESSIONS]")?;
+        .ok_or("usage: kurier-bench-inbound PATH/TO/kurier [MESSAGES] [SESSIONS]")?;
     let messages: usize = args.get(2).map(|s| s.parse()).transpose()?.unwrap_or(5000);
     let sessions: usize = args.get(3).map(|s| s.parse()).transpose()?.unwrap_or(20);
     let size = 4096;
@@ -141,21 +141,6 @@ fn starttls_load(
     Ok(messages as f64 / t.elapsed().as_secs_f64())
 }
 
-fn expect<R: Read>(r: &mut BufReader<R>, code: &str) -> Res<()> {
-    loop {
-        let mut line = String::new();
-        if r.read_line(&mut line)? == 0 {
-            return Err("connection closed".into());
-        }
-        if !line.starts_with(code) {
-            return Err(format!("expected {code}, got {line:?}").into());
-        }
-        if line.as_bytes().get(3) != Some(&b'-') {
-            return Ok(());
-        }
-    }
-}
-
 fn one_session(addr: SocketAddr, name: &str, n: usize, size: usize) -> Res<()> {
     let tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(10))?;
     tcp.set_read_timeout(Some(Duration::from_secs(60)))?;
@@ -171,25 +156,9 @@ fn one_session(addr: SocketAddr, name: &str, n: usize, size: usize) -> Res<()> {
     let mut r = BufReader::new(tls);
     r.get_mut().write_all(b"EHLO load.test\r\n")?;
     expect(&mut r, "250")?;
-    let mut body =
-        b"From: bench@remote.test\r\nTo: demo@example.test\r\nSubject: load\r\n\r\n".to_vec();
-    while body.len() < size {
-        body.extend_from_slice(
-            b"0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvwxyz\r\n",
-        );
-    }
-    body.extend_from_slice(b".\r\n");
-    for _ in 0..n {
-        // Pipelined like a real MTA: envelope and DATA in one write, then the body.
-        r.get_mut().write_all(
-            b"MAIL FROM:<bench@remote.test>\r\nRCPT TO:<demo@example.test>\r\nDATA\r\n",
-        )?;
-        expect(&mut r, "250")?;
-        expect(&mut r, "250")?;
-        expect(&mut r, "354")?;
-        r.get_mut().write_all(&body)?;
-        expect(&mut r, "250")?;
-    }
-    r.get_mut().write_all(b"QUIT\r\n")?;
-    Ok(())
+    let body = message(
+        "From: bench@remote.test\r\nTo: demo@example.test\r\nSubject: load\r\n",
+        size,
+    );
+    transactions(&mut r, "bench@remote.test", "demo@example.test", &body, n)
 }
