@@ -123,8 +123,9 @@ impl QueueRunner {
         &self.resolver
     }
 
-    /// Runs until `stop` turns true. Attempts in flight then finish on their own; if the process
-    /// ends first, their leases expire and another run takes the entries up again.
+    /// Runs until `stop` turns true, then waits for the attempts in flight (the caller bounds
+    /// that wait by its shutdown grace). If the process ends first, their leases expire and
+    /// another run takes the entries up again.
     pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         tracing::info!(holder = %self.holder, "outbound delivery started");
         loop {
@@ -146,6 +147,9 @@ impl QueueRunner {
                 }
             }
         }
+        let all = u32::try_from(self.cfg.max_in_flight.max(1)).unwrap_or(u32::MAX);
+        let _ = self.in_flight.acquire_many(all).await;
+        tracing::info!("outbound delivery stopped");
     }
 
     /// Leases what is due (as far as capacity allows) and starts working on it; returns how

@@ -75,7 +75,8 @@ pub fn run(source: ConfigArgs, log_format: Option<LogFormatArg>) -> anyhow::Resu
         let outbound = Arc::new(tokio::sync::Notify::new());
         if cfg.delivery.enabled {
             let runner = crate::outbound::runner(&cfg, store.clone(), outbound.clone())?;
-            tokio::spawn(crate::outbound::start(runner, cfg.dns.dnssec, stop_rx.clone()));
+            // A service like the listeners: shutdown waits (up to the grace) for attempts in flight.
+            services.push(tokio::spawn(crate::outbound::start(runner, cfg.dns.dnssec, stop_rx.clone())));
         } else {
             tracing::warn!("delivery.enabled = false: mail for other domains stays queued");
         }

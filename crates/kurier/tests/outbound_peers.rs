@@ -1,5 +1,6 @@
-//! Kurier between real peers over a DNSSEC world: Kurier → Kurier with DANE (the sender in
-//! `trust_ad` mode behind the world's validating unbound), REQUIRETLS end to end (RFC 8689),
+//! Kurier between real peers over a DNSSEC world: Kurier → Kurier with DANE both ways (A in
+//! `trust_ad` mode behind the world's validating unbound, B validating in-process), REQUIRETLS
+//! end to end (RFC 8689),
 //! queued mail going out over one reused connection after a restart, and Postfix as a DANE
 //! sender (`smtp_tls_security_level = dane`) delivering to Kurier by its TLSA record (DANE-8).
 //! All SMTP here is on port 2525 of each host (`delivery.port`, TLSA at `_2525._tcp`).
@@ -16,17 +17,21 @@ use kurier_testworld::{PostfixSpec, World, Zone};
 use support::{Client, Server, plain};
 
 fn send(ip: &str, to: &str, subject: &str, require_tls: bool) -> String {
+    send_as(ip, "rcpt@kurier.test", to, subject, require_tls)
+}
+
+fn send_as(ip: &str, from: &str, to: &str, subject: &str, require_tls: bool) -> String {
     let mut c = Client::connect_tls(format!("{ip}:2465").parse().unwrap(), "mx.kurier.test");
     c.cmd("EHLO client.test");
-    let auth = c.cmd(&format!("AUTH PLAIN {}", plain("rcpt@kurier.test", "pw")));
+    let auth = c.cmd(&format!("AUTH PLAIN {}", plain(from, "pw")));
     assert!(auth.starts_with("235"), "{auth}");
     let extra = if require_tls { " REQUIRETLS" } else { "" };
-    let r = c.cmd(&format!("MAIL FROM:<rcpt@kurier.test>{extra}"));
+    let r = c.cmd(&format!("MAIL FROM:<{from}>{extra}"));
     assert!(r.starts_with("250"), "{r}");
     assert!(c.cmd(&format!("RCPT TO:<{to}>")).starts_with("250"));
     assert!(c.cmd("DATA").starts_with("354"));
     let r = c.cmd(&format!(
-        "From: rcpt@kurier.test\r\nTo: {to}\r\nSubject: {subject}\r\n\r\nhello\r\n."
+        "From: {from}\r\nTo: {to}\r\nSubject: {subject}\r\n\r\nhello\r\n."
     ));
     c.cmd("QUIT");
     r
@@ -36,6 +41,7 @@ fn send(ip: &str, to: &str, subject: &str, require_tls: bool) -> String {
 fn dane_between_kurier_instances_and_from_postfix() {
     let b_ca = Ca::new("B", KeyKind::P256).unwrap();
     let b_leaf = b_ca.leaf(&["mx.kurier-b.test"]).unwrap();
+    let a_leaf = b_ca.leaf(&["mx.kurier.test"]).unwrap();
     let tlsa = b_leaf.tlsa_3_1_1().unwrap();
     let world = World::builder()
         .zone(
@@ -44,6 +50,12 @@ fn dane_between_kurier_instances_and_from_postfix() {
                 .record("mx", "A", &format!("{{ip:{}}}", hosts::FREE + 1))
                 .record("_2525._tcp.mx", "TLSA", &tlsa),
         )
+        .zone(
+            Zone::signed("kurier.test")
+                .record("@", "MX", "10 mx")
+                .record("mx", "A", &format!("{{ip:{}}}", hosts::FREE))
+                .record("_2525._tcp.mx", "TLSA", &a_leaf.tlsa_3_1_1().unwrap()),
+        )
         .postfix(PostfixSpec::dane_sender("postfix.test").relayhost("kurier-b.test:2525"))
         .build()
         .unwrap();
@@ -51,10 +63,22 @@ fn dane_between_kurier_instances_and_from_postfix() {
     let a_ip = world.net.ip(hosts::FREE).to_string();
     let b_ip = world.net.ip(hosts::FREE + 1).to_string();
 
-    // B: the receiver, with the certificate its TLSA record names.
+    // B: the receiver, with the certificate its TLSA record names; it validates in-process.
     let b_dir = tempfile::tempdir().unwrap();
-    let b_config = support::configured(b_dir.path(), &b_ip, "", "");
+    let b_config = support::configured(
+        b_dir.path(),
+        &b_ip,
+        "",
+        &format!(
+            "\n[dns]\nupstream = [\"{}\"]\ntrust_anchor = \"{}\"\n[delivery]\nport = 2525\n",
+            dns.resolver,
+            dns.trust_anchor_dnskey.display()
+        ),
+    );
     b_leaf.write(b_dir.path(), "mx").unwrap();
+    // kurier.test is A's domain: B only knows it as a remote one.
+    support::admin(&b_config, &["user", "del", "rcpt@kurier.test"], "");
+    support::admin(&b_config, &["domain", "del", "kurier.test"], "");
     support::admin(&b_config, &["domain", "add", "kurier-b.test"], "");
     support::admin(&b_config, &["user", "add", "bob@kurier-b.test"], "pw\n");
     let b = Server::configured(b_dir.path(), &b_config);
@@ -71,6 +95,7 @@ fn dane_between_kurier_instances_and_from_postfix() {
         "",
         &format!("{dns_section}[delivery]\nenabled = false\n"),
     );
+    a_leaf.write(a_dir.path(), "mx").unwrap();
     let mut a = Server::configured(a_dir.path(), &a_config);
     for i in 0..4 {
         let r = send(&a_ip, "bob@kurier-b.test", &format!("queued {i}"), false);
@@ -117,6 +142,28 @@ fn dane_between_kurier_instances_and_from_postfix() {
     for m in &inbox {
         assert!(m.contains("version=TLSv1.3"), "{m}");
     }
+
+    // And back: B → A, DANE-verified the other way.
+    let r = send_as(
+        &b_ip,
+        "bob@kurier-b.test",
+        "rcpt@kurier.test",
+        "reply",
+        true,
+    );
+    assert!(r.starts_with("250"), "{r}");
+    support::wait_until(Duration::from_secs(30), "A's inbox", || {
+        support::inbox(a_dir.path(), "rcpt@kurier.test")
+            .iter()
+            .any(|m| m.contains("Subject: reply"))
+    });
+    assert!(
+        b.stderr()
+            .lines()
+            .any(|l| l.contains("domain=kurier.test ") && l.contains("verified=\"dane-ee\"")),
+        "{}",
+        b.stderr()
+    );
 
     // Postfix, a DANE sender, verifies B by its TLSA record and delivers.
     world.postfix[0]
