@@ -75,6 +75,8 @@ pub struct DeliveryConfig {
     pub data_timeout_secs: u64,
     pub max_connections: u32,
     pub max_per_domain: u32,
+    /// CAs trusted for MTA-STS in addition to the system's (labs, tests).
+    pub extra_ca_file: Option<PathBuf>,
 }
 
 impl Default for DeliveryConfig {
@@ -90,6 +92,7 @@ impl Default for DeliveryConfig {
             data_timeout_secs: 600,
             max_connections: 100,
             max_per_domain: 10,
+            extra_ca_file: None,
         }
     }
 }

@@ -13,6 +13,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use kurier_policy::dane::DanePolicy;
+use kurier_policy::sts::{StsPolicy, StsRequirement};
 use kurier_smtp::client::Envelope;
 use kurier_smtp::{ClientError, SmtpClient};
 use kurier_tls::{ClientTls, DaneRecord, PeerCheck, PeerVerdict};
@@ -58,11 +59,13 @@ pub struct AttemptReport {
     pub tls: Vec<TlsOutcome>,
 }
 
-/// Delivers `items` along `route`. Never sends in clear where the policy forbids it.
+/// Delivers `items` along `route`, under the domain's MTA-STS policy if it has one. Never sends
+/// in clear where a policy forbids it.
 pub async fn deliver(
     conn: &Connector,
     domain: &str,
     route: &Route,
+    sts: Option<&StsPolicy>,
     items: &[Item],
 ) -> AttemptReport {
     let mut report = AttemptReport {
@@ -127,21 +130,51 @@ pub async fn deliver(
                     hop.host
                 ),
             );
-            report
-                .tls
-                .push(tls_outcome(hop, None, Some("dnssec-invalid")));
+            report.tls.push(TlsOutcome {
+                mx_host: hop.host.clone(),
+                ip: None,
+                policy_type: "tlsa",
+                policy_strings: Vec::new(),
+                failure: Some("dnssec-invalid"),
+            });
             tracing::info!(domain = %domain, mx = %hop.host, dane = "bogus", result = "skipped", reason = %why, "delivery attempt");
             continue;
+        }
+        let security = Security::of(hop, sts);
+        let policy = policy_of(hop, &security, sts);
+        if let (Security::Sts { enforce }, Some(StsRequirement::NotListed { .. })) =
+            (&security, sts.map(|p| p.requirement(&hop.host)))
+        {
+            // RFC 8461 §4.1: an MX the policy does not list is not to be used (enforce), or
+            // used and reported (testing).
+            report.tls.push(TlsOutcome {
+                mx_host: hop.host.clone(),
+                ip: None,
+                policy_type: "sts",
+                policy_strings: policy.1.clone(),
+                failure: Some("validation-failure"),
+            });
+            if *enforce {
+                last = Failure::new(
+                    "4.7.5",
+                    format!(
+                        "The mail server {} is not one of the servers the MTA-STS policy of {domain} names, so nothing was sent to it.",
+                        hop.host
+                    ),
+                );
+                tracing::info!(domain = %domain, mx = %hop.host, sts = "enforce", result = "skipped", reason = "MX not in the MTA-STS policy", "delivery attempt");
+                continue;
+            }
         }
         for ip in &hop.addresses {
             if pending.is_empty() {
                 break 'hosts;
             }
             let addr = SocketAddr::new(*ip, conn.port);
-            let mut client = match open(conn, hop, addr, &mut report).await {
+            let mut client = match open(conn, hop, &security, addr, &mut report, &policy).await {
                 Ok(c) => c,
                 Err(f) => {
-                    tracing::info!(domain = %domain, mx = %hop.host, %ip, dane = dane_word(&hop.dane), result = "deferred", reason = %f.summary(), "delivery attempt");
+                    tracing::info!(domain = %domain, mx = %hop.host, %ip, dane = dane_word(&hop.dane), sts = sts_word(&security), result = "deferred", reason = %f.summary(), "delivery attempt");
                     last = f;
                     continue;
                 }
@@ -154,10 +187,12 @@ pub async fn deliver(
                 ),
                 None => ("none".into(), "none".into(), "no"),
             };
-            let authenticated = matches!(
-                client.tls(),
-                Some((_, PeerVerdict::Dane { .. } | PeerVerdict::Pkix))
-            );
+            // RFC 8689 §4.2.1: DANE, or an MTA-STS policy in enforce mode, proved the server.
+            let authenticated = match client.tls() {
+                Some((_, PeerVerdict::Dane { .. })) => true,
+                Some((_, PeerVerdict::Pkix)) => matches!(security, Security::Sts { enforce: true }),
+                _ => false,
+            };
             let mut still = Vec::new();
             let mut broken = false;
             for &i in &pending {
@@ -171,7 +206,7 @@ pub async fn deliver(
                     let f = Failure::new(
                         "5.7.30",
                         format!(
-                            "The sender required verified encryption (REQUIRETLS), and the mail server {} of {domain} cannot be verified: the domain publishes neither DANE nor MTA-STS.",
+                            "The sender required verified encryption (REQUIRETLS), and the mail server {} of {domain} could not be verified: the domain publishes neither DANE nor an enforced MTA-STS policy.",
                             hop.host
                         ),
                     );
@@ -216,7 +251,7 @@ pub async fn deliver(
                             .as_ref()
                             .map(|m| m.to_string())
                             .unwrap_or_else(|| "no recipient accepted".into());
-                        tracing::info!(domain = %domain, mx = %hop.host, %ip, tls = %tls_version, %cipher, dane = dane_word(&hop.dane), verified, result = %word, "delivery attempt");
+                        tracing::info!(domain = %domain, mx = %hop.host, %ip, tls = %tls_version, %cipher, dane = dane_word(&hop.dane), sts = sts_word(&security), verified, result = %word, "delivery attempt");
                         report.outcomes[i] = outcomes;
                     }
                     Err(ClientError::Refused(r)) => {
@@ -278,19 +313,22 @@ fn route_failure(
     report
 }
 
-/// Connects to one address of `hop` and secures the connection as its policy demands.
-async fn open(
-    conn: &Connector,
-    hop: &Hop,
-    addr: SocketAddr,
-    report: &mut AttemptReport,
-) -> Result<SmtpClient, Failure> {
-    let connect = || SmtpClient::connect(addr, &conn.helo, conn.timeout, conn.data_timeout);
-    let client = connect().await.map_err(|e| connect_failure(hop, &e))?;
-    let ip = Some(addr.ip().to_string());
-    let (check, required) = match &hop.dane {
-        DanePolicy::Authenticate { records, names } => (
-            PeerCheck::Dane {
+/// What a connection to one host must achieve: DANE first (RFC 8461 §2, DANE-12: an MTA-STS
+/// policy never overrides or rescues DANE), then MTA-STS, then best effort.
+#[derive(Debug, Clone)]
+enum Security {
+    /// DANE-verified TLS (`check`), or TLS at all (`PeerCheck::None`, usable-less TLSA).
+    Dane(PeerCheck),
+    /// MTA-STS: PKIX-verified TLS naming the host; `enforce = false` (testing) delivers anyway.
+    Sts { enforce: bool },
+    /// STARTTLS when offered; clear text otherwise or when the handshake fails.
+    BestEffort,
+}
+
+impl Security {
+    fn of(hop: &Hop, sts: Option<&StsPolicy>) -> Security {
+        match &hop.dane {
+            DanePolicy::Authenticate { records, names } => Security::Dane(PeerCheck::Dane {
                 base: hop.base.clone(),
                 names: names.clone(),
                 records: records
@@ -302,74 +340,129 @@ async fn open(
                         data: t.data.clone(),
                     })
                     .collect(),
+            }),
+            DanePolicy::TlsRequired | DanePolicy::Skip(_) => Security::Dane(PeerCheck::None),
+            DanePolicy::Opportunistic => match sts.map(|p| p.requirement(&hop.host)) {
+                Some(
+                    StsRequirement::Verify { enforce } | StsRequirement::NotListed { enforce },
+                ) => Security::Sts { enforce },
+                _ => Security::BestEffort,
             },
-            true,
-        ),
-        DanePolicy::TlsRequired => (PeerCheck::None, true),
-        DanePolicy::Opportunistic => (PeerCheck::None, false),
-        DanePolicy::Skip(why) => {
-            client.quit().await;
-            return Err(Failure::new("4.7.5", why.clone()));
         }
+    }
+
+    fn check(&self, hop: &Hop) -> PeerCheck {
+        match self {
+            Security::Dane(c) => c.clone(),
+            Security::Sts { .. } => PeerCheck::Pkix {
+                names: vec![hop.host.clone()],
+            },
+            Security::BestEffort => PeerCheck::None,
+        }
+    }
+
+    /// No delivery without TLS that passed the check.
+    fn required(&self) -> bool {
+        matches!(self, Security::Dane(_) | Security::Sts { enforce: true })
+    }
+
+    fn policy_word(&self) -> &'static str {
+        match self {
+            Security::Dane(_) => "DANE",
+            Security::Sts { .. } => "MTA-STS",
+            Security::BestEffort => "none",
+        }
+    }
+}
+
+/// Connects to one address of `hop` and secures the connection as `security` demands.
+async fn open(
+    conn: &Connector,
+    hop: &Hop,
+    security: &Security,
+    addr: SocketAddr,
+    report: &mut AttemptReport,
+    policy: &(&'static str, Vec<String>),
+) -> Result<SmtpClient, Failure> {
+    let connect = || SmtpClient::connect(addr, &conn.helo, conn.timeout, conn.data_timeout);
+    let client = connect().await.map_err(|e| connect_failure(hop, &e))?;
+    let ip = Some(addr.ip().to_string());
+    let mut outcome = |failure: Option<&'static str>| {
+        report.tls.push(TlsOutcome {
+            mx_host: hop.host.clone(),
+            ip: ip.clone(),
+            policy_type: policy.0,
+            policy_strings: policy.1.clone(),
+            failure,
+        })
+    };
+    let refuse = |what: String| Failure {
+        remote_mta: Some(hop.host.clone()),
+        ..Failure::new("4.7.5", what)
     };
     if !client.extensions().starttls {
-        if required {
-            report
-                .tls
-                .push(tls_outcome(hop, ip, Some("starttls-not-supported")));
+        outcome(Some("starttls-not-supported"));
+        if security.required() {
             client.quit().await;
-            return Err(Failure {
-                remote_mta: Some(hop.host.clone()),
-                ..Failure::new(
-                    "4.7.5",
-                    format!(
-                        "The owner of the mail server {} requires encrypted delivery (DANE), but the server did not offer encryption (STARTTLS) — possibly because someone on the way removed it. The message was not sent unprotected.",
-                        hop.host
-                    ),
-                )
-            });
+            return Err(refuse(format!(
+                "The owner of the mail server {} requires encrypted delivery ({}), but the server did not offer encryption (STARTTLS) — possibly because someone on the way removed it. The message was not sent unprotected.",
+                hop.host,
+                security.policy_word()
+            )));
         }
-        report
-            .tls
-            .push(tls_outcome(hop, ip, Some("starttls-not-supported")));
         return Ok(client);
     }
-    match client.starttls(&conn.tls, &hop.base, &check).await {
+    let detail = match client
+        .starttls(&conn.tls, &hop.base, &security.check(hop))
+        .await
+    {
         Ok(c) => {
-            report.tls.push(tls_outcome(hop, ip, None));
-            Ok(c)
+            outcome(None);
+            return Ok(c);
         }
         Err(ClientError::Tls {
             verdict, detail, ..
         }) => {
-            let result_type = match &verdict {
-                PeerVerdict::Failed { result_type, .. } => *result_type,
+            outcome(Some(match &verdict {
+                PeerVerdict::Failed { result_type, .. } => result_type,
                 _ => "validation-failure",
-            };
-            report.tls.push(tls_outcome(hop, ip, Some(result_type)));
-            if required {
-                let reason = if matches!(hop.dane, DanePolicy::Authenticate { .. }) {
-                    format!(
-                        "The receiving server {}'s certificate does not match the DANE record its owner published in DNSSEC-signed DNS, so the message was not sent unprotected or to a possibly false server ({detail}).",
-                        hop.host
-                    )
-                } else {
-                    format!(
-                        "The owner of the mail server {} requires encrypted delivery (DANE), and no encrypted connection could be made ({detail}). The message was not sent unprotected.",
-                        hop.host
-                    )
-                };
-                return Err(Failure {
-                    remote_mta: Some(hop.host.clone()),
-                    ..Failure::new("4.7.5", reason)
-                });
+            }));
+            detail
+        }
+        Err(e) => return Err(connect_failure(hop, &e)),
+    };
+    match security {
+        Security::Dane(PeerCheck::Dane { .. }) => Err(refuse(format!(
+            "The receiving server {}'s certificate does not match the DANE record its owner published in DNSSEC-signed DNS, so the message was not sent unprotected or to a possibly false server ({detail}).",
+            hop.host
+        ))),
+        Security::Dane(_) => Err(refuse(format!(
+            "The owner of the mail server {} requires encrypted delivery (DANE), and no encrypted connection could be made ({detail}). The message was not sent unprotected.",
+            hop.host
+        ))),
+        Security::Sts { enforce: true } => Err(refuse(format!(
+            "The domain's MTA-STS policy requires a valid certificate for {}, and the server's certificate failed the check ({detail}). The message was not sent to a server that could not prove its identity.",
+            hop.host
+        ))),
+        Security::Sts { enforce: false } => {
+            // Testing mode (RFC 8461 §5): the failure is reported; the mail still goes, encrypted
+            // without verification if the server allows.
+            tracing::warn!(mx = %hop.host, %addr, error = %detail, "MTA-STS (testing) check failed; delivering anyway");
+            let c = connect().await.map_err(|e| connect_failure(hop, &e))?;
+            if !c.extensions().starttls {
+                return Ok(c);
             }
+            match c.starttls(&conn.tls, &hop.base, &PeerCheck::None).await {
+                Ok(c) => Ok(c),
+                Err(_) => connect().await.map_err(|e| connect_failure(hop, &e)),
+            }
+        }
+        Security::BestEffort => {
             // Best effort (TR-03108: opportunistic TLS): a peer whose TLS is broken still gets
             // the mail, in clear, as Postfix does at security level `may`.
             tracing::warn!(mx = %hop.host, %addr, error = %detail, "STARTTLS failed; delivering without TLS (no DANE or MTA-STS policy requires it)");
             connect().await.map_err(|e| connect_failure(hop, &e))
         }
-        Err(e) => Err(connect_failure(hop, &e)),
     }
 }
 
@@ -410,9 +503,14 @@ fn per_recipient(item: &Item, f: impl Fn(&str) -> Outcome) -> Vec<(String, Outco
         .collect()
 }
 
-fn tls_outcome(hop: &Hop, ip: Option<String>, failure: Option<&'static str>) -> TlsOutcome {
-    let (policy_type, policy_strings) = match &hop.dane {
-        DanePolicy::Authenticate { records, .. } => (
+/// The RFC 8460 §4.3 policy type and strings the TLS outcomes of `hop` are reported under.
+fn policy_of(
+    hop: &Hop,
+    security: &Security,
+    sts: Option<&StsPolicy>,
+) -> (&'static str, Vec<String>) {
+    match (&hop.dane, security) {
+        (DanePolicy::Authenticate { records, .. }, _) => (
             "tlsa",
             records
                 .iter()
@@ -422,15 +520,20 @@ fn tls_outcome(hop: &Hop, ip: Option<String>, failure: Option<&'static str>) -> 
                 })
                 .collect(),
         ),
-        DanePolicy::TlsRequired => ("tlsa", Vec::new()),
+        (DanePolicy::TlsRequired | DanePolicy::Skip(_), _) => ("tlsa", Vec::new()),
+        (_, Security::Sts { .. }) => (
+            "sts",
+            sts.map(StsPolicy::report_strings).unwrap_or_default(),
+        ),
         _ => ("no-policy-found", Vec::new()),
-    };
-    TlsOutcome {
-        mx_host: hop.host.clone(),
-        ip,
-        policy_type,
-        policy_strings,
-        failure,
+    }
+}
+
+fn sts_word(s: &Security) -> &'static str {
+    match s {
+        Security::Sts { enforce: true } => "enforce",
+        Security::Sts { enforce: false } => "testing",
+        _ => "none",
     }
 }
 

@@ -5,8 +5,9 @@
 //! DNSSEC state, DANE policy per host — RFC 5321 §5.1, RFC 7505, RFC 7672), connecting with the
 //! security the policy demands (`attempt`: opportunistic STARTTLS, mandatory TLS, DANE-verified
 //! TLS — TR-03108 SMTP-2, DANE-7..DANE-12), one connection for all messages to a domain,
-//! retries with exponential backoff (`schedule`), and DSNs in plain language (`dsn`, RFC 3464,
-//! MUA-9). Every TLS outcome is recorded as a TLSRPT event; every attempt is one log line.
+//! MTA-STS policies of receiving domains (`sts`, RFC 8461: fetched, cached, enforced where DANE
+//! does not apply), retries with exponential backoff (`schedule`), and DSNs in plain language
+//! (`dsn`, RFC 3464, MUA-9). Every TLS outcome is recorded as a TLSRPT event; every attempt is one log line.
 //!
 //! Must not: parse SMTP (the `smtp` crate's client does), decide DANE itself (the `policy`
 //! crate does), or send anything in clear where a policy requires TLS.
@@ -16,6 +17,7 @@ pub mod dsn;
 pub mod route;
 pub mod runner;
 pub mod schedule;
+pub mod sts;
 
 pub use runner::{DeliveryConfig, QueueRunner};
 pub use schedule::Schedule;

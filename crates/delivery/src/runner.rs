@@ -20,6 +20,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 use crate::attempt::{self, Connector, Item};
 use crate::dsn::{self, Action, RecipientNotice};
 use crate::schedule::Schedule;
+use crate::sts::{StsFetcher, StsLookup};
 use crate::{Outcome, domain_of, route};
 
 /// How the runner works (config section `[delivery]`).
@@ -44,6 +45,10 @@ pub struct DeliveryConfig {
     pub lease_secs: u32,
     /// How often the queue is looked at without a wake-up (other nodes' mail, retries).
     pub poll: Duration,
+    /// Time limit of an MTA-STS policy fetch (RFC 8461 §3.3 suggests a minute).
+    pub sts_timeout: Duration,
+    /// The HTTPS port of MTA-STS policy hosts: 443 but in labs.
+    pub sts_port: u16,
 }
 
 impl DeliveryConfig {
@@ -59,6 +64,8 @@ impl DeliveryConfig {
             max_in_flight: 2000,
             lease_secs: 1800,
             poll: Duration::from_secs(1),
+            sts_timeout: Duration::from_secs(60),
+            sts_port: 443,
         }
     }
 }
@@ -66,6 +73,7 @@ impl DeliveryConfig {
 pub struct QueueRunner {
     store: Arc<dyn Store>,
     resolver: Resolver,
+    sts: StsFetcher,
     connector: Connector,
     cfg: DeliveryConfig,
     /// Our lease holder name: host and process, unique among nodes.
@@ -98,6 +106,13 @@ impl QueueRunner {
         cfg: DeliveryConfig,
         wake: Arc<Notify>,
     ) -> Arc<QueueRunner> {
+        let sts = StsFetcher::new(
+            resolver.clone(),
+            tls.clone(),
+            store.clone(),
+            cfg.sts_timeout,
+            cfg.sts_port,
+        );
         let connector = Connector {
             tls,
             helo: cfg.hostname.clone(),
@@ -108,6 +123,7 @@ impl QueueRunner {
         Arc::new(QueueRunner {
             store,
             resolver,
+            sts,
             connector,
             holder: format!("{}:{}", cfg.hostname, std::process::id()),
             wake,
@@ -255,7 +271,28 @@ impl QueueRunner {
                 body: job.body.clone(),
             })
             .collect();
-        let report = attempt::deliver(&self.connector, &domain, &route, &items).await;
+        // MTA-STS is looked up only where there are hosts to try (and DNS could be trusted).
+        let sts = match &route {
+            route::Route::Hops(_) => self.sts.lookup(&domain, kurier_store::now()).await,
+            _ => StsLookup::default(),
+        };
+        let mut report = attempt::deliver(
+            &self.connector,
+            &domain,
+            &route,
+            sts.policy.as_ref(),
+            &items,
+        )
+        .await;
+        if let Some((result_type, _)) = &sts.failure {
+            report.tls.push(attempt::TlsOutcome {
+                mx_host: String::new(),
+                ip: None,
+                policy_type: "sts",
+                policy_strings: Vec::new(),
+                failure: Some(result_type),
+            });
+        }
         let now = kurier_store::now();
         for t in &report.tls {
             let event = TlsEvent {

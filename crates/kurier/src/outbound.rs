@@ -52,7 +52,8 @@ pub fn runner(
     wake: Arc<Notify>,
 ) -> anyhow::Result<Arc<QueueRunner>> {
     let d = &cfg.delivery;
-    let tls = kurier_tls::ClientTls::new(None).context("the outbound TLS client")?;
+    let tls = kurier_tls::ClientTls::new(d.extra_ca_file.as_deref())
+        .context("the outbound TLS client (delivery.extra_ca_file)")?;
     let delivery = DeliveryConfig {
         schedule: Schedule {
             retry_min: Duration::from_secs(d.retry_min_secs),

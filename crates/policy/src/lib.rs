@@ -9,3 +9,4 @@
 //! the matching; here it is decided *whether* and *with which records*).
 
 pub mod dane;
+pub mod sts;

@@ -75,8 +75,8 @@ pub struct ClientTls {
 }
 
 impl ClientTls {
-    /// `ca_file`: the CAs PKIX checks trust (default: Debian's bundle).
-    pub fn new(ca_file: Option<&Path>) -> Result<Self, TlsError> {
+    /// PKIX checks trust Debian's CA bundle plus the CAs in `extra_ca` (labs, tests).
+    pub fn new(extra_ca: Option<&Path>) -> Result<Self, TlsError> {
         let mut b = SslContext::builder(SslMethod::tls_client())
             .map_err(TlsError::openssl("create client context"))?;
         apply_common(&mut b, SslVersion::TLS1_2, TLS12_SUITES, GROUPS, SIGALGS)?;
@@ -85,10 +85,20 @@ impl ClientTls {
                 "OpenSSL refused to enable DANE on the client context".into(),
             ));
         }
-        let ca = ca_file.unwrap_or(Path::new(SYSTEM_CA_BUNDLE));
-        if ca.exists() {
-            b.set_ca_file(ca)
-                .map_err(TlsError::openssl("load the CA file for MTA-STS"))?;
+        if Path::new(SYSTEM_CA_BUNDLE).exists() {
+            b.set_ca_file(SYSTEM_CA_BUNDLE)
+                .map_err(TlsError::openssl("load the system CA bundle"))?;
+        }
+        if let Some(extra) = extra_ca {
+            let pem =
+                std::fs::read(extra).map_err(|e| TlsError::Io("read the extra CA file", e))?;
+            let certs = openssl::x509::X509::stack_from_pem(&pem)
+                .map_err(TlsError::openssl("parse the extra CA file"))?;
+            for c in certs {
+                b.cert_store_mut()
+                    .add_cert(c)
+                    .map_err(TlsError::openssl("trust an extra CA"))?;
+            }
         }
         Ok(ClientTls { ctx: b.build() })
     }
@@ -179,6 +189,24 @@ pub fn verdict(ssl: &SslRef, check: &PeerCheck) -> PeerVerdict {
             detail: "the server sent no certificate".into(),
         },
     }
+}
+
+/// Whether the peer's certificate names anything with a wildcard (TR-03108 STS-6 rejects such
+/// certificates on MTA-STS policy hosts).
+pub fn peer_has_wildcard_name(ssl: &SslRef) -> bool {
+    let Some(cert) = ssl.peer_certificate() else {
+        return false;
+    };
+    let in_san = cert.subject_alt_names().is_some_and(|names| {
+        names
+            .iter()
+            .any(|n| n.dnsname().is_some_and(|d| d.contains('*')))
+    });
+    let in_cn = cert
+        .subject_name()
+        .entries_by_nid(openssl::nid::Nid::COMMONNAME)
+        .any(|e| e.data().as_slice().contains(&b'*'));
+    in_san || in_cn
 }
 
 /// RFC 8460 §4.3 result type for an OpenSSL verification error (x509_vfy.h codes).

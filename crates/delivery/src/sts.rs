@@ -1,0 +1,201 @@
+//! MTA-STS discovery and fetching (RFC 8461 §3.3, §5.1; TR-03108 STS-4, STS-6): the `_mta-sts`
+//! TXT record through the validating resolver, the policy over HTTPS from `mta-sts.<domain>`
+//! with the TLS client profile, SNI and PKIX validation — wildcard certificates rejected, no
+//! redirects, 200 and `text/plain` only, at most 64 KiB, within a time limit — and the cache in
+//! the store: used while its id matches and it has not expired, refreshed about daily, and kept
+//! applying when a live fetch fails.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper::body::Bytes;
+use hyper_util::rt::TokioIo;
+use kurier_dns::Resolver;
+use kurier_policy::sts::{MAX_POLICY_BYTES, StsPolicy, parse_policy, parse_record};
+use kurier_store::{CachedStsPolicy, Store, UnixTime};
+use kurier_tls::{ClientTls, PeerCheck};
+use tokio::net::TcpStream;
+use tokio_openssl::SslStream;
+
+/// A cached policy younger than this is not fetched again while its id matches.
+const REFRESH_SECS: i64 = 86_400;
+
+/// What MTA-STS says for a domain right now.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StsLookup {
+    /// The policy that applies (fresh or cached), if any.
+    pub policy: Option<StsPolicy>,
+    /// A fetch that failed, as an RFC 8460 result type and detail — reported even when the
+    /// cached policy covers for it.
+    pub failure: Option<(&'static str, String)>,
+}
+
+pub struct StsFetcher {
+    resolver: Resolver,
+    tls: ClientTls,
+    store: Arc<dyn Store>,
+    timeout: Duration,
+    /// 443 but in labs.
+    port: u16,
+}
+
+impl StsFetcher {
+    pub fn new(
+        resolver: Resolver,
+        tls: ClientTls,
+        store: Arc<dyn Store>,
+        timeout: Duration,
+        port: u16,
+    ) -> Self {
+        StsFetcher {
+            resolver,
+            tls,
+            store,
+            timeout,
+            port,
+        }
+    }
+
+    /// The policy for mail to `domain` (never a parent's: STS-7).
+    pub async fn lookup(&self, domain: &str, now: UnixTime) -> StsLookup {
+        let cached = match self.store.sts_policy(domain).await {
+            Ok(Some(c)) if c.expires > now => parse_policy(&c.policy).ok().map(|p| (p, c)),
+            _ => None,
+        };
+        let keep = |failure| StsLookup {
+            policy: cached.as_ref().map(|(p, _)| p.clone()),
+            failure,
+        };
+        // No (usable) record, or DNS trouble: a cached policy keeps applying until it expires
+        // (§5.1); without one there is no policy.
+        let record = match self.resolver.txt(&format!("_mta-sts.{domain}")).await {
+            Ok(a) => match parse_record(&a.records) {
+                Ok(Some(r)) => r,
+                Ok(None) => return keep(None),
+                Err(e) => return keep(Some(("sts-policy-invalid", e.to_string()))),
+            },
+            Err(_) => return keep(None),
+        };
+        if let Some((p, c)) = &cached
+            && c.record_id == record.id
+            && now - c.fetched < REFRESH_SECS
+        {
+            return StsLookup {
+                policy: Some(p.clone()),
+                failure: None,
+            };
+        }
+        let fetched = match tokio::time::timeout(self.timeout, self.fetch(domain)).await {
+            Ok(r) => r,
+            Err(_) => Err((
+                "sts-policy-fetch-error",
+                format!("no answer within {:?}", self.timeout),
+            )),
+        };
+        let (text, policy) = match fetched.and_then(|text| {
+            parse_policy(&text)
+                .map(|p| (text, p))
+                .map_err(|e| ("sts-policy-invalid", e.to_string()))
+        }) {
+            Ok(x) => x,
+            Err((kind, detail)) => {
+                tracing::warn!(domain, result = kind, %detail, cached = cached.is_some(), "MTA-STS policy fetch failed");
+                return keep(Some((kind, detail)));
+            }
+        };
+        let entry = CachedStsPolicy {
+            domain: domain.to_string(),
+            record_id: record.id,
+            policy: text,
+            fetched: now,
+            expires: now + i64::try_from(policy.max_age).unwrap_or(0),
+        };
+        if let Err(e) = self.store.put_sts_policy(&entry).await {
+            tracing::warn!(domain, error = %e, "cannot cache the MTA-STS policy");
+        }
+        tracing::info!(domain, mode = policy.mode.as_str(), id = %entry.record_id, "MTA-STS policy fetched");
+        StsLookup {
+            policy: Some(policy),
+            failure: None,
+        }
+    }
+
+    /// GET https://mta-sts.<domain>/.well-known/mta-sts.txt, as §3.3 and STS-6 demand.
+    async fn fetch(&self, domain: &str) -> Result<String, (&'static str, String)> {
+        let host = format!("mta-sts.{domain}");
+        let fetch_error = |d: String| ("sts-policy-fetch-error", d);
+        let addrs = self
+            .resolver
+            .addresses(&host)
+            .await
+            .map_err(|e| fetch_error(e.to_string()))?;
+        let ip = *addrs
+            .records
+            .first()
+            .ok_or_else(|| fetch_error(format!("{host} has no address")))?;
+        let tcp = TcpStream::connect(SocketAddr::new(ip, self.port))
+            .await
+            .map_err(|e| fetch_error(format!("cannot connect to {host}: {e}")))?;
+        let check = PeerCheck::Pkix {
+            names: vec![host.clone()],
+        };
+        let webpki = |d: String| ("sts-webpki-invalid", d);
+        let ssl = self
+            .tls
+            .ssl(&host, &check)
+            .map_err(|e| webpki(e.to_string()))?;
+        let mut tls = SslStream::new(ssl, tcp).map_err(|e| webpki(e.to_string()))?;
+        if let Err(e) = std::pin::Pin::new(&mut tls).connect().await {
+            let why = match kurier_tls::client::verdict(tls.ssl(), &check) {
+                kurier_tls::PeerVerdict::Failed { detail, .. } => detail,
+                _ => e.to_string(),
+            };
+            return Err(webpki(format!("{host}: {why}")));
+        }
+        if kurier_tls::client::peer_has_wildcard_name(tls.ssl()) {
+            return Err(webpki(format!(
+                "{host} presents a wildcard certificate (TR-03108 rejects those for MTA-STS)"
+            )));
+        }
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .map_err(|e| fetch_error(e.to_string()))?;
+        tokio::spawn(conn);
+        let request = hyper::Request::get("/.well-known/mta-sts.txt")
+            .header(hyper::header::HOST, &host)
+            .header(hyper::header::USER_AGENT, "Kurier")
+            .body(Empty::<Bytes>::new())
+            .map_err(|e| fetch_error(e.to_string()))?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| fetch_error(e.to_string()))?;
+        // §3.3: no redirects, only 200.
+        if response.status() != hyper::StatusCode::OK {
+            return Err(fetch_error(format!(
+                "{host} answered {} (only 200 counts; redirects are not followed)",
+                response.status()
+            )));
+        }
+        let content_type = response
+            .headers()
+            .get(hyper::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if !content_type.to_ascii_lowercase().starts_with("text/plain") {
+            return Err((
+                "sts-policy-invalid",
+                format!("{host} served {content_type:?}, not text/plain"),
+            ));
+        }
+        let body = Limited::new(response.into_body(), MAX_POLICY_BYTES)
+            .collect()
+            .await
+            .map_err(|e| ("sts-policy-invalid", format!("reading the policy: {e}")))?
+            .to_bytes();
+        String::from_utf8(body.to_vec())
+            .map_err(|_| ("sts-policy-invalid", "the policy is not UTF-8".to_string()))
+    }
+}
