@@ -19,6 +19,7 @@ pub struct Config {
     pub submission: SubmissionConfig,
     pub dns: DnsConfig,
     pub delivery: DeliveryConfig,
+    pub mta_sts: MtaStsConfig,
 }
 
 /// How DNSSEC states are established (TR-03108 DNS-1).
@@ -272,12 +273,48 @@ pub struct CertificateConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct WebConfig {
     pub listen: Vec<ListenAddr>,
+    /// Plain HTTP listeners; they only redirect to HTTPS (TR-03108 WEB-1). Empty: none.
+    pub listen_http: Vec<ListenAddr>,
 }
 
 impl Default for WebConfig {
     fn default() -> Self {
         WebConfig {
             listen: vec![ListenAddr("[::]:443".parse().expect("literal address"))],
+            listen_http: vec![ListenAddr("[::]:80".parse().expect("literal address"))],
+        }
+    }
+}
+
+/// The MTA-STS policy mode we publish (RFC 8461 §3.2).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StsModeConfig {
+    #[default]
+    Enforce,
+    Testing,
+    None,
+}
+
+/// `[mta_sts]`: the policy served at `https://mta-sts.<domain>/.well-known/mta-sts.txt` for
+/// every hosted domain (RFC 8461; TR-03108 STS-1).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MtaStsConfig {
+    pub enabled: bool,
+    pub mode: StsModeConfig,
+    /// MX names (or `*.domain` patterns) of the policy; empty: `server.hostname`.
+    pub mx: Vec<String>,
+    pub max_age_secs: u64,
+}
+
+impl Default for MtaStsConfig {
+    fn default() -> Self {
+        MtaStsConfig {
+            enabled: true,
+            mode: StsModeConfig::Enforce,
+            mx: Vec::new(),
+            max_age_secs: 604_800,
         }
     }
 }
@@ -331,6 +368,7 @@ pub mod dev_ports {
     pub const POP3S: u16 = 1995;
     pub const POP3: u16 = 1110;
     pub const HTTPS: u16 = 8443;
+    pub const HTTP: u16 = 8080;
 }
 
 /// The host name and mail domain of `serve --dev`.
@@ -360,6 +398,7 @@ impl Config {
             },
             web: WebConfig {
                 listen: vec![ListenAddr(SocketAddr::new(ip, dev_ports::HTTPS))],
+                listen_http: vec![ListenAddr(SocketAddr::new(ip, dev_ports::HTTP))],
             },
             store: StoreConfig::default(),
             smtp: SmtpConfig {
@@ -377,6 +416,7 @@ impl Config {
                 enabled: false,
                 ..DeliveryConfig::default()
             },
+            mta_sts: MtaStsConfig::default(),
         }
     }
 
@@ -506,6 +546,27 @@ impl Config {
                     "see kurier.example.toml for the defaults",
                 );
             }
+        }
+        if self.mta_sts.max_age_secs > 31_557_600 {
+            return bad(
+                "mta_sts.max_age_secs",
+                &self.mta_sts.max_age_secs,
+                "more than RFC 8461 allows (31557600)",
+                "use weeks, e.g. 604800 (one week)",
+            );
+        }
+        if let Some(p) = self
+            .mta_sts
+            .mx
+            .iter()
+            .find(|p| !is_host_name(p.strip_prefix("*.").unwrap_or(p)))
+        {
+            return bad(
+                "mta_sts.mx",
+                p,
+                "not a host name or *.domain pattern",
+                "list the MX names of your domains, e.g. [\"mail.example.org\"]",
+            );
         }
         if self.dns.dnssec == DnssecMode::TrustAd
             && let Some(a) = self.dns.upstream.iter().find(|a| !a.0.ip().is_loopback())

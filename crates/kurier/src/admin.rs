@@ -337,6 +337,63 @@ pub async fn dkim_key(
     )?))
 }
 
+/// `kurier dns DOMAIN`: the records to publish for a hosted domain, in zone-file form.
+pub async fn dns_records(args: ConfigArgs, domain: String) -> anyhow::Result<()> {
+    let cfg = args.config()?;
+    let store = open(&args).await?;
+    let domain = domain.trim().trim_end_matches('.').to_ascii_lowercase();
+    store.domain_settings(&domain).await.map_err(|_| {
+        anyhow::anyhow!("{domain} is not hosted here (add it with: kurier domain add {domain})")
+    })?;
+    let host = cfg.server.hostname.to_ascii_lowercase();
+    let mut out = vec![
+        format!(
+            "; DNS records for {domain}. Sign the zones with DNSSEC: DANE needs it (TR-03108 DANE-1)."
+        ),
+        format!("{domain}. IN MX 10 {host}."),
+    ];
+    // DANE (TR-03108 DANE-1, DANE-2; RFC 7671 §8.1): 3 1 1 of our key and 2 1 1 of its issuer,
+    // so that a renewal by the same CA never breaks delivery; a short TTL for rollovers.
+    for c in &cfg.tls.certificates {
+        let pem = std::fs::read(&c.cert)
+            .with_context(|| format!("cannot read the certificate {}", c.cert.display()))?;
+        let chain = openssl::x509::X509::stack_from_pem(&pem)
+            .with_context(|| format!("{} holds no PEM certificate", c.cert.display()))?;
+        use kurier_tls::tlsa::{Matching, Selector, TlsaRecord, Usage};
+        if let Some(leaf) = chain.first() {
+            let r =
+                TlsaRecord::for_certificate(leaf, Usage::DaneEe, Selector::Spki, Matching::Sha256)?;
+            out.push(format!("_25._tcp.{host}. 600 IN TLSA {}", r.rdata()));
+        }
+        if let Some(issuer) = chain.get(1) {
+            let r = TlsaRecord::for_certificate(
+                issuer,
+                Usage::DaneTa,
+                Selector::Spki,
+                Matching::Sha256,
+            )?;
+            out.push(format!("_25._tcp.{host}. 600 IN TLSA {}", r.rdata()));
+        }
+    }
+    if let Some(policy) = crate::hosting::sts_policy(&cfg) {
+        let hosting = kurier_web::StsHosting::new(&policy);
+        out.push(format!("; MTA-STS (RFC 8461): the policy is served at https://mta-sts.{domain}/.well-known/mta-sts.txt; the certificate must name mta-sts.{domain}"));
+        out.push(txt_record(
+            &format!("_mta-sts.{domain}."),
+            &format!("v=STSv1; id={}", hosting.id),
+        ));
+        out.push(format!("mta-sts.{domain}. IN CNAME {host}."));
+    }
+    if let Some(key) = dkim_key(&*store, &cfg.server.data_dir, &domain).await? {
+        let (name, value) = key.dns_record()?;
+        out.push(txt_record(&name, &value));
+    } else {
+        out.push(format!("; no DKIM key yet: kurier dkim generate {domain}"));
+    }
+    println!("{}", out.join("\n"));
+    Ok(())
+}
+
 /// A TXT record in zone-file form, its value split into strings of at most 255 bytes.
 pub fn txt_record(name: &str, value: &str) -> String {
     let parts: Vec<String> = value

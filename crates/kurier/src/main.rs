@@ -9,6 +9,7 @@
 
 mod admin;
 mod dev;
+mod hosting;
 mod logging;
 mod maildrop;
 mod outbound;
@@ -70,6 +71,12 @@ enum Command {
         source: ConfigArgs,
         #[command(subcommand)]
         command: admin::DkimCommand,
+    },
+    /// Print the DNS records a hosted domain should publish (MX, TLSA for DANE, MTA-STS, DKIM).
+    Dns {
+        #[command(flatten)]
+        source: ConfigArgs,
+        domain: String,
     },
     /// The outbound queue.
     Queue {
@@ -181,6 +188,7 @@ fn main() -> ExitCode {
         Command::Alias { source, command } => block_on(admin::alias(source, command)),
         Command::Queue { source, command } => block_on(admin::queue(source, command)),
         Command::Dkim { source, command } => block_on(admin::dkim(source, command)),
+        Command::Dns { source, domain } => block_on(admin::dns_records(source, domain)),
         Command::Config {
             command: ConfigCommand::Check { file },
         } => serve::check(&file),

@@ -53,8 +53,26 @@ pub fn run(source: ConfigArgs, log_format: Option<LogFormatArg>) -> anyhow::Resu
         tracing::info!(store = %cfg.store_url(), "store opened");
         let demo = if dev.dev { Some(dev::demo_account(&*store, &cfg.server.data_dir).await?) } else { None };
         let (stop_tx, stop_rx) = watch::channel(false);
-        let site = Arc::new(kurier_web::Site { hostname: cfg.server.hostname.clone() });
         let mut services = Vec::new();
+        let site = Arc::new(kurier_web::Site {
+            hostname: cfg.server.hostname.clone(),
+            mta_sts: crate::hosting::sts_policy(&cfg).map(|p| kurier_web::StsHosting::new(&p)),
+            ..kurier_web::Site::default()
+        });
+        tokio::spawn(crate::hosting::refresh_domains(store.clone(), site.clone(), stop_rx.clone()));
+        let https_port = cfg.web.listen.first().map(|a| a.0.port()).unwrap_or(443);
+        for addr in &cfg.web.listen_http {
+            let listener = tokio::net::TcpListener::bind(addr.0).await.with_context(|| {
+                format!("cannot listen on {addr} (web.listen_http): is another program using it, or is the port privileged?")
+            })?;
+            tracing::info!(%addr, "HTTP listening (redirects to HTTPS only)");
+            services.push(tokio::spawn(kurier_web::serve_redirect(
+                listener,
+                https_port,
+                site.clone(),
+                stopped(stop_rx.clone()),
+            )));
+        }
         for addr in &cfg.web.listen {
             let listener = tokio::net::TcpListener::bind(addr.0).await.with_context(|| {
                 format!("cannot listen on {addr} (web.listen): is another program using it, or is the port privileged?")

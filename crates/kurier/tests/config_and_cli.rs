@@ -66,10 +66,11 @@ fn good_config(dir: &Path, listen: &str, extra_tls: &str) -> PathBuf {
         &format!(
             "[server]\nhostname = \"mail.example.org\"\ndata_dir = \"{data}\"\nshutdown_grace_secs = 2\n\n\
              [tls]\n{extra_tls}\n[[tls.certificate]]\ncert = \"{cert}\"\nkey = \"{key}\"\n\n\
-             [web]\nlisten = [\"{listen}\"]\n[smtp]\nlisten = [\"{smtp}\"]\n\
+             [web]\nlisten = [\"{listen}\"]\nlisten_http = [\"{http}\"]\n[smtp]\nlisten = [\"{smtp}\"]\n\
              [submission]\nlisten_implicit = [\"{s465}\"]\nlisten_starttls = [\"{s587}\"]\n\
              [delivery]\nenabled = false\n",
             smtp = listen.replace(":8443", ":2525"),
+            http = listen.replace(":8443", ":8080"),
             s465 = listen.replace(":8443", ":2465"),
             s587 = listen.replace(":8443", ":2587"),
             data = dir.join("data").display(),

@@ -2,8 +2,9 @@
 //!
 //! Owns Kurier's HTTPS side (port 443, `--dev`: 8443): TLS with the `strict` profile (TR-03108
 //! TLS-1/TLS-2 apply to HTTPS as to the MUA ports), HTTP/1.1 via hyper, and the routing of
-//! requests to handlers. Today it serves a status page and `/healthz`; the MTA-STS policy
-//! (RFC 8461 §3.3), autoconfig, autodiscover and TLSRPT intake plug in here.
+//! requests to handlers: a status page, `/healthz`, and our MTA-STS policy at
+//! `mta-sts.<domain>/.well-known/mta-sts.txt` (RFC 8461 §3.3); autoconfig, autodiscover and
+//! TLSRPT intake plug in here. Plain HTTP (port 80) only redirects to HTTPS (TR-03108 WEB-1).
 //!
 //! Must not: hold business logic the CLI cannot reach; handlers call into the library crates.
 
@@ -22,7 +23,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-pub use routes::{Site, route};
+pub use routes::{Site, StsHosting, route};
 
 /// How long a client may take for the TLS handshake and for the request headers.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -105,5 +106,45 @@ async fn connection(
     };
     if let Err(e) = result {
         tracing::debug!(%peer, error = %e, "HTTPS connection ended with an error");
+    }
+}
+
+/// Plain HTTP: every request is answered with a permanent redirect to the same path over HTTPS
+/// on `https_port` (TR-03108 WEB-1). Nothing else is served in clear.
+pub async fn serve_redirect(
+    listener: TcpListener,
+    https_port: u16,
+    site: Arc<Site>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let mut connections = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, _)) => {
+                    let site = site.clone();
+                    connections.spawn(async move {
+                        let service = service_fn(move |req| {
+                            let site = site.clone();
+                            async move {
+                                Ok::<_, std::convert::Infallible>(routes::redirect(&site, &req, https_port))
+                            }
+                        });
+                        let conn = http1::Builder::new()
+                            .timer(TokioTimer::new())
+                            .header_read_timeout(HEADER_TIMEOUT)
+                            .serve_connection(TokioIo::new(tcp), service);
+                        let _ = tokio::time::timeout(Duration::from_secs(60), conn).await;
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "HTTP accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+        }
     }
 }

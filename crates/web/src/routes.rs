@@ -4,21 +4,89 @@ use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
+use kurier_policy::sts::StsPolicy;
+use std::sync::RwLock;
 
 /// What the handlers need to know about this server.
-#[derive(Debug, Clone)]
+#[derive(Debug, Default)]
 pub struct Site {
     pub hostname: String,
+    /// Our MTA-STS policy, if we publish one (RFC 8461 §3.2).
+    pub mta_sts: Option<StsHosting>,
+    /// The domains we host (refreshed from the store by the binary): `mta-sts.<domain>` serves
+    /// the policy for each.
+    pub domains: RwLock<Vec<String>>,
+}
+
+/// The policy file we serve and its id for the `_mta-sts` TXT record.
+#[derive(Debug, Clone)]
+pub struct StsHosting {
+    pub text: String,
+    /// Changes whenever `text` does (STS-1): 20 hex digits of its SHA-256.
+    pub id: String,
+}
+
+impl StsHosting {
+    pub fn new(policy: &StsPolicy) -> StsHosting {
+        let text = policy.to_text();
+        let digest = openssl::sha::sha256(text.as_bytes());
+        let id = digest[..10].iter().map(|b| format!("{b:02x}")).collect();
+        StsHosting { text, id }
+    }
+}
+
+impl Site {
+    pub fn set_domains(&self, domains: Vec<String>) {
+        if let Ok(mut d) = self.domains.write() {
+            *d = domains;
+        }
+    }
+
+    /// The policy, if `host` (the Host header) is `mta-sts.<a domain we host>`.
+    fn sts_policy_for(&self, host: &str) -> Option<&StsHosting> {
+        let sts = self.mta_sts.as_ref()?;
+        let domain = host.strip_prefix("mta-sts.")?;
+        let hosted = self
+            .domains
+            .read()
+            .is_ok_and(|d| d.iter().any(|x| x.eq_ignore_ascii_case(domain)));
+        hosted.then_some(sts)
+    }
+}
+
+/// The host part of the Host header (or the URI's authority), lower case, without the port.
+fn request_host<B>(req: &Request<B>) -> String {
+    let raw = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri().host())
+        .unwrap_or("");
+    // `[v6]:port` or `name:port`.
+    let host = match raw.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(""),
+        None => raw.split(':').next().unwrap_or(""),
+    };
+    host.trim_end_matches('.').to_ascii_lowercase()
 }
 
 /// Answers one request.
 pub fn route<B>(site: &Site, req: &Request<B>) -> Response<Full<Bytes>> {
     let is_read = matches!(*req.method(), Method::GET | Method::HEAD);
+    let host = request_host(req);
     let (status, body): (StatusCode, String) = match req.uri().path() {
         _ if !is_read => (
             StatusCode::METHOD_NOT_ALLOWED,
             "only GET and HEAD are served here\n".into(),
         ),
+        // RFC 8461 §3.3: 200, text/plain, no redirect.
+        "/.well-known/mta-sts.txt" => match site.sts_policy_for(&host) {
+            Some(sts) => return text_response(req, StatusCode::OK, "text/plain", sts.text.clone()),
+            None => (
+                StatusCode::NOT_FOUND,
+                "no MTA-STS policy for this host\n".into(),
+            ),
+        },
         "/" => (
             StatusCode::OK,
             format!(
@@ -30,6 +98,48 @@ pub fn route<B>(site: &Site, req: &Request<B>) -> Response<Full<Bytes>> {
         "/healthz" => (StatusCode::OK, "ok\n".into()),
         _ => (StatusCode::NOT_FOUND, "not found\n".into()),
     };
+    text_response(req, status, "text/plain; charset=utf-8", body)
+}
+
+/// The answer of the plain-HTTP listener: 301 to `https://<host>[:port]<path>`.
+pub fn redirect<B>(site: &Site, req: &Request<B>, https_port: u16) -> Response<Full<Bytes>> {
+    let mut host = request_host(req);
+    if host.is_empty()
+        || !host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+    {
+        host = site.hostname.clone();
+    }
+    let port = if https_port == 443 {
+        String::new()
+    } else {
+        format!(":{https_port}")
+    };
+    let path = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    let location = format!("https://{host}{port}{path}");
+    let mut resp = text_response(
+        req,
+        StatusCode::MOVED_PERMANENTLY,
+        "text/plain; charset=utf-8",
+        format!("moved to {location}\n"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    resp
+}
+
+fn text_response<B>(
+    req: &Request<B>,
+    status: StatusCode,
+    content_type: &'static str,
+    body: String,
+) -> Response<Full<Bytes>> {
     let body = if *req.method() == Method::HEAD {
         Bytes::new()
     } else {
@@ -38,10 +148,7 @@ pub fn route<B>(site: &Site, req: &Request<B>) -> Response<Full<Bytes>> {
     let mut resp = Response::new(Full::new(body));
     *resp.status_mut() = status;
     let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     h.insert(
         header::STRICT_TRANSPORT_SECURITY,
         HeaderValue::from_static("max-age=31536000"),
@@ -64,6 +171,7 @@ mod tests {
     fn get(method: Method, path: &str) -> Response<Full<Bytes>> {
         let site = Site {
             hostname: "mail.example.test".into(),
+            ..Site::default()
         };
         route(
             &site,
@@ -73,6 +181,96 @@ mod tests {
                 .body(())
                 .expect("request"),
         )
+    }
+
+    fn sts_site() -> Site {
+        let policy = kurier_policy::sts::parse_policy(
+            "version: STSv1\nmode: enforce\nmx: mail.example.test\nmax_age: 604800\n",
+        )
+        .expect("policy");
+        let site = Site {
+            hostname: "mail.example.test".into(),
+            mta_sts: Some(StsHosting::new(&policy)),
+            ..Site::default()
+        };
+        site.set_domains(vec!["example.test".into()]);
+        site
+    }
+
+    fn get_at(site: &Site, host: &str, path: &str) -> Response<Full<Bytes>> {
+        route(
+            site,
+            &Request::builder()
+                .uri(path)
+                .header(header::HOST, host)
+                .body(())
+                .expect("request"),
+        )
+    }
+
+    #[test]
+    fn sts1_the_policy_is_served_for_hosted_domains_only() {
+        let site = sts_site();
+        for host in [
+            "mta-sts.example.test",
+            "MTA-STS.example.test:443",
+            "mta-sts.example.test.",
+        ] {
+            let r = get_at(&site, host, "/.well-known/mta-sts.txt");
+            assert_eq!(r.status(), StatusCode::OK, "{host}");
+            assert_eq!(r.headers()[header::CONTENT_TYPE], "text/plain");
+        }
+        for host in [
+            "mta-sts.other.test",
+            "example.test",
+            "mail.example.test",
+            "",
+        ] {
+            let r = get_at(&site, host, "/.well-known/mta-sts.txt");
+            assert_eq!(r.status(), StatusCode::NOT_FOUND, "{host}");
+        }
+        let id = &site.mta_sts.as_ref().expect("sts").id;
+        assert_eq!(id.len(), 20);
+        assert!(id.bytes().all(|b| b.is_ascii_alphanumeric()));
+        let other = StsHosting::new(
+            &kurier_policy::sts::parse_policy(
+                "version: STSv1\nmode: testing\nmx: mail.example.test\nmax_age: 604800\n",
+            )
+            .expect("policy"),
+        );
+        assert_ne!(&other.id, id, "a new policy gets a new id");
+    }
+
+    #[test]
+    fn web1_plain_http_only_redirects() {
+        let site = sts_site();
+        let r = redirect(
+            &site,
+            &Request::builder()
+                .uri("/.well-known/mta-sts.txt?x=1")
+                .header(header::HOST, "mta-sts.example.test:80")
+                .body(())
+                .expect("request"),
+            443,
+        );
+        assert_eq!(r.status(), StatusCode::MOVED_PERMANENTLY);
+        assert_eq!(
+            r.headers()[header::LOCATION],
+            "https://mta-sts.example.test/.well-known/mta-sts.txt?x=1"
+        );
+        let r = redirect(
+            &site,
+            &Request::builder()
+                .uri("/")
+                .header(header::HOST, "evil\"host")
+                .body(())
+                .expect("request"),
+            8443,
+        );
+        assert_eq!(
+            r.headers()[header::LOCATION],
+            "https://mail.example.test:8443/"
+        );
     }
 
     #[test]

@@ -87,7 +87,7 @@ impl KurierSender {
                 "[server]\nhostname = \"mx.kurier.test\"\ndata_dir = \"{data}\"\n\
                  [log]\nlevel = \"info\"\n\
                  [[tls.certificate]]\ncert = \"{cert}\"\nkey = \"{key}\"\n\
-                 [web]\nlisten = [\"{ip}:8443\"]\n[smtp]\nlisten = [\"{ip}:2525\"]\n\
+                 [web]\nlisten = [\"{ip}:8443\"]\nlisten_http = [\"{ip}:8080\"]\n[smtp]\nlisten = [\"{ip}:2525\"]\n\
                  [submission]\nlisten_implicit = [\"{ip}:2465\"]\nlisten_starttls = [\"{ip}:2587\"]\n\
                  max_messages_per_hour = 1000000\n\
                  [dns]\ndnssec = \"trust_ad\"\nupstream = [\"{resolver}\"]\n\

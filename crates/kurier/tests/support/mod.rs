@@ -228,7 +228,7 @@ pub fn configured(dir: &Path, ip: &str, smtp: &str, submission: &str) -> PathBuf
         format!(
             "[server]\nhostname = \"mx.kurier.test\"\ndata_dir = \"{data}\"\nshutdown_grace_secs = 2\n\
              [[tls.certificate]]\ncert = \"{cert}\"\nkey = \"{key}\"\n\
-             [web]\nlisten = [\"{ip}:8443\"]\n[smtp]\nlisten = [\"{ip}:2525\"]\n{smtp}\n\
+             [web]\nlisten = [\"{ip}:8443\"]\nlisten_http = [\"{ip}:8080\"]\n[smtp]\nlisten = [\"{ip}:2525\"]\n{smtp}\n\
              [submission]\nlisten_implicit = [\"{ip}:2465\"]\nlisten_starttls = [\"{ip}:2587\"]\n{submission}\n",
             data = dir.join("data").display(),
             cert = cert.display(),

@@ -1,0 +1,53 @@
+//! What Kurier publishes about its own domains: the MTA-STS policy from `[mta_sts]` (RFC 8461
+//! §3.2, TR-03108 STS-1) and the list of hosted domains the web listener serves it for.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kurier_config::{Config, StsModeConfig};
+use kurier_policy::sts::{StsMode, StsPolicy};
+use tokio::sync::watch;
+
+/// How often the web listener learns about domains added or removed (by the CLI, or on
+/// another node).
+const REFRESH: Duration = Duration::from_secs(10);
+
+/// Our policy, or `None` if `[mta_sts]` is disabled.
+pub fn sts_policy(cfg: &Config) -> Option<StsPolicy> {
+    let m = &cfg.mta_sts;
+    if !m.enabled {
+        return None;
+    }
+    let mx = if m.mx.is_empty() {
+        vec![cfg.server.hostname.to_ascii_lowercase()]
+    } else {
+        m.mx.iter().map(|p| p.to_ascii_lowercase()).collect()
+    };
+    Some(StsPolicy {
+        mode: match m.mode {
+            StsModeConfig::Enforce => StsMode::Enforce,
+            StsModeConfig::Testing => StsMode::Testing,
+            StsModeConfig::None => StsMode::None,
+        },
+        mx,
+        max_age: m.max_age_secs,
+    })
+}
+
+/// Keeps `site`'s domain list in step with the store until `stop`.
+pub async fn refresh_domains(
+    store: Arc<dyn kurier_store::Store>,
+    site: Arc<kurier_web::Site>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        match store.domains().await {
+            Ok(d) => site.set_domains(d.into_iter().map(|d| d.name).collect()),
+            Err(e) => tracing::warn!(error = %e, "cannot read the hosted domains"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(REFRESH) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}

@@ -1,0 +1,161 @@
+//! Our own MTA-STS policy (RFC 8461 §3; TR-03108 STS-1, WEB-1): served over HTTPS for every
+//! hosted domain at `mta-sts.<domain>`, fetched with curl and checked by an independent parser
+//! (Python), its id in `kurier dns` matching the policy; plain HTTP only redirects.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+mod support;
+
+use std::process::Command;
+
+use kurier_testworld::ca::{Ca, KeyKind};
+use support::Server;
+
+const IP: &str = "127.0.10.90";
+
+/// RFC 8461 §3.2 checked the way a sender would, in Python (not our parser).
+const PY_CHECK: &str = r#"
+import re, sys
+text = sys.stdin.read()
+lines = text.split("\r\n")
+assert lines[-1] == "", "CRLF line ends"
+fields = [l.split(": ", 1) for l in lines[:-1]]
+keys = [k for k, _ in fields]
+assert keys[0] == "version" and dict(fields)["version"] == "STSv1", keys
+assert dict(fields)["mode"] in ("enforce", "testing", "none")
+assert 0 <= int(dict(fields)["max_age"]) <= 31557600
+mx = [v for k, v in fields if k == "mx"]
+assert mx and all(re.fullmatch(r"(\*\.)?[a-z0-9-]+(\.[a-z0-9-]+)+", m) for m in mx), mx
+print(dict(fields)["mode"], ",".join(mx), dict(fields)["max_age"])
+"#;
+
+#[test]
+fn sts1_web1_our_policy_over_https_and_only_a_redirect_over_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = support::configured(
+        dir.path(),
+        IP,
+        "",
+        "\n[mta_sts]\nmode = \"enforce\"\nmx = [\"mx.kurier.test\", \"*.backup.kurier.test\"]\nmax_age_secs = 1209600\n",
+    );
+    // A certificate that names the policy host too (STS-2: no wildcard).
+    let ca = Ca::new("Hosting", KeyKind::P256).unwrap();
+    ca.leaf(&["mx.kurier.test", "mta-sts.kurier.test"])
+        .unwrap()
+        .write(dir.path(), "mx")
+        .unwrap();
+    let ca_file = ca.write_root(&dir.path().join("ca.pem")).unwrap();
+    let server = Server::configured(dir.path(), &config);
+
+    let url = "https://mta-sts.kurier.test:8443/.well-known/mta-sts.txt";
+    let curl = |args: &[&str]| {
+        let out = Command::new("curl")
+            .args(["-sS", "--max-redirs", "0", "--cacert"])
+            .arg(&ca_file)
+            .args(["--resolve", &format!("mta-sts.kurier.test:8443:{IP}")])
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // Domains are picked up from the store within seconds.
+    support::wait_until(std::time::Duration::from_secs(15), "the policy", || {
+        curl(&["-D", "-", url]).starts_with("HTTP/1.1 200")
+    });
+    let response = curl(&["-D", "-", url]);
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: text/plain\r\n"),
+        "{head}"
+    );
+    assert!(!head.to_ascii_lowercase().contains("location:"));
+    let mut py = Command::new("python3")
+        .args(["-c", PY_CHECK])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    py.stdin.take().unwrap().write_all(body.as_bytes()).unwrap();
+    let out = py.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{body}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "enforce mx.kurier.test,*.backup.kurier.test 1209600"
+    );
+
+    // Not for a domain we do not host, nor on the plain host name.
+    let other = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-k"])
+        .args(["--resolve", &format!("mta-sts.other.test:8443:{IP}")])
+        .arg("https://mta-sts.other.test:8443/.well-known/mta-sts.txt")
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&other.stdout), "404");
+
+    // `kurier dns` names the same policy id, and the records a domain needs.
+    let (code, dns, err) =
+        support::run(&["dns", "kurier.test", "--config", config.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        dns.contains("kurier.test. IN MX 10 mx.kurier.test."),
+        "{dns}"
+    );
+    assert!(
+        dns.contains("_25._tcp.mx.kurier.test. 600 IN TLSA 3 1 1 "),
+        "{dns}"
+    );
+    assert!(
+        dns.contains("_25._tcp.mx.kurier.test. 600 IN TLSA 2 1 1 "),
+        "{dns}"
+    );
+    assert!(
+        dns.contains("mta-sts.kurier.test. IN CNAME mx.kurier.test."),
+        "{dns}"
+    );
+    let id = dns
+        .lines()
+        .find_map(|l| l.split("id=").nth(1))
+        .map(|s| s.trim_end_matches(['"', ' ', ')']).to_string())
+        .unwrap();
+    assert!(is_the_configured_policy(body), "{body:?}");
+    // The id is derived from the served text, so it changes exactly when the policy does.
+    let digest = openssl::sha::sha256(body.as_bytes());
+    let expected: String = digest[..10].iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(id, expected);
+    let (code, _, err) = support::run(&[
+        "dns",
+        "nothosted.test",
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1);
+    assert!(err.contains("not hosted"), "{err}");
+
+    // WEB-1: plain HTTP answers with a redirect to HTTPS, nothing else.
+    let out = Command::new("curl")
+        .args(["-sS", "-I", "--max-redirs", "0"])
+        .args(["--resolve", &format!("mta-sts.kurier.test:8080:{IP}")])
+        .arg("http://mta-sts.kurier.test:8080/.well-known/mta-sts.txt")
+        .output()
+        .unwrap();
+    let head = String::from_utf8_lossy(&out.stdout);
+    assert!(head.starts_with("HTTP/1.1 301"), "{head}");
+    assert!(
+        head.contains("location: https://mta-sts.kurier.test:8443/.well-known/mta-sts.txt"),
+        "{head}"
+    );
+    drop(server);
+}
+
+/// The served text is what our own parser reads back as the configured policy.
+fn is_the_configured_policy(body: &str) -> bool {
+    body == "version: STSv1\r\nmode: enforce\r\nmx: mx.kurier.test\r\nmx: *.backup.kurier.test\r\nmax_age: 1209600\r\n"
+}
