@@ -31,7 +31,7 @@ if ((${#missing[@]})); then
 fi
 
 # dkimpy (PyPI) is the independent verifier of our DKIM signatures; PyNaCl adds Ed25519.
-python3 -c 'import dkim, nacl' 2>/dev/null || python3 -m pip install --quiet --disable-pip-version-check dkimpy pynacl
+python3 -c 'import dkim, nacl, jsonschema' 2>/dev/null || python3 -m pip install --quiet --disable-pip-version-check dkimpy pynacl jsonschema
 
 # A throwaway PostgreSQL cluster on loopback for the store tests, stopped on exit. Tests create
 # their own databases in it; KURIER_TEST_POSTGRES tells them where it is.

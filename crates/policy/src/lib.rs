@@ -1,7 +1,7 @@
 //! # kurier-policy — what transport security a delivery needs, as pure functions
 //!
-//! Owns the decisions of RFC 7672 (SMTP security via DANE) and, with their issues, MTA-STS
-//! (RFC 8461) and TLSRPT (RFC 8460). It is fed values that others fetched (DNS answers with their
+//! Owns the decisions of RFC 7672 (SMTP security via DANE, `dane`), MTA-STS (RFC 8461, `sts`)
+//! and TLS reporting (RFC 8460, `tlsrpt`: records, aggregation, report JSON). It is fed values that others fetched (DNS answers with their
 //! DNSSEC state) and returns values that say what to do; the delivery logs them and hands them
 //! to TLSRPT, so reporting cannot drift from the decision (ARCHITECTURE.md).
 //!
@@ -10,3 +10,4 @@
 
 pub mod dane;
 pub mod sts;
+pub mod tlsrpt;

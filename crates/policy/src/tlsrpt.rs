@@ -1,0 +1,389 @@
+//! SMTP TLS Reporting (RFC 8460): the `_smtp._tls` TXT record (§3), the aggregate report of one
+//! UTC day for one policy domain (§4), and reading reports others send us (§4.4), leniently but
+//! within limits. TR-03108 RPT-1..RPT-7.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Value, json};
+
+/// Largest report JSON we read (after decompression).
+pub const MAX_REPORT_BYTES: usize = 10 * 1024 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsRptError(pub String);
+
+impl std::fmt::Display for TlsRptError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for TlsRptError {}
+
+fn err<T>(msg: impl Into<String>) -> Result<T, TlsRptError> {
+    Err(TlsRptError(msg.into()))
+}
+
+/// Where reports go (§3: `rua=`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rua {
+    Mailto(String),
+    Https(String),
+}
+
+/// The `_smtp._tls.<domain>` record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsRptRecord {
+    pub rua: Vec<Rua>,
+}
+
+/// From all TXT strings at `_smtp._tls.<domain>`: `Ok(None)` without a `v=TLSRPTv1` record, an
+/// error for two or more, or for one without a usable `rua` (RPT-7: then no report is sent).
+pub fn parse_record(txts: &[String]) -> Result<Option<TlsRptRecord>, TlsRptError> {
+    let found: Vec<&String> = txts
+        .iter()
+        .filter(|t| {
+            let t = t.trim_start();
+            t.starts_with("v=TLSRPTv1;") || t == "v=TLSRPTv1"
+        })
+        .collect();
+    let record = match found.as_slice() {
+        [] => return Ok(None),
+        [one] => one.as_str(),
+        _ => return err("more than one v=TLSRPTv1 record"),
+    };
+    let mut rua = None;
+    for field in record.split(';').skip(1) {
+        let field = field.trim_matches([' ', '\t']);
+        if field.is_empty() {
+            continue;
+        }
+        let Some((key, value)) = field.split_once('=') else {
+            return err(format!("field {field:?} has no '='"));
+        };
+        if key.trim() != "rua" {
+            continue; // §3: extensions are ignored
+        }
+        if rua.is_some() {
+            return err("two rua fields");
+        }
+        let mut list = Vec::new();
+        for uri in value.split(',').map(str::trim) {
+            if let Some(addr) = uri.strip_prefix("mailto:") {
+                // A query (`?subject=…`) is not ours to use.
+                let addr = addr.split('?').next().unwrap_or("");
+                if !addr.contains('@') || addr.starts_with('@') || addr.ends_with('@') {
+                    return err(format!("rua {uri:?} is not a mail address"));
+                }
+                list.push(Rua::Mailto(addr.to_string()));
+            } else if uri.starts_with("https://") && uri.len() > 8 {
+                list.push(Rua::Https(uri.to_string()));
+            } else {
+                return err(format!("rua {uri:?} is neither mailto: nor https:"));
+            }
+        }
+        rua = Some(list);
+    }
+    match rua {
+        Some(rua) if !rua.is_empty() => Ok(Some(TlsRptRecord { rua })),
+        _ => err("no rua field"),
+    }
+}
+
+/// One TLS outcome of one outbound session (what `store::TlsEvent` holds).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsRptEvent {
+    pub policy_domain: String,
+    /// `tlsa`, `sts` or `no-policy-found`.
+    pub policy_type: String,
+    pub policy_strings: Vec<String>,
+    pub mx_host: String,
+    /// `None` for a successful session, else an RFC 8460 §4.3 result type.
+    pub failure: Option<String>,
+    pub receiving_ip: Option<String>,
+}
+
+/// Who reports, and for which day.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportMeta {
+    pub organization_name: String,
+    pub contact_info: String,
+    pub report_id: String,
+    /// RFC 3339, e.g. `2026-11-28T00:00:00Z`.
+    pub start: String,
+    pub end: String,
+}
+
+/// The report for `domain` from the events of the day (§4.4): one entry per distinct policy,
+/// with session counts and failure details grouped by result type, MX and address.
+pub fn build_report(meta: &ReportMeta, domain: &str, events: &[TlsRptEvent]) -> Value {
+    type Key = (String, Vec<String>);
+    type Failures = BTreeMap<(String, String, String), u64>;
+    let mut policies: BTreeMap<Key, (u64, u64, Failures)> = BTreeMap::new();
+    for e in events.iter().filter(|e| e.policy_domain == domain) {
+        let entry = policies
+            .entry((e.policy_type.clone(), e.policy_strings.clone()))
+            .or_default();
+        match &e.failure {
+            None => entry.0 += 1,
+            Some(kind) => {
+                entry.1 += 1;
+                let key = (
+                    kind.clone(),
+                    e.mx_host.clone(),
+                    e.receiving_ip.clone().unwrap_or_default(),
+                );
+                *entry.2.entry(key).or_default() += 1;
+            }
+        }
+    }
+    let policies: Vec<Value> = policies
+        .into_iter()
+        .map(|((kind, strings), (ok, failed, details))| {
+            let mut policy = json!({
+                "policy-type": kind,
+                "policy-string": strings,
+                "policy-domain": domain,
+            });
+            let mx: Vec<&str> = strings
+                .iter()
+                .filter_map(|s| s.strip_prefix("mx: "))
+                .collect();
+            if kind == "sts" && !mx.is_empty() {
+                policy["mx-host"] = json!(mx);
+            }
+            let details: Vec<Value> = details
+                .into_iter()
+                .map(|((result, mx, ip), n)| {
+                    let mut d = json!({ "result-type": result, "failed-session-count": n });
+                    if !mx.is_empty() {
+                        d["receiving-mx-hostname"] = json!(mx);
+                    }
+                    if !ip.is_empty() {
+                        d["receiving-ip"] = json!(ip);
+                    }
+                    d
+                })
+                .collect();
+            let mut p = json!({
+                "policy": policy,
+                "summary": {
+                    "total-successful-session-count": ok,
+                    "total-failure-session-count": failed,
+                },
+            });
+            if !details.is_empty() {
+                p["failure-details"] = json!(details);
+            }
+            p
+        })
+        .collect();
+    json!({
+        "organization-name": meta.organization_name,
+        "date-range": { "start-datetime": meta.start, "end-datetime": meta.end },
+        "contact-info": meta.contact_info,
+        "report-id": meta.report_id,
+        "policies": policies,
+    })
+}
+
+/// A report someone sent us, reduced to what evaluation needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceivedSummary {
+    pub organization: String,
+    pub report_id: String,
+    pub start: String,
+    pub end: String,
+    pub policies: Vec<PolicySummary>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicySummary {
+    pub policy_type: String,
+    pub policy_domain: String,
+    pub successful: u64,
+    pub failed: u64,
+    /// (result type, failed sessions).
+    pub failures: Vec<(String, u64)>,
+}
+
+/// Reads a report (§4.4) leniently: unknown fields are ignored, counts may be missing (0), but
+/// it must be a JSON object with `policies` (an array; a single object is accepted too, as some
+/// reporters send) and within `MAX_REPORT_BYTES`.
+pub fn parse_report(json: &[u8]) -> Result<ReceivedSummary, TlsRptError> {
+    if json.len() > MAX_REPORT_BYTES {
+        return err("the report is too large");
+    }
+    let v: Value = serde_json::from_slice(json)
+        .map_err(|e| TlsRptError(format!("the report is not JSON: {e}")))?;
+    let text = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+    let count = |v: &Value, k: &str| v.get(k).and_then(Value::as_u64).unwrap_or(0);
+    let policies = match v.get("policies") {
+        Some(Value::Array(a)) => a.clone(),
+        Some(o @ Value::Object(_)) => vec![o.clone()],
+        _ => return err("the report has no policies"),
+    };
+    let range = v.get("date-range").cloned().unwrap_or(Value::Null);
+    Ok(ReceivedSummary {
+        organization: text(&v, "organization-name"),
+        report_id: text(&v, "report-id"),
+        start: text(&range, "start-datetime"),
+        end: text(&range, "end-datetime"),
+        policies: policies
+            .iter()
+            .map(|p| {
+                let policy = p.get("policy").cloned().unwrap_or(Value::Null);
+                let summary = p.get("summary").cloned().unwrap_or(Value::Null);
+                let failures = p
+                    .get("failure-details")
+                    .and_then(Value::as_array)
+                    .map(|a| {
+                        a.iter()
+                            .map(|d| (text(d, "result-type"), count(d, "failed-session-count")))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                PolicySummary {
+                    policy_type: text(&policy, "policy-type"),
+                    policy_domain: text(&policy, "policy-domain").to_ascii_lowercase(),
+                    successful: count(&summary, "total-successful-session-count"),
+                    failed: count(&summary, "total-failure-session-count"),
+                    failures,
+                }
+            })
+            .collect(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(txts: &[&str]) -> Result<Option<TlsRptRecord>, TlsRptError> {
+        parse_record(&txts.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn rpt7_records() {
+        assert_eq!(
+            rec(&["v=TLSRPTv1; rua=mailto:reports@example.com"]).unwrap(),
+            Some(TlsRptRecord {
+                rua: vec![Rua::Mailto("reports@example.com".into())]
+            })
+        );
+        assert_eq!(
+            rec(&[
+                "v=TLSRPTv1;rua=https://reporting.example.com/v1/tlsrpt, mailto:a@b.c?subject=x"
+            ])
+            .unwrap()
+            .unwrap()
+            .rua,
+            [
+                Rua::Https("https://reporting.example.com/v1/tlsrpt".into()),
+                Rua::Mailto("a@b.c".into())
+            ]
+        );
+        assert_eq!(rec(&["v=spf1 -all"]).unwrap(), None, "H-02: no record");
+        assert!(
+            rec(&[
+                "v=TLSRPTv1; rua=mailto:a@b.c",
+                "v=TLSRPTv1; rua=mailto:d@e.f"
+            ])
+            .is_err(),
+            "H-03: two"
+        );
+        assert!(rec(&["v=TLSRPTv1;"]).is_err(), "H-04: no rua");
+        assert!(rec(&["v=TLSRPTv1; rua=ftp://x"]).is_err());
+        assert!(rec(&["v=TLSRPTv1; rua=mailto:@b"]).is_err());
+    }
+
+    fn ev(
+        domain: &str,
+        kind: &str,
+        strings: &[&str],
+        mx: &str,
+        failure: Option<&str>,
+    ) -> TlsRptEvent {
+        TlsRptEvent {
+            policy_domain: domain.into(),
+            policy_type: kind.into(),
+            policy_strings: strings.iter().map(|s| s.to_string()).collect(),
+            mx_host: mx.into(),
+            failure: failure.map(str::to_string),
+            receiving_ip: Some("192.0.2.1".into()),
+        }
+    }
+
+    #[test]
+    fn rpt6_aggregation_per_policy() {
+        let sts = [
+            "version: STSv1",
+            "mode: enforce",
+            "mx: mx.b.test",
+            "max_age: 86400",
+        ];
+        let events = [
+            ev("b.test", "sts", &sts, "mx.b.test", None),
+            ev("b.test", "sts", &sts, "mx.b.test", None),
+            ev(
+                "b.test",
+                "sts",
+                &sts,
+                "mx.b.test",
+                Some("certificate-expired"),
+            ),
+            ev(
+                "b.test",
+                "tlsa",
+                &["3 1 1 00"],
+                "mx2.b.test",
+                Some("tlsa-invalid"),
+            ),
+            ev("other.test", "no-policy-found", &[], "mx.other.test", None),
+        ];
+        let meta = ReportMeta {
+            organization_name: "Kurier".into(),
+            contact_info: "mailto:postmaster@a.test".into(),
+            report_id: "r1".into(),
+            start: "2026-11-28T00:00:00Z".into(),
+            end: "2026-11-29T00:00:00Z".into(),
+        };
+        let r = build_report(&meta, "b.test", &events);
+        let policies = r["policies"].as_array().unwrap();
+        assert_eq!(policies.len(), 2);
+        let sts_p = policies
+            .iter()
+            .find(|p| p["policy"]["policy-type"] == "sts")
+            .unwrap();
+        assert_eq!(sts_p["summary"]["total-successful-session-count"], 2);
+        assert_eq!(sts_p["summary"]["total-failure-session-count"], 1);
+        assert_eq!(sts_p["policy"]["mx-host"], json!(["mx.b.test"]));
+        assert_eq!(
+            sts_p["failure-details"][0]["result-type"],
+            "certificate-expired"
+        );
+        assert_eq!(
+            sts_p["failure-details"][0]["receiving-mx-hostname"],
+            "mx.b.test"
+        );
+        let back = parse_report(r.to_string().as_bytes()).unwrap();
+        assert_eq!(back.report_id, "r1");
+        assert_eq!(back.policies.iter().map(|p| p.failed).sum::<u64>(), 2);
+    }
+
+    #[test]
+    fn received_reports_are_read_leniently_but_not_blindly() {
+        assert!(parse_report(b"not json").is_err());
+        assert!(parse_report(b"{}").is_err());
+        let single = br#"{"organization-name":"X","policies":{"policy":{"policy-type":"sts","policy-domain":"A.test"},"summary":{"total-successful-session-count":3}}}"#;
+        let s = parse_report(single).unwrap();
+        assert_eq!(
+            (
+                s.policies[0].policy_domain.as_str(),
+                s.policies[0].successful,
+                s.policies[0].failed
+            ),
+            ("a.test", 3, 0)
+        );
+    }
+}
