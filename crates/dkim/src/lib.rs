@@ -9,7 +9,12 @@
 //! second DNS resolver for verification, which Kurier does not do here; signing is small
 //! enough to own, and it is checked against an independent verifier (dkimpy) in the tests.
 //!
-//! Must not: verify signatures or look anything up in DNS.
+//! Verification (`verify`) serves TLSRPT intake (RFC 8460 §5.3: reports must be signed); the
+//! key record is looked up by the caller.
+//!
+//! Must not: look anything up in DNS.
+
+pub mod verify;
 
 use openssl::base64;
 use openssl::hash::{MessageDigest, hash};

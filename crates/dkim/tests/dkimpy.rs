@@ -68,3 +68,44 @@ fn rsa_and_ed25519_signatures_verify_with_dkimpy_and_tampering_breaks_them() {
         );
     }
 }
+
+const SIGN: &str = r#"
+import sys, dkim
+msg = open(sys.argv[1], 'rb').read()
+key = open(sys.argv[2], 'rb').read()
+canon = tuple(c.encode() for c in sys.argv[3].split('/'))
+sig = dkim.sign(msg, b'sel', b'signer.test', key, canonicalize=canon,
+                include_headers=[b'from', b'to', b'subject', b'date'])
+sys.stdout.buffer.write(sig + msg)
+"#;
+
+/// The other direction: what dkimpy signs, our verifier (TLSRPT intake) accepts — for each
+/// canonicalization — and a changed message it refuses.
+#[test]
+fn signatures_made_by_dkimpy_verify_with_ours() {
+    let (key, pem) = DkimKey::generate("signer.test", "sel", Algorithm::Rsa).unwrap();
+    let (_, record) = key.dns_record().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (m, k) = (dir.path().join("m.eml"), dir.path().join("k.pem"));
+    std::fs::write(&m, MESSAGE).unwrap();
+    std::fs::write(&k, &pem).unwrap();
+    for canon in ["relaxed/relaxed", "simple/simple", "relaxed/simple"] {
+        let out = std::process::Command::new("python3")
+            .args(["-c", SIGN, m.to_str().unwrap(), k.to_str().unwrap(), canon])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let signed = out.stdout;
+        let sigs = kurier_dkim::verify::signatures(&signed);
+        assert_eq!(sigs.len(), 1, "{canon}");
+        assert_eq!(sigs[0].domain, "signer.test");
+        kurier_dkim::verify::verify(&signed, &sigs[0], &record)
+            .unwrap_or_else(|e| panic!("{canon}: {e}"));
+        let changed = String::from_utf8_lossy(&signed).replace("see you", "see them");
+        assert!(kurier_dkim::verify::verify(changed.as_bytes(), &sigs[0], &record).is_err());
+    }
+}
