@@ -20,6 +20,43 @@ pub struct Config {
     pub dns: DnsConfig,
     pub delivery: DeliveryConfig,
     pub mta_sts: MtaStsConfig,
+    pub tlsrpt: TlsRptConfig,
+}
+
+/// `[tlsrpt]`: SMTP TLS reporting (RFC 8460; TR-03108 RPT-1..RPT-11).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsRptConfig {
+    /// Send a report for each UTC day to every domain that asks for one.
+    pub enabled: bool,
+    /// `organization-name`; unset: `server.hostname`.
+    pub organization: Option<String>,
+    /// `contact-info`; unset: `mailto:postmaster@<submitter>`.
+    pub contact: Option<String>,
+    /// Our reporting domain (signs the reports with its DKIM key); unset: the domain of
+    /// `server.hostname`.
+    pub submitter: Option<String>,
+    /// From address of report mail; unset: `tlsrpt-noreply@<submitter>`.
+    pub from: Option<String>,
+    /// Reports go out at a random moment within this many seconds after midnight UTC.
+    pub max_delay_secs: u64,
+    /// Where others send us their reports (an account or alias here), e.g.
+    /// `tlsrpt@example.org`; mail to it is also read as a report. `kurier dns` publishes it.
+    pub reporting_address: Option<String>,
+}
+
+impl Default for TlsRptConfig {
+    fn default() -> Self {
+        TlsRptConfig {
+            enabled: true,
+            organization: None,
+            contact: None,
+            submitter: None,
+            from: None,
+            max_delay_secs: 3600,
+            reporting_address: None,
+        }
+    }
 }
 
 /// How DNSSEC states are established (TR-03108 DNS-1).
@@ -417,6 +454,7 @@ impl Config {
                 ..DeliveryConfig::default()
             },
             mta_sts: MtaStsConfig::default(),
+            tlsrpt: TlsRptConfig::default(),
         }
     }
 
@@ -546,6 +584,16 @@ impl Config {
                     "see kurier.example.toml for the defaults",
                 );
             }
+        }
+        if let Some(a) = &self.tlsrpt.reporting_address
+            && !a.contains('@')
+        {
+            return bad(
+                "tlsrpt.reporting_address",
+                a,
+                "not a mail address",
+                "name an account or alias here, e.g. \"tlsrpt@example.org\"",
+            );
         }
         if self.mta_sts.max_age_secs > 31_557_600 {
             return bad(

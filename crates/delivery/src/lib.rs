@@ -7,13 +7,17 @@
 //! TLS — TR-03108 SMTP-2, DANE-7..DANE-12), one connection for all messages to a domain,
 //! MTA-STS policies of receiving domains (`sts`, RFC 8461: fetched, cached, enforced where DANE
 //! does not apply), retries with exponential backoff (`schedule`), and DSNs in plain language
-//! (`dsn`, RFC 3464, MUA-9). Every TLS outcome is recorded as a TLSRPT event; every attempt is one log line.
+//! (`dsn`, RFC 3464, MUA-9). TLSRPT (RFC 8460): the daily reports of those outcomes to the
+//! receiving domains (`report`), and the reports others send us (`intake`). Every TLS outcome is recorded as a TLSRPT event; every attempt is one log line.
 //!
 //! Must not: parse SMTP (the `smtp` crate's client does), decide DANE itself (the `policy`
 //! crate does), or send anything in clear where a policy requires TLS.
 
 pub mod attempt;
 pub mod dsn;
+pub mod https;
+pub mod intake;
+pub mod report;
 pub mod route;
 pub mod runner;
 pub mod schedule;

@@ -88,6 +88,8 @@ pub struct QueueRunner {
 type Recipients = Vec<(String, Option<String>)>;
 /// A domain's share of the leased entries.
 type DomainWork = Vec<(Arc<Job>, Recipients)>;
+/// Destination domain, and whether its messages carry `TLS-Required: No` (RFC 8689 §5).
+type Destination = (String, bool);
 
 /// One leased entry while its domains are being worked on.
 struct Job {
@@ -186,7 +188,7 @@ impl QueueRunner {
             )
             .await?;
         let n = entries.len();
-        let mut by_domain: HashMap<String, DomainWork> = HashMap::new();
+        let mut by_domain: HashMap<Destination, DomainWork> = HashMap::new();
         for entry in entries {
             let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
                 break;
@@ -210,6 +212,7 @@ impl QueueRunner {
                     .or_default()
                     .push((r.address.clone(), r.dsn.clone()));
             }
+            let relaxed = tls_optional(&body);
             let job = Arc::new(Job {
                 remaining: AtomicUsize::new(groups.len()),
                 results: Mutex::new(Vec::new()),
@@ -223,12 +226,12 @@ impl QueueRunner {
             }
             for (domain, rcpts) in groups {
                 by_domain
-                    .entry(domain)
+                    .entry((domain, relaxed))
                     .or_default()
                     .push((job.clone(), rcpts));
             }
         }
-        for (domain, work) in by_domain {
+        for ((domain, relaxed), work) in by_domain {
             // One connection per ten messages for a domain, up to its limit: few handshakes,
             // but much mail is not held up behind one connection.
             let lanes = self.cfg.max_per_domain.max(1).min(work.len().div_ceil(10));
@@ -239,7 +242,7 @@ impl QueueRunner {
                 let lane = std::mem::replace(&mut work, rest);
                 let me = self.clone();
                 let domain = domain.clone();
-                tokio::spawn(async move { me.deliver_domain(domain, lane).await });
+                tokio::spawn(async move { me.deliver_domain(domain, relaxed, lane).await });
             }
         }
         Ok(n)
@@ -255,7 +258,10 @@ impl QueueRunner {
             .clone()
     }
 
-    async fn deliver_domain(self: Arc<Self>, domain: String, work: DomainWork) {
+    /// `relaxed`: the messages carry `TLS-Required: No` (TLSRPT reports, RFC 8460 §3 and RFC
+    /// 8689 §5): DANE and MTA-STS failures do not hold them, and their sessions are not
+    /// counted for TLSRPT.
+    async fn deliver_domain(self: Arc<Self>, domain: String, relaxed: bool, work: DomainWork) {
         let per_domain = self.domain_limit(&domain);
         let _d = per_domain.acquire_owned().await;
         let _c = self.connections.clone().acquire_owned().await;
@@ -273,7 +279,9 @@ impl QueueRunner {
             .collect();
         // MTA-STS is looked up only where there are hosts to try (and DNS could be trusted).
         let sts = match &route {
-            route::Route::Hops(_) => self.sts.lookup(&domain, kurier_store::now()).await,
+            route::Route::Hops(_) if !relaxed => {
+                self.sts.lookup(&domain, kurier_store::now()).await
+            }
             _ => StsLookup::default(),
         };
         let mut report = attempt::deliver(
@@ -281,9 +289,13 @@ impl QueueRunner {
             &domain,
             &route,
             sts.policy.as_ref(),
+            relaxed,
             &items,
         )
         .await;
+        if relaxed {
+            report.tls.clear();
+        }
         if let Some((result_type, _)) = &sts.failure {
             report.tls.push(attempt::TlsOutcome {
                 mx_host: String::new(),
@@ -450,6 +462,13 @@ impl QueueRunner {
             tracing::error!(sender = %to, error = %e, "cannot send a delivery notice");
         }
     }
+}
+
+/// Whether the message says `TLS-Required: No` (RFC 8689 §5).
+fn tls_optional(body: &[u8]) -> bool {
+    kurier_smtp::headers::fields(body)
+        .iter()
+        .any(|(n, v)| n == "tls-required" && v.eq_ignore_ascii_case("no"))
 }
 
 /// A fresh seed for spreading load over equal MX preferences.

@@ -5,19 +5,15 @@
 //! the store: used while its id matches and it has not expired, refreshed about daily, and kept
 //! applying when a live fetch fails.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http_body_util::{BodyExt, Empty, Limited};
-use hyper::body::Bytes;
-use hyper_util::rt::TokioIo;
 use kurier_dns::Resolver;
 use kurier_policy::sts::{MAX_POLICY_BYTES, StsPolicy, parse_policy, parse_record};
 use kurier_store::{CachedStsPolicy, Store, UnixTime};
-use kurier_tls::{ClientTls, PeerCheck};
-use tokio::net::TcpStream;
-use tokio_openssl::SslStream;
+use kurier_tls::ClientTls;
+
+use crate::https;
 
 /// A cached policy younger than this is not fetched again while its id matches.
 const REFRESH_SECS: i64 = 86_400;
@@ -125,77 +121,38 @@ impl StsFetcher {
     /// GET https://mta-sts.<domain>/.well-known/mta-sts.txt, as §3.3 and STS-6 demand.
     async fn fetch(&self, domain: &str) -> Result<String, (&'static str, String)> {
         let host = format!("mta-sts.{domain}");
-        let fetch_error = |d: String| ("sts-policy-fetch-error", d);
-        let addrs = self
-            .resolver
-            .addresses(&host)
-            .await
-            .map_err(|e| fetch_error(e.to_string()))?;
-        let ip = *addrs
-            .records
-            .first()
-            .ok_or_else(|| fetch_error(format!("{host} has no address")))?;
-        let tcp = TcpStream::connect(SocketAddr::new(ip, self.port))
-            .await
-            .map_err(|e| fetch_error(format!("cannot connect to {host}: {e}")))?;
-        let check = PeerCheck::Pkix {
-            names: vec![host.clone()],
-        };
-        let webpki = |d: String| ("sts-webpki-invalid", d);
-        let ssl = self
-            .tls
-            .ssl(&host, &check)
-            .map_err(|e| webpki(e.to_string()))?;
-        let mut tls = SslStream::new(ssl, tcp).map_err(|e| webpki(e.to_string()))?;
-        if let Err(e) = std::pin::Pin::new(&mut tls).connect().await {
-            let why = match kurier_tls::client::verdict(tls.ssl(), &check) {
-                kurier_tls::PeerVerdict::Failed { detail, .. } => detail,
-                _ => e.to_string(),
-            };
-            return Err(webpki(format!("{host}: {why}")));
-        }
-        if kurier_tls::client::peer_has_wildcard_name(tls.ssl()) {
-            return Err(webpki(format!(
-                "{host} presents a wildcard certificate (TR-03108 rejects those for MTA-STS)"
-            )));
-        }
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-            .await
-            .map_err(|e| fetch_error(e.to_string()))?;
-        tokio::spawn(conn);
-        let request = hyper::Request::get("/.well-known/mta-sts.txt")
-            .header(hyper::header::HOST, &host)
-            .header(hyper::header::USER_AGENT, "Kurier")
-            .body(Empty::<Bytes>::new())
-            .map_err(|e| fetch_error(e.to_string()))?;
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(|e| fetch_error(e.to_string()))?;
-        // §3.3: no redirects, only 200.
-        if response.status() != hyper::StatusCode::OK {
-            return Err(fetch_error(format!(
-                "{host} answered {} (only 200 counts; redirects are not followed)",
-                response.status()
-            )));
-        }
-        let content_type = response
-            .headers()
-            .get(hyper::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        if !content_type.to_ascii_lowercase().starts_with("text/plain") {
+        let r = https::exchange(
+            &self.resolver,
+            &self.tls,
+            https::Request {
+                host: &host,
+                port: self.port,
+                method: "GET",
+                path: "/.well-known/mta-sts.txt",
+                content_type: None,
+                body: Vec::new(),
+                reject_wildcard: true,
+                max_response: MAX_POLICY_BYTES,
+            },
+        )
+        .await?;
+        // §3.3: no redirects, only 200, text/plain.
+        if r.status != 200 {
             return Err((
-                "sts-policy-invalid",
-                format!("{host} served {content_type:?}, not text/plain"),
+                "sts-policy-fetch-error",
+                format!(
+                    "{host} answered {} (only 200 counts; redirects are not followed)",
+                    r.status
+                ),
             ));
         }
-        let body = Limited::new(response.into_body(), MAX_POLICY_BYTES)
-            .collect()
-            .await
-            .map_err(|e| ("sts-policy-invalid", format!("reading the policy: {e}")))?
-            .to_bytes();
-        String::from_utf8(body.to_vec())
+        if !r.content_type.starts_with("text/plain") {
+            return Err((
+                "sts-policy-invalid",
+                format!("{host} served {:?}, not text/plain", r.content_type),
+            ));
+        }
+        String::from_utf8(r.body.to_vec())
             .map_err(|_| ("sts-policy-invalid", "the policy is not UTF-8".to_string()))
     }
 }

@@ -115,7 +115,7 @@ async fn tls4_smtp3_the_client_hello_of_outbound_delivery() {
         },
         body: Arc::new(b"Subject: hi\r\n\r\n.leading dot\r\n".to_vec()),
     };
-    let report = attempt::deliver(&conn, "hello.test", &route, None, &[item]).await;
+    let report = attempt::deliver(&conn, "hello.test", &route, None, false, &[item]).await;
     assert!(
         matches!(report.outcomes[0][0].1, Outcome::Delivered { .. }),
         "{report:?}"

@@ -384,6 +384,12 @@ pub async fn dns_records(args: ConfigArgs, domain: String) -> anyhow::Result<()>
         ));
         out.push(format!("mta-sts.{domain}. IN CNAME {host}."));
     }
+    if let Some(rua) = &cfg.tlsrpt.reporting_address {
+        out.push(txt_record(
+            &format!("_smtp._tls.{domain}."),
+            &format!("v=TLSRPTv1; rua=mailto:{rua}"),
+        ));
+    }
     if let Some(key) = dkim_key(&*store, &cfg.server.data_dir, &domain).await? {
         let (name, value) = key.dns_record()?;
         out.push(txt_record(&name, &value));

@@ -12,6 +12,8 @@ pub struct StoreMailDrop {
     pub data_dir: std::path::PathBuf,
     /// Wakes the outbound queue runner after mail for other domains was queued.
     pub outbound: Arc<tokio::sync::Notify>,
+    /// Our TLSRPT address and the reader of reports sent to it.
+    pub reports: Option<(String, Arc<kurier_delivery::intake::ReportIntake>)>,
 }
 
 impl StoreMailDrop {
@@ -39,6 +41,34 @@ impl StoreMailDrop {
                 None
             }
         }
+    }
+}
+
+impl StoreMailDrop {
+    /// A message to our TLSRPT address is also read as a report, after it is stored (the 250
+    /// does not wait for the DKIM key look-up).
+    fn read_report(&self, m: &Message) {
+        let Some((address, intake)) = &self.reports else {
+            return;
+        };
+        if !m
+            .recipients
+            .iter()
+            .any(|(r, _)| r.eq_ignore_ascii_case(address))
+        {
+            return;
+        }
+        let (intake, body, id) = (intake.clone(), m.body.clone(), m.id.clone());
+        tokio::spawn(async move {
+            match intake.take(&body).await {
+                kurier_delivery::intake::Intake::Stored(domain, submitter, _) => {
+                    tracing::info!(%id, %domain, %submitter, "TLSRPT report received")
+                }
+                kurier_delivery::intake::Intake::Dropped(why) => {
+                    tracing::warn!(%id, reason = %why, "TLSRPT report dropped")
+                }
+            }
+        });
     }
 }
 
@@ -109,6 +139,7 @@ impl MailDrop for StoreMailDrop {
                 if remote.is_some() {
                     self.outbound.notify_one();
                 }
+                self.read_report(m);
                 Delivery::Stored
             }
             Err(StoreError::QuotaExceeded { address, .. }) => Delivery::OverQuota(address),

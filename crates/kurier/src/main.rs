@@ -13,6 +13,7 @@ mod hosting;
 mod logging;
 mod maildrop;
 mod outbound;
+mod reports;
 mod serve;
 
 use std::net::IpAddr;
@@ -77,6 +78,13 @@ enum Command {
         #[command(flatten)]
         source: ConfigArgs,
         domain: String,
+    },
+    /// TLSRPT: send our reports now, sum up the ones we received.
+    Reports {
+        #[command(flatten)]
+        source: ConfigArgs,
+        #[command(subcommand)]
+        command: reports::ReportsCommand,
     },
     /// The outbound queue.
     Queue {
@@ -187,6 +195,7 @@ fn main() -> ExitCode {
         Command::User { source, command } => block_on(admin::user(source, command)),
         Command::Alias { source, command } => block_on(admin::alias(source, command)),
         Command::Queue { source, command } => block_on(admin::queue(source, command)),
+        Command::Reports { source, command } => block_on(reports::run(source, command)),
         Command::Dkim { source, command } => block_on(admin::dkim(source, command)),
         Command::Dns { source, domain } => block_on(admin::dns_records(source, domain)),
         Command::Config {

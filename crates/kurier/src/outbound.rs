@@ -99,3 +99,80 @@ pub async fn start(runner: Arc<QueueRunner>, dnssec: DnssecMode, mut stop: watch
     }
     runner.run(stop).await;
 }
+
+/// Our reporting domain: `tlsrpt.submitter`, else the domain of `server.hostname`.
+pub fn report_submitter(cfg: &Config) -> String {
+    cfg.tlsrpt.submitter.clone().unwrap_or_else(|| {
+        cfg.server
+            .hostname
+            .split_once('.')
+            .map(|(_, d)| d.to_string())
+            .unwrap_or_else(|| cfg.server.hostname.clone())
+    })
+}
+
+/// The TLSRPT reporter `[tlsrpt]` describes, signing with the submitter domain's DKIM key.
+pub async fn reporter(
+    cfg: &Config,
+    store: Arc<dyn kurier_store::Store>,
+    wake: Arc<Notify>,
+) -> anyhow::Result<kurier_delivery::report::Reporter> {
+    let submitter = report_submitter(cfg);
+    let t = &cfg.tlsrpt;
+    let dkim = crate::admin::dkim_key(&*store, &cfg.server.data_dir, &submitter).await?;
+    let report_cfg = kurier_delivery::report::ReporterConfig {
+        organization: t
+            .organization
+            .clone()
+            .unwrap_or_else(|| cfg.server.hostname.clone()),
+        contact: t
+            .contact
+            .clone()
+            .unwrap_or_else(|| format!("mailto:postmaster@{submitter}")),
+        from: t
+            .from
+            .clone()
+            .unwrap_or_else(|| format!("tlsrpt-noreply@{submitter}")),
+        submitter,
+        hostname: cfg.server.hostname.clone(),
+    };
+    let tls = kurier_tls::ClientTls::new(cfg.delivery.extra_ca_file.as_deref())?;
+    Ok(kurier_delivery::report::Reporter::new(
+        store,
+        resolver(cfg)?,
+        tls,
+        dkim,
+        report_cfg,
+        wake,
+    ))
+}
+
+/// Sends the reports of each past UTC day, shortly after midnight (a random delay up to
+/// `max_delay` spreads the load on the receivers, RFC 8460 §5.1).
+pub async fn daily_reports(
+    reporter: kurier_delivery::report::Reporter,
+    max_delay: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let now = kurier_store::now();
+        let next_midnight = (now / 86_400 + 1) * 86_400;
+        let jitter = random_below(max_delay.as_secs().max(1));
+        let wait = u64::try_from(next_midnight - now).unwrap_or(0) + jitter;
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(wait)) => {}
+            _ = stop.changed() => return,
+        }
+        let run = reporter.send_day(next_midnight - 86_400).await;
+        tracing::info!(
+            sent = run.sent.len(),
+            skipped = run.skipped.len(),
+            "TLSRPT reports of the day"
+        );
+    }
+}
+
+fn random_below(n: u64) -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(std::time::Instant::now()) % n
+}

@@ -95,6 +95,14 @@ pub fn run(source: ConfigArgs, log_format: Option<LogFormatArg>) -> anyhow::Resu
             let runner = crate::outbound::runner(&cfg, store.clone(), outbound.clone())?;
             // A service like the listeners: shutdown waits (up to the grace) for attempts in flight.
             services.push(tokio::spawn(crate::outbound::start(runner, cfg.dns.dnssec, stop_rx.clone())));
+            if cfg.tlsrpt.enabled {
+                let reporter = crate::outbound::reporter(&cfg, store.clone(), outbound.clone()).await?;
+                tokio::spawn(crate::outbound::daily_reports(
+                    reporter,
+                    Duration::from_secs(cfg.tlsrpt.max_delay_secs),
+                    stop_rx.clone(),
+                ));
+            }
         } else {
             tracing::warn!("delivery.enabled = false: mail for other domains stays queued");
         }
@@ -243,6 +251,25 @@ fn strict_acceptor(cfg: &Config) -> anyhow::Result<TlsAcceptor> {
     acceptor(cfg, ServerProfile::Strict)
 }
 
+/// Reading the reports sent to `tlsrpt.reporting_address`, if one is configured (and DNS works
+/// for the DKIM keys).
+fn report_intake(
+    cfg: &Config,
+    store: &Arc<dyn kurier_store::Store>,
+) -> Option<(String, Arc<kurier_delivery::intake::ReportIntake>)> {
+    let address = cfg.tlsrpt.reporting_address.as_ref()?.to_ascii_lowercase();
+    match crate::outbound::resolver(cfg) {
+        Ok(r) => Some((
+            address,
+            Arc::new(kurier_delivery::intake::ReportIntake::new(store.clone(), r)),
+        )),
+        Err(e) => {
+            tracing::error!(error = %e, "TLSRPT reports sent to us cannot be read: no resolver");
+            None
+        }
+    }
+}
+
 /// The inbound MX's SMTP settings from `[smtp]`.
 /// An SMTP listener's settings: the MX (`submission: None`) or a submission port.
 fn smtp_server(
@@ -279,6 +306,7 @@ fn smtp_server(
     let server = kurier_smtp::SmtpServer::new(
         session,
         crate::maildrop::StoreMailDrop {
+            reports: report_intake(cfg, &store),
             store,
             data_dir: cfg.server.data_dir.clone(),
             outbound,

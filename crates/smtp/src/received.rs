@@ -104,6 +104,26 @@ pub struct UtcTime {
 }
 
 impl UtcTime {
+    /// `2026-11-28T00:00:00Z` (RFC 3339).
+    pub fn rfc3339(&self) -> String {
+        format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+            self.year, self.month, self.day, self.hour, self.minute, self.second
+        )
+    }
+
+    /// Seconds since 1970 of a civil date and time (the inverse of `from_unix`).
+    pub fn to_unix(&self) -> i64 {
+        let y = self.year - i64::from(self.month <= 2);
+        let era = y.div_euclid(400);
+        let yoe = y - era * 400;
+        let m = self.month;
+        let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + self.day - 1;
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+        let days = era * 146_097 + doe - 719_468;
+        days * 86400 + self.hour * 3600 + self.minute * 60 + self.second
+    }
+
     /// Civil date from days since 1970-01-01 (H. Hinnant's algorithm); any `i64` is fine.
     pub fn from_unix(t: i64) -> Self {
         let (days, secs) = (t.div_euclid(86400), t.rem_euclid(86400));
@@ -129,6 +149,17 @@ impl UtcTime {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn utc_round_trip() {
+        for t in [0, 951_782_400, 1_795_906_104, -86_400, 4_102_444_800] {
+            assert_eq!(UtcTime::from_unix(t).to_unix(), t);
+        }
+        assert_eq!(
+            UtcTime::from_unix(1_795_906_104).rfc3339(),
+            "2026-11-28T22:48:24Z"
+        );
+    }
 
     #[test]
     fn dates() {

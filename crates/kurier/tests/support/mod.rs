@@ -228,11 +228,17 @@ pub fn configured(dir: &Path, ip: &str, smtp: &str, submission: &str) -> PathBuf
         format!(
             "[server]\nhostname = \"mx.kurier.test\"\ndata_dir = \"{data}\"\nshutdown_grace_secs = 2\n\
              [[tls.certificate]]\ncert = \"{cert}\"\nkey = \"{key}\"\n\
-             [web]\nlisten = [\"{ip}:8443\"]\nlisten_http = [\"{ip}:8080\"]\n[smtp]\nlisten = [\"{ip}:2525\"]\n{smtp}\n\
+             [web]\nlisten = [\"{ip}:8443\"]\nlisten_http = [\"{ip}:8080\"]\n[smtp]\n{smtp_listen}{smtp}\n\
              [submission]\nlisten_implicit = [\"{ip}:2465\"]\nlisten_starttls = [\"{ip}:2587\"]\n{submission}\n",
             data = dir.join("data").display(),
             cert = cert.display(),
-            key = key.display()
+            key = key.display(),
+            // `smtp` may name its own listeners.
+            smtp_listen = if smtp.contains("listen") {
+                String::new()
+            } else {
+                format!("listen = [\"{ip}:2525\"]\n")
+            },
         ),
     )
     .unwrap();

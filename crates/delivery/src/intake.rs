@@ -1,0 +1,120 @@
+//! TLSRPT reports others send us (RFC 8460 §5.3; TR-03108 RPT-2, RPT-3): the report mail is
+//! accepted only with a valid DKIM signature of the reporting domain (`TLS-Report-Submitter`),
+//! the `application/tlsrpt+gzip` or `+json` attachment is decompressed within a size cap (gzip
+//! bombs end there), read leniently (`policy::tlsrpt::parse_report`) and stored.
+
+use std::io::Read;
+use std::sync::Arc;
+
+use kurier_dns::Resolver;
+use kurier_policy::tlsrpt::{MAX_REPORT_BYTES, parse_report};
+use kurier_store::Store;
+use mail_parser::{MessageParser, MimeHeaders};
+
+/// What became of a report mail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Intake {
+    /// Stored: (report domain, submitter, store id).
+    Stored(String, String, i64),
+    /// Dropped, with the reason.
+    Dropped(String),
+}
+
+pub struct ReportIntake {
+    store: Arc<dyn Store>,
+    resolver: Resolver,
+}
+
+impl ReportIntake {
+    pub fn new(store: Arc<dyn Store>, resolver: Resolver) -> Self {
+        ReportIntake { store, resolver }
+    }
+
+    pub async fn take(&self, message: &[u8]) -> Intake {
+        match self.try_take(message).await {
+            Ok(i) => i,
+            Err(why) => Intake::Dropped(why),
+        }
+    }
+
+    async fn try_take(&self, message: &[u8]) -> Result<Intake, String> {
+        let parsed = MessageParser::default()
+            .parse(message)
+            .ok_or("not a mail message")?;
+        let submitter = parsed
+            .header_raw("TLS-Report-Submitter")
+            .map(|s| s.trim().trim_end_matches('.').to_ascii_lowercase())
+            .filter(|s| !s.is_empty())
+            .ok_or("no TLS-Report-Submitter header")?;
+        // RPT-2: a valid signature by the reporting domain (or a domain above it).
+        let mut why = String::from("no DKIM signature");
+        let mut verified = false;
+        for sig in kurier_dkim::verify::signatures(message) {
+            if !(submitter == sig.domain || submitter.ends_with(&format!(".{}", sig.domain))) {
+                why = format!("signed by {}, not by {submitter}", sig.domain);
+                continue;
+            }
+            let record = match self.resolver.txt(&sig.key_name()).await {
+                Ok(a) if !a.records.is_empty() => a.records.join(""),
+                Ok(_) => {
+                    why = format!("no key record at {}", sig.key_name());
+                    continue;
+                }
+                Err(e) => {
+                    why = format!("{}: {e}", sig.key_name());
+                    continue;
+                }
+            };
+            match kurier_dkim::verify::verify(message, &sig, &record) {
+                Ok(()) => {
+                    verified = true;
+                    break;
+                }
+                Err(e) => why = e.to_string(),
+            }
+        }
+        if !verified {
+            return Err(format!("DKIM: {why}"));
+        }
+        let part = parsed
+            .parts
+            .iter()
+            .find(|p| {
+                p.content_type().is_some_and(|ct| {
+                    ct.ctype().eq_ignore_ascii_case("application")
+                        && ct.subtype().is_some_and(|s| {
+                            let s = s.to_ascii_lowercase();
+                            s == "tlsrpt+gzip" || s == "tlsrpt+json" || s == "gzip"
+                        })
+                })
+            })
+            .ok_or("no application/tlsrpt+gzip or +json part")?;
+        let raw = part.contents();
+        let json = if raw.starts_with(&[0x1f, 0x8b]) {
+            let mut out = Vec::new();
+            flate2::read::GzDecoder::new(raw)
+                .take(MAX_REPORT_BYTES as u64 + 1)
+                .read_to_end(&mut out)
+                .map_err(|e| format!("gzip: {e}"))?;
+            if out.len() > MAX_REPORT_BYTES {
+                return Err("the report decompresses to more than the limit".into());
+            }
+            out
+        } else {
+            raw.to_vec()
+        };
+        let report = parse_report(&json).map_err(|e| e.to_string())?;
+        let domain = report
+            .policies
+            .first()
+            .map(|p| p.policy_domain.clone())
+            .filter(|d| !d.is_empty())
+            .ok_or("the report names no policy domain")?;
+        let id = self
+            .store
+            .store_report(&domain, &submitter, &json)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(Intake::Stored(domain, submitter, id))
+    }
+}

@@ -1,0 +1,290 @@
+//! Sending TLSRPT reports (RFC 8460 §3, §5; TR-03108 RPT-4..RPT-10): for one UTC day, per
+//! policy domain that publishes exactly one valid `_smtp._tls` record (looked up through the
+//! validating resolver), the aggregate report of our sessions to it, gzip-compressed, to each
+//! `rua`: by mail as `multipart/report; report-type="tlsrpt"`, DKIM-signed by our reporting
+//! domain without `l=` and marked `TLS-Required: No` so that the receiver's own DANE or MTA-STS
+//! trouble cannot hold it (RFC 8460 §3, RFC 8689 §5) — it goes through our queue, which retries
+//! — or by HTTPS POST.
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::sync::Arc;
+
+use kurier_dkim::DkimKey;
+use kurier_dns::Resolver;
+use kurier_policy::tlsrpt::{ReportMeta, Rua, TlsRptEvent, build_report, parse_record};
+use kurier_smtp::received::{UtcTime, rfc5322_date, unique_stamp};
+use kurier_store::{NewQueueEntry, Store};
+use kurier_tls::ClientTls;
+use tokio::sync::Notify;
+
+use crate::https;
+
+/// Who we are in reports (config `[tlsrpt]`).
+#[derive(Debug, Clone)]
+pub struct ReporterConfig {
+    pub organization: String,
+    /// `contact-info`, e.g. `mailto:postmaster@example.org`.
+    pub contact: String,
+    /// Our reporting domain: `TLS-Report-Submitter`, the file name, the DKIM `d=`.
+    pub submitter: String,
+    /// The From address of report mail.
+    pub from: String,
+    /// Our host name (report ids).
+    pub hostname: String,
+}
+
+/// What one day's run did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct DayRun {
+    /// `domain → rua` for each report handed on.
+    pub sent: Vec<String>,
+    /// `(domain, why)` for each domain without a report.
+    pub skipped: Vec<(String, String)>,
+}
+
+pub struct Reporter {
+    store: Arc<dyn Store>,
+    resolver: Resolver,
+    tls: ClientTls,
+    dkim: Option<DkimKey>,
+    cfg: ReporterConfig,
+    wake: Arc<Notify>,
+}
+
+impl Reporter {
+    pub fn new(
+        store: Arc<dyn Store>,
+        resolver: Resolver,
+        tls: ClientTls,
+        dkim: Option<DkimKey>,
+        cfg: ReporterConfig,
+        wake: Arc<Notify>,
+    ) -> Self {
+        Reporter {
+            store,
+            resolver,
+            tls,
+            dkim,
+            cfg,
+            wake,
+        }
+    }
+
+    /// Reports the UTC day starting at `day_start` (a multiple of 86400).
+    pub async fn send_day(&self, day_start: i64) -> DayRun {
+        let mut run = DayRun::default();
+        let end = day_start + 86_400;
+        let events = match self.store.tls_events(day_start, end).await {
+            Ok(e) => e,
+            Err(e) => {
+                run.skipped
+                    .push(("*".into(), format!("cannot read the TLS events: {e}")));
+                return run;
+            }
+        };
+        let events: Vec<TlsRptEvent> = events
+            .into_iter()
+            .map(|e| TlsRptEvent {
+                policy_domain: e.policy_domain,
+                policy_type: e.policy_type,
+                policy_strings: e.policy_strings,
+                mx_host: e.mx_host,
+                failure: e.failure,
+                receiving_ip: e.receiving_ip,
+            })
+            .collect();
+        let domains: BTreeSet<String> = events.iter().map(|e| e.policy_domain.clone()).collect();
+        let (start, stop) = (
+            UtcTime::from_unix(day_start).rfc3339(),
+            UtcTime::from_unix(end).rfc3339(),
+        );
+        for domain in domains {
+            // RPT-7: exactly one valid record, through the validating resolver.
+            let record = match self.resolver.txt(&format!("_smtp._tls.{domain}")).await {
+                Ok(a) => parse_record(&a.records),
+                Err(e) => {
+                    run.skipped.push((domain, e.to_string()));
+                    continue;
+                }
+            };
+            let record = match record {
+                Ok(Some(r)) => r,
+                Ok(None) => {
+                    run.skipped.push((domain, "no _smtp._tls record".into()));
+                    continue;
+                }
+                Err(e) => {
+                    run.skipped.push((domain, format!("_smtp._tls: {e}")));
+                    continue;
+                }
+            };
+            let day = &start[..10];
+            let meta = ReportMeta {
+                organization_name: self.cfg.organization.clone(),
+                contact_info: self.cfg.contact.clone(),
+                report_id: format!("{day}.{domain}.{:x}@{}", unique_stamp(), self.cfg.hostname),
+                start: start.clone(),
+                end: stop.clone(),
+            };
+            let json = build_report(&meta, &domain, &events).to_string();
+            let gz = match gzip(json.as_bytes()) {
+                Ok(g) => g,
+                Err(e) => {
+                    run.skipped.push((domain, format!("gzip: {e}")));
+                    continue;
+                }
+            };
+            // RFC 8460 §5.3: submitter!policy-domain!begin!end.json.gz
+            let filename = format!("{}!{domain}!{day_start}!{end}.json.gz", self.cfg.submitter);
+            for rua in &record.rua {
+                let outcome = match rua {
+                    Rua::Mailto(to) => {
+                        self.mail(to, &domain, &meta.report_id, &filename, &gz)
+                            .await
+                    }
+                    Rua::Https(url) => self.post(url, &gz).await,
+                };
+                let target = match rua {
+                    Rua::Mailto(a) => format!("mailto:{a}"),
+                    Rua::Https(u) => u.clone(),
+                };
+                match outcome {
+                    Ok(()) => {
+                        tracing::info!(domain = %domain, rua = %target, "TLSRPT report sent");
+                        run.sent.push(format!("{domain} → {target}"));
+                    }
+                    Err(e) => {
+                        tracing::warn!(domain = %domain, rua = %target, error = %e, "TLSRPT report not sent");
+                        run.skipped.push((domain.clone(), format!("{target}: {e}")));
+                    }
+                }
+            }
+        }
+        run
+    }
+
+    async fn mail(
+        &self,
+        to: &str,
+        domain: &str,
+        report_id: &str,
+        filename: &str,
+        gz: &[u8],
+    ) -> Result<(), String> {
+        let key = self.dkim.as_ref().ok_or_else(|| {
+            format!(
+                "no DKIM key for {} (RPT-8 requires signed reports; kurier dkim generate {})",
+                self.cfg.submitter, self.cfg.submitter
+            )
+        })?;
+        let message = report_message(&self.cfg, to, domain, report_id, filename, gz);
+        let signature = key
+            .sign(&message, kurier_store::now())
+            .map_err(|e| e.to_string())?;
+        let signed = [signature.as_bytes(), &message].concat();
+        let entry = NewQueueEntry {
+            sender: self.cfg.from.clone(),
+            recipients: vec![(to.to_string(), None)],
+            require_tls: false,
+        };
+        self.store
+            .enqueue(&entry, &signed)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// RFC 8460 §5.4: POST, `application/tlsrpt+gzip`; any 2xx counts.
+    async fn post(&self, url: &str, gz: &[u8]) -> Result<(), String> {
+        let rest = url.strip_prefix("https://").ok_or("not an https URL")?;
+        let (authority, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, "/"),
+        };
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((h, p)) => (h, p.parse().map_err(|_| format!("bad port in {url}"))?),
+            None => (authority, 443),
+        };
+        let r = https::exchange(
+            &self.resolver,
+            &self.tls,
+            https::Request {
+                host,
+                port,
+                method: "POST",
+                path,
+                content_type: Some("application/tlsrpt+gzip"),
+                body: gz.to_vec(),
+                reject_wildcard: false,
+                max_response: 64 * 1024,
+            },
+        )
+        .await
+        .map_err(|(_, d)| d)?;
+        if (200..300).contains(&r.status) {
+            Ok(())
+        } else {
+            Err(format!("{url} answered {}", r.status))
+        }
+    }
+}
+
+fn gzip(data: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(data)?;
+    e.finish()
+}
+
+/// The report mail (RFC 8460 §5.3), unsigned.
+pub fn report_message(
+    cfg: &ReporterConfig,
+    to: &str,
+    domain: &str,
+    report_id: &str,
+    filename: &str,
+    gz: &[u8],
+) -> Vec<u8> {
+    let boundary = format!("kurier-tlsrpt-{:016x}", unique_stamp());
+    let now = kurier_store::now();
+    let b64 = openssl::base64::encode_block(gz);
+    let mut wrapped = String::new();
+    for chunk in b64.as_bytes().chunks(76) {
+        wrapped.push_str(&String::from_utf8_lossy(chunk));
+        wrapped.push_str("\r\n");
+    }
+    format!(
+        "From: <{from}>\r\n\
+         To: <{to}>\r\n\
+         Subject: Report Domain: {domain} Submitter: {submitter} Report-ID: <{report_id}>\r\n\
+         Date: {date}\r\n\
+         Message-ID: <tlsrpt.{stamp:x}@{host}>\r\n\
+         TLS-Report-Domain: {domain}\r\n\
+         TLS-Report-Submitter: {submitter}\r\n\
+         TLS-Required: No\r\n\
+         Auto-Submitted: auto-generated\r\n\
+         MIME-Version: 1.0\r\n\
+         Content-Type: multipart/report; report-type=\"tlsrpt\";\r\n\tboundary=\"{boundary}\"\r\n\
+         \r\n\
+         --{boundary}\r\n\
+         Content-Type: text/plain; charset=utf-8\r\n\
+         \r\n\
+         This is an aggregate TLS report (RFC 8460) from {org} for {domain}.\r\n\
+         \r\n\
+         --{boundary}\r\n\
+         Content-Type: application/tlsrpt+gzip\r\n\
+         Content-Transfer-Encoding: base64\r\n\
+         Content-Disposition: attachment;\r\n\tfilename=\"{filename}\"\r\n\
+         \r\n\
+         {wrapped}\
+         --{boundary}--\r\n",
+        from = cfg.from,
+        submitter = cfg.submitter,
+        date = rfc5322_date(now),
+        stamp = unique_stamp(),
+        host = cfg.hostname,
+        org = cfg.organization,
+    )
+    .into_bytes()
+}
