@@ -14,8 +14,13 @@ use mail_parser::{MessageParser, MimeHeaders};
 /// What became of a report mail.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Intake {
-    /// Stored: (report domain, submitter, store id).
-    Stored(String, String, i64),
+    /// Stored: report domain, submitter, store id, and the failed sessions it reports.
+    Stored {
+        domain: String,
+        submitter: String,
+        id: i64,
+        failed: u64,
+    },
     /// Dropped, with the reason.
     Dropped(String),
 }
@@ -115,6 +120,11 @@ impl ReportIntake {
             .store_report(&domain, &submitter, &json)
             .await
             .map_err(|e| e.to_string())?;
-        Ok(Intake::Stored(domain, submitter, id))
+        Ok(Intake::Stored {
+            failed: report.policies.iter().map(|p| p.failed).sum(),
+            domain,
+            submitter,
+            id,
+        })
     }
 }

@@ -61,8 +61,17 @@ impl StoreMailDrop {
         let (intake, body, id) = (intake.clone(), m.body.clone(), m.id.clone());
         tokio::spawn(async move {
             match intake.take(&body).await {
-                kurier_delivery::intake::Intake::Stored(domain, submitter, _) => {
-                    tracing::info!(%id, %domain, %submitter, "TLSRPT report received")
+                kurier_delivery::intake::Intake::Stored {
+                    domain,
+                    submitter,
+                    failed,
+                    ..
+                } => {
+                    tracing::info!(%id, %domain, %submitter, failed, "TLSRPT report received");
+                    if failed > 0 {
+                        // RPT-3: failures others saw on their way to us need attention.
+                        tracing::warn!(%domain, %submitter, failed, "a TLSRPT report shows failed TLS sessions to us; see: kurier reports list");
+                    }
                 }
                 kurier_delivery::intake::Intake::Dropped(why) => {
                     tracing::warn!(%id, reason = %why, "TLSRPT report dropped")

@@ -54,6 +54,16 @@ fn rpt_reports_from_a_to_b_with_exact_counts() {
                 .record("_smtp._tls", "TXT", RUA),
         )
         .zone(to_p0(Zone::unsigned("none.test")).record("_smtp._tls", "TXT", RUA))
+        // RPT-9: an https rua.
+        .zone(
+            to_p0(Zone::unsigned("httpsrpt.test"))
+                .record(
+                    "_smtp._tls",
+                    "TXT",
+                    "\"v=TLSRPTv1; rua=https://collector.httpsrpt.test/v1/tlsrpt\"",
+                )
+                .record("collector", "A", &format!("{{ip:{}}}", policy_host + 1)),
+        )
         .zone(to_p0(Zone::unsigned("norpt.test")))
         .zone(
             to_p0(Zone::unsigned("tworpt.test"))
@@ -88,6 +98,7 @@ fn rpt_reports_from_a_to_b_with_exact_counts() {
                 "norpt.test",
                 "tworpt.test",
                 "norua.test",
+                "httpsrpt.test",
             ],
         ))
         .build()
@@ -101,6 +112,9 @@ fn rpt_reports_from_a_to_b_with_exact_counts() {
                 "version: STSv1\nmode: enforce\nmx: mx.stsbad.test\nmax_age: 86400\n",
             )],
         )
+        .unwrap();
+    world
+        .start_https(policy_host + 1, &["collector.httpsrpt.test"], &[])
         .unwrap();
     let dns = world.dns().clone();
     let dns_cfg = format!(
@@ -149,6 +163,7 @@ fn rpt_reports_from_a_to_b_with_exact_counts() {
         "norpt.test",
         "tworpt.test",
         "norua.test",
+        "httpsrpt.test",
     ];
     let mut c = Client::connect_tls(format!("{a_ip}:2465").parse().unwrap(), "mx.kurier.test");
     c.cmd("EHLO client.test");
@@ -199,6 +214,25 @@ fn rpt_reports_from_a_to_b_with_exact_counts() {
             "{out}"
         );
     }
+    assert!(
+        out.contains("sent      httpsrpt.test → https://collector.httpsrpt.test/v1/tlsrpt"),
+        "{out}"
+    );
+    let posted = world.posted(policy_host + 1);
+    assert_eq!(posted.len(), 1);
+    assert_eq!(posted[0].0, "application/tlsrpt+gzip");
+    let mut json = String::new();
+    std::io::Read::read_to_string(
+        &mut flate2::read::GzDecoder::new(&posted[0].1[..]),
+        &mut json,
+    )
+    .unwrap();
+    let posted_report: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(
+        posted_report["policies"][0]["policy"]["policy-domain"],
+        "httpsrpt.test"
+    );
+    assert_eq!(posted_report["organization-name"], "Kurier A");
     assert!(
         out.contains("no report norpt.test: no _smtp._tls record"),
         "H-02: {out}"
@@ -255,6 +289,8 @@ fn rpt_reports_from_a_to_b_with_exact_counts() {
             .is_some(),
         "{listed:?}"
     );
+    // RPT-3: reports with failures raise a warning.
+    assert!(b.stderr().contains("a TLSRPT report shows failed TLS sessions"));
     // The report to B was not counted as a session itself, and went through B's broken TLSA.
     assert!(!a_counts.contains_key("kurier-b.test"), "{a_counts:?}");
     assert!(!counts_from_events(a_dir.path()).contains_key("kurier-b.test"));

@@ -236,11 +236,23 @@ pub fn swaks(args: &[&str]) -> Result<String, WorldError> {
 /// The MTA-STS policy host and other HTTPS servers: a small Python server (the machine's
 /// `python3`) serving files over TLS with a world certificate.
 const HTTPS_SERVER: &str = r#"
-import functools, http.server, ssl, sys
+import functools, http.server, os, ssl, sys
 root, ip, port, cert, key = sys.argv[1:]
 ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
 ctx.load_cert_chain(cert, key)
-handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=root)
+class Handler(http.server.SimpleHTTPRequestHandler):
+    # A collector too: every POST body is kept in <root>/../posted/<n>, with its content type.
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        posted = os.path.join(root, "..", "posted")
+        os.makedirs(posted, exist_ok=True)
+        n = len(os.listdir(posted)) // 2
+        open(os.path.join(posted, str(n)), "wb").write(body)
+        open(os.path.join(posted, str(n) + ".type"), "w").write(self.headers.get("Content-Type", ""))
+        self.send_response(201)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+handler = functools.partial(Handler, directory=root)
 server = http.server.ThreadingHTTPServer((ip, int(port)), handler)
 server.socket = ctx.wrap_socket(server.socket, server_side=True)
 server.serve_forever()
@@ -263,7 +275,8 @@ impl World {
         Ok(addr)
     }
 
-    /// Starts an HTTPS server on 127.A.B.`host`:443 with a world certificate for `names`,
+    /// Starts an HTTPS server on 127.A.B.`host`:443 with a world certificate for `names`
+    /// (POSTs are kept, see `posted`),
     /// serving `files` (path below the root, content), e.g.
     /// `(".well-known/mta-sts.txt", "version: STSv1\n…")`.
     pub fn start_https(
@@ -296,6 +309,21 @@ impl World {
         d.wait_until("listening", || daemon::tcp_open(addr))?;
         self.daemons.push(d);
         Ok(addr)
+    }
+
+    /// The bodies POSTed to the HTTPS server on 127.A.B.`host`, oldest first, with their
+    /// content types.
+    pub fn posted(&self, host: u8) -> Vec<(String, Vec<u8>)> {
+        let dir = self.path(&format!("https-{host}")).join("posted");
+        let mut out = Vec::new();
+        for n in 0.. {
+            let Ok(body) = std::fs::read(dir.join(n.to_string())) else {
+                break;
+            };
+            let kind = std::fs::read_to_string(dir.join(format!("{n}.type"))).unwrap_or_default();
+            out.push((kind, body));
+        }
+        out
     }
 
     /// The world CA's root as a PEM file (for clients' trust stores).
