@@ -290,7 +290,10 @@ fn rpt_reports_from_a_to_b_with_exact_counts() {
         "{listed:?}"
     );
     // RPT-3: reports with failures raise a warning.
-    assert!(b.stderr().contains("a TLSRPT report shows failed TLS sessions"));
+    assert!(
+        b.stderr()
+            .contains("a TLSRPT report shows failed TLS sessions")
+    );
     // The report to B was not counted as a session itself, and went through B's broken TLSA.
     assert!(!a_counts.contains_key("kurier-b.test"), "{a_counts:?}");
     assert!(!counts_from_events(a_dir.path()).contains_key("kurier-b.test"));
