@@ -50,6 +50,32 @@ pub struct TlsOutcome {
     pub policy_strings: Vec<String>,
     /// `None`: TLS was established (and verified where required).
     pub failure: Option<&'static str>,
+    /// Our address, the receiver's greeting name, and the failure in words, where known.
+    pub sending_ip: Option<String>,
+    pub receiving_helo: Option<String>,
+    pub detail: Option<String>,
+}
+
+impl TlsOutcome {
+    /// An outcome decided before any connection (DNS, policy).
+    pub fn without_session(
+        mx_host: &str,
+        policy_type: &'static str,
+        policy_strings: Vec<String>,
+        failure: &'static str,
+        detail: String,
+    ) -> TlsOutcome {
+        TlsOutcome {
+            mx_host: mx_host.to_string(),
+            ip: None,
+            policy_type,
+            policy_strings,
+            failure: Some(failure),
+            sending_ip: None,
+            receiving_helo: None,
+            detail: Some(detail),
+        }
+    }
 }
 
 /// What an attempt produced: per item, per recipient, the outcome; and the TLS outcomes seen.
@@ -131,13 +157,13 @@ pub async fn deliver(
                     hop.host
                 ),
             );
-            report.tls.push(TlsOutcome {
-                mx_host: hop.host.clone(),
-                ip: None,
-                policy_type: "tlsa",
-                policy_strings: Vec::new(),
-                failure: Some("dnssec-invalid"),
-            });
+            report.tls.push(TlsOutcome::without_session(
+                &hop.host,
+                "tlsa",
+                Vec::new(),
+                "dnssec-invalid",
+                why.clone(),
+            ));
             tracing::info!(domain = %domain, mx = %hop.host, dane = "bogus", result = "skipped", reason = %why, "delivery attempt");
             continue;
         }
@@ -152,13 +178,13 @@ pub async fn deliver(
         {
             // RFC 8461 §4.1: an MX the policy does not list is not to be used (enforce), or
             // used and reported (testing).
-            report.tls.push(TlsOutcome {
-                mx_host: hop.host.clone(),
-                ip: None,
-                policy_type: "sts",
-                policy_strings: policy.1.clone(),
-                failure: Some("validation-failure"),
-            });
+            report.tls.push(TlsOutcome::without_session(
+                &hop.host,
+                "sts",
+                policy.1.clone(),
+                "validation-failure",
+                "the MX is not listed in the MTA-STS policy".into(),
+            ));
             if *enforce {
                 last = Failure::new(
                     "4.7.5",
@@ -392,13 +418,18 @@ async fn open(
     let connect = || SmtpClient::connect(addr, &conn.helo, conn.timeout, conn.data_timeout);
     let client = connect().await.map_err(|e| connect_failure(hop, &e))?;
     let ip = Some(addr.ip().to_string());
-    let mut outcome = |failure: Option<&'static str>| {
+    let sending_ip = client.local().map(|a| a.ip().to_string());
+    let receiving_helo = Some(client.greeting_name().to_string()).filter(|h| !h.is_empty());
+    let mut outcome = |failure: Option<&'static str>, detail: Option<String>| {
         report.tls.push(TlsOutcome {
             mx_host: hop.host.clone(),
             ip: ip.clone(),
             policy_type: policy.0,
             policy_strings: policy.1.clone(),
             failure,
+            sending_ip: sending_ip.clone(),
+            receiving_helo: receiving_helo.clone(),
+            detail,
         })
     };
     let refuse = |what: String| Failure {
@@ -406,7 +437,10 @@ async fn open(
         ..Failure::new("4.7.5", what)
     };
     if !client.extensions().starttls {
-        outcome(Some("starttls-not-supported"));
+        outcome(
+            Some("starttls-not-supported"),
+            Some("the server did not offer STARTTLS".into()),
+        );
         if security.required() {
             client.quit().await;
             return Err(refuse(format!(
@@ -422,16 +456,19 @@ async fn open(
         .await
     {
         Ok(c) => {
-            outcome(None);
+            outcome(None, None);
             return Ok(c);
         }
         Err(ClientError::Tls {
             verdict, detail, ..
         }) => {
-            outcome(Some(match &verdict {
-                PeerVerdict::Failed { result_type, .. } => result_type,
-                _ => "validation-failure",
-            }));
+            outcome(
+                Some(match &verdict {
+                    PeerVerdict::Failed { result_type, .. } => result_type,
+                    _ => "validation-failure",
+                }),
+                Some(detail.clone()),
+            );
             detail
         }
         Err(e) => return Err(connect_failure(hop, &e)),

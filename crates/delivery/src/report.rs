@@ -92,6 +92,9 @@ impl Reporter {
                 mx_host: e.mx_host,
                 failure: e.failure,
                 receiving_ip: e.receiving_ip,
+                sending_ip: e.sending_ip,
+                receiving_helo: e.receiving_helo,
+                detail: e.detail,
             })
             .collect();
         let domains: BTreeSet<String> = events.iter().map(|e| e.policy_domain.clone()).collect();

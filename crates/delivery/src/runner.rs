@@ -296,14 +296,14 @@ impl QueueRunner {
         if relaxed {
             report.tls.clear();
         }
-        if let Some((result_type, _)) = &sts.failure {
-            report.tls.push(attempt::TlsOutcome {
-                mx_host: String::new(),
-                ip: None,
-                policy_type: "sts",
-                policy_strings: Vec::new(),
-                failure: Some(result_type),
-            });
+        if let Some((result_type, detail)) = &sts.failure {
+            report.tls.push(attempt::TlsOutcome::without_session(
+                "",
+                "sts",
+                Vec::new(),
+                result_type,
+                detail.clone(),
+            ));
         }
         let now = kurier_store::now();
         for t in &report.tls {
@@ -314,6 +314,9 @@ impl QueueRunner {
                 mx_host: t.mx_host.clone(),
                 failure: t.failure.map(str::to_string),
                 receiving_ip: t.ip.clone(),
+                sending_ip: t.sending_ip.clone(),
+                receiving_helo: t.receiving_helo.clone(),
+                detail: t.detail.clone(),
                 at: now,
             };
             if let Err(e) = self.store.record_tls_event(&event).await {

@@ -198,6 +198,18 @@ fn rpt_reports_from_a_to_b_with_exact_counts() {
         "{a_counts:?}"
     );
 
+    // RPT-4: each session with our address, the receiver's greeting name, and why it failed.
+    let (rt, store) = store_at(a_dir.path());
+    let events = rt.block_on(store.tls_events(0, i64::MAX)).unwrap();
+    drop((rt, store));
+    let broken = events
+        .iter()
+        .find(|e| e.policy_domain == "broken.test")
+        .unwrap();
+    assert!(broken.sending_ip.is_some(), "{broken:?}");
+    assert_eq!(broken.receiving_helo.as_deref(), Some("mx.good.test"));
+    assert!(broken.detail.is_some(), "{broken:?}");
+
     let today = kurier_smtp_day();
     let (code, out, err) = support::run(&[
         "reports",

@@ -101,6 +101,10 @@ pub struct TlsRptEvent {
     /// `None` for a successful session, else an RFC 8460 §4.3 result type.
     pub failure: Option<String>,
     pub receiving_ip: Option<String>,
+    pub sending_ip: Option<String>,
+    pub receiving_helo: Option<String>,
+    /// The failure in words (`additional-information`).
+    pub detail: Option<String>,
 }
 
 /// Who reports, and for which day.
@@ -118,7 +122,8 @@ pub struct ReportMeta {
 /// with session counts and failure details grouped by result type, MX and address.
 pub fn build_report(meta: &ReportMeta, domain: &str, events: &[TlsRptEvent]) -> Value {
     type Key = (String, Vec<String>);
-    type Failures = BTreeMap<(String, String, String), u64>;
+    /// (result type, MX, receiving IP, sending IP, HELO) → (sessions, first detail).
+    type Failures = BTreeMap<(String, String, String, String, String), (u64, String)>;
     let mut policies: BTreeMap<Key, (u64, u64, Failures)> = BTreeMap::new();
     for e in events.iter().filter(|e| e.policy_domain == domain) {
         let entry = policies
@@ -132,8 +137,14 @@ pub fn build_report(meta: &ReportMeta, domain: &str, events: &[TlsRptEvent]) -> 
                     kind.clone(),
                     e.mx_host.clone(),
                     e.receiving_ip.clone().unwrap_or_default(),
+                    e.sending_ip.clone().unwrap_or_default(),
+                    e.receiving_helo.clone().unwrap_or_default(),
                 );
-                *entry.2.entry(key).or_default() += 1;
+                let d = entry.2.entry(key).or_default();
+                d.0 += 1;
+                if d.1.is_empty() {
+                    d.1 = e.detail.clone().unwrap_or_default();
+                }
             }
         }
     }
@@ -154,13 +165,18 @@ pub fn build_report(meta: &ReportMeta, domain: &str, events: &[TlsRptEvent]) -> 
             }
             let details: Vec<Value> = details
                 .into_iter()
-                .map(|((result, mx, ip), n)| {
+                .map(|((result, mx, ip, sending, helo), (n, detail))| {
                     let mut d = json!({ "result-type": result, "failed-session-count": n });
-                    if !mx.is_empty() {
-                        d["receiving-mx-hostname"] = json!(mx);
-                    }
-                    if !ip.is_empty() {
-                        d["receiving-ip"] = json!(ip);
+                    for (key, value) in [
+                        ("receiving-mx-hostname", mx),
+                        ("receiving-ip", ip),
+                        ("sending-mta-ip", sending),
+                        ("receiving-mx-helo", helo),
+                        ("additional-information", detail),
+                    ] {
+                        if !value.is_empty() {
+                            d[key] = json!(value);
+                        }
                     }
                     d
                 })
@@ -311,6 +327,9 @@ mod tests {
             mx_host: mx.into(),
             failure: failure.map(str::to_string),
             receiving_ip: Some("192.0.2.1".into()),
+            sending_ip: Some("198.51.100.7".into()),
+            receiving_helo: Some(mx.into()),
+            detail: failure.map(|f| format!("because {f}")),
         }
     }
 

@@ -71,6 +71,9 @@ fn rpt6_generated_reports_validate_against_the_rfc8460_schema() {
             mx_host: "mx.b.test".into(),
             failure: None,
             receiving_ip: Some("192.0.2.1".into()),
+            sending_ip: Some("198.51.100.7".into()),
+            receiving_helo: Some("mx.b.test".into()),
+            detail: None,
         },
         TlsRptEvent {
             policy_domain: "b.test".into(),
@@ -79,6 +82,9 @@ fn rpt6_generated_reports_validate_against_the_rfc8460_schema() {
             mx_host: "mx3.b.test".into(),
             failure: None,
             receiving_ip: None,
+            sending_ip: None,
+            receiving_helo: None,
+            detail: None,
         },
     ];
     for (i, kind) in RESULT_TYPES.iter().enumerate() {
@@ -93,6 +99,9 @@ fn rpt6_generated_reports_validate_against_the_rfc8460_schema() {
             mx_host: "mx.b.test".into(),
             failure: Some(kind.to_string()),
             receiving_ip: Some("192.0.2.1".into()),
+            sending_ip: Some("198.51.100.7".into()),
+            receiving_helo: Some("mx.b.test".into()),
+            detail: Some(format!("the {kind} case")),
         });
     }
     let meta = ReportMeta {

@@ -79,6 +79,10 @@ pub struct SmtpClient {
     tls: Option<(TlsInfo, PeerVerdict)>,
     /// A transaction has run on this connection; the next one starts with RSET.
     used: bool,
+    /// Our end of the connection.
+    local: Option<SocketAddr>,
+    /// The first word of the server's greeting: its name (RFC 5321 §4.3.1).
+    greeting_name: String,
 }
 
 /// The outcome of one transaction: per recipient the server's reply, and the reply to the
@@ -102,6 +106,7 @@ impl SmtpClient {
             .map_err(|_| ClientError::Timeout(addr, timeout))?
             .map_err(|e| ClientError::Connect(addr, e.to_string()))?;
         let _ = tcp.set_nodelay(true);
+        let local = tcp.local_addr().ok();
         let mut c = SmtpClient {
             io: BufReader::new(Box::new(tcp)),
             addr,
@@ -111,8 +116,19 @@ impl SmtpClient {
             ext: Extensions::default(),
             tls: None,
             used: false,
+            local,
+            greeting_name: String::new(),
         };
         let greeting = c.read_reply(timeout).await?;
+        c.greeting_name = greeting
+            .lines
+            .first()
+            .and_then(|l| l.split_ascii_whitespace().next())
+            .unwrap_or("")
+            .chars()
+            .filter(|ch| ch.is_ascii_graphic())
+            .take(255)
+            .collect();
         if greeting.code != 220 {
             return Err(ClientError::Rejected {
                 addr,
@@ -148,6 +164,16 @@ impl SmtpClient {
 
     pub fn peer(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Our address on this connection.
+    pub fn local(&self) -> Option<SocketAddr> {
+        self.local
+    }
+
+    /// The name the server greeted with.
+    pub fn greeting_name(&self) -> &str {
+        &self.greeting_name
     }
 
     /// The TLS session and what the peer check proved, once STARTTLS succeeded.

@@ -235,6 +235,12 @@ pub struct TlsEvent {
     /// `None` for success, else an RFC 8460 §4.3 result type such as `certificate-expired`.
     pub failure: Option<String>,
     pub receiving_ip: Option<String>,
+    /// Our address on that session.
+    pub sending_ip: Option<String>,
+    /// The name the receiver greeted with.
+    pub receiving_helo: Option<String>,
+    /// Why it failed, in words (RFC 8460 `additional-information`).
+    pub detail: Option<String>,
     pub at: UnixTime,
 }
 

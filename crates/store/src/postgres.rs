@@ -1359,9 +1359,9 @@ impl Store for PostgresStore {
         self.client()
             .await?
             .execute(
-                "INSERT INTO tls_events (policy_domain, policy_type, policy_strings, mx_host, failure, receiving_ip, at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                &[&e.policy_domain, &e.policy_type, &encode_list(&e.policy_strings), &e.mx_host, &e.failure, &e.receiving_ip, &e.at],
+                "INSERT INTO tls_events (policy_domain, policy_type, policy_strings, mx_host, failure, receiving_ip, sending_ip, receiving_helo, detail, at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                &[&e.policy_domain, &e.policy_type, &encode_list(&e.policy_strings), &e.mx_host, &e.failure, &e.receiving_ip, &e.sending_ip, &e.receiving_helo, &e.detail, &e.at],
             )
             .await
             .map_err(err)?;
@@ -1373,7 +1373,7 @@ impl Store for PostgresStore {
             .client()
             .await?
             .query(
-                "SELECT policy_domain, policy_type, policy_strings, mx_host, failure, receiving_ip, at \
+                "SELECT policy_domain, policy_type, policy_strings, mx_host, failure, receiving_ip, at, sending_ip, receiving_helo, detail \
                  FROM tls_events WHERE at >= $1 AND at < $2 ORDER BY at, id",
                 &[&from, &until],
             )
@@ -1389,6 +1389,9 @@ impl Store for PostgresStore {
                 failure: r.get(4),
                 receiving_ip: r.get(5),
                 at: r.get(6),
+                sending_ip: r.get(7),
+                receiving_helo: r.get(8),
+                detail: r.get(9),
             })
             .collect())
     }

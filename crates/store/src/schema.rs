@@ -106,6 +106,13 @@ pub const SQLITE: &[&str] = &[
         value TEXT NOT NULL,
         PRIMARY KEY (domain, key));
     "#,
+    // 3: the rest of a TLSRPT failure detail (RFC 8460 §4.4): our address, the receiver's
+    // greeting name, and why it failed.
+    r#"
+    ALTER TABLE tls_events ADD COLUMN sending_ip TEXT;
+    ALTER TABLE tls_events ADD COLUMN receiving_helo TEXT;
+    ALTER TABLE tls_events ADD COLUMN detail TEXT;
+    "#,
 ];
 
 pub const POSTGRES: &[&str] = &[
@@ -211,5 +218,12 @@ pub const POSTGRES: &[&str] = &[
         key TEXT NOT NULL,
         value TEXT NOT NULL,
         PRIMARY KEY (domain, key));
+    "#,
+    // 3: the rest of a TLSRPT failure detail (RFC 8460 §4.4): our address, the receiver's
+    // greeting name, and why it failed.
+    r#"
+    ALTER TABLE tls_events ADD COLUMN sending_ip TEXT;
+    ALTER TABLE tls_events ADD COLUMN receiving_helo TEXT;
+    ALTER TABLE tls_events ADD COLUMN detail TEXT;
     "#,
 ];

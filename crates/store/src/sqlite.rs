@@ -1248,9 +1248,9 @@ impl Store for SqliteStore {
         let e = e.clone();
         self.run(move |c| {
             c.execute(
-                "INSERT INTO tls_events (policy_domain, policy_type, policy_strings, mx_host, failure, receiving_ip, at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![e.policy_domain, e.policy_type, encode_list(&e.policy_strings), e.mx_host, e.failure, e.receiving_ip, e.at],
+                "INSERT INTO tls_events (policy_domain, policy_type, policy_strings, mx_host, failure, receiving_ip, sending_ip, receiving_helo, detail, at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                params![e.policy_domain, e.policy_type, encode_list(&e.policy_strings), e.mx_host, e.failure, e.receiving_ip, e.sending_ip, e.receiving_helo, e.detail, e.at],
             )
             .map_err(err)?;
             Ok(())
@@ -1262,7 +1262,7 @@ impl Store for SqliteStore {
         self.run(move |c| {
             let mut s = c
                 .prepare(
-                    "SELECT policy_domain, policy_type, policy_strings, mx_host, failure, receiving_ip, at \
+                    "SELECT policy_domain, policy_type, policy_strings, mx_host, failure, receiving_ip, at, sending_ip, receiving_helo, detail \
                      FROM tls_events WHERE at >= ?1 AND at < ?2 ORDER BY at, id",
                 )
                 .map_err(err)?;
@@ -1276,6 +1276,9 @@ impl Store for SqliteStore {
                         failure: r.get(4)?,
                         receiving_ip: r.get(5)?,
                         at: r.get(6)?,
+                        sending_ip: r.get(7)?,
+                        receiving_helo: r.get(8)?,
+                        detail: r.get(9)?,
                     })
                 })
                 .map_err(err)?;

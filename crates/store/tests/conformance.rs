@@ -769,11 +769,16 @@ mod suite {
             mx_host: "mx.remote.test".into(),
             failure: Some("tlsa-invalid".into()),
             receiving_ip: Some("192.0.2.1".into()),
+            sending_ip: Some("198.51.100.7".into()),
+            receiving_helo: Some("mx.remote.test".into()),
+            detail: Some("no TLSA record matched".into()),
             at: 1_000_000,
         };
         s.record_tls_event(&ev).await.unwrap();
         s.record_tls_event(&TlsEvent {
             failure: None,
+            detail: None,
+            receiving_helo: None,
             at: 1_086_400,
             ..ev.clone()
         })
