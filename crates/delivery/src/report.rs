@@ -50,6 +50,8 @@ pub struct Reporter {
     dkim: Option<DkimKey>,
     cfg: ReporterConfig,
     wake: Arc<Notify>,
+    /// Retry failed HTTPS uploads in the background (the server; not a one-shot CLI run).
+    retry_https: bool,
 }
 
 impl Reporter {
@@ -60,6 +62,7 @@ impl Reporter {
         dkim: Option<DkimKey>,
         cfg: ReporterConfig,
         wake: Arc<Notify>,
+        retry_https: bool,
     ) -> Self {
         Reporter {
             store,
@@ -68,6 +71,7 @@ impl Reporter {
             dkim,
             cfg,
             wake,
+            retry_https,
         }
     }
 
@@ -146,7 +150,13 @@ impl Reporter {
                         self.mail(to, &domain, &meta.report_id, &filename, &gz)
                             .await
                     }
-                    Rua::Https(url) => self.post(url, &gz).await,
+                    Rua::Https(url) => match self.post(url, &gz).await {
+                        Err(e) if self.retry_https => {
+                            self.retry_post(url.clone(), gz.clone());
+                            Err(format!("{e}; retrying for up to a day"))
+                        }
+                        other => other,
+                    },
                 };
                 let target = match rua {
                     Rua::Mailto(a) => format!("mailto:{a}"),
@@ -186,8 +196,9 @@ impl Reporter {
             .sign(&message, kurier_store::now())
             .map_err(|e| e.to_string())?;
         let signed = [signature.as_bytes(), &message].concat();
+        // Null reverse path: a report that cannot be delivered bounces to nobody.
         let entry = NewQueueEntry {
-            sender: self.cfg.from.clone(),
+            sender: String::new(),
             recipients: vec![(to.to_string(), None)],
             require_tls: false,
         };
@@ -197,6 +208,35 @@ impl Reporter {
             .map_err(|e| e.to_string())?;
         self.wake.notify_one();
         Ok(())
+    }
+
+    /// RPT-10: a failed upload is tried again with growing pauses (5 min … 10 h, about a day
+    /// in all). The retries live in this process: a restart forgets them.
+    fn retry_post(&self, url: String, gz: Vec<u8>) {
+        let me = Reporter {
+            store: self.store.clone(),
+            resolver: self.resolver.clone(),
+            tls: self.tls.clone(),
+            dkim: None,
+            cfg: self.cfg.clone(),
+            wake: self.wake.clone(),
+            retry_https: false,
+        };
+        tokio::spawn(async move {
+            let mut pause = std::time::Duration::from_secs(300);
+            for _ in 0..8 {
+                tokio::time::sleep(pause).await;
+                match me.post(&url, &gz).await {
+                    Ok(()) => {
+                        tracing::info!(rua = %url, "TLSRPT report uploaded on a retry");
+                        return;
+                    }
+                    Err(e) => tracing::info!(rua = %url, error = %e, "TLSRPT upload failed again"),
+                }
+                pause *= 2;
+            }
+            tracing::warn!(rua = %url, "TLSRPT report given up after a day of retries");
+        });
     }
 
     /// RFC 8460 §5.4: POST, `application/tlsrpt+gzip`; any 2xx counts.

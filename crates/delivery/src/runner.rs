@@ -95,6 +95,8 @@ type Destination = (String, bool);
 struct Job {
     entry: QueueEntry,
     body: Arc<Vec<u8>>,
+    /// A TLSRPT report (it has `TLS-Report-Domain`): retried for a day only (RFC 8460 §5.3).
+    report: bool,
     remaining: AtomicUsize,
     results: Mutex<Vec<(String, Outcome)>>,
     _permit: OwnedSemaphorePermit,
@@ -213,7 +215,11 @@ impl QueueRunner {
                     .push((r.address.clone(), r.dsn.clone()));
             }
             let relaxed = tls_optional(&body);
+            let report = kurier_smtp::headers::fields(&body)
+                .iter()
+                .any(|(n, _)| n == "tls-report-domain");
             let job = Arc::new(Job {
+                report,
                 remaining: AtomicUsize::new(groups.len()),
                 results: Mutex::new(Vec::new()),
                 entry,
@@ -339,7 +345,7 @@ impl QueueRunner {
         let now = kurier_store::now();
         let schedule = &self.cfg.schedule;
         let age = Duration::from_secs(u64::try_from(now - entry.created).unwrap_or(0));
-        let expired = schedule.expired(age);
+        let expired = schedule.expired(age) || (job.report && age >= Duration::from_secs(86_400));
         let warn = schedule.warn_at(entry.attempts);
         let results = job.results.lock().map(|r| r.clone()).unwrap_or_default();
         let dsn_of = |a: &str| {

@@ -112,10 +112,12 @@ pub fn report_submitter(cfg: &Config) -> String {
 }
 
 /// The TLSRPT reporter `[tlsrpt]` describes, signing with the submitter domain's DKIM key.
+/// `in_server`: failed HTTPS uploads are retried in the background.
 pub async fn reporter(
     cfg: &Config,
     store: Arc<dyn kurier_store::Store>,
     wake: Arc<Notify>,
+    in_server: bool,
 ) -> anyhow::Result<kurier_delivery::report::Reporter> {
     let submitter = report_submitter(cfg);
     let t = &cfg.tlsrpt;
@@ -144,6 +146,7 @@ pub async fn reporter(
         dkim,
         report_cfg,
         wake,
+        in_server,
     ))
 }
 

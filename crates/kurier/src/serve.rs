@@ -96,7 +96,7 @@ pub fn run(source: ConfigArgs, log_format: Option<LogFormatArg>) -> anyhow::Resu
             // A service like the listeners: shutdown waits (up to the grace) for attempts in flight.
             services.push(tokio::spawn(crate::outbound::start(runner, cfg.dns.dnssec, stop_rx.clone())));
             if cfg.tlsrpt.enabled {
-                let reporter = crate::outbound::reporter(&cfg, store.clone(), outbound.clone()).await?;
+                let reporter = crate::outbound::reporter(&cfg, store.clone(), outbound.clone(), true).await?;
                 tokio::spawn(crate::outbound::daily_reports(
                     reporter,
                     Duration::from_secs(cfg.tlsrpt.max_delay_secs),
