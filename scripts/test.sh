@@ -8,9 +8,11 @@ cd "$(dirname "$0")/.."
 # Build: gcc, make and perl compile the vendored OpenSSL. Tests: testssl.sh scans our TLS
 # listener, openssl makes certificates the way an operator would, curl is a real HTTPS client.
 # The store's conformance suite runs against a real PostgreSQL (started below). The test world
-# (tests/world/README.md) runs NSD, unbound, ldns tools, Postfix, swaks, dig and python3.
+# (tests/world/README.md) runs NSD, unbound, ldns tools, Postfix, swaks, dig and python3 (its
+# cryptography package signs the test CA's CRLs).
 packages=(gcc make perl ca-certificates openssl curl testssl.sh postgresql
-  nsd unbound ldnsutils dnsutils postfix swaks libnet-ssleay-perl python3 util-linux)
+  nsd unbound ldnsutils dnsutils postfix swaks libnet-ssleay-perl python3 python3-cryptography
+  util-linux)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -11,6 +11,8 @@ use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 use kurier_dns::Resolver;
 use kurier_tls::{ClientTls, PeerCheck};
+
+use crate::revocation::RevocationChecker;
 use tokio::net::TcpStream;
 use tokio_openssl::SslStream;
 
@@ -30,6 +32,8 @@ pub struct Request<'a> {
     pub body: Vec<u8>,
     pub reject_wildcard: bool,
     pub max_response: usize,
+    /// Check the server's chain for revocation (CERT-4).
+    pub revocation: Option<&'a RevocationChecker>,
 }
 
 pub type HttpsError = (&'static str, String);
@@ -69,6 +73,14 @@ pub async fn exchange(
         return Err(webpki(format!(
             "{host} presents a wildcard certificate (TR-03108 rejects those here)"
         )));
+    }
+    if let Some(r) = req.revocation {
+        let chain: Vec<openssl::x509::X509> = stream
+            .ssl()
+            .peer_cert_chain()
+            .map(|c| c.iter().map(|x| x.to_owned()).collect())
+            .unwrap_or_default();
+        r.check(&chain).await.map_err(webpki)?;
     }
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await

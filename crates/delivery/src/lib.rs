@@ -18,6 +18,7 @@ pub mod dsn;
 pub mod https;
 pub mod intake;
 pub mod report;
+pub mod revocation;
 pub mod route;
 pub mod runner;
 pub mod schedule;

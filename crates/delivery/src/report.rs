@@ -262,6 +262,7 @@ impl Reporter {
                 body: gz.to_vec(),
                 reject_wildcard: false,
                 max_response: 64 * 1024,
+                revocation: None,
             },
         )
         .await

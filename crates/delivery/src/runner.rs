@@ -19,6 +19,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 
 use crate::attempt::{self, Connector, Item};
 use crate::dsn::{self, Action, RecipientNotice};
+use crate::revocation::RevocationChecker;
 use crate::schedule::Schedule;
 use crate::sts::{StsFetcher, StsLookup};
 use crate::{Outcome, domain_of, route};
@@ -110,12 +111,14 @@ impl QueueRunner {
         cfg: DeliveryConfig,
         wake: Arc<Notify>,
     ) -> Arc<QueueRunner> {
+        let revocation = Arc::new(RevocationChecker::new(resolver.clone(), cfg.sts_timeout));
         let sts = StsFetcher::new(
             resolver.clone(),
             tls.clone(),
             store.clone(),
             cfg.sts_timeout,
             cfg.sts_port,
+            revocation.clone(),
         );
         let connector = Connector {
             tls,
@@ -123,6 +126,7 @@ impl QueueRunner {
             port: cfg.port,
             timeout: cfg.timeout,
             data_timeout: cfg.data_timeout,
+            revocation: Some(revocation),
         };
         Arc::new(QueueRunner {
             store,

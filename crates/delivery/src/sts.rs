@@ -14,6 +14,7 @@ use kurier_store::{CachedStsPolicy, Store, UnixTime};
 use kurier_tls::ClientTls;
 
 use crate::https;
+use crate::revocation::RevocationChecker;
 
 /// A cached policy younger than this is not fetched again while its id matches.
 const REFRESH_SECS: i64 = 86_400;
@@ -35,6 +36,7 @@ pub struct StsFetcher {
     timeout: Duration,
     /// 443 but in labs.
     port: u16,
+    revocation: Arc<RevocationChecker>,
 }
 
 impl StsFetcher {
@@ -44,6 +46,7 @@ impl StsFetcher {
         store: Arc<dyn Store>,
         timeout: Duration,
         port: u16,
+        revocation: Arc<RevocationChecker>,
     ) -> Self {
         StsFetcher {
             resolver,
@@ -51,6 +54,7 @@ impl StsFetcher {
             store,
             timeout,
             port,
+            revocation,
         }
     }
 
@@ -133,6 +137,7 @@ impl StsFetcher {
                 body: Vec::new(),
                 reject_wildcard: true,
                 max_response: MAX_POLICY_BYTES,
+                revocation: Some(&self.revocation),
             },
         )
         .await?;

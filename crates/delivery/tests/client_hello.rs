@@ -106,6 +106,7 @@ async fn tls4_smtp3_the_client_hello_of_outbound_delivery() {
         port: addr.port(),
         timeout: Duration::from_secs(10),
         data_timeout: Duration::from_secs(10),
+        revocation: None,
     };
     let item = Item {
         envelope: Envelope {

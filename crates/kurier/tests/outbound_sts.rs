@@ -40,6 +40,15 @@ fn sts5_module_j_outbound_enforcement_testing_mode_cache_and_fetch_failures() {
         .issue(&LeafSpec::new(&["mx.sts-exp.test"]).expired())
         .unwrap();
     let untrusted = other.leaf(&["mx.sts-ca.test"]).unwrap();
+    // CERT-4: two lab certificates naming a CRL; the CRL revokes one of them.
+    let crl_url = "http://crl.lab.test/lab.crl";
+    let revoked = lab
+        .issue(&LeafSpec::new(&["mx.sts-revoked.test"]).crl_url(crl_url))
+        .unwrap();
+    let not_revoked = lab
+        .issue(&LeafSpec::new(&["mx.sts-crlok.test"]).crl_url(crl_url))
+        .unwrap();
+    let crl = lab.crl(&[&revoked]).unwrap();
     let (p0, p1, p2) = ("{postfix:0}", "{postfix:1}", "{postfix:2}");
     let h = |n: u8| hosts::FREE + 10 + n;
     let mut world = World::builder()
@@ -51,6 +60,9 @@ fn sts5_module_j_outbound_enforcement_testing_mode_cache_and_fetch_failures() {
         .zone(sts_zone("sts-redir.test", p2, Some(h(5))))
         .zone(sts_zone("sts-exp.test", p1, Some(h(6))))
         .zone(sts_zone("sts-ca.test", p2, Some(h(7))))
+        .zone(sts_zone("sts-revoked.test", "{postfix:3}", Some(h(9))))
+        .zone(sts_zone("sts-crlok.test", "{postfix:4}", Some(h(10))))
+        .zone(Zone::unsigned("lab.test").record("crl", "A", &format!("{{ip:{}}}", h(11))))
         // The policy host of sts-cache.test is gone; only the cached policy is left.
         .zone(sts_zone("sts-cache.test", p2, None))
         // DANE-12: a broken TLSA record is not rescued by a valid MTA-STS policy.
@@ -89,6 +101,14 @@ fn sts5_module_j_outbound_enforcement_testing_mode_cache_and_fetch_failures() {
             )
             .certificate(untrusted),
         )
+        .postfix(
+            PostfixSpec::receiver("mx.sts-revoked.test", &["sts-revoked.test"])
+                .certificate(revoked),
+        )
+        .postfix(
+            PostfixSpec::receiver("mx.sts-crlok.test", &["sts-crlok.test"])
+                .certificate(not_revoked),
+        )
         .build()
         .unwrap();
     let file = ".well-known/mta-sts.txt";
@@ -106,6 +126,8 @@ fn sts5_module_j_outbound_enforcement_testing_mode_cache_and_fetch_failures() {
             "version: STSv1\nmode: testing\nmx: mx.{d}\nmax_age: 86400\n",
         ),
         (6, "sts-exp.test", ENFORCE),
+        (9, "sts-revoked.test", ENFORCE),
+        (10, "sts-crlok.test", ENFORCE),
         (7, "sts-ca.test", ENFORCE),
         (
             8,
@@ -138,6 +160,7 @@ fn sts5_module_j_outbound_enforcement_testing_mode_cache_and_fetch_failures() {
         )
         .unwrap();
 
+    world.start_http(h(11), &[("lab.crl", &crl)]).unwrap();
     let dns = world.dns().clone();
     let ip = world.net.ip(hosts::FREE).to_string();
     let dir = tempfile::tempdir().unwrap();
@@ -171,6 +194,8 @@ fn sts5_module_j_outbound_enforcement_testing_mode_cache_and_fetch_failures() {
         "sts-ca.test",
         "sts-cache.test",
         "sts-dane.test",
+        "sts-revoked.test",
+        "sts-crlok.test",
     ];
     let mut c = Client::connect_tls(format!("{ip}:2465").parse().unwrap(), "mx.kurier.test");
     c.cmd("EHLO client.test");
@@ -212,11 +237,20 @@ fn sts5_module_j_outbound_enforcement_testing_mode_cache_and_fetch_failures() {
         "sts-ca.test",
         "sts-cache.test",
         "sts-dane.test",
+        "sts-revoked.test",
     ] {
         support::wait_until(Duration::from_secs(30), d, || {
             log().matches(&format!("domain={d} ")).count() >= 2
         });
     }
+    support::wait_until(Duration::from_secs(30), "sts-crlok.test", || {
+        !subjects(4).is_empty()
+    });
+    assert!(
+        subjects(3).is_empty(),
+        "CERT-4: a revoked certificate gets nothing"
+    );
+    assert_eq!(subjects(4), ["sts-crlok.test"]);
     let (got0, got1, got2) = (subjects(0), subjects(1), subjects(2));
     let log = log();
     assert_eq!(got0, ["sts-good.test"], "{log}");
@@ -271,6 +305,13 @@ fn sts5_module_j_outbound_enforcement_testing_mode_cache_and_fetch_failures() {
     assert!(has("sts-wild.test", "sts", Some("sts-webpki-invalid")));
     assert!(has("sts-redir.test", "sts", Some("sts-policy-fetch-error")));
     assert!(has("sts-dane.test", "tlsa", Some("tlsa-invalid")));
+    assert!(has("sts-revoked.test", "sts", Some("validation-failure")));
+    assert!(has("sts-crlok.test", "sts", None));
+    assert!(
+        events.iter().any(|e| e.policy_domain == "sts-revoked.test"
+            && e.detail.as_deref().is_some_and(|d| d.contains("revoked"))),
+        "{events:#?}"
+    );
     let policy_strings = &events
         .iter()
         .find(|e| e.policy_domain == "sts-good.test")

@@ -83,6 +83,8 @@ pub struct SmtpClient {
     local: Option<SocketAddr>,
     /// The first word of the server's greeting: its name (RFC 5321 §4.3.1).
     greeting_name: String,
+    /// The certificate chain the server sent, leaf first (after STARTTLS).
+    peer_chain: Vec<openssl::x509::X509>,
 }
 
 /// The outcome of one transaction: per recipient the server's reply, and the reply to the
@@ -118,6 +120,7 @@ impl SmtpClient {
             used: false,
             local,
             greeting_name: String::new(),
+            peer_chain: Vec::new(),
         };
         let greeting = c.read_reply(timeout).await?;
         c.greeting_name = greeting
@@ -164,6 +167,11 @@ impl SmtpClient {
 
     pub fn peer(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The server's certificate chain, leaf first (empty before STARTTLS).
+    pub fn peer_chain(&self) -> &[openssl::x509::X509] {
+        &self.peer_chain
     }
 
     /// Our address on this connection.
@@ -256,6 +264,11 @@ impl SmtpClient {
             ));
         }
         let info = tls_info(stream.ssl());
+        self.peer_chain = stream
+            .ssl()
+            .peer_cert_chain()
+            .map(|c| c.iter().map(|x| x.to_owned()).collect())
+            .unwrap_or_default();
         self.io = BufReader::new(Box::new(stream));
         self.tls = Some((info, verdict));
         self.hello().await?;

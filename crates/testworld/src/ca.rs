@@ -59,6 +59,8 @@ pub struct LeafSpec {
     pub not_after: i64,
     /// Signed by its own key instead of the intermediate.
     pub self_signed: bool,
+    /// A CRL distribution point (`http://…`), for revocation tests.
+    pub crl_url: Option<String>,
 }
 
 impl LeafSpec {
@@ -69,6 +71,7 @@ impl LeafSpec {
             not_before: -3600,
             not_after: 90 * 86400,
             self_signed: false,
+            crl_url: None,
         }
     }
 
@@ -80,6 +83,11 @@ impl LeafSpec {
 
     pub fn key(mut self, key: KeyKind) -> Self {
         self.key = key;
+        self
+    }
+
+    pub fn crl_url(mut self, url: &str) -> Self {
+        self.crl_url = Some(url.to_string());
         self
     }
 
@@ -214,6 +222,16 @@ impl Ca {
         let ctx_issuer = issuer.map(|(c, _)| c.as_ref());
         let san = san.build(&b.x509v3_context(ctx_issuer, None))?;
         b.append_extension(san)?;
+        if let Some(url) = &spec.crl_url {
+            #[allow(deprecated)] // the openssl crate has no builder for this extension
+            let cdp = openssl::x509::X509Extension::new(
+                None,
+                Some(&b.x509v3_context(ctx_issuer, None)),
+                "crlDistributionPoints",
+                &format!("URI:{url}"),
+            )?;
+            b.append_extension(cdp)?;
+        }
         if let Some((ic, _)) = issuer {
             let aki = AuthorityKeyIdentifier::new()
                 .keyid(true)
@@ -230,6 +248,39 @@ impl Ca {
             vec![cert.clone(), self.intermediate.clone(), self.root.clone()]
         };
         Ok(Leaf { cert, key, chain })
+    }
+
+    /// A CRL of the intermediate (the issuer of every leaf) revoking `revoked`, DER, valid for
+    /// a day — made by Python's `cryptography` (Debian's python3-cryptography).
+    pub fn crl(&self, revoked: &[&Leaf]) -> Result<Vec<u8>, WorldError> {
+        let dir = tempfile::tempdir()?;
+        let (cert, key) = (dir.path().join("ca.pem"), dir.path().join("ca.key"));
+        std::fs::write(&cert, self.intermediate.to_pem()?)?;
+        std::fs::write(&key, self.intermediate_key.private_key_to_pem_pkcs8()?)?;
+        let serials: Vec<String> = revoked
+            .iter()
+            .map(|l| {
+                l.cert
+                    .serial_number()
+                    .to_bn()
+                    .and_then(|b| b.to_dec_str())
+                    .map(|s| s.to_string())
+            })
+            .collect::<Result<_, _>>()?;
+        let out = std::process::Command::new("python3")
+            .args(["-c", CRL_SCRIPT])
+            .arg(&cert)
+            .arg(&key)
+            .args(&serials)
+            .output()
+            .map_err(|e| WorldError(format!("python3: {e}")))?;
+        if !out.status.success() {
+            return Err(WorldError(format!(
+                "making a CRL (needs python3-cryptography): {}",
+                String::from_utf8_lossy(&out.stderr)
+            )));
+        }
+        Ok(out.stdout)
     }
 
     /// The root as PEM, e.g. for a client's CA file.
@@ -283,3 +334,18 @@ impl Leaf {
         self.tlsa(Selector::Spki, Matching::Sha256)
     }
 }
+
+const CRL_SCRIPT: &str = r#"
+import datetime, sys
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+cert = x509.load_pem_x509_certificate(open(sys.argv[1], "rb").read())
+key = serialization.load_pem_private_key(open(sys.argv[2], "rb").read(), None)
+now = datetime.datetime.now(datetime.timezone.utc)
+b = x509.CertificateRevocationListBuilder().issuer_name(cert.subject)
+b = b.last_update(now - datetime.timedelta(hours=1)).next_update(now + datetime.timedelta(days=1))
+for serial in sys.argv[3:]:
+    b = b.add_revoked_certificate(x509.RevokedCertificateBuilder().serial_number(int(serial)).revocation_date(now - datetime.timedelta(minutes=5)).build())
+crl = b.sign(key, hashes.SHA256())
+sys.stdout.buffer.write(crl.public_bytes(serialization.Encoding.DER))
+"#;

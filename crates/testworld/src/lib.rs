@@ -311,6 +311,34 @@ impl World {
         Ok(addr)
     }
 
+    /// Starts a plain HTTP server on 127.A.B.`host`:80 serving `files` (CRLs and the like).
+    pub fn start_http(
+        &mut self,
+        host: u8,
+        files: &[(&str, &[u8])],
+    ) -> Result<std::net::SocketAddr, WorldError> {
+        let addr = self.net.addr(host, 80);
+        let root = self.path(&format!("http-{host}"));
+        for (path, content) in files {
+            let p = root.join(path.trim_start_matches('/'));
+            if let Some(parent) = p.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            std::fs::write(p, content)?;
+        }
+        std::fs::create_dir_all(&root)?;
+        let mut cmd = std::process::Command::new("python3");
+        cmd.args(["-m", "http.server", "--bind"])
+            .arg(addr.ip().to_string())
+            .arg("--directory")
+            .arg(&root)
+            .arg("80");
+        let mut d = Daemon::spawn("http", cmd, root.join("../http.log"), "python3")?;
+        d.wait_until("listening", || daemon::tcp_open(addr))?;
+        self.daemons.push(d);
+        Ok(addr)
+    }
+
     /// The bodies POSTed to the HTTPS server on 127.A.B.`host`, oldest first, with their
     /// content types.
     pub fn posted(&self, host: u8) -> Vec<(String, Vec<u8>)> {
