@@ -43,6 +43,7 @@ pub struct DayRun {
     pub skipped: Vec<(String, String)>,
 }
 
+#[derive(Clone)]
 pub struct Reporter {
     store: Arc<dyn Store>,
     resolver: Resolver,
@@ -214,13 +215,8 @@ impl Reporter {
     /// in all). The retries live in this process: a restart forgets them.
     fn retry_post(&self, url: String, gz: Vec<u8>) {
         let me = Reporter {
-            store: self.store.clone(),
-            resolver: self.resolver.clone(),
-            tls: self.tls.clone(),
-            dkim: None,
-            cfg: self.cfg.clone(),
-            wake: self.wake.clone(),
             retry_https: false,
+            ..self.clone()
         };
         tokio::spawn(async move {
             let mut pause = std::time::Duration::from_secs(300);

@@ -49,6 +49,7 @@ pub enum DkimError {
 }
 
 /// A signing key for one domain and selector.
+#[derive(Clone)]
 pub struct DkimKey {
     pub domain: String,
     pub selector: String,

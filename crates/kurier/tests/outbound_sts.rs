@@ -282,7 +282,7 @@ fn sts5_module_j_outbound_enforcement_testing_mode_cache_and_fetch_failures() {
     assert!(line("sts-notlisted.test").contains("MX not in the MTA-STS policy"));
 
     // What TLSRPT will report.
-    let events = tls_events(dir.path());
+    let events = support::tls_events(dir.path());
     let has = |domain: &str, kind: &str, failure: Option<&str>| {
         events.iter().any(|e| {
             e.policy_domain == domain && e.policy_type == kind && e.failure.as_deref() == failure
@@ -323,23 +323,8 @@ fn sts5_module_j_outbound_enforcement_testing_mode_cache_and_fetch_failures() {
     );
 }
 
-fn store_at(
-    dir: &std::path::Path,
-) -> (
-    tokio::runtime::Runtime,
-    std::sync::Arc<dyn kurier_store::Store>,
-) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let url = format!("sqlite:{}", dir.join("data/kurier.db").display());
-    let store = rt.block_on(kurier_store::open(&url)).unwrap();
-    (rt, store)
-}
-
 fn seed_cached_policy(dir: &std::path::Path, domain: &str, text: &str) {
-    let (rt, store) = store_at(dir);
+    let (rt, store) = support::store_at(dir);
     let now = kurier_store::now();
     rt.block_on(store.put_sts_policy(&kurier_store::CachedStsPolicy {
         domain: domain.into(),
@@ -349,9 +334,4 @@ fn seed_cached_policy(dir: &std::path::Path, domain: &str, text: &str) {
         expires: now + 86400,
     }))
     .unwrap();
-}
-
-fn tls_events(dir: &std::path::Path) -> Vec<kurier_store::TlsEvent> {
-    let (rt, store) = store_at(dir);
-    rt.block_on(store.tls_events(0, i64::MAX)).unwrap()
 }

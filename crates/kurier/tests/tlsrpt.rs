@@ -18,6 +18,18 @@ use kurier_testworld::net::hosts;
 use kurier_testworld::{PostfixSpec, World, Zone};
 use support::{Client, Server, plain};
 
+/// The domains A sends to, all served by the Postfix peer.
+const DOMAINS: &[&str] = &[
+    "good.test",
+    "broken.test",
+    "stsbad.test",
+    "none.test",
+    "norpt.test",
+    "tworpt.test",
+    "norua.test",
+    "httpsrpt.test",
+];
+
 const RUA: &str = "\"v=TLSRPTv1; rua=mailto:tlsrpt@kurier-b.test\"";
 
 fn to_p0(z: Zone) -> Zone {
@@ -88,19 +100,7 @@ fn rpt_reports_from_a_to_b_with_exact_counts() {
         )
         // A's DKIM key, where B looks for it.
         .zone(Zone::signed("kurier.test").record("kurier._domainkey", "TXT", &quoted(&a_txt)))
-        .postfix(PostfixSpec::receiver(
-            "mx.good.test",
-            &[
-                "good.test",
-                "broken.test",
-                "stsbad.test",
-                "none.test",
-                "norpt.test",
-                "tworpt.test",
-                "norua.test",
-                "httpsrpt.test",
-            ],
-        ))
+        .postfix(PostfixSpec::receiver("mx.good.test", DOMAINS))
         .build()
         .unwrap();
     world
@@ -155,16 +155,7 @@ fn rpt_reports_from_a_to_b_with_exact_counts() {
     );
     install_dkim_key(a_dir.path(), &a_pem);
     let a = Server::configured(a_dir.path(), &a_config);
-    let domains = [
-        "good.test",
-        "broken.test",
-        "stsbad.test",
-        "none.test",
-        "norpt.test",
-        "tworpt.test",
-        "norua.test",
-        "httpsrpt.test",
-    ];
+    let domains = DOMAINS;
     let mut c = Client::connect_tls(format!("{a_ip}:2465").parse().unwrap(), "mx.kurier.test");
     c.cmd("EHLO client.test");
     assert!(
@@ -199,9 +190,7 @@ fn rpt_reports_from_a_to_b_with_exact_counts() {
     );
 
     // RPT-4: each session with our address, the receiver's greeting name, and why it failed.
-    let (rt, store) = store_at(a_dir.path());
-    let events = rt.block_on(store.tls_events(0, i64::MAX)).unwrap();
-    drop((rt, store));
+    let events = support::tls_events(a_dir.path());
     let broken = events
         .iter()
         .find(|e| e.policy_domain == "broken.test")
@@ -382,35 +371,19 @@ fn kurier_smtp_day() -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-fn store_at(
-    dir: &std::path::Path,
-) -> (
-    tokio::runtime::Runtime,
-    std::sync::Arc<dyn kurier_store::Store>,
-) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let url = format!("sqlite:{}", dir.join("data/kurier.db").display());
-    let store = rt.block_on(kurier_store::open(&url)).unwrap();
-    (rt, store)
-}
-
 fn install_dkim_key(dir: &std::path::Path, pem: &[u8]) {
     let keys = dir.join("data/dkim");
     std::fs::create_dir_all(&keys).unwrap();
     std::fs::write(keys.join("kurier.test.kurier.pem"), pem).unwrap();
-    let (rt, store) = store_at(dir);
+    let (rt, store) = support::store_at(dir);
     rt.block_on(store.set_domain_setting("kurier.test", "dkim.selector", Some("kurier")))
         .unwrap();
 }
 
 /// (successful, failed) sessions per policy domain, from A's own events.
 fn counts_from_events(dir: &std::path::Path) -> BTreeMap<String, (u64, u64)> {
-    let (rt, store) = store_at(dir);
     let mut m: BTreeMap<String, (u64, u64)> = BTreeMap::new();
-    for e in rt.block_on(store.tls_events(0, i64::MAX)).unwrap() {
+    for e in support::tls_events(dir) {
         let c = m.entry(e.policy_domain).or_default();
         if e.failure.is_some() {
             c.1 += 1;

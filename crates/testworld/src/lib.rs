@@ -288,14 +288,7 @@ impl World {
         let addr = self.net.addr(host, 443);
         let base = self.path(&format!("https-{host}"));
         let root = base.join("root");
-        for (path, content) in files {
-            let p = root.join(path.trim_start_matches('/'));
-            if let Some(parent) = p.parent() {
-                std::fs::create_dir_all(parent)?;
-            }
-            std::fs::write(p, content)?;
-        }
-        std::fs::create_dir_all(&root)?;
+        write_files(&root, files.iter().map(|(p, c)| (*p, c.as_bytes())))?;
         let (cert, key) = self.ca.leaf(names)?.write(&base, "server")?;
         let mut cmd = std::process::Command::new("python3");
         cmd.arg("-c")
@@ -319,14 +312,7 @@ impl World {
     ) -> Result<std::net::SocketAddr, WorldError> {
         let addr = self.net.addr(host, 80);
         let root = self.path(&format!("http-{host}"));
-        for (path, content) in files {
-            let p = root.join(path.trim_start_matches('/'));
-            if let Some(parent) = p.parent() {
-                std::fs::create_dir_all(parent)?;
-            }
-            std::fs::write(p, content)?;
-        }
-        std::fs::create_dir_all(&root)?;
+        write_files(&root, files.iter().map(|(p, c)| (*p, *c)))?;
         let mut cmd = std::process::Command::new("python3");
         cmd.args(["-m", "http.server", "--bind"])
             .arg(addr.ip().to_string())
@@ -358,4 +344,20 @@ impl World {
     pub fn ca_file(&self) -> Result<PathBuf, WorldError> {
         self.ca.write_root(&self.path("ca").join("world-root.pem"))
     }
+}
+
+/// Writes `files` (path below `root`, content) and makes sure `root` exists.
+fn write_files<'a>(
+    root: &std::path::Path,
+    files: impl Iterator<Item = (&'a str, &'a [u8])>,
+) -> Result<(), WorldError> {
+    std::fs::create_dir_all(root)?;
+    for (path, content) in files {
+        let p = root.join(path.trim_start_matches('/'));
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(p, content)?;
+    }
+    Ok(())
 }

@@ -39,6 +39,22 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) {
     let (stop_tx, stop_rx) = watch::channel(false);
+    let connections = accept_until(listener, shutdown, "HTTPS", move |tcp, peer| {
+        connection(tcp, peer, acceptor.clone(), site.clone(), stop_rx.clone())
+    })
+    .await;
+    let _ = stop_tx.send(true);
+    wait_all(connections).await;
+}
+
+/// Accepts on `listener` and runs `handle` for each connection until `shutdown`; returns the
+/// connections still open.
+async fn accept_until<F: Future<Output = ()> + Send + 'static>(
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+    what: &'static str,
+    mut handle: impl FnMut(tokio::net::TcpStream, SocketAddr) -> F,
+) -> JoinSet<()> {
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
     loop {
@@ -47,19 +63,20 @@ pub async fn serve(
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
             accepted = listener.accept() => match accepted {
                 Ok((tcp, peer)) => {
-                    let (acceptor, site, stop) = (acceptor.clone(), site.clone(), stop_rx.clone());
-                    connections.spawn(connection(tcp, peer, acceptor, site, stop));
+                    connections.spawn(handle(tcp, peer));
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: wait a moment instead of spinning.
-                    tracing::warn!(error = %e, "HTTPS accept failed");
+                    tracing::warn!(error = %e, "{what} accept failed");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             },
         }
     }
-    drop(listener);
-    let _ = stop_tx.send(true);
+    connections
+}
+
+async fn wait_all(mut connections: JoinSet<()>) {
     while connections.join_next().await.is_some() {}
 }
 
@@ -117,34 +134,22 @@ pub async fn serve_redirect(
     site: Arc<Site>,
     shutdown: impl Future<Output = ()>,
 ) {
-    let mut connections = JoinSet::new();
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            () = &mut shutdown => break,
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-            accepted = listener.accept() => match accepted {
-                Ok((tcp, _)) => {
-                    let site = site.clone();
-                    connections.spawn(async move {
-                        let service = service_fn(move |req| {
-                            let site = site.clone();
-                            async move {
-                                Ok::<_, std::convert::Infallible>(routes::redirect(&site, &req, https_port))
-                            }
-                        });
-                        let conn = http1::Builder::new()
-                            .timer(TokioTimer::new())
-                            .header_read_timeout(HEADER_TIMEOUT)
-                            .serve_connection(TokioIo::new(tcp), service);
-                        let _ = tokio::time::timeout(Duration::from_secs(60), conn).await;
-                    });
+    // Redirects are quick; whatever is still open at shutdown is dropped with the set.
+    accept_until(listener, shutdown, "HTTP", move |tcp, _| {
+        let site = site.clone();
+        async move {
+            let service = service_fn(move |req| {
+                let site = site.clone();
+                async move {
+                    Ok::<_, std::convert::Infallible>(routes::redirect(&site, &req, https_port))
                 }
-                Err(e) => {
-                    tracing::warn!(error = %e, "HTTP accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            },
+            });
+            let conn = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .serve_connection(TokioIo::new(tcp), service);
+            let _ = tokio::time::timeout(Duration::from_secs(60), conn).await;
         }
-    }
+    })
+    .await;
 }

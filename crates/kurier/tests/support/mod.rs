@@ -361,13 +361,8 @@ pub fn plain(user: &str, pass: &str) -> String {
 
 /// The messages in `address`'s INBOX, read from the SQLite store while the server runs.
 pub fn inbox(dir: &Path, address: &str) -> Vec<String> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let (rt, store) = store_at(dir);
     rt.block_on(async {
-        let url = format!("sqlite:{}", dir.join("data/kurier.db").display());
-        let store = kurier_store::open(&url).await.unwrap();
         let kurier_store::Recipient::Local(accounts) = store.resolve(address).await.unwrap() else {
             panic!("no account")
         };
@@ -391,4 +386,26 @@ pub fn wait_until(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// The SQLite store of a test server's data folder, opened beside the running server.
+pub fn store_at(
+    dir: &Path,
+) -> (
+    tokio::runtime::Runtime,
+    std::sync::Arc<dyn kurier_store::Store>,
+) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let url = format!("sqlite:{}", dir.join("data/kurier.db").display());
+    let store = rt.block_on(kurier_store::open(&url)).unwrap();
+    (rt, store)
+}
+
+/// Every TLSRPT event the server in `dir` recorded.
+pub fn tls_events(dir: &Path) -> Vec<kurier_store::TlsEvent> {
+    let (rt, store) = store_at(dir);
+    rt.block_on(store.tls_events(0, i64::MAX)).unwrap()
 }
