@@ -14,6 +14,7 @@ pub struct StoreMailDrop {
     pub outbound: Arc<tokio::sync::Notify>,
     /// Our TLSRPT address and the reader of reports sent to it.
     pub reports: Option<(String, Arc<kurier_delivery::intake::ReportIntake>)>,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl StoreMailDrop {
@@ -59,6 +60,8 @@ impl StoreMailDrop {
             return;
         }
         let (intake, body, id) = (intake.clone(), m.body.clone(), m.id.clone());
+        let metrics = self.metrics.clone();
+        use crate::metrics::Metrics;
         tokio::spawn(async move {
             match intake.take(&body).await {
                 kurier_delivery::intake::Intake::Stored {
@@ -68,12 +71,16 @@ impl StoreMailDrop {
                     ..
                 } => {
                     tracing::info!(%id, %domain, %submitter, failed, "TLSRPT report received");
+                    Metrics::add(&metrics.tlsrpt_reports_received, 1);
+                    Metrics::add(&metrics.tlsrpt_failed_sessions_reported, failed);
                     if failed > 0 {
+                        Metrics::add(&metrics.tlsrpt_reports_with_failures, 1);
                         // RPT-3: failures others saw on their way to us need attention.
                         tracing::warn!(%domain, %submitter, failed, "a TLSRPT report shows failed TLS sessions to us; see: kurier reports list");
                     }
                 }
                 kurier_delivery::intake::Intake::Dropped(why) => {
+                    Metrics::add(&metrics.tlsrpt_reports_dropped, 1);
                     tracing::warn!(%id, reason = %why, "TLSRPT report dropped")
                 }
             }

@@ -12,6 +12,7 @@ mod dev;
 mod hosting;
 mod logging;
 mod maildrop;
+mod metrics;
 mod outbound;
 mod reports;
 mod serve;

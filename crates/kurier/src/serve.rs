@@ -54,7 +54,9 @@ pub fn run(source: ConfigArgs, log_format: Option<LogFormatArg>) -> anyhow::Resu
         let demo = if dev.dev { Some(dev::demo_account(&*store, &cfg.server.data_dir).await?) } else { None };
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut services = Vec::new();
+        let metrics = Arc::new(crate::metrics::Metrics::default());
         let site = Arc::new(kurier_web::Site {
+            metrics: Some(metrics.clone()),
             hostname: cfg.server.hostname.clone(),
             mta_sts: crate::hosting::sts_policy(&cfg).map(|p| kurier_web::StsHosting::new(&p)),
             ..kurier_web::Site::default()
@@ -106,7 +108,7 @@ pub fn run(source: ConfigArgs, log_format: Option<LogFormatArg>) -> anyhow::Resu
         } else {
             tracing::warn!("delivery.enabled = false: mail for other domains stays queued");
         }
-        let smtp = Arc::new(smtp_server(&cfg, store.clone(), mx_tls.clone(), None, outbound.clone()));
+        let smtp = Arc::new(smtp_server(&cfg, store.clone(), mx_tls.clone(), None, outbound.clone(), metrics.clone()));
         for addr in &cfg.smtp.listen {
             let listener = tokio::net::TcpListener::bind(addr.0).await.with_context(|| {
                 format!("cannot listen on {addr} (smtp.listen): is another program using it, or is the port privileged?")
@@ -127,7 +129,7 @@ pub fn run(source: ConfigArgs, log_format: Option<LogFormatArg>) -> anyhow::Resu
                 throttle: throttle.clone(),
                 rate: rate.clone(),
             };
-            let server = Arc::new(smtp_server(&cfg, store.clone(), acceptor.clone(), Some(settings), outbound.clone()));
+            let server = Arc::new(smtp_server(&cfg, store.clone(), acceptor.clone(), Some(settings), outbound.clone(), metrics.clone()));
             for addr in list {
                 let listener = tokio::net::TcpListener::bind(addr.0).await.with_context(|| {
                     format!("cannot listen on {addr} (submission): is another program using it, or is the port privileged?")
@@ -278,6 +280,7 @@ fn smtp_server(
     tls: Arc<TlsAcceptor>,
     submission: Option<kurier_smtp::server::SubmissionSettings>,
     outbound: Arc<tokio::sync::Notify>,
+    metrics: Arc<crate::metrics::Metrics>,
 ) -> kurier_smtp::SmtpServer<crate::maildrop::StoreMailDrop> {
     let s = &cfg.smtp;
     let domain = cfg
@@ -310,6 +313,7 @@ fn smtp_server(
             store,
             data_dir: cfg.server.data_dir.clone(),
             outbound,
+            metrics,
         },
         Some(tls),
         Duration::from_secs(s.command_timeout_secs),

@@ -337,6 +337,25 @@ fn rpt_reports_from_a_to_b_with_exact_counts() {
     ]);
     assert!(!again.contains("Forger"), "{again}");
 
+    // RPT-3: the counters monitoring alerts on (/metrics, loopback only).
+    let metrics = std::process::Command::new("curl")
+        .args(["-sk", &format!("https://{b_ip}:8443/metrics")])
+        .output()
+        .unwrap();
+    let metrics = String::from_utf8_lossy(&metrics.stdout);
+    assert!(
+        metrics.contains("kurier_tlsrpt_reports_received_total 4\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("kurier_tlsrpt_reports_with_failures_total 2\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("kurier_tlsrpt_reports_dropped_total 2\n"),
+        "{metrics}"
+    );
+
     // `kurier dns` on B publishes its rua.
     let (_, dns_out, _) = support::run(&[
         "dns",

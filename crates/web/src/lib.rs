@@ -23,7 +23,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-pub use routes::{Site, StsHosting, route};
+pub use routes::{MetricsSource, Site, StsHosting, route};
 
 /// How long a client may take for the TLS handshake and for the request headers.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -107,7 +107,7 @@ async fn connection(
     );
     let service = service_fn(move |req| {
         let site = site.clone();
-        async move { Ok::<_, std::convert::Infallible>(route(&site, &req)) }
+        async move { Ok::<_, std::convert::Infallible>(route(&site, &req, peer.ip().is_loopback())) }
     });
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())

@@ -16,6 +16,13 @@ pub struct Site {
     /// The domains we host (refreshed from the store by the binary): `mta-sts.<domain>` serves
     /// the policy for each.
     pub domains: RwLock<Vec<String>>,
+    /// Counters served at `/metrics` (Prometheus text format) to loopback clients only.
+    pub metrics: Option<std::sync::Arc<dyn MetricsSource>>,
+}
+
+/// Something that can render its counters in the Prometheus text format.
+pub trait MetricsSource: Send + Sync + std::fmt::Debug {
+    fn render(&self) -> String;
 }
 
 /// The policy file we serve and its id for the `_mta-sts` TXT record.
@@ -70,8 +77,8 @@ fn request_host<B>(req: &Request<B>) -> String {
     host.trim_end_matches('.').to_ascii_lowercase()
 }
 
-/// Answers one request.
-pub fn route<B>(site: &Site, req: &Request<B>) -> Response<Full<Bytes>> {
+/// Answers one request; `local`: the client is on this machine (loopback).
+pub fn route<B>(site: &Site, req: &Request<B>, local: bool) -> Response<Full<Bytes>> {
     let is_read = matches!(*req.method(), Method::GET | Method::HEAD);
     let host = request_host(req);
     let (status, body): (StatusCode, String) = match req.uri().path() {
@@ -96,6 +103,16 @@ pub fn route<B>(site: &Site, req: &Request<B>) -> Response<Full<Bytes>> {
             ),
         ),
         "/healthz" => (StatusCode::OK, "ok\n".into()),
+        "/metrics" => match (&site.metrics, local) {
+            (Some(m), true) => {
+                return text_response(req, StatusCode::OK, "text/plain; version=0.0.4", m.render());
+            }
+            (Some(_), false) => (
+                StatusCode::FORBIDDEN,
+                "metrics are for this machine only\n".into(),
+            ),
+            (None, _) => (StatusCode::NOT_FOUND, "not found\n".into()),
+        },
         _ => (StatusCode::NOT_FOUND, "not found\n".into()),
     };
     text_response(req, status, "text/plain; charset=utf-8", body)
@@ -180,6 +197,7 @@ mod tests {
                 .uri(path)
                 .body(())
                 .expect("request"),
+            false,
         )
     }
 
@@ -205,6 +223,7 @@ mod tests {
                 .header(header::HOST, host)
                 .body(())
                 .expect("request"),
+            false,
         )
     }
 
@@ -270,6 +289,32 @@ mod tests {
         assert_eq!(
             r.headers()[header::LOCATION],
             "https://mail.example.test:8443/"
+        );
+    }
+
+    #[derive(Debug)]
+    struct Two;
+    impl MetricsSource for Two {
+        fn render(&self) -> String {
+            "kurier_test_total 2\n".into()
+        }
+    }
+
+    #[test]
+    fn metrics_only_for_loopback_clients() {
+        let site = Site {
+            metrics: Some(std::sync::Arc::new(Two)),
+            ..Site::default()
+        };
+        let req = Request::builder()
+            .uri("/metrics")
+            .body(())
+            .expect("request");
+        assert_eq!(route(&site, &req, true).status(), StatusCode::OK);
+        assert_eq!(route(&site, &req, false).status(), StatusCode::FORBIDDEN);
+        assert_eq!(
+            route(&Site::default(), &req, true).status(),
+            StatusCode::NOT_FOUND
         );
     }
 

@@ -1,0 +1,52 @@
+//! Counters for `/metrics` (Prometheus text format, loopback clients only): what monitoring needs
+//! to alert on, starting with TLSRPT reports that show failed TLS sessions to us (TR-03108 RPT-3).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub tlsrpt_reports_received: AtomicU64,
+    pub tlsrpt_reports_dropped: AtomicU64,
+    pub tlsrpt_reports_with_failures: AtomicU64,
+    pub tlsrpt_failed_sessions_reported: AtomicU64,
+}
+
+impl Metrics {
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+impl kurier_web::MetricsSource for Metrics {
+    fn render(&self) -> String {
+        let mut out = String::new();
+        for (name, help, v) in [
+            (
+                "kurier_tlsrpt_reports_received_total",
+                "TLSRPT reports about our domains, accepted (valid DKIM).",
+                &self.tlsrpt_reports_received,
+            ),
+            (
+                "kurier_tlsrpt_reports_dropped_total",
+                "Mail to the TLSRPT address that was not a valid, signed report.",
+                &self.tlsrpt_reports_dropped,
+            ),
+            (
+                "kurier_tlsrpt_reports_with_failures_total",
+                "Accepted reports that show failed TLS sessions to us.",
+                &self.tlsrpt_reports_with_failures,
+            ),
+            (
+                "kurier_tlsrpt_failed_sessions_reported_total",
+                "Failed TLS sessions to us, summed over accepted reports.",
+                &self.tlsrpt_failed_sessions_reported,
+            ),
+        ] {
+            out.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}\n",
+                v.load(Ordering::Relaxed)
+            ));
+        }
+        out
+    }
+}
