@@ -21,6 +21,37 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     pub mta_sts: MtaStsConfig,
     pub tlsrpt: TlsRptConfig,
+    pub autoconfig: AutoconfigConfig,
+}
+
+/// `[autoconfig]`: what mail clients are told (Thunderbird autoconfig, Outlook Autodiscover,
+/// SRV records from `kurier dns`; TR-03108 MUA-4..MUA-8). Submission ports come from
+/// `[submission]`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AutoconfigConfig {
+    pub enabled: bool,
+    /// The host name clients connect to; unset: `server.hostname`.
+    pub hostname: Option<String>,
+    /// IMAP and POP3 with implicit TLS (RFC 8314); 0 leaves one out.
+    pub imaps_port: u16,
+    pub pop3s_port: u16,
+    /// IMAP and POP3 with STARTTLS, offered after the implicit-TLS ones; 0 leaves one out.
+    pub imap_starttls_port: u16,
+    pub pop3_starttls_port: u16,
+}
+
+impl Default for AutoconfigConfig {
+    fn default() -> Self {
+        AutoconfigConfig {
+            enabled: true,
+            hostname: None,
+            imaps_port: 993,
+            pop3s_port: 995,
+            imap_starttls_port: 143,
+            pop3_starttls_port: 110,
+        }
+    }
 }
 
 /// `[tlsrpt]`: SMTP TLS reporting (RFC 8460; TR-03108 RPT-1..RPT-11).
@@ -455,6 +486,13 @@ impl Config {
             },
             mta_sts: MtaStsConfig::default(),
             tlsrpt: TlsRptConfig::default(),
+            autoconfig: AutoconfigConfig {
+                imaps_port: dev_ports::IMAPS,
+                pop3s_port: dev_ports::POP3S,
+                imap_starttls_port: dev_ports::IMAP,
+                pop3_starttls_port: dev_ports::POP3,
+                ..AutoconfigConfig::default()
+            },
         }
     }
 

@@ -384,6 +384,32 @@ pub async fn dns_records(args: ConfigArgs, domain: String) -> anyhow::Result<()>
         ));
         out.push(format!("mta-sts.{domain}. IN CNAME {host}."));
     }
+    if let Some(c) = crate::hosting::client_services(&cfg) {
+        // RFC 6186 / RFC 8314 §5.1: implicit TLS first (priority 0), STARTTLS after (10).
+        out.push(format!("; mail clients (RFC 6186, RFC 8314), autoconfig and Autodiscover; the certificate must name autoconfig.{domain} and autodiscover.{domain}"));
+        let target = c.hostname.trim_end_matches('.').to_string();
+        for (service, prio, port) in [
+            ("_submissions._tcp", 0, c.submissions),
+            ("_imaps._tcp", 0, c.imaps),
+            ("_pop3s._tcp", 0, c.pop3s),
+            ("_submission._tcp", 10, c.submission_starttls),
+            ("_imap._tcp", 10, c.imap_starttls),
+            ("_pop3._tcp", 10, c.pop3_starttls),
+        ] {
+            match port {
+                Some(p) => out.push(format!("{service}.{domain}. IN SRV {prio} 1 {p} {target}.")),
+                None => out.push(format!("{service}.{domain}. IN SRV 0 0 0 .")),
+            }
+        }
+        out.push(format!("autoconfig.{domain}. IN CNAME {host}."));
+        out.push(format!("autodiscover.{domain}. IN CNAME {host}."));
+    }
+    out.push("; suggestions: SPF and DMARC".to_string());
+    out.push(txt_record(&format!("{domain}."), "v=spf1 mx -all"));
+    out.push(txt_record(
+        &format!("_dmarc.{domain}."),
+        "v=DMARC1; p=reject; adkim=s; aspf=s",
+    ));
     if let Some(rua) = &cfg.tlsrpt.reporting_address {
         out.push(txt_record(
             &format!("_smtp._tls.{domain}."),

@@ -1,5 +1,6 @@
 //! What Kurier publishes about its own domains: the MTA-STS policy from `[mta_sts]` (RFC 8461
-//! §3.2, TR-03108 STS-1) and the list of hosted domains the web listener serves it for.
+//! §3.2, TR-03108 STS-1), where mail clients connect (`[autoconfig]`), and the list of hosted
+//! domains the web listener serves them for.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,4 +51,25 @@ pub async fn refresh_domains(
             _ = stop.changed() => return,
         }
     }
+}
+
+/// Where clients connect, from `[autoconfig]` and `[submission]`; `None` if disabled.
+pub fn client_services(cfg: &Config) -> Option<kurier_web::clientconfig::ClientServices> {
+    let a = &cfg.autoconfig;
+    if !a.enabled {
+        return None;
+    }
+    let port = |p: u16| (p != 0).then_some(p);
+    Some(kurier_web::clientconfig::ClientServices {
+        hostname: a
+            .hostname
+            .clone()
+            .unwrap_or_else(|| cfg.server.hostname.clone()),
+        imaps: port(a.imaps_port),
+        pop3s: port(a.pop3s_port),
+        submissions: cfg.submission.listen_implicit.first().map(|l| l.0.port()),
+        imap_starttls: port(a.imap_starttls_port),
+        pop3_starttls: port(a.pop3_starttls_port),
+        submission_starttls: cfg.submission.listen_starttls.first().map(|l| l.0.port()),
+    })
 }

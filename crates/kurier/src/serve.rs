@@ -57,6 +57,7 @@ pub fn run(source: ConfigArgs, log_format: Option<LogFormatArg>) -> anyhow::Resu
         let metrics = Arc::new(crate::metrics::Metrics::default());
         let site = Arc::new(kurier_web::Site {
             metrics: Some(metrics.clone()),
+            client_services: crate::hosting::client_services(&cfg),
             hostname: cfg.server.hostname.clone(),
             mta_sts: crate::hosting::sts_policy(&cfg).map(|p| kurier_web::StsHosting::new(&p)),
             ..kurier_web::Site::default()

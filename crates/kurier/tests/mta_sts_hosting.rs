@@ -1,6 +1,8 @@
-//! Our own MTA-STS policy (RFC 8461 §3; TR-03108 STS-1, WEB-1): served over HTTPS for every
-//! hosted domain at `mta-sts.<domain>`, fetched with curl and checked by an independent parser
-//! (Python), its id in `kurier dns` matching the policy; plain HTTP only redirects.
+//! What Kurier publishes over HTTPS for its domains: the MTA-STS policy (RFC 8461 §3; TR-03108
+//! STS-1) at `mta-sts.<domain>`, fetched with curl and checked by an independent parser
+//! (Python), its id in `kurier dns` matching the policy; client autoconfiguration (MUA-4..MUA-6:
+//! Thunderbird autoconfig and Outlook Autodiscover, read with XPath as the clients do, agreeing
+//! with the SRV records of `kurier dns`); plain HTTP only redirects (WEB-1).
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
@@ -40,10 +42,16 @@ fn sts1_web1_our_policy_over_https_and_only_a_redirect_over_http() {
     );
     // A certificate that names the policy host too (STS-2: no wildcard).
     let ca = Ca::new("Hosting", KeyKind::P256).unwrap();
-    ca.leaf(&["mx.kurier.test", "mta-sts.kurier.test"])
-        .unwrap()
-        .write(dir.path(), "mx")
-        .unwrap();
+    ca.leaf(&[
+        "mx.kurier.test",
+        "mta-sts.kurier.test",
+        "autoconfig.kurier.test",
+        "autodiscover.kurier.test",
+        "kurier.test",
+    ])
+    .unwrap()
+    .write(dir.path(), "mx")
+    .unwrap();
     let ca_file = ca.write_root(&dir.path().join("ca.pem")).unwrap();
     let server = Server::configured(dir.path(), &config);
 
@@ -139,6 +147,82 @@ fn sts1_web1_our_policy_over_https_and_only_a_redirect_over_http() {
     assert_eq!(code, 1);
     assert!(err.contains("not hosted"), "{err}");
 
+    // MUA-4..MUA-6: what a client sees, read as Thunderbird and Outlook read it (XPath).
+    let fetch = |host: &str, args: &[&str], path: &str| {
+        let out = Command::new("curl")
+            .args(["-sS", "--fail", "--cacert"])
+            .arg(&ca_file)
+            .args(["--resolve", &format!("{host}:8443:{IP}")])
+            .args(args)
+            .arg(format!("https://{host}:8443{path}"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{host}{path}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let tb = fetch("autoconfig.kurier.test", &[], "/mail/config-v1.1.xml");
+    let well_known = fetch(
+        "kurier.test",
+        &[],
+        "/.well-known/autoconfig/mail/config-v1.1.xml",
+    );
+    assert_eq!(tb, well_known);
+    assert_eq!(
+        xpath(&tb, "THUNDERBIRD"),
+        "imap 993 SSL|pop3 995 SSL|imap 143 STARTTLS|pop3 110 STARTTLS|smtp 2465 SSL|smtp 2587 STARTTLS"
+    );
+    let request = "<?xml version=\"1.0\" encoding=\"utf-8\"?><Autodiscover xmlns=\"http://schemas.microsoft.com/exchange/autodiscover/outlook/requestschema/2006\"><Request><EMailAddress>rcpt@kurier.test</EMailAddress><AcceptableResponseSchema>http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a</AcceptableResponseSchema></Request></Autodiscover>";
+    for host in ["autodiscover.kurier.test", "kurier.test"] {
+        let ad = fetch(
+            host,
+            &[
+                "-X",
+                "POST",
+                "-H",
+                "Content-Type: text/xml",
+                "--data",
+                request,
+            ],
+            "/Autodiscover/Autodiscover.xml",
+        );
+        assert_eq!(
+            xpath(&ad, "OUTLOOK"),
+            "IMAP mx.kurier.test 993 on rcpt@kurier.test|POP3 mx.kurier.test 995 on rcpt@kurier.test|SMTP mx.kurier.test 2465 on rcpt@kurier.test"
+        );
+    }
+    // Not for other domains' addresses.
+    let other = request.replace("rcpt@kurier.test", "someone@elsewhere.test");
+    let out = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
+        .arg(&ca_file)
+        .args(["--resolve", &format!("autodiscover.kurier.test:8443:{IP}")])
+        .args(["-X", "POST", "--data", &other])
+        .arg("https://autodiscover.kurier.test:8443/autodiscover/autodiscover.xml")
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "404");
+    // The SRV records say the same (RFC 6186, RFC 8314: implicit TLS first).
+    assert!(
+        dns.contains("_submissions._tcp.kurier.test. IN SRV 0 1 2465 mx.kurier.test."),
+        "{dns}"
+    );
+    assert!(
+        dns.contains("_imaps._tcp.kurier.test. IN SRV 0 1 993 mx.kurier.test."),
+        "{dns}"
+    );
+    assert!(
+        dns.contains("_submission._tcp.kurier.test. IN SRV 10 1 2587 mx.kurier.test."),
+        "{dns}"
+    );
+    assert!(
+        dns.contains("autoconfig.kurier.test. IN CNAME mx.kurier.test."),
+        "{dns}"
+    );
+
     // WEB-1: plain HTTP answers with a redirect to HTTPS, nothing else.
     let out = Command::new("curl")
         .args(["-sS", "-I", "--max-redirs", "0"])
@@ -158,4 +242,37 @@ fn sts1_web1_our_policy_over_https_and_only_a_redirect_over_http() {
 /// The served text is what our own parser reads back as the configured policy.
 fn is_the_configured_policy(body: &str) -> bool {
     body == "version: STSv1\r\nmode: enforce\r\nmx: mx.kurier.test\r\nmx: *.backup.kurier.test\r\nmax_age: 1209600\r\n"
+}
+
+/// Reads client configuration the way clients do, with XPath (Python's ElementTree):
+/// `THUNDERBIRD`: "type port socketType" of every server entry in order; `OUTLOOK`: "Type
+/// Server Port SSL LoginName" of every Protocol.
+fn xpath(xml: &str, kind: &str) -> String {
+    const PY: &str = r#"
+import sys, xml.etree.ElementTree as ET
+root = ET.fromstring(sys.stdin.read())
+if sys.argv[1] == "THUNDERBIRD":
+    servers = root.findall("./emailProvider/incomingServer") + root.findall("./emailProvider/outgoingServer")
+    print("|".join(f"{s.get('type')} {s.findtext('port')} {s.findtext('socketType')}" for s in servers))
+else:
+    ns = {"a": "http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a"}
+    ps = root.findall("./a:Response/a:Account/a:Protocol", ns)
+    print("|".join(" ".join(p.findtext(f"a:{k}", namespaces=ns) for k in ("Type", "Server", "Port", "SSL", "LoginName")) for p in ps))
+"#;
+    let mut py = Command::new("python3")
+        .args(["-c", PY, kind])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    py.stdin.take().unwrap().write_all(xml.as_bytes()).unwrap();
+    let out = py.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{xml}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }

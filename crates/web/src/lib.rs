@@ -8,6 +8,7 @@
 //!
 //! Must not: hold business logic the CLI cannot reach; handlers call into the library crates.
 
+pub mod clientconfig;
 mod routes;
 
 use std::future::Future;
@@ -23,11 +24,14 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use http_body_util::BodyExt;
 pub use routes::{MetricsSource, Site, StsHosting, route};
 
 /// How long a client may take for the TLS handshake and for the request headers.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+/// The largest request body read (Autodiscover requests are a few hundred bytes).
+const MAX_REQUEST_BODY: usize = 16 * 1024;
 
 /// Serves HTTPS on `listener` until `shutdown` completes; then stops accepting, lets every open
 /// connection finish its current request, and returns when all are closed. The caller bounds
@@ -105,9 +109,23 @@ async fn connection(
         group = kurier_tls::negotiated_group(tls.ssl()).as_deref().unwrap_or("-"),
         "HTTPS TLS established"
     );
-    let service = service_fn(move |req| {
+    let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
         let site = site.clone();
-        async move { Ok::<_, std::convert::Infallible>(route(&site, &req, peer.ip().is_loopback())) }
+        async move {
+            // Only POSTs carry a body we read (Autodiscover requests), at most 16 KiB.
+            let (parts, body) = req.into_parts();
+            let bytes = if parts.method == hyper::Method::POST {
+                http_body_util::Limited::new(body, MAX_REQUEST_BODY)
+                    .collect()
+                    .await
+                    .map(|b| b.to_bytes())
+                    .unwrap_or_default()
+            } else {
+                hyper::body::Bytes::new()
+            };
+            let req = hyper::Request::from_parts(parts, ());
+            Ok::<_, std::convert::Infallible>(route(&site, &req, &bytes, peer.ip().is_loopback()))
+        }
     });
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())

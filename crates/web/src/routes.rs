@@ -5,6 +5,8 @@ use hyper::body::Bytes;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use kurier_policy::sts::StsPolicy;
+
+use crate::clientconfig::{self, ClientServices};
 use std::sync::RwLock;
 
 /// What the handlers need to know about this server.
@@ -16,6 +18,8 @@ pub struct Site {
     /// The domains we host (refreshed from the store by the binary): `mta-sts.<domain>` serves
     /// the policy for each.
     pub domains: RwLock<Vec<String>>,
+    /// Client autoconfiguration (autoconfig, Autodiscover), if enabled.
+    pub client_services: Option<ClientServices>,
     /// Counters served at `/metrics` (Prometheus text format) to loopback clients only.
     pub metrics: Option<std::sync::Arc<dyn MetricsSource>>,
 }
@@ -52,12 +56,30 @@ impl Site {
     /// The policy, if `host` (the Host header) is `mta-sts.<a domain we host>`.
     fn sts_policy_for(&self, host: &str) -> Option<&StsHosting> {
         let sts = self.mta_sts.as_ref()?;
-        let domain = host.strip_prefix("mta-sts.")?;
-        let hosted = self
-            .domains
+        self.hosts(host.strip_prefix("mta-sts.")?).then_some(sts)
+    }
+
+    fn hosts(&self, domain: &str) -> bool {
+        self.domains
             .read()
-            .is_ok_and(|d| d.iter().any(|x| x.eq_ignore_ascii_case(domain)));
-        hosted.then_some(sts)
+            .is_ok_and(|d| d.iter().any(|x| x.eq_ignore_ascii_case(domain)))
+    }
+
+    /// Thunderbird's file for `autoconfig.<domain>` or `<domain>` (its `.well-known` path).
+    fn autoconfig(&self, host: &str) -> Option<String> {
+        let services = self.client_services.as_ref()?;
+        let domain = host.strip_prefix("autoconfig.").unwrap_or(host);
+        self.hosts(domain)
+            .then(|| clientconfig::thunderbird(domain, services))
+    }
+
+    /// The Autodiscover answer for the address in `body`, if its domain is ours.
+    fn autodiscover(&self, body: &[u8]) -> Option<String> {
+        let services = self.client_services.as_ref()?;
+        let email = clientconfig::autodiscover_email(body)?;
+        let domain = email.rsplit_once('@')?.1;
+        self.hosts(domain)
+            .then(|| clientconfig::autodiscover(&email, services))
     }
 }
 
@@ -77,11 +99,27 @@ fn request_host<B>(req: &Request<B>) -> String {
     host.trim_end_matches('.').to_ascii_lowercase()
 }
 
-/// Answers one request; `local`: the client is on this machine (loopback).
-pub fn route<B>(site: &Site, req: &Request<B>, local: bool) -> Response<Full<Bytes>> {
+/// Answers one request with its `body` (read only for POSTs); `local`: the client is on this
+/// machine (loopback).
+pub fn route<B>(site: &Site, req: &Request<B>, body: &[u8], local: bool) -> Response<Full<Bytes>> {
     let is_read = matches!(*req.method(), Method::GET | Method::HEAD);
     let host = request_host(req);
-    let (status, body): (StatusCode, String) = match req.uri().path() {
+    let path = req.uri().path();
+    // Outlook asks with any capitalization, by POST (and probes with GET).
+    if path.eq_ignore_ascii_case("/autodiscover/autodiscover.xml") {
+        return match site.autodiscover(body) {
+            Some(xml) if *req.method() == Method::POST => {
+                text_response(req, StatusCode::OK, "application/xml; charset=utf-8", xml)
+            }
+            _ => text_response(
+                req,
+                StatusCode::NOT_FOUND,
+                "text/plain; charset=utf-8",
+                "POST an Autodiscover request for an address of a domain hosted here\n".into(),
+            ),
+        };
+    }
+    let (status, text): (StatusCode, String) = match path {
         _ if !is_read => (
             StatusCode::METHOD_NOT_ALLOWED,
             "only GET and HEAD are served here\n".into(),
@@ -103,6 +141,23 @@ pub fn route<B>(site: &Site, req: &Request<B>, local: bool) -> Response<Full<Byt
             ),
         ),
         "/healthz" => (StatusCode::OK, "ok\n".into()),
+        // Thunderbird (TR-03108 MUA-6): autoconfig.<domain>, or <domain>'s .well-known path.
+        "/mail/config-v1.1.xml" | "/.well-known/autoconfig/mail/config-v1.1.xml" => {
+            match site.autoconfig(&host) {
+                Some(xml) => {
+                    return text_response(
+                        req,
+                        StatusCode::OK,
+                        "application/xml; charset=utf-8",
+                        xml,
+                    );
+                }
+                None => (
+                    StatusCode::NOT_FOUND,
+                    "no configuration for this host\n".into(),
+                ),
+            }
+        }
         "/metrics" => match (&site.metrics, local) {
             (Some(m), true) => {
                 return text_response(req, StatusCode::OK, "text/plain; version=0.0.4", m.render());
@@ -115,7 +170,7 @@ pub fn route<B>(site: &Site, req: &Request<B>, local: bool) -> Response<Full<Byt
         },
         _ => (StatusCode::NOT_FOUND, "not found\n".into()),
     };
-    text_response(req, status, "text/plain; charset=utf-8", body)
+    text_response(req, status, "text/plain; charset=utf-8", text)
 }
 
 /// The answer of the plain-HTTP listener: 301 to `https://<host>[:port]<path>`.
@@ -197,6 +252,7 @@ mod tests {
                 .uri(path)
                 .body(())
                 .expect("request"),
+            b"",
             false,
         )
     }
@@ -223,6 +279,7 @@ mod tests {
                 .header(header::HOST, host)
                 .body(())
                 .expect("request"),
+            b"",
             false,
         )
     }
@@ -310,10 +367,13 @@ mod tests {
             .uri("/metrics")
             .body(())
             .expect("request");
-        assert_eq!(route(&site, &req, true).status(), StatusCode::OK);
-        assert_eq!(route(&site, &req, false).status(), StatusCode::FORBIDDEN);
+        assert_eq!(route(&site, &req, b"", true).status(), StatusCode::OK);
         assert_eq!(
-            route(&Site::default(), &req, true).status(),
+            route(&site, &req, b"", false).status(),
+            StatusCode::FORBIDDEN
+        );
+        assert_eq!(
+            route(&Site::default(), &req, b"", true).status(),
             StatusCode::NOT_FOUND
         );
     }
