@@ -9,6 +9,7 @@
 
 mod admin;
 mod dev;
+mod dns_records;
 mod hosting;
 mod logging;
 mod maildrop;
@@ -79,6 +80,9 @@ enum Command {
         #[command(flatten)]
         source: ConfigArgs,
         domain: String,
+        /// zone (ready to paste into a zone file) or json.
+        #[arg(long, value_enum, default_value = "zone")]
+        format: dns_records::DnsFormat,
     },
     /// TLSRPT: send our reports now, sum up the ones we received.
     Reports {
@@ -198,7 +202,11 @@ fn main() -> ExitCode {
         Command::Queue { source, command } => block_on(admin::queue(source, command)),
         Command::Reports { source, command } => block_on(reports::run(source, command)),
         Command::Dkim { source, command } => block_on(admin::dkim(source, command)),
-        Command::Dns { source, domain } => block_on(admin::dns_records(source, domain)),
+        Command::Dns {
+            source,
+            domain,
+            format,
+        } => block_on(dns_records::run(source, domain, format)),
         Command::Config {
             command: ConfigCommand::Check { file },
         } => serve::check(&file),

@@ -223,6 +223,31 @@ fn sts1_web1_our_policy_over_https_and_only_a_redirect_over_http() {
         "{dns}"
     );
 
+    // The same as JSON, with DANE records for the client ports too (RFC 7673).
+    let (code, json, err) = support::run(&[
+        "dns",
+        "kurier.test",
+        "--format",
+        "json",
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let records = json["records"].as_array().unwrap();
+    let has = |name: &str, kind: &str| {
+        records
+            .iter()
+            .any(|r| r["name"] == name && r["type"] == kind)
+    };
+    for port in [25, 2465, 993, 2587] {
+        assert!(
+            has(&format!("_{port}._tcp.mx.kurier.test."), "TLSA"),
+            "{port}: {json}"
+        );
+    }
+    assert!(has("_mta-sts.kurier.test.", "TXT") && has("_imaps._tcp.kurier.test.", "SRV"));
+
     // WEB-1: plain HTTP answers with a redirect to HTTPS, nothing else.
     let out = Command::new("curl")
         .args(["-sS", "-I", "--max-redirs", "0"])

@@ -1,0 +1,234 @@
+//! `kurier dns DOMAIN`: every record a hosted domain should publish (TR-03108 DANE-1/2, STS-1,
+//! RPT-1, MUA-4, and the usual MX, SPF, DMARC, DKIM), computed from the live configuration and
+//! certificates, as zone-file lines or JSON.
+
+use anyhow::Context;
+use kurier_tls::tlsa::{Matching, Selector, TlsaRecord, Usage};
+
+use crate::ConfigArgs;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum DnsFormat {
+    Zone,
+    Json,
+}
+
+/// One record (or a comment for the operator).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Line {
+    Record {
+        name: String,
+        ttl: Option<u32>,
+        rtype: &'static str,
+        value: String,
+    },
+    Note(String),
+}
+
+fn rec(name: String, rtype: &'static str, value: impl Into<String>) -> Line {
+    Line::Record {
+        name,
+        ttl: None,
+        rtype,
+        value: value.into(),
+    }
+}
+
+pub async fn run(args: ConfigArgs, domain: String, format: DnsFormat) -> anyhow::Result<()> {
+    let cfg = args.config()?;
+    let store = crate::admin::open(&args).await?;
+    let domain = domain.trim().trim_end_matches('.').to_ascii_lowercase();
+    store.domain_settings(&domain).await.map_err(|_| {
+        anyhow::anyhow!("{domain} is not hosted here (add it with: kurier domain add {domain})")
+    })?;
+    let host = cfg.server.hostname.to_ascii_lowercase();
+    let clients = crate::hosting::client_services(&cfg);
+    let mut out = vec![
+        Line::Note(format!(
+            "DNS records for {domain}. Sign the zones with DNSSEC: DANE needs it (TR-03108 DANE-1)."
+        )),
+        rec(format!("{domain}."), "MX", format!("10 {host}.")),
+    ];
+
+    // DANE (TR-03108 DANE-1, DANE-2; RFC 7671 §8.1): 3 1 1 of our key and 2 1 1 of its issuer,
+    // so that a renewal by the same CA never breaks delivery; a short TTL for rollovers. The
+    // same set for port 25 and the client ports (RFC 7673).
+    let mut tlsa = Vec::new();
+    for c in &cfg.tls.certificates {
+        let pem = std::fs::read(&c.cert)
+            .with_context(|| format!("cannot read the certificate {}", c.cert.display()))?;
+        let chain = openssl::x509::X509::stack_from_pem(&pem)
+            .with_context(|| format!("{} holds no PEM certificate", c.cert.display()))?;
+        if let Some(leaf) = chain.first() {
+            tlsa.push(
+                TlsaRecord::for_certificate(leaf, Usage::DaneEe, Selector::Spki, Matching::Sha256)?
+                    .rdata(),
+            );
+        }
+        if let Some(issuer) = chain.get(1) {
+            tlsa.push(
+                TlsaRecord::for_certificate(
+                    issuer,
+                    Usage::DaneTa,
+                    Selector::Spki,
+                    Matching::Sha256,
+                )?
+                .rdata(),
+            );
+        }
+    }
+    let mut ports = vec![25u16];
+    if let Some(c) = &clients {
+        ports.extend(
+            [
+                c.submissions,
+                c.imaps,
+                c.pop3s,
+                c.submission_starttls,
+                c.imap_starttls,
+                c.pop3_starttls,
+            ]
+            .into_iter()
+            .flatten(),
+        );
+    }
+    for port in ports {
+        for r in &tlsa {
+            out.push(Line::Record {
+                name: format!("_{port}._tcp.{host}."),
+                ttl: Some(600),
+                rtype: "TLSA",
+                value: r.clone(),
+            });
+        }
+    }
+
+    if let Some(policy) = crate::hosting::sts_policy(&cfg) {
+        let hosting = kurier_web::StsHosting::new(&policy);
+        out.push(Line::Note(format!("MTA-STS (RFC 8461): the policy is served at https://mta-sts.{domain}/.well-known/mta-sts.txt; the certificate must name mta-sts.{domain}")));
+        out.push(rec(
+            format!("_mta-sts.{domain}."),
+            "TXT",
+            format!("v=STSv1; id={}", hosting.id),
+        ));
+        out.push(rec(
+            format!("mta-sts.{domain}."),
+            "CNAME",
+            format!("{host}."),
+        ));
+    }
+    if let Some(rua) = &cfg.tlsrpt.reporting_address {
+        out.push(rec(
+            format!("_smtp._tls.{domain}."),
+            "TXT",
+            format!("v=TLSRPTv1; rua=mailto:{rua}"),
+        ));
+    }
+    if let Some(c) = &clients {
+        // RFC 6186 / RFC 8314 §5.1: implicit TLS first (priority 0), STARTTLS after (10);
+        // a service not offered points at ".".
+        out.push(Line::Note(format!("mail clients (RFC 6186, RFC 8314), autoconfig and Autodiscover; the certificate must name autoconfig.{domain} and autodiscover.{domain}")));
+        let target = c.hostname.trim_end_matches('.');
+        for (service, prio, port) in [
+            ("_submissions._tcp", 0, c.submissions),
+            ("_imaps._tcp", 0, c.imaps),
+            ("_pop3s._tcp", 0, c.pop3s),
+            ("_submission._tcp", 10, c.submission_starttls),
+            ("_imap._tcp", 10, c.imap_starttls),
+            ("_pop3._tcp", 10, c.pop3_starttls),
+        ] {
+            let value = match port {
+                Some(p) => format!("{prio} 1 {p} {target}."),
+                None => "0 0 0 .".to_string(),
+            };
+            out.push(rec(format!("{service}.{domain}."), "SRV", value));
+        }
+        out.push(rec(
+            format!("autoconfig.{domain}."),
+            "CNAME",
+            format!("{host}."),
+        ));
+        out.push(rec(
+            format!("autodiscover.{domain}."),
+            "CNAME",
+            format!("{host}."),
+        ));
+    }
+    out.push(Line::Note("suggestions: SPF and DMARC".into()));
+    out.push(rec(format!("{domain}."), "TXT", "v=spf1 mx -all"));
+    out.push(rec(
+        format!("_dmarc.{domain}."),
+        "TXT",
+        "v=DMARC1; p=reject; adkim=s; aspf=s",
+    ));
+    match crate::admin::dkim_key(&*store, &cfg.server.data_dir, &domain).await? {
+        Some(key) => {
+            let (name, value) = key.dns_record()?;
+            out.push(rec(name, "TXT", value));
+        }
+        None => out.push(Line::Note(format!(
+            "no DKIM key yet: kurier dkim generate {domain}"
+        ))),
+    }
+    match format {
+        DnsFormat::Zone => println!("{}", zone(&out)),
+        DnsFormat::Json => println!("{}", serde_json::to_string_pretty(&json(&out))?),
+    }
+    Ok(())
+}
+
+fn zone(lines: &[Line]) -> String {
+    lines
+        .iter()
+        .map(|l| match l {
+            Line::Note(n) => format!("; {n}"),
+            Line::Record {
+                name,
+                ttl,
+                rtype: "TXT",
+                value,
+            } => {
+                let txt = crate::admin::txt_record(name, value);
+                match ttl {
+                    Some(t) => txt.replacen(" IN ", &format!(" {t} IN "), 1),
+                    None => txt,
+                }
+            }
+            Line::Record {
+                name,
+                ttl,
+                rtype,
+                value,
+            } => match ttl {
+                Some(t) => format!("{name} {t} IN {rtype} {value}"),
+                None => format!("{name} IN {rtype} {value}"),
+            },
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn json(lines: &[Line]) -> serde_json::Value {
+    let records: Vec<serde_json::Value> = lines
+        .iter()
+        .filter_map(|l| match l {
+            Line::Record {
+                name,
+                ttl,
+                rtype,
+                value,
+            } => {
+                Some(serde_json::json!({ "name": name, "ttl": ttl, "type": rtype, "value": value }))
+            }
+            Line::Note(_) => None,
+        })
+        .collect();
+    let notes: Vec<&String> = lines
+        .iter()
+        .filter_map(|l| match l {
+            Line::Note(n) => Some(n),
+            _ => None,
+        })
+        .collect();
+    serde_json::json!({ "records": records, "notes": notes })
+}
