@@ -65,6 +65,15 @@ pub struct MxRecord {
     pub exchange: String,
 }
 
+/// One SRV record (RFC 2782).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SrvRecord {
+    pub priority: u16,
+    pub weight: u16,
+    pub port: u16,
+    pub target: String,
+}
+
 /// TLSA record data (RFC 6698 §2.1).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsaData {
@@ -201,6 +210,21 @@ impl Resolver {
                 selector: t.selector.into(),
                 matching: t.matching.into(),
                 data: t.cert_data.to_vec(),
+            }),
+            _ => None,
+        }))
+    }
+
+    /// SRV records (RFC 2782): (priority, weight, port, target without the trailing dot; "."
+    /// means the service is not offered).
+    pub async fn srv(&self, name: &str) -> Result<Answer<SrvRecord>, DnsError> {
+        let a = self.query(name, RecordType::SRV).await?;
+        Ok(a.map(|r| match r.data {
+            RData::SRV(s) => Some(SrvRecord {
+                priority: s.priority,
+                weight: s.weight,
+                port: s.port,
+                target: name_text(&s.target.to_string()),
             }),
             _ => None,
         }))

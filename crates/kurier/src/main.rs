@@ -91,6 +91,16 @@ enum Command {
         #[command(subcommand)]
         command: reports::ReportsCommand,
     },
+    /// Check a domain (ours or anyone's) against TR-03108 over the network; exit code 1 when a
+    /// requirement fails.
+    Check {
+        #[command(flatten)]
+        source: ConfigArgs,
+        domain: String,
+        /// JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// The outbound queue.
     Queue {
         #[command(flatten)]
@@ -201,6 +211,11 @@ fn main() -> ExitCode {
         Command::Alias { source, command } => block_on(admin::alias(source, command)),
         Command::Queue { source, command } => block_on(admin::queue(source, command)),
         Command::Reports { source, command } => block_on(reports::run(source, command)),
+        Command::Check {
+            source,
+            domain,
+            json,
+        } => block_on(check(source, domain, json)),
         Command::Dkim { source, command } => block_on(admin::dkim(source, command)),
         Command::Dns {
             source,
@@ -228,4 +243,26 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// `kurier check DOMAIN`: the audit, with the resolver and trust settings of the configuration.
+async fn check(source: ConfigArgs, domain: String, json: bool) -> anyhow::Result<()> {
+    let cfg = source.config()?;
+    let checker = kurier_audit::Checker {
+        resolver: outbound::resolver(&cfg)?,
+        tls: kurier_tls::ClientTls::new(cfg.delivery.extra_ca_file.as_deref())?,
+        smtp_port: cfg.delivery.port,
+        https_port: 443,
+        timeout: std::time::Duration::from_secs(cfg.delivery.timeout_secs.min(30)),
+    };
+    let audit = checker.check(&domain).await;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&audit.json())?);
+    } else {
+        print!("{}", audit.text());
+    }
+    if audit.failed() {
+        anyhow::bail!("{domain} does not meet TR-03108 (see the FAIL lines)");
+    }
+    Ok(())
 }

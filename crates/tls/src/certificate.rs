@@ -186,6 +186,24 @@ pub fn check(chain: &[X509], key: &PKey<Private>, now: &Asn1Time) -> Vec<Certifi
     out
 }
 
+/// The same rules for a chain someone else serves (no private key to compare): `kurier check`.
+pub fn check_peer(chain: &[X509], now: &Asn1Time) -> Vec<CertificateFinding> {
+    let mut out = Vec::new();
+    let Some(leaf) = chain.first() else {
+        out.push(error("CERT-3", "the server sent no certificate".into()));
+        return out;
+    };
+    match leaf.public_key() {
+        Ok(k) => check_key(&k, &mut out),
+        Err(_) => out.push(error("CERT-1", "the public key cannot be read".into())),
+    }
+    check_names(leaf, &mut out);
+    check_validity(leaf, now, &mut out);
+    check_chain(chain, &mut out);
+    check_extensions(leaf, &mut out);
+    out
+}
+
 fn error(requirement: &'static str, message: String) -> CertificateFinding {
     CertificateFinding {
         severity: Severity::Error,
@@ -202,7 +220,7 @@ fn warning(requirement: &'static str, message: String) -> CertificateFinding {
     }
 }
 
-fn check_key(key: &PKey<Private>, out: &mut Vec<CertificateFinding>) {
+fn check_key<T: openssl::pkey::HasPublic>(key: &PKey<T>, out: &mut Vec<CertificateFinding>) {
     match key.id() {
         Id::RSA => {
             if key.bits() < MIN_RSA_BITS {

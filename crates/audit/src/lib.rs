@@ -1,0 +1,654 @@
+//! # kurier-audit — `kurier check <domain>`: TR-03108 v2.0 checked over the network
+//!
+//! Owns the audit of any domain, ours or someone else's: the DNS (DNSSEC of the domain and MX
+//! zones, DNS-2/DNS-3), each MX on port 25 (STARTTLS offered, SMTP-1; the certificate, CERT-1
+//! and CERT-3; TLSA published, usable and matching the chain actually served, DANE-1/3/5),
+//! MTA-STS (record, policy, policy host certificate, MX coverage; STS-1..STS-3), the TLSRPT
+//! record (RPT-1) and the client SRV records (MUA-4). Each finding names its requirement, says
+//! pass, fail, warn or not applicable, shows what was seen and how to fix it.
+//!
+//! Not yet: active TLS enumeration of every port (versions, suites, groups) against
+//! TR-03116-4, autoconfig/Autodiscover content, HTML output. Must not: trust what it checks —
+//! every lookup goes through the validating resolver, every certificate is looked at as sent.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use kurier_delivery::https;
+use kurier_dns::{DnsError, DnssecState, Resolver};
+use kurier_policy::{sts, tlsrpt};
+use kurier_smtp::SmtpClient;
+use kurier_tls::tlsa::{Matching, Selector, TlsaRecord, Usage};
+use kurier_tls::{ClientTls, PeerCheck};
+use openssl::x509::X509;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Pass,
+    Fail,
+    Warn,
+    NotApplicable,
+}
+
+impl Status {
+    pub fn word(self) -> &'static str {
+        match self {
+            Status::Pass => "pass",
+            Status::Fail => "FAIL",
+            Status::Warn => "warn",
+            Status::NotApplicable => "n/a",
+        }
+    }
+}
+
+/// One checked requirement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// A TR-03108.md ID such as `DANE-1`.
+    pub id: &'static str,
+    pub status: Status,
+    /// What was checked, e.g. "TLSA for mx.example.org".
+    pub subject: String,
+    /// What was seen.
+    pub evidence: String,
+    /// What to do (empty when it passed).
+    pub fix: String,
+}
+
+/// The result for one domain.
+#[derive(Debug, Clone, Default)]
+pub struct Audit {
+    pub domain: String,
+    pub findings: Vec<Finding>,
+}
+
+impl Audit {
+    fn add(
+        &mut self,
+        id: &'static str,
+        status: Status,
+        subject: String,
+        evidence: String,
+        fix: &str,
+    ) {
+        self.findings.push(Finding {
+            id,
+            status,
+            subject,
+            evidence,
+            fix: if status == Status::Pass {
+                String::new()
+            } else {
+                fix.to_string()
+            },
+        });
+    }
+
+    pub fn failed(&self) -> bool {
+        self.findings.iter().any(|f| f.status == Status::Fail)
+    }
+
+    /// For a terminal: one line per finding, then a summary.
+    pub fn text(&self) -> String {
+        let mut out = format!("TR-03108 check of {}\n\n", self.domain);
+        for f in &self.findings {
+            out.push_str(&format!(
+                "{:<5} {:<7} {}: {}\n",
+                f.status.word(),
+                f.id,
+                f.subject,
+                f.evidence
+            ));
+            if !f.fix.is_empty() {
+                out.push_str(&format!("              fix: {}\n", f.fix));
+            }
+        }
+        let count = |s: Status| self.findings.iter().filter(|f| f.status == s).count();
+        out.push_str(&format!(
+            "\n{} passed, {} failed, {} warnings, {} not applicable\n",
+            count(Status::Pass),
+            count(Status::Fail),
+            count(Status::Warn),
+            count(Status::NotApplicable)
+        ));
+        out
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "domain": self.domain,
+            "passed": !self.failed(),
+            "findings": self.findings.iter().map(|f| serde_json::json!({
+                "id": f.id, "status": f.status.word().to_ascii_lowercase(), "subject": f.subject,
+                "evidence": f.evidence, "fix": f.fix,
+            })).collect::<Vec<_>>(),
+        })
+    }
+}
+
+/// How to reach what is checked (ports are 25 and 443 but in labs).
+pub struct Checker {
+    pub resolver: Resolver,
+    pub tls: ClientTls,
+    pub smtp_port: u16,
+    pub https_port: u16,
+    pub timeout: Duration,
+}
+
+impl Checker {
+    pub async fn check(&self, domain: &str) -> Audit {
+        let domain = domain.trim().trim_end_matches('.').to_ascii_lowercase();
+        let mut a = Audit {
+            domain: domain.clone(),
+            ..Audit::default()
+        };
+        let mx_hosts = self.check_mx(&domain, &mut a).await;
+        for host in &mx_hosts {
+            self.check_mx_host(host, &mut a).await;
+        }
+        self.check_sts(&domain, &mx_hosts, &mut a).await;
+        self.check_tlsrpt(&domain, &mut a).await;
+        self.check_srv(&domain, &mut a).await;
+        a
+    }
+
+    /// DNS-2: the MX RRset and the hosts' addresses are DNSSEC-secure.
+    async fn check_mx(&self, domain: &str, a: &mut Audit) -> Vec<String> {
+        let mx = match self.resolver.mx(domain).await {
+            Ok(mx) => mx,
+            Err(e) => {
+                a.add(
+                    "DNS-2",
+                    Status::Fail,
+                    format!("MX of {domain}"),
+                    dns_error(&e),
+                    "fix the zone's DNSSEC signatures and DS record",
+                );
+                return Vec::new();
+            }
+        };
+        let secure = mx.state == DnssecState::Secure;
+        a.add(
+            "DNS-2",
+            if secure { Status::Pass } else { Status::Fail },
+            format!("MX of {domain}"),
+            format!("{} record(s), {}", mx.records.len(), state_word(mx.state)),
+            "sign the zone with DNSSEC (ECDSA P-256) and publish the DS record at the parent",
+        );
+        let mut hosts: Vec<(u16, String)> = mx
+            .records
+            .iter()
+            .filter(|r| r.exchange != ".")
+            .map(|r| (r.preference, r.exchange.clone()))
+            .collect();
+        hosts.sort();
+        if hosts.is_empty() {
+            a.add(
+                "SMTP-5",
+                Status::NotApplicable,
+                format!("MX of {domain}"),
+                "null MX or no MX: the domain receives no mail".into(),
+                "",
+            );
+        }
+        hosts.into_iter().map(|(_, h)| h).take(5).collect()
+    }
+
+    async fn check_mx_host(&self, host: &str, a: &mut Audit) {
+        let addrs = match self.resolver.addresses(host).await {
+            Ok(x) => x,
+            Err(e) => {
+                a.add(
+                    "DNS-2",
+                    Status::Fail,
+                    format!("addresses of {host}"),
+                    dns_error(&e),
+                    "fix the DNSSEC signatures of the MX host's zone",
+                );
+                return;
+            }
+        };
+        a.add(
+            "DNS-2",
+            if addrs.state == DnssecState::Secure {
+                Status::Pass
+            } else {
+                Status::Fail
+            },
+            format!("addresses of {host}"),
+            format!(
+                "{} address(es), {}",
+                addrs.records.len(),
+                state_word(addrs.state)
+            ),
+            "sign the MX host's zone with DNSSEC",
+        );
+        // The TLSA RRset.
+        let tlsa = self
+            .resolver
+            .tlsa(&format!("_{}._tcp.{host}", self.smtp_port))
+            .await;
+        let records: Vec<kurier_dns::TlsaData> = match &tlsa {
+            Ok(t) if t.state == DnssecState::Secure && !t.records.is_empty() => {
+                a.add(
+                    "DANE-1",
+                    Status::Pass,
+                    format!("TLSA for {host}"),
+                    format!("{} record(s), secure", t.records.len()),
+                    "",
+                );
+                t.records.clone()
+            }
+            Ok(t) if t.records.is_empty() => {
+                a.add("DANE-1", Status::Fail, format!("TLSA for {host}"), "no TLSA record".into(), "publish `3 1 1` and `2 1 1` records (kurier dns prints them) in the signed zone");
+                Vec::new()
+            }
+            Ok(_) => {
+                a.add(
+                    "DANE-1",
+                    Status::Fail,
+                    format!("TLSA for {host}"),
+                    "TLSA records in an unsigned zone".into(),
+                    "sign the zone with DNSSEC",
+                );
+                Vec::new()
+            }
+            Err(e) => {
+                a.add(
+                    "DANE-1",
+                    Status::Fail,
+                    format!("TLSA for {host}"),
+                    dns_error(e),
+                    "fix the DNSSEC signatures of the TLSA records",
+                );
+                Vec::new()
+            }
+        };
+        if records.iter().any(|r| r.usage < 2) {
+            a.add(
+                "DANE-5",
+                Status::Fail,
+                format!("TLSA for {host}"),
+                "PKIX-TA(0) or PKIX-EE(1) records published".into(),
+                "publish only usages 2 and 3 for SMTP (RFC 7672 §3.1.3)",
+            );
+        } else if !records.is_empty() {
+            a.add(
+                "DANE-5",
+                Status::Pass,
+                format!("TLSA for {host}"),
+                "only DANE-TA(2)/DANE-EE(3) records".into(),
+                "",
+            );
+        }
+        // STARTTLS and the chain actually served.
+        let Some(ip) = addrs.records.first() else {
+            return;
+        };
+        let addr = SocketAddr::new(*ip, self.smtp_port);
+        let client =
+            match SmtpClient::connect(addr, "kurier-check.invalid", self.timeout, self.timeout)
+                .await
+            {
+                Ok(c) => c,
+                Err(e) => {
+                    a.add(
+                        "SMTP-1",
+                        Status::Fail,
+                        format!("{host} port {}", self.smtp_port),
+                        e.to_string(),
+                        "make the MX reachable on port 25",
+                    );
+                    return;
+                }
+            };
+        if !client.extensions().starttls {
+            a.add(
+                "SMTP-1",
+                Status::Fail,
+                format!("{host} port {}", self.smtp_port),
+                "no STARTTLS offered".into(),
+                "offer STARTTLS with a TR-03116-4 profile",
+            );
+            client.quit().await;
+            return;
+        }
+        let client = match client.starttls(&self.tls, host, &PeerCheck::None).await {
+            Ok(c) => c,
+            Err(e) => {
+                a.add(
+                    "SMTP-1",
+                    Status::Fail,
+                    format!("{host} port {}", self.smtp_port),
+                    e.to_string(),
+                    "fix the server's TLS configuration",
+                );
+                return;
+            }
+        };
+        let version = client
+            .tls()
+            .map(|(i, _)| i.version.clone())
+            .unwrap_or_default();
+        let cipher = client
+            .tls()
+            .map(|(i, _)| i.cipher.clone())
+            .unwrap_or_default();
+        a.add(
+            "SMTP-1",
+            Status::Pass,
+            format!("{host} port {}", self.smtp_port),
+            format!("STARTTLS: {version} {cipher}"),
+            "",
+        );
+        let chain = client.peer_chain().to_vec();
+        client.quit().await;
+        if let Ok(now) = openssl::asn1::Asn1Time::days_from_now(0) {
+            let findings = kurier_tls::certificate::check_peer(&chain, &now);
+            let errors: Vec<String> = findings
+                .iter()
+                .filter(|f| f.severity == kurier_tls::Severity::Error)
+                .map(|f| f.message.clone())
+                .collect();
+            a.add(
+                "CERT-1",
+                if errors.is_empty() { Status::Pass } else { Status::Fail },
+                format!("certificate of {host}"),
+                if errors.is_empty() {
+                    key_of(&chain)
+                } else {
+                    errors.join("; ")
+                },
+                "use an ECDSA P-256 or RSA-3072 certificate without wildcard names, currently valid, with its full chain",
+            );
+        }
+        if !records.is_empty() {
+            let matching: Vec<&kurier_dns::TlsaData> = records
+                .iter()
+                .filter(|r| matches_chain(r, &chain))
+                .collect();
+            let (status, evidence) = if matching.is_empty() {
+                (
+                    Status::Fail,
+                    "no TLSA record matches the certificate chain served on port 25".to_string(),
+                )
+            } else if matching.len() < records.iter().filter(|r| r.usage >= 2).count() {
+                (
+                    Status::Warn,
+                    format!(
+                        "{} of {} records match the served chain",
+                        matching.len(),
+                        records.len()
+                    ),
+                )
+            } else {
+                (
+                    Status::Pass,
+                    format!("all {} records match the served chain", matching.len()),
+                )
+            };
+            a.add("DANE-3", status, format!("TLSA for {host}"), evidence, "publish the records of the certificate the server actually uses (kurier dns), and keep them current through rollovers");
+        }
+    }
+
+    /// STS-1..STS-3.
+    async fn check_sts(&self, domain: &str, mx_hosts: &[String], a: &mut Audit) {
+        let subject = format!("MTA-STS of {domain}");
+        let txt = match self.resolver.txt(&format!("_mta-sts.{domain}")).await {
+            Ok(t) => t,
+            Err(e) => {
+                a.add(
+                    "STS-1",
+                    Status::Fail,
+                    subject,
+                    dns_error(&e),
+                    "fix the DNS of _mta-sts",
+                );
+                return;
+            }
+        };
+        let record = match sts::parse_record(&txt.records) {
+            Ok(Some(r)) => r,
+            Ok(None) => {
+                a.add(
+                    "STS-1",
+                    Status::Fail,
+                    subject,
+                    "no _mta-sts record".into(),
+                    "publish `v=STSv1; id=…` and the policy (kurier dns)",
+                );
+                return;
+            }
+            Err(e) => {
+                a.add(
+                    "STS-1",
+                    Status::Fail,
+                    subject,
+                    e.to_string(),
+                    "publish exactly one valid `v=STSv1; id=…` record",
+                );
+                return;
+            }
+        };
+        let host = format!("mta-sts.{domain}");
+        let fetched = https::exchange(
+            &self.resolver,
+            &self.tls,
+            https::Request {
+                host: &host,
+                port: self.https_port,
+                method: "GET",
+                path: "/.well-known/mta-sts.txt",
+                content_type: None,
+                body: Vec::new(),
+                reject_wildcard: true,
+                max_response: sts::MAX_POLICY_BYTES,
+                revocation: None,
+            },
+        )
+        .await;
+        let response = match fetched {
+            Ok(r) => r,
+            Err(("sts-webpki-invalid", detail)) => {
+                a.add("STS-2", Status::Fail, format!("certificate of {host}"), detail, "serve the policy with a publicly trusted certificate naming mta-sts.<domain>, without wildcard");
+                return;
+            }
+            Err((_, detail)) => {
+                a.add(
+                    "STS-1",
+                    Status::Fail,
+                    subject,
+                    detail,
+                    "serve the policy at https://mta-sts.<domain>/.well-known/mta-sts.txt",
+                );
+                return;
+            }
+        };
+        a.add(
+            "STS-2",
+            Status::Pass,
+            format!("certificate of {host}"),
+            "valid, names the host, no wildcard".into(),
+            "",
+        );
+        if response.status != 200 || !response.content_type.starts_with("text/plain") {
+            a.add(
+                "STS-1",
+                Status::Fail,
+                subject,
+                format!("HTTP {} with {:?}", response.status, response.content_type),
+                "answer 200 with text/plain, without redirects",
+            );
+            return;
+        }
+        let policy = match sts::parse_policy(&String::from_utf8_lossy(&response.body)) {
+            Ok(p) => p,
+            Err(e) => {
+                a.add(
+                    "STS-1",
+                    Status::Fail,
+                    subject,
+                    e.to_string(),
+                    "fix the policy syntax (RFC 8461 §3.2)",
+                );
+                return;
+            }
+        };
+        a.add(
+            "STS-1",
+            if policy.mode == sts::StsMode::Enforce {
+                Status::Pass
+            } else {
+                Status::Warn
+            },
+            subject.clone(),
+            format!(
+                "id {}, mode {}, max_age {}",
+                record.id,
+                policy.mode.as_str(),
+                policy.max_age
+            ),
+            "use mode enforce",
+        );
+        let uncovered: Vec<&String> = mx_hosts
+            .iter()
+            .filter(|h| !policy.mx.iter().any(|p| sts::mx_matches(p, h)))
+            .collect();
+        a.add(
+            "STS-3",
+            if uncovered.is_empty() {
+                Status::Pass
+            } else {
+                Status::Fail
+            },
+            subject,
+            if uncovered.is_empty() {
+                "every MX matches an mx: pattern".into()
+            } else {
+                format!("not in the policy: {uncovered:?}")
+            },
+            "list every MX host in the policy",
+        );
+    }
+
+    /// RPT-1: exactly one `_smtp._tls` record, mailto only.
+    async fn check_tlsrpt(&self, domain: &str, a: &mut Audit) {
+        let subject = format!("TLSRPT record of {domain}");
+        let txt = match self.resolver.txt(&format!("_smtp._tls.{domain}")).await {
+            Ok(t) => t,
+            Err(e) => {
+                a.add(
+                    "RPT-1",
+                    Status::Fail,
+                    subject,
+                    dns_error(&e),
+                    "fix the DNS of _smtp._tls",
+                );
+                return;
+            }
+        };
+        match tlsrpt::parse_record(&txt.records) {
+            Ok(Some(r)) if r.rua.iter().all(|u| matches!(u, tlsrpt::Rua::Mailto(_))) => a.add(
+                "RPT-1",
+                Status::Pass,
+                subject,
+                format!("{} mailto rua", r.rua.len()),
+                "",
+            ),
+            Ok(Some(_)) => a.add(
+                "RPT-1",
+                Status::Fail,
+                subject,
+                "an https rua".into(),
+                "use mailto: only (TR-03108 4.1.10)",
+            ),
+            Ok(None) => a.add(
+                "RPT-1",
+                Status::Fail,
+                subject,
+                "no _smtp._tls record".into(),
+                "publish `v=TLSRPTv1; rua=mailto:…` (kurier dns)",
+            ),
+            Err(e) => a.add(
+                "RPT-1",
+                Status::Fail,
+                subject,
+                e.to_string(),
+                "publish exactly one valid record",
+            ),
+        }
+    }
+
+    /// MUA-4: SRV records, implicit TLS preferred.
+    async fn check_srv(&self, domain: &str, a: &mut Audit) {
+        let subject = format!("client SRV records of {domain}");
+        let mut seen = Vec::new();
+        for name in ["_submissions._tcp", "_imaps._tcp", "_pop3s._tcp"] {
+            if let Ok(ans) = self.resolver.srv(&format!("{name}.{domain}")).await
+                && !ans.records.is_empty()
+            {
+                seen.push(name);
+            }
+        }
+        a.add(
+            "MUA-4",
+            if seen.contains(&"_submissions._tcp") {
+                Status::Pass
+            } else {
+                Status::Fail
+            },
+            subject,
+            if seen.is_empty() {
+                "none".into()
+            } else {
+                seen.join(", ")
+            },
+            "publish _submissions._tcp, _imaps._tcp and _pop3s._tcp SRV records (kurier dns)",
+        );
+    }
+}
+
+fn state_word(s: DnssecState) -> &'static str {
+    match s {
+        DnssecState::Secure => "DNSSEC-secure",
+        DnssecState::Insecure => "not DNSSEC-signed",
+    }
+}
+
+fn dns_error(e: &DnsError) -> String {
+    match e {
+        DnsError::Bogus(_) => format!("bogus DNSSEC: {e}"),
+        _ => e.to_string(),
+    }
+}
+
+fn key_of(chain: &[X509]) -> String {
+    chain
+        .first()
+        .and_then(|c| c.public_key().ok())
+        .map(|k| kurier_tls::certificate::key_description(&k))
+        .unwrap_or_default()
+}
+
+/// Whether a TLSA record matches the chain (usage 3: the leaf; usage 2: a CA certificate of it).
+fn matches_chain(r: &kurier_dns::TlsaData, chain: &[X509]) -> bool {
+    let (usage, candidates) = match r.usage {
+        3 => (Usage::DaneEe, chain.get(..1).unwrap_or(&[])),
+        2 => (Usage::DaneTa, chain.get(1..).unwrap_or(&[])),
+        _ => return false,
+    };
+    let selector = match r.selector {
+        0 => Selector::Cert,
+        1 => Selector::Spki,
+        _ => return false,
+    };
+    let matching = match r.matching {
+        0 => Matching::Full,
+        1 => Matching::Sha256,
+        2 => Matching::Sha512,
+        _ => return false,
+    };
+    candidates.iter().any(|c| {
+        TlsaRecord::for_certificate(c, usage, selector, matching).is_ok_and(|t| t.data == r.data)
+    })
+}

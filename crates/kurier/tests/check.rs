@@ -1,0 +1,144 @@
+//! `kurier check` against the test world (TR-03108 DNS-2, SMTP-1, CERT-1, DANE-1/3/5,
+//! STS-1..3, RPT-1, MUA-4): a domain served by Kurier with the records `kurier dns` names
+//! passes; a broken one (unsigned zone, no TLSA, RSA-2048 certificate, wildcard policy host,
+//! two `_smtp._tls` records, no SRV) fails on each of those, with the right ID.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+mod support;
+
+use kurier_testworld::ca::{Ca, KeyKind, LeafSpec};
+use kurier_testworld::net::hosts;
+use kurier_testworld::{PostfixSpec, World, Zone};
+use support::Server;
+
+#[test]
+fn check_tells_a_compliant_domain_from_a_broken_one() {
+    let ca = Ca::new("Check", KeyKind::P256).unwrap();
+    let leaf = ca.leaf(&["mx.good.test"]).unwrap();
+    let weak = ca
+        .issue(&LeafSpec::new(&["mx.bad.test"]).key(KeyKind::Rsa2048))
+        .unwrap();
+    let kurier = hosts::FREE;
+    let (good_policy, bad_policy) = (hosts::FREE + 10, hosts::FREE + 11);
+    let mut world = World::builder()
+        .zone(
+            Zone::signed("good.test")
+                .record("@", "MX", "10 mx")
+                .record("mx", "A", &format!("{{ip:{kurier}}}"))
+                .record("_25._tcp.mx", "TLSA", &leaf.tlsa_3_1_1().unwrap())
+                .record("_25._tcp.mx", "TLSA", &ca.tlsa_2_1_1().unwrap())
+                .record("_mta-sts", "TXT", "\"v=STSv1; id=1\"")
+                .record("mta-sts", "A", &format!("{{ip:{good_policy}}}"))
+                .record(
+                    "_smtp._tls",
+                    "TXT",
+                    "\"v=TLSRPTv1; rua=mailto:tlsrpt@good.test\"",
+                )
+                .record("_submissions._tcp", "SRV", "0 1 465 mx.good.test.")
+                .record("_imaps._tcp", "SRV", "0 1 993 mx.good.test."),
+        )
+        .zone(
+            Zone::unsigned("bad.test")
+                .record("@", "MX", "10 mx")
+                .record("mx", "A", "{postfix:0}")
+                .record("_mta-sts", "TXT", "\"v=STSv1; id=1\"")
+                .record("mta-sts", "A", &format!("{{ip:{bad_policy}}}"))
+                .record("_smtp._tls", "TXT", "\"v=TLSRPTv1; rua=mailto:a@bad.test\"")
+                .record(
+                    "_smtp._tls",
+                    "TXT",
+                    "\"v=TLSRPTv1; rua=https://x.bad.test/\"",
+                ),
+        )
+        .postfix(PostfixSpec::receiver("mx.bad.test", &["bad.test"]).certificate(weak))
+        .build()
+        .unwrap();
+    let policy = |d: &str| format!("version: STSv1\nmode: enforce\nmx: mx.{d}\nmax_age: 604800\n");
+    world
+        .start_https(
+            good_policy,
+            &["mta-sts.good.test"],
+            &[(".well-known/mta-sts.txt", &policy("good.test"))],
+        )
+        .unwrap();
+    world
+        .start_https(
+            bad_policy,
+            &["*.bad.test"],
+            &[(".well-known/mta-sts.txt", &policy("bad.test"))],
+        )
+        .unwrap();
+    let dns = world.dns().clone();
+    let ip = world.net.ip(kurier).to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let cas = dir.path().join("cas.pem");
+    std::fs::write(&cas, [world.ca.root_pem(), ca.root_pem()].concat()).unwrap();
+    let config = support::configured(
+        dir.path(),
+        &ip,
+        &format!("listen = [\"{ip}:25\"]\n"),
+        &format!(
+            "\n[dns]\nupstream = [\"{}\"]\ntrust_anchor = \"{}\"\n[delivery]\nenabled = false\nextra_ca_file = \"{}\"\n",
+            dns.resolver,
+            dns.trust_anchor_dnskey.display(),
+            cas.display()
+        ),
+    );
+    leaf.write(dir.path(), "mx").unwrap();
+    let _server = Server::configured(dir.path(), &config);
+
+    let run = |domain: &str| {
+        let (code, out, err) = support::run(&[
+            "check",
+            domain,
+            "--json",
+            "--config",
+            config.to_str().unwrap(),
+        ]);
+        let v: serde_json::Value =
+            serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}\n{err}"));
+        (code, v)
+    };
+    let statuses = |v: &serde_json::Value, id: &str| -> Vec<String> {
+        v["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["id"] == id)
+            .map(|f| f["status"].as_str().unwrap().to_string())
+            .collect()
+    };
+
+    let (code, good) = run("good.test");
+    assert_eq!(code, 0, "{good:#}");
+    for id in [
+        "DNS-2", "SMTP-1", "CERT-1", "DANE-1", "DANE-3", "DANE-5", "STS-1", "STS-2", "STS-3",
+        "RPT-1", "MUA-4",
+    ] {
+        let s = statuses(&good, id);
+        assert!(
+            !s.is_empty() && s.iter().all(|s| s == "pass"),
+            "{id}: {s:?}\n{good:#}"
+        );
+    }
+
+    let (code, bad) = run("bad.test");
+    assert_eq!(code, 1, "{bad:#}");
+    for id in ["DNS-2", "CERT-1", "DANE-1", "STS-2", "RPT-1", "MUA-4"] {
+        assert!(
+            statuses(&bad, id).contains(&"fail".to_string()),
+            "{id}\n{bad:#}"
+        );
+    }
+    // STARTTLS is there, though: SMTP-1 passes.
+    assert_eq!(statuses(&bad, "SMTP-1"), ["pass"]);
+
+    // The text form names the requirement, what was seen and the fix.
+    let (_, text, _) = support::run(&["check", "bad.test", "--config", config.to_str().unwrap()]);
+    assert!(
+        text.contains("FAIL  CERT-1  certificate of mx.bad.test: RSA key has 2048 bits"),
+        "{text}"
+    );
+    assert!(text.contains("fix: "), "{text}");
+}
