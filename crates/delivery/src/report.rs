@@ -219,8 +219,7 @@ impl Reporter {
             ..self.clone()
         };
         tokio::spawn(async move {
-            let mut pause = std::time::Duration::from_secs(300);
-            for _ in 0..8 {
+            for pause in crate::schedule::report_upload_pauses() {
                 tokio::time::sleep(pause).await;
                 match me.post(&url, &gz).await {
                     Ok(()) => {
@@ -229,7 +228,6 @@ impl Reporter {
                     }
                     Err(e) => tracing::info!(rua = %url, error = %e, "TLSRPT upload failed again"),
                 }
-                pause *= 2;
             }
             tracing::warn!(rua = %url, "TLSRPT report given up after a day of retries");
         });

@@ -349,7 +349,11 @@ impl QueueRunner {
         let now = kurier_store::now();
         let schedule = &self.cfg.schedule;
         let age = Duration::from_secs(u64::try_from(now - entry.created).unwrap_or(0));
-        let expired = schedule.expired(age) || (job.report && age >= Duration::from_secs(86_400));
+        let expired = if job.report {
+            schedule.report_expired(age)
+        } else {
+            schedule.expired(age)
+        };
         let warn = schedule.warn_at(entry.attempts);
         let results = job.results.lock().map(|r| r.clone()).unwrap_or_default();
         let dsn_of = |a: &str| {

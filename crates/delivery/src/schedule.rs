@@ -56,6 +56,21 @@ impl Schedule {
     pub fn expired(&self, age: Duration) -> bool {
         age >= self.lifetime
     }
+
+    /// The same for a TLSRPT report, which is retried for one day at most (RFC 8460 §5.3,
+    /// TR-03108 RPT-10): yesterday's report is worth little after today.
+    pub fn report_expired(&self, age: Duration) -> bool {
+        self.expired(age) || age >= REPORT_LIFETIME
+    }
+}
+
+/// How long a TLSRPT report is retried.
+pub const REPORT_LIFETIME: Duration = Duration::from_secs(86_400);
+
+/// The pauses between the HTTPS upload attempts of a report: doubling from 5 minutes, about a
+/// day in all (RPT-10).
+pub fn report_upload_pauses() -> Vec<Duration> {
+    (0..8).map(|i| Duration::from_secs(300 << i)).collect()
 }
 
 #[cfg(test)]
@@ -84,6 +99,17 @@ mod tests {
             ..s
         };
         assert!((0..200).all(|n| !never.warn_at(n)));
+    }
+
+    #[test]
+    fn rpt10_reports_live_a_day() {
+        let s = Schedule::default();
+        let hours = |h: u64| Duration::from_secs(h * 3600);
+        assert!(!s.report_expired(hours(23)));
+        assert!(s.report_expired(hours(24)));
+        assert!(!s.expired(hours(24)), "other mail lives on");
+        let total: Duration = report_upload_pauses().iter().sum();
+        assert!(total >= hours(20) && total <= hours(24), "{total:?}");
     }
 
     #[test]
