@@ -7,9 +7,13 @@
 //! record (RPT-1) and the client SRV records (MUA-4). Each finding names its requirement, says
 //! pass, fail, warn or not applicable, shows what was seen and how to fix it.
 //!
-//! Not yet: active TLS enumeration of every port (versions, suites, groups) against
-//! TR-03116-4, autoconfig/Autodiscover content, HTML output. Must not: trust what it checks —
+//! The TLS configuration of the MX (port 25) and of the client services the SRV records name is
+//! probed actively (`tls_scan`: versions, forbidden groups and suites, brainpool; TLS-1, TLS-2,
+//! TLS-5). Not yet: signature algorithms and the full suite list, autoconfig/Autodiscover
+//! content, HTML output. Must not: trust what it checks —
 //! every lookup goes through the validating resolver, every certificate is looked at as sent.
+
+pub mod tls_scan;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -143,12 +147,28 @@ impl Checker {
             ..Audit::default()
         };
         let mx_hosts = self.check_mx(&domain, &mut a).await;
+        let mut endpoints = Vec::new();
         for host in &mx_hosts {
-            self.check_mx_host(host, &mut a).await;
+            if let Some(addr) = self.check_mx_host(host, &mut a).await
+                && endpoints.is_empty()
+            {
+                endpoints.push(tls_scan::Endpoint {
+                    host: host.clone(),
+                    addr,
+                    start: tls_scan::Start::Smtp,
+                    legacy_allowed: true,
+                });
+            }
         }
         self.check_sts(&domain, &mx_hosts, &mut a).await;
         self.check_tlsrpt(&domain, &mut a).await;
-        self.check_srv(&domain, &mut a).await;
+        endpoints.extend(self.check_srv(&domain, &mut a).await);
+        for ep in endpoints {
+            let findings = tokio::task::spawn_blocking(move || tls_scan::scan(&ep))
+                .await
+                .unwrap_or_default();
+            a.findings.extend(findings);
+        }
         a
     }
 
@@ -194,7 +214,8 @@ impl Checker {
         hosts.into_iter().map(|(_, h)| h).take(5).collect()
     }
 
-    async fn check_mx_host(&self, host: &str, a: &mut Audit) {
+    /// Checks one MX; returns its SMTP address when STARTTLS works there.
+    async fn check_mx_host(&self, host: &str, a: &mut Audit) -> Option<SocketAddr> {
         let addrs = match self.resolver.addresses(host).await {
             Ok(x) => x,
             Err(e) => {
@@ -205,7 +226,7 @@ impl Checker {
                     dns_error(&e),
                     "fix the DNSSEC signatures of the MX host's zone",
                 );
-                return;
+                return None;
             }
         };
         a.add(
@@ -282,9 +303,7 @@ impl Checker {
             );
         }
         // STARTTLS and the chain actually served.
-        let Some(ip) = addrs.records.first() else {
-            return;
-        };
+        let ip = addrs.records.first()?;
         let addr = SocketAddr::new(*ip, self.smtp_port);
         let client =
             match SmtpClient::connect(addr, "kurier-check.invalid", self.timeout, self.timeout)
@@ -299,7 +318,7 @@ impl Checker {
                         e.to_string(),
                         "make the MX reachable on port 25",
                     );
-                    return;
+                    return None;
                 }
             };
         if !client.extensions().starttls {
@@ -311,7 +330,7 @@ impl Checker {
                 "offer STARTTLS with a TR-03116-4 profile",
             );
             client.quit().await;
-            return;
+            return None;
         }
         let client = match client.starttls(&self.tls, host, &PeerCheck::None).await {
             Ok(c) => c,
@@ -323,7 +342,7 @@ impl Checker {
                     e.to_string(),
                     "fix the server's TLS configuration",
                 );
-                return;
+                return None;
             }
         };
         let version = client
@@ -389,6 +408,7 @@ impl Checker {
             };
             a.add("DANE-3", status, format!("TLSA for {host}"), evidence, "publish the records of the certificate the server actually uses (kurier dns), and keep them current through rollovers");
         }
+        Some(addr)
     }
 
     /// STS-1..STS-3.
@@ -579,15 +599,37 @@ impl Checker {
         }
     }
 
-    /// MUA-4: SRV records, implicit TLS preferred.
-    async fn check_srv(&self, domain: &str, a: &mut Audit) {
+    /// MUA-4: SRV records, implicit TLS preferred; returns the services to scan.
+    async fn check_srv(&self, domain: &str, a: &mut Audit) -> Vec<tls_scan::Endpoint> {
+        use tls_scan::Start;
         let subject = format!("client SRV records of {domain}");
         let mut seen = Vec::new();
-        for name in ["_submissions._tcp", "_imaps._tcp", "_pop3s._tcp"] {
-            if let Ok(ans) = self.resolver.srv(&format!("{name}.{domain}")).await
-                && !ans.records.is_empty()
-            {
-                seen.push(name);
+        let mut endpoints = Vec::new();
+        for (name, start) in [
+            ("_submissions._tcp", Start::Implicit),
+            ("_imaps._tcp", Start::Implicit),
+            ("_pop3s._tcp", Start::Implicit),
+            ("_submission._tcp", Start::Smtp),
+            ("_imap._tcp", Start::Imap),
+            ("_pop3._tcp", Start::Pop3),
+        ] {
+            let Ok(ans) = self.resolver.srv(&format!("{name}.{domain}")).await else {
+                continue;
+            };
+            for r in ans.records.iter().filter(|r| r.target != ".") {
+                if start == Start::Implicit {
+                    seen.push(name);
+                }
+                if let Ok(addrs) = self.resolver.addresses(&r.target).await
+                    && let Some(ip) = addrs.records.first()
+                {
+                    endpoints.push(tls_scan::Endpoint {
+                        host: r.target.clone(),
+                        addr: SocketAddr::new(*ip, r.port),
+                        start,
+                        legacy_allowed: false,
+                    });
+                }
             }
         }
         a.add(
@@ -605,6 +647,7 @@ impl Checker {
             },
             "publish _submissions._tcp, _imaps._tcp and _pop3s._tcp SRV records (kurier dns)",
         );
+        endpoints
     }
 }
 

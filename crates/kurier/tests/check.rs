@@ -1,7 +1,9 @@
 //! `kurier check` against the test world (TR-03108 DNS-2, SMTP-1, CERT-1, DANE-1/3/5,
 //! STS-1..3, RPT-1, MUA-4): a domain served by Kurier with the records `kurier dns` names
 //! passes; a broken one (unsigned zone, no TLSA, RSA-2048 certificate, wildcard policy host,
-//! two `_smtp._tls` records, no SRV) fails on each of those, with the right ID.
+//! two `_smtp._tls` records, no SRV, X25519 and ChaCha20 accepted, no brainpool) fails on each
+//! of those, with the right ID. The TLS of port 25 and of the client ports the SRV records name
+//! is probed actively (TLS-1, TLS-2, TLS-5).
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
@@ -35,8 +37,8 @@ fn check_tells_a_compliant_domain_from_a_broken_one() {
                     "TXT",
                     "\"v=TLSRPTv1; rua=mailto:tlsrpt@good.test\"",
                 )
-                .record("_submissions._tcp", "SRV", "0 1 465 mx.good.test.")
-                .record("_imaps._tcp", "SRV", "0 1 993 mx.good.test."),
+                .record("_submissions._tcp", "SRV", "0 1 2465 mx.good.test.")
+                .record("_submission._tcp", "SRV", "10 1 2587 mx.good.test."),
         )
         .zone(
             Zone::unsigned("bad.test")
@@ -114,7 +116,7 @@ fn check_tells_a_compliant_domain_from_a_broken_one() {
     assert_eq!(code, 0, "{good:#}");
     for id in [
         "DNS-2", "SMTP-1", "CERT-1", "DANE-1", "DANE-3", "DANE-5", "STS-1", "STS-2", "STS-3",
-        "RPT-1", "MUA-4",
+        "RPT-1", "MUA-4", "TLS-1", "TLS-2", "TLS-5",
     ] {
         let s = statuses(&good, id);
         assert!(
@@ -131,6 +133,9 @@ fn check_tells_a_compliant_domain_from_a_broken_one() {
             "{id}\n{bad:#}"
         );
     }
+    // Port 25 of an MX may accept legacy clients (TLS-9): a warning; no brainpool: a failure.
+    assert_eq!(statuses(&bad, "TLS-2"), ["warn"], "{bad:#}");
+    assert_eq!(statuses(&bad, "TLS-5"), ["fail"], "{bad:#}");
     // STARTTLS is there, though: SMTP-1 passes.
     assert_eq!(statuses(&bad, "SMTP-1"), ["pass"]);
 
