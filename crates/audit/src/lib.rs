@@ -9,8 +9,8 @@
 //!
 //! The TLS configuration of the MX (port 25) and of the client services the SRV records name is
 //! probed actively (`tls_scan`: versions, forbidden groups and suites, brainpool; TLS-1, TLS-2,
-//! TLS-5). Not yet: signature algorithms and the full suite list, autoconfig/Autodiscover
-//! content, HTML output. Must not: trust what it checks —
+//! TLS-5), and what autoconfig and Autodiscover tell clients (MUA-5, MUA-6). Output as text,
+//! JSON or one HTML page. Not yet: signature algorithms and the full suite list, the ICS tables. Must not: trust what it checks —
 //! every lookup goes through the validating resolver, every certificate is looked at as sent.
 
 pub mod tls_scan;
@@ -118,6 +118,43 @@ impl Audit {
         out
     }
 
+    /// One self-contained page to hand to an auditor.
+    pub fn html(&self) -> String {
+        let esc = |s: &str| {
+            s.replace('&', "&amp;")
+                .replace('<', "&lt;")
+                .replace('>', "&gt;")
+                .replace('"', "&quot;")
+        };
+        let mut rows = String::new();
+        for f in &self.findings {
+            let class = match f.status {
+                Status::Pass => "pass",
+                Status::Fail => "fail",
+                Status::Warn => "warn",
+                Status::NotApplicable => "na",
+            };
+            rows.push_str(&format!(
+                "<tr class=\"{class}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+                f.status.word(),
+                f.id,
+                esc(&f.subject),
+                esc(&f.evidence),
+                esc(&f.fix)
+            ));
+        }
+        format!(
+            "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>TR-03108 check of {d}</title>\n<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:.3em .6em;vertical-align:top}}.pass td:first-child{{color:#070}}.fail td:first-child{{color:#b00;font-weight:bold}}.warn td:first-child{{color:#a60}}</style></head>\n<body><h1>TR-03108 v2.0 check of {d}</h1>\n<p>{verdict}</p>\n<table><tr><th>result</th><th>requirement</th><th>checked</th><th>seen</th><th>fix</th></tr>\n{rows}</table>\n<p>Made by Kurier {v}.</p></body></html>\n",
+            d = esc(&self.domain),
+            verdict = if self.failed() {
+                "Requirements fail: see the rows marked FAIL."
+            } else {
+                "No requirement fails."
+            },
+            v = env!("CARGO_PKG_VERSION"),
+        )
+    }
+
     pub fn json(&self) -> serde_json::Value {
         serde_json::json!({
             "domain": self.domain,
@@ -162,6 +199,7 @@ impl Checker {
         }
         self.check_sts(&domain, &mx_hosts, &mut a).await;
         self.check_tlsrpt(&domain, &mut a).await;
+        self.check_autoconfig(&domain, &mut a).await;
         endpoints.extend(self.check_srv(&domain, &mut a).await);
         for ep in endpoints {
             let findings = tokio::task::spawn_blocking(move || tls_scan::scan(&ep))
@@ -549,6 +587,98 @@ impl Checker {
             },
             "list every MX host in the policy",
         );
+    }
+
+    /// One HTTPS request to a host of the domain (the strict profile is its own check).
+    async fn fetch(
+        &self,
+        host: &str,
+        method: &str,
+        path: &str,
+        body: &str,
+    ) -> Result<https::Response, String> {
+        https::exchange(
+            &self.resolver,
+            &self.tls,
+            https::Request {
+                host,
+                port: self.https_port,
+                method,
+                path,
+                content_type: (!body.is_empty()).then_some("text/xml"),
+                body: body.as_bytes().to_vec(),
+                reject_wildcard: false,
+                max_response: 256 * 1024,
+                revocation: None,
+            },
+        )
+        .await
+        .map_err(|(_, d)| d)
+    }
+
+    /// MUA-5, MUA-6: what clients are told — implicit TLS first, never plain text.
+    async fn check_autoconfig(&self, domain: &str, a: &mut Audit) {
+        let host = format!("autoconfig.{domain}");
+        match self.fetch(&host, "GET", "/mail/config-v1.1.xml", "").await {
+            Ok(r) if r.status == 200 => {
+                let xml = String::from_utf8_lossy(&r.body);
+                let first_socket = |tag: &str| {
+                    xml.split(&format!("<{tag} "))
+                        .nth(1)
+                        .and_then(|e| e.split("<socketType>").nth(1))
+                        .and_then(|e| e.split('<').next())
+                        .unwrap_or("")
+                        .to_string()
+                };
+                let plain = xml.contains("<socketType>plain</socketType>");
+                let (incoming, outgoing) = (first_socket("incomingServer"), first_socket("outgoingServer"));
+                let ok = !plain && incoming == "SSL" && outgoing == "SSL";
+                a.add(
+                    "MUA-5",
+                    if ok { Status::Pass } else { Status::Fail },
+                    format!("autoconfig of {domain}"),
+                    format!("first incoming {incoming:?}, first outgoing {outgoing:?}, plain entries: {plain}"),
+                    "list the implicit-TLS (SSL) servers first, STARTTLS after, no plain entries",
+                );
+            }
+            Ok(r) => a.add("MUA-5", Status::Fail, format!("autoconfig of {domain}"), format!("HTTP {}", r.status), "serve config-v1.1.xml at https://autoconfig.<domain>/mail/"),
+            Err(e) => a.add("MUA-5", Status::Fail, format!("autoconfig of {domain}"), e, "serve config-v1.1.xml at https://autoconfig.<domain>/mail/ with a valid certificate"),
+        }
+        let host = format!("autodiscover.{domain}");
+        let request = format!(
+            "<?xml version=\"1.0\" encoding=\"utf-8\"?><Autodiscover xmlns=\"http://schemas.microsoft.com/exchange/autodiscover/outlook/requestschema/2006\"><Request><EMailAddress>postmaster@{domain}</EMailAddress><AcceptableResponseSchema>http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a</AcceptableResponseSchema></Request></Autodiscover>"
+        );
+        match self
+            .fetch(&host, "POST", "/autodiscover/autodiscover.xml", &request)
+            .await
+        {
+            Ok(r) if r.status == 200 => {
+                let xml = String::from_utf8_lossy(&r.body);
+                let on = xml.matches("<SSL>on</SSL>").count();
+                let ok = on > 0 && !xml.contains("<SSL>off</SSL>");
+                a.add(
+                    "MUA-6",
+                    if ok { Status::Pass } else { Status::Fail },
+                    format!("Autodiscover of {domain}"),
+                    format!("{on} protocol(s) with SSL on"),
+                    "answer with IMAP/POP3/SMTP entries on 993/995/465 with SSL on",
+                );
+            }
+            Ok(r) => a.add(
+                "MUA-6",
+                Status::Fail,
+                format!("Autodiscover of {domain}"),
+                format!("HTTP {}", r.status),
+                "answer POSTs at https://autodiscover.<domain>/autodiscover/autodiscover.xml",
+            ),
+            Err(e) => a.add(
+                "MUA-6",
+                Status::Fail,
+                format!("Autodiscover of {domain}"),
+                e,
+                "serve Autodiscover over HTTPS with a valid certificate",
+            ),
+        }
     }
 
     /// RPT-1: exactly one `_smtp._tls` record, mailto only.

@@ -98,8 +98,11 @@ enum Command {
         source: ConfigArgs,
         domain: String,
         /// JSON instead of text.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "html")]
         json: bool,
+        /// One self-contained HTML page instead of text.
+        #[arg(long)]
+        html: bool,
     },
     /// The outbound queue.
     Queue {
@@ -215,7 +218,8 @@ fn main() -> ExitCode {
             source,
             domain,
             json,
-        } => block_on(check(source, domain, json)),
+            html,
+        } => block_on(check(source, domain, json, html)),
         Command::Dkim { source, command } => block_on(admin::dkim(source, command)),
         Command::Dns {
             source,
@@ -246,7 +250,7 @@ fn main() -> ExitCode {
 }
 
 /// `kurier check DOMAIN`: the audit, with the resolver and trust settings of the configuration.
-async fn check(source: ConfigArgs, domain: String, json: bool) -> anyhow::Result<()> {
+async fn check(source: ConfigArgs, domain: String, json: bool, html: bool) -> anyhow::Result<()> {
     let cfg = source.config()?;
     let checker = kurier_audit::Checker {
         resolver: outbound::resolver(&cfg)?,
@@ -258,6 +262,8 @@ async fn check(source: ConfigArgs, domain: String, json: bool) -> anyhow::Result
     let audit = checker.check(&domain).await;
     if json {
         println!("{}", serde_json::to_string_pretty(&audit.json())?);
+    } else if html {
+        print!("{}", audit.html());
     } else {
         print!("{}", audit.text());
     }

@@ -17,7 +17,13 @@ use support::Server;
 #[test]
 fn check_tells_a_compliant_domain_from_a_broken_one() {
     let ca = Ca::new("Check", KeyKind::P256).unwrap();
-    let leaf = ca.leaf(&["mx.good.test"]).unwrap();
+    let leaf = ca
+        .leaf(&[
+            "mx.good.test",
+            "autoconfig.good.test",
+            "autodiscover.good.test",
+        ])
+        .unwrap();
     let weak = ca
         .issue(&LeafSpec::new(&["mx.bad.test"]).key(KeyKind::Rsa2048))
         .unwrap();
@@ -37,6 +43,8 @@ fn check_tells_a_compliant_domain_from_a_broken_one() {
                     "TXT",
                     "\"v=TLSRPTv1; rua=mailto:tlsrpt@good.test\"",
                 )
+                .record("autoconfig", "A", &format!("{{ip:{kurier}}}"))
+                .record("autodiscover", "A", &format!("{{ip:{kurier}}}"))
                 .record("_submissions._tcp", "SRV", "0 1 2465 mx.good.test.")
                 .record("_submission._tcp", "SRV", "10 1 2587 mx.good.test."),
         )
@@ -88,6 +96,14 @@ fn check_tells_a_compliant_domain_from_a_broken_one() {
         ),
     );
     leaf.write(dir.path(), "mx").unwrap();
+    // Kurier serves autoconfig and Autodiscover for good.test on 443, where clients look.
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace(&format!("{ip}:8443"), &format!("{ip}:443")),
+    )
+    .unwrap();
+    support::admin(&config, &["domain", "add", "good.test"], "");
     let _server = Server::configured(dir.path(), &config);
 
     let run = |domain: &str| {
@@ -116,7 +132,7 @@ fn check_tells_a_compliant_domain_from_a_broken_one() {
     assert_eq!(code, 0, "{good:#}");
     for id in [
         "DNS-2", "SMTP-1", "CERT-1", "DANE-1", "DANE-3", "DANE-5", "STS-1", "STS-2", "STS-3",
-        "RPT-1", "MUA-4", "TLS-1", "TLS-2", "TLS-5",
+        "RPT-1", "MUA-4", "MUA-5", "MUA-6", "TLS-1", "TLS-2", "TLS-5",
     ] {
         let s = statuses(&good, id);
         assert!(
@@ -127,7 +143,9 @@ fn check_tells_a_compliant_domain_from_a_broken_one() {
 
     let (code, bad) = run("bad.test");
     assert_eq!(code, 1, "{bad:#}");
-    for id in ["DNS-2", "CERT-1", "DANE-1", "STS-2", "RPT-1", "MUA-4"] {
+    for id in [
+        "DNS-2", "CERT-1", "DANE-1", "STS-2", "RPT-1", "MUA-4", "MUA-5", "MUA-6",
+    ] {
         assert!(
             statuses(&bad, id).contains(&"fail".to_string()),
             "{id}\n{bad:#}"
@@ -146,4 +164,17 @@ fn check_tells_a_compliant_domain_from_a_broken_one() {
         "{text}"
     );
     assert!(text.contains("fix: "), "{text}");
+    // And as a page for an auditor.
+    let (_, html, _) = support::run(&[
+        "check",
+        "bad.test",
+        "--html",
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    assert!(
+        html.starts_with("<!DOCTYPE html>") && html.contains("<td>CERT-1</td>"),
+        "{html}"
+    );
+    assert!(html.contains("Requirements fail"));
 }
