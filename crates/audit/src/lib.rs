@@ -1,7 +1,7 @@
 //! # kurier-audit — `kurier check <domain>`: TR-03108 v2.0 checked over the network
 //!
 //! Owns the audit of any domain, ours or someone else's: the DNS (DNSSEC of the domain and MX
-//! zones, DNS-2/DNS-3), each MX on port 25 (STARTTLS offered, SMTP-1; the certificate, CERT-1
+//! zones, DNS-2; of every policy record found, DNS-3), each MX on port 25 (STARTTLS offered, SMTP-1; the certificate, CERT-1
 //! and CERT-3; TLSA published, usable and matching the chain actually served, DANE-1/3/5),
 //! MTA-STS (record, policy, policy host certificate, MX coverage; STS-1..STS-3), the TLSRPT
 //! record (RPT-1) and the client SRV records (MUA-4). Each finding names its requirement, says
@@ -86,6 +86,23 @@ impl Audit {
                 fix.to_string()
             },
         });
+    }
+
+    /// DNS-3: a policy record found must come from a signed zone.
+    fn signed(&mut self, name: String, state: DnssecState, found: bool) {
+        if found {
+            self.add(
+                "DNS-3",
+                if state == DnssecState::Secure {
+                    Status::Pass
+                } else {
+                    Status::Fail
+                },
+                name,
+                state_word(state).to_string(),
+                "publish the record in a DNSSEC-signed zone",
+            );
+        }
     }
 
     pub fn failed(&self) -> bool {
@@ -453,7 +470,10 @@ impl Checker {
     async fn check_sts(&self, domain: &str, mx_hosts: &[String], a: &mut Audit) {
         let subject = format!("MTA-STS of {domain}");
         let txt = match self.resolver.txt(&format!("_mta-sts.{domain}")).await {
-            Ok(t) => t,
+            Ok(t) => {
+                a.signed(format!("_mta-sts.{domain}"), t.state, !t.records.is_empty());
+                t
+            }
             Err(e) => {
                 a.add(
                     "STS-1",
@@ -685,7 +705,14 @@ impl Checker {
     async fn check_tlsrpt(&self, domain: &str, a: &mut Audit) {
         let subject = format!("TLSRPT record of {domain}");
         let txt = match self.resolver.txt(&format!("_smtp._tls.{domain}")).await {
-            Ok(t) => t,
+            Ok(t) => {
+                a.signed(
+                    format!("_smtp._tls.{domain}"),
+                    t.state,
+                    !t.records.is_empty(),
+                );
+                t
+            }
             Err(e) => {
                 a.add(
                     "RPT-1",
@@ -746,6 +773,11 @@ impl Checker {
             let Ok(ans) = self.resolver.srv(&format!("{name}.{domain}")).await else {
                 continue;
             };
+            a.signed(
+                format!("{name}.{domain}"),
+                ans.state,
+                !ans.records.is_empty(),
+            );
             for r in ans.records.iter().filter(|r| r.target != ".") {
                 if start == Start::Implicit {
                     seen.push(name);
