@@ -201,6 +201,17 @@ impl Checker {
             ..Audit::default()
         };
         let mx_hosts = self.check_mx(&domain, &mut a).await;
+        let mut zones = vec![domain.clone()];
+        for h in &mx_hosts {
+            if let Some((_, parent)) = h.split_once('.')
+                && !zones.iter().any(|z| z == parent)
+            {
+                zones.push(parent.to_string());
+            }
+        }
+        for zone in zones {
+            self.check_algorithm(&zone, &mut a).await;
+        }
         let mut endpoints = Vec::new();
         for host in &mx_hosts {
             if let Some(addr) = self.check_mx_host(host, &mut a).await
@@ -267,6 +278,45 @@ impl Checker {
             );
         }
         hosts.into_iter().map(|(_, h)| h).take(5).collect()
+    }
+
+    /// DNS-4: what the zone is signed with.
+    async fn check_algorithm(&self, zone: &str, a: &mut Audit) {
+        let Ok(keys) = self.resolver.dnskeys(zone).await else {
+            return;
+        };
+        if keys.records.is_empty() {
+            return; // unsigned (or not a zone apex): DNS-2/DNS-3 speak about that
+        }
+        let bad: Vec<String> = keys
+            .records
+            .iter()
+            .filter(|k| !algorithm_ok(k.algorithm, k.rsa_bits))
+            .map(|k| match k.rsa_bits {
+                Some(b) => format!("algorithm {} with {b}-bit RSA", k.algorithm),
+                None => format!("algorithm {}", k.algorithm),
+            })
+            .collect();
+        let algs: Vec<String> = keys
+            .records
+            .iter()
+            .map(|k| k.algorithm.to_string())
+            .collect();
+        a.add(
+            "DNS-4",
+            if bad.is_empty() {
+                Status::Pass
+            } else {
+                Status::Fail
+            },
+            format!("DNSSEC keys of {zone}"),
+            if bad.is_empty() {
+                format!("algorithms {}", algs.join(", "))
+            } else {
+                bad.join("; ")
+            },
+            "sign with ECDSA P-256 (13) or P-384 (14); RSA (8, 10) only with 3072 bits or more",
+        );
     }
 
     /// Checks one MX; returns its SMTP address when STARTTLS works there.
@@ -813,6 +863,15 @@ impl Checker {
     }
 }
 
+/// TR-03108 DNS-4: ECDSA (13, 14) or EdDSA (15, 16); RSA-SHA256/512 (8, 10) from 3072 bits.
+pub fn algorithm_ok(algorithm: u8, rsa_bits: Option<u32>) -> bool {
+    match algorithm {
+        13..=16 => true,
+        8 | 10 => rsa_bits.is_some_and(|b| b >= 3072),
+        _ => false,
+    }
+}
+
 fn state_word(s: DnssecState) -> &'static str {
     match s {
         DnssecState::Secure => "DNSSEC-secure",
@@ -856,4 +915,19 @@ fn matches_chain(r: &kurier_dns::TlsaData, chain: &[X509]) -> bool {
     candidates.iter().any(|c| {
         TlsaRecord::for_certificate(c, usage, selector, matching).is_ok_and(|t| t.data == r.data)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dns4_signing_algorithms() {
+        assert!(algorithm_ok(13, None) && algorithm_ok(14, None));
+        assert!(algorithm_ok(8, Some(3072)));
+        assert!(!algorithm_ok(8, Some(2048)));
+        assert!(!algorithm_ok(5, Some(4096)), "RSA/SHA-1");
+        assert!(!algorithm_ok(7, Some(4096)));
+        assert!(!algorithm_ok(8, None));
+    }
 }

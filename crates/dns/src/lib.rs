@@ -65,6 +65,14 @@ pub struct MxRecord {
     pub exchange: String,
 }
 
+/// One DNSKEY (RFC 4034 §2): its flags, algorithm number, and for RSA the modulus size.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsKey {
+    pub flags: u16,
+    pub algorithm: u8,
+    pub rsa_bits: Option<u32>,
+}
+
 /// One SRV record (RFC 2782).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SrvRecord {
@@ -211,6 +219,36 @@ impl Resolver {
                 matching: t.matching.into(),
                 data: t.cert_data.to_vec(),
             }),
+            _ => None,
+        }))
+    }
+
+    /// The DNSKEY RRset of a zone (what it is signed with; TR-03108 DNS-4).
+    pub async fn dnskeys(&self, zone: &str) -> Result<Answer<DnsKey>, DnsError> {
+        use hickory_resolver::proto::dnssec::PublicKey;
+        use hickory_resolver::proto::dnssec::rdata::DNSSECRData;
+        let a = self.query(zone, RecordType::DNSKEY).await?;
+        Ok(a.map(|r| match r.data {
+            RData::DNSSEC(DNSSECRData::DNSKEY(k)) => {
+                let algorithm = u8::from(k.public_key().algorithm());
+                // RFC 3110 §2: exponent length (1 or 3 bytes), exponent, modulus.
+                let rsa_bits = matches!(algorithm, 5 | 7 | 8 | 10).then(|| {
+                    let b = k.public_key().public_bytes();
+                    let (len, skip) = match b.first() {
+                        Some(0) if b.len() >= 3 => {
+                            (usize::from(u16::from_be_bytes([b[1], b[2]])), 3)
+                        }
+                        Some(&n) => (usize::from(n), 1),
+                        None => (0, 0),
+                    };
+                    u32::try_from(b.len().saturating_sub(skip + len) * 8).unwrap_or(0)
+                });
+                Some(DnsKey {
+                    flags: k.flags(),
+                    algorithm,
+                    rsa_bits,
+                })
+            }
             _ => None,
         }))
     }

@@ -352,3 +352,33 @@ async fn dns1_an_alias_to_a_host_without_aaaa_is_secure() {
         assert!(r.addresses("mail.badalias.test").await.is_err());
     }
 }
+
+/// DNS-4: what a zone is signed with, as `kurier check` reads it.
+#[tokio::test]
+async fn dns4_the_signing_algorithm_and_rsa_key_size_of_a_zone() {
+    let world = World::builder()
+        .zone(Zone::signed("ec.test").record("@", "MX", "10 mx"))
+        .zone(Zone::signed_rsa("rsa.test").record("@", "MX", "10 mx"))
+        .zone(Zone::unsigned("plain.test").record("@", "MX", "10 mx"))
+        .build()
+        .unwrap();
+    let r = resolver(&world);
+    let ec = r.dnskeys("ec.test").await.unwrap();
+    assert_eq!(ec.state, DnssecState::Secure);
+    assert!(
+        !ec.records.is_empty()
+            && ec
+                .records
+                .iter()
+                .all(|k| k.algorithm == 13 && k.rsa_bits.is_none())
+    );
+    let rsa = r.dnskeys("rsa.test").await.unwrap();
+    assert!(!rsa.records.is_empty(), "{rsa:?}");
+    assert!(
+        rsa.records
+            .iter()
+            .all(|k| k.algorithm == 8 && k.rsa_bits == Some(3072)),
+        "{rsa:?}"
+    );
+    assert!(r.dnskeys("plain.test").await.unwrap().records.is_empty());
+}

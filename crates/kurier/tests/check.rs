@@ -132,7 +132,7 @@ fn check_tells_a_compliant_domain_from_a_broken_one() {
     assert_eq!(code, 0, "{good:#}");
     for id in [
         "DNS-2", "SMTP-1", "CERT-1", "DANE-1", "DANE-3", "DANE-5", "STS-1", "STS-2", "STS-3",
-        "RPT-1", "MUA-4", "MUA-5", "MUA-6", "TLS-1", "TLS-2", "TLS-5", "DNS-3",
+        "RPT-1", "MUA-4", "MUA-5", "MUA-6", "TLS-1", "TLS-2", "TLS-5", "DNS-3", "DNS-4",
     ] {
         let s = statuses(&good, id);
         assert!(
