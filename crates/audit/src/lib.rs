@@ -319,6 +319,29 @@ impl Checker {
         );
     }
 
+    /// Connects to an MX and runs STARTTLS (without a peer check: the chain is looked at
+    /// afterwards). `Err`: what was seen and the fix.
+    async fn starttls(
+        &self,
+        addr: SocketAddr,
+        host: &str,
+    ) -> Result<SmtpClient, (String, &'static str)> {
+        let client = SmtpClient::connect(addr, "kurier-check.invalid", self.timeout, self.timeout)
+            .await
+            .map_err(|e| (e.to_string(), "make the MX reachable on port 25"))?;
+        if !client.extensions().starttls {
+            client.quit().await;
+            return Err((
+                "no STARTTLS offered".into(),
+                "offer STARTTLS with a TR-03116-4 profile",
+            ));
+        }
+        client
+            .starttls(&self.tls, host, &PeerCheck::None)
+            .await
+            .map_err(|e| (e.to_string(), "fix the server's TLS configuration"))
+    }
+
     /// Checks one MX; returns its SMTP address when STARTTLS works there.
     async fn check_mx_host(&self, host: &str, a: &mut Audit) -> Option<SocketAddr> {
         let addrs = match self.resolver.addresses(host).await {
@@ -410,53 +433,17 @@ impl Checker {
         // STARTTLS and the chain actually served.
         let ip = addrs.records.first()?;
         let addr = SocketAddr::new(*ip, self.smtp_port);
-        let client =
-            match SmtpClient::connect(addr, "kurier-check.invalid", self.timeout, self.timeout)
-                .await
-            {
-                Ok(c) => c,
-                Err(e) => {
-                    a.add(
-                        "SMTP-1",
-                        Status::Fail,
-                        format!("{host} port {}", self.smtp_port),
-                        e.to_string(),
-                        "make the MX reachable on port 25",
-                    );
-                    return None;
-                }
-            };
-        if !client.extensions().starttls {
-            a.add(
-                "SMTP-1",
-                Status::Fail,
-                format!("{host} port {}", self.smtp_port),
-                "no STARTTLS offered".into(),
-                "offer STARTTLS with a TR-03116-4 profile",
-            );
-            client.quit().await;
-            return None;
-        }
-        let client = match client.starttls(&self.tls, host, &PeerCheck::None).await {
+        let client = match self.starttls(addr, host).await {
             Ok(c) => c,
-            Err(e) => {
-                a.add(
-                    "SMTP-1",
-                    Status::Fail,
-                    format!("{host} port {}", self.smtp_port),
-                    e.to_string(),
-                    "fix the server's TLS configuration",
-                );
+            Err((evidence, fix)) => {
+                let subject = format!("{host} port {}", self.smtp_port);
+                a.add("SMTP-1", Status::Fail, subject, evidence, fix);
                 return None;
             }
         };
-        let version = client
+        let (version, cipher) = client
             .tls()
-            .map(|(i, _)| i.version.clone())
-            .unwrap_or_default();
-        let cipher = client
-            .tls()
-            .map(|(i, _)| i.cipher.clone())
+            .map(|(i, _)| (i.version.clone(), i.cipher.clone()))
             .unwrap_or_default();
         a.add(
             "SMTP-1",

@@ -102,17 +102,6 @@ pub async fn deliver(
         outcomes: vec![Vec::new(); items.len()],
         tls: Vec::new(),
     };
-    let everyone = |report: &mut AttemptReport, pending: &[usize], f: &Failure| {
-        for &i in pending {
-            report.outcomes[i] = items[i]
-                .envelope
-                .recipients
-                .iter()
-                .map(|(a, _)| (a.clone(), Outcome::from_failure(f.clone())))
-                .collect();
-        }
-    };
-    let all: Vec<usize> = (0..items.len()).collect();
     let hops = match route {
         Route::Hops(hops) => hops,
         Route::NullMx => {
@@ -146,7 +135,7 @@ pub async fn deliver(
         }
     };
 
-    let mut pending = all;
+    let mut pending: Vec<usize> = (0..items.len()).collect();
     let mut last = Failure::new(
         "4.4.1",
         format!("No mail server of {domain} could be reached."),
@@ -324,7 +313,9 @@ pub async fn deliver(
             pending = still;
         }
     }
-    everyone(&mut report, &pending, &last);
+    for &i in &pending {
+        report.outcomes[i] = per_recipient(&items[i], |_| Outcome::from_failure(last.clone()));
+    }
     report
 }
 
