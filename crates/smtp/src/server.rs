@@ -1,9 +1,8 @@
 //! The async SMTP server: accepts TCP connections, drives a `Session` per connection, runs
 //! STARTTLS with the `tls` crate, and resolves and stores through the `Store` trait.
 
-use std::collections::HashMap;
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -14,7 +13,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::reply::Reply;
-use crate::sasl::{AuthThrottle, RateLimit, ThrottleVerdict};
+use crate::sasl::{AuthThrottle, ConnectionLimit, LoginOutcome, RateLimit};
 use crate::session::{
     AuthOutcome, Delivery, Event, Message, PeerInfo, Session, SessionConfig, TlsInfo, Verdict,
 };
@@ -59,10 +58,9 @@ pub struct SmtpServer<D: MailDrop> {
     pub command_timeout: Duration,
     /// Waiting for DATA/BDAT bytes (RFC 5321 §4.5.3.2: 3 minutes per block; we allow the whole).
     pub data_timeout: Duration,
-    pub max_connections_per_ip: usize,
     /// `Some` for a submission listener.
     pub submission: Option<SubmissionSettings>,
-    connections: Mutex<HashMap<IpAddr, usize>>,
+    connections: Arc<ConnectionLimit>,
 }
 
 impl<D: MailDrop> SmtpServer<D> {
@@ -80,9 +78,8 @@ impl<D: MailDrop> SmtpServer<D> {
             tls,
             command_timeout,
             data_timeout,
-            max_connections_per_ip,
             submission: None,
-            connections: Mutex::new(HashMap::new()),
+            connections: ConnectionLimit::new(max_connections_per_ip),
         }
     }
 
@@ -90,42 +87,6 @@ impl<D: MailDrop> SmtpServer<D> {
     pub fn with_submission(mut self, settings: SubmissionSettings) -> Self {
         self.submission = Some(settings);
         self
-    }
-
-    /// Counts a connection from `ip`; `None` if the limit is reached.
-    fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<ConnectionSlot<D>> {
-        let mut m = self.connections.lock().unwrap_or_else(|p| p.into_inner());
-        let n = m.entry(ip).or_insert(0);
-        if *n >= self.max_connections_per_ip {
-            return None;
-        }
-        *n += 1;
-        Some(ConnectionSlot {
-            server: self.clone(),
-            ip,
-        })
-    }
-}
-
-/// One counted connection; uncounted on drop.
-struct ConnectionSlot<D: MailDrop> {
-    server: Arc<SmtpServer<D>>,
-    ip: IpAddr,
-}
-
-impl<D: MailDrop> Drop for ConnectionSlot<D> {
-    fn drop(&mut self) {
-        let mut m = self
-            .server
-            .connections
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = m.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                m.remove(&self.ip);
-            }
-        }
     }
 }
 
@@ -167,7 +128,7 @@ async fn connection<D: MailDrop>(
     stop: watch::Receiver<bool>,
 ) {
     let _ = tcp.set_nodelay(true);
-    let Some(_slot) = server.admit(peer.ip()) else {
+    let Some(_slot) = server.connections.admit(peer.ip()) else {
         let _ = tcp
             .write_all(
                 &Reply::new(
@@ -341,37 +302,21 @@ impl<D: MailDrop> Conn<'_, D> {
         let Some(sub) = &self.server.submission else {
             return AuthOutcome::Invalid;
         };
-        let ip = self.peer.ip();
-        let verdict = sub
-            .throttle
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .check(ip, user, Instant::now());
-        match verdict {
-            ThrottleVerdict::Blocked => {
-                tracing::warn!(peer = %self.peer, user, "authentication blocked after repeated failures");
-                return AuthOutcome::Throttled;
-            }
-            ThrottleVerdict::Proceed(delay) => tokio::time::sleep(delay).await,
-        }
-        match self.server.drop.authenticate(user, password).await {
-            Ok(Some((account, senders))) => {
-                sub.throttle
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .succeeded(user);
+        let check = self.server.drop.authenticate(user, password);
+        match crate::sasl::throttled_login(&sub.throttle, self.peer.ip(), user, check).await {
+            LoginOutcome::Ok((account, senders)) => {
                 tracing::info!(peer = %self.peer, account = %account, "authenticated");
                 AuthOutcome::Ok { account, senders }
             }
-            Ok(None) => {
-                sub.throttle
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .failed(ip, user, Instant::now());
+            LoginOutcome::Invalid => {
                 tracing::warn!(peer = %self.peer, user, "authentication failed");
                 AuthOutcome::Invalid
             }
-            Err(()) => AuthOutcome::Throttled,
+            LoginOutcome::Blocked => {
+                tracing::warn!(peer = %self.peer, user, "authentication blocked after repeated failures");
+                AuthOutcome::Throttled
+            }
+            LoginOutcome::Unavailable => AuthOutcome::Throttled,
         }
     }
 

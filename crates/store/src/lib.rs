@@ -169,6 +169,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(Vec<Appended>, Option<QueueId>)>;
     /// Metadata of every message in the mailbox, by UID.
     async fn messages(&self, mailbox: MailboxId) -> Result<Vec<MessageMeta>>;
+    /// Metadata of the messages whose MODSEQ is above `modseq` (appended or flags changed
+    /// since), by UID: how an IMAP session catches up without reading the whole mailbox.
+    async fn messages_since(&self, mailbox: MailboxId, modseq: u64) -> Result<Vec<MessageMeta>>;
     async fn message_body(&self, mailbox: MailboxId, uid: u32) -> Result<Option<Vec<u8>>>;
     /// Changes flags; each changed message gets a new MODSEQ. Returns the changed messages.
     async fn set_flags(

@@ -1098,6 +1098,17 @@ impl Store for PostgresStore {
         Ok(rows.iter().map(|r| message_meta(mailbox, r)).collect())
     }
 
+    async fn messages_since(&self, mailbox: MailboxId, modseq: u64) -> Result<Vec<MessageMeta>> {
+        let modseq = i64::try_from(modseq).unwrap_or(i64::MAX);
+        let rows = self
+            .client()
+            .await?
+            .query("SELECT uid, modseq, flags, internal_date, size FROM messages WHERE mailbox = $1 AND modseq > $2 ORDER BY uid", &[&mailbox, &modseq])
+            .await
+            .map_err(err)?;
+        Ok(rows.iter().map(|r| message_meta(mailbox, r)).collect())
+    }
+
     async fn message_body(&self, mailbox: MailboxId, uid: u32) -> Result<Option<Vec<u8>>> {
         Ok(self
             .client()

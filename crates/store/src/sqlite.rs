@@ -992,6 +992,18 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn messages_since(&self, mailbox: MailboxId, modseq: u64) -> Result<Vec<MessageMeta>> {
+        let modseq = i64::try_from(modseq).unwrap_or(i64::MAX);
+        self.run(move |c| {
+            let mut s = c
+                .prepare_cached("SELECT uid, modseq, flags, internal_date, size FROM messages WHERE mailbox = ?1 AND modseq > ?2 ORDER BY uid")
+                .map_err(err)?;
+            let rows = s.query_map(params![mailbox, modseq], message_row(mailbox)).map_err(err)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(err)
+        })
+        .await
+    }
+
     async fn message_body(&self, mailbox: MailboxId, uid: u32) -> Result<Option<Vec<u8>>> {
         self.run(move |c| {
             c.query_row(

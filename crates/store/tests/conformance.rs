@@ -435,6 +435,11 @@ mod suite {
         let msgs = s.messages(mb.id).await.unwrap();
         assert_eq!(msgs.iter().map(|m| m.uid).collect::<Vec<_>>(), [1, 2, 3, 6]);
         assert!(msgs[0].flags.is_empty());
+        // What an IMAP session catches up with: the appended UID 6 and the flag changes after.
+        let since = s.messages_since(mb.id, last.1).await.unwrap();
+        assert_eq!(since.iter().map(|m| m.uid).collect::<Vec<_>>(), [1, 2, 6]);
+        let newest = msgs.iter().map(|m| m.modseq).max().unwrap();
+        assert!(s.messages_since(mb.id, newest).await.unwrap().is_empty());
         let mb2 = inbox(&s, &a).await;
         assert_eq!(mb2.uid_next, 7);
         assert!(mb2.highest_modseq >= msgs.iter().map(|m| m.modseq).max().unwrap());
