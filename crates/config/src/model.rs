@@ -17,6 +17,8 @@ pub struct Config {
     pub store: StoreConfig,
     pub smtp: SmtpConfig,
     pub submission: SubmissionConfig,
+    pub imap: ImapConfig,
+    pub pop3: Pop3Config,
     pub dns: DnsConfig,
     pub delivery: DeliveryConfig,
     pub mta_sts: MtaStsConfig,
@@ -194,6 +196,65 @@ impl Default for SubmissionConfig {
             max_messages_per_hour: 500,
             auth_block_after: 10,
             auth_window_secs: 900,
+        }
+    }
+}
+
+/// `[imap]`: mail clients reading mail (RFC 9051; TR-03108 MUA-1, MUA-2). Logins share the
+/// throttle of `[submission]`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ImapConfig {
+    /// Implicit TLS (RFC 8314), port 993.
+    pub listen_implicit: Vec<ListenAddr>,
+    /// STARTTLS with LOGINDISABLED until TLS is up, port 143.
+    pub listen_starttls: Vec<ListenAddr>,
+    /// Largest APPEND in bytes (announced as APPENDLIMIT).
+    pub max_append_size: u64,
+    pub max_connections_per_ip: u32,
+    /// Waiting for a login.
+    pub login_timeout_secs: u64,
+    /// Waiting for a command after login, outside IDLE (RFC 9051 §5.4: at least 1800).
+    pub idle_timeout_secs: u64,
+    /// How often an IDLE session hears `* OK Still here`; IDLE itself never times out
+    /// (TR-03108 TLS-8: no cap on a TLS session's lifetime).
+    pub keepalive_secs: u64,
+}
+
+impl Default for ImapConfig {
+    fn default() -> Self {
+        ImapConfig {
+            listen_implicit: vec![ListenAddr("[::]:993".parse().expect("literal address"))],
+            listen_starttls: vec![ListenAddr("[::]:143".parse().expect("literal address"))],
+            max_append_size: 50 << 20,
+            max_connections_per_ip: 100,
+            login_timeout_secs: 120,
+            idle_timeout_secs: 1800,
+            keepalive_secs: 300,
+        }
+    }
+}
+
+/// `[pop3]`: mail clients downloading mail (RFC 1939; TR-03108 MUA-1, MUA-2).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Pop3Config {
+    /// Implicit TLS (RFC 8314), port 995.
+    pub listen_implicit: Vec<ListenAddr>,
+    /// STLS (RFC 2595), no credentials before it, port 110.
+    pub listen_starttls: Vec<ListenAddr>,
+    pub max_connections_per_ip: u32,
+    /// RFC 1939 §3: at least 600.
+    pub timeout_secs: u64,
+}
+
+impl Default for Pop3Config {
+    fn default() -> Self {
+        Pop3Config {
+            listen_implicit: vec![ListenAddr("[::]:995".parse().expect("literal address"))],
+            listen_starttls: vec![ListenAddr("[::]:110".parse().expect("literal address"))],
+            max_connections_per_ip: 50,
+            timeout_secs: 600,
         }
     }
 }
@@ -478,6 +539,16 @@ impl Config {
                 listen_starttls: vec![ListenAddr(SocketAddr::new(ip, dev_ports::SUBMISSION))],
                 ..SubmissionConfig::default()
             },
+            imap: ImapConfig {
+                listen_implicit: vec![ListenAddr(SocketAddr::new(ip, dev_ports::IMAPS))],
+                listen_starttls: vec![ListenAddr(SocketAddr::new(ip, dev_ports::IMAP))],
+                ..ImapConfig::default()
+            },
+            pop3: Pop3Config {
+                listen_implicit: vec![ListenAddr(SocketAddr::new(ip, dev_ports::POP3S))],
+                listen_starttls: vec![ListenAddr(SocketAddr::new(ip, dev_ports::POP3))],
+                ..Pop3Config::default()
+            },
             dns: DnsConfig::default(),
             // A dev server has no real domain and must not send to the Internet by accident.
             delivery: DeliveryConfig {
@@ -675,6 +746,17 @@ impl Config {
                 u64::from(sub.auth_block_after),
             ),
             ("submission.auth_window_secs", sub.auth_window_secs),
+            ("imap.max_append_size", self.imap.max_append_size),
+            (
+                "imap.max_connections_per_ip",
+                u64::from(self.imap.max_connections_per_ip),
+            ),
+            ("imap.login_timeout_secs", self.imap.login_timeout_secs),
+            ("imap.keepalive_secs", self.imap.keepalive_secs),
+            (
+                "pop3.max_connections_per_ip",
+                u64::from(self.pop3.max_connections_per_ip),
+            ),
         ] {
             if value == 0 {
                 return bad(
@@ -691,6 +773,10 @@ impl Config {
             ("smtp.listen", &self.smtp.listen),
             ("submission.listen_implicit", &sub.listen_implicit),
             ("submission.listen_starttls", &sub.listen_starttls),
+            ("imap.listen_implicit", &self.imap.listen_implicit),
+            ("imap.listen_starttls", &self.imap.listen_starttls),
+            ("pop3.listen_implicit", &self.pop3.listen_implicit),
+            ("pop3.listen_starttls", &self.pop3.listen_starttls),
         ] {
             for (i, a) in list.iter().enumerate() {
                 if !seen.insert(a) {

@@ -24,4 +24,11 @@ pub mod mutf7;
 pub mod reader;
 pub mod response;
 pub mod search;
+#[cfg(feature = "server")]
+pub mod server;
+#[cfg(feature = "server")]
+mod session;
 pub mod view;
+
+#[cfg(feature = "server")]
+pub use server::{ImapListener, ImapServer, serve};

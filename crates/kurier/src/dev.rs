@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use anyhow::Context;
-use kurier_config::{Config, DEV_DOMAIN, DEV_HOSTNAME, dev_ports};
+use kurier_config::{Config, DEV_DOMAIN, DEV_HOSTNAME};
 use kurier_store::{Store, StoreError};
 use kurier_tls::dev_ca;
 
@@ -121,16 +121,14 @@ pub fn banner(config: &Config, data: &Path, demo: &DemoAccount) -> String {
         config.submission.listen_implicit[0].0,
         config.submission.listen_starttls[0].0,
     );
-    let pending = [
-        ("IMAPS", dev_ports::IMAPS),
-        ("IMAP", dev_ports::IMAP),
-        ("POP3S", dev_ports::POP3S),
-        ("POP3", dev_ports::POP3),
-    ]
-    .iter()
-    .map(|(name, port)| format!("{name} {port}"))
-    .collect::<Vec<_>>()
-    .join(", ");
+    let (imaps, imap) = (
+        config.imap.listen_implicit[0].0,
+        config.imap.listen_starttls[0].0,
+    );
+    let (pop3s, pop3) = (
+        config.pop3.listen_implicit[0].0,
+        config.pop3.listen_starttls[0].0,
+    );
     let password = match (&demo.password, demo.from_env) {
         (Some(_), true) => format!("(from {PASSWORD_ENV})"),
         (Some(p), false) => format!("{p}   (generated now; set {PASSWORD_ENV} to choose one)"),
@@ -148,12 +146,15 @@ pub fn banner(config: &Config, data: &Path, demo: &DemoAccount) -> String {
          \x20 SMTP (MX)      {smtp}   STARTTLS offered; try: swaks --server {smtp} --to {account} --tls\n\
          \x20 submission     {sub_tls} (implicit TLS), {sub_starttls} (STARTTLS); log in as {account}\n\
          \x20 outbound       off in --dev: mail for other domains stays queued (kurier queue list --dev)\n\
-         \x20 not yet in this build: {pending}\n\
+         \x20 IMAP           {imaps} (implicit TLS), {imap} (STARTTLS); try: curl --cacert {ca} --resolve localhost:{imaps_port}:{imaps_ip} -u {account} imaps://localhost:{imaps_port}/INBOX\n\
+         \x20 POP3           {pop3s} (implicit TLS), {pop3} (STLS)\n\
          ready. Stop with Ctrl-C.",
         version = env!("CARGO_PKG_VERSION"),
         host = config.server.hostname,
         data = data.display(),
         ca = ca.display(),
         account = demo.address,
+        imaps_port = imaps.port(),
+        imaps_ip = imaps.ip(),
     )
 }

@@ -117,7 +117,8 @@ pub fn run(source: ConfigArgs, log_format: Option<LogFormatArg>) -> anyhow::Resu
             tracing::info!(%addr, profile = mx_tls.profile().name(), "SMTP (MX) listening");
             services.push(tokio::spawn(kurier_smtp::serve(listener, smtp.clone(), stopped(stop_rx.clone()))));
         }
-        // Submission: implicit TLS and STARTTLS, one throttle and rate limit for both.
+        // Submission: implicit TLS and STARTTLS, one throttle (shared with IMAP and POP3) and rate
+        // limit for both.
         let sub = &cfg.submission;
         let throttle = Arc::new(std::sync::Mutex::new(kurier_smtp::sasl::AuthThrottle::new(
             Duration::from_secs(sub.auth_window_secs),
@@ -138,6 +139,48 @@ pub fn run(source: ConfigArgs, log_format: Option<LogFormatArg>) -> anyhow::Resu
                 let kind = if implicit_tls { "implicit TLS" } else { "STARTTLS" };
                 tracing::info!(%addr, tls = kind, "submission listening");
                 services.push(tokio::spawn(kurier_smtp::serve(listener, server.clone(), stopped(stop_rx.clone()))));
+            }
+        }
+        // Mail access: IMAP and POP3 over the strict profile, logins through the same throttle.
+        let imap = Arc::new(kurier_imap::ImapServer {
+            store: store.clone(),
+            tls: acceptor.clone(),
+            throttle: throttle.clone(),
+            connections: kurier_access::ConnectionLimit::new(cfg.imap.max_connections_per_ip as usize),
+            max_message_size: cfg.imap.max_append_size,
+            login_timeout: Duration::from_secs(cfg.imap.login_timeout_secs),
+            idle_timeout: Duration::from_secs(cfg.imap.idle_timeout_secs),
+            keepalive: Duration::from_secs(cfg.imap.keepalive_secs),
+        });
+        for (kind, list) in [
+            (kurier_imap::ImapListener::ImplicitTls, &cfg.imap.listen_implicit),
+            (kurier_imap::ImapListener::StartTls, &cfg.imap.listen_starttls),
+        ] {
+            for addr in list {
+                let listener = tokio::net::TcpListener::bind(addr.0).await.with_context(|| {
+                    format!("cannot listen on {addr} (imap): is another program using it, or is the port privileged?")
+                })?;
+                tracing::info!(%addr, tls = ?kind, "IMAP listening");
+                services.push(tokio::spawn(kurier_imap::serve(listener, kind, imap.clone(), stopped(stop_rx.clone()))));
+            }
+        }
+        let pop3 = Arc::new(kurier_pop3::Pop3Server {
+            store: store.clone(),
+            tls: acceptor.clone(),
+            throttle: throttle.clone(),
+            connections: kurier_access::ConnectionLimit::new(cfg.pop3.max_connections_per_ip as usize),
+            timeout: Duration::from_secs(cfg.pop3.timeout_secs),
+        });
+        for (kind, list) in [
+            (kurier_pop3::Pop3Listener::ImplicitTls, &cfg.pop3.listen_implicit),
+            (kurier_pop3::Pop3Listener::StartTls, &cfg.pop3.listen_starttls),
+        ] {
+            for addr in list {
+                let listener = tokio::net::TcpListener::bind(addr.0).await.with_context(|| {
+                    format!("cannot listen on {addr} (pop3): is another program using it, or is the port privileged?")
+                })?;
+                tracing::info!(%addr, tls = ?kind, "POP3 listening");
+                services.push(tokio::spawn(kurier_pop3::serve(listener, kind, pop3.clone(), stopped(stop_rx.clone()))));
             }
         }
         // Every endpoint's certificates reload together (SIGHUP or changed files).

@@ -68,7 +68,13 @@ fn good_config(dir: &Path, listen: &str, extra_tls: &str) -> PathBuf {
              [tls]\n{extra_tls}\n[[tls.certificate]]\ncert = \"{cert}\"\nkey = \"{key}\"\n\n\
              [web]\nlisten = [\"{listen}\"]\nlisten_http = [\"{http}\"]\n[smtp]\nlisten = [\"{smtp}\"]\n\
              [submission]\nlisten_implicit = [\"{s465}\"]\nlisten_starttls = [\"{s587}\"]\n\
+             [imap]\nlisten_implicit = [\"{i993}\"]\nlisten_starttls = [\"{i143}\"]\n\
+             [pop3]\nlisten_implicit = [\"{p995}\"]\nlisten_starttls = [\"{p110}\"]\n\
              [delivery]\nenabled = false\n",
+            i993 = listen.replace(":8443", ":1993"),
+            i143 = listen.replace(":8443", ":1143"),
+            p995 = listen.replace(":8443", ":1995"),
+            p110 = listen.replace(":8443", ":1110"),
             smtp = listen.replace(":8443", ":2525"),
             http = listen.replace(":8443", ":8080"),
             s465 = listen.replace(":8443", ":2465"),

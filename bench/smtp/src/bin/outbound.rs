@@ -90,6 +90,8 @@ impl KurierSender {
                  [web]\nlisten = [\"{ip}:8443\"]\nlisten_http = [\"{ip}:8080\"]\n[smtp]\nlisten = [\"{ip}:2525\"]\n\
                  [submission]\nlisten_implicit = [\"{ip}:2465\"]\nlisten_starttls = [\"{ip}:2587\"]\n\
                  max_messages_per_hour = 1000000\n\
+                 [imap]\nlisten_implicit = [\"{ip}:1993\"]\nlisten_starttls = [\"{ip}:1143\"]\n\
+                 [pop3]\nlisten_implicit = [\"{ip}:1995\"]\nlisten_starttls = [\"{ip}:1110\"]\n\
                  [dns]\ndnssec = \"trust_ad\"\nupstream = [\"{resolver}\"]\n\
                  [delivery]\nenabled = false\n",
                 data = dir.join("data").display(),

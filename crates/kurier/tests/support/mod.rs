@@ -202,7 +202,8 @@ pub fn data_file(dir: &Path, name: &str) -> PathBuf {
     dir.join("data").join(name)
 }
 
-/// A configuration file for a server on `ip` (HTTPS 8443, SMTP 2525, submission 2465/2587)
+/// A configuration file for a server on `ip` (HTTPS 8443, SMTP 2525, submission 2465/2587,
+/// IMAP 1993/1143, POP3 1995/1110)
 /// with a certificate from a test CA for `mx.kurier.test`, the domain `kurier.test` and the
 /// account `rcpt@kurier.test` (password `pw`). `smtp` and `submission` are extra keys for
 /// those tables.
@@ -229,10 +230,19 @@ pub fn configured(dir: &Path, ip: &str, smtp: &str, submission: &str) -> PathBuf
             "[server]\nhostname = \"mx.kurier.test\"\ndata_dir = \"{data}\"\nshutdown_grace_secs = 2\n\
              [[tls.certificate]]\ncert = \"{cert}\"\nkey = \"{key}\"\n\
              [web]\nlisten = [\"{ip}:8443\"]\nlisten_http = [\"{ip}:8080\"]\n[smtp]\n{smtp_listen}{smtp}\n\
-             [submission]\nlisten_implicit = [\"{ip}:2465\"]\nlisten_starttls = [\"{ip}:2587\"]\n{submission}\n",
+             [submission]\nlisten_implicit = [\"{ip}:2465\"]\nlisten_starttls = [\"{ip}:2587\"]\n{submission}\n{access}",
             data = dir.join("data").display(),
             cert = cert.display(),
             key = key.display(),
+            // IMAP and POP3 on the test address (dev ports) unless the test names its own.
+            access = if submission.contains("[imap]") {
+                String::new()
+            } else {
+                format!(
+                    "[imap]\nlisten_implicit = [\"{ip}:1993\"]\nlisten_starttls = [\"{ip}:1143\"]\n\
+                     [pop3]\nlisten_implicit = [\"{ip}:1995\"]\nlisten_starttls = [\"{ip}:1110\"]\n"
+                )
+            },
             // `smtp` may name its own listeners.
             smtp_listen = if smtp.contains("listen") {
                 String::new()
