@@ -28,6 +28,7 @@ pub mod search;
 pub mod server;
 #[cfg(feature = "server")]
 mod session;
+#[cfg(feature = "server")]
 pub mod view;
 
 #[cfg(feature = "server")]

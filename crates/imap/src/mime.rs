@@ -462,10 +462,7 @@ fn address(out: &mut Vec<u8>, name: Option<&str>, addr: Option<&str>) {
     match name.filter(|n| !n.is_empty()) {
         // Decoded names go back on the wire as an encoded word (RFC 2047), 7-bit as in the
         // original header.
-        Some(n) if !n.is_ascii() => string(
-            out,
-            format!("=?utf-8?b?{}?=", kurier_access::base64_encode(n.as_bytes())).as_bytes(),
-        ),
+        Some(n) if !n.is_ascii() => string(out, encoded_word(n).as_bytes()),
         Some(n) => string(out, n.as_bytes()),
         None => out.extend_from_slice(b"NIL"),
     }
@@ -474,6 +471,21 @@ fn address(out: &mut Vec<u8>, name: Option<&str>, addr: Option<&str>) {
     out.push(b' ');
     string(out, host.as_bytes());
     out.push(b')');
+}
+
+/// `=?utf-8?q?…?=` (RFC 2047 §4.2): letters and digits as they are, space as `_`, the rest
+/// as `=XX`.
+fn encoded_word(text: &str) -> String {
+    let mut out = String::from("=?utf-8?q?");
+    for b in text.bytes() {
+        match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'.' | b'-' => out.push(char::from(b)),
+            b' ' => out.push('_'),
+            _ => out.push_str(&format!("={b:02X}")),
+        }
+    }
+    out.push_str("?=");
+    out
 }
 
 /// Why a section cannot be fetched.
@@ -725,6 +737,19 @@ NIL (\"attachment\" (\"filename\" \"fwd.eml\")) NIL NIL) \
 ((\"Alice\" NIL \"alice\" \"example.org\")) \
 ((\"Bob\" NIL \"bob\" \"example.net\")(NIL NIL \"undisclosed-recipients\" NIL)(NIL NIL NIL NIL)) \
 NIL NIL NIL \"<1@example.org>\")"
+        );
+    }
+
+    #[test]
+    fn non_ascii_names_become_encoded_words() {
+        assert_eq!(encoded_word("Jörg M."), "=?utf-8?q?J=C3=B6rg_M.?=");
+        let raw = "From: =?utf-8?q?J=C3=B6rg?= <j@example.org>\r\n\r\n".as_bytes();
+        let mut out = Vec::new();
+        envelope(&mut out, raw, &parse(raw));
+        let env = String::from_utf8(out).unwrap();
+        assert!(
+            env.contains("((\"=?utf-8?q?J=C3=B6rg?=\" NIL \"j\" \"example.org\"))"),
+            "{env}"
         );
     }
 

@@ -3,7 +3,6 @@
 //! Text keys match case-insensitively, as substrings, against the raw and the MIME-decoded
 //! header values and the decoded text parts.
 
-use kurier_store::MessageMeta;
 use mail_parser::{HeaderValue, MessageParser, PartType};
 
 use crate::command::{Parser, SequenceSet};
@@ -203,12 +202,22 @@ static EMPTY: SearchText = SearchText {
     sent_day: None,
 };
 
+/// What SEARCH knows of a message without reading it.
+#[derive(Debug, Clone, Copy)]
+pub struct MessageFacts<'a> {
+    pub uid: u32,
+    pub modseq: u64,
+    pub flags: &'a [String],
+    pub internal_date: i64,
+    pub size: u64,
+}
+
 /// One message as SEARCH sees it.
 pub struct Candidate<'a> {
     pub seq: u32,
     pub largest_seq: u32,
     pub largest_uid: u32,
-    pub meta: &'a MessageMeta,
+    pub meta: MessageFacts<'a>,
     /// Loaded when `needs_text`.
     pub text: Option<&'a SearchText>,
 }
@@ -294,23 +303,29 @@ mod tests {
         }
     }
 
-    fn meta(uid: u32, flags: &[&str], date: i64, size: u64) -> MessageMeta {
-        MessageMeta {
-            mailbox: 1,
+    struct Meta(u32, Vec<String>, i64, u64);
+
+    fn meta(uid: u32, flags: &[&str], date: i64, size: u64) -> Meta {
+        Meta(
             uid,
-            modseq: u64::from(uid) * 10,
-            flags: flags.iter().map(|f| f.to_string()).collect(),
-            internal_date: date,
+            flags.iter().map(|f| f.to_string()).collect(),
+            date,
             size,
-        }
+        )
     }
 
-    fn hit(k: &SearchKey, m: &MessageMeta, seq: u32, text: Option<&SearchText>) -> bool {
+    fn hit(k: &SearchKey, m: &Meta, seq: u32, text: Option<&SearchText>) -> bool {
         k.matches(&Candidate {
             seq,
             largest_seq: 3,
             largest_uid: 30,
-            meta: m,
+            meta: MessageFacts {
+                uid: m.0,
+                modseq: u64::from(m.0) * 10,
+                flags: &m.1,
+                internal_date: m.2,
+                size: m.3,
+            },
             text,
         })
     }

@@ -19,7 +19,7 @@ use crate::command::{
 };
 use crate::mime::{self, SectionError};
 use crate::response::{flags as write_flags, literal, mailbox as write_mailbox, nstring, string};
-use crate::search::{Candidate, SearchKey, SearchText};
+use crate::search::{Candidate, MessageFacts, SearchKey, SearchText};
 use crate::server::{ImapServer, Io, ReadEnd};
 use crate::view::{Update, View};
 use crate::{date, mutf7};
@@ -1174,11 +1174,18 @@ impl Session {
                 None
             };
             let seq = i as u32 + 1;
+            let facts = MessageFacts {
+                uid: meta.uid,
+                modseq: meta.modseq,
+                flags: &meta.flags,
+                internal_date: meta.internal_date,
+                size: meta.size,
+            };
             let candidate = Candidate {
                 seq,
                 largest_seq,
                 largest_uid,
-                meta,
+                meta: facts,
                 text: text.as_ref(),
             };
             if key.matches(&candidate) {
