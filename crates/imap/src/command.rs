@@ -383,14 +383,21 @@ impl<'a> Parser<'a> {
     pub(crate) fn string(&mut self) -> PResult<Vec<u8>> {
         match self.peek() {
             Some(b'"') => self.quoted(),
-            Some(b'{' | b'~') => self.literal(),
+            Some(b'{') => self.literal(),
+            Some(b'~') if self.literal8_ahead() => self.literal(),
             _ => Err(format!("expected a string at offset {}", self.i)),
         }
     }
 
+    /// `~{` starts a literal8 (RFC 3516); a lone `~` is an ordinary atom character.
+    fn literal8_ahead(&self) -> bool {
+        self.s.get(self.i..self.i + 2) == Some(b"~{")
+    }
+
     pub(crate) fn astring(&mut self) -> PResult<Vec<u8>> {
         match self.peek() {
-            Some(b'"' | b'{' | b'~') => self.string(),
+            Some(b'"' | b'{') => self.string(),
+            Some(b'~') if self.literal8_ahead() => self.string(),
             _ => {
                 let start = self.i;
                 while self.peek().is_some_and(is_astring_char) {
@@ -693,7 +700,8 @@ impl<'a> Parser<'a> {
     /// `list-mailbox`: like astring but `%` and `*` are allowed unquoted.
     fn list_mailbox(&mut self) -> PResult<Vec<u8>> {
         match self.peek() {
-            Some(b'"' | b'{' | b'~') => self.string(),
+            Some(b'"' | b'{') => self.string(),
+            Some(b'~') if self.literal8_ahead() => self.string(),
             _ => {
                 let start = self.i;
                 while self
@@ -1287,6 +1295,11 @@ mod tests {
             ])
         );
         assert_eq!(ok("a1 ID NIL\r\n"), Command::Id(vec![]));
+        assert_eq!(ok("a1 DELETE ~foo\r\n"), Command::Delete(b"~foo".to_vec()));
+        assert!(matches!(
+            ok("a1 LIST \"\" ~foo/%\r\n"),
+            Command::List { .. }
+        ));
         bad("a1 SELECT INBOX (QRESYNC (1 2))\r\n");
     }
 

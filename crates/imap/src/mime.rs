@@ -458,6 +458,11 @@ fn address_list(out: &mut Vec<u8>, list: Option<&Address<'_>>) {
 fn address(out: &mut Vec<u8>, name: Option<&str>, addr: Option<&str>) {
     let Some(addr) = addr else { return };
     let (mailbox, host) = addr.rsplit_once('@').unwrap_or((addr, ""));
+    // An obsolete source route (`@route:user@domain`, RFC 5322 §4.4) is the adl.
+    let (adl, mailbox) = match mailbox.strip_prefix('@').and_then(|m| m.split_once(':')) {
+        Some((route, user)) => (Some(format!("@{route}")), user),
+        None => (None, mailbox),
+    };
     out.push(b'(');
     match name.filter(|n| !n.is_empty()) {
         // Decoded names go back on the wire as an encoded word (RFC 2047), 7-bit as in the
@@ -466,7 +471,9 @@ fn address(out: &mut Vec<u8>, name: Option<&str>, addr: Option<&str>) {
         Some(n) => string(out, n.as_bytes()),
         None => out.extend_from_slice(b"NIL"),
     }
-    out.extend_from_slice(b" NIL ");
+    out.push(b' ');
+    nstring(out, adl.as_deref().map(str::as_bytes));
+    out.push(b' ');
     string(out, mailbox.as_bytes());
     out.push(b' ');
     string(out, host.as_bytes());
@@ -737,6 +744,18 @@ NIL (\"attachment\" (\"filename\" \"fwd.eml\")) NIL NIL) \
 ((\"Alice\" NIL \"alice\" \"example.org\")) \
 ((\"Bob\" NIL \"bob\" \"example.net\")(NIL NIL \"undisclosed-recipients\" NIL)(NIL NIL NIL NIL)) \
 NIL NIL NIL \"<1@example.org>\")"
+        );
+    }
+
+    #[test]
+    fn source_routes_are_the_adl() {
+        let raw = b"From: <@route:user@domain>\r\n\r\n";
+        let mut out = Vec::new();
+        envelope(&mut out, raw, &parse(raw));
+        let env = String::from_utf8(out).unwrap();
+        assert!(
+            env.contains("((NIL \"@route\" \"user\" \"domain\"))"),
+            "{env}"
         );
     }
 

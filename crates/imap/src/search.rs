@@ -12,7 +12,8 @@ pub enum SearchKey {
     All,
     /// A system flag or keyword set (`true`) or not set (`false`).
     Flag(String, bool),
-    /// `\Recent` is not kept: RECENT and NEW match nothing, OLD everything (RFC 9051 drops it).
+    /// `\Recent` in this session (RFC 3501; RFC 9051 drops it). NEW is RECENT UNSEEN, OLD is
+    /// NOT RECENT.
     Recent,
     Header(String, String),
     Body(String),
@@ -73,7 +74,11 @@ impl SearchKey {
             "UNDRAFT" => flag("\\Draft", false),
             "UNFLAGGED" => flag("\\Flagged", false),
             "UNSEEN" => flag("\\Seen", false),
-            "NEW" | "RECENT" => Ok(SearchKey::Recent),
+            "RECENT" => Ok(SearchKey::Recent),
+            "NEW" => Ok(SearchKey::And(vec![
+                SearchKey::Recent,
+                SearchKey::Flag("\\Seen".into(), false),
+            ])),
             "KEYWORD" => Ok(SearchKey::Flag(string(p)?, true)),
             "UNKEYWORD" => Ok(SearchKey::Flag(string(p)?, false)),
             "FROM" | "TO" | "CC" | "BCC" | "SUBJECT" => {
@@ -165,7 +170,7 @@ impl SearchKey {
             SearchKey::Flag(f, set) => {
                 m.meta.flags.iter().any(|x| x.eq_ignore_ascii_case(f)) == *set
             }
-            SearchKey::Recent => false,
+            SearchKey::Recent => m.meta.recent,
             SearchKey::Header(name, value) => {
                 let v = value.to_lowercase();
                 text()
@@ -210,6 +215,8 @@ pub struct MessageFacts<'a> {
     pub flags: &'a [String],
     pub internal_date: i64,
     pub size: u64,
+    /// `\Recent` in this session (IMAP4rev1).
+    pub recent: bool,
 }
 
 /// One message as SEARCH sees it.
@@ -325,6 +332,7 @@ mod tests {
                 flags: &m.1,
                 internal_date: m.2,
                 size: m.3,
+                recent: m.0 == 20,
             },
             text,
         })
@@ -343,7 +351,8 @@ mod tests {
             ("FLAGGED", false),
             ("UNFLAGGED", true),
             ("NEW", false),
-            ("OLD", true),
+            ("RECENT", true),
+            ("OLD", false),
             ("LARGER 999", true),
             ("SMALLER 1000", false),
             ("ON 11-Jan-1970", true),

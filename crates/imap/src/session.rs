@@ -2,6 +2,7 @@
 //! MIME, search and the mailbox view are pure modules; this is the thin layer that asks the
 //! store and writes responses.
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -93,6 +94,73 @@ struct Selected {
     stale: bool,
     /// The change feed overflowed: reload the whole mailbox.
     lost: bool,
+    /// UIDs that are `\Recent` in this session (RFC 3501 §2.3.2; IMAP4rev1 only).
+    recent: BTreeSet<u32>,
+    /// Keywords announced in FLAGS; a new one is announced before it is used.
+    keywords: BTreeSet<String>,
+}
+
+impl Selected {
+    /// `* FLAGS` and `* OK [PERMANENTFLAGS]` for the keywords known now.
+    fn flags_lines(&self) -> String {
+        let keywords: String = self.keywords.iter().map(|k| format!(" {k}")).collect();
+        let permanent = if self.read_only {
+            String::new()
+        } else {
+            format!("{SYSTEM_FLAGS}{keywords} \\*")
+        };
+        format!(
+            "* FLAGS ({SYSTEM_FLAGS}{keywords})\r\n* OK [PERMANENTFLAGS ({permanent})] Flags permitted\r\n"
+        )
+    }
+
+    /// Announces keywords in `flags` that the client has not seen in FLAGS yet (a client may
+    /// reject a keyword it was not told of).
+    fn note_keywords(&mut self, flags: &[String], out: &mut Vec<u8>) {
+        let mut new = false;
+        for f in flags.iter().filter(|f| !f.starts_with('\\')) {
+            new |= self.keywords.insert(f.clone());
+        }
+        if new {
+            out.extend_from_slice(self.flags_lines().as_bytes());
+        }
+    }
+
+    /// `* seq FETCH (UID n FLAGS (…) MODSEQ (n))` after announcing new keywords.
+    fn flags_response(
+        &mut self,
+        out: &mut Vec<u8>,
+        seq: u32,
+        uid: bool,
+        condstore: bool,
+        rev2: bool,
+    ) {
+        let Some(m) = self.view.get(seq).cloned() else {
+            return;
+        };
+        self.note_keywords(&m.flags, out);
+        out.extend_from_slice(format!("* {seq} FETCH (").as_bytes());
+        if uid {
+            out.extend_from_slice(format!("UID {} ", m.uid).as_bytes());
+        }
+        out.extend_from_slice(b"FLAGS ");
+        self.write_flags(out, &m, rev2);
+        if condstore {
+            out.extend_from_slice(format!(" MODSEQ ({})", m.modseq).as_bytes());
+        }
+        out.extend_from_slice(b")\r\n");
+    }
+
+    /// A message's flags, with `\Recent` where it applies (never in IMAP4rev2).
+    fn write_flags(&self, out: &mut Vec<u8>, m: &MessageMeta, rev2: bool) {
+        if !rev2 && self.recent.contains(&m.uid) {
+            let mut with = vec!["\\Recent".to_string()];
+            with.extend(m.flags.iter().cloned());
+            write_flags(out, &with);
+        } else {
+            write_flags(out, &m.flags);
+        }
+    }
 }
 
 pub(crate) struct Session {
@@ -207,8 +275,11 @@ LIST-EXTENDED LIST-STATUS ESEARCH CONDSTORE BINARY STATUS=SIZE QUOTA QUOTA=RES-S
         let done = match self.dispatch(cmd, io).await {
             Ok(d) | Err(d) => d,
         };
+        // Consecutive errors end the session; one that works resets the count.
         if done.status == "BAD" {
             self.errors += 1;
+        } else {
+            self.errors = 0;
         }
         if !quiet
             && done.flow == Flow::Continue
@@ -493,7 +564,7 @@ impl Session {
             text.to_string()
         } else {
             mutf7::decode(text)
-                .ok_or_else(|| bad("[CLIENTBUG] Mailbox name is not valid modified UTF-7"))?
+                .ok_or_else(|| no("[CANNOT] Mailbox name is not valid modified UTF-7"))?
         };
         while name.len() > 1 && name.ends_with(DELIMITER) {
             name.pop();
@@ -658,29 +729,40 @@ impl Session {
             .unwrap_or(0)
             .max(mb.highest_modseq);
         let view = View::new(messages, highest);
-        let mut keywords: Vec<&str> = view
+        // SELECT claims the recent messages; EXAMINE only looks (RFC 3501 §6.3.2).
+        let first_recent = if read_only {
+            mb.recent_uid
+        } else {
+            self.store().claim_recent(mb.id).await?
+        };
+        let recent: BTreeSet<u32> = view
+            .messages()
+            .iter()
+            .map(|m| m.uid)
+            .filter(|&u| u >= first_recent)
+            .collect();
+        let keywords: BTreeSet<String> = view
             .messages()
             .iter()
             .flat_map(|m| m.flags.iter())
             .filter(|f| !f.starts_with('\\'))
-            .map(String::as_str)
+            .cloned()
             .collect();
-        keywords.sort_unstable();
-        keywords.dedup();
-        let keywords: String = keywords.iter().map(|k| format!(" {k}")).collect();
         let mut out = format!("* {} EXISTS\r\n", view.len());
         if !self.rev2 {
-            out.push_str("* 0 RECENT\r\n");
+            out.push_str(&format!("* {} RECENT\r\n", recent.len()));
         }
-        out.push_str(&format!("* FLAGS ({SYSTEM_FLAGS}{keywords})\r\n"));
-        let permanent = if read_only {
-            String::new()
-        } else {
-            format!("{SYSTEM_FLAGS}{keywords} \\*")
+        let selected = Selected {
+            mailbox: mb.clone(),
+            read_only,
+            view,
+            stale: false,
+            lost: false,
+            recent,
+            keywords,
         };
-        out.push_str(&format!(
-            "* OK [PERMANENTFLAGS ({permanent})] Flags permitted\r\n"
-        ));
+        out.push_str(&selected.flags_lines());
+        let view = &selected.view;
         if !self.rev2
             && let Some(pos) = view.messages().iter().position(|m| !has_flag(m, "\\Seen"))
         {
@@ -703,13 +785,7 @@ impl Session {
             write_mailbox(&mut io.out, &self.name_out(&mb.name));
             io.out.extend_from_slice(b"\r\n");
         }
-        self.selected = Some(Selected {
-            mailbox: mb,
-            read_only,
-            view,
-            stale: false,
-            lost: false,
-        });
+        self.selected = Some(selected);
         let mode = if read_only { "READ-ONLY" } else { "READ-WRITE" };
         let verb = if read_only { "EXAMINE" } else { "SELECT" };
         Ok(ok(format!("[{mode}] {verb} completed")))
@@ -875,7 +951,7 @@ impl Session {
         let needs_messages = items.iter().any(|i| {
             matches!(
                 i,
-                StatusItem::Unseen | StatusItem::Deleted | StatusItem::Size
+                StatusItem::Recent | StatusItem::Unseen | StatusItem::Deleted | StatusItem::Size
             )
         });
         let messages = if needs_messages {
@@ -887,7 +963,10 @@ impl Session {
         for item in items {
             let (name, value) = match item {
                 StatusItem::Messages => ("MESSAGES", u64::from(mb.messages)),
-                StatusItem::Recent => ("RECENT", 0),
+                StatusItem::Recent => (
+                    "RECENT",
+                    messages.iter().filter(|m| m.uid >= mb.recent_uid).count() as u64,
+                ),
                 StatusItem::UidNext => ("UIDNEXT", u64::from(mb.uid_next)),
                 StatusItem::UidValidity => ("UIDVALIDITY", u64::from(mb.uid_validity)),
                 StatusItem::Unseen => (
@@ -963,6 +1042,24 @@ impl Session {
 
 /// Change announcements and IDLE.
 impl Session {
+    /// The first command that uses CONDSTORE turns it on (RFC 7162 §3.1): the client then
+    /// hears the mailbox's HIGHESTMODSEQ, and every FETCH carries MODSEQ.
+    fn enable_condstore<S>(&mut self, io: &mut Io<S>) {
+        if self.condstore {
+            return;
+        }
+        self.condstore = true;
+        if let Some(sel) = &self.selected {
+            io.out.extend_from_slice(
+                format!(
+                    "* OK [HIGHESTMODSEQ {}] CONDSTORE on\r\n",
+                    sel.view.caught_up
+                )
+                .as_bytes(),
+            );
+        }
+    }
+
     fn drain_changes(&mut self) {
         let Some(mut rx) = self.changes.take() else {
             return;
@@ -1007,11 +1104,12 @@ impl Session {
     ) -> Result<(), StoreError> {
         self.drain_changes();
         let store = self.server.store.clone();
-        let condstore = self.condstore;
+        let (condstore, rev2) = (self.condstore, self.rev2);
         let Some(sel) = &mut self.selected else {
             return Ok(());
         };
         let mut updates = Vec::new();
+        let largest_before = sel.view.largest_uid();
         if sel.lost {
             let mb = store
                 .mailbox(sel.mailbox.account, &sel.mailbox.name)
@@ -1032,18 +1130,34 @@ impl Session {
                 updates.extend(sel.view.catch_up(changed));
             }
         }
+        if !sel.read_only && sel.view.largest_uid() > largest_before {
+            // New messages are recent here if no other session claimed them first.
+            let first = store.claim_recent(sel.mailbox.id).await?;
+            let fresh: Vec<u32> = sel
+                .view
+                .messages()
+                .iter()
+                .map(|m| m.uid)
+                .filter(|&u| u > largest_before && u >= first)
+                .collect();
+            sel.recent.extend(fresh);
+        }
         for u in updates {
             match u {
-                Update::Exists(n) => io
-                    .out
-                    .extend_from_slice(format!("* {n} EXISTS\r\n").as_bytes()),
+                Update::Exists(n) => {
+                    io.out
+                        .extend_from_slice(format!("* {n} EXISTS\r\n").as_bytes());
+                    if !rev2 {
+                        let recent = sel.recent.len();
+                        io.out
+                            .extend_from_slice(format!("* {recent} RECENT\r\n").as_bytes());
+                    }
+                }
                 Update::Expunge(seq) => io
                     .out
                     .extend_from_slice(format!("* {seq} EXPUNGE\r\n").as_bytes()),
                 Update::Flags { seq, .. } => {
-                    if let Some(m) = sel.view.get(seq) {
-                        flags_response(&mut io.out, seq, m, true, condstore);
-                    }
+                    sel.flags_response(&mut io.out, seq, true, condstore, rev2)
                 }
             }
         }
@@ -1162,8 +1276,8 @@ impl Session {
             .as_mut()
             .ok_or_else(|| bad("No mailbox selected"))?;
         let (largest_seq, largest_uid) = (sel.view.len(), sel.view.largest_uid());
-        let mut hits: Vec<(u32, u32)> = Vec::new();
-        let mut top_modseq = 0;
+        // (sequence number, UID, MODSEQ) of each match.
+        let mut hits: Vec<(u32, u32, u64)> = Vec::new();
         for (i, meta) in sel.view.messages().iter().enumerate() {
             let text = if key.needs_text() {
                 match store.message_body(sel.mailbox.id, meta.uid).await? {
@@ -1180,6 +1294,7 @@ impl Session {
                 flags: &meta.flags,
                 internal_date: meta.internal_date,
                 size: meta.size,
+                recent: sel.recent.contains(&meta.uid),
             };
             let candidate = Candidate {
                 seq,
@@ -1189,12 +1304,15 @@ impl Session {
                 text: text.as_ref(),
             };
             if key.matches(&candidate) {
-                hits.push((seq, meta.uid));
-                top_modseq = top_modseq.max(meta.modseq);
+                hits.push((seq, meta.uid, meta.modseq));
             }
         }
-        let numbers: Vec<u32> = hits.iter().map(|&(s, u)| if uid { u } else { s }).collect();
+        let numbers: Vec<u32> = hits
+            .iter()
+            .map(|&(s, u, _)| if uid { u } else { s })
+            .collect();
         let modseq = key.uses_modseq() && !hits.is_empty();
+        let mut top_modseq = hits.iter().map(|h| h.2).max().unwrap_or(0);
         let ret = match ret {
             // RFC 4731 §3.1: RETURN () means ALL.
             Some(r) if r.is_empty() => Some(vec![SearchReturn::All]),
@@ -1215,6 +1333,22 @@ impl Session {
                 io.out.extend_from_slice(line.as_bytes());
             }
             Some(ret) => {
+                // RFC 7162 §3.1.5: with only MIN and/or MAX, MODSEQ is of the messages returned.
+                if !ret
+                    .iter()
+                    .any(|r| matches!(r, SearchReturn::All | SearchReturn::Count))
+                {
+                    top_modseq = hits
+                        .iter()
+                        .filter(|h| {
+                            (ret.contains(&SearchReturn::Min) && Some(h) == hits.first().as_ref())
+                                || (ret.contains(&SearchReturn::Max)
+                                    && Some(h) == hits.last().as_ref())
+                        })
+                        .map(|h| h.2)
+                        .max()
+                        .unwrap_or(0);
+                }
                 // RFC 4731 §3.1: the correlator names the command.
                 let mut line = format!("* ESEARCH (TAG \"{}\")", self.tag);
                 if uid {
@@ -1254,9 +1388,10 @@ impl Session {
         io: &mut Io<S>,
     ) -> Res {
         let store = self.server.store.clone();
-        let condstore =
-            self.condstore || changed_since.is_some() || items.contains(&FetchAttr::ModSeq);
-        self.condstore = condstore;
+        if changed_since.is_some() || items.contains(&FetchAttr::ModSeq) {
+            self.enable_condstore(io);
+        }
+        let (condstore, rev2) = (self.condstore, self.rev2);
         let sel = self.sel();
         let seqs = sel
             .view
@@ -1318,6 +1453,7 @@ impl Session {
                 None
             };
             let structure = body.as_deref().map(mime::parse);
+            sel.note_keywords(&meta.flags, &mut io.out);
             let out = &mut io.out;
             out.extend_from_slice(format!("* {seq} FETCH (").as_bytes());
             let mut first = true;
@@ -1336,7 +1472,7 @@ impl Session {
                 match item {
                     FetchAttr::Flags => {
                         out.extend_from_slice(b"FLAGS ");
-                        write_flags(out, &meta.flags);
+                        sel.write_flags(out, &meta, rev2);
                     }
                     FetchAttr::Uid => out.extend_from_slice(format!("UID {}", meta.uid).as_bytes()),
                     FetchAttr::InternalDate => out.extend_from_slice(
@@ -1433,7 +1569,7 @@ impl Session {
             if seen_now.contains(&meta.uid) && !items.contains(&FetchAttr::Flags) {
                 sep(out);
                 out.extend_from_slice(b"FLAGS ");
-                write_flags(out, &meta.flags);
+                sel.write_flags(out, &meta, rev2);
             }
             if condstore && !items.contains(&FetchAttr::ModSeq) {
                 sep(out);
@@ -1465,12 +1601,12 @@ impl Session {
         io: &mut Io<S>,
     ) -> Res {
         if unchanged_since.is_some() {
-            self.condstore = true;
+            self.enable_condstore(io);
             // Compare against the newest MODSEQs (no EXPUNGE here: RFC 9051 §7.5.1).
             self.announce(io, uid).await?;
         }
         let store = self.server.store.clone();
-        let condstore = self.condstore;
+        let (condstore, rev2) = (self.condstore, self.rev2);
         let sel = self.sel();
         if sel.read_only {
             return Err(no("[READ-ONLY] The mailbox is read-only"));
@@ -1522,9 +1658,7 @@ impl Session {
             let Some(seq) = sel.view.seq_of(target) else {
                 continue;
             };
-            if let Some(m) = sel.view.get(seq) {
-                flags_response(&mut io.out, seq, m, uid, condstore);
-            }
+            sel.flags_response(&mut io.out, seq, uid, condstore, rev2);
         }
         if modified.is_empty() {
             Ok(ok("STORE completed"))
@@ -1597,20 +1731,6 @@ impl Session {
 
 fn has_flag(m: &MessageMeta, flag: &str) -> bool {
     m.flags.iter().any(|f| f.eq_ignore_ascii_case(flag))
-}
-
-/// `* seq FETCH (UID n FLAGS (…) MODSEQ (n))`.
-fn flags_response(out: &mut Vec<u8>, seq: u32, m: &MessageMeta, uid: bool, condstore: bool) {
-    out.extend_from_slice(format!("* {seq} FETCH (").as_bytes());
-    if uid {
-        out.extend_from_slice(format!("UID {} ", m.uid).as_bytes());
-    }
-    out.extend_from_slice(b"FLAGS ");
-    write_flags(out, &m.flags);
-    if condstore {
-        out.extend_from_slice(format!(" MODSEQ ({})", m.modseq).as_bytes());
-    }
-    out.extend_from_slice(b")\r\n");
 }
 
 fn part_label(part: &[u32]) -> String {

@@ -143,6 +143,9 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes the mailbox and its messages; INBOX cannot be deleted.
     async fn delete_mailbox(&self, account: AccountId, name: &str) -> Result<()>;
     async fn set_subscribed(&self, account: AccountId, name: &str, subscribed: bool) -> Result<()>;
+    /// Makes the messages up to now no longer recent for anyone else and returns the first UID
+    /// that is recent for the caller (RFC 3501 §2.3.2: a message is recent in one session only).
+    async fn claim_recent(&self, mailbox: MailboxId) -> Result<u32>;
 
     // Messages.
     /// Durable when it returns (see the crate doc). Checks the quota.

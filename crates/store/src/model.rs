@@ -105,6 +105,9 @@ pub struct Mailbox {
     pub highest_modseq: u64,
     pub subscribed: bool,
     pub messages: u32,
+    /// Messages with this UID or above are `\Recent` (RFC 3501 §2.3.2) until an IMAP session
+    /// claims them (`Store::claim_recent`).
+    pub recent_uid: u32,
 }
 
 /// One message in a mailbox.

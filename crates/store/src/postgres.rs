@@ -304,7 +304,7 @@ async fn require_domain(c: &impl GenericClient, domain: &str) -> Result<()> {
 }
 
 const MAILBOX_COLUMNS: &str = "m.id, m.account, m.name, m.special_use, m.uid_validity, m.uid_next, m.highest_modseq, m.subscribed, \
-     (SELECT count(*) FROM messages WHERE mailbox = m.id)";
+     (SELECT count(*) FROM messages WHERE mailbox = m.id), m.recent_uid";
 
 fn mailbox_row(r: &Row) -> Mailbox {
     Mailbox {
@@ -319,6 +319,7 @@ fn mailbox_row(r: &Row) -> Mailbox {
         highest_modseq: to_u64(r.get(6)),
         subscribed: r.get(7),
         messages: r.get::<_, i64>(8) as u32,
+        recent_uid: r.get::<_, i64>(9) as u32,
     }
 }
 
@@ -1019,6 +1020,23 @@ impl Store for PostgresStore {
             .await
             .map_err(err)?;
         rules::not_found_if_zero(n, || format!("mailbox {name}"))
+    }
+
+    async fn claim_recent(&self, mailbox: MailboxId) -> Result<u32> {
+        // The row lock of the subquery serializes claims (and appends, which lock it too).
+        let row = self
+            .client()
+            .await?
+            .query_opt(
+                "UPDATE mailboxes m SET recent_uid = m.uid_next \
+                 FROM (SELECT id, recent_uid FROM mailboxes WHERE id = $1 FOR UPDATE) old \
+                 WHERE m.id = old.id RETURNING old.recent_uid",
+                &[&mailbox],
+            )
+            .await
+            .map_err(err)?
+            .ok_or_else(|| StoreError::NotFound(format!("mailbox {mailbox}")))?;
+        Ok(row.get::<_, i64>(0) as u32)
     }
 
     async fn append(

@@ -113,6 +113,12 @@ pub const SQLITE: &[&str] = &[
     ALTER TABLE tls_events ADD COLUMN receiving_helo TEXT;
     ALTER TABLE tls_events ADD COLUMN detail TEXT;
     "#,
+    // 4: \Recent (RFC 3501 §2.3.2): messages with UID >= recent_uid are recent until a session
+    // claims them. Existing messages are not new to anyone.
+    r#"
+    ALTER TABLE mailboxes ADD COLUMN recent_uid INTEGER NOT NULL DEFAULT 0;
+    UPDATE mailboxes SET recent_uid = uid_next;
+    "#,
 ];
 
 pub const POSTGRES: &[&str] = &[
@@ -225,5 +231,11 @@ pub const POSTGRES: &[&str] = &[
     ALTER TABLE tls_events ADD COLUMN sending_ip TEXT;
     ALTER TABLE tls_events ADD COLUMN receiving_helo TEXT;
     ALTER TABLE tls_events ADD COLUMN detail TEXT;
+    "#,
+    // 4: \Recent (RFC 3501 §2.3.2): messages with UID >= recent_uid are recent until a session
+    // claims them. Existing messages are not new to anyone.
+    r#"
+    ALTER TABLE mailboxes ADD COLUMN recent_uid BIGINT NOT NULL DEFAULT 0;
+    UPDATE mailboxes SET recent_uid = uid_next;
     "#,
 ];

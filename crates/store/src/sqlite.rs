@@ -221,7 +221,7 @@ fn require_domain(c: &Connection, domain: &str) -> Result<()> {
 }
 
 const MAILBOX_COLUMNS: &str = "m.id, m.account, m.name, m.special_use, m.uid_validity, m.uid_next, m.highest_modseq, m.subscribed, \
-     (SELECT count(*) FROM messages WHERE mailbox = m.id)";
+     (SELECT count(*) FROM messages WHERE mailbox = m.id), m.recent_uid";
 
 fn mailbox_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Mailbox> {
     Ok(Mailbox {
@@ -236,6 +236,7 @@ fn mailbox_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Mailbox> {
         highest_modseq: to_u64(r.get(6)?),
         subscribed: r.get(7)?,
         messages: r.get::<_, i64>(8)? as u32,
+        recent_uid: r.get::<_, i64>(9)? as u32,
     })
 }
 
@@ -907,6 +908,29 @@ impl Store for SqliteStore {
                 )
                 .map_err(err)?;
             rules::not_found_if_zero(n as u64, || format!("mailbox {name}"))
+        })
+        .await
+    }
+
+    async fn claim_recent(&self, mailbox: MailboxId) -> Result<u32> {
+        self.run(move |c| {
+            let tx = immediate(c)?;
+            let old: Option<i64> = tx
+                .query_row(
+                    "SELECT recent_uid FROM mailboxes WHERE id = ?1",
+                    [mailbox],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(err)?;
+            let old = old.ok_or_else(|| StoreError::NotFound(format!("mailbox {mailbox}")))?;
+            tx.execute(
+                "UPDATE mailboxes SET recent_uid = uid_next WHERE id = ?1",
+                [mailbox],
+            )
+            .map_err(err)?;
+            tx.commit().map_err(err)?;
+            Ok(old as u32)
         })
         .await
     }

@@ -435,6 +435,15 @@ mod suite {
         let msgs = s.messages(mb.id).await.unwrap();
         assert_eq!(msgs.iter().map(|m| m.uid).collect::<Vec<_>>(), [1, 2, 3, 6]);
         assert!(msgs[0].flags.is_empty());
+        // \Recent: everything so far is new to the first session that claims it, to no other.
+        assert_eq!(mb.recent_uid, 0, "a new mailbox's messages are recent");
+        assert_eq!(s.claim_recent(mb.id).await.unwrap(), 0);
+        assert_eq!(
+            s.claim_recent(mb.id).await.unwrap(),
+            7,
+            "claimed up to UIDNEXT"
+        );
+        assert_eq!(inbox(&s, &a).await.recent_uid, 7);
         // What an IMAP session catches up with: the appended UID 6 and the flag changes after.
         let since = s.messages_since(mb.id, last.1).await.unwrap();
         assert_eq!(since.iter().map(|m| m.uid).collect::<Vec<_>>(), [1, 2, 6]);
