@@ -17,6 +17,8 @@
 //! Must not: know about outbound delivery; acknowledge an APPEND before the store says it is
 //! durable; panic on anything a client sends.
 
+#[cfg(feature = "server")]
+pub mod cache;
 pub mod command;
 pub mod date;
 pub mod mime;

@@ -45,24 +45,28 @@ pub fn parse(raw: &[u8]) -> Part {
     entity(raw, 0..raw.len(), false, 0)
 }
 
+/// The length of an entity's header, the blank line that ends it included (all of it when
+/// there is no blank line).
+pub fn header_len(bytes: &[u8]) -> usize {
+    if bytes.starts_with(b"\r\n") {
+        return 2;
+    }
+    if bytes.starts_with(b"\n") {
+        return 1;
+    }
+    let crlf = bytes
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|p| p + 4);
+    let lf = bytes.windows(2).position(|w| w == b"\n\n").map(|p| p + 2);
+    match (crlf, lf) {
+        (Some(a), Some(b)) => a.min(b),
+        (a, b) => a.or(b).unwrap_or(bytes.len()),
+    }
+}
+
 fn entity(raw: &[u8], range: Range<usize>, digest: bool, depth: usize) -> Part {
-    let bytes = &raw[range.clone()];
-    let split = if bytes.starts_with(b"\r\n") {
-        Some(2)
-    } else if bytes.starts_with(b"\n") {
-        Some(1)
-    } else {
-        let crlf = bytes
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .map(|p| p + 4);
-        let lf = bytes.windows(2).position(|w| w == b"\n\n").map(|p| p + 2);
-        match (crlf, lf) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
-    };
-    let split = range.start + split.unwrap_or(bytes.len());
+    let split = range.start + header_len(&raw[range.clone()]);
     let header = range.start..split;
     let body = split..range.end;
     let fields = header_fields(&raw[header.clone()]);

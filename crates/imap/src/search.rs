@@ -151,6 +151,17 @@ impl SearchKey {
         }
     }
 
+    /// Whether evaluating needs the message body (BODY, TEXT); else the header is enough.
+    pub fn needs_body(&self) -> bool {
+        match self {
+            SearchKey::Body(_) | SearchKey::Text(_) => true,
+            SearchKey::Not(k) => k.needs_body(),
+            SearchKey::Or(a, b) => a.needs_body() || b.needs_body(),
+            SearchKey::And(keys) => keys.iter().any(SearchKey::needs_body),
+            _ => false,
+        }
+    }
+
     /// Whether the key uses MODSEQ (the answer then carries `(MODSEQ n)`, RFC 7162 §3.1.5).
     pub fn uses_modseq(&self) -> bool {
         match self {

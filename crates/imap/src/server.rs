@@ -34,6 +34,8 @@ pub struct ImapServer {
     /// How often an IDLE session hears `* OK Still here` (keeps NAT state alive; no session
     /// is ever cut for its age, TR-03108 TLS-8).
     pub keepalive: Duration,
+    /// Headers already read, shared by all sessions.
+    pub headers: crate::cache::HeaderCache,
 }
 
 /// One listening socket's kind.

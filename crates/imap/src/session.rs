@@ -18,6 +18,7 @@ use crate::command::{
     self, Command, FetchAttr, ListOptions, SearchReturn, Section, SectionText, SequenceSet,
     StatusItem, StoreMode,
 };
+use crate::cache::CachedHeader;
 use crate::mime::{self, SectionError};
 use crate::response::{flags as write_flags, literal, mailbox as write_mailbox, nstring, string};
 use crate::search::{Candidate, MessageFacts, SearchKey, SearchText};
@@ -1279,9 +1280,17 @@ impl Session {
         // (sequence number, UID, MODSEQ) of each match.
         let mut hits: Vec<(u32, u32, u64)> = Vec::new();
         for (i, meta) in sel.view.messages().iter().enumerate() {
-            let text = if key.needs_text() {
+            let text = if key.needs_body() {
                 match store.message_body(sel.mailbox.id, meta.uid).await? {
-                    Some(body) => Some(SearchText::new(&body)),
+                    Some(body) => {
+                        self.server.headers.put(sel.mailbox.id, meta.uid, &body);
+                        Some(Text::Whole(SearchText::new(&body)))
+                    }
+                    None => continue,
+                }
+            } else if key.needs_text() {
+                match header(&self.server, sel.mailbox.id, meta.uid).await? {
+                    Some(h) => Some(Text::Header(h)),
                     None => continue,
                 }
             } else {
@@ -1301,7 +1310,7 @@ impl Session {
                 largest_seq,
                 largest_uid,
                 meta: facts,
-                text: text.as_ref(),
+                text: text.as_ref().map(Text::get),
             };
             if key.matches(&candidate) {
                 hits.push((seq, meta.uid, meta.modseq));
@@ -1388,6 +1397,7 @@ impl Session {
         io: &mut Io<S>,
     ) -> Res {
         let store = self.server.store.clone();
+        let server = self.server.clone();
         if changed_since.is_some() || items.contains(&FetchAttr::ModSeq) {
             self.enable_condstore(io);
         }
@@ -1397,7 +1407,7 @@ impl Session {
             .view
             .resolve(set, uid)
             .map_err(|e| bad(format!("[CLIENTBUG] No message {}", e.0)))?;
-        let needs_body = items.iter().any(|a| {
+        let needs_header = items.iter().any(|a| {
             !matches!(
                 a,
                 FetchAttr::Flags
@@ -1407,6 +1417,23 @@ impl Session {
                     | FetchAttr::ModSeq
             )
         });
+        // ENVELOPE and the top-level header sections need only the (cached) header.
+        let needs_body = needs_header
+            && items.iter().any(|a| match a {
+                FetchAttr::Envelope | FetchAttr::Rfc822Header => false,
+                FetchAttr::Section {
+                    section: Section { part, text: Some(SectionText::Header | SectionText::HeaderFields { .. }) },
+                    ..
+                } => !part.is_empty(),
+                other => !matches!(
+                    other,
+                    FetchAttr::Flags
+                        | FetchAttr::Uid
+                        | FetchAttr::InternalDate
+                        | FetchAttr::Rfc822Size
+                        | FetchAttr::ModSeq
+                ),
+            });
         let marks_seen = !sel.read_only
             && items.iter().any(|a| {
                 matches!(
@@ -1443,10 +1470,18 @@ impl Session {
             if changed_since.is_some_and(|c| meta.modseq <= c) {
                 continue;
             }
-            let body = if needs_body {
+            let body: Option<std::borrow::Cow<'_, [u8]>> = if needs_body {
                 match store.message_body(sel.mailbox.id, meta.uid).await? {
-                    Some(b) => Some(b),
+                    Some(b) => {
+                        server.headers.put(sel.mailbox.id, meta.uid, &b);
+                        Some(b.into())
+                    }
                     // Expunged elsewhere, not yet announced (RFC 9051 §7.5.1 lets us skip it).
+                    None => continue,
+                }
+            } else if needs_header {
+                match header(&server, sel.mailbox.id, meta.uid).await? {
+                    Some(h) => Some(h.raw.to_vec().into()),
                     None => continue,
                 }
             } else {
@@ -1727,6 +1762,37 @@ impl Session {
         }
         Ok(ok("MOVE completed"))
     }
+}
+
+/// What SEARCH reads of a message: the whole of it, or the cached header.
+enum Text {
+    Whole(SearchText),
+    Header(Arc<CachedHeader>),
+}
+
+impl Text {
+    fn get(&self) -> &SearchText {
+        match self {
+            Text::Whole(t) => t,
+            Text::Header(h) => h.search_text(),
+        }
+    }
+}
+
+/// A message's header, from the cache or (once) from the store.
+async fn header(
+    server: &ImapServer,
+    mailbox: kurier_store::MailboxId,
+    uid: u32,
+) -> Result<Option<Arc<CachedHeader>>, StoreError> {
+    if let Some(h) = server.headers.get(mailbox, uid) {
+        return Ok(Some(h));
+    }
+    Ok(server
+        .store
+        .message_body(mailbox, uid)
+        .await?
+        .map(|body| server.headers.put(mailbox, uid, &body)))
 }
 
 fn has_flag(m: &MessageMeta, flag: &str) -> bool {

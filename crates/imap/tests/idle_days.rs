@@ -44,6 +44,7 @@ async fn server(dir: &std::path::Path, ip: &str) -> std::net::SocketAddr {
         login_timeout: Duration::from_secs(120),
         idle_timeout: Duration::from_secs(1800),
         keepalive: Duration::from_secs(300),
+        headers: kurier_imap::cache::HeaderCache::new(1 << 20),
     });
     let listener = TcpListener::bind(format!("{ip}:0")).await.unwrap();
     let addr = listener.local_addr().unwrap();
