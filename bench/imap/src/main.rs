@@ -32,21 +32,29 @@ fn main() -> Res<()> {
         .get(1)
         .ok_or("usage: kurier-bench-imap PATH/TO/kurier [MESSAGES] [SESSIONS] [ROUNDS] [IDLE]")?;
     let num = |i: usize, default: usize| -> Res<usize> {
-        Ok(args.get(i).map(|s| s.parse()).transpose()?.unwrap_or(default))
+        Ok(args
+            .get(i)
+            .map(|s| s.parse())
+            .transpose()?
+            .unwrap_or(default))
     };
-    let (messages, sessions, rounds, idle) = (num(2, 10_000)?, num(3, 50)?, num(4, 40)?, num(5, 1000)?);
+    let (messages, sessions, rounds, idle) =
+        (num(2, 10_000)?, num(3, 50)?, num(4, 40)?, num(5, 1000)?);
     let work = std::env::temp_dir().join(format!("kurier-bench-imap-{}", std::process::id()));
     std::fs::create_dir_all(&work)?;
 
     let kurier_data = work.join("kurier");
-    let mut k = Server::kurier(kurier, &kurier_data, "127.0.50.1")?;
-    let mut d = Server::dovecot(&work.join("dovecot"), &kurier_data, "127.0.50.2")?;
+    let k = Server::kurier(kurier, &kurier_data, "127.0.50.1")?;
+    let d = Server::dovecot(&work.join("dovecot"), &kurier_data, "127.0.50.2")?;
     let servers = [&k, &d];
 
     println!(
         "{messages} messages of 4 KiB, {sessions} sessions, {rounds} rounds of 6 commands each, {idle} idle sessions; 2 cores, one run"
     );
-    println!("{:<40} {:>14} {:>14} {:>8}", "", "Kurier", "Dovecot", "ratio");
+    println!(
+        "{:<40} {:>14} {:>14} {:>8}",
+        "", "Kurier", "Dovecot", "ratio"
+    );
     let append: Vec<f64> = servers
         .iter()
         .map(|s| fill(s.addr, USER, messages, sessions))
@@ -69,8 +77,7 @@ fn main() -> Res<()> {
         per_session[1] / 1024.0,
         per_session[0] / per_session[1]
     );
-    k.stop();
-    d.stop();
+    drop((k, d));
     let _ = std::fs::remove_dir_all(&work);
     Ok(())
 }
@@ -90,35 +97,64 @@ struct Server {
 }
 
 impl Server {
+    /// `serve --dev` once (certificate, store, demo account), then the same data from a
+    /// configuration file that lets one client address hold all the idle sessions.
     fn kurier(bin: &str, data: &Path, ip: &str) -> Res<Server> {
-        let mut child = Command::new(bin)
-            .args(["serve", "--dev", "--data", data.to_str().ok_or("path")?, "--listen-ip", ip])
+        let data_arg = data.to_str().ok_or("path")?;
+        let mut dev = Command::new(bin)
+            .args(["serve", "--dev", "--data", data_arg, "--listen-ip", ip])
             .env("KURIER_LOG", "warn")
             .env("KURIER_DEV_PASSWORD", PASSWORD)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()?;
-        let out = child.stdout.take().ok_or("no stdout")?;
-        let mut lines = BufReader::new(out).lines();
-        loop {
-            match lines.next() {
-                Some(l) if l.as_deref().is_ok_and(|l| l.starts_with("ready.")) => break,
-                Some(_) => {}
-                None => return Err("kurier did not start".into()),
-            }
+        let out = dev.stdout.take().ok_or("no stdout")?;
+        let ready = BufReader::new(out)
+            .lines()
+            .any(|l| l.is_ok_and(|l| l.starts_with("ready.")));
+        let _ = dev.kill();
+        let _ = dev.wait();
+        if !ready {
+            return Err("kurier serve --dev did not start".into());
         }
-        std::thread::spawn(move || lines.for_each(drop));
+        let config = data.join("bench.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[server]\nhostname = \"mail.example.test\"\ndata_dir = \"{d}\"\n\
+                 [log]\nlevel = \"warn\"\n\
+                 [[tls.certificate]]\ncert = \"{d}/dev-server.pem\"\nkey = \"{d}/dev-server.key\"\n\
+                 [web]\nlisten = [\"{ip}:8443\"]\nlisten_http = []\n[smtp]\nlisten = [\"{ip}:2525\"]\n\
+                 [submission]\nlisten_implicit = [\"{ip}:2465\"]\nlisten_starttls = [\"{ip}:2587\"]\n\
+                 [imap]\nlisten_implicit = [\"{ip}:1993\"]\nlisten_starttls = [\"{ip}:1143\"]\n\
+                 max_connections_per_ip = 5000\n\
+                 [pop3]\nlisten_implicit = [\"{ip}:1995\"]\nlisten_starttls = [\"{ip}:1110\"]\n\
+                 [delivery]\nenabled = false\n",
+                d = data.display(),
+            ),
+        )?;
+        let config_arg = config.to_str().ok_or("path")?;
         let mut add = Command::new(bin)
-            .args(["user", "add", IDLER, "--dev", "--data", data.to_str().ok_or("path")?])
+            .args(["user", "add", IDLER, "--config", config_arg])
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .spawn()?;
-        add.stdin.take().ok_or("stdin")?.write_all(format!("{PASSWORD}\n").as_bytes())?;
+        add.stdin
+            .take()
+            .ok_or("stdin")?
+            .write_all(format!("{PASSWORD}\n").as_bytes())?;
         if !add.wait()?.success() {
             return Err("kurier user add failed".into());
         }
+        let child = Command::new(bin)
+            .args(["serve", "--config", config_arg])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let addr: SocketAddr = format!("{ip}:1993").parse()?;
+        wait_for(addr, data)?;
         Ok(Server {
-            addr: format!("{ip}:1993").parse()?,
+            addr,
             child,
             dovecot: false,
         })
@@ -193,17 +229,12 @@ protocol imap {{
             .stderr(Stdio::null())
             .spawn()?;
         let addr: SocketAddr = format!("{ip}:993").parse()?;
-        for _ in 0..100 {
-            if TcpStream::connect(addr).is_ok() {
-                return Ok(Server {
-                    addr,
-                    child,
-                    dovecot: true,
-                });
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Err(format!("dovecot did not start; see {}", dir.join("dovecot.log").display()).into())
+        wait_for(addr, dir)?;
+        Ok(Server {
+            addr,
+            child,
+            dovecot: true,
+        })
     }
 
     fn pids(&self) -> Vec<u32> {
@@ -222,6 +253,28 @@ protocol imap {{
     fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Waits until `addr` accepts connections.
+fn wait_for(addr: SocketAddr, logs: &Path) -> Res<()> {
+    for _ in 0..100 {
+        if TcpStream::connect(addr).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Err(format!(
+        "nothing listens on {addr}; see the logs in {}",
+        logs.display()
+    )
+    .into())
+}
+
+/// A run that fails half-way leaves no server behind.
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 
@@ -326,12 +379,17 @@ impl Session {
 
 fn literal_size(line: &str) -> Option<usize> {
     let inner = line.trim_end().strip_suffix('}')?;
-    inner[inner.rfind('{')? + 1..].trim_end_matches('+').parse().ok()
+    inner[inner.rfind('{')? + 1..]
+        .trim_end_matches('+')
+        .parse()
+        .ok()
 }
 
 /// A 4 KiB message; subjects cycle through a few words so that searches find some.
 fn message(i: usize) -> Vec<u8> {
-    let words = ["budget", "holiday", "invoice", "meeting", "report", "travel", "lunch"];
+    let words = [
+        "budget", "holiday", "invoice", "meeting", "report", "travel", "lunch",
+    ];
     let mut m = format!(
         "From: Sender {i} <sender{i}@remote.example>\r\nTo: {USER}\r\nSubject: {} number {i}\r\n\
          Date: Sun, 29 Nov 2026 10:00:00 +0000\r\nMessage-ID: <{i}@remote.example>\r\n\
@@ -381,14 +439,19 @@ fn mixed_load(addr: SocketAddr, sessions: usize, rounds: usize) -> Res<f64> {
                 let mut commands = 1;
                 let mut x = s as u64 * 7919 + 1;
                 let mut next = |max: u64| {
-                    x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+                    x = x
+                        .wrapping_mul(6_364_136_223_846_793_005)
+                        .wrapping_add(1_442_695_040_888_963_407);
                     (x >> 33) % max + 1
                 };
                 let mut spent = [Duration::ZERO; 6];
                 for _ in 0..rounds {
                     let uid = next(9_980);
                     let script = [
-                        format!("UID FETCH {uid}:{} (UID FLAGS RFC822.SIZE ENVELOPE)", uid + 19),
+                        format!(
+                            "UID FETCH {uid}:{} (UID FLAGS RFC822.SIZE ENVELOPE)",
+                            uid + 19
+                        ),
                         format!("UID FETCH {} BODY.PEEK[]", next(10_000)),
                         format!("UID STORE {} +FLAGS (\\Seen)", next(10_000)),
                         "SEARCH UNSEEN".to_string(),
@@ -403,8 +466,10 @@ fn mixed_load(addr: SocketAddr, sessions: usize, rounds: usize) -> Res<f64> {
                     commands += script.len();
                 }
                 if s == 0 && std::env::var_os("KURIER_BENCH_DETAIL").is_some() {
-                    eprintln!("{addr} session 0, ms per command: {:?}",
-                        spent.map(|d| d.as_secs_f64() * 1000.0 / rounds as f64));
+                    eprintln!(
+                        "{addr} session 0, ms per command: {:?}",
+                        spent.map(|d| d.as_secs_f64() * 1000.0 / rounds as f64)
+                    );
                 }
                 c.run("LOGOUT")?;
                 Ok(commands)
@@ -440,4 +505,3 @@ fn idle_memory(server: &Server, n: usize) -> Res<f64> {
     }
     Ok(after.saturating_sub(before) as f64 / n as f64)
 }
-

@@ -86,9 +86,12 @@ async fn connection(
 ) {
     let _ = tcp.set_nodelay(true);
     let Some(_slot) = server.connections.admit(peer.ip()) else {
-        let _ = tcp
-            .write_all(b"* BYE [UNAVAILABLE] Too many connections from your address\r\n")
-            .await;
+        // On 993 a plain-text BYE would only break the client's TLS handshake: just close.
+        if kind == ImapListener::StartTls {
+            let _ = tcp
+                .write_all(b"* BYE [UNAVAILABLE] Too many connections from your address\r\n")
+                .await;
+        }
         tracing::info!(%peer, "IMAP connection refused: per-IP limit");
         return;
     };

@@ -14,11 +14,11 @@ use kurier_store::{
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::broadcast;
 
+use crate::cache::CachedHeader;
 use crate::command::{
     self, Command, FetchAttr, ListOptions, SearchReturn, Section, SectionText, SequenceSet,
     StatusItem, StoreMode,
 };
-use crate::cache::CachedHeader;
 use crate::mime::{self, SectionError};
 use crate::response::{flags as write_flags, literal, mailbox as write_mailbox, nstring, string};
 use crate::search::{Candidate, MessageFacts, SearchKey, SearchText};
@@ -1422,7 +1422,11 @@ impl Session {
             && items.iter().any(|a| match a {
                 FetchAttr::Envelope | FetchAttr::Rfc822Header => false,
                 FetchAttr::Section {
-                    section: Section { part, text: Some(SectionText::Header | SectionText::HeaderFields { .. }) },
+                    section:
+                        Section {
+                            part,
+                            text: Some(SectionText::Header | SectionText::HeaderFields { .. }),
+                        },
                     ..
                 } => !part.is_empty(),
                 other => !matches!(

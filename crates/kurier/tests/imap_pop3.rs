@@ -62,7 +62,11 @@ def imap(port):
         assert not any(c.startswith("AUTH=") for c in m.capabilities), m.capabilities
         m.starttls(ctx)
         assert "LOGINDISABLED" not in m.capabilities, m.capabilities
-    typ, data = m.login(USER, password)
+    if port == 1993:
+        typ, data = m.login(USER, password)
+    else:
+        # AUTHENTICATE PLAIN here (imaplib sends no initial response, so the server asks).
+        typ, data = m.authenticate("PLAIN", lambda _: f"\0{USER}\0{password}".encode())
     assert typ == "OK", data
     return m
 
@@ -275,6 +279,13 @@ for port in (1995, 1110):
         # Only QUIT deletes.
         p.dele(1)
         p.quit()
+# AUTH PLAIN (RFC 5034) with an initial response instead of USER/PASS.
+import base64
+p = Pop3s(HOST, 1995, context=ctx)
+resp = p._shortcmd("AUTH PLAIN " + base64.b64encode(f"\0{USER}\0{password}".encode()).decode())
+assert resp.startswith(b"+OK"), resp
+count2, _ = p.stat()
+p.quit()
 p = pop(1995)
 count2, _ = p.stat()
 assert count2 == count - 1, (count, count2)
@@ -466,6 +477,11 @@ while True:
         break
 assert b"OK [APPENDUID" in line, line
 # ENABLE IMAP4rev2: SEARCH answers ESEARCH; UTF-8 mailbox names.
+# AUTHENTICATE LOGIN on a second connection: user and password asked for one by one.
+answers = iter([USER.encode(), password.encode()])
+l = Imaps(HOST, 1993, ssl_context=ctx)
+ok(l.authenticate("LOGIN", lambda _: next(answers)))
+l.logout()
 ok(m._simple_command("ENABLE", "IMAP4rev2"))
 ok(m.select("INBOX"))
 typ, data = m._simple_command("SEARCH", "ALL")

@@ -76,9 +76,13 @@ async fn connection(
 ) {
     let _ = tcp.set_nodelay(true);
     let Some(_slot) = server.connections.admit(peer.ip()) else {
-        let _ = tcp
-            .write_all(b"-ERR [SYS/TEMP] Too many connections from your address\r\n")
-            .await;
+        // On 995 a plain-text answer would only break the client's TLS handshake: just close.
+        if kind == Pop3Listener::StartTls {
+            let _ = tcp
+                .write_all(b"-ERR [SYS/TEMP] Too many connections from your address\r\n")
+                .await;
+        }
+        tracing::info!(%peer, "POP3 connection refused: per-IP limit");
         return;
     };
     let mut session = Session {

@@ -129,6 +129,11 @@ async fn connection<D: MailDrop>(
 ) {
     let _ = tcp.set_nodelay(true);
     let Some(_slot) = server.connections.admit(peer.ip()) else {
+        // On 465 a plain-text 421 would only break the client's TLS handshake: just close.
+        if server.submission.as_ref().is_some_and(|s| s.implicit_tls) {
+            tracing::info!(%peer, "SMTP connection refused: per-IP limit");
+            return;
+        }
         let _ = tcp
             .write_all(
                 &Reply::new(
