@@ -3,15 +3,20 @@
 //! SASL decoding for submission (RFC 4954), IMAP (RFC 9051 §6.2.2) and POP3 (RFC 5034): base64
 //! (RFC 4648 §4), PLAIN (RFC 4616) and the common LOGIN; and one failure throttle with an
 //! injected clock that every protocol consults, so that switching from port 465 to 993 gains an
-//! attacker nothing (TR-03108 MUA-2); and the per-address connection limit of every listener.
+//! attacker nothing (TR-03108 MUA-2); the per-address connection limit and the accept loop with
+//! graceful shutdown of every listener.
 //!
 //! Must not: log or keep a password; know any protocol's syntax.
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
 
 /// Decodes standard base64 (RFC 4648 §4), padding optional; `None` for anything else.
 pub fn base64_decode(s: &str) -> Option<Vec<u8>> {
@@ -218,6 +223,53 @@ where
         }
         Err(()) => LoginOutcome::Unavailable,
     }
+}
+
+/// Accepts on `listener` and runs `handle` for each connection until `shutdown`; returns the
+/// connections still open.
+pub async fn accept_until<F: Future<Output = ()> + Send + 'static>(
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+    what: &'static str,
+    mut handle: impl FnMut(TcpStream, SocketAddr) -> F,
+) -> JoinSet<()> {
+    let mut connections = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, peer)) => {
+                    connections.spawn(handle(tcp, peer));
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: wait a moment instead of spinning.
+                    tracing::warn!(error = %e, "{what} accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+        }
+    }
+    connections
+}
+
+/// Serves `listener` until `shutdown`: each connection runs `session(tcp, peer, stop)`; at
+/// shutdown no more are accepted, `stop` turns true for the open ones, and this returns when
+/// they have ended (the caller bounds the wait).
+pub async fn serve_connections<F: Future<Output = ()> + Send + 'static>(
+    listener: TcpListener,
+    what: &'static str,
+    shutdown: impl Future<Output = ()>,
+    mut session: impl FnMut(TcpStream, SocketAddr, watch::Receiver<bool>) -> F,
+) {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut open = accept_until(listener, shutdown, what, |tcp, peer| {
+        session(tcp, peer, stop_rx.clone())
+    })
+    .await;
+    let _ = stop_tx.send(true);
+    while open.join_next().await.is_some() {}
 }
 
 /// Connections per client address, counted while their `ConnectionSlot` lives.

@@ -882,34 +882,65 @@ impl Session {
             })
             .collect();
         let all = self.store().mailboxes(self.account_id()).await?;
-        for mb in &all {
-            if !patterns.iter().any(|p| pattern_matches(p, &mb.name)) {
-                continue;
+        let subscribed: BTreeSet<String> = self
+            .store()
+            .subscriptions(self.account_id())
+            .await?
+            .into_iter()
+            .collect();
+        let matches = |name: &str| patterns.iter().any(|p| pattern_matches(p, name));
+        // The names to consider: mailboxes, or with (SUBSCRIBED) the subscribed names (which
+        // may have no mailbox) and, for RECURSIVEMATCH, their superiors.
+        let mut names: BTreeSet<String> = BTreeSet::new();
+        if options.select_subscribed {
+            for name in &subscribed {
+                names.insert(name.clone());
+                if options.recursive_match {
+                    names.extend(superiors(name));
+                }
             }
-            if options.select_subscribed && !mb.subscribed {
-                continue;
+        } else {
+            names.extend(all.iter().map(|m| m.name.clone()));
+        }
+        for name in names.iter().filter(|n| matches(n)) {
+            let mailbox = all.iter().find(|m| &m.name == name);
+            let mut childinfo = false;
+            if options.select_subscribed && !subscribed.contains(name) {
+                // RFC 5258 §3.5: a superior is listed, with CHILDINFO, when a subscribed
+                // descendant that is not listed itself matches the selection.
+                childinfo = subscribed.iter().any(|d| is_child(d, name) && !matches(d));
+                if !childinfo {
+                    continue;
+                }
             }
-            if options.select_special_use && mb.special_use.is_none() {
+            if options.select_special_use && mailbox.is_none_or(|m| m.special_use.is_none()) {
                 continue;
             }
             let mut attrs = Vec::new();
-            if all.iter().any(|c| is_child(&c.name, &mb.name)) {
-                attrs.push("\\HasChildren");
-            } else {
-                attrs.push("\\HasNoChildren");
+            match mailbox {
+                None => attrs.push("\\NonExistent"),
+                Some(_) if all.iter().any(|c| is_child(&c.name, name)) => {
+                    attrs.push("\\HasChildren")
+                }
+                Some(_) => attrs.push("\\HasNoChildren"),
             }
-            if mb.subscribed && (options.select_subscribed || options.return_subscribed) {
+            if subscribed.contains(name) && (options.select_subscribed || options.return_subscribed)
+            {
                 attrs.push("\\Subscribed");
             }
-            if let Some(u) = mb.special_use {
+            if let Some(u) = mailbox.and_then(|m| m.special_use) {
                 attrs.push(u.attribute());
             }
             io.out.extend_from_slice(
                 format!("* LIST ({}) \"{DELIMITER}\" ", attrs.join(" ")).as_bytes(),
             );
-            write_mailbox(&mut io.out, &self.name_out(&mb.name));
+            write_mailbox(&mut io.out, &self.name_out(name));
+            if childinfo {
+                io.out
+                    .extend_from_slice(b" (\"CHILDINFO\" (\"SUBSCRIBED\"))");
+            }
             io.out.extend_from_slice(b"\r\n");
-            if let Some(items) = &options.return_status {
+            if let (Some(items), Some(mb)) = (&options.return_status, mailbox) {
                 self.status(mb, items, io).await?;
             }
         }
@@ -932,13 +963,32 @@ impl Session {
         } else {
             mutf7::decode(&full).unwrap_or(full)
         };
-        for mb in self.store().mailboxes(self.account_id()).await? {
-            if mb.subscribed && pattern_matches(&pattern, &mb.name) {
-                io.out
-                    .extend_from_slice(format!("* LSUB () \"{DELIMITER}\" ").as_bytes());
-                write_mailbox(&mut io.out, &self.name_out(&mb.name));
-                io.out.extend_from_slice(b"\r\n");
+        // RFC 3501 §6.3.9: a superior that is not subscribed itself, but has subscribed
+        // inferiors the pattern does not reach, is listed as \Noselect.
+        let subscribed: BTreeSet<String> = self
+            .store()
+            .subscriptions(self.account_id())
+            .await?
+            .into_iter()
+            .collect();
+        let mut lines: BTreeSet<(String, bool)> = BTreeSet::new();
+        for name in &subscribed {
+            if pattern_matches(&pattern, name) {
+                lines.insert((name.clone(), false));
+            } else {
+                for sup in superiors(name) {
+                    if !subscribed.contains(&sup) && pattern_matches(&pattern, &sup) {
+                        lines.insert((sup, true));
+                    }
+                }
             }
+        }
+        for (name, noselect) in lines {
+            let attrs = if noselect { "\\Noselect" } else { "" };
+            io.out
+                .extend_from_slice(format!("* LSUB ({attrs}) \"{DELIMITER}\" ").as_bytes());
+            write_mailbox(&mut io.out, &self.name_out(&name));
+            io.out.extend_from_slice(b"\r\n");
         }
         Ok(ok("LSUB completed"))
     }
@@ -1032,6 +1082,10 @@ impl Session {
             .filter(|f| !f.eq_ignore_ascii_case("\\Recent"))
             .collect();
         let at = date.unwrap_or_else(kurier_store::now);
+        // RFC 3516 §4.3: NUL octets (possible only in a literal8) cannot travel in BODY[]
+        // answers; such parts are stored base64-encoded, and BINARY[] decodes them again.
+        let converted = message.contains(&0).then(|| binary_to_base64(message));
+        let message = converted.as_deref().unwrap_or(message);
         // Durable when it returns (the store's contract): only then OK.
         let appended = self.store().append(mb.id, message, &flags, at).await?;
         Ok(ok(format!(
@@ -1768,6 +1822,57 @@ impl Session {
     }
 }
 
+/// The message with every leaf part whose body holds a NUL octet re-encoded as base64 (its
+/// Content-Transfer-Encoding replaced); everything else byte for byte.
+fn binary_to_base64(raw: &[u8]) -> Vec<u8> {
+    fn leaves<'p>(p: &'p mime::Part, out: &mut Vec<&'p mime::Part>) {
+        if let Some(m) = &p.message {
+            leaves(m, out);
+        } else if p.children.is_empty() {
+            out.push(p);
+        } else {
+            p.children.iter().for_each(|c| leaves(c, out));
+        }
+    }
+    let root = mime::parse(raw);
+    let mut parts = Vec::new();
+    leaves(&root, &mut parts);
+    let mut out = Vec::with_capacity(raw.len() * 4 / 3 + 256);
+    let mut at = 0;
+    for part in parts
+        .into_iter()
+        .filter(|p| raw[p.body.clone()].contains(&0))
+    {
+        out.extend_from_slice(&raw[at..part.header.start]);
+        let header = &raw[part.header.clone()];
+        for line in header.split_inclusive(|&b| b == b'\n') {
+            let is_cte = line
+                .get(..26)
+                .is_some_and(|l| l.eq_ignore_ascii_case(b"content-transfer-encoding:"));
+            let blank = line == b"\r\n" || line == b"\n";
+            if blank {
+                out.extend_from_slice(b"Content-Transfer-Encoding: base64\r\n");
+            }
+            if !is_cte {
+                out.extend_from_slice(line);
+            }
+        }
+        if !header.ends_with(b"\n") {
+            out.extend_from_slice(b"\r\nContent-Transfer-Encoding: base64\r\n\r\n");
+        }
+        let encoded = kurier_access::base64_encode(&raw[part.body.clone()]);
+        for (i, chunk) in encoded.as_bytes().chunks(76).enumerate() {
+            if i > 0 {
+                out.extend_from_slice(b"\r\n");
+            }
+            out.extend_from_slice(chunk);
+        }
+        at = part.body.end;
+    }
+    out.extend_from_slice(&raw[at..]);
+    out
+}
+
 /// What SEARCH reads of a message: the whole of it, or the cached header.
 enum Text {
     Whole(SearchText),
@@ -1885,6 +1990,14 @@ fn compact_set(numbers: &[u32]) -> String {
     out
 }
 
+/// `a`, `a/b` for `a/b/c`.
+fn superiors(name: &str) -> Vec<String> {
+    name.match_indices(DELIMITER)
+        .map(|(i, _)| name[..i].to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
 fn is_child(candidate: &str, parent: &str) -> bool {
     candidate.len() > parent.len() + 1
         && candidate.starts_with(parent)
@@ -1932,6 +2045,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn binary_parts_become_base64_and_decode_back() {
+        let raw = b"Subject: x\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\r\ntext\r\n--b\r\nContent-Transfer-Encoding: binary\r\n\r\n\x00\xff-\r\n--b--\r\n";
+        let out = binary_to_base64(raw);
+        assert!(!out.contains(&0));
+        let text = String::from_utf8(out.clone()).unwrap();
+        assert!(text.contains("--b\r\n\r\ntext\r\n--b\r\n"), "{text}");
+        assert!(
+            text.contains("Content-Transfer-Encoding: base64\r\n\r\nAP8t\r\n--b--"),
+            "{text}"
+        );
+        assert!(!text.contains("binary"));
+        let root = mime::parse(&out);
+        assert_eq!(
+            mime::binary(&out, &root, &[2]).unwrap().as_ref(),
+            b"\x00\xff-"
+        );
+        assert_eq!(
+            binary_to_base64(b"Subject: y\r\n\r\nplain"),
+            b"Subject: y\r\n\r\nplain"
+        );
+    }
+
+    #[test]
     fn list_patterns() {
         assert!(pattern_matches("*", "Archive/2026"));
         assert!(pattern_matches("%", "Archive"));
@@ -1950,6 +2086,8 @@ mod tests {
         assert_eq!(compact_set(&[5]), "5");
         assert_eq!(compact_set(&[]), "");
         assert!(is_child("a/b", "a") && !is_child("ab", "a") && !is_child("a", "a"));
+        assert_eq!(superiors("a/b/c"), ["a", "a/b"]);
+        assert!(superiors("a").is_empty());
         let mut out = Vec::new();
         section_label(
             &mut out,

@@ -72,14 +72,5 @@ fn idle_on_one_node_hears_a_delivery_on_the_other() {
     std::fs::write(&b_config, text).unwrap();
     let _a = Server::configured(a_dir.path(), &a_config);
     let _b = Server::configured(b_dir.path(), &b_config);
-    let out = Command::new("python3")
-        .args(["-c", IDLE_ACROSS_NODES, a_ip, b_ip])
-        .output()
-        .unwrap();
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("OK-DONE"),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    support::python_ok(IDLE_ACROSS_NODES, &[a_ip, b_ip]);
 }

@@ -20,18 +20,9 @@ const PASSWORD: &str = "imap-s3cret";
 /// Runs a Python script with `ip`, the dev CA and the password as arguments; it must print OK.
 fn python(script: &str, ip: &str, data: &Path, extra: &[&str]) -> String {
     let ca = data.join("dev-ca.pem");
-    let out = Command::new("python3")
-        .args(["-c", script, ip, ca.to_str().unwrap(), PASSWORD])
-        .args(extra)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success() && stdout.contains("OK-DONE"),
-        "stdout:\n{stdout}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
+    let mut args = vec![ip, ca.to_str().unwrap(), PASSWORD];
+    args.extend_from_slice(extra);
+    support::python_ok(script, &args)
 }
 
 /// Shared Python helpers: clients that connect to the test address but check the
@@ -153,9 +144,23 @@ ok(m.select("INBOX"))
 assert m.untagged_responses.get("RECENT") == [b"0"], "claimed by the first SELECT"
 ok(m.delete(f"Kept-{tag}"))
 assert not any(f"Kept-{tag}".encode() in x for x in ok(m.list()))
-# Subscriptions (LSUB).
+# Subscriptions are names (RFC 9051 §6.3.7): LSUB, LIST (SUBSCRIBED), RECURSIVEMATCH.
 ok(m.subscribe("Sent"))
 assert any(b"Sent" in x for x in ok(m.lsub()))
+ok(m.create(f"Sub-{tag}/child"))
+ok(m.subscribe(f"Sub-{tag}/child"))
+ok(m.subscribe(f"Gone-{tag}"))  # no mailbox has this name
+lsub = ok(m.lsub('""', "%"))
+assert f'(\\Noselect) "/" Sub-{tag}'.encode() in lsub, lsub
+def extended_list(*args):
+    typ, _ = m._simple_command("LIST", *args)
+    assert typ == "OK"
+    return m.untagged_responses.pop("LIST", [])
+lines = extended_list("(SUBSCRIBED)", '""', "*")
+assert f'(\\NonExistent \\Subscribed) "/" Gone-{tag}'.encode() in lines, lines
+lines = extended_list("(SUBSCRIBED RECURSIVEMATCH)", '""', "%")
+assert any(l.startswith(f'(\\HasChildren) "/" Sub-{tag} ("CHILDINFO" ("SUBSCRIBED"))'.encode()) for l in lines), lines
+ok(m.unsubscribe(f"Gone-{tag}"))
 ok(m.unsubscribe("Sent"))
 m.logout()
 print("OK-DONE")
@@ -431,15 +436,8 @@ line = g.readline()
 assert line.startswith(b"s3 OK"), line
 print("OK-DONE")
 "#;
-    let out = Command::new("python3")
-        .args(["-c", injection, ip])
-        .output()
-        .unwrap();
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("OK-DONE"),
-        "the pipelined s2 was answered after TLS: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    // Fails if the pipelined s2 is answered after the handshake.
+    support::python_ok(injection, &[ip]);
     // The POP3 side refuses credentials before STLS, too.
     let mut p = Raw::connect(&format!("{ip}:1110"));
     p.send(&format!(
@@ -535,14 +533,5 @@ fn mua2_one_login_throttle_for_imap_pop3_and_submission() {
     let ip = "127.0.40.7";
     let config = support::configured(dir.path(), ip, "", "auth_block_after = 3\n");
     let _server = Server::configured(dir.path(), &config);
-    let out = Command::new("python3")
-        .args(["-c", THROTTLE, ip])
-        .output()
-        .unwrap();
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("OK-DONE"),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    support::python_ok(THROTTLE, &[ip]);
 }

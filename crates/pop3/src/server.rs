@@ -13,7 +13,6 @@ use kurier_tls::TlsAcceptor;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
-use tokio::task::JoinSet;
 
 use crate::command::{self, Command};
 use crate::maildrop::{Maildrop, multiline};
@@ -44,27 +43,10 @@ pub async fn serve(
     server: Arc<Pop3Server>,
     shutdown: impl Future<Output = ()>,
 ) {
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let mut sessions = JoinSet::new();
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            () = &mut shutdown => break,
-            Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
-            accepted = listener.accept() => match accepted {
-                Ok((tcp, peer)) => {
-                    sessions.spawn(connection(tcp, peer, kind, server.clone(), stop_rx.clone()));
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "POP3 accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            },
-        }
-    }
-    drop(listener);
-    let _ = stop_tx.send(true);
-    while sessions.join_next().await.is_some() {}
+    kurier_access::serve_connections(listener, "POP3", shutdown, |tcp, peer, stop| {
+        connection(tcp, peer, kind, server.clone(), stop)
+    })
+    .await;
 }
 
 async fn connection(

@@ -10,7 +10,6 @@ use kurier_tls::TlsAcceptor;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
-use tokio::task::JoinSet;
 
 use crate::reply::Reply;
 use crate::sasl::{AuthThrottle, ConnectionLimit, LoginOutcome, RateLimit};
@@ -97,28 +96,10 @@ pub async fn serve<D: MailDrop>(
     server: Arc<SmtpServer<D>>,
     shutdown: impl Future<Output = ()>,
 ) {
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let mut sessions = JoinSet::new();
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            () = &mut shutdown => break,
-            Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
-            accepted = listener.accept() => match accepted {
-                Ok((tcp, peer)) => {
-                    let (server, stop) = (server.clone(), stop_rx.clone());
-                    sessions.spawn(connection(tcp, peer, server, stop));
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "SMTP accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            },
-        }
-    }
-    drop(listener);
-    let _ = stop_tx.send(true);
-    while sessions.join_next().await.is_some() {}
+    crate::sasl::serve_connections(listener, "SMTP", shutdown, |tcp, peer, stop| {
+        connection(tcp, peer, server.clone(), stop)
+    })
+    .await;
 }
 
 async fn connection<D: MailDrop>(

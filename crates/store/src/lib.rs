@@ -103,7 +103,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<std::collections::BTreeMap<String, String>>;
 
     // Accounts.
-    /// Creates the account and its default mailboxes (INBOX, Sent, Drafts, Trash, Junk).
+    /// Creates the account and its default mailboxes (INBOX, Sent, Drafts, Trash, Junk),
+    /// subscribed.
     async fn add_account(
         &self,
         address: &str,
@@ -138,11 +139,16 @@ pub trait Store: Send + Sync + 'static {
         name: &str,
         special_use: Option<SpecialUse>,
     ) -> Result<Mailbox>;
-    /// Renames a mailbox and its children; a new UIDVALIDITY is not needed (RFC 9051 §6.3.6).
+    /// Renames a mailbox and its children, subscriptions included; a new UIDVALIDITY is not
+    /// needed (RFC 9051 §6.3.6).
     async fn rename_mailbox(&self, account: AccountId, from: &str, to: &str) -> Result<()>;
-    /// Deletes the mailbox and its messages; INBOX cannot be deleted.
+    /// Deletes the mailbox and its messages (its subscription stays); INBOX cannot be deleted.
     async fn delete_mailbox(&self, account: AccountId, name: &str) -> Result<()>;
+    /// Subscribes or unsubscribes a name, whether or not a mailbox has it (RFC 9051 §6.3.7);
+    /// unsubscribing a name that is not subscribed is `NotFound`.
     async fn set_subscribed(&self, account: AccountId, name: &str, subscribed: bool) -> Result<()>;
+    /// The subscribed names, sorted.
+    async fn subscriptions(&self, account: AccountId) -> Result<Vec<String>>;
     /// Makes the messages up to now no longer recent for anyone else and returns the first UID
     /// that is recent for the caller (RFC 3501 §2.3.2: a message is recent in one session only).
     async fn claim_recent(&self, mailbox: MailboxId) -> Result<u32>;

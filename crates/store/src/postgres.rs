@@ -303,7 +303,8 @@ async fn require_domain(c: &impl GenericClient, domain: &str) -> Result<()> {
     }
 }
 
-const MAILBOX_COLUMNS: &str = "m.id, m.account, m.name, m.special_use, m.uid_validity, m.uid_next, m.highest_modseq, m.subscribed, \
+const MAILBOX_COLUMNS: &str = "m.id, m.account, m.name, m.special_use, m.uid_validity, m.uid_next, m.highest_modseq, \
+     EXISTS (SELECT 1 FROM subscriptions s WHERE s.account = m.account AND s.name = m.name), \
      (SELECT count(*) FROM messages WHERE mailbox = m.id), m.recent_uid";
 
 fn mailbox_row(r: &Row) -> Mailbox {
@@ -655,6 +656,12 @@ impl Store for PostgresStore {
         let id: i64 = row.get(0);
         for (name, special) in DEFAULT_MAILBOXES {
             insert_mailbox(&tx, id, name, *special).await?;
+            tx.execute(
+                "INSERT INTO subscriptions (account, name) VALUES ($1, $2)",
+                &[&id, name],
+            )
+            .await
+            .map_err(err)?;
         }
         let account = require_account(&tx, &address).await?;
         tx.commit().await.map_err(err)?;
@@ -967,6 +974,22 @@ impl Store for PostgresStore {
         )
         .await
         .map_err(unique(format!("a child of mailbox {to}")))?;
+        // Subscriptions follow the names; one already there for a new name stays.
+        tx.execute(
+            "DELETE FROM subscriptions s WHERE s.account = $1 \
+             AND EXISTS (SELECT 1 FROM subscriptions o WHERE o.account = $1 \
+               AND (o.name = $2 OR substr(o.name, 1, length($2) + 1) = $2 || '/') \
+               AND $3 || substr(o.name, length($2) + 1) = s.name)",
+            &[&account, &from, &to],
+        )
+        .await
+        .map_err(err)?;
+        tx.execute(
+            "UPDATE subscriptions SET name = $3 || substr(name, length($2) + 1) WHERE account = $1 AND (name = $2 OR substr(name, 1, length($2) + 1) = $2 || '/')",
+            &[&account, &from, &to],
+        )
+        .await
+        .map_err(err)?;
         notify(
             &tx,
             &[MailboxChange {
@@ -1010,16 +1033,38 @@ impl Store for PostgresStore {
 
     async fn set_subscribed(&self, account: AccountId, name: &str, subscribed: bool) -> Result<()> {
         let name = rules::mailbox_name(name)?;
-        let n = self
-            .client()
-            .await?
+        let client = self.client().await?;
+        if subscribed {
+            client
+                .execute(
+                    "INSERT INTO subscriptions (account, name) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                    &[&account, &name],
+                )
+                .await
+                .map_err(err)?;
+            return Ok(());
+        }
+        let n = client
             .execute(
-                "UPDATE mailboxes SET subscribed = $3 WHERE account = $1 AND name = $2",
-                &[&account, &name, &subscribed],
+                "DELETE FROM subscriptions WHERE account = $1 AND name = $2",
+                &[&account, &name],
             )
             .await
             .map_err(err)?;
-        rules::not_found_if_zero(n, || format!("mailbox {name}"))
+        rules::not_found_if_zero(n, || format!("subscription {name}"))
+    }
+
+    async fn subscriptions(&self, account: AccountId) -> Result<Vec<String>> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT name FROM subscriptions WHERE account = $1 ORDER BY name",
+                &[&account],
+            )
+            .await
+            .map_err(err)?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
     async fn claim_recent(&self, mailbox: MailboxId) -> Result<u32> {

@@ -114,10 +114,17 @@ pub const SQLITE: &[&str] = &[
     ALTER TABLE tls_events ADD COLUMN detail TEXT;
     "#,
     // 4: \Recent (RFC 3501 §2.3.2): messages with UID >= recent_uid are recent until a session
-    // claims them. Existing messages are not new to anyone.
+    // claims them. Existing messages are not new to anyone. And subscriptions by name.
     r#"
     ALTER TABLE mailboxes ADD COLUMN recent_uid INTEGER NOT NULL DEFAULT 0;
     UPDATE mailboxes SET recent_uid = uid_next;
+    -- Subscriptions are names (RFC 9051 §6.3.7): they outlive a deleted mailbox and may name
+    -- one that does not exist. mailboxes.subscribed is no longer read.
+    CREATE TABLE subscriptions (
+        account INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        PRIMARY KEY (account, name));
+    INSERT INTO subscriptions (account, name) SELECT account, name FROM mailboxes WHERE subscribed = 1;
     "#,
 ];
 
@@ -233,9 +240,16 @@ pub const POSTGRES: &[&str] = &[
     ALTER TABLE tls_events ADD COLUMN detail TEXT;
     "#,
     // 4: \Recent (RFC 3501 §2.3.2): messages with UID >= recent_uid are recent until a session
-    // claims them. Existing messages are not new to anyone.
+    // claims them. Existing messages are not new to anyone. And subscriptions by name.
     r#"
     ALTER TABLE mailboxes ADD COLUMN recent_uid BIGINT NOT NULL DEFAULT 0;
     UPDATE mailboxes SET recent_uid = uid_next;
+    -- Subscriptions are names (RFC 9051 §6.3.7): they outlive a deleted mailbox and may name
+    -- one that does not exist. mailboxes.subscribed is no longer read.
+    CREATE TABLE subscriptions (
+        account BIGINT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        PRIMARY KEY (account, name));
+    INSERT INTO subscriptions (account, name) SELECT account, name FROM mailboxes WHERE subscribed;
     "#,
 ];

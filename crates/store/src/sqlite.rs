@@ -220,7 +220,8 @@ fn require_domain(c: &Connection, domain: &str) -> Result<()> {
     }
 }
 
-const MAILBOX_COLUMNS: &str = "m.id, m.account, m.name, m.special_use, m.uid_validity, m.uid_next, m.highest_modseq, m.subscribed, \
+const MAILBOX_COLUMNS: &str = "m.id, m.account, m.name, m.special_use, m.uid_validity, m.uid_next, m.highest_modseq, \
+     EXISTS (SELECT 1 FROM subscriptions s WHERE s.account = m.account AND s.name = m.name), \
      (SELECT count(*) FROM messages WHERE mailbox = m.id), m.recent_uid";
 
 fn mailbox_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Mailbox> {
@@ -553,6 +554,11 @@ impl Store for SqliteStore {
             let id = tx.last_insert_rowid();
             for (name, special) in DEFAULT_MAILBOXES {
                 insert_mailbox(&tx, id, name, *special)?;
+                tx.execute(
+                    "INSERT INTO subscriptions (account, name) VALUES (?1, ?2)",
+                    params![id, name],
+                )
+                .map_err(err)?;
             }
             let account = require_account(&tx, &address)?;
             tx.commit().map_err(err)?;
@@ -856,6 +862,12 @@ impl Store for SqliteStore {
                     params![account, from, to],
                 )
                 .map_err(unique(format!("a child of mailbox {to}")))?;
+                // Subscriptions follow the names; one already there for the new name stays.
+                tx.execute(
+                    "UPDATE OR REPLACE subscriptions SET name = ?3 || substr(name, length(?2) + 1) WHERE account = ?1 AND (name = ?2 OR substr(name, 1, length(?2) + 1) = ?2 || '/')",
+                    params![account, from, to],
+                )
+                .map_err(err)?;
                 tx.commit().map_err(err)?;
                 Ok(id)
             })
@@ -901,13 +913,32 @@ impl Store for SqliteStore {
     async fn set_subscribed(&self, account: AccountId, name: &str, subscribed: bool) -> Result<()> {
         let name = rules::mailbox_name(name)?;
         self.run(move |c| {
-            let n = c
-                .execute(
-                    "UPDATE mailboxes SET subscribed = ?3 WHERE account = ?1 AND name = ?2",
-                    params![account, name, subscribed],
+            if subscribed {
+                c.execute(
+                    "INSERT OR IGNORE INTO subscriptions (account, name) VALUES (?1, ?2)",
+                    params![account, name],
                 )
                 .map_err(err)?;
-            rules::not_found_if_zero(n as u64, || format!("mailbox {name}"))
+                return Ok(());
+            }
+            let n = c
+                .execute(
+                    "DELETE FROM subscriptions WHERE account = ?1 AND name = ?2",
+                    params![account, name],
+                )
+                .map_err(err)?;
+            rules::not_found_if_zero(n as u64, || format!("subscription {name}"))
+        })
+        .await
+    }
+
+    async fn subscriptions(&self, account: AccountId) -> Result<Vec<String>> {
+        self.run(move |c| {
+            let mut s = c
+                .prepare("SELECT name FROM subscriptions WHERE account = ?1 ORDER BY name")
+                .map_err(err)?;
+            let rows = s.query_map([account], |r| r.get(0)).map_err(err)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(err)
         })
         .await
     }

@@ -357,6 +357,21 @@ mod suite {
         s.append(arch.id, b"Subject: x\r\n\r\nhi\r\n", &[], now())
             .await
             .unwrap();
+        // Subscriptions are names: the defaults are subscribed, new mailboxes are not.
+        assert_eq!(
+            s.subscriptions(a.id).await.unwrap(),
+            ["Drafts", "INBOX", "Junk", "Sent", "Trash"]
+        );
+        assert!(
+            !s.mailbox(a.id, "Archive")
+                .await
+                .unwrap()
+                .unwrap()
+                .subscribed
+        );
+        s.set_subscribed(a.id, "Archive/2026", true).await.unwrap();
+        s.set_subscribed(a.id, "Archive/2026", true).await.unwrap();
+        s.set_subscribed(a.id, "Nowhere/Else", true).await.unwrap();
         s.rename_mailbox(a.id, "Archive", "Old").await.unwrap();
         let old = s.mailbox(a.id, "Old").await.unwrap().unwrap();
         assert_eq!(old.id, arch.id);
@@ -374,8 +389,36 @@ mod suite {
             s.delete_mailbox(a.id, "inbox").await.is_err(),
             "INBOX stays"
         );
+        assert!(
+            s.mailbox(a.id, "Old/2026")
+                .await
+                .unwrap()
+                .unwrap()
+                .subscribed,
+            "renamed along"
+        );
+        assert!(matches!(
+            s.set_subscribed(a.id, "Old", false).await,
+            Err(StoreError::NotFound(_))
+        ));
+        s.set_subscribed(a.id, "Old", true).await.unwrap();
+        assert!(s.mailbox(a.id, "Old").await.unwrap().unwrap().subscribed);
         s.set_subscribed(a.id, "Old", false).await.unwrap();
         assert!(!s.mailbox(a.id, "Old").await.unwrap().unwrap().subscribed);
+        s.delete_mailbox(a.id, "Old/2026").await.unwrap();
+        assert!(
+            s.subscriptions(a.id)
+                .await
+                .unwrap()
+                .contains(&"Old/2026".to_string()),
+            "a subscription outlives its mailbox (RFC 9051 §6.3.7)"
+        );
+        assert!(
+            s.subscriptions(a.id)
+                .await
+                .unwrap()
+                .contains(&"Nowhere/Else".to_string())
+        );
         s.delete_mailbox(a.id, "Old").await.unwrap();
         assert_eq!(
             s.usage(a.id).await.unwrap(),

@@ -22,7 +22,6 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use kurier_tls::TlsAcceptor;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio::task::JoinSet;
 
 use http_body_util::BodyExt;
 pub use routes::{MetricsSource, Site, StsHosting, route};
@@ -42,46 +41,10 @@ pub async fn serve(
     site: Arc<Site>,
     shutdown: impl Future<Output = ()>,
 ) {
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let connections = accept_until(listener, shutdown, "HTTPS", move |tcp, peer| {
-        connection(tcp, peer, acceptor.clone(), site.clone(), stop_rx.clone())
+    kurier_access::serve_connections(listener, "HTTPS", shutdown, move |tcp, peer, stop| {
+        connection(tcp, peer, acceptor.clone(), site.clone(), stop)
     })
     .await;
-    let _ = stop_tx.send(true);
-    wait_all(connections).await;
-}
-
-/// Accepts on `listener` and runs `handle` for each connection until `shutdown`; returns the
-/// connections still open.
-async fn accept_until<F: Future<Output = ()> + Send + 'static>(
-    listener: TcpListener,
-    shutdown: impl Future<Output = ()>,
-    what: &'static str,
-    mut handle: impl FnMut(tokio::net::TcpStream, SocketAddr) -> F,
-) -> JoinSet<()> {
-    let mut connections = JoinSet::new();
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            () = &mut shutdown => break,
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-            accepted = listener.accept() => match accepted {
-                Ok((tcp, peer)) => {
-                    connections.spawn(handle(tcp, peer));
-                }
-                Err(e) => {
-                    // Out of file descriptors and the like: wait a moment instead of spinning.
-                    tracing::warn!(error = %e, "{what} accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            },
-        }
-    }
-    connections
-}
-
-async fn wait_all(mut connections: JoinSet<()>) {
-    while connections.join_next().await.is_some() {}
 }
 
 async fn connection(
@@ -153,7 +116,7 @@ pub async fn serve_redirect(
     shutdown: impl Future<Output = ()>,
 ) {
     // Redirects are quick; whatever is still open at shutdown is dropped with the set.
-    accept_until(listener, shutdown, "HTTP", move |tcp, _| {
+    kurier_access::accept_until(listener, shutdown, "HTTP", move |tcp, _| {
         let site = site.clone();
         async move {
             let service = service_fn(move |req| {

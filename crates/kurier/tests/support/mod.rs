@@ -419,3 +419,21 @@ pub fn tls_events(dir: &Path) -> Vec<kurier_store::TlsEvent> {
     let (rt, store) = store_at(dir);
     rt.block_on(store.tls_events(0, i64::MAX)).unwrap()
 }
+
+/// Runs `python3 -c SCRIPT ARGS…`, which must succeed and print `OK-DONE`; returns its output.
+#[allow(dead_code)] // not every test binary runs Python
+pub fn python_ok(script: &str, args: &[&str]) -> String {
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success() && stdout.contains("OK-DONE"),
+        "stdout:\n{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
