@@ -64,6 +64,8 @@ pub struct Finding {
 pub struct Audit {
     pub domain: String,
     pub findings: Vec<Finding>,
+    /// What each TLS endpoint accepted (the ICS tables of DNS-5).
+    pub ics: Vec<tls_scan::Enumeration>,
 }
 
 impl Audit {
@@ -160,8 +162,37 @@ impl Audit {
                 esc(&f.fix)
             ));
         }
+        // DNS-5: per channel what it accepted, with TR-03116-4's verdict on each entry.
+        let mut ics = String::new();
+        for e in &self.ics {
+            let cell = |items: &[String]| {
+                items
+                    .iter()
+                    .map(|i| {
+                        let bad = e.not_allowed().contains(i);
+                        let mark = if bad { " class=\"fail\"" } else { "" };
+                        format!("<span{mark}>{}</span>", esc(i))
+                    })
+                    .collect::<Vec<_>>()
+                    .join("<br>")
+            };
+            ics.push_str(&format!(
+                "<h3>{} port {}</h3>\n<table class=\"ics\"><tr><th>TLS versions</th><th>cipher suites</th><th>groups</th><th>signature algorithms</th></tr>\n<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr></table>\n",
+                esc(&e.host),
+                e.port,
+                cell(&e.versions),
+                cell(&e.suites),
+                cell(&e.groups),
+                cell(&e.sigalgs)
+            ));
+        }
+        if !ics.is_empty() {
+            ics = format!(
+                "<h2>Implementation conformance (ICS) as scanned</h2>\n<p>Each offer was made alone; listed is what the server accepted. Entries outside TR-03116-4 are marked.</p>\n{ics}"
+            );
+        }
         format!(
-            "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>TR-03108 check of {d}</title>\n<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:.3em .6em;vertical-align:top}}.pass td:first-child{{color:#070}}.fail td:first-child{{color:#b00;font-weight:bold}}.warn td:first-child{{color:#a60}}</style></head>\n<body><h1>TR-03108 v2.0 check of {d}</h1>\n<p>{verdict}</p>\n<table><tr><th>result</th><th>requirement</th><th>checked</th><th>seen</th><th>fix</th></tr>\n{rows}</table>\n<p>Made by Kurier {v}.</p></body></html>\n",
+            "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>TR-03108 check of {d}</title>\n<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:.3em .6em;vertical-align:top}}.pass td:first-child{{color:#070}}.fail td:first-child{{color:#b00;font-weight:bold}}.warn td:first-child{{color:#a60}}span.fail{{color:#b00;font-weight:bold}}</style></head>\n<body><h1>TR-03108 v2.0 check of {d}</h1>\n<p>{verdict}</p>\n<table><tr><th>result</th><th>requirement</th><th>checked</th><th>seen</th><th>fix</th></tr>\n{rows}</table>\n{ics}<p>Made by Kurier {v}.</p></body></html>\n",
             d = esc(&self.domain),
             verdict = if self.failed() {
                 "Requirements fail: see the rows marked FAIL."
@@ -179,6 +210,10 @@ impl Audit {
             "findings": self.findings.iter().map(|f| serde_json::json!({
                 "id": f.id, "status": f.status.word().to_ascii_lowercase(), "subject": f.subject,
                 "evidence": f.evidence, "fix": f.fix,
+            })).collect::<Vec<_>>(),
+            "ics": self.ics.iter().map(|e| serde_json::json!({
+                "host": e.host, "port": e.port, "versions": e.versions, "suites": e.suites,
+                "groups": e.groups, "signature_algorithms": e.sigalgs,
             })).collect::<Vec<_>>(),
         })
     }
@@ -230,10 +265,11 @@ impl Checker {
         self.check_autoconfig(&domain, &mut a).await;
         endpoints.extend(self.check_srv(&domain, &mut a).await);
         for ep in endpoints {
-            let findings = tokio::task::spawn_blocking(move || tls_scan::scan(&ep))
+            let (findings, ics) = tokio::task::spawn_blocking(move || tls_scan::scan(&ep))
                 .await
                 .unwrap_or_default();
             a.findings.extend(findings);
+            a.ics.extend(ics);
         }
         a
     }

@@ -1,6 +1,7 @@
-//! Active TLS enumeration of one endpoint (TR-03108 TLS-1, TLS-2, TLS-5, TLS-9): handshakes
-//! with chosen offers — each version, forbidden groups and suites alone, brainpool alone — on
-//! the port itself or after STARTTLS (SMTP, IMAP, POP3), and what the server accepted.
+//! Active TLS enumeration of one endpoint (TR-03108 TLS-1, TLS-2, TLS-5, TLS-9, DNS-5): one
+//! handshake per offer — each version, each suite, each group, each signature algorithm alone —
+//! on the port itself or after STARTTLS (SMTP, IMAP, POP3). What the server accepted is the
+//! endpoint's ICS as seen from outside, and is compared with TR-03116-4's lists.
 //! Blocking (the probe is); run it on a blocking thread.
 
 use std::io::{BufRead, BufReader, Write};
@@ -8,6 +9,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use kurier_tls::probe::{ClientOffer, probe_stream};
+use kurier_tls::profile;
 use openssl::ssl::SslVersion;
 
 use crate::{Finding, Status};
@@ -91,8 +93,164 @@ fn attempt(ep: &Endpoint, offer: ClientOffer) -> Result<String, String> {
         .map_err(|e| e.to_string())
 }
 
-/// The findings for one endpoint.
-pub fn scan(ep: &Endpoint) -> Vec<Finding> {
+/// TLS 1.2 suites tried besides the allowed and legacy ones: what scanners look for.
+const OTHER_TLS12_SUITES: &[&str] = &[
+    "ECDHE-ECDSA-CHACHA20-POLY1305",
+    "ECDHE-RSA-CHACHA20-POLY1305",
+    "ECDHE-ECDSA-AES128-CCM8",
+    "ECDHE-ECDSA-AES256-CCM8",
+    "DHE-RSA-AES128-GCM-SHA256",
+    "DHE-RSA-AES256-GCM-SHA384",
+    "DHE-RSA-AES128-SHA256",
+    "DHE-RSA-AES256-SHA256",
+    "DHE-RSA-AES128-CCM",
+    "DHE-RSA-AES256-CCM",
+    "DHE-RSA-CHACHA20-POLY1305",
+    "DHE-RSA-AES128-SHA",
+    "DHE-RSA-AES256-SHA",
+    "DES-CBC3-SHA",
+];
+const ALL_TLS13_SUITES: &[&str] = &[
+    "TLS_AES_128_GCM_SHA256",
+    "TLS_AES_256_GCM_SHA384",
+    "TLS_AES_128_CCM_SHA256",
+    "TLS_AES_128_CCM_8_SHA256",
+    "TLS_CHACHA20_POLY1305_SHA256",
+];
+const OTHER_GROUPS: &[&str] = &[
+    "ffdhe2048",
+    "ffdhe6144",
+    "ffdhe8192",
+    "X25519MLKEM768",
+    "SecP256r1MLKEM768",
+    "SecP384r1MLKEM1024",
+];
+const OTHER_SIGALGS: &[&str] = &["ed25519", "ed448"];
+
+/// What an endpoint accepted, offer by offer: its ICS as seen from outside (DNS-5).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Enumeration {
+    pub host: String,
+    pub port: u16,
+    /// `TLSv1.3` …
+    pub versions: Vec<String>,
+    /// OpenSSL names; TLS 1.3 suites as `TLS_…`.
+    pub suites: Vec<String>,
+    pub groups: Vec<String>,
+    pub sigalgs: Vec<String>,
+}
+
+impl Enumeration {
+    /// What was accepted that TR-03116-4 does not allow.
+    pub fn not_allowed(&self) -> Vec<String> {
+        let versions = self
+            .versions
+            .iter()
+            .filter(|v| *v != "TLSv1.2" && *v != "TLSv1.3");
+        let suites = self.suites.iter().filter(|s| {
+            !profile::TLS12_SUITES.contains(&s.as_str())
+                && !profile::TLS13_SUITES.contains(&s.as_str())
+        });
+        let groups = self
+            .groups
+            .iter()
+            .filter(|g| !profile::GROUPS.contains(&g.as_str()));
+        let sigalgs = self
+            .sigalgs
+            .iter()
+            .filter(|a| !profile::SIGALGS.contains(&a.as_str()));
+        versions
+            .chain(suites)
+            .chain(groups)
+            .chain(sigalgs)
+            .cloned()
+            .collect()
+    }
+}
+
+/// Offers every candidate alone and keeps what the server accepted.
+pub fn enumerate(ep: &Endpoint) -> Enumeration {
+    let accepted = |offer: ClientOffer| attempt(ep, offer).is_ok();
+    let only = |v: SslVersion| ClientOffer {
+        min_version: Some(v),
+        max_version: Some(v),
+        tls12_ciphers: Some("ALL:COMPLEMENTOFALL:@SECLEVEL=0".into()),
+        security_level: Some(0),
+        ..ClientOffer::default()
+    };
+    let versions = [
+        (SslVersion::TLS1_3, "TLSv1.3"),
+        (SslVersion::TLS1_2, "TLSv1.2"),
+        (SslVersion::TLS1_1, "TLSv1.1"),
+        (SslVersion::TLS1, "TLSv1.0"),
+    ]
+    .into_iter()
+    .filter(|(v, _)| accepted(only(*v)))
+    .map(|(_, n)| n.to_string())
+    .collect();
+    let mut suites = Vec::new();
+    let tls12 = profile::TLS12_SUITES
+        .iter()
+        .chain(profile::LEGACY_TLS12_SUITES)
+        .chain(OTHER_TLS12_SUITES);
+    for name in tls12 {
+        let offer = ClientOffer {
+            tls12_ciphers: Some(format!("{name}:@SECLEVEL=0")),
+            ..only(SslVersion::TLS1_2)
+        };
+        if accepted(offer) {
+            suites.push(name.to_string());
+        }
+    }
+    for name in ALL_TLS13_SUITES {
+        let offer = ClientOffer {
+            tls13_suites: Some(name.to_string()),
+            ..only(SslVersion::TLS1_3)
+        };
+        if accepted(offer) {
+            suites.push(name.to_string());
+        }
+    }
+    let groups = profile::GROUPS
+        .iter()
+        .chain(profile::LEGACY_GROUPS)
+        .chain(OTHER_GROUPS)
+        .filter(|g| {
+            accepted(ClientOffer {
+                groups: Some(g.to_string()),
+                tls12_ciphers: Some("ALL:@SECLEVEL=0".into()),
+                security_level: Some(0),
+                ..ClientOffer::default()
+            })
+        })
+        .map(|g| g.to_string())
+        .collect();
+    let sigalgs = profile::SIGALGS
+        .iter()
+        .chain(profile::LEGACY_SIGALGS)
+        .chain(OTHER_SIGALGS)
+        .filter(|a| {
+            accepted(ClientOffer {
+                sigalgs: Some(a.to_string()),
+                tls12_ciphers: Some("ALL:@SECLEVEL=0".into()),
+                security_level: Some(0),
+                ..ClientOffer::default()
+            })
+        })
+        .map(|a| a.to_string())
+        .collect();
+    Enumeration {
+        host: ep.host.clone(),
+        port: ep.addr.port(),
+        versions,
+        suites,
+        groups,
+        sigalgs,
+    }
+}
+
+/// The findings for one endpoint, and what it accepted.
+pub fn scan(ep: &Endpoint) -> (Vec<Finding>, Option<Enumeration>) {
     let subject = format!("TLS on {} port {}", ep.host, ep.addr.port());
     let mut out = Vec::new();
     let mut add = |id: &'static str, status: Status, evidence: String, fix: &str| {
@@ -115,7 +273,7 @@ pub fn scan(ep: &Endpoint) -> Vec<Finding> {
             format!("not reachable: {e}"),
             "",
         );
-        return out;
+        return (out, None);
     }
     let only = |v: SslVersion| ClientOffer {
         min_version: Some(v),
@@ -159,43 +317,30 @@ pub fn scan(ep: &Endpoint) -> Vec<Finding> {
         ),
         "offer TLS 1.2 and 1.3 only (TR-03116-4 §2.1)",
     );
-    // TLS-2: offers made only of what TR-03116-4 forbids get no handshake.
-    let forbidden: Vec<&str> = [
-        (
-            "X25519",
-            ClientOffer {
-                groups: Some("X25519".into()),
-                ..ClientOffer::default()
-            },
-        ),
-        (
-            "ChaCha20-Poly1305",
-            ClientOffer {
-                tls13_suites: Some("TLS_CHACHA20_POLY1305_SHA256".into()),
-                tls12_ciphers: Some(
-                    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305".into(),
-                ),
-                ..ClientOffer::default()
-            },
-        ),
-    ]
-    .into_iter()
-    .filter(|(_, offer)| attempt(ep, offer.clone()).is_ok())
-    .map(|(n, _)| n)
-    .collect();
+    // TLS-2: every suite, group and signature algorithm the server accepts is on
+    // TR-03116-4's lists; port 25 MAY accept legacy ones for opportunistic TLS (TLS-9): a
+    // warning there.
+    let ics = enumerate(ep);
+    let strict = ics.not_allowed();
     add(
         "TLS-2",
-        match (forbidden.is_empty(), ep.legacy_allowed) {
+        match (strict.is_empty(), ep.legacy_allowed) {
             (true, _) => Status::Pass,
             (false, true) => Status::Warn,
             (false, false) => Status::Fail,
         },
-        if forbidden.is_empty() {
-            "X25519-only and ChaCha20-only clients are refused".into()
-        } else {
-            format!("accepted: {}", forbidden.join(", "))
-        },
-        "allow only the TR-03116-4 groups and suites (no X25519, no ChaCha20)",
+        format!(
+            "{} suites, {} groups, {} signature algorithms accepted; not in TR-03116-4: {}",
+            ics.suites.len(),
+            ics.groups.len(),
+            ics.sigalgs.len(),
+            if strict.is_empty() {
+                "none".to_string()
+            } else {
+                strict.join(", ")
+            }
+        ),
+        "allow only the TR-03116-4 suites, groups and signature algorithms (no X25519, no ChaCha20, no PKCS#1 v1.5)",
     );
     // TLS-5: a brainpool-only client is served.
     let brainpool = attempt(
@@ -218,5 +363,5 @@ pub fn scan(ep: &Endpoint) -> Vec<Finding> {
         },
         "support brainpoolP256r1 (TLS 1.2) and brainpoolP256r1tls13 (TLS 1.3) with OpenSSL ≥ 3.5",
     );
-    out
+    (out, Some(ics))
 }

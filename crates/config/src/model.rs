@@ -395,6 +395,11 @@ pub struct CertificateConfig {
     pub cert: PathBuf,
     /// PEM file: the private key.
     pub key: PathBuf,
+    /// PEM file: the key the next certificate will have. `kurier dns` then lists a `3 1 1`
+    /// TLSA record for it beside the current one, so that the switch breaks no DANE peer
+    /// (RFC 7671 §8.1: publish, wait two TTLs, switch, then drop the old record).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_key: Option<PathBuf>,
 }
 
 /// `[web]`: the HTTPS listener (MTA-STS policy, autoconfig, status).
@@ -522,6 +527,7 @@ impl Config {
                 certificates: vec![CertificateConfig {
                     cert: data_dir.join("dev-server.pem"),
                     key: data_dir.join("dev-server.key"),
+                    next_key: None,
                 }],
                 ..TlsConfig::default()
             },

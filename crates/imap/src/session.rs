@@ -369,7 +369,7 @@ LIST-EXTENDED LIST-STATUS ESEARCH CONDSTORE BINARY STATUS=SIZE QUOTA QUOTA=RES-S
                             enabled.push("IMAP4rev2");
                         }
                         "CONDSTORE" => {
-                            self.condstore = true;
+                            self.enable_condstore(io);
                             enabled.push("CONDSTORE");
                         }
                         _ => {}

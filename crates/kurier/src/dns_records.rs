@@ -49,6 +49,23 @@ pub async fn run(args: ConfigArgs, domain: String, format: DnsFormat) -> anyhow:
         )),
         rec(format!("{domain}."), "MX", format!("10 {host}.")),
     ];
+    // The MX host's addresses: those the MX listens on, when they are specific.
+    let mut specific = Vec::new();
+    for a in &cfg.smtp.listen {
+        let ip = a.0.ip();
+        if !ip.is_unspecified() && !specific.contains(&ip) {
+            specific.push(ip);
+        }
+    }
+    if specific.is_empty() {
+        out.push(Line::Note(format!(
+            "{host} needs A (and AAAA) records with this machine's public addresses (smtp.listen names none)"
+        )));
+    }
+    for ip in specific {
+        let rtype = if ip.is_ipv4() { "A" } else { "AAAA" };
+        out.push(rec(format!("{host}."), rtype, ip.to_string()));
+    }
 
     // DANE (TR-03108 DANE-1, DANE-2; RFC 7671 §8.1): 3 1 1 of our key and 2 1 1 of its issuer,
     // so that a renewal by the same CA never breaks delivery; a short TTL for rollovers. The
@@ -64,6 +81,18 @@ pub async fn run(args: ConfigArgs, domain: String, format: DnsFormat) -> anyhow:
                 TlsaRecord::for_certificate(leaf, Usage::DaneEe, Selector::Spki, Matching::Sha256)?
                     .rdata(),
             );
+        }
+        if let Some(next) = &c.next_key {
+            let pem = std::fs::read(next).with_context(|| {
+                format!("cannot read tls.certificate.next_key {}", next.display())
+            })?;
+            let key = openssl::pkey::PKey::private_key_from_pem(&pem).with_context(|| {
+                format!(
+                    "tls.certificate.next_key {} holds no PEM private key",
+                    next.display()
+                )
+            })?;
+            tlsa.push(TlsaRecord::dane_ee_for_key(&key)?.rdata());
         }
         if let Some(issuer) = chain.get(1) {
             tlsa.push(

@@ -1,9 +1,10 @@
 //! `kurier check` against the test world (TR-03108 DNS-2, SMTP-1, CERT-1, DANE-1/3/5,
-//! STS-1..3, RPT-1, MUA-4): a domain served by Kurier with the records `kurier dns` names
+//! STS-1..3, RPT-1, MUA-4, DNS-5): a domain served by Kurier with the records `kurier dns` names
 //! passes; a broken one (unsigned zone, no TLSA, RSA-2048 certificate, wildcard policy host,
 //! two `_smtp._tls` records, no SRV, X25519 and ChaCha20 accepted, no brainpool) fails on each
 //! of those, with the right ID. The TLS of port 25 and of the client ports the SRV records name
-//! is probed actively (TLS-1, TLS-2, TLS-5).
+//! is probed actively (TLS-1, TLS-2, TLS-5): submission, IMAP and POP3, each with implicit TLS
+//! and with STARTTLS.
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
@@ -46,7 +47,11 @@ fn check_tells_a_compliant_domain_from_a_broken_one() {
                 .record("autoconfig", "A", &format!("{{ip:{kurier}}}"))
                 .record("autodiscover", "A", &format!("{{ip:{kurier}}}"))
                 .record("_submissions._tcp", "SRV", "0 1 2465 mx.good.test.")
-                .record("_submission._tcp", "SRV", "10 1 2587 mx.good.test."),
+                .record("_submission._tcp", "SRV", "10 1 2587 mx.good.test.")
+                .record("_imaps._tcp", "SRV", "0 1 1993 mx.good.test.")
+                .record("_pop3s._tcp", "SRV", "0 1 1995 mx.good.test.")
+                .record("_imap._tcp", "SRV", "10 1 1143 mx.good.test.")
+                .record("_pop3._tcp", "SRV", "10 1 1110 mx.good.test."),
         )
         .zone(
             Zone::unsigned("bad.test")
@@ -141,6 +146,21 @@ fn check_tells_a_compliant_domain_from_a_broken_one() {
         );
     }
 
+    // Kurier's own IMAP and POP3 ports, both with implicit TLS and STARTTLS, were probed too.
+    for port in [2465, 2587, 1993, 1995, 1143, 1110] {
+        let subject = format!("TLS on mx.good.test port {port}");
+        let probed: Vec<&serde_json::Value> = good["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["subject"] == subject.as_str())
+            .collect();
+        assert!(
+            !probed.is_empty() && probed.iter().all(|f| f["status"] == "pass"),
+            "{subject}: {probed:#?}"
+        );
+    }
+
     let (code, bad) = run("bad.test");
     assert_eq!(code, 1, "{bad:#}");
     for id in [
@@ -177,4 +197,34 @@ fn check_tells_a_compliant_domain_from_a_broken_one() {
         "{html}"
     );
     assert!(html.contains("Requirements fail"));
+    // DNS-5: the ICS tables of what each port accepted, entries outside TR-03116-4 marked.
+    assert!(
+        html.contains("Implementation conformance (ICS) as scanned"),
+        "{html}"
+    );
+    assert!(
+        html.contains("<span class=\"fail\">X25519</span>"),
+        "{html}"
+    );
+    let ics = good["ics"].as_array().unwrap();
+    let imaps = ics
+        .iter()
+        .find(|e| e["port"] == 1993)
+        .expect("port 1993 in the ICS");
+    assert!(
+        imaps["suites"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s == "ECDHE-ECDSA-AES128-GCM-SHA256"),
+        "{imaps:#}"
+    );
+    assert!(
+        imaps["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|g| g == "brainpoolP256r1tls13"),
+        "{imaps:#}"
+    );
 }

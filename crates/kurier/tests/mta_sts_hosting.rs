@@ -146,6 +146,45 @@ fn sts1_web1_our_policy_over_https_and_only_a_redirect_over_http() {
     ]);
     assert_eq!(code, 1);
     assert!(err.contains("not hosted"), "{err}");
+    // The MX host's address, from the listener the MX binds.
+    assert!(dns.contains(&format!("mx.kurier.test. IN A {IP}")), "{dns}");
+    // DANE-2 / RFC 7671 §8.1: a staged next key gets its own 3 1 1 beside the current one.
+    let next = openssl::ec::EcKey::generate(
+        &openssl::ec::EcGroup::from_curve_name(openssl::nid::Nid::X9_62_PRIME256V1).unwrap(),
+    )
+    .unwrap();
+    let next = openssl::pkey::PKey::from_ec_key(next).unwrap();
+    let next_file = dir.path().join("next.key");
+    std::fs::write(&next_file, next.private_key_to_pem_pkcs8().unwrap()).unwrap();
+    let spki_hash: String = openssl::sha::sha256(&next.public_key_to_der().unwrap())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let staged = dir.path().join("staged.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let text = text.replacen(
+        "[[tls.certificate]]\n",
+        &format!(
+            "[[tls.certificate]]\nnext_key = \"{}\"\n",
+            next_file.display()
+        ),
+        1,
+    );
+    std::fs::write(&staged, text).unwrap();
+    let (code, dns2, err) =
+        support::run(&["dns", "kurier.test", "--config", staged.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let tlsa25: Vec<&str> = dns2
+        .lines()
+        .filter(|l| l.starts_with("_25._tcp.mx.kurier.test."))
+        .collect();
+    assert_eq!(tlsa25.len(), 3, "{dns2}");
+    assert!(
+        dns2.contains(&format!(
+            "_25._tcp.mx.kurier.test. 600 IN TLSA 3 1 1 {spki_hash}"
+        )),
+        "{dns2}"
+    );
 
     // MUA-4..MUA-6: what a client sees, read as Thunderbird and Outlook read it (XPath).
     let fetch = |host: &str, args: &[&str], path: &str| {

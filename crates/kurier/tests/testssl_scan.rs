@@ -148,6 +148,65 @@ fn assert_tr03108_profile(findings: &HashMap<String, String>, text: &str) {
     );
 }
 
+/// DNS-5: `kurier check`'s enumeration of the same port (its ICS as scanned) names the suites
+/// and curves testssl found, no more and no fewer.
+fn assert_same_enumeration(
+    findings: &HashMap<String, String>,
+    addr: std::net::SocketAddr,
+    start: kurier_audit::tls_scan::Start,
+) {
+    use std::collections::BTreeSet;
+    let ics = kurier_audit::tls_scan::enumerate(&kurier_audit::tls_scan::Endpoint {
+        host: "localhost".into(),
+        addr,
+        start,
+        legacy_allowed: false,
+    });
+    let testssl_suites: BTreeSet<String> = findings
+        .iter()
+        .filter(|(k, _)| k.starts_with("cipher-"))
+        .filter_map(|(_, f)| {
+            // e.g. "TLS 1.2  xc02b  ECDHE-ECDSA-AES128-GCM-SHA256  ECDH 256 …": the name follows
+            // the hex code.
+            let words: Vec<&str> = f.split_whitespace().collect();
+            let code = words.iter().position(|w| {
+                w.len() > 1 && w.starts_with('x') && w[1..].chars().all(|c| c.is_ascii_hexdigit())
+            })?;
+            words.get(code + 1).map(|n| n.to_string())
+        })
+        .collect();
+    let ours: BTreeSet<String> = ics.suites.iter().cloned().collect();
+    assert_eq!(ours, testssl_suites, "suites: kurier check vs testssl.sh");
+    let openssl_name = |g: &str| match g {
+        "P-256" => "prime256v1".to_string(),
+        "P-384" => "secp384r1".to_string(),
+        "P-521" => "secp521r1".to_string(),
+        other => other.trim_end_matches("tls13").to_string(),
+    };
+    let ours: BTreeSet<String> = ics
+        .groups
+        .iter()
+        .filter(|g| !g.starts_with("ffdhe"))
+        .map(|g| openssl_name(g))
+        .collect();
+    let theirs: BTreeSet<String> = findings["PFS_ECDHE_curves"]
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    // testssl.sh on Debian 12 runs Debian's OpenSSL 3.0, which cannot offer the brainpool
+    // groups; those are the only ones it may miss (TLS-5 is tested on its own).
+    assert!(
+        theirs.is_subset(&ours),
+        "curves: testssl.sh {theirs:?}, kurier check {ours:?}"
+    );
+    assert!(
+        ours.difference(&theirs).all(|g| g.starts_with("brainpool")),
+        "curves: testssl.sh {theirs:?}, kurier check {ours:?}"
+    );
+    assert_eq!(ics.versions, ["TLSv1.3", "TLSv1.2"]);
+    assert!(ics.not_allowed().is_empty(), "{ics:?}");
+}
+
 #[test]
 fn tls1_tls2_tls6_testssl_scan_of_the_dev_https_listener_shows_only_allowed_parameters() {
     let dir = tempfile::tempdir().unwrap();
@@ -155,6 +214,11 @@ fn tls1_tls2_tls6_testssl_scan_of_the_dev_https_listener_shows_only_allowed_para
     let _server = Server::dev(dir.path(), ip);
     let (findings, text) = scan(dir.path(), ip, &["https://localhost:8443/"]);
     assert_tr03108_profile(&findings, &text);
+    assert_same_enumeration(
+        &findings,
+        format!("{ip}:8443").parse().unwrap(),
+        kurier_audit::tls_scan::Start::Implicit,
+    );
 }
 
 #[test]
@@ -167,5 +231,24 @@ fn smtp1_testssl_starttls_scan_of_the_dev_mx_shows_only_allowed_parameters() {
     assert!(
         findings.get("PFS").is_some_and(|f| f.contains("offered")),
         "ECDHE (forward secrecy) negotiated"
+    );
+    assert_same_enumeration(
+        &findings,
+        format!("{ip}:2525").parse().unwrap(),
+        kurier_audit::tls_scan::Start::Smtp,
+    );
+}
+
+#[test]
+fn mua2_testssl_starttls_scan_of_the_dev_imap_port_shows_only_allowed_parameters() {
+    let dir = tempfile::tempdir().unwrap();
+    let ip = "127.0.10.32";
+    let _server = Server::dev(dir.path(), ip);
+    let (findings, text) = scan(dir.path(), ip, &["--starttls", "imap", "localhost:1143"]);
+    assert_tr03108_profile(&findings, &text);
+    assert_same_enumeration(
+        &findings,
+        format!("{ip}:1143").parse().unwrap(),
+        kurier_audit::tls_scan::Start::Imap,
     );
 }

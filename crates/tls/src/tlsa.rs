@@ -71,6 +71,23 @@ impl TlsaRecord {
         })
     }
 
+    /// `3 1 1` for a key that has no certificate yet (a staged next key, RFC 7671 §8.1).
+    pub fn dane_ee_for_key(
+        key: &openssl::pkey::PKeyRef<openssl::pkey::Private>,
+    ) -> Result<Self, TlsError> {
+        let spki = key
+            .public_key_to_der()
+            .map_err(TlsError::openssl("encode the public key for TLSA"))?;
+        Ok(TlsaRecord {
+            usage: Usage::DaneEe,
+            selector: Selector::Spki,
+            matching: Matching::Sha256,
+            data: hash(MessageDigest::sha256(), &spki)
+                .map_err(TlsError::openssl("hash for TLSA"))?
+                .to_vec(),
+        })
+    }
+
     /// Presentation format of the RDATA, e.g. `3 1 1 ab12…`.
     pub fn rdata(&self) -> String {
         let hex: String = self.data.iter().map(|b| format!("{b:02x}")).collect();
