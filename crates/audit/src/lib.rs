@@ -263,7 +263,11 @@ impl Checker {
         self.check_sts(&domain, &mx_hosts, &mut a).await;
         self.check_tlsrpt(&domain, &mut a).await;
         self.check_autoconfig(&domain, &mut a).await;
-        endpoints.extend(self.check_srv(&domain, &mut a).await);
+        let services = self.check_srv(&domain, &mut a).await;
+        for ep in &services {
+            self.check_service_tlsa(ep, &mut a).await;
+        }
+        endpoints.extend(services);
         for ep in endpoints {
             let (findings, ics) = tokio::task::spawn_blocking(move || tls_scan::scan(&ep))
                 .await
@@ -537,6 +541,90 @@ impl Checker {
             a.add("DANE-3", status, format!("TLSA for {host}"), evidence, "publish the records of the certificate the server actually uses (kurier dns), and keep them current through rollovers");
         }
         Some(addr)
+    }
+
+    /// DANE-6 (optional): TLSA for a client port; where published, it must match the chain
+    /// served there like port 25's (DANE-3, RFC 7673).
+    async fn check_service_tlsa(&self, ep: &tls_scan::Endpoint, a: &mut Audit) {
+        let port = ep.addr.port();
+        let name = format!("_{port}._tcp.{}", ep.host);
+        let subject = format!("TLSA for {} port {port}", ep.host);
+        let records = match self.resolver.tlsa(&name).await {
+            Ok(t) if t.records.is_empty() => {
+                a.add(
+                    "DANE-6",
+                    Status::NotApplicable,
+                    subject,
+                    "no TLSA record (recommended, not required)".into(),
+                    "",
+                );
+                return;
+            }
+            Ok(t) if t.state != DnssecState::Secure => {
+                a.add(
+                    "DANE-6",
+                    Status::Fail,
+                    subject,
+                    "TLSA records in an unsigned zone".into(),
+                    "sign the zone with DNSSEC",
+                );
+                return;
+            }
+            Ok(t) => t.records,
+            Err(e) => {
+                a.add(
+                    "DANE-6",
+                    Status::Fail,
+                    subject,
+                    dns_error(&e),
+                    "fix the DNSSEC signatures of the TLSA records",
+                );
+                return;
+            }
+        };
+        let probe = ep.clone();
+        let chain = match tokio::task::spawn_blocking(move || tls_scan::served_chain(&probe)).await
+        {
+            Ok(Ok(chain)) => chain,
+            Ok(Err(e)) => {
+                a.add(
+                    "DANE-6",
+                    Status::Fail,
+                    subject,
+                    format!("no TLS handshake: {e}"),
+                    "serve TLS on the port the SRV record names",
+                );
+                return;
+            }
+            Err(_) => return,
+        };
+        let matching = records.iter().filter(|r| matches_chain(r, &chain)).count();
+        let (status, evidence) = if matching == 0 {
+            (
+                Status::Fail,
+                format!("none of {} records matches the chain served", records.len()),
+            )
+        } else if matching < records.len() {
+            (
+                Status::Warn,
+                format!(
+                    "{matching} of {} records match the chain served",
+                    records.len()
+                ),
+            )
+        } else {
+            (
+                Status::Pass,
+                format!("all {matching} records match the chain served"),
+            )
+        };
+        a.add(
+            "DANE-6",
+            status,
+            subject,
+            evidence,
+            "publish the records of the certificate the port serves (kurier dns)",
+        );
     }
 
     /// STS-1..STS-3.

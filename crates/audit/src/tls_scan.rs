@@ -93,6 +93,18 @@ fn attempt(ep: &Endpoint, offer: ClientOffer) -> Result<String, String> {
         .map_err(|e| e.to_string())
 }
 
+/// The certificate chain the endpoint sends, leaf first.
+pub fn served_chain(ep: &Endpoint) -> Result<Vec<openssl::x509::X509>, String> {
+    let tcp = open(ep).map_err(|e| e.to_string())?;
+    let offer = ClientOffer {
+        server_name: Some(ep.host.clone()),
+        ..ClientOffer::default()
+    };
+    probe_stream(tcp, &offer)
+        .map(|f| f.peer_chain)
+        .map_err(|e| e.to_string())
+}
+
 /// TLS 1.2 suites tried besides the allowed and legacy ones: what scanners look for.
 const OTHER_TLS12_SUITES: &[&str] = &[
     "ECDHE-ECDSA-CHACHA20-POLY1305",

@@ -54,6 +54,17 @@ fn check_tells_a_compliant_domain_from_a_broken_one() {
                 .record("_pop3._tcp", "SRV", "10 1 1110 mx.good.test."),
         )
         .zone(
+            // DANE-6: a client port whose TLSA does not match what it serves.
+            Zone::signed("mixed.test")
+                .record("imap", "A", &format!("{{ip:{kurier}}}"))
+                .record("_imaps._tcp", "SRV", "0 1 1993 imap.mixed.test.")
+                .record(
+                    "_1993._tcp.imap",
+                    "TLSA",
+                    "3 1 1 0000000000000000000000000000000000000000000000000000000000000000",
+                ),
+        )
+        .zone(
             Zone::unsigned("bad.test")
                 .record("@", "MX", "10 mx")
                 .record("mx", "A", "{postfix:0}")
@@ -160,6 +171,15 @@ fn check_tells_a_compliant_domain_from_a_broken_one() {
             "{subject}: {probed:#?}"
         );
     }
+
+    let (_, mixed) = run("mixed.test");
+    assert_eq!(statuses(&mixed, "DANE-6"), ["fail"], "{mixed:#}");
+    // Without TLSA on the client ports (good.test): recommended only, not applicable.
+    let dane6 = statuses(&good, "DANE-6");
+    assert!(
+        !dane6.is_empty() && dane6.iter().all(|s| s == "n/a"),
+        "{good:#}"
+    );
 
     let (code, bad) = run("bad.test");
     assert_eq!(code, 1, "{bad:#}");
