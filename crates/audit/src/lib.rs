@@ -357,6 +357,22 @@ impl Checker {
             },
             "sign with ECDSA P-256 (13) or P-384 (14); RSA (8, 10) only with 3072 bits or more",
         );
+        // RFC 9276 §3.1: NSEC3 with 0 additional iterations (extra ones cost resolvers and
+        // protect nothing); NSEC is fine.
+        if let Ok(n) = self.resolver.nsec3_iterations(zone).await {
+            let (status, evidence) = match n.records.first() {
+                None => (Status::Pass, "NSEC (no NSEC3PARAM)".to_string()),
+                Some(0) => (Status::Pass, "NSEC3 with 0 iterations".to_string()),
+                Some(i) => (Status::Fail, format!("NSEC3 with {i} iterations")),
+            };
+            a.add(
+                "DNS-4",
+                status,
+                format!("denial of existence in {zone}"),
+                evidence,
+                "re-sign with NSEC3 iterations 0 and no salt (RFC 9276), or with NSEC",
+            );
+        }
     }
 
     /// Connects to an MX and runs STARTTLS (without a peer check: the chain is looked at

@@ -253,6 +253,17 @@ impl Resolver {
         }))
     }
 
+    /// The NSEC3 hash iterations a zone announces in its NSEC3PARAM record (RFC 5155 §4); no
+    /// record: the zone uses NSEC (or is not signed).
+    pub async fn nsec3_iterations(&self, zone: &str) -> Result<Answer<u16>, DnsError> {
+        use hickory_resolver::proto::dnssec::rdata::DNSSECRData;
+        let a = self.query(zone, RecordType::NSEC3PARAM).await?;
+        Ok(a.map(|r| match r.data {
+            RData::DNSSEC(DNSSECRData::NSEC3PARAM(p)) => Some(p.iterations()),
+            _ => None,
+        }))
+    }
+
     /// SRV records (RFC 2782): (priority, weight, port, target without the trailing dot; "."
     /// means the service is not offered).
     pub async fn srv(&self, name: &str) -> Result<Answer<SrvRecord>, DnsError> {

@@ -56,6 +56,7 @@ fn check_tells_a_compliant_domain_from_a_broken_one() {
         .zone(
             // DANE-6: a client port whose TLSA does not match what it serves.
             Zone::signed("mixed.test")
+                .nsec3(10)
                 .record("imap", "A", &format!("{{ip:{kurier}}}"))
                 .record("_imaps._tcp", "SRV", "0 1 1993 imap.mixed.test.")
                 .record(
@@ -174,6 +175,27 @@ fn check_tells_a_compliant_domain_from_a_broken_one() {
 
     let (_, mixed) = run("mixed.test");
     assert_eq!(statuses(&mixed, "DANE-6"), ["fail"], "{mixed:#}");
+    // DNS-4 (RFC 9276): NSEC3 with 10 extra iterations fails; good.test uses NSEC.
+    let denial = |v: &serde_json::Value, zone: &str| -> (String, String) {
+        let f = v["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["subject"] == format!("denial of existence in {zone}").as_str())
+            .unwrap_or_else(|| panic!("no denial finding for {zone}: {v:#}"));
+        (
+            f["status"].as_str().unwrap().into(),
+            f["evidence"].as_str().unwrap().into(),
+        )
+    };
+    assert_eq!(
+        denial(&mixed, "mixed.test"),
+        ("fail".into(), "NSEC3 with 10 iterations".into())
+    );
+    assert_eq!(
+        denial(&good, "good.test"),
+        ("pass".into(), "NSEC (no NSEC3PARAM)".into())
+    );
     // Without TLSA on the client ports (good.test): recommended only, not applicable.
     let dane6 = statuses(&good, "DANE-6");
     assert!(

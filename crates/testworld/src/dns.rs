@@ -41,6 +41,8 @@ pub struct Zone {
     pub name: String,
     pub signing: Signing,
     pub breakage: Option<Breakage>,
+    /// Sign with NSEC3 and this many extra hash iterations instead of NSEC.
+    pub nsec3_iterations: Option<u16>,
     /// (owner relative to the zone or `@`, type, rdata)
     records: Vec<(String, String, String)>,
 }
@@ -51,6 +53,7 @@ impl Zone {
             name: name.trim_end_matches('.').to_ascii_lowercase(),
             signing,
             breakage: None,
+            nsec3_iterations: None,
             records: Vec::new(),
         }
     }
@@ -65,6 +68,12 @@ impl Zone {
 
     pub fn unsigned(name: &str) -> Zone {
         Zone::new(name, Signing::Unsigned)
+    }
+
+    /// Signs with NSEC3 (no salt) and `iterations` extra hash iterations instead of NSEC.
+    pub fn nsec3(mut self, iterations: u16) -> Zone {
+        self.nsec3_iterations = Some(iterations);
+        self
     }
 
     pub fn broken(mut self, how: Breakage) -> Zone {
@@ -169,6 +178,7 @@ fn sign(
     file: &str,
     signing: Signing,
     expired: bool,
+    nsec3_iterations: Option<u16>,
 ) -> Result<(String, String, String), WorldError> {
     let origin = if zone == "." { "." } else { zone };
     let algo: &[&str] = match signing {
@@ -188,12 +198,13 @@ fn sign(
     };
     let (i, e) = (dnssec_time(inception), dnssec_time(expiration));
     let signed = format!("{file}.signed");
-    run(
-        "ldns-signzone",
-        &["-i", &i, "-e", &e, "-f", &signed, "-o", origin, file, &base],
-        dir,
-        "ldnsutils",
-    )?;
+    let mut args = vec!["-i", &i, "-e", &e, "-f", &signed, "-o", origin];
+    let iterations = nsec3_iterations.map(|n| n.to_string());
+    if let Some(n) = &iterations {
+        args.extend(["-n", "-t", n.as_str()]);
+    }
+    args.extend([file, &base]);
+    run("ldns-signzone", &args, dir, "ldnsutils")?;
     let ds = std::fs::read_to_string(dir.join(format!("{base}.ds")))?;
     let dnskey = std::fs::read_to_string(dir.join(format!("{base}.key")))?;
     Ok((signed, ds.trim().to_string(), dnskey.trim().to_string()))
@@ -258,7 +269,7 @@ pub fn start(net: &Net, dir: &Path, zones: &[Zone]) -> Result<(Dns, Vec<Daemon>)
             continue;
         }
         let expired = z.breakage == Some(Breakage::ExpiredRrsig);
-        let (signed, ds, _) = sign(dir, &z.name, &file, z.signing, expired)?;
+        let (signed, ds, _) = sign(dir, &z.name, &file, z.signing, expired, z.nsec3_iterations)?;
         match z.breakage {
             Some(Breakage::BadTlsaRrsig) => corrupt_rrsig(&dir.join(&signed), "TLSA")?,
             Some(Breakage::BadDnskeySig) => corrupt_rrsig(&dir.join(&signed), "DNSKEY")?,
@@ -271,11 +282,12 @@ pub fn start(net: &Net, dir: &Path, zones: &[Zone]) -> Result<(Dns, Vec<Daemon>)
     }
 
     std::fs::write(dir.join("test.zone"), zone_text("test", &test_zone_extra))?;
-    let (test_signed, test_ds, _) = sign(dir, "test", "test.zone", Signing::Ecdsa, false)?;
+    let (test_signed, test_ds, _) = sign(dir, "test", "test.zone", Signing::Ecdsa, false, None)?;
     served.push(("test".into(), test_signed));
     let root_extra = format!("test. IN NS ns.test.\nns.test. IN A {ns_ip}\n{test_ds}\n");
     std::fs::write(dir.join("root.zone"), zone_text(".", &root_extra))?;
-    let (root_signed, root_ds, root_dnskey) = sign(dir, ".", "root.zone", Signing::Ecdsa, false)?;
+    let (root_signed, root_ds, root_dnskey) =
+        sign(dir, ".", "root.zone", Signing::Ecdsa, false, None)?;
     served.push((".".into(), root_signed));
 
     let trust_anchor_ds = dir.join("root.ds");
