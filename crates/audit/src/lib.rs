@@ -263,6 +263,18 @@ impl Checker {
         self.check_sts(&domain, &mx_hosts, &mut a).await;
         self.check_tlsrpt(&domain, &mut a).await;
         self.check_autoconfig(&domain, &mut a).await;
+        // The HTTPS of the policy host (443): scanned like the mail ports.
+        let policy_host = format!("mta-sts.{domain}");
+        if let Ok(addrs) = self.resolver.addresses(&policy_host).await
+            && let Some(ip) = addrs.records.first()
+        {
+            endpoints.push(tls_scan::Endpoint {
+                host: policy_host,
+                addr: SocketAddr::new(*ip, self.https_port),
+                start: tls_scan::Start::Implicit,
+                legacy_allowed: false,
+            });
+        }
         let services = self.check_srv(&domain, &mut a).await;
         for ep in &services {
             self.check_service_tlsa(ep, &mut a).await;

@@ -1,10 +1,12 @@
-//! `kurier check` against the test world (TR-03108 DNS-2, SMTP-1, CERT-1, DANE-1/3/5,
-//! STS-1..3, RPT-1, MUA-4, DNS-5): a domain served by Kurier with the records `kurier dns` names
-//! passes; a broken one (unsigned zone, no TLSA, RSA-2048 certificate, wildcard policy host,
-//! two `_smtp._tls` records, no SRV, X25519 and ChaCha20 accepted, no brainpool) fails on each
-//! of those, with the right ID. The TLS of port 25 and of the client ports the SRV records name
-//! is probed actively (TLS-1, TLS-2, TLS-5): submission, IMAP and POP3, each with implicit TLS
-//! and with STARTTLS.
+//! `kurier check` against the test world (TR-03108 DNS-2..5, SMTP-1, CERT-1, DANE-1/3/5/6,
+//! STS-1..3, RPT-1, MUA-4..6, TLS-1/2/5): a domain served by Kurier with the records
+//! `kurier dns` names passes; broken ones fail each item with its ID — an unsigned zone, no
+//! TLSA, RSA-2048, a wildcard policy host, two `_smtp._tls` records with an https rua, no SRV,
+//! X25519 and ChaCha20 accepted, no brainpool (a Postfix peer and a Python HTTPS server on
+//! Debian's OpenSSL); wrong TLSA on port 25 and on a client port, NSEC3 with 10 iterations, and
+//! an `openssl s_server` that takes TLS 1.0 and X25519 only. The TLS of port 25, of the policy
+//! host's 443 and of the client ports the SRV records name is enumerated actively: submission,
+//! IMAP and POP3, each with implicit TLS and with STARTTLS.
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
@@ -21,6 +23,7 @@ fn check_tells_a_compliant_domain_from_a_broken_one() {
     let leaf = ca
         .leaf(&[
             "mx.good.test",
+            "mta-sts.good.test",
             "autoconfig.good.test",
             "autodiscover.good.test",
         ])
@@ -29,7 +32,7 @@ fn check_tells_a_compliant_domain_from_a_broken_one() {
         .issue(&LeafSpec::new(&["mx.bad.test"]).key(KeyKind::Rsa2048))
         .unwrap();
     let kurier = hosts::FREE;
-    let (good_policy, bad_policy) = (hosts::FREE + 10, hosts::FREE + 11);
+    let (bad_policy, legacy) = (hosts::FREE + 11, hosts::FREE + 12);
     let mut world = World::builder()
         .zone(
             Zone::signed("good.test")
@@ -38,7 +41,8 @@ fn check_tells_a_compliant_domain_from_a_broken_one() {
                 .record("_25._tcp.mx", "TLSA", &leaf.tlsa_3_1_1().unwrap())
                 .record("_25._tcp.mx", "TLSA", &ca.tlsa_2_1_1().unwrap())
                 .record("_mta-sts", "TXT", "\"v=STSv1; id=1\"")
-                .record("mta-sts", "A", &format!("{{ip:{good_policy}}}"))
+                // Kurier serves the policy of its hosted domain itself.
+                .record("mta-sts", "A", &format!("{{ip:{kurier}}}"))
                 .record(
                     "_smtp._tls",
                     "TXT",
@@ -57,6 +61,17 @@ fn check_tells_a_compliant_domain_from_a_broken_one() {
             // DANE-6: a client port whose TLSA does not match what it serves.
             Zone::signed("mixed.test")
                 .nsec3(10)
+                // DANE-3: port 25's TLSA does not match the chain served there.
+                .record("@", "MX", "10 mx")
+                .record("mx", "A", &format!("{{ip:{kurier}}}"))
+                .record(
+                    "_25._tcp.mx",
+                    "TLSA",
+                    "3 1 1 1111111111111111111111111111111111111111111111111111111111111111",
+                )
+                // TLS-1/TLS-2: a submissions port that takes TLS 1.0 and X25519 only.
+                .record("legacy", "A", &format!("{{ip:{legacy}}}"))
+                .record("_submissions._tcp", "SRV", "0 1 465 legacy.mixed.test.")
                 .record("imap", "A", &format!("{{ip:{kurier}}}"))
                 .record("_imaps._tcp", "SRV", "0 1 1993 imap.mixed.test.")
                 .record(
@@ -84,18 +99,41 @@ fn check_tells_a_compliant_domain_from_a_broken_one() {
     let policy = |d: &str| format!("version: STSv1\nmode: enforce\nmx: mx.{d}\nmax_age: 604800\n");
     world
         .start_https(
-            good_policy,
-            &["mta-sts.good.test"],
-            &[(".well-known/mta-sts.txt", &policy("good.test"))],
-        )
-        .unwrap();
-    world
-        .start_https(
             bad_policy,
             &["*.bad.test"],
             &[(".well-known/mta-sts.txt", &policy("bad.test"))],
         )
         .unwrap();
+    // openssl s_server (Debian's OpenSSL 3.0) with TLS 1.0 allowed and X25519 as its only group.
+    let (legacy_cert, legacy_key) = ca
+        .leaf(&["legacy.mixed.test"])
+        .unwrap()
+        .write(world.dir(), "legacy")
+        .unwrap();
+    let legacy_addr = world.net.addr(legacy, 465);
+    let mut s_server = std::process::Command::new("openssl")
+        .args(["s_server", "-www", "-accept", &legacy_addr.to_string()])
+        .arg("-cert")
+        .arg(&legacy_cert)
+        .arg("-key")
+        .arg(&legacy_key)
+        .args([
+            "-min_protocol",
+            "TLSv1",
+            "-cipher",
+            "DEFAULT:@SECLEVEL=0",
+            "-groups",
+            "X25519",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    support::wait_until(
+        std::time::Duration::from_secs(10),
+        "openssl s_server",
+        || std::net::TcpStream::connect(legacy_addr).is_ok(),
+    );
     let dns = world.dns().clone();
     let ip = world.net.ip(kurier).to_string();
     let dir = tempfile::tempdir().unwrap();
@@ -106,7 +144,7 @@ fn check_tells_a_compliant_domain_from_a_broken_one() {
         &ip,
         &format!("listen = [\"{ip}:25\"]\n"),
         &format!(
-            "\n[dns]\nupstream = [\"{}\"]\ntrust_anchor = \"{}\"\n[delivery]\nenabled = false\nextra_ca_file = \"{}\"\n",
+            "\n[dns]\nupstream = [\"{}\"]\ntrust_anchor = \"{}\"\n[delivery]\nenabled = false\nextra_ca_file = \"{}\"\n[mta_sts]\nmx = [\"mx.good.test\"]\n",
             dns.resolver,
             dns.trust_anchor_dnskey.display(),
             cas.display()
@@ -145,6 +183,16 @@ fn check_tells_a_compliant_domain_from_a_broken_one() {
             .collect()
     };
 
+    let of = |v: &serde_json::Value, id: &str, subject: &str| -> String {
+        v["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["id"] == id && f["subject"] == subject)
+            .map(|f| f["status"].as_str().unwrap().to_string())
+            .unwrap_or_else(|| panic!("no {id} for {subject}: {v:#}"))
+    };
+
     let (code, good) = run("good.test");
     assert_eq!(code, 0, "{good:#}");
     for id in [
@@ -173,8 +221,32 @@ fn check_tells_a_compliant_domain_from_a_broken_one() {
         );
     }
 
-    let (_, mixed) = run("mixed.test");
-    assert_eq!(statuses(&mixed, "DANE-6"), ["fail"], "{mixed:#}");
+    let (code, mixed) = run("mixed.test");
+    assert_eq!(code, 1);
+    let _ = s_server.kill();
+    assert_eq!(
+        of(&mixed, "DANE-6", "TLSA for imap.mixed.test port 1993"),
+        "fail"
+    );
+    assert_eq!(statuses(&mixed, "DANE-3"), ["fail"], "{mixed:#}");
+    let legacy_port = "TLS on legacy.mixed.test port 465";
+    assert_eq!(of(&mixed, "TLS-1", legacy_port), "fail", "{mixed:#}");
+    assert_eq!(of(&mixed, "TLS-2", legacy_port), "fail", "{mixed:#}");
+    let ics = mixed["ics"].as_array().unwrap();
+    let scanned = ics.iter().find(|e| e["port"] == 465).unwrap();
+    assert_eq!(
+        scanned["groups"],
+        serde_json::json!(["X25519"]),
+        "{scanned:#}"
+    );
+    assert!(
+        scanned["versions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v == "TLSv1.0"),
+        "{scanned:#}"
+    );
     // DNS-4 (RFC 9276): NSEC3 with 10 extra iterations fails; good.test uses NSEC.
     let denial = |v: &serde_json::Value, zone: &str| -> (String, String) {
         let f = v["findings"]
@@ -213,9 +285,19 @@ fn check_tells_a_compliant_domain_from_a_broken_one() {
             "{id}\n{bad:#}"
         );
     }
-    // Port 25 of an MX may accept legacy clients (TLS-9): a warning; no brainpool: a failure.
-    assert_eq!(statuses(&bad, "TLS-2"), ["warn"], "{bad:#}");
-    assert_eq!(statuses(&bad, "TLS-5"), ["fail"], "{bad:#}");
+    // Port 25 of an MX may accept legacy clients (TLS-9): a warning; the policy host's HTTPS
+    // (a server on Debian's OpenSSL, X25519 and ChaCha20 on) may not; no brainpool: failures.
+    assert_eq!(of(&bad, "TLS-2", "TLS on mx.bad.test port 25"), "warn");
+    assert_eq!(
+        of(&bad, "TLS-2", "TLS on mta-sts.bad.test port 443"),
+        "fail"
+    );
+    assert_eq!(statuses(&bad, "TLS-5"), ["fail", "fail"], "{bad:#}");
+    // The policy host of good.test is Kurier's own HTTPS: scanned, and clean.
+    assert_eq!(
+        of(&good, "TLS-2", "TLS on mta-sts.good.test port 443"),
+        "pass"
+    );
     // STARTTLS is there, though: SMTP-1 passes.
     assert_eq!(statuses(&bad, "SMTP-1"), ["pass"]);
 
