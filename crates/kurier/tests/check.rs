@@ -224,6 +224,7 @@ fn check_tells_a_compliant_domain_from_a_broken_one() {
     let (code, mixed) = run("mixed.test");
     assert_eq!(code, 1);
     let _ = s_server.kill();
+    let _ = s_server.wait();
     assert_eq!(
         of(&mixed, "DANE-6", "TLSA for imap.mixed.test port 1993"),
         "fail"
