@@ -17,6 +17,16 @@ use kurier_testworld::net::hosts;
 use kurier_testworld::{PostfixSpec, World, Zone};
 use support::Server;
 
+/// Ends a helper process however the test ends.
+struct Reap(std::process::Child);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[test]
 fn check_tells_a_compliant_domain_from_a_broken_one() {
     let ca = Ca::new("Check", KeyKind::P256).unwrap();
@@ -111,24 +121,26 @@ fn check_tells_a_compliant_domain_from_a_broken_one() {
         .write(world.dir(), "legacy")
         .unwrap();
     let legacy_addr = world.net.addr(legacy, 465);
-    let mut s_server = std::process::Command::new("openssl")
-        .args(["s_server", "-www", "-accept", &legacy_addr.to_string()])
-        .arg("-cert")
-        .arg(&legacy_cert)
-        .arg("-key")
-        .arg(&legacy_key)
-        .args([
-            "-min_protocol",
-            "TLSv1",
-            "-cipher",
-            "DEFAULT:@SECLEVEL=0",
-            "-groups",
-            "X25519",
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let s_server = Reap(
+        std::process::Command::new("openssl")
+            .args(["s_server", "-www", "-accept", &legacy_addr.to_string()])
+            .arg("-cert")
+            .arg(&legacy_cert)
+            .arg("-key")
+            .arg(&legacy_key)
+            .args([
+                "-min_protocol",
+                "TLSv1",
+                "-cipher",
+                "DEFAULT:@SECLEVEL=0",
+                "-groups",
+                "X25519",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     support::wait_until(
         std::time::Duration::from_secs(10),
         "openssl s_server",
@@ -223,8 +235,7 @@ fn check_tells_a_compliant_domain_from_a_broken_one() {
 
     let (code, mixed) = run("mixed.test");
     assert_eq!(code, 1);
-    let _ = s_server.kill();
-    let _ = s_server.wait();
+    drop(s_server);
     assert_eq!(
         of(&mixed, "DANE-6", "TLSA for imap.mixed.test port 1993"),
         "fail"
