@@ -152,6 +152,15 @@ impl Selected {
         out.extend_from_slice(b")\r\n");
     }
 
+    /// Removes what this session expunged and tells the client, one EXPUNGE each.
+    fn announce_removed(&mut self, uids: Vec<u32>, out: &mut Vec<u8>) {
+        for u in self.view.remove(uids) {
+            if let Update::Expunge(seq) = u {
+                out.extend_from_slice(format!("* {seq} EXPUNGE\r\n").as_bytes());
+            }
+        }
+    }
+
     /// A message's flags, with `\Recent` where it applies (never in IMAP4rev2).
     fn write_flags(&self, out: &mut Vec<u8>, m: &MessageMeta, rev2: bool) {
         if !rev2 && self.recent.contains(&m.uid) {
@@ -1307,12 +1316,7 @@ impl Session {
             .collect();
         if !doomed.is_empty() {
             let removed = store.expunge(sel.mailbox.id, &doomed).await?;
-            for u in sel.view.remove(removed) {
-                if let Update::Expunge(seq) = u {
-                    io.out
-                        .extend_from_slice(format!("* {seq} EXPUNGE\r\n").as_bytes());
-                }
-            }
+            sel.announce_removed(removed, &mut io.out);
         }
         Ok(ok("EXPUNGE completed"))
     }
@@ -1812,12 +1816,7 @@ impl Session {
         io.out
             .extend_from_slice(format!("* OK [{code}] Moved\r\n").as_bytes());
         let removed = store.expunge(sel.mailbox.id, &from).await?;
-        for u in sel.view.remove(removed) {
-            if let Update::Expunge(seq) = u {
-                io.out
-                    .extend_from_slice(format!("* {seq} EXPUNGE\r\n").as_bytes());
-            }
-        }
+        sel.announce_removed(removed, &mut io.out);
         Ok(ok("MOVE completed"))
     }
 }
