@@ -277,6 +277,7 @@ impl Checker {
         }
         let services = self.check_srv(&domain, &mut a).await;
         for ep in &services {
+            self.check_service_certificate(ep, &mut a).await;
             self.check_service_tlsa(ep, &mut a).await;
         }
         endpoints.extend(services);
@@ -569,6 +570,63 @@ impl Checker {
             a.add("DANE-3", status, format!("TLSA for {host}"), evidence, "publish the records of the certificate the server actually uses (kurier dns), and keep them current through rollovers");
         }
         Some(addr)
+    }
+
+    /// CERT-3 for a client port: the chain it serves is complete and valid, and names the
+    /// host clients connect to (RFC 8314 §4.4; mail clients verify it, no DANE needed).
+    async fn check_service_certificate(&self, ep: &tls_scan::Endpoint, a: &mut Audit) {
+        let port = ep.addr.port();
+        let subject = format!("certificate of {} port {port}", ep.host);
+        let probe = ep.clone();
+        let chain = match tokio::task::spawn_blocking(move || tls_scan::served_chain(&probe)).await
+        {
+            Ok(Ok(chain)) => chain,
+            Ok(Err(e)) => {
+                a.add(
+                    "CERT-3",
+                    Status::Fail,
+                    subject,
+                    format!("no TLS handshake: {e}"),
+                    "serve TLS on the port the SRV record names",
+                );
+                return;
+            }
+            Err(_) => return,
+        };
+        let Ok(now) = openssl::asn1::Asn1Time::days_from_now(0) else {
+            return;
+        };
+        let mut errors: Vec<String> = kurier_tls::certificate::check_peer(&chain, &now)
+            .into_iter()
+            .filter(|f| f.severity == kurier_tls::Severity::Error)
+            .map(|f| f.message)
+            .collect();
+        let host = ep.host.to_ascii_lowercase();
+        let names = chain
+            .first()
+            .map(kurier_tls::certificate::dns_names)
+            .unwrap_or_default();
+        if !names.iter().any(|n| *n == host) {
+            errors.push(format!(
+                "does not name {host} (names: {})",
+                names.join(", ")
+            ));
+        }
+        a.add(
+            "CERT-3",
+            if errors.is_empty() {
+                Status::Pass
+            } else {
+                Status::Fail
+            },
+            subject,
+            if errors.is_empty() {
+                key_of(&chain)
+            } else {
+                errors.join("; ")
+            },
+            "serve a valid certificate for the host name the SRV record names, with its full chain",
+        );
     }
 
     /// DANE-6 (optional): TLSA for a client port; where published, it must match the chain

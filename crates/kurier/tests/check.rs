@@ -233,8 +233,20 @@ fn check_tells_a_compliant_domain_from_a_broken_one() {
         );
     }
 
+    // CERT-3: every client port serves a certificate that names the SRV target.
+    let cert3 = statuses(&good, "CERT-3");
+    assert!(
+        cert3.len() >= 6 && cert3.iter().all(|s| s == "pass"),
+        "{good:#}"
+    );
+
     let (code, mixed) = run("mixed.test");
     assert_eq!(code, 1);
+    // The SRV target imap.mixed.test is not a name of Kurier's certificate.
+    assert_eq!(
+        of(&mixed, "CERT-3", "certificate of imap.mixed.test port 1993"),
+        "fail"
+    );
     drop(s_server);
     assert_eq!(
         of(&mixed, "DANE-6", "TLSA for imap.mixed.test port 1993"),
