@@ -606,7 +606,7 @@ impl Checker {
             .first()
             .map(kurier_tls::certificate::dns_names)
             .unwrap_or_default();
-        if !names.iter().any(|n| *n == host) {
+        if !names.contains(&host) {
             errors.push(format!(
                 "does not name {host} (names: {})",
                 names.join(", ")
