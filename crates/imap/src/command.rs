@@ -2,7 +2,7 @@
 //! IMAP4rev1, plus the extensions Kurier announces: IDLE RFC 2177, UIDPLUS RFC 4315, MOVE
 //! RFC 6851, NAMESPACE RFC 2342, ID RFC 2971, ENABLE RFC 5161, LITERAL+ RFC 7888,
 //! SPECIAL-USE/CREATE-SPECIAL-USE RFC 6154, LIST-EXTENDED RFC 5258, LIST-STATUS RFC 5819,
-//! ESEARCH RFC 4731, SASL-IR RFC 4959, CONDSTORE RFC 7162, UNSELECT RFC 3691, QUOTA RFC 9208,
+//! ESEARCH RFC 4731, SASL-IR RFC 4959, CONDSTORE and QRESYNC RFC 7162, UNSELECT RFC 3691, QUOTA RFC 9208,
 //! BINARY RFC 3516). Input is one framed command (see `reader`), literals inline. Pure; never
 //! panics on input.
 
@@ -105,6 +105,15 @@ pub enum StatusItem {
     HighestModSeq,
 }
 
+/// SELECT's QRESYNC parameter (RFC 7162 §3.2.5): what the client knew.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Qresync {
+    pub uid_validity: u32,
+    pub modseq: u64,
+    /// Limits the VANISHED answer to these UIDs.
+    pub known_uids: Option<SequenceSet>,
+}
+
 /// ESEARCH return options (RFC 4731).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SearchReturn {
@@ -148,6 +157,7 @@ pub enum Command {
         mailbox: Vec<u8>,
         read_only: bool,
         condstore: bool,
+        qresync: Option<Qresync>,
     },
     Create {
         mailbox: Vec<u8>,
@@ -200,6 +210,8 @@ pub enum Command {
         set: SequenceSet,
         items: Vec<FetchAttr>,
         changed_since: Option<u64>,
+        /// UID FETCH … (CHANGEDSINCE n VANISHED): report expunged UIDs too (RFC 7162 §3.2.6).
+        vanished: bool,
     },
     Store {
         uid: bool,
@@ -565,24 +577,25 @@ impl<'a> Parser<'a> {
                 self.sp()?;
                 let mailbox = self.astring()?;
                 let mut condstore = false;
+                let mut qresync = None;
                 if self.eat(b' ') {
-                    for param in self.list(|p| {
-                        let name = p.atom()?.to_ascii_uppercase();
-                        if name == "QRESYNC" {
-                            return Err("QRESYNC is not supported".into());
-                        }
-                        Ok(name)
-                    })? {
-                        match param.as_str() {
+                    self.list(|p| {
+                        match p.atom()?.to_ascii_uppercase().as_str() {
                             "CONDSTORE" => condstore = true,
+                            "QRESYNC" => {
+                                p.sp()?;
+                                qresync = Some(p.qresync()?);
+                            }
                             other => return Err(format!("unknown SELECT parameter {other}")),
                         }
-                    }
+                        Ok(())
+                    })?;
                 }
                 Command::Select {
                     mailbox,
                     read_only: name == "EXAMINE",
                     condstore,
+                    qresync,
                 }
             }
             "CREATE" => {
@@ -716,6 +729,32 @@ impl<'a> Parser<'a> {
                 Ok(self.s[start..self.i].to_vec())
             }
         }
+    }
+
+    /// `(uidvalidity modseq [known-uids [(seq-match)]])`; the sequence match data is read
+    /// and not used (it only narrows what VANISHED must say).
+    fn qresync(&mut self) -> PResult<Qresync> {
+        self.expect(b'(')?;
+        let uid_validity = self.nz_number()?;
+        self.sp()?;
+        let modseq = self.number()?;
+        let mut known_uids = None;
+        if self.eat(b' ') {
+            if self.peek() == Some(b'(') {
+                self.list(Self::sequence_set)?;
+            } else {
+                known_uids = Some(self.sequence_set()?);
+                if self.eat(b' ') {
+                    self.list(Self::sequence_set)?;
+                }
+            }
+        }
+        self.expect(b')')?;
+        Ok(Qresync {
+            uid_validity,
+            modseq,
+            known_uids,
+        })
     }
 
     fn status_item(&mut self) -> PResult<StatusItem> {
@@ -863,14 +902,25 @@ impl<'a> Parser<'a> {
             vec![self.fetch_attr()?]
         };
         let mut changed_since = None;
+        let mut vanished = false;
         if self.eat(b' ') {
-            self.expect(b'(')?;
-            if !self.eat_word("CHANGEDSINCE") {
-                return Err("the only FETCH modifier is CHANGEDSINCE".into());
+            self.list(|p| {
+                match p.atom()?.to_ascii_uppercase().as_str() {
+                    "CHANGEDSINCE" => {
+                        p.sp()?;
+                        changed_since = Some(p.number()?);
+                    }
+                    "VANISHED" => vanished = true,
+                    other => return Err(format!("unknown FETCH modifier {other}")),
+                }
+                Ok(())
+            })?;
+            if changed_since.is_none() {
+                return Err("FETCH modifiers need CHANGEDSINCE".into());
             }
-            self.sp()?;
-            changed_since = Some(self.number()?);
-            self.expect(b')')?;
+            if vanished && !uid {
+                return Err("VANISHED only with UID FETCH (RFC 7162, 3.2.6)".into());
+            }
             if !items.contains(&FetchAttr::ModSeq) {
                 items.push(FetchAttr::ModSeq);
             }
@@ -880,6 +930,7 @@ impl<'a> Parser<'a> {
             set,
             items,
             changed_since,
+            vanished,
         })
     }
 
@@ -1300,7 +1351,42 @@ mod tests {
             ok("a1 LIST \"\" ~foo/%\r\n"),
             Command::List { .. }
         ));
-        bad("a1 SELECT INBOX (QRESYNC (1 2))\r\n");
+        assert_eq!(
+            ok("a1 SELECT INBOX (QRESYNC (67890007 20050715194045000 41,43:211,214:541))\r\n"),
+            Command::Select {
+                mailbox: b"INBOX".to_vec(),
+                read_only: false,
+                condstore: false,
+                qresync: Some(Qresync {
+                    uid_validity: 67_890_007,
+                    modseq: 20_050_715_194_045_000,
+                    known_uids: Some(SequenceSet(vec![
+                        (SeqNum::Value(41), SeqNum::Value(41)),
+                        (SeqNum::Value(43), SeqNum::Value(211)),
+                        (SeqNum::Value(214), SeqNum::Value(541)),
+                    ])),
+                }),
+            }
+        );
+        assert!(matches!(
+            ok("a1 EXAMINE INBOX (QRESYNC (1 2 1:5 (1:5 1:5)))\r\n"),
+            Command::Select {
+                qresync: Some(_),
+                read_only: true,
+                ..
+            }
+        ));
+        assert!(matches!(
+            ok("a1 UID FETCH 1:* FLAGS (CHANGEDSINCE 5 VANISHED)\r\n"),
+            Command::Fetch {
+                vanished: true,
+                changed_since: Some(5),
+                ..
+            }
+        ));
+        bad("a1 FETCH 1:* FLAGS (CHANGEDSINCE 5 VANISHED)\r\n");
+        bad("a1 UID FETCH 1:* FLAGS (VANISHED)\r\n");
+        bad("a1 SELECT INBOX (QRESYNC (0 2))\r\n");
     }
 
     #[test]

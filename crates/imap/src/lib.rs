@@ -9,7 +9,7 @@
 //!
 //! IMAP4rev2 (RFC 9051) and IMAP4rev1 (RFC 3501) with IDLE, UIDPLUS, MOVE, NAMESPACE, ID,
 //! ENABLE, LITERAL+, SPECIAL-USE, LIST-EXTENDED, LIST-STATUS, ESEARCH, SASL-IR, CONDSTORE,
-//! UNSELECT, APPENDLIMIT, QUOTA, BINARY, CHILDREN.
+//! QRESYNC, UNSELECT, APPENDLIMIT, QUOTA, BINARY, CHILDREN.
 //!
 //! Requirements (shared/TR-03108.md): MUA-1 (implicit TLS), MUA-2 (no login before TLS),
 //! TLS-8 (no session time cap: an IDLE connection may stay for days).

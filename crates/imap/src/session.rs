@@ -16,8 +16,8 @@ use tokio::sync::broadcast;
 
 use crate::cache::CachedHeader;
 use crate::command::{
-    self, Command, FetchAttr, ListOptions, SearchReturn, Section, SectionText, SequenceSet,
-    StatusItem, StoreMode,
+    self, Command, FetchAttr, ListOptions, Qresync, SearchReturn, Section, SectionText,
+    SequenceSet, StatusItem, StoreMode,
 };
 use crate::mime::{self, SectionError};
 use crate::response::{flags as write_flags, literal, mailbox as write_mailbox, nstring, string};
@@ -99,6 +99,8 @@ struct Selected {
     recent: BTreeSet<u32>,
     /// Keywords announced in FLAGS; a new one is announced before it is used.
     keywords: BTreeSet<String>,
+    /// QRESYNC is on: removals are told as VANISHED (RFC 7162 §3.2.10), not EXPUNGE.
+    qresync: bool,
 }
 
 impl Selected {
@@ -152,10 +154,32 @@ impl Selected {
         out.extend_from_slice(b")\r\n");
     }
 
-    /// Removes what this session expunged and tells the client, one EXPUNGE each.
+    /// Removes what this session expunged and tells the client.
     fn announce_removed(&mut self, uids: Vec<u32>, out: &mut Vec<u8>) {
-        for u in self.view.remove(uids) {
-            if let Update::Expunge(seq) = u {
+        let gone: Vec<(u32, u32)> = self
+            .view
+            .remove(uids)
+            .into_iter()
+            .filter_map(|u| match u {
+                Update::Expunge { seq, uid } => Some((seq, uid)),
+                _ => None,
+            })
+            .collect();
+        self.write_expunges(&gone, out);
+    }
+
+    /// One EXPUNGE per (sequence number, UID), in the order given; with QRESYNC one VANISHED
+    /// naming the UIDs.
+    fn write_expunges(&self, gone: &[(u32, u32)], out: &mut Vec<u8>) {
+        if gone.is_empty() {
+            return;
+        }
+        if self.qresync {
+            let mut uids: Vec<u32> = gone.iter().map(|g| g.1).collect();
+            uids.sort_unstable();
+            out.extend_from_slice(format!("* VANISHED {}\r\n", compact_set(&uids)).as_bytes());
+        } else {
+            for (seq, _) in gone {
                 out.extend_from_slice(format!("* {seq} EXPUNGE\r\n").as_bytes());
             }
         }
@@ -184,6 +208,8 @@ pub(crate) struct Session {
     /// IMAP4rev2 enabled (RFC 9051 §6.3.1): UTF-8 names, ESEARCH answers, no \Recent.
     rev2: bool,
     condstore: bool,
+    /// QRESYNC enabled (RFC 7162 §3.2.3); implies CONDSTORE.
+    qresync: bool,
     changes: Option<broadcast::Receiver<MailboxChange>>,
     errors: u32,
     /// The tag of the command being answered.
@@ -201,6 +227,7 @@ impl Session {
             selected: None,
             rev2: false,
             condstore: false,
+            qresync: false,
             changes: None,
             errors: 0,
             tag: String::new(),
@@ -241,7 +268,7 @@ impl Session {
         } else {
             caps.push_str(&format!(
                 " IDLE UIDPLUS MOVE NAMESPACE UNSELECT CHILDREN SPECIAL-USE CREATE-SPECIAL-USE \
-LIST-EXTENDED LIST-STATUS ESEARCH CONDSTORE BINARY STATUS=SIZE QUOTA QUOTA=RES-STORAGE APPENDLIMIT={}",
+LIST-EXTENDED LIST-STATUS ESEARCH CONDSTORE QRESYNC BINARY STATUS=SIZE QUOTA QUOTA=RES-STORAGE APPENDLIMIT={}",
                 self.server.max_message_size
             ));
         }
@@ -381,6 +408,14 @@ LIST-EXTENDED LIST-STATUS ESEARCH CONDSTORE BINARY STATUS=SIZE QUOTA QUOTA=RES-S
                             self.enable_condstore(io);
                             enabled.push("CONDSTORE");
                         }
+                        "QRESYNC" => {
+                            self.enable_condstore(io);
+                            self.qresync = true;
+                            if let Some(sel) = &mut self.selected {
+                                sel.qresync = true;
+                            }
+                            enabled.push("QRESYNC");
+                        }
                         _ => {}
                     }
                 }
@@ -396,7 +431,11 @@ LIST-EXTENDED LIST-STATUS ESEARCH CONDSTORE BINARY STATUS=SIZE QUOTA QUOTA=RES-S
                 mailbox,
                 read_only,
                 condstore,
-            } => self.select(&mailbox, read_only, condstore, io).await,
+                qresync,
+            } => {
+                self.select(&mailbox, read_only, condstore, qresync.as_ref(), io)
+                    .await
+            }
             Command::Create {
                 mailbox,
                 special_use,
@@ -530,7 +569,13 @@ LIST-EXTENDED LIST-STATUS ESEARCH CONDSTORE BINARY STATUS=SIZE QUOTA QUOTA=RES-S
                 set,
                 items,
                 changed_since,
-            } => self.fetch(uid, &set, &items, changed_since, io).await,
+                vanished,
+            } => {
+                if vanished && let Some(since) = changed_since {
+                    self.vanished_since(&set, since, io).await?;
+                }
+                self.fetch(uid, &set, &items, changed_since, io).await
+            }
             Command::Store {
                 uid,
                 set,
@@ -718,8 +763,12 @@ impl Session {
         raw: &[u8],
         read_only: bool,
         condstore: bool,
+        qresync: Option<&Qresync>,
         io: &mut Io<S>,
     ) -> Res {
+        if qresync.is_some() && !self.qresync {
+            return Err(bad("[CLIENTBUG] ENABLE QRESYNC first (RFC 7162, 3.2.5)"));
+        }
         if self.selected.take().is_some() {
             io.out
                 .extend_from_slice(b"* OK [CLOSED] Previous mailbox closed\r\n");
@@ -770,6 +819,7 @@ impl Session {
             lost: false,
             recent,
             keywords,
+            qresync: self.qresync,
         };
         out.push_str(&selected.flags_lines());
         let view = &selected.view;
@@ -796,6 +846,9 @@ impl Session {
             io.out.extend_from_slice(b"\r\n");
         }
         self.selected = Some(selected);
+        if let Some(q) = qresync {
+            self.resync(q, io).await?;
+        }
         let mode = if read_only { "READ-ONLY" } else { "READ-WRITE" };
         let verb = if read_only { "EXAMINE" } else { "SELECT" };
         Ok(ok(format!("[{mode}] {verb} completed")))
@@ -1106,6 +1159,64 @@ impl Session {
 
 /// Change announcements and IDLE.
 impl Session {
+    /// SELECT (QRESYNC …) (RFC 7162 §3.2.5): when the client's UIDVALIDITY is still good, what
+    /// was expunged since its MODSEQ (VANISHED (EARLIER)) and what changed (FETCH).
+    async fn resync<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        q: &Qresync,
+        io: &mut Io<S>,
+    ) -> Result<(), Done> {
+        let store = self.server.store.clone();
+        let rev2 = self.rev2;
+        let sel = self.sel();
+        if q.uid_validity != sel.mailbox.uid_validity {
+            return Ok(());
+        }
+        let mut gone = store.expunged_since(sel.mailbox.id, q.modseq).await?;
+        if let Some(known) = &q.known_uids {
+            gone.retain(|&u| known.contains(u, u32::MAX));
+        }
+        if !gone.is_empty() {
+            io.out.extend_from_slice(
+                format!("* VANISHED (EARLIER) {}\r\n", compact_set(&gone)).as_bytes(),
+            );
+        }
+        let changed: Vec<u32> = (1..=sel.view.len())
+            .filter(|&seq| sel.view.get(seq).is_some_and(|m| m.modseq > q.modseq))
+            .collect();
+        for seq in changed {
+            sel.flags_response(&mut io.out, seq, true, true, rev2);
+        }
+        Ok(())
+    }
+
+    /// UID FETCH … (CHANGEDSINCE n VANISHED) (RFC 7162 §3.2.6): the UIDs of the set expunged
+    /// since n, before the FETCH answers.
+    async fn vanished_since<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        set: &SequenceSet,
+        since: u64,
+        io: &mut Io<S>,
+    ) -> Result<(), Done> {
+        if !self.qresync {
+            return Err(bad("[CLIENTBUG] ENABLE QRESYNC first (RFC 7162, 3.2.6)"));
+        }
+        let store = self.server.store.clone();
+        let sel = self
+            .selected
+            .as_ref()
+            .ok_or_else(|| bad("No mailbox selected"))?;
+        let mut gone = store.expunged_since(sel.mailbox.id, since).await?;
+        // `*` reaches past the last message still here.
+        gone.retain(|&u| set.contains(u, u32::MAX));
+        if !gone.is_empty() {
+            io.out.extend_from_slice(
+                format!("* VANISHED (EARLIER) {}\r\n", compact_set(&gone)).as_bytes(),
+            );
+        }
+        Ok(())
+    }
+
     /// The first command that uses CONDSTORE turns it on (RFC 7162 §3.1): the client then
     /// hears the mailbox's HIGHESTMODSEQ, and every FETCH carries MODSEQ.
     fn enable_condstore<S>(&mut self, io: &mut Io<S>) {
@@ -1206,7 +1317,13 @@ impl Session {
                 .collect();
             sel.recent.extend(fresh);
         }
+        let mut gone = Vec::new();
         for u in updates {
+            if let Update::Expunge { seq, uid } = u {
+                gone.push((seq, uid));
+                continue;
+            }
+            sel.write_expunges(&std::mem::take(&mut gone), &mut io.out);
             match u {
                 Update::Exists(n) => {
                     io.out
@@ -1217,14 +1334,13 @@ impl Session {
                             .extend_from_slice(format!("* {recent} RECENT\r\n").as_bytes());
                     }
                 }
-                Update::Expunge(seq) => io
-                    .out
-                    .extend_from_slice(format!("* {seq} EXPUNGE\r\n").as_bytes()),
+                Update::Expunge { .. } => {}
                 Update::Flags { seq, .. } => {
                     sel.flags_response(&mut io.out, seq, true, condstore, rev2)
                 }
             }
         }
+        sel.write_expunges(&gone, &mut io.out);
         Ok(())
     }
 

@@ -13,7 +13,11 @@ use crate::command::{SeqNum, SequenceSet};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Update {
     Exists(u32),
-    Expunge(u32),
+    /// Sequence number at the time, and the UID (for QRESYNC's VANISHED).
+    Expunge {
+        seq: u32,
+        uid: u32,
+    },
     /// Flags (and MODSEQ) of one message changed.
     Flags {
         seq: u32,
@@ -204,7 +208,7 @@ impl View {
         for &seq in seqs.iter().rev() {
             let m = self.messages.remove(seq as usize - 1);
             self.expunged.remove(&m.uid);
-            updates.push(Update::Expunge(seq));
+            updates.push(Update::Expunge { seq, uid: m.uid });
         }
         updates
     }
@@ -279,7 +283,7 @@ mod tests {
         let mut v = view();
         assert_eq!(v.update(m(1, 12, &["\\Seen"])), Some(1));
         assert_eq!(v.catch_up(vec![m(1, 12, &["\\Seen"])]), []);
-        assert_eq!(v.remove([3]), [Update::Expunge(2)]);
+        assert_eq!(v.remove([3]), [Update::Expunge { seq: 2, uid: 3 }]);
         assert_eq!(v.len(), 2);
     }
 
@@ -292,7 +296,10 @@ mod tests {
         assert_eq!(v.len(), 3, "kept until announced");
         assert_eq!(
             v.announce_expunges(),
-            [Update::Expunge(3), Update::Expunge(1)]
+            [
+                Update::Expunge { seq: 3, uid: 7 },
+                Update::Expunge { seq: 1, uid: 1 }
+            ]
         );
         assert_eq!(v.len(), 1);
         assert_eq!(v.get(1).unwrap().uid, 3);
@@ -308,9 +315,15 @@ mod tests {
         );
         assert_eq!(u, [Update::Exists(4), Update::Flags { seq: 2, uid: 3 }]);
         assert_eq!(v.caught_up, 9);
-        assert_eq!(v.announce_expunges(), [Update::Expunge(1)]);
+        assert_eq!(v.announce_expunges(), [Update::Expunge { seq: 1, uid: 1 }]);
         let mut v = view();
         let u = v.reload(vec![m(7, 7, &["\\Seen"])], 7, true);
-        assert_eq!(u, [Update::Expunge(2), Update::Expunge(1)]);
+        assert_eq!(
+            u,
+            [
+                Update::Expunge { seq: 2, uid: 3 },
+                Update::Expunge { seq: 1, uid: 1 }
+            ]
+        );
     }
 }

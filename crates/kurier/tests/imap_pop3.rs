@@ -535,3 +535,59 @@ fn mua2_one_login_throttle_for_imap_pop3_and_submission() {
     let _server = Server::configured(dir.path(), &config);
     support::python_ok(THROTTLE, &[ip]);
 }
+
+const QRESYNC: &str = r#"
+# RFC 7162: a client that was away resynchronizes with SELECT (QRESYNC …); one that stays
+# hears VANISHED instead of EXPUNGE.
+for i in range(3):
+    deliver(f"qresync {i}")
+a = imap(1993)
+ok(a._simple_command("ENABLE", "QRESYNC"))
+assert a.untagged_responses.pop("ENABLED") == [b"QRESYNC"], a.untagged_responses
+ok(a.select("INBOX"))
+validity = int(a.untagged_responses["UIDVALIDITY"][0])
+since = int(a.untagged_responses["HIGHESTMODSEQ"][0])
+uids = ok(a.uid("SEARCH", None, "ALL"))[0].split()
+assert len(uids) == 3, uids
+# Meanwhile, elsewhere: one flagged, one expunged, one more delivered.
+b = imap(1143)
+ok(b.select("INBOX"))
+ok(b.uid("STORE", uids[0], "+FLAGS", "(\\Flagged)"))
+ok(b.uid("STORE", uids[1], "+FLAGS", "(\\Deleted)"))
+ok(b.expunge())
+deliver("qresync 3")
+# A, still selected, hears VANISHED, not EXPUNGE.
+ok(a.noop())
+assert a.untagged_responses.get("VANISHED") == [uids[1]], a.untagged_responses
+assert "EXPUNGE" not in a.untagged_responses, a.untagged_responses
+# A client that comes back with what it knew.
+c = imap(1993)
+try:
+    c._simple_command("SELECT", "INBOX", f"(QRESYNC ({validity} {since}))")
+    raise SystemExit("SELECT (QRESYNC) accepted before ENABLE QRESYNC")
+except imaplib.IMAP4.error as e:
+    assert "ENABLE QRESYNC first" in str(e), e
+ok(c._simple_command("ENABLE", "QRESYNC"))
+typ, _ = c._simple_command("SELECT", "INBOX", f"(QRESYNC ({validity} {since}))")
+assert typ == "OK", typ
+assert c.untagged_responses.get("VANISHED") == [b"(EARLIER) " + uids[1]], c.untagged_responses
+fetched = b" ".join(c.untagged_responses.get("FETCH", []))
+assert b"UID " + uids[0] + b" FLAGS (\\Flagged) MODSEQ" in fetched, fetched
+assert fetched.count(b"MODSEQ") == 2, fetched  # the flagged one and the new one
+# UID FETCH … (CHANGEDSINCE … VANISHED).
+c.state = "SELECTED"  # imaplib does not track a raw SELECT
+c.untagged_responses.clear()
+ok(c._simple_command("UID", "FETCH", "1:*", "(FLAGS)", f"(CHANGEDSINCE {since} VANISHED)"))
+assert c.untagged_responses.get("VANISHED") == [b"(EARLIER) " + uids[1]], c.untagged_responses
+a.logout(); b.logout(); c.logout()
+print("OK-DONE")
+"#;
+
+#[test]
+fn qresync_vanished_and_resynchronization() {
+    let dir = tempfile::tempdir().unwrap();
+    let ip = "127.0.40.10";
+    let data = dir.path().join("data");
+    let _server = Server::dev_with_password(dir.path(), ip, Some(PASSWORD));
+    python(&format!("{PRELUDE}{QRESYNC}"), ip, &data, &[]);
+}

@@ -182,6 +182,8 @@ pub trait Store: Send + Sync + 'static {
     /// since), by UID: how an IMAP session catches up without reading the whole mailbox.
     async fn messages_since(&self, mailbox: MailboxId, modseq: u64) -> Result<Vec<MessageMeta>>;
     async fn message_body(&self, mailbox: MailboxId, uid: u32) -> Result<Option<Vec<u8>>>;
+    /// UIDs expunged after `modseq`, ascending (QRESYNC's VANISHED, RFC 7162 §3.2.10).
+    async fn expunged_since(&self, mailbox: MailboxId, modseq: u64) -> Result<Vec<u32>>;
     /// Changes flags; each changed message gets a new MODSEQ. Returns the changed messages.
     async fn set_flags(
         &self,
@@ -190,7 +192,8 @@ pub trait Store: Send + Sync + 'static {
         change: FlagChange,
         flags: &[&str],
     ) -> Result<Vec<MessageMeta>>;
-    /// Removes messages; returns the UIDs that were removed.
+    /// Removes messages; returns the UIDs that were removed. They are remembered with the
+    /// MODSEQ of the removal (`expunged_since`).
     async fn expunge(&self, mailbox: MailboxId, uids: &[u32]) -> Result<Vec<u32>>;
     /// Copies messages (with flags and internal date); returns (source UID, new UID) pairs.
     async fn copy(&self, from: MailboxId, uids: &[u32], to: MailboxId) -> Result<Vec<(u32, u32)>>;

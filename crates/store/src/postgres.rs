@@ -1172,6 +1172,20 @@ impl Store for PostgresStore {
         Ok(rows.iter().map(|r| message_meta(mailbox, r)).collect())
     }
 
+    async fn expunged_since(&self, mailbox: MailboxId, modseq: u64) -> Result<Vec<u32>> {
+        let modseq = i64::try_from(modseq).unwrap_or(i64::MAX);
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT uid FROM expunged WHERE mailbox = $1 AND modseq > $2 ORDER BY uid",
+                &[&mailbox, &modseq],
+            )
+            .await
+            .map_err(err)?;
+        Ok(rows.iter().map(|r| r.get::<_, i64>(0) as u32).collect())
+    }
+
     async fn message_body(&self, mailbox: MailboxId, uid: u32) -> Result<Option<Vec<u8>>> {
         Ok(self
             .client()
@@ -1272,6 +1286,14 @@ impl Store for PostgresStore {
             tx.execute(
                 "UPDATE mailboxes SET highest_modseq = $2 WHERE id = $1",
                 &[&mailbox, &(modseq + 1)],
+            )
+            .await
+            .map_err(err)?;
+            let gone: Vec<i64> = removed.iter().map(|&u| i64::from(u)).collect();
+            tx.execute(
+                "INSERT INTO expunged (mailbox, uid, modseq) SELECT $1, u, $3 FROM unnest($2::BIGINT[]) AS u \
+                 ON CONFLICT (mailbox, uid) DO UPDATE SET modseq = EXCLUDED.modseq",
+                &[&mailbox, &gone, &(modseq + 1)],
             )
             .await
             .map_err(err)?;

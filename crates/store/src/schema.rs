@@ -125,6 +125,13 @@ pub const SQLITE: &[&str] = &[
         name TEXT NOT NULL,
         PRIMARY KEY (account, name));
     INSERT INTO subscriptions (account, name) SELECT account, name FROM mailboxes WHERE subscribed = 1;
+    -- QRESYNC (RFC 7162 §3.2.10): which UIDs went away at which MODSEQ.
+    CREATE TABLE expunged (
+        mailbox INTEGER NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
+        uid INTEGER NOT NULL,
+        modseq INTEGER NOT NULL,
+        PRIMARY KEY (mailbox, uid));
+    CREATE INDEX expunged_modseq ON expunged(mailbox, modseq);
     "#,
 ];
 
@@ -251,5 +258,12 @@ pub const POSTGRES: &[&str] = &[
         name TEXT NOT NULL,
         PRIMARY KEY (account, name));
     INSERT INTO subscriptions (account, name) SELECT account, name FROM mailboxes WHERE subscribed;
+    -- QRESYNC (RFC 7162 §3.2.10): which UIDs went away at which MODSEQ.
+    CREATE TABLE expunged (
+        mailbox BIGINT NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
+        uid BIGINT NOT NULL,
+        modseq BIGINT NOT NULL,
+        PRIMARY KEY (mailbox, uid));
+    CREATE INDEX expunged_modseq ON expunged(mailbox, modseq);
     "#,
 ];

@@ -1059,6 +1059,24 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn expunged_since(&self, mailbox: MailboxId, modseq: u64) -> Result<Vec<u32>> {
+        let modseq = i64::try_from(modseq).unwrap_or(i64::MAX);
+        self.run(move |c| {
+            let mut s = c
+                .prepare_cached(
+                    "SELECT uid FROM expunged WHERE mailbox = ?1 AND modseq > ?2 ORDER BY uid",
+                )
+                .map_err(err)?;
+            let rows = s
+                .query_map(params![mailbox, modseq], |r| r.get::<_, i64>(0))
+                .map_err(err)?;
+            rows.map(|r| r.map(|u| u as u32))
+                .collect::<rusqlite::Result<_>>()
+                .map_err(err)
+        })
+        .await
+    }
+
     async fn message_body(&self, mailbox: MailboxId, uid: u32) -> Result<Option<Vec<u8>>> {
         self.run(move |c| {
             c.query_row(
@@ -1151,6 +1169,13 @@ impl Store for SqliteStore {
                         params![mailbox, modseq + 1],
                     )
                     .map_err(err)?;
+                    for uid in &removed {
+                        tx.execute(
+                            "INSERT OR REPLACE INTO expunged (mailbox, uid, modseq) VALUES (?1, ?2, ?3)",
+                            params![mailbox, uid, modseq + 1],
+                        )
+                        .map_err(err)?;
+                    }
                 }
                 tx.commit().map_err(err)?;
                 Ok((account, removed))

@@ -492,6 +492,9 @@ mod suite {
         assert_eq!(since.iter().map(|m| m.uid).collect::<Vec<_>>(), [1, 2, 6]);
         let newest = msgs.iter().map(|m| m.modseq).max().unwrap();
         assert!(s.messages_since(mb.id, newest).await.unwrap().is_empty());
+        // And what went away since (QRESYNC): UIDs 4 and 5, expunged after `last`.
+        assert_eq!(s.expunged_since(mb.id, last.1).await.unwrap(), [4, 5]);
+        assert!(s.expunged_since(mb.id, newest).await.unwrap().is_empty());
         let mb2 = inbox(&s, &a).await;
         assert_eq!(mb2.uid_next, 7);
         assert!(mb2.highest_modseq >= msgs.iter().map(|m| m.modseq).max().unwrap());
