@@ -48,6 +48,7 @@ fn system_nameservers() -> Vec<SocketAddr> {
 
 pub fn runner(
     cfg: &Config,
+    resolver: kurier_dns::Resolver,
     store: Arc<dyn kurier_store::Store>,
     wake: Arc<Notify>,
 ) -> anyhow::Result<Arc<QueueRunner>> {
@@ -68,7 +69,7 @@ pub fn runner(
         max_per_domain: d.max_per_domain as usize,
         ..DeliveryConfig::new(&cfg.server.hostname)
     };
-    Ok(QueueRunner::new(store, resolver(cfg)?, tls, delivery, wake))
+    Ok(QueueRunner::new(store, resolver, tls, delivery, wake))
 }
 
 /// Probes DNSSEC until it works, then runs the queue until `stop`.
@@ -115,6 +116,7 @@ pub fn report_submitter(cfg: &Config) -> String {
 /// `in_server`: failed HTTPS uploads are retried in the background.
 pub async fn reporter(
     cfg: &Config,
+    resolver: kurier_dns::Resolver,
     store: Arc<dyn kurier_store::Store>,
     wake: Arc<Notify>,
     in_server: bool,
@@ -140,13 +142,7 @@ pub async fn reporter(
     };
     let tls = kurier_tls::ClientTls::new(cfg.delivery.extra_ca_file.as_deref())?;
     Ok(kurier_delivery::report::Reporter::new(
-        store,
-        resolver(cfg)?,
-        tls,
-        dkim,
-        report_cfg,
-        wake,
-        in_server,
+        store, resolver, tls, dkim, report_cfg, wake, in_server,
     ))
 }
 

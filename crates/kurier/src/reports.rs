@@ -67,7 +67,8 @@ pub async fn run(args: ConfigArgs, cmd: ReportsCommand) -> anyhow::Result<()> {
                 None => (kurier_store::now() / 86_400 - 1) * 86_400,
             };
             let wake = std::sync::Arc::new(tokio::sync::Notify::new());
-            let reporter = crate::outbound::reporter(&cfg, store, wake, false).await?;
+            let resolver = crate::outbound::resolver(&cfg)?;
+            let reporter = crate::outbound::reporter(&cfg, resolver, store, wake, false).await?;
             let run = reporter.send_day(start).await;
             for s in &run.sent {
                 println!("sent      {s}");

@@ -95,12 +95,24 @@ pub fn run(source: ConfigArgs, log_format: Option<LogFormatArg>) -> anyhow::Resu
             acceptor.clone()
         };
         let outbound = Arc::new(tokio::sync::Notify::new());
-        if cfg.delivery.enabled {
-            let runner = crate::outbound::runner(&cfg, store.clone(), outbound.clone())?;
+        // One resolver (one cache) for the queue runner, the TLSRPT reporter and the intake of
+        // reports. Delivery cannot do without it; the intake can.
+        let resolver = if cfg.delivery.enabled {
+            Some(crate::outbound::resolver(&cfg)?)
+        } else if cfg.tlsrpt.reporting_address.is_some() {
+            crate::outbound::resolver(&cfg)
+                .map_err(|e| tracing::error!(error = %e, "TLSRPT reports sent to us cannot be read: no resolver"))
+                .ok()
+        } else {
+            None
+        };
+        let intake = report_intake(&cfg, &store, resolver.as_ref());
+        if cfg.delivery.enabled && let Some(resolver) = &resolver {
+            let runner = crate::outbound::runner(&cfg, resolver.clone(), store.clone(), outbound.clone())?;
             // A service like the listeners: shutdown waits (up to the grace) for attempts in flight.
             services.push(tokio::spawn(crate::outbound::start(runner, cfg.dns.dnssec, stop_rx.clone())));
             if cfg.tlsrpt.enabled {
-                let reporter = crate::outbound::reporter(&cfg, store.clone(), outbound.clone(), true).await?;
+                let reporter = crate::outbound::reporter(&cfg, resolver.clone(), store.clone(), outbound.clone(), true).await?;
                 tokio::spawn(crate::outbound::daily_reports(
                     reporter,
                     Duration::from_secs(cfg.tlsrpt.max_delay_secs),
@@ -110,7 +122,7 @@ pub fn run(source: ConfigArgs, log_format: Option<LogFormatArg>) -> anyhow::Resu
         } else {
             tracing::warn!("delivery.enabled = false: mail for other domains stays queued");
         }
-        let smtp = Arc::new(smtp_server(&cfg, store.clone(), mx_tls.clone(), None, outbound.clone(), metrics.clone()));
+        let smtp = Arc::new(smtp_server(&cfg, store.clone(), mx_tls.clone(), None, outbound.clone(), metrics.clone(), intake.clone()));
         for addr in &cfg.smtp.listen {
             let listener = tokio::net::TcpListener::bind(addr.0).await.with_context(|| {
                 format!("cannot listen on {addr} (smtp.listen): is another program using it, or is the port privileged?")
@@ -132,7 +144,7 @@ pub fn run(source: ConfigArgs, log_format: Option<LogFormatArg>) -> anyhow::Resu
                 throttle: throttle.clone(),
                 rate: rate.clone(),
             };
-            let server = Arc::new(smtp_server(&cfg, store.clone(), acceptor.clone(), Some(settings), outbound.clone(), metrics.clone()));
+            let server = Arc::new(smtp_server(&cfg, store.clone(), acceptor.clone(), Some(settings), outbound.clone(), metrics.clone(), intake.clone()));
             for addr in list {
                 let listener = tokio::net::TcpListener::bind(addr.0).await.with_context(|| {
                     format!("cannot listen on {addr} (submission): is another program using it, or is the port privileged?")
@@ -304,18 +316,16 @@ fn strict_acceptor(cfg: &Config) -> anyhow::Result<TlsAcceptor> {
 fn report_intake(
     cfg: &Config,
     store: &Arc<dyn kurier_store::Store>,
+    resolver: Option<&kurier_dns::Resolver>,
 ) -> Option<(String, Arc<kurier_delivery::intake::ReportIntake>)> {
     let address = cfg.tlsrpt.reporting_address.as_ref()?.to_ascii_lowercase();
-    match crate::outbound::resolver(cfg) {
-        Ok(r) => Some((
-            address,
-            Arc::new(kurier_delivery::intake::ReportIntake::new(store.clone(), r)),
+    Some((
+        address,
+        Arc::new(kurier_delivery::intake::ReportIntake::new(
+            store.clone(),
+            resolver?.clone(),
         )),
-        Err(e) => {
-            tracing::error!(error = %e, "TLSRPT reports sent to us cannot be read: no resolver");
-            None
-        }
-    }
+    ))
 }
 
 /// The inbound MX's SMTP settings from `[smtp]`.
@@ -327,6 +337,7 @@ fn smtp_server(
     submission: Option<kurier_smtp::server::SubmissionSettings>,
     outbound: Arc<tokio::sync::Notify>,
     metrics: Arc<crate::metrics::Metrics>,
+    reports: Option<(String, Arc<kurier_delivery::intake::ReportIntake>)>,
 ) -> kurier_smtp::SmtpServer<crate::maildrop::StoreMailDrop> {
     let s = &cfg.smtp;
     let domain = cfg
@@ -355,7 +366,7 @@ fn smtp_server(
     let server = kurier_smtp::SmtpServer::new(
         session,
         crate::maildrop::StoreMailDrop {
-            reports: report_intake(cfg, &store),
+            reports,
             store,
             data_dir: cfg.server.data_dir.clone(),
             outbound,
