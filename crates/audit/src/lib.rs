@@ -277,8 +277,7 @@ impl Checker {
         }
         let services = self.check_srv(&domain, &mut a).await;
         for ep in &services {
-            self.check_service_certificate(ep, &mut a).await;
-            self.check_service_tlsa(ep, &mut a).await;
+            self.check_service(ep, &mut a).await;
         }
         endpoints.extend(services);
         for ep in endpoints {
@@ -523,13 +522,7 @@ impl Checker {
         );
         let chain = client.peer_chain().to_vec();
         client.quit().await;
-        if let Ok(now) = openssl::asn1::Asn1Time::days_from_now(0) {
-            let findings = kurier_tls::certificate::check_peer(&chain, &now);
-            let errors: Vec<String> = findings
-                .iter()
-                .filter(|f| f.severity == kurier_tls::Severity::Error)
-                .map(|f| f.message.clone())
-                .collect();
+        if let Some(errors) = chain_errors(&chain) {
             a.add(
                 "CERT-1",
                 if errors.is_empty() { Status::Pass } else { Status::Fail },
@@ -572,35 +565,47 @@ impl Checker {
         Some(addr)
     }
 
-    /// CERT-3 for a client port: the chain it serves is complete and valid, and names the
-    /// host clients connect to (RFC 8314 §4.4; mail clients verify it, no DANE needed).
-    async fn check_service_certificate(&self, ep: &tls_scan::Endpoint, a: &mut Audit) {
-        let port = ep.addr.port();
-        let subject = format!("certificate of {} port {port}", ep.host);
+    /// A client port's certificate (CERT-3) and TLSA (DANE-6), from one handshake.
+    async fn check_service(&self, ep: &tls_scan::Endpoint, a: &mut Audit) {
         let probe = ep.clone();
         let chain = match tokio::task::spawn_blocking(move || tls_scan::served_chain(&probe)).await
         {
-            Ok(Ok(chain)) => chain,
-            Ok(Err(e)) => {
+            Ok(chain) => chain,
+            Err(_) => return,
+        };
+        let chain = chain
+            .as_deref()
+            .map_err(|e| format!("no TLS handshake: {e}"));
+        self.check_service_certificate(ep, chain.clone(), a);
+        self.check_service_tlsa(ep, chain, a).await;
+    }
+
+    /// CERT-3 for a client port: the chain it serves is complete and valid, and names the
+    /// host clients connect to (RFC 8314 §4.4; mail clients verify it, no DANE needed).
+    fn check_service_certificate(
+        &self,
+        ep: &tls_scan::Endpoint,
+        chain: Result<&[X509], String>,
+        a: &mut Audit,
+    ) {
+        let port = ep.addr.port();
+        let subject = format!("certificate of {} port {port}", ep.host);
+        let chain = match chain {
+            Ok(chain) => chain,
+            Err(e) => {
                 a.add(
                     "CERT-3",
                     Status::Fail,
                     subject,
-                    format!("no TLS handshake: {e}"),
+                    e,
                     "serve TLS on the port the SRV record names",
                 );
                 return;
             }
-            Err(_) => return,
         };
-        let Ok(now) = openssl::asn1::Asn1Time::days_from_now(0) else {
+        let Some(mut errors) = chain_errors(chain) else {
             return;
         };
-        let mut errors: Vec<String> = kurier_tls::certificate::check_peer(&chain, &now)
-            .into_iter()
-            .filter(|f| f.severity == kurier_tls::Severity::Error)
-            .map(|f| f.message)
-            .collect();
         let host = ep.host.to_ascii_lowercase();
         let names = chain
             .first()
@@ -621,7 +626,7 @@ impl Checker {
             },
             subject,
             if errors.is_empty() {
-                key_of(&chain)
+                key_of(chain)
             } else {
                 errors.join("; ")
             },
@@ -631,7 +636,12 @@ impl Checker {
 
     /// DANE-6 (optional): TLSA for a client port; where published, it must match the chain
     /// served there like port 25's (DANE-3, RFC 7673).
-    async fn check_service_tlsa(&self, ep: &tls_scan::Endpoint, a: &mut Audit) {
+    async fn check_service_tlsa(
+        &self,
+        ep: &tls_scan::Endpoint,
+        chain: Result<&[X509], String>,
+        a: &mut Audit,
+    ) {
         let port = ep.addr.port();
         let name = format!("_{port}._tcp.{}", ep.host);
         let subject = format!("TLSA for {} port {port}", ep.host);
@@ -668,23 +678,20 @@ impl Checker {
                 return;
             }
         };
-        let probe = ep.clone();
-        let chain = match tokio::task::spawn_blocking(move || tls_scan::served_chain(&probe)).await
-        {
-            Ok(Ok(chain)) => chain,
-            Ok(Err(e)) => {
+        let chain = match chain {
+            Ok(chain) => chain,
+            Err(e) => {
                 a.add(
                     "DANE-6",
                     Status::Fail,
                     subject,
-                    format!("no TLS handshake: {e}"),
+                    e,
                     "serve TLS on the port the SRV record names",
                 );
                 return;
             }
-            Err(_) => return,
         };
-        let matching = records.iter().filter(|r| matches_chain(r, &chain)).count();
+        let matching = records.iter().filter(|r| matches_chain(r, chain)).count();
         let (status, evidence) = if matching == 0 {
             (
                 Status::Fail,
@@ -1092,6 +1099,19 @@ fn key_of(chain: &[X509]) -> String {
 }
 
 /// Whether a TLSA record matches the chain (usage 3: the leaf; usage 2: a CA certificate of it).
+/// The errors `check_peer` finds in a served chain (CERT-1, CERT-3); `None` if the clock
+/// cannot be read.
+fn chain_errors(chain: &[X509]) -> Option<Vec<String>> {
+    let now = openssl::asn1::Asn1Time::days_from_now(0).ok()?;
+    Some(
+        kurier_tls::certificate::check_peer(chain, &now)
+            .into_iter()
+            .filter(|f| f.severity == kurier_tls::Severity::Error)
+            .map(|f| f.message)
+            .collect(),
+    )
+}
+
 fn matches_chain(r: &kurier_dns::TlsaData, chain: &[X509]) -> bool {
     let (usage, candidates) = match r.usage {
         3 => (Usage::DaneEe, chain.get(..1).unwrap_or(&[])),
