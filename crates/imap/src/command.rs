@@ -92,6 +92,38 @@ pub enum FetchAttr {
     ModSeq,
 }
 
+/// How much of a message a FETCH item reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Reads {
+    /// Only what the store keeps beside it (flags, UID, dates, size, MODSEQ).
+    Metadata,
+    /// The top-level header (ENVELOPE, RFC822.HEADER, BODY[HEADER…]).
+    Header,
+    Body,
+}
+
+impl FetchAttr {
+    pub fn reads(&self) -> Reads {
+        match self {
+            FetchAttr::Flags
+            | FetchAttr::Uid
+            | FetchAttr::InternalDate
+            | FetchAttr::Rfc822Size
+            | FetchAttr::ModSeq => Reads::Metadata,
+            FetchAttr::Envelope | FetchAttr::Rfc822Header => Reads::Header,
+            FetchAttr::Section {
+                section:
+                    Section {
+                        part,
+                        text: Some(SectionText::Header | SectionText::HeaderFields { .. }),
+                    },
+                ..
+            } if part.is_empty() => Reads::Header,
+            _ => Reads::Body,
+        }
+    }
+}
+
 /// STATUS items (RFC 9051 §6.3.11, RFC 7162 HIGHESTMODSEQ, RFC 9208 DELETED/SIZE).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StatusItem {
@@ -1231,6 +1263,27 @@ mod tests {
         bad("a1 FETCH 0 FLAGS\r\n");
         bad("a1 FETCH 1 (FLAGS\r\n");
         bad("a1 FETCH 1 BODY[HEADER.FIELDS ()]\r\n");
+    }
+
+    #[test]
+    fn what_fetch_items_read() {
+        let Command::Fetch { items, .. } = ok(
+            "a1 FETCH 1 (FLAGS ENVELOPE BODY.PEEK[HEADER.FIELDS (From)] BODY[1.HEADER] BODY[] RFC822.SIZE)\r\n",
+        ) else {
+            panic!()
+        };
+        let reads: Vec<Reads> = items.iter().map(FetchAttr::reads).collect();
+        assert_eq!(
+            reads,
+            [
+                Reads::Metadata,
+                Reads::Header,
+                Reads::Header,
+                Reads::Body,
+                Reads::Body,
+                Reads::Metadata
+            ]
+        );
     }
 
     #[test]

@@ -16,7 +16,7 @@ use tokio::sync::broadcast;
 
 use crate::cache::CachedHeader;
 use crate::command::{
-    self, Command, FetchAttr, ListOptions, Qresync, SearchReturn, Section, SectionText,
+    self, Command, FetchAttr, ListOptions, Qresync, Reads, SearchReturn, Section, SectionText,
     SequenceSet, StatusItem, StoreMode,
 };
 use crate::mime::{self, SectionError};
@@ -1581,37 +1581,13 @@ impl Session {
             .view
             .resolve(set, uid)
             .map_err(|e| bad(format!("[CLIENTBUG] No message {}", e.0)))?;
-        let needs_header = items.iter().any(|a| {
-            !matches!(
-                a,
-                FetchAttr::Flags
-                    | FetchAttr::Uid
-                    | FetchAttr::InternalDate
-                    | FetchAttr::Rfc822Size
-                    | FetchAttr::ModSeq
-            )
-        });
         // ENVELOPE and the top-level header sections need only the (cached) header.
-        let needs_body = needs_header
-            && items.iter().any(|a| match a {
-                FetchAttr::Envelope | FetchAttr::Rfc822Header => false,
-                FetchAttr::Section {
-                    section:
-                        Section {
-                            part,
-                            text: Some(SectionText::Header | SectionText::HeaderFields { .. }),
-                        },
-                    ..
-                } => !part.is_empty(),
-                other => !matches!(
-                    other,
-                    FetchAttr::Flags
-                        | FetchAttr::Uid
-                        | FetchAttr::InternalDate
-                        | FetchAttr::Rfc822Size
-                        | FetchAttr::ModSeq
-                ),
-            });
+        let reads = items
+            .iter()
+            .map(FetchAttr::reads)
+            .max()
+            .unwrap_or(Reads::Metadata);
+        let (needs_header, needs_body) = (reads >= Reads::Header, reads == Reads::Body);
         let marks_seen = !sel.read_only
             && items.iter().any(|a| {
                 matches!(
