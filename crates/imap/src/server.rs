@@ -118,18 +118,17 @@ async fn handshake(
     tcp: TcpStream,
     peer: SocketAddr,
 ) -> Option<tokio_openssl::SslStream<TcpStream>> {
-    match tokio::time::timeout(Duration::from_secs(30), server.tls.accept(tcp)).await {
-        Ok(Ok(tls)) => {
+    match server.tls.accept_within(tcp, Duration::from_secs(30)).await {
+        Ok(tls) => {
             let ssl = tls.ssl();
             tracing::debug!(%peer, version = ssl.version_str(),
                 cipher = ssl.current_cipher().map(|c| c.name()).unwrap_or("?"), "IMAP TLS established");
             Some(tls)
         }
-        Ok(Err(e)) => {
+        Err(e) => {
             tracing::info!(%peer, error = %e, "IMAP TLS handshake failed");
             None
         }
-        Err(_) => None,
     }
 }
 

@@ -105,14 +105,12 @@ async fn handshake(
     tcp: TcpStream,
     peer: SocketAddr,
 ) -> Option<tokio_openssl::SslStream<TcpStream>> {
-    match tokio::time::timeout(Duration::from_secs(30), server.tls.accept(tcp)).await {
-        Ok(Ok(tls)) => Some(tls),
-        Ok(Err(e)) => {
-            tracing::info!(%peer, error = %e, "POP3 TLS handshake failed");
-            None
-        }
-        Err(_) => None,
-    }
+    server
+        .tls
+        .accept_within(tcp, Duration::from_secs(30))
+        .await
+        .map_err(|e| tracing::info!(%peer, error = %e, "POP3 TLS handshake failed"))
+        .ok()
 }
 
 enum End {

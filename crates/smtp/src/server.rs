@@ -169,13 +169,12 @@ async fn handshake<D: MailDrop>(
     peer: SocketAddr,
 ) -> Option<(tokio_openssl::SslStream<TcpStream>, TlsInfo)> {
     let acceptor = server.tls.clone()?;
-    let tls = match tokio::time::timeout(Duration::from_secs(30), acceptor.accept(tcp)).await {
-        Ok(Ok(tls)) => tls,
-        Ok(Err(e)) => {
+    let tls = match acceptor.accept_within(tcp, Duration::from_secs(30)).await {
+        Ok(tls) => tls,
+        Err(e) => {
             tracing::info!(%peer, error = %e, "SMTP TLS handshake failed");
             return None;
         }
-        Err(_) => return None,
     };
     let info = tls_info(tls.ssl());
     tracing::info!(%peer, version = %info.version, cipher = %info.cipher, group = ?info.group, "SMTP TLS established");

@@ -106,6 +106,26 @@ impl TlsAcceptor {
         Ssl::new(&self.snapshot().default).map_err(TlsError::openssl("create connection"))
     }
 
+    /// `accept`, given up after `limit` (a client that opens a connection and says nothing
+    /// must not hold it).
+    pub async fn accept_within<S>(
+        &self,
+        stream: S,
+        limit: std::time::Duration,
+    ) -> Result<SslStream<S>, TlsError>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        tokio::time::timeout(limit, self.accept(stream))
+            .await
+            .unwrap_or_else(|_| {
+                Err(TlsError::Handshake(format!(
+                    "timed out after {} s",
+                    limit.as_secs()
+                )))
+            })
+    }
+
     /// Runs the server handshake on `stream`.
     pub async fn accept<S>(&self, stream: S) -> Result<SslStream<S>, TlsError>
     where

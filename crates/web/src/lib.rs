@@ -54,14 +54,10 @@ async fn connection(
     site: Arc<Site>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-        Ok(Ok(tls)) => tls,
-        Ok(Err(e)) => {
+    let tls = match acceptor.accept_within(tcp, HANDSHAKE_TIMEOUT).await {
+        Ok(tls) => tls,
+        Err(e) => {
             tracing::debug!(%peer, error = %e, "HTTPS TLS handshake failed");
-            return;
-        }
-        Err(_) => {
-            tracing::debug!(%peer, "HTTPS TLS handshake timed out");
             return;
         }
     };
