@@ -90,6 +90,22 @@ impl Audit {
         });
     }
 
+    /// Pass with `pass_evidence` when nothing is wrong, else Fail naming every problem.
+    fn verdict(
+        &mut self,
+        id: &'static str,
+        subject: String,
+        problems: Vec<String>,
+        pass_evidence: String,
+        fix: &str,
+    ) {
+        if problems.is_empty() {
+            self.add(id, Status::Pass, subject, pass_evidence, fix);
+        } else {
+            self.add(id, Status::Fail, subject, problems.join("; "), fix);
+        }
+    }
+
     /// DNS-3: a policy record found must come from a signed zone.
     fn signed(&mut self, name: String, state: DnssecState, found: bool) {
         if found {
@@ -354,19 +370,11 @@ impl Checker {
             .iter()
             .map(|k| k.algorithm.to_string())
             .collect();
-        a.add(
+        a.verdict(
             "DNS-4",
-            if bad.is_empty() {
-                Status::Pass
-            } else {
-                Status::Fail
-            },
             format!("DNSSEC keys of {zone}"),
-            if bad.is_empty() {
-                format!("algorithms {}", algs.join(", "))
-            } else {
-                bad.join("; ")
-            },
+            bad,
+            format!("algorithms {}", algs.join(", ")),
             "sign with ECDSA P-256 (13) or P-384 (14); RSA (8, 10) only with 3072 bits or more",
         );
         // RFC 9276 §3.1: NSEC3 with 0 additional iterations (extra ones cost resolvers and
@@ -523,15 +531,11 @@ impl Checker {
         let chain = client.peer_chain().to_vec();
         client.quit().await;
         if let Some(errors) = chain_errors(&chain) {
-            a.add(
+            a.verdict(
                 "CERT-1",
-                if errors.is_empty() { Status::Pass } else { Status::Fail },
                 format!("certificate of {host}"),
-                if errors.is_empty() {
-                    key_of(&chain)
-                } else {
-                    errors.join("; ")
-                },
+                errors,
+                key_of(&chain),
                 "use an ECDSA P-256 or RSA-3072 certificate without wildcard names, currently valid, with its full chain",
             );
         }
@@ -617,19 +621,11 @@ impl Checker {
                 names.join(", ")
             ));
         }
-        a.add(
+        a.verdict(
             "CERT-3",
-            if errors.is_empty() {
-                Status::Pass
-            } else {
-                Status::Fail
-            },
             subject,
-            if errors.is_empty() {
-                key_of(chain)
-            } else {
-                errors.join("; ")
-            },
+            errors,
+            key_of(chain),
             "serve a valid certificate for the host name the SRV record names, with its full chain",
         );
     }
