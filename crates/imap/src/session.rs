@@ -20,7 +20,7 @@ use crate::command::{
     SequenceSet, StatusItem, StoreMode,
 };
 use crate::mime::{self, SectionError};
-use crate::response::{flags as write_flags, literal, mailbox as write_mailbox, nstring, string};
+use crate::response::{flags as write_flags, literal, mailbox as write_mailbox, string};
 use crate::search::{Candidate, MessageFacts, SearchKey, SearchText};
 use crate::server::{ImapServer, Io, ReadEnd};
 use crate::view::{Update, View};
@@ -2054,7 +2054,6 @@ fn write_partial(out: &mut Vec<u8>, bytes: &[u8], partial: Option<(u32, u32)>, b
         out.push(b'~');
     }
     literal(out, data);
-    let _ = nstring;
 }
 
 /// `1:3,7,9:10` from numbers (RFC 9051 sequence-set), keeping the given order of runs.
