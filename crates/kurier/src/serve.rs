@@ -133,7 +133,7 @@ pub fn run(source: ConfigArgs, log_format: Option<LogFormatArg>) -> anyhow::Resu
         // Submission: implicit TLS and STARTTLS, one throttle (shared with IMAP and POP3) and rate
         // limit for both.
         let sub = &cfg.submission;
-        let throttle = Arc::new(std::sync::Mutex::new(kurier_smtp::sasl::AuthThrottle::new(
+        let throttle = Arc::new(std::sync::Mutex::new(kurier_access::AuthThrottle::new(
             Duration::from_secs(sub.auth_window_secs),
             sub.auth_block_after,
         )));

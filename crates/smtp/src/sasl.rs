@@ -1,10 +1,8 @@
-//! Submission's share of logins: the SASL decoding and the failure throttle come from
-//! `kurier-access` (shared with IMAP and POP3); the sending rate limit is submission's own.
+//! Submission's own share of logins: the sending rate limit. SASL decoding and the failure
+//! throttle are `kurier-access`'s, shared with IMAP and POP3.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
-
-pub use kurier_access::*;
 
 /// Messages per account per hour (a sliding window of send times).
 pub struct RateLimit {

@@ -12,7 +12,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use crate::reply::Reply;
-use crate::sasl::{AuthThrottle, ConnectionLimit, LoginOutcome, RateLimit};
+use kurier_access::{AuthThrottle, ConnectionLimit, LoginOutcome};
+
+use crate::sasl::RateLimit;
 use crate::session::{
     AuthOutcome, Delivery, Event, Message, PeerInfo, Session, SessionConfig, TlsInfo, Verdict,
 };
@@ -96,7 +98,7 @@ pub async fn serve<D: MailDrop>(
     server: Arc<SmtpServer<D>>,
     shutdown: impl Future<Output = ()>,
 ) {
-    crate::sasl::serve_connections(listener, "SMTP", shutdown, |tcp, peer, stop| {
+    kurier_access::serve_connections(listener, "SMTP", shutdown, |tcp, peer, stop| {
         connection(tcp, peer, server.clone(), stop)
     })
     .await;
@@ -288,7 +290,7 @@ impl<D: MailDrop> Conn<'_, D> {
             return AuthOutcome::Invalid;
         };
         let check = self.server.drop.authenticate(user, password);
-        match crate::sasl::throttled_login(&sub.throttle, self.peer.ip(), user, check).await {
+        match kurier_access::throttled_login(&sub.throttle, self.peer.ip(), user, check).await {
             LoginOutcome::Ok((account, senders)) => {
                 tracing::info!(peer = %self.peer, account = %account, "authenticated");
                 AuthOutcome::Ok { account, senders }

@@ -759,14 +759,14 @@ impl Session {
         let decoded = if b64 == "=" {
             Some(Vec::new())
         } else {
-            crate::sasl::base64_decode(b64)
+            kurier_access::base64_decode(b64)
         };
         let Some(bytes) = decoded else {
             self.state = State::Ready;
             return self.error(r(501, "5.5.2", "Cannot decode the response"));
         };
         match state {
-            State::AuthPlain => match crate::sasl::plain(&bytes) {
+            State::AuthPlain => match kurier_access::plain(&bytes) {
                 Some((user, password)) => {
                     self.state = State::Authenticating;
                     Event::Authenticate { user, password }
