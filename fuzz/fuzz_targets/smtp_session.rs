@@ -25,6 +25,7 @@ fuzz_target!(|data: &[u8]| {
         starttls: true,
         submission: data.get(1).is_some_and(|b| b & 1 == 1),
         received_client_ip: true,
+        in_flight: kurier_smtp::spool::InFlight::unlimited(),
     });
     let mut s = Session::new(
         cfg,

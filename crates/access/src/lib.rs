@@ -88,14 +88,48 @@ pub fn plain(response: &[u8]) -> Option<(String, String)> {
     ))
 }
 
-/// Failed logins, per client address and per account: each failure doubles the delay before
-/// the next answer (from 250 ms, at most 8 s); `block_after` failures within `window` block
-/// further attempts until the window has passed. Success clears the account's record.
+/// Failed logins, counted when an attempt *starts* (so that 100 parallel guesses are not all
+/// checked before the first failure is known), with three keys:
+/// - the source (an IPv4 address, an IPv6 /64): `block_after` failures within `window` block
+///   every further attempt from it;
+/// - the account from one network (IPv4 /24, IPv6 /64): the same limit, so an attacker
+///   guessing one password locks only their own network out, not the account's owner;
+/// - the account from anywhere: `4 × block_after` block it for networks that have not logged
+///   in successfully within `KNOWN_GOOD` (a distributed guess cannot lock out the owner, whose
+///   network is known good — what Dovecot's auth penalty gives by resetting per address).
+///
+/// Each failure doubles the delay before the next answer (from 250 ms, at most 8 s).
 pub struct AuthThrottle {
     window: Duration,
     block_after: u32,
-    by_ip: HashMap<IpAddr, (u32, Instant)>,
-    by_account: HashMap<String, (u32, Instant)>,
+    by_source: HashMap<IpAddr, Count>,
+    by_account_net: HashMap<(String, IpAddr), Count>,
+    by_account: HashMap<String, Count>,
+    known_good: HashMap<(String, IpAddr), Instant>,
+}
+
+/// How long a network where an account logged in stays known good for it.
+pub const KNOWN_GOOD: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// Entries a throttle map may hold before stale ones are dropped (a spray of addresses).
+const MAX_ENTRIES: usize = 100_000;
+
+#[derive(Debug, Clone, Copy)]
+struct Count {
+    failures: u32,
+    in_flight: u32,
+    last: Instant,
+}
+
+impl Count {
+    fn current(&self, now: Instant, window: Duration) -> u32 {
+        let failures = if now.duration_since(self.last) < window {
+            self.failures
+        } else {
+            0
+        };
+        failures + self.in_flight
+    }
 }
 
 /// What the throttle says before a login attempt.
@@ -107,78 +141,138 @@ pub enum ThrottleVerdict {
     Blocked,
 }
 
+/// The source key: IPv4 addresses alone, IPv6 by /64 (one host usually has a whole /64).
+fn source(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
+    }
+}
+
+/// The network key: IPv4 /24, IPv6 /64.
+fn network(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) => IpAddr::V4((u32::from(v4) & 0xffff_ff00).into()),
+        IpAddr::V6(_) => source(ip),
+    }
+}
+
 impl AuthThrottle {
     pub fn new(window: Duration, block_after: u32) -> Self {
         AuthThrottle {
             window,
             block_after,
-            by_ip: HashMap::new(),
+            by_source: HashMap::new(),
+            by_account_net: HashMap::new(),
             by_account: HashMap::new(),
+            known_good: HashMap::new(),
         }
     }
 
-    fn count<K: std::hash::Hash + Eq>(
-        map: &HashMap<K, (u32, Instant)>,
-        key: &K,
-        now: Instant,
-        window: Duration,
-    ) -> u32 {
-        map.get(key)
-            .filter(|(_, last)| now.duration_since(*last) < window)
-            .map(|(n, _)| *n)
-            .unwrap_or(0)
+    fn keys(ip: IpAddr, account: &str) -> (IpAddr, (String, IpAddr), String) {
+        let account = account.to_lowercase();
+        (source(ip), (account.clone(), network(ip)), account)
     }
 
+    /// Whether an attempt may start now, and after what delay. Counts nothing.
     pub fn check(&self, ip: IpAddr, account: &str, now: Instant) -> ThrottleVerdict {
-        let n = Self::count(&self.by_ip, &ip, now, self.window).max(Self::count(
-            &self.by_account,
-            &account.to_lowercase(),
-            now,
-            self.window,
-        ));
-        if n >= self.block_after {
+        let (src, acc_net, acc) = Self::keys(ip, account);
+        let w = self.window;
+        let n = |c: Option<&Count>| c.map_or(0, |c| c.current(now, w));
+        let near = n(self.by_source.get(&src)).max(n(self.by_account_net.get(&acc_net)));
+        let known = self
+            .known_good
+            .get(&acc_net)
+            .is_some_and(|t| now.duration_since(*t) < KNOWN_GOOD);
+        let everywhere = n(self.by_account.get(&acc));
+        if near >= self.block_after || (!known && everywhere >= self.block_after.saturating_mul(4))
+        {
             return ThrottleVerdict::Blocked;
         }
-        let delay = if n == 0 {
+        let delay = if near == 0 {
             Duration::ZERO
         } else {
-            Duration::from_millis(250 << (n - 1).min(5))
+            Duration::from_millis(250 << (near - 1).min(5))
         };
         ThrottleVerdict::Proceed(delay)
     }
 
-    pub fn failed(&mut self, ip: IpAddr, account: &str, now: Instant) {
+    /// `check`, and if the attempt may go ahead, counts it as under way at once.
+    pub fn begin(&mut self, ip: IpAddr, account: &str, now: Instant) -> ThrottleVerdict {
+        let verdict = self.check(ip, account, now);
+        if verdict != ThrottleVerdict::Blocked {
+            let (src, acc_net, acc) = Self::keys(ip, account);
+            let fresh = Count {
+                failures: 0,
+                in_flight: 0,
+                last: now,
+            };
+            self.by_source.entry(src).or_insert(fresh).in_flight += 1;
+            self.by_account_net
+                .entry(acc_net)
+                .or_insert(fresh)
+                .in_flight += 1;
+            self.by_account.entry(acc).or_insert(fresh).in_flight += 1;
+            self.prune(now);
+        }
+        verdict
+    }
+
+    /// Ends an attempt that `begin` let through: `Some(true)` valid, `Some(false)` invalid,
+    /// `None` not decided (store unavailable, client gone).
+    pub fn end(&mut self, ip: IpAddr, account: &str, valid: Option<bool>, now: Instant) {
+        let (src, acc_net, acc) = Self::keys(ip, account);
         let window = self.window;
-        // A failure after a quiet window starts the count afresh.
-        let bump = |e: &mut (u32, Instant)| {
-            *e = (
-                if now.duration_since(e.1) >= window {
+        let settle = |c: &mut Count| {
+            c.in_flight = c.in_flight.saturating_sub(1);
+            if valid == Some(false) {
+                c.failures = if now.duration_since(c.last) >= window {
                     1
                 } else {
-                    e.0 + 1
-                },
-                now,
-            )
+                    c.failures + 1
+                };
+                c.last = now;
+            }
         };
-        bump(self.by_ip.entry(ip).or_insert((0, now)));
-        bump(
-            self.by_account
-                .entry(account.to_lowercase())
-                .or_insert((0, now)),
-        );
-        // Keep the maps from growing without bound under a spray of addresses.
-        if self.by_ip.len() > 100_000 {
-            self.by_ip
-                .retain(|_, (_, last)| now.duration_since(*last) < window);
+        for c in [
+            self.by_source.get_mut(&src),
+            self.by_account_net.get_mut(&acc_net),
+            self.by_account.get_mut(&acc),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            settle(c);
         }
-        if self.by_account.len() > 100_000 {
-            self.by_account
-                .retain(|_, (_, last)| now.duration_since(*last) < window);
+        if valid == Some(true) {
+            // The owner's own network starts afresh and stays known good.
+            if let Some(c) = self.by_account_net.get_mut(&acc_net) {
+                c.failures = 0;
+            }
+            if let Some(c) = self.by_source.get_mut(&src) {
+                c.failures = 0;
+            }
+            self.known_good.insert(acc_net, now);
         }
     }
 
-    pub fn succeeded(&mut self, account: &str) {
-        self.by_account.remove(&account.to_lowercase());
+    /// Keeps the maps from growing without bound under a spray of addresses or names.
+    fn prune(&mut self, now: Instant) {
+        let window = self.window;
+        let live = |c: &Count| c.in_flight > 0 || now.duration_since(c.last) < window;
+        if self.by_source.len() > MAX_ENTRIES {
+            self.by_source.retain(|_, c| live(c));
+        }
+        if self.by_account_net.len() > MAX_ENTRIES {
+            self.by_account_net.retain(|_, c| live(c));
+        }
+        if self.by_account.len() > MAX_ENTRIES {
+            self.by_account.retain(|_, c| live(c));
+        }
+        if self.known_good.len() > MAX_ENTRIES {
+            self.known_good
+                .retain(|_, t| now.duration_since(*t) < KNOWN_GOOD);
+        }
     }
 }
 
@@ -194,8 +288,37 @@ pub enum LoginOutcome<T> {
     Unavailable,
 }
 
-/// One login through the throttle: waits the delay the throttle asks for, runs `check`
-/// (`Ok(Some)` valid, `Ok(None)` invalid, `Err` unavailable), and records the outcome.
+/// An attempt counted by `begin`; if it is dropped undecided (the client went away during the
+/// check) it is uncounted, so nothing stays "in flight" for ever.
+struct Attempt<'a> {
+    throttle: &'a Mutex<AuthThrottle>,
+    ip: IpAddr,
+    user: &'a str,
+    done: bool,
+}
+
+impl Attempt<'_> {
+    fn end(mut self, valid: Option<bool>) {
+        self.done = true;
+        lock(self.throttle).end(self.ip, self.user, valid, Instant::now());
+    }
+}
+
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            lock(self.throttle).end(self.ip, self.user, None, Instant::now());
+        }
+    }
+}
+
+fn lock(t: &Mutex<AuthThrottle>) -> std::sync::MutexGuard<'_, AuthThrottle> {
+    t.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// One login through the throttle: counts the attempt, waits the delay the throttle asks for,
+/// runs `check` (`Ok(Some)` valid, `Ok(None)` invalid, `Err` unavailable), and records the
+/// outcome.
 pub async fn throttled_login<T, F>(
     throttle: &Mutex<AuthThrottle>,
     ip: IpAddr,
@@ -205,23 +328,33 @@ pub async fn throttled_login<T, F>(
 where
     F: Future<Output = Result<Option<T>, ()>>,
 {
-    let lock = || throttle.lock().unwrap_or_else(|p| p.into_inner());
-    let verdict = lock().check(ip, user, Instant::now());
-    match verdict {
+    let verdict = lock(throttle).begin(ip, user, Instant::now());
+    let delay = match verdict {
         ThrottleVerdict::Blocked => return LoginOutcome::Blocked,
-        ThrottleVerdict::Proceed(delay) if !delay.is_zero() => tokio::time::sleep(delay).await,
-        ThrottleVerdict::Proceed(_) => {}
+        ThrottleVerdict::Proceed(delay) => delay,
+    };
+    let attempt = Attempt {
+        throttle,
+        ip,
+        user,
+        done: false,
+    };
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
     }
     match check.await {
         Ok(Some(v)) => {
-            lock().succeeded(user);
+            attempt.end(Some(true));
             LoginOutcome::Ok(v)
         }
         Ok(None) => {
-            lock().failed(ip, user, Instant::now());
+            attempt.end(Some(false));
             LoginOutcome::Invalid
         }
-        Err(()) => LoginOutcome::Unavailable,
+        Err(()) => {
+            attempt.end(None);
+            LoginOutcome::Unavailable
+        }
     }
 }
 
@@ -349,7 +482,7 @@ mod tests {
         assert!(limit.admit(a).is_some());
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn throttled_login_records_failures() {
         let t = Mutex::new(AuthThrottle::new(Duration::from_secs(60), 2));
         let ip: IpAddr = "192.0.2.9".parse().unwrap();
@@ -357,6 +490,7 @@ mod tests {
         assert_eq!(bad, LoginOutcome::Invalid);
         let good = throttled_login(&t, ip, "u", async { Ok(Some(1)) }).await;
         assert_eq!(good, LoginOutcome::Ok(1));
+        let _ = throttled_login::<u8, _>(&t, ip, "v", async { Ok(None) }).await;
         let _ = throttled_login::<u8, _>(&t, ip, "v", async { Ok(None) }).await;
         let blocked = throttled_login(&t, ip, "w", async { Ok(Some(1)) }).await;
         assert_eq!(
@@ -372,6 +506,55 @@ mod tests {
         )
         .await;
         assert_eq!(down, LoginOutcome::Unavailable);
+    }
+
+    /// Issue 16 item 6: 100 parallel wrong logins from one address — at most `block_after`
+    /// reach the password check; the rest are blocked before it.
+    #[tokio::test(start_paused = true)]
+    async fn parallel_attempts_are_counted_when_they_start() {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        let t = Arc::new(Mutex::new(AuthThrottle::new(Duration::from_secs(900), 10)));
+        let checked = Arc::new(AtomicU32::new(0));
+        let ip: IpAddr = "192.0.2.50".parse().unwrap();
+        let mut set = JoinSet::new();
+        for i in 0..100 {
+            let (t, checked) = (t.clone(), checked.clone());
+            set.spawn(async move {
+                let user = format!("user{}@x.test", i % 7);
+                throttled_login::<u8, _>(&t, ip, &user, async {
+                    checked.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    Ok(None)
+                })
+                .await
+            });
+        }
+        let mut blocked = 0;
+        while let Some(r) = set.join_next().await {
+            if r.unwrap() == LoginOutcome::Blocked {
+                blocked += 1;
+            }
+        }
+        assert!(
+            checked.load(Ordering::SeqCst) <= 10,
+            "checked {}",
+            checked.load(Ordering::SeqCst)
+        );
+        assert_eq!(blocked, 100 - checked.load(Ordering::SeqCst));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_abandoned_attempt_is_uncounted() {
+        let t = Mutex::new(AuthThrottle::new(Duration::from_secs(900), 1));
+        let ip: IpAddr = "192.0.2.51".parse().unwrap();
+        let attempt = throttled_login::<u8, _>(&t, ip, "a", std::future::pending());
+        let _ = tokio::time::timeout(Duration::from_millis(10), attempt).await;
+        let ok = throttled_login(&t, ip, "a", async { Ok(Some(1)) }).await;
+        assert_eq!(
+            ok,
+            LoginOutcome::Ok(1),
+            "the dropped attempt left nothing in flight"
+        );
     }
 
     #[test]
@@ -405,6 +588,11 @@ mod tests {
         assert_eq!(plain(b"\0a\0b\0c"), None);
     }
 
+    fn fail(t: &mut AuthThrottle, ip: IpAddr, account: &str, now: Instant) {
+        assert_ne!(t.begin(ip, account, now), ThrottleVerdict::Blocked);
+        t.end(ip, account, Some(false), now);
+    }
+
     #[test]
     fn throttle_grows_blocks_and_forgets() {
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
@@ -414,35 +602,79 @@ mod tests {
             t.check(ip, "a@x.test", t0),
             ThrottleVerdict::Proceed(Duration::ZERO)
         );
-        t.failed(ip, "a@x.test", t0);
+        fail(&mut t, ip, "a@x.test", t0);
         assert_eq!(
             t.check(ip, "a@x.test", t0),
             ThrottleVerdict::Proceed(Duration::from_millis(250))
         );
-        t.failed(ip, "a@x.test", t0);
+        fail(&mut t, ip, "a@x.test", t0);
         assert_eq!(
             t.check(ip, "b@x.test", t0),
             ThrottleVerdict::Proceed(Duration::from_millis(500)),
-            "per IP"
+            "per source"
         );
-        let other: IpAddr = "192.0.2.2".parse().unwrap();
+        let neighbour: IpAddr = "192.0.2.2".parse().unwrap();
         assert_eq!(
-            t.check(other, "A@x.test", t0),
+            t.check(neighbour, "A@x.test", t0),
             ThrottleVerdict::Proceed(Duration::from_millis(500)),
-            "per account"
+            "per account and network"
         );
         for _ in 0..3 {
-            t.failed(ip, "a@x.test", t0);
+            fail(&mut t, ip, "a@x.test", t0);
         }
         assert_eq!(t.check(ip, "c@x.test", t0), ThrottleVerdict::Blocked);
+        assert_eq!(t.check(neighbour, "a@x.test", t0), ThrottleVerdict::Blocked);
         assert_eq!(
             t.check(ip, "c@x.test", t0 + Duration::from_secs(901)),
             ThrottleVerdict::Proceed(Duration::ZERO)
         );
-        t.succeeded("a@x.test");
+    }
+
+    /// Issue 16 item 6: failures from elsewhere never lock the owner out of a network where
+    /// the account logged in before; an attacker locks only their own network.
+    #[test]
+    fn attackers_cannot_lock_out_the_owner() {
+        let t0 = Instant::now();
+        let mut t = AuthThrottle::new(Duration::from_secs(900), 10);
+        let home: IpAddr = "198.51.100.7".parse().unwrap();
+        assert_ne!(t.begin(home, "alice@x.test", t0), ThrottleVerdict::Blocked);
+        t.end(home, "alice@x.test", Some(true), t0);
+        // 10 failures from one attacker network: that network is blocked for alice…
+        let attacker: IpAddr = "203.0.113.9".parse().unwrap();
+        for _ in 0..10 {
+            fail(&mut t, attacker, "alice@x.test", t0);
+        }
         assert_eq!(
-            t.check(other, "a@x.test", t0),
+            t.check(attacker, "alice@x.test", t0),
+            ThrottleVerdict::Blocked
+        );
+        // …but not for her at home, nor from a new network, yet.
+        assert_eq!(
+            t.check(home, "alice@x.test", t0),
             ThrottleVerdict::Proceed(Duration::ZERO)
         );
+        let cafe: IpAddr = "192.0.2.77".parse().unwrap();
+        assert_eq!(
+            t.check(cafe, "alice@x.test", t0),
+            ThrottleVerdict::Proceed(Duration::ZERO)
+        );
+        // A distributed guess (many networks, 40 failures): unknown networks are blocked for
+        // the account, the known-good home network is not.
+        for i in 0..30u32 {
+            let ip = IpAddr::V4((0x0a00_0000 + (i << 8)).into());
+            fail(&mut t, ip, "alice@x.test", t0);
+        }
+        assert_eq!(t.check(cafe, "alice@x.test", t0), ThrottleVerdict::Blocked);
+        assert_eq!(
+            t.check(home, "alice@x.test", t0),
+            ThrottleVerdict::Proceed(Duration::ZERO)
+        );
+        // IPv6: one /64 is one source.
+        let a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        for _ in 0..10 {
+            fail(&mut t, a, "bob@x.test", t0);
+        }
+        assert_eq!(t.check(b, "carol@x.test", t0), ThrottleVerdict::Blocked);
     }
 }

@@ -278,6 +278,11 @@ pub struct SmtpConfig {
     /// For the whole message body.
     pub data_timeout_secs: u64,
     pub max_connections_per_ip: u32,
+    /// RAM for message bodies of all SMTP sessions together (arriving and being stored), in
+    /// MiB; past 256 KiB a body in arrival goes to a spool file in `server.data_dir`.
+    pub body_memory_mb: u64,
+    /// All bytes of bodies in arrival (RAM and spool), in MiB; past it messages get 451 4.3.1.
+    pub in_flight_mb: u64,
 }
 
 impl Default for SmtpConfig {
@@ -292,6 +297,8 @@ impl Default for SmtpConfig {
             command_timeout_secs: 300,
             data_timeout_secs: 600,
             max_connections_per_ip: 50,
+            body_memory_mb: 256,
+            in_flight_mb: 4096,
         }
     }
 }
@@ -672,6 +679,17 @@ impl Config {
             ("smtp.max_message_size", smtp.max_message_size, 1024),
             ("smtp.max_recipients", u64::from(smtp.max_recipients), 1),
             ("smtp.max_errors", u64::from(smtp.max_errors), 1),
+            // One largest message must fit, with its headers.
+            (
+                "smtp.body_memory_mb",
+                smtp.body_memory_mb,
+                (smtp.max_message_size >> 20) + 1,
+            ),
+            (
+                "smtp.in_flight_mb",
+                smtp.in_flight_mb,
+                (smtp.max_message_size >> 20) + 1,
+            ),
             (
                 "smtp.max_connections_per_ip",
                 u64::from(smtp.max_connections_per_ip),

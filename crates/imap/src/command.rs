@@ -268,9 +268,36 @@ pub enum Command {
     SetQuota,
 }
 
-/// Parses one framed command (ending in CRLF).
+/// How deep parenthesised or NOT/OR search keys may nest (RFC 9051 sets no limit; Dovecot's
+/// parser stops at a similar depth). Deeper input gets BAD instead of exhausting the stack.
+pub const MAX_NESTING: u32 = 64;
+
+/// The commands a client that has not logged in may send (RFC 9051 §6.1, §6.2). Anything else
+/// is refused by name, before its arguments are parsed.
+const BEFORE_LOGIN: &[&str] = &[
+    "CAPABILITY",
+    "NOOP",
+    "LOGOUT",
+    "STARTTLS",
+    "AUTHENTICATE",
+    "LOGIN",
+    "ID",
+];
+
+/// Parses one framed command (ending in CRLF) of a logged-in client.
 pub fn parse(input: &[u8]) -> Result<(String, Command), ParseError> {
-    let mut p = Parser { s: input, i: 0 };
+    parse_in(input, true)
+}
+
+/// Parses one framed command; `authenticated` false refuses every command not allowed before
+/// login without parsing its arguments (hostile input meets the smallest parser first).
+pub fn parse_in(input: &[u8], authenticated: bool) -> Result<(String, Command), ParseError> {
+    let mut p = Parser {
+        s: input,
+        i: 0,
+        depth: 0,
+        authenticated,
+    };
     let tag = p
         .tag()
         .map_err(|message| ParseError { tag: None, message })?;
@@ -289,6 +316,9 @@ type PResult<T> = Result<T, String>;
 pub(crate) struct Parser<'a> {
     pub(crate) s: &'a [u8],
     pub(crate) i: usize,
+    /// Current nesting of recursive constructs (search keys), at most `MAX_NESTING`.
+    pub(crate) depth: u32,
+    authenticated: bool,
 }
 
 fn is_atom_char(b: u8) -> bool {
@@ -555,8 +585,26 @@ impl<'a> Parser<'a> {
         Ok(days)
     }
 
+    /// Enters one level of nesting; `leave` must follow. Refuses input nested too deep.
+    pub(crate) fn enter(&mut self) -> PResult<()> {
+        if self.depth >= MAX_NESTING {
+            return Err(format!(
+                "[LIMIT] nested more than {MAX_NESTING} levels deep"
+            ));
+        }
+        self.depth += 1;
+        Ok(())
+    }
+
+    pub(crate) fn leave(&mut self) {
+        self.depth = self.depth.saturating_sub(1);
+    }
+
     fn command(&mut self) -> PResult<Command> {
         let name = self.atom()?.to_ascii_uppercase();
+        if !self.authenticated && !BEFORE_LOGIN.contains(&name.as_str()) {
+            return Err(format!("[CLIENTBUG] {name} needs a login first"));
+        }
         Ok(match name.as_str() {
             "CAPABILITY" => Command::Capability,
             "NOOP" => Command::Noop,
@@ -1440,6 +1488,77 @@ mod tests {
         bad("a1 FETCH 1:* FLAGS (CHANGEDSINCE 5 VANISHED)\r\n");
         bad("a1 UID FETCH 1:* FLAGS (VANISHED)\r\n");
         bad("a1 SELECT INBOX (QRESYNC (0 2))\r\n");
+    }
+
+    /// Issue 16: `a SEARCH ((((…` before login overflowed the stack and aborted the process.
+    /// Every nesting form far beyond the limit gets BAD, logged in or not.
+    #[test]
+    fn deep_search_nesting_is_refused_not_recursed() {
+        let n = 100_000;
+        let forms = [
+            format!("a SEARCH {}ALL{}\r\n", "(".repeat(n), ")".repeat(n)),
+            format!("a SEARCH {}ALL\r\n", "NOT ".repeat(n)),
+            format!("a SEARCH {}ALL ALL\r\n", "OR ALL ".repeat(n)),
+            format!("a UID SEARCH {}ALL\r\n", "OR (NOT ".repeat(n)),
+        ];
+        for input in &forms {
+            for authenticated in [false, true] {
+                let e = parse_in(input.as_bytes(), authenticated).unwrap_err();
+                assert_eq!(e.tag.as_deref(), Some("a"));
+                if authenticated {
+                    assert!(e.message.contains("nested"), "{}", e.message);
+                } else {
+                    assert!(e.message.contains("login first"), "{}", e.message);
+                }
+            }
+        }
+        // Within the limit it parses.
+        let ok = format!(
+            "a SEARCH {}ALL{}\r\n",
+            "(".repeat(MAX_NESTING as usize - 1),
+            ")".repeat(MAX_NESTING as usize - 1)
+        );
+        assert!(parse(ok.as_bytes()).is_ok());
+        let too_deep = format!(
+            "a SEARCH {}ALL{}\r\n",
+            "(".repeat(MAX_NESTING as usize),
+            ")".repeat(MAX_NESTING as usize)
+        );
+        assert!(parse(too_deep.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn before_login_only_the_login_commands_parse() {
+        for ok in [
+            &b"a CAPABILITY\r\n"[..],
+            b"a NOOP\r\n",
+            b"a LOGOUT\r\n",
+            b"a STARTTLS\r\n",
+            b"a LOGIN u p\r\n",
+            b"a AUTHENTICATE PLAIN\r\n",
+            b"a ID NIL\r\n",
+        ] {
+            assert!(
+                parse_in(ok, false).is_ok(),
+                "{:?}",
+                String::from_utf8_lossy(ok)
+            );
+        }
+        for refused in [
+            &b"a SELECT INBOX\r\n"[..],
+            b"a FETCH 1 (BODY[])\r\n",
+            b"a APPEND INBOX {3}\r\nabc\r\n",
+            b"a LIST \"\" *\r\n",
+            b"a ENABLE IMAP4rev2\r\n",
+        ] {
+            let e = parse_in(refused, false).unwrap_err();
+            assert!(e.message.contains("login first"), "{}", e.message);
+            assert!(
+                parse_in(refused, true).is_ok(),
+                "{:?}",
+                String::from_utf8_lossy(refused)
+            );
+        }
     }
 
     #[test]

@@ -47,6 +47,13 @@ impl CommandReader {
         }
     }
 
+    /// Changes the limits (they grow after login); applies from the next announcement on.
+    pub fn set_limits(&mut self, max_line: usize, max_literal: u64, max_command: usize) {
+        self.max_line = max_line;
+        self.max_literal = max_literal;
+        self.max_command = max_command;
+    }
+
     pub fn feed(&mut self, bytes: &[u8]) {
         self.buf.extend_from_slice(bytes);
     }

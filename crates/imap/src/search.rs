@@ -36,7 +36,15 @@ pub enum SearchKey {
 }
 
 impl SearchKey {
+    /// One search key; nested keys (lists, NOT, OR) count against `command::MAX_NESTING`.
     pub(crate) fn parse(p: &mut Parser<'_>) -> Result<SearchKey, String> {
+        p.enter()?;
+        let key = SearchKey::parse_one(p);
+        p.leave();
+        key
+    }
+
+    fn parse_one(p: &mut Parser<'_>) -> Result<SearchKey, String> {
         if p.peek() == Some(b'(') {
             let mut keys = p.list(SearchKey::parse)?;
             if keys.is_empty() {

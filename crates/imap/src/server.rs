@@ -78,12 +78,9 @@ async fn connection(
         return;
     };
     let mut session = Session::new(server.clone(), peer, kind == ImapListener::StartTls);
-    // Literals up to the APPEND limit; everything else of a command stays small.
-    let reader = CommandReader::new(
-        64 * 1024,
-        server.max_message_size,
-        server.max_message_size as usize + 64 * 1024,
-    );
+    // Small limits until login; `drive` widens them to the APPEND limit after it.
+    let (line, literal, command) = session.reader_limits();
+    let reader = CommandReader::new(line, literal, command);
     if kind == ImapListener::ImplicitTls {
         let Some(tls) = handshake(&server, tcp, peer).await else {
             return;
@@ -213,6 +210,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Io<S> {
 /// Runs the session until it ends or asks for STARTTLS.
 async fn drive<S: AsyncRead + AsyncWrite + Unpin>(io: &mut Io<S>, session: &mut Session) -> Flow {
     loop {
+        let (line, literal, command) = session.reader_limits();
+        io.reader.set_limits(line, literal, command);
         match io.reader.next_step() {
             Step::Command(bytes) => match session.execute(&bytes, io).await {
                 Flow::Continue => {}

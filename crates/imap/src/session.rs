@@ -197,6 +197,11 @@ impl Selected {
     }
 }
 
+/// Before login a literal carries at most a user name or password (Dovecot allows similar).
+pub(crate) const PRE_LOGIN_LITERAL: u64 = 8 * 1024;
+/// Before login a command line is short too (LOGIN, AUTHENTICATE with SASL-IR, ID).
+pub(crate) const PRE_LOGIN_LINE: usize = 8 * 1024;
+
 pub(crate) struct Session {
     server: Arc<ImapServer>,
     peer: SocketAddr,
@@ -246,8 +251,24 @@ impl Session {
         }
     }
 
+    /// The largest literal the client may send now: before login only credentials travel, so
+    /// literals stay small (`PRE_LOGIN_LITERAL`); after it APPEND has the message size limit.
     pub(crate) fn max_literal(&self) -> u64 {
-        self.server.max_message_size
+        if self.account.is_some() {
+            self.server.max_message_size
+        } else {
+            PRE_LOGIN_LITERAL
+        }
+    }
+
+    /// The reader's limits for the current state: (line, literal, whole command).
+    pub(crate) fn reader_limits(&self) -> (usize, u64, usize) {
+        if self.account.is_some() {
+            let max = self.server.max_message_size;
+            (64 * 1024, max, max as usize + 64 * 1024)
+        } else {
+            (PRE_LOGIN_LINE, PRE_LOGIN_LITERAL, 2 * PRE_LOGIN_LINE)
+        }
     }
 
     pub(crate) fn greeting(&self) -> Vec<u8> {
@@ -281,7 +302,7 @@ LIST-EXTENDED LIST-STATUS ESEARCH CONDSTORE QRESYNC BINARY STATUS=SIZE QUOTA QUO
         bytes: &[u8],
         io: &mut Io<S>,
     ) -> Flow {
-        let (tag, cmd) = match command::parse(bytes) {
+        let (tag, cmd) = match command::parse_in(bytes, self.account.is_some()) {
             Ok(parsed) => parsed,
             Err(e) => {
                 self.errors += 1;
@@ -2097,37 +2118,68 @@ fn is_child(candidate: &str, parent: &str) -> bool {
 /// LIST patterns (RFC 9051 §6.3.9): `*` matches anything, `%` anything but the delimiter.
 /// INBOX matches case-insensitively.
 fn pattern_matches(pattern: &str, name: &str) -> bool {
-    fn go(p: &[char], n: &[char]) -> bool {
-        match p.split_first() {
-            None => n.is_empty(),
-            Some(('*', rest)) => (0..=n.len()).any(|i| go(rest, &n[i..])),
-            Some(('%', rest)) => {
-                let stop = n.iter().position(|&c| c == DELIMITER).unwrap_or(n.len());
-                (0..=stop).any(|i| go(rest, &n[i..]))
-            }
-            Some((c, rest)) => n.first() == Some(c) && go(rest, &n[1..]),
-        }
-    }
     let p: Vec<char> = pattern.chars().collect();
     let n: Vec<char> = name.chars().collect();
-    if go(&p, &n) {
+    if glob(&p, &n) {
         return true;
     }
     // `inbox` (any case) names INBOX.
-    name.starts_with("INBOX") && {
-        let upper: String = pattern
-            .chars()
-            .take(5)
+    name.starts_with("INBOX")
+        && p.len() >= 5
+        && p[..5]
+            .iter()
             .collect::<String>()
-            .to_ascii_uppercase();
-        upper == "INBOX"
-            && go(
-                &format!("INBOX{}", &pattern[5..])
-                    .chars()
-                    .collect::<Vec<_>>(),
-                &n,
-            )
+            .eq_ignore_ascii_case("INBOX")
+        && glob(
+            &"INBOX"
+                .chars()
+                .chain(p[5..].iter().copied())
+                .collect::<Vec<_>>(),
+            &n,
+        )
+}
+
+/// Wildcard matching without recursion or backtracking: one pass over the pattern, keeping
+/// the set of name positions reachable so far (O(pattern × name) time, O(name) memory), so a
+/// hostile pattern such as `*a*a*a…b` costs no more than a plain one.
+fn glob(pattern: &[char], name: &[char]) -> bool {
+    let mut reach = vec![false; name.len() + 1];
+    reach[0] = true;
+    let mut prev = None;
+    for &pc in pattern {
+        // `**` is `*`: skip repeats so that they cost nothing either.
+        if pc == '*' && prev == Some('*') {
+            continue;
+        }
+        prev = Some(pc);
+        let mut next = vec![false; name.len() + 1];
+        match pc {
+            '*' => {
+                let mut any = false;
+                for (j, r) in reach.iter().enumerate() {
+                    any |= *r;
+                    next[j] = any;
+                }
+            }
+            '%' => {
+                let mut any = false;
+                for (j, r) in reach.iter().enumerate() {
+                    if j > 0 && name[j - 1] == DELIMITER {
+                        any = false;
+                    }
+                    any |= *r;
+                    next[j] = any;
+                }
+            }
+            c => {
+                for j in 1..=name.len() {
+                    next[j] = reach[j - 1] && name[j - 1] == c;
+                }
+            }
+        }
+        reach = next;
     }
+    reach[name.len()]
 }
 
 #[cfg(test)]
@@ -2168,6 +2220,18 @@ mod tests {
         assert!(pattern_matches("Inbox/*", "INBOX/x"));
         assert!(!pattern_matches("Sent", "Sent/x"));
         assert!(!pattern_matches("", "INBOX"));
+        assert!(pattern_matches("%/%", "a/b"));
+        assert!(!pattern_matches("%/%", "a/b/c"));
+        assert!(pattern_matches("*/%", "a/b/c"));
+    }
+
+    /// Hostile LIST patterns: thousands of wildcards neither recurse nor backtrack.
+    #[test]
+    fn hostile_list_patterns_are_cheap() {
+        let long = format!("{}b", "*a".repeat(20_000));
+        let name = "a".repeat(200);
+        assert!(!pattern_matches(&long, &name));
+        assert!(pattern_matches(&"%".repeat(50_000), "INBOX"));
     }
 
     #[test]

@@ -122,7 +122,18 @@ pub fn run(source: ConfigArgs, log_format: Option<LogFormatArg>) -> anyhow::Resu
         } else {
             tracing::warn!("delivery.enabled = false: mail for other domains stays queued");
         }
-        let smtp = Arc::new(smtp_server(&cfg, store.clone(), mx_tls.clone(), None, outbound.clone(), metrics.clone(), intake.clone()));
+        let shared = SmtpShared {
+            store: store.clone(),
+            outbound: outbound.clone(),
+            metrics: metrics.clone(),
+            reports: intake.clone(),
+            in_flight: kurier_smtp::spool::InFlight::new(
+                Some(cfg.server.data_dir.join("spool")),
+                cfg.smtp.body_memory_mb << 20,
+                cfg.smtp.in_flight_mb << 20,
+            ),
+        };
+        let smtp = Arc::new(smtp_server(&cfg, &shared, mx_tls.clone(), None));
         for addr in &cfg.smtp.listen {
             let listener = tokio::net::TcpListener::bind(addr.0).await.with_context(|| {
                 format!("cannot listen on {addr} (smtp.listen): is another program using it, or is the port privileged?")
@@ -144,7 +155,7 @@ pub fn run(source: ConfigArgs, log_format: Option<LogFormatArg>) -> anyhow::Resu
                 throttle: throttle.clone(),
                 rate: rate.clone(),
             };
-            let server = Arc::new(smtp_server(&cfg, store.clone(), acceptor.clone(), Some(settings), outbound.clone(), metrics.clone(), intake.clone()));
+            let server = Arc::new(smtp_server(&cfg, &shared, acceptor.clone(), Some(settings)));
             for addr in list {
                 let listener = tokio::net::TcpListener::bind(addr.0).await.with_context(|| {
                     format!("cannot listen on {addr} (submission): is another program using it, or is the port privileged?")
@@ -328,17 +339,31 @@ fn report_intake(
     ))
 }
 
-/// The inbound MX's SMTP settings from `[smtp]`.
-/// An SMTP listener's settings: the MX (`submission: None`) or a submission port.
-fn smtp_server(
-    cfg: &Config,
+/// What every SMTP listener (MX and submission) of one Kurier shares.
+#[derive(Clone)]
+struct SmtpShared {
     store: Arc<dyn kurier_store::Store>,
-    tls: Arc<TlsAcceptor>,
-    submission: Option<kurier_smtp::server::SubmissionSettings>,
     outbound: Arc<tokio::sync::Notify>,
     metrics: Arc<crate::metrics::Metrics>,
     reports: Option<(String, Arc<kurier_delivery::intake::ReportIntake>)>,
+    /// One budget for the bodies of every SMTP listener (issue 16: bounded memory).
+    in_flight: Arc<kurier_smtp::spool::InFlight>,
+}
+
+/// An SMTP listener's settings: the MX (`submission: None`) or a submission port.
+fn smtp_server(
+    cfg: &Config,
+    shared: &SmtpShared,
+    tls: Arc<TlsAcceptor>,
+    submission: Option<kurier_smtp::server::SubmissionSettings>,
 ) -> kurier_smtp::SmtpServer<crate::maildrop::StoreMailDrop> {
+    let SmtpShared {
+        store,
+        outbound,
+        metrics,
+        reports,
+        in_flight,
+    } = shared.clone();
     let s = &cfg.smtp;
     let domain = cfg
         .server
@@ -362,6 +387,7 @@ fn smtp_server(
         starttls: !submission.as_ref().is_some_and(|s| s.implicit_tls),
         submission: submission.is_some(),
         received_client_ip: submission.is_none() || cfg.submission.received_client_ip,
+        in_flight,
     };
     let server = kurier_smtp::SmtpServer::new(
         session,

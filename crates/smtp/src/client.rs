@@ -274,22 +274,41 @@ pub fn rcpt_command(address: &str, dsn: Option<&str>, ext: &Extensions) -> Strin
     }
 }
 
+/// The message with every line ending as CRLF (RFC 5321 §2.3.8): a bare LF or a bare CR
+/// becomes CRLF, so that nothing we relay can be read as a line end by one receiver and as
+/// data by another (SMTP smuggling, CVE-2023-51764 class). Borrowed when already canonical.
+pub fn canonical_line_ends(body: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    let bare = |i: usize, b: u8| match b {
+        b'\r' => body.get(i + 1) != Some(&b'\n'),
+        b'\n' => i == 0 || body[i - 1] != b'\r',
+        _ => false,
+    };
+    if !body.iter().enumerate().any(|(i, &b)| bare(i, b)) {
+        return std::borrow::Cow::Borrowed(body);
+    }
+    let mut out = Vec::with_capacity(body.len() + 64);
+    for (i, &b) in body.iter().enumerate() {
+        if bare(i, b) {
+            out.extend_from_slice(b"\r\n");
+        } else {
+            out.push(b);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// The message as DATA sends it (RFC 5321 §4.5.2): lines starting with "." get another one, the
-/// message ends with CRLF, and ".CRLF" closes it. Bare LF line ends become CRLF.
+/// message ends with CRLF, and ".CRLF" closes it. Bare LF and bare CR become CRLF.
 pub fn dot_stuff(body: &[u8]) -> Vec<u8> {
+    let body = canonical_line_ends(body);
     let mut out = Vec::with_capacity(body.len() + body.len() / 64 + 5);
     let mut at_line_start = true;
-    let mut prev = 0u8;
-    for &b in body {
+    for &b in body.iter() {
         if at_line_start && b == b'.' {
             out.push(b'.');
         }
-        if b == b'\n' && prev != b'\r' {
-            out.push(b'\r');
-        }
         out.push(b);
         at_line_start = b == b'\n';
-        prev = b;
     }
     if !body.is_empty() && !at_line_start {
         out.extend_from_slice(b"\r\n");
@@ -457,5 +476,19 @@ mod tests {
         assert_eq!(dot_stuff(b"a\n.\nb"), b"a\r\n..\r\nb\r\n.\r\n");
         assert_eq!(dot_stuff(b""), b".\r\n");
         assert_eq!(dot_stuff(b"x.y\r\n"), b"x.y\r\n.\r\n");
+        // Issue 16 item 7: a bare CR never goes out; the dot after it is stuffed.
+        assert_eq!(
+            dot_stuff(b"hello\r.\r\nMAIL FROM:<a@b>\r\n"),
+            b"hello\r\n..\r\nMAIL FROM:<a@b>\r\n.\r\n"
+        );
+        assert_eq!(dot_stuff(b"a\r"), b"a\r\n.\r\n");
+        assert_eq!(
+            canonical_line_ends(b"a\rb\nc\r\n").as_ref(),
+            b"a\r\nb\r\nc\r\n"
+        );
+        assert!(matches!(
+            canonical_line_ends(b"a\r\n"),
+            std::borrow::Cow::Borrowed(_)
+        ));
     }
 }

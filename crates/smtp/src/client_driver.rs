@@ -363,8 +363,10 @@ impl SmtpClient {
             });
         }
         let message = if chunking {
+            // BDAT has no framing to protect, but the next receiver might relay with DATA.
+            let body = crate::client::canonical_line_ends(body);
             let mut chunk = format!("BDAT {} LAST\r\n", body.len()).into_bytes();
-            chunk.extend_from_slice(body);
+            chunk.extend_from_slice(&body);
             self.write(&chunk).await?;
             self.read_reply(self.data_timeout).await?
         } else {

@@ -16,12 +16,16 @@ pub enum BareLineEnding {
     Normalize,
 }
 
+use crate::spool::{Body, InFlight, SpoolProblem};
+
 /// Why a message body is refused once it has ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BodyProblem {
     BareLineEnding,
     LineTooLong,
     TooBig,
+    /// It could not be kept (budget used up, spool not writable): a temporary failure.
+    Spool(SpoolProblem),
 }
 
 /// Incremental decoder; feed it the bytes after the 354 reply.
@@ -30,7 +34,11 @@ pub struct DataDecoder {
     mode: BareLineEnding,
     max_size: usize,
     max_line: usize,
-    body: Vec<u8>,
+    /// Decoded bytes of the current `feed`, moved to `body` when it returns.
+    staged: Vec<u8>,
+    body: Body,
+    /// Bytes decoded so far (staged and in `body`).
+    size: usize,
     line_len: usize,
     /// We are at the start of a line (after CRLF, or at the very beginning).
     at_line_start: bool,
@@ -54,12 +62,20 @@ pub enum DataProgress {
 }
 
 impl DataDecoder {
+    /// A decoder that keeps the body in memory without limit (tests, fuzzing).
     pub fn new(mode: BareLineEnding, max_size: usize, max_line: usize) -> Self {
+        Self::with_body(mode, max_size, max_line, Body::new(InFlight::unlimited()))
+    }
+
+    /// A decoder that writes into `body` (memory, then spool, within its budget).
+    pub fn with_body(mode: BareLineEnding, max_size: usize, max_line: usize, body: Body) -> Self {
         DataDecoder {
             mode,
             max_size,
             max_line,
-            body: Vec::new(),
+            staged: Vec::new(),
+            body,
+            size: 0,
             line_len: 0,
             at_line_start: true,
             dot_line: false,
@@ -74,11 +90,20 @@ impl DataDecoder {
     }
 
     fn push(&mut self, b: u8) {
-        if self.body.len() >= self.max_size {
+        if self.size >= self.max_size {
             self.flag(BodyProblem::TooBig);
             return;
         }
-        self.body.push(b);
+        self.size += 1;
+        self.staged.push(b);
+    }
+
+    /// Hands the bytes decoded by one `feed` to the body (nothing once the message is refused).
+    fn unstage(&mut self) {
+        if self.problem.is_none() {
+            self.body.push(&self.staged);
+        }
+        self.staged.clear();
     }
 
     fn end_line(&mut self, real_crlf: bool) {
@@ -92,6 +117,12 @@ impl DataDecoder {
 
     /// Consumes `input`; stops right after the terminator.
     pub fn feed(&mut self, input: &[u8]) -> DataProgress {
+        let progress = self.decode(input);
+        self.unstage();
+        progress
+    }
+
+    fn decode(&mut self, input: &[u8]) -> DataProgress {
         for (i, &b) in input.iter().enumerate() {
             if self.pending_cr {
                 self.pending_cr = false;
@@ -154,11 +185,123 @@ impl DataDecoder {
     }
 
     /// The body (dot-unstuffed, CRLF line ends) or the problem that refuses it.
-    pub fn finish(self) -> Result<Vec<u8>, BodyProblem> {
-        match self.problem {
-            Some(p) => Err(p),
-            None => Ok(self.body),
+    pub fn finish(self) -> Result<Body, BodyProblem> {
+        finish(self.problem, self.body)
+    }
+}
+
+fn finish(problem: Option<BodyProblem>, body: Body) -> Result<Body, BodyProblem> {
+    if let Some(p) = problem {
+        return Err(p);
+    }
+    match body.problem() {
+        Some(p) => Err(BodyProblem::Spool(p.clone())),
+        None => Ok(body),
+    }
+}
+
+/// The BDAT body decoder (RFC 3030): chunks are counted, not framed, so there is no
+/// dot-stuffing — but the same line-ending rule as DATA holds (a bare CR or LF is refused, or
+/// turned into CRLF in `Normalize` mode), so that no bare CR or LF is ever stored or relayed
+/// (a submitted `hello\r.\r\nMAIL FROM:…` would otherwise go out as is, and a receiver that
+/// accepts `<CR>.<CR>` would read a second message). Also checks line length and size.
+#[derive(Debug)]
+pub struct BdatDecoder {
+    mode: BareLineEnding,
+    max_size: usize,
+    max_line: usize,
+    staged: Vec<u8>,
+    body: Body,
+    size: usize,
+    line_len: usize,
+    pending_cr: bool,
+    problem: Option<BodyProblem>,
+}
+
+impl BdatDecoder {
+    pub fn new(mode: BareLineEnding, max_size: usize, max_line: usize, body: Body) -> Self {
+        BdatDecoder {
+            mode,
+            max_size,
+            max_line,
+            staged: Vec::new(),
+            body,
+            size: 0,
+            line_len: 0,
+            pending_cr: false,
+            problem: None,
         }
+    }
+
+    fn push(&mut self, b: u8) {
+        if self.size >= self.max_size {
+            self.problem.get_or_insert(BodyProblem::TooBig);
+            return;
+        }
+        self.size += 1;
+        self.staged.push(b);
+    }
+
+    fn bare(&mut self) {
+        match self.mode {
+            BareLineEnding::Reject => {
+                self.problem.get_or_insert(BodyProblem::BareLineEnding);
+            }
+            BareLineEnding::Normalize => {
+                self.push(b'\r');
+                self.push(b'\n');
+                self.line_len = 0;
+            }
+        }
+    }
+
+    /// Takes the bytes of a chunk (any split).
+    pub fn feed(&mut self, chunk: &[u8]) {
+        for &b in chunk {
+            if self.pending_cr {
+                self.pending_cr = false;
+                if b == b'\n' {
+                    self.push(b'\r');
+                    self.push(b'\n');
+                    self.line_len = 0;
+                    continue;
+                }
+                self.bare();
+            }
+            match b {
+                b'\r' => self.pending_cr = true,
+                b'\n' => self.bare(),
+                _ => {
+                    self.line_len += 1;
+                    if self.line_len > self.max_line {
+                        self.problem.get_or_insert(BodyProblem::LineTooLong);
+                    }
+                    self.push(b);
+                }
+            }
+        }
+        if self.problem.is_none() {
+            self.body.push(&self.staged);
+        }
+        self.staged.clear();
+    }
+
+    /// Bytes received so far, as decoded.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// After the LAST chunk: the body, or why it is refused.
+    pub fn finish(mut self) -> Result<Body, BodyProblem> {
+        if self.pending_cr {
+            // A CR at the very end has no LF: bare.
+            self.pending_cr = false;
+            self.bare();
+            if self.problem.is_none() {
+                self.body.push(&self.staged);
+            }
+        }
+        finish(self.problem, self.body)
     }
 }
 
@@ -172,7 +315,11 @@ mod tests {
             DataProgress::Done { consumed } => Some(consumed),
             DataProgress::More => None,
         };
-        (d.finish(), consumed)
+        (d.finish().map(bytes), consumed)
+    }
+
+    fn bytes(b: Body) -> Vec<u8> {
+        b.into_bytes(0).unwrap().0
     }
 
     #[test]
@@ -203,7 +350,7 @@ mod tests {
             }
         }
         assert_eq!(done, Some(msg.len()));
-        assert_eq!(d.finish().unwrap(), b"a\r\n.b\r\nc\r\n\r\n");
+        assert_eq!(bytes(d.finish().unwrap()), b"a\r\n.b\r\nc\r\n\r\n");
     }
 
     /// CVE-2023-51764 class: none of these ends the message; the smuggled "command" stays body
@@ -247,12 +394,60 @@ mod tests {
             d.feed(b"0123456789abcdef\r\n.\r\n"),
             DataProgress::Done { consumed: 21 }
         );
-        assert_eq!(d.finish(), Err(BodyProblem::TooBig));
+        assert_eq!(d.finish().map(bytes), Err(BodyProblem::TooBig));
         let mut d = DataDecoder::new(BareLineEnding::Reject, 1 << 20, 5);
         assert_eq!(
             d.feed(b"123456\r\n.\r\n"),
             DataProgress::Done { consumed: 11 }
         );
-        assert_eq!(d.finish(), Err(BodyProblem::LineTooLong));
+        assert_eq!(d.finish().map(bytes), Err(BodyProblem::LineTooLong));
+    }
+
+    fn bdat(mode: BareLineEnding, chunks: &[&[u8]]) -> Result<Vec<u8>, BodyProblem> {
+        let mut d = BdatDecoder::new(mode, 1 << 20, 1000, Body::new(InFlight::unlimited()));
+        for c in chunks {
+            d.feed(c);
+        }
+        d.finish().map(bytes)
+    }
+
+    /// Issue 16 item 7: BDAT obeys the bare CR/LF rule like DATA, across chunk boundaries.
+    #[test]
+    fn bdat_refuses_or_normalizes_bare_line_endings() {
+        let smuggle: &[u8] = b"hello\r.\r\nMAIL FROM:<a@b.test>\r\n";
+        assert_eq!(
+            bdat(BareLineEnding::Reject, &[smuggle]),
+            Err(BodyProblem::BareLineEnding)
+        );
+        assert_eq!(
+            bdat(BareLineEnding::Normalize, &[smuggle]).unwrap(),
+            b"hello\r\n.\r\nMAIL FROM:<a@b.test>\r\n"
+        );
+        for bad in [&b"a\nb\r\n"[..], b"a\rb\r\n", b"ab\r"] {
+            assert_eq!(
+                bdat(BareLineEnding::Reject, &[bad]),
+                Err(BodyProblem::BareLineEnding)
+            );
+        }
+        // CRLF split across chunks is a real line end.
+        assert_eq!(
+            bdat(BareLineEnding::Reject, &[b"a\r", b"\nb\r\n"]).unwrap(),
+            b"a\r\nb\r\n"
+        );
+        assert_eq!(
+            bdat(BareLineEnding::Normalize, &[b"a\n", b"b\r", b"c\r"]).unwrap(),
+            b"a\r\nb\r\nc\r\n"
+        );
+        // Dots are data in BDAT: no unstuffing.
+        assert_eq!(
+            bdat(BareLineEnding::Reject, &[b"..x\r\n.\r\n"]).unwrap(),
+            b"..x\r\n.\r\n"
+        );
+        let mut long = vec![b'x'; 1001];
+        long.extend_from_slice(b"\r\n");
+        assert_eq!(
+            bdat(BareLineEnding::Reject, &[&long]),
+            Err(BodyProblem::LineTooLong)
+        );
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! Owns the SMTP protocol: an I/O-free codec (`command`: RFC 5321 commands with the parameters
 //! of RFC 1870, 6152, 6531, 3461, 3030, 8689; `reply`: RFC 3463 enhanced codes; `data`: DATA
-//! framing with the smuggling defence), the inbound session state machine (`session`), the
+//! framing with the smuggling defence; `spool`: bodies in memory, then on disk, within one
+//! budget), the inbound session state machine (`session`), the
 //! Received header (`received`, RFC 8314 §4.3) and the async server that drives it over TCP and
 //! STARTTLS (`server`, RFC 3207) and hands messages to the store; the outbound client's
 //! protocol (`client`, I/O-free) and its async driver (`client_driver`).
@@ -25,6 +26,7 @@ pub mod sasl;
 #[cfg(feature = "server")]
 pub mod server;
 pub mod session;
+pub mod spool;
 
 #[cfg(any(feature = "server", feature = "client"))]
 mod tls_info;

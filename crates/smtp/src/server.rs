@@ -213,6 +213,7 @@ impl<D: MailDrop> Conn<'_, D> {
                 Event::Close(r) => {
                     out.extend(r.to_bytes());
                     let _ = io.write_all(&out).await;
+                    let _ = io.flush().await;
                     return End::Closed;
                 }
                 Event::StartTls(r) => {
@@ -224,21 +225,29 @@ impl<D: MailDrop> Conn<'_, D> {
                 }
                 Event::CheckRecipient(addr) => {
                     let verdict = self.check(&addr).await;
-                    if let Event::Reply(r) | Event::Close(r) = session.recipient_verdict(verdict) {
-                        out.extend(r.to_bytes());
+                    let next = session.recipient_verdict(verdict);
+                    if let Some(end) = Self::answer(io, &mut out, next).await {
+                        return end;
                     }
                 }
                 Event::Authenticate { user, password } => {
                     let outcome = self.authenticate(&user, &password).await;
-                    if let Event::Reply(r) | Event::Close(r) = session.auth_result(outcome) {
-                        out.extend(r.to_bytes());
+                    let next = session.auth_result(outcome);
+                    if let Some(end) = Self::answer(io, &mut out, next).await {
+                        return end;
                     }
                 }
                 Event::Deliver(message) => {
                     let (outcome, id) = self.deliver(&message).await;
-                    if let Event::Reply(r) = session.delivered(outcome, &id) {
-                        out.extend(r.to_bytes());
+                    let next = session.delivered(outcome, &id);
+                    if let Some(end) = Self::answer(io, &mut out, next).await {
+                        return end;
                     }
+                }
+                Event::NeedInput if session.is_closed() => {
+                    // A closed session reads nothing more (RFC 5321 §3.8: 421 closes).
+                    let _ = io.write_all(&out).await;
+                    return End::Closed;
                 }
                 Event::NeedInput if used > 0 && !buf.is_empty() => continue,
                 Event::NeedInput => {
@@ -276,6 +285,28 @@ impl<D: MailDrop> Conn<'_, D> {
                     }
                 }
             }
+        }
+    }
+
+    /// Queues the reply of a driver callback; a `Close` (421 after too many errors, say) is
+    /// sent at once and ends the connection: nothing the client sends after it is read.
+    async fn answer<S: AsyncWrite + Unpin>(
+        io: &mut S,
+        out: &mut Vec<u8>,
+        event: Event,
+    ) -> Option<End> {
+        match event {
+            Event::Reply(r) => {
+                out.extend(r.to_bytes());
+                None
+            }
+            Event::Close(r) => {
+                out.extend(r.to_bytes());
+                let _ = io.write_all(out).await;
+                let _ = io.flush().await;
+                Some(End::Closed)
+            }
+            _ => None,
         }
     }
 

@@ -7,8 +7,9 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::command::{self, Command, CommandError, MailParams, RcptParams};
-use crate::data::{BareLineEnding, BodyProblem, DataDecoder, DataProgress};
+use crate::data::{BareLineEnding, BdatDecoder, BodyProblem, DataDecoder, DataProgress};
 use crate::reply::Reply;
+use crate::spool::{Body, InFlight, MemoryReservation, SpoolProblem};
 
 /// Longest command line we read (RFC 5321 §4.5.3.1.4 says 512; extensions make it longer).
 pub const MAX_COMMAND_LINE: usize = 2048;
@@ -34,6 +35,8 @@ pub struct SessionConfig {
     pub submission: bool,
     /// Whether our Received header names the client's IP address (submission may hide it).
     pub received_client_ip: bool,
+    /// The budget of body bytes in flight, shared by all listeners (`spool`).
+    pub in_flight: Arc<InFlight>,
 }
 
 /// The peer of a session.
@@ -168,8 +171,11 @@ pub struct Session {
     from: Option<(String, MailParams)>,
     recipients: Vec<(String, RcptParams)>,
     accounts: Vec<i64>,
-    bdat_body: Vec<u8>,
+    /// The BDAT body of the transaction, from its first chunk on.
+    bdat: Option<BdatDecoder>,
     bdat_failed: Option<Reply>,
+    /// Memory held for the message being stored, until the driver says how that went.
+    storing: Option<MemoryReservation>,
     errors: u32,
     counter: u64,
     /// The authenticated account and the addresses it may send as.
@@ -192,8 +198,9 @@ impl Session {
             from: None,
             recipients: Vec::new(),
             accounts: Vec::new(),
-            bdat_body: Vec::new(),
+            bdat: None,
             bdat_failed: None,
+            storing: None,
             errors: 0,
             counter: 0,
             account: None,
@@ -231,6 +238,11 @@ impl Session {
         self.tls.as_ref()
     }
 
+    /// Whether the session has ended (QUIT, or a 421): the driver closes the connection.
+    pub fn is_closed(&self) -> bool {
+        matches!(self.state, State::Closed)
+    }
+
     /// Whether the session is inside DATA or BDAT (longer timeout, no interruption).
     pub fn in_message(&self) -> bool {
         matches!(self.state, State::Data(_) | State::Bdat { .. })
@@ -241,7 +253,7 @@ impl Session {
         self.recipients.clear();
         self.accounts.clear();
         self.remote.clear();
-        self.bdat_body.clear();
+        self.bdat = None;
         self.bdat_failed = None;
         if !matches!(self.state, State::Fresh | State::Closed) {
             self.state = State::Ready;
@@ -265,7 +277,9 @@ impl Session {
     /// Processes input from the start of `buf`; returns how many bytes were used and what to do.
     pub fn input(&mut self, buf: &[u8]) -> (usize, Event) {
         match &mut self.state {
-            State::Closed | State::Checking(..) | State::Delivering | State::Authenticating => {
+            // Closed: whatever follows is dropped, never buffered (the driver closes).
+            State::Closed => (buf.len(), Event::NeedInput),
+            State::Checking(..) | State::Delivering | State::Authenticating => {
                 (0, Event::NeedInput)
             }
             State::Data(decoder) => match decoder.feed(buf) {
@@ -277,12 +291,21 @@ impl Session {
                 *remaining -= take as u64;
                 let (done, last) = (*remaining == 0, *last);
                 if self.bdat_failed.is_none() {
-                    if self.bdat_body.len() + take > self.cfg.max_message_size {
+                    let cfg = &self.cfg;
+                    let decoder = self.bdat.get_or_insert_with(|| {
+                        BdatDecoder::new(
+                            cfg.bare_line_ending,
+                            cfg.max_message_size,
+                            cfg.max_line_length,
+                            Body::new(cfg.in_flight.clone()),
+                        )
+                    });
+                    if decoder.size() + take > self.cfg.max_message_size {
                         self.bdat_failed =
                             Some(r(552, "5.3.4", "Message size exceeds fixed limit"));
-                        self.bdat_body.clear();
+                        self.bdat = None;
                     } else {
-                        self.bdat_body.extend_from_slice(&buf[..take]);
+                        decoder.feed(&buf[..take]);
                     }
                 }
                 if !done {
@@ -526,10 +549,11 @@ impl Session {
             return self.error(r(554, "5.5.1", "Error: no valid recipients"));
         }
         let c = &self.cfg;
-        self.state = State::Data(Box::new(DataDecoder::new(
+        self.state = State::Data(Box::new(DataDecoder::with_body(
             c.bare_line_ending,
             c.max_message_size,
             c.max_line_length,
+            Body::new(c.in_flight.clone()),
         )));
         Event::Reply(Reply::plain(354, "End data with <CR><LF>.<CR><LF>"))
     }
@@ -540,26 +564,42 @@ impl Session {
         };
         match decoder.finish() {
             Ok(body) => self.deliver(body),
-            Err(problem) => {
-                self.reset();
-                Event::Reply(match problem {
-                    BodyProblem::BareLineEnding => r(
-                        550,
-                        "5.6.0",
-                        "Message refused: bare CR or LF (line endings must be CRLF; SMTP smuggling defence)",
-                    ),
-                    BodyProblem::LineTooLong => r(
-                        550,
-                        "5.6.0",
-                        &format!(
-                            "Message refused: a line is longer than {} bytes",
-                            self.cfg.max_line_length
-                        ),
-                    ),
-                    BodyProblem::TooBig => r(552, "5.3.4", "Message size exceeds fixed limit"),
-                })
-            }
+            Err(problem) => self.refuse_body(problem),
         }
+    }
+
+    /// The reply for a body that ended but is not taken; the transaction is over.
+    fn refuse_body(&mut self, problem: BodyProblem) -> Event {
+        self.reset();
+        Event::Reply(match problem {
+            BodyProblem::BareLineEnding => r(
+                550,
+                "5.6.0",
+                "Message refused: bare CR or LF (line endings must be CRLF; SMTP smuggling defence)",
+            ),
+            BodyProblem::LineTooLong => r(
+                550,
+                "5.6.0",
+                &format!(
+                    "Message refused: a line is longer than {} bytes",
+                    self.cfg.max_line_length
+                ),
+            ),
+            BodyProblem::TooBig => r(552, "5.3.4", "Message size exceeds fixed limit"),
+            BodyProblem::Spool(SpoolProblem::Busy) => r(
+                451,
+                "4.3.1",
+                "Insufficient system resources for the message now, try again later",
+            ),
+            BodyProblem::Spool(SpoolProblem::Io(e)) => {
+                tracing::error!(error = %e, "SMTP: cannot spool a message body");
+                r(
+                    451,
+                    "4.3.0",
+                    "Error: cannot keep the message now, try again later",
+                )
+            }
+        })
     }
 
     fn bdat(&mut self, size: u64, last: bool) -> Event {
@@ -598,19 +638,29 @@ impl Session {
             };
         }
         if !last {
-            return Event::Reply(r(
-                250,
-                "2.0.0",
-                &format!("{} octets received", self.bdat_body.len()),
-            ));
+            let received = self.bdat.as_ref().map_or(0, BdatDecoder::size);
+            return Event::Reply(r(250, "2.0.0", &format!("{received} octets received")));
         }
-        let body = std::mem::take(&mut self.bdat_body);
-        self.deliver(body)
+        let finished = match self.bdat.take() {
+            Some(decoder) => decoder.finish(),
+            // BDAT 0 LAST as the only chunk: an empty message.
+            None => Ok(Body::new(self.cfg.in_flight.clone())),
+        };
+        match finished {
+            Ok(body) => self.deliver(body),
+            Err(problem) => self.refuse_body(problem),
+        }
     }
 
-    fn deliver(&mut self, mut body: Vec<u8>) -> Event {
+    fn deliver(&mut self, body: Body) -> Event {
         let Some((from, params)) = self.from.clone() else {
             return Event::NeedInput;
+        };
+        // The whole message is in memory while it is stored: budgeted with the Received
+        // header and what submission may add.
+        let (mut body, reservation) = match body.into_bytes(8192) {
+            Ok(b) => b,
+            Err(p) => return self.refuse_body(BodyProblem::Spool(p)),
         };
         self.counter += 1;
         let id = format!(
@@ -643,13 +693,15 @@ impl Session {
             self.tls.as_ref(),
             (all.len() == 1).then(|| all[0]),
         );
-        let mut full = header.into_bytes();
-        full.extend_from_slice(&body);
+        // In place: no second copy of a large body.
+        let mut full = body;
+        full.splice(0..0, header.into_bytes());
         if full.len() > self.cfg.max_message_size + 4096 {
             self.reset();
             return Event::Reply(r(552, "5.3.4", "Message size exceeds fixed limit"));
         }
         self.state = State::Delivering;
+        self.storing = Some(reservation);
         Event::Deliver(Box::new(Message {
             id,
             from,
@@ -689,6 +741,7 @@ impl Session {
         if !matches!(self.state, State::Delivering) {
             return Event::NeedInput;
         }
+        self.storing = None;
         self.state = State::Transaction;
         self.reset();
         Event::Reply(match outcome {

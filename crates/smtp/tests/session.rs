@@ -22,6 +22,7 @@ fn config() -> Arc<SessionConfig> {
         starttls: true,
         submission: false,
         received_client_ip: true,
+        in_flight: kurier_smtp::spool::InFlight::unlimited(),
     })
 }
 
@@ -331,14 +332,88 @@ fn smuggled_transaction_is_never_executed() {
 #[test]
 fn bdat_chunks() {
     let mut d = Driver::new();
-    let r = d.codes("EHLO c.test\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<x@kurier.test>\r\nBDAT 6\r\nline1\nBDAT 7 LAST\r\nline2\r\n");
+    let r = d.codes("EHLO c.test\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<x@kurier.test>\r\nBDAT 7\r\nline1\r\nBDAT 7 LAST\r\nline2\r\n");
     assert_eq!(r, [250, 250, 250, 250, 250]);
-    assert!(d.delivered[0].body.ends_with(b"line1\nline2\r\n"));
+    assert!(d.delivered[0].body.ends_with(b"line1\r\nline2\r\n"));
+    // Issue 16 item 7: a bare LF or CR in BDAT is refused as in DATA (smuggling defence).
+    let r = d.codes("MAIL FROM:<a@b.test>\r\nRCPT TO:<x@kurier.test>\r\nBDAT 6\r\nline1\nBDAT 7 LAST\r\nline2\r\n");
+    assert_eq!(r, [250, 250, 250, 550]);
+    let smuggle = "hello\r.\r\nMAIL FROM:<evil@x.test>\r\n";
+    let r = d.codes(&format!(
+        "MAIL FROM:<a@b.test>\r\nRCPT TO:<x@kurier.test>\r\nBDAT {} LAST\r\n{smuggle}",
+        smuggle.len()
+    ));
+    assert_eq!(r, [250, 250, 550]);
+    assert_eq!(d.delivered.len(), 1, "nothing with a bare CR was stored");
     // BDAT without a transaction: the chunk is read and refused.
     let r = d.codes("BDAT 5 LAST\r\nhelloNOOP\r\n");
     assert_eq!(r, [503, 250]);
     let r = d.codes("MAIL FROM:<a@b.test>\r\nRCPT TO:<x@kurier.test>\r\nBDAT 0 LAST\r\n");
     assert_eq!(r, [250, 250, 250], "an empty last chunk ends the message");
+}
+
+/// Issue 16 item 2: after 421 the session reads nothing more — every later byte is dropped
+/// at once (the driver closes), so a client cannot make the server buffer what it sends.
+#[test]
+fn after_421_nothing_is_buffered() {
+    let mut s = session();
+    let mut closed = false;
+    for _ in 0..5 {
+        let (_, e) = s.input(b"BOGUS\r\n");
+        if let Event::Close(r) = e {
+            assert_eq!(r.code, 421);
+            closed = true;
+            break;
+        }
+    }
+    assert!(closed && s.is_closed());
+    let flood = vec![b'A'; 1 << 20];
+    let (used, e) = s.input(&flood);
+    assert_eq!(
+        (used, e),
+        (flood.len(), Event::NeedInput),
+        "dropped, not kept"
+    );
+    // The same through a refused recipient (the close comes from the driver callback).
+    let mut d = Driver::new();
+    d.verdict = Verdict::Unknown;
+    let r = d.codes("EHLO c.test\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<1@kurier.test>\r\nRCPT TO:<2@kurier.test>\r\nRCPT TO:<3@kurier.test>\r\nRCPT TO:<4@kurier.test>\r\nRCPT TO:<5@kurier.test>\r\nRCPT TO:<6@kurier.test>\r\nNOOP\r\n");
+    assert_eq!(r, [250, 250, 550, 550, 550, 550, 421]);
+    assert!(d.s.is_closed());
+}
+
+/// Issue 16 item 4: bodies beyond the in-flight budget get 451 4.3.1, and the budget is
+/// given back whatever happens.
+#[test]
+fn bodies_past_the_in_flight_budget_get_451() {
+    let budget = kurier_smtp::spool::InFlight::new(None, 64 * 1024, 64 * 1024);
+    let mut cfg = (*config()).clone();
+    cfg.max_message_size = 1 << 20;
+    cfg.in_flight = budget.clone();
+    let mut d = Driver::new();
+    d.s = Session::new(
+        Arc::new(cfg),
+        PeerInfo {
+            ip: "192.0.2.7".parse().unwrap(),
+        },
+    );
+    let big = "x".repeat(900);
+    let body: String = (0..100).map(|_| format!("{big}\r\n")).collect();
+    let r = d.feed(&format!(
+        "EHLO c.test\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<x@kurier.test>\r\nDATA\r\n{body}.\r\n"
+    ));
+    let last = r.last().unwrap();
+    assert_eq!(last.0, 451);
+    assert!(last.1.contains("4.3.1"), "{}", last.1);
+    assert_eq!(budget.total_in_use(), 0);
+    assert_eq!(budget.memory_in_use(), 0);
+    let r = d.codes("MAIL FROM:<a@b.test>\r\nRCPT TO:<x@kurier.test>\r\nDATA\r\nsmall\r\n.\r\n");
+    assert_eq!(
+        r,
+        [250, 250, 354, 250],
+        "a message that fits still goes through"
+    );
+    assert_eq!(budget.memory_in_use(), 0, "given back after storing");
 }
 
 #[test]

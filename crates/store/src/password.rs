@@ -54,6 +54,32 @@ pub fn check_account(
     }
 }
 
+/// Argon2 verifications running at once: one per core. More would only make each wait longer
+/// for a CPU, while tokio's blocking pool (and with it the store's SQLite calls) fills up.
+fn verifiers() -> &'static tokio::sync::Semaphore {
+    static POOL: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    POOL.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        tokio::sync::Semaphore::new(cores)
+    })
+}
+
+/// `check_account` on the bounded verifier pool, holding no lock of the store: the caller
+/// fetched `row` and released the database before this (issue 16: 300 concurrent logins
+/// stalled SMTP deliveries while Argon2 ran under SQLite's connection mutex).
+pub async fn check_account_off_thread(
+    password: String,
+    row: Option<(String, crate::Account)>,
+) -> Result<Option<crate::Account>, StoreError> {
+    let _permit = verifiers()
+        .acquire()
+        .await
+        .map_err(|e| StoreError::Backend(format!("password verifier pool: {e}")))?;
+    tokio::task::spawn_blocking(move || check_account(&password, row))
+        .await
+        .map_err(|e| StoreError::Backend(format!("password verification failed: {e}")))
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

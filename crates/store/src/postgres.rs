@@ -745,8 +745,7 @@ impl Store for PostgresStore {
 
     async fn authenticate(&self, address: &str, password: &str) -> Result<Option<Account>> {
         let Ok(address) = address::normalize(address) else {
-            password::verify_dummy(password);
-            return Ok(None);
+            return password::check_account_off_thread(password.to_string(), None).await;
         };
         let row = self
             .client()
@@ -768,11 +767,8 @@ impl Store for PostgresStore {
             };
             (r.get::<_, String>(0), account)
         });
-        let password = password.to_string();
-        // Argon2 takes tens of milliseconds: keep it off the async threads.
-        tokio::task::spawn_blocking(move || password::check_account(&password, row))
-            .await
-            .map_err(|e| StoreError::Backend(e.to_string()))
+        // Argon2 takes tens of milliseconds: off the async threads, on the bounded pool.
+        password::check_account_off_thread(password.to_string(), row).await
     }
 
     async fn usage(&self, account: AccountId) -> Result<u64> {

@@ -644,14 +644,14 @@ impl Store for SqliteStore {
     }
 
     async fn authenticate(&self, address: &str, password: &str) -> Result<Option<Account>> {
-        let Ok(address) = address::normalize(address) else {
-            password::verify_dummy(password);
-            return Ok(None);
-        };
         let password = password.to_string();
-        self.run(move |c| {
-            let row: Option<(String, Account)> = c
-                .query_row(
+        let Ok(address) = address::normalize(address) else {
+            return password::check_account_off_thread(password, None).await;
+        };
+        // Only the row is read under the connection lock; Argon2 runs after it is released.
+        let row = self
+            .run(move |c| {
+                c.query_row(
                     &format!("SELECT password, {ACCOUNT_COLUMNS} FROM accounts WHERE address = ?1"),
                     [&address],
                     |r| {
@@ -668,10 +668,10 @@ impl Store for SqliteStore {
                     },
                 )
                 .optional()
-                .map_err(err)?;
-            Ok(password::check_account(&password, row))
-        })
-        .await
+                .map_err(err)
+            })
+            .await?;
+        password::check_account_off_thread(password, row).await
     }
 
     async fn usage(&self, account: AccountId) -> Result<u64> {
