@@ -181,8 +181,10 @@ pub struct SubmissionConfig {
     pub received_client_ip: bool,
     /// Messages one account may send per hour.
     pub max_messages_per_hour: u32,
-    /// Failed logins (per client address or per account) within `auth_window_secs` after which
-    /// further attempts are refused for that window.
+    /// Failed logins within `auth_window_secs` (counted when they start) after which further
+    /// attempts from that address, or for that account from that network, are refused for the
+    /// window; four times as many for an account from everywhere block it only for networks
+    /// where it has not logged in before (kurier-access `AuthThrottle`).
     pub auth_block_after: u32,
     pub auth_window_secs: u64,
 }

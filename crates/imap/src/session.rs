@@ -1277,6 +1277,9 @@ impl Session {
     }
 
     fn note_change(&mut self, c: &MailboxChange) {
+        if c.kind == ChangeKind::Missed {
+            return self.lost_track();
+        }
         let Some(account) = &self.account else { return };
         let Some(sel) = &mut self.selected else {
             return;
@@ -1287,7 +1290,7 @@ impl Session {
         match &c.kind {
             ChangeKind::Appended { .. } | ChangeKind::Flags { .. } => sel.stale = true,
             ChangeKind::Expunged { uids } => sel.view.note_expunged(uids),
-            ChangeKind::Mailboxes => {}
+            ChangeKind::Mailboxes | ChangeKind::Missed => {}
         }
     }
 

@@ -57,15 +57,40 @@ pub enum QueueCommand {
     List,
 }
 
-/// Opens the store of `--config` (or `--dev`).
+/// Opens the store of `--config` (or `--dev`). The data folder must exist (`kurier init`
+/// makes it), except with `--dev`.
 pub async fn open(args: &ConfigArgs) -> anyhow::Result<Arc<dyn Store>> {
     let cfg = args.config()?;
-    crate::serve::create_data_dir(&cfg)?;
+    if args.dev.dev {
+        crate::serve::create_data_dir(&cfg)?;
+    } else {
+        crate::serve::require_data_dir(&cfg)?;
+    }
     let url = cfg.store_url();
     kurier_store::open(&url).await.map_err(|e| match e {
         kurier_store::StoreError::Invalid(m) => ConfigProblem(format!("store.url: {m}")).into(),
         other => anyhow::Error::new(other).context(format!("cannot open the store {url}")),
     })
+}
+
+/// `kurier init`: creates the data folder and the store (schema included) for a first start.
+pub async fn init(args: ConfigArgs) -> anyhow::Result<()> {
+    let cfg = args.config()?;
+    let existed = cfg.server.data_dir.is_dir();
+    crate::serve::create_data_dir(&cfg)?;
+    let store = open(&args).await?;
+    let domains = store.domains().await?.len();
+    println!(
+        "{} {}; store {} ready ({domains} domains)",
+        if existed {
+            "data folder"
+        } else {
+            "created data folder"
+        },
+        cfg.server.data_dir.display(),
+        cfg.store_url()
+    );
+    Ok(())
 }
 
 pub async fn domain(args: ConfigArgs, cmd: DomainCommand) -> anyhow::Result<()> {

@@ -53,6 +53,15 @@ enum Command {
     Serve {
         #[command(flatten)]
         source: ConfigArgs,
+        /// Create server.data_dir if it does not exist (otherwise that is an error: a volume
+        /// that failed to mount must not become an empty store).
+        #[arg(long)]
+        create: bool,
+    },
+    /// Prepare a first start: create server.data_dir and the store.
+    Init {
+        #[command(flatten)]
+        source: ConfigArgs,
     },
     /// Hosted mail domains.
     Domain {
@@ -208,7 +217,8 @@ fn block_on(f: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow:
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve { source } => serve::run(source, cli.log_format),
+        Command::Serve { source, create } => serve::run(source, cli.log_format, create),
+        Command::Init { source } => block_on(admin::init(source)),
         Command::Domain { source, command } => block_on(admin::domain(source, command)),
         Command::User { source, command } => block_on(admin::user(source, command)),
         Command::Alias { source, command } => block_on(admin::alias(source, command)),

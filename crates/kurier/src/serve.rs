@@ -12,7 +12,7 @@ use tokio::sync::watch;
 
 use crate::{ConfigArgs, ConfigProblem, LogFormatArg, admin, dev, logging};
 
-/// Creates `server.data_dir` if it is missing.
+/// Creates `server.data_dir` if it is missing (`kurier init`, `serve --create`, `--dev`).
 pub fn create_data_dir(cfg: &Config) -> anyhow::Result<()> {
     let dir = &cfg.server.data_dir;
     std::fs::create_dir_all(dir).with_context(|| {
@@ -23,8 +23,33 @@ pub fn create_data_dir(cfg: &Config) -> anyhow::Result<()> {
     })
 }
 
+/// Refuses a `server.data_dir` that does not exist: a volume that failed to mount must not
+/// become a new, empty store that answers "user unknown" to all mail (issue 16).
+pub fn require_data_dir(cfg: &Config) -> anyhow::Result<()> {
+    let dir = &cfg.server.data_dir;
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(ConfigProblem(format!(
+            "server.data_dir {} is not a folder (fix: point server.data_dir at Kurier's data folder)",
+            dir.display()
+        ))
+        .into()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(ConfigProblem(format!(
+            "server.data_dir {} does not exist (fix: on the first start run `kurier init` or `kurier serve --create`; otherwise check that its volume is mounted — Kurier does not start on an empty folder in its place)",
+            dir.display()
+        ))
+        .into()),
+        Err(e) => Err(anyhow::Error::new(e)
+            .context(format!("cannot read server.data_dir {}", dir.display()))),
+    }
+}
+
 /// `kurier serve`.
-pub fn run(source: ConfigArgs, log_format: Option<LogFormatArg>) -> anyhow::Result<()> {
+pub fn run(
+    source: ConfigArgs,
+    log_format: Option<LogFormatArg>,
+    create: bool,
+) -> anyhow::Result<()> {
     let dev = source.dev.clone();
     let (mut cfg, created) = if dev.dev {
         dev::prepare(&dev)?
@@ -36,6 +61,10 @@ pub fn run(source: ConfigArgs, log_format: Option<LogFormatArg>) -> anyhow::Resu
             LogFormatArg::Text => kurier_config::LogFormat::Text,
             LogFormatArg::Json => kurier_config::LogFormat::Json,
         };
+    }
+    // Before anything else: a missing data folder is the operator's to fix.
+    if !(create || dev.dev) {
+        require_data_dir(&cfg)?;
     }
     logging::init(cfg.log.format, &cfg.log.level);
     if created {
@@ -49,7 +78,9 @@ pub fn run(source: ConfigArgs, log_format: Option<LogFormatArg>) -> anyhow::Resu
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        create_data_dir(&cfg)?;
+        if create || dev.dev {
+            create_data_dir(&cfg)?;
+        }
         let store = admin::open(&source).await?;
         tracing::info!(store = %cfg.store_url(), "store opened");
         let demo = if dev.dev { Some(dev::demo_account(&*store, &cfg.server.data_dir).await?) } else { None };

@@ -249,6 +249,41 @@ fn dns5_tls_profile_prints_the_ics_of_the_live_profiles() {
     assert!(out.contains("brainpoolP256r1tls13"), "{out}");
 }
 
+/// Issue 16 item 8: a data folder that does not exist (a volume that failed to mount) stops
+/// `serve` and the admin commands with one line naming the fix, and creates nothing; `kurier
+/// init` (or `serve --create`) makes it on the first start.
+#[test]
+fn a_missing_data_dir_is_an_error_until_init() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = good_config(dir.path(), "127.0.10.24:8443", "");
+    let f = f.to_str().unwrap();
+    for args in [
+        &["serve", "--config", f][..],
+        &["domain", "add", "example.org", "--config", f],
+        &["user", "list", "--config", f],
+    ] {
+        assert_config_error(
+            args,
+            &[
+                "server.data_dir",
+                "does not exist",
+                "kurier init",
+                "mounted",
+            ],
+        );
+    }
+    assert!(!dir.path().join("data").exists(), "nothing was created");
+    let (code, out, err) = run(&["init", "--config", f]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("created data folder"), "{out}");
+    assert!(dir.path().join("data/kurier.db").exists());
+    let (code, out, err) = run(&["init", "--config", f]);
+    assert_eq!(code, 0, "init twice is harmless: {err}");
+    assert!(out.contains("ready"), "{out}");
+    let (code, _, err) = run(&["domain", "add", "example.org", "--config", f]);
+    assert_eq!(code, 0, "{err}");
+}
+
 fn served_names(ip: &str) -> Vec<String> {
     let facts = probe(support::addr(ip), &ClientOffer::default()).unwrap();
     kurier_tls::certificate::dns_names(&facts.peer_chain[0])
@@ -259,7 +294,10 @@ fn certificates_reload_on_sighup_and_keep_serving_on_a_bad_file() {
     let dir = tempfile::tempdir().unwrap();
     let ip = "127.0.10.22";
     let f = good_config(dir.path(), &format!("{ip}:8443"), "reload_check_secs = 0\n");
-    let server = Server::start(&["serve", "--config", f.to_str().unwrap()], dir.path());
+    let server = Server::start(
+        &["serve", "--create", "--config", f.to_str().unwrap()],
+        dir.path(),
+    );
     server.wait_for_log("Kurier started");
     assert_eq!(served_names(ip), ["mail.example.org"]);
     // Same file names, new content.
@@ -288,6 +326,8 @@ fn certificates_reload_when_the_files_change() {
     let dir = tempfile::tempdir().unwrap();
     let ip = "127.0.10.23";
     let f = good_config(dir.path(), &format!("{ip}:8443"), "reload_check_secs = 1\n");
+    let (code, _, err) = run(&["init", "--config", f.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
     let server = Server::start(&["serve", "--config", f.to_str().unwrap()], dir.path());
     server.wait_for_log("Kurier started");
     assert_eq!(served_names(ip), ["mail.example.org"]);

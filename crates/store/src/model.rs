@@ -160,6 +160,9 @@ pub enum ChangeKind {
     },
     /// Created, renamed or deleted.
     Mailboxes,
+    /// Changes may have been missed (another node's feed was interrupted, e.g. a database
+    /// restart): every listener re-reads what it shows. `account` and `mailbox` are 0.
+    Missed,
 }
 
 /// Delivery state of one recipient of a queued message.

@@ -95,36 +95,8 @@ impl PostgresStore {
         migrate(&mut c).await?;
         drop(c);
         // Listen before returning, so that no change after `connect` is missed.
-        let (client, mut connection) = config.connect(NoTls).await.map_err(err)?;
-        let sender = store.changes.clone();
-        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-        tokio::spawn(async move {
-            let client = client;
-            let mut ready = Some(ready_tx);
-            let sql = format!("LISTEN {CHANNEL}");
-            let listen = client.batch_execute(&sql);
-            tokio::pin!(listen);
-            loop {
-                tokio::select! {
-                    r = &mut listen, if ready.is_some() => {
-                        if let Some(tx) = ready.take() { let _ = tx.send(r.is_ok()); }
-                    }
-                    m = std::future::poll_fn(|cx| connection.poll_message(cx)) => match m {
-                        Some(Ok(AsyncMessage::Notification(n))) => {
-                            if let Some(change) = decode_change(n.payload()) {
-                                let _ = sender.send(change);
-                            }
-                        }
-                        Some(Ok(_)) => {}
-                        Some(Err(e)) => { tracing::error!(error = %e, "PostgreSQL change listener failed; IMAP IDLE will not hear other nodes"); return; }
-                        None => return,
-                    }
-                }
-            }
-        });
-        if ready_rx.await != Ok(true) {
-            return Err(StoreError::Unavailable("PostgreSQL: LISTEN failed".into()));
-        }
+        let first = listen(&config).await?;
+        tokio::spawn(change_feed(config, first, store.changes.clone()));
         Ok(store)
     }
 
@@ -133,6 +105,89 @@ impl PostgresStore {
             .get()
             .await
             .map_err(|e| StoreError::Unavailable(format!("PostgreSQL: {e}")))
+    }
+}
+
+/// A connection that has run `LISTEN` on the change channel.
+type Listening = (
+    tokio_postgres::Client,
+    tokio_postgres::Connection<tokio_postgres::Socket, tokio_postgres::tls::NoTlsStream>,
+);
+
+/// Connects and runs LISTEN, driving the connection while the command completes.
+async fn listen(config: &tokio_postgres::Config) -> Result<Listening> {
+    let (client, mut connection) = config.connect(NoTls).await.map_err(err)?;
+    let sql = format!("LISTEN {CHANNEL}");
+    {
+        let listen = client.batch_execute(&sql);
+        tokio::pin!(listen);
+        loop {
+            tokio::select! {
+                r = &mut listen => {
+                    r.map_err(err)?;
+                    break;
+                }
+                m = std::future::poll_fn(|cx| connection.poll_message(cx)) => match m {
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => return Err(err(e)),
+                    None => return Err(StoreError::Unavailable("PostgreSQL: connection closed during LISTEN".into())),
+                }
+            }
+        }
+    }
+    Ok((client, connection))
+}
+
+/// Hands every notification to the local subscribers, for as long as the process runs: when
+/// the connection breaks (database restart, network) it reconnects with a growing pause
+/// (1 s … 30 s), logs once per state change, and after reconnecting tells every subscriber
+/// that it may have missed changes (`ChangeKind::Missed`), so IDLE sessions re-read their
+/// mailbox instead of going deaf for good.
+async fn change_feed(
+    config: tokio_postgres::Config,
+    first: Listening,
+    sender: broadcast::Sender<MailboxChange>,
+) {
+    let mut current = Some(first);
+    let mut pause = Duration::from_secs(1);
+    loop {
+        let (client, mut connection) = match current.take() {
+            Some(c) => c,
+            None => match listen(&config).await {
+                Ok(c) => {
+                    tracing::info!(
+                        "PostgreSQL change listener reconnected; sessions re-read their mailboxes"
+                    );
+                    let _ = sender.send(MailboxChange {
+                        account: 0,
+                        mailbox: 0,
+                        kind: ChangeKind::Missed,
+                    });
+                    pause = Duration::from_secs(1);
+                    c
+                }
+                Err(_) => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(30));
+                    continue;
+                }
+            },
+        };
+        let why = loop {
+            match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+                Some(Ok(AsyncMessage::Notification(n))) => {
+                    if let Some(change) = decode_change(n.payload()) {
+                        let _ = sender.send(change);
+                    }
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => break e.to_string(),
+                None => break "connection closed".to_string(),
+            }
+        };
+        drop(client);
+        tracing::error!(error = %why, "PostgreSQL change listener lost its connection; IMAP IDLE does not hear other nodes until it reconnects");
+        tokio::time::sleep(pause).await;
     }
 }
 
@@ -196,6 +251,8 @@ fn encode_change(c: &MailboxChange) -> Vec<String> {
         ChangeKind::Flags { uids } => ("f", uids),
         ChangeKind::Expunged { uids } => ("e", uids),
         ChangeKind::Mailboxes => ("m", &[]),
+        // Local only: never sent to other nodes.
+        ChangeKind::Missed => return Vec::new(),
     };
     // NOTIFY payloads are limited to 8000 bytes: split long UID lists.
     let chunks: Vec<&[u32]> = if uids.is_empty() {

@@ -81,6 +81,7 @@ impl KurierSender {
         std::fs::create_dir_all(&dir)?;
         let (cert, key) = world.ca.leaf(&["mx.kurier.test"])?.write(&dir, "mx")?;
         let config = dir.join("kurier.toml");
+        std::fs::create_dir_all(dir.join("data"))?;
         std::fs::write(
             &config,
             format!(

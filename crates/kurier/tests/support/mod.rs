@@ -224,6 +224,8 @@ pub fn configured(dir: &Path, ip: &str, smtp: &str, submission: &str) -> PathBuf
         .write(dir, "mx")
         .unwrap();
     let f = dir.join("kurier.toml");
+    // What `kurier init` does on a first start: serve refuses a missing data folder.
+    std::fs::create_dir_all(dir.join("data")).unwrap();
     std::fs::write(
         &f,
         format!(
@@ -279,7 +281,10 @@ pub fn admin(config: &Path, args: &[&str], stdin: &str) {
 impl Server {
     /// `kurier serve --config FILE`, waited for until it has started.
     pub fn configured(dir: &Path, config: &Path) -> Server {
-        let s = Server::start(&["serve", "--config", config.to_str().unwrap()], dir);
+        let s = Server::start(
+            &["serve", "--create", "--config", config.to_str().unwrap()],
+            dir,
+        );
         s.wait_for_log("Kurier started");
         s
     }
