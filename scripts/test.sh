@@ -42,11 +42,11 @@ start_postgres
 
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
-# Fuzz the SMTP and IMAP codecs, the SMTP session and the MIME structure for a bounded time (cargo-fuzz with libFuzzer; the stable
+# Fuzz the SMTP and IMAP codecs, the SMTP session, the DATA/BDAT decoders and the MIME structure for a bounded time (60 s each) (cargo-fuzz with libFuzzer; the stable
 # toolchain allows its -Z flags through RUSTC_BOOTSTRAP). A crash fails the run.
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 for target in smtp_session smtp_data imap_command imap_mime; do
-  (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run "$target" -- -max_total_time="${KURIER_FUZZ_SECONDS:-30}" 2>&1 | tail -n 3)
+  (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run "$target" -- -max_total_time="${KURIER_FUZZ_SECONDS:-60}" 2>&1 | tail -n 3)
 done
 
 cargo test --workspace --locked

@@ -15,6 +15,7 @@ fuzz_target!(|data: &[u8]| {
         for _ in 0..10_000 {
             match r.next_step() {
                 Step::Command(bytes) => {
+                    let _ = command::parse_in(&bytes, false);
                     let _ = command::parse(&bytes);
                 }
                 Step::NeedMore | Step::TooLong => break,

@@ -1,9 +1,22 @@
-//! The DATA decoder: whatever comes in, a body it accepts has only CRLF line endings (so no
-//! stored message can carry a smuggling sequence onward), and only CRLF.CRLF ends it.
+//! The DATA and BDAT decoders: whatever comes in, a body they accept has only CRLF line
+//! endings (so no stored message can carry a smuggling sequence onward), and only CRLF.CRLF
+//! ends DATA. BDAT is fed in pieces split where the input says.
 #![no_main]
 
-use kurier_smtp::data::{BareLineEnding, DataDecoder, DataProgress};
+use kurier_smtp::data::{BareLineEnding, BdatDecoder, DataDecoder, DataProgress};
+use kurier_smtp::spool::{Body, InFlight};
 use libfuzzer_sys::fuzz_target;
+
+fn assert_crlf_only(body: &[u8]) {
+    for (i, &b) in body.iter().enumerate() {
+        if b == b'\n' {
+            assert!(i > 0 && body[i - 1] == b'\r', "bare LF in an accepted body");
+        }
+        if b == b'\r' {
+            assert!(body.get(i + 1) == Some(&b'\n'), "bare CR in an accepted body");
+        }
+    }
+}
 
 fuzz_target!(|data: &[u8]| {
     for mode in [BareLineEnding::Reject, BareLineEnding::Normalize] {
@@ -16,17 +29,16 @@ fuzz_target!(|data: &[u8]| {
             DataProgress::More => None,
         };
         if let (Some(_), Ok(body)) = (end, d.finish()) {
-            for (i, &b) in body.iter().enumerate() {
-                if b == b'\n' {
-                    assert!(i > 0 && body[i - 1] == b'\r', "bare LF in an accepted body");
-                }
-                if b == b'\r' {
-                    assert!(
-                        body.get(i + 1) == Some(&b'\n'),
-                        "bare CR in an accepted body"
-                    );
-                }
-            }
+            assert_crlf_only(&body.into_bytes(0).expect("in memory").0);
+        }
+        // BDAT: the first byte picks the chunk size.
+        let step = usize::from(data.first().copied().unwrap_or(1)).max(1);
+        let mut b = BdatDecoder::new(mode, 1 << 16, 998, Body::new(InFlight::unlimited()));
+        for chunk in data.chunks(step) {
+            b.feed(chunk);
+        }
+        if let Ok(body) = b.finish() {
+            assert_crlf_only(&body.into_bytes(0).expect("in memory").0);
         }
     }
 });
