@@ -28,17 +28,68 @@ pub enum BodyProblem {
     Spool(SpoolProblem),
 }
 
-/// Incremental decoder; feed it the bytes after the 354 reply.
+/// Where both decoders put decoded bytes: staged per `feed`, then handed to the body in one
+/// piece; counts the size and remembers the first problem (after which nothing is kept).
 #[derive(Debug)]
-pub struct DataDecoder {
-    mode: BareLineEnding,
+struct BodyWriter {
     max_size: usize,
-    max_line: usize,
-    /// Decoded bytes of the current `feed`, moved to `body` when it returns.
     staged: Vec<u8>,
     body: Body,
     /// Bytes decoded so far (staged and in `body`).
     size: usize,
+    problem: Option<BodyProblem>,
+}
+
+impl BodyWriter {
+    fn new(max_size: usize, body: Body) -> Self {
+        BodyWriter {
+            max_size,
+            staged: Vec::new(),
+            body,
+            size: 0,
+            problem: None,
+        }
+    }
+
+    fn flag(&mut self, p: BodyProblem) {
+        self.problem.get_or_insert(p);
+    }
+
+    fn push(&mut self, b: u8) {
+        if self.size >= self.max_size {
+            self.flag(BodyProblem::TooBig);
+            return;
+        }
+        self.size += 1;
+        self.staged.push(b);
+    }
+
+    /// Hands the staged bytes to the body (nothing once the message is refused).
+    fn unstage(&mut self) {
+        if self.problem.is_none() {
+            self.body.push(&self.staged);
+        }
+        self.staged.clear();
+    }
+
+    fn finish(mut self) -> Result<Body, BodyProblem> {
+        self.unstage();
+        if let Some(p) = self.problem {
+            return Err(p);
+        }
+        match self.body.problem() {
+            Some(p) => Err(BodyProblem::Spool(p.clone())),
+            None => Ok(self.body),
+        }
+    }
+}
+
+/// Incremental decoder; feed it the bytes after the 354 reply.
+#[derive(Debug)]
+pub struct DataDecoder {
+    mode: BareLineEnding,
+    max_line: usize,
+    out: BodyWriter,
     line_len: usize,
     /// We are at the start of a line (after CRLF, or at the very beginning).
     at_line_start: bool,
@@ -49,7 +100,6 @@ pub struct DataDecoder {
     /// The current line began after a real CRLF (or at the start); only such a "." line ends
     /// DATA — after a normalized bare LF, "<LF>.<CR><LF>" must stay data.
     line_after_crlf: bool,
-    problem: Option<BodyProblem>,
 }
 
 /// Result of feeding bytes.
@@ -71,39 +121,22 @@ impl DataDecoder {
     pub fn with_body(mode: BareLineEnding, max_size: usize, max_line: usize, body: Body) -> Self {
         DataDecoder {
             mode,
-            max_size,
             max_line,
-            staged: Vec::new(),
-            body,
-            size: 0,
+            out: BodyWriter::new(max_size, body),
             line_len: 0,
             at_line_start: true,
             dot_line: false,
             pending_cr: false,
             line_after_crlf: true,
-            problem: None,
         }
     }
 
     fn flag(&mut self, p: BodyProblem) {
-        self.problem.get_or_insert(p);
+        self.out.flag(p);
     }
 
     fn push(&mut self, b: u8) {
-        if self.size >= self.max_size {
-            self.flag(BodyProblem::TooBig);
-            return;
-        }
-        self.size += 1;
-        self.staged.push(b);
-    }
-
-    /// Hands the bytes decoded by one `feed` to the body (nothing once the message is refused).
-    fn unstage(&mut self) {
-        if self.problem.is_none() {
-            self.body.push(&self.staged);
-        }
-        self.staged.clear();
+        self.out.push(b);
     }
 
     fn end_line(&mut self, real_crlf: bool) {
@@ -118,7 +151,7 @@ impl DataDecoder {
     /// Consumes `input`; stops right after the terminator.
     pub fn feed(&mut self, input: &[u8]) -> DataProgress {
         let progress = self.decode(input);
-        self.unstage();
+        self.out.unstage();
         progress
     }
 
@@ -186,17 +219,7 @@ impl DataDecoder {
 
     /// The body (dot-unstuffed, CRLF line ends) or the problem that refuses it.
     pub fn finish(self) -> Result<Body, BodyProblem> {
-        finish(self.problem, self.body)
-    }
-}
-
-fn finish(problem: Option<BodyProblem>, body: Body) -> Result<Body, BodyProblem> {
-    if let Some(p) = problem {
-        return Err(p);
-    }
-    match body.problem() {
-        Some(p) => Err(BodyProblem::Spool(p.clone())),
-        None => Ok(body),
+        self.out.finish()
     }
 }
 
@@ -208,44 +231,31 @@ fn finish(problem: Option<BodyProblem>, body: Body) -> Result<Body, BodyProblem>
 #[derive(Debug)]
 pub struct BdatDecoder {
     mode: BareLineEnding,
-    max_size: usize,
     max_line: usize,
-    staged: Vec<u8>,
-    body: Body,
-    size: usize,
+    out: BodyWriter,
     line_len: usize,
     pending_cr: bool,
-    problem: Option<BodyProblem>,
 }
 
 impl BdatDecoder {
     pub fn new(mode: BareLineEnding, max_size: usize, max_line: usize, body: Body) -> Self {
         BdatDecoder {
             mode,
-            max_size,
             max_line,
-            staged: Vec::new(),
-            body,
-            size: 0,
+            out: BodyWriter::new(max_size, body),
             line_len: 0,
             pending_cr: false,
-            problem: None,
         }
     }
 
     fn push(&mut self, b: u8) {
-        if self.size >= self.max_size {
-            self.problem.get_or_insert(BodyProblem::TooBig);
-            return;
-        }
-        self.size += 1;
-        self.staged.push(b);
+        self.out.push(b);
     }
 
     fn bare(&mut self) {
         match self.mode {
             BareLineEnding::Reject => {
-                self.problem.get_or_insert(BodyProblem::BareLineEnding);
+                self.out.flag(BodyProblem::BareLineEnding);
             }
             BareLineEnding::Normalize => {
                 self.push(b'\r');
@@ -274,21 +284,18 @@ impl BdatDecoder {
                 _ => {
                     self.line_len += 1;
                     if self.line_len > self.max_line {
-                        self.problem.get_or_insert(BodyProblem::LineTooLong);
+                        self.out.flag(BodyProblem::LineTooLong);
                     }
                     self.push(b);
                 }
             }
         }
-        if self.problem.is_none() {
-            self.body.push(&self.staged);
-        }
-        self.staged.clear();
+        self.out.unstage();
     }
 
     /// Bytes received so far, as decoded.
     pub fn size(&self) -> usize {
-        self.size
+        self.out.size
     }
 
     /// After the LAST chunk: the body, or why it is refused.
@@ -297,11 +304,8 @@ impl BdatDecoder {
             // A CR at the very end has no LF: bare.
             self.pending_cr = false;
             self.bare();
-            if self.problem.is_none() {
-                self.body.push(&self.staged);
-            }
         }
-        finish(self.problem, self.body)
+        self.out.finish()
     }
 }
 
