@@ -62,15 +62,16 @@ pub fn run(
             LogFormatArg::Json => kurier_config::LogFormat::Json,
         };
     }
-    // Before anything else: a missing data folder is the operator's to fix.
-    if !(create || dev.dev) {
-        require_data_dir(&cfg)?;
-    }
     logging::init(cfg.log.format, &cfg.log.level);
     if created {
         tracing::info!(data = %dev.data.display(), "created the dev CA and server certificate");
     }
     let acceptor = Arc::new(strict_acceptor(&cfg)?);
+    // After the certificates (their errors come first), before anything is written: a missing
+    // data folder is the operator's to fix.
+    if !(create || dev.dev) {
+        require_data_dir(&cfg)?;
+    }
     raise_file_limit();
     bound_allocator();
     let runtime = tokio::runtime::Builder::new_multi_thread()

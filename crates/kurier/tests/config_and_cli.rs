@@ -257,21 +257,23 @@ fn a_missing_data_dir_is_an_error_until_init() {
     let dir = tempfile::tempdir().unwrap();
     let f = good_config(dir.path(), "127.0.10.24:8443", "");
     let f = f.to_str().unwrap();
+    let needles = [
+        "server.data_dir",
+        "does not exist",
+        "kurier init",
+        "mounted",
+    ];
     for args in [
-        &["serve", "--config", f][..],
-        &["domain", "add", "example.org", "--config", f],
+        &["domain", "add", "example.org", "--config", f][..],
         &["user", "list", "--config", f],
     ] {
-        assert_config_error(
-            args,
-            &[
-                "server.data_dir",
-                "does not exist",
-                "kurier init",
-                "mounted",
-            ],
-        );
+        assert_config_error(args, &needles);
     }
+    // serve logs the certificates it loaded first; its last line is the error.
+    let (code, _, err) = run(&["serve", "--config", f]);
+    assert_eq!(code, 2, "{err}");
+    let last = err.lines().rfind(|l| !l.trim().is_empty()).unwrap();
+    assert!(needles.iter().all(|n| last.contains(n)), "{err}");
     assert!(!dir.path().join("data").exists(), "nothing was created");
     let (code, out, err) = run(&["init", "--config", f]);
     assert_eq!(code, 0, "{err}");
