@@ -254,11 +254,7 @@ impl Session {
     /// The largest literal the client may send now: before login only credentials travel, so
     /// literals stay small (`PRE_LOGIN_LITERAL`); after it APPEND has the message size limit.
     pub(crate) fn max_literal(&self) -> u64 {
-        if self.account.is_some() {
-            self.server.max_message_size
-        } else {
-            PRE_LOGIN_LITERAL
-        }
+        self.reader_limits().1
     }
 
     /// The reader's limits for the current state: (line, literal, whole command).
@@ -2147,6 +2143,7 @@ fn pattern_matches(pattern: &str, name: &str) -> bool {
 /// hostile pattern such as `*a*a*a…b` costs no more than a plain one.
 fn glob(pattern: &[char], name: &[char]) -> bool {
     let mut reach = vec![false; name.len() + 1];
+    let mut next = vec![false; name.len() + 1];
     reach[0] = true;
     let mut prev = None;
     for &pc in pattern {
@@ -2155,7 +2152,6 @@ fn glob(pattern: &[char], name: &[char]) -> bool {
             continue;
         }
         prev = Some(pc);
-        let mut next = vec![false; name.len() + 1];
         match pc {
             '*' => {
                 let mut any = false;
@@ -2175,12 +2171,13 @@ fn glob(pattern: &[char], name: &[char]) -> bool {
                 }
             }
             c => {
+                next[0] = false;
                 for j in 1..=name.len() {
                     next[j] = reach[j - 1] && name[j - 1] == c;
                 }
             }
         }
-        reach = next;
+        std::mem::swap(&mut reach, &mut next);
     }
     reach[name.len()]
 }

@@ -67,11 +67,6 @@ pub fn run(
         tracing::info!(data = %dev.data.display(), "created the dev CA and server certificate");
     }
     let acceptor = Arc::new(strict_acceptor(&cfg)?);
-    // After the certificates (their errors come first), before anything is written: a missing
-    // data folder is the operator's to fix.
-    if !(create || dev.dev) {
-        require_data_dir(&cfg)?;
-    }
     raise_file_limit();
     bound_allocator();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -79,7 +74,9 @@ pub fn run(
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        if create || dev.dev {
+        // After the certificates, so their errors come first. `admin::open` refuses a missing
+        // data folder (`--dev` made its own in `dev::prepare`).
+        if create {
             create_data_dir(&cfg)?;
         }
         let store = admin::open(&source).await?;

@@ -7,6 +7,8 @@
 //! in `Normalize` mode, is turned into CRLF. Either way no byte after a fake terminator can be
 //! read as a command.
 
+use crate::spool::{Body, InFlight, SpoolProblem};
+
 /// What to do with a bare CR or LF in DATA.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BareLineEnding {
@@ -15,8 +17,6 @@ pub enum BareLineEnding {
     /// Accept it, turning each bare CR or LF into CRLF.
     Normalize,
 }
-
-use crate::spool::{Body, InFlight, SpoolProblem};
 
 /// Why a message body is refused once it has ended.
 #[derive(Debug, Clone, PartialEq, Eq)]

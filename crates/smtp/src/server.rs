@@ -209,12 +209,10 @@ impl<D: MailDrop> Conn<'_, D> {
             let (used, event) = session.input(buf);
             buf.drain(..used);
             match event {
-                Event::Reply(r) => out.extend(r.to_bytes()),
-                Event::Close(r) => {
-                    out.extend(r.to_bytes());
-                    let _ = io.write_all(&out).await;
-                    let _ = io.flush().await;
-                    return End::Closed;
+                reply @ (Event::Reply(_) | Event::Close(_)) => {
+                    if let Some(end) = Self::answer(io, &mut out, reply).await {
+                        return end;
+                    }
                 }
                 Event::StartTls(r) => {
                     out.extend(r.to_bytes());
@@ -288,8 +286,9 @@ impl<D: MailDrop> Conn<'_, D> {
         }
     }
 
-    /// Queues the reply of a driver callback; a `Close` (421 after too many errors, say) is
-    /// sent at once and ends the connection: nothing the client sends after it is read.
+    /// Queues a reply; a `Close` (421 after too many errors, say — also from a driver
+    /// callback) is sent at once and ends the connection: nothing the client sends after it
+    /// is read.
     async fn answer<S: AsyncWrite + Unpin>(
         io: &mut S,
         out: &mut Vec<u8>,

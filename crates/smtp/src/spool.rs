@@ -245,7 +245,6 @@ impl Drop for Body {
 /// A new file in `dir`, removed from the folder at once: it lives while it is open and
 /// leaves nothing behind after a crash.
 fn unlinked_file(dir: &std::path::Path) -> std::io::Result<File> {
-    use std::sync::atomic::AtomicU64;
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     std::fs::create_dir_all(dir)?;
     for _ in 0..16 {
