@@ -809,7 +809,7 @@ impl Session {
         let first_recent = if read_only {
             mb.recent_uid
         } else {
-            self.store().claim_recent(mb.id).await?
+            claim_recent(self.store(), mb.id, mb.recent_uid).await?
         };
         let recent: BTreeSet<u32> = view
             .messages()
@@ -1327,7 +1327,7 @@ impl Session {
         }
         if !sel.read_only && sel.view.largest_uid() > largest_before {
             // New messages are recent here if no other session claimed them first.
-            let first = store.claim_recent(sel.mailbox.id).await?;
+            let first = claim_recent(&*store, sel.mailbox.id, largest_before + 1).await?;
             let fresh: Vec<u32> = sel
                 .view
                 .messages()
@@ -2013,6 +2013,24 @@ async fn header(
         .message_body(mailbox, uid)
         .await?
         .map(|body| server.headers.put(mailbox, uid, &body)))
+}
+
+/// Claims the mailbox's recent messages for this session (RFC 3501 §2.3.2). When the store
+/// cannot be written now (a full disk), the session goes on without claiming — `\Recent`
+/// is advisory, and reading mail must not fail for it: `unclaimed` is the first UID taken
+/// as recent then.
+async fn claim_recent(
+    store: &dyn kurier_store::Store,
+    mailbox: kurier_store::MailboxId,
+    unclaimed: u32,
+) -> Result<u32, StoreError> {
+    match store.claim_recent(mailbox).await {
+        Err(e) if e.is_temporary() => {
+            tracing::warn!(error = %e, "IMAP: cannot claim \\Recent now; going on without");
+            Ok(unclaimed)
+        }
+        other => other,
+    }
 }
 
 fn has_flag(m: &MessageMeta, flag: &str) -> bool {

@@ -44,9 +44,14 @@ pub const PASSWORD_ENV: &str = "KURIER_DEV_PASSWORD";
 /// comes from KURIER_DEV_PASSWORD (set on every start), else a new one is generated once.
 pub async fn demo_account(store: &dyn Store, data_dir: &Path) -> anyhow::Result<DemoAccount> {
     let address = format!("demo@{DEV_DOMAIN}");
-    match store.add_domain(DEV_DOMAIN).await {
-        Ok(_) | Err(StoreError::Exists(_)) => {}
-        Err(e) => return Err(e).context("cannot create the dev domain"),
+    // Only what is missing is written: on a full disk (a read-only store) a dev server that
+    // was set up before still starts.
+    let domains = store.domains().await?;
+    if !domains.iter().any(|d| d.name == DEV_DOMAIN) {
+        match store.add_domain(DEV_DOMAIN).await {
+            Ok(_) | Err(StoreError::Exists(_)) => {}
+            Err(e) => return Err(e).context("cannot create the dev domain"),
+        }
     }
     // Dev mail is DKIM-signed like real mail (one RSA key, kept across restarts).
     if crate::admin::dkim_key(store, data_dir, DEV_DOMAIN)
@@ -65,10 +70,14 @@ pub async fn demo_account(store: &dyn Store, data_dir: &Path) -> anyhow::Result<
     let from_env = std::env::var(PASSWORD_ENV).ok().filter(|p| !p.is_empty());
     let exists = store.account(&address).await?.is_some();
     let password = match (&from_env, exists) {
-        (Some(p), true) => {
-            store.set_password(&address, p).await?;
-            Some(p.clone())
-        }
+        (Some(p), true) => match store.set_password(&address, p).await {
+            Ok(()) => Some(p.clone()),
+            Err(e) if e.is_temporary() => {
+                tracing::warn!(error = %e, "cannot set the demo password from {PASSWORD_ENV} now; the stored one stays");
+                None
+            }
+            Err(e) => return Err(e.into()),
+        },
         (Some(p), false) => {
             store.add_account(&address, p, None).await?;
             Some(p.clone())

@@ -28,7 +28,14 @@ pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
     changes: broadcast::Sender<MailboxChange>,
     path: PathBuf,
+    /// `Some(next try)` while the database is open read-only because it could not be opened
+    /// for writing (a full disk): reads work, writes fail as `Unavailable` (451, NO
+    /// [UNAVAILABLE]), and from the next try on each call attempts the writable open again.
+    read_only_until: Arc<Mutex<Option<std::time::Instant>>>,
 }
+
+/// How often a read-only store tries to become writable again.
+const WRITABLE_RETRY: std::time::Duration = std::time::Duration::from_secs(5);
 
 fn err(e: rusqlite::Error) -> StoreError {
     match e.sqlite_error_code() {
@@ -60,14 +67,29 @@ impl SqliteStore {
     /// Opens (or creates) the database at `path` and brings its schema up to date.
     pub async fn open(path: &Path) -> Result<Self> {
         let p = path.to_owned();
-        let conn = tokio::task::spawn_blocking(move || open_sync(&p))
-            .await
-            .map_err(|e| StoreError::Backend(e.to_string()))??;
+        let (conn, read_only) = tokio::task::spawn_blocking(move || match open_sync(&p) {
+            Ok(c) => Ok((c, false)),
+            // A full disk must not keep the server from starting: serve what is stored and
+            // refuse writes with a temporary error until space returns.
+            Err(StoreError::Unavailable(why)) if p.exists() => match open_read_only(&p) {
+                Ok(c) => {
+                    tracing::warn!(store = %p.display(), error = %why, "the store cannot be written (disk full?): open read-only; new mail gets 451 until it can be written again");
+                    Ok((c, true))
+                }
+                Err(_) => Err(StoreError::Unavailable(why)),
+            },
+            Err(e) => Err(e),
+        })
+        .await
+        .map_err(|e| StoreError::Backend(e.to_string()))??;
         let (changes, _) = broadcast::channel(1024);
         Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
             changes,
             path: path.to_owned(),
+            read_only_until: Arc::new(Mutex::new(
+                read_only.then(|| std::time::Instant::now() + WRITABLE_RETRY),
+            )),
         })
     }
 
@@ -80,8 +102,11 @@ impl SqliteStore {
         f: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         let conn = self.conn.clone();
+        let read_only = self.read_only_until.clone();
+        let path = self.path.clone();
         tokio::task::spawn_blocking(move || {
             let mut c = conn.lock().unwrap_or_else(|p| p.into_inner());
+            become_writable(&mut c, &read_only, &path);
             f(&mut c)
         })
         .await
@@ -137,6 +162,66 @@ fn open_sync(path: &Path) -> Result<Connection> {
         other => other,
     })?;
     Ok(conn)
+}
+
+/// Opens an existing, current Kurier database for reading only (no WAL index, no schema
+/// change): what still works when the disk is full.
+fn open_read_only(path: &Path) -> Result<Connection> {
+    use rusqlite::OpenFlags;
+    // After a clean stop there is no WAL, and `immutable` needs no -shm file (which cannot be
+    // created on a full disk). A WAL left by a crash holds committed data: then read through
+    // it (`mode=ro`, which needs the -shm file the crash left too).
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    let pending = std::fs::metadata(&wal).is_ok_and(|m| m.len() > 0);
+    let uri = format!(
+        "file:{}?{}",
+        path.display()
+            .to_string()
+            .replace('%', "%25")
+            .replace('?', "%3f")
+            .replace('#', "%23"),
+        if pending { "mode=ro" } else { "immutable=1" }
+    );
+    let conn = Connection::open_with_flags(
+        uri,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI,
+    )
+    .map_err(err)?;
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(err)?;
+    let app_id: i32 = conn
+        .query_row("PRAGMA application_id", [], |r| r.get(0))
+        .map_err(err)?;
+    if app_id != SQLITE_APPLICATION_ID || version as usize != SQLITE.len() {
+        return Err(StoreError::Unavailable(
+            "a read-only store must be a current Kurier database".into(),
+        ));
+    }
+    Ok(conn)
+}
+
+/// While the store is read-only, tries (at most every `WRITABLE_RETRY`) to open it for
+/// writing again, and swaps the connection when that works.
+fn become_writable(
+    conn: &mut Connection,
+    read_only_until: &Mutex<Option<std::time::Instant>>,
+    path: &Path,
+) {
+    let mut until = read_only_until.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(next) = *until else { return };
+    if std::time::Instant::now() < next {
+        return;
+    }
+    match open_sync(path) {
+        Ok(writable) => {
+            *conn = writable;
+            *until = None;
+            tracing::info!(store = %path.display(), "the store can be written again");
+        }
+        Err(_) => *until = Some(std::time::Instant::now() + WRITABLE_RETRY),
+    }
 }
 
 fn migrate(conn: &Connection) -> Result<()> {
