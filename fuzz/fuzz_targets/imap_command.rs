@@ -19,7 +19,7 @@ fuzz_target!(|data: &[u8]| {
                     let _ = command::parse(&bytes);
                 }
                 Step::NeedMore | Step::TooLong => break,
-                Step::Continue | Step::LiteralTooBig { .. } => {}
+                Step::Literal { .. } | Step::LiteralTooBig { .. } => {}
             }
         }
     }

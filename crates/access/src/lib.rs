@@ -405,6 +405,103 @@ pub async fn serve_connections<F: Future<Output = ()> + Send + 'static>(
     while open.join_next().await.is_some() {}
 }
 
+/// A number of bytes all sessions together may hold (RAM for message bodies: SMTP DATA/BDAT
+/// and IMAP APPEND literals), taken and given back without a lock.
+#[derive(Debug)]
+pub struct ByteBudget {
+    limit: u64,
+    used: std::sync::atomic::AtomicU64,
+}
+
+impl ByteBudget {
+    pub fn new(limit: u64) -> Arc<Self> {
+        Arc::new(ByteBudget {
+            limit,
+            used: std::sync::atomic::AtomicU64::new(0),
+        })
+    }
+
+    /// No limit (tests, fuzzing).
+    pub fn unlimited() -> Arc<Self> {
+        Self::new(u64::MAX)
+    }
+
+    /// Bytes taken now.
+    pub fn in_use(&self) -> u64 {
+        self.used.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Takes `n` bytes if they fit; `false` leaves the budget as it was.
+    pub fn take(&self, n: u64) -> bool {
+        use std::sync::atomic::Ordering;
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                used.checked_add(n).filter(|&after| after <= self.limit)
+            })
+            .is_ok()
+    }
+
+    /// Gives back `n` bytes taken before.
+    pub fn give(&self, n: u64) {
+        use std::sync::atomic::Ordering;
+        let _ = self
+            .used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                Some(used.saturating_sub(n))
+            });
+    }
+}
+
+/// Bytes held of a `ByteBudget`, given back when dropped.
+#[derive(Debug)]
+pub struct Reservation {
+    budget: Arc<ByteBudget>,
+    bytes: u64,
+}
+
+impl Reservation {
+    /// Holds nothing yet.
+    pub fn empty(budget: &Arc<ByteBudget>) -> Self {
+        Reservation {
+            budget: budget.clone(),
+            bytes: 0,
+        }
+    }
+
+    /// Holds `n` more bytes if they fit.
+    pub fn grow(&mut self, n: u64) -> bool {
+        let ok = self.budget.take(n);
+        if ok {
+            self.bytes += n;
+        }
+        ok
+    }
+
+    /// Gives everything back now (the reservation can grow again).
+    pub fn clear(&mut self) {
+        self.budget.give(self.bytes);
+        self.bytes = 0;
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Moves what this holds into a new reservation; this one holds nothing after.
+    pub fn split_off(&mut self) -> Reservation {
+        Reservation {
+            budget: self.budget.clone(),
+            bytes: std::mem::take(&mut self.bytes),
+        }
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.clear();
+    }
+}
+
 /// Connections per client address, counted while their `ConnectionSlot` lives.
 #[derive(Debug)]
 pub struct ConnectionLimit {
@@ -555,6 +652,21 @@ mod tests {
             LoginOutcome::Ok(1),
             "the dropped attempt left nothing in flight"
         );
+    }
+
+    #[test]
+    fn byte_budget_reservations_give_back_on_drop() {
+        let budget = ByteBudget::new(100);
+        let mut a = Reservation::empty(&budget);
+        assert!(a.grow(60));
+        let mut b = Reservation::empty(&budget);
+        assert!(!b.grow(41), "past the limit");
+        assert!(b.grow(40));
+        assert_eq!(budget.in_use(), 100);
+        a.clear();
+        assert_eq!(budget.in_use(), 40);
+        drop(b);
+        assert_eq!(budget.in_use(), 0);
     }
 
     #[test]

@@ -280,8 +280,9 @@ pub struct SmtpConfig {
     /// For the whole message body.
     pub data_timeout_secs: u64,
     pub max_connections_per_ip: u32,
-    /// RAM for message bodies of all SMTP sessions together (arriving and being stored), in
-    /// MiB; past 256 KiB a body in arrival goes to a spool file in `server.data_dir`.
+    /// RAM for message bodies of all SMTP sessions and IMAP APPEND literals together (arriving
+    /// and being stored), in MiB; past 256 KiB an SMTP body in arrival goes to a spool file in
+    /// `server.data_dir`.
     pub body_memory_mb: u64,
     /// All bytes of bodies in arrival (RAM and spool), in MiB; past it messages get 451 4.3.1.
     pub in_flight_mb: u64,

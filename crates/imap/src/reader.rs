@@ -10,8 +10,10 @@ pub enum Step {
     Command(Vec<u8>),
     /// More bytes are needed.
     NeedMore,
-    /// A synchronizing literal was announced: send a continuation request (`+ Ready`).
-    Continue,
+    /// A literal of `size` octets was announced (within the limits). The driver either takes
+    /// it — for a synchronizing one (`sync`) by sending a continuation request (`+ Ready`) —
+    /// or, when it cannot hold that much now, calls `refuse_literal`.
+    Literal { size: u64, sync: bool },
     /// A synchronizing literal is larger than allowed: answer the tagged command `NO [TOOBIG]`
     /// (the client will not send it) and drop what was buffered of the command.
     LiteralTooBig { tag: Vec<u8>, size: u64 },
@@ -92,54 +94,59 @@ impl CommandReader {
     }
 
     pub fn next_step(&mut self) -> Step {
-        loop {
-            if self.literal_left > 0 {
-                let have = (self.buf.len() - self.scanned) as u64;
-                if have < self.literal_left {
-                    self.scanned = self.buf.len();
-                    self.literal_left -= have;
-                    return Step::NeedMore;
-                }
-                self.scanned += self.literal_left as usize;
-                self.literal_left = 0;
-            }
-            let Some(end) = find_crlf(&self.buf, self.scanned) else {
-                if self.buf.len() - self.scanned > self.max_line {
-                    return Step::TooLong;
-                }
+        if self.literal_left > 0 {
+            let have = (self.buf.len() - self.scanned) as u64;
+            if have < self.literal_left {
+                self.scanned = self.buf.len();
+                self.literal_left -= have;
                 return Step::NeedMore;
-            };
-            let line = &self.buf[self.scanned..end];
-            match literal_announcement(line) {
-                Some((size, sync)) => {
-                    if size > self.max_literal
-                        || (end as u64 + 2).saturating_add(size) > self.max_command as u64
-                    {
-                        if !sync {
-                            return Step::TooLong;
-                        }
-                        let tag = self.buf[..end]
-                            .split(|&b| b == b' ')
-                            .next()
-                            .unwrap_or_default()
-                            .to_vec();
-                        self.buf.drain(..end + 2);
-                        self.scanned = 0;
-                        return Step::LiteralTooBig { tag, size };
-                    }
-                    self.scanned = end + 2;
-                    self.literal_left = size;
-                    if sync {
-                        return Step::Continue;
-                    }
-                }
-                None => {
-                    let command: Vec<u8> = self.buf.drain(..end + 2).collect();
-                    self.scanned = 0;
-                    return Step::Command(command);
-                }
             }
+            self.scanned += self.literal_left as usize;
+            self.literal_left = 0;
         }
+        let Some(end) = find_crlf(&self.buf, self.scanned) else {
+            if self.buf.len() - self.scanned > self.max_line {
+                return Step::TooLong;
+            }
+            return Step::NeedMore;
+        };
+        let line = &self.buf[self.scanned..end];
+        let Some((size, sync)) = literal_announcement(line) else {
+            let command: Vec<u8> = self.buf.drain(..end + 2).collect();
+            self.scanned = 0;
+            return Step::Command(command);
+        };
+        self.scanned = end + 2;
+        if size > self.max_literal
+            || (end as u64 + 2).saturating_add(size) > self.max_command as u64
+        {
+            if !sync {
+                return Step::TooLong;
+            }
+            let tag = self.refuse_literal();
+            return Step::LiteralTooBig { tag, size };
+        }
+        self.literal_left = size;
+        Step::Literal { size, sync }
+    }
+}
+
+impl CommandReader {
+    /// Refuses the literal just announced by `Step::Literal` and drops its command; returns
+    /// the command's tag (for `NO`). For a synchronizing literal the client sends nothing more
+    /// of it; a non-synchronizing one is already on its way, so the caller closes instead.
+    pub fn refuse_literal(&mut self) -> Vec<u8> {
+        let line_end = self.scanned.saturating_sub(2).min(self.buf.len());
+        let tag = self.buf[..line_end]
+            .split(|&b| b == b' ')
+            .next()
+            .unwrap_or_default()
+            .to_vec();
+        let drop_to = self.scanned.min(self.buf.len());
+        self.buf.drain(..drop_to);
+        self.scanned = 0;
+        self.literal_left = 0;
+        tag
     }
 }
 
@@ -195,11 +202,24 @@ mod tests {
     fn synchronizing_literal_asks_to_continue() {
         let mut r = reader();
         r.feed(b"a LOGIN {5}\r\n");
-        assert_eq!(r.next_step(), Step::Continue);
+        assert_eq!(
+            r.next_step(),
+            Step::Literal {
+                size: 5,
+                sync: true
+            }
+        );
         assert_eq!(r.next_step(), Step::NeedMore);
         r.feed(b"al");
         assert_eq!(r.next_step(), Step::NeedMore);
         r.feed(b"ice {3+}\r\npw\n");
+        assert_eq!(
+            r.next_step(),
+            Step::Literal {
+                size: 3,
+                sync: false
+            }
+        );
         assert_eq!(
             r.next_step(),
             Step::NeedMore,
@@ -216,6 +236,13 @@ mod tests {
     fn a_literal_holding_crlf_and_braces_does_not_end_the_command() {
         let mut r = reader();
         r.feed(b"a APPEND x {8+}\r\nab\r\n{1}\r\r\n");
+        assert_eq!(
+            r.next_step(),
+            Step::Literal {
+                size: 8,
+                sync: false
+            }
+        );
         assert_eq!(
             r.next_step(),
             Step::Command(b"a APPEND x {8+}\r\nab\r\n{1}\r\r\n".to_vec())
@@ -245,6 +272,23 @@ mod tests {
             r.next_step(),
             Step::Command(b"x {99999999999999999999}\r\n".to_vec())
         );
+    }
+
+    /// A literal the server cannot hold now is refused by tag; the next command frames as usual.
+    #[test]
+    fn a_refused_literal_drops_its_command() {
+        let mut r = reader();
+        r.feed(b"t1 APPEND INBOX {20}\r\nt2 NOOP\r\n");
+        assert_eq!(
+            r.next_step(),
+            Step::Literal {
+                size: 20,
+                sync: true
+            }
+        );
+        assert_eq!(r.refuse_literal(), b"t1");
+        assert_eq!(r.next_step(), Step::Command(b"t2 NOOP\r\n".to_vec()));
+        assert!(r.is_empty());
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kurier_access::{AuthThrottle, ConnectionLimit};
+use kurier_access::{AuthThrottle, ByteBudget, ConnectionLimit, Reservation};
 use kurier_store::Store;
 use kurier_tls::TlsAcceptor;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -35,6 +35,9 @@ pub struct ImapServer {
     pub keepalive: Duration,
     /// Headers already read, shared by all sessions.
     pub headers: crate::cache::HeaderCache,
+    /// RAM for literals (APPEND bodies), shared with SMTP's message bodies: a literal that
+    /// does not fit now gets `NO [UNAVAILABLE]` instead of `+`.
+    pub body_memory: Arc<ByteBudget>,
 }
 
 /// One listening socket's kind.
@@ -86,13 +89,13 @@ async fn connection(
             return;
         };
         session.tls_started();
-        let mut io = Io::new(tls, reader, stop);
+        let mut io = Io::new(tls, reader, stop, &server.body_memory);
         io.out.extend_from_slice(&session.greeting());
         let _ = drive(&mut io, &mut session).await;
         let _ = io.stream.shutdown().await;
         return;
     }
-    let mut io = Io::new(tcp, reader, stop.clone());
+    let mut io = Io::new(tcp, reader, stop.clone(), &server.body_memory);
     io.out.extend_from_slice(&session.greeting());
     if let Flow::StartTls = drive(&mut io, &mut session).await {
         // RFC 9051 §6.2.1 / CVE-2011-0411: nothing sent before the handshake counts.
@@ -104,7 +107,7 @@ async fn connection(
             return;
         };
         session.tls_started();
-        let mut io = Io::new(tls, reader, stop);
+        let mut io = Io::new(tls, reader, stop, &server.body_memory);
         let _ = drive(&mut io, &mut session).await;
         let _ = io.stream.shutdown().await;
     }
@@ -144,15 +147,23 @@ pub(crate) struct Io<S> {
     pub(crate) reader: CommandReader,
     pub(crate) out: Vec<u8>,
     pub(crate) stop: watch::Receiver<bool>,
+    /// The budget's bytes the literals of the command being read hold.
+    held: Reservation,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Io<S> {
-    fn new(stream: S, reader: CommandReader, stop: watch::Receiver<bool>) -> Self {
+    fn new(
+        stream: S,
+        reader: CommandReader,
+        stop: watch::Receiver<bool>,
+        budget: &Arc<ByteBudget>,
+    ) -> Self {
         Io {
             stream,
             reader,
             out: Vec::new(),
             stop,
+            held: Reservation::empty(budget),
         }
     }
 
@@ -213,13 +224,15 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(io: &mut Io<S>, session: &mut 
         let (line, literal, command) = session.reader_limits();
         io.reader.set_limits(line, literal, command);
         match io.reader.next_step() {
-            Step::Command(bytes) => match session.execute(&bytes, io).await {
-                Flow::Continue => {}
-                end => {
+            Step::Command(bytes) => {
+                let flow = session.execute(&bytes, io).await;
+                // The command's literals are done with.
+                io.held.clear();
+                if flow != Flow::Continue {
                     let _ = io.flush().await;
-                    return end;
+                    return flow;
                 }
-            },
+            }
             Step::NeedMore => {
                 if let Err(end) = io.fill(Some(session.timeout())).await {
                     let bye: &[u8] = match end {
@@ -233,7 +246,28 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(io: &mut Io<S>, session: &mut 
                     return Flow::Close;
                 }
             }
-            Step::Continue => io.out.extend_from_slice(b"+ Ready for literal data\r\n"),
+            Step::Literal { size, sync } => {
+                if io.held.grow(size) {
+                    if sync {
+                        io.out.extend_from_slice(b"+ Ready for literal data\r\n");
+                    }
+                } else if sync {
+                    // Too many large literals in flight (all sessions): this one later.
+                    let tag = io.reader.refuse_literal();
+                    io.held.clear();
+                    io.out.extend_from_slice(&tag);
+                    io.out.extend_from_slice(
+                        b" NO [UNAVAILABLE] The server is busy with other messages; try again later\r\n",
+                    );
+                } else {
+                    // A non-synchronizing literal is already on its way: it cannot be refused.
+                    io.out.extend_from_slice(
+                        b"* BYE [UNAVAILABLE] The server is busy with other messages; try again later\r\n",
+                    );
+                    let _ = io.flush().await;
+                    return Flow::Close;
+                }
+            }
             Step::LiteralTooBig { tag, size } => {
                 io.out.extend_from_slice(&tag);
                 io.out.extend_from_slice(

@@ -151,6 +151,8 @@ pub fn run(
         } else {
             tracing::warn!("delivery.enabled = false: mail for other domains stays queued");
         }
+        // RAM for message bodies: SMTP DATA/BDAT and IMAP APPEND literals together.
+        let body_memory = kurier_access::ByteBudget::new(cfg.smtp.body_memory_mb << 20);
         let shared = SmtpShared {
             store: store.clone(),
             outbound: outbound.clone(),
@@ -158,7 +160,7 @@ pub fn run(
             reports: intake.clone(),
             in_flight: kurier_smtp::spool::InFlight::new(
                 Some(cfg.server.data_dir.join("spool")),
-                cfg.smtp.body_memory_mb << 20,
+                body_memory.clone(),
                 cfg.smtp.in_flight_mb << 20,
             ),
         };
@@ -205,6 +207,7 @@ pub fn run(
             idle_timeout: Duration::from_secs(cfg.imap.idle_timeout_secs),
             keepalive: Duration::from_secs(cfg.imap.keepalive_secs),
             headers: kurier_imap::cache::HeaderCache::new(64 << 20),
+            body_memory: body_memory.clone(),
         });
         for (kind, list) in [
             (kurier_imap::ImapListener::ImplicitTls, &cfg.imap.listen_implicit),

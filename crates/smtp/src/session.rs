@@ -9,7 +9,7 @@ use std::sync::Arc;
 use crate::command::{self, Command, CommandError, MailParams, RcptParams};
 use crate::data::{BareLineEnding, BdatDecoder, BodyProblem, DataDecoder, DataProgress};
 use crate::reply::Reply;
-use crate::spool::{Body, InFlight, MemoryReservation, SpoolProblem};
+use crate::spool::{Body, InFlight, SpoolProblem};
 
 /// Longest command line we read (RFC 5321 §4.5.3.1.4 says 512; extensions make it longer).
 pub const MAX_COMMAND_LINE: usize = 2048;
@@ -175,7 +175,7 @@ pub struct Session {
     bdat: Option<BdatDecoder>,
     bdat_failed: Option<Reply>,
     /// Memory held for the message being stored, until the driver says how that went.
-    storing: Option<MemoryReservation>,
+    storing: Option<kurier_access::Reservation>,
     errors: u32,
     counter: u64,
     /// The authenticated account and the addresses it may send as.

@@ -14,6 +14,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use kurier_access::{ByteBudget, Reservation};
+
 /// How much of one body stays in memory before it goes to the spool file.
 pub const MEMORY_PART: u64 = 256 * 1024;
 
@@ -26,96 +28,67 @@ pub enum SpoolProblem {
     Io(String),
 }
 
-/// The budget of message bytes in flight, shared by every SMTP session of one Kurier.
+/// The budgets of message bytes in flight, shared by every SMTP session of one Kurier.
 #[derive(Debug)]
 pub struct InFlight {
     /// Where bodies past `MEMORY_PART` go; `None` keeps them in memory (tests, fuzzing).
     dir: Option<PathBuf>,
-    memory_limit: u64,
-    total_limit: u64,
-    memory: AtomicU64,
-    total: AtomicU64,
+    /// RAM for bodies, shared with IMAP APPEND literals.
+    memory: Arc<ByteBudget>,
+    /// All bytes of bodies in arrival, RAM and spool.
+    total: Arc<ByteBudget>,
 }
 
 impl InFlight {
-    /// `memory_limit`: RAM for bodies, all sessions together; `total_limit`: all bytes of
-    /// bodies in arrival, RAM and spool.
-    pub fn new(dir: Option<PathBuf>, memory_limit: u64, total_limit: u64) -> Arc<Self> {
+    /// `memory`: RAM for bodies, all sessions together (IMAP's APPEND literals take from it
+    /// too); `total_limit`: all bytes of SMTP bodies in arrival, RAM and spool.
+    pub fn new(dir: Option<PathBuf>, memory: Arc<ByteBudget>, total_limit: u64) -> Arc<Self> {
         Arc::new(InFlight {
             dir,
-            memory_limit,
-            total_limit,
-            memory: AtomicU64::new(0),
-            total: AtomicU64::new(0),
+            memory,
+            total: ByteBudget::new(total_limit),
         })
     }
 
     /// No spool folder and no limits: for tests and the fuzz targets.
     pub fn unlimited() -> Arc<Self> {
-        Self::new(None, u64::MAX, u64::MAX)
+        Self::new(None, ByteBudget::unlimited(), u64::MAX)
     }
 
     /// Bytes of bodies held in memory now.
     pub fn memory_in_use(&self) -> u64 {
-        self.memory.load(Ordering::Relaxed)
+        self.memory.in_use()
     }
 
     /// Bytes of bodies in arrival now (memory and spool).
     pub fn total_in_use(&self) -> u64 {
-        self.total.load(Ordering::Relaxed)
-    }
-
-    fn reserve(counter: &AtomicU64, limit: u64, n: u64) -> bool {
-        counter
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
-                used.checked_add(n).filter(|&after| after <= limit)
-            })
-            .is_ok()
-    }
-
-    fn release(counter: &AtomicU64, n: u64) {
-        let _ = counter.fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
-            Some(used.saturating_sub(n))
-        });
-    }
-}
-
-/// Memory held for a body being stored; given back when dropped.
-#[derive(Debug)]
-pub struct MemoryReservation {
-    budget: Arc<InFlight>,
-    bytes: u64,
-}
-
-impl Drop for MemoryReservation {
-    fn drop(&mut self) {
-        InFlight::release(&self.budget.memory, self.bytes);
+        self.total.in_use()
     }
 }
 
 /// One body in arrival.
 #[derive(Debug)]
 pub struct Body {
-    budget: Arc<InFlight>,
+    dir: Option<PathBuf>,
     memory: Vec<u8>,
     file: Option<File>,
     len: u64,
-    /// Bytes of `memory` counted in the budget's memory (and total).
-    counted_memory: u64,
-    /// Bytes counted in the budget's total.
-    counted_total: u64,
+    /// The RAM `memory` holds.
+    memory_held: Reservation,
+    /// Every byte kept, in RAM or in the file.
+    total_held: Reservation,
     problem: Option<SpoolProblem>,
 }
 
 impl Body {
     pub fn new(budget: Arc<InFlight>) -> Body {
         Body {
-            budget,
+            dir: budget.dir.clone(),
             memory: Vec::new(),
             file: None,
             len: 0,
-            counted_memory: 0,
-            counted_total: 0,
+            memory_held: Reservation::empty(&budget.memory),
+            total_held: Reservation::empty(&budget.total),
             problem: None,
         }
     }
@@ -145,15 +118,13 @@ impl Body {
         if self.problem.is_some() || n == 0 {
             return;
         }
-        if !InFlight::reserve(&self.budget.total, self.budget.total_limit, n) {
+        if !self.total_held.grow(n) {
             self.fail(SpoolProblem::Busy);
             return;
         }
-        self.counted_total += n;
         if self.file.is_none() {
-            let fits = self.memory.len() as u64 + n <= MEMORY_PART || self.budget.dir.is_none();
-            if fits && InFlight::reserve(&self.budget.memory, self.budget.memory_limit, n) {
-                self.counted_memory += n;
+            let fits = self.memory.len() as u64 + n <= MEMORY_PART || self.dir.is_none();
+            if fits && self.memory_held.grow(n) {
                 self.memory.extend_from_slice(bytes);
                 return;
             }
@@ -173,7 +144,7 @@ impl Body {
 
     /// Moves what is in memory to a new, already unlinked file in the spool folder.
     fn spill(&mut self) -> Result<(), SpoolProblem> {
-        let Some(dir) = &self.budget.dir else {
+        let Some(dir) = &self.dir else {
             return Err(SpoolProblem::Busy);
         };
         let mut file = unlinked_file(dir).map_err(|e| {
@@ -185,8 +156,7 @@ impl Body {
         file.write_all(&self.memory)
             .map_err(|e| SpoolProblem::Io(format!("cannot write the spool file: {e}")))?;
         self.memory = Vec::new();
-        InFlight::release(&self.budget.memory, self.counted_memory);
-        self.counted_memory = 0;
+        self.memory_held.clear();
         self.file = Some(file);
         Ok(())
     }
@@ -195,33 +165,21 @@ impl Body {
         self.problem = Some(problem);
         self.memory = Vec::new();
         self.file = None;
-        self.give_back();
-    }
-
-    fn give_back(&mut self) {
-        InFlight::release(&self.budget.memory, self.counted_memory);
-        InFlight::release(&self.budget.total, self.counted_total);
-        self.counted_memory = 0;
-        self.counted_total = 0;
+        self.memory_held.clear();
+        self.total_held.clear();
     }
 
     /// The whole body in memory for storing, with `extra` bytes of headers to come, and the
     /// reservation that holds that memory until the message is stored.
-    pub fn into_bytes(mut self, extra: u64) -> Result<(Vec<u8>, MemoryReservation), SpoolProblem> {
+    pub fn into_bytes(mut self, extra: u64) -> Result<(Vec<u8>, Reservation), SpoolProblem> {
         if let Some(p) = self.problem.take() {
             return Err(p);
         }
-        // The in-memory part is already counted; the spooled part and `extra` are not.
+        // The in-memory part is already held; the spooled part and `extra` are not.
         let need = if self.file.is_some() { self.len } else { 0 } + extra;
-        if !InFlight::reserve(&self.budget.memory, self.budget.memory_limit, need) {
+        if !self.memory_held.grow(need) {
             return Err(SpoolProblem::Busy);
         }
-        let reservation = MemoryReservation {
-            budget: self.budget.clone(),
-            bytes: need + self.counted_memory,
-        };
-        // From here the reservation owns the memory count.
-        self.counted_memory = 0;
         let bytes = match self.file.take() {
             None => std::mem::take(&mut self.memory),
             Some(mut f) => {
@@ -232,13 +190,8 @@ impl Body {
                 out
             }
         };
-        Ok((bytes, reservation))
-    }
-}
-
-impl Drop for Body {
-    fn drop(&mut self) {
-        self.give_back();
+        // The memory goes with the bytes; the in-arrival count ends with `self`.
+        Ok((bytes, self.memory_held.split_off()))
     }
 }
 
@@ -285,7 +238,7 @@ mod tests {
     #[test]
     fn small_bodies_stay_in_memory_and_large_ones_spool() {
         let dir = temp_dir("spill");
-        let budget = InFlight::new(Some(dir.clone()), 10 << 20, 100 << 20);
+        let budget = InFlight::new(Some(dir.clone()), ByteBudget::new(10 << 20), 100 << 20);
         let mut b = Body::new(budget.clone());
         b.push(b"hello");
         assert!(!b.is_spooled());
@@ -313,7 +266,7 @@ mod tests {
     #[test]
     fn the_budget_refuses_and_forgets() {
         let dir = temp_dir("budget");
-        let budget = InFlight::new(Some(dir.clone()), 1 << 20, 1000);
+        let budget = InFlight::new(Some(dir.clone()), ByteBudget::new(1 << 20), 1000);
         let mut a = Body::new(budget.clone());
         a.push(&[b'a'; 600]);
         let mut b = Body::new(budget.clone());
@@ -327,7 +280,7 @@ mod tests {
         assert_eq!(budget.memory_in_use(), 0);
         assert_eq!(b.into_bytes(0).unwrap_err(), SpoolProblem::Busy);
         // Memory for storing is budgeted too.
-        let small = InFlight::new(None, 100, 1000);
+        let small = InFlight::new(None, ByteBudget::new(100), 1000);
         let mut c = Body::new(small.clone());
         c.push(&[b'c'; 60]);
         assert_eq!(c.into_bytes(60).unwrap_err(), SpoolProblem::Busy);
@@ -339,7 +292,7 @@ mod tests {
     fn a_spool_folder_that_cannot_be_written_is_an_io_problem() {
         let budget = InFlight::new(
             Some(PathBuf::from("/proc/kurier-no-such-dir")),
-            1 << 20,
+            ByteBudget::new(1 << 20),
             1 << 30,
         );
         let mut b = Body::new(budget.clone());

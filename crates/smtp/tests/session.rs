@@ -386,7 +386,11 @@ fn after_421_nothing_is_buffered() {
 /// given back whatever happens.
 #[test]
 fn bodies_past_the_in_flight_budget_get_451() {
-    let budget = kurier_smtp::spool::InFlight::new(None, 64 * 1024, 64 * 1024);
+    let budget = kurier_smtp::spool::InFlight::new(
+        None,
+        kurier_access::ByteBudget::new(64 * 1024),
+        64 * 1024,
+    );
     let mut cfg = (*config()).clone();
     cfg.max_message_size = 1 << 20;
     cfg.in_flight = budget.clone();
