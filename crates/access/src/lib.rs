@@ -88,8 +88,10 @@ pub fn plain(response: &[u8]) -> Option<(String, String)> {
     ))
 }
 
-/// Failed logins, counted when an attempt *starts* (so that 100 parallel guesses are not all
-/// checked before the first failure is known), with three keys:
+/// Failed logins, and attempts under way: an attempt takes one of the `block_after − failures`
+/// places left *when it starts*, and attempts past those wait until one ends (so 100 parallel
+/// guesses are not all checked before the first failure is known, while 100 parallel correct
+/// logins from one office all get through, a few at a time). Three keys:
 /// - the source (an IPv4 address, an IPv6 /64): `block_after` failures within `window` block
 ///   every further attempt from it;
 /// - the account from one network (IPv4 /24, IPv6 /64): the same limit, so an attacker
@@ -122,13 +124,13 @@ struct Count {
 }
 
 impl Count {
-    fn current(&self, now: Instant, window: Duration) -> u32 {
-        let failures = if now.duration_since(self.last) < window {
+    /// Failures within the window.
+    fn failures(&self, now: Instant, window: Duration) -> u32 {
+        if now.duration_since(self.last) < window {
             self.failures
         } else {
             0
-        };
-        failures + self.in_flight
+        }
     }
 }
 
@@ -137,6 +139,8 @@ impl Count {
 pub enum ThrottleVerdict {
     /// Go ahead, after waiting this long.
     Proceed(Duration),
+    /// Every place is taken by attempts under way: ask again when one has ended.
+    Wait,
     /// Too many failures: refuse with a temporary error.
     Blocked,
 }
@@ -178,21 +182,35 @@ impl AuthThrottle {
     pub fn check(&self, ip: IpAddr, account: &str, now: Instant) -> ThrottleVerdict {
         let (src, acc_net, acc) = Self::keys(ip, account);
         let w = self.window;
-        let n = |c: Option<&Count>| c.map_or(0, |c| c.current(now, w));
-        let near = n(self.by_source.get(&src)).max(n(self.by_account_net.get(&acc_net)));
+        // (failures, failures + attempts under way) of one key.
+        let n = |c: Option<&Count>| {
+            c.map_or((0, 0), |c| {
+                (c.failures(now, w), c.failures(now, w) + c.in_flight)
+            })
+        };
+        let (src_failed, src_taken) = n(self.by_source.get(&src));
+        let (net_failed, net_taken) = n(self.by_account_net.get(&acc_net));
         let known = self
             .known_good
             .get(&acc_net)
             .is_some_and(|t| now.duration_since(*t) < KNOWN_GOOD);
-        let everywhere = n(self.by_account.get(&acc));
-        if near >= self.block_after || (!known && everywhere >= self.block_after.saturating_mul(4))
-        {
+        let (all_failed, all_taken) = if known {
+            (0, 0)
+        } else {
+            n(self.by_account.get(&acc))
+        };
+        let (near, everywhere) = (self.block_after, self.block_after.saturating_mul(4));
+        if src_failed >= near || net_failed >= near || all_failed >= everywhere {
             return ThrottleVerdict::Blocked;
         }
-        let delay = if near == 0 {
+        if src_taken >= near || net_taken >= near || all_taken >= everywhere {
+            return ThrottleVerdict::Wait;
+        }
+        let failed = src_failed.max(net_failed);
+        let delay = if failed == 0 {
             Duration::ZERO
         } else {
-            Duration::from_millis(250 << (near - 1).min(5))
+            Duration::from_millis(250 << (failed - 1).min(5))
         };
         ThrottleVerdict::Proceed(delay)
     }
@@ -200,7 +218,7 @@ impl AuthThrottle {
     /// `check`, and if the attempt may go ahead, counts it as under way at once.
     pub fn begin(&mut self, ip: IpAddr, account: &str, now: Instant) -> ThrottleVerdict {
         let verdict = self.check(ip, account, now);
-        if verdict != ThrottleVerdict::Blocked {
+        if let ThrottleVerdict::Proceed(_) = verdict {
             let (src, acc_net, acc) = Self::keys(ip, account);
             let fresh = Count {
                 failures: 0,
@@ -328,10 +346,17 @@ pub async fn throttled_login<T, F>(
 where
     F: Future<Output = Result<Option<T>, ()>>,
 {
-    let verdict = lock(throttle).begin(ip, user, Instant::now());
-    let delay = match verdict {
-        ThrottleVerdict::Blocked => return LoginOutcome::Blocked,
-        ThrottleVerdict::Proceed(delay) => delay,
+    // Waiting for a place is bounded too: past it the answer is the temporary refusal.
+    let give_up = Instant::now() + Duration::from_secs(60);
+    let delay = loop {
+        // The guard must not live across the sleep below.
+        let verdict = lock(throttle).begin(ip, user, Instant::now());
+        match verdict {
+            ThrottleVerdict::Blocked => return LoginOutcome::Blocked,
+            ThrottleVerdict::Proceed(delay) => break delay,
+            ThrottleVerdict::Wait if Instant::now() >= give_up => return LoginOutcome::Blocked,
+            ThrottleVerdict::Wait => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
     };
     let attempt = Attempt {
         throttle,
@@ -638,6 +663,33 @@ mod tests {
             checked.load(Ordering::SeqCst)
         );
         assert_eq!(blocked, 100 - checked.load(Ordering::SeqCst));
+    }
+
+    /// …while 100 parallel *correct* logins from one address (an office behind one NAT) all
+    /// get through: attempts past the free places wait for one, they are not refused.
+    #[tokio::test(start_paused = true)]
+    async fn parallel_correct_logins_all_get_through() {
+        let t = Arc::new(Mutex::new(AuthThrottle::new(Duration::from_secs(900), 10)));
+        let ip: IpAddr = "192.0.2.52".parse().unwrap();
+        let mut set = JoinSet::new();
+        for i in 0..100 {
+            let t = t.clone();
+            set.spawn(async move {
+                let user = format!("user{}@x.test", i % 7);
+                throttled_login(&t, ip, &user, async {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    Ok(Some(i))
+                })
+                .await
+            });
+        }
+        let mut ok = 0;
+        while let Some(r) = set.join_next().await {
+            if matches!(r.unwrap(), LoginOutcome::Ok(_)) {
+                ok += 1;
+            }
+        }
+        assert_eq!(ok, 100);
     }
 
     #[tokio::test(start_paused = true)]
