@@ -24,11 +24,7 @@ fn connect(ip: &str, port: u16) -> TcpStream {
 }
 
 fn tls(ip: &str, port: u16) -> openssl::ssl::SslStream<TcpStream> {
-    let mut b = openssl::ssl::SslConnector::builder(openssl::ssl::SslMethod::tls_client()).unwrap();
-    b.set_verify(openssl::ssl::SslVerifyMode::NONE);
-    b.build()
-        .connect("mail.example.test", connect(ip, port))
-        .unwrap()
+    support::tls_unverified(connect(ip, port), "mail.example.test").unwrap()
 }
 
 /// Reads lines until one starts with `tag ` (or the connection ends); returns them all.
@@ -69,9 +65,7 @@ fn tls_from(from: &str, ip: &str, port: u16) -> openssl::ssl::SslStream<TcpStrea
     let tcp = tcp.into_std().unwrap();
     tcp.set_nonblocking(false).unwrap();
     tcp.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    let mut b = openssl::ssl::SslConnector::builder(openssl::ssl::SslMethod::tls_client()).unwrap();
-    b.set_verify(openssl::ssl::SslVerifyMode::NONE);
-    b.build().connect("mail.example.test", tcp).unwrap()
+    support::tls_unverified(tcp, "mail.example.test").unwrap()
 }
 
 fn rss_kib(pid: u32) -> u64 {
@@ -254,11 +248,7 @@ fn one_hundred_parallel_wrong_logins_check_at_most_the_limit() {
                     return String::from("refused");
                 };
                 tcp.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-                let mut b =
-                    openssl::ssl::SslConnector::builder(openssl::ssl::SslMethod::tls_client())
-                        .unwrap();
-                b.set_verify(openssl::ssl::SslVerifyMode::NONE);
-                let Ok(s) = b.build().connect("mail.example.test", tcp) else {
+                let Ok(s) = support::tls_unverified(tcp, "mail.example.test") else {
                     return String::from("refused");
                 };
                 let mut r = BufReader::new(s);

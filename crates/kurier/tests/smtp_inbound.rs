@@ -201,9 +201,7 @@ async fn mua3_starttls_injection_is_ignored() {
     c.send(b"STARTTLS\r\nRSET\r\n");
     assert!(c.reply().starts_with("220 2.0.0"));
     let tcp = c.r.into_inner();
-    let mut b = openssl::ssl::SslConnector::builder(openssl::ssl::SslMethod::tls_client()).unwrap();
-    b.set_verify(openssl::ssl::SslVerifyMode::NONE);
-    let mut tls = b.build().connect("mail.example.test", tcp).unwrap();
+    let mut tls = support::tls_unverified(tcp, "mail.example.test").unwrap();
     tls.get_ref()
         .set_read_timeout(Some(Duration::from_millis(1500)))
         .unwrap();

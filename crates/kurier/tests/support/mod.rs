@@ -308,13 +308,21 @@ impl Client {
     }
 }
 
+/// A TLS handshake on `tcp` for `name` without certificate checks (the negative tests look at
+/// protocol behaviour, not at the chain).
+pub fn tls_unverified(
+    tcp: TcpStream,
+    name: &str,
+) -> Result<openssl::ssl::SslStream<TcpStream>, openssl::ssl::HandshakeError<TcpStream>> {
+    let mut b = openssl::ssl::SslConnector::builder(openssl::ssl::SslMethod::tls_client()).unwrap();
+    b.set_verify(openssl::ssl::SslVerifyMode::NONE);
+    b.build().connect(name, tcp)
+}
+
 impl Client<openssl::ssl::SslStream<TcpStream>> {
     /// Implicit TLS (port 465) without certificate checks; waits for the 220 greeting.
     pub fn connect_tls(addr: SocketAddr, name: &str) -> Self {
-        let mut b =
-            openssl::ssl::SslConnector::builder(openssl::ssl::SslMethod::tls_client()).unwrap();
-        b.set_verify(openssl::ssl::SslVerifyMode::NONE);
-        Client::greeted(b.build().connect(name, connect_tcp(addr)).unwrap())
+        Client::greeted(tls_unverified(connect_tcp(addr), name).unwrap())
     }
 }
 
