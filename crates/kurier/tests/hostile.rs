@@ -126,6 +126,33 @@ fn deep_nesting_gets_bad_before_and_after_login() {
             "{answer}"
         );
     }
+    // A message of 3000 nested multiparts: BODYSTRUCTURE (our MIME parser, 16 levels, deeper
+    // is opaque), SEARCH TEXT and ENVELOPE (mail-parser) answer and the server lives.
+    let depth = 3000;
+    let mut message = String::from("Subject: deep\r\n");
+    for i in 0..depth {
+        message.push_str(&format!(
+            "Content-Type: multipart/mixed; boundary=\"b{i}\"\r\n\r\n--b{i}\r\n"
+        ));
+    }
+    message.push_str("Content-Type: text/plain\r\n\r\nneedle\r\n");
+    for i in (0..depth).rev() {
+        message.push_str(&format!("--b{i}--\r\n"));
+    }
+    r.get_mut()
+        .write_all(format!("m APPEND INBOX {{{}+}}\r\n{message}\r\n", message.len()).as_bytes())
+        .unwrap();
+    assert!(until_tagged(&mut r, "m").contains("m OK"));
+    for (tag, cmd) in [
+        ("f", "FETCH * (BODYSTRUCTURE ENVELOPE BODY.PEEK[1.1.1.1])"),
+        ("t", "SEARCH TEXT needle"),
+    ] {
+        r.get_mut()
+            .write_all(format!("{tag} {cmd}\r\n").as_bytes())
+            .unwrap();
+        let answer = until_tagged(&mut r, tag);
+        assert!(answer.contains(&format!("{tag} OK")), "{cmd}: {answer}");
+    }
     // Hostile LIST patterns cost no recursion either.
     let pattern = format!("{}x", "*a".repeat(3000));
     r.get_mut()

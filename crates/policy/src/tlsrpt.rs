@@ -279,6 +279,17 @@ mod tests {
         parse_record(&txts.iter().map(|s| s.to_string()).collect::<Vec<_>>())
     }
 
+    /// Issue 16: a report that nests 100,000 levels deep is refused by serde_json's recursion
+    /// limit (128) with an error, not a stack overflow.
+    #[test]
+    fn deeply_nested_reports_are_an_error() {
+        for (open, close) in [("[", "]"), ("{\"a\":", "}")] {
+            let json = format!("{}1{}", open.repeat(100_000), close.repeat(100_000));
+            let e = parse_report(json.as_bytes()).unwrap_err();
+            assert!(e.0.contains("not JSON"), "{}", e.0);
+        }
+    }
+
     #[test]
     fn rpt7_records() {
         assert_eq!(
