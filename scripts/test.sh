@@ -9,9 +9,10 @@ cd "$(dirname "$0")/.."
 # listener, openssl makes certificates the way an operator would, curl is a real HTTPS client.
 # The store's conformance suite runs against a real PostgreSQL (started below). The test world
 # (tests/world/README.md) runs NSD, unbound, ldns tools, Postfix, swaks, dig and python3 (its
-# cryptography package signs the test CA's CRLs).
+# cryptography package signs the test CA's CRLs). libunbound8 is the DNSSEC validator the
+# server itself loads (dns.dnssec = "validate").
 packages=(gcc make perl ca-certificates openssl curl testssl.sh postgresql
-  nsd unbound ldnsutils dnsutils postfix swaks libnet-ssleay-perl python3 python3-cryptography
+  nsd unbound libunbound8 ldnsutils dnsutils postfix swaks libnet-ssleay-perl python3 python3-cryptography
   util-linux)
 
 missing=()

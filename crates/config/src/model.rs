@@ -110,11 +110,19 @@ pub enum DnssecMode {
 #[serde(default, deny_unknown_fields)]
 pub struct DnsConfig {
     pub dnssec: DnssecMode,
-    /// Recursive resolvers (`ip:port`); empty: the nameservers of /etc/resolv.conf.
-    pub upstream: Vec<ListenAddr>,
+    /// Resolvers to ask (`ip`, `ip:port`, `[v6]:port`; no port means 53); empty: the
+    /// nameservers of /etc/resolv.conf.
+    pub upstream: Vec<UpstreamAddr>,
     /// The root's DNSKEY or DS records in zone-file form; unset: the IANA root keys built in.
     pub trust_anchor: Option<PathBuf>,
+    /// Keep `trust_anchor` current by RFC 5011 (the file must be writable by kurier).
+    pub trust_anchor_updates: bool,
     pub timeout_secs: u64,
+    /// The probe: a name whose DNSKEY must validate, and one that must fail validation.
+    pub probe_secure: String,
+    pub probe_bogus: String,
+    /// How often the probe runs (it also runs at start; while failing, every 30 s at most).
+    pub probe_interval_secs: u64,
 }
 
 impl Default for DnsConfig {
@@ -123,7 +131,11 @@ impl Default for DnsConfig {
             dnssec: DnssecMode::Validate,
             upstream: Vec::new(),
             trust_anchor: None,
+            trust_anchor_updates: false,
             timeout_secs: 5,
+            probe_secure: ".".into(),
+            probe_bogus: "dnssec-failed.org".into(),
+            probe_interval_secs: 300,
         }
     }
 }
@@ -502,6 +514,48 @@ impl fmt::Display for ListenAddr {
     }
 }
 
+/// A DNS server to ask: `"127.0.0.53"` (port 53), `"127.0.0.1:5353"`, `"::1"`, `"[::1]:53"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct UpstreamAddr(pub SocketAddr);
+
+impl<'de> Deserialize<'de> for UpstreamAddr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        parse_upstream(&s)
+            .map(UpstreamAddr)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+fn parse_upstream(s: &str) -> Result<SocketAddr, String> {
+    let addr = match s.parse::<IpAddr>() {
+        Ok(ip) => SocketAddr::new(ip, 53),
+        Err(_) => s.parse::<SocketAddr>().map_err(|_| {
+            format!(
+                "{s:?} is not an IP address, with or without a port (fix: write it like \"127.0.0.53\", \"127.0.0.1:5353\" or \"[::1]:53\"; without a port, 53 is used)"
+            )
+        })?,
+    };
+    if addr.port() == 0 {
+        return Err(format!(
+            "{s:?} has port 0 (fix: leave the port out for 53, or name the resolver's port)"
+        ));
+    }
+    Ok(addr)
+}
+
+impl Serialize for UpstreamAddr {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0.to_string())
+    }
+}
+
+impl fmt::Display for UpstreamAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
 /// The fixed development ports of `kurier serve --dev` (unprivileged versions of the real ones).
 pub mod dev_ports {
     pub const SMTP: u16 = 2525;
@@ -711,6 +765,7 @@ impl Config {
             ("delivery.max_connections", u64::from(d.max_connections), 1),
             ("delivery.max_per_domain", u64::from(d.max_per_domain), 1),
             ("dns.timeout_secs", self.dns.timeout_secs, 1),
+            ("dns.probe_interval_secs", self.dns.probe_interval_secs, 1),
         ] {
             if value < min {
                 return bad(
@@ -750,6 +805,29 @@ impl Config {
                 p,
                 "not a host name or *.domain pattern",
                 "list the MX names of your domains, e.g. [\"mail.example.org\"]",
+            );
+        }
+        for (key, name) in [
+            ("dns.probe_secure", &self.dns.probe_secure),
+            ("dns.probe_bogus", &self.dns.probe_bogus),
+        ] {
+            let bare = name.trim_end_matches('.');
+            let root_ok = bare.is_empty() && key == "dns.probe_secure";
+            if !root_ok && !is_host_name(bare) {
+                return bad(
+                    key,
+                    name,
+                    "not a DNS name",
+                    "name a domain, e.g. \".\" (the root) for probe_secure, \"dnssec-failed.org\" for probe_bogus",
+                );
+            }
+        }
+        if self.dns.trust_anchor_updates && self.dns.trust_anchor.is_none() {
+            return bad(
+                "dns.trust_anchor_updates",
+                &true,
+                "RFC 5011 updates need a trust anchor file to keep current",
+                "set dns.trust_anchor to a file kurier may write, e.g. /var/lib/kurier/root.key (start it as a copy of /usr/share/dns/root.key)",
             );
         }
         if self.dns.dnssec == DnssecMode::TrustAd

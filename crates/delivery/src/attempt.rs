@@ -141,6 +141,24 @@ pub async fn deliver(
         format!("No mail server of {domain} could be reached."),
     );
     'hosts: for hop in hops {
+        if let Some((status, why)) = &hop.unreachable {
+            last = Failure::new(
+                status,
+                format!("The mail server {} cannot be used now: {why}.", hop.host),
+            );
+            if *status == "4.7.5" {
+                // RFC 8460 §4.3.2.1: no valid records came back from the resolver.
+                report.tls.push(TlsOutcome::without_session(
+                    &hop.host,
+                    "tlsa",
+                    Vec::new(),
+                    "dnssec-invalid",
+                    why.clone(),
+                ));
+            }
+            tracing::info!(domain = %domain, mx = %hop.host, result = "skipped", reason = %why, "delivery attempt");
+            continue;
+        }
         if let (DanePolicy::Skip(why), false) = (&hop.dane, relaxed) {
             last = Failure::new(
                 "4.7.5",

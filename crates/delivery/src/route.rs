@@ -19,6 +19,10 @@ pub struct Hop {
     pub base: String,
     pub addresses: Vec<IpAddr>,
     pub dane: DanePolicy,
+    /// Set when the host cannot be used before any DANE question arises: its address lookup
+    /// failed, or it has no address (RFC 3463 status, reason). A routing failure, not a TLSA
+    /// one — unless the address answer was bogus (4.7.5).
+    pub unreachable: Option<(&'static str, String)>,
 }
 
 /// The plan for a domain.
@@ -114,18 +118,21 @@ pub async fn plan(resolver: &Resolver, domain: &str, port: u16, seed: u64) -> Ro
 }
 
 async fn hop(resolver: &Resolver, domain: &str, host: &str, port: u16, mx_secure: bool) -> Hop {
-    let skip = |why: String| Hop {
+    let unreachable = |status: &'static str, why: String| Hop {
         host: host.to_string(),
         base: host.to_string(),
         addresses: Vec::new(),
-        dane: DanePolicy::Skip(why),
+        dane: DanePolicy::Opportunistic,
+        unreachable: Some((status, why)),
     };
+    // One address family failing leaves the other (kurier-dns `addresses`).
     let addrs = match resolver.addresses(host).await {
         Ok(a) => a,
-        Err(e) => return skip(dns_reason(host, &e)),
+        Err(e) => return unreachable(dns_status(&e), dns_reason(host, &e)),
     };
     if addrs.records.is_empty() {
-        return skip(format!("{host} has no address"));
+        // RFC 3463 X.4.4: unable to route.
+        return unreachable("4.4.4", format!("{host} has no IPv4 or IPv6 address"));
     }
     let secure = mx_secure && addrs.state == DnssecState::Secure;
     let mut base = host.to_string();
@@ -153,6 +160,7 @@ async fn hop(resolver: &Resolver, domain: &str, host: &str, port: u16, mx_secure
         base,
         addresses: addrs.records,
         dane,
+        unreachable: None,
     }
 }
 

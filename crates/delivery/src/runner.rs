@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kurier_dns::Resolver;
+use kurier_dns::{Resolver, ValidatorState};
 use kurier_smtp::client::Envelope;
 use kurier_store::{
     NewQueueEntry, QueueEntry, Recipient, RecipientStatus, Store, StoreError, TlsEvent,
@@ -80,6 +80,8 @@ pub struct QueueRunner {
     /// Our lease holder name: host and process, unique among nodes.
     holder: String,
     wake: Arc<Notify>,
+    /// The DNSSEC probe's verdict: while it fails, nothing is leased (DNS-1, DANE-7).
+    validator: watch::Receiver<ValidatorState>,
     in_flight: Arc<Semaphore>,
     connections: Arc<Semaphore>,
     domains: Mutex<HashMap<String, Arc<Semaphore>>>,
@@ -110,6 +112,7 @@ impl QueueRunner {
         tls: ClientTls,
         cfg: DeliveryConfig,
         wake: Arc<Notify>,
+        validator: watch::Receiver<ValidatorState>,
     ) -> Arc<QueueRunner> {
         let revocation = Arc::new(RevocationChecker::new(resolver.clone(), cfg.sts_timeout));
         let sts = StsFetcher::new(
@@ -135,6 +138,7 @@ impl QueueRunner {
             connector,
             holder: format!("{}:{}", cfg.hostname, std::process::id()),
             wake,
+            validator,
             in_flight: Arc::new(Semaphore::new(cfg.max_in_flight.max(1))),
             connections: Arc::new(Semaphore::new(cfg.max_connections.max(1))),
             domains: Mutex::new(HashMap::new()),
@@ -152,9 +156,21 @@ impl QueueRunner {
     /// another run takes the entries up again.
     pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         tracing::info!(holder = %self.holder, "outbound delivery started");
+        let mut validator = self.validator.clone();
         loop {
             if *stop.borrow() {
                 break;
+            }
+            // Without a working validator every lookup is suspect: mail stays queued (its
+            // entries untouched, no attempt counted) until the probe passes again.
+            if !validator.borrow_and_update().is_working() {
+                tokio::select! {
+                    r = validator.changed() => if r.is_err() {
+                        tokio::time::sleep(self.cfg.poll).await;
+                    },
+                    _ = stop.changed() => {}
+                }
+                continue;
             }
             let started = match self.clone().lease_and_start().await {
                 Ok(n) => n,

@@ -99,6 +99,7 @@ async fn tls4_smtp3_the_client_hello_of_outbound_delivery() {
             }],
             names: vec!["mx.hello.test".into(), "hello.test".into()],
         },
+        unreachable: None,
     }]);
     let conn = Connector {
         tls: kurier_tls::ClientTls::new(None).unwrap(),

@@ -1,19 +1,22 @@
-//! `trust_ad` mode: ask a validating resolver on a loopback address with the DO and AD bits set
-//! and take its AD bit as the DNSSEC state (RFC 6840 §5.7, §5.8; RFC 4035 §3.2.3). A bogus
-//! answer reaches us as SERVFAIL, which is indeterminate — never "no record". Answers are cached
-//! for their TTL (negative ones for the SOA minimum, RFC 2308 §5), at most an hour.
+//! A stub client. `trust_ad` mode: ask a validating resolver on a loopback address with the DO
+//! and AD bits set and take its AD bit as the DNSSEC state (RFC 6840 §5.7, §5.8; RFC 4035
+//! §3.2.3). A bogus answer reaches us as SERVFAIL, which is indeterminate — never "no record".
+//! `off` mode: the same questions, every answer insecure. Answers are cached for their TTL
+//! (negative ones for the SOA minimum, RFC 2308 §5), at most an hour.
+//!
+//! Also `diagnose`: when the probe fails, ask each upstream directly what is wrong with it.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use hickory_resolver::proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
-use hickory_resolver::proto::rr::{Name, RData, Record, RecordType};
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 
-use crate::{Answer, DnsError, DnssecState};
+use crate::{Answer, DnsError, DnssecMode, DnssecState};
 
 const MAX_CACHE_SECS: u32 = 3600;
 const MAX_CACHE_ENTRIES: usize = 10_000;
@@ -25,14 +28,17 @@ type Cache = HashMap<CacheKey, (Instant, Answer<Record>)>;
 pub(crate) struct AdClient {
     upstream: Vec<SocketAddr>,
     timeout: Duration,
+    /// Take the AD bit (`trust_ad`), or call everything insecure (`off`).
+    trust_ad: bool,
     cache: Arc<Mutex<Cache>>,
 }
 
 impl AdClient {
-    pub(crate) fn new(upstream: Vec<SocketAddr>, timeout: Duration) -> Self {
+    pub(crate) fn new(upstream: Vec<SocketAddr>, timeout: Duration, trust_ad: bool) -> Self {
         AdClient {
             upstream,
             timeout,
+            trust_ad,
             cache: Arc::default(),
         }
     }
@@ -55,7 +61,10 @@ impl AdClient {
         for server in &self.upstream {
             match tokio::time::timeout(self.timeout, exchange(*server, &name, rtype)).await {
                 Ok(Ok(response)) => {
-                    let (answer, ttl) = interpret(response, rtype, &what)?;
+                    let (mut answer, ttl) = interpret(response, &what)?;
+                    if !self.trust_ad {
+                        answer.state = DnssecState::Insecure;
+                    }
                     if let Ok(mut cache) = self.cache.lock() {
                         if cache.len() >= MAX_CACHE_ENTRIES {
                             let now = Instant::now();
@@ -74,6 +83,60 @@ impl AdClient {
     }
 }
 
+/// Why the upstream resolvers cannot serve DNSSEC, asked of each directly (the root's DNSKEY
+/// with the DO bit): `None` if at least one looks fine — then the trust anchor or the probe's
+/// zone is at fault, not the upstream.
+pub(crate) async fn diagnose(
+    upstream: &[SocketAddr],
+    timeout: Duration,
+    mode: DnssecMode,
+) -> Option<String> {
+    let root = Name::root();
+    let mut problems = Vec::new();
+    for server in upstream {
+        let problem = match tokio::time::timeout(
+            timeout,
+            exchange(*server, &root, RecordType::DNSKEY),
+        )
+        .await
+        {
+            Err(_) => format!(
+                "{server} does not answer within {} s (fix: check dns.upstream; an address without a port means port 53)",
+                timeout.as_secs_f32()
+            ),
+            Ok(Err(e)) => format!("{server}: {e} (fix: check dns.upstream)"),
+            Ok(Ok(m)) => match m.metadata.response_code {
+                ResponseCode::Refused => format!(
+                    "{server} answered REFUSED: it does not resolve for this host (fix: allow this host in its access control, or name another resolver in dns.upstream)"
+                ),
+                ResponseCode::NoError
+                    if !m
+                        .answers
+                        .iter()
+                        .any(|r| r.record_type() == RecordType::RRSIG) =>
+                {
+                    format!(
+                        "{server} strips DNSSEC records (no RRSIG although the DO bit was set) (fix: name a resolver that passes DNSSEC records in dns.upstream)"
+                    )
+                }
+                ResponseCode::NoError
+                    if mode == DnssecMode::TrustAd && !m.metadata.authentic_data =>
+                {
+                    format!(
+                        "{server} does not validate: no AD bit on the signed root (fix: enable validation in it, e.g. unbound with a trust anchor, or use dnssec = \"validate\")"
+                    )
+                }
+                ResponseCode::NoError => return None,
+                code => format!(
+                    "{server} answered {code} for the root's DNSKEY (fix: check that it resolves, or name another resolver in dns.upstream)"
+                ),
+            },
+        };
+        problems.push(problem);
+    }
+    (!problems.is_empty()).then(|| problems.join("; "))
+}
+
 /// One question over UDP, again over TCP if the answer was truncated.
 async fn exchange(server: SocketAddr, name: &Name, rtype: RecordType) -> std::io::Result<Message> {
     let mut query = Message::new(rand_id(), MessageType::Query, OpCode::Query);
@@ -87,9 +150,9 @@ async fn exchange(server: SocketAddr, name: &Name, rtype: RecordType) -> std::io
     let bytes = query.to_vec().map_err(std::io::Error::other)?;
 
     let bind: SocketAddr = if server.is_ipv4() {
-        "127.0.0.1:0".parse().map_err(std::io::Error::other)?
+        "0.0.0.0:0".parse().map_err(std::io::Error::other)?
     } else {
-        "[::1]:0".parse().map_err(std::io::Error::other)?
+        "[::]:0".parse().map_err(std::io::Error::other)?
     };
     let socket = UdpSocket::bind(bind).await?;
     socket.connect(server).await?;
@@ -120,7 +183,7 @@ async fn exchange(server: SocketAddr, name: &Name, rtype: RecordType) -> std::io
 }
 
 /// The answer and how long it may be cached.
-fn interpret(m: Message, rtype: RecordType, what: &str) -> Result<(Answer<Record>, u32), DnsError> {
+fn interpret(m: Message, what: &str) -> Result<(Answer<Record>, u32), DnsError> {
     let state = if m.metadata.authentic_data {
         DnssecState::Secure
     } else {
@@ -140,7 +203,7 @@ fn interpret(m: Message, rtype: RecordType, what: &str) -> Result<(Answer<Record
     let records: Vec<Record> = m
         .answers
         .iter()
-        .filter(|r| r.record_type() == rtype)
+        .filter(|r| r.record_type() != RecordType::RRSIG)
         .cloned()
         .collect();
     let ttl = if records.is_empty() {

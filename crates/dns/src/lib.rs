@@ -1,30 +1,30 @@
 //! # kurier-dns — lookups whose answers carry their DNSSEC state
 //!
-//! Owns every DNS question Kurier asks (MX, A/AAAA, TLSA, TXT) and the one fact policy needs
-//! about each answer: was it proven (`Secure`), provably unsigned (`Insecure`), or could it not
-//! be trusted at all (an error: bogus or indeterminate). A bogus answer is an error, never
-//! "no record" (TR-03108 DNS-1; RFC 4033 §5, RFC 7672 §2.1). Validation runs in-process
-//! (hickory-resolver) from a configurable trust anchor, through configurable upstream servers;
-//! or, in `trust_ad` mode, the AD bit of a local validating resolver is trusted (as Postfix does,
-//! RFC 6840 §5.8: only over loopback, where nobody can flip it); `off` makes every answer
-//! insecure (no DANE — not TR-03108 compliant, and said so at every start). Answers are cached
-//! for their TTL and every lookup has a timeout.
+//! Owns every DNS question Kurier asks (MX, A/AAAA, TLSA, TXT, SRV, DNSKEY) and the one fact
+//! policy needs about each answer: was it proven (`Secure`), provably unsigned (`Insecure`), or
+//! could it not be trusted at all (an error: bogus or indeterminate). A bogus answer is an
+//! error, never "no record" (TR-03108 DNS-1; RFC 4033 §5, RFC 7672 §2.1).
+//!
+//! Who judges: in the default mode `validate`, libunbound in-process (`unbound`), from the
+//! configured trust anchor, through any upstream — validating, non-validating or an
+//! authoritative server, the verdict is the same. In `trust_ad` mode, the AD bit of a local
+//! validating resolver (as Postfix does, RFC 6840 §5.8: only over loopback), re-probed so that
+//! it cannot degrade silently (`probe`). `off` makes every answer insecure (no DANE — not
+//! TR-03108 compliant, and said so at every start). hickory-proto only parses messages.
 //!
 //! Must not: decide anything. Whether DANE applies is the `policy` crate's question.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
-use hickory_resolver::TokioResolver;
-use hickory_resolver::config::{NameServerConfig, ResolverConfig};
-use hickory_resolver::net::runtime::TokioRuntimeProvider;
-use hickory_resolver::net::{DnsError as HickoryDnsError, NetError};
-use hickory_resolver::proto::dnssec::{Proof, TrustAnchors};
-use hickory_resolver::proto::rr::{RData, Record, RecordType};
+use hickory_proto::rr::{RData, Record, RecordType};
 
 mod ad;
+mod health;
+mod unbound;
+
+pub use health::{ValidatorState, watch_validator};
 
 /// What DNSSEC proved about an answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,7 +47,7 @@ pub struct Answer<T> {
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum DnsError {
     /// Signatures do not validate, or a proof is missing where one must be (RFC 4035 §4.3).
-    #[error("DNSSEC validation failed (bogus) for {0}")]
+    #[error("DNSSEC validation failed (bogus): {0}")]
     Bogus(String),
     /// No trustworthy answer now: timeout, SERVFAIL (a validating upstream reports bogus data
     /// that way), network error. Retry later; never treat as "no record".
@@ -107,26 +107,69 @@ pub enum DnssecMode {
 #[derive(Debug, Clone)]
 pub struct DnsConfig {
     pub mode: DnssecMode,
-    /// Recursive resolvers to ask (they must pass DNSSEC records through, as any resolver
-    /// that honours the DO bit does).
+    /// Resolvers to ask. In `validate` mode any server that answers with DNSSEC records
+    /// when asked (DO bit) will do: a validating or non-validating recursive resolver, or the
+    /// authoritative server of a lab.
     pub upstream: Vec<SocketAddr>,
-    /// DNSKEY or DS records of the root (or a test root) in zone-file form; `None` uses
-    /// hickory's built-in IANA root keys.
+    /// DS or DNSKEY records of the root (or a test root) in zone-file form; `None` uses the
+    /// IANA root anchors built in.
     pub trust_anchor: Option<PathBuf>,
+    /// Keep `trust_anchor` current by RFC 5011 (libunbound rewrites the file).
+    pub trust_anchor_updates: bool,
     pub timeout: Duration,
+    /// What the probe asks (see `Resolver::probe`).
+    pub probe: ProbeNames,
+}
+
+impl Default for DnsConfig {
+    fn default() -> Self {
+        DnsConfig {
+            mode: DnssecMode::Validate,
+            upstream: Vec::new(),
+            trust_anchor: None,
+            trust_anchor_updates: false,
+            timeout: Duration::from_secs(5),
+            probe: ProbeNames::default(),
+        }
+    }
+}
+
+/// A name that must validate and one that must not, for the probe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeNames {
+    /// Its DNSKEY RRset must be secure: the root by default (always signed, proves the anchor).
+    pub secure: String,
+    /// Must never resolve: a domain broken on purpose (Comcast's `dnssec-failed.org` by
+    /// default). An error of any kind passes; an answer means nobody validates.
+    pub bogus: String,
+}
+
+impl Default for ProbeNames {
+    fn default() -> Self {
+        ProbeNames {
+            secure: ".".into(),
+            bogus: "dnssec-failed.org".into(),
+        }
+    }
 }
 
 /// The resolver. Cheap to clone.
 #[derive(Clone)]
 pub struct Resolver {
     backend: Backend,
+    mode: DnssecMode,
+    upstream: Vec<SocketAddr>,
+    anchor: Option<PathBuf>,
+    timeout: Duration,
+    probe: ProbeNames,
 }
 
 #[derive(Clone)]
 enum Backend {
-    /// hickory, validating (or not, in mode `off`).
-    Hickory(Box<TokioResolver>, DnssecMode),
-    TrustAd(ad::AdClient),
+    /// `validate`: libunbound judges.
+    Unbound(unbound::Validator),
+    /// `trust_ad` (AD bit taken) or `off` (ignored).
+    Stub(ad::AdClient),
 }
 
 impl Resolver {
@@ -134,69 +177,116 @@ impl Resolver {
         if config.upstream.is_empty() {
             return Err(DnsError::Invalid("no DNS upstream configured".into()));
         }
-        if config.mode == DnssecMode::TrustAd {
-            if let Some(a) = config.upstream.iter().find(|a| !a.ip().is_loopback()) {
-                return Err(DnsError::Invalid(format!(
-                    "dnssec = \"trust_ad\" trusts the AD bit only from a resolver on this machine, not {a} (fix: run a validating resolver such as unbound on 127.0.0.1, or use dnssec = \"validate\")"
-                )));
-            }
-            return Ok(Resolver {
-                backend: Backend::TrustAd(ad::AdClient::new(
+        let backend = match config.mode {
+            DnssecMode::TrustAd => {
+                if let Some(a) = config.upstream.iter().find(|a| !a.ip().is_loopback()) {
+                    return Err(DnsError::Invalid(format!(
+                        "dnssec = \"trust_ad\" trusts the AD bit only from a resolver on this machine, not {a} (fix: run a validating resolver such as unbound on 127.0.0.1, or use dnssec = \"validate\")"
+                    )));
+                }
+                Backend::Stub(ad::AdClient::new(
                     config.upstream.clone(),
                     config.timeout,
-                )),
-            });
-        }
-        let servers = config
-            .upstream
-            .iter()
-            .map(|a| {
-                let mut ns = NameServerConfig::udp_and_tcp(a.ip());
-                for c in &mut ns.connections {
-                    c.port = a.port();
-                }
-                ns
-            })
-            .collect();
-        let mut builder = TokioResolver::builder_with_config(
-            ResolverConfig::from_parts(None, vec![], servers),
-            TokioRuntimeProvider::default(),
-        );
-        let opts = builder.options_mut();
-        opts.validate = config.mode == DnssecMode::Validate;
-        opts.timeout = config.timeout;
-        opts.attempts = 2;
-        if let (Some(path), DnssecMode::Validate) = (&config.trust_anchor, config.mode) {
-            let anchors = TrustAnchors::from_file(path).map_err(|e| {
-                DnsError::Invalid(format!(
-                    "trust anchor {}: {e} (fix: a file with the root's DNSKEY or DS records)",
-                    path.display()
+                    true,
                 ))
-            })?;
-            builder = builder.with_trust_anchor(Arc::new(anchors));
-        }
-        let inner = builder
-            .build()
-            .map_err(|e| DnsError::Invalid(format!("cannot build the resolver: {e}")))?;
+            }
+            DnssecMode::Off => Backend::Stub(ad::AdClient::new(
+                config.upstream.clone(),
+                config.timeout,
+                false,
+            )),
+            DnssecMode::Validate => {
+                Backend::Unbound(unbound::Validator::new(&unbound::ValidatorConfig {
+                    upstream: &config.upstream,
+                    trust_anchor: config.trust_anchor.as_deref(),
+                    rfc5011: config.trust_anchor_updates,
+                    timeout: config.timeout,
+                })?)
+            }
+        };
         Ok(Resolver {
-            backend: Backend::Hickory(Box::new(inner), config.mode),
+            backend,
+            mode: config.mode,
+            upstream: config.upstream.clone(),
+            anchor: config.trust_anchor.clone(),
+            timeout: config.timeout,
+            probe: config.probe.clone(),
         })
     }
 
-    /// Checks that validation works at all: the root's DNSKEY set must come back secure. Run at
-    /// start; if it fails, DANE cannot be trusted and outbound delivery must not start. In mode
-    /// `off` there is nothing to check.
-    pub async fn probe(&self) -> Result<(), DnsError> {
-        if matches!(self.backend, Backend::Hickory(_, DnssecMode::Off)) {
-            return Ok(());
+    /// Who judges DNSSEC, for the start log line and `/metrics`.
+    pub fn validator(&self) -> String {
+        match self.mode {
+            DnssecMode::Validate => format!("{} in-process", unbound::Validator::describe()),
+            DnssecMode::TrustAd => format!(
+                "the AD bit of {}",
+                self.upstream
+                    .iter()
+                    .map(|a| a.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            DnssecMode::Off => "none (dnssec = \"off\")".into(),
         }
-        let a = self.query(".", RecordType::DNSKEY).await?;
-        match a.state {
-            DnssecState::Secure if !a.records.is_empty() => Ok(()),
-            _ => Err(DnsError::Bogus(
-                "the root DNSKEY is not secure: check the trust anchor and that the upstream passes DNSSEC records".into(),
-            )),
+    }
+
+    /// Checks that validation works: the probe's secure name must come back secure, its bogus
+    /// name must not resolve. Run at start and periodically; while it fails, DANE cannot be
+    /// trusted and outbound delivery holds mail. The error is one line naming the cause
+    /// (refused, unreachable, stripping or not validating upstream; wrong trust anchor) and
+    /// the fix. Returns what was proven. In mode `off` there is nothing to check.
+    pub async fn probe(&self) -> Result<String, DnsError> {
+        if self.mode == DnssecMode::Off {
+            return Ok("DNSSEC is off".into());
         }
+        let secure = self.dnskey_rrset(&self.probe.secure).await;
+        let ok = match &secure {
+            Ok(a) => a.state == DnssecState::Secure && !a.records.is_empty(),
+            Err(_) => false,
+        };
+        if !ok {
+            let cause = match ad::diagnose(&self.upstream, self.timeout, self.mode).await {
+                Some(cause) => cause,
+                None => match (&secure, self.mode) {
+                    (Err(e), _) => e.to_string(),
+                    (Ok(_), DnssecMode::TrustAd) => {
+                        "the resolver does not set the AD bit on a signed answer: it does not validate (fix: enable validation in it, e.g. unbound with a trust anchor, or use dnssec = \"validate\")".into()
+                    }
+                    (Ok(_), _) => "the answer is not signed".into(),
+                },
+            };
+            let anchor = match (&self.anchor, self.mode) {
+                (_, DnssecMode::TrustAd) => String::new(),
+                (Some(p), _) => format!(" from the trust anchor {}", p.display()),
+                (None, _) => " from the IANA root anchors".into(),
+            };
+            return Err(DnsError::Indeterminate(
+                format!("{} DNSKEY (the probe){anchor}", fqdn(&self.probe.secure)),
+                cause,
+            ));
+        }
+        // An error passes, and so does proven non-existence (a lab's private root has no
+        // such name); records mean nobody checked the signatures.
+        match self.query(&self.probe.bogus, RecordType::A).await {
+            Ok(a) if !a.records.is_empty() => {
+                return Err(DnsError::Indeterminate(
+                    format!("{} A (the probe)", fqdn(&self.probe.bogus)),
+                    "a name that must fail validation resolved: DNSSEC is not being checked (fix: use dnssec = \"validate\", or a validating resolver in trust_ad mode)".into(),
+                ));
+            }
+            _ => {}
+        }
+        Ok(format!(
+            "{} validated {} DNSKEY{}; {} fails as it must",
+            self.validator(),
+            fqdn(&self.probe.secure),
+            match (&self.anchor, self.mode) {
+                (_, DnssecMode::TrustAd) => String::new(),
+                (Some(p), _) => format!(" from the trust anchor {}", p.display()),
+                (None, _) => " from the IANA root anchors".into(),
+            },
+            fqdn(&self.probe.bogus)
+        ))
     }
 
     pub async fn mx(&self, domain: &str) -> Result<Answer<MxRecord>, DnsError> {
@@ -223,32 +313,15 @@ impl Resolver {
         }))
     }
 
+    async fn dnskey_rrset(&self, zone: &str) -> Result<Answer<Record>, DnsError> {
+        self.query(zone, RecordType::DNSKEY).await
+    }
+
     /// The DNSKEY RRset of a zone (what it is signed with; TR-03108 DNS-4).
     pub async fn dnskeys(&self, zone: &str) -> Result<Answer<DnsKey>, DnsError> {
-        use hickory_resolver::proto::dnssec::PublicKey;
-        use hickory_resolver::proto::dnssec::rdata::DNSSECRData;
-        let a = self.query(zone, RecordType::DNSKEY).await?;
+        let a = self.dnskey_rrset(zone).await?;
         Ok(a.map(|r| match r.data {
-            RData::DNSSEC(DNSSECRData::DNSKEY(k)) => {
-                let algorithm = u8::from(k.public_key().algorithm());
-                // RFC 3110 §2: exponent length (1 or 3 bytes), exponent, modulus.
-                let rsa_bits = matches!(algorithm, 5 | 7 | 8 | 10).then(|| {
-                    let b = k.public_key().public_bytes();
-                    let (len, skip) = match b.first() {
-                        Some(0) if b.len() >= 3 => {
-                            (usize::from(u16::from_be_bytes([b[1], b[2]])), 3)
-                        }
-                        Some(&n) => (usize::from(n), 1),
-                        None => (0, 0),
-                    };
-                    u32::try_from(b.len().saturating_sub(skip + len) * 8).unwrap_or(0)
-                });
-                Some(DnsKey {
-                    flags: k.flags(),
-                    algorithm,
-                    rsa_bits,
-                })
-            }
+            RData::Unknown { rdata, .. } => parse_dnskey(&rdata.anything),
             _ => None,
         }))
     }
@@ -256,10 +329,13 @@ impl Resolver {
     /// The NSEC3 hash iterations a zone announces in its NSEC3PARAM record (RFC 5155 §4); no
     /// record: the zone uses NSEC (or is not signed).
     pub async fn nsec3_iterations(&self, zone: &str) -> Result<Answer<u16>, DnsError> {
-        use hickory_resolver::proto::dnssec::rdata::DNSSECRData;
         let a = self.query(zone, RecordType::NSEC3PARAM).await?;
+        // RFC 5155 §4.2: hash algorithm (1), flags (1), iterations (2), salt.
         Ok(a.map(|r| match r.data {
-            RData::DNSSEC(DNSSECRData::NSEC3PARAM(p)) => Some(p.iterations()),
+            RData::Unknown { rdata, .. } => match rdata.anything.as_slice() {
+                [_, _, hi, lo, ..] => Some(u16::from_be_bytes([*hi, *lo])),
+                _ => None,
+            },
             _ => None,
         }))
     }
@@ -293,29 +369,38 @@ impl Resolver {
         }))
     }
 
-    /// A and AAAA together; secure only if both are.
+    /// A and AAAA together; secure only if every answer used is. One family failing (a
+    /// timeout, SERVFAIL) leaves the other usable: a host whose AAAA lookup times out but
+    /// whose A is secure is reachable over IPv4, securely. Bogus data in either is an error
+    /// (somebody tampers with this name). Both failing is the first error.
     pub async fn addresses(&self, host: &str) -> Result<Answer<IpAddr>, DnsError> {
-        let v4 = self.query(host, RecordType::A).await?;
-        let v6 = self.query(host, RecordType::AAAA).await?;
-        let state = if v4.state == DnssecState::Secure && v6.state == DnssecState::Secure {
+        let (v4, v6) = tokio::join!(
+            self.query(host, RecordType::A),
+            self.query(host, RecordType::AAAA)
+        );
+        let (v4, v6) = match (v4, v6) {
+            (Err(e @ DnsError::Bogus(_)), _) | (_, Err(e @ DnsError::Bogus(_))) => {
+                return Err(e);
+            }
+            (Err(e), Err(_)) => return Err(e),
+            (v4, v6) => (v4.ok(), v6.ok()),
+        };
+        let answers: Vec<Answer<Record>> = v4.into_iter().chain(v6).collect();
+        let state = if answers.iter().all(|a| a.state == DnssecState::Secure) {
             DnssecState::Secure
         } else {
             DnssecState::Insecure
         };
-        let nxdomain = v4.nxdomain && v6.nxdomain;
-        let mut records: Vec<IpAddr> = v4
-            .map(|r| match r.data {
+        let nxdomain = answers.iter().all(|a| a.nxdomain);
+        let records = answers
+            .into_iter()
+            .flat_map(|a| a.records)
+            .filter_map(|r| match r.data {
                 RData::A(a) => Some(IpAddr::V4(a.0)),
-                _ => None,
-            })
-            .records;
-        records.extend(
-            v6.map(|r| match r.data {
                 RData::AAAA(a) => Some(IpAddr::V6(a.0)),
                 _ => None,
             })
-            .records,
-        );
+            .collect();
         Ok(Answer {
             records,
             state,
@@ -324,102 +409,53 @@ impl Resolver {
     }
 
     /// The name `name` stands for after following CNAMEs (RFC 7672 §2.2.1: the TLSA base
-    /// domain of an MX host given as an alias), taken from an A/AAAA lookup; `None` if the name
-    /// is not an alias. Its state is that of the whole chain.
+    /// domain of an MX host given as an alias), from the CNAME chain of an A lookup; `None` if
+    /// the name is not an alias. Its state is that of the whole chain, the weakest link.
     pub async fn canonical_name(&self, name: &str) -> Result<Answer<String>, DnsError> {
-        let a = self.query(name, RecordType::A).await?;
+        let a = self.lookup(name, RecordType::A).await?;
         let wanted = fqdn(name).to_ascii_lowercase();
-        let target = a
-            .records
-            .first()
-            .map(|r| r.name.to_string().to_ascii_lowercase())
-            .filter(|n| *n != wanted);
+        let mut current = wanted.clone();
+        // RFC 1034 §3.6.2 chains; a loop or an overlong chain ends the walk.
+        for _ in 0..16 {
+            let next = a.records.iter().find_map(|r| match &r.data {
+                RData::CNAME(c) if r.name.to_string().eq_ignore_ascii_case(&current) => {
+                    Some(c.0.to_string().to_ascii_lowercase())
+                }
+                _ => None,
+            });
+            match next {
+                Some(n) if n != current => current = n,
+                _ => break,
+            }
+        }
         Ok(Answer {
-            records: target.map(|t| name_text(&t)).into_iter().collect(),
+            records: (current != wanted)
+                .then(|| name_text(&current))
+                .into_iter()
+                .collect(),
             state: a.state,
             nxdomain: a.nxdomain,
         })
     }
 
-    /// One question; the answer's state is the weakest of its records' proofs.
+    /// One question; only the records of the type asked (the CNAMEs that led there count for
+    /// the state, not as records).
     async fn query(&self, name: &str, rtype: RecordType) -> Result<Answer<Record>, DnsError> {
-        let mut name = fqdn(name);
-        let mut hops = 0;
-        loop {
-            match self.query_once(&name, rtype).await {
-                Err(DnsError::Bogus(what)) if hops < 8 && rtype != RecordType::CNAME => {
-                    // hickory 0.26 calls an alias whose target has no record of the type
-                    // (CNAME, then NODATA proven in the target's zone) bogus. Both halves can
-                    // be validated on their own: the CNAME, then the question at its target —
-                    // the same chain a validator walks. Anything really bogus stays bogus.
-                    let cname = self.query_once(&name, RecordType::CNAME).await?;
-                    let target = cname.records.iter().find_map(|r| match &r.data {
-                        RData::CNAME(c) => Some(c.0.to_string()),
-                        _ => None,
-                    });
-                    match (target, cname.state) {
-                        (Some(t), DnssecState::Secure) => {
-                            name = fqdn(&t);
-                            hops += 1;
-                        }
-                        _ => return Err(DnsError::Bogus(what)),
-                    }
-                }
-                other => return other,
-            }
-        }
+        let mut a = self.lookup(name, rtype).await?;
+        a.records.retain(|r| r.record_type() == rtype);
+        Ok(a)
     }
 
-    async fn query_once(&self, fqdn: &str, rtype: RecordType) -> Result<Answer<Record>, DnsError> {
-        let fqdn = fqdn.to_string();
-        let what = format!("{fqdn} {rtype}");
-        let (inner, mode) = match &self.backend {
-            Backend::TrustAd(client) => return client.query(&fqdn, rtype).await,
-            Backend::Hickory(inner, mode) => (inner, *mode),
-        };
-        let state_of = |proofs: &mut dyn Iterator<Item = Proof>| {
-            if mode == DnssecMode::Off {
-                Ok(DnssecState::Insecure)
-            } else {
-                combine(proofs, &what)
-            }
-        };
-        match inner.lookup(fqdn.as_str(), rtype).await {
-            Ok(lookup) => {
-                let records: Vec<Record> = lookup
-                    .answers()
-                    .iter()
-                    .filter(|r| r.record_type() == rtype)
-                    .cloned()
-                    .collect();
-                let state = state_of(&mut records.iter().map(|r| r.proof))?;
-                Ok(Answer {
-                    records,
-                    state,
-                    nxdomain: false,
-                })
-            }
-            Err(NetError::Dns(HickoryDnsError::NoRecordsFound(no))) => {
-                let proof = no.soa.as_ref().map(|s| s.proof).unwrap_or(Proof::Insecure);
-                let state = state_of(&mut std::iter::once(proof))?;
-                let nxdomain =
-                    no.response_code == hickory_resolver::proto::op::ResponseCode::NXDomain;
-                Ok(Answer {
-                    records: Vec::new(),
-                    state,
-                    nxdomain,
-                })
-            }
-            Err(NetError::Dns(HickoryDnsError::DnssecBogus)) => Err(DnsError::Bogus(what)),
-            Err(NetError::Dns(HickoryDnsError::Nsec { proof, .. })) => {
-                let state = state_of(&mut std::iter::once(proof))?;
-                Ok(Answer {
-                    records: Vec::new(),
-                    state,
-                    nxdomain: false,
-                })
-            }
-            Err(e) => Err(DnsError::Indeterminate(what, e.to_string())),
+    /// One question; the whole answer section (CNAME chain included) with one state for all
+    /// of it — the validator's, which is that of the weakest link of the chain.
+    async fn lookup(&self, name: &str, rtype: RecordType) -> Result<Answer<Record>, DnsError> {
+        let name = fqdn(name);
+        if name.len() > 254 || name.split('.').any(|l| l.len() > 63) {
+            return Err(DnsError::Invalid(format!("{name:?} is not a DNS name")));
+        }
+        match &self.backend {
+            Backend::Unbound(v) => v.query(&name, rtype).await,
+            Backend::Stub(client) => client.query(&name, rtype).await,
         }
     }
 }
@@ -434,6 +470,27 @@ impl Answer<Record> {
     }
 }
 
+/// RFC 4034 §2.1: flags (2), protocol (1), algorithm (1), public key; RSA (RFC 3110 §2):
+/// exponent length (1, or 0 and 2 more), exponent, modulus.
+fn parse_dnskey(rdata: &[u8]) -> Option<DnsKey> {
+    let [f1, f2, _protocol, algorithm, key @ ..] = rdata else {
+        return None;
+    };
+    let rsa_bits = matches!(algorithm, 5 | 7 | 8 | 10).then(|| {
+        let (len, skip) = match key {
+            [0, hi, lo, ..] => (usize::from(u16::from_be_bytes([*hi, *lo])), 3),
+            [n, ..] => (usize::from(*n), 1),
+            [] => (0, 0),
+        };
+        u32::try_from(key.len().saturating_sub(skip + len) * 8).unwrap_or(0)
+    });
+    Some(DnsKey {
+        flags: u16::from_be_bytes([*f1, *f2]),
+        algorithm: *algorithm,
+        rsa_bits,
+    })
+}
+
 /// `name.` with exactly one trailing dot.
 fn fqdn(name: &str) -> String {
     if name.ends_with('.') {
@@ -443,30 +500,40 @@ fn fqdn(name: &str) -> String {
     }
 }
 
-/// Secure only if every proof is; bogus anywhere is an error.
-fn combine(proofs: &mut dyn Iterator<Item = Proof>, what: &str) -> Result<DnssecState, DnsError> {
-    let mut state = DnssecState::Secure;
-    for p in proofs {
-        match p {
-            Proof::Secure => {}
-            Proof::Insecure => state = DnssecState::Insecure,
-            Proof::Bogus => return Err(DnsError::Bogus(what.to_string())),
-            _ => {
-                return Err(DnsError::Indeterminate(
-                    what.to_string(),
-                    "no DNSSEC proof either way".into(),
-                ));
-            }
-        }
-    }
-    Ok(state)
-}
-
 /// `Mx.Example.` → `mx.example`; the root stays ".".
 fn name_text(s: &str) -> String {
     if s == "." {
         ".".into()
     } else {
         s.trim_end_matches('.').to_ascii_lowercase()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dnskey_rdata() {
+        // 257, protocol 3, algorithm 13, 64 key bytes.
+        let mut ec = vec![1, 1, 3, 13];
+        ec.extend([7u8; 64]);
+        assert_eq!(
+            parse_dnskey(&ec),
+            Some(DnsKey {
+                flags: 257,
+                algorithm: 13,
+                rsa_bits: None
+            })
+        );
+        // RSA: exponent length 3, exponent 65537, a 384-byte modulus.
+        let mut rsa = vec![1, 0, 3, 8, 3, 1, 0, 1];
+        rsa.extend([0xffu8; 384]);
+        assert_eq!(parse_dnskey(&rsa).and_then(|k| k.rsa_bits), Some(3072));
+        assert_eq!(parse_dnskey(&[1, 0, 3]), None);
+        assert_eq!(
+            parse_dnskey(&[1, 0, 3, 8]).and_then(|k| k.rsa_bits),
+            Some(0)
+        );
     }
 }

@@ -1,5 +1,8 @@
 //! Every answer's DNSSEC state, against a real signed world (NSD + validating unbound, private
 //! root; see tests/world/README.md) — TR-03108 DNS-1: bogus is an error, never "no record".
+//! The `b0x_` tests are the DNSSEC cases of TR-03108-P module B, each asked through the three
+//! kinds of upstream: NSD answering directly, a recursive unbound that does not validate, and
+//! one that does. The verdict must not depend on which.
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
@@ -19,6 +22,7 @@ fn resolver_via(world: &World, upstream: std::net::SocketAddr) -> Resolver {
         upstream: vec![upstream],
         trust_anchor: Some(world.dns().trust_anchor_dnskey.clone()),
         timeout: Duration::from_secs(3),
+        ..DnsConfig::default()
     })
     .unwrap()
 }
@@ -152,6 +156,7 @@ async fn a_wrong_trust_anchor_fails_the_probe_and_an_unreachable_upstream_is_ind
         upstream: vec![a.dns().resolver],
         trust_anchor: Some(b.dns().trust_anchor_dnskey.clone()),
         timeout: Duration::from_secs(3),
+        ..DnsConfig::default()
     })
     .unwrap();
     assert!(
@@ -167,6 +172,7 @@ async fn a_wrong_trust_anchor_fails_the_probe_and_an_unreachable_upstream_is_ind
         upstream: vec!["127.0.0.1:9".parse().unwrap()],
         trust_anchor: Some(a.dns().trust_anchor_dnskey.clone()),
         timeout: Duration::from_millis(300),
+        ..DnsConfig::default()
     })
     .unwrap();
     let e = nowhere.mx("a.test").await.unwrap_err();
@@ -176,6 +182,7 @@ async fn a_wrong_trust_anchor_fails_the_probe_and_an_unreachable_upstream_is_ind
         upstream: vec![],
         trust_anchor: None,
         timeout: Duration::from_secs(1),
+        ..DnsConfig::default()
     });
     assert!(bad.is_err());
 }
@@ -221,40 +228,13 @@ async fn dns1_the_in_process_validator_itself_rejects_bogus_data() {
     assert!(matches!(e, DnsError::Bogus(_)), "{e}");
 }
 
-/// A known gap of hickory-resolver 0.26's in-process validator, recorded so that it cannot be
-/// forgotten: a DNSKEY RRset whose RRSIG does not verify is accepted when the key matches the
-/// DS. A validating upstream (unbound) refuses the same zone (see the first test: SERVFAIL,
-/// so `Indeterminate`). Until hickory validates the DNSKEY RRSIG, Kurier must be run with a
-/// validating upstream; when this assertion starts failing, hickory has fixed it — then
-/// assert `Bogus` here instead.
-#[tokio::test]
-async fn hickory_gap_a_broken_dnskey_rrsig_is_not_caught_in_process() {
-    let world = World::builder()
-        .zone(zone(
-            Zone::signed("baddnskey.test").broken(Breakage::BadDnskeySig),
-        ))
-        .build()
-        .unwrap();
-    let dns = world.dns();
-    let in_process = resolver_via(&world, dns.plain_resolver);
-    assert_eq!(
-        in_process.mx("baddnskey.test").await.unwrap().state,
-        DnssecState::Secure,
-        "the gap is still there"
-    );
-    let behind_unbound = resolver(&world);
-    assert!(
-        behind_unbound.mx("baddnskey.test").await.is_err(),
-        "a validating upstream catches it"
-    );
-}
-
 fn resolver_mode(mode: DnssecMode, upstream: std::net::SocketAddr) -> Resolver {
     Resolver::new(&DnsConfig {
         mode,
         upstream: vec![upstream],
         trust_anchor: None,
         timeout: Duration::from_secs(3),
+        ..DnsConfig::default()
     })
     .unwrap()
 }
@@ -308,6 +288,7 @@ async fn dns1_trust_ad_mode_takes_the_state_from_a_local_validating_resolver() {
         upstream: vec!["192.0.2.53:53".parse().unwrap()],
         trust_anchor: None,
         timeout: Duration::from_secs(1),
+        ..DnsConfig::default()
     });
     assert!(remote.is_err(), "the AD bit is trusted only over loopback");
     // `off`: everything insecure, nothing to probe.
@@ -381,4 +362,336 @@ async fn dns4_the_signing_algorithm_and_rsa_key_size_of_a_zone() {
         "{rsa:?}"
     );
     assert!(r.dnskeys("plain.test").await.unwrap().records.is_empty());
+}
+
+/// The three kinds of upstream of module B.
+fn upstreams(world: &World) -> Vec<(&'static str, Resolver)> {
+    let d = world.dns();
+    [
+        ("authoritative (NSD)", d.authoritative),
+        ("non-validating unbound", d.plain_resolver),
+        ("validating unbound", d.resolver),
+    ]
+    .into_iter()
+    .map(|(what, addr)| (what, resolver_via(world, addr)))
+    .collect()
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Ask<'a> {
+    Mx(&'a str),
+    A(&'a str),
+    Tlsa(&'a str),
+    Addresses(&'a str),
+}
+
+/// (state, number of records) or the error.
+async fn ask(r: &Resolver, q: Ask<'_>) -> Result<(DnssecState, usize), DnsError> {
+    match q {
+        Ask::Mx(n) => r.mx(n).await.map(|a| (a.state, a.records.len())),
+        Ask::A(n) | Ask::Addresses(n) => r.addresses(n).await.map(|a| (a.state, a.records.len())),
+        Ask::Tlsa(n) => r.tlsa(n).await.map(|a| (a.state, a.records.len())),
+    }
+}
+
+/// Bogus through every upstream; where bogus data reaches us, our validator says so itself
+/// (`Bogus`, with its reason), and a validating upstream's SERVFAIL is indeterminate.
+async fn assert_bogus(world: &World, questions: &[Ask<'_>]) {
+    for (what, r) in upstreams(world) {
+        for q in questions {
+            match ask(&r, *q).await {
+                Err(DnsError::Bogus(why)) => assert!(!why.is_empty() && !why.contains('\n')),
+                Err(DnsError::Indeterminate(..)) if what.starts_with("validating") => {}
+                other => panic!("{q:?} via {what}: must be bogus, is {other:?}"),
+            }
+        }
+    }
+}
+
+async fn assert_state(world: &World, questions: &[(Ask<'_>, DnssecState)]) {
+    for (what, r) in upstreams(world) {
+        for (q, want) in questions {
+            let got = ask(&r, *q).await;
+            assert!(
+                matches!(&got, Ok((s, n)) if s == want && *n > 0),
+                "{q:?} via {what}: want {want:?} with records, got {got:?}"
+            );
+        }
+    }
+}
+
+/// A zone with an MX, the host's A and AAAA, and its TLSA record.
+fn mail_zone(base: Zone) -> Zone {
+    zone(base)
+}
+
+/// P B-01-T: the positive case, for every algorithm the ICS declares (8, 13, 14, 15), with
+/// one key or a KSK/ZSK pair, NSEC or NSEC3: secure through every upstream. Algorithm 16
+/// (Ed448) is not implemented by the validator (Debian's libunbound): declared unsupported
+/// in the ICS, and a zone signed only with it is insecure (RFC 6840 §5.2) — DANE does not
+/// apply, mail goes with opportunistic TLS.
+#[tokio::test]
+async fn b01_t_every_declared_algorithm_and_key_layout_validates() {
+    use kurier_testworld::Signing;
+    let names = [
+        ("alg8.test", Zone::signed_rsa("alg8.test")),
+        ("alg13.test", Zone::signed("alg13.test")),
+        (
+            "alg14.test",
+            Zone::signed_with("alg14.test", Signing::Ecdsa384),
+        ),
+        (
+            "alg15.test",
+            Zone::signed_with("alg15.test", Signing::Ed25519),
+        ),
+        ("kskzsk.test", Zone::signed("kskzsk.test").ksk_zsk()),
+        ("nsec3.test", Zone::signed("nsec3.test").nsec3(0)),
+    ];
+    let mut b = World::builder().zone(mail_zone(Zone::signed_with("alg16.test", Signing::Ed448)));
+    for (_, z) in names.clone() {
+        b = b.zone(mail_zone(z));
+    }
+    let world = b.build().unwrap();
+    for (d, _) in names {
+        let (mx, host, tlsa) = (d.to_string(), format!("mx.{d}"), format!("_25._tcp.mx.{d}"));
+        assert_state(
+            &world,
+            &[
+                (Ask::Mx(&mx), DnssecState::Secure),
+                (Ask::Addresses(&host), DnssecState::Secure),
+                (Ask::Tlsa(&tlsa), DnssecState::Secure),
+            ],
+        )
+        .await;
+    }
+    assert_state(&world, &[(Ask::Mx("alg16.test"), DnssecState::Insecure)]).await;
+    let r = resolver_via(&world, world.dns().authoritative);
+    let keys = r.dnskeys("kskzsk.test").await.unwrap();
+    let mut flags: Vec<u16> = keys.records.iter().map(|k| k.flags).collect();
+    flags.sort();
+    assert_eq!(flags, [256, 257], "a ZSK and a KSK");
+}
+
+/// P B-02: the RRSIG over the DNSKEY RRset does not verify — with one combined key (the
+/// layout BIND and Knot make by default, where hickory 0.26 let it pass) and with a KSK/ZSK
+/// pair. Everything in the zone is bogus.
+#[tokio::test]
+async fn b02_a_broken_dnskey_rrsig_is_bogus_with_one_key_and_with_ksk_zsk() {
+    let world = World::builder()
+        .zone(mail_zone(
+            Zone::signed("csk.test").broken(Breakage::BadDnskeySig),
+        ))
+        .zone(mail_zone(
+            Zone::signed("split.test")
+                .ksk_zsk()
+                .broken(Breakage::BadDnskeySig),
+        ))
+        .build()
+        .unwrap();
+    for d in ["csk.test", "split.test"] {
+        let (host, tlsa) = (format!("mx.{d}"), format!("_25._tcp.mx.{d}"));
+        assert_bogus(&world, &[Ask::Mx(d), Ask::A(&host), Ask::Tlsa(&tlsa)]).await;
+    }
+}
+
+/// P B-03: expired signatures — on the DNSKEY RRset (the whole zone fails), or only on the MX,
+/// the A or the TLSA RRset (that answer fails, the others stay secure).
+#[tokio::test]
+async fn b03_expired_rrsigs_on_dnskey_mx_a_and_tlsa_are_bogus() {
+    b03_case(Breakage::ExpiredRrsigOn, "exp").await;
+}
+
+/// P B-03, the other side of the validity window: signatures valid only from tomorrow.
+#[tokio::test]
+async fn b03_not_yet_valid_rrsigs_on_dnskey_mx_a_and_tlsa_are_bogus() {
+    b03_case(Breakage::FutureRrsigOn, "fut").await;
+}
+
+async fn b03_case(broken: fn(&'static str) -> Breakage, prefix: &str) {
+    let types = ["DNSKEY", "MX", "A", "TLSA"];
+    let mut b = World::builder();
+    for t in types {
+        let d = format!("{prefix}-{}.test", t.to_ascii_lowercase());
+        b = b.zone(mail_zone(Zone::signed(&d).broken(broken(t))));
+    }
+    let world = b.build().unwrap();
+    for t in types {
+        let d = format!("{prefix}-{}.test", t.to_ascii_lowercase());
+        let (host, tlsa) = (format!("mx.{d}"), format!("_25._tcp.mx.{d}"));
+        let (mx, a, tl) = (Ask::Mx(&d), Ask::A(&host), Ask::Tlsa(&tlsa));
+        match t {
+            "DNSKEY" => assert_bogus(&world, &[mx, a, tl]).await,
+            "MX" => {
+                assert_bogus(&world, &[mx]).await;
+                assert_state(
+                    &world,
+                    &[(a, DnssecState::Secure), (tl, DnssecState::Secure)],
+                )
+                .await;
+            }
+            "A" => {
+                assert_bogus(&world, &[a]).await;
+                assert_state(
+                    &world,
+                    &[(mx, DnssecState::Secure), (tl, DnssecState::Secure)],
+                )
+                .await;
+            }
+            _ => {
+                assert_bogus(&world, &[tl]).await;
+                assert_state(
+                    &world,
+                    &[(mx, DnssecState::Secure), (a, DnssecState::Secure)],
+                )
+                .await;
+            }
+        }
+    }
+}
+
+/// P B-02 variants of a broken chain: the parent's DS names a key the zone does not have, or
+/// the zone serves no DNSKEY at all. Bogus, not insecure: the DS says the zone is signed.
+#[tokio::test]
+async fn b02_a_ds_without_its_key_and_a_missing_dnskey_are_bogus() {
+    let world = World::builder()
+        .zone(mail_zone(
+            Zone::signed("strangerds.test").broken(Breakage::DsWithoutKey),
+        ))
+        .zone(mail_zone(
+            Zone::signed("nokey.test").broken(Breakage::MissingDnskey),
+        ))
+        .build()
+        .unwrap();
+    for d in ["strangerds.test", "nokey.test"] {
+        let tlsa = format!("_25._tcp.mx.{d}");
+        assert_bogus(&world, &[Ask::Mx(d), Ask::Tlsa(&tlsa)]).await;
+    }
+}
+
+/// RFC 4035 §5.2, RFC 6840 §5.2: a DS whose algorithm no validator implements makes the zone
+/// insecure — usable without DANE, not bogus (which would hold its mail forever).
+#[tokio::test]
+async fn b02_an_unsupported_ds_algorithm_is_insecure_not_bogus() {
+    let world = World::builder()
+        .zone(mail_zone(
+            Zone::signed("alg100.test").broken(Breakage::UnsupportedDsAlgorithm),
+        ))
+        .build()
+        .unwrap();
+    assert_state(
+        &world,
+        &[
+            (Ask::Mx("alg100.test"), DnssecState::Insecure),
+            (Ask::Tlsa("_25._tcp.mx.alg100.test"), DnssecState::Insecure),
+        ],
+    )
+    .await;
+}
+
+/// Denial of existence forged (bad RRSIG over NSEC/NSEC3) or missing, and a TLSA RRset
+/// stripped while the NSEC bitmap still lists it: never "no TLSA", never "no such name".
+#[tokio::test]
+async fn b02_forged_missing_or_stripped_denial_is_bogus_never_no_record() {
+    let world = World::builder()
+        .zone(mail_zone(
+            Zone::signed("forged.test").broken(Breakage::ForgedDenial),
+        ))
+        .zone(mail_zone(
+            Zone::signed("forged3.test")
+                .nsec3(0)
+                .broken(Breakage::ForgedDenial),
+        ))
+        .zone(mail_zone(
+            Zone::signed("nodenial.test").broken(Breakage::MissingDenial),
+        ))
+        .zone(mail_zone(
+            Zone::signed("nodenial3.test")
+                .nsec3(0)
+                .broken(Breakage::MissingDenial),
+        ))
+        .zone(mail_zone(
+            Zone::signed("stripped.test").broken(Breakage::StrippedTlsa),
+        ))
+        .zone(mail_zone(
+            Zone::signed("stripped3.test")
+                .nsec3(0)
+                .broken(Breakage::StrippedTlsa),
+        ))
+        .build()
+        .unwrap();
+    for d in [
+        "forged.test",
+        "forged3.test",
+        "nodenial.test",
+        "nodenial3.test",
+    ] {
+        // NXDOMAIN and NODATA both need the denial records.
+        let (none, nodata) = (format!("_25._tcp.nothere.{d}"), format!("_25._tcp.mx2.{d}"));
+        assert_bogus(&world, &[Ask::Tlsa(&none), Ask::Tlsa(&nodata)]).await;
+    }
+    assert_bogus(&world, &[Ask::Tlsa("_25._tcp.mx.stripped.test")]).await;
+    // With NSEC3, NSD itself fails on the now empty name (SERVFAIL): an error all the same.
+    for (what, r) in upstreams(&world) {
+        let got = ask(&r, Ask::Tlsa("_25._tcp.mx.stripped3.test")).await;
+        assert!(got.is_err(), "via {what}: {got:?}");
+    }
+    for d in ["stripped.test", "stripped3.test"] {
+        assert_state(&world, &[(Ask::Mx(d), DnssecState::Secure)]).await;
+    }
+}
+
+/// A chain's state is that of its weakest link (RFC 4035 §5; RFC 7672 §2.2.1): a signed alias
+/// to a host in an unsigned zone is insecure — opportunistic TLS, no DANE — not bogus (which
+/// would hold its mail forever); an unsigned alias to a signed host is insecure too; a signed
+/// alias into a bogus zone is bogus.
+#[tokio::test]
+async fn dns1_a_cname_chain_is_as_secure_as_its_weakest_link() {
+    let world = World::builder()
+        .zone(Zone::signed("good.test").record("mx", "A", "{ip:25}"))
+        .zone(
+            Zone::unsigned("plain.test")
+                .record("mx", "A", "{ip:25}")
+                .record("alias", "CNAME", "mx.good.test."),
+        )
+        .zone(
+            Zone::signed("alias.test")
+                .record("@", "MX", "10 mail")
+                .record("mail", "CNAME", "mx.plain.test.")
+                .record("bad", "CNAME", "mx.bogus.test."),
+        )
+        .zone(
+            Zone::signed("bogus.test")
+                .record("mx", "A", "{ip:25}")
+                .broken(Breakage::BadDnskeySig),
+        )
+        .build()
+        .unwrap();
+    for (what, r) in upstreams(&world) {
+        let a = r.addresses("mail.alias.test").await.unwrap();
+        assert_eq!(
+            (a.state, a.records),
+            (DnssecState::Insecure, vec![world.net.ip(25).into()]),
+            "secure alias, insecure target, via {what}"
+        );
+        let c = r.canonical_name("mail.alias.test").await.unwrap();
+        assert_eq!(
+            (c.state, c.records),
+            (DnssecState::Insecure, vec!["mx.plain.test".to_string()])
+        );
+        let a = r.addresses("alias.plain.test").await.unwrap();
+        assert_eq!(
+            a.state,
+            DnssecState::Insecure,
+            "insecure alias, secure target, via {what}"
+        );
+        let c = r.canonical_name("alias.plain.test").await.unwrap();
+        assert_eq!(
+            (c.state, c.records),
+            (DnssecState::Insecure, vec!["mx.good.test".to_string()])
+        );
+        assert!(
+            r.addresses("bad.alias.test").await.is_err(),
+            "into a bogus zone, via {what}"
+        );
+    }
 }

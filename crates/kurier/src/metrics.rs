@@ -1,7 +1,12 @@
 //! Counters for `/metrics` (Prometheus text format, loopback clients only): what monitoring needs
 //! to alert on, starting with TLSRPT reports that show failed TLS sessions to us (TR-03108 RPT-3).
 
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use kurier_config::DnssecMode;
+use kurier_dns::ValidatorState;
+use tokio::sync::watch;
 
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -9,11 +14,17 @@ pub struct Metrics {
     pub tlsrpt_reports_dropped: AtomicU64,
     pub tlsrpt_reports_with_failures: AtomicU64,
     pub tlsrpt_failed_sessions_reported: AtomicU64,
+    /// The DNSSEC probe's verdict (set when outbound delivery starts).
+    validator: OnceLock<(DnssecMode, watch::Receiver<ValidatorState>)>,
 }
 
 impl Metrics {
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn watch_validator(&self, mode: DnssecMode, state: watch::Receiver<ValidatorState>) {
+        let _ = self.validator.set((mode, state));
     }
 }
 
@@ -45,6 +56,17 @@ impl kurier_web::MetricsSource for Metrics {
             out.push_str(&format!(
                 "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}\n",
                 v.load(Ordering::Relaxed)
+            ));
+        }
+        if let Some((mode, state)) = self.validator.get() {
+            let mode = match mode {
+                DnssecMode::Validate => "validate",
+                DnssecMode::TrustAd => "trust_ad",
+                DnssecMode::Off => "off",
+            };
+            let working = u8::from(state.borrow().is_working());
+            out.push_str(&format!(
+                "# HELP kurier_dnssec_validator_working 1 while the DNSSEC probe passes; 0 while it fails or has not run (outbound delivery holds mail then).\n# TYPE kurier_dnssec_validator_working gauge\nkurier_dnssec_validator_working{{mode=\"{mode}\"}} {working}\n"
             ));
         }
         out

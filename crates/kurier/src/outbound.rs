@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use kurier_config::{Config, DnssecMode};
 use kurier_delivery::{DeliveryConfig, QueueRunner, Schedule};
+use kurier_dns::ValidatorState;
 use tokio::sync::{Notify, watch};
 
 /// The resolver `[dns]` describes.
@@ -25,7 +26,12 @@ pub fn resolver(cfg: &Config) -> anyhow::Result<kurier_dns::Resolver> {
         },
         upstream,
         trust_anchor: cfg.dns.trust_anchor.clone(),
+        trust_anchor_updates: cfg.dns.trust_anchor_updates,
         timeout: Duration::from_secs(cfg.dns.timeout_secs),
+        probe: kurier_dns::ProbeNames {
+            secure: cfg.dns.probe_secure.clone(),
+            bogus: cfg.dns.probe_bogus.clone(),
+        },
     })
     .context("[dns]")
 }
@@ -51,6 +57,7 @@ pub fn runner(
     resolver: kurier_dns::Resolver,
     store: Arc<dyn kurier_store::Store>,
     wake: Arc<Notify>,
+    validator: watch::Receiver<ValidatorState>,
 ) -> anyhow::Result<Arc<QueueRunner>> {
     let d = &cfg.delivery;
     let tls = kurier_tls::ClientTls::new(d.extra_ca_file.as_deref())
@@ -69,36 +76,34 @@ pub fn runner(
         max_per_domain: d.max_per_domain as usize,
         ..DeliveryConfig::new(&cfg.server.hostname)
     };
-    Ok(QueueRunner::new(store, resolver, tls, delivery, wake))
+    Ok(QueueRunner::new(
+        store, resolver, tls, delivery, wake, validator,
+    ))
 }
 
-/// Probes DNSSEC until it works, then runs the queue until `stop`.
-pub async fn start(runner: Arc<QueueRunner>, dnssec: DnssecMode, mut stop: watch::Receiver<bool>) {
-    if dnssec == DnssecMode::Off {
+/// The DNSSEC probe, at start and every `dns.probe_interval_secs` (ARCHITECTURE: "DNSSEC is
+/// proven before it is trusted"): its verdict gates outbound delivery and shows on `/metrics`;
+/// its first pass logs which validator works from which anchor. Mode `off` has nothing to
+/// prove and says so.
+pub fn validator(
+    cfg: &Config,
+    resolver: &kurier_dns::Resolver,
+    stop: watch::Receiver<bool>,
+) -> watch::Receiver<ValidatorState> {
+    if cfg.dns.dnssec == DnssecMode::Off {
         tracing::warn!(
             "dns.dnssec = \"off\": DANE is disabled and outbound delivery is NOT TR-03108 compliant"
         );
+        return watch::channel(ValidatorState::Working("DNSSEC is off".into())).1;
     }
-    let mut complained = false;
-    loop {
-        match runner.resolver().probe().await {
-            Ok(()) => break,
-            Err(e) => {
-                if !complained {
-                    tracing::error!(error = %e, "outbound delivery waits: DNSSEC validation does not work (fix: point dns.upstream at a resolver that passes DNSSEC records, check dns.trust_anchor, or run unbound locally with dnssec = \"trust_ad\"); mail stays queued, retrying every 30 s");
-                    complained = true;
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_secs(30)) => {}
-                    _ = stop.changed() => return,
-                }
-            }
-        }
-    }
-    if complained {
-        tracing::info!("DNSSEC validation works now; outbound delivery starts");
-    }
-    runner.run(stop).await;
+    let (tx, rx) = watch::channel(ValidatorState::Unknown);
+    tokio::spawn(kurier_dns::watch_validator(
+        resolver.clone(),
+        Duration::from_secs(cfg.dns.probe_interval_secs),
+        tx,
+        stop,
+    ));
+    rx
 }
 
 /// Our reporting domain: `tlsrpt.submitter`, else the domain of `server.hostname`.

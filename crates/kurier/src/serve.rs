@@ -137,9 +137,11 @@ pub fn run(
         };
         let intake = report_intake(&cfg, &store, resolver.as_ref());
         if cfg.delivery.enabled && let Some(resolver) = &resolver {
-            let runner = crate::outbound::runner(&cfg, resolver.clone(), store.clone(), outbound.clone())?;
+            let validator = crate::outbound::validator(&cfg, resolver, stop_rx.clone());
+            metrics.watch_validator(cfg.dns.dnssec, validator.clone());
+            let runner = crate::outbound::runner(&cfg, resolver.clone(), store.clone(), outbound.clone(), validator)?;
             // A service like the listeners: shutdown waits (up to the grace) for attempts in flight.
-            services.push(tokio::spawn(crate::outbound::start(runner, cfg.dns.dnssec, stop_rx.clone())));
+            services.push(tokio::spawn(runner.run(stop_rx.clone())));
             if cfg.tlsrpt.enabled {
                 let reporter = crate::outbound::reporter(&cfg, resolver.clone(), store.clone(), outbound.clone(), true).await?;
                 tokio::spawn(crate::outbound::daily_reports(

@@ -18,6 +18,12 @@ pub enum Signing {
     Ecdsa,
     /// RSA/SHA-256 with 3072-bit keys, algorithm 8.
     Rsa,
+    /// ECDSA P-384 / SHA-384, algorithm 14.
+    Ecdsa384,
+    /// Ed25519, algorithm 15.
+    Ed25519,
+    /// Ed448, algorithm 16.
+    Ed448,
     /// Not signed, and no DS at the parent: answers are provably insecure.
     Unsigned,
 }
@@ -27,12 +33,31 @@ pub enum Signing {
 pub enum Breakage {
     /// The RRSIG over the TLSA RRset does not verify: TLSA answers are bogus.
     BadTlsaRrsig,
-    /// Every signature expired yesterday: all answers are bogus.
+    /// Every signature expired three days ago: all answers are bogus.
     ExpiredRrsig,
     /// The RRSIG over the DNSKEY RRset does not verify: the whole zone is bogus.
     BadDnskeySig,
     /// Signed, but the parent has no DS: answers are insecure, not bogus.
     MissingDs,
+    /// The RRSIGs over this type (e.g. "DNSKEY", "MX", "A", "TLSA") expired three days ago;
+    /// the rest of the zone is fine.
+    ExpiredRrsigOn(&'static str),
+    /// The RRSIGs over this type become valid only in three days.
+    FutureRrsigOn(&'static str),
+    /// The parent's DS is that of a key the zone does not have.
+    DsWithoutKey,
+    /// The zone serves no DNSKEY RRset (signatures and NSEC records stay).
+    MissingDnskey,
+    /// The parent's DS names algorithm 100, which no validator implements: by RFC 4035 §5.2
+    /// and RFC 6840 §5.2 the zone is insecure, not bogus.
+    UnsupportedDsAlgorithm,
+    /// The signatures over the denial records (NSEC or NSEC3) do not verify.
+    ForgedDenial,
+    /// The denial records (NSEC or NSEC3) are gone: NXDOMAIN and NODATA come without proof.
+    MissingDenial,
+    /// The TLSA records and their signatures are removed, the NSEC record still lists TLSA:
+    /// a stripped TLSA must not become "no TLSA".
+    StrippedTlsa,
 }
 
 /// One zone of the world, a direct child of `test.` (e.g. `dane.test`).
@@ -43,6 +68,8 @@ pub struct Zone {
     pub breakage: Option<Breakage>,
     /// Sign with NSEC3 and this many extra hash iterations instead of NSEC.
     pub nsec3_iterations: Option<u16>,
+    /// Sign with a KSK (the DNSKEY RRset) and a ZSK (the rest) instead of one key (CSK).
+    pub split_keys: bool,
     /// (owner relative to the zone or `@`, type, rdata)
     records: Vec<(String, String, String)>,
 }
@@ -54,6 +81,7 @@ impl Zone {
             signing,
             breakage: None,
             nsec3_iterations: None,
+            split_keys: false,
             records: Vec::new(),
         }
     }
@@ -68,6 +96,17 @@ impl Zone {
 
     pub fn unsigned(name: &str) -> Zone {
         Zone::new(name, Signing::Unsigned)
+    }
+
+    /// Signed with the given algorithm.
+    pub fn signed_with(name: &str, signing: Signing) -> Zone {
+        Zone::new(name, signing)
+    }
+
+    /// A KSK signs the DNSKEY RRset, a ZSK the rest (instead of one combined key).
+    pub fn ksk_zsk(mut self) -> Zone {
+        self.split_keys = true;
+        self
     }
 
     /// Signs with NSEC3 (no salt) and `iterations` extra hash iterations instead of NSEC.
@@ -171,7 +210,48 @@ fn zone_text(origin: &str, extra: &str) -> String {
     )
 }
 
-/// Signs `dir/<file>` with a new key; returns the signed file name and the key's DS line.
+/// Makes a key for `origin`; returns its file base name (`K<origin>+<alg>+<tag>`).
+fn keygen(dir: &Path, origin: &str, signing: Signing, ksk: bool) -> Result<String, WorldError> {
+    let mut args: Vec<&str> = match signing {
+        Signing::Rsa => vec!["-a", "RSASHA256", "-b", "3072"],
+        Signing::Ecdsa384 => vec!["-a", "ECDSAP384SHA384"],
+        Signing::Ed25519 => vec!["-a", "ED25519"],
+        Signing::Ed448 => vec!["-a", "ED448"],
+        Signing::Ecdsa | Signing::Unsigned => vec!["-a", "ECDSAP256SHA256"],
+    };
+    if ksk {
+        args.push("-k");
+    }
+    args.push(origin);
+    Ok(run("ldns-keygen", &args, dir, "ldnsutils")?
+        .trim()
+        .to_string())
+}
+
+/// Signs `dir/<file>` into `dir/<out>` with `keys` (KSKs sign the DNSKEY RRset, the others
+/// the rest), signatures valid from `inception` to `expiration` (Unix times).
+fn sign_with(
+    dir: &Path,
+    origin: &str,
+    (file, out): (&str, &str),
+    keys: &[String],
+    (inception, expiration): (i64, i64),
+    nsec3_iterations: Option<u16>,
+) -> Result<(), WorldError> {
+    let (i, e) = (dnssec_time(inception), dnssec_time(expiration));
+    let mut args = vec!["-i", &i, "-e", &e, "-f", out, "-o", origin];
+    let iterations = nsec3_iterations.map(|n| n.to_string());
+    if let Some(n) = &iterations {
+        args.extend(["-n", "-t", n.as_str()]);
+    }
+    args.push(file);
+    args.extend(keys.iter().map(String::as_str));
+    run("ldns-signzone", &args, dir, "ldnsutils")?;
+    Ok(())
+}
+
+/// Signs `dir/<file>` with a new key; returns the signed file name, the key's DS line and its
+/// DNSKEY line.
 fn sign(
     dir: &Path,
     zone: &str,
@@ -181,44 +261,190 @@ fn sign(
     nsec3_iterations: Option<u16>,
 ) -> Result<(String, String, String), WorldError> {
     let origin = if zone == "." { "." } else { zone };
-    let algo: &[&str] = match signing {
-        Signing::Rsa => &["-a", "RSASHA256", "-b", "3072"],
-        _ => &["-a", "ECDSAP256SHA256"],
-    };
-    let mut args = algo.to_vec();
-    args.extend(["-k", origin]);
-    let base = run("ldns-keygen", &args, dir, "ldnsutils")?
-        .trim()
-        .to_string();
-    let now = unix_now();
-    let (inception, expiration) = if expired {
-        (now - 10 * 86400, now - 86400)
-    } else {
-        (now - 3600, now + 30 * 86400)
-    };
-    let (i, e) = (dnssec_time(inception), dnssec_time(expiration));
+    let base = keygen(dir, origin, signing, true)?;
     let signed = format!("{file}.signed");
-    let mut args = vec!["-i", &i, "-e", &e, "-f", &signed, "-o", origin];
-    let iterations = nsec3_iterations.map(|n| n.to_string());
-    if let Some(n) = &iterations {
-        args.extend(["-n", "-t", n.as_str()]);
-    }
-    args.extend([file, &base]);
-    run("ldns-signzone", &args, dir, "ldnsutils")?;
-    let ds = std::fs::read_to_string(dir.join(format!("{base}.ds")))?;
-    let dnskey = std::fs::read_to_string(dir.join(format!("{base}.key")))?;
-    Ok((signed, ds.trim().to_string(), dnskey.trim().to_string()))
+    sign_with(
+        dir,
+        origin,
+        (file, &signed),
+        std::slice::from_ref(&base),
+        validity(if expired {
+            Validity::Expired
+        } else {
+            Validity::Current
+        }),
+        nsec3_iterations,
+    )?;
+    let (ds, dnskey) = key_records(dir, &base)?;
+    Ok((signed, ds, dnskey))
 }
 
-/// Changes one character of the signature of the RRSIG that covers `covered` in a signed file.
-fn corrupt_rrsig(path: &Path, covered: &str) -> Result<(), WorldError> {
+/// The DS and DNSKEY lines of a key made by `keygen`.
+fn key_records(dir: &Path, base: &str) -> Result<(String, String), WorldError> {
+    let ds = std::fs::read_to_string(dir.join(format!("{base}.ds")))?;
+    let dnskey = std::fs::read_to_string(dir.join(format!("{base}.key")))?;
+    Ok((ds.trim().to_string(), dnskey.trim().to_string()))
+}
+
+#[derive(Clone, Copy)]
+enum Validity {
+    Current,
+    Expired,
+    Future,
+}
+
+/// (inception, expiration) for signatures valid now, expired yesterday, valid from tomorrow.
+fn validity(v: Validity) -> (i64, i64) {
+    let now = unix_now();
+    match v {
+        // Validators allow clock skew of up to a day (unbound: val-sig-skew-max), so the
+        // broken windows end or begin three days away.
+        Validity::Current => (now - 3600, now + 30 * 86400),
+        Validity::Expired => (now - 40 * 86400, now - 3 * 86400),
+        Validity::Future => (now + 3 * 86400, now + 33 * 86400),
+    }
+}
+
+/// Signs a test zone as `z` asks, faults included; returns the signed file and the DS line
+/// its parent publishes (`None`: no DS).
+fn sign_zone(dir: &Path, z: &Zone, file: &str) -> Result<(String, Option<String>), WorldError> {
+    let origin = z.name.as_str();
+    let ksk = keygen(dir, origin, z.signing, true)?;
+    let mut keys = vec![ksk.clone()];
+    if z.split_keys {
+        keys.push(keygen(dir, origin, z.signing, false)?);
+    }
+    let signed = format!("{file}.signed");
+    let when = match z.breakage {
+        Some(Breakage::ExpiredRrsig) => Validity::Expired,
+        _ => Validity::Current,
+    };
+    sign_with(
+        dir,
+        origin,
+        (file, &signed),
+        &keys,
+        validity(when),
+        z.nsec3_iterations,
+    )?;
+    let path = dir.join(&signed);
+    let (mut ds, _) = key_records(dir, &ksk)?;
+    match z.breakage {
+        Some(Breakage::BadTlsaRrsig) => corrupt_rrsig(&path, "TLSA", false)?,
+        Some(Breakage::BadDnskeySig) => corrupt_rrsig(&path, "DNSKEY", false)?,
+        Some(b @ (Breakage::ExpiredRrsigOn(t) | Breakage::FutureRrsigOn(t))) => {
+            let when = match b {
+                Breakage::FutureRrsigOn(_) => Validity::Future,
+                _ => Validity::Expired,
+            };
+            let other = format!("{file}.{t}.signed");
+            sign_with(
+                dir,
+                origin,
+                (file, &other),
+                &keys,
+                validity(when),
+                z.nsec3_iterations,
+            )?;
+            let replacement: Vec<String> = std::fs::read_to_string(dir.join(&other))?
+                .lines()
+                .filter(|l| covers(l, &[t]))
+                .map(str::to_string)
+                .collect();
+            if replacement.is_empty() {
+                return Err(WorldError(format!(
+                    "{origin} has no RRSIG over {t} to replace"
+                )));
+            }
+            edit_zone(&path, |l| !covers(l, &[t]), &replacement)?;
+        }
+        Some(Breakage::ForgedDenial) => {
+            corrupt_rrsig(&path, "NSEC", true)?;
+            corrupt_rrsig(&path, "NSEC3", true)?;
+        }
+        Some(Breakage::MissingDenial) => {
+            edit_zone(
+                &path,
+                |l| !is_type(l, &["NSEC", "NSEC3"]) && !covers(l, &["NSEC", "NSEC3"]),
+                &[],
+            )?;
+        }
+        Some(Breakage::MissingDnskey) => {
+            edit_zone(
+                &path,
+                |l| !is_type(l, &["DNSKEY"]) && !covers(l, &["DNSKEY"]),
+                &[],
+            )?;
+        }
+        Some(Breakage::StrippedTlsa) => {
+            edit_zone(
+                &path,
+                |l| !is_type(l, &["TLSA"]) && !covers(l, &["TLSA"]),
+                &[],
+            )?;
+        }
+        Some(Breakage::DsWithoutKey) => {
+            let stranger = keygen(dir, origin, z.signing, true)?;
+            ds = key_records(dir, &stranger)?.0;
+        }
+        Some(Breakage::UnsupportedDsAlgorithm) => {
+            // owner [TTL] IN DS key-tag algorithm digest-type digest
+            let mut f: Vec<String> = ds.split_whitespace().map(str::to_string).collect();
+            let Some(at) = f
+                .iter()
+                .position(|x| x == "DS")
+                .filter(|at| f.len() > at + 4)
+            else {
+                return Err(WorldError(format!("unexpected DS line {ds:?}")));
+            };
+            f[at + 2] = "100".into();
+            ds = f.join(" ");
+        }
+        Some(Breakage::MissingDs) => return Ok((signed, None)),
+        Some(Breakage::ExpiredRrsig) | None => {}
+    }
+    Ok((signed, Some(ds)))
+}
+
+/// Fields of a zone-file line as ldns writes it: owner, TTL, class, type, rdata…
+fn fields(line: &str) -> Vec<&str> {
+    line.split_whitespace().collect()
+}
+
+fn is_type(line: &str, types: &[&str]) -> bool {
+    fields(line).get(3).is_some_and(|t| types.contains(t))
+}
+
+/// An RRSIG over one of `types`.
+fn covers(line: &str, types: &[&str]) -> bool {
+    let f = fields(line);
+    f.len() > 5 && f[3] == "RRSIG" && types.contains(&f[4])
+}
+
+/// Keeps the lines `keep` accepts and appends `extra`.
+fn edit_zone(path: &Path, keep: impl Fn(&str) -> bool, extra: &[String]) -> Result<(), WorldError> {
+    let text = std::fs::read_to_string(path)?;
+    let mut out: Vec<String> = text
+        .lines()
+        .filter(|l| keep(l))
+        .map(str::to_string)
+        .collect();
+    out.extend(extra.iter().cloned());
+    std::fs::write(path, out.join("\n") + "\n")?;
+    Ok(())
+}
+
+/// Changes one character of the signature of the RRSIG that covers `covered` in a signed file
+/// (of every such RRSIG with `all`). A type the zone has no RRSIG over is an error, except
+/// with `all` (NSEC3 in an NSEC zone).
+fn corrupt_rrsig(path: &Path, covered: &str, all: bool) -> Result<(), WorldError> {
     let text = std::fs::read_to_string(path)?;
     let mut done = false;
     let out: Vec<String> = text
         .lines()
         .map(|line| {
             let f: Vec<&str> = line.split_whitespace().collect();
-            if !done && f.len() > 5 && f[3] == "RRSIG" && f[4] == covered {
+            if (all || !done) && f.len() > 5 && f[3] == "RRSIG" && f[4] == covered {
                 done = true;
                 let sig = f[f.len() - 1];
                 let mut chars: Vec<char> = sig.chars().collect();
@@ -233,7 +459,7 @@ fn corrupt_rrsig(path: &Path, covered: &str) -> Result<(), WorldError> {
             }
         })
         .collect();
-    if !done {
+    if !done && !all {
         return Err(WorldError(format!(
             "no RRSIG over {covered} in {} to break",
             path.display()
@@ -268,14 +494,8 @@ pub fn start(net: &Net, dir: &Path, zones: &[Zone]) -> Result<(Dns, Vec<Daemon>)
             served.push((z.name.clone(), file));
             continue;
         }
-        let expired = z.breakage == Some(Breakage::ExpiredRrsig);
-        let (signed, ds, _) = sign(dir, &z.name, &file, z.signing, expired, z.nsec3_iterations)?;
-        match z.breakage {
-            Some(Breakage::BadTlsaRrsig) => corrupt_rrsig(&dir.join(&signed), "TLSA")?,
-            Some(Breakage::BadDnskeySig) => corrupt_rrsig(&dir.join(&signed), "DNSKEY")?,
-            _ => {}
-        }
-        if z.breakage != Some(Breakage::MissingDs) {
+        let (signed, ds) = sign_zone(dir, z, &file)?;
+        if let Some(ds) = ds {
             let _ = writeln!(test_zone_extra, "{ds}");
         }
         served.push((z.name.clone(), signed));

@@ -16,6 +16,7 @@ mod daemon;
 pub mod dns;
 pub mod net;
 pub mod postfix;
+pub mod relay;
 
 use std::path::{Path, PathBuf};
 
