@@ -43,14 +43,18 @@ impl AdClient {
         }
     }
 
+    /// `fresh`: ask the resolver even if the answer is cached (the probe: what the resolver
+    /// does now is the question, not what it did an hour ago).
     pub(crate) async fn query(
         &self,
         fqdn: &str,
         rtype: RecordType,
+        fresh: bool,
     ) -> Result<Answer<Record>, DnsError> {
         let key = (fqdn.to_ascii_lowercase(), rtype);
         if let Some((until, a)) = self.cache.lock().ok().and_then(|c| c.get(&key).cloned())
             && until > Instant::now()
+            && !fresh
         {
             return Ok(a);
         }
@@ -103,6 +107,9 @@ pub(crate) async fn diagnose(
             Err(_) => format!(
                 "{server} does not answer within {} s (fix: check dns.upstream; an address without a port means port 53)",
                 timeout.as_secs_f32()
+            ),
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => format!(
+                "{server} does not answer: nothing listens there (fix: check dns.upstream; an address without a port means port 53)"
             ),
             Ok(Err(e)) => format!("{server}: {e} (fix: check dns.upstream)"),
             Ok(Ok(m)) => match m.metadata.response_code {

@@ -239,7 +239,9 @@ impl Resolver {
         if self.mode == DnssecMode::Off {
             return Ok("DNSSEC is off".into());
         }
-        let secure = self.dnskey_rrset(&self.probe.secure).await;
+        let secure = self
+            .lookup(&self.probe.secure, RecordType::DNSKEY, true)
+            .await;
         let ok = match &secure {
             Ok(a) => a.state == DnssecState::Secure && !a.records.is_empty(),
             Err(_) => false,
@@ -267,8 +269,8 @@ impl Resolver {
         }
         // An error passes, and so does proven non-existence (a lab's private root has no
         // such name); records mean nobody checked the signatures.
-        match self.query(&self.probe.bogus, RecordType::A).await {
-            Ok(a) if !a.records.is_empty() => {
+        match self.lookup(&self.probe.bogus, RecordType::A, true).await {
+            Ok(a) if a.records.iter().any(|r| r.record_type() == RecordType::A) => {
                 return Err(DnsError::Indeterminate(
                     format!("{} A (the probe)", fqdn(&self.probe.bogus)),
                     "a name that must fail validation resolved: DNSSEC is not being checked (fix: use dnssec = \"validate\", or a validating resolver in trust_ad mode)".into(),
@@ -412,7 +414,7 @@ impl Resolver {
     /// domain of an MX host given as an alias), from the CNAME chain of an A lookup; `None` if
     /// the name is not an alias. Its state is that of the whole chain, the weakest link.
     pub async fn canonical_name(&self, name: &str) -> Result<Answer<String>, DnsError> {
-        let a = self.lookup(name, RecordType::A).await?;
+        let a = self.lookup(name, RecordType::A, false).await?;
         let wanted = fqdn(name).to_ascii_lowercase();
         let mut current = wanted.clone();
         // RFC 1034 §3.6.2 chains; a loop or an overlong chain ends the walk.
@@ -441,21 +443,27 @@ impl Resolver {
     /// One question; only the records of the type asked (the CNAMEs that led there count for
     /// the state, not as records).
     async fn query(&self, name: &str, rtype: RecordType) -> Result<Answer<Record>, DnsError> {
-        let mut a = self.lookup(name, rtype).await?;
+        let mut a = self.lookup(name, rtype, false).await?;
         a.records.retain(|r| r.record_type() == rtype);
         Ok(a)
     }
 
     /// One question; the whole answer section (CNAME chain included) with one state for all
-    /// of it — the validator's, which is that of the weakest link of the chain.
-    async fn lookup(&self, name: &str, rtype: RecordType) -> Result<Answer<Record>, DnsError> {
+    /// of it — the validator's, which is that of the weakest link of the chain. `fresh`: not
+    /// from the stub's cache (libunbound's cache holds only what it validated itself).
+    async fn lookup(
+        &self,
+        name: &str,
+        rtype: RecordType,
+        fresh: bool,
+    ) -> Result<Answer<Record>, DnsError> {
         let name = fqdn(name);
         if name.len() > 254 || name.split('.').any(|l| l.len() > 63) {
             return Err(DnsError::Invalid(format!("{name:?} is not a DNS name")));
         }
         match &self.backend {
             Backend::Unbound(v) => v.query(&name, rtype).await,
-            Backend::Stub(client) => client.query(&name, rtype).await,
+            Backend::Stub(client) => client.query(&name, rtype, fresh).await,
         }
     }
 }

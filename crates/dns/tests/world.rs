@@ -8,7 +8,11 @@
 
 use std::time::Duration;
 
-use kurier_dns::{DnsConfig, DnsError, DnssecMode, DnssecState, Resolver};
+use kurier_dns::{
+    DnsConfig, DnsError, DnssecMode, DnssecState, Resolver, ValidatorState, watch_validator,
+};
+use kurier_testworld::net::hosts;
+use kurier_testworld::relay::DnsRelay;
 use kurier_testworld::{Breakage, World, Zone};
 
 fn resolver(world: &World) -> Resolver {
@@ -694,4 +698,140 @@ async fn dns1_a_cname_chain_is_as_secure_as_its_weakest_link() {
             "into a bogus zone, via {what}"
         );
     }
+}
+
+/// DNS-1 partial answers: an MX host whose AAAA question times out but whose A is secure is
+/// usable over IPv4, and securely; with no address at all it is an error, not "no record".
+#[tokio::test]
+async fn dns1_an_aaaa_timeout_leaves_a_secure_ipv4_address_usable() {
+    let world = World::builder()
+        .zone(mail_zone(Zone::signed("half.test")))
+        .build()
+        .unwrap();
+    let relay =
+        DnsRelay::start(world.net.addr(hosts::FREE, 53), world.dns().authoritative).unwrap();
+    relay.drop_type(28); // AAAA
+    let r = Resolver::new(&DnsConfig {
+        upstream: vec![relay.addr],
+        trust_anchor: Some(world.dns().trust_anchor_dnskey.clone()),
+        timeout: Duration::from_secs(2),
+        ..DnsConfig::default()
+    })
+    .unwrap();
+    let a = r.addresses("mx.half.test").await.unwrap();
+    assert_eq!(
+        (a.state, a.records),
+        (DnssecState::Secure, vec![world.net.ip(25).into()])
+    );
+    relay.drop_type(1); // and A
+    let e = r.addresses("mx2.half.test").await.unwrap_err();
+    assert!(matches!(e, DnsError::Indeterminate(..)), "{e}");
+}
+
+/// DNS-1 in `trust_ad` mode: a local resolver that stops validating is noticed by the next
+/// probe (the state turns `Failing`, with the cause), and one that starts again by the one
+/// after — the AD bit is never silently taken as "insecure everywhere".
+#[tokio::test]
+async fn dns1_trust_ad_is_reprobed_and_a_resolver_that_stops_validating_is_noticed() {
+    let world = World::builder()
+        .zone(mail_zone(Zone::signed("good.test")))
+        .build()
+        .unwrap();
+    let dns = world.dns();
+    let relay = DnsRelay::start(world.net.addr(hosts::FREE, 53), dns.resolver).unwrap();
+    let r = resolver_mode(DnssecMode::TrustAd, relay.addr);
+    let (tx, mut rx) = tokio::sync::watch::channel(ValidatorState::Unknown);
+    let (_stop_tx, stop) = tokio::sync::watch::channel(false);
+    tokio::spawn(watch_validator(r, Duration::from_millis(300), tx, stop));
+    let wait_for = |rx: &mut tokio::sync::watch::Receiver<ValidatorState>, working: bool| {
+        let mut rx = rx.clone();
+        async move {
+            tokio::time::timeout(
+                Duration::from_secs(20),
+                rx.wait_for(|s| s.is_working() == working && *s != ValidatorState::Unknown),
+            )
+            .await
+            .unwrap()
+            .unwrap()
+            .clone()
+        }
+    };
+    let first = resolver_mode(DnssecMode::TrustAd, relay.addr).probe().await;
+    assert!(first.is_ok(), "{first:?}");
+    assert!(wait_for(&mut rx, true).await.is_working());
+    relay.switch_to(dns.plain_resolver);
+    let ValidatorState::Failing(why) = wait_for(&mut rx, false).await else {
+        unreachable!()
+    };
+    assert!(
+        why.contains("does not validate") && !why.contains('\n'),
+        "{why}"
+    );
+    relay.switch_to(dns.resolver);
+    assert!(wait_for(&mut rx, true).await.is_working());
+    rx.borrow_and_update();
+}
+
+/// Clear errors, one line each, naming cause and fix: a resolver that answers REFUSED, one
+/// that is not there, a validator that does not validate (`trust_ad`), a wrong or garbage
+/// trust anchor. The validate-mode probe says which validator works from which anchor.
+#[tokio::test]
+async fn dns1_probe_failures_are_one_line_with_cause_and_fix() {
+    let world = World::builder()
+        .zone(mail_zone(Zone::signed("good.test")))
+        .build()
+        .unwrap();
+    let dns = world.dns();
+    let proof = resolver_via(&world, dns.plain_resolver)
+        .probe()
+        .await
+        .unwrap();
+    assert!(
+        proof.contains("libunbound") && proof.contains("root.dnskey"),
+        "{proof}"
+    );
+
+    let relay = DnsRelay::start(world.net.addr(hosts::FREE, 53), dns.resolver).unwrap();
+    relay.refuse(true);
+    let refused = resolver_via(&world, relay.addr).probe().await.unwrap_err();
+    let nowhere = Resolver::new(&DnsConfig {
+        upstream: vec![world.net.addr(hosts::FREE + 1, 53)],
+        trust_anchor: Some(dns.trust_anchor_dnskey.clone()),
+        timeout: Duration::from_millis(500),
+        ..DnsConfig::default()
+    })
+    .unwrap()
+    .probe()
+    .await
+    .unwrap_err();
+    let not_validating = resolver_mode(DnssecMode::TrustAd, dns.plain_resolver)
+        .probe()
+        .await
+        .unwrap_err();
+    for (e, says) in [
+        (&refused, "REFUSED"),
+        (&nowhere, "does not answer"),
+        (&not_validating, "does not validate"),
+    ] {
+        let e = e.to_string();
+        assert!(
+            e.contains(says) && e.contains("fix:") && !e.contains('\n') && e.len() < 600,
+            "{e}"
+        );
+    }
+    // A garbage anchor file is refused when the resolver is made, by line.
+    let garbage = world.dir().join("garbage.key");
+    std::fs::write(&garbage, "this is not a key\n").unwrap();
+    let e = Resolver::new(&DnsConfig {
+        upstream: vec![dns.resolver],
+        trust_anchor: Some(garbage),
+        ..DnsConfig::default()
+    })
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(
+        e.contains("line 1") && e.contains("fix:") && !e.contains('\n'),
+        "{e}"
+    );
 }
