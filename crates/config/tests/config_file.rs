@@ -137,3 +137,32 @@ fn store_url_defaults_to_sqlite_in_the_data_folder() {
         "{e}"
     );
 }
+
+/// DNS-1: `dns.upstream` may leave the port out (53, as in resolv.conf); anything else that is
+/// not an address is named with the fix. The probe names must be DNS names, and RFC 5011
+/// updates need an anchor file.
+#[test]
+fn dns_upstream_without_port_means_53_and_bad_dns_settings_are_named() {
+    let c = parse(
+        "[dns]\nupstream = [\"127.0.0.53\", \"::1\", \"127.0.0.1:5353\", \"[::1]:53\"]\n",
+        Path::new("x.toml"),
+    )
+    .unwrap();
+    let got: Vec<String> = c.dns.upstream.iter().map(|a| a.to_string()).collect();
+    assert_eq!(
+        got,
+        ["127.0.0.53:53", "[::1]:53", "127.0.0.1:5353", "[::1]:53"]
+    );
+    for bad in ["resolver.example", "127.0.0.1:0", "127.0.0.1:99999"] {
+        let e = err(&format!("[dns]\nupstream = [\"{bad}\"]\n"));
+        assert!(
+            e.contains("dns.upstream[0]") && e.contains(bad) && e.contains("fix:"),
+            "{e}"
+        );
+    }
+    let e = err("[dns]\nprobe_bogus = \"not a name!\"\n");
+    assert!(e.contains("dns.probe_bogus") && e.contains("fix:"), "{e}");
+    let e = err("[dns]\ntrust_anchor_updates = true\n");
+    assert!(e.contains("dns.trust_anchor") && e.contains("fix:"), "{e}");
+    assert!(parse("[dns]\nprobe_secure = \".\"\n", Path::new("x.toml")).is_ok());
+}

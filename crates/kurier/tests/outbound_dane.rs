@@ -346,3 +346,304 @@ fn tr03108_p_modules_b_and_c_outbound_dane_and_dnssec() {
     assert_eq!(code, 0);
     assert!(!out.contains("@"), "queue not empty:\n{out}");
 }
+
+/// TR-03108-P module B at the level that matters — does mail go out? — with the upstreams a
+/// real installation has: a recursive resolver that does not validate (an ISP's or systemd's),
+/// and, as in a lab, the authoritative server answering directly. Kurier's own validator
+/// decides: every positive case (algorithms 8, 13, 14, 15, KSK/ZSK, NSEC3) is delivered with
+/// DANE, the insecure ones (algorithm 16, an unsupported DS algorithm, a signed alias to an
+/// unsigned host) with opportunistic TLS, and every broken zone's mail stays queued, never
+/// sent; no MTA-STS policy is fetched from a zone whose keys are broken.
+fn module_b_delivery(upstream: fn(&kurier_testworld::Dns) -> std::net::SocketAddr) {
+    use kurier_testworld::Signing;
+    let p0 = "{postfix:0}";
+    let with_dane = |z: Zone| {
+        z.record("@", "MX", "10 mx").record("mx", "A", p0).record(
+            "_25._tcp.mx",
+            "TLSA",
+            "{tlsa-postfix:0}",
+        )
+    };
+    // Zones whose every answer is bogus also publish MTA-STS, pointing at a listener that
+    // counts connections: nobody may fetch a policy from them.
+    let sts_ip = "{ip:120}";
+    let all_bogus = |z: Zone| {
+        with_dane(z)
+            .record("_mta-sts", "TXT", "\"v=STSv1; id=1\"")
+            .record("mta-sts", "A", sts_ip)
+    };
+    let dane = [
+        ("alg8.test", Zone::signed_rsa("alg8.test")),
+        ("alg13.test", Zone::signed("alg13.test")),
+        (
+            "alg14.test",
+            Zone::signed_with("alg14.test", Signing::Ecdsa384),
+        ),
+        (
+            "alg15.test",
+            Zone::signed_with("alg15.test", Signing::Ed25519),
+        ),
+        ("kskzsk.test", Zone::signed("kskzsk.test").ksk_zsk()),
+        ("nsec3.test", Zone::signed("nsec3.test").nsec3(0)),
+    ];
+    let opportunistic = [
+        (
+            "alg16.test",
+            Zone::signed_with("alg16.test", Signing::Ed448),
+        ),
+        (
+            "alg100.test",
+            Zone::signed("alg100.test").broken(Breakage::UnsupportedDsAlgorithm),
+        ),
+    ];
+    let bogus = [
+        ("csk.test", Breakage::BadDnskeySig, false),
+        ("split.test", Breakage::BadDnskeySig, true),
+        ("exp-dnskey.test", Breakage::ExpiredRrsigOn("DNSKEY"), false),
+        ("fut-dnskey.test", Breakage::FutureRrsigOn("DNSKEY"), false),
+        ("strangerds.test", Breakage::DsWithoutKey, false),
+        ("nokey.test", Breakage::MissingDnskey, false),
+    ];
+    let partly_bogus = [
+        ("exp-mx.test", Breakage::ExpiredRrsigOn("MX")),
+        ("exp-a.test", Breakage::ExpiredRrsigOn("A")),
+        ("fut-tlsa.test", Breakage::FutureRrsigOn("TLSA")),
+        ("stripped.test", Breakage::StrippedTlsa),
+    ];
+    let mut delivered: Vec<&str> = dane.iter().chain(&opportunistic).map(|(d, _)| *d).collect();
+    delivered.push("viaplain.test");
+    let held: Vec<&str> = bogus
+        .iter()
+        .map(|(d, ..)| *d)
+        .chain(partly_bogus.iter().map(|(d, _)| *d))
+        .collect();
+    let mut builder = World::builder()
+        .zone(
+            Zone::signed("viaplain.test")
+                .record("@", "MX", "10 mail")
+                .record("mail", "CNAME", "mx.plainhost.test."),
+        )
+        .zone(Zone::unsigned("plainhost.test").record("mx", "A", p0));
+    for (_, z) in dane {
+        builder = builder.zone(with_dane(z));
+    }
+    for (_, z) in opportunistic {
+        builder = builder.zone(with_dane(z));
+    }
+    for (d, b, split) in bogus {
+        let z = Zone::signed(d).broken(b);
+        builder = builder.zone(all_bogus(if split { z.ksk_zsk() } else { z }));
+    }
+    for (d, b) in partly_bogus {
+        builder = builder.zone(with_dane(Zone::signed(d).broken(b)));
+    }
+    let all: Vec<&str> = delivered.iter().chain(&held).copied().collect();
+    let world = builder
+        .postfix(PostfixSpec::receiver("mx.good.test", &all))
+        .build()
+        .unwrap();
+    let sts = std::net::TcpListener::bind((world.net.ip(120), 443)).unwrap();
+    sts.set_nonblocking(true).unwrap();
+
+    let dns = world.dns().clone();
+    let ip = world.net.ip(hosts::FREE).to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let extra = format!(
+        "\n[dns]\nupstream = [\"{}\"]\ntrust_anchor = \"{}\"\ntimeout_secs = 3\n\
+         [delivery]\nretry_min_secs = 1\nretry_max_secs = 2\ntimeout_secs = 5\n",
+        upstream(&dns),
+        dns.trust_anchor_ds.display()
+    );
+    let config = support::configured(dir.path(), &ip, "", &extra);
+    let server = Server::configured(dir.path(), &config);
+    server.wait_for_log("DNSSEC validation works");
+    submit(&ip, &all);
+
+    let p0 = &world.postfix[0];
+    p0.wait_for_messages(delivered.len(), Duration::from_secs(60))
+        .unwrap_or_else(|e| panic!("{}\n{}", e.0, server.stderr()));
+    for d in &held {
+        support::wait_until(Duration::from_secs(30), d, || {
+            server.stderr().matches(&format!("domain={d} ")).count() >= 2
+        });
+    }
+    let got: Vec<String> = p0.messages().iter().map(|m| subject_of(m)).collect();
+    let log = server.stderr();
+    for d in &delivered {
+        assert!(
+            got.contains(&d.to_string()),
+            "{d} not delivered: {got:?}\n{log}"
+        );
+    }
+    for d in &held {
+        assert!(!got.contains(&d.to_string()), "{d} must never be sent");
+    }
+    for (d, want) in [
+        ("alg8.test", "dane-ee"),
+        ("alg15.test", "dane-ee"),
+        ("kskzsk.test", "dane-ee"),
+        ("alg16.test", "dane=\"none\""),
+        ("alg100.test", "dane=\"none\""),
+        ("viaplain.test", "dane=\"none\""),
+    ] {
+        assert!(
+            log.lines().any(|l| l.contains(&format!("domain={d} "))
+                && l.contains(want)
+                && l.contains("tls=TLSv1.3")),
+            "{d}: {want}\n{log}"
+        );
+    }
+    // Held, not bounced: still in the queue.
+    let (code, out, _) = support::run(&["queue", "list", "--config", config.to_str().unwrap()]);
+    assert_eq!(code, 0);
+    for d in &held {
+        assert!(out.contains(&format!("user@{d}")), "{d} not queued:\n{out}");
+    }
+    assert!(
+        sts.accept().is_err(),
+        "an MTA-STS policy was fetched from a bogus zone"
+    );
+}
+
+#[test]
+fn b02_b03_module_b_delivery_through_a_non_validating_resolver() {
+    module_b_delivery(|dns| dns.plain_resolver);
+}
+
+#[test]
+fn b02_b03_module_b_delivery_with_the_authoritative_server_answering_directly() {
+    module_b_delivery(|dns| dns.authoritative);
+}
+
+/// DNS-1, DANE-7 in `trust_ad` mode: the local resolver stops validating while Kurier runs.
+/// The next probe notices; outbound delivery holds mail (queued, not sent without DANE) and
+/// `/metrics` shows it; when the resolver validates again, the mail goes, with DANE. Each
+/// change is logged once, not at every probe.
+#[test]
+fn dns1_trust_ad_resolver_that_stops_validating_holds_mail_until_it_validates_again() {
+    let world = World::builder()
+        .zone(signed_to("good.test", "{postfix:0}", &["{tlsa-postfix:0}"]))
+        .postfix(PostfixSpec::receiver("mx.good.test", &["good.test"]))
+        .build()
+        .unwrap();
+    let dns = world.dns().clone();
+    let relay =
+        kurier_testworld::relay::DnsRelay::start(world.net.addr(121, 53), dns.resolver).unwrap();
+    let ip = world.net.ip(hosts::FREE).to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let extra = format!(
+        "\n[dns]\ndnssec = \"trust_ad\"\nupstream = [\"{}\"]\ntimeout_secs = 2\nprobe_interval_secs = 1\n\
+         [delivery]\nretry_min_secs = 1\nretry_max_secs = 2\ntimeout_secs = 5\n",
+        world.net.ip(121)
+    );
+    let config = support::configured(dir.path(), &ip, "", &extra);
+    let server = Server::configured(dir.path(), &config);
+    server.wait_for_log("DNSSEC validation works");
+    let metrics = || {
+        let out = std::process::Command::new("curl")
+            .args(["-sk", &format!("https://{ip}:8443/metrics")])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(metrics().contains("kurier_dnssec_validator_working{mode=\"trust_ad\"} 1\n"));
+
+    relay.switch_to(dns.plain_resolver);
+    server.wait_for_log("DNSSEC validation fails");
+    assert!(metrics().contains("kurier_dnssec_validator_working{mode=\"trust_ad\"} 0\n"));
+    submit(&ip, &["good.test"]);
+    // Several probes fail meanwhile; the mail waits.
+    std::thread::sleep(Duration::from_secs(4));
+    let p0 = &world.postfix[0];
+    assert!(
+        p0.messages().is_empty(),
+        "sent while DNSSEC could not be trusted"
+    );
+    let (_, queue, _) = support::run(&["queue", "list", "--config", config.to_str().unwrap()]);
+    assert!(queue.contains("user@good.test"), "{queue}");
+
+    relay.switch_to(dns.resolver);
+    p0.wait_for_messages(1, Duration::from_secs(30)).unwrap();
+    let log = server.stderr();
+    assert_eq!(log.matches("DNSSEC validation fails").count(), 1, "{log}");
+    assert_eq!(log.matches("DNSSEC validation works").count(), 2, "{log}");
+    let fails = log
+        .lines()
+        .find(|l| l.contains("DNSSEC validation fails"))
+        .unwrap();
+    assert!(
+        fails.contains("does not validate") && fails.contains("fix:"),
+        "{fails}"
+    );
+    assert!(
+        log.lines()
+            .any(|l| l.contains("domain=good.test ") && l.contains("dane-ee")),
+        "{log}"
+    );
+}
+
+/// Bad DNS settings are one clear line each: a garbage trust anchor stops the start (like any
+/// configuration error; queued mail stays in the store); an upstream that answers REFUSED or
+/// is not there keeps the server running with delivery held, and says why once.
+#[test]
+fn dns1_a_garbage_anchor_a_refusing_and_a_missing_upstream_are_one_line_each() {
+    let world = World::builder()
+        .zone(signed_to("good.test", "{ip:25}", &[]))
+        .build()
+        .unwrap();
+    let ip = world.net.ip(hosts::FREE).to_string();
+    let garbage = world.dir().join("garbage.anchor");
+    std::fs::write(&garbage, "this is no trust anchor\n").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let extra = format!(
+        "\n[dns]\nupstream = [\"{}\"]\ntrust_anchor = \"{}\"\n[delivery]\nretry_min_secs = 1\n",
+        world.dns().resolver,
+        garbage.display()
+    );
+    let config = support::configured(dir.path(), &ip, "", &extra);
+    let mut server = Server::start(&["serve", "--config", config.to_str().unwrap()], dir.path());
+    let status = server.wait_exit(Duration::from_secs(20)).expect("exits");
+    assert!(!status.success());
+    let err = server.stderr();
+    let line = err
+        .lines()
+        .find(|l| l.contains("trust_anchor"))
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(line.contains("line 1") && line.contains("fix:"), "{line}");
+
+    let relay =
+        kurier_testworld::relay::DnsRelay::start(world.net.addr(122, 53), world.dns().resolver)
+            .unwrap();
+    relay.refuse(true);
+    for (upstream, says) in [
+        (world.net.ip(122).to_string(), "answered REFUSED"),
+        (world.net.addr(123, 53).to_string(), "does not answer"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let extra = format!(
+            "\n[dns]\nupstream = [\"{upstream}\"]\ntrust_anchor = \"{}\"\ntimeout_secs = 1\nprobe_interval_secs = 1\n\
+             [delivery]\nretry_min_secs = 1\n",
+            world.dns().trust_anchor_ds.display()
+        );
+        let config = support::configured(dir.path(), &ip, "", &extra);
+        let server = Server::configured(dir.path(), &config);
+        server.wait_for_log("DNSSEC validation fails");
+        submit(&ip, &["good.test"]);
+        std::thread::sleep(Duration::from_secs(3));
+        let log = server.stderr();
+        let fails: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("DNSSEC validation fails"))
+            .collect();
+        assert_eq!(fails.len(), 1, "{log}");
+        assert!(
+            fails[0].contains(says) && fails[0].contains("fix:"),
+            "{}",
+            fails[0]
+        );
+        assert!(log.lines().all(|l| l.len() < 2000), "no dumps");
+        let (_, queue, _) = support::run(&["queue", "list", "--config", config.to_str().unwrap()]);
+        assert!(queue.contains("user@good.test"), "{queue}");
+        drop(server);
+    }
+}
