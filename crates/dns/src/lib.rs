@@ -103,6 +103,18 @@ pub enum DnssecMode {
     Off,
 }
 
+/// The DNSSEC signing algorithms (RFC 8624 numbers) as the ICS declares them (TR-03108 DNS-5):
+/// (number, mnemonic, validated). `true`: libunbound as Debian builds it validates the
+/// algorithm; `false`: it does not, and a zone signed only with it is insecure (RFC 6840
+/// §5.2), never bogus. `dns/tests/world.rs::b01_t_*` proves every entry against a signed zone.
+pub const DNSSEC_ALGORITHMS: [(u8, &str, bool); 5] = [
+    (8, "RSASHA256", true),
+    (13, "ECDSAP256SHA256", true),
+    (14, "ECDSAP384SHA384", true),
+    (15, "ED25519", true),
+    (16, "ED448", false),
+];
+
 /// Where answers come from and what they are validated against.
 #[derive(Debug, Clone)]
 pub struct DnsConfig {

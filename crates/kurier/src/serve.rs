@@ -561,6 +561,29 @@ pub fn tls_profile(source: ConfigArgs, json: bool) -> anyhow::Result<()> {
         for ics in out {
             println!("{}", ics.to_text());
         }
+        println!("{}", dnssec_ics(&cfg));
     }
     Ok(())
+}
+
+/// The DNSSEC part of the ICS (TR-03108 DNS-5): who validates, which algorithms.
+fn dnssec_ics(cfg: &Config) -> String {
+    let list = |validated: bool| {
+        kurier_dns::DNSSEC_ALGORITHMS
+            .iter()
+            .filter(|a| a.2 == validated)
+            .map(|(n, name, _)| format!("{n} {name}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let who = match cfg.dns.dnssec {
+        kurier_config::DnssecMode::Validate => "libunbound, in-process",
+        kurier_config::DnssecMode::TrustAd => "the AD bit of the local resolver (dns.upstream)",
+        kurier_config::DnssecMode::Off => "none: dns.dnssec = \"off\" (not TR-03108 compliant)",
+    };
+    format!(
+        "DNSSEC validation: {who}\n  algorithms validated: {}\n  not supported (zones signed only with these are insecure, RFC 6840 §5.2): {}\n",
+        list(true),
+        list(false)
+    )
 }

@@ -247,6 +247,12 @@ fn dns5_tls_profile_prints_the_ics_of_the_live_profiles() {
         "{out}"
     );
     assert!(out.contains("brainpoolP256r1tls13"), "{out}");
+    assert!(
+        out.contains("DNSSEC validation: libunbound")
+            && out.contains("algorithms validated: 8 RSASHA256, 13 ECDSAP256SHA256, 14 ECDSAP384SHA384, 15 ED25519")
+            && out.contains("not supported (zones signed only with these are insecure, RFC 6840 §5.2): 16 ED448"),
+        "{out}"
+    );
 }
 
 /// Issue 16 item 8: a data folder that does not exist (a volume that failed to mount) stops
