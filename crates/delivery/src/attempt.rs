@@ -147,14 +147,7 @@ pub async fn deliver(
                 format!("The mail server {} cannot be used now: {why}.", hop.host),
             );
             if *status == "4.7.5" {
-                // RFC 8460 §4.3.2.1: no valid records came back from the resolver.
-                report.tls.push(TlsOutcome::without_session(
-                    &hop.host,
-                    "tlsa",
-                    Vec::new(),
-                    "dnssec-invalid",
-                    why.clone(),
-                ));
+                dnssec_invalid(&mut report, &hop.host, why);
             }
             tracing::info!(domain = %domain, mx = %hop.host, result = "skipped", reason = %why, "delivery attempt");
             continue;
@@ -167,13 +160,7 @@ pub async fn deliver(
                     hop.host
                 ),
             );
-            report.tls.push(TlsOutcome::without_session(
-                &hop.host,
-                "tlsa",
-                Vec::new(),
-                "dnssec-invalid",
-                why.clone(),
-            ));
+            dnssec_invalid(&mut report, &hop.host, why);
             tracing::info!(domain = %domain, mx = %hop.host, dane = "bogus", result = "skipped", reason = %why, "delivery attempt");
             continue;
         }
@@ -335,6 +322,17 @@ pub async fn deliver(
         report.outcomes[i] = per_recipient(&items[i], |_| Outcome::from_failure(last.clone()));
     }
     report
+}
+
+/// RFC 8460 §4.3.2.1 `dnssec-invalid`: no valid records came back for this host.
+fn dnssec_invalid(report: &mut AttemptReport, host: &str, why: &str) {
+    report.tls.push(TlsOutcome::without_session(
+        host,
+        "tlsa",
+        Vec::new(),
+        "dnssec-invalid",
+        why.to_string(),
+    ));
 }
 
 /// Every recipient of every item gets `f`, decided before any connection (route level).

@@ -305,8 +305,8 @@ async fn dns1_trust_ad_mode_takes_the_state_from_a_local_validating_resolver() {
 }
 
 /// An MX host given as an alias whose target has an A but no AAAA record: the AAAA answer is a
-/// CNAME plus a NODATA proof from another zone. Secure, not bogus (hickory 0.26 calls it bogus;
-/// the resolver validates the two halves on their own). A tampered alias stays bogus.
+/// CNAME plus a NODATA proof from another zone. Secure, not bogus (hickory 0.26, the judge
+/// before libunbound, called it bogus). A tampered alias stays bogus.
 #[tokio::test]
 async fn dns1_an_alias_to_a_host_without_aaaa_is_secure() {
     let world = World::builder()

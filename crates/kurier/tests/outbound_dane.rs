@@ -412,10 +412,12 @@ fn module_b_delivery(upstream: fn(&kurier_testworld::Dns) -> std::net::SocketAdd
     ];
     let mut delivered: Vec<&str> = dane.iter().chain(&opportunistic).map(|(d, _)| *d).collect();
     delivered.push("viaplain.test");
+    // A host without any address is a routing failure (4.4.4), not a DNSSEC one.
     let held: Vec<&str> = bogus
         .iter()
         .map(|(d, ..)| *d)
         .chain(partly_bogus.iter().map(|(d, _)| *d))
+        .chain(["noaddr.test"])
         .collect();
     let mut builder = World::builder()
         .zone(
@@ -423,7 +425,12 @@ fn module_b_delivery(upstream: fn(&kurier_testworld::Dns) -> std::net::SocketAdd
                 .record("@", "MX", "10 mail")
                 .record("mail", "CNAME", "mx.plainhost.test."),
         )
-        .zone(Zone::unsigned("plainhost.test").record("mx", "A", p0));
+        .zone(Zone::unsigned("plainhost.test").record("mx", "A", p0))
+        .zone(
+            Zone::signed("noaddr.test")
+                .record("@", "MX", "10 mx")
+                .record("mx", "TXT", "\"no address here\""),
+        );
     for (_, z) in dane {
         builder = builder.zone(with_dane(z));
     }
@@ -493,6 +500,16 @@ fn module_b_delivery(upstream: fn(&kurier_testworld::Dns) -> std::net::SocketAdd
             "{d}: {want}\n{log}"
         );
     }
+    let noaddr: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("domain=noaddr.test "))
+        .collect();
+    assert!(
+        noaddr
+            .iter()
+            .all(|l| l.contains("has no IPv4 or IPv6 address") && !l.contains("bogus")),
+        "{noaddr:?}"
+    );
     // Held, not bounced: still in the queue.
     let (code, out, _) = support::run(&["queue", "list", "--config", config.to_str().unwrap()]);
     assert_eq!(code, 0);
