@@ -847,3 +847,32 @@ async fn dns1_probe_failures_are_one_line_with_cause_and_fix() {
         "{e}"
     );
 }
+
+/// RFC 5011 where the operator allows it: with `trust_anchor_updates`, libunbound keeps the
+/// anchor file itself (it rewrites it with its own state) and validation works from it.
+#[tokio::test]
+async fn dns1_rfc5011_anchor_updates_keep_a_writable_anchor_file() {
+    let world = World::builder()
+        .zone(mail_zone(Zone::signed("good.test")))
+        .build()
+        .unwrap();
+    let dns = world.dns();
+    let anchor = world.dir().join("root.autotrust");
+    std::fs::copy(&dns.trust_anchor_ds, &anchor).unwrap();
+    let before = std::fs::read_to_string(&anchor).unwrap();
+    let r = Resolver::new(&DnsConfig {
+        upstream: vec![dns.plain_resolver],
+        trust_anchor: Some(anchor.clone()),
+        trust_anchor_updates: true,
+        timeout: Duration::from_secs(3),
+        ..DnsConfig::default()
+    })
+    .unwrap();
+    r.probe().await.unwrap();
+    assert_eq!(r.mx("good.test").await.unwrap().state, DnssecState::Secure);
+    let after = std::fs::read_to_string(&anchor).unwrap();
+    assert!(
+        after != before && after.contains("DNSKEY") && after.contains("state="),
+        "the anchor file is kept by RFC 5011 now:\n{after}"
+    );
+}

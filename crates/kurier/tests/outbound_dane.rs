@@ -364,12 +364,15 @@ fn module_b_delivery(upstream: fn(&kurier_testworld::Dns) -> std::net::SocketAdd
             "{tlsa-postfix:0}",
         )
     };
-    // Zones whose every answer is bogus also publish MTA-STS, pointing at a listener that
-    // counts connections: nobody may fetch a policy from them.
+    // Zones whose every answer is bogus also publish MTA-STS and TLSRPT (HTTPS), pointing at
+    // a listener that counts connections: nobody may fetch a policy from them or send them a
+    // report.
     let sts_ip = "{ip:120}";
     let all_bogus = |z: Zone| {
+        let rua = format!("\"v=TLSRPTv1; rua=https://mta-sts.{}/tlsrpt\"", z.name);
         with_dane(z)
             .record("_mta-sts", "TXT", "\"v=STSv1; id=1\"")
+            .record("_smtp._tls", "TXT", &rua)
             .record("mta-sts", "A", sts_ip)
     };
     let dane = [
@@ -411,7 +414,9 @@ fn module_b_delivery(upstream: fn(&kurier_testworld::Dns) -> std::net::SocketAdd
         ("stripped.test", Breakage::StrippedTlsa),
     ];
     let mut delivered: Vec<&str> = dane.iter().chain(&opportunistic).map(|(d, _)| *d).collect();
-    delivered.push("viaplain.test");
+    // Only its TXT records are bogus: the mail goes with DANE, but neither its MTA-STS policy
+    // nor a TLSRPT report may be trusted to their bogus pointers.
+    delivered.extend(["viaplain.test", "exp-txt.test"]);
     // A host without any address is a routing failure (4.4.4), not a DNSSEC one.
     let held: Vec<&str> = bogus
         .iter()
@@ -444,6 +449,9 @@ fn module_b_delivery(upstream: fn(&kurier_testworld::Dns) -> std::net::SocketAdd
     for (d, b) in partly_bogus {
         builder = builder.zone(with_dane(Zone::signed(d).broken(b)));
     }
+    builder = builder.zone(all_bogus(
+        Zone::signed("exp-txt.test").broken(Breakage::ExpiredRrsigOn("TXT")),
+    ));
     let all: Vec<&str> = delivered.iter().chain(&held).copied().collect();
     let world = builder
         .postfix(PostfixSpec::receiver("mx.good.test", &all))
@@ -516,9 +524,27 @@ fn module_b_delivery(upstream: fn(&kurier_testworld::Dns) -> std::net::SocketAdd
     for d in &held {
         assert!(out.contains(&format!("user@{d}")), "{d} not queued:\n{out}");
     }
+    // The day's TLSRPT run reports to nobody whose records are bogus.
+    let (code, reports, err) = support::run(&[
+        "reports",
+        "send",
+        "--day",
+        &support::utc_day(),
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    for d in bogus.iter().map(|(d, ..)| *d).chain(["exp-txt.test"]) {
+        assert!(!reports.contains(&format!("sent      {d}")), "{reports}");
+    }
+    let txt = reports
+        .lines()
+        .find(|l| l.contains("exp-txt.test"))
+        .unwrap_or_else(|| panic!("{reports}"));
+    assert!(txt.contains("no report") && txt.contains("bogus"), "{txt}");
     assert!(
         sts.accept().is_err(),
-        "an MTA-STS policy was fetched from a bogus zone"
+        "an MTA-STS policy was fetched from, or a report sent to, a bogus zone"
     );
 }
 

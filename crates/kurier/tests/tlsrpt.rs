@@ -199,7 +199,7 @@ fn rpt_reports_from_a_to_b_with_exact_counts() {
     assert_eq!(broken.receiving_helo.as_deref(), Some("mx.good.test"));
     assert!(broken.detail.is_some(), "{broken:?}");
 
-    let today = kurier_smtp_day();
+    let today = support::utc_day();
     let (code, out, err) = support::run(&[
         "reports",
         "send",
@@ -379,15 +379,6 @@ fn quoted(value: &str) -> String {
         .map(|c| format!("\"{}\"", String::from_utf8_lossy(c)))
         .collect::<Vec<_>>()
         .join(" ")
-}
-
-fn kurier_smtp_day() -> String {
-    let t = kurier_store::now();
-    let out = std::process::Command::new("date")
-        .args(["-u", "-d", &format!("@{t}"), "+%Y-%m-%d"])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 fn install_dkim_key(dir: &std::path::Path, pem: &[u8]) {

@@ -450,3 +450,13 @@ pub fn python_ok(script: &str, args: &[&str]) -> String {
     );
     stdout
 }
+
+/// Today (UTC) as `YYYY-MM-DD`, the day `kurier reports send --day` takes.
+pub fn utc_day() -> String {
+    let t = kurier_store::now();
+    let out = std::process::Command::new("date")
+        .args(["-u", "-d", &format!("@{t}"), "+%Y-%m-%d"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
