@@ -472,6 +472,15 @@ fn module_b_delivery(upstream: fn(&kurier_testworld::Dns) -> std::net::SocketAdd
     let config = support::configured(dir.path(), &ip, "", &extra);
     let server = Server::configured(dir.path(), &config);
     server.wait_for_log("DNSSEC validation works");
+    let start = server.stderr();
+    let start = start
+        .lines()
+        .find(|l| l.contains("DNSSEC validation works"))
+        .unwrap();
+    assert!(
+        start.contains("libunbound") && start.contains("from the trust anchor"),
+        "which validator, from which anchor: {start}"
+    );
     submit(&ip, &all);
 
     let p0 = &world.postfix[0];
