@@ -164,6 +164,11 @@ pub async fn deliver(
             tracing::info!(domain = %domain, mx = %hop.host, dane = "bogus", result = "skipped", reason = %why, "delivery attempt");
             continue;
         }
+        if let (DanePolicy::Skip(why), true) = (&hop.dane, relaxed) {
+            // TLS-Required: No goes on best effort, but the TLSA failure is still a fact to
+            // report (RFC 8460 §4.3.2.1).
+            dnssec_invalid(&mut report, &hop.host, why);
+        }
         let security = if relaxed {
             Security::BestEffort
         } else {

@@ -91,8 +91,38 @@ pub struct QueueRunner {
 type Recipients = Vec<(String, Option<String>)>;
 /// A domain's share of the leased entries.
 type DomainWork = Vec<(Arc<Job>, Recipients)>;
-/// Destination domain, and whether its messages carry `TLS-Required: No` (RFC 8689 §5).
-type Destination = (String, bool);
+/// Destination domain, and how TLS failures treat its messages.
+type Destination = (String, TlsHandling);
+
+/// How TLS failures treat a message (RFC 8689 §5, RFC 8460 §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum TlsHandling {
+    /// DANE and MTA-STS hold the message; its sessions count for TLSRPT.
+    Policy,
+    /// `TLS-Required: No` from a sender: delivered best effort (a DANE or MTA-STS failure does
+    /// not hold it), and its sessions still count for TLSRPT.
+    Optional,
+    /// Our own TLSRPT report (`TLS-Required: No` and `TLS-Report-Domain`): best effort, and
+    /// not counted, lest a report about failures cause more (RFC 8460 §3).
+    Report,
+}
+
+impl TlsHandling {
+    /// RFC 8689 §5: `TLS-Required: No` is ignored when the message also asks for REQUIRETLS.
+    fn of(body: &[u8], require_tls: bool) -> TlsHandling {
+        let fields = kurier_smtp::headers::fields(body);
+        let optional = !require_tls
+            && fields
+                .iter()
+                .any(|(n, v)| n == "tls-required" && v.trim().eq_ignore_ascii_case("no"));
+        let report = fields.iter().any(|(n, _)| n == "tls-report-domain");
+        match (optional, report) {
+            (false, _) => TlsHandling::Policy,
+            (true, false) => TlsHandling::Optional,
+            (true, true) => TlsHandling::Report,
+        }
+    }
+}
 
 /// One leased entry while its domains are being worked on.
 struct Job {
@@ -234,7 +264,7 @@ impl QueueRunner {
                     .or_default()
                     .push((r.address.clone(), r.dsn.clone()));
             }
-            let relaxed = tls_optional(&body);
+            let handling = TlsHandling::of(&body, entry.require_tls);
             let report = kurier_smtp::headers::fields(&body)
                 .iter()
                 .any(|(n, _)| n == "tls-report-domain");
@@ -252,12 +282,12 @@ impl QueueRunner {
             }
             for (domain, rcpts) in groups {
                 by_domain
-                    .entry((domain, relaxed))
+                    .entry((domain, handling))
                     .or_default()
                     .push((job.clone(), rcpts));
             }
         }
-        for ((domain, relaxed), work) in by_domain {
+        for ((domain, handling), work) in by_domain {
             // One connection per ten messages for a domain, up to its limit: few handshakes,
             // but much mail is not held up behind one connection.
             let lanes = self.cfg.max_per_domain.max(1).min(work.len().div_ceil(10));
@@ -268,7 +298,7 @@ impl QueueRunner {
                 let lane = std::mem::replace(&mut work, rest);
                 let me = self.clone();
                 let domain = domain.clone();
-                tokio::spawn(async move { me.deliver_domain(domain, relaxed, lane).await });
+                tokio::spawn(async move { me.deliver_domain(domain, handling, lane).await });
             }
         }
         Ok(n)
@@ -284,10 +314,14 @@ impl QueueRunner {
             .clone()
     }
 
-    /// `relaxed`: the messages carry `TLS-Required: No` (TLSRPT reports, RFC 8460 §3 and RFC
-    /// 8689 §5): DANE and MTA-STS failures do not hold them, and their sessions are not
-    /// counted for TLSRPT.
-    async fn deliver_domain(self: Arc<Self>, domain: String, relaxed: bool, work: DomainWork) {
+    /// One batch of messages for `domain` that TLS failures treat alike (`handling`).
+    async fn deliver_domain(
+        self: Arc<Self>,
+        domain: String,
+        handling: TlsHandling,
+        work: DomainWork,
+    ) {
+        let relaxed = handling != TlsHandling::Policy;
         let per_domain = self.domain_limit(&domain);
         let _d = per_domain.acquire_owned().await;
         let _c = self.connections.clone().acquire_owned().await;
@@ -319,7 +353,7 @@ impl QueueRunner {
             &items,
         )
         .await;
-        if relaxed {
+        if handling == TlsHandling::Report {
             report.tls.clear();
         }
         if let Some((result_type, detail)) = &sts.failure {
@@ -497,15 +531,28 @@ impl QueueRunner {
     }
 }
 
-/// Whether the message says `TLS-Required: No` (RFC 8689 §5).
-fn tls_optional(body: &[u8]) -> bool {
-    kurier_smtp::headers::fields(body)
-        .iter()
-        .any(|(n, v)| n == "tls-required" && v.eq_ignore_ascii_case("no"))
-}
-
 /// A fresh seed for spreading load over equal MX preferences.
 fn seed() -> u64 {
     use std::hash::{BuildHasher, RandomState};
     RandomState::new().hash_one(std::time::Instant::now()) | 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TlsHandling;
+
+    /// RFC 8689 §5 and RFC 8460 §3: who may go best effort, and whose sessions are not counted.
+    #[test]
+    fn smtp2_tls_required_no_is_ignored_with_requiretls_and_only_reports_go_uncounted() {
+        let header = b"From: a@b.test\r\nTLS-Required: No\r\n\r\nhi\r\n";
+        let report = b"From: a@b.test\r\nTLS-Report-Domain: b.test\r\nTLS-Required: no \r\n\r\n";
+        let plain = b"From: a@b.test\r\nSubject: TLS-Required: No\r\n\r\n";
+        assert_eq!(TlsHandling::of(header, false), TlsHandling::Optional);
+        assert_eq!(TlsHandling::of(header, true), TlsHandling::Policy);
+        assert_eq!(TlsHandling::of(report, false), TlsHandling::Report);
+        assert_eq!(TlsHandling::of(report, true), TlsHandling::Policy);
+        assert_eq!(TlsHandling::of(plain, false), TlsHandling::Policy);
+        let yes = b"TLS-Required: Yes\r\n\r\n";
+        assert_eq!(TlsHandling::of(yes, false), TlsHandling::Policy);
+    }
 }

@@ -47,11 +47,19 @@ fn signed_to(domain: &str, target_ip: &str, tlsa: &[&str]) -> Zone {
 
 /// Submits one message per domain to `user@<domain>` as `rcpt@kurier.test` on 465.
 fn submit(ip: &str, domains: &[&str]) {
-    submit_with(ip, domains, "user", "", "");
+    submit_with(ip, domains, "user", "", "", "");
 }
 
-/// `submit` with a local part and MAIL FROM / RCPT TO parameters.
-fn submit_with(ip: &str, domains: &[&str], local: &str, mail_params: &str, rcpt_params: &str) {
+/// `submit` with a local part, MAIL FROM / RCPT TO parameters and extra header fields (each
+/// ending in CRLF).
+fn submit_with(
+    ip: &str,
+    domains: &[&str],
+    local: &str,
+    mail_params: &str,
+    rcpt_params: &str,
+    headers: &str,
+) {
     let mut c = Client::connect_tls(format!("{ip}:2465").parse().unwrap(), "mx.kurier.test");
     c.cmd("EHLO client.test");
     let auth = c.cmd(&format!("AUTH PLAIN {}", plain("rcpt@kurier.test", "pw")));
@@ -65,7 +73,7 @@ fn submit_with(ip: &str, domains: &[&str], local: &str, mail_params: &str, rcpt_
         assert!(r.starts_with("250"), "{d}: {r}");
         assert!(c.cmd("DATA").starts_with("354"));
         let r = c.cmd(&format!(
-            "From: rcpt@kurier.test\r\nTo: {local}@{d}\r\nSubject: case {d}\r\n\r\nhello {d}\r\n."
+            "From: rcpt@kurier.test\r\nTo: {local}@{d}\r\n{headers}Subject: case {d}\r\n\r\nhello {d}\r\n."
         ));
         assert!(r.starts_with("250"), "{d}: {r}");
     }
@@ -178,9 +186,16 @@ fn tr03108_p_modules_b_and_c_outbound_dane_and_dnssec() {
     submit(&ip, &all);
     // RFC 8689: REQUIRETLS needs a verified peer that supports it — Postfix does not, and
     // plain.test has no DANE: both come back at once (5.7.30).
-    submit_with(&ip, &["ee.test", "plain.test"], "strict", " REQUIRETLS", "");
+    submit_with(
+        &ip,
+        &["ee.test", "plain.test"],
+        "strict",
+        " REQUIRETLS",
+        "",
+        "",
+    );
     // RFC 3461: NOTIFY=NEVER, no bounce even for null MX.
-    submit_with(&ip, &["nullmx.test"], "never", "", " NOTIFY=NEVER");
+    submit_with(&ip, &["nullmx.test"], "never", "", " NOTIFY=NEVER", "");
 
     let p0 = &world.postfix[0];
     if let Err(e) = p0.wait_for_messages(delivered_p0.len(), Duration::from_secs(60)) {
@@ -698,4 +713,109 @@ fn dns1_a_garbage_anchor_a_refusing_and_a_missing_upstream_are_one_line_each() {
         assert!(queue.contains("user@good.test"), "{queue}");
         drop(server);
     }
+}
+
+/// SMTP-2, RFC 8689 §5: `TLS-Required: No` lets a message past a DANE failure — a message with
+/// it and one without, for a domain whose TLSA is bogus: the first is delivered, the second
+/// stays queued. Its sessions still count for TLSRPT (only Kurier's own reports are exempt,
+/// RFC 8460 §3). With REQUIRETLS as well the header is ignored: the message is held like any
+/// other, and where DANE verifies the server its notice names the real reason (the peer lacks
+/// REQUIRETLS), not "neither DANE nor MTA-STS".
+#[test]
+fn smtp2_tls_required_no_passes_a_dane_failure_but_not_with_requiretls() {
+    let p0 = "{postfix:0}";
+    let world = World::builder()
+        .zone(signed_to("badtlsa.test", p0, &["{tlsa-postfix:0}"]).broken(Breakage::BadTlsaRrsig))
+        .zone(signed_to("optional.test", p0, &["{tlsa-postfix:0}"]).broken(Breakage::BadTlsaRrsig))
+        .zone(signed_to("ee.test", p0, &["{tlsa-postfix:0}"]))
+        .postfix(PostfixSpec::receiver(
+            "mx.good.test",
+            &["badtlsa.test", "optional.test", "ee.test"],
+        ))
+        .build()
+        .unwrap();
+    let dns = world.dns().clone();
+    let ip = world.net.ip(hosts::FREE).to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let extra = format!(
+        "\n[dns]\nupstream = [\"{}\"]\ntrust_anchor = \"{}\"\ntimeout_secs = 3\n\
+         [delivery]\nretry_min_secs = 1\nretry_max_secs = 2\ntimeout_secs = 5\n",
+        dns.resolver,
+        dns.trust_anchor_ds.display()
+    );
+    let config = support::configured(dir.path(), &ip, "", &extra);
+    let server = Server::configured(dir.path(), &config);
+    server.wait_for_log("DNSSEC validation works");
+    let no = "TLS-Required: No\r\n";
+    submit_with(&ip, &["badtlsa.test"], "relaxed", "", "", no);
+    submit_with(&ip, &["badtlsa.test"], "held", "", "", "");
+    submit_with(
+        &ip,
+        &["badtlsa.test", "ee.test"],
+        "strict",
+        " REQUIRETLS",
+        "",
+        no,
+    );
+    submit_with(&ip, &["optional.test"], "relaxed", "", "", no);
+
+    let p0 = &world.postfix[0];
+    p0.wait_for_messages(2, Duration::from_secs(60)).unwrap();
+    support::wait_until(Duration::from_secs(30), "retries", || {
+        server.stderr().matches("domain=badtlsa.test ").count() >= 4
+    });
+    let got: Vec<String> = p0
+        .messages()
+        .iter()
+        .map(|m| String::from_utf8_lossy(m).into_owned())
+        .collect();
+    let to = |a: &str| {
+        got.iter()
+            .filter(|m| m.contains(&format!("To: {a}")))
+            .count()
+    };
+    assert_eq!(
+        to("relaxed@badtlsa.test"),
+        1,
+        "TLS-Required: No passes the bogus TLSA"
+    );
+    assert_eq!(to("relaxed@optional.test"), 1);
+    assert_eq!(to("held@badtlsa.test"), 0, "without the header it is held");
+    assert_eq!(
+        to("strict@badtlsa.test"),
+        0,
+        "REQUIRETLS overrides the header"
+    );
+    assert_eq!(to("strict@ee.test"), 0, "Postfix does not offer REQUIRETLS");
+    let (_, queue, _) = support::run(&["queue", "list", "--config", config.to_str().unwrap()]);
+    assert!(
+        queue.contains("held@badtlsa.test") && queue.contains("strict@badtlsa.test"),
+        "{queue}"
+    );
+    // The DANE-verified server got no message, and the notice says why.
+    support::wait_until(Duration::from_secs(30), "the REQUIRETLS notice", || {
+        support::inbox(dir.path(), "rcpt@kurier.test")
+            .iter()
+            .any(|m| m.contains("rfc822; strict@ee.test"))
+    });
+    let inbox = support::inbox(dir.path(), "rcpt@kurier.test");
+    let notice = inbox
+        .iter()
+        .find(|m| m.contains("rfc822; strict@ee.test"))
+        .unwrap();
+    assert!(notice.contains("Status: 5.7.30"), "{notice}");
+    assert!(!notice.contains("neither DANE nor"), "{notice}");
+    // A sender's TLS-Required: No session is a TLS outcome like any other.
+    let events = support::tls_events(dir.path());
+    let optional: Vec<_> = events
+        .iter()
+        .filter(|e| e.policy_domain == "optional.test")
+        .collect();
+    assert!(
+        optional
+            .iter()
+            .any(|e| e.failure.as_deref() == Some("dnssec-invalid"))
+            && optional.iter().any(|e| e.failure.is_none()),
+        "the bogus TLSA and the best-effort session: {optional:?}"
+    );
 }
