@@ -79,6 +79,10 @@ pub fn orcpt(dsn_params: Option<&str>) -> Option<String> {
 /// The whole notice as an RFC 5322 message.
 pub fn build(n: &Notice<'_>) -> Vec<u8> {
     let boundary = format!("kurier-dsn-{:016x}", unique_stamp());
+    let global = n
+        .recipients
+        .iter()
+        .any(|r| !r.address.is_ascii() || r.original.as_deref().is_some_and(|o| !o.is_ascii()));
     let subject = match n.action {
         Action::Failed => "Undelivered mail returned to sender",
         Action::Delayed => "Delayed mail (still being retried)",
@@ -100,7 +104,12 @@ pub fn build(n: &Notice<'_>) -> Vec<u8> {
     m.push_str("Auto-Submitted: auto-replied\r\n");
     m.push_str("MIME-Version: 1.0\r\n");
     m.push_str(&format!(
-        "Content-Type: multipart/report; report-type=delivery-status;\r\n\tboundary=\"{boundary}\"\r\n\r\n"
+        "Content-Type: multipart/report; report-type={};\r\n\tboundary=\"{boundary}\"\r\n\r\n",
+        if global {
+            "global-delivery-status"
+        } else {
+            "delivery-status"
+        }
     ));
     m.push_str("This is a delivery status notification in MIME format.\r\n\r\n");
 
@@ -112,17 +121,33 @@ pub fn build(n: &Notice<'_>) -> Vec<u8> {
     m.push_str(&wrap(&human_text(n)));
     m.push_str("\r\n");
 
-    // 2. For programs (RFC 3464 §2.2, §2.3).
+    // 2. For programs (RFC 3464 §2.2, §2.3): ASCII. An internationalised address needs
+    // RFC 6533's message/global-delivery-status, where UTF-8 is allowed.
+    let value = |s: &str| {
+        if global { one_line(s) } else { ascii_line(s) }
+    };
     m.push_str(&format!("--{boundary}\r\n"));
-    m.push_str("Content-Type: message/delivery-status\r\n\r\n");
+    m.push_str(if global {
+        "Content-Type: message/global-delivery-status\r\n\r\n"
+    } else {
+        "Content-Type: message/delivery-status\r\n\r\n"
+    });
     m.push_str(&format!("Reporting-MTA: dns; {}\r\n", n.reporting_mta));
     m.push_str(&format!("Arrival-Date: {}\r\n", rfc5322_date(n.arrival)));
     for r in n.recipients {
         m.push_str("\r\n");
         if let Some(o) = &r.original {
-            m.push_str(&format!("Original-Recipient: {}\r\n", one_line(o)));
+            m.push_str(&format!("Original-Recipient: {}\r\n", value(o)));
         }
-        m.push_str(&format!("Final-Recipient: rfc822; {}\r\n", r.address));
+        let kind = if r.address.is_ascii() {
+            "rfc822"
+        } else {
+            "utf-8"
+        };
+        m.push_str(&format!(
+            "Final-Recipient: {kind}; {}\r\n",
+            value(&r.address)
+        ));
         let action = match n.action {
             Action::Failed => "failed",
             Action::Delayed => "delayed",
@@ -130,13 +155,13 @@ pub fn build(n: &Notice<'_>) -> Vec<u8> {
         };
         m.push_str(&format!("Action: {action}\r\nStatus: {}\r\n", r.status));
         if let Some(mta) = &r.remote_mta {
-            m.push_str(&format!("Remote-MTA: dns; {mta}\r\n"));
+            m.push_str(&format!("Remote-MTA: dns; {}\r\n", value(mta)));
         }
         match &r.diagnostic {
-            Some(d) => m.push_str(&format!("Diagnostic-Code: smtp; {}\r\n", one_line(d))),
+            Some(d) => m.push_str(&format!("Diagnostic-Code: smtp; {}\r\n", value(d))),
             None => m.push_str(&format!(
                 "Diagnostic-Code: x-kurier; {}\r\n",
-                one_line(&r.reason)
+                value(&r.reason)
             )),
         }
         m.push_str(&format!("Last-Attempt-Date: {}\r\n", rfc5322_date(n.now)));
@@ -201,6 +226,26 @@ fn one_line(s: &str) -> String {
     s.chars()
         .map(|c| if c == '\r' || c == '\n' { ' ' } else { c })
         .collect()
+}
+
+/// `one_line`, and in ASCII (RFC 3464 §2.1.3): our typography spelled plainly, anything else
+/// non-ASCII as `?`.
+fn ascii_line(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in one_line(s).chars() {
+        match c {
+            ' '..='~' => out.push(c),
+            '\u{2014}' => out.push_str("--"),
+            '\u{2013}' | '\u{2010}' | '\u{2011}' => out.push('-'),
+            '\u{2026}' => out.push_str("..."),
+            '\u{2018}' | '\u{2019}' => out.push('\''),
+            '\u{201c}' | '\u{201d}' => out.push('"'),
+            '\u{2192}' => out.push_str("->"),
+            '\u{00a0}' | '\t' => out.push(' '),
+            _ => out.push('?'),
+        }
+    }
+    out
 }
 
 /// Lines of the human part wrapped near 76 characters, with CRLF.
@@ -318,5 +363,55 @@ mod tests {
             !s.contains("\r\nX-Injected"),
             "no header injection through a reply"
         );
+    }
+
+    fn status_part(m: &[u8]) -> String {
+        let s = String::from_utf8(m.to_vec()).unwrap();
+        let start = s.find("Content-Type: message/").unwrap();
+        let end = s[start..].find("\r\n--kurier-dsn-").unwrap() + start;
+        s[start..end].to_string()
+    }
+
+    /// RFC 3464 §2.1.3: the delivery-status part is ASCII (our reasons have dashes and
+    /// ellipses); an SMTPUTF8 address makes it RFC 6533 message/global-delivery-status.
+    #[test]
+    fn the_status_part_is_ascii_or_global_for_utf8_addresses() {
+        let mut recipients = vec![RecipientNotice {
+            address: "bob@peer.test".into(),
+            original: None,
+            status: "4.7.5".into(),
+            reason: "DANE failed \u{2014} the record\u{2019}s \u{201c}3 1 1\u{201d} \u{2192} no match\u{2026} \u{00e9}".into(),
+            remote_mta: None,
+            diagnostic: None,
+        }];
+        let notice = |recipients: &[RecipientNotice]| {
+            build(&Notice {
+                action: Action::Failed,
+                reporting_mta: "mx.kurier.test",
+                to: "a@kurier.test",
+                arrival: 0,
+                now: 1,
+                retry_until: None,
+                recipients,
+                original: b"Subject: hi\r\n\r\nx\r\n",
+            })
+        };
+        let part = status_part(&notice(&recipients));
+        assert!(part.is_ascii(), "{part}");
+        assert!(part.starts_with("Content-Type: message/delivery-status"));
+        assert!(
+            part.contains("x-kurier; DANE failed -- the record's \"3 1 1\" -> no match... ?"),
+            "{part}"
+        );
+        recipients[0].address = "j\u{00f6}rg@b\u{00fc}cher.test".into();
+        let part = status_part(&notice(&recipients));
+        assert!(part.starts_with("Content-Type: message/global-delivery-status"));
+        let whole = String::from_utf8(notice(&recipients)).unwrap();
+        assert!(whole.contains("report-type=global-delivery-status;"));
+        assert!(
+            part.contains("Final-Recipient: utf-8; j\u{00f6}rg@b\u{00fc}cher.test"),
+            "{part}"
+        );
+        assert!(part.contains("no match\u{2026} \u{00e9}"));
     }
 }
