@@ -160,6 +160,10 @@ pub struct DeliveryConfig {
     pub max_per_domain: u32,
     /// CAs trusted for MTA-STS in addition to the system's (labs, tests).
     pub extra_ca_file: Option<PathBuf>,
+    /// The local addresses to send from (TLSRPT's sending-mta-ip and SPF depend on them);
+    /// unset: the system's choice.
+    pub source_ipv4: Option<std::net::Ipv4Addr>,
+    pub source_ipv6: Option<std::net::Ipv6Addr>,
 }
 
 impl Default for DeliveryConfig {
@@ -176,6 +180,8 @@ impl Default for DeliveryConfig {
             max_connections: 100,
             max_per_domain: 10,
             extra_ca_file: None,
+            source_ipv4: None,
+            source_ipv6: None,
         }
     }
 }

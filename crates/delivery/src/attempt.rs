@@ -40,6 +40,26 @@ pub struct Connector {
     pub data_timeout: Duration,
     /// Revocation checks of PKIX-verified peers (MTA-STS), if wanted.
     pub revocation: Option<std::sync::Arc<RevocationChecker>>,
+    /// Our source addresses (TLSRPT's sending-mta-ip and SPF depend on them); `None`: the
+    /// system's choice.
+    pub source: SourceAddresses,
+}
+
+/// The local addresses outbound connections are made from, per family.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SourceAddresses {
+    pub v4: Option<std::net::Ipv4Addr>,
+    pub v6: Option<std::net::Ipv6Addr>,
+}
+
+impl SourceAddresses {
+    /// The source for a connection to `to`.
+    pub fn for_peer(&self, to: std::net::IpAddr) -> Option<std::net::IpAddr> {
+        match to {
+            std::net::IpAddr::V4(_) => self.v4.map(std::net::IpAddr::V4),
+            std::net::IpAddr::V6(_) => self.v6.map(std::net::IpAddr::V6),
+        }
+    }
 }
 
 /// A TLS outcome, for TLSRPT (RFC 8460 §4) and the log.
@@ -430,7 +450,9 @@ async fn open(
     report: &mut AttemptReport,
     policy: &(&'static str, Vec<String>),
 ) -> Result<SmtpClient, Failure> {
-    let connect = || SmtpClient::connect(addr, &conn.helo, conn.timeout, conn.data_timeout);
+    let source = conn.source.for_peer(addr.ip());
+    let connect =
+        || SmtpClient::connect_from(addr, source, &conn.helo, conn.timeout, conn.data_timeout);
     let client = connect().await.map_err(|e| connect_failure(hop, &e))?;
     let ip = Some(addr.ip().to_string());
     let sending_ip = client.local().map(|a| a.ip().to_string());

@@ -17,7 +17,7 @@ use kurier_store::{
 use kurier_tls::ClientTls;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 
-use crate::attempt::{self, Connector, Item};
+use crate::attempt::{self, Connector, Item, SourceAddresses};
 use crate::dsn::{self, Action, RecipientNotice};
 use crate::revocation::RevocationChecker;
 use crate::schedule::Schedule;
@@ -50,6 +50,7 @@ pub struct DeliveryConfig {
     pub sts_timeout: Duration,
     /// The HTTPS port of MTA-STS policy hosts: 443 but in labs.
     pub sts_port: u16,
+    pub source: SourceAddresses,
 }
 
 impl DeliveryConfig {
@@ -67,6 +68,7 @@ impl DeliveryConfig {
             poll: Duration::from_secs(1),
             sts_timeout: Duration::from_secs(60),
             sts_port: 443,
+            source: SourceAddresses::default(),
         }
     }
 }
@@ -160,6 +162,7 @@ impl QueueRunner {
             timeout: cfg.timeout,
             data_timeout: cfg.data_timeout,
             revocation: Some(revocation),
+            source: cfg.source,
         };
         Arc::new(QueueRunner {
             store,

@@ -108,6 +108,7 @@ async fn tls4_smtp3_the_client_hello_of_outbound_delivery() {
         timeout: Duration::from_secs(10),
         data_timeout: Duration::from_secs(10),
         revocation: None,
+        source: Default::default(),
     };
     let item = Item {
         envelope: Envelope {

@@ -74,8 +74,29 @@ pub fn runner(
         data_timeout: Duration::from_secs(d.data_timeout_secs),
         max_connections: d.max_connections as usize,
         max_per_domain: d.max_per_domain as usize,
+        source: kurier_delivery::attempt::SourceAddresses {
+            v4: d.source_ipv4,
+            v6: d.source_ipv6,
+        },
         ..DeliveryConfig::new(&cfg.server.hostname)
     };
+    // A source address this machine does not have fails every attempt: say so at start.
+    for (key, ip) in [
+        (
+            "delivery.source_ipv4",
+            d.source_ipv4.map(std::net::IpAddr::V4),
+        ),
+        (
+            "delivery.source_ipv6",
+            d.source_ipv6.map(std::net::IpAddr::V6),
+        ),
+    ] {
+        if let Some(ip) = ip {
+            std::net::UdpSocket::bind(SocketAddr::new(ip, 0)).with_context(|| {
+                format!("{key} = \"{ip}\": not an address of this machine (fix: name one of its addresses, or leave it unset)")
+            })?;
+        }
+    }
     Ok(QueueRunner::new(
         store, resolver, tls, delivery, wake, validator,
     ))

@@ -737,9 +737,11 @@ fn smtp2_tls_required_no_passes_a_dane_failure_but_not_with_requiretls() {
     let dns = world.dns().clone();
     let ip = world.net.ip(hosts::FREE).to_string();
     let dir = tempfile::tempdir().unwrap();
+    // Issue 18 item 7: sent from a chosen source address.
+    let source = world.net.ip(hosts::FREE + 5);
     let extra = format!(
         "\n[dns]\nupstream = [\"{}\"]\ntrust_anchor = \"{}\"\ntimeout_secs = 3\n\
-         [delivery]\nretry_min_secs = 1\nretry_max_secs = 2\ntimeout_secs = 5\n",
+         [delivery]\nretry_min_secs = 1\nretry_max_secs = 2\ntimeout_secs = 5\nsource_ipv4 = \"{source}\"\n",
         dns.resolver,
         dns.trust_anchor_ds.display()
     );
@@ -817,5 +819,26 @@ fn smtp2_tls_required_no_passes_a_dane_failure_but_not_with_requiretls() {
             .any(|e| e.failure.as_deref() == Some("dnssec-invalid"))
             && optional.iter().any(|e| e.failure.is_none()),
         "the bogus TLSA and the best-effort session: {optional:?}"
+    );
+}
+
+/// Issue 18 item 7: a source address this machine does not have would fail every attempt;
+/// the start says so in one line instead.
+#[test]
+fn a_source_address_not_on_this_machine_stops_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let extra = "\n[dns]\nupstream = [\"127.0.0.1\"]\n[delivery]\nsource_ipv4 = \"192.0.2.25\"\n";
+    let config = support::configured(dir.path(), "127.0.30.41", "", extra);
+    let mut server = Server::start(&["serve", "--config", config.to_str().unwrap()], dir.path());
+    let status = server.wait_exit(Duration::from_secs(20)).expect("exits");
+    assert!(!status.success());
+    let err = server.stderr();
+    let line = err
+        .lines()
+        .find(|l| l.contains("delivery.source_ipv4"))
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(
+        line.contains("192.0.2.25") && line.contains("fix:"),
+        "{line}"
     );
 }

@@ -103,7 +103,39 @@ impl SmtpClient {
         timeout: Duration,
         data_timeout: Duration,
     ) -> Result<SmtpClient, ClientError> {
-        let tcp = tokio::time::timeout(timeout, TcpStream::connect(addr))
+        SmtpClient::connect_from(addr, None, helo, timeout, data_timeout).await
+    }
+
+    /// `connect` from the local address `source` (of `addr`'s family), or the system's choice.
+    pub async fn connect_from(
+        addr: SocketAddr,
+        source: Option<std::net::IpAddr>,
+        helo: &str,
+        timeout: Duration,
+        data_timeout: Duration,
+    ) -> Result<SmtpClient, ClientError> {
+        let connect = async {
+            match source {
+                None => TcpStream::connect(addr).await,
+                Some(ip) => {
+                    let socket = if ip.is_ipv4() {
+                        tokio::net::TcpSocket::new_v4()?
+                    } else {
+                        tokio::net::TcpSocket::new_v6()?
+                    };
+                    socket.bind(SocketAddr::new(ip, 0)).map_err(|e| {
+                        std::io::Error::new(
+                            e.kind(),
+                            format!(
+                                "cannot send from {ip} (delivery.source_ipv4/source_ipv6): {e}"
+                            ),
+                        )
+                    })?;
+                    socket.connect(addr).await
+                }
+            }
+        };
+        let tcp = tokio::time::timeout(timeout, connect)
             .await
             .map_err(|_| ClientError::Timeout(addr, timeout))?
             .map_err(|e| ClientError::Connect(addr, e.to_string()))?;

@@ -350,9 +350,14 @@ impl<D: MailDrop> Conn<'_, D> {
         }
         let outcome = self.server.drop.deliver(m).await;
         match &outcome {
+            // Local mailboxes have it now; other domains' recipients wait in the outbound queue.
+            Delivery::Stored if m.recipients.is_empty() => tracing::info!(
+                peer = %self.peer, id = %m.id, from = %m.from, remote = m.remote.len(),
+                size = m.body.len(), "message queued"
+            ),
             Delivery::Stored => tracing::info!(
                 peer = %self.peer, id = %m.id, from = %m.from, recipients = m.recipients.len(),
-                size = m.body.len(), "message delivered"
+                remote = m.remote.len(), size = m.body.len(), "message delivered"
             ),
             other => {
                 tracing::warn!(peer = %self.peer, id = %m.id, outcome = ?other, "message not stored; the sender was told")
