@@ -777,7 +777,7 @@ impl Checker {
         .await;
         let response = match fetched {
             Ok(r) => r,
-            Err(("sts-webpki-invalid", detail)) => {
+            Err((kurier_tls::ResultType::StsWebpkiInvalid, detail)) => {
                 a.add("STS-2", Status::Fail, format!("certificate of {host}"), detail, "serve the policy with a publicly trusted certificate naming mta-sts.<domain>, without wildcard");
                 return;
             }

@@ -16,7 +16,7 @@ use kurier_policy::dane::DanePolicy;
 use kurier_policy::sts::{StsPolicy, StsRequirement};
 use kurier_smtp::client::Envelope;
 use kurier_smtp::{ClientError, SmtpClient};
-use kurier_tls::{ClientTls, DaneRecord, PeerCheck, PeerVerdict};
+use kurier_tls::{ClientTls, DaneRecord, PeerCheck, PeerVerdict, ResultType};
 
 use crate::revocation::RevocationChecker;
 use crate::route::{Hop, Route};
@@ -72,7 +72,7 @@ pub struct TlsOutcome {
     /// The TLSA records as presentation strings, for `tlsa` policies.
     pub policy_strings: Vec<String>,
     /// `None`: TLS was established (and verified where required).
-    pub failure: Option<&'static str>,
+    pub failure: Option<ResultType>,
     /// Our address, the receiver's greeting name, and the failure in words, where known.
     pub sending_ip: Option<String>,
     pub receiving_helo: Option<String>,
@@ -85,7 +85,7 @@ impl TlsOutcome {
         mx_host: &str,
         policy_type: &'static str,
         policy_strings: Vec<String>,
-        failure: &'static str,
+        failure: ResultType,
         detail: String,
     ) -> TlsOutcome {
         TlsOutcome {
@@ -204,7 +204,7 @@ pub async fn deliver(
                 &hop.host,
                 "sts",
                 policy.1.clone(),
-                "validation-failure",
+                ResultType::ValidationFailure,
                 "the MX is not listed in the MTA-STS policy".into(),
             ));
             if *enforce {
@@ -355,7 +355,7 @@ fn dnssec_invalid(report: &mut AttemptReport, host: &str, why: &str) {
         host,
         "tlsa",
         Vec::new(),
-        "dnssec-invalid",
+        ResultType::DnssecInvalid,
         why.to_string(),
     ));
 }
@@ -457,7 +457,7 @@ async fn open(
     let ip = Some(addr.ip().to_string());
     let sending_ip = client.local().map(|a| a.ip().to_string());
     let receiving_helo = Some(client.greeting_name().to_string()).filter(|h| !h.is_empty());
-    let mut outcome = |failure: Option<&'static str>, detail: Option<String>| {
+    let mut outcome = |failure: Option<ResultType>, detail: Option<String>| {
         report.tls.push(TlsOutcome {
             mx_host: hop.host.clone(),
             ip: ip.clone(),
@@ -475,16 +475,20 @@ async fn open(
     };
     if !client.extensions().starttls {
         outcome(
-            Some("starttls-not-supported"),
+            Some(ResultType::StarttlsNotSupported),
             Some("the server did not offer STARTTLS".into()),
         );
         if security.required() {
             client.quit().await;
-            return Err(refuse(format!(
-                "The owner of the mail server {} requires encrypted delivery ({}), but the server did not offer encryption (STARTTLS) — possibly because someone on the way removed it. The message was not sent unprotected.",
-                hop.host,
-                security.policy_word()
-            )));
+            // RFC 3463 X.7.4 "security features not supported", as Postfix says it.
+            return Err(Failure {
+                status: "4.7.4".into(),
+                ..refuse(format!(
+                    "The owner of the mail server {} requires encrypted delivery ({}), but the server did not offer encryption (STARTTLS) — possibly because someone on the way removed it. The message was not sent unprotected.",
+                    hop.host,
+                    security.policy_word()
+                ))
+            });
         }
         return Ok(client);
     }
@@ -502,7 +506,7 @@ async fn open(
                 outcome(None, None);
                 return Ok(c);
             };
-            outcome(Some("validation-failure"), Some(why.clone()));
+            outcome(Some(ResultType::ValidationFailure), Some(why.clone()));
             if security.required() {
                 c.quit().await;
                 return Err(refuse(format!(
@@ -518,8 +522,8 @@ async fn open(
         }) => {
             outcome(
                 Some(match &verdict {
-                    PeerVerdict::Failed { result_type, .. } => result_type,
-                    _ => "validation-failure",
+                    PeerVerdict::Failed { result_type, .. } => *result_type,
+                    _ => ResultType::ValidationFailure,
                 }),
                 Some(detail.clone()),
             );

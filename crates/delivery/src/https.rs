@@ -10,7 +10,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 use kurier_dns::Resolver;
-use kurier_tls::{ClientTls, PeerCheck};
+use kurier_tls::{ClientTls, PeerCheck, ResultType};
 
 use crate::revocation::RevocationChecker;
 use tokio::net::TcpStream;
@@ -36,7 +36,7 @@ pub struct Request<'a> {
     pub revocation: Option<&'a RevocationChecker>,
 }
 
-pub type HttpsError = (&'static str, String);
+pub type HttpsError = (ResultType, String);
 
 pub async fn exchange(
     resolver: &Resolver,
@@ -44,8 +44,8 @@ pub async fn exchange(
     req: Request<'_>,
 ) -> Result<Response, HttpsError> {
     let host = req.host;
-    let fetch_error = |d: String| ("sts-policy-fetch-error", d);
-    let webpki = |d: String| ("sts-webpki-invalid", d);
+    let fetch_error = |d: String| (ResultType::StsPolicyFetchError, d);
+    let webpki = |d: String| (ResultType::StsWebpkiInvalid, d);
     let addrs = resolver
         .addresses(host)
         .await

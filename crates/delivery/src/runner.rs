@@ -364,7 +364,7 @@ impl QueueRunner {
                 "",
                 "sts",
                 Vec::new(),
-                result_type,
+                *result_type,
                 detail.clone(),
             ));
         }
@@ -375,7 +375,7 @@ impl QueueRunner {
                 policy_type: t.policy_type.to_string(),
                 policy_strings: t.policy_strings.clone(),
                 mx_host: t.mx_host.clone(),
-                failure: t.failure.map(str::to_string),
+                failure: t.failure.map(|r| r.as_str().to_string()),
                 receiving_ip: t.ip.clone(),
                 sending_ip: t.sending_ip.clone(),
                 receiving_helo: t.receiving_helo.clone(),

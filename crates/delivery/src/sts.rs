@@ -11,7 +11,7 @@ use std::time::Duration;
 use kurier_dns::Resolver;
 use kurier_policy::sts::{MAX_POLICY_BYTES, StsPolicy, parse_policy, parse_record};
 use kurier_store::{CachedStsPolicy, Store, UnixTime};
-use kurier_tls::ClientTls;
+use kurier_tls::{ClientTls, ResultType};
 
 use crate::https;
 use crate::revocation::RevocationChecker;
@@ -26,7 +26,7 @@ pub struct StsLookup {
     pub policy: Option<StsPolicy>,
     /// A fetch that failed, as an RFC 8460 result type and detail — reported even when the
     /// cached policy covers for it.
-    pub failure: Option<(&'static str, String)>,
+    pub failure: Option<(ResultType, String)>,
 }
 
 pub struct StsFetcher {
@@ -74,7 +74,7 @@ impl StsFetcher {
             Ok(a) => match parse_record(&a.records) {
                 Ok(Some(r)) => r,
                 Ok(None) => return keep(None),
-                Err(e) => return keep(Some(("sts-policy-invalid", e.to_string()))),
+                Err(e) => return keep(Some((ResultType::StsPolicyInvalid, e.to_string()))),
             },
             Err(_) => return keep(None),
         };
@@ -90,18 +90,18 @@ impl StsFetcher {
         let fetched = match tokio::time::timeout(self.timeout, self.fetch(domain)).await {
             Ok(r) => r,
             Err(_) => Err((
-                "sts-policy-fetch-error",
+                ResultType::StsPolicyFetchError,
                 format!("no answer within {:?}", self.timeout),
             )),
         };
         let (text, policy) = match fetched.and_then(|text| {
             parse_policy(&text)
                 .map(|p| (text, p))
-                .map_err(|e| ("sts-policy-invalid", e.to_string()))
+                .map_err(|e| (ResultType::StsPolicyInvalid, e.to_string()))
         }) {
             Ok(x) => x,
             Err((kind, detail)) => {
-                tracing::warn!(domain, result = kind, %detail, cached = cached.is_some(), "MTA-STS policy fetch failed");
+                tracing::warn!(domain, result = %kind, %detail, cached = cached.is_some(), "MTA-STS policy fetch failed");
                 return keep(Some((kind, detail)));
             }
         };
@@ -123,7 +123,7 @@ impl StsFetcher {
     }
 
     /// GET https://mta-sts.<domain>/.well-known/mta-sts.txt, as §3.3 and STS-6 demand.
-    async fn fetch(&self, domain: &str) -> Result<String, (&'static str, String)> {
+    async fn fetch(&self, domain: &str) -> Result<String, (ResultType, String)> {
         let host = format!("mta-sts.{domain}");
         let r = https::exchange(
             &self.resolver,
@@ -144,7 +144,7 @@ impl StsFetcher {
         // §3.3: no redirects, only 200, text/plain.
         if r.status != 200 {
             return Err((
-                "sts-policy-fetch-error",
+                ResultType::StsPolicyFetchError,
                 format!(
                     "{host} answered {} (only 200 counts; redirects are not followed)",
                     r.status
@@ -153,11 +153,15 @@ impl StsFetcher {
         }
         if !r.content_type.starts_with("text/plain") {
             return Err((
-                "sts-policy-invalid",
+                ResultType::StsPolicyInvalid,
                 format!("{host} served {:?}, not text/plain", r.content_type),
             ));
         }
-        String::from_utf8(r.body.to_vec())
-            .map_err(|_| ("sts-policy-invalid", "the policy is not UTF-8".to_string()))
+        String::from_utf8(r.body.to_vec()).map_err(|_| {
+            (
+                ResultType::StsPolicyInvalid,
+                "the policy is not UTF-8".to_string(),
+            )
+        })
     }
 }

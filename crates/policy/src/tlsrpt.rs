@@ -6,6 +6,74 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
+/// The result types of RFC 8460 §4.3: the one vocabulary of TLS and policy failures in Kurier,
+/// from the handshake to the report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ResultType {
+    /// §4.3.1: the receiver does not offer STARTTLS.
+    StarttlsNotSupported,
+    CertificateHostMismatch,
+    CertificateNotTrusted,
+    CertificateExpired,
+    /// Any other negotiation failure (§4.3.1), including a handshake that ended before a
+    /// certificate arrived.
+    ValidationFailure,
+    /// §4.3.2.1 DANE: no TLSA record matched, or none was usable.
+    TlsaInvalid,
+    /// §4.3.2.1: the records could not be validated (bogus DNSSEC).
+    DnssecInvalid,
+    /// §4.3.2.1: the receiver requires DANE and it was not available.
+    DaneRequired,
+    /// §4.3.2.2 MTA-STS.
+    StsPolicyFetchError,
+    StsPolicyInvalid,
+    StsWebpkiInvalid,
+}
+
+impl ResultType {
+    pub const ALL: [ResultType; 11] = [
+        ResultType::StarttlsNotSupported,
+        ResultType::CertificateHostMismatch,
+        ResultType::CertificateNotTrusted,
+        ResultType::CertificateExpired,
+        ResultType::ValidationFailure,
+        ResultType::TlsaInvalid,
+        ResultType::DnssecInvalid,
+        ResultType::DaneRequired,
+        ResultType::StsPolicyFetchError,
+        ResultType::StsPolicyInvalid,
+        ResultType::StsWebpkiInvalid,
+    ];
+
+    /// The name in reports, e.g. `tlsa-invalid`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResultType::StarttlsNotSupported => "starttls-not-supported",
+            ResultType::CertificateHostMismatch => "certificate-host-mismatch",
+            ResultType::CertificateNotTrusted => "certificate-not-trusted",
+            ResultType::CertificateExpired => "certificate-expired",
+            ResultType::ValidationFailure => "validation-failure",
+            ResultType::TlsaInvalid => "tlsa-invalid",
+            ResultType::DnssecInvalid => "dnssec-invalid",
+            ResultType::DaneRequired => "dane-required",
+            ResultType::StsPolicyFetchError => "sts-policy-fetch-error",
+            ResultType::StsPolicyInvalid => "sts-policy-invalid",
+            ResultType::StsWebpkiInvalid => "sts-webpki-invalid",
+        }
+    }
+
+    /// The type a report name stands for; `None` for names RFC 8460 does not define.
+    pub fn parse(name: &str) -> Option<ResultType> {
+        ResultType::ALL.into_iter().find(|r| r.as_str() == name)
+    }
+}
+
+impl std::fmt::Display for ResultType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Largest report JSON we read (after decompression).
 pub const MAX_REPORT_BYTES: usize = 10 * 1024 * 1024;
 
@@ -98,8 +166,8 @@ pub struct TlsRptEvent {
     pub policy_type: String,
     pub policy_strings: Vec<String>,
     pub mx_host: String,
-    /// `None` for a successful session, else an RFC 8460 §4.3 result type.
-    pub failure: Option<String>,
+    /// `None` for a successful session.
+    pub failure: Option<ResultType>,
     pub receiving_ip: Option<String>,
     pub sending_ip: Option<String>,
     pub receiving_helo: Option<String>,
@@ -134,7 +202,7 @@ pub fn build_report(meta: &ReportMeta, domain: &str, events: &[TlsRptEvent]) -> 
             Some(kind) => {
                 entry.1 += 1;
                 let key = (
-                    kind.clone(),
+                    kind.to_string(),
                     e.mx_host.clone(),
                     e.receiving_ip.clone().unwrap_or_default(),
                     e.sending_ip.clone().unwrap_or_default(),
@@ -336,7 +404,7 @@ mod tests {
             policy_type: kind.into(),
             policy_strings: strings.iter().map(|s| s.to_string()).collect(),
             mx_host: mx.into(),
-            failure: failure.map(str::to_string),
+            failure: failure.and_then(ResultType::parse),
             receiving_ip: Some("192.0.2.1".into()),
             sending_ip: Some("198.51.100.7".into()),
             receiving_helo: Some(mx.into()),

@@ -6,7 +6,7 @@
 
 use std::process::Command;
 
-use kurier_policy::tlsrpt::{ReportMeta, TlsRptEvent, build_report, parse_report};
+use kurier_policy::tlsrpt::{ReportMeta, ResultType, TlsRptEvent, build_report, parse_report};
 
 const RESULT_TYPES: &[&str] = &[
     "starttls-not-supported",
@@ -21,6 +21,23 @@ const RESULT_TYPES: &[&str] = &[
     "sts-policy-invalid",
     "sts-webpki-invalid",
 ];
+
+/// RPT-6: the enum spells exactly the result types of RFC 8460 §4.3, each once.
+#[test]
+fn rpt6_result_types_are_rfc8460s_names() {
+    let mut ours: Vec<&str> = ResultType::ALL.iter().map(|r| r.as_str()).collect();
+    let mut rfc = RESULT_TYPES.to_vec();
+    ours.sort();
+    rfc.sort();
+    assert_eq!(ours, rfc);
+    for name in RESULT_TYPES {
+        assert_eq!(
+            ResultType::parse(name).map(|r| r.to_string()).as_deref(),
+            Some(*name)
+        );
+    }
+    assert_eq!(ResultType::parse("tlsa_invalid"), None);
+}
 
 fn fixture(name: &str) -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -97,7 +114,7 @@ fn rpt6_generated_reports_validate_against_the_rfc8460_schema() {
                 sts.iter().map(|s| s.to_string()).collect()
             },
             mx_host: "mx.b.test".into(),
-            failure: Some(kind.to_string()),
+            failure: Some(ResultType::parse(kind).unwrap()),
             receiving_ip: Some("192.0.2.1".into()),
             sending_ip: Some("198.51.100.7".into()),
             receiving_helo: Some("mx.b.test".into()),

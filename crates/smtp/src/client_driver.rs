@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::time::Duration;
 
-use kurier_tls::{ClientTls, PeerCheck, PeerVerdict};
+use kurier_tls::{ClientTls, PeerCheck, PeerVerdict, ResultType};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio_openssl::SslStream;
@@ -235,7 +235,7 @@ impl SmtpClient {
             return Err(ClientError::Tls {
                 addr: self.addr,
                 verdict: PeerVerdict::Failed {
-                    result_type: "starttls-not-supported",
+                    result_type: ResultType::StarttlsNotSupported,
                     detail: r.to_string(),
                 },
                 detail: format!("STARTTLS was answered {r}"),
@@ -277,7 +277,7 @@ impl SmtpClient {
                 let verdict = match verdict {
                     v @ PeerVerdict::Failed { .. } => v,
                     _ => PeerVerdict::Failed {
-                        result_type: "validation-failure",
+                        result_type: ResultType::ValidationFailure,
                         detail: e.to_string(),
                     },
                 };

@@ -14,7 +14,7 @@ use openssl::x509::X509VerifyResult;
 use openssl::x509::verify::X509CheckFlags;
 
 use crate::profile::{GROUPS, SIGALGS, SYSTEM_CA_BUNDLE, TLS12_SUITES, apply_common};
-use crate::{TlsError, ffi};
+use crate::{ResultType, TlsError, ffi};
 
 /// One TLSA record handed to the verifier (RFC 6698 §2.1).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,9 +55,9 @@ pub enum PeerVerdict {
     },
     /// A trusted CA chain with a matching name.
     Pkix,
-    /// The check failed: `result_type` is the RFC 8460 §4.3 name, `detail` OpenSSL's reason.
+    /// The check failed: `result_type` says how (RFC 8460 §4.3), `detail` OpenSSL's reason.
     Failed {
-        result_type: &'static str,
+        result_type: ResultType,
         detail: String,
     },
 }
@@ -167,6 +167,12 @@ pub fn verdict(ssl: &SslRef, check: &PeerCheck) -> PeerVerdict {
     let result = ssl.verify_result();
     match check {
         PeerCheck::None => PeerVerdict::NotChecked,
+        // Nothing to match yet: the handshake ended before a certificate (RFC 8460 §4.3.1,
+        // a negotiation failure — not a TLSA or certificate verdict).
+        _ if ssl.peer_certificate().is_none() => PeerVerdict::Failed {
+            result_type: ResultType::ValidationFailure,
+            detail: "the handshake ended before the server sent a certificate".into(),
+        },
         _ if result != X509VerifyResult::OK => PeerVerdict::Failed {
             result_type: result_type(result.as_raw()),
             detail: result.error_string().to_string(),
@@ -179,15 +185,11 @@ pub fn verdict(ssl: &SslRef, check: &PeerCheck) -> PeerVerdict {
                 depth,
             },
             None => PeerVerdict::Failed {
-                result_type: "tlsa-invalid",
+                result_type: ResultType::TlsaInvalid,
                 detail: "no TLSA record matched the certificate chain".into(),
             },
         },
-        PeerCheck::Pkix { .. } if ssl.peer_certificate().is_some() => PeerVerdict::Pkix,
-        PeerCheck::Pkix { .. } => PeerVerdict::Failed {
-            result_type: "validation-failure",
-            detail: "the server sent no certificate".into(),
-        },
+        PeerCheck::Pkix { .. } => PeerVerdict::Pkix,
     }
 }
 
@@ -210,18 +212,18 @@ pub fn peer_has_wildcard_name(ssl: &SslRef) -> bool {
 }
 
 /// RFC 8460 §4.3 result type for an OpenSSL verification error (x509_vfy.h codes).
-pub fn result_type(code: i32) -> &'static str {
+pub fn result_type(code: i32) -> ResultType {
     match code {
         // CERT_HAS_EXPIRED, CERT_NOT_YET_VALID
-        10 | 9 => "certificate-expired",
+        10 | 9 => ResultType::CertificateExpired,
         // HOSTNAME_MISMATCH
-        62 => "certificate-host-mismatch",
+        62 => ResultType::CertificateHostMismatch,
         // DANE_NO_MATCH
-        65 => "tlsa-invalid",
+        65 => ResultType::TlsaInvalid,
         // UNABLE_TO_GET_ISSUER_CERT(_LOCALLY), DEPTH_ZERO_SELF_SIGNED, SELF_SIGNED_IN_CHAIN,
         // UNABLE_TO_VERIFY_LEAF_SIGNATURE, CERT_UNTRUSTED
-        2 | 20 | 18 | 19 | 21 | 27 => "certificate-not-trusted",
-        _ => "validation-failure",
+        2 | 20 | 18 | 19 | 21 | 27 => ResultType::CertificateNotTrusted,
+        _ => ResultType::ValidationFailure,
     }
 }
 
@@ -231,11 +233,11 @@ mod tests {
 
     #[test]
     fn openssl_errors_map_to_rfc8460_result_types() {
-        assert_eq!(result_type(10), "certificate-expired");
-        assert_eq!(result_type(62), "certificate-host-mismatch");
-        assert_eq!(result_type(65), "tlsa-invalid");
-        assert_eq!(result_type(20), "certificate-not-trusted");
-        assert_eq!(result_type(7), "validation-failure");
+        assert_eq!(result_type(10).as_str(), "certificate-expired");
+        assert_eq!(result_type(62).as_str(), "certificate-host-mismatch");
+        assert_eq!(result_type(65).as_str(), "tlsa-invalid");
+        assert_eq!(result_type(20).as_str(), "certificate-not-trusted");
+        assert_eq!(result_type(7).as_str(), "validation-failure");
     }
 
     #[test]

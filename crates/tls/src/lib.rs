@@ -26,6 +26,8 @@ pub mod tlsa;
 pub use acceptor::{CertificateSource, TlsAcceptor};
 pub use certificate::{CertificateError, CertificateFinding, LoadedCertificate, Severity};
 pub use client::{ClientTls, DaneRecord, PeerCheck, PeerVerdict};
+/// The RFC 8460 §4.3 result types, from the handshake to the report.
+pub use kurier_policy::tlsrpt::ResultType;
 pub use profile::{ServerProfile, client_connector};
 
 /// Errors of this crate.
