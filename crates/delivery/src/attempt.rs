@@ -13,6 +13,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use kurier_policy::dane::DanePolicy;
+use kurier_policy::protection::Protection;
 use kurier_policy::sts::{StsPolicy, StsRequirement};
 use kurier_smtp::client::Envelope;
 use kurier_smtp::{ClientError, SmtpClient};
@@ -392,28 +393,29 @@ enum Security {
 }
 
 impl Security {
+    /// The precedence itself is `kurier_policy::protection` (DANE-12); this adds what the TLS
+    /// client needs to check.
     fn of(hop: &Hop, sts: Option<&StsPolicy>) -> Security {
-        match &hop.dane {
-            DanePolicy::Authenticate { records, names } => Security::Dane(PeerCheck::Dane {
-                base: hop.base.clone(),
-                names: names.clone(),
-                records: records
-                    .iter()
-                    .map(|t| DaneRecord {
-                        usage: t.usage,
-                        selector: t.selector,
-                        matching: t.matching,
-                        data: t.data.clone(),
-                    })
-                    .collect(),
-            }),
-            DanePolicy::TlsRequired | DanePolicy::Skip(_) => Security::Dane(PeerCheck::None),
-            DanePolicy::Opportunistic => match sts.map(|p| p.requirement(&hop.host)) {
-                Some(
-                    StsRequirement::Verify { enforce } | StsRequirement::NotListed { enforce },
-                ) => Security::Sts { enforce },
-                _ => Security::BestEffort,
+        let requirement = sts.map(|p| p.requirement(&hop.host));
+        match Protection::of(&hop.dane, requirement.as_ref()) {
+            Protection::Dane => match &hop.dane {
+                DanePolicy::Authenticate { records, names } => Security::Dane(PeerCheck::Dane {
+                    base: hop.base.clone(),
+                    names: names.clone(),
+                    records: records
+                        .iter()
+                        .map(|t| DaneRecord {
+                            usage: t.usage,
+                            selector: t.selector,
+                            matching: t.matching,
+                            data: t.data.clone(),
+                        })
+                        .collect(),
+                }),
+                _ => Security::Dane(PeerCheck::None),
             },
+            Protection::Sts { enforce } => Security::Sts { enforce },
+            Protection::BestEffort => Security::BestEffort,
         }
     }
 
@@ -427,17 +429,21 @@ impl Security {
         }
     }
 
+    fn protection(&self) -> Protection {
+        match self {
+            Security::Dane(_) => Protection::Dane,
+            Security::Sts { enforce } => Protection::Sts { enforce: *enforce },
+            Security::BestEffort => Protection::BestEffort,
+        }
+    }
+
     /// No delivery without TLS that passed the check.
     fn required(&self) -> bool {
-        matches!(self, Security::Dane(_) | Security::Sts { enforce: true })
+        self.protection().required()
     }
 
     fn policy_word(&self) -> &'static str {
-        match self {
-            Security::Dane(_) => "DANE",
-            Security::Sts { .. } => "MTA-STS",
-            Security::BestEffort => "none",
-        }
+        self.protection().word()
     }
 }
 

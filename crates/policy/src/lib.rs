@@ -1,6 +1,7 @@
 //! # kurier-policy — what transport security a delivery needs, as pure functions
 //!
-//! Owns the decisions of RFC 7672 (SMTP security via DANE, `dane`), MTA-STS (RFC 8461, `sts`)
+//! Owns the decisions of RFC 7672 (SMTP security via DANE, `dane`), MTA-STS (RFC 8461, `sts`),
+//! which of them governs a connection (DANE-12, `protection`)
 //! and TLS reporting (RFC 8460, `tlsrpt`: records, aggregation, report JSON). It is fed values that others fetched (DNS answers with their
 //! DNSSEC state) and returns values that say what to do; the delivery logs them and hands them
 //! to TLSRPT, so reporting cannot drift from the decision (ARCHITECTURE.md).
@@ -9,5 +10,6 @@
 //! the matching; here it is decided *whether* and *with which records*).
 
 pub mod dane;
+pub mod protection;
 pub mod sts;
 pub mod tlsrpt;

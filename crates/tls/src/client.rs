@@ -167,15 +167,17 @@ pub fn verdict(ssl: &SslRef, check: &PeerCheck) -> PeerVerdict {
     let result = ssl.verify_result();
     match check {
         PeerCheck::None => PeerVerdict::NotChecked,
+        // A certificate arrived and failed verification (it need not be kept after a failed
+        // handshake, the verify result is).
+        _ if result != X509VerifyResult::OK => PeerVerdict::Failed {
+            result_type: result_type(result.as_raw()),
+            detail: result.error_string().to_string(),
+        },
         // Nothing to match yet: the handshake ended before a certificate (RFC 8460 §4.3.1,
         // a negotiation failure — not a TLSA or certificate verdict).
         _ if ssl.peer_certificate().is_none() => PeerVerdict::Failed {
             result_type: ResultType::ValidationFailure,
             detail: "the handshake ended before the server sent a certificate".into(),
-        },
-        _ if result != X509VerifyResult::OK => PeerVerdict::Failed {
-            result_type: result_type(result.as_raw()),
-            detail: result.error_string().to_string(),
         },
         PeerCheck::Dane { .. } => match ffi::dane_match(ssl) {
             Some((depth, usage, selector, matching)) => PeerVerdict::Dane {
