@@ -535,7 +535,15 @@ async fn open(
             );
             detail
         }
-        Err(e) => return Err(connect_failure(hop, &e)),
+        Err(e) => {
+            // After STARTTLS everything is TLS negotiation: a stalled handshake, data after
+            // the 220 (RFC 3207 §5), a lost connection are outcomes to report too.
+            outcome(
+                Some(ResultType::ValidationFailure),
+                Some(format!("STARTTLS: {e}")),
+            );
+            return Err(connect_failure(hop, &e));
+        }
     };
     match security {
         Security::Dane(PeerCheck::Dane { .. }) => Err(refuse(format!(
