@@ -76,7 +76,20 @@ impl StsFetcher {
                 Ok(None) => return keep(None),
                 Err(e) => return keep(Some((ResultType::StsPolicyInvalid, e.to_string()))),
             },
-            Err(_) => return keep(None),
+            // Never silently "no policy" (RFC 8460 §4.3.2.2): a bogus record is reported as
+            // such, one that could not be had at all as a failed fetch.
+            Err(e @ kurier_dns::DnsError::Bogus(_)) => {
+                return keep(Some((
+                    ResultType::DnssecInvalid,
+                    format!("_mta-sts.{domain}: {e}"),
+                )));
+            }
+            Err(e) => {
+                return keep(Some((
+                    ResultType::StsPolicyFetchError,
+                    format!("_mta-sts.{domain}: {e}"),
+                )));
+            }
         };
         if let Some((p, c)) = &cached
             && c.record_id == record.id

@@ -561,6 +561,14 @@ fn module_b_delivery(upstream: fn(&kurier_testworld::Dns) -> std::net::SocketAdd
     for d in bogus.iter().map(|(d, ..)| *d).chain(["exp-txt.test"]) {
         assert!(!reports.contains(&format!("sent      {d}")), "{reports}");
     }
+    // Its bogus _mta-sts record is a reported failure, not "no policy" (issue 18 item 4).
+    let events = support::tls_events(dir.path());
+    assert!(
+        events.iter().any(|e| e.policy_domain == "exp-txt.test"
+            && e.policy_type == "sts"
+            && e.failure.as_deref() == Some("dnssec-invalid")),
+        "{events:?}"
+    );
     let txt = reports
         .lines()
         .find(|l| l.contains("exp-txt.test"))
