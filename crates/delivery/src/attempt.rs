@@ -152,6 +152,10 @@ pub async fn deliver(
             );
         }
         Route::Defer { status, reason } => {
+            if *status == "4.7.5" {
+                // A bogus MX RRset: DANE could not even begin (RFC 8460 §4.3.2.1).
+                dnssec_invalid(&mut report, "", reason);
+            }
             return route_failure(report, items, domain, Failure::new(status, reason.clone()));
         }
     };

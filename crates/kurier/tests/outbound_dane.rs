@@ -462,7 +462,10 @@ fn module_b_delivery(upstream: fn(&kurier_testworld::Dns) -> std::net::SocketAdd
         builder = builder.zone(all_bogus(if split { z.ksk_zsk() } else { z }));
     }
     for (d, b) in partly_bogus {
-        builder = builder.zone(with_dane(Zone::signed(d).broken(b)));
+        // exp-mx.test's reports come to us: its bogus MX RRset must be in them.
+        let rua = "\"v=TLSRPTv1; rua=mailto:rcpt@kurier.test\"";
+        builder =
+            builder.zone(with_dane(Zone::signed(d).broken(b)).record("_smtp._tls", "TXT", rua));
     }
     builder = builder.zone(all_bogus(
         Zone::signed("exp-txt.test").broken(Breakage::ExpiredRrsigOn("TXT")),
@@ -548,7 +551,8 @@ fn module_b_delivery(upstream: fn(&kurier_testworld::Dns) -> std::net::SocketAdd
     for d in &held {
         assert!(out.contains(&format!("user@{d}")), "{d} not queued:\n{out}");
     }
-    // The day's TLSRPT run reports to nobody whose records are bogus.
+    // The day's TLSRPT run reports to nobody whose records are bogus. (Reports are signed.)
+    support::admin(&config, &["dkim", "generate", "kurier.test"], "");
     let (code, reports, err) = support::run(&[
         "reports",
         "send",
@@ -568,6 +572,16 @@ fn module_b_delivery(upstream: fn(&kurier_testworld::Dns) -> std::net::SocketAdd
             && e.policy_type == "sts"
             && e.failure.as_deref() == Some("dnssec-invalid")),
         "{events:?}"
+    );
+    assert!(
+        events.iter().any(|e| e.policy_domain == "exp-mx.test"
+            && e.policy_type == "tlsa"
+            && e.failure.as_deref() == Some("dnssec-invalid")),
+        "a bogus MX RRset is reported: {events:?}"
+    );
+    assert!(
+        reports.contains("sent      exp-mx.test → mailto:rcpt@kurier.test"),
+        "{reports}"
     );
     let txt = reports
         .lines()

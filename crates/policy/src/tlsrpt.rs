@@ -171,7 +171,8 @@ pub struct TlsRptEvent {
     pub receiving_ip: Option<String>,
     pub sending_ip: Option<String>,
     pub receiving_helo: Option<String>,
-    /// The failure in words (`additional-information`).
+    /// The failure in words (`failure-reason-code`; RFC 8460 §4.4 keeps `additional-information`
+    /// for a URI, which we do not have).
     pub detail: Option<String>,
 }
 
@@ -240,7 +241,7 @@ pub fn build_report(meta: &ReportMeta, domain: &str, events: &[TlsRptEvent]) -> 
                         ("receiving-ip", ip),
                         ("sending-mta-ip", sending),
                         ("receiving-mx-helo", helo),
-                        ("additional-information", detail),
+                        ("failure-reason-code", detail),
                     ] {
                         if !value.is_empty() {
                             d[key] = json!(value);
@@ -463,6 +464,16 @@ mod tests {
         assert_eq!(
             sts_p["failure-details"][0]["receiving-mx-hostname"],
             "mx.b.test"
+        );
+        // §4.4: the words are a failure-reason-code; additional-information is for a URI.
+        assert_eq!(
+            sts_p["failure-details"][0]["failure-reason-code"],
+            "because certificate-expired"
+        );
+        assert!(
+            sts_p["failure-details"][0]
+                .get("additional-information")
+                .is_none()
         );
         let back = parse_report(r.to_string().as_bytes()).unwrap();
         assert_eq!(back.report_id, "r1");

@@ -245,7 +245,7 @@ pub struct TlsEvent {
     pub sending_ip: Option<String>,
     /// The name the receiver greeted with.
     pub receiving_helo: Option<String>,
-    /// Why it failed, in words (RFC 8460 `additional-information`).
+    /// Why it failed, in words (RFC 8460 `failure-reason-code`).
     pub detail: Option<String>,
     pub at: UnixTime,
 }
