@@ -134,7 +134,8 @@ impl Reporter {
             let meta = ReportMeta {
                 organization_name: self.cfg.organization.clone(),
                 contact_info: self.cfg.contact.clone(),
-                report_id: format!("{day}.{domain}.{:x}@{}", unique_stamp(), self.cfg.hostname),
+                // Stable per domain and day: a second run is recognisably the same report.
+                report_id: format!("{day}.{domain}@{}", self.cfg.hostname),
                 start: start.clone(),
                 end: stop.clone(),
             };
@@ -148,7 +149,26 @@ impl Reporter {
             };
             // RFC 8460 §5.3: submitter!policy-domain!begin!end.json.gz
             let filename = format!("{}!{domain}!{day_start}!{end}.json.gz", self.cfg.submitter);
+            // One report per domain and day, from whichever run or node claims it first.
+            match self
+                .store
+                .claim_report(&domain, day_start, &meta.report_id, kurier_store::now())
+                .await
+            {
+                Ok(true) => {}
+                Ok(false) => {
+                    run.skipped.push((domain, "already sent".into()));
+                    continue;
+                }
+                Err(e) => {
+                    run.skipped
+                        .push((domain, format!("cannot claim the report: {e}")));
+                    continue;
+                }
+            }
+            let mut handed_on = false;
             for rua in &record.rua {
+                let mut retrying = false;
                 let outcome = match rua {
                     Rua::Mailto(to) => {
                         self.mail(to, &domain, &meta.report_id, &filename, &gz)
@@ -157,6 +177,7 @@ impl Reporter {
                     Rua::Https(url) => match self.post(url, &gz).await {
                         Err(e) if self.retry_https => {
                             self.retry_post(url.clone(), gz.clone());
+                            retrying = true;
                             Err(format!("{e}; retrying for up to a day"))
                         }
                         other => other,
@@ -166,6 +187,7 @@ impl Reporter {
                     Rua::Mailto(a) => format!("mailto:{a}"),
                     Rua::Https(u) => u.clone(),
                 };
+                handed_on |= outcome.is_ok() || retrying;
                 match outcome {
                     Ok(()) => {
                         tracing::info!(domain = %domain, rua = %target, "TLSRPT report sent");
@@ -176,6 +198,10 @@ impl Reporter {
                         run.skipped.push((domain.clone(), format!("{target}: {e}")));
                     }
                 }
+            }
+            // Nothing left: a later run (or node) may try again.
+            if !handed_on && let Err(e) = self.store.release_report(&domain, day_start).await {
+                tracing::warn!(domain = %domain, error = %e, "cannot release a TLSRPT report claim");
             }
         }
         run

@@ -179,6 +179,16 @@ pub async fn daily_reports(
     max_delay: Duration,
     mut stop: watch::Receiver<bool>,
 ) {
+    // Yesterday's reports, in case a restart missed their time: each domain's report is
+    // claimed in the store, so what went out already is not sent again.
+    let yesterday = (kurier_store::now() / 86_400 - 1) * 86_400;
+    let run = reporter.send_day(yesterday).await;
+    if !run.sent.is_empty() {
+        tracing::info!(
+            sent = run.sent.len(),
+            "TLSRPT reports of yesterday, sent late"
+        );
+    }
     loop {
         let now = kurier_store::now();
         let next_midnight = (now / 86_400 + 1) * 86_400;

@@ -219,6 +219,22 @@ fn rpt_reports_from_a_to_b_with_exact_counts() {
         out.contains("sent      httpsrpt.test → https://collector.httpsrpt.test/v1/tlsrpt"),
         "{out}"
     );
+    // Run twice, sent once: the report of a domain and day is claimed in the store (and
+    // keeps its report-id).
+    let (code, again, err) = support::run(&[
+        "reports",
+        "send",
+        "--day",
+        &today,
+        "--config",
+        a_config.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!again.contains("sent  "), "{again}");
+    assert!(
+        again.contains("no report good.test: already sent"),
+        "{again}"
+    );
     let posted = world.posted(policy_host + 1);
     assert_eq!(posted.len(), 1);
     assert_eq!(posted[0].0, "application/tlsrpt+gzip");

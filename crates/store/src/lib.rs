@@ -232,6 +232,17 @@ pub trait Store: Send + Sync + 'static {
     async fn store_report(&self, report_domain: &str, submitter: &str, json: &[u8]) -> Result<i64>;
     async fn reports(&self) -> Result<Vec<ReceivedReport>>;
     async fn put_sts_policy(&self, policy: &CachedStsPolicy) -> Result<()>;
+    /// Claims the TLSRPT report of `domain` for the UTC day starting at `day`: true if this
+    /// call claimed it (send it now), false if it was claimed before, here or on another node.
+    async fn claim_report(
+        &self,
+        domain: &str,
+        day: UnixTime,
+        report_id: &str,
+        now: UnixTime,
+    ) -> Result<bool>;
+    /// Gives a claim back after the report could not be handed on (so a later run sends it).
+    async fn release_report(&self, domain: &str, day: UnixTime) -> Result<()>;
     async fn sts_policy(&self, domain: &str) -> Result<Option<CachedStsPolicy>>;
 }
 

@@ -1590,6 +1590,38 @@ impl Store for PostgresStore {
         Ok(())
     }
 
+    async fn claim_report(
+        &self,
+        domain: &str,
+        day: UnixTime,
+        report_id: &str,
+        now: UnixTime,
+    ) -> Result<bool> {
+        let n = self
+            .client()
+            .await?
+            .execute(
+                "INSERT INTO tlsrpt_sent (domain, day, report_id, at) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (domain, day) DO NOTHING",
+                &[&domain.to_ascii_lowercase(), &day, &report_id, &now],
+            )
+            .await
+            .map_err(err)?;
+        Ok(n == 1)
+    }
+
+    async fn release_report(&self, domain: &str, day: UnixTime) -> Result<()> {
+        self.client()
+            .await?
+            .execute(
+                "DELETE FROM tlsrpt_sent WHERE domain = $1 AND day = $2",
+                &[&domain.to_ascii_lowercase(), &day],
+            )
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
     async fn sts_policy(&self, domain: &str) -> Result<Option<CachedStsPolicy>> {
         Ok(self
             .client()

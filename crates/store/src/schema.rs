@@ -133,6 +133,16 @@ pub const SQLITE: &[&str] = &[
         PRIMARY KEY (mailbox, uid));
     CREATE INDEX expunged_modseq ON expunged(mailbox, modseq);
     "#,
+    // 5: TLSRPT reports handed on, one per policy domain and day (RFC 8460 §4.1): the key
+    // makes a day's report leave once, also from several nodes and after a restart.
+    r#"
+    CREATE TABLE tlsrpt_sent (
+        domain TEXT NOT NULL,
+        day BIGINT NOT NULL,
+        report_id TEXT NOT NULL,
+        at BIGINT NOT NULL,
+        PRIMARY KEY (domain, day));
+    "#,
 ];
 
 pub const POSTGRES: &[&str] = &[
@@ -265,5 +275,15 @@ pub const POSTGRES: &[&str] = &[
         modseq BIGINT NOT NULL,
         PRIMARY KEY (mailbox, uid));
     CREATE INDEX expunged_modseq ON expunged(mailbox, modseq);
+    "#,
+    // 5: TLSRPT reports handed on, one per policy domain and day (RFC 8460 §4.1): the key
+    // makes a day's report leave once, also from several nodes and after a restart.
+    r#"
+    CREATE TABLE tlsrpt_sent (
+        domain TEXT NOT NULL,
+        day BIGINT NOT NULL,
+        report_id TEXT NOT NULL,
+        at BIGINT NOT NULL,
+        PRIMARY KEY (domain, day));
     "#,
 ];

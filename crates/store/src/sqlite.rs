@@ -1516,6 +1516,40 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn claim_report(
+        &self,
+        domain: &str,
+        day: UnixTime,
+        report_id: &str,
+        now: UnixTime,
+    ) -> Result<bool> {
+        let (domain, report_id) = (domain.to_ascii_lowercase(), report_id.to_string());
+        self.run(move |c| {
+            let n = c
+                .execute(
+                    "INSERT INTO tlsrpt_sent (domain, day, report_id, at) VALUES (?1, ?2, ?3, ?4) \
+                     ON CONFLICT (domain, day) DO NOTHING",
+                    params![domain, day, report_id, now],
+                )
+                .map_err(err)?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn release_report(&self, domain: &str, day: UnixTime) -> Result<()> {
+        let domain = domain.to_ascii_lowercase();
+        self.run(move |c| {
+            c.execute(
+                "DELETE FROM tlsrpt_sent WHERE domain = ?1 AND day = ?2",
+                params![domain, day],
+            )
+            .map_err(err)?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn sts_policy(&self, domain: &str) -> Result<Option<CachedStsPolicy>> {
         let domain = domain.to_ascii_lowercase();
         self.run(move |c| {

@@ -111,6 +111,11 @@ macro_rules! conformance {
                 suite::reports_and_policies(s).await
             }
             #[tokio::test(flavor = "multi_thread")]
+            async fn a_days_report_is_claimed_once() {
+                let (s, _g) = store().await;
+                suite::report_claims(s).await
+            }
+            #[tokio::test(flavor = "multi_thread")]
             async fn changes_are_announced() {
                 let (s, _g) = store().await;
                 suite::announcements(s).await
@@ -124,6 +129,34 @@ conformance!(postgres);
 
 mod suite {
     use super::*;
+
+    /// RFC 8460 §4.1, issue 18 item 4: one report per policy domain and day, claimed once
+    /// (also by racing claimers); a released claim can be taken again.
+    pub async fn report_claims(s: Arc<dyn Store>) {
+        let day = 1_796_083_200;
+        assert!(s.claim_report("B.test", day, "r1", day + 10).await.unwrap());
+        assert!(!s.claim_report("b.test", day, "r2", day + 20).await.unwrap());
+        assert!(
+            s.claim_report("b.test", day + 86_400, "r3", day + 86_410)
+                .await
+                .unwrap()
+        );
+        assert!(s.claim_report("c.test", day, "r4", day + 30).await.unwrap());
+        s.release_report("b.test", day).await.unwrap();
+        let racers: Vec<_> = (0..8)
+            .map(|i| {
+                let s = s.clone();
+                tokio::spawn(
+                    async move { s.claim_report("b.test", day, &format!("x{i}"), day).await },
+                )
+            })
+            .collect();
+        let mut won = 0;
+        for r in racers {
+            won += usize::from(r.await.unwrap().unwrap());
+        }
+        assert_eq!(won, 1, "exactly one claimer wins");
+    }
 
     async fn account(s: &Arc<dyn Store>, addr: &str) -> kurier_store::Account {
         let domain = addr.rsplit_once('@').unwrap().1;
