@@ -76,6 +76,20 @@ pub struct TlsRptConfig {
     /// Where others send us their reports (an account or alias here), e.g.
     /// `tlsrpt@example.org`; mail to it is also read as a report. `kurier dns` publishes it.
     pub reporting_address: Option<String>,
+    /// Without `reporting_address`: every hosted domain takes reports at `tlsrpt@<domain>`
+    /// (TR-03108: TLSRPT in both directions), kept as reports, never bounced.
+    pub receive_reports: bool,
+}
+
+impl TlsRptConfig {
+    /// The address `_smtp._tls.<domain>` names, if reports are received at all.
+    pub fn reporting_address_for(&self, domain: &str) -> Option<String> {
+        match &self.reporting_address {
+            Some(a) => Some(a.clone()),
+            None if self.receive_reports => Some(format!("tlsrpt@{}", domain.to_ascii_lowercase())),
+            None => None,
+        }
+    }
 }
 
 impl Default for TlsRptConfig {
@@ -88,6 +102,7 @@ impl Default for TlsRptConfig {
             from: None,
             max_delay_secs: 3600,
             reporting_address: None,
+            receive_reports: true,
         }
     }
 }

@@ -146,7 +146,7 @@ pub async fn run(args: ConfigArgs, domain: String, format: DnsFormat) -> anyhow:
             format!("{host}."),
         ));
     }
-    if let Some(rua) = &cfg.tlsrpt.reporting_address {
+    if let Some(rua) = cfg.tlsrpt.reporting_address_for(&domain) {
         out.push(rec(
             format!("_smtp._tls.{domain}."),
             "TXT",

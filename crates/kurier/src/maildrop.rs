@@ -12,8 +12,8 @@ pub struct StoreMailDrop {
     pub data_dir: std::path::PathBuf,
     /// Wakes the outbound queue runner after mail for other domains was queued.
     pub outbound: Arc<tokio::sync::Notify>,
-    /// Our TLSRPT address and the reader of reports sent to it.
-    pub reports: Option<(String, Arc<kurier_delivery::intake::ReportIntake>)>,
+    /// Our TLSRPT addresses and the reader of reports sent to them.
+    pub reports: Option<(ReportAddresses, Arc<kurier_delivery::intake::ReportIntake>)>,
     pub metrics: Arc<crate::metrics::Metrics>,
 }
 
@@ -45,46 +45,86 @@ impl StoreMailDrop {
     }
 }
 
+/// Which addresses take TLSRPT reports (RFC 8460 §3): `tlsrpt.reporting_address`, or else
+/// (`tlsrpt.receive_reports`) `tlsrpt@` of every hosted domain — those need no account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportAddresses {
+    explicit: Option<String>,
+}
+
+impl ReportAddresses {
+    pub fn of(cfg: &kurier_config::TlsRptConfig) -> Option<ReportAddresses> {
+        match &cfg.reporting_address {
+            Some(a) => Some(ReportAddresses {
+                explicit: Some(a.to_ascii_lowercase()),
+            }),
+            None if cfg.receive_reports => Some(ReportAddresses { explicit: None }),
+            None => None,
+        }
+    }
+
+    /// Whether mail to `address` (a hosted one) is a report for us.
+    pub fn matches(&self, address: &str) -> bool {
+        match &self.explicit {
+            Some(a) => address.eq_ignore_ascii_case(a),
+            None => address
+                .rsplit_once('@')
+                .is_some_and(|(local, _)| local.eq_ignore_ascii_case("tlsrpt")),
+        }
+    }
+
+    /// A per-domain address without an account or alias behind it: reports only.
+    fn implicit(&self, address: &str) -> bool {
+        self.explicit.is_none() && self.matches(address)
+    }
+}
+
 impl StoreMailDrop {
     /// A message to our TLSRPT address is also read as a report, after it is stored (the 250
     /// does not wait for the DKIM key look-up).
     fn read_report(&self, m: &Message) {
-        let Some((address, intake)) = &self.reports else {
+        let Some((addresses, intake)) = &self.reports else {
             return;
         };
-        if !m
-            .recipients
-            .iter()
-            .any(|(r, _)| r.eq_ignore_ascii_case(address))
-        {
+        if !m.recipients.iter().any(|(r, _)| addresses.matches(r)) {
             return;
         }
         let (intake, body, id) = (intake.clone(), m.body.clone(), m.id.clone());
         let metrics = self.metrics.clone();
-        use crate::metrics::Metrics;
-        tokio::spawn(async move {
-            match intake.take(&body).await {
-                kurier_delivery::intake::Intake::Stored {
-                    domain,
-                    submitter,
-                    failed,
-                    ..
-                } => {
-                    tracing::info!(%id, %domain, %submitter, failed, "TLSRPT report received");
-                    Metrics::add(&metrics.tlsrpt_reports_received, 1);
-                    Metrics::add(&metrics.tlsrpt_failed_sessions_reported, failed);
-                    if failed > 0 {
-                        Metrics::add(&metrics.tlsrpt_reports_with_failures, 1);
-                        // RPT-3: failures others saw on their way to us need attention.
-                        tracing::warn!(%domain, %submitter, failed, "a TLSRPT report shows failed TLS sessions to us; see: kurier reports list");
-                    }
-                }
-                kurier_delivery::intake::Intake::Dropped(why) => {
-                    Metrics::add(&metrics.tlsrpt_reports_dropped, 1);
-                    tracing::warn!(%id, reason = %why, "TLSRPT report dropped")
-                }
+        tokio::spawn(async move { take_report(&intake, &body, &id, &metrics).await });
+    }
+}
+
+/// Reads one report and counts it for `/metrics`; true if it was stored.
+async fn take_report(
+    intake: &kurier_delivery::intake::ReportIntake,
+    body: &[u8],
+    id: &str,
+    metrics: &crate::metrics::Metrics,
+) -> bool {
+    use crate::metrics::Metrics;
+    match intake.take(body).await {
+        kurier_delivery::intake::Intake::Stored {
+            domain,
+            submitter,
+            failed,
+            ..
+        } => {
+            tracing::info!(%id, %domain, %submitter, failed, "TLSRPT report received");
+            Metrics::add(&metrics.tlsrpt_reports_received, 1);
+            Metrics::add(&metrics.tlsrpt_failed_sessions_reported, failed);
+            if failed > 0 {
+                Metrics::add(&metrics.tlsrpt_reports_with_failures, 1);
+                // RPT-3: failures others saw on their way to us need attention.
+                tracing::warn!(%domain, %submitter, failed, "a TLSRPT report shows failed TLS sessions to us; see: kurier reports list");
             }
-        });
+            true
+        }
+        kurier_delivery::intake::Intake::Dropped(why) => {
+            Metrics::add(&metrics.tlsrpt_reports_dropped, 1);
+            tracing::warn!(%id, reason = %why, "TLSRPT report dropped");
+            false
+        }
     }
 }
 
@@ -102,6 +142,15 @@ impl MailDrop for StoreMailDrop {
                 }
                 Verdict::Accept(accounts.iter().map(|a| a.id).collect())
             }
+            // `tlsrpt@` a hosted domain takes reports without an account (RFC 8460 §3).
+            Ok(Recipient::Unknown)
+                if self
+                    .reports
+                    .as_ref()
+                    .is_some_and(|(a, _)| a.implicit(address)) =>
+            {
+                Verdict::Accept(Vec::new())
+            }
             Ok(Recipient::Unknown) => Verdict::Unknown,
             Ok(Recipient::NotHosted) => Verdict::NotHosted,
             Err(e) => {
@@ -112,6 +161,15 @@ impl MailDrop for StoreMailDrop {
     }
 
     async fn deliver(&self, m: &Message) -> Delivery {
+        // Only reports-only recipients: the report store is the durable place (before the
+        // 250); a message that is no valid report is dropped, never bounced (RFC 8460 §3).
+        if m.accounts.is_empty()
+            && m.remote.is_empty()
+            && let Some((_, intake)) = &self.reports
+        {
+            take_report(intake, &m.body, &m.id, &self.metrics).await;
+            return Delivery::Stored;
+        }
         // Remote recipients (submission only) go into the queue in the same transaction.
         let remote = (!m.remote.is_empty()).then(|| NewQueueEntry {
             sender: m.from.clone(),

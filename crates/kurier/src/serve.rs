@@ -128,7 +128,7 @@ pub fn run(
         // reports. Delivery cannot do without it; the intake can.
         let resolver = if cfg.delivery.enabled {
             Some(crate::outbound::resolver(&cfg)?)
-        } else if cfg.tlsrpt.reporting_address.is_some() {
+        } else if cfg.tlsrpt.reporting_address.is_some() || cfg.tlsrpt.receive_reports {
             crate::outbound::resolver(&cfg)
                 .map_err(|e| tracing::error!(error = %e, "TLSRPT reports sent to us cannot be read: no resolver"))
                 .ok()
@@ -356,16 +356,19 @@ fn strict_acceptor(cfg: &Config) -> anyhow::Result<TlsAcceptor> {
     acceptor(cfg, ServerProfile::Strict)
 }
 
-/// Reading the reports sent to `tlsrpt.reporting_address`, if one is configured (and DNS works
-/// for the DKIM keys).
+/// Reading the reports sent to us (`tlsrpt.reporting_address`, or `tlsrpt@` every hosted
+/// domain), if DNS works for the DKIM keys.
 fn report_intake(
     cfg: &Config,
     store: &Arc<dyn kurier_store::Store>,
     resolver: Option<&kurier_dns::Resolver>,
-) -> Option<(String, Arc<kurier_delivery::intake::ReportIntake>)> {
-    let address = cfg.tlsrpt.reporting_address.as_ref()?.to_ascii_lowercase();
+) -> Option<(
+    crate::maildrop::ReportAddresses,
+    Arc<kurier_delivery::intake::ReportIntake>,
+)> {
+    let addresses = crate::maildrop::ReportAddresses::of(&cfg.tlsrpt)?;
     Some((
-        address,
+        addresses,
         Arc::new(kurier_delivery::intake::ReportIntake::new(
             store.clone(),
             resolver?.clone(),
@@ -379,7 +382,10 @@ struct SmtpShared {
     store: Arc<dyn kurier_store::Store>,
     outbound: Arc<tokio::sync::Notify>,
     metrics: Arc<crate::metrics::Metrics>,
-    reports: Option<(String, Arc<kurier_delivery::intake::ReportIntake>)>,
+    reports: Option<(
+        crate::maildrop::ReportAddresses,
+        Arc<kurier_delivery::intake::ReportIntake>,
+    )>,
     /// One budget for the bodies of every SMTP listener (issue 16: bounded memory).
     in_flight: Arc<kurier_smtp::spool::InFlight>,
 }

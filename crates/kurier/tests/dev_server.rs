@@ -36,6 +36,23 @@ fn serve_dev_creates_its_data_and_serves_verified_https() {
     let facts = probe(addr(ip), &offer).unwrap();
     assert_eq!(facts.version, "TLSv1.3");
 
+    // Issue 18 item 5: TLSRPT both ways, in --dev too: the domain takes reports at tlsrpt@.
+    let data = dir.path().join("data");
+    let (code, records, err) = support::run(&[
+        "dns",
+        "example.test",
+        "--dev",
+        "--data",
+        data.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        records.contains(
+            "_smtp._tls.example.test. IN TXT ( \"v=TLSRPTv1; rua=mailto:tlsrpt@example.test\" )"
+        ),
+        "{records}"
+    );
+
     server.signal(libc::SIGTERM);
     let status = server
         .wait_exit(Duration::from_secs(20))

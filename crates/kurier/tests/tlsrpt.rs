@@ -128,18 +128,16 @@ fn rpt_reports_from_a_to_b_with_exact_counts() {
         world.net.ip(b_ip_host).to_string(),
     );
 
-    // B receives reports on port 25 at tlsrpt@kurier-b.test.
+    // B receives reports on port 25 at tlsrpt@kurier-b.test — by default (issue 18 item 5:
+    // TLSRPT both ways), without any account or alias for it.
     let b_dir = tempfile::tempdir().unwrap();
     let b_config = support::configured(
         b_dir.path(),
         &b_ip,
         &format!("listen = [\"{b_ip}:25\"]\n"),
-        &format!(
-            "{dns_cfg}[delivery]\nenabled = false\n[tlsrpt]\nenabled = false\nreporting_address = \"tlsrpt@kurier-b.test\"\n"
-        ),
+        &format!("{dns_cfg}[delivery]\nenabled = false\n[tlsrpt]\nenabled = false\n"),
     );
     support::admin(&b_config, &["domain", "add", "kurier-b.test"], "");
-    support::admin(&b_config, &["user", "add", "tlsrpt@kurier-b.test"], "pw\n");
     let b = Server::configured(b_dir.path(), &b_config);
 
     // A sends, with its DKIM key installed for kurier.test.
@@ -326,6 +324,13 @@ fn rpt_reports_from_a_to_b_with_exact_counts() {
         &mail,
     ]
     .concat();
+    {
+        // Only tlsrpt@ takes reports without an account: no catch-all.
+        let mut s = Client::connect(format!("{b_ip}:25").parse().unwrap());
+        s.cmd("EHLO forger.test");
+        assert!(s.cmd("MAIL FROM:<x@kurier.test>").starts_with("250"));
+        assert!(s.cmd("RCPT TO:<nobody@kurier-b.test>").starts_with("550"));
+    }
     for m in [mail.clone(), signed] {
         let mut s = Client::connect(format!("{b_ip}:25").parse().unwrap());
         s.cmd("EHLO forger.test");
