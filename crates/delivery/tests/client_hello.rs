@@ -6,13 +6,15 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
+mod common;
+
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::Duration;
 
 use kurier_delivery::Outcome;
-use kurier_delivery::attempt::{self, Connector, Item};
+use kurier_delivery::attempt::{self, Item};
 use kurier_delivery::route::{Hop, Route};
 use kurier_policy::dane::{DanePolicy, Tlsa};
 use kurier_smtp::client::Envelope;
@@ -101,15 +103,7 @@ async fn tls4_smtp3_the_client_hello_of_outbound_delivery() {
         },
         unreachable: None,
     }]);
-    let conn = Connector {
-        tls: kurier_tls::ClientTls::new(None).unwrap(),
-        helo: "mx.kurier.test".into(),
-        port: addr.port(),
-        timeout: Duration::from_secs(10),
-        data_timeout: Duration::from_secs(10),
-        revocation: None,
-        source: Default::default(),
-    };
+    let conn = common::connector(addr.port(), Duration::from_secs(10));
     let item = Item {
         envelope: Envelope {
             from: "a@kurier.test".into(),

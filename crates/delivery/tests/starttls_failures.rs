@@ -4,13 +4,15 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
+mod common;
+
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::Duration;
 
 use kurier_delivery::Outcome;
-use kurier_delivery::attempt::{self, Connector, Item};
+use kurier_delivery::attempt::{self, Item};
 use kurier_delivery::route::{Hop, Route};
 use kurier_policy::dane::DanePolicy;
 use kurier_smtp::client::Envelope;
@@ -47,15 +49,7 @@ async fn attempt_at(addr: SocketAddr) -> attempt::AttemptReport {
         dane: DanePolicy::TlsRequired,
         unreachable: None,
     }]);
-    let conn = Connector {
-        tls: kurier_tls::ClientTls::new(None).unwrap(),
-        helo: "mx.kurier.test".into(),
-        port: addr.port(),
-        timeout: Duration::from_secs(2),
-        data_timeout: Duration::from_secs(2),
-        revocation: None,
-        source: Default::default(),
-    };
+    let conn = common::connector(addr.port(), Duration::from_secs(2));
     let item = Item {
         envelope: Envelope {
             from: "a@kurier.test".into(),

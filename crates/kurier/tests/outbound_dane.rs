@@ -689,15 +689,7 @@ fn dns1_a_garbage_anchor_a_refusing_and_a_missing_upstream_are_one_line_each() {
         world.dns().resolver,
         garbage.display()
     );
-    let config = support::configured(dir.path(), &ip, "", &extra);
-    let mut server = Server::start(&["serve", "--config", config.to_str().unwrap()], dir.path());
-    let status = server.wait_exit(Duration::from_secs(20)).expect("exits");
-    assert!(!status.success());
-    let err = server.stderr();
-    let line = err
-        .lines()
-        .find(|l| l.contains("trust_anchor"))
-        .unwrap_or_else(|| panic!("{err}"));
+    let line = refused_start(dir.path(), &ip, &extra, "trust_anchor");
     assert!(line.contains("line 1") && line.contains("fix:"), "{line}");
 
     let relay =
@@ -850,17 +842,23 @@ fn smtp2_tls_required_no_passes_a_dane_failure_but_not_with_requiretls() {
 fn a_source_address_not_on_this_machine_stops_the_start() {
     let dir = tempfile::tempdir().unwrap();
     let extra = "\n[dns]\nupstream = [\"127.0.0.1\"]\n[delivery]\nsource_ipv4 = \"192.0.2.25\"\n";
-    let config = support::configured(dir.path(), "127.0.30.41", "", extra);
-    let mut server = Server::start(&["serve", "--config", config.to_str().unwrap()], dir.path());
-    let status = server.wait_exit(Duration::from_secs(20)).expect("exits");
-    assert!(!status.success());
-    let err = server.stderr();
-    let line = err
-        .lines()
-        .find(|l| l.contains("delivery.source_ipv4"))
-        .unwrap_or_else(|| panic!("{err}"));
+    let line = refused_start(dir.path(), "127.0.30.41", extra, "delivery.source_ipv4");
     assert!(
         line.contains("192.0.2.25") && line.contains("fix:"),
         "{line}"
     );
+}
+
+/// Starts `kurier serve` with `extra` configuration, which must refuse to start; returns the
+/// error line that names `key`.
+fn refused_start(dir: &std::path::Path, ip: &str, extra: &str, key: &str) -> String {
+    let config = support::configured(dir, ip, "", extra);
+    let mut server = Server::start(&["serve", "--config", config.to_str().unwrap()], dir);
+    let status = server.wait_exit(Duration::from_secs(20)).expect("exits");
+    assert!(!status.success());
+    let err = server.stderr();
+    err.lines()
+        .find(|l| l.contains(key))
+        .unwrap_or_else(|| panic!("{err}"))
+        .to_string()
 }
