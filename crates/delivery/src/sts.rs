@@ -18,6 +18,11 @@ use crate::revocation::RevocationChecker;
 
 /// A cached policy younger than this is not fetched again while its id matches.
 const REFRESH_SECS: i64 = 86_400;
+/// After a failed fetch, the next one waits this long: retry runs of the queue in between use
+/// what the failure left (a cached policy or none) and do not count the failure again.
+const RETRY_FETCH_SECS: i64 = 300;
+/// Domains whose failed fetch is remembered, at most.
+const MAX_REMEMBERED_FAILURES: usize = 10_000;
 
 /// What MTA-STS says for a domain right now.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -37,6 +42,32 @@ pub struct StsFetcher {
     /// 443 but in labs.
     port: u16,
     revocation: Arc<RevocationChecker>,
+    failed: RecentFailures,
+}
+
+/// Domain → when its last fetch failed, for `RETRY_FETCH_SECS`; bounded.
+#[derive(Default)]
+struct RecentFailures(std::sync::Mutex<std::collections::HashMap<String, UnixTime>>);
+
+impl RecentFailures {
+    fn is_recent(&self, domain: &str, now: UnixTime) -> bool {
+        self.0
+            .lock()
+            .ok()
+            .and_then(|f| f.get(domain).copied())
+            .is_some_and(|at| now - at < RETRY_FETCH_SECS)
+    }
+
+    fn remember(&self, domain: &str, now: UnixTime) {
+        if let Ok(mut f) = self.0.lock() {
+            if f.len() >= MAX_REMEMBERED_FAILURES {
+                f.retain(|_, at| now - *at < RETRY_FETCH_SECS);
+            }
+            if f.len() < MAX_REMEMBERED_FAILURES {
+                f.insert(domain.to_string(), now);
+            }
+        }
+    }
 }
 
 impl StsFetcher {
@@ -55,8 +86,10 @@ impl StsFetcher {
             timeout,
             port,
             revocation,
+            failed: Default::default(),
         }
     }
+
 
     /// The policy for mail to `domain` (never a parent's: STS-7).
     pub async fn lookup(&self, domain: &str, now: UnixTime) -> StsLookup {
@@ -100,6 +133,10 @@ impl StsFetcher {
                 failure: None,
             };
         }
+        // One failure counts once (RFC 8460 §4.3.2.2 is about fetches, not queue runs).
+        if self.failed.is_recent(domain, now) {
+            return keep(None);
+        }
         let fetched = match tokio::time::timeout(self.timeout, self.fetch(domain)).await {
             Ok(r) => r,
             Err(_) => Err((
@@ -115,6 +152,7 @@ impl StsFetcher {
             Ok(x) => x,
             Err((kind, detail)) => {
                 tracing::warn!(domain, result = %kind, %detail, cached = cached.is_some(), "MTA-STS policy fetch failed");
+                self.failed.remember(domain, now);
                 return keep(Some((kind, detail)));
             }
         };
@@ -176,5 +214,29 @@ impl StsFetcher {
                 "the policy is not UTF-8".to_string(),
             )
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 18 item 4: a failed fetch is not repeated (nor counted again) by every queue run,
+    /// only after `RETRY_FETCH_SECS`; the memory of failures stays bounded.
+    #[test]
+    fn rpt_a_failed_fetch_waits_before_the_next_one() {
+        let f = RecentFailures::default();
+        assert!(!f.is_recent("a.test", 1000));
+        f.remember("a.test", 1000);
+        assert!(f.is_recent("a.test", 1000 + RETRY_FETCH_SECS - 1));
+        assert!(!f.is_recent("a.test", 1000 + RETRY_FETCH_SECS));
+        assert!(!f.is_recent("b.test", 1001));
+        for i in 0..MAX_REMEMBERED_FAILURES + 10 {
+            f.remember(&format!("d{i}.test"), 5000);
+        }
+        assert!(f.0.lock().unwrap().len() <= MAX_REMEMBERED_FAILURES);
+        // Old entries make room.
+        f.remember("late.test", 5000 + RETRY_FETCH_SECS);
+        assert!(f.is_recent("late.test", 5000 + RETRY_FETCH_SECS));
     }
 }
