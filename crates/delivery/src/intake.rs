@@ -21,8 +21,11 @@ pub enum Intake {
         id: i64,
         failed: u64,
     },
-    /// Dropped, with the reason.
+    /// Dropped, with the reason: not a valid, signed report (retrying would not help).
     Dropped(String),
+    /// Not now: the signing key could not be looked up, or the store failed. The sender
+    /// should try again (451), as for any mail we cannot take right now.
+    Later(String),
 }
 
 pub struct ReportIntake {
@@ -54,6 +57,7 @@ impl ReportIntake {
         // RPT-2: a valid signature by the reporting domain (or a domain above it).
         let mut why = String::from("no DKIM signature");
         let mut verified = false;
+        let mut temporary = None;
         for sig in kurier_dkim::verify::signatures(message) {
             if !(submitter == sig.domain || submitter.ends_with(&format!(".{}", sig.domain))) {
                 why = format!("signed by {}, not by {submitter}", sig.domain);
@@ -67,6 +71,10 @@ impl ReportIntake {
                 }
                 Err(e) => {
                     why = format!("{}: {e}", sig.key_name());
+                    // No answer now is not "no key": ask again later (bogus stays bogus).
+                    if matches!(e, kurier_dns::DnsError::Indeterminate(..)) {
+                        temporary = Some(why.clone());
+                    }
                     continue;
                 }
             };
@@ -79,6 +87,9 @@ impl ReportIntake {
             }
         }
         if !verified {
+            if let Some(why) = temporary {
+                return Ok(Intake::Later(format!("DKIM: {why}")));
+            }
             return Err(format!("DKIM: {why}"));
         }
         let part = parsed
@@ -115,16 +126,56 @@ impl ReportIntake {
             .map(|p| p.policy_domain.clone())
             .filter(|d| !d.is_empty())
             .ok_or("the report names no policy domain")?;
-        let id = self
-            .store
-            .store_report(&domain, &submitter, &json)
-            .await
-            .map_err(|e| e.to_string())?;
+        let id = match self.store.store_report(&domain, &submitter, &json).await {
+            Ok(id) => id,
+            Err(e) => return Ok(Intake::Later(format!("cannot store the report: {e}"))),
+        };
         Ok(Intake::Stored {
             failed: report.policies.iter().map(|p| p.failed).sum(),
             domain,
             submitter,
             id,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A signed report whose key cannot be looked up now is not dropped: it comes back later.
+    #[tokio::test]
+    async fn a_key_lookup_that_fails_now_is_later_not_dropped() {
+        let path = std::env::temp_dir().join(format!("kurier-intake-{}.db", std::process::id()));
+        let store = kurier_store::open(&format!("sqlite:{}", path.display()))
+            .await
+            .unwrap();
+        // Nobody answers there: every lookup is indeterminate.
+        let resolver = Resolver::new(&kurier_dns::DnsConfig {
+            mode: kurier_dns::DnssecMode::Off,
+            upstream: vec!["127.0.0.1:9".parse().unwrap()],
+            timeout: std::time::Duration::from_millis(300),
+            ..kurier_dns::DnsConfig::default()
+        })
+        .unwrap();
+        let intake = ReportIntake::new(store, resolver);
+        let mail = b"From: <tlsrpt@a.test>\r\nTLS-Report-Domain: b.test\r\nTLS-Report-Submitter: a.test\r\n\
+            Subject: Report Domain: b.test\r\nMIME-Version: 1.0\r\n\
+            Content-Type: application/tlsrpt+json\r\n\r\n{}\r\n"
+            .to_vec();
+        let (key, _) =
+            kurier_dkim::DkimKey::generate("a.test", "k", kurier_dkim::Algorithm::Ed25519).unwrap();
+        let signed = [
+            key.sign(&mail, 1_800_000_000).unwrap().as_bytes(),
+            &mail[..],
+        ]
+        .concat();
+        assert!(
+            matches!(intake.take(&signed).await, Intake::Later(why) if why.contains("k._domainkey.a.test"))
+        );
+        assert!(
+            matches!(intake.take(&mail).await, Intake::Dropped(why) if why.contains("no DKIM signature"))
+        );
+        let _ = std::fs::remove_file(&path);
     }
 }

@@ -90,7 +90,6 @@ impl StsFetcher {
         }
     }
 
-
     /// The policy for mail to `domain` (never a parent's: STS-7).
     pub async fn lookup(&self, domain: &str, now: UnixTime) -> StsLookup {
         let cached = match self.store.sts_policy(domain).await {

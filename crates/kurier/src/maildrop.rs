@@ -95,7 +95,7 @@ impl StoreMailDrop {
     }
 }
 
-/// Reads one report and counts it for `/metrics`; true if it was stored.
+/// Reads one report and counts it for `/metrics`; false if it should be offered again later.
 async fn take_report(
     intake: &kurier_delivery::intake::ReportIntake,
     body: &[u8],
@@ -123,6 +123,10 @@ async fn take_report(
         kurier_delivery::intake::Intake::Dropped(why) => {
             Metrics::add(&metrics.tlsrpt_reports_dropped, 1);
             tracing::warn!(%id, reason = %why, "TLSRPT report dropped");
+            true
+        }
+        kurier_delivery::intake::Intake::Later(why) => {
+            tracing::warn!(%id, reason = %why, "TLSRPT report not read now");
             false
         }
     }
@@ -162,13 +166,17 @@ impl MailDrop for StoreMailDrop {
 
     async fn deliver(&self, m: &Message) -> Delivery {
         // Only reports-only recipients: the report store is the durable place (before the
-        // 250); a message that is no valid report is dropped, never bounced (RFC 8460 §3).
+        // 250); a message that is no valid report is dropped, never bounced (RFC 8460 §3); one
+        // we cannot check now (key lookup, store) gets a 451 and comes again.
         if m.accounts.is_empty()
             && m.remote.is_empty()
             && let Some((_, intake)) = &self.reports
         {
-            take_report(intake, &m.body, &m.id, &self.metrics).await;
-            return Delivery::Stored;
+            return if take_report(intake, &m.body, &m.id, &self.metrics).await {
+                Delivery::Stored
+            } else {
+                Delivery::TempFail
+            };
         }
         // Remote recipients (submission only) go into the queue in the same transaction.
         let remote = (!m.remote.is_empty()).then(|| NewQueueEntry {
