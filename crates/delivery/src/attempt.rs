@@ -177,19 +177,31 @@ pub async fn deliver(
             tracing::info!(domain = %domain, mx = %hop.host, result = "skipped", reason = %why, "delivery attempt");
             continue;
         }
-        if let (DanePolicy::Skip(why), false) = (&hop.dane, relaxed) {
-            last = Failure::new(
-                "4.7.5",
-                format!(
-                    "The security records (TLSA) of the mail server {} failed their DNSSEC check, so it cannot be told from a forged one; nothing was sent to it. ({why})",
-                    hop.host
-                ),
-            );
+        if let (DanePolicy::Skip { bogus, why }, false) = (&hop.dane, relaxed) {
+            last = if *bogus {
+                Failure::new(
+                    "4.7.5",
+                    format!(
+                        "The security records (TLSA) of the mail server {} failed their DNSSEC check, so it cannot be told from a forged one; nothing was sent to it. ({why})",
+                        hop.host
+                    ),
+                )
+            } else {
+                // RFC 3463 X.4.3: a directory server failure, to be retried.
+                Failure::new(
+                    "4.4.3",
+                    format!(
+                        "The security records (TLSA) of the mail server {} could not be looked up just now, and without them the server cannot be told from a forged one; nothing was sent to it, delivery is retried. ({why})",
+                        hop.host
+                    ),
+                )
+            };
+            // RFC 8460 §4.3.2.1: no valid records came back, either way.
             dnssec_invalid(&mut report, &hop.host, why);
-            tracing::info!(domain = %domain, mx = %hop.host, dane = "bogus", result = "skipped", reason = %why, "delivery attempt");
+            tracing::info!(domain = %domain, mx = %hop.host, dane = dane_word(&hop.dane), result = "skipped", reason = %why, "delivery attempt");
             continue;
         }
-        if let (DanePolicy::Skip(why), true) = (&hop.dane, relaxed) {
+        if let (DanePolicy::Skip { why, .. }, true) = (&hop.dane, relaxed) {
             // TLS-Required: No goes on best effort, but the TLSA failure is still a fact to
             // report (RFC 8460 §4.3.2.1).
             dnssec_invalid(&mut report, &hop.host, why);
@@ -638,7 +650,7 @@ fn policy_of(
                 })
                 .collect(),
         ),
-        (DanePolicy::TlsRequired | DanePolicy::Skip(_), _) => ("tlsa", Vec::new()),
+        (DanePolicy::TlsRequired | DanePolicy::Skip { .. }, _) => ("tlsa", Vec::new()),
         (_, Security::Sts { .. }) => (
             "sts",
             sts.map(StsPolicy::report_strings).unwrap_or_default(),
@@ -660,7 +672,8 @@ fn dane_word(p: &DanePolicy) -> &'static str {
         DanePolicy::Opportunistic => "none",
         DanePolicy::TlsRequired => "tls-required",
         DanePolicy::Authenticate { .. } => "required",
-        DanePolicy::Skip(_) => "bogus",
+        DanePolicy::Skip { bogus: true, .. } => "bogus",
+        DanePolicy::Skip { bogus: false, .. } => "unavailable",
     }
 }
 

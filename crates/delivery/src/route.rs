@@ -178,6 +178,7 @@ async fn tlsa_answer(resolver: &Resolver, host: &str, port: u16) -> TlsaAnswer {
                 .collect(),
         ),
         Ok(_) => TlsaAnswer::Insecure,
+        Err(e @ DnsError::Bogus(_)) => TlsaAnswer::Bogus(e.to_string()),
         Err(e) => TlsaAnswer::Unavailable(e.to_string()),
     }
 }

@@ -862,3 +862,44 @@ fn refused_start(dir: &std::path::Path, ip: &str, extra: &str, key: &str) -> Str
         .unwrap_or_else(|| panic!("{err}"))
         .to_string()
 }
+
+/// DANE-7 and issue 18 item 3: a TLSA lookup that gets no answer holds the mail like a bogus
+/// one — never clear text — but says what happened: 4.4.3, "could not be looked up", not
+/// "failed its DNSSEC check".
+#[test]
+fn dane7_a_tlsa_lookup_without_answer_defers_with_4_4_3_and_says_so() {
+    let world = World::builder()
+        .zone(signed_to(
+            "slow.test",
+            "{ip:25}",
+            &["3 1 1 0000000000000000000000000000000000000000000000000000000000000000"],
+        ))
+        .build()
+        .unwrap();
+    let dns = world.dns().clone();
+    let relay =
+        kurier_testworld::relay::DnsRelay::start(world.net.addr(124, 53), dns.resolver).unwrap();
+    relay.drop_type(52); // TLSA
+    let ip = world.net.ip(hosts::FREE).to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let extra = format!(
+        "\n[dns]\nupstream = [\"{}\"]\ntrust_anchor = \"{}\"\ntimeout_secs = 2\n\
+         [delivery]\nretry_min_secs = 300\ntimeout_secs = 5\n",
+        world.net.ip(124),
+        dns.trust_anchor_ds.display()
+    );
+    let config = support::configured(dir.path(), &ip, "", &extra);
+    let server = Server::configured(dir.path(), &config);
+    server.wait_for_log("DNSSEC validation works");
+    submit(&ip, &["slow.test"]);
+    support::wait_until(Duration::from_secs(30), "the attempt", || {
+        server.stderr().contains("domain=slow.test ")
+    });
+    let (_, queue, _) = support::run(&["queue", "list", "--config", config.to_str().unwrap()]);
+    assert!(queue.contains("user@slow.test"), "{queue}");
+    assert!(
+        queue.contains("4.4.3") && queue.contains("could not be looked up"),
+        "{queue}"
+    );
+    assert!(!queue.contains("failed their DNSSEC check"), "{queue}");
+}

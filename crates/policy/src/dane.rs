@@ -18,7 +18,9 @@ pub enum TlsaAnswer {
     Secure(Vec<Tlsa>),
     /// Provably unsigned (or below an insecure delegation).
     Insecure,
-    /// Bogus or indeterminate: no trustworthy answer.
+    /// Bogus: the signatures do not validate (somebody may be tampering).
+    Bogus(String),
+    /// Indeterminate: no answer now (timeout, SERVFAIL) — not a DNSSEC verdict.
     Unavailable(String),
 }
 
@@ -37,8 +39,9 @@ pub enum DanePolicy {
         names: Vec<String>,
     },
     /// Do not use this MX now (bogus or indeterminate TLSA): try the next one, or defer.
-    /// Never cleartext (RFC 7672 §2.2, DANE-7).
-    Skip(String),
+    /// Never cleartext (RFC 7672 §2.2, DANE-7). `bogus`: the answer failed validation; else
+    /// there was none to be had just now.
+    Skip { bogus: bool, why: String },
 }
 
 impl DanePolicy {
@@ -95,9 +98,14 @@ pub fn decide(mx_secure: bool, mx_host: &str, next_hop: &str, tlsa: &TlsaAnswer)
     }
     match tlsa {
         TlsaAnswer::Insecure => DanePolicy::Opportunistic,
-        TlsaAnswer::Unavailable(why) => {
-            DanePolicy::Skip(format!("TLSA of {mx_host} cannot be trusted: {why}"))
-        }
+        TlsaAnswer::Bogus(why) => DanePolicy::Skip {
+            bogus: true,
+            why: format!("TLSA of {mx_host} cannot be trusted: {why}"),
+        },
+        TlsaAnswer::Unavailable(why) => DanePolicy::Skip {
+            bogus: false,
+            why: format!("TLSA of {mx_host} could not be looked up: {why}"),
+        },
         TlsaAnswer::Secure(records) if records.is_empty() => DanePolicy::Opportunistic,
         TlsaAnswer::Secure(records) => {
             let usable: Vec<Tlsa> = records.iter().filter(|r| usable(r)).cloned().collect();
@@ -147,8 +155,12 @@ mod tests {
             "TLSA only counts under a secure MX"
         );
         assert!(matches!(
-            decide(true, MX, HOP, &TlsaAnswer::Unavailable("bogus".into())),
-            DanePolicy::Skip(_)
+            decide(true, MX, HOP, &TlsaAnswer::Bogus("bad signature".into())),
+            DanePolicy::Skip { bogus: true, .. }
+        ));
+        assert!(matches!(
+            decide(true, MX, HOP, &TlsaAnswer::Unavailable("timeout".into())),
+            DanePolicy::Skip { bogus: false, .. }
         ));
     }
 

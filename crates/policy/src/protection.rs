@@ -21,7 +21,7 @@ impl Protection {
     /// DANE first; MTA-STS only where DANE does not apply.
     pub fn of(dane: &DanePolicy, sts: Option<&StsRequirement>) -> Protection {
         match dane {
-            DanePolicy::Authenticate { .. } | DanePolicy::TlsRequired | DanePolicy::Skip(_) => {
+            DanePolicy::Authenticate { .. } | DanePolicy::TlsRequired | DanePolicy::Skip { .. } => {
                 Protection::Dane
             }
             DanePolicy::Opportunistic => match sts {
@@ -78,7 +78,13 @@ mod tests {
                 Protection::Dane
             );
             assert_eq!(
-                Protection::of(&DanePolicy::Skip("bogus TLSA".into()), sts),
+                Protection::of(
+                    &DanePolicy::Skip {
+                        bogus: true,
+                        why: "bogus TLSA".into()
+                    },
+                    sts
+                ),
                 Protection::Dane,
                 "a failed DANE lookup is not rescued by MTA-STS"
             );
