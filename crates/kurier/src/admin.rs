@@ -35,6 +35,14 @@ pub enum UserCommand {
     List { domain: Option<String> },
     /// Delete an account with all its mail.
     Del { address: String },
+    /// What submission does with a `TLS-Required: No` header (RFC 8689 §5) from this account:
+    /// keep it (default; the message may then go without DANE or MTA-STS), strip it, or
+    /// refuse the message.
+    TlsRequiredHeader {
+        address: String,
+        #[arg(value_parser = ["keep", "strip", "refuse"])]
+        rule: String,
+    },
 }
 
 #[derive(clap::Subcommand)]
@@ -141,6 +149,16 @@ pub async fn user(args: ConfigArgs, cmd: UserCommand) -> anyhow::Result<()> {
         UserCommand::Del { address } => {
             store.delete_account(&address).await?;
             println!("deleted account {address} and its mail");
+        }
+        UserCommand::TlsRequiredHeader { address, rule } => {
+            use kurier_smtp::headers::TlsRequiredHeader;
+            let rule = TlsRequiredHeader::parse(&rule).unwrap_or_default();
+            // The default is no setting at all.
+            let value = (rule != TlsRequiredHeader::Keep).then_some(rule.as_str());
+            store
+                .set_account_setting(&address, TlsRequiredHeader::SETTING, value)
+                .await?;
+            println!("{address}: TLS-Required header: {}", rule.as_str());
         }
     }
     Ok(())

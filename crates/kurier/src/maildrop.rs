@@ -80,6 +80,36 @@ impl ReportAddresses {
 }
 
 impl StoreMailDrop {
+    /// What the submitting account's `submission.tls-required-header` setting makes of a
+    /// message with a `TLS-Required` field: `Ok(None)` unchanged, `Ok(Some(body))` without it,
+    /// `Err(reply)` refused. Mail from other servers is never changed.
+    async fn tls_required_rule(&self, m: &Message) -> Result<Option<Vec<u8>>, Delivery> {
+        use kurier_smtp::headers::{TlsRequiredHeader, fields, without_field};
+        let Some(account) = &m.account else {
+            return Ok(None);
+        };
+        if !fields(&m.body).iter().any(|(n, _)| n == "tls-required") {
+            return Ok(None);
+        }
+        let rule = match self.store.account_settings(account).await {
+            Ok(s) => s
+                .get(TlsRequiredHeader::SETTING)
+                .and_then(|v| TlsRequiredHeader::parse(v))
+                .unwrap_or_default(),
+            Err(e) => {
+                tracing::warn!(%account, error = %e, "cannot read the account's settings");
+                return Err(Delivery::TempFail);
+            }
+        };
+        match rule {
+            TlsRequiredHeader::Keep => Ok(None),
+            TlsRequiredHeader::Strip => Ok(without_field(&m.body, "TLS-Required")),
+            TlsRequiredHeader::Refuse => Err(Delivery::Refused(
+                "TLS-Required: No is not allowed for this account: send the message without that header field (RFC 8689 section 5)".into(),
+            )),
+        }
+    }
+
     /// A message to our TLSRPT address is also read as a report, after it is stored (the 250
     /// does not wait for the DKIM key look-up).
     fn read_report(&self, m: &Message) {
@@ -198,19 +228,25 @@ impl MailDrop for StoreMailDrop {
                 .collect(),
             require_tls: m.params.require_tls,
         });
+        // RFC 8689 §5 at submission: the account's operator decides about TLS-Required: No.
+        let stripped = match self.tls_required_rule(m).await {
+            Ok(body) => body,
+            Err(refused) => return refused,
+        };
+        let unsigned: &[u8] = stripped.as_deref().unwrap_or(&m.body);
         // Only what our own users submit is signed; inbound mail never is.
         let header = if m.account.is_some() {
-            self.dkim_sign(&m.body).await
+            self.dkim_sign(unsigned).await
         } else {
             None
         };
         let signed;
         let body = match header {
             Some(h) => {
-                signed = [h.as_bytes(), &m.body].concat();
+                signed = [h.as_bytes(), unsigned].concat();
                 &signed
             }
-            None => &m.body,
+            None => unsigned,
         };
         match self
             .store

@@ -834,6 +834,55 @@ fn smtp2_tls_required_no_passes_a_dane_failure_but_not_with_requiretls() {
             && optional.iter().any(|e| e.failure.is_none()),
         "the bogus TLSA and the best-effort session: {optional:?}"
     );
+
+    // Issue 18 item 1: the operator decides per account — strip the header (the message is
+    // then held like any other), or refuse the message.
+    let rule = |r: &str| {
+        support::admin(
+            &config,
+            &["user", "tls-required-header", "rcpt@kurier.test", r],
+            "",
+        )
+    };
+    rule("strip");
+    let tries = || server.stderr().matches("domain=optional.test ").count();
+    let before = tries();
+    submit_with(&ip, &["optional.test"], "stripped", "", "", no);
+    rule("refuse");
+    let mut c = Client::connect_tls(format!("{ip}:2465").parse().unwrap(), "mx.kurier.test");
+    c.cmd("EHLO client.test");
+    assert!(
+        c.cmd(&format!("AUTH PLAIN {}", plain("rcpt@kurier.test", "pw")))
+            .starts_with("235")
+    );
+    assert!(c.cmd("MAIL FROM:<rcpt@kurier.test>").starts_with("250"));
+    assert!(c.cmd("RCPT TO:<refused@optional.test>").starts_with("250"));
+    assert!(c.cmd("DATA").starts_with("354"));
+    let r = c.cmd("From: rcpt@kurier.test\r\nTo: refused@optional.test\r\nTLS-Required: No\r\nSubject: x\r\n\r\nhi\r\n.");
+    assert!(
+        r.starts_with("550 5.7.1") && r.contains("TLS-Required"),
+        "{r}"
+    );
+    c.cmd("QUIT");
+    support::wait_until(
+        Duration::from_secs(30),
+        "the stripped message tried twice",
+        || tries() >= before + 2,
+    );
+    let to_stripped = p0
+        .messages()
+        .iter()
+        .filter(|m| String::from_utf8_lossy(m).contains("To: stripped@optional.test"))
+        .count();
+    assert_eq!(
+        to_stripped, 0,
+        "without the header, the bogus TLSA holds it"
+    );
+    let (_, queue, _) = support::run(&["queue", "list", "--config", config.to_str().unwrap()]);
+    assert!(
+        queue.contains("stripped@optional.test") && !queue.contains("refused@optional.test"),
+        "{queue}"
+    );
 }
 
 /// Issue 18 item 7: a source address this machine does not have would fail every attempt;

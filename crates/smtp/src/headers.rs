@@ -136,3 +136,94 @@ mod tests {
         assert!(complete_submission(b"Subject: no from\r\n\r\n", &senders, "x", "m").is_err());
     }
 }
+
+/// `message` without the header field `name` (every occurrence, folded lines included); the
+/// body is untouched. `None` if the message has no such field.
+pub fn without_field(message: &[u8], name: &str) -> Option<Vec<u8>> {
+    let end = message
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(message.len(), |p| p + 2);
+    let (head, rest) = message.split_at(end);
+    let mut out = Vec::with_capacity(message.len());
+    let mut dropping = false;
+    let mut found = false;
+    for line in head.split_inclusive(|&b| b == b'\n') {
+        let continuation = line.first().is_some_and(|b| *b == b' ' || *b == b'\t');
+        if !continuation {
+            dropping = line.iter().position(|&b| b == b':').is_some_and(|colon| {
+                line[..colon]
+                    .trim_ascii()
+                    .eq_ignore_ascii_case(name.as_bytes())
+            });
+            found |= dropping;
+        }
+        if !dropping {
+            out.extend_from_slice(line);
+        }
+    }
+    out.extend_from_slice(rest);
+    found.then_some(out)
+}
+
+/// What submission does with a sender's `TLS-Required: No` (RFC 8689 §5), per account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TlsRequiredHeader {
+    /// Honour it (the RFC's intent: the sender chose delivery over protection).
+    #[default]
+    Keep,
+    /// Remove it: the operator's DANE and MTA-STS policy holds for this account's mail.
+    Strip,
+    /// Refuse the message (550 5.7.1) so the sender learns that the header is not allowed.
+    Refuse,
+}
+
+impl TlsRequiredHeader {
+    /// The store setting that holds it.
+    pub const SETTING: &'static str = "submission.tls-required-header";
+
+    pub fn parse(s: &str) -> Option<TlsRequiredHeader> {
+        match s {
+            "keep" => Some(TlsRequiredHeader::Keep),
+            "strip" => Some(TlsRequiredHeader::Strip),
+            "refuse" => Some(TlsRequiredHeader::Refuse),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TlsRequiredHeader::Keep => "keep",
+            TlsRequiredHeader::Strip => "strip",
+            TlsRequiredHeader::Refuse => "refuse",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tls_required_tests {
+    use super::*;
+
+    #[test]
+    fn smtp2_a_field_is_removed_with_its_folded_lines_and_nothing_else() {
+        let m = b"From: a@b.test\r\nTLS-Required: No\r\nSubject: x\r\ntls-required :\r\n no\r\n\r\nTLS-Required: No\r\n";
+        let out = without_field(m, "TLS-Required").unwrap();
+        assert_eq!(
+            out,
+            b"From: a@b.test\r\nSubject: x\r\n\r\nTLS-Required: No\r\n"
+        );
+        assert_eq!(
+            without_field(b"Subject: x\r\n\r\nbody", "TLS-Required"),
+            None
+        );
+        assert_eq!(
+            without_field(b"X-TLS-Required: No\r\n\r\n", "TLS-Required"),
+            None,
+            "only the field of that name"
+        );
+        for v in ["keep", "strip", "refuse"] {
+            assert_eq!(TlsRequiredHeader::parse(v).map(|p| p.as_str()), Some(v));
+        }
+        assert_eq!(TlsRequiredHeader::parse("Strip"), None);
+    }
+}

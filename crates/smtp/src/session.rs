@@ -93,6 +93,8 @@ pub enum Delivery {
     TempFail,
     /// The account sent too much in the last hour: 450 4.7.1.
     RateLimited,
+    /// The message breaks a rule of the account (the reason says which): 550 5.7.1.
+    Refused(String),
 }
 
 /// A message ready to store: the envelope, the accounts, and the body with our Received header.
@@ -748,6 +750,7 @@ impl Session {
             Delivery::Stored => r(250, "2.0.0", &format!("Ok: queued as {id}")),
             Delivery::RateLimited => r(450, "4.7.1", "Sending rate limit reached, try again later"),
             Delivery::OverQuota(who) => r(552, "5.2.2", &format!("<{who}>: Mailbox full")),
+            Delivery::Refused(why) => r(550, "5.7.1", &why),
             Delivery::TempFail => r(
                 451,
                 "4.3.0",

@@ -116,6 +116,17 @@ pub trait Store: Send + Sync + 'static {
     async fn set_password(&self, address: &str, password: &str) -> Result<()>;
     async fn set_enabled(&self, address: &str, enabled: bool) -> Result<()>;
     async fn set_quota(&self, address: &str, quota: Option<u64>) -> Result<()>;
+    /// Sets (`Some`) or removes (`None`) one setting of an account (keys as for domains).
+    async fn set_account_setting(
+        &self,
+        address: &str,
+        key: &str,
+        value: Option<&str>,
+    ) -> Result<()>;
+    async fn account_settings(
+        &self,
+        address: &str,
+    ) -> Result<std::collections::BTreeMap<String, String>>;
     /// Deletes the account with all its mailboxes and messages.
     async fn delete_account(&self, address: &str) -> Result<()>;
     /// The account if the password matches and it is enabled.

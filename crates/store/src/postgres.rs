@@ -789,6 +789,61 @@ impl Store for PostgresStore {
         rules::not_found_if_zero(n, || format!("account {address}"))
     }
 
+    async fn set_account_setting(
+        &self,
+        address: &str,
+        key: &str,
+        value: Option<&str>,
+    ) -> Result<()> {
+        let address = address::normalize(address)?;
+        let key = rules::setting_key(key)?;
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(err)?;
+        let id: i64 = tx
+            .query_opt("SELECT id FROM accounts WHERE address = $1", &[&address])
+            .await
+            .map_err(err)?
+            .ok_or_else(|| StoreError::NotFound(format!("account {address}")))?
+            .get(0);
+        match value {
+            Some(v) => {
+                tx.execute(
+                    "INSERT INTO account_settings (account, key, value) VALUES ($1, $2, $3) \
+                     ON CONFLICT (account, key) DO UPDATE SET value = $3",
+                    &[&id, &key, &v],
+                )
+                .await
+            }
+            None => {
+                tx.execute(
+                    "DELETE FROM account_settings WHERE account = $1 AND key = $2",
+                    &[&id, &key],
+                )
+                .await
+            }
+        }
+        .map_err(err)?;
+        tx.commit().await.map_err(err)
+    }
+
+    async fn account_settings(
+        &self,
+        address: &str,
+    ) -> Result<std::collections::BTreeMap<String, String>> {
+        let address = address::normalize(address)?;
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT s.key, s.value FROM account_settings s JOIN accounts a ON a.id = s.account \
+                 WHERE a.address = $1",
+                &[&address],
+            )
+            .await
+            .map_err(err)?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
     async fn delete_account(&self, address: &str) -> Result<()> {
         let address = address::normalize(address)?;
         let n = self

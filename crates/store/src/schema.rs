@@ -143,6 +143,15 @@ pub const SQLITE: &[&str] = &[
         at BIGINT NOT NULL,
         PRIMARY KEY (domain, day));
     "#,
+    // 6: per-account settings (key/value, like domain_settings), e.g. what submission does
+    // with a TLS-Required header.
+    r#"
+    CREATE TABLE account_settings (
+        account BIGINT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        key TEXT NOT NULL,
+        value TEXT NOT NULL,
+        PRIMARY KEY (account, key));
+    "#,
 ];
 
 pub const POSTGRES: &[&str] = &[
@@ -285,5 +294,14 @@ pub const POSTGRES: &[&str] = &[
         report_id TEXT NOT NULL,
         at BIGINT NOT NULL,
         PRIMARY KEY (domain, day));
+    "#,
+    // 6: per-account settings (key/value, like domain_settings), e.g. what submission does
+    // with a TLS-Required header.
+    r#"
+    CREATE TABLE account_settings (
+        account BIGINT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        key TEXT NOT NULL,
+        value TEXT NOT NULL,
+        PRIMARY KEY (account, key));
     "#,
 ];

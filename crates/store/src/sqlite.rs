@@ -716,6 +716,63 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn set_account_setting(
+        &self,
+        address: &str,
+        key: &str,
+        value: Option<&str>,
+    ) -> Result<()> {
+        let address = address::normalize(address)?;
+        let key = rules::setting_key(key)?.to_string();
+        let value = value.map(str::to_string);
+        self.run(move |c| {
+            let tx = immediate(c)?;
+            let id: i64 = tx
+                .query_row(
+                    "SELECT id FROM accounts WHERE address = ?1",
+                    [&address],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(err)?
+                .ok_or_else(|| StoreError::NotFound(format!("account {address}")))?;
+            match value {
+                Some(v) => tx.execute(
+                    "INSERT INTO account_settings (account, key, value) VALUES (?1, ?2, ?3) \
+                     ON CONFLICT (account, key) DO UPDATE SET value = ?3",
+                    params![id, key, v],
+                ),
+                None => tx.execute(
+                    "DELETE FROM account_settings WHERE account = ?1 AND key = ?2",
+                    params![id, key],
+                ),
+            }
+            .map_err(err)?;
+            tx.commit().map_err(err)
+        })
+        .await
+    }
+
+    async fn account_settings(
+        &self,
+        address: &str,
+    ) -> Result<std::collections::BTreeMap<String, String>> {
+        let address = address::normalize(address)?;
+        self.run(move |c| {
+            let mut s = c
+                .prepare(
+                    "SELECT s.key, s.value FROM account_settings s JOIN accounts a ON a.id = s.account \
+                     WHERE a.address = ?1",
+                )
+                .map_err(err)?;
+            let rows = s
+                .query_map([&address], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(err)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(err)
+        })
+        .await
+    }
+
     async fn delete_account(&self, address: &str) -> Result<()> {
         let address = address::normalize(address)?;
         self.run(move |c| {

@@ -111,6 +111,11 @@ macro_rules! conformance {
                 suite::reports_and_policies(s).await
             }
             #[tokio::test(flavor = "multi_thread")]
+            async fn account_settings() {
+                let (s, _g) = store().await;
+                suite::account_settings(s).await
+            }
+            #[tokio::test(flavor = "multi_thread")]
             async fn a_days_report_is_claimed_once() {
                 let (s, _g) = store().await;
                 suite::report_claims(s).await
@@ -129,6 +134,44 @@ conformance!(postgres);
 
 mod suite {
     use super::*;
+
+    /// Per-account settings: set, read, replace, remove; an unknown account or a bad key is
+    /// an error; deleting the account takes its settings along.
+    pub async fn account_settings(s: Arc<dyn Store>) {
+        account(&s, "set@a.test").await;
+        let key = "submission.tls-required-header";
+        assert!(s.account_settings("set@a.test").await.unwrap().is_empty());
+        s.set_account_setting("Set@A.test", key, Some("strip"))
+            .await
+            .unwrap();
+        s.set_account_setting("set@a.test", key, Some("refuse"))
+            .await
+            .unwrap();
+        let got = s.account_settings("set@a.test").await.unwrap();
+        assert_eq!(got.get(key).map(String::as_str), Some("refuse"));
+        s.set_account_setting("set@a.test", key, None)
+            .await
+            .unwrap();
+        assert!(s.account_settings("set@a.test").await.unwrap().is_empty());
+        assert!(matches!(
+            s.set_account_setting("nobody@a.test", key, Some("x")).await,
+            Err(StoreError::NotFound(_))
+        ));
+        assert!(matches!(
+            s.set_account_setting("set@a.test", "Bad Key", Some("x"))
+                .await,
+            Err(StoreError::Invalid(_))
+        ));
+        s.set_account_setting("set@a.test", key, Some("strip"))
+            .await
+            .unwrap();
+        s.delete_account("set@a.test").await.unwrap();
+        account(&s, "set@a.test").await;
+        assert!(
+            s.account_settings("set@a.test").await.unwrap().is_empty(),
+            "a new account starts clean"
+        );
+    }
 
     /// RFC 8460 §4.1, issue 18 item 4: one report per policy domain and day, claimed once
     /// (also by racing claimers); a released claim can be taken again.
