@@ -10,14 +10,12 @@ mod common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener};
-use std::sync::Arc;
 use std::time::Duration;
 
 use kurier_delivery::Outcome;
-use kurier_delivery::attempt::{self, Item};
+use kurier_delivery::attempt;
 use kurier_delivery::route::{Hop, Route};
 use kurier_policy::dane::{DanePolicy, Tlsa};
-use kurier_smtp::client::Envelope;
 use kurier_testworld::ca::{Ca, KeyKind};
 use openssl::ssl::{SslAcceptor, SslMethod};
 
@@ -104,14 +102,7 @@ async fn tls4_smtp3_the_client_hello_of_outbound_delivery() {
         unreachable: None,
     }]);
     let conn = common::connector(addr.port(), Duration::from_secs(10));
-    let item = Item {
-        envelope: Envelope {
-            from: "a@kurier.test".into(),
-            recipients: vec![("b@hello.test".into(), None)],
-            require_tls: false,
-        },
-        body: Arc::new(b"Subject: hi\r\n\r\n.leading dot\r\n".to_vec()),
-    };
+    let item = common::item("b@hello.test", b"Subject: hi\r\n\r\n.leading dot\r\n");
     let report = attempt::deliver(&conn, "hello.test", &route, None, false, &[item]).await;
     assert!(
         matches!(report.outcomes[0][0].1, Outcome::Delivered { .. }),

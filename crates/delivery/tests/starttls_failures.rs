@@ -8,14 +8,12 @@ mod common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener};
-use std::sync::Arc;
 use std::time::Duration;
 
 use kurier_delivery::Outcome;
-use kurier_delivery::attempt::{self, Item};
+use kurier_delivery::attempt;
 use kurier_delivery::route::{Hop, Route};
 use kurier_policy::dane::DanePolicy;
-use kurier_smtp::client::Envelope;
 use kurier_tls::ResultType;
 
 /// An MX that offers STARTTLS, answers it with `after_starttls`, then holds the connection.
@@ -50,14 +48,7 @@ async fn attempt_at(addr: SocketAddr) -> attempt::AttemptReport {
         unreachable: None,
     }]);
     let conn = common::connector(addr.port(), Duration::from_secs(2));
-    let item = Item {
-        envelope: Envelope {
-            from: "a@kurier.test".into(),
-            recipients: vec![("b@stall.test".into(), None)],
-            require_tls: false,
-        },
-        body: Arc::new(b"Subject: hi\r\n\r\nhi\r\n".to_vec()),
-    };
+    let item = common::item("b@stall.test", b"Subject: hi\r\n\r\nhi\r\n");
     attempt::deliver(&conn, "stall.test", &route, None, false, &[item]).await
 }
 
