@@ -17,7 +17,8 @@ pub enum ReportsCommand {
         #[arg(long)]
         day: Option<String>,
     },
-    /// Sum up the reports received at `tlsrpt.reporting_address`, per policy domain.
+    /// Sum up the reports we received (at tlsrpt@ each hosted domain, or at
+    /// `tlsrpt.reporting_address`), per policy domain.
     List {
         /// Only reports about this domain.
         #[arg(long)]
