@@ -177,6 +177,11 @@ pub async fn deliver(
             tracing::info!(domain = %domain, mx = %hop.host, result = "skipped", reason = %why, "delivery attempt");
             continue;
         }
+        if let DanePolicy::Skip { why, .. } = &hop.dane {
+            // RFC 8460 §4.3.2.1: no valid records came back, either way — also when
+            // TLS-Required: No lets the message go on best effort below.
+            dnssec_invalid(&mut report, &hop.host, why);
+        }
         if let (DanePolicy::Skip { bogus, why }, false) = (&hop.dane, relaxed) {
             last = if *bogus {
                 Failure::new(
@@ -196,15 +201,8 @@ pub async fn deliver(
                     ),
                 )
             };
-            // RFC 8460 §4.3.2.1: no valid records came back, either way.
-            dnssec_invalid(&mut report, &hop.host, why);
             tracing::info!(domain = %domain, mx = %hop.host, dane = dane_word(&hop.dane), result = "skipped", reason = %why, "delivery attempt");
             continue;
-        }
-        if let (DanePolicy::Skip { why, .. }, true) = (&hop.dane, relaxed) {
-            // TLS-Required: No goes on best effort, but the TLSA failure is still a fact to
-            // report (RFC 8460 §4.3.2.1).
-            dnssec_invalid(&mut report, &hop.host, why);
         }
         let security = if relaxed {
             Security::BestEffort

@@ -110,20 +110,24 @@ enum TlsHandling {
 }
 
 impl TlsHandling {
-    /// RFC 8689 §5: `TLS-Required: No` is ignored when the message also asks for REQUIRETLS.
-    fn of(body: &[u8], require_tls: bool) -> TlsHandling {
-        let fields = kurier_smtp::headers::fields(body);
+    /// From the message's header `fields`. RFC 8689 §5: `TLS-Required: No` is ignored when
+    /// the message also asks for REQUIRETLS.
+    fn of(fields: &[(String, String)], require_tls: bool) -> TlsHandling {
         let optional = !require_tls
             && fields
                 .iter()
                 .any(|(n, v)| n == "tls-required" && v.trim().eq_ignore_ascii_case("no"));
-        let report = fields.iter().any(|(n, _)| n == "tls-report-domain");
-        match (optional, report) {
+        match (optional, is_report(fields)) {
             (false, _) => TlsHandling::Policy,
             (true, false) => TlsHandling::Optional,
             (true, true) => TlsHandling::Report,
         }
     }
+}
+
+/// A TLSRPT report of ours (it has `TLS-Report-Domain`, RFC 8460 §5.3).
+fn is_report(fields: &[(String, String)]) -> bool {
+    fields.iter().any(|(n, _)| n == "tls-report-domain")
 }
 
 /// One leased entry while its domains are being worked on.
@@ -267,10 +271,9 @@ impl QueueRunner {
                     .or_default()
                     .push((r.address.clone(), r.dsn.clone()));
             }
-            let handling = TlsHandling::of(&body, entry.require_tls);
-            let report = kurier_smtp::headers::fields(&body)
-                .iter()
-                .any(|(n, _)| n == "tls-report-domain");
+            let fields = kurier_smtp::headers::fields(&body);
+            let handling = TlsHandling::of(&fields, entry.require_tls);
+            let report = is_report(&fields);
             let job = Arc::new(Job {
                 report,
                 remaining: AtomicUsize::new(groups.len()),
@@ -543,6 +546,7 @@ fn seed() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::TlsHandling;
+    use kurier_smtp::headers::fields;
 
     /// RFC 8689 §5 and RFC 8460 §3: who may go best effort, and whose sessions are not counted.
     #[test]
@@ -550,12 +554,15 @@ mod tests {
         let header = b"From: a@b.test\r\nTLS-Required: No\r\n\r\nhi\r\n";
         let report = b"From: a@b.test\r\nTLS-Report-Domain: b.test\r\nTLS-Required: no \r\n\r\n";
         let plain = b"From: a@b.test\r\nSubject: TLS-Required: No\r\n\r\n";
-        assert_eq!(TlsHandling::of(header, false), TlsHandling::Optional);
-        assert_eq!(TlsHandling::of(header, true), TlsHandling::Policy);
-        assert_eq!(TlsHandling::of(report, false), TlsHandling::Report);
-        assert_eq!(TlsHandling::of(report, true), TlsHandling::Policy);
-        assert_eq!(TlsHandling::of(plain, false), TlsHandling::Policy);
+        assert_eq!(
+            TlsHandling::of(&fields(header), false),
+            TlsHandling::Optional
+        );
+        assert_eq!(TlsHandling::of(&fields(header), true), TlsHandling::Policy);
+        assert_eq!(TlsHandling::of(&fields(report), false), TlsHandling::Report);
+        assert_eq!(TlsHandling::of(&fields(report), true), TlsHandling::Policy);
+        assert_eq!(TlsHandling::of(&fields(plain), false), TlsHandling::Policy);
         let yes = b"TLS-Required: Yes\r\n\r\n";
-        assert_eq!(TlsHandling::of(yes, false), TlsHandling::Policy);
+        assert_eq!(TlsHandling::of(&fields(yes), false), TlsHandling::Policy);
     }
 }

@@ -269,13 +269,12 @@ impl Resolver {
                     (Ok(_), _) => "the answer is not signed".into(),
                 },
             };
-            let anchor = match (&self.anchor, self.mode) {
-                (_, DnssecMode::TrustAd) => String::new(),
-                (Some(p), _) => format!(" from the trust anchor {}", p.display()),
-                (None, _) => " from the IANA root anchors".into(),
-            };
             return Err(DnsError::Indeterminate(
-                format!("{} DNSKEY (the probe){anchor}", fqdn(&self.probe.secure)),
+                format!(
+                    "{} DNSKEY (the probe){}",
+                    fqdn(&self.probe.secure),
+                    self.anchor_text()
+                ),
                 cause,
             ));
         }
@@ -294,13 +293,19 @@ impl Resolver {
             "{} validated {} DNSKEY{}; {} fails as it must",
             self.validator(),
             fqdn(&self.probe.secure),
-            match (&self.anchor, self.mode) {
-                (_, DnssecMode::TrustAd) => String::new(),
-                (Some(p), _) => format!(" from the trust anchor {}", p.display()),
-                (None, _) => " from the IANA root anchors".into(),
-            },
+            self.anchor_text(),
             fqdn(&self.probe.bogus)
         ))
+    }
+
+    /// " from the trust anchor FILE" / " from the IANA root anchors"; nothing in `trust_ad`
+    /// mode, where the resolver's own anchor counts.
+    fn anchor_text(&self) -> String {
+        match (&self.anchor, self.mode) {
+            (_, DnssecMode::TrustAd) => String::new(),
+            (Some(p), _) => format!(" from the trust anchor {}", p.display()),
+            (None, _) => " from the IANA root anchors".into(),
+        }
     }
 
     pub async fn mx(&self, domain: &str) -> Result<Answer<MxRecord>, DnsError> {
@@ -327,13 +332,9 @@ impl Resolver {
         }))
     }
 
-    async fn dnskey_rrset(&self, zone: &str) -> Result<Answer<Record>, DnsError> {
-        self.query(zone, RecordType::DNSKEY).await
-    }
-
     /// The DNSKEY RRset of a zone (what it is signed with; TR-03108 DNS-4).
     pub async fn dnskeys(&self, zone: &str) -> Result<Answer<DnsKey>, DnsError> {
-        let a = self.dnskey_rrset(zone).await?;
+        let a = self.query(zone, RecordType::DNSKEY).await?;
         Ok(a.map(|r| match r.data {
             RData::Unknown { rdata, .. } => parse_dnskey(&rdata.anything),
             _ => None,

@@ -250,30 +250,22 @@ fn sign_with(
     Ok(())
 }
 
-/// Signs `dir/<file>` with a new key; returns the signed file name, the key's DS line and its
-/// DNSKEY line.
-fn sign(
+/// Signs a parent zone of the world (`test.` or the root) in `dir/<file>` with a new ECDSA
+/// key, validly; returns the signed file name, the key's DS line and its DNSKEY line.
+fn sign_parent(
     dir: &Path,
-    zone: &str,
+    origin: &str,
     file: &str,
-    signing: Signing,
-    expired: bool,
-    nsec3_iterations: Option<u16>,
 ) -> Result<(String, String, String), WorldError> {
-    let origin = if zone == "." { "." } else { zone };
-    let base = keygen(dir, origin, signing, true)?;
+    let base = keygen(dir, origin, Signing::Ecdsa, true)?;
     let signed = format!("{file}.signed");
     sign_with(
         dir,
         origin,
         (file, &signed),
         std::slice::from_ref(&base),
-        validity(if expired {
-            Validity::Expired
-        } else {
-            Validity::Current
-        }),
-        nsec3_iterations,
+        validity(Validity::Current),
+        None,
     )?;
     let (ds, dnskey) = key_records(dir, &base)?;
     Ok((signed, ds, dnskey))
@@ -502,12 +494,11 @@ pub fn start(net: &Net, dir: &Path, zones: &[Zone]) -> Result<(Dns, Vec<Daemon>)
     }
 
     std::fs::write(dir.join("test.zone"), zone_text("test", &test_zone_extra))?;
-    let (test_signed, test_ds, _) = sign(dir, "test", "test.zone", Signing::Ecdsa, false, None)?;
+    let (test_signed, test_ds, _) = sign_parent(dir, "test", "test.zone")?;
     served.push(("test".into(), test_signed));
     let root_extra = format!("test. IN NS ns.test.\nns.test. IN A {ns_ip}\n{test_ds}\n");
     std::fs::write(dir.join("root.zone"), zone_text(".", &root_extra))?;
-    let (root_signed, root_ds, root_dnskey) =
-        sign(dir, ".", "root.zone", Signing::Ecdsa, false, None)?;
+    let (root_signed, root_ds, root_dnskey) = sign_parent(dir, ".", "root.zone")?;
     served.push((".".into(), root_signed));
 
     let trust_anchor_ds = dir.join("root.ds");
