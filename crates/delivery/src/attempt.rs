@@ -5,8 +5,9 @@
 //! - `Authenticate`: STARTTLS is mandatory and OpenSSL's DANE verifier must accept the chain;
 //!   otherwise the host is given up for this attempt and nothing is sent;
 //! - `TlsRequired`: STARTTLS mandatory, no authentication;
-//! - `Opportunistic`: STARTTLS whenever offered; a failed handshake is retried in clear on a
-//!   new connection (best effort, as Postfix's `may`);
+//! - `Opportunistic`: STARTTLS whenever offered; a failed handshake is retried on a new
+//!   connection with the legacy client profile, and if that fails too, in clear (best effort,
+//!   as Postfix's `may`, with TR-03116-4's legacy parameters at the lowest priority);
 //! - `Skip`: the TLSA answer could not be trusted: not this host, never in clear.
 
 use std::net::SocketAddr;
@@ -512,7 +513,7 @@ async fn open(
         }
         return Ok(client);
     }
-    let detail = match client
+    let (certificate_failed, detail) = match client
         .starttls(&conn.tls, &hop.base, &security.check(hop))
         .await
     {
@@ -537,30 +538,25 @@ async fn open(
             tracing::warn!(mx = %hop.host, %addr, reason = %why, "MTA-STS (testing): revoked certificate; delivering anyway");
             return Ok(c);
         }
-        Err(ClientError::Tls {
-            verdict, detail, ..
-        }) => {
-            outcome(
-                Some(match &verdict {
-                    PeerVerdict::Failed { result_type, .. } => *result_type,
-                    _ => ResultType::ValidationFailure,
-                }),
-                Some(detail.clone()),
-            );
-            detail
+        Err(e @ ClientError::Tls { .. }) => {
+            let (result_type, detail) = tls_failure(&e);
+            outcome(Some(result_type), Some(detail.clone()));
+            let certificate_failed =
+                matches!(&e, ClientError::Tls { verdict, .. } if verdict.certificate_failed());
+            (certificate_failed, detail)
         }
         Err(e) => {
             // After STARTTLS everything is TLS negotiation: a stalled handshake, data after
             // the 220 (RFC 3207 §5), a lost connection are outcomes to report too.
-            outcome(
-                Some(ResultType::ValidationFailure),
-                Some(format!("STARTTLS: {e}")),
-            );
+            let (result_type, detail) = tls_failure(&e);
+            outcome(Some(result_type), Some(detail));
             return Err(connect_failure(hop, &e));
         }
     };
+    // Only a certificate that arrived can fail to match (RFC 8460 §4.3.1); a handshake that
+    // ended before one is a failure to negotiate, and the bounce says so.
     match security {
-        Security::Dane(PeerCheck::Dane { .. }) => Err(refuse(format!(
+        Security::Dane(PeerCheck::Dane { .. }) if certificate_failed => Err(refuse(format!(
             "The receiving server {}'s certificate does not match the DANE record its owner published in DNSSEC-signed DNS, so the message was not sent unprotected or to a possibly false server ({detail}).",
             hop.host
         ))),
@@ -568,13 +564,18 @@ async fn open(
             "The owner of the mail server {} requires encrypted delivery (DANE), and no encrypted connection could be made ({detail}). The message was not sent unprotected.",
             hop.host
         ))),
+        Security::Sts { enforce: true } if !certificate_failed => Err(refuse(format!(
+            "The domain's MTA-STS policy requires encrypted delivery to {} with a valid certificate, and no encrypted connection could be made ({detail}). The message was not sent unprotected.",
+            hop.host
+        ))),
         Security::Sts { enforce: true } => Err(refuse(format!(
             "The domain's MTA-STS policy requires a valid certificate for {}, and the server's certificate failed the check ({detail}). The message was not sent to a server that could not prove its identity.",
             hop.host
         ))),
         Security::Sts { enforce: false } => {
-            // Testing mode (RFC 8461 §5): the failure is reported; the mail still goes, encrypted
-            // without verification if the server allows.
+            // Testing mode (RFC 8461 §5): the failure is reported, and the mail goes as if there
+            // were no policy: encrypted without verification if the server allows, else on
+            // down the best-effort ladder.
             tracing::warn!(mx = %hop.host, %addr, error = %detail, "MTA-STS (testing) check failed; delivering anyway");
             let c = connect().await.map_err(|e| connect_failure(hop, &e))?;
             if !c.extensions().starttls {
@@ -582,15 +583,63 @@ async fn open(
             }
             match c.starttls(&conn.tls, &hop.base, &PeerCheck::None).await {
                 Ok(c) => Ok(c),
-                Err(_) => connect().await.map_err(|e| connect_failure(hop, &e)),
+                Err(_) => legacy_then_clear(conn, hop, addr, &connect, &mut outcome).await,
             }
         }
-        Security::BestEffort => {
-            // Best effort (TR-03108: opportunistic TLS): a peer whose TLS is broken still gets
-            // the mail, in clear, as Postfix does at security level `may`.
-            tracing::warn!(mx = %hop.host, %addr, error = %detail, "STARTTLS failed; delivering without TLS (no DANE or MTA-STS policy requires it)");
-            connect().await.map_err(|e| connect_failure(hop, &e))
+        Security::BestEffort => legacy_then_clear(conn, hop, addr, &connect, &mut outcome).await,
+    }
+}
+
+/// The rest of best effort after the strict profile failed (TR-03108: TLS wherever possible;
+/// TR-03116-4 allows legacy parameters at the lowest priority): a new connection with the
+/// legacy client profile, then one in clear text, as Postfix does at security level `may`.
+/// Only for destinations no DANE or MTA-STS (enforce) policy protects: `open` never comes
+/// here for those. Each step is logged; the legacy handshake is a TLS session for TLSRPT.
+async fn legacy_then_clear<F, C>(
+    conn: &Connector,
+    hop: &Hop,
+    addr: SocketAddr,
+    connect: &C,
+    outcome: &mut impl FnMut(Option<ResultType>, Option<String>),
+) -> Result<SmtpClient, Failure>
+where
+    C: Fn() -> F,
+    F: std::future::Future<Output = Result<SmtpClient, ClientError>>,
+{
+    tracing::warn!(mx = %hop.host, %addr, "STARTTLS with the strict profile failed; trying the legacy profile");
+    let c = connect().await.map_err(|e| connect_failure(hop, &e))?;
+    if c.extensions().starttls {
+        match c.starttls_legacy(&conn.tls, &hop.base).await {
+            Ok(c) => {
+                outcome(None, None);
+                if let Some((info, _)) = c.tls() {
+                    tracing::info!(mx = %hop.host, %addr, tls_profile = "legacy", tls = %info.version, cipher = %info.cipher, group = info.group.as_deref().unwrap_or("none"), "STARTTLS succeeded with the legacy profile");
+                }
+                return Ok(c);
+            }
+            Err(e) => {
+                let (result_type, detail) = tls_failure(&e);
+                let detail = format!("legacy profile: {detail}");
+                tracing::warn!(mx = %hop.host, %addr, error = %detail, "STARTTLS failed with the legacy profile too; delivering without TLS (no DANE or MTA-STS policy requires it)");
+                outcome(Some(result_type), Some(detail));
+            }
         }
+    }
+    connect().await.map_err(|e| connect_failure(hop, &e))
+}
+
+/// The RFC 8460 §4.3 result type and the words of a failed STARTTLS.
+fn tls_failure(e: &ClientError) -> (ResultType, String) {
+    match e {
+        ClientError::Tls {
+            verdict, detail, ..
+        } => (
+            verdict
+                .result_type()
+                .unwrap_or(ResultType::ValidationFailure),
+            detail.clone(),
+        ),
+        e => (ResultType::ValidationFailure, format!("STARTTLS: {e}")),
     }
 }
 
@@ -681,6 +730,6 @@ fn verdict_word(v: &PeerVerdict) -> &'static str {
         PeerVerdict::Dane { usage: 2, .. } => "dane-ta",
         PeerVerdict::Dane { .. } => "dane-ee",
         PeerVerdict::Pkix => "pkix",
-        PeerVerdict::Failed { .. } => "failed",
+        PeerVerdict::Failed { .. } | PeerVerdict::NotNegotiated { .. } => "failed",
     }
 }

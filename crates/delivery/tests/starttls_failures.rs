@@ -78,3 +78,89 @@ async fn rpt_a_stalled_handshake_and_data_after_the_220_are_reported() {
         assert!(detail.contains(says), "{detail}");
     }
 }
+
+/// An MX whose TLS is broken for every profile: it answers STARTTLS with 220 and then garbage.
+/// Its third connection, in clear text, takes the message. Returns the address and, at the end,
+/// how many connections asked for STARTTLS.
+fn broken_tls_mx(ip: &str) -> (SocketAddr, std::thread::JoinHandle<usize>) {
+    let listener = TcpListener::bind(format!("{ip}:0")).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let handle = std::thread::spawn(move || {
+        let mut starttls = 0;
+        for _ in 0..3 {
+            let (tcp, _) = listener.accept().unwrap();
+            tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let mut r = BufReader::new(tcp.try_clone().unwrap());
+            let mut w = tcp;
+            w.write_all(b"220 mx.broken.test ESMTP\r\n").unwrap();
+            let mut line = String::new();
+            while {
+                line.clear();
+                r.read_line(&mut line).unwrap_or(0) > 0
+            } {
+                let cmd = line.trim_end().to_ascii_uppercase();
+                let reply: &[u8] = match cmd.as_str() {
+                    c if c.starts_with("EHLO") => b"250-mx.broken.test\r\n250 STARTTLS\r\n",
+                    "STARTTLS" => {
+                        starttls += 1;
+                        w.write_all(b"220 go ahead\r\n").unwrap();
+                        let mut hello = [0u8; 64];
+                        let _ = std::io::Read::read(&mut r, &mut hello);
+                        let _ = w.write_all(b"this is not TLS\r\n");
+                        break;
+                    }
+                    "DATA" => {
+                        w.write_all(b"354 go on\r\n").unwrap();
+                        loop {
+                            line.clear();
+                            if r.read_line(&mut line).unwrap_or(0) == 0 || line == ".\r\n" {
+                                break;
+                            }
+                        }
+                        b"250 2.0.0 taken in clear\r\n"
+                    }
+                    "QUIT" => {
+                        let _ = w.write_all(b"221 bye\r\n");
+                        break;
+                    }
+                    _ => b"250 ok\r\n",
+                };
+                w.write_all(reply).unwrap();
+            }
+        }
+        starttls
+    });
+    (addr, handle)
+}
+
+/// Issue 18 item 2: best effort is strict TLS, then the legacy profile on a new connection,
+/// then clear text — each step recorded with its reason (TLSRPT counts both TLS sessions).
+#[tokio::test]
+async fn smtp2_best_effort_is_strict_then_legacy_then_clear_text_each_step_recorded() {
+    let (addr, mx) = broken_tls_mx("127.0.42.3");
+    let route = Route::Hops(vec![Hop {
+        host: "mx.broken.test".into(),
+        base: "mx.broken.test".into(),
+        addresses: vec![addr.ip()],
+        dane: DanePolicy::Opportunistic,
+        unreachable: None,
+    }]);
+    let conn = common::connector(addr.port(), Duration::from_secs(5));
+    let item = common::item("b@broken.test", b"Subject: hi\r\n\r\nhi\r\n");
+    let report = attempt::deliver(&conn, "broken.test", &route, None, false, &[item]).await;
+    assert!(
+        matches!(report.outcomes[0][0].1, Outcome::Delivered { .. }),
+        "{report:?}"
+    );
+    assert_eq!(mx.join().unwrap(), 2, "two handshakes, then clear text");
+    let tls = &report.tls;
+    assert_eq!(tls.len(), 2, "{tls:?}");
+    assert!(
+        tls.iter()
+            .all(|t| t.failure == Some(ResultType::ValidationFailure)),
+        "{tls:?}"
+    );
+    let detail = |i: usize| tls[i].detail.clone().unwrap_or_default();
+    assert!(!detail(0).contains("legacy"), "{}", detail(0));
+    assert!(detail(1).starts_with("legacy profile: "), "{}", detail(1));
+}

@@ -558,6 +558,12 @@ pub fn tls_profile(source: ConfigArgs, json: bool) -> anyhow::Result<()> {
             channels,
         ));
     }
+    for profile in [
+        kurier_tls::ClientProfile::Strict,
+        kurier_tls::ClientProfile::Legacy,
+    ] {
+        out.push(kurier_tls::ics::describe_client(profile)?);
+    }
     if json {
         println!(
             "{}",

@@ -236,8 +236,29 @@ fn dns5_tls_profile_prints_the_ics_of_the_live_profiles() {
         suites.contains(&"0xC023") && suites.contains(&"0xC02B"),
         "{suites:?}"
     );
-    assert!(!out.contains("CHACHA") && !out.contains("X25519"), "{out}");
+    assert!(!strict.to_string().contains("CHACHA") && !strict.to_string().contains("X25519"));
     assert_eq!(strict["certificates"][0]["key"], "ECDSA P-256");
+    // The outbound client declares both of its profiles (issue 18 item 2): legacy with
+    // TLS 1.0–1.2, X25519 and PKCS#1, for best effort only.
+    let client = |name: &str| {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["profile"] == name)
+            .unwrap_or_else(|| panic!("no {name} in {out}"))
+            .clone()
+    };
+    let strict_client = client("client-strict").to_string();
+    assert!(!strict_client.contains("X25519") && !strict_client.contains("TLSv1\""));
+    let legacy = client("client-legacy");
+    assert_eq!(legacy["versions"][0], "TLSv1");
+    assert!(
+        legacy["groups"].to_string().contains("X25519")
+            && legacy["signature_algorithms"]
+                .to_string()
+                .contains("rsa_pkcs1_sha256"),
+        "{legacy}"
+    );
 
     let f = good_config(dir.path(), "127.0.10.21:8443", "mta_legacy = true\n");
     let (code, out, err) = run(&["tls-profile", "--config", f.to_str().unwrap()]);

@@ -187,3 +187,244 @@ fn dane_between_kurier_instances_and_from_postfix() {
     assert!(pf.contains("status=sent"), "{pf}");
     drop(b);
 }
+
+/// Issue 18 item 2 (SMTP-2; TR-03116-4 allows legacy parameters at the lowest priority): a
+/// destination without DANE or MTA-STS whose server the strict profile cannot reach — TLS 1.0
+/// only, RSA with PKCS#1 signatures only, X25519 only (real Postfix peers) — gets its mail over
+/// TLS with the legacy client profile, not in clear text. A TLS-1.0-only server behind DANE or an
+/// enforced MTA-STS policy gets no downgrade step: the mail stays queued. The TLSRPT reports
+/// count each step: the failed strict session and the legacy one.
+#[test]
+fn smtp2_legacy_tls_before_clear_text_only_without_dane_or_mta_sts() {
+    use kurier_testworld::ServerTls;
+    let collector = hosts::FREE + 10;
+    let sts_host = hosts::FREE + 11;
+    let rua = "\"v=TLSRPTv1; rua=https://collector.reports.test/v1/tlsrpt\"";
+    let unsigned_to = |domain: &str, peer: usize| {
+        Zone::unsigned(domain)
+            .record("@", "MX", "10 mx")
+            .record("mx", "A", &format!("{{postfix:{peer}}}"))
+            .record("_smtp._tls", "TXT", rua)
+    };
+    let mut world = World::builder()
+        .zone(unsigned_to("tls10.test", 0))
+        .zone(unsigned_to("rsa.test", 1))
+        .zone(unsigned_to("x25519.test", 2))
+        .zone(
+            Zone::signed("danetls10.test")
+                .record("@", "MX", "10 mx")
+                .record("mx", "A", "{postfix:3}")
+                .record("_25._tcp.mx", "TLSA", "{tlsa-postfix:3}")
+                .record("_smtp._tls", "TXT", rua),
+        )
+        .zone(
+            unsigned_to("ststls10.test", 3)
+                .record("_mta-sts", "TXT", "\"v=STSv1; id=1;\"")
+                .record("mta-sts", "A", &format!("{{ip:{sts_host}}}")),
+        )
+        .zone(Zone::unsigned("reports.test").record(
+            "collector",
+            "A",
+            &format!("{{ip:{collector}}}"),
+        ))
+        .postfix(
+            PostfixSpec::receiver("mx.tls10.test", &["tls10.test"])
+                .server_tls(ServerTls::Tls10Only),
+        )
+        .postfix(
+            PostfixSpec::receiver("mx.rsa.test", &["rsa.test"]).server_tls(ServerTls::RsaPkcs1Only),
+        )
+        .postfix(
+            PostfixSpec::receiver("mx.x25519.test", &["x25519.test"])
+                .server_tls(ServerTls::X25519Only),
+        )
+        .postfix(
+            PostfixSpec::receiver("mx.danetls10.test", &["danetls10.test", "ststls10.test"])
+                .server_tls(ServerTls::Tls10Only),
+        )
+        .build()
+        .unwrap();
+    world
+        .start_https(
+            sts_host,
+            &["mta-sts.ststls10.test"],
+            &[(
+                ".well-known/mta-sts.txt",
+                "version: STSv1\nmode: enforce\nmx: mx.ststls10.test\nmax_age: 86400\n",
+            )],
+        )
+        .unwrap();
+    world
+        .start_https(collector, &["collector.reports.test"], &[])
+        .unwrap();
+    let dns = world.dns().clone();
+    let ip = world.net.ip(hosts::FREE).to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let config = support::configured(
+        dir.path(),
+        &ip,
+        "",
+        &format!(
+            "\n[dns]\nupstream = [\"{}\"]\ntrust_anchor = \"{}\"\n\
+             [delivery]\nretry_min_secs = 3600\nextra_ca_file = \"{}\"\n",
+            dns.resolver,
+            dns.trust_anchor_ds.display(),
+            world.ca_file().unwrap().display()
+        ),
+    );
+    let server = Server::configured(dir.path(), &config);
+    server.wait_for_log("DNSSEC validation works");
+    let domains = [
+        "tls10.test",
+        "rsa.test",
+        "x25519.test",
+        "danetls10.test",
+        "ststls10.test",
+    ];
+    for d in domains {
+        let r = send(&ip, &format!("user@{d}"), &format!("legacy {d}"), false);
+        assert!(r.starts_with("250"), "{d}: {r}");
+    }
+    for d in domains {
+        support::wait_until(Duration::from_secs(60), d, || {
+            server.stderr().contains(&format!("domain={d} "))
+        });
+    }
+
+    // What arrived, and how (Postfix's Received header names the protocol and the exchange).
+    let received = |peer: usize| -> String {
+        let got = world.postfix[peer]
+            .wait_for_messages(1, Duration::from_secs(30))
+            .unwrap();
+        assert_eq!(got.len(), 1, "peer {peer}");
+        let m = String::from_utf8_lossy(&got[0]).into_owned();
+        m.split("\r\n\r\n")
+            .next()
+            .unwrap_or_default()
+            .replace("\n\t", " ")
+            .to_string()
+    };
+    let tls10 = received(0);
+    assert!(tls10.contains("using TLSv1 with cipher"), "{tls10}");
+    let rsa = received(1);
+    assert!(rsa.contains("using TLSv1.2 with cipher ECDHE-RSA"), "{rsa}");
+    let x25519 = received(2);
+    assert!(x25519.contains("using TLSv1.2"), "{x25519}");
+    // Kurier logs what the legacy handshake negotiated.
+    let log = server.stderr();
+    assert!(
+        log.lines().any(|l| l.contains("with the legacy profile")
+            && l.contains("mx.x25519.test")
+            && l.to_lowercase().contains("group=\"x25519\"")),
+        "{log}"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        world.postfix[3].messages().is_empty(),
+        "DANE and MTA-STS destinations get no downgrade"
+    );
+    let (_, queue, _) = support::run(&["queue", "list", "--config", config.to_str().unwrap()]);
+    assert!(
+        queue.contains("user@danetls10.test") && queue.contains("user@ststls10.test"),
+        "{queue}"
+    );
+    // No certificate came, so none failed to match (issue 18 item 3): the reason says that
+    // no encrypted connection could be made.
+    assert!(
+        queue
+            .matches("no encrypted connection could be made")
+            .count()
+            == 2
+            && !queue.contains("does not match")
+            && !queue.contains("certificate failed"),
+        "{queue}"
+    );
+    let log = server.stderr();
+    assert_eq!(
+        log.matches("STARTTLS succeeded with the legacy profile")
+            .count(),
+        3,
+        "{log}"
+    );
+    for protected in ["mx.danetls10.test", "mx.ststls10.test"] {
+        assert!(
+            !log.lines()
+                .any(|l| l.contains("trying the legacy profile") && l.contains(protected)),
+            "{log}"
+        );
+    }
+
+    // TLSRPT: the failed strict session and the legacy one, each counted once.
+    let events = support::tls_events(dir.path());
+    let of = |d: &str| -> Vec<_> { events.iter().filter(|e| e.policy_domain == d).collect() };
+    for d in ["tls10.test", "rsa.test", "x25519.test"] {
+        let e = of(d);
+        assert_eq!(e.len(), 2, "{d}: {e:?}");
+        assert!(
+            e.iter()
+                .any(|e| e.failure.as_deref() == Some("validation-failure"))
+                && e.iter().any(|e| e.failure.is_none()),
+            "{d}: {e:?}"
+        );
+    }
+    for d in ["danetls10.test", "ststls10.test"] {
+        let e = of(d);
+        assert!(
+            !e.is_empty() && e.iter().all(|e| e.failure.is_some()),
+            "{d}: {e:?}"
+        );
+        assert!(
+            e.iter()
+                .all(|e| !e.detail.as_deref().unwrap_or_default().contains("legacy")),
+            "{d}: {e:?}"
+        );
+    }
+    let (code, out, err) = support::run(&[
+        "reports",
+        "send",
+        "--day",
+        &support::utc_day(),
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let posted = world.posted(collector);
+    assert_eq!(posted.len(), domains.len(), "{out}");
+    let schema = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../policy/tests/fixtures/tlsrpt-schema.json");
+    for (_, body) in &posted {
+        let mut json = String::new();
+        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&body[..]), &mut json)
+            .unwrap();
+        let file = dir.path().join("report.json");
+        std::fs::write(&file, &json).unwrap();
+        support::python_ok(
+            "import json, sys, jsonschema; jsonschema.validate(json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))); print('OK-DONE')",
+            &[file.to_str().unwrap(), schema.to_str().unwrap()],
+        );
+        let report: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let policy = &report["policies"][0];
+        let domain = policy["policy"]["policy-domain"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let summary = &policy["summary"];
+        let (ok, failed) = (
+            summary["total-successful-session-count"].as_u64().unwrap(),
+            summary["total-failure-session-count"].as_u64().unwrap(),
+        );
+        let kind = policy["policy"]["policy-type"].as_str().unwrap();
+        match domain.as_str() {
+            "tls10.test" | "rsa.test" | "x25519.test" => {
+                assert_eq!((kind, ok, failed), ("no-policy-found", 1, 1), "{json}");
+                assert_eq!(
+                    policy["failure-details"][0]["result-type"], "validation-failure",
+                    "{json}"
+                );
+            }
+            "danetls10.test" => assert_eq!((kind, ok, failed), ("tlsa", 0, 1), "{json}"),
+            "ststls10.test" => assert_eq!((kind, ok, failed), ("sts", 0, 1), "{json}"),
+            other => panic!("a report for {other}: {json}"),
+        }
+    }
+}

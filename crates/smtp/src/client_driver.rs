@@ -225,9 +225,28 @@ impl SmtpClient {
     /// extensions of before no longer count). A failed check ends the connection: nothing is
     /// sent over a connection whose peer did not prove what was required.
     pub async fn starttls(
-        mut self,
+        self,
         tls: &ClientTls,
         sni: &str,
+        check: &PeerCheck,
+    ) -> Result<SmtpClient, ClientError> {
+        self.starttls_with(|| tls.ssl(sni, check), check).await
+    }
+
+    /// STARTTLS with the legacy client profile and no peer check (`ClientTls::legacy_ssl`):
+    /// best effort only, for a destination no DANE or MTA-STS policy protects.
+    pub async fn starttls_legacy(
+        self,
+        tls: &ClientTls,
+        sni: &str,
+    ) -> Result<SmtpClient, ClientError> {
+        self.starttls_with(|| tls.legacy_ssl(sni), &PeerCheck::None)
+            .await
+    }
+
+    async fn starttls_with(
+        mut self,
+        ssl: impl FnOnce() -> Result<openssl::ssl::Ssl, kurier_tls::TlsError>,
         check: &PeerCheck,
     ) -> Result<SmtpClient, ClientError> {
         let r = self.command("STARTTLS").await?;
@@ -254,9 +273,7 @@ impl SmtpClient {
             verdict,
             detail,
         };
-        let ssl = tls
-            .ssl(sni, check)
-            .map_err(|e| tls_failed(e.to_string(), PeerVerdict::NotChecked))?;
+        let ssl = ssl().map_err(|e| tls_failed(e.to_string(), PeerVerdict::NotChecked))?;
         let inner = self.io.into_inner();
         let mut stream = SslStream::new(ssl, inner)
             .map_err(|e| tls_failed(e.to_string(), PeerVerdict::NotChecked))?;
@@ -265,35 +282,19 @@ impl SmtpClient {
         match handshake {
             Err(_) => return Err(ClientError::Timeout(addr, self.timeout)),
             Ok(Err(e)) => {
-                let detail = match &verdict {
-                    PeerVerdict::Failed {
-                        result_type,
-                        detail,
-                    } => {
-                        format!("{result_type}: {detail}")
-                    }
-                    _ => e.to_string(),
-                };
+                // Without a check, a failed handshake is always a failure to negotiate.
                 let verdict = match verdict {
-                    v @ PeerVerdict::Failed { .. } => v,
-                    _ => PeerVerdict::Failed {
-                        result_type: ResultType::ValidationFailure,
+                    v if v.is_failure() => v,
+                    _ => PeerVerdict::NotNegotiated {
                         detail: e.to_string(),
                     },
                 };
-                return Err(tls_failed(detail, verdict));
+                return Err(tls_failed(failure_words(&verdict), verdict));
             }
             Ok(Ok(())) => {}
         }
-        if let PeerVerdict::Failed {
-            result_type,
-            detail,
-        } = &verdict
-        {
-            return Err(tls_failed(
-                format!("{result_type}: {detail}"),
-                verdict.clone(),
-            ));
+        if verdict.is_failure() {
+            return Err(tls_failed(failure_words(&verdict), verdict));
         }
         let info = tls_info(stream.ssl());
         self.peer_chain = stream
@@ -490,5 +491,13 @@ impl SmtpClient {
                 return Ok(r);
             }
         }
+    }
+}
+
+/// `validation-failure: the handshake ended before …`: the result type and the reason.
+fn failure_words(verdict: &PeerVerdict) -> String {
+    match (verdict.result_type(), verdict.detail()) {
+        (Some(t), Some(d)) => format!("{t}: {d}"),
+        _ => String::new(),
     }
 }

@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 pub use daemon::Daemon;
 pub use dns::{Breakage, Dns, Signing, Zone};
 pub use net::Net;
-pub use postfix::{Postfix, PostfixSpec};
+pub use postfix::{Postfix, PostfixSpec, ServerTls};
 
 /// Why the world could not be built.
 #[derive(Debug)]
@@ -100,7 +100,9 @@ impl WorldBuilder {
             .iter()
             .map(|p| match (&p.certificate, p.starttls) {
                 (Some(leaf), _) => Ok(Some(leaf.clone())),
-                (None, true) => ca.leaf(&[&p.hostname]).map(Some),
+                (None, true) => ca
+                    .issue(&ca::LeafSpec::new(&[&p.hostname]).key(p.server_tls.key()))
+                    .map(Some),
                 (None, false) => Ok(None),
             })
             .collect::<Result<Vec<_>, _>>()?;

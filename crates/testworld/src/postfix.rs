@@ -34,6 +34,50 @@ pub struct PostfixSpec {
     pub dane_sender: bool,
     /// Serve this certificate instead of a good world one (expired, another CA, …).
     pub certificate: Option<crate::ca::Leaf>,
+    /// What its STARTTLS can do: a modern server, or an old or narrow one.
+    pub server_tls: ServerTls,
+}
+
+/// The TLS of a peer's smtpd: what Debian's Postfix and OpenSSL 3.0 offer by default, or one
+/// narrowed to play the old and unusual servers that outbound best effort must still reach.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ServerTls {
+    #[default]
+    Modern,
+    /// TLS 1.0 and nothing newer (`smtpd_tls_protocols`, security level 0 for SHA-1).
+    Tls10Only,
+    /// An RSA key that signs only with PKCS#1 v1.5 (OpenSSL `SignatureAlgorithms`), TLS 1.2.
+    RsaPkcs1Only,
+    /// X25519 as the only key-exchange group (`tls_eecdh_auto_curves`).
+    X25519Only,
+}
+
+impl ServerTls {
+    /// The key of its certificate.
+    pub fn key(self) -> crate::ca::KeyKind {
+        match self {
+            ServerTls::RsaPkcs1Only => crate::ca::KeyKind::Rsa3072,
+            _ => crate::ca::KeyKind::P256,
+        }
+    }
+
+    /// Lines for main.cf, and for the OpenSSL configuration file Postfix is given
+    /// (`tls_config_file`, Postfix ≥ 3.7.6), if any.
+    fn settings(self) -> (&'static str, Option<&'static str>) {
+        match self {
+            ServerTls::Modern => ("", None),
+            ServerTls::Tls10Only => (
+                "smtpd_tls_protocols = >=TLSv1, <=TLSv1\n\
+                 tls_medium_cipherlist = DEFAULT:@SECLEVEL=0\n",
+                None,
+            ),
+            ServerTls::RsaPkcs1Only => (
+                "smtpd_tls_protocols = >=TLSv1.2, <=TLSv1.2\n",
+                Some("SignatureAlgorithms = RSA+SHA256:RSA+SHA384:RSA+SHA512\n"),
+            ),
+            ServerTls::X25519Only => ("tls_eecdh_auto_curves = X25519\n", None),
+        }
+    }
 }
 
 impl PostfixSpec {
@@ -47,6 +91,7 @@ impl PostfixSpec {
             tls_security_level: "may".into(),
             dane_sender: false,
             certificate: None,
+            server_tls: ServerTls::Modern,
         }
     }
 
@@ -78,6 +123,13 @@ impl PostfixSpec {
 
     pub fn starttls(mut self, on: bool) -> Self {
         self.starttls = on;
+        self
+    }
+
+    /// STARTTLS narrowed to `tls` (an old or unusual server).
+    pub fn server_tls(mut self, tls: ServerTls) -> Self {
+        self.server_tls = tls;
+        self.starttls = true;
         self
     }
 }
@@ -205,6 +257,24 @@ pub(crate) fn start(
             k.display(),
             c.display()
         ));
+        // The Received header says whether, and how, the mail came encrypted.
+        main.push_str("smtpd_tls_received_header = yes\n");
+        let (lines, openssl_conf) = spec.server_tls.settings();
+        main.push_str(lines);
+        if let Some(conf_lines) = openssl_conf {
+            let file = dir.join("openssl.cnf");
+            std::fs::write(
+                &file,
+                format!(
+                    "postfix = postfix_settings\n[postfix_settings]\nssl_conf = postfix_ssl\n\
+                     [postfix_ssl]\nsystem_default = peer_tls\n[peer_tls]\n{conf_lines}"
+                ),
+            )?;
+            main.push_str(&format!(
+                "tls_config_file = {}\ntls_config_name = postfix\n",
+                file.display()
+            ));
+        }
         tlsa = Some(leaf.tlsa_3_1_1()?);
         cert = Some((c, k));
     } else {

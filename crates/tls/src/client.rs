@@ -9,11 +9,11 @@
 
 use std::path::Path;
 
-use openssl::ssl::{Ssl, SslContext, SslMethod, SslRef, SslVerifyMode, SslVersion};
+use openssl::ssl::{Ssl, SslContext, SslRef, SslVerifyMode};
 use openssl::x509::X509VerifyResult;
 use openssl::x509::verify::X509CheckFlags;
 
-use crate::profile::{GROUPS, SIGALGS, SYSTEM_CA_BUNDLE, TLS12_SUITES, apply_common};
+use crate::profile::{ClientProfile, SYSTEM_CA_BUNDLE};
 use crate::{ResultType, TlsError, ffi};
 
 /// One TLSA record handed to the verifier (RFC 6698 §2.1).
@@ -55,6 +55,10 @@ pub enum PeerVerdict {
     },
     /// A trusted CA chain with a matching name.
     Pkix,
+    /// The handshake failed before a certificate could be judged: no common version, suite,
+    /// group or signature algorithm, or a closed connection (RFC 8460 §4.3.2.1
+    /// `validation-failure` — a negotiation failure, not a verdict on a certificate).
+    NotNegotiated { detail: String },
     /// The check failed: `result_type` says how (RFC 8460 §4.3), `detail` OpenSSL's reason.
     Failed {
         result_type: ResultType,
@@ -64,22 +68,46 @@ pub enum PeerVerdict {
 
 impl PeerVerdict {
     pub fn is_failure(&self) -> bool {
-        matches!(self, PeerVerdict::Failed { .. })
+        self.result_type().is_some()
+    }
+
+    /// The RFC 8460 §4.3 result type of a failure.
+    pub fn result_type(&self) -> Option<ResultType> {
+        match self {
+            PeerVerdict::Failed { result_type, .. } => Some(*result_type),
+            PeerVerdict::NotNegotiated { .. } => Some(ResultType::ValidationFailure),
+            _ => None,
+        }
+    }
+
+    /// A certificate arrived and failed the check (not a failure to negotiate, or no STARTTLS).
+    pub fn certificate_failed(&self) -> bool {
+        matches!(self, PeerVerdict::Failed { result_type, .. } if *result_type != ResultType::StarttlsNotSupported)
+    }
+
+    /// The reason of a failure, in words.
+    pub fn detail(&self) -> Option<&str> {
+        match self {
+            PeerVerdict::Failed { detail, .. } | PeerVerdict::NotNegotiated { detail } => {
+                Some(detail)
+            }
+            _ => None,
+        }
     }
 }
 
-/// The outbound client context. Cheap to share (`SslContext` is reference counted).
+/// The outbound client contexts: the strict profile with DANE and PKIX checks, and the legacy
+/// profile for best effort only. Cheap to share (`SslContext` is reference counted).
 #[derive(Clone)]
 pub struct ClientTls {
     ctx: SslContext,
+    legacy: SslContext,
 }
 
 impl ClientTls {
     /// PKIX checks trust Debian's CA bundle plus the CAs in `extra_ca` (labs, tests).
     pub fn new(extra_ca: Option<&Path>) -> Result<Self, TlsError> {
-        let mut b = SslContext::builder(SslMethod::tls_client())
-            .map_err(TlsError::openssl("create client context"))?;
-        apply_common(&mut b, SslVersion::TLS1_2, TLS12_SUITES, GROUPS, SIGALGS)?;
+        let mut b = ClientProfile::Strict.context_builder()?;
         if !ffi::enable_dane(&mut b) {
             return Err(TlsError::Handshake(
                 "OpenSSL refused to enable DANE on the client context".into(),
@@ -100,7 +128,24 @@ impl ClientTls {
                     .map_err(TlsError::openssl("trust an extra CA"))?;
             }
         }
-        Ok(ClientTls { ctx: b.build() })
+        let mut legacy = ClientProfile::Legacy.context_builder()?;
+        legacy.set_verify(SslVerifyMode::NONE);
+        Ok(ClientTls {
+            ctx: b.build(),
+            legacy: legacy.build(),
+        })
+    }
+
+    /// A connection object with the legacy profile (`ClientProfile::Legacy`): SNI `sni`, no
+    /// peer check at all — encryption against passive listeners, for destinations without
+    /// DANE or MTA-STS whose server the strict profile could not reach.
+    pub fn legacy_ssl(&self, sni: &str) -> Result<Ssl, TlsError> {
+        let mut ssl = Ssl::new(&self.legacy).map_err(TlsError::openssl("create a connection"))?;
+        if !sni.is_empty() {
+            ssl.set_hostname(sni)
+                .map_err(TlsError::openssl("set the SNI name"))?;
+        }
+        Ok(ssl)
     }
 
     /// A connection object for one handshake: SNI `sni` (RFC 7672 §8.1, RFC 8461 §7.1) and the
@@ -175,8 +220,7 @@ pub fn verdict(ssl: &SslRef, check: &PeerCheck) -> PeerVerdict {
         },
         // Nothing to match yet: the handshake ended before a certificate (RFC 8460 §4.3.1,
         // a negotiation failure — not a TLSA or certificate verdict).
-        _ if ssl.peer_certificate().is_none() => PeerVerdict::Failed {
-            result_type: ResultType::ValidationFailure,
+        _ if ssl.peer_certificate().is_none() => PeerVerdict::NotNegotiated {
             detail: "the handshake ended before the server sent a certificate".into(),
         },
         PeerCheck::Dane { .. } => match ffi::dane_match(ssl) {

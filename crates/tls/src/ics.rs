@@ -9,9 +9,10 @@ use std::fmt::Write as _;
 
 use openssl::ssl::SslContextRef;
 
+use crate::TlsError;
 use crate::certificate::LoadedCertificate;
 use crate::ffi;
-use crate::profile::ServerProfile;
+use crate::profile::{ClientProfile, ServerProfile};
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Ics {
@@ -44,13 +45,8 @@ pub struct IcsCertificate {
     pub issuer: String,
 }
 
-/// Describes `ctx`, built for `profile` and serving `certificates` on `channels`.
-pub fn describe(
-    profile: ServerProfile,
-    ctx: &SslContextRef,
-    certificates: &[LoadedCertificate],
-    channels: Vec<String>,
-) -> Ics {
+/// The TLS 1.2 and the TLS 1.3 suites a built context offers, in its order.
+fn suites(ctx: &SslContextRef) -> (Vec<IcsSuite>, Vec<IcsSuite>) {
     let mut tls12_suites = Vec::new();
     let mut tls13_suites = Vec::new();
     for c in ffi::context_ciphers(ctx) {
@@ -65,6 +61,63 @@ pub fn describe(
             tls12_suites.push(suite)
         }
     }
+    (tls12_suites, tls13_suites)
+}
+
+/// Describes an outbound SMTP client profile (TLS-4): what Kurier offers as a client.
+pub fn describe_client(profile: ClientProfile) -> Result<Ics, TlsError> {
+    let ctx = profile.context_builder()?.build();
+    let (tls12_suites, tls13_suites) = suites(&ctx);
+    let (versions, channels, features) = match profile {
+        ClientProfile::Strict => (
+            vec!["TLSv1.2", "TLSv1.3"],
+            vec!["outbound SMTP (every destination first)".into()],
+            vec![
+                ("peer check", "DANE (RFC 7672) or PKIX for MTA-STS, as the destination's policy demands"),
+                ("SNI", "the MX host name (the TLSA base name for DANE)"),
+            ],
+        ),
+        ClientProfile::Legacy => (
+            vec!["TLSv1", "TLSv1.1", "TLSv1.2"],
+            vec!["outbound SMTP, best effort only: destinations without DANE or MTA-STS, after the strict profile failed, before clear text".into()],
+            vec![("peer check", "none (never used where a policy asks for one)")],
+        ),
+    };
+    let mut features = features;
+    features.extend([
+        ("compression", "off (TLS-6)"),
+        ("renegotiation", "refused (TLS-6)"),
+        ("Encrypt-then-MAC", "offered (TLS-7)"),
+        ("Extended Master Secret", "offered (TLS-7)"),
+    ]);
+    Ok(Ics {
+        profile: match profile {
+            ClientProfile::Strict => "client-strict",
+            ClientProfile::Legacy => "client-legacy",
+        },
+        channels,
+        versions,
+        tls12_suites,
+        tls13_suites: if profile == ClientProfile::Legacy {
+            Vec::new()
+        } else {
+            tls13_suites
+        },
+        groups: profile.groups(),
+        signature_algorithms: profile.sigalgs(),
+        certificates: Vec::new(),
+        features,
+    })
+}
+
+/// Describes `ctx`, built for `profile` and serving `certificates` on `channels`.
+pub fn describe(
+    profile: ServerProfile,
+    ctx: &SslContextRef,
+    certificates: &[LoadedCertificate],
+    channels: Vec<String>,
+) -> Ics {
+    let (tls12_suites, tls13_suites) = suites(ctx);
     let versions = match profile {
         ServerProfile::Strict => vec!["TLSv1.2", "TLSv1.3"],
         ServerProfile::MtaLegacy => vec!["TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"],
@@ -126,7 +179,7 @@ impl Ics {
             let _ = writeln!(s, "  channels:   {}", self.channels.join(", "));
         }
         let _ = writeln!(s, "  versions:   {}", self.versions.join(", "));
-        let _ = writeln!(s, "  TLS 1.2 cipher suites (server order):");
+        let _ = writeln!(s, "  TLS 1.2 cipher suites (in order of preference):");
         for c in &self.tls12_suites {
             let _ = writeln!(s, "    {}  {}", c.iana, c.name);
         }

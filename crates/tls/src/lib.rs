@@ -1,8 +1,8 @@
 //! # kurier-tls — TR-03116-4 as code
 //!
 //! Owns every TLS decision Kurier makes: the server profiles (`strict` for MUA ports, HTTPS and by
-//! default port 25; the opt-in `mta-legacy` for port 25, TR-03108 TLS-9), the client profile for
-//! outbound SMTP and HTTPS fetches (TLS-4), certificate loading with the TR-03116-4 §6.1 checks
+//! default port 25; the opt-in `mta-legacy` for port 25, TR-03108 TLS-9), the client profiles for
+//! outbound SMTP (strict, and legacy for best effort only) and HTTPS fetches (TLS-4), certificate loading with the TR-03116-4 §6.1 checks
 //! (CERT-1, CERT-3), SNI and hot reload, the ICS description of a live profile (DNS-5), a TLS
 //! probe for tests and audits, and the local dev CA.
 //!
@@ -28,7 +28,7 @@ pub use certificate::{CertificateError, CertificateFinding, LoadedCertificate, S
 pub use client::{ClientTls, DaneRecord, PeerCheck, PeerVerdict};
 /// The RFC 8460 §4.3 result types, from the handshake to the report.
 pub use kurier_policy::tlsrpt::ResultType;
-pub use profile::{ServerProfile, client_connector};
+pub use profile::{ClientProfile, ServerProfile, client_connector};
 
 /// Errors of this crate.
 #[derive(Debug, thiserror::Error)]

@@ -128,11 +128,7 @@ impl ServerProfile {
     }
 
     fn with_legacy(self, strict: &[&'static str], legacy: &[&'static str]) -> Vec<&'static str> {
-        let mut list = strict.to_vec();
-        if self == ServerProfile::MtaLegacy {
-            list.extend_from_slice(legacy);
-        }
-        list
+        with_legacy(self == ServerProfile::MtaLegacy, strict, legacy)
     }
 
     /// A context builder with every rule of the profile applied and no certificate yet.
@@ -149,7 +145,7 @@ impl ServerProfile {
         );
         apply_common(
             &mut b,
-            self.min_version(),
+            (self.min_version(), SslVersion::TLS1_3),
             &self.tls12_suites(),
             &self.groups(),
             &self.sigalgs(),
@@ -169,6 +165,86 @@ impl ServerProfile {
     }
 }
 
+/// The `strict` list, followed by the `legacy` additions if `legacy` is on.
+fn with_legacy(
+    legacy: bool,
+    strict: &[&'static str],
+    additions: &[&'static str],
+) -> Vec<&'static str> {
+    let mut list = strict.to_vec();
+    if legacy {
+        list.extend_from_slice(additions);
+    }
+    list
+}
+
+/// The profiles of the outbound SMTP client (TLS-4).
+///
+/// `Legacy` is TR-03116-4's lowest priority, and TR-03108's best effort before clear text:
+/// TLS 1.0–1.2 with the `mta-legacy` suites, X25519/X448 and RSA PKCS#1 signatures added, for
+/// old or narrow peers the strict profile cannot reach. The delivery engine uses it only for
+/// destinations no DANE or MTA-STS policy protects, after `Strict` failed, and without any peer
+/// check (`ClientTls::legacy_ssl` takes none), so it can never weaken a verified connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClientProfile {
+    Strict,
+    Legacy,
+}
+
+impl ClientProfile {
+    pub fn name(self) -> &'static str {
+        match self {
+            ClientProfile::Strict => "strict",
+            ClientProfile::Legacy => "legacy",
+        }
+    }
+
+    /// The lowest and highest protocol version offered.
+    pub fn versions(self) -> (SslVersion, SslVersion) {
+        match self {
+            ClientProfile::Strict => (SslVersion::TLS1_2, SslVersion::TLS1_3),
+            // Not 1.3: a peer that needs this profile is one whose TLS 1.3 is broken or
+            // absent, and a 1.3 handshake with it would fail the same way again.
+            ClientProfile::Legacy => (SslVersion::TLS1, SslVersion::TLS1_2),
+        }
+    }
+
+    pub fn tls12_suites(self) -> Vec<&'static str> {
+        with_legacy(
+            self == ClientProfile::Legacy,
+            TLS12_SUITES,
+            LEGACY_TLS12_SUITES,
+        )
+    }
+
+    pub fn groups(self) -> Vec<&'static str> {
+        with_legacy(self == ClientProfile::Legacy, GROUPS, LEGACY_GROUPS)
+    }
+
+    pub fn sigalgs(self) -> Vec<&'static str> {
+        with_legacy(self == ClientProfile::Legacy, SIGALGS, LEGACY_SIGALGS)
+    }
+
+    /// A client context builder with the profile's lists applied.
+    pub(crate) fn context_builder(self) -> Result<SslContextBuilder, TlsError> {
+        let mut b = SslContextBuilder::new(SslMethod::tls_client())
+            .map_err(TlsError::openssl("create client context"))?;
+        apply_common(
+            &mut b,
+            self.versions(),
+            &self.tls12_suites(),
+            &self.groups(),
+            &self.sigalgs(),
+        )?;
+        if self == ClientProfile::Legacy {
+            // TLS 1.0/1.1 sign and derive keys with SHA-1/MD5, which level 1 forbids.
+            b.set_security_level(0);
+        }
+        Ok(b)
+    }
+}
+
 // OpenSSL 3 option bits the `openssl` crate does not name (include/openssl/ssl.h).
 const OP_NO_EXTENDED_MASTER_SECRET: SslOptions = SslOptions::from_bits_retain(1 << 0);
 const OP_ALLOW_CLIENT_RENEGOTIATION: SslOptions = SslOptions::from_bits_retain(1 << 8);
@@ -179,14 +255,14 @@ const OP_NO_ENCRYPT_THEN_MAC: SslOptions = SslOptions::from_bits_retain(1 << 19)
 /// Rules shared by both sides: versions, suites, groups, sigalgs, and TLS-6 prohibitions.
 pub(crate) fn apply_common(
     b: &mut SslContextBuilder,
-    min: SslVersion,
+    (min, max): (SslVersion, SslVersion),
     tls12: &[&str],
     groups: &[&str],
     sigalgs: &[&str],
 ) -> Result<(), TlsError> {
     b.set_min_proto_version(Some(min))
         .map_err(TlsError::openssl("set minimum TLS version"))?;
-    b.set_max_proto_version(Some(SslVersion::TLS1_3))
+    b.set_max_proto_version(Some(max))
         .map_err(TlsError::openssl("set maximum TLS version"))?;
     b.set_cipher_list(&tls12.join(":"))
         .map_err(TlsError::openssl("set TLS 1.2 cipher suites"))?;
@@ -222,7 +298,14 @@ pub const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 pub fn client_connector(verify_peer: bool) -> Result<SslConnector, TlsError> {
     let mut b = SslConnector::builder(SslMethod::tls_client())
         .map_err(TlsError::openssl("create client context"))?;
-    apply_common(&mut b, SslVersion::TLS1_2, TLS12_SUITES, GROUPS, SIGALGS)?;
+    let strict = ClientProfile::Strict;
+    apply_common(
+        &mut b,
+        strict.versions(),
+        &strict.tls12_suites(),
+        &strict.groups(),
+        &strict.sigalgs(),
+    )?;
     b.set_verify(if verify_peer {
         SslVerifyMode::PEER
     } else {

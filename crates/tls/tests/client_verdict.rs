@@ -49,11 +49,14 @@ async fn a_handshake_that_fails_before_the_certificate_is_no_tlsa_verdict() {
         let mut stream = tokio_openssl::SslStream::new(ssl, tcp).unwrap();
         assert!(Pin::new(&mut stream).connect().await.is_err());
         match verdict(stream.ssl(), &check) {
-            PeerVerdict::Failed {
-                result_type,
-                detail,
-            } => {
-                assert_eq!(result_type, ResultType::ValidationFailure, "{detail}");
+            v @ PeerVerdict::NotNegotiated { .. } => {
+                let detail = v.detail().unwrap_or_default();
+                assert_eq!(
+                    v.result_type(),
+                    Some(ResultType::ValidationFailure),
+                    "{detail}"
+                );
+                assert!(!v.certificate_failed());
                 assert!(
                     detail.contains("before the server sent a certificate"),
                     "{detail}"
