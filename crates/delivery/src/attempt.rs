@@ -16,6 +16,7 @@ use std::time::Duration;
 use kurier_policy::dane::DanePolicy;
 use kurier_policy::protection::Protection;
 use kurier_policy::sts::{StsPolicy, StsRequirement};
+use kurier_policy::tlsrpt::{PolicyType, TlsOutcome};
 use kurier_smtp::client::Envelope;
 use kurier_smtp::{ClientError, SmtpClient};
 use kurier_tls::{ClientTls, DaneRecord, PeerCheck, PeerVerdict, ResultType};
@@ -60,45 +61,6 @@ impl SourceAddresses {
         match to {
             std::net::IpAddr::V4(_) => self.v4.map(std::net::IpAddr::V4),
             std::net::IpAddr::V6(_) => self.v6.map(std::net::IpAddr::V6),
-        }
-    }
-}
-
-/// A TLS outcome, for TLSRPT (RFC 8460 §4) and the log.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TlsOutcome {
-    pub mx_host: String,
-    pub ip: Option<String>,
-    /// `tlsa` or `no-policy-found` (RFC 8460 §4.3 policy types).
-    pub policy_type: &'static str,
-    /// The TLSA records as presentation strings, for `tlsa` policies.
-    pub policy_strings: Vec<String>,
-    /// `None`: TLS was established (and verified where required).
-    pub failure: Option<ResultType>,
-    /// Our address, the receiver's greeting name, and the failure in words, where known.
-    pub sending_ip: Option<String>,
-    pub receiving_helo: Option<String>,
-    pub detail: Option<String>,
-}
-
-impl TlsOutcome {
-    /// An outcome decided before any connection (DNS, policy).
-    pub fn without_session(
-        mx_host: &str,
-        policy_type: &'static str,
-        policy_strings: Vec<String>,
-        failure: ResultType,
-        detail: String,
-    ) -> TlsOutcome {
-        TlsOutcome {
-            mx_host: mx_host.to_string(),
-            ip: None,
-            policy_type,
-            policy_strings,
-            failure: Some(failure),
-            sending_ip: None,
-            receiving_helo: None,
-            detail: Some(detail),
         }
     }
 }
@@ -155,7 +117,7 @@ pub async fn deliver(
         Route::Defer { status, reason } => {
             if *status == "4.7.5" {
                 // A bogus MX RRset: DANE could not even begin (RFC 8460 §4.3.2.1).
-                dnssec_invalid(&mut report, "", reason);
+                dnssec_invalid(&mut report, domain, "", reason);
             }
             return route_failure(report, items, domain, Failure::new(status, reason.clone()));
         }
@@ -173,7 +135,7 @@ pub async fn deliver(
                 format!("The mail server {} cannot be used now: {why}.", hop.host),
             );
             if *status == "4.7.5" {
-                dnssec_invalid(&mut report, &hop.host, why);
+                dnssec_invalid(&mut report, domain, &hop.host, why);
             }
             tracing::info!(domain = %domain, mx = %hop.host, result = "skipped", reason = %why, "delivery attempt");
             continue;
@@ -181,7 +143,7 @@ pub async fn deliver(
         if let DanePolicy::Skip { why, .. } = &hop.dane {
             // RFC 8460 §4.3.2.1: no valid records came back, either way — also when
             // TLS-Required: No lets the message go on best effort below.
-            dnssec_invalid(&mut report, &hop.host, why);
+            dnssec_invalid(&mut report, domain, &hop.host, why);
         }
         if let (DanePolicy::Skip { bogus, why }, false) = (&hop.dane, relaxed) {
             last = if *bogus {
@@ -210,16 +172,19 @@ pub async fn deliver(
         } else {
             Security::of(hop, sts)
         };
-        let policy = policy_of(hop, &security, sts);
+        let policy = Reported {
+            domain,
+            policy: policy_of(hop, &security, sts),
+        };
         if let (Security::Sts { enforce }, Some(StsRequirement::NotListed { .. })) =
             (&security, sts.map(|p| p.requirement(&hop.host)))
         {
             // RFC 8461 §4.1: an MX the policy does not list is not to be used (enforce), or
             // used and reported (testing).
-            report.tls.push(TlsOutcome::without_session(
+            report.tls.push(TlsOutcome::before_session(
+                domain,
                 &hop.host,
-                "sts",
-                policy.1.clone(),
+                policy.policy.clone(),
                 ResultType::ValidationFailure,
                 "the MX is not listed in the MTA-STS policy".into(),
             ));
@@ -366,11 +331,11 @@ pub async fn deliver(
 }
 
 /// RFC 8460 §4.3.2.1 `dnssec-invalid`: no valid records came back for this host.
-fn dnssec_invalid(report: &mut AttemptReport, host: &str, why: &str) {
-    report.tls.push(TlsOutcome::without_session(
+fn dnssec_invalid(report: &mut AttemptReport, domain: &str, host: &str, why: &str) {
+    report.tls.push(TlsOutcome::before_session(
+        domain,
         host,
-        "tlsa",
-        Vec::new(),
+        (PolicyType::Tlsa, Vec::new()),
         ResultType::DnssecInvalid,
         why.to_string(),
     ));
@@ -469,7 +434,7 @@ async fn open(
     security: &Security,
     addr: SocketAddr,
     report: &mut AttemptReport,
-    policy: &(&'static str, Vec<String>),
+    policy: &Reported<'_>,
 ) -> Result<SmtpClient, Failure> {
     let source = conn.source.for_peer(addr.ip());
     let connect =
@@ -480,10 +445,11 @@ async fn open(
     let receiving_helo = Some(client.greeting_name().to_string()).filter(|h| !h.is_empty());
     let mut outcome = |failure: Option<ResultType>, detail: Option<String>| {
         report.tls.push(TlsOutcome {
+            policy_domain: policy.domain.to_string(),
             mx_host: hop.host.clone(),
-            ip: ip.clone(),
-            policy_type: policy.0,
-            policy_strings: policy.1.clone(),
+            receiving_ip: ip.clone(),
+            policy_type: policy.policy.0,
+            policy_strings: policy.policy.1.clone(),
             failure,
             sending_ip: sending_ip.clone(),
             receiving_helo: receiving_helo.clone(),
@@ -680,15 +646,17 @@ fn per_recipient(item: &Item, f: impl Fn(&str) -> Outcome) -> Vec<(String, Outco
         .collect()
 }
 
+/// The recipient domain and the policy the TLS outcomes of one host are reported under.
+struct Reported<'a> {
+    domain: &'a str,
+    policy: (PolicyType, Vec<String>),
+}
+
 /// The RFC 8460 §4.3 policy type and strings the TLS outcomes of `hop` are reported under.
-fn policy_of(
-    hop: &Hop,
-    security: &Security,
-    sts: Option<&StsPolicy>,
-) -> (&'static str, Vec<String>) {
+fn policy_of(hop: &Hop, security: &Security, sts: Option<&StsPolicy>) -> (PolicyType, Vec<String>) {
     match (&hop.dane, security) {
         (DanePolicy::Authenticate { records, .. }, _) => (
-            "tlsa",
+            PolicyType::Tlsa,
             records
                 .iter()
                 .map(|t| {
@@ -697,12 +665,12 @@ fn policy_of(
                 })
                 .collect(),
         ),
-        (DanePolicy::TlsRequired | DanePolicy::Skip { .. }, _) => ("tlsa", Vec::new()),
+        (DanePolicy::TlsRequired | DanePolicy::Skip { .. }, _) => (PolicyType::Tlsa, Vec::new()),
         (_, Security::Sts { .. }) => (
-            "sts",
+            PolicyType::Sts,
             sts.map(StsPolicy::report_strings).unwrap_or_default(),
         ),
-        _ => ("no-policy-found", Vec::new()),
+        _ => (PolicyType::NoPolicyFound, Vec::new()),
     }
 }
 

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use kurier_dkim::DkimKey;
 use kurier_dns::Resolver;
-use kurier_policy::tlsrpt::{ReportMeta, ResultType, Rua, TlsRptEvent, build_report, parse_record};
+use kurier_policy::tlsrpt::{ReportMeta, Rua, build_report, parse_record};
 use kurier_smtp::received::{UtcTime, rfc5322_date, unique_stamp};
 use kurier_store::{NewQueueEntry, Store};
 use kurier_tls::ClientTls;
@@ -88,23 +88,6 @@ impl Reporter {
                 return run;
             }
         };
-        let events: Vec<TlsRptEvent> = events
-            .into_iter()
-            .map(|e| TlsRptEvent {
-                policy_domain: e.policy_domain,
-                policy_type: e.policy_type,
-                policy_strings: e.policy_strings,
-                mx_host: e.mx_host,
-                // Names from an older store that RFC 8460 does not know count as the catch-all.
-                failure: e
-                    .failure
-                    .map(|f| ResultType::parse(&f).unwrap_or(ResultType::ValidationFailure)),
-                receiving_ip: e.receiving_ip,
-                sending_ip: e.sending_ip,
-                receiving_helo: e.receiving_helo,
-                detail: e.detail,
-            })
-            .collect();
         let domains: BTreeSet<String> = events.iter().map(|e| e.policy_domain.clone()).collect();
         let (start, stop) = (
             UtcTime::from_unix(day_start).rfc3339(),

@@ -10,10 +10,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kurier_dns::{Resolver, ValidatorState};
+use kurier_policy::tlsrpt::{PolicyType, TlsOutcome};
 use kurier_smtp::client::Envelope;
-use kurier_store::{
-    NewQueueEntry, QueueEntry, Recipient, RecipientStatus, Store, StoreError, TlsEvent,
-};
+use kurier_store::{NewQueueEntry, QueueEntry, Recipient, RecipientStatus, Store, StoreError};
 use kurier_tls::ClientTls;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 
@@ -363,29 +362,17 @@ impl QueueRunner {
             report.tls.clear();
         }
         if let Some((result_type, detail)) = &sts.failure {
-            report.tls.push(attempt::TlsOutcome::without_session(
+            report.tls.push(TlsOutcome::before_session(
+                &domain,
                 "",
-                "sts",
-                Vec::new(),
+                (PolicyType::Sts, Vec::new()),
                 *result_type,
                 detail.clone(),
             ));
         }
         let now = kurier_store::now();
         for t in &report.tls {
-            let event = TlsEvent {
-                policy_domain: domain.clone(),
-                policy_type: t.policy_type.to_string(),
-                policy_strings: t.policy_strings.clone(),
-                mx_host: t.mx_host.clone(),
-                failure: t.failure.map(|r| r.as_str().to_string()),
-                receiving_ip: t.ip.clone(),
-                sending_ip: t.sending_ip.clone(),
-                receiving_helo: t.receiving_helo.clone(),
-                detail: t.detail.clone(),
-                at: now,
-            };
-            if let Err(e) = self.store.record_tls_event(&event).await {
+            if let Err(e) = self.store.record_tls_event(t, now).await {
                 tracing::warn!(error = %e, "cannot record a TLS outcome for TLSRPT");
             }
         }

@@ -109,7 +109,7 @@ async fn tls4_smtp3_the_client_hello_of_outbound_delivery() {
         "{report:?}"
     );
     assert_eq!(report.tls[0].failure, None);
-    assert_eq!(report.tls[0].policy_type, "tlsa");
+    assert_eq!(report.tls[0].policy_type.as_str(), "tlsa");
     let body = mx.join().unwrap();
     assert!(body.contains("..leading dot"), "dot-stuffed: {body}");
 

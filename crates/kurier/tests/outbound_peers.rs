@@ -362,7 +362,7 @@ fn smtp2_legacy_tls_before_clear_text_only_without_dane_or_mta_sts() {
         assert_eq!(e.len(), 2, "{d}: {e:?}");
         assert!(
             e.iter()
-                .any(|e| e.failure.as_deref() == Some("validation-failure"))
+                .any(|e| e.failure.map(|f| f.as_str()) == Some("validation-failure"))
                 && e.iter().any(|e| e.failure.is_none()),
             "{d}: {e:?}"
         );

@@ -285,7 +285,9 @@ fn sts5_module_j_outbound_enforcement_testing_mode_cache_and_fetch_failures() {
     let events = support::tls_events(dir.path());
     let has = |domain: &str, kind: &str, failure: Option<&str>| {
         events.iter().any(|e| {
-            e.policy_domain == domain && e.policy_type == kind && e.failure.as_deref() == failure
+            e.policy_domain == domain
+                && e.policy_type.as_str() == kind
+                && e.failure.map(|f| f.as_str()) == failure
         })
     };
     assert!(has("sts-good.test", "sts", None), "{events:#?}");

@@ -158,22 +158,84 @@ pub fn parse_record(txts: &[String]) -> Result<Option<TlsRptRecord>, TlsRptError
     }
 }
 
-/// One TLS outcome of one outbound session (what `store::TlsEvent` holds).
+/// The policy a TLS outcome is counted under (RFC 8460 §4.3 `policy-type`), in the order of
+/// the names, so that a report lists its policies sorted by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PolicyType {
+    NoPolicyFound,
+    /// MTA-STS (RFC 8461).
+    Sts,
+    /// DANE (RFC 7672): the TLSA records of the MX.
+    Tlsa,
+}
+
+impl PolicyType {
+    pub const ALL: [PolicyType; 3] = [PolicyType::NoPolicyFound, PolicyType::Sts, PolicyType::Tlsa];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PolicyType::Tlsa => "tlsa",
+            PolicyType::Sts => "sts",
+            PolicyType::NoPolicyFound => "no-policy-found",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<PolicyType> {
+        PolicyType::ALL.into_iter().find(|p| p.as_str() == name)
+    }
+}
+
+impl std::fmt::Display for PolicyType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The TLS outcome of one outbound session, or of a policy check that ended before any session
+/// (RFC 8460 §4): the one shape of this fact from the delivery attempt through the store to the
+/// report.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TlsRptEvent {
+pub struct TlsOutcome {
+    /// The recipient domain.
     pub policy_domain: String,
-    /// `tlsa`, `sts` or `no-policy-found`.
-    pub policy_type: String,
+    pub policy_type: PolicyType,
+    /// The policy as the report shows it: TLSA records, or the MTA-STS policy's lines.
     pub policy_strings: Vec<String>,
+    /// Empty when no MX was concerned (an MTA-STS fetch, a bogus MX RRset).
     pub mx_host: String,
-    /// `None` for a successful session.
+    /// `None`: TLS was established, and verified where the policy requires it.
     pub failure: Option<ResultType>,
     pub receiving_ip: Option<String>,
+    /// Our address on that session.
     pub sending_ip: Option<String>,
+    /// The name the receiver greeted with.
     pub receiving_helo: Option<String>,
     /// The failure in words (`failure-reason-code`; RFC 8460 §4.4 keeps `additional-information`
     /// for a URI, which we do not have).
     pub detail: Option<String>,
+}
+
+impl TlsOutcome {
+    /// A failure decided before any connection (DNS, policy).
+    pub fn before_session(
+        policy_domain: &str,
+        mx_host: &str,
+        policy: (PolicyType, Vec<String>),
+        failure: ResultType,
+        detail: String,
+    ) -> TlsOutcome {
+        TlsOutcome {
+            policy_domain: policy_domain.to_string(),
+            policy_type: policy.0,
+            policy_strings: policy.1,
+            mx_host: mx_host.to_string(),
+            failure: Some(failure),
+            receiving_ip: None,
+            sending_ip: None,
+            receiving_helo: None,
+            detail: Some(detail),
+        }
+    }
 }
 
 /// Who reports, and for which day.
@@ -189,14 +251,14 @@ pub struct ReportMeta {
 
 /// The report for `domain` from the events of the day (§4.4): one entry per distinct policy,
 /// with session counts and failure details grouped by result type, MX and address.
-pub fn build_report(meta: &ReportMeta, domain: &str, events: &[TlsRptEvent]) -> Value {
-    type Key = (String, Vec<String>);
+pub fn build_report(meta: &ReportMeta, domain: &str, events: &[TlsOutcome]) -> Value {
+    type Key = (PolicyType, Vec<String>);
     /// (result type, MX, receiving IP, sending IP, HELO) → (sessions, first detail).
     type Failures = BTreeMap<(String, String, String, String, String), (u64, String)>;
     let mut policies: BTreeMap<Key, (u64, u64, Failures)> = BTreeMap::new();
     for e in events.iter().filter(|e| e.policy_domain == domain) {
         let entry = policies
-            .entry((e.policy_type.clone(), e.policy_strings.clone()))
+            .entry((e.policy_type, e.policy_strings.clone()))
             .or_default();
         match &e.failure {
             None => entry.0 += 1,
@@ -221,7 +283,7 @@ pub fn build_report(meta: &ReportMeta, domain: &str, events: &[TlsRptEvent]) -> 
         .into_iter()
         .map(|((kind, strings), (ok, failed, details))| {
             let mut policy = json!({
-                "policy-type": kind,
+                "policy-type": kind.as_str(),
                 "policy-string": strings,
                 "policy-domain": domain,
             });
@@ -229,7 +291,7 @@ pub fn build_report(meta: &ReportMeta, domain: &str, events: &[TlsRptEvent]) -> 
                 .iter()
                 .filter_map(|s| s.strip_prefix("mx: "))
                 .collect();
-            if kind == "sts" && !mx.is_empty() {
+            if kind == PolicyType::Sts && !mx.is_empty() {
                 policy["mx-host"] = json!(mx);
             }
             let details: Vec<Value> = details
@@ -399,10 +461,10 @@ mod tests {
         strings: &[&str],
         mx: &str,
         failure: Option<&str>,
-    ) -> TlsRptEvent {
-        TlsRptEvent {
+    ) -> TlsOutcome {
+        TlsOutcome {
             policy_domain: domain.into(),
-            policy_type: kind.into(),
+            policy_type: PolicyType::parse(kind).unwrap(),
             policy_strings: strings.iter().map(|s| s.to_string()).collect(),
             mx_host: mx.into(),
             failure: failure.and_then(ResultType::parse),

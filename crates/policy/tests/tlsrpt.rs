@@ -6,7 +6,9 @@
 
 use std::process::Command;
 
-use kurier_policy::tlsrpt::{ReportMeta, ResultType, TlsRptEvent, build_report, parse_report};
+use kurier_policy::tlsrpt::{
+    PolicyType, ReportMeta, ResultType, TlsOutcome, build_report, parse_report,
+};
 
 const RESULT_TYPES: &[&str] = &[
     "starttls-not-supported",
@@ -81,9 +83,9 @@ fn rpt6_generated_reports_validate_against_the_rfc8460_schema() {
         "max_age: 86400",
     ];
     let mut events = vec![
-        TlsRptEvent {
+        TlsOutcome {
             policy_domain: "b.test".into(),
-            policy_type: "sts".into(),
+            policy_type: PolicyType::Sts,
             policy_strings: sts.iter().map(|s| s.to_string()).collect(),
             mx_host: "mx.b.test".into(),
             failure: None,
@@ -92,9 +94,9 @@ fn rpt6_generated_reports_validate_against_the_rfc8460_schema() {
             receiving_helo: Some("mx.b.test".into()),
             detail: None,
         },
-        TlsRptEvent {
+        TlsOutcome {
             policy_domain: "b.test".into(),
-            policy_type: "no-policy-found".into(),
+            policy_type: PolicyType::NoPolicyFound,
             policy_strings: vec![],
             mx_host: "mx3.b.test".into(),
             failure: None,
@@ -105,9 +107,13 @@ fn rpt6_generated_reports_validate_against_the_rfc8460_schema() {
         },
     ];
     for (i, kind) in RESULT_TYPES.iter().enumerate() {
-        events.push(TlsRptEvent {
+        events.push(TlsOutcome {
             policy_domain: "b.test".into(),
-            policy_type: if i % 2 == 0 { "tlsa" } else { "sts" }.into(),
+            policy_type: if i % 2 == 0 {
+                PolicyType::Tlsa
+            } else {
+                PolicyType::Sts
+            },
             policy_strings: if i % 2 == 0 {
                 vec!["3 1 1 00ff".into()]
             } else {

@@ -237,9 +237,10 @@ pub trait Store: Send + Sync + 'static {
     async fn queue(&self) -> Result<Vec<QueueEntry>>;
 
     // TLSRPT (RFC 8460) and MTA-STS (RFC 8461).
-    async fn record_tls_event(&self, event: &TlsEvent) -> Result<()>;
+    /// Keeps `outcome`, which happened at `at`.
+    async fn record_tls_event(&self, outcome: &TlsOutcome, at: UnixTime) -> Result<()>;
     /// Events with `from <= at < until`.
-    async fn tls_events(&self, from: UnixTime, until: UnixTime) -> Result<Vec<TlsEvent>>;
+    async fn tls_events(&self, from: UnixTime, until: UnixTime) -> Result<Vec<TlsOutcome>>;
     async fn store_report(&self, report_domain: &str, submitter: &str, json: &[u8]) -> Result<i64>;
     async fn reports(&self) -> Result<Vec<ReceivedReport>>;
     async fn put_sts_policy(&self, policy: &CachedStsPolicy) -> Result<()>;

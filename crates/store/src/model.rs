@@ -228,27 +228,9 @@ pub struct NewQueueEntry {
     pub require_tls: bool,
 }
 
-/// One TLS outcome of an outbound session, counted for TLSRPT (RFC 8460 §4).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TlsEvent {
-    /// The policy domain (the recipient domain).
-    pub policy_domain: String,
-    /// `sts`, `tlsa` or `no-policy-found`.
-    pub policy_type: String,
-    /// The policy strings as they will appear in the report.
-    pub policy_strings: Vec<String>,
-    pub mx_host: String,
-    /// `None` for success, else an RFC 8460 §4.3 result type such as `certificate-expired`.
-    pub failure: Option<String>,
-    pub receiving_ip: Option<String>,
-    /// Our address on that session.
-    pub sending_ip: Option<String>,
-    /// The name the receiver greeted with.
-    pub receiving_helo: Option<String>,
-    /// Why it failed, in words (RFC 8460 `failure-reason-code`).
-    pub detail: Option<String>,
-    pub at: UnixTime,
-}
+/// The TLS outcomes the store keeps for TLSRPT (RFC 8460 §4): the policy crate's one shape of
+/// that fact, stored with the time it happened.
+pub use kurier_policy::tlsrpt::{PolicyType, ResultType, TlsOutcome};
 
 /// A TLSRPT report received by mail (RFC 8460 §5.3), stored raw and parsed by `policy`.
 #[derive(Debug, Clone, PartialEq, Eq)]

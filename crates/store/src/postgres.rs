@@ -24,7 +24,7 @@ use crate::{
     Account, AccountId, Alias, Appended, CachedStsPolicy, ChangeKind, DEFAULT_MAILBOXES, Domain,
     FlagChange, Mailbox, MailboxChange, MailboxId, MessageMeta, NewQueueEntry, QueueEntry, QueueId,
     QueueRecipient, ReceivedReport, Recipient, RecipientStatus, Result, SpecialUse, Store,
-    StoreError, TlsEvent, UnixTime, address, normalize_flags, now, password,
+    StoreError, TlsOutcome, UnixTime, address, normalize_flags, now, password,
 };
 
 /// The NOTIFY channel for mailbox changes.
@@ -1559,25 +1559,26 @@ impl Store for PostgresStore {
         load_queue_entries(&self.client().await?, None).await
     }
 
-    async fn record_tls_event(&self, e: &TlsEvent) -> Result<()> {
+    async fn record_tls_event(&self, e: &TlsOutcome, at: UnixTime) -> Result<()> {
+        let e = rules::TlsEventRow::of(e);
         self.client()
             .await?
             .execute(
                 "INSERT INTO tls_events (policy_domain, policy_type, policy_strings, mx_host, failure, receiving_ip, sending_ip, receiving_helo, detail, at) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-                &[&e.policy_domain, &e.policy_type, &encode_list(&e.policy_strings), &e.mx_host, &e.failure, &e.receiving_ip, &e.sending_ip, &e.receiving_helo, &e.detail, &e.at],
+                &[&e.policy_domain, &e.policy_type, &e.policy_strings, &e.mx_host, &e.failure, &e.receiving_ip, &e.sending_ip, &e.receiving_helo, &e.detail, &at],
             )
             .await
             .map_err(err)?;
         Ok(())
     }
 
-    async fn tls_events(&self, from: UnixTime, until: UnixTime) -> Result<Vec<TlsEvent>> {
+    async fn tls_events(&self, from: UnixTime, until: UnixTime) -> Result<Vec<TlsOutcome>> {
         let rows = self
             .client()
             .await?
             .query(
-                "SELECT policy_domain, policy_type, policy_strings, mx_host, failure, receiving_ip, at, sending_ip, receiving_helo, detail \
+                "SELECT policy_domain, policy_type, policy_strings, mx_host, failure, receiving_ip, sending_ip, receiving_helo, detail \
                  FROM tls_events WHERE at >= $1 AND at < $2 ORDER BY at, id",
                 &[&from, &until],
             )
@@ -1585,17 +1586,19 @@ impl Store for PostgresStore {
             .map_err(err)?;
         Ok(rows
             .iter()
-            .map(|r| TlsEvent {
-                policy_domain: r.get(0),
-                policy_type: r.get(1),
-                policy_strings: decode_list(r.get(2)),
-                mx_host: r.get(3),
-                failure: r.get(4),
-                receiving_ip: r.get(5),
-                at: r.get(6),
-                sending_ip: r.get(7),
-                receiving_helo: r.get(8),
-                detail: r.get(9),
+            .map(|r| {
+                rules::TlsEventRow {
+                    policy_domain: r.get(0),
+                    policy_type: r.get(1),
+                    policy_strings: r.get(2),
+                    mx_host: r.get(3),
+                    failure: r.get(4),
+                    receiving_ip: r.get(5),
+                    sending_ip: r.get(6),
+                    receiving_helo: r.get(7),
+                    detail: r.get(8),
+                }
+                .outcome()
             })
             .collect())
     }

@@ -1,6 +1,6 @@
 //! Rules both backends share: names, flag arithmetic, and how lists are kept in one column.
 
-use crate::{FlagChange, Result, StoreError};
+use crate::{FlagChange, PolicyType, Result, ResultType, StoreError, TlsOutcome};
 
 /// Checks a mailbox name; `INBOX` in any case becomes `INBOX` (RFC 9051 §5.1).
 pub fn mailbox_name(name: &str) -> Result<String> {
@@ -111,6 +111,53 @@ pub fn deletable_mailbox(name: &str) -> Result<String> {
 /// A byte count from the database (never negative there; clamp anyway).
 pub fn to_u64(v: i64) -> u64 {
     v.max(0) as u64
+}
+
+/// A `tls_events` row as it is kept: the type names as RFC 8460 spells them.
+pub struct TlsEventRow {
+    pub policy_domain: String,
+    pub policy_type: String,
+    pub policy_strings: String,
+    pub mx_host: String,
+    pub failure: Option<String>,
+    pub receiving_ip: Option<String>,
+    pub sending_ip: Option<String>,
+    pub receiving_helo: Option<String>,
+    pub detail: Option<String>,
+}
+
+impl TlsEventRow {
+    pub fn of(o: &TlsOutcome) -> TlsEventRow {
+        TlsEventRow {
+            policy_domain: o.policy_domain.clone(),
+            policy_type: o.policy_type.as_str().to_string(),
+            policy_strings: encode_list(&o.policy_strings),
+            mx_host: o.mx_host.clone(),
+            failure: o.failure.map(|f| f.as_str().to_string()),
+            receiving_ip: o.receiving_ip.clone(),
+            sending_ip: o.sending_ip.clone(),
+            receiving_helo: o.receiving_helo.clone(),
+            detail: o.detail.clone(),
+        }
+    }
+
+    /// The outcome again. Names RFC 8460 does not know (a hand-edited or future database)
+    /// count as the catch-alls `no-policy-found` and `validation-failure`.
+    pub fn outcome(self) -> TlsOutcome {
+        TlsOutcome {
+            policy_type: PolicyType::parse(&self.policy_type).unwrap_or(PolicyType::NoPolicyFound),
+            policy_strings: decode_list(&self.policy_strings),
+            failure: self
+                .failure
+                .map(|f| ResultType::parse(&f).unwrap_or(ResultType::ValidationFailure)),
+            policy_domain: self.policy_domain,
+            mx_host: self.mx_host,
+            receiving_ip: self.receiving_ip,
+            sending_ip: self.sending_ip,
+            receiving_helo: self.receiving_helo,
+            detail: self.detail,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ use crate::{
     Account, AccountId, Alias, Appended, CachedStsPolicy, ChangeKind, DEFAULT_MAILBOXES, Domain,
     FlagChange, Mailbox, MailboxChange, MailboxId, MessageMeta, NewQueueEntry, QueueEntry, QueueId,
     QueueRecipient, ReceivedReport, Recipient, RecipientStatus, Result, SpecialUse, Store,
-    StoreError, TlsEvent, UnixTime, address, normalize_flags, now, password,
+    StoreError, TlsOutcome, UnixTime, address, normalize_flags, now, password,
 };
 
 pub struct SqliteStore {
@@ -1478,13 +1478,13 @@ impl Store for SqliteStore {
         self.run(|c| load_queue_entries(c, "", &[])).await
     }
 
-    async fn record_tls_event(&self, e: &TlsEvent) -> Result<()> {
-        let e = e.clone();
+    async fn record_tls_event(&self, e: &TlsOutcome, at: UnixTime) -> Result<()> {
+        let e = rules::TlsEventRow::of(e);
         self.run(move |c| {
             c.execute(
                 "INSERT INTO tls_events (policy_domain, policy_type, policy_strings, mx_host, failure, receiving_ip, sending_ip, receiving_helo, detail, at) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                params![e.policy_domain, e.policy_type, encode_list(&e.policy_strings), e.mx_host, e.failure, e.receiving_ip, e.sending_ip, e.receiving_helo, e.detail, e.at],
+                params![e.policy_domain, e.policy_type, e.policy_strings, e.mx_host, e.failure, e.receiving_ip, e.sending_ip, e.receiving_helo, e.detail, at],
             )
             .map_err(err)?;
             Ok(())
@@ -1492,28 +1492,28 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn tls_events(&self, from: UnixTime, until: UnixTime) -> Result<Vec<TlsEvent>> {
+    async fn tls_events(&self, from: UnixTime, until: UnixTime) -> Result<Vec<TlsOutcome>> {
         self.run(move |c| {
             let mut s = c
                 .prepare(
-                    "SELECT policy_domain, policy_type, policy_strings, mx_host, failure, receiving_ip, at, sending_ip, receiving_helo, detail \
+                    "SELECT policy_domain, policy_type, policy_strings, mx_host, failure, receiving_ip, sending_ip, receiving_helo, detail \
                      FROM tls_events WHERE at >= ?1 AND at < ?2 ORDER BY at, id",
                 )
                 .map_err(err)?;
             let rows = s
                 .query_map(params![from, until], |r| {
-                    Ok(TlsEvent {
+                    Ok(rules::TlsEventRow {
                         policy_domain: r.get(0)?,
                         policy_type: r.get(1)?,
-                        policy_strings: decode_list(&r.get::<_, String>(2)?),
+                        policy_strings: r.get(2)?,
                         mx_host: r.get(3)?,
                         failure: r.get(4)?,
                         receiving_ip: r.get(5)?,
-                        at: r.get(6)?,
-                        sending_ip: r.get(7)?,
-                        receiving_helo: r.get(8)?,
-                        detail: r.get(9)?,
-                    })
+                        sending_ip: r.get(6)?,
+                        receiving_helo: r.get(7)?,
+                        detail: r.get(8)?,
+                    }
+                    .outcome())
                 })
                 .map_err(err)?;
             rows.collect::<rusqlite::Result<_>>().map_err(err)

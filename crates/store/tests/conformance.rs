@@ -10,8 +10,8 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use kurier_store::{
-    ChangeKind, FlagChange, NewQueueEntry, Recipient, RecipientStatus, SpecialUse, Store,
-    StoreError, TlsEvent, now,
+    ChangeKind, FlagChange, NewQueueEntry, PolicyType, Recipient, RecipientStatus, ResultType,
+    SpecialUse, Store, StoreError, TlsOutcome, now,
 };
 
 mod common;
@@ -898,26 +898,27 @@ mod suite {
     }
 
     pub async fn reports_and_policies(s: Arc<dyn Store>) {
-        let ev = TlsEvent {
+        let ev = TlsOutcome {
             policy_domain: "remote.test".into(),
-            policy_type: "tlsa".into(),
+            policy_type: PolicyType::Tlsa,
             policy_strings: vec!["3 1 1 abcd".into(), "2 1 1 ef01".into()],
             mx_host: "mx.remote.test".into(),
-            failure: Some("tlsa-invalid".into()),
+            failure: Some(ResultType::TlsaInvalid),
             receiving_ip: Some("192.0.2.1".into()),
             sending_ip: Some("198.51.100.7".into()),
             receiving_helo: Some("mx.remote.test".into()),
             detail: Some("no TLSA record matched".into()),
-            at: 1_000_000,
         };
-        s.record_tls_event(&ev).await.unwrap();
-        s.record_tls_event(&TlsEvent {
-            failure: None,
-            detail: None,
-            receiving_helo: None,
-            at: 1_086_400,
-            ..ev.clone()
-        })
+        s.record_tls_event(&ev, 1_000_000).await.unwrap();
+        s.record_tls_event(
+            &TlsOutcome {
+                failure: None,
+                detail: None,
+                receiving_helo: None,
+                ..ev.clone()
+            },
+            1_086_400,
+        )
         .await
         .unwrap();
         assert_eq!(s.tls_events(1_000_000, 1_086_400).await.unwrap(), [ev]);

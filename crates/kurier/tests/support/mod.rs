@@ -428,7 +428,7 @@ pub fn store_at(
 }
 
 /// Every TLSRPT event the server in `dir` recorded.
-pub fn tls_events(dir: &Path) -> Vec<kurier_store::TlsEvent> {
+pub fn tls_events(dir: &Path) -> Vec<kurier_store::TlsOutcome> {
     let (rt, store) = store_at(dir);
     rt.block_on(store.tls_events(0, i64::MAX)).unwrap()
 }
