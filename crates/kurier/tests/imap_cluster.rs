@@ -6,32 +6,7 @@
 
 mod support;
 
-use std::process::Command;
-
 use support::Server;
-
-/// A fresh database on the test cluster, as a store URL.
-fn test_database() -> String {
-    let admin = std::env::var("KURIER_TEST_POSTGRES").expect(
-        "KURIER_TEST_POSTGRES is not set: run scripts/test.sh, which starts a PostgreSQL cluster for the tests",
-    );
-    let mut id = [0u8; 8];
-    openssl::rand::rand_bytes(&mut id).unwrap();
-    let name = format!(
-        "kurier_imap_{}",
-        id.iter().map(|b| format!("{b:02x}")).collect::<String>()
-    );
-    let out = Command::new("psql")
-        .args([admin.as_str(), "-c", &format!("CREATE DATABASE {name}")])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    format!("postgres:{admin} dbname={name}")
-}
 
 const IDLE_ACROSS_NODES: &str = r#"
 import imaplib, smtplib, ssl, sys, time
@@ -55,7 +30,7 @@ print(f"OK-DONE {elapsed:.3f}")
 
 #[test]
 fn idle_on_one_node_hears_a_delivery_on_the_other() {
-    let url = test_database();
+    let url = support::postgres_database("kurier_imap");
     let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (a_ip, b_ip) = ("127.0.40.8", "127.0.40.9");
     let store = format!("[store]\nurl = \"{url}\"\n");

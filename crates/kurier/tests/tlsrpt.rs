@@ -432,3 +432,136 @@ fn forged_report(json: &[u8]) -> Vec<u8> {
     )
     .into_bytes()
 }
+
+/// Issue 18 item 4 (RPT-6): two Kurier nodes on one PostgreSQL database share the queue and the
+/// TLS outcomes; a day's report for a policy domain leaves exactly once, counting the sessions
+/// of both nodes, even when both nodes send the day's reports at the same moment.
+#[test]
+fn rpt6_two_nodes_on_one_postgres_send_a_days_report_once() {
+    let collector = hosts::FREE + 10;
+    let mut world = World::builder()
+        .zone(
+            Zone::unsigned("shared.test")
+                .record("@", "MX", "10 mx")
+                .record("mx", "A", "{postfix:0}")
+                .record(
+                    "_smtp._tls",
+                    "TXT",
+                    "\"v=TLSRPTv1; rua=https://collector.reports.test/v1/tlsrpt\"",
+                ),
+        )
+        .zone(Zone::unsigned("reports.test").record(
+            "collector",
+            "A",
+            &format!("{{ip:{collector}}}"),
+        ))
+        .postfix(PostfixSpec::receiver("mx.shared.test", &["shared.test"]))
+        .build()
+        .unwrap();
+    world
+        .start_https(collector, &["collector.reports.test"], &[])
+        .unwrap();
+    let dns = world.dns().clone();
+    let url = support::postgres_database("kurier_rpt");
+    let (a_ip, b_ip) = (
+        world.net.ip(hosts::FREE).to_string(),
+        world.net.ip(hosts::FREE + 1).to_string(),
+    );
+    let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a_config = support::configured(
+        a_dir.path(),
+        &a_ip,
+        "",
+        &format!(
+            "\n[store]\nurl = \"{url}\"\n[dns]\nupstream = [\"{}\"]\ntrust_anchor = \"{}\"\n\
+             [delivery]\nretry_min_secs = 3600\nextra_ca_file = \"{}\"\n",
+            dns.resolver,
+            dns.trust_anchor_ds.display(),
+            world.ca_file().unwrap().display()
+        ),
+    );
+    // Node B: the same database and certificate, its own address and data folder.
+    let b_config = b_dir.path().join("kurier.toml");
+    let text = std::fs::read_to_string(&a_config)
+        .unwrap()
+        .replace(&a_ip, &b_ip)
+        .replace(
+            &a_dir.path().join("data").display().to_string(),
+            &b_dir.path().join("data").display().to_string(),
+        );
+    std::fs::create_dir_all(b_dir.path().join("data")).unwrap();
+    std::fs::write(&b_config, text).unwrap();
+    let a = Server::configured(a_dir.path(), &a_config);
+    let b = Server::configured(b_dir.path(), &b_config);
+    for (ip, n) in [(&a_ip, 1), (&b_ip, 2), (&a_ip, 3), (&b_ip, 4)] {
+        let mut c = Client::connect_tls(format!("{ip}:2465").parse().unwrap(), "mx.kurier.test");
+        c.cmd("EHLO client.test");
+        assert!(
+            c.cmd(&format!("AUTH PLAIN {}", plain("rcpt@kurier.test", "pw")))
+                .starts_with("235")
+        );
+        assert!(c.cmd("MAIL FROM:<rcpt@kurier.test>").starts_with("250"));
+        assert!(c.cmd("RCPT TO:<user@shared.test>").starts_with("250"));
+        assert!(c.cmd("DATA").starts_with("354"));
+        let r = c.cmd(&format!(
+            "From: rcpt@kurier.test\r\nSubject: node message {n}\r\n\r\nhi\r\n."
+        ));
+        assert!(r.starts_with("250"), "{r}");
+        c.cmd("QUIT");
+    }
+    world.postfix[0]
+        .wait_for_messages(4, Duration::from_secs(60))
+        .unwrap();
+    // Both nodes delivered: their outcomes are in one database.
+    support::wait_until(Duration::from_secs(10), "both nodes' sessions", || {
+        let tried = |s: &Server| s.stderr().matches("domain=shared.test ").count();
+        tried(&a) + tried(&b) >= 4
+    });
+    std::thread::sleep(Duration::from_secs(1));
+
+    // Both nodes send the day's reports at the same moment.
+    let day = support::utc_day();
+    let send = |config: &std::path::Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_kurier"))
+            .args(["reports", "send", "--day", &day, "--config"])
+            .arg(config)
+            .output()
+            .unwrap()
+    };
+    let (out_a, out_b) = std::thread::scope(|s| {
+        let a = s.spawn(|| send(&a_config));
+        let b = s.spawn(|| send(&b_config));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    let text = |o: &std::process::Output| {
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let both = format!("{}{}", text(&out_a), text(&out_b));
+    assert_eq!(
+        both.matches("sent      shared.test").count(),
+        1,
+        "exactly one node sends it: {both}"
+    );
+    assert!(
+        both.contains("no report shared.test: already sent"),
+        "{both}"
+    );
+    let posted = world.posted(collector);
+    assert_eq!(posted.len(), 1, "{both}");
+    let mut json = String::new();
+    std::io::Read::read_to_string(
+        &mut flate2::read::GzDecoder::new(&posted[0].1[..]),
+        &mut json,
+    )
+    .unwrap();
+    let report: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(
+        report["policies"][0]["summary"]["total-successful-session-count"], 4,
+        "the sessions of both nodes: {json}"
+    );
+    // And a later run on either node sends nothing new.
+    let again = text(&send(&b_config));
+    assert!(!again.contains("sent  "), "{again}");
+    assert_eq!(world.posted(collector).len(), 1);
+}

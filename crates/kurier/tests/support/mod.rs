@@ -460,3 +460,28 @@ pub fn utc_day() -> String {
         .unwrap();
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
+
+/// A fresh database named `<prefix>_<random>` on the test cluster of scripts/test.sh, as a
+/// store URL. Fails, never skips, without that cluster.
+#[allow(dead_code)] // not every test binary runs several nodes
+pub fn postgres_database(prefix: &str) -> String {
+    let admin = std::env::var("KURIER_TEST_POSTGRES").expect(
+        "KURIER_TEST_POSTGRES is not set: run scripts/test.sh, which starts a PostgreSQL cluster for the tests",
+    );
+    let mut id = [0u8; 8];
+    openssl::rand::rand_bytes(&mut id).unwrap();
+    let name = format!(
+        "{prefix}_{}",
+        id.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    );
+    let out = Command::new("psql")
+        .args([admin.as_str(), "-c", &format!("CREATE DATABASE {name}")])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    format!("postgres:{admin} dbname={name}")
+}
