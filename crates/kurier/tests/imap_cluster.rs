@@ -36,15 +36,7 @@ fn idle_on_one_node_hears_a_delivery_on_the_other() {
     let store = format!("[store]\nurl = \"{url}\"\n");
     let a_config = support::configured(a_dir.path(), a_ip, "", &store);
     // Node B: the same database and certificate, its own address and data folder.
-    let b_config = b_dir.path().join("kurier.toml");
-    let text = std::fs::read_to_string(&a_config)
-        .unwrap()
-        .replace(a_ip, b_ip)
-        .replace(
-            &a_dir.path().join("data").display().to_string(),
-            &b_dir.path().join("data").display().to_string(),
-        );
-    std::fs::write(&b_config, text).unwrap();
+    let b_config = support::second_node(a_dir.path(), &a_config, a_ip, b_dir.path(), b_ip);
     let _a = Server::configured(a_dir.path(), &a_config);
     let _b = Server::configured(b_dir.path(), &b_config);
     support::python_ok(IDLE_ACROSS_NODES, &[a_ip, b_ip]);

@@ -553,15 +553,7 @@ fn module_b_delivery(upstream: fn(&kurier_testworld::Dns) -> std::net::SocketAdd
     }
     // The day's TLSRPT run reports to nobody whose records are bogus. (Reports are signed.)
     support::admin(&config, &["dkim", "generate", "kurier.test"], "");
-    let (code, reports, err) = support::run(&[
-        "reports",
-        "send",
-        "--day",
-        &support::utc_day(),
-        "--config",
-        config.to_str().unwrap(),
-    ]);
-    assert_eq!(code, 0, "{err}");
+    let reports = support::send_todays_reports(&config);
     for d in bogus.iter().map(|(d, ..)| *d).chain(["exp-txt.test"]) {
         assert!(!reports.contains(&format!("sent      {d}")), "{reports}");
     }

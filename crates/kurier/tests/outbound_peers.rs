@@ -379,15 +379,7 @@ fn smtp2_legacy_tls_before_clear_text_only_without_dane_or_mta_sts() {
             "{d}: {e:?}"
         );
     }
-    let (code, out, err) = support::run(&[
-        "reports",
-        "send",
-        "--day",
-        &support::utc_day(),
-        "--config",
-        config.to_str().unwrap(),
-    ]);
-    assert_eq!(code, 0, "{err}");
+    let out = support::send_todays_reports(&config);
     let posted = world.posted(collector);
     assert_eq!(posted.len(), domains.len(), "{out}");
     let schema = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))

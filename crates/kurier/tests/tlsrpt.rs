@@ -481,33 +481,12 @@ fn rpt6_two_nodes_on_one_postgres_send_a_days_report_once() {
         ),
     );
     // Node B: the same database and certificate, its own address and data folder.
-    let b_config = b_dir.path().join("kurier.toml");
-    let text = std::fs::read_to_string(&a_config)
-        .unwrap()
-        .replace(&a_ip, &b_ip)
-        .replace(
-            &a_dir.path().join("data").display().to_string(),
-            &b_dir.path().join("data").display().to_string(),
-        );
-    std::fs::create_dir_all(b_dir.path().join("data")).unwrap();
-    std::fs::write(&b_config, text).unwrap();
+    let b_config = support::second_node(a_dir.path(), &a_config, &a_ip, b_dir.path(), &b_ip);
     let a = Server::configured(a_dir.path(), &a_config);
     let b = Server::configured(b_dir.path(), &b_config);
     for (ip, n) in [(&a_ip, 1), (&b_ip, 2), (&a_ip, 3), (&b_ip, 4)] {
-        let mut c = Client::connect_tls(format!("{ip}:2465").parse().unwrap(), "mx.kurier.test");
-        c.cmd("EHLO client.test");
-        assert!(
-            c.cmd(&format!("AUTH PLAIN {}", plain("rcpt@kurier.test", "pw")))
-                .starts_with("235")
-        );
-        assert!(c.cmd("MAIL FROM:<rcpt@kurier.test>").starts_with("250"));
-        assert!(c.cmd("RCPT TO:<user@shared.test>").starts_with("250"));
-        assert!(c.cmd("DATA").starts_with("354"));
-        let r = c.cmd(&format!(
-            "From: rcpt@kurier.test\r\nSubject: node message {n}\r\n\r\nhi\r\n."
-        ));
+        let r = support::submit_message(ip, "user@shared.test", &format!("Subject: node {n}\r\n"));
         assert!(r.starts_with("250"), "{r}");
-        c.cmd("QUIT");
     }
     world.postfix[0]
         .wait_for_messages(4, Duration::from_secs(60))
@@ -522,7 +501,7 @@ fn rpt6_two_nodes_on_one_postgres_send_a_days_report_once() {
     // Both nodes send the day's reports at the same moment.
     let day = support::utc_day();
     let send = |config: &std::path::Path| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_kurier"))
+        std::process::Command::new(support::bin())
             .args(["reports", "send", "--day", &day, "--config"])
             .arg(config)
             .output()
@@ -561,7 +540,7 @@ fn rpt6_two_nodes_on_one_postgres_send_a_days_report_once() {
         "the sessions of both nodes: {json}"
     );
     // And a later run on either node sends nothing new.
-    let again = text(&send(&b_config));
+    let again = support::send_todays_reports(&b_config);
     assert!(!again.contains("sent  "), "{again}");
     assert_eq!(world.posted(collector).len(), 1);
 }

@@ -485,3 +485,54 @@ pub fn postgres_database(prefix: &str) -> String {
     );
     format!("postgres:{admin} dbname={name}")
 }
+
+/// Node B of a two-node test: node A's configuration (`a_config`, for address `a_ip` and data
+/// folder `a_dir/data`) with B's own address and data folder in `b_dir`.
+#[allow(dead_code)] // not every test binary runs several nodes
+pub fn second_node(a_dir: &Path, a_config: &Path, a_ip: &str, b_dir: &Path, b_ip: &str) -> PathBuf {
+    let b_config = b_dir.join("kurier.toml");
+    let text = std::fs::read_to_string(a_config)
+        .unwrap()
+        .replace(a_ip, b_ip)
+        .replace(
+            &a_dir.join("data").display().to_string(),
+            &b_dir.join("data").display().to_string(),
+        );
+    std::fs::create_dir_all(b_dir.join("data")).unwrap();
+    std::fs::write(&b_config, text).unwrap();
+    b_config
+}
+
+/// Submits one message as rcpt@kurier.test (password `pw`) on `ip`:2465: `to`, `headers` (each
+/// ending in CRLF) and a short body. Returns the reply to the message data.
+#[allow(dead_code)] // not every test binary submits
+pub fn submit_message(ip: &str, to: &str, headers: &str) -> String {
+    let mut c = Client::connect_tls(format!("{ip}:2465").parse().unwrap(), "mx.kurier.test");
+    c.cmd("EHLO client.test");
+    let auth = c.cmd(&format!("AUTH PLAIN {}", plain("rcpt@kurier.test", "pw")));
+    assert!(auth.starts_with("235"), "{auth}");
+    assert!(c.cmd("MAIL FROM:<rcpt@kurier.test>").starts_with("250"));
+    let r = c.cmd(&format!("RCPT TO:<{to}>"));
+    assert!(r.starts_with("250"), "{to}: {r}");
+    assert!(c.cmd("DATA").starts_with("354"));
+    let r = c.cmd(&format!(
+        "From: rcpt@kurier.test\r\nTo: {to}\r\n{headers}\r\nhi\r\n."
+    ));
+    c.cmd("QUIT");
+    r
+}
+
+/// `kurier reports send --day <today>` with `config`; must succeed. Returns what it printed.
+#[allow(dead_code)] // not every test binary sends reports
+pub fn send_todays_reports(config: &Path) -> String {
+    let (code, out, err) = run(&[
+        "reports",
+        "send",
+        "--day",
+        &utc_day(),
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    out
+}
