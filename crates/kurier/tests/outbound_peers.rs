@@ -385,9 +385,7 @@ fn smtp2_legacy_tls_before_clear_text_only_without_dane_or_mta_sts() {
     let schema = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../policy/tests/fixtures/tlsrpt-schema.json");
     for (_, body) in &posted {
-        let mut json = String::new();
-        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&body[..]), &mut json)
-            .unwrap();
+        let json = support::gunzip(body);
         let file = dir.path().join("report.json");
         std::fs::write(&file, &json).unwrap();
         support::python_ok(

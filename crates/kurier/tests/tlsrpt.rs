@@ -232,12 +232,7 @@ fn rpt_reports_from_a_to_b_with_exact_counts() {
     let posted = world.posted(policy_host + 1);
     assert_eq!(posted.len(), 1);
     assert_eq!(posted[0].0, "application/tlsrpt+gzip");
-    let mut json = String::new();
-    std::io::Read::read_to_string(
-        &mut flate2::read::GzDecoder::new(&posted[0].1[..]),
-        &mut json,
-    )
-    .unwrap();
+    let json = support::gunzip(&posted[0].1);
     let posted_report: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(
         posted_report["policies"][0]["policy"]["policy-domain"],
@@ -528,12 +523,7 @@ fn rpt6_two_nodes_on_one_postgres_send_a_days_report_once() {
     );
     let posted = world.posted(collector);
     assert_eq!(posted.len(), 1, "{both}");
-    let mut json = String::new();
-    std::io::Read::read_to_string(
-        &mut flate2::read::GzDecoder::new(&posted[0].1[..]),
-        &mut json,
-    )
-    .unwrap();
+    let json = support::gunzip(&posted[0].1);
     let report: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(
         report["policies"][0]["summary"]["total-successful-session-count"], 4,

@@ -536,3 +536,11 @@ pub fn send_todays_reports(config: &Path) -> String {
     assert_eq!(code, 0, "{err}");
     out
 }
+
+/// The text of a gzip body (a TLSRPT report as collectors receive it).
+#[allow(dead_code)] // not every test binary reads reports
+pub fn gunzip(body: &[u8]) -> String {
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(body), &mut text).unwrap();
+    text
+}
