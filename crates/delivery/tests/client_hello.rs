@@ -134,6 +134,12 @@ async fn tls4_smtp3_the_client_hello_of_outbound_delivery() {
     assert_eq!(hello.groups.first(), Some(&0x001F), "{hello:x?}");
     assert!(hello.groups.contains(&0x0017));
     assert!(!hello.groups.contains(&0x001D) && !hello.groups.contains(&0x001E));
+    // Issue 19 item 2: key shares for brainpoolP256r1tls13 and secp256r1, so that a server
+    // without brainpool answers without a HelloRetryRequest.
+    assert_eq!(hello.key_shares, [0x001F, 0x0017], "{hello:x?}");
+    // OpenSSL sends no signature_algorithms_cert (the ICS says so); signature_algorithms
+    // then governs certificates too (RFC 8446 §4.2.3).
+    assert_eq!(hello.signature_algorithms_cert, None);
     // signature_algorithms: ECDSA and RSA-PSS, no PKCS#1 v1.5, no SHA-1.
     assert!(hello.signature_algorithms.contains(&0x0403));
     assert!(hello.signature_algorithms.contains(&0x0804));

@@ -15,6 +15,8 @@ pub struct ClientHelloFacts {
     pub groups: Vec<u16>,
     pub signature_algorithms: Vec<u16>,
     pub signature_algorithms_cert: Option<Vec<u16>>,
+    /// The groups of the TLS 1.3 key shares (RFC 8446 §4.2.8), in order.
+    pub key_shares: Vec<u16>,
     pub server_name: Option<String>,
 }
 
@@ -46,8 +48,24 @@ fn facts(ssl: &mut SslRef) -> ClientHelloFacts {
         groups: list(10).unwrap_or_default(),
         signature_algorithms: list(13).unwrap_or_default(),
         signature_algorithms_cert: list(50),
+        key_shares: ffi::client_hello_extension(ssl, 51)
+            .map(|v| key_share_groups(&v))
+            .unwrap_or_default(),
         server_name: ffi::client_hello_extension(ssl, 0).and_then(|v| server_name(&v)),
     }
+}
+
+/// The groups of a key_share extension payload: a list length (2), then per entry the group
+/// (2), the key's length (2) and the key. A malformed tail ends the list.
+fn key_share_groups(v: &[u8]) -> Vec<u16> {
+    let mut out = Vec::new();
+    let mut rest = v.get(2..).unwrap_or(&[]);
+    while rest.len() >= 4 {
+        out.push(u16::from_be_bytes([rest[0], rest[1]]));
+        let len = usize::from(u16::from_be_bytes([rest[2], rest[3]]));
+        rest = rest.get(4 + len..).unwrap_or(&[]);
+    }
+    out
 }
 
 /// The host name in a server_name extension payload (RFC 6066 §3).
@@ -72,5 +90,13 @@ mod tests {
         assert_eq!(server_name(&v).as_deref(), Some("mx.de"));
         assert_eq!(server_name(&[0, 1]), None);
         assert_eq!(server_name(&[0, 8, 0, 0, 50, b'a']), None);
+    }
+
+    #[test]
+    fn key_share_payloads() {
+        let v = [0, 12, 0, 0x1f, 0, 2, 9, 9, 0, 0x17, 0, 1, 7];
+        assert_eq!(key_share_groups(&v), [0x1f, 0x17]);
+        assert_eq!(key_share_groups(&[0, 4, 0, 0x1f, 0xff, 0xff]), [0x1f]);
+        assert!(key_share_groups(&[0]).is_empty());
     }
 }

@@ -26,7 +26,7 @@ pub struct Ics {
     pub groups: Vec<&'static str>,
     pub signature_algorithms: Vec<&'static str>,
     pub certificates: Vec<IcsCertificate>,
-    pub features: Vec<(&'static str, &'static str)>,
+    pub features: Vec<(&'static str, String)>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -83,13 +83,26 @@ pub fn describe_client(profile: ClientProfile) -> Result<Ics, TlsError> {
             vec![("peer check", "none (never used where a policy asks for one)")],
         ),
     };
-    let mut features = features;
-    features.extend([
-        ("compression", "off (TLS-6)"),
-        ("renegotiation", "refused (TLS-6)"),
-        ("Encrypt-then-MAC", "offered (TLS-7)"),
-        ("Extended Master Secret", "offered (TLS-7)"),
-    ]);
+    let mut features: Vec<(&'static str, String)> = features
+        .into_iter()
+        .map(|(k, v)| (k, v.to_string()))
+        .collect();
+    if !profile.key_shares().is_empty() {
+        features.push(("TLS 1.3 key shares", profile.key_shares().join(", ")));
+    }
+    features.extend(
+        [
+            (
+                "signature_algorithms_cert",
+                "not sent: OpenSSL cannot; signature_algorithms then also governs certificates (RFC 8446 §4.2.3)",
+            ),
+            ("compression", "off (TLS-6)"),
+            ("renegotiation", "refused (TLS-6)"),
+            ("Encrypt-then-MAC", "offered (TLS-7)"),
+            ("Extended Master Secret", "offered (TLS-7)"),
+        ]
+        .map(|(k, v)| (k, v.to_string())),
+    );
     Ok(Ics {
         profile: match profile {
             ClientProfile::Strict => "client-strict",
@@ -141,7 +154,17 @@ pub fn describe(
             ),
             ("0-RTT early data", "not accepted (TLS-6)"),
             ("TLS 1.3 resumption", "psk_dhe_ke only (TLS-6)"),
-            ("Encrypt-then-MAC", "on for CBC suites (TLS-7)"),
+            (
+                "Encrypt-then-MAC",
+                match profile {
+                    ServerProfile::Strict => {
+                        "required for CBC suites: a client that does not offer it gets GCM/CCM only (TLS-7)"
+                    }
+                    ServerProfile::MtaLegacy => {
+                        "used with CBC suites whenever the client offers it; old clients without it get CBC with MAC-then-encrypt (TLS-9)"
+                    }
+                },
+            ),
             ("Extended Master Secret", "on (TLS-7)"),
             ("client certificates", "not requested (TLS-10)"),
             ("session lifetime cap", "none (TLS-8, TR-03108 §4.3.1)"),
@@ -150,7 +173,10 @@ pub fn describe(
                 "SNI",
                 "selects the certificate; without SNI the default one is served",
             ),
-        ],
+        ]
+        .into_iter()
+        .map(|(k, v)| (k, v.to_string()))
+        .collect(),
     }
 }
 

@@ -35,6 +35,8 @@ pub struct ClientOffer {
     pub try_renegotiation: bool,
     /// Lowest OpenSSL security level, so that legacy offers are possible at all.
     pub security_level: Option<u32>,
+    /// Leave out the encrypt_then_mac extension (RFC 7366), as `openssl s_client -no_etm`.
+    pub no_encrypt_then_mac: bool,
 }
 
 /// How a client-initiated renegotiation went (TLS-6).
@@ -179,6 +181,9 @@ pub fn probe_stream(tcp: TcpStream, offer: &ClientOffer) -> Result<HandshakeFact
 fn configure(b: &mut SslContextBuilder, offer: &ClientOffer) -> Result<(), TlsError> {
     if let Some(level) = offer.security_level {
         b.set_security_level(level);
+    }
+    if offer.no_encrypt_then_mac {
+        b.set_options(crate::profile::OP_NO_ENCRYPT_THEN_MAC);
     }
     b.set_min_proto_version(offer.min_version)
         .map_err(TlsError::openssl("set probe minimum version"))?;

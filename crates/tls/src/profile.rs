@@ -153,6 +153,8 @@ impl ServerProfile {
         if self == ServerProfile::MtaLegacy {
             // TLS 1.0/1.1 need SHA-1 in the handshake, which level 1 still forbids.
             b.set_security_level(0);
+        } else {
+            require_etm_for_cbc(&mut b);
         }
         // Server preference, so that brainpool and GCM win whenever the client allows them.
         b.set_options(SslOptions::CIPHER_SERVER_PREFERENCE);
@@ -163,6 +165,33 @@ impl ServerProfile {
             .map_err(TlsError::openssl("disable 0-RTT"))?;
         Ok(b)
     }
+}
+
+/// TLS-7 (TR-03116-4 §2.3.2: CBC only with Encrypt-then-MAC). OpenSSL would pick a CBC suite
+/// for a client that does not offer EtM and then use MAC-then-encrypt; so a ClientHello
+/// without the encrypt_then_mac extension (RFC 7366, type 22) gets the AEAD suites only —
+/// GCM or CCM if it offers one, else no handshake. (TLS 1.3 has AEAD suites only anyway.)
+fn require_etm_for_cbc(b: &mut SslContextBuilder) {
+    let aead = aead_suites(TLS12_SUITES).join(":");
+    b.set_client_hello_callback(move |ssl, _alert| {
+        if crate::ffi::client_hello_extension(ssl, EXT_ENCRYPT_THEN_MAC).is_none() {
+            // A subset of a list the context accepted; should it fail, the handshake is refused.
+            ssl.set_cipher_list(&aead)?;
+        }
+        Ok(openssl::ssl::ClientHelloResponse::SUCCESS)
+    });
+}
+
+/// RFC 7366 encrypt_then_mac.
+const EXT_ENCRYPT_THEN_MAC: u32 = 22;
+
+/// The AEAD (GCM, CCM) suites of `suites`.
+pub fn aead_suites(suites: &[&'static str]) -> Vec<&'static str> {
+    suites
+        .iter()
+        .copied()
+        .filter(|s| s.contains("GCM") || s.contains("CCM"))
+        .collect()
 }
 
 /// The `strict` list, followed by the `legacy` additions if `legacy` is on.
@@ -226,17 +255,50 @@ impl ClientProfile {
         with_legacy(self == ClientProfile::Legacy, SIGALGS, LEGACY_SIGALGS)
     }
 
-    /// A client context builder with the profile's lists applied.
-    pub(crate) fn context_builder(self) -> Result<SslContextBuilder, TlsError> {
-        let mut b = SslContextBuilder::new(SslMethod::tls_client())
-            .map_err(TlsError::openssl("create client context"))?;
+    /// The groups the TLS 1.3 ClientHello sends key shares for: brainpoolP256r1tls13 first
+    /// (TR-03116-4) and secp256r1, which nearly every server has, so that a server without
+    /// brainpool needs no HelloRetryRequest (RFC 8446 §4.1.4).
+    pub fn key_shares(self) -> &'static [&'static str] {
+        match self {
+            ClientProfile::Strict => &["brainpoolP256r1tls13", "P-256"],
+            // TLS ≤ 1.2 has no key shares.
+            ClientProfile::Legacy => &[],
+        }
+    }
+
+    /// The groups in OpenSSL's list syntax (3.5+): a `*` marks a key share.
+    fn groups_offer(self) -> String {
+        self.groups()
+            .iter()
+            .map(|g| {
+                if self.key_shares().contains(g) {
+                    format!("*{g}")
+                } else {
+                    g.to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(":")
+    }
+
+    /// Applies the profile's lists to a client context.
+    fn apply(self, b: &mut SslContextBuilder) -> Result<(), TlsError> {
         apply_common(
-            &mut b,
+            b,
             self.versions(),
             &self.tls12_suites(),
             &self.groups(),
             &self.sigalgs(),
         )?;
+        b.set_groups_list(&self.groups_offer())
+            .map_err(TlsError::openssl("set key-exchange groups and key shares"))
+    }
+
+    /// A client context builder with the profile's lists applied.
+    pub(crate) fn context_builder(self) -> Result<SslContextBuilder, TlsError> {
+        let mut b = SslContextBuilder::new(SslMethod::tls_client())
+            .map_err(TlsError::openssl("create client context"))?;
+        self.apply(&mut b)?;
         if self == ClientProfile::Legacy {
             // TLS 1.0/1.1 sign and derive keys with SHA-1/MD5, which level 1 forbids.
             b.set_security_level(0);
@@ -250,7 +312,7 @@ const OP_NO_EXTENDED_MASTER_SECRET: SslOptions = SslOptions::from_bits_retain(1 
 const OP_ALLOW_CLIENT_RENEGOTIATION: SslOptions = SslOptions::from_bits_retain(1 << 8);
 /// Set, it would allow TLS 1.3 resumption without (EC)DHE (psk_ke), which TLS-6 forbids.
 const OP_ALLOW_NO_DHE_KEX: SslOptions = SslOptions::from_bits_retain(1 << 10);
-const OP_NO_ENCRYPT_THEN_MAC: SslOptions = SslOptions::from_bits_retain(1 << 19);
+pub(crate) const OP_NO_ENCRYPT_THEN_MAC: SslOptions = SslOptions::from_bits_retain(1 << 19);
 
 /// Rules shared by both sides: versions, suites, groups, sigalgs, and TLS-6 prohibitions.
 pub(crate) fn apply_common(
@@ -298,14 +360,7 @@ pub const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 pub fn client_connector(verify_peer: bool) -> Result<SslConnector, TlsError> {
     let mut b = SslConnector::builder(SslMethod::tls_client())
         .map_err(TlsError::openssl("create client context"))?;
-    let strict = ClientProfile::Strict;
-    apply_common(
-        &mut b,
-        strict.versions(),
-        &strict.tls12_suites(),
-        &strict.groups(),
-        &strict.sigalgs(),
-    )?;
+    ClientProfile::Strict.apply(&mut b)?;
     b.set_verify(if verify_peer {
         SslVerifyMode::PEER
     } else {

@@ -368,3 +368,50 @@ async fn verified_handshake_with_the_ca_and_host_name() {
         "host name verification must fail for another name"
     );
 }
+
+/// TLS-7 (issue 19 item 1): CBC only with Encrypt-then-MAC. A client without EtM gets GCM/CCM
+/// when it offers them, and no handshake when it offers CBC only; with EtM, CBC works. The
+/// opt-in mta-legacy profile still lets old clients without EtM use CBC (TLS-9).
+#[tokio::test]
+async fn tls7_rule_a_client_without_encrypt_then_mac_never_gets_cbc() {
+    let (addr, _dir) = strict().await;
+    let no_etm = |ciphers: &str| ClientOffer {
+        no_encrypt_then_mac: true,
+        ..tls12(ciphers)
+    };
+    for cbc in [
+        "ECDHE-ECDSA-AES128-SHA256",
+        "ECDHE-ECDSA-AES256-SHA384",
+        "ECDHE-ECDSA-AES128-SHA256:ECDHE-ECDSA-AES256-SHA384",
+    ] {
+        assert!(
+            run(addr, no_etm(cbc)).await.is_err(),
+            "{cbc} without EtM must be refused"
+        );
+    }
+    let f = run(
+        addr,
+        no_etm("ECDHE-ECDSA-AES128-SHA256:ECDHE-ECDSA-AES128-GCM-SHA256"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(f.cipher, "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256");
+    let f = run(addr, no_etm("ECDHE-ECDSA-AES256-CCM")).await.unwrap();
+    assert_eq!(f.cipher, "TLS_ECDHE_ECDSA_WITH_AES_256_CCM");
+    let f = run(addr, tls12("ECDHE-ECDSA-AES128-SHA256")).await.unwrap();
+    assert!(f.server_hello_extensions.contains(&EXT_ENCRYPT_THEN_MAC));
+    // TLS 1.3 is untouched.
+    let offer = ClientOffer {
+        no_encrypt_then_mac: true,
+        ..Default::default()
+    };
+    assert_eq!(run(addr, offer).await.unwrap().version, "TLSv1.3");
+
+    let dir = TempDir::new("legacy-etm");
+    let (legacy, _, _) = support::strict_server(&dir.0, ServerProfile::MtaLegacy).await;
+    let f = run(legacy, no_etm("ECDHE-ECDSA-AES128-SHA256"))
+        .await
+        .unwrap();
+    assert_eq!(f.cipher, "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256");
+    assert!(!f.server_hello_extensions.contains(&EXT_ENCRYPT_THEN_MAC));
+}
