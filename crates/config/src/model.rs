@@ -319,6 +319,9 @@ pub struct SmtpConfig {
     pub body_memory_mb: u64,
     /// All bytes of bodies in arrival (RAM and spool), in MiB; past it messages get 451 4.3.1.
     pub in_flight_mb: u64,
+    /// TLS session tickets after STARTTLS on port 25. Some large senders give up STARTTLS
+    /// against servers that send TLS 1.3 tickets; `false` sends none (full handshakes).
+    pub tls_session_tickets: bool,
 }
 
 impl Default for SmtpConfig {
@@ -335,6 +338,7 @@ impl Default for SmtpConfig {
             max_connections_per_ip: 50,
             body_memory_mb: 256,
             in_flight_mb: 4096,
+            tls_session_tickets: true,
         }
     }
 }
@@ -418,6 +422,9 @@ pub struct TlsConfig {
     /// TR-03108 TLS-9: on port 25 only, also accept legacy TLS versions and suites at the lowest
     /// priority. Off by default.
     pub mta_legacy: bool,
+    /// Hybrid post-quantum key exchange (SecP256r1MLKEM768, SecP384r1MLKEM1024, RFC 10024)
+    /// offered first on every listener. Off by default: TR-03116-4 does not list them yet.
+    pub hybrid_groups: bool,
 }
 
 impl Default for TlsConfig {
@@ -426,6 +433,7 @@ impl Default for TlsConfig {
             certificates: Vec::new(),
             reload_check_secs: 10,
             mta_legacy: false,
+            hybrid_groups: false,
         }
     }
 }

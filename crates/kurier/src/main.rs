@@ -11,6 +11,7 @@ mod admin;
 mod dev;
 mod dns_records;
 mod hosting;
+mod ics;
 mod logging;
 mod maildrop;
 mod metrics;
@@ -132,14 +133,18 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
-    /// Print the TLS profiles as the ICS table of TR-03108-P §4.5 (versions, suites, groups,
-    /// signature algorithms, certificates).
+    /// Print the ICS of TR-03108-P §4.5: every TLS channel of the configuration with its
+    /// versions, suites, groups, signature algorithms, certificates and features, the outbound
+    /// clients, DNSSEC, DANE and TLSRPT.
     TlsProfile {
         #[command(flatten)]
         source: ConfigArgs,
         /// Print JSON instead of text.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "html")]
         json: bool,
+        /// Print a self-contained HTML page (evidence for a test lab).
+        #[arg(long)]
+        html: bool,
     },
     /// Print the version.
     Version,
@@ -239,7 +244,7 @@ fn main() -> ExitCode {
         Command::Config {
             command: ConfigCommand::Check { file },
         } => serve::check(&file),
-        Command::TlsProfile { source, json } => serve::tls_profile(source, json),
+        Command::TlsProfile { source, json, html } => serve::tls_profile(source, json, html),
         Command::Version => {
             println!("kurier {}", env!("CARGO_PKG_VERSION"));
             Ok(())

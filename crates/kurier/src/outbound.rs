@@ -151,10 +151,7 @@ pub async fn reporter(
     let t = &cfg.tlsrpt;
     let dkim = crate::admin::dkim_key(&*store, &cfg.server.data_dir, &submitter).await?;
     let report_cfg = kurier_delivery::report::ReporterConfig {
-        organization: t
-            .organization
-            .clone()
-            .unwrap_or_else(|| cfg.server.hostname.clone()),
+        organization: report_organization(cfg),
         contact: t
             .contact
             .clone()
@@ -210,4 +207,12 @@ pub async fn daily_reports(
 fn random_below(n: u64) -> u64 {
     use std::hash::{BuildHasher, RandomState};
     RandomState::new().hash_one(std::time::Instant::now()) % n
+}
+
+/// TLSRPT's `organization-name` (the ICS names the same, RPT-11).
+pub fn report_organization(cfg: &Config) -> String {
+    cfg.tlsrpt
+        .organization
+        .clone()
+        .unwrap_or_else(|| cfg.server.hostname.clone())
 }

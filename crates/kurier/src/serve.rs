@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use kurier_config::Config;
-use kurier_tls::{CertificateSource, ServerProfile, TlsAcceptor, TlsError};
+use kurier_tls::{CertificateSource, ServerOptions, ServerProfile, TlsAcceptor, TlsError};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 
@@ -118,10 +118,9 @@ pub fn run(
                 stopped(stop_rx.clone()),
             )));
         }
-        let mx_tls = if cfg.tls.mta_legacy {
-            Arc::new(self::acceptor(&cfg, ServerProfile::MtaLegacy)?)
-        } else {
-            acceptor.clone()
+        let mx_tls = match mx_acceptor(&cfg)? {
+            Some(own) => Arc::new(own),
+            None => acceptor.clone(),
         };
         let outbound = Arc::new(tokio::sync::Notify::new());
         // One resolver (one cache) for the queue runner, the TLSRPT reporter and the intake of
@@ -351,9 +350,32 @@ fn log_certificates(acceptor: &TlsAcceptor) {
     }
 }
 
-/// The strict-profile endpoint for HTTPS (and, later, the MUA ports), from `[[tls.certificate]]`.
+/// The strict-profile endpoint for HTTPS and the MUA ports (and port 25 unless it needs its
+/// own), from `[[tls.certificate]]`.
 fn strict_acceptor(cfg: &Config) -> anyhow::Result<TlsAcceptor> {
-    acceptor(cfg, ServerProfile::Strict)
+    acceptor(cfg, ServerProfile::Strict, options(cfg, true))
+}
+
+/// Port 25's own endpoint, where its settings differ from the strict one: the legacy profile
+/// (`tls.mta_legacy`) or no session tickets (`smtp.tls_session_tickets = false`).
+fn mx_acceptor(cfg: &Config) -> anyhow::Result<Option<TlsAcceptor>> {
+    let tickets = cfg.smtp.tls_session_tickets;
+    if !cfg.tls.mta_legacy && tickets {
+        return Ok(None);
+    }
+    let profile = if cfg.tls.mta_legacy {
+        ServerProfile::MtaLegacy
+    } else {
+        ServerProfile::Strict
+    };
+    acceptor(cfg, profile, options(cfg, tickets)).map(Some)
+}
+
+fn options(cfg: &Config, session_tickets: bool) -> ServerOptions {
+    ServerOptions {
+        session_tickets,
+        hybrid_groups: cfg.tls.hybrid_groups,
+    }
 }
 
 /// Reading the reports sent to us (`tlsrpt.reporting_address`, or `tlsrpt@` every hosted
@@ -476,7 +498,11 @@ fn raise_file_limit() {
     }
 }
 
-fn acceptor(cfg: &Config, profile: ServerProfile) -> anyhow::Result<TlsAcceptor> {
+fn acceptor(
+    cfg: &Config,
+    profile: ServerProfile,
+    options: ServerOptions,
+) -> anyhow::Result<TlsAcceptor> {
     let sources: Vec<CertificateSource> = cfg
         .tls
         .certificates
@@ -486,7 +512,7 @@ fn acceptor(cfg: &Config, profile: ServerProfile) -> anyhow::Result<TlsAcceptor>
             key: c.key.clone(),
         })
         .collect();
-    let acceptor = TlsAcceptor::new(profile, sources).map_err(|e| match e {
+    let acceptor = TlsAcceptor::with_options(profile, options, sources).map_err(|e| match e {
         TlsError::NoCertificate => ConfigProblem(
             "tls.certificate: no certificate configured (fix: add a [[tls.certificate]] block with cert and key; see kurier.example.toml)".into(),
         )
@@ -527,75 +553,25 @@ pub fn check(file: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `kurier tls-profile`: the ICS of every server profile in use.
-pub fn tls_profile(source: ConfigArgs, json: bool) -> anyhow::Result<()> {
+/// `kurier tls-profile`: the ICS of every TLS channel in use — each listener with the live
+/// context that serves it, the outbound clients, DNSSEC and TLSRPT (TR-03108 DNS-5).
+pub fn tls_profile(source: ConfigArgs, json: bool, html: bool) -> anyhow::Result<()> {
     logging::init(kurier_config::LogFormat::Text, "warn");
     let cfg = if source.dev.dev {
         dev::prepare(&source.dev)?.0
     } else {
         source.config()?
     };
-    let https: Vec<String> = cfg
-        .web
-        .listen
-        .iter()
-        .map(|a| format!("HTTPS {a}"))
-        .collect();
-    let mut profiles = vec![(ServerProfile::Strict, https)];
-    if cfg.tls.mta_legacy {
-        profiles.push((
-            ServerProfile::MtaLegacy,
-            vec!["SMTP port 25 (inbound MX)".into()],
-        ));
-    }
-    let mut out = Vec::new();
-    for (profile, channels) in profiles {
-        let a = acceptor(&cfg, profile)?;
-        out.push(kurier_tls::ics::describe(
-            profile,
-            &a.default_context(),
-            &a.certificates(),
-            channels,
-        ));
-    }
-    for profile in [
-        kurier_tls::ClientProfile::Strict,
-        kurier_tls::ClientProfile::Legacy,
-    ] {
-        out.push(kurier_tls::ics::describe_client(profile)?);
-    }
+    let ics = crate::ics::collect(&cfg, &strict_acceptor(&cfg)?, mx_acceptor(&cfg)?.as_ref())?;
     if json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&out).context("cannot encode the ICS")?
+            serde_json::to_string_pretty(&ics).context("cannot encode the ICS")?
         );
+    } else if html {
+        print!("{}", ics.to_html());
     } else {
-        for ics in out {
-            println!("{}", ics.to_text());
-        }
-        println!("{}", dnssec_ics(&cfg));
+        print!("{}", ics.to_text());
     }
     Ok(())
-}
-
-/// The DNSSEC part of the ICS (TR-03108 DNS-5): who validates, which algorithms.
-fn dnssec_ics(cfg: &Config) -> String {
-    let list = |validated: bool| {
-        kurier_dns::DNSSEC_ALGORITHMS
-            .iter()
-            .filter(|a| a.2 == validated)
-            .map(|(n, name, _)| format!("{n} {name}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let who = match cfg.dns.dnssec {
-        kurier_config::DnssecMode::Validate => "libunbound, in-process",
-        kurier_config::DnssecMode::TrustAd => "the AD bit of the local resolver (dns.upstream)",
-        kurier_config::DnssecMode::Off => "none: dns.dnssec = \"off\" (not TR-03108 compliant)",
-    };
-    format!(
-        "DNSSEC validation: {who}\n  algorithms validated: {}\n  not supported (zones signed only with these are insecure, RFC 6840 §5.2): {}\n",
-        list(true),
-        list(false)
-    )
 }

@@ -224,7 +224,8 @@ fn dns5_tls_profile_prints_the_ics_of_the_live_profiles() {
     ]);
     assert_eq!(code, 0, "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    let strict = &v[0];
+    let tls = v["tls"].as_array().unwrap();
+    let strict = &tls[0];
     assert_eq!(strict["profile"], "strict");
     let suites: Vec<&str> = strict["tls12_suites"]
         .as_array()
@@ -238,18 +239,29 @@ fn dns5_tls_profile_prints_the_ics_of_the_live_profiles() {
     );
     assert!(!strict.to_string().contains("CHACHA") && !strict.to_string().contains("X25519"));
     assert_eq!(strict["certificates"][0]["key"], "ECDSA P-256");
+    // Issue 19 item 4: every channel of the configuration, from the live config — here the
+    // dev ports, port 25 on the strict context.
+    let channels = strict["channels"].to_string();
+    for port in [
+        "8443", "2465", "2587", "1993", "1143", "1995", "1110", "2525",
+    ] {
+        assert!(channels.contains(&format!(":{port}")), "{port}: {channels}");
+    }
+    assert!(v["plain"].to_string().contains(":8080"), "{v}");
+    assert_eq!(v["dnssec"]["timeout_secs"], 5);
+    assert!(v["dane"].to_string().contains("DANE-EE(3)"));
+    assert_eq!(v["tlsrpt_organization"], "mail.example.test");
     // The outbound client declares both of its profiles (issue 18 item 2): legacy with
     // TLS 1.0–1.2, X25519 and PKCS#1, for best effort only.
     let client = |name: &str| {
-        v.as_array()
-            .unwrap()
-            .iter()
+        tls.iter()
             .find(|p| p["profile"] == name)
             .unwrap_or_else(|| panic!("no {name} in {out}"))
             .clone()
     };
     let strict_client = client("client-strict").to_string();
     assert!(!strict_client.contains("X25519") && !strict_client.contains("TLSv1\""));
+    assert!(strict_client.contains("HTTPS client"), "{strict_client}");
     let legacy = client("client-legacy");
     assert_eq!(legacy["versions"][0], "TLSv1");
     assert!(
@@ -260,7 +272,17 @@ fn dns5_tls_profile_prints_the_ics_of_the_live_profiles() {
         "{legacy}"
     );
 
-    let f = good_config(dir.path(), "127.0.10.21:8443", "mta_legacy = true\n");
+    // Port 25 with its own settings gets its own entry: the legacy profile, no session
+    // tickets (issue 19 item 5), hybrid groups offered (item 6).
+    let f = good_config(
+        dir.path(),
+        "127.0.10.21:8443",
+        "mta_legacy = true\nhybrid_groups = true\n",
+    );
+    let text = std::fs::read_to_string(&f)
+        .unwrap()
+        .replace("[smtp]\n", "[smtp]\ntls_session_tickets = false\n");
+    std::fs::write(&f, text).unwrap();
     let (code, out, err) = run(&["tls-profile", "--config", f.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
     assert!(
@@ -269,10 +291,28 @@ fn dns5_tls_profile_prints_the_ics_of_the_live_profiles() {
     );
     assert!(out.contains("brainpoolP256r1tls13"), "{out}");
     assert!(
+        out.contains("groups:     SecP256r1MLKEM768, SecP384r1MLKEM1024, brainpoolP256r1tls13")
+            && !out.contains("X25519MLKEM768"),
+        "{out}"
+    );
+    let legacy_part = &out[out.find("TLS profile \"mta-legacy\"").unwrap()..];
+    assert!(
+        legacy_part.contains("session tickets: off") && legacy_part.contains("SMTP MX"),
+        "{legacy_part}"
+    );
+    assert!(
         out.contains("DNSSEC validation: libunbound")
             && out.contains("algorithms validated: 8 RSASHA256, 13 ECDSAP256SHA256, 14 ECDSAP384SHA384, 15 ED25519")
             && out.contains("not supported (zones signed only with these are insecure, RFC 6840 §5.2): 16 ED448"),
         "{out}"
+    );
+    let (code, html, err) = run(&["tls-profile", "--html", "--config", f.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        html.starts_with("<!DOCTYPE html>")
+            && html.contains("<h2>TLS profile mta-legacy</h2>")
+            && html.contains("TLSRPT organization-name"),
+        "{html}"
     );
 }
 

@@ -203,3 +203,34 @@ async fn sigkill_during_a_load_loses_no_acknowledged_message() {
         "250 was said for these, but they are gone: {lost:?}"
     );
 }
+
+/// Issue 19 item 5: `smtp.tls_session_tickets = false` sends no session ticket after STARTTLS
+/// on the MX, while the other listeners keep theirs — checked with Python's ssl module (Debian's
+/// OpenSSL, an independent client).
+#[test]
+fn tls8_no_session_tickets_on_port_25_when_switched_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let ip = "127.0.53.1";
+    let config = setup(dir.path(), ip, "tls_session_tickets = false\n");
+    let _server = start(dir.path(), &config);
+    let out = support::python_ok(
+        r#"
+import imaplib, smtplib, ssl, sys
+ip = sys.argv[1]
+ctx = ssl._create_unverified_context()
+s = smtplib.SMTP(ip, 2525, timeout=10)
+s.starttls(context=ctx)
+s.ehlo()
+smtp_ticket = s.sock.session is not None and s.sock.session.has_ticket
+version = s.sock.version()
+s.quit()
+m = imaplib.IMAP4_SSL(ip, 1993, ssl_context=ctx)
+m.noop()
+imap_ticket = m.sock.session is not None and m.sock.session.has_ticket
+m.logout()
+print(f"smtp={smtp_ticket} imap={imap_ticket} version={version} OK-DONE")
+"#,
+        &[ip],
+    );
+    assert!(out.contains("smtp=False imap=True version=TLSv1.3"), "{out}");
+}

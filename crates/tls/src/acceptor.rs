@@ -15,7 +15,7 @@ use tokio_openssl::SslStream;
 
 use crate::TlsError;
 use crate::certificate::{CertificateError, LoadedCertificate};
-use crate::profile::ServerProfile;
+use crate::profile::{ServerOptions, ServerProfile};
 
 /// Where one certificate comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,6 +48,7 @@ impl FileStamp {
 /// A TLS server endpoint for one profile.
 pub struct TlsAcceptor {
     profile: ServerProfile,
+    options: ServerOptions,
     sources: Vec<CertificateSource>,
     current: RwLock<Arc<ContextSet>>,
 }
@@ -55,9 +56,19 @@ pub struct TlsAcceptor {
 impl TlsAcceptor {
     /// Loads and checks every certificate; the first one is the default (no SNI or no match).
     pub fn new(profile: ServerProfile, sources: Vec<CertificateSource>) -> Result<Self, TlsError> {
-        let set = build_set(profile, &sources)?;
+        Self::with_options(profile, ServerOptions::default(), sources)
+    }
+
+    /// `new` with per-listener switches.
+    pub fn with_options(
+        profile: ServerProfile,
+        options: ServerOptions,
+        sources: Vec<CertificateSource>,
+    ) -> Result<Self, TlsError> {
+        let set = build_set(profile, options, &sources)?;
         Ok(TlsAcceptor {
             profile,
+            options,
             sources,
             current: RwLock::new(Arc::new(set)),
         })
@@ -65,6 +76,10 @@ impl TlsAcceptor {
 
     pub fn profile(&self) -> ServerProfile {
         self.profile
+    }
+
+    pub fn options(&self) -> ServerOptions {
+        self.options
     }
 
     /// The certificates in use now, default first.
@@ -86,7 +101,7 @@ impl TlsAcceptor {
 
     /// Re-reads every certificate. On any error the old set stays in use and the error is returned.
     pub fn reload(&self) -> Result<(), TlsError> {
-        let set = build_set(self.profile, &self.sources)?;
+        let set = build_set(self.profile, self.options, &self.sources)?;
         let mut g = match self.current.write() {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),
@@ -150,6 +165,7 @@ fn stamps(sources: &[CertificateSource]) -> Vec<FileStamp> {
 
 fn build_set(
     profile: ServerProfile,
+    options: ServerOptions,
     sources: &[CertificateSource],
 ) -> Result<ContextSet, TlsError> {
     if sources.is_empty() {
@@ -163,7 +179,7 @@ fn build_set(
         .collect::<Result<Vec<_>, CertificateError>>()?;
     let contexts = certificates
         .iter()
-        .map(|c| context_for(profile, c))
+        .map(|c| context_for(profile, options, c))
         .collect::<Result<Vec<_>, _>>()?;
     // Name → context; the first certificate that names a host wins.
     let mut by_name: HashMap<String, SslContext> = HashMap::new();
@@ -172,7 +188,7 @@ fn build_set(
             by_name.entry(name.clone()).or_insert_with(|| ctx.clone());
         }
     }
-    let mut builder = profile.context_builder()?;
+    let mut builder = profile.context_builder(options)?;
     install(&mut builder, &certificates[0])?;
     let by_name = Arc::new(by_name);
     builder.set_servername_callback(move |ssl: &mut SslRef, _alert| {
@@ -193,8 +209,12 @@ fn build_set(
     })
 }
 
-fn context_for(profile: ServerProfile, cert: &LoadedCertificate) -> Result<SslContext, TlsError> {
-    let mut b = profile.context_builder()?;
+fn context_for(
+    profile: ServerProfile,
+    options: ServerOptions,
+    cert: &LoadedCertificate,
+) -> Result<SslContext, TlsError> {
+    let mut b = profile.context_builder(options)?;
     install(&mut b, cert)?;
     Ok(b.build())
 }

@@ -9,10 +9,10 @@ use std::fmt::Write as _;
 
 use openssl::ssl::SslContextRef;
 
-use crate::TlsError;
 use crate::certificate::LoadedCertificate;
 use crate::ffi;
 use crate::profile::{ClientProfile, ServerProfile};
+use crate::{TlsAcceptor, TlsError};
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Ics {
@@ -71,7 +71,10 @@ pub fn describe_client(profile: ClientProfile) -> Result<Ics, TlsError> {
     let (versions, channels, features) = match profile {
         ClientProfile::Strict => (
             vec!["TLSv1.2", "TLSv1.3"],
-            vec!["outbound SMTP (every destination first)".into()],
+            vec![
+                "outbound SMTP (every destination first)".into(),
+                "HTTPS client: MTA-STS policies, TLSRPT reports to https collectors".into(),
+            ],
             vec![
                 ("peer check", "DANE (RFC 7672) or PKIX for MTA-STS, as the destination's policy demands"),
                 ("SNI", "the MX host name (the TLSA base name for DANE)"),
@@ -123,14 +126,12 @@ pub fn describe_client(profile: ClientProfile) -> Result<Ics, TlsError> {
     })
 }
 
-/// Describes `ctx`, built for `profile` and serving `certificates` on `channels`.
-pub fn describe(
-    profile: ServerProfile,
-    ctx: &SslContextRef,
-    certificates: &[LoadedCertificate],
-    channels: Vec<String>,
-) -> Ics {
-    let (tls12_suites, tls13_suites) = suites(ctx);
+/// Describes the live contexts of `acceptor`, serving on `channels`.
+pub fn describe(acceptor: &TlsAcceptor, channels: Vec<String>) -> Ics {
+    let profile = acceptor.profile();
+    let options = acceptor.options();
+    let certificates = acceptor.certificates();
+    let (tls12_suites, tls13_suites) = suites(&acceptor.default_context());
     let versions = match profile {
         ServerProfile::Strict => vec!["TLSv1.2", "TLSv1.3"],
         ServerProfile::MtaLegacy => vec!["TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"],
@@ -141,10 +142,34 @@ pub fn describe(
         versions,
         tls12_suites,
         tls13_suites,
-        groups: profile.groups(),
+        groups: profile.groups_with(options),
         signature_algorithms: profile.sigalgs(),
         certificates: certificates.iter().map(describe_certificate).collect(),
         features: vec![
+            (
+                "certificate keys",
+                "ECDSA P-256/P-384/P-521 or brainpoolP256r1/384r1/512r1, RSA ≥ 3072 bits (CERT-1)",
+            ),
+            (
+                "key exchange",
+                "ECDHE on the groups above; finite-field DHE only as ffdhe3072/ffdhe4096 (≥ 3072 bits)",
+            ),
+            (
+                "session tickets",
+                if options.session_tickets {
+                    "sent (TLS 1.3 NewSessionTicket, TLS 1.2 RFC 5077)"
+                } else {
+                    "off: no tickets in TLS 1.3 or 1.2 (smtp.tls_session_tickets = false)"
+                },
+            ),
+            (
+                "hybrid post-quantum groups",
+                if options.hybrid_groups {
+                    "offered first (tls.hybrid_groups = true): SecP256r1MLKEM768, SecP384r1MLKEM1024 — not in TR-03116-4 yet"
+                } else {
+                    "off (tls.hybrid_groups; not in TR-03116-4 yet)"
+                },
+            ),
             ("compression", "off (TLS-6)"),
             ("heartbeat", "not implemented (TLS-6)"),
             ("truncated_hmac", "not implemented (TLS-6)"),

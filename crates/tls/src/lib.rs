@@ -28,7 +28,7 @@ pub use certificate::{CertificateError, CertificateFinding, LoadedCertificate, S
 pub use client::{ClientTls, DaneRecord, PeerCheck, PeerVerdict};
 /// The RFC 8460 §4.3 result types, from the handshake to the report.
 pub use kurier_policy::tlsrpt::ResultType;
-pub use profile::{ClientProfile, ServerProfile, client_connector};
+pub use profile::{ClientProfile, ServerOptions, ServerProfile, client_connector};
 
 /// Errors of this crate.
 #[derive(Debug, thiserror::Error)]

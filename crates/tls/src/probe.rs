@@ -37,6 +37,9 @@ pub struct ClientOffer {
     pub security_level: Option<u32>,
     /// Leave out the encrypt_then_mac extension (RFC 7366), as `openssl s_client -no_etm`.
     pub no_encrypt_then_mac: bool,
+    /// After the handshake, read for a moment, so that TLS 1.3 session tickets the server sends
+    /// (post-handshake NewSessionTicket messages) show in `server_messages`.
+    pub await_tickets: bool,
 }
 
 /// How a client-initiated renegotiation went (TLS-6).
@@ -70,6 +73,8 @@ pub const EXT_ENCRYPT_THEN_MAC: u16 = 22;
 pub const EXT_EXTENDED_MASTER_SECRET: u16 = 23;
 /// Handshake type of CertificateRequest (RFC 8446 §4).
 pub const HS_CERTIFICATE_REQUEST: u8 = 13;
+/// Handshake type of NewSessionTicket (RFC 8446 §4.6.1, RFC 5077 §3.3).
+pub const HS_NEW_SESSION_TICKET: u8 = 4;
 
 /// Handshake messages the server sent on one connection (reached through the SSL's ex_data).
 #[derive(Default)]
@@ -145,6 +150,12 @@ pub fn probe_stream(tcp: TcpStream, offer: &ClientOffer) -> Result<HandshakeFact
     let mut stream = ssl
         .connect(tcp)
         .map_err(|e| TlsError::Handshake(e.to_string()))?;
+    if offer.await_tickets {
+        let _ = stream
+            .get_ref()
+            .set_read_timeout(Some(Duration::from_millis(500)));
+        let _ = stream.ssl_read(&mut [0u8; 1]);
+    }
     let mut renegotiation = Renegotiation::NotTried;
     if offer.try_renegotiation {
         renegotiation = try_renegotiate(&mut stream);

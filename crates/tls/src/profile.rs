@@ -100,6 +100,30 @@ pub const LEGACY_SIGALGS: &[&str] = &[
     "RSA+SHA1",
 ];
 
+/// Hybrid post-quantum key exchange groups (ECDHE + ML-KEM, RFC 10024), strongest last. Not
+/// in TR-03116-4 yet: only with `ServerOptions::hybrid_groups`, and never X25519MLKEM768.
+pub const HYBRID_GROUPS: &[&str] = &["SecP256r1MLKEM768", "SecP384r1MLKEM1024"];
+
+/// Switches on top of a server profile, per listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct ServerOptions {
+    /// Session tickets (TLS 1.3 NewSessionTicket, TLS 1.2 RFC 5077). Some large senders give up
+    /// STARTTLS on port 25 against servers that send TLS 1.3 tickets, so the MX can turn them
+    /// off; without tickets, clients make a full handshake each time.
+    pub session_tickets: bool,
+    /// Offer `HYBRID_GROUPS` before the profile's groups (opt-in).
+    pub hybrid_groups: bool,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            session_tickets: true,
+            hybrid_groups: false,
+        }
+    }
+}
+
 impl ServerProfile {
     pub fn name(self) -> &'static str {
         match self {
@@ -123,6 +147,16 @@ impl ServerProfile {
         self.with_legacy(GROUPS, LEGACY_GROUPS)
     }
 
+    /// The groups a listener with `options` offers, in order.
+    pub fn groups_with(self, options: ServerOptions) -> Vec<&'static str> {
+        let mut list = Vec::new();
+        if options.hybrid_groups {
+            list.extend_from_slice(HYBRID_GROUPS);
+        }
+        list.extend(self.groups());
+        list
+    }
+
     pub fn sigalgs(self) -> Vec<&'static str> {
         self.with_legacy(SIGALGS, LEGACY_SIGALGS)
     }
@@ -131,8 +165,12 @@ impl ServerProfile {
         with_legacy(self == ServerProfile::MtaLegacy, strict, legacy)
     }
 
-    /// A context builder with every rule of the profile applied and no certificate yet.
-    pub(crate) fn context_builder(self) -> Result<SslContextBuilder, TlsError> {
+    /// A context builder with every rule of the profile and `options` applied and no
+    /// certificate yet.
+    pub(crate) fn context_builder(
+        self,
+        options: ServerOptions,
+    ) -> Result<SslContextBuilder, TlsError> {
         let mut b = SslContextBuilder::new(SslMethod::tls_server())
             .map_err(TlsError::openssl("create server context"))?;
         // RELEASE_BUFFERS: an idle connection (IMAP IDLE, for days) keeps no 16 KiB record
@@ -147,9 +185,24 @@ impl ServerProfile {
             &mut b,
             (self.min_version(), SslVersion::TLS1_3),
             &self.tls12_suites(),
-            &self.groups(),
+            &self.groups_with(options),
             &self.sigalgs(),
         )?;
+        if options.hybrid_groups {
+            // Their own tuple (OpenSSL 3.5 list syntax): preferred even at the cost of a
+            // HelloRetryRequest when the client sent a classic key share only.
+            b.set_groups_list(&format!(
+                "{}/{}",
+                HYBRID_GROUPS.join(":"),
+                self.groups().join(":")
+            ))
+            .map_err(TlsError::openssl("set hybrid key-exchange groups"))?;
+        }
+        if !options.session_tickets {
+            b.set_num_tickets(0)
+                .map_err(TlsError::openssl("turn TLS 1.3 session tickets off"))?;
+            b.set_options(SslOptions::NO_TICKET);
+        }
         if self == ServerProfile::MtaLegacy {
             // TLS 1.0/1.1 need SHA-1 in the handshake, which level 1 still forbids.
             b.set_security_level(0);

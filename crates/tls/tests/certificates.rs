@@ -228,12 +228,7 @@ fn dns5_ics_lists_exactly_the_configured_suites_and_no_forbidden_ones() {
     let ca = TestCa::new();
     let src = support::issued_source(&dir.0, &ca, "srv", &["ics.test"], P256);
     let acceptor = TlsAcceptor::new(ServerProfile::Strict, vec![src]).unwrap();
-    let ics = kurier_tls::ics::describe(
-        ServerProfile::Strict,
-        &acceptor.default_context(),
-        &acceptor.certificates(),
-        vec![],
-    );
+    let ics = kurier_tls::ics::describe(&acceptor, vec![]);
     let codes: Vec<&str> = ics.tls12_suites.iter().map(|s| s.iana.as_str()).collect();
     assert_eq!(
         codes,

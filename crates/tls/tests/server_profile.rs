@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use kurier_tls::ServerProfile;
 use kurier_tls::probe::{
     ClientOffer, EXT_ENCRYPT_THEN_MAC, EXT_EXTENDED_MASTER_SECRET, HS_CERTIFICATE_REQUEST,
-    HandshakeFacts, Renegotiation, probe,
+    HS_NEW_SESSION_TICKET, HandshakeFacts, Renegotiation, probe,
 };
 use openssl::ssl::SslVersion;
 use support::TempDir;
@@ -414,4 +414,68 @@ async fn tls7_rule_a_client_without_encrypt_then_mac_never_gets_cbc() {
         .unwrap();
     assert_eq!(f.cipher, "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256");
     assert!(!f.server_hello_extensions.contains(&EXT_ENCRYPT_THEN_MAC));
+}
+
+/// Issue 19 item 5: session tickets are a per-listener switch. On (the default), TLS 1.3 and
+/// TLS 1.2 clients get a NewSessionTicket; off (port 25 with `smtp.tls_session_tickets =
+/// false`), neither does.
+#[tokio::test]
+async fn tls8_session_tickets_can_be_switched_off_per_listener() {
+    let dir = TempDir::new("tickets");
+    let (on, _, _) = support::strict_server(&dir.0, ServerProfile::Strict).await;
+    let off_options = kurier_tls::ServerOptions {
+        session_tickets: false,
+        ..Default::default()
+    };
+    let dir_off = TempDir::new("no-tickets");
+    let (off, _, _) = support::server_with(&dir_off.0, ServerProfile::Strict, off_options).await;
+    for max in [SslVersion::TLS1_3, SslVersion::TLS1_2] {
+        let offer = || ClientOffer {
+            max_version: Some(max),
+            await_tickets: true,
+            ..Default::default()
+        };
+        let with = run(on, offer()).await.unwrap();
+        assert!(
+            with.server_messages.contains(&HS_NEW_SESSION_TICKET),
+            "{max:?}: {:?}",
+            with.server_messages
+        );
+        let without = run(off, offer()).await.unwrap();
+        assert!(
+            !without.server_messages.contains(&HS_NEW_SESSION_TICKET),
+            "{max:?}: {:?}",
+            without.server_messages
+        );
+    }
+}
+
+/// Issue 19 item 6: hybrid post-quantum groups only when switched on, and then preferred; never
+/// X25519MLKEM768.
+#[tokio::test]
+async fn tls5_hybrid_post_quantum_groups_are_opt_in() {
+    let dir = TempDir::new("pq-off");
+    let (strict, _, _) = support::strict_server(&dir.0, ServerProfile::Strict).await;
+    let dir_on = TempDir::new("pq-on");
+    let options = kurier_tls::ServerOptions {
+        hybrid_groups: true,
+        ..Default::default()
+    };
+    let (hybrid, _, _) = support::server_with(&dir_on.0, ServerProfile::Strict, options).await;
+    let only = |g: &str| ClientOffer {
+        min_version: Some(SslVersion::TLS1_3),
+        groups: Some(g.into()),
+        ..Default::default()
+    };
+    for g in ["SecP256r1MLKEM768", "SecP384r1MLKEM1024", "X25519MLKEM768"] {
+        assert!(run(strict, only(g)).await.is_err(), "{g} on strict");
+    }
+    for g in ["SecP256r1MLKEM768", "SecP384r1MLKEM1024"] {
+        let f = run(hybrid, only(g)).await.unwrap();
+        assert_eq!(f.group.as_deref(), Some(g));
+    }
+    assert!(run(hybrid, only("X25519MLKEM768")).await.is_err());
+    // Preferred when the client offers both kinds.
+    let f = run(hybrid, only("P-256:SecP256r1MLKEM768")).await.unwrap();
+    assert_eq!(f.group.as_deref(), Some("SecP256r1MLKEM768"));
 }

@@ -225,6 +225,15 @@ pub async fn strict_server(
     dir: &Path,
     profile: ServerProfile,
 ) -> (SocketAddr, PathBuf, Arc<TlsAcceptor>) {
+    server_with(dir, profile, kurier_tls::ServerOptions::default()).await
+}
+
+/// `strict_server` with per-listener `options`.
+pub async fn server_with(
+    dir: &Path,
+    profile: ServerProfile,
+    options: kurier_tls::ServerOptions,
+) -> (SocketAddr, PathBuf, Arc<TlsAcceptor>) {
     let ca = TestCa::new();
     let source = issued_source(
         dir,
@@ -235,6 +244,6 @@ pub async fn strict_server(
     );
     let ca_path = dir.join("ca.pem");
     std::fs::write(&ca_path, ca.cert.to_pem().unwrap()).unwrap();
-    let acceptor = Arc::new(TlsAcceptor::new(profile, vec![source]).unwrap());
+    let acceptor = Arc::new(TlsAcceptor::with_options(profile, options, vec![source]).unwrap());
     (serve(acceptor.clone()).await, ca_path, acceptor)
 }
