@@ -425,6 +425,10 @@ pub struct TlsConfig {
     /// Hybrid post-quantum key exchange (SecP256r1MLKEM768, SecP384r1MLKEM1024, RFC 10024)
     /// offered first on every listener. Off by default: TR-03116-4 does not list them yet.
     pub hybrid_groups: bool,
+    /// A PEM file of CAs (a company or lab CA) that count as trusted roots when the served
+    /// chains are checked on load, besides Debian's CA bundle.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trusted_roots: Option<PathBuf>,
 }
 
 impl Default for TlsConfig {
@@ -434,6 +438,7 @@ impl Default for TlsConfig {
             reload_check_secs: 10,
             mta_legacy: false,
             hybrid_groups: false,
+            trusted_roots: None,
         }
     }
 }

@@ -510,6 +510,7 @@ fn acceptor(
         .map(|c| CertificateSource {
             cert: c.cert.clone(),
             key: c.key.clone(),
+            roots: cfg.tls.trusted_roots.clone(),
         })
         .collect();
     let acceptor = TlsAcceptor::with_options(profile, options, sources).map_err(|e| match e {

@@ -410,3 +410,91 @@ fn certificates_reload_when_the_files_change() {
     server.wait_for_log("certificates reloaded");
     assert_eq!(served_names(ip), ["mail.example.org", "new.example.org"]);
 }
+
+/// Issue 19 item 3 (CERT-1, CERT-3), bad input: a chain with a weak intermediate, one with a
+/// SHA-1-signed intermediate, an expired intermediate and a SHA-1-signed leaf — each is one
+/// clear line at `config check`, and at a reload the old certificate keeps serving.
+#[test]
+fn cert1_a_bad_chain_is_one_line_at_config_check_and_at_reload() {
+    use kurier_testworld::ca::{Ca, IntermediateFlaw, KeyKind, LeafSpec};
+    let dir = tempfile::tempdir().unwrap();
+    let ip = "127.0.10.24";
+    let f = good_config(dir.path(), &format!("{ip}:8443"), "reload_check_secs = 0\n");
+    let name = ["mail.example.org"];
+    let bad = [
+        (
+            Ca::flawed("Weak", IntermediateFlaw::WeakKey)
+                .unwrap()
+                .leaf(&name)
+                .unwrap(),
+            "2048 bits",
+        ),
+        (
+            Ca::flawed("Old", IntermediateFlaw::Sha1Signature)
+                .unwrap()
+                .leaf(&name)
+                .unwrap(),
+            "SHA-1",
+        ),
+        (
+            Ca::flawed("Past", IntermediateFlaw::Expired)
+                .unwrap()
+                .leaf(&name)
+                .unwrap(),
+            "expired",
+        ),
+        (
+            Ca::new("Good", KeyKind::P256)
+                .unwrap()
+                .issue(&LeafSpec::new(&name).sha1())
+                .unwrap(),
+            "SHA-1",
+        ),
+    ];
+    let good = ec_cert(dir.path(), "mail", "DNS:mail.example.org");
+    let keep = |from: &Path, to: &Path| std::fs::copy(from, to).unwrap();
+    let saved = (dir.path().join("good.pem"), dir.path().join("good.key"));
+    keep(&good.0, &saved.0);
+    keep(&good.1, &saved.1);
+    for (i, (leaf, says)) in bad.iter().enumerate() {
+        leaf.write(dir.path(), "mail").unwrap();
+        let (code, _, err) = run(&["config", "check", f.to_str().unwrap()]);
+        assert_ne!(code, 0, "case {i}");
+        let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(lines.len(), 1, "case {i}: one line: {err}");
+        assert!(
+            lines[0].contains("tls.certificate[0]") && lines[0].contains(says),
+            "case {i}: {err}"
+        );
+    }
+    keep(&saved.0, &good.0);
+    keep(&saved.1, &good.1);
+    let server = Server::start(
+        &["serve", "--create", "--config", f.to_str().unwrap()],
+        dir.path(),
+    );
+    server.wait_for_log("Kurier started");
+    let fingerprint = || {
+        let facts = probe(support::addr(ip), &ClientOffer::default()).unwrap();
+        facts.peer_chain[0]
+            .digest(openssl::hash::MessageDigest::sha256())
+            .unwrap()
+            .to_vec()
+    };
+    let serving = fingerprint();
+    for (n, (leaf, says)) in bad.iter().enumerate() {
+        leaf.write(dir.path(), "mail").unwrap();
+        server.signal(libc::SIGHUP);
+        support::wait_until(Duration::from_secs(10), "the failed reload", || {
+            server.stderr().matches("certificate reload failed").count() > n
+        });
+        let log = server.stderr();
+        let line = log
+            .lines()
+            .filter(|l| l.contains("certificate reload failed"))
+            .nth(n)
+            .unwrap();
+        assert!(line.contains(says), "{line}");
+        assert_eq!(fingerprint(), serving, "the old certificate keeps serving");
+    }
+}

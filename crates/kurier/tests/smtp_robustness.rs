@@ -232,5 +232,8 @@ print(f"smtp={smtp_ticket} imap={imap_ticket} version={version} OK-DONE")
 "#,
         &[ip],
     );
-    assert!(out.contains("smtp=False imap=True version=TLSv1.3"), "{out}");
+    assert!(
+        out.contains("smtp=False imap=True version=TLSv1.3"),
+        "{out}"
+    );
 }

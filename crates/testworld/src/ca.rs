@@ -61,6 +61,8 @@ pub struct LeafSpec {
     pub self_signed: bool,
     /// A CRL distribution point (`http://…`), for revocation tests.
     pub crl_url: Option<String>,
+    /// Signed with SHA-1 (a CERT-1 error).
+    pub sha1: bool,
 }
 
 impl LeafSpec {
@@ -72,6 +74,7 @@ impl LeafSpec {
             not_after: 90 * 86400,
             self_signed: false,
             crl_url: None,
+            sha1: false,
         }
     }
 
@@ -93,6 +96,11 @@ impl LeafSpec {
 
     pub fn self_signed(mut self) -> Self {
         self.self_signed = true;
+        self
+    }
+
+    pub fn sha1(mut self) -> Self {
+        self.sha1 = true;
         self
     }
 }
@@ -133,13 +141,38 @@ fn builder(
     Ok(b)
 }
 
+/// How a CA certificate is made: validity (seconds relative to now) and digest.
+struct CaCertSpec {
+    not_before: i64,
+    not_after: i64,
+    digest: MessageDigest,
+}
+
+fn good_ca() -> CaCertSpec {
+    CaCertSpec {
+        not_before: -86400,
+        not_after: 5 * 365 * 86400,
+        digest: MessageDigest::sha256(),
+    }
+}
+
 fn ca_cert(
     cn: &str,
     key: &PKey<Private>,
     pathlen: u32,
     issuer: Option<(&X509, &PKey<Private>)>,
 ) -> Result<X509, openssl::error::ErrorStack> {
-    let mut b = builder(cn, -86400, 5 * 365 * 86400)?;
+    ca_cert_as(cn, key, pathlen, issuer, &good_ca())
+}
+
+fn ca_cert_as(
+    cn: &str,
+    key: &PKey<Private>,
+    pathlen: u32,
+    issuer: Option<(&X509, &PKey<Private>)>,
+    spec: &CaCertSpec,
+) -> Result<X509, openssl::error::ErrorStack> {
+    let mut b = builder(cn, spec.not_before, spec.not_after)?;
     if let Some((ic, _)) = issuer {
         b.set_issuer_name(ic.subject_name())?;
     }
@@ -162,11 +195,58 @@ fn ca_cert(
         .build(&b.x509v3_context(issuer.map(|(c, _)| c.as_ref()), None))?;
     b.append_extension(ski)?;
     let signer = issuer.map(|(_, k)| k).unwrap_or(key);
-    b.sign(signer, MessageDigest::sha256())?;
+    b.sign(signer, spec.digest)?;
     Ok(b.build())
 }
 
+/// What is wrong with the intermediate of a `Ca::flawed` CA (TR-03108 CERT-1/CERT-3 tests).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IntermediateFlaw {
+    /// An RSA-2048 key.
+    WeakKey,
+    /// Signed by the root with SHA-1.
+    Sha1Signature,
+    /// Expired yesterday.
+    Expired,
+}
+
 impl Ca {
+    /// A P-256 root whose intermediate has `flaw`; its leaves are otherwise good.
+    pub fn flawed(name: &str, flaw: IntermediateFlaw) -> Result<Ca, WorldError> {
+        let root_key = new_key(KeyKind::P256)?;
+        let root = ca_cert(&format!("{name} root"), &root_key, 1, None)?;
+        let intermediate_key = new_key(if flaw == IntermediateFlaw::WeakKey {
+            KeyKind::Rsa2048
+        } else {
+            KeyKind::P256
+        })?;
+        let spec = match flaw {
+            IntermediateFlaw::WeakKey => good_ca(),
+            IntermediateFlaw::Sha1Signature => CaCertSpec {
+                digest: MessageDigest::sha1(),
+                ..good_ca()
+            },
+            IntermediateFlaw::Expired => CaCertSpec {
+                not_before: -90 * 86400,
+                not_after: -86400,
+                ..good_ca()
+            },
+        };
+        let intermediate = ca_cert_as(
+            &format!("{name} intermediate"),
+            &intermediate_key,
+            0,
+            Some((&root, &root_key)),
+            &spec,
+        )?;
+        Ok(Ca {
+            root,
+            root_key,
+            intermediate,
+            intermediate_key,
+        })
+    }
+
     /// A root and an intermediate with keys of `kind` (P-256 or RSA-3072 in practice).
     pub fn new(name: &str, kind: KeyKind) -> Result<Ca, WorldError> {
         let root_key = new_key(kind)?;
@@ -239,7 +319,12 @@ impl Ca {
             b.append_extension(aki)?;
         }
         let signer = issuer.map(|(_, k)| k).unwrap_or(&key);
-        b.sign(signer, MessageDigest::sha256())?;
+        let digest = if spec.sha1 {
+            MessageDigest::sha1()
+        } else {
+            MessageDigest::sha256()
+        };
+        b.sign(signer, digest)?;
         let cert = b.build();
         // The root goes along: a chain file that is complete without a system trust store.
         let chain = if spec.self_signed {

@@ -22,6 +22,8 @@ use crate::profile::{ServerOptions, ServerProfile};
 pub struct CertificateSource {
     pub cert: PathBuf,
     pub key: PathBuf,
+    /// CAs (PEM) that count as trusted roots for the chain check besides Debian's bundle.
+    pub roots: Option<PathBuf>,
 }
 
 /// The contexts built from one load of all certificates.
@@ -175,7 +177,7 @@ fn build_set(
     let stamps = stamps(sources);
     let certificates = sources
         .iter()
-        .map(|s| LoadedCertificate::load(&s.cert, &s.key))
+        .map(|s| LoadedCertificate::load_trusting(&s.cert, &s.key, s.roots.as_deref()))
         .collect::<Result<Vec<_>, CertificateError>>()?;
     let contexts = certificates
         .iter()

@@ -89,6 +89,26 @@ impl fmt::Debug for LoadedCertificate {
 impl LoadedCertificate {
     /// Reads and checks `cert_path` (PEM chain, leaf first) and `key_path` (PEM private key).
     pub fn load(cert_path: &Path, key_path: &Path) -> Result<Self, CertificateError> {
+        Self::load_trusting(cert_path, key_path, None)
+    }
+
+    /// `load`, where the chain may also end at a CA of `roots` (a PEM file: a company or lab
+    /// CA) instead of one of Debian's bundle.
+    pub fn load_trusting(
+        cert_path: &Path,
+        key_path: &Path,
+        roots: Option<&Path>,
+    ) -> Result<Self, CertificateError> {
+        let roots = match roots {
+            Some(path) => {
+                X509::stack_from_pem(&read(path)?).map_err(|e| CertificateError::Pem {
+                    path: path.to_owned(),
+                    what: "trusted CA certificates",
+                    reason: e.to_string(),
+                })?
+            }
+            None => Vec::new(),
+        };
         let cert_pem = read(cert_path)?;
         let key_pem = read(key_path)?;
         let chain = X509::stack_from_pem(&cert_pem).map_err(|e| CertificateError::Pem {
@@ -111,7 +131,7 @@ impl LoadedCertificate {
             what: "certificate chain",
             reason: e.to_string(),
         })?;
-        let findings = check(&chain, &key, &now);
+        let findings = check_trusting(&chain, &key, &now, &roots);
         let (errors, warnings): (Vec<_>, Vec<_>) = findings
             .into_iter()
             .partition(|f| f.severity == Severity::Error);
@@ -166,12 +186,22 @@ pub const MAX_VALIDITY_DAYS: i32 = 3 * 365 + 1;
 
 /// Every rule, as pure checks over parsed values; `now` is injected for tests.
 pub fn check(chain: &[X509], key: &PKey<Private>, now: &Asn1Time) -> Vec<CertificateFinding> {
+    check_trusting(chain, key, now, &[])
+}
+
+/// `check`, with `roots` trusted besides Debian's bundle as the end of the chain.
+pub fn check_trusting(
+    chain: &[X509],
+    key: &PKey<Private>,
+    now: &Asn1Time,
+    roots: &[X509],
+) -> Vec<CertificateFinding> {
     let mut out = Vec::new();
     let Some(leaf) = chain.first() else {
         out.push(error("CERT-3", "the file holds no certificate".into()));
         return out;
     };
-    check_key(key, &mut out);
+    check_key(key, "", &mut out);
     match leaf.public_key() {
         Ok(pubkey) if pubkey.public_eq(key) => {}
         _ => out.push(error(
@@ -181,7 +211,7 @@ pub fn check(chain: &[X509], key: &PKey<Private>, now: &Asn1Time) -> Vec<Certifi
     }
     check_names(leaf, &mut out);
     check_validity(leaf, now, &mut out);
-    check_chain(chain, &mut out);
+    check_chain(chain, now, roots, &mut out);
     check_extensions(leaf, &mut out);
     out
 }
@@ -194,12 +224,12 @@ pub fn check_peer(chain: &[X509], now: &Asn1Time) -> Vec<CertificateFinding> {
         return out;
     };
     match leaf.public_key() {
-        Ok(k) => check_key(&k, &mut out),
+        Ok(k) => check_key(&k, "", &mut out),
         Err(_) => out.push(error("CERT-1", "the public key cannot be read".into())),
     }
     check_names(leaf, &mut out);
     check_validity(leaf, now, &mut out);
-    check_chain(chain, &mut out);
+    check_chain(chain, now, &[], &mut out);
     check_extensions(leaf, &mut out);
     out
 }
@@ -220,37 +250,39 @@ fn warning(requirement: &'static str, message: String) -> CertificateFinding {
     }
 }
 
-fn check_key<T: openssl::pkey::HasPublic>(key: &PKey<T>, out: &mut Vec<CertificateFinding>) {
+/// CERT-1 on one key; `whose` names a certificate other than the leaf (`"the intermediate
+/// certificate CN=…: "`), empty for the leaf.
+fn check_key<T: openssl::pkey::HasPublic>(
+    key: &PKey<T>,
+    whose: &str,
+    out: &mut Vec<CertificateFinding>,
+) {
+    let mut problem = |message: String| out.push(error("CERT-1", format!("{whose}{message}")));
     match key.id() {
-        Id::RSA => {
+        // RSA-PSS keys (RFC 4055) serve the rsa_pss_pss_* signatures the profile declares.
+        Id::RSA | Id::RSA_PSS => {
             if key.bits() < MIN_RSA_BITS {
-                out.push(error(
-                    "CERT-1",
-                    format!(
-                        "RSA key has {} bits, at least {MIN_RSA_BITS} are required; use an ECDSA P-256 key or RSA-3072",
-                        key.bits()
-                    ),
+                problem(format!(
+                    "{} key has {} bits, at least {MIN_RSA_BITS} are required; use an ECDSA P-256 key or RSA-3072",
+                    key_description(key).split(' ').next().unwrap_or("RSA"),
+                    key.bits()
                 ));
             }
         }
         Id::EC => {
             let curve = key.ec_key().ok().and_then(|k| k.group().curve_name());
             if !curve.is_some_and(|c| ALLOWED_CURVES.contains(&c)) {
-                out.push(error(
-                    "CERT-1",
-                    format!(
-                        "ECDSA key on curve {} is not allowed; use P-256, P-384, P-521 or brainpoolP256r1/384r1/512r1",
-                        curve.and_then(|c| c.short_name().ok()).unwrap_or("(unnamed)")
-                    ),
+                problem(format!(
+                    "ECDSA key on curve {} is not allowed; use P-256, P-384, P-521 or brainpoolP256r1/384r1/512r1",
+                    curve
+                        .and_then(|c| c.short_name().ok())
+                        .unwrap_or("(unnamed)")
                 ));
             }
         }
-        _ => out.push(error(
-            "CERT-1",
-            format!(
-                "{} keys are not allowed for TLS servers; use ECDSA (P-256 or brainpoolP256r1) or RSA ≥ 3072",
-                key_description(key)
-            ),
+        _ => problem(format!(
+            "{} keys are not allowed for TLS servers; use ECDSA (P-256 or brainpoolP256r1) or RSA ≥ 3072",
+            key_description(key)
         )),
     }
 }
@@ -299,7 +331,37 @@ fn check_validity(leaf: &X509, now: &Asn1Time, out: &mut Vec<CertificateFinding>
     }
 }
 
-fn check_chain(chain: &[X509], out: &mut Vec<CertificateFinding>) {
+/// Order and completeness of the chain (CERT-3), and CERT-1 on every certificate above the
+/// leaf: key, signature, validity. A self-signed root's own signature does not count (nobody
+/// verifies it), its key does.
+fn check_chain(chain: &[X509], now: &Asn1Time, roots: &[X509], out: &mut Vec<CertificateFinding>) {
+    for cert in chain.iter().skip(1) {
+        let whose = format!("the chain certificate {}: ", subject(cert));
+        match cert.public_key() {
+            Ok(k) => check_key(&k, &whose, out),
+            Err(_) => out.push(error(
+                "CERT-1",
+                format!("{whose}its public key cannot be read"),
+            )),
+        }
+        if !is_self_signed(cert) && weak_signature(cert) {
+            out.push(error(
+                "CERT-1",
+                format!("{whose}it is signed with SHA-1 or MD5; use a chain signed with SHA-256 or better"),
+            ));
+        }
+        if cert.not_after() < now {
+            out.push(error(
+                "CERT-3",
+                format!("{whose}it expired on {}", cert.not_after()),
+            ));
+        } else if cert.not_before() > now {
+            out.push(error(
+                "CERT-3",
+                format!("{whose}it is valid only from {}", cert.not_before()),
+            ));
+        }
+    }
     for pair in chain.windows(2) {
         let (child, parent) = (&pair[0], &pair[1]);
         let signed = parent
@@ -328,11 +390,11 @@ fn check_chain(chain: &[X509], out: &mut Vec<CertificateFinding>) {
         }
         return;
     }
-    if !issuer_in_system_bundle(last) {
+    if !issued_by_any(last, roots) && !issuer_in_system_bundle(last) {
         out.push(error(
             "CERT-3",
             format!(
-                "missing chain: the issuer of {} ({}) is neither in the file nor a trusted root; use the full chain (e.g. fullchain.pem)",
+                "missing chain: the issuer of {} ({}) is neither in the file nor a trusted root; use the full chain (e.g. fullchain.pem), or name a private CA in tls.trusted_roots",
                 subject(last),
                 issuer(last)
             ),
@@ -358,12 +420,28 @@ fn issuer_in_system_bundle(cert: &X509) -> bool {
     let Ok(roots) = X509::stack_from_pem(&pem) else {
         return false;
     };
+    issued_by_any(cert, &roots)
+}
+
+fn issued_by_any(cert: &X509, roots: &[X509]) -> bool {
     roots.iter().any(|root| {
         root.issued(cert) == X509VerifyResult::OK
             && root
                 .public_key()
                 .is_ok_and(|k| cert.verify(&k).unwrap_or(false))
     })
+}
+
+/// Signed with SHA-1 or MD5 (RSA, ECDSA or DSA).
+fn weak_signature(cert: &X509) -> bool {
+    matches!(
+        cert.signature_algorithm().object().nid(),
+        Nid::SHA1WITHRSAENCRYPTION
+            | Nid::SHA1WITHRSA
+            | Nid::ECDSA_WITH_SHA1
+            | Nid::DSAWITHSHA1
+            | Nid::MD5WITHRSAENCRYPTION
+    )
 }
 
 fn check_extensions(leaf: &X509, out: &mut Vec<CertificateFinding>) {
@@ -390,13 +468,11 @@ fn check_extensions(leaf: &X509, out: &mut Vec<CertificateFinding>) {
             "CERT-1",
             "the certificate is signed with RSA PKCS#1 v1.5, allowed only until 2025; prefer an ECDSA or RSA-PSS issuer".into(),
         ));
-    } else if matches!(
-        sig,
-        Nid::SHA1WITHRSAENCRYPTION | Nid::ECDSA_WITH_SHA1 | Nid::MD5WITHRSAENCRYPTION
-    ) {
-        out.push(warning(
+    } else if weak_signature(leaf) {
+        out.push(error(
             "CERT-1",
-            "the certificate is signed with SHA-1 or MD5".into(),
+            "the certificate is signed with SHA-1 or MD5; get one signed with SHA-256 or better"
+                .into(),
         ));
     }
 }
@@ -449,6 +525,7 @@ fn name_text(name: &openssl::x509::X509NameRef) -> String {
 pub fn key_description<T: openssl::pkey::HasPublic>(key: &PKey<T>) -> String {
     match key.id() {
         Id::RSA => format!("RSA {}", key.bits()),
+        Id::RSA_PSS => format!("RSA-PSS {}", key.bits()),
         Id::EC => {
             let curve = key
                 .ec_key()

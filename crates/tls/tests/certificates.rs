@@ -340,3 +340,89 @@ fn cert2_self_signed_leaf_is_accepted_with_a_warning() {
         loaded.warnings
     );
 }
+
+/// Issue 19 item 3 (CERT-1, CERT-3): the whole served chain is checked like the leaf — key
+/// sizes, signature digests, validity — each problem one clear line; a private CA can be named
+/// as a trusted root; RSA-PSS keys, which the profile's rsa_pss_pss_* signatures need, load.
+#[test]
+fn cert1_every_certificate_of_the_chain_is_checked() {
+    let dir = TempDir::new("whole-chain");
+    let root = TestCa::new();
+    let load = |name: &str, intermediate_key: KeyKind, spec: CertSpec| {
+        let ik = key(intermediate_key);
+        let intermediate = root.issue(
+            &CertSpec {
+                names: &["Test Intermediate"],
+                ca: true,
+                ..spec
+            },
+            &ik,
+        );
+        let k = key(P256);
+        let leaf = support::cert(&CertSpec::default(), &k, Some((&intermediate, &ik)));
+        let (c, kp) = write(&dir.0, name, &[&leaf, &intermediate, &root.cert], &k);
+        LoadedCertificate::load(&c, &kp)
+    };
+    load("good", P256, CertSpec::default()).unwrap();
+    let (msg, req) = rejected(load("weak", KeyKind::Rsa(2048), CertSpec::default()));
+    assert_eq!(req, "CERT-1");
+    assert!(
+        msg.contains("CN=Test Intermediate") && msg.contains("2048 bits"),
+        "{msg}"
+    );
+    let sha1 = CertSpec {
+        sha1: true,
+        ..CertSpec::default()
+    };
+    let (msg, _) = rejected(load("sha1", P256, sha1));
+    assert!(
+        msg.contains("CN=Test Intermediate") && msg.contains("SHA-1"),
+        "{msg}"
+    );
+    let expired = CertSpec {
+        not_before: -90 * 86400,
+        not_after: -86400,
+        ..CertSpec::default()
+    };
+    let (msg, req) = rejected(load("expired", P256, expired));
+    assert_eq!(req, "CERT-3");
+    assert!(
+        msg.contains("CN=Test Intermediate") && msg.contains("expired"),
+        "{msg}"
+    );
+    assert!(!msg.contains('\n'), "one line: {msg}");
+
+    // A SHA-1-signed leaf is an error, not a warning.
+    let k = key(P256);
+    let leaf = root.issue(
+        &CertSpec {
+            sha1: true,
+            ..CertSpec::default()
+        },
+        &k,
+    );
+    let (c, kp) = write(&dir.0, "sha1-leaf", &[&leaf, &root.cert], &k);
+    let (msg, _) = rejected(LoadedCertificate::load(&c, &kp));
+    assert!(msg.contains("SHA-1"), "{msg}");
+
+    // A private CA as the end of the chain: not in the file, named as trusted.
+    let leaf = root.issue(&CertSpec::default(), &k);
+    let (c, kp) = write(&dir.0, "private-ca", &[&leaf], &k);
+    let (msg, _) = rejected(LoadedCertificate::load(&c, &kp));
+    assert!(msg.contains("tls.trusted_roots"), "{msg}");
+    let roots = dir.0.join("company-ca.pem");
+    std::fs::write(&roots, root.cert.to_pem().unwrap()).unwrap();
+    LoadedCertificate::load_trusting(&c, &kp, Some(&roots)).unwrap();
+
+    // RSA-PSS keys: accepted at 3072 bits, refused below, like RSA.
+    let pss = key(KeyKind::RsaPss(3072));
+    let leaf = root.issue(&CertSpec::default(), &pss);
+    let (c, kp) = write(&dir.0, "pss", &[&leaf, &root.cert], &pss);
+    let loaded = LoadedCertificate::load(&c, &kp).unwrap();
+    assert_eq!(loaded.key_description(), "RSA-PSS 3072");
+    let small = key(KeyKind::RsaPss(2048));
+    let leaf = root.issue(&CertSpec::default(), &small);
+    let (c, kp) = write(&dir.0, "pss-small", &[&leaf, &root.cert], &small);
+    let (msg, _) = rejected(LoadedCertificate::load(&c, &kp));
+    assert!(msg.contains("RSA-PSS key has 2048 bits"), "{msg}");
+}

@@ -479,3 +479,35 @@ async fn tls5_hybrid_post_quantum_groups_are_opt_in() {
     let f = run(hybrid, only("P-256:SecP256r1MLKEM768")).await.unwrap();
     assert_eq!(f.group.as_deref(), Some("SecP256r1MLKEM768"));
 }
+
+/// Issue 19 item 3: the rsa_pss_pss_* signatures the ICS declares are served, by a certificate
+/// with an RSA-PSS key.
+#[tokio::test]
+async fn tls2_rule_an_rsa_pss_certificate_serves_rsa_pss_pss_signatures() {
+    let dir = TempDir::new("pss");
+    let ca = support::TestCa::new();
+    let source = support::issued_source(
+        &dir.0,
+        &ca,
+        "pss",
+        &["localhost"],
+        support::KeyKind::RsaPss(3072),
+    );
+    let acceptor = std::sync::Arc::new(
+        kurier_tls::TlsAcceptor::new(ServerProfile::Strict, vec![source]).unwrap(),
+    );
+    let addr = support::serve(acceptor).await;
+    for max in [SslVersion::TLS1_2, SslVersion::TLS1_3] {
+        let offer = ClientOffer {
+            max_version: Some(max),
+            sigalgs: Some("rsa_pss_pss_sha256".into()),
+            ..Default::default()
+        };
+        let f = run(addr, offer).await.unwrap();
+        assert!(
+            f.cipher.contains("RSA") || max == SslVersion::TLS1_3,
+            "{}",
+            f.cipher
+        );
+    }
+}

@@ -22,6 +22,7 @@ pub async fn server(
         vec![kurier_tls::CertificateSource {
             cert: certs.server_cert,
             key: certs.server_key,
+            roots: None,
         }],
     )
     .unwrap();

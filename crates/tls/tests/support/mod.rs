@@ -19,6 +19,8 @@ use openssl::x509::{X509, X509Builder, X509NameBuilder};
 pub enum KeyKind {
     Ec(Nid),
     Rsa(u32),
+    /// An RSA-PSS key (RFC 4055), which signs only with PSS.
+    RsaPss(u32),
     Ed25519,
 }
 
@@ -29,6 +31,12 @@ pub fn key(kind: KeyKind) -> PKey<Private> {
             PKey::from_ec_key(EcKey::generate(&g).unwrap()).unwrap()
         }
         KeyKind::Rsa(bits) => PKey::from_rsa(Rsa::generate(bits).unwrap()).unwrap(),
+        KeyKind::RsaPss(bits) => {
+            let mut ctx = openssl::pkey_ctx::PkeyCtx::new_id(openssl::pkey::Id::RSA_PSS).unwrap();
+            ctx.keygen_init().unwrap();
+            ctx.set_rsa_keygen_bits(bits).unwrap();
+            ctx.keygen().unwrap()
+        }
         KeyKind::Ed25519 => PKey::generate_ed25519().unwrap(),
     }
 }
@@ -40,6 +48,8 @@ pub struct CertSpec<'a> {
     /// Seconds relative to now.
     pub not_before: i64,
     pub not_after: i64,
+    /// Signed with SHA-1 instead of SHA-256.
+    pub sha1: bool,
 }
 
 impl Default for CertSpec<'_> {
@@ -49,6 +59,7 @@ impl Default for CertSpec<'_> {
             ca: false,
             not_before: -60,
             not_after: 90 * 86400,
+            sha1: false,
         }
     }
 }
@@ -113,9 +124,14 @@ pub fn cert(spec: &CertSpec, key: &PKey<Private>, issuer: Option<(&X509, &PKey<P
             .unwrap();
         b.append_extension(san).unwrap();
     }
+    let digest = if spec.sha1 {
+        MessageDigest::sha1()
+    } else {
+        MessageDigest::sha256()
+    };
     let (signer, md) = match issuer {
-        Some((_, k)) => (k, MessageDigest::sha256()),
-        None => (key, MessageDigest::sha256()),
+        Some((_, k)) => (k, digest),
+        None => (key, digest),
     };
     let md = if signer.id() == openssl::pkey::Id::ED25519 {
         MessageDigest::null()
@@ -195,7 +211,11 @@ pub fn issued_source(
         &k,
     );
     let (cert, key) = write(dir, stem, &[&leaf, &ca.cert], &k);
-    CertificateSource { cert, key }
+    CertificateSource {
+        cert,
+        key,
+        roots: None,
+    }
 }
 
 /// Starts a loopback server with `acceptor` that completes handshakes and then reads until EOF.
