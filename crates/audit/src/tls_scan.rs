@@ -83,14 +83,22 @@ fn open(ep: &Endpoint) -> std::io::Result<TcpStream> {
 }
 
 fn attempt(ep: &Endpoint, offer: ClientOffer) -> Result<String, String> {
+    handshake(ep, offer)
+        .map(|f| format!("{} {} {}", f.version, f.cipher, f.group.unwrap_or_default()))
+}
+
+/// One handshake with `offer` at `ep` (after STARTTLS where the protocol needs it), SNI the
+/// endpoint's host.
+pub fn handshake(
+    ep: &Endpoint,
+    offer: ClientOffer,
+) -> Result<kurier_tls::probe::HandshakeFacts, String> {
     let tcp = open(ep).map_err(|e| e.to_string())?;
     let offer = ClientOffer {
         server_name: Some(ep.host.clone()),
         ..offer
     };
-    probe_stream(tcp, &offer)
-        .map(|f| format!("{} {} {}", f.version, f.cipher, f.group.unwrap_or_default()))
-        .map_err(|e| e.to_string())
+    probe_stream(tcp, &offer).map_err(|e| e.to_string())
 }
 
 /// The certificate chain the endpoint sends, leaf first.

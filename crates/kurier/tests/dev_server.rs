@@ -225,3 +225,263 @@ fn json_log_format_prints_one_object_per_line() {
     }
     assert!(n >= 3, "{log}");
 }
+
+/// What one listener accepts, offer by offer (issue 19: the ICS as a scan sees it).
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Accepted {
+    versions: std::collections::BTreeSet<String>,
+    tls12: std::collections::BTreeSet<String>,
+    tls12_without_etm: std::collections::BTreeSet<String>,
+    tls13: std::collections::BTreeSet<String>,
+    tls13_groups: std::collections::BTreeSet<String>,
+    tls13_sigalgs: std::collections::BTreeSet<String>,
+}
+
+/// Offers every candidate alone (a version, a suite with and without Encrypt-then-MAC, a TLS
+/// 1.3 group, a TLS 1.3 signature algorithm) and records what the listener accepted.
+fn enumerate(ep: &kurier_audit::tls_scan::Endpoint) -> Accepted {
+    use kurier_audit::tls_scan::handshake;
+    use kurier_tls::profile;
+    let only = |v: SslVersion| ClientOffer {
+        min_version: Some(v),
+        max_version: Some(v),
+        tls12_ciphers: Some("ALL:COMPLEMENTOFALL:@SECLEVEL=0".into()),
+        security_level: Some(0),
+        ..ClientOffer::default()
+    };
+    let mut a = Accepted::default();
+    for (v, name) in [
+        (SslVersion::TLS1_3, "TLSv1.3"),
+        (SslVersion::TLS1_2, "TLSv1.2"),
+        (SslVersion::TLS1_1, "TLSv1.1"),
+        (SslVersion::TLS1, "TLSv1"),
+    ] {
+        if handshake(ep, only(v)).is_ok() {
+            a.versions.insert(name.into());
+        }
+    }
+    let others = [
+        "ECDHE-ECDSA-CHACHA20-POLY1305",
+        "ECDHE-RSA-CHACHA20-POLY1305",
+        "ECDHE-ECDSA-AES128-CCM8",
+        "DHE-RSA-AES128-GCM-SHA256",
+        "DES-CBC3-SHA",
+    ];
+    let tls12 = profile::TLS12_SUITES
+        .iter()
+        .chain(profile::LEGACY_TLS12_SUITES)
+        .chain(&others);
+    for name in tls12 {
+        for etm in [true, false] {
+            let offer = ClientOffer {
+                tls12_ciphers: Some(format!("{name}:@SECLEVEL=0")),
+                no_encrypt_then_mac: !etm,
+                ..only(SslVersion::TLS1_2)
+            };
+            if let Ok(f) = handshake(ep, offer) {
+                let set = if etm {
+                    &mut a.tls12
+                } else {
+                    &mut a.tls12_without_etm
+                };
+                set.insert(f.cipher);
+            }
+        }
+    }
+    for name in [
+        "TLS_AES_128_GCM_SHA256",
+        "TLS_AES_256_GCM_SHA384",
+        "TLS_AES_128_CCM_SHA256",
+        "TLS_AES_128_CCM_8_SHA256",
+        "TLS_CHACHA20_POLY1305_SHA256",
+    ] {
+        let offer = ClientOffer {
+            tls13_suites: Some(name.into()),
+            ..only(SslVersion::TLS1_3)
+        };
+        if handshake(ep, offer).is_ok() {
+            a.tls13.insert(name.into());
+        }
+    }
+    let groups = profile::GROUPS
+        .iter()
+        .chain(profile::LEGACY_GROUPS)
+        .chain(profile::HYBRID_GROUPS)
+        .chain(&["X25519MLKEM768", "ffdhe2048", "ffdhe8192"]);
+    for g in groups {
+        let offer = ClientOffer {
+            groups: Some(g.to_string()),
+            ..only(SslVersion::TLS1_3)
+        };
+        if handshake(ep, offer).is_ok() {
+            a.tls13_groups.insert(g.to_string());
+        }
+    }
+    for s in profile::SIGALGS
+        .iter()
+        .chain(profile::LEGACY_SIGALGS)
+        .chain(&["ed25519", "ed448"])
+    {
+        let offer = ClientOffer {
+            sigalgs: Some(s.to_string()),
+            ..only(SslVersion::TLS1_3)
+        };
+        if handshake(ep, offer).is_ok() {
+            a.tls13_sigalgs.insert(s.to_string());
+        }
+    }
+    a
+}
+
+/// What the ICS entry `ics` (from `kurier tls-profile --json`) declares, in the same shape:
+/// suites that the configured certificates can authenticate, TLS 1.3's groups (TLS 1.2-only
+/// brainpool curves are not TLS 1.3 groups, RFC 8734), the certificates' TLS 1.3 signatures.
+fn declared(ics: &serde_json::Value) -> Accepted {
+    let names = |v: &serde_json::Value| -> Vec<String> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| {
+                x.as_str()
+                    .map(String::from)
+                    .unwrap_or_else(|| x["name"].as_str().unwrap().to_string())
+            })
+            .collect()
+    };
+    let keys: Vec<String> = ics["certificates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["key"].as_str().unwrap().to_string())
+        .collect();
+    let authenticated = |suite: &String| {
+        keys.iter().any(|k| {
+            if k.starts_with("ECDSA") {
+                suite.contains("_ECDSA_")
+            } else {
+                suite.contains("_RSA_")
+            }
+        })
+    };
+    let versions = names(&ics["versions"]);
+    let tls12_only_groups = ["brainpoolP256r1", "brainpoolP384r1", "brainpoolP512r1"];
+    Accepted {
+        versions: versions.into_iter().collect(),
+        tls12: names(&ics["tls12_suites"])
+            .into_iter()
+            .filter(authenticated)
+            .collect(),
+        tls12_without_etm: names(&ics["tls12_suites_without_etm"])
+            .into_iter()
+            .filter(authenticated)
+            .collect(),
+        tls13: names(&ics["tls13_suites"]).into_iter().collect(),
+        tls13_groups: names(&ics["groups"])
+            .into_iter()
+            .filter(|g| !tls12_only_groups.contains(&g.as_str()))
+            .collect(),
+        tls13_sigalgs: ics["certificates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|c| names(&c["tls13_signature_algorithms"]))
+            .collect(),
+    }
+}
+
+/// The listeners of an ICS entry's channels, e.g. `IMAP (STARTTLS) 127.0.10.9:1143`.
+fn endpoints(ics: &serde_json::Value) -> Vec<kurier_audit::tls_scan::Endpoint> {
+    use kurier_audit::tls_scan::{Endpoint, Start};
+    ics["channels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            let c = c.as_str().unwrap();
+            let start = match c {
+                c if c.contains("STARTTLS")
+                    && (c.starts_with("SMTP") || c.starts_with("submission")) =>
+                {
+                    Start::Smtp
+                }
+                c if c.contains("STARTTLS") && c.starts_with("IMAP") => Start::Imap,
+                c if c.contains("STARTTLS") && c.starts_with("POP3") => Start::Pop3,
+                _ => Start::Implicit,
+            };
+            Endpoint {
+                host: "mail.example.test".into(),
+                addr: c.rsplit(' ').next().unwrap().parse().unwrap(),
+                start,
+                legacy_allowed: true,
+            }
+        })
+        .collect()
+}
+
+fn ics_of(args: &[&str]) -> serde_json::Value {
+    let (code, out, err) = support::run(args);
+    assert_eq!(code, 0, "{err}");
+    serde_json::from_str(&out).unwrap()
+}
+
+/// Issue 19 (TR-03108-P §4.5, DNS-5): on every listener, what a scan finds offer by offer —
+/// versions, TLS 1.2 suites with and without Encrypt-then-MAC, TLS 1.3 suites, groups and
+/// signature algorithms — is exactly what `kurier tls-profile --json` declares for it: the strict
+/// profile on the eight dev listeners, and the mta-legacy profile (with hybrid groups) on an MX.
+#[test]
+fn dns5_a_scan_of_every_listener_finds_exactly_the_ics() {
+    let dir = tempfile::tempdir().unwrap();
+    let ip = "127.0.10.9";
+    let _server = Server::dev(dir.path(), ip);
+    let data = dir.path().join("data");
+    let v = ics_of(&[
+        "tls-profile",
+        "--dev",
+        "--data",
+        data.to_str().unwrap(),
+        "--listen-ip",
+        ip,
+        "--json",
+    ]);
+    let strict = &v["tls"][0];
+    assert_eq!(strict["profile"], "strict");
+    let eps = endpoints(strict);
+    assert_eq!(eps.len(), 8, "{strict}");
+    let want = declared(strict);
+    assert!(
+        !want.tls12_without_etm.is_empty() && want.tls12_without_etm.len() < want.tls12.len(),
+        "{want:?}"
+    );
+    assert_eq!(want.tls13_sigalgs.len(), 1, "{want:?}");
+    for ep in &eps {
+        assert_eq!(enumerate(ep), want, "{:?}", ep.addr);
+    }
+
+    // Port 25 on the opt-in legacy profile, with hybrid groups on every listener.
+    let legacy_dir = tempfile::tempdir().unwrap();
+    let legacy_ip = "127.0.10.10";
+    let config = support::configured(legacy_dir.path(), legacy_ip, "", "");
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "[web]",
+        "[tls]\nmta_legacy = true\nhybrid_groups = true\n[web]",
+    );
+    std::fs::write(&config, text).unwrap();
+    let _legacy = Server::configured(legacy_dir.path(), &config);
+    let v = ics_of(&[
+        "tls-profile",
+        "--config",
+        config.to_str().unwrap(),
+        "--json",
+    ]);
+    for ics in v["tls"].as_array().unwrap().iter().take(2) {
+        let want = declared(ics);
+        assert!(want.tls13_groups.contains("SecP256r1MLKEM768"), "{want:?}");
+        if ics["profile"] == "mta-legacy" {
+            assert!(want.versions.contains("TLSv1") && want.tls12 == want.tls12_without_etm);
+        }
+        let eps = endpoints(ics);
+        assert!(!eps.is_empty(), "{ics}");
+        // One listener of each entry is enough here; the strict ones were all scanned above.
+        assert_eq!(enumerate(&eps[eps.len() - 1]), want, "{}", ics["profile"]);
+    }
+}

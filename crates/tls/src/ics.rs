@@ -22,6 +22,8 @@ pub struct Ics {
     pub channels: Vec<String>,
     pub versions: Vec<&'static str>,
     pub tls12_suites: Vec<IcsSuite>,
+    /// The TLS 1.2 suites a client gets that does not offer Encrypt-then-MAC (TLS-7).
+    pub tls12_suites_without_etm: Vec<IcsSuite>,
     pub tls13_suites: Vec<IcsSuite>,
     pub groups: Vec<&'static str>,
     pub signature_algorithms: Vec<&'static str>,
@@ -39,6 +41,9 @@ pub struct IcsSuite {
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct IcsCertificate {
+    /// The signature algorithms this certificate's key can make in TLS 1.3, where ECDSA is
+    /// bound to the curve (RFC 8446 §4.2.3) — what a scan of this listener finds.
+    pub tls13_signature_algorithms: Vec<&'static str>,
     pub names: Vec<String>,
     pub key: String,
     pub not_after: String,
@@ -113,6 +118,7 @@ pub fn describe_client(profile: ClientProfile) -> Result<Ics, TlsError> {
         },
         channels,
         versions,
+        tls12_suites_without_etm: tls12_suites.clone(),
         tls12_suites,
         tls13_suites: if profile == ClientProfile::Legacy {
             Vec::new()
@@ -140,11 +146,23 @@ pub fn describe(acceptor: &TlsAcceptor, channels: Vec<String>) -> Ics {
         profile: profile.name(),
         channels,
         versions,
+        // The strict profile gives a client without EtM the AEAD suites only (TLS-7).
+        tls12_suites_without_etm: match profile {
+            ServerProfile::Strict => tls12_suites
+                .iter()
+                .filter(|c| c.name.contains("GCM") || c.name.contains("CCM"))
+                .cloned()
+                .collect(),
+            ServerProfile::MtaLegacy => tls12_suites.clone(),
+        },
         tls12_suites,
         tls13_suites,
         groups: profile.groups_with(options),
         signature_algorithms: profile.sigalgs(),
-        certificates: certificates.iter().map(describe_certificate).collect(),
+        certificates: certificates
+            .iter()
+            .map(|c| describe_certificate(c, &profile.sigalgs()))
+            .collect(),
         features: vec![
             (
                 "certificate keys",
@@ -205,8 +223,20 @@ pub fn describe(acceptor: &TlsAcceptor, channels: Vec<String>) -> Ics {
     }
 }
 
-fn describe_certificate(c: &LoadedCertificate) -> IcsCertificate {
+fn describe_certificate(c: &LoadedCertificate, sigalgs: &[&'static str]) -> IcsCertificate {
     let leaf = c.leaf();
+    let key = c.key_description();
+    let usable = |name: &str| match key.split(' ').collect::<Vec<_>>().as_slice() {
+        ["ECDSA", "P-256"] => name == "ecdsa_secp256r1_sha256",
+        ["ECDSA", "P-384"] => name == "ecdsa_secp384r1_sha384",
+        ["ECDSA", "P-521"] => name == "ecdsa_secp521r1_sha512",
+        ["ECDSA", curve] if curve.starts_with("brainpool") => {
+            name.starts_with(&format!("ecdsa_{curve}tls13_"))
+        }
+        ["RSA", _] => name.starts_with("rsa_pss_rsae_"),
+        ["RSA-PSS", _] => name.starts_with("rsa_pss_pss_"),
+        _ => false,
+    };
     let issuer = leaf
         .issuer_name()
         .entries()
@@ -214,8 +244,9 @@ fn describe_certificate(c: &LoadedCertificate) -> IcsCertificate {
         .collect::<Vec<_>>()
         .join(", ");
     IcsCertificate {
+        tls13_signature_algorithms: sigalgs.iter().copied().filter(|a| usable(a)).collect(),
         names: c.names.clone(),
-        key: c.key_description(),
+        key,
         not_after: leaf.not_after().to_string(),
         issuer,
     }
