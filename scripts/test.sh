@@ -43,6 +43,10 @@ start_postgres
 
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# An openssl tool built from the vendored OpenSSL source (once, into target/): an independent
+# TLS client that, unlike Debian's, can offer TLS 1.3 brainpool groups.
+KURIER_TEST_OPENSSL=$(scripts/openssl-cli.sh)
+export KURIER_TEST_OPENSSL
 # Fuzz the SMTP and IMAP codecs, the SMTP session, the DATA/BDAT decoders and the MIME structure for a bounded time (60 s each) (cargo-fuzz with libFuzzer; the stable
 # toolchain allows its -Z flags through RUSTC_BOOTSTRAP). A crash fails the run.
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked

@@ -252,3 +252,99 @@ fn mua2_testssl_starttls_scan_of_the_dev_imap_port_shows_only_allowed_parameters
         kurier_audit::tls_scan::Start::Imap,
     );
 }
+
+/// Issue 19: testssl.sh on every other port of the dev server too — submission (implicit and
+/// STARTTLS), IMAPS, POP3S and POP3 with STARTTLS — each with only allowed parameters.
+#[test]
+fn mua1_mua2_testssl_scans_of_the_remaining_dev_ports_show_only_allowed_parameters() {
+    let dir = tempfile::tempdir().unwrap();
+    let ip = "127.0.10.33";
+    let _server = Server::dev(dir.path(), ip);
+    let ports: [(&[&str], &str); 5] = [
+        (&[], "2465"),
+        (&["--starttls", "smtp"], "2587"),
+        (&[], "1993"),
+        (&[], "1995"),
+        (&["--starttls", "pop3"], "1110"),
+    ];
+    std::thread::scope(|s| {
+        for (args, port) in ports {
+            let dir = dir.path().join(port);
+            std::fs::create_dir_all(&dir).unwrap();
+            s.spawn(move || {
+                let target = format!("localhost:{port}");
+                let mut all: Vec<&str> = args.to_vec();
+                all.push(&target);
+                let (findings, text) = scan(&dir, ip, &all);
+                assert_tr03108_profile(&findings, &text);
+            });
+        }
+    });
+}
+
+/// The path of the independent OpenSSL ≥ 3.5 `openssl` tool scripts/test.sh builds
+/// (scripts/openssl-cli.sh): Debian's 3.0 cannot offer TLS 1.3 brainpool groups.
+fn independent_openssl() -> String {
+    std::env::var("KURIER_TEST_OPENSSL").expect(
+        "KURIER_TEST_OPENSSL is not set: run scripts/test.sh, which builds an openssl tool from the vendored OpenSSL source (scripts/openssl-cli.sh)",
+    )
+}
+
+/// TLS-5 (issue 19), checked without Kurier's code: `openssl s_client` offering only a
+/// brainpool group gets it, in TLS 1.3 (brainpoolP256r1tls13, RFC 8734) and in TLS 1.2
+/// (brainpoolP256r1), on every port of the dev server.
+#[test]
+fn tls5_an_independent_client_gets_brainpool_in_tls_1_3_and_1_2_on_every_port() {
+    let openssl = independent_openssl();
+    let dir = tempfile::tempdir().unwrap();
+    let ip = "127.0.10.34";
+    let _server = Server::dev(dir.path(), ip);
+    let ports: [(&str, Option<&str>); 8] = [
+        ("8443", None),
+        ("2465", None),
+        ("2587", Some("smtp")),
+        ("2525", Some("smtp")),
+        ("1993", None),
+        ("1143", Some("imap")),
+        ("1995", None),
+        ("1110", Some("pop3")),
+    ];
+    for (port, starttls) in ports {
+        for (version, group, curve, protocol) in [
+            ("-tls1_3", "brainpoolP256r1tls13", "P-256", "TLSv1.3"),
+            ("-tls1_2", "brainpoolP256r1", "P-256", "TLSv1.2"),
+        ] {
+            // TLS 1.2: the certificate's curve must be offered too (RFC 8422 §5.1); the
+            // server's preference then picks brainpool for the key exchange.
+            let groups = if version == "-tls1_2" {
+                format!("{group}:{curve}")
+            } else {
+                group.to_string()
+            };
+            let mut cmd = Command::new(&openssl);
+            cmd.args(["s_client", "-connect", &format!("{ip}:{port}"), version]);
+            cmd.args([
+                "-groups",
+                &groups,
+                "-servername",
+                "mail.example.test",
+                "-brief",
+            ]);
+            if let Some(p) = starttls {
+                cmd.args(["-starttls", p]);
+            }
+            let out = cmd.stdin(std::process::Stdio::null()).output().unwrap();
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            // s_client names the curve of both brainpoolP256r1 groups "brainpoolP256r1".
+            assert!(
+                text.contains(&format!("Protocol version: {protocol}"))
+                    && text.contains("Peer Temp Key: ECDH, brainpoolP256r1, 256 bits"),
+                "{port} {version}: {text}"
+            );
+        }
+    }
+}
