@@ -157,17 +157,7 @@ impl Statement {
                 &ics.signature_algorithms.join(", "),
             );
             for c in &ics.certificates {
-                row(
-                    &mut s,
-                    "certificate",
-                    &format!(
-                        "{} — {}, valid until {}, issuer {}",
-                        c.names.join(" "),
-                        c.key,
-                        c.not_after,
-                        c.issuer
-                    ),
-                );
+                row(&mut s, "certificate", &c.summary());
             }
             for (k, v) in &ics.features {
                 row(&mut s, k, v);

@@ -213,13 +213,11 @@ pub enum IntermediateFlaw {
 impl Ca {
     /// A P-256 root whose intermediate has `flaw`; its leaves are otherwise good.
     pub fn flawed(name: &str, flaw: IntermediateFlaw) -> Result<Ca, WorldError> {
-        let root_key = new_key(KeyKind::P256)?;
-        let root = ca_cert(&format!("{name} root"), &root_key, 1, None)?;
-        let intermediate_key = new_key(if flaw == IntermediateFlaw::WeakKey {
+        let intermediate_kind = if flaw == IntermediateFlaw::WeakKey {
             KeyKind::Rsa2048
         } else {
             KeyKind::P256
-        })?;
+        };
         let spec = match flaw {
             IntermediateFlaw::WeakKey => good_ca(),
             IntermediateFlaw::Sha1Signature => CaCertSpec {
@@ -232,31 +230,29 @@ impl Ca {
                 ..good_ca()
             },
         };
+        Ca::make(name, KeyKind::P256, intermediate_kind, &spec)
+    }
+
+    /// A root and an intermediate with keys of `kind` (P-256 or RSA-3072 in practice).
+    pub fn new(name: &str, kind: KeyKind) -> Result<Ca, WorldError> {
+        Ca::make(name, kind, kind, &good_ca())
+    }
+
+    fn make(
+        name: &str,
+        root_kind: KeyKind,
+        intermediate_kind: KeyKind,
+        intermediate: &CaCertSpec,
+    ) -> Result<Ca, WorldError> {
+        let root_key = new_key(root_kind)?;
+        let root = ca_cert(&format!("{name} root"), &root_key, 1, None)?;
+        let intermediate_key = new_key(intermediate_kind)?;
         let intermediate = ca_cert_as(
             &format!("{name} intermediate"),
             &intermediate_key,
             0,
             Some((&root, &root_key)),
-            &spec,
-        )?;
-        Ok(Ca {
-            root,
-            root_key,
             intermediate,
-            intermediate_key,
-        })
-    }
-
-    /// A root and an intermediate with keys of `kind` (P-256 or RSA-3072 in practice).
-    pub fn new(name: &str, kind: KeyKind) -> Result<Ca, WorldError> {
-        let root_key = new_key(kind)?;
-        let root = ca_cert(&format!("{name} root"), &root_key, 1, None)?;
-        let intermediate_key = new_key(kind)?;
-        let intermediate = ca_cert(
-            &format!("{name} intermediate"),
-            &intermediate_key,
-            0,
-            Some((&root, &root_key)),
         )?;
         Ok(Ca {
             root,

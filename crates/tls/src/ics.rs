@@ -252,6 +252,19 @@ fn describe_certificate(c: &LoadedCertificate, sigalgs: &[&'static str]) -> IcsC
     }
 }
 
+impl IcsCertificate {
+    /// `mx.example.org — ECDSA P-256, valid until …, issuer …`.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} — {}, valid until {}, issuer {}",
+            self.names.join(" "),
+            self.key,
+            self.not_after,
+            self.issuer
+        )
+    }
+}
+
 impl Ics {
     /// A plain-text table, as `kurier tls-profile` prints it.
     pub fn to_text(&self) -> String {
@@ -276,14 +289,7 @@ impl Ics {
             self.signature_algorithms.join(", ")
         );
         for c in &self.certificates {
-            let _ = writeln!(
-                s,
-                "  certificate: {} — {}, valid until {}, issuer {}",
-                c.names.join(" "),
-                c.key,
-                c.not_after,
-                c.issuer
-            );
+            let _ = writeln!(s, "  certificate: {}", c.summary());
         }
         for (k, v) in &self.features {
             let _ = writeln!(s, "  {k}: {v}");
