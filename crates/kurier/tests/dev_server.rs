@@ -235,10 +235,48 @@ struct Accepted {
     tls13: std::collections::BTreeSet<String>,
     tls13_groups: std::collections::BTreeSet<String>,
     tls13_sigalgs: std::collections::BTreeSet<String>,
+    /// TLS 1.2: group offered together with the certificate's curve P-256 (RFC 8422 §5.1 ties
+    /// the certificate to supported_groups) → the group the server chose.
+    tls12_groups: std::collections::BTreeMap<String, String>,
+    tls12_sigalgs: std::collections::BTreeSet<String>,
 }
 
-/// Offers every candidate alone (a version, a suite with and without Encrypt-then-MAC, a TLS
-/// 1.3 group, a TLS 1.3 signature algorithm) and records what the listener accepted.
+/// Candidates for group and signature enumeration: everything the profiles know and more.
+fn candidate_groups() -> Vec<&'static str> {
+    use kurier_tls::profile;
+    profile::GROUPS
+        .iter()
+        .chain(profile::LEGACY_GROUPS)
+        .chain(profile::HYBRID_GROUPS)
+        .chain(&["X25519MLKEM768", "ffdhe2048", "ffdhe8192"])
+        .copied()
+        .collect()
+}
+
+fn candidate_sigalgs() -> Vec<&'static str> {
+    use kurier_tls::profile;
+    profile::SIGALGS
+        .iter()
+        .chain(profile::LEGACY_SIGALGS)
+        .chain(&["ed25519", "ed448"])
+        .copied()
+        .collect()
+}
+
+/// OpenSSL's name of a negotiated group in the profile's spelling.
+fn group_name(g: &str) -> String {
+    match g {
+        "secp256r1" | "prime256v1" => "P-256".into(),
+        "secp384r1" => "P-384".into(),
+        "secp521r1" => "P-521".into(),
+        "x25519" => "X25519".into(),
+        "x448" => "X448".into(),
+        other => other.into(),
+    }
+}
+
+/// Offers every candidate alone (a version, a suite with and without Encrypt-then-MAC, a group,
+/// a signature algorithm in TLS 1.3 and in TLS 1.2) and records what the listener accepted.
 fn enumerate(ep: &kurier_audit::tls_scan::Endpoint) -> Accepted {
     use kurier_audit::tls_scan::handshake;
     use kurier_tls::profile;
@@ -303,12 +341,7 @@ fn enumerate(ep: &kurier_audit::tls_scan::Endpoint) -> Accepted {
             a.tls13.insert(name.into());
         }
     }
-    let groups = profile::GROUPS
-        .iter()
-        .chain(profile::LEGACY_GROUPS)
-        .chain(profile::HYBRID_GROUPS)
-        .chain(&["X25519MLKEM768", "ffdhe2048", "ffdhe8192"]);
-    for g in groups {
+    for g in candidate_groups() {
         let offer = ClientOffer {
             groups: Some(g.to_string()),
             ..only(SslVersion::TLS1_3)
@@ -316,18 +349,27 @@ fn enumerate(ep: &kurier_audit::tls_scan::Endpoint) -> Accepted {
         if handshake(ep, offer).is_ok() {
             a.tls13_groups.insert(g.to_string());
         }
-    }
-    for s in profile::SIGALGS
-        .iter()
-        .chain(profile::LEGACY_SIGALGS)
-        .chain(&["ed25519", "ed448"])
-    {
         let offer = ClientOffer {
-            sigalgs: Some(s.to_string()),
-            ..only(SslVersion::TLS1_3)
+            groups: Some(format!("{g}:P-256")),
+            ..only(SslVersion::TLS1_2)
         };
-        if handshake(ep, offer).is_ok() {
-            a.tls13_sigalgs.insert(s.to_string());
+        if let Ok(f) = handshake(ep, offer) {
+            a.tls12_groups
+                .insert(g.to_string(), group_name(&f.group.unwrap_or_default()));
+        }
+    }
+    for s in candidate_sigalgs() {
+        for (v, set) in [
+            (SslVersion::TLS1_3, &mut a.tls13_sigalgs),
+            (SslVersion::TLS1_2, &mut a.tls12_sigalgs),
+        ] {
+            let offer = ClientOffer {
+                sigalgs: Some(s.to_string()),
+                ..only(v)
+            };
+            if handshake(ep, offer).is_ok() {
+                set.insert(s.to_string());
+            }
         }
     }
     a
@@ -386,6 +428,36 @@ fn declared(ics: &serde_json::Value) -> Accepted {
             .iter()
             .flat_map(|c| names(&c["tls13_signature_algorithms"]))
             .collect(),
+        tls12_sigalgs: ics["certificates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|c| names(&c["tls12_signature_algorithms"]))
+            .collect(),
+        // Server preference: the group chosen is whichever of the two comes first in the
+        // declared order, among the groups TLS 1.2 can use for ECDHE (not the TLS 1.3-only
+        // brainpool code points, hybrids or, without DHE suites, ffdhe).
+        tls12_groups: {
+            let order = names(&ics["groups"]);
+            let ecdhe_in_tls12 = |g: &str| {
+                order.iter().any(|o| o == g)
+                    && !g.ends_with("tls13")
+                    && !g.starts_with("ffdhe")
+                    && !g.contains("MLKEM")
+            };
+            let rank = |g: &str| order.iter().position(|o| o == g).unwrap_or(usize::MAX);
+            candidate_groups()
+                .into_iter()
+                .map(|g| {
+                    let chosen = if ecdhe_in_tls12(g) && rank(g) < rank("P-256") {
+                        g
+                    } else {
+                        "P-256"
+                    };
+                    (g.to_string(), chosen.to_string())
+                })
+                .collect()
+        },
     }
 }
 

@@ -44,6 +44,8 @@ pub struct IcsCertificate {
     /// The signature algorithms this certificate's key can make in TLS 1.3, where ECDSA is
     /// bound to the curve (RFC 8446 §4.2.3) — what a scan of this listener finds.
     pub tls13_signature_algorithms: Vec<&'static str>,
+    /// The same for TLS 1.2, where an ECDSA signature may use any of the listed hashes.
+    pub tls12_signature_algorithms: Vec<&'static str>,
     pub names: Vec<String>,
     pub key: String,
     pub not_after: String,
@@ -226,6 +228,16 @@ pub fn describe(acceptor: &TlsAcceptor, channels: Vec<String>) -> Ics {
 fn describe_certificate(c: &LoadedCertificate, sigalgs: &[&'static str]) -> IcsCertificate {
     let leaf = c.leaf();
     let key = c.key_description();
+    let tls12 = |name: &str| match key.split(' ').next().unwrap_or_default() {
+        "ECDSA" => name.starts_with("ecdsa_secp") || name == "ECDSA+SHA1",
+        "RSA" => {
+            name.starts_with("rsa_pss_rsae_")
+                || name.starts_with("rsa_pkcs1_")
+                || name == "RSA+SHA1"
+        }
+        "RSA-PSS" => name.starts_with("rsa_pss_pss_"),
+        _ => false,
+    };
     let usable = |name: &str| match key.split(' ').collect::<Vec<_>>().as_slice() {
         ["ECDSA", "P-256"] => name == "ecdsa_secp256r1_sha256",
         ["ECDSA", "P-384"] => name == "ecdsa_secp384r1_sha384",
@@ -245,6 +257,7 @@ fn describe_certificate(c: &LoadedCertificate, sigalgs: &[&'static str]) -> IcsC
         .join(", ");
     IcsCertificate {
         tls13_signature_algorithms: sigalgs.iter().copied().filter(|a| usable(a)).collect(),
+        tls12_signature_algorithms: sigalgs.iter().copied().filter(|a| tls12(a)).collect(),
         names: c.names.clone(),
         key,
         not_after: leaf.not_after().to_string(),
