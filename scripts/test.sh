@@ -47,11 +47,15 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 # TLS client that, unlike Debian's, can offer TLS 1.3 brainpool groups.
 KURIER_TEST_OPENSSL=$(scripts/openssl-cli.sh)
 export KURIER_TEST_OPENSSL
-# Fuzz the SMTP and IMAP codecs, the SMTP session, the DATA/BDAT decoders and the MIME structure for a bounded time (60 s each) (cargo-fuzz with libFuzzer; the stable
-# toolchain allows its -Z flags through RUSTC_BOOTSTRAP). A crash fails the run.
+# Fuzz every parser that reads attacker input for a bounded time (30 s each): the SMTP session
+# and DATA/BDAT decoders, the reply parser of remote MXs, IMAP commands, MIME structure and
+# modified UTF-7, POP3 commands, TLSRPT reports and records, MTA-STS policies and records
+# (cargo-fuzz with libFuzzer; the stable toolchain allows its -Z flags through RUSTC_BOOTSTRAP).
+# A crash fails the run.
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
-for target in smtp_session smtp_data imap_command imap_mime; do
-  (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run "$target" -- -max_total_time="${KURIER_FUZZ_SECONDS:-60}" 2>&1 | tail -n 3)
+for target in smtp_session smtp_data smtp_reply imap_command imap_mime imap_mutf7 pop3_command \
+  tlsrpt_report mta_sts_policy; do
+  (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run "$target" -- -max_total_time="${KURIER_FUZZ_SECONDS:-30}" 2>&1 | tail -n 3)
 done
 
 cargo test --workspace --locked

@@ -12,7 +12,10 @@
 //! know about outbound delivery; panic on input.
 
 pub mod command;
+#[cfg(feature = "server")]
 pub mod maildrop;
+#[cfg(feature = "server")]
 pub mod server;
 
+#[cfg(feature = "server")]
 pub use server::{Pop3Listener, Pop3Server, serve};
