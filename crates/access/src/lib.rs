@@ -8,6 +8,8 @@
 //!
 //! Must not: log or keep a password; know any protocol's syntax.
 
+#![forbid(unsafe_code)]
+
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};

@@ -13,6 +13,8 @@
 //! JSON or one HTML page. Not yet: signature algorithms and the full suite list, the ICS tables. Must not: trust what it checks —
 //! every lookup goes through the validating resolver, every certificate is looked at as sent.
 
+#![forbid(unsafe_code)]
+
 pub mod tls_scan;
 
 use std::net::SocketAddr;
@@ -48,7 +50,7 @@ impl Status {
 /// One checked requirement.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Finding {
-    /// A TR-03108.md ID such as `DANE-1`.
+    /// A requirement ID of docs/requirements.md such as `DANE-1`.
     pub id: &'static str,
     pub status: Status,
     /// What was checked, e.g. "TLSA for mx.example.org".

@@ -8,6 +8,8 @@
 //! Must not: do I/O beyond reading the one file, or know what the values are used for (whether
 //! a certificate file is good is the `tls` crate's question, asked by the binary).
 
+#![forbid(unsafe_code)]
+
 mod error;
 mod model;
 

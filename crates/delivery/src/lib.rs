@@ -13,6 +13,8 @@
 //! Must not: parse SMTP (the `smtp` crate's client does), decide DANE itself (the `policy`
 //! crate does), or send anything in clear where a policy requires TLS.
 
+#![forbid(unsafe_code)]
+
 pub mod attempt;
 pub mod dsn;
 pub mod https;

@@ -14,6 +14,8 @@
 //!
 //! Must not: look anything up in DNS.
 
+#![forbid(unsafe_code)]
+
 pub mod verify;
 
 use openssl::base64;

@@ -11,11 +11,13 @@
 //! ENABLE, LITERAL+, SPECIAL-USE, LIST-EXTENDED, LIST-STATUS, ESEARCH, SASL-IR, CONDSTORE,
 //! QRESYNC, UNSELECT, APPENDLIMIT, QUOTA, BINARY, CHILDREN.
 //!
-//! Requirements (shared/TR-03108.md): MUA-1 (implicit TLS), MUA-2 (no login before TLS),
+//! Requirements (docs/requirements.md): MUA-1 (implicit TLS), MUA-2 (no login before TLS),
 //! TLS-8 (no session time cap: an IDLE connection may stay for days).
 //!
 //! Must not: know about outbound delivery; acknowledge an APPEND before the store says it is
 //! durable; panic on anything a client sends.
+
+#![forbid(unsafe_code)]
 
 #[cfg(feature = "server")]
 pub mod cache;

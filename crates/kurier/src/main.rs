@@ -2,7 +2,7 @@
 //!
 //! The command line (clap), loading the configuration, starting the services, signals and
 //! graceful shutdown. It wires the library crates together and holds no protocol or policy
-//! logic of its own (ARCHITECTURE.md).
+//! logic of its own (docs/architecture.md).
 //!
 //! Exit codes: 0 success; 1 a runtime failure (e.g. a port that cannot be bound); 2 a bad
 //! configuration, certificate or command line — always with one line that names the fix.

@@ -1,4 +1,4 @@
-//! Two Kurier nodes on one PostgreSQL database (ARCHITECTURE.md: IMAP IDLE across nodes uses
+//! Two Kurier nodes on one PostgreSQL database (docs/architecture.md: IMAP IDLE across nodes uses
 //! LISTEN/NOTIFY): a client IDLEs on node A, a message arrives by SMTP at node B, and A tells
 //! the client within a second. Fails, never skips, without the test cluster of scripts/test.sh.
 

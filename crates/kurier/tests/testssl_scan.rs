@@ -1,5 +1,5 @@
 //! An independent scan of the dev HTTPS listener by testssl.sh (Debian package `testssl.sh`),
-//! whose JSON is checked against the allowed lists of TR-03108.md §2 — not against our own
+//! whose JSON is checked against the allowed lists of TR-03108 §2 / TR-03116-4 (written out below) — not against our own
 //! profile lists, so that a mistake in those shows up here.
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
@@ -11,7 +11,8 @@ use std::process::Command;
 
 use support::Server;
 
-/// TR-03108.md §2.2 (TLS 1.2, ECDHE only) and §2.3 (TLS 1.3), as testssl writes the codes.
+/// TR-03116-4 as TR-03108 §2 summarises it: TLS 1.2 with ECDHE only, and TLS 1.3, as testssl
+/// writes the codes.
 const ALLOWED_SUITES: &[&str] = &[
     "xc02b", "xc02c", "xc02f", "xc030", "xc0ac", "xc0ad", "xc023", "xc024", "xc027", "xc028",
     "x1301", "x1302", "x1304",

@@ -5,11 +5,13 @@
 //! session with its deletion marks and dot-stuffing (`maildrop`), and the async server
 //! (`server`) on port 995 with implicit TLS (RFC 8314) and 110 with STLS.
 //!
-//! Requirements (shared/TR-03108.md): MUA-1 (implicit TLS), MUA-2 (USER/PASS and AUTH only
+//! Requirements (docs/requirements.md): MUA-1 (implicit TLS), MUA-2 (USER/PASS and AUTH only
 //! after TLS), TLS-8 through the `tls` crate's strict profile.
 //!
 //! Must not: delete anything before QUIT (RFC 1939 §6: DELE marks, the UPDATE state removes);
 //! know about outbound delivery; panic on input.
+
+#![forbid(unsafe_code)]
 
 pub mod command;
 #[cfg(feature = "server")]

@@ -8,11 +8,13 @@
 //! STARTTLS (`server`, RFC 3207) and hands messages to the store; the outbound client's
 //! protocol (`client`, I/O-free) and its async driver (`client_driver`).
 //!
-//! Requirements (shared/TR-03108.md): SMTP-1 (STARTTLS offered, never required on port 25),
+//! Requirements (docs/requirements.md): SMTP-1 (STARTTLS offered, never required on port 25),
 //! MUA-3 (no plaintext survives STARTTLS), TLS-1..10 through the `tls` crate's strict profile.
 //!
 //! Must not: touch the store's internals (it goes through the `Store` trait), or acknowledge a
 //! message before the store says it is durable (250 only after `deliver` returned).
+
+#![forbid(unsafe_code)]
 
 pub mod client;
 #[cfg(feature = "client")]

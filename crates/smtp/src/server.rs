@@ -21,7 +21,7 @@ use crate::session::{
 use crate::tls_info;
 
 /// Where the MX looks recipients up and puts messages. The binary implements it over the store;
-/// this crate never touches the store itself (ARCHITECTURE.md).
+/// this crate never touches the store itself (docs/architecture.md).
 pub trait MailDrop: Send + Sync + 'static {
     /// Who receives mail for `address`.
     fn check_recipient(&self, address: &str) -> impl Future<Output = Verdict> + Send;

@@ -13,13 +13,15 @@
 //! crash or a power cut: SQLite commits in WAL mode with `synchronous=FULL` (the WAL is fsynced
 //! at every commit), PostgreSQL commits with its default `synchronous_commit=on`. Every write a
 //! protocol acknowledges (SMTP 250, IMAP APPEND OK) goes through these calls and is acknowledged
-//! only after they return (ARCHITECTURE.md: durable before 250). A failed call has written
+//! only after they return (docs/architecture.md: durable before 250). A failed call has written
 //! nothing visible: each one is a single transaction.
 //!
 //! Queue entries are leased, never popped: `lease` hands due entries to one worker until the
 //! lease expires; a worker that dies leaves them to be leased again, so nothing is lost.
 //!
 //! Must not: leak SQL or backend types outside this crate; know about SMTP or IMAP syntax.
+
+#![forbid(unsafe_code)]
 
 pub mod address;
 pub mod model;

@@ -4,7 +4,7 @@
 //! `smtp_tls_security_level = dane`) through the world's validating resolver.
 //!
 //! Postfix reads `/etc/resolv.conf`; the peer runs in a private mount namespace where that file
-//! is the world's, so no lookup leaves the world (TESTING-NOTES.md). This needs root, as Postfix
+//! is the world's, so no lookup leaves the world (tests/world/README.md, "Isolation"). This needs root, as Postfix
 //! itself does.
 
 use std::net::SocketAddr;
@@ -338,7 +338,7 @@ impl Drop for Postfix {
     }
 }
 
-/// PID 1 may reap late: a zombie counts as gone (TESTING-NOTES.md).
+/// PID 1 may reap late (a container whose init does not reap at once): a zombie counts as gone.
 fn is_zombie(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .map(|s| {

@@ -27,7 +27,7 @@ pub enum Severity {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct CertificateFinding {
     pub severity: Severity,
-    /// A TR-03108.md ID such as `CERT-1`.
+    /// A requirement ID of docs/requirements.md such as `CERT-1`.
     pub requirement: &'static str,
     pub message: String,
 }

@@ -6,8 +6,9 @@
 //! (CERT-1, CERT-3), SNI and hot reload, the ICS description of a live profile (DNS-5), a TLS
 //! probe for tests and audits, and the local dev CA.
 //!
-//! Sources: TR-03108 §4.1 and §4.3, TR-03116-4 §2 and §6, TR-02102-2 §3 (summarised in
-//! `shared/TR-03108.md` §2), RFC 8446, RFC 7627 (EMS), RFC 7366 (EtM), RFC 8461 §7.1 (SNI).
+//! Sources: TR-03108 §4.1 and §4.3, TR-03116-4 §2 and §6, TR-02102-2 §3 (the rows TLS-1..TLS-10
+//! and CERT-1..CERT-4 of docs/requirements.md), RFC 8446, RFC 7627 (EMS), RFC 7366 (EtM),
+//! RFC 8461 §7.1 (SNI).
 //!
 //! Must not: know about SMTP, IMAP or HTTP. Callers hand it sockets and get TLS streams back.
 //! OpenSSL is the vendored 3.6 build; the few calls the `openssl` crate lacks live in `ffi`.

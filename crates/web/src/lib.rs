@@ -8,6 +8,8 @@
 //!
 //! Must not: hold business logic the CLI cannot reach; handlers call into the library crates.
 
+#![forbid(unsafe_code)]
+
 pub mod clientconfig;
 mod routes;
 
