@@ -16,7 +16,10 @@
 
 #![forbid(unsafe_code)]
 
+pub mod keyring;
 pub mod verify;
+
+pub use keyring::{DkimKeyring, KeyringError};
 
 use openssl::base64;
 use openssl::hash::{MessageDigest, hash};

@@ -364,6 +364,19 @@ pub async fn dkim_key(
     data_dir: &std::path::Path,
     domain: &str,
 ) -> anyhow::Result<Option<kurier_dkim::DkimKey>> {
+    let ring = kurier_dkim::DkimKeyring::new();
+    Ok(dkim_key_from(&ring, store, data_dir, domain)
+        .await?
+        .map(|k| (*k).clone()))
+}
+
+/// `dkim_key` through `ring`, which parses each key file once per version.
+pub async fn dkim_key_from(
+    ring: &kurier_dkim::DkimKeyring,
+    store: &dyn Store,
+    data_dir: &std::path::Path,
+    domain: &str,
+) -> anyhow::Result<Option<std::sync::Arc<kurier_dkim::DkimKey>>> {
     let settings = match store.domain_settings(domain).await {
         Ok(s) => s,
         Err(kurier_store::StoreError::NotFound(_)) => return Ok(None),
@@ -373,11 +386,7 @@ pub async fn dkim_key(
         return Ok(None);
     };
     let path = dkim_key_path(data_dir, domain, selector);
-    let pem = std::fs::read(&path)
-        .with_context(|| format!("cannot read the DKIM key {}", path.display()))?;
-    Ok(Some(kurier_dkim::DkimKey::from_pem(
-        domain, selector, &pem,
-    )?))
+    Ok(Some(ring.key(domain, selector, &path)?))
 }
 
 /// A TXT record in zone-file form, its value split into strings of at most 255 bytes.

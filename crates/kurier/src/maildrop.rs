@@ -15,6 +15,8 @@ pub struct StoreMailDrop {
     /// Our TLSRPT addresses and the reader of reports sent to them.
     pub reports: Option<(ReportAddresses, Arc<kurier_delivery::intake::ReportIntake>)>,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// DKIM keys, each file parsed once per version (cleared on SIGHUP).
+    pub dkim_keys: Arc<kurier_dkim::DkimKeyring>,
 }
 
 impl StoreMailDrop {
@@ -28,7 +30,9 @@ impl StoreMailDrop {
             .find(|(n, _)| n == "from")
             .map(|(_, v)| kurier_smtp::headers::addresses(v))?;
         let domain = from.first()?.rsplit_once('@')?.1.to_string();
-        match crate::admin::dkim_key(&*self.store, &self.data_dir, &domain).await {
+        match crate::admin::dkim_key_from(&self.dkim_keys, &*self.store, &self.data_dir, &domain)
+            .await
+        {
             Ok(Some(key)) => match key.sign(body, kurier_store::now()) {
                 Ok(header) => Some(header),
                 Err(e) => {

@@ -154,6 +154,7 @@ pub fn run(
         }
         // RAM for message bodies: SMTP DATA/BDAT and IMAP APPEND literals together.
         let body_memory = kurier_access::ByteBudget::new(cfg.smtp.body_memory_mb << 20);
+        let dkim_keys = Arc::new(kurier_dkim::DkimKeyring::new());
         let shared = SmtpShared {
             store: store.clone(),
             outbound: outbound.clone(),
@@ -164,6 +165,7 @@ pub fn run(
                 body_memory.clone(),
                 cfg.smtp.in_flight_mb << 20,
             ),
+            dkim_keys: dkim_keys.clone(),
         };
         let smtp = Arc::new(smtp_server(&cfg, &shared, mx_tls.clone(), None));
         for addr in &cfg.smtp.listen {
@@ -257,7 +259,7 @@ pub fn run(
             println!("{}", dev::banner(&cfg, &dev.data, demo));
         }
         tracing::info!(version = env!("CARGO_PKG_VERSION"), hostname = %cfg.server.hostname, "Kurier started");
-        wait_for_stop(&endpoints).await?;
+        wait_for_stop(&endpoints, &dkim_keys).await?;
 
         // Graceful shutdown: stop accepting now, let sessions finish up to the deadline.
         let grace = Duration::from_secs(cfg.server.shutdown_grace_secs);
@@ -283,7 +285,10 @@ async fn stopped(mut rx: watch::Receiver<bool>) {
 }
 
 /// Waits for SIGTERM or SIGINT; reloads certificates on SIGHUP meanwhile.
-async fn wait_for_stop(endpoints: &[Arc<TlsAcceptor>]) -> anyhow::Result<()> {
+async fn wait_for_stop(
+    endpoints: &[Arc<TlsAcceptor>],
+    dkim_keys: &kurier_dkim::DkimKeyring,
+) -> anyhow::Result<()> {
     let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
     let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
     let mut hup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
@@ -292,8 +297,9 @@ async fn wait_for_stop(endpoints: &[Arc<TlsAcceptor>]) -> anyhow::Result<()> {
             _ = term.recv() => { tracing::info!("SIGTERM received"); return Ok(()) }
             _ = int.recv() => { tracing::info!("SIGINT received"); return Ok(()) }
             _ = hup.recv() => {
-                tracing::info!("SIGHUP received: reloading certificates");
+                tracing::info!("SIGHUP received: reloading certificates and DKIM keys");
                 endpoints.iter().for_each(|a| reload(a));
+                dkim_keys.clear();
             }
         }
     }
@@ -410,6 +416,8 @@ struct SmtpShared {
     )>,
     /// One budget for the bodies of every SMTP listener (issue 16: bounded memory).
     in_flight: Arc<kurier_smtp::spool::InFlight>,
+    /// The DKIM keys submission signs with, shared and cleared on SIGHUP.
+    dkim_keys: Arc<kurier_dkim::DkimKeyring>,
 }
 
 /// An SMTP listener's settings: the MX (`submission: None`) or a submission port.
@@ -425,6 +433,7 @@ fn smtp_server(
         metrics,
         reports,
         in_flight,
+        dkim_keys,
     } = shared.clone();
     let s = &cfg.smtp;
     let domain = cfg
@@ -459,6 +468,7 @@ fn smtp_server(
             data_dir: cfg.server.data_dir.clone(),
             outbound,
             metrics,
+            dkim_keys,
         },
         Some(tls),
         Duration::from_secs(s.command_timeout_secs),
