@@ -274,3 +274,62 @@ fn sender_spoofing_is_refused_and_the_rate_limit_holds() {
     let limited = send(&mut cmd);
     assert!(limited.starts_with("450 4.7.1"), "{limited}");
 }
+
+/// Issue 20 item 2: submitted mail is DKIM-signed with the domain's current key — the key is
+/// read once and kept, and a new key (`kurier dkim generate` with another selector) is used from
+/// the next message on, without a restart (a rewritten key file: `dkim::keyring` unit test).
+#[test]
+fn submitted_mail_is_signed_with_the_current_dkim_key_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let ip = "127.0.10.84";
+    let config = support::configured(dir.path(), ip, "", "");
+    let _server = Server::configured(dir.path(), &config);
+    let generate = |selector: &str| {
+        support::admin(
+            &config,
+            &[
+                "dkim",
+                "generate",
+                "kurier.test",
+                "--algorithm",
+                "ed25519",
+                "--selector",
+                selector,
+            ],
+            "",
+        )
+    };
+    let selectors = || -> Vec<String> {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(inbox(&dir.path().join("data"), "rcpt@kurier.test"))
+            .iter()
+            .map(|m| {
+                // The field, unfolded (RFC 5322 §2.2.3).
+                let start = m
+                    .find("DKIM-Signature:")
+                    .unwrap_or_else(|| panic!("unsigned:\n{m}"));
+                let sig = m[start..]
+                    .split("\r\n")
+                    .enumerate()
+                    .take_while(|(i, l)| *i == 0 || l.starts_with([' ', '\t']))
+                    .map(|(_, l)| l)
+                    .collect::<String>();
+                sig.split(';')
+                    .map(str::trim)
+                    .find_map(|t| t.strip_prefix("s="))
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .collect()
+    };
+    for (n, selector) in ["first", "first", "second", "second"].iter().enumerate() {
+        if n == 2 {
+            generate("second");
+        } else if n == 0 {
+            generate("first");
+        }
+        let r = support::submit_message(ip, "rcpt@kurier.test", &format!("Subject: {n}\r\n"));
+        assert!(r.starts_with("250"), "{r}");
+        assert_eq!(selectors().last().map(String::as_str), Some(*selector));
+    }
+}
