@@ -288,13 +288,8 @@ impl MailDrop for StoreMailDrop {
             }
         };
         let mut senders = vec![account.address.clone()];
-        match self.store.aliases(None).await {
-            Ok(aliases) => senders.extend(
-                aliases
-                    .into_iter()
-                    .filter(|a| !a.address.starts_with('@') && a.targets.contains(&account.address))
-                    .map(|a| a.address),
-            ),
+        match self.store.sender_aliases(&account.address).await {
+            Ok(aliases) => senders.extend(aliases),
             Err(e) => {
                 tracing::warn!(error = %e, "alias look-up failed; only the account's own address may send")
             }

@@ -139,6 +139,8 @@ pub trait Store: Send + Sync + 'static {
     // Aliases.
     /// `address` may be `@domain` (catch-all); targets must be local accounts.
     async fn add_alias(&self, address: &str, targets: &[&str]) -> Result<Alias>;
+    /// The aliases (not catch-alls) that deliver to the account `address`: what it may send as.
+    async fn sender_aliases(&self, address: &str) -> Result<Vec<String>>;
     async fn aliases(&self, domain: Option<&str>) -> Result<Vec<Alias>>;
     async fn delete_alias(&self, address: &str) -> Result<()>;
     async fn resolve(&self, address: &str) -> Result<Recipient>;

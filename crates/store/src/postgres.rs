@@ -920,12 +920,34 @@ impl Store for PostgresStore {
         )
         .await
         .map_err(unique(format!("alias {alias}")))?;
+        for t in &targets {
+            tx.execute(
+                "INSERT INTO alias_targets (alias, target) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                &[&alias, t],
+            )
+            .await
+            .map_err(err)?;
+        }
         tx.commit().await.map_err(err)?;
         Ok(Alias {
             address: alias,
             domain,
             targets,
         })
+    }
+
+    async fn sender_aliases(&self, address: &str) -> Result<Vec<String>> {
+        let address = address::normalize(address)?;
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT alias FROM alias_targets WHERE target = $1 AND alias NOT LIKE '@%' ORDER BY alias",
+                &[&address],
+            )
+            .await
+            .map_err(err)?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
     async fn aliases(&self, domain: Option<&str>) -> Result<Vec<Alias>> {

@@ -152,6 +152,22 @@ pub const SQLITE: &[&str] = &[
         value TEXT NOT NULL,
         PRIMARY KEY (account, key));
     "#,
+    // 7: which aliases deliver to an account, one row per target, indexed by target: the
+    // sender addresses of an account (submission) are one indexed query.
+    r#"
+    CREATE TABLE alias_targets (
+        alias TEXT NOT NULL REFERENCES aliases(address) ON DELETE CASCADE,
+        target TEXT NOT NULL,
+        PRIMARY KEY (alias, target));
+    CREATE INDEX alias_targets_target ON alias_targets(target);
+    WITH RECURSIVE split(alias, target, rest) AS (
+        SELECT address, '', targets || char(10) FROM aliases
+        UNION ALL
+        SELECT alias, substr(rest, 1, instr(rest, char(10)) - 1), substr(rest, instr(rest, char(10)) + 1)
+        FROM split WHERE rest <> '')
+    INSERT OR IGNORE INTO alias_targets (alias, target)
+        SELECT alias, target FROM split WHERE target <> '';
+    "#,
 ];
 
 pub const POSTGRES: &[&str] = &[
@@ -303,5 +319,17 @@ pub const POSTGRES: &[&str] = &[
         key TEXT NOT NULL,
         value TEXT NOT NULL,
         PRIMARY KEY (account, key));
+    "#,
+    // 7: which aliases deliver to an account, one row per target, indexed by target: the
+    // sender addresses of an account (submission) are one indexed query.
+    r#"
+    CREATE TABLE alias_targets (
+        alias TEXT NOT NULL REFERENCES aliases(address) ON DELETE CASCADE,
+        target TEXT NOT NULL,
+        PRIMARY KEY (alias, target));
+    CREATE INDEX alias_targets_target ON alias_targets(target);
+    INSERT INTO alias_targets (alias, target)
+        SELECT DISTINCT address, t FROM aliases, unnest(string_to_array(targets, E'\n')) AS t
+        WHERE t <> '';
     "#,
 ];

@@ -855,12 +855,31 @@ impl Store for SqliteStore {
                 params![alias, domain, encode_list(&targets)],
             )
             .map_err(unique(format!("alias {alias}")))?;
+            for t in &targets {
+                tx.execute(
+                    "INSERT OR IGNORE INTO alias_targets (alias, target) VALUES (?1, ?2)",
+                    params![alias, t],
+                )
+                .map_err(err)?;
+            }
             tx.commit().map_err(err)?;
             Ok(Alias {
                 address: alias,
                 domain,
                 targets,
             })
+        })
+        .await
+    }
+
+    async fn sender_aliases(&self, address: &str) -> Result<Vec<String>> {
+        let address = address::normalize(address)?;
+        self.run(move |c| {
+            let mut s = c
+                .prepare("SELECT alias FROM alias_targets WHERE target = ?1 AND alias NOT LIKE '@%' ORDER BY alias")
+                .map_err(err)?;
+            let rows = s.query_map([&address], |r| r.get(0)).map_err(err)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(err)
         })
         .await
     }

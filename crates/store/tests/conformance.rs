@@ -299,12 +299,26 @@ mod suite {
             "an account beats the catch-all"
         );
         assert_eq!(s.aliases(None).await.unwrap().len(), 3);
+        // What each account may send as: its aliases, not the catch-all (issue 20 item 2).
+        assert_eq!(
+            s.sender_aliases("Bob@example.org").await.unwrap(),
+            ["team@example.org"]
+        );
+        assert_eq!(
+            s.sender_aliases("alice@example.org").await.unwrap(),
+            ["postmaster@example.org", "team@example.org"]
+        );
 
         let e = s.delete_domain("example.org").await.unwrap_err();
         assert!(e.to_string().contains("delete them first"), "{e}");
         s.delete_alias("@example.org").await.unwrap();
         s.delete_alias("team@example.org").await.unwrap();
+        assert_eq!(
+            s.sender_aliases("alice@example.org").await.unwrap(),
+            ["postmaster@example.org"]
+        );
         s.delete_alias("postmaster@example.org").await.unwrap();
+        assert!(s.sender_aliases("alice@example.org").await.unwrap().is_empty());
         assert!(matches!(
             s.delete_alias("postmaster@example.org").await,
             Err(StoreError::NotFound(_))

@@ -239,7 +239,11 @@ async fn an_older_schema_is_migrated_and_keeps_its_data() {
             .unwrap();
         c.execute_batch(
             "PRAGMA application_id = 1263882825; PRAGMA user_version = 1; \
-             INSERT INTO domains VALUES ('old.test', 1);",
+             INSERT INTO domains VALUES ('old.test', 1); \
+             INSERT INTO accounts (address, domain, password, created) VALUES ('a@old.test', 'old.test', 'x', 1); \
+             INSERT INTO accounts (address, domain, password, created) VALUES ('b@old.test', 'old.test', 'x', 1); \
+             INSERT INTO aliases VALUES ('team@old.test', 'old.test', 'a@old.test' || char(10) || 'b@old.test'); \
+             INSERT INTO aliases VALUES ('@old.test', 'old.test', 'b@old.test');",
         )
         .unwrap();
     }
@@ -247,6 +251,15 @@ async fn an_older_schema_is_migrated_and_keeps_its_data() {
         .await
         .unwrap();
     assert_eq!(store.domains().await.unwrap()[0].name, "old.test");
+    // Schema 7 split the alias targets into their own indexed rows.
+    assert_eq!(
+        store.sender_aliases("b@old.test").await.unwrap(),
+        ["team@old.test"]
+    );
+    assert_eq!(
+        store.sender_aliases("a@old.test").await.unwrap(),
+        ["team@old.test"]
+    );
     store
         .set_domain_setting("old.test", "k", Some("v"))
         .await
