@@ -26,6 +26,7 @@ fuzz_target!(|data: &[u8]| {
         submission: data.get(1).is_some_and(|b| b & 1 == 1),
         received_client_ip: true,
         in_flight: kurier_smtp::spool::InFlight::unlimited(),
+        clock: kurier_smtp::received::Clock::Fixed(1_795_906_104),
     });
     let mut s = Session::new(
         cfg,

@@ -459,6 +459,7 @@ fn smtp_server(
         submission: submission.is_some(),
         received_client_ip: submission.is_none() || cfg.submission.received_client_ip,
         in_flight,
+        clock: kurier_smtp::received::Clock::System,
     };
     let server = kurier_smtp::SmtpServer::new(
         session,

@@ -47,6 +47,7 @@ pub fn complete_submission(
     senders: &[String],
     id: &str,
     hostname: &str,
+    now: i64,
 ) -> Result<Vec<u8>, String> {
     let f = fields(message);
     let from: Vec<String> = f
@@ -70,10 +71,6 @@ pub fn complete_submission(
         added.push_str(&format!("Message-ID: <{id}@{hostname}>\r\n"));
     }
     if !f.iter().any(|(n, _)| n == "date") {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0);
         added.push_str(&format!("Date: {}\r\n", crate::received::rfc5322_date(now)));
     }
     let mut out = added.into_bytes();
@@ -115,11 +112,14 @@ mod tests {
             &senders,
             "x1",
             "mx.test",
+            1_795_906_104,
         )
         .unwrap();
         let text = String::from_utf8(out).unwrap();
         assert!(
-            text.starts_with("Message-ID: <x1@mx.test>\r\nDate: "),
+            text.starts_with(
+                "Message-ID: <x1@mx.test>\r\nDate: Sat, 28 Nov 2026 22:48:24 +0000\r\n"
+            ),
             "{text}"
         );
         let kept = complete_submission(
@@ -127,13 +127,15 @@ mod tests {
             &senders,
             "x",
             "m",
+            0,
         )
         .unwrap();
         assert!(kept.starts_with(b"From:"));
         assert!(
-            complete_submission(b"From: mallory@example.org\r\n\r\n", &senders, "x", "m").is_err()
+            complete_submission(b"From: mallory@example.org\r\n\r\n", &senders, "x", "m", 0)
+                .is_err()
         );
-        assert!(complete_submission(b"Subject: no from\r\n\r\n", &senders, "x", "m").is_err());
+        assert!(complete_submission(b"Subject: no from\r\n\r\n", &senders, "x", "m", 0).is_err());
     }
 }
 

@@ -5,13 +5,43 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::session::TlsInfo;
 
+/// What time it is for the session: the Received and Date fields (RFC 5322 §3.3) and message
+/// ids. The session asks this, never the system clock itself, so tests can pin the time.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Clock {
+    #[default]
+    System,
+    /// Always this Unix time (tests).
+    Fixed(i64),
+}
+
+impl Clock {
+    /// Seconds since the Unix epoch.
+    pub fn unix(self) -> i64 {
+        (self.micros() / 1_000_000) as i64
+    }
+
+    /// Microseconds since the Unix epoch.
+    pub fn micros(self) -> u64 {
+        match self {
+            Clock::System => std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_micros() as u64)
+                .unwrap_or(0),
+            Clock::Fixed(t) => u64::try_from(t).unwrap_or(0) * 1_000_000,
+        }
+    }
+}
+
 /// A value that never repeats within this process and rarely across restarts (for queue ids).
 pub fn unique_stamp() -> u64 {
+    unique_stamp_at(Clock::System)
+}
+
+/// `unique_stamp` with the time from `clock`: still never repeating, also when the clock stands.
+pub fn unique_stamp_at(clock: Clock) -> u64 {
     static LAST: AtomicU64 = AtomicU64::new(0);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as u64)
-        .unwrap_or(0);
+    let now = clock.micros();
     let mut prev = LAST.load(Ordering::Relaxed);
     loop {
         let next = now.max(prev + 1);
@@ -22,36 +52,51 @@ pub fn unique_stamp() -> u64 {
     }
 }
 
-/// `Received:` with folded lines, ending in CRLF.
-pub fn header(
-    hostname: &str,
-    helo: &str,
-    ip: Option<IpAddr>,
-    protocol: &str,
-    id: &str,
-    tls: Option<&TlsInfo>,
-    single_recipient: Option<&str>,
-) -> String {
-    let helo = sanitize(helo);
-    let ip = ip.map(|ip| format!(" ([{ip}])")).unwrap_or_default();
-    let mut h =
-        format!("Received: from {helo}{ip}\r\n\tby {hostname} (Kurier) with {protocol} id {id}");
-    if let Some(t) = tls {
-        h.push_str(&format!(
-            "\r\n\t(version={} cipher={}{})",
-            sanitize(&t.version),
-            sanitize(&t.cipher),
-            t.group
-                .as_deref()
-                .map(|g| format!(" group={}", sanitize(g)))
-                .unwrap_or_default()
-        ));
+/// What a `Received:` field says (RFC 5321 §4.4).
+#[derive(Debug, Clone)]
+pub struct Received<'a> {
+    /// Our name.
+    pub hostname: &'a str,
+    /// The client's EHLO/HELO name.
+    pub helo: &'a str,
+    /// The client's address, if it is to be named.
+    pub ip: Option<IpAddr>,
+    /// `ESMTP`, `ESMTPS`, `ESMTPSA`, … (RFC 3848).
+    pub protocol: &'a str,
+    pub id: &'a str,
+    pub tls: Option<&'a TlsInfo>,
+    /// The recipient, when there is exactly one.
+    pub single_recipient: Option<&'a str>,
+    /// Unix time.
+    pub at: i64,
+}
+
+impl Received<'_> {
+    /// The field with folded lines, ending in CRLF.
+    pub fn header(&self) -> String {
+        let helo = sanitize(self.helo);
+        let ip = self.ip.map(|ip| format!(" ([{ip}])")).unwrap_or_default();
+        let mut h = format!(
+            "Received: from {helo}{ip}\r\n\tby {} (Kurier) with {} id {}",
+            self.hostname, self.protocol, self.id
+        );
+        if let Some(t) = self.tls {
+            h.push_str(&format!(
+                "\r\n\t(version={} cipher={}{})",
+                sanitize(&t.version),
+                sanitize(&t.cipher),
+                t.group
+                    .as_deref()
+                    .map(|g| format!(" group={}", sanitize(g)))
+                    .unwrap_or_default()
+            ));
+        }
+        if let Some(rcpt) = self.single_recipient {
+            h.push_str(&format!("\r\n\tfor <{}>", sanitize(rcpt)));
+        }
+        h.push_str(&format!(";\r\n\t{}\r\n", rfc5322_date(self.at)));
+        h
     }
-    if let Some(rcpt) = single_recipient {
-        h.push_str(&format!("\r\n\tfor <{}>", sanitize(rcpt)));
-    }
-    h.push_str(&format!(";\r\n\t{}\r\n", rfc5322_date(now())));
-    h
 }
 
 /// Keeps what the peer chose from breaking the header: printable, no parentheses.
@@ -62,13 +107,6 @@ fn sanitize(s: &str) -> String {
         .take(255)
         .collect();
     if t.is_empty() { "unknown".into() } else { t }
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 /// RFC 5322 §3.3 date in UTC, e.g. `Sat, 28 Nov 2026 22:55:01 +0000`.
@@ -177,23 +215,34 @@ mod tests {
             cipher: "TLS_AES_128_GCM_SHA256".into(),
             group: None,
         };
-        let h = header(
-            "mx.k.test",
-            "evil\r\nX-Injected: 1",
-            Some("192.0.2.1".parse().unwrap()),
-            "ESMTPS",
-            "abc",
-            Some(&tls),
-            Some("a@b.test"),
-        );
+        let h = Received {
+            hostname: "mx.k.test",
+            helo: "evil\r\nX-Injected: 1",
+            ip: Some("192.0.2.1".parse().unwrap()),
+            protocol: "ESMTPS",
+            id: "abc",
+            tls: Some(&tls),
+            single_recipient: Some("a@b.test"),
+            at: 1_795_906_104,
+        }
+        .header();
         assert!(h.starts_with("Received: from evilX-Injected: 1 ([192.0.2.1])\r\n\tby mx.k.test (Kurier) with ESMTPS id abc"), "{h}");
         assert!(h.contains("(version=TLSv1.3 cipher=TLS_AES_128_GCM_SHA256)"));
-        assert!(h.ends_with("+0000\r\n"));
+        assert!(
+            h.ends_with(";\r\n\tSat, 28 Nov 2026 22:48:24 +0000\r\n"),
+            "{h}"
+        );
         assert_eq!(
             h.matches("\r\n").count(),
             h.matches("\r\n\t").count() + 1,
             "only folded lines: {h}"
         );
         assert!(unique_stamp() < unique_stamp());
+        let fixed = Clock::Fixed(1_795_906_104);
+        assert_eq!(fixed.unix(), 1_795_906_104);
+        assert!(
+            unique_stamp_at(fixed) < unique_stamp_at(fixed),
+            "never repeats"
+        );
     }
 }

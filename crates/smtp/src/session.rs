@@ -37,6 +37,8 @@ pub struct SessionConfig {
     pub received_client_ip: bool,
     /// The budget of body bytes in flight, shared by all listeners (`spool`).
     pub in_flight: Arc<InFlight>,
+    /// The time for Received and Date fields and message ids (`Clock::System` in service).
+    pub clock: crate::received::Clock,
 }
 
 /// The peer of a session.
@@ -667,11 +669,17 @@ impl Session {
         self.counter += 1;
         let id = format!(
             "{:x}{:04x}",
-            crate::received::unique_stamp(),
+            crate::received::unique_stamp_at(self.cfg.clock),
             self.counter & 0xffff
         );
         if let Some((account, senders)) = &self.account {
-            match crate::headers::complete_submission(&body, senders, &id, &self.cfg.hostname) {
+            match crate::headers::complete_submission(
+                &body,
+                senders,
+                &id,
+                &self.cfg.hostname,
+                self.cfg.clock.unix(),
+            ) {
                 Ok(completed) => body = completed,
                 Err(problem) => {
                     let reply = r(553, "5.7.1", &format!("{problem} (user {account})"));
@@ -686,15 +694,17 @@ impl Session {
             .chain(&self.remote)
             .map(|(a, _)| a.as_str())
             .collect();
-        let header = crate::received::header(
-            &self.cfg.hostname,
-            self.helo.as_ref().map(|(h, _)| h.as_str()).unwrap_or(""),
-            self.cfg.received_client_ip.then_some(self.peer.ip),
-            &self.protocol(&params),
-            &id,
-            self.tls.as_ref(),
-            (all.len() == 1).then(|| all[0]),
-        );
+        let header = crate::received::Received {
+            hostname: &self.cfg.hostname,
+            helo: self.helo.as_ref().map(|(h, _)| h.as_str()).unwrap_or(""),
+            ip: self.cfg.received_client_ip.then_some(self.peer.ip),
+            protocol: &self.protocol(&params),
+            id: &id,
+            tls: self.tls.as_ref(),
+            single_recipient: (all.len() == 1).then(|| all[0]),
+            at: self.cfg.clock.unix(),
+        }
+        .header();
         // In place: no second copy of a large body.
         let mut full = body;
         full.splice(0..0, header.into_bytes());

@@ -23,6 +23,8 @@ fn config() -> Arc<SessionConfig> {
         submission: false,
         received_client_ip: true,
         in_flight: kurier_smtp::spool::InFlight::unlimited(),
+        // The session reads no clock of its own (issue 20 item 3): its time is this.
+        clock: kurier_smtp::received::Clock::Fixed(1_795_906_104),
     })
 }
 
@@ -178,7 +180,8 @@ fn pipelined_transaction_is_delivered_with_a_received_header_and_250_only_after_
         "{body}"
     );
     assert!(
-        body.contains("\tfor <x@kurier.test>;") && body.ends_with("Subject: hi\r\n\r\nbody\r\n"),
+        body.contains("\tfor <x@kurier.test>;\r\n\tSat, 28 Nov 2026 22:48:24 +0000\r\n")
+            && body.ends_with("Subject: hi\r\n\r\nbody\r\n"),
         "{body}"
     );
     assert_eq!(m.accounts, [1]);

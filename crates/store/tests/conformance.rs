@@ -318,7 +318,12 @@ mod suite {
             ["postmaster@example.org"]
         );
         s.delete_alias("postmaster@example.org").await.unwrap();
-        assert!(s.sender_aliases("alice@example.org").await.unwrap().is_empty());
+        assert!(
+            s.sender_aliases("alice@example.org")
+                .await
+                .unwrap()
+                .is_empty()
+        );
         assert!(matches!(
             s.delete_alias("postmaster@example.org").await,
             Err(StoreError::NotFound(_))
