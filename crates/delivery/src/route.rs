@@ -6,7 +6,7 @@
 
 use std::net::IpAddr;
 
-use kurier_dns::{DnsError, DnssecState, MxRecord, Resolver};
+use kurier_dns::{DnsError, DnssecState, MxRecord, RouteLookup};
 use kurier_policy::dane::{self, DanePolicy, Tlsa, TlsaAnswer};
 
 /// A host to try.
@@ -80,7 +80,7 @@ pub fn is_null_mx(records: &[MxRecord]) -> bool {
 
 /// Looks up the route for `domain` to SMTP servers on `port` (25 but in labs). `seed` shuffles
 /// equal preferences.
-pub async fn plan(resolver: &Resolver, domain: &str, port: u16, seed: u64) -> Route {
+pub async fn plan(resolver: &impl RouteLookup, domain: &str, port: u16, seed: u64) -> Route {
     let mx = match resolver.mx(domain).await {
         Ok(a) => a,
         Err(e) => {
@@ -117,7 +117,13 @@ pub async fn plan(resolver: &Resolver, domain: &str, port: u16, seed: u64) -> Ro
     Route::Hops(hops)
 }
 
-async fn hop(resolver: &Resolver, domain: &str, host: &str, port: u16, mx_secure: bool) -> Hop {
+async fn hop(
+    resolver: &impl RouteLookup,
+    domain: &str,
+    host: &str,
+    port: u16,
+    mx_secure: bool,
+) -> Hop {
     let unreachable = |status: &'static str, why: String| Hop {
         host: host.to_string(),
         base: host.to_string(),
@@ -164,7 +170,7 @@ async fn hop(resolver: &Resolver, domain: &str, host: &str, port: u16, mx_secure
     }
 }
 
-async fn tlsa_answer(resolver: &Resolver, host: &str, port: u16) -> TlsaAnswer {
+async fn tlsa_answer(resolver: &impl RouteLookup, host: &str, port: u16) -> TlsaAnswer {
     match resolver.tlsa(&dane::tlsa_name(host, port)).await {
         Ok(a) if a.state == DnssecState::Secure => TlsaAnswer::Secure(
             a.records
@@ -205,7 +211,9 @@ fn dns_reason(name: &str, e: &DnsError) -> String {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)] // tests fail loudly by design
     use super::*;
+    use kurier_dns::{Answer, TlsaData};
 
     fn mx(p: u16, h: &str) -> MxRecord {
         MxRecord {
@@ -231,6 +239,199 @@ mod tests {
             seen.insert(o[0].clone());
         }
         assert_eq!(seen.len(), 2, "equal preferences are spread");
+    }
+
+    /// Made-up DNS: per (type, name) an answer or an error; anything else is NXDOMAIN-free
+    /// NODATA, insecure.
+    #[derive(Default)]
+    struct Answers {
+        mx: std::collections::HashMap<String, Result<Answer<MxRecord>, DnsError>>,
+        addresses: std::collections::HashMap<String, Result<Answer<IpAddr>, DnsError>>,
+        cname: std::collections::HashMap<String, Result<Answer<String>, DnsError>>,
+        tlsa: std::collections::HashMap<String, Result<Answer<TlsaData>, DnsError>>,
+    }
+
+    fn answer<T>(records: Vec<T>, state: DnssecState) -> Answer<T> {
+        Answer {
+            records,
+            state,
+            nxdomain: false,
+        }
+    }
+
+    fn nodata<T>() -> Result<Answer<T>, DnsError> {
+        Ok(answer(Vec::new(), DnssecState::Insecure))
+    }
+
+    impl RouteLookup for Answers {
+        async fn mx(&self, domain: &str) -> Result<Answer<MxRecord>, DnsError> {
+            self.mx.get(domain).cloned().unwrap_or_else(nodata)
+        }
+        async fn addresses(&self, host: &str) -> Result<Answer<IpAddr>, DnsError> {
+            self.addresses.get(host).cloned().unwrap_or_else(nodata)
+        }
+        async fn canonical_name(&self, name: &str) -> Result<Answer<String>, DnsError> {
+            self.cname.get(name).cloned().unwrap_or_else(nodata)
+        }
+        async fn tlsa(&self, name: &str) -> Result<Answer<TlsaData>, DnsError> {
+            self.tlsa.get(name).cloned().unwrap_or_else(nodata)
+        }
+    }
+
+    const SECURE: DnssecState = DnssecState::Secure;
+
+    fn world() -> Answers {
+        let mut a = Answers::default();
+        let ip = |s: &str| vec![s.parse::<IpAddr>().unwrap()];
+        a.mx.insert(
+            "d.test".into(),
+            Ok(answer(vec![mx(10, "mx.d.test")], SECURE)),
+        );
+        a.addresses
+            .insert("mx.d.test".into(), Ok(answer(ip("192.0.2.1"), SECURE)));
+        a.tlsa.insert(
+            "_25._tcp.mx.d.test".into(),
+            Ok(answer(
+                vec![TlsaData {
+                    usage: 3,
+                    selector: 1,
+                    matching: 1,
+                    data: vec![7; 32],
+                }],
+                SECURE,
+            )),
+        );
+        a
+    }
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    fn hops(route: Route) -> Vec<Hop> {
+        match route {
+            Route::Hops(h) => h,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// DANE-8: a secure MX, address and TLSA make the hop authenticate.
+    #[test]
+    fn dane8_a_secure_chain_with_a_tlsa_record_authenticates() {
+        let h = hops(block_on(plan(&world(), "d.test", 25, 1)));
+        assert_eq!(h.len(), 1);
+        assert!(
+            matches!(&h[0].dane, DanePolicy::Authenticate { records, .. } if records.len() == 1),
+            "{h:?}"
+        );
+        assert_eq!(h[0].addresses.len(), 1);
+    }
+
+    /// DANE-7, DNS-1: a bogus MX answer defers with 4.7.5; a bogus TLSA skips the host
+    /// (never clear text); a TLSA lookup that fails otherwise skips it as unavailable.
+    #[test]
+    fn dane7_bogus_and_missing_answers_never_become_no_record() {
+        let mut w = world();
+        w.mx.insert("d.test".into(), Err(DnsError::Bogus("sig".into())));
+        assert!(matches!(
+            block_on(plan(&w, "d.test", 25, 1)),
+            Route::Defer {
+                status: "4.7.5",
+                ..
+            }
+        ));
+        let mut w = world();
+        w.mx.insert(
+            "d.test".into(),
+            Err(DnsError::Indeterminate("d.test".into(), "timeout".into())),
+        );
+        assert!(matches!(
+            block_on(plan(&w, "d.test", 25, 1)),
+            Route::Defer {
+                status: "4.4.3",
+                ..
+            }
+        ));
+        let mut w = world();
+        w.tlsa.insert(
+            "_25._tcp.mx.d.test".into(),
+            Err(DnsError::Bogus("sig".into())),
+        );
+        let h = hops(block_on(plan(&w, "d.test", 25, 1)));
+        assert!(
+            matches!(&h[0].dane, DanePolicy::Skip { bogus: true, .. }),
+            "{h:?}"
+        );
+        let mut w = world();
+        w.tlsa.insert(
+            "_25._tcp.mx.d.test".into(),
+            Err(DnsError::Indeterminate("t".into(), "timeout".into())),
+        );
+        let h = hops(block_on(plan(&w, "d.test", 25, 1)));
+        assert!(
+            matches!(&h[0].dane, DanePolicy::Skip { bogus: false, .. }),
+            "{h:?}"
+        );
+    }
+
+    /// An insecure MX answer means no DANE at all, whatever the TLSA answer says (RFC 7672
+    /// §2.2.1); a host without addresses is unreachable with 4.4.4, not a DNSSEC failure.
+    #[test]
+    fn insecure_chains_and_hosts_without_addresses() {
+        let mut w = world();
+        w.mx.insert(
+            "d.test".into(),
+            Ok(answer(vec![mx(10, "mx.d.test")], DnssecState::Insecure)),
+        );
+        let h = hops(block_on(plan(&w, "d.test", 25, 1)));
+        assert_eq!(h[0].dane, DanePolicy::Opportunistic);
+        let mut w = world();
+        w.addresses
+            .insert("mx.d.test".into(), Ok(answer(Vec::new(), SECURE)));
+        let h = hops(block_on(plan(&w, "d.test", 25, 1)));
+        assert!(matches!(&h[0].unreachable, Some(("4.4.4", _))), "{h:?}");
+    }
+
+    /// RFC 7672 §2.2.2: a secure CNAME's target is the TLSA base (and SNI) when it has TLSA
+    /// records; RFC 5321 §5.1 and RFC 7505: the implicit MX, null MX and NXDOMAIN.
+    #[test]
+    fn cname_targets_implicit_and_null_mx_and_nxdomain() {
+        let mut w = world();
+        w.cname.insert(
+            "mx.d.test".into(),
+            Ok(answer(vec!["real.d.test".to_string()], SECURE)),
+        );
+        let t = w.tlsa.remove("_25._tcp.mx.d.test").unwrap();
+        w.tlsa.insert("_25._tcp.real.d.test".into(), t);
+        let h = hops(block_on(plan(&w, "d.test", 25, 1)));
+        assert_eq!(h[0].base, "real.d.test");
+        assert!(matches!(h[0].dane, DanePolicy::Authenticate { .. }));
+
+        let mut w = world();
+        w.mx.insert("d.test".into(), Ok(answer(Vec::new(), SECURE)));
+        w.addresses.insert(
+            "d.test".into(),
+            Ok(answer(vec!["192.0.2.9".parse().unwrap()], SECURE)),
+        );
+        let h = hops(block_on(plan(&w, "D.test.", 25, 1)));
+        assert_eq!(h[0].host, "d.test", "the implicit MX");
+
+        let mut w = world();
+        w.mx.insert("d.test".into(), Ok(answer(vec![mx(0, ".")], SECURE)));
+        assert_eq!(block_on(plan(&w, "d.test", 25, 1)), Route::NullMx);
+        let mut w = world();
+        w.mx.insert(
+            "d.test".into(),
+            Ok(Answer {
+                records: Vec::new(),
+                state: SECURE,
+                nxdomain: true,
+            }),
+        );
+        assert_eq!(block_on(plan(&w, "d.test", 25, 1)), Route::NoSuchDomain);
     }
 
     #[test]

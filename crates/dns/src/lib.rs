@@ -35,6 +35,42 @@ pub enum DnssecState {
     Insecure,
 }
 
+/// The questions of outbound routing (RFC 5321 §5.1, RFC 7672 §2), as a trait over `Resolver`,
+/// so that routing decisions can be tested against answers made up in a test.
+pub trait RouteLookup: Send + Sync {
+    fn mx(
+        &self,
+        domain: &str,
+    ) -> impl std::future::Future<Output = Result<Answer<MxRecord>, DnsError>> + Send;
+    fn addresses(
+        &self,
+        host: &str,
+    ) -> impl std::future::Future<Output = Result<Answer<IpAddr>, DnsError>> + Send;
+    fn canonical_name(
+        &self,
+        name: &str,
+    ) -> impl std::future::Future<Output = Result<Answer<String>, DnsError>> + Send;
+    fn tlsa(
+        &self,
+        name: &str,
+    ) -> impl std::future::Future<Output = Result<Answer<TlsaData>, DnsError>> + Send;
+}
+
+impl RouteLookup for Resolver {
+    async fn mx(&self, domain: &str) -> Result<Answer<MxRecord>, DnsError> {
+        Resolver::mx(self, domain).await
+    }
+    async fn addresses(&self, host: &str) -> Result<Answer<IpAddr>, DnsError> {
+        Resolver::addresses(self, host).await
+    }
+    async fn canonical_name(&self, name: &str) -> Result<Answer<String>, DnsError> {
+        Resolver::canonical_name(self, name).await
+    }
+    async fn tlsa(&self, name: &str) -> Result<Answer<TlsaData>, DnsError> {
+        Resolver::tlsa(self, name).await
+    }
+}
+
 /// An answer: records (empty for NXDOMAIN/NODATA) and whether they are proven.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Answer<T> {
