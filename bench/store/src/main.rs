@@ -124,8 +124,9 @@ async fn enqueue(store: &Arc<dyn Store>, body: &[u8], n: usize) -> BenchResult {
     for i in 0..n {
         let e = NewQueueEntry {
             sender: "bench@bench.test".into(),
-            recipients: vec![(format!("r{i}@remote.test"), None)],
+            recipients: vec![(format!("r{i}@remote.test"), Default::default())],
             require_tls: false,
+            dsn: Default::default(),
         };
         store.enqueue(&e, body).await?;
     }

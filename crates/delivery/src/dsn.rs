@@ -5,6 +5,7 @@
 //! original message (headers only for warnings).
 
 use kurier_smtp::received::{rfc5322_date, unique_stamp};
+use kurier_store::{DsnReturn, MessageDsn, RecipientDsn};
 
 /// What a notice reports for a recipient (RFC 3464 §2.3.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -45,35 +46,21 @@ pub struct Notice<'a> {
     pub retry_until: Option<i64>,
     pub recipients: &'a [RecipientNotice],
     pub original: &'a [u8],
+    /// The sender's RET and ENVID (RFC 3461 §4.3, §4.4).
+    pub request: &'a MessageDsn,
 }
 
 /// Which recipients want a notice of this kind (RFC 3461 §4.1): no NOTIFY means failures (and,
 /// as most MTAs do, delays); NEVER means none.
-pub fn wants(dsn_params: Option<&str>, action: Action) -> bool {
-    let notify = dsn_params.and_then(|p| {
-        p.split_ascii_whitespace().find_map(|w| {
-            let (k, v) = w.split_once('=')?;
-            k.eq_ignore_ascii_case("NOTIFY")
-                .then(|| v.to_ascii_uppercase())
-        })
-    });
-    let Some(notify) = notify else {
+pub fn wants(request: &RecipientDsn, action: Action) -> bool {
+    let Some(n) = request.notify else {
         return action != Action::Relayed;
     };
-    let kinds: Vec<&str> = notify.split(',').collect();
-    let kind = match action {
-        Action::Failed => "FAILURE",
-        Action::Delayed => "DELAY",
-        Action::Relayed => "SUCCESS",
-    };
-    !kinds.contains(&"NEVER") && kinds.contains(&kind)
-}
-
-/// The ORCPT value from the stored DSN parameters.
-pub fn orcpt(dsn_params: Option<&str>) -> Option<String> {
-    dsn_params?
-        .split_ascii_whitespace()
-        .find_map(|w| w.strip_prefix("ORCPT=").map(str::to_string))
+    match action {
+        Action::Failed => n.failure,
+        Action::Delayed => n.delay,
+        Action::Relayed => n.success,
+    }
 }
 
 /// The whole notice as an RFC 5322 message.
@@ -132,6 +119,10 @@ pub fn build(n: &Notice<'_>) -> Vec<u8> {
     } else {
         "Content-Type: message/delivery-status\r\n\r\n"
     });
+    // RFC 3464 §2.2.1: the sender's envelope id comes back first.
+    if let Some(envid) = &n.request.envid {
+        m.push_str(&format!("Original-Envelope-Id: {}\r\n", value(envid)));
+    }
     m.push_str(&format!("Reporting-MTA: dns; {}\r\n", n.reporting_mta));
     m.push_str(&format!("Arrival-Date: {}\r\n", rfc5322_date(n.arrival)));
     for r in n.recipients {
@@ -171,10 +162,11 @@ pub fn build(n: &Notice<'_>) -> Vec<u8> {
     }
     m.push_str("\r\n");
 
-    // 3. The original: whole for failures (so it can be re-sent), headers otherwise.
+    // 3. The original: whole for failures (so it can be re-sent), unless the sender asked for
+    // headers only (RET=HDRS, RFC 3461 §4.3); headers for the other notices.
     m.push_str(&format!("--{boundary}\r\n"));
     let mut out = m.into_bytes();
-    if n.action == Action::Failed {
+    if n.action == Action::Failed && n.request.ret != Some(DsnReturn::Headers) {
         out.extend_from_slice(b"Content-Type: message/rfc822\r\n\r\n");
         out.extend_from_slice(n.original);
     } else {
@@ -283,20 +275,25 @@ fn header_block(message: &[u8]) -> &[u8] {
 mod tests {
     use super::*;
 
+    fn req(parameters: &str) -> RecipientDsn {
+        RecipientDsn::from_rfc3461(parameters)
+    }
+
     #[test]
     fn notify_parameters() {
-        assert!(wants(None, Action::Failed));
-        assert!(wants(None, Action::Delayed));
-        assert!(!wants(None, Action::Relayed));
-        assert!(!wants(Some("NOTIFY=NEVER"), Action::Failed));
+        let none = RecipientDsn::default();
+        assert!(wants(&none, Action::Failed));
+        assert!(wants(&none, Action::Delayed));
+        assert!(!wants(&none, Action::Relayed));
+        assert!(!wants(&req("NOTIFY=NEVER"), Action::Failed));
         assert!(wants(
-            Some("NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;a@b"),
+            &req("NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;a@b"),
             Action::Relayed
         ));
-        assert!(!wants(Some("NOTIFY=SUCCESS,FAILURE"), Action::Delayed));
-        assert!(!wants(Some("notify=delay"), Action::Failed));
+        assert!(!wants(&req("NOTIFY=SUCCESS,FAILURE"), Action::Delayed));
+        assert!(!wants(&req("notify=delay"), Action::Failed));
         assert_eq!(
-            orcpt(Some("NOTIFY=NEVER ORCPT=rfc822;a@b")).as_deref(),
+            req("NOTIFY=NEVER ORCPT=rfc822;a@b").orcpt.as_deref(),
             Some("rfc822;a@b")
         );
     }
@@ -321,6 +318,7 @@ mod tests {
             retry_until: None,
             recipients: &recipients,
             original,
+            request: &MessageDsn::default(),
         });
         let s = String::from_utf8(m).unwrap();
         assert!(s.contains("Content-Type: multipart/report; report-type=delivery-status"));
@@ -333,6 +331,33 @@ mod tests {
         assert!(s.contains("body\r\n--kurier-dsn-"));
         assert!(s.contains("Auto-Submitted: auto-replied"));
         assert!(s.lines().all(|l| l.len() < 200));
+        assert!(!s.contains("Original-Envelope-Id"));
+
+        // RFC 3461 §4.3, §4.4: RET=HDRS returns the header only, ENVID comes back.
+        let hdrs = MessageDsn {
+            ret: Some(DsnReturn::Headers),
+            envid: Some("QQ314159".into()),
+        };
+        let m = build(&Notice {
+            action: Action::Failed,
+            reporting_mta: "mx.kurier.test",
+            to: "a@kurier.test",
+            arrival: 1_700_000_000,
+            now: 1_700_000_100,
+            retry_until: None,
+            recipients: &recipients,
+            original,
+            request: &hdrs,
+        });
+        let s = String::from_utf8(m).unwrap();
+        assert!(
+            s.contains(
+                "message/delivery-status\r\n\r\nOriginal-Envelope-Id: QQ314159\r\nReporting-MTA:"
+            ),
+            "{s}"
+        );
+        assert!(s.contains("Content-Type: text/rfc822-headers\r\n\r\nFrom: a@kurier.test"));
+        assert!(!s.contains("body\r\n--kurier-dsn-"), "{s}");
     }
 
     #[test]
@@ -354,6 +379,7 @@ mod tests {
             retry_until: Some(5 * 86400),
             recipients: &recipients,
             original: b"Subject: hi\r\n\r\nsecret body\r\n",
+            request: &MessageDsn::default(),
         });
         let s = String::from_utf8(m).unwrap();
         assert!(s.contains("Will-Retry-Until:"));
@@ -394,6 +420,7 @@ mod tests {
                 retry_until: None,
                 recipients,
                 original: b"Subject: hi\r\n\r\nx\r\n",
+                request: &MessageDsn::default(),
             })
         };
         let part = status_part(&notice(&recipients));

@@ -212,7 +212,8 @@ impl Reporter {
         // Null reverse path: a report that cannot be delivered bounces to nobody.
         let entry = NewQueueEntry {
             sender: String::new(),
-            recipients: vec![(to.to_string(), None)],
+            recipients: vec![(to.to_string(), Default::default())],
+            dsn: Default::default(),
             require_tls: false,
         };
         self.store

@@ -268,7 +268,7 @@ impl QueueRunner {
                 groups
                     .entry(domain_of(&r.address))
                     .or_default()
-                    .push((r.address.clone(), r.dsn.clone()));
+                    .push((r.address.clone(), r.dsn.rfc3461_parameters()));
             }
             let fields = kurier_smtp::headers::fields(&body);
             let handling = TlsHandling::of(&fields, entry.require_tls);
@@ -338,6 +338,7 @@ impl QueueRunner {
                     from: job.entry.sender.clone(),
                     recipients: rcpts.clone(),
                     require_tls: job.entry.require_tls,
+                    dsn: job.entry.dsn.rfc3461_parameters(),
                 },
                 body: job.body.clone(),
             })
@@ -404,7 +405,8 @@ impl QueueRunner {
                 .recipients
                 .iter()
                 .find(|r| r.address == a)
-                .and_then(|r| r.dsn.clone())
+                .map(|r| r.dsn.clone())
+                .unwrap_or_default()
         };
         let mut rows = Vec::with_capacity(results.len());
         let mut notices: HashMap<Action, Vec<RecipientNotice>> = HashMap::new();
@@ -412,7 +414,7 @@ impl QueueRunner {
             let params = dsn_of(&address);
             let notice = |f: &crate::Failure| RecipientNotice {
                 address: address.clone(),
-                original: dsn::orcpt(params.as_deref()),
+                original: params.orcpt.clone(),
                 status: f.status.clone(),
                 reason: f.reason.clone(),
                 remote_mta: f.remote_mta.clone(),
@@ -420,7 +422,7 @@ impl QueueRunner {
             };
             match outcome {
                 Outcome::Delivered { mx, dsn_passed_on } => {
-                    if !dsn_passed_on && dsn::wants(params.as_deref(), Action::Relayed) {
+                    if !dsn_passed_on && dsn::wants(&params, Action::Relayed) {
                         let f = crate::Failure {
                             remote_mta: Some(mx),
                             ..crate::Failure::new(
@@ -433,7 +435,7 @@ impl QueueRunner {
                     rows.push((address.clone(), RecipientStatus::Delivered, None));
                 }
                 Outcome::Deferred(f) if !expired => {
-                    if warn && dsn::wants(params.as_deref(), Action::Delayed) {
+                    if warn && dsn::wants(&params, Action::Delayed) {
                         notices.entry(Action::Delayed).or_default().push(notice(&f));
                     }
                     rows.push((address.clone(), RecipientStatus::Pending, Some(f.summary())));
@@ -452,7 +454,7 @@ impl QueueRunner {
                         }
                     };
                     tracing::info!(queue_id = entry.id, recipient = %address, reason = %f.summary(), "delivery failed for good");
-                    if dsn::wants(params.as_deref(), Action::Failed) {
+                    if dsn::wants(&params, Action::Failed) {
                         notices.entry(Action::Failed).or_default().push(notice(&f));
                     }
                     rows.push((address.clone(), RecipientStatus::Failed, Some(f.summary())));
@@ -489,6 +491,7 @@ impl QueueRunner {
                 retry_until: Some(retry_until),
                 recipients: &recipients,
                 original: &job.body,
+                request: &job.entry.dsn,
             });
             self.send_notice(&entry.sender, &message).await;
         }
@@ -505,8 +508,9 @@ impl QueueRunner {
             Ok(Recipient::NotHosted) => {
                 let entry = NewQueueEntry {
                     sender: String::new(),
-                    recipients: vec![(to.to_string(), None)],
+                    recipients: vec![(to.to_string(), Default::default())],
                     require_tls: false,
+                    dsn: Default::default(),
                 };
                 let r = self.store.enqueue(&entry, message).await.map(|_| ());
                 self.wake.notify_one();

@@ -219,18 +219,24 @@ impl MailDrop for StoreMailDrop {
                 .remote
                 .iter()
                 .map(|(to, p)| {
-                    let dsn = [
-                        p.notify.as_ref().map(|n| format!("NOTIFY={n}")),
-                        p.orcpt.as_ref().map(|o| format!("ORCPT={o}")),
-                    ]
-                    .into_iter()
-                    .flatten()
-                    .collect::<Vec<_>>()
-                    .join(" ");
-                    (to.clone(), (!dsn.is_empty()).then_some(dsn))
+                    let dsn = kurier_store::RecipientDsn {
+                        notify: p.notify.as_deref().map(kurier_store::Notify::from_rfc3461),
+                        orcpt: p.orcpt.clone(),
+                    };
+                    (to.clone(), dsn)
                 })
                 .collect(),
             require_tls: m.params.require_tls,
+            dsn: kurier_store::MessageDsn {
+                ret: m.params.ret.as_deref().map(|r| {
+                    if r == "HDRS" {
+                        kurier_store::DsnReturn::Headers
+                    } else {
+                        kurier_store::DsnReturn::Full
+                    }
+                }),
+                envid: m.params.envid.clone(),
+            },
         });
         // RFC 8689 §5 at submission: the account's operator decides about TLS-Required: No.
         let stripped = match self.tls_required_rule(m).await {

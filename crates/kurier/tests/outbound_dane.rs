@@ -757,11 +757,12 @@ fn smtp2_tls_required_no_passes_a_dane_failure_but_not_with_requiretls() {
     let no = "TLS-Required: No\r\n";
     submit_with(&ip, &["badtlsa.test"], "relaxed", "", "", no);
     submit_with(&ip, &["badtlsa.test"], "held", "", "", "");
+    // With RET=HDRS and an ENVID (RFC 3461 §4.3, §4.4), carried typed through the queue.
     submit_with(
         &ip,
         &["badtlsa.test", "ee.test"],
         "strict",
-        " REQUIRETLS",
+        " REQUIRETLS RET=HDRS ENVID=kurier-envid-7",
         "",
         no,
     );
@@ -813,6 +814,12 @@ fn smtp2_tls_required_no_passes_a_dane_failure_but_not_with_requiretls() {
         .unwrap();
     assert!(notice.contains("Status: 5.7.30"), "{notice}");
     assert!(!notice.contains("neither DANE nor"), "{notice}");
+    assert!(
+        notice.contains("Original-Envelope-Id: kurier-envid-7")
+            && notice.contains("text/rfc822-headers")
+            && !notice.contains("hello ee.test"),
+        "RET=HDRS and ENVID: {notice}"
+    );
     // A sender's TLS-Required: No session is a TLS outcome like any other.
     let events = support::tls_events(dir.path());
     let optional: Vec<_> = events

@@ -196,6 +196,8 @@ pub struct Envelope {
     pub recipients: Vec<(String, Option<String>)>,
     /// RFC 8689: the message must travel over verified TLS only.
     pub require_tls: bool,
+    /// RFC 3461 MAIL parameters (`RET=… ENVID=…`), if any: passed on to a server with DSN.
+    pub dsn: Option<String>,
 }
 
 /// Why a transaction cannot be attempted with this server at all; the same for every retry, so
@@ -261,6 +263,10 @@ pub fn mail_command(env: &Envelope, body: BodyNeeds, ext: &Extensions) -> Result
     }
     if env.require_tls {
         cmd.push_str(" REQUIRETLS");
+    }
+    if let Some(p) = env.dsn.as_ref().filter(|p| ext.dsn && !p.is_empty()) {
+        cmd.push(' ');
+        cmd.push_str(p);
     }
     Ok(cmd)
 }
@@ -398,6 +404,7 @@ mod tests {
             from: from.into(),
             recipients: vec![(to.into(), None)],
             require_tls: false,
+            dsn: None,
         }
     }
 
@@ -427,6 +434,22 @@ mod tests {
             mail_command(&env("a@b", "j\u{fc}rgen@d"), body, &full)
                 .unwrap()
                 .ends_with(" SMTPUTF8")
+        );
+        // RFC 3461 §4.3, §4.4: RET and ENVID go on only to a server that announced DSN.
+        let mut with_dsn = env("a@b", "c@d");
+        with_dsn.dsn = Some("RET=HDRS ENVID=e1".into());
+        let plain = BodyNeeds::of(b"x");
+        assert_eq!(
+            mail_command(&with_dsn, plain, &Extensions::default()).unwrap(),
+            "MAIL FROM:<a@b>"
+        );
+        let dsn = Extensions {
+            dsn: true,
+            ..Extensions::default()
+        };
+        assert_eq!(
+            mail_command(&with_dsn, plain, &dsn).unwrap(),
+            "MAIL FROM:<a@b> RET=HDRS ENVID=e1"
         );
         let small = Extensions {
             size: Some(10),

@@ -199,8 +199,127 @@ pub struct QueueRecipient {
     pub status: RecipientStatus,
     /// The last error (SMTP reply or local reason), for logs and bounces.
     pub last_error: Option<String>,
-    /// RFC 3461 ORCPT/NOTIFY parameters as received, kept for DSNs.
-    pub dsn: Option<String>,
+    /// What notices the recipient asked for, and its original address (RFC 3461 §4.1, §4.2).
+    pub dsn: RecipientDsn,
+}
+
+/// RFC 3461 §4.1 `NOTIFY`: the notices a recipient wants; all false is `NEVER`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Notify {
+    pub success: bool,
+    pub failure: bool,
+    pub delay: bool,
+}
+
+/// The DSN request of one recipient (RFC 3461 §4.1, §4.2), as the sender gave it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecipientDsn {
+    /// `None`: no NOTIFY given (failures and delays are reported, RFC 3461 §4.1).
+    pub notify: Option<Notify>,
+    /// ORCPT as given, `addr-type;xtext` (e.g. `rfc822;a@example.org`).
+    pub orcpt: Option<String>,
+}
+
+impl Notify {
+    pub const NEVER: Notify = Notify {
+        success: false,
+        failure: false,
+        delay: false,
+    };
+}
+
+impl RecipientDsn {
+    /// The request as RFC 3461 RCPT parameters (`NOTIFY=SUCCESS,DELAY ORCPT=rfc822;a@b`), to
+    /// pass on; `None` if there is nothing to say. The store keeps it in this form, too.
+    pub fn rfc3461_parameters(&self) -> Option<String> {
+        let mut words = Vec::new();
+        if let Some(n) = self.notify {
+            let kinds: Vec<&str> = [
+                (n.success, "SUCCESS"),
+                (n.failure, "FAILURE"),
+                (n.delay, "DELAY"),
+            ]
+            .into_iter()
+            .filter(|(on, _)| *on)
+            .map(|(_, k)| k)
+            .collect();
+            words.push(if kinds.is_empty() {
+                "NOTIFY=NEVER".to_string()
+            } else {
+                format!("NOTIFY={}", kinds.join(","))
+            });
+        }
+        if let Some(o) = &self.orcpt {
+            words.push(format!("ORCPT={o}"));
+        }
+        (!words.is_empty()).then(|| words.join(" "))
+    }
+
+    /// Reads RCPT parameters back; unknown words are ignored.
+    pub fn from_rfc3461(parameters: &str) -> RecipientDsn {
+        let mut d = RecipientDsn::default();
+        for w in parameters.split_ascii_whitespace() {
+            let Some((k, v)) = w.split_once('=') else {
+                continue;
+            };
+            if k.eq_ignore_ascii_case("NOTIFY") {
+                d.notify = Some(Notify::from_rfc3461(v));
+            } else if k.eq_ignore_ascii_case("ORCPT") {
+                d.orcpt = Some(v.to_string());
+            }
+        }
+        d
+    }
+}
+
+impl Notify {
+    /// `SUCCESS,FAILURE`, `never`, … (any case).
+    pub fn from_rfc3461(value: &str) -> Notify {
+        let v = value.to_ascii_uppercase();
+        let has = |k: &str| v.split(',').any(|x| x == k);
+        Notify {
+            success: has("SUCCESS"),
+            failure: has("FAILURE"),
+            delay: has("DELAY"),
+        }
+    }
+}
+
+impl MessageDsn {
+    /// RET and ENVID as MAIL FROM parameters, to pass on; `None` if neither was given.
+    pub fn rfc3461_parameters(&self) -> Option<String> {
+        let words: Vec<String> = [
+            self.ret.map(|r| {
+                format!(
+                    "RET={}",
+                    match r {
+                        DsnReturn::Full => "FULL",
+                        DsnReturn::Headers => "HDRS",
+                    }
+                )
+            }),
+            self.envid.as_ref().map(|e| format!("ENVID={e}")),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        (!words.is_empty()).then(|| words.join(" "))
+    }
+}
+
+/// RFC 3461 §4.3 `RET`: what of the message a notice returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DsnReturn {
+    Full,
+    Headers,
+}
+
+/// The DSN request of a message (RFC 3461 §4.3, §4.4).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MessageDsn {
+    pub ret: Option<DsnReturn>,
+    /// ENVID as given (xtext).
+    pub envid: Option<String>,
 }
 
 /// A message waiting for outbound delivery.
@@ -216,6 +335,8 @@ pub struct QueueEntry {
     pub attempts: u32,
     /// RFC 8689 REQUIRETLS was asked for.
     pub require_tls: bool,
+    /// RET and ENVID (RFC 3461).
+    pub dsn: MessageDsn,
     /// The worker that holds the lease, and until when.
     pub lease: Option<(String, UnixTime)>,
 }
@@ -224,8 +345,9 @@ pub struct QueueEntry {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewQueueEntry {
     pub sender: String,
-    pub recipients: Vec<(String, Option<String>)>,
+    pub recipients: Vec<(String, RecipientDsn)>,
     pub require_tls: bool,
+    pub dsn: MessageDsn,
 }
 
 /// The TLS outcomes the store keeps for TLSRPT (RFC 8460 §4): the policy crate's one shape of

@@ -22,9 +22,9 @@ use crate::rules::{self, decode_flags, decode_list, encode_flags, encode_list, t
 use crate::schema::POSTGRES;
 use crate::{
     Account, AccountId, Alias, Appended, CachedStsPolicy, ChangeKind, DEFAULT_MAILBOXES, Domain,
-    FlagChange, Mailbox, MailboxChange, MailboxId, MessageMeta, NewQueueEntry, QueueEntry, QueueId,
-    QueueRecipient, ReceivedReport, Recipient, RecipientStatus, Result, SpecialUse, Store,
-    StoreError, TlsOutcome, UnixTime, address, normalize_flags, now, password,
+    FlagChange, Mailbox, MailboxChange, MailboxId, MessageDsn, MessageMeta, NewQueueEntry,
+    QueueEntry, QueueId, QueueRecipient, ReceivedReport, Recipient, RecipientStatus, Result,
+    SpecialUse, Store, StoreError, TlsOutcome, UnixTime, address, normalize_flags, now, password,
 };
 
 /// The NOTIFY channel for mailbox changes.
@@ -410,8 +410,8 @@ async fn insert_mailbox(
 async fn enqueue_in(tx: &Transaction<'_>, entry: &NewQueueEntry, body: &[u8]) -> Result<QueueId> {
     let id: i64 = tx
         .query_one(
-            "INSERT INTO queue (sender, size, created, next_attempt, require_tls, body) VALUES ($1, $2, $3, $3, $4, $5) RETURNING id",
-            &[&entry.sender, &(body.len() as i64), &now(), &entry.require_tls, &body],
+            "INSERT INTO queue (sender, size, created, next_attempt, require_tls, body, dsn_ret, dsn_envid) VALUES ($1, $2, $3, $3, $4, $5, $6, $7) RETURNING id",
+            &[&entry.sender, &(body.len() as i64), &now(), &entry.require_tls, &body, &rules::encode_ret(&entry.dsn), &entry.dsn.envid],
         )
         .await
         .map_err(err)?
@@ -419,7 +419,7 @@ async fn enqueue_in(tx: &Transaction<'_>, entry: &NewQueueEntry, body: &[u8]) ->
     for (rcpt, dsn) in &entry.recipients {
         tx.execute(
             "INSERT INTO queue_recipients (queue, address, status, dsn) VALUES ($1, $2, 'pending', $3)",
-            &[&id, rcpt, dsn],
+            &[&id, rcpt, &rules::encode_recipient_dsn(dsn)],
         )
         .await
         .map_err(unique(format!("recipient {rcpt} twice in one queue entry")))?;
@@ -536,7 +536,7 @@ async fn load_queue_entries(
     c: &impl GenericClient,
     ids: Option<&[i64]>,
 ) -> Result<Vec<QueueEntry>> {
-    const COLUMNS: &str = "SELECT id, sender, size, created, next_attempt, attempts, require_tls, lease_holder, lease_expires FROM queue";
+    const COLUMNS: &str = "SELECT id, sender, size, created, next_attempt, attempts, require_tls, lease_holder, lease_expires, dsn_ret, dsn_envid FROM queue";
     let rows = match ids {
         Some(ids) => {
             c.query(
@@ -563,7 +563,7 @@ async fn load_queue_entries(
                 address: q.get(0),
                 status: RecipientStatus::parse(q.get(1)).unwrap_or(RecipientStatus::Pending),
                 last_error: q.get(2),
-                dsn: q.get(3),
+                dsn: rules::decode_recipient_dsn(q.get::<_, Option<&str>>(3)),
             })
             .collect();
         let holder: Option<String> = r.get(7);
@@ -577,6 +577,10 @@ async fn load_queue_entries(
             next_attempt: r.get(4),
             attempts: r.get::<_, i64>(5) as u32,
             require_tls: r.get(6),
+            dsn: MessageDsn {
+                ret: rules::decode_ret(r.get::<_, Option<&str>>(9)),
+                envid: r.get(10),
+            },
             lease: holder.zip(expires),
         });
     }

@@ -1,6 +1,9 @@
 //! Rules both backends share: names, flag arithmetic, and how lists are kept in one column.
 
-use crate::{FlagChange, PolicyType, Result, ResultType, StoreError, TlsOutcome};
+use crate::{
+    DsnReturn, FlagChange, MessageDsn, PolicyType, RecipientDsn, Result, ResultType, StoreError,
+    TlsOutcome,
+};
 
 /// Checks a mailbox name; `INBOX` in any case becomes `INBOX` (RFC 9051 §5.1).
 pub fn mailbox_name(name: &str) -> Result<String> {
@@ -113,6 +116,32 @@ pub fn to_u64(v: i64) -> u64 {
     v.max(0) as u64
 }
 
+/// A recipient's DSN request in its `dsn` column: RFC 3461's parameter text, as rows written
+/// before the typed model also hold it.
+pub fn encode_recipient_dsn(d: &RecipientDsn) -> Option<String> {
+    d.rfc3461_parameters()
+}
+
+pub fn decode_recipient_dsn(column: Option<&str>) -> RecipientDsn {
+    column.map(RecipientDsn::from_rfc3461).unwrap_or_default()
+}
+
+/// RET in its column: `FULL` or `HDRS`.
+pub fn encode_ret(d: &MessageDsn) -> Option<&'static str> {
+    d.ret.map(|r| match r {
+        DsnReturn::Full => "FULL",
+        DsnReturn::Headers => "HDRS",
+    })
+}
+
+pub fn decode_ret(column: Option<&str>) -> Option<DsnReturn> {
+    match column? {
+        "FULL" => Some(DsnReturn::Full),
+        "HDRS" => Some(DsnReturn::Headers),
+        _ => None,
+    }
+}
+
 /// A `tls_events` row as it is kept: the type names as RFC 8460 spells them.
 pub struct TlsEventRow {
     pub policy_domain: String,
@@ -157,6 +186,46 @@ impl TlsEventRow {
             receiving_helo: self.receiving_helo,
             detail: self.detail,
         }
+    }
+}
+
+#[cfg(test)]
+mod dsn_tests {
+    use super::*;
+    use crate::Notify;
+
+    #[test]
+    fn recipient_dsn_round_trips_and_reads_old_rows() {
+        let d = RecipientDsn {
+            notify: Some(Notify {
+                success: true,
+                failure: false,
+                delay: true,
+            }),
+            orcpt: Some("rfc822;a@b.test".into()),
+        };
+        let text = encode_recipient_dsn(&d);
+        assert_eq!(
+            text.as_deref(),
+            Some("NOTIFY=SUCCESS,DELAY ORCPT=rfc822;a@b.test")
+        );
+        assert_eq!(decode_recipient_dsn(text.as_deref()), d);
+        let never = decode_recipient_dsn(Some("notify=never"));
+        assert_eq!(
+            never.notify,
+            Some(Notify {
+                success: false,
+                failure: false,
+                delay: false
+            })
+        );
+        assert_eq!(
+            encode_recipient_dsn(&never).as_deref(),
+            Some("NOTIFY=NEVER")
+        );
+        assert_eq!(encode_recipient_dsn(&RecipientDsn::default()), None);
+        assert_eq!(decode_recipient_dsn(None), RecipientDsn::default());
+        assert_eq!(decode_recipient_dsn(Some("junk")), RecipientDsn::default());
     }
 }
 

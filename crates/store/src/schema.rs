@@ -168,6 +168,11 @@ pub const SQLITE: &[&str] = &[
     INSERT OR IGNORE INTO alias_targets (alias, target)
         SELECT alias, target FROM split WHERE target <> '';
     "#,
+    // 8: RFC 3461 RET and ENVID of queued messages (recipients' NOTIFY/ORCPT stay in `dsn`).
+    r#"
+    ALTER TABLE queue ADD COLUMN dsn_ret TEXT;
+    ALTER TABLE queue ADD COLUMN dsn_envid TEXT;
+    "#,
 ];
 
 pub const POSTGRES: &[&str] = &[
@@ -331,5 +336,10 @@ pub const POSTGRES: &[&str] = &[
     INSERT INTO alias_targets (alias, target)
         SELECT DISTINCT address, t FROM aliases, unnest(string_to_array(targets, E'\n')) AS t
         WHERE t <> '';
+    "#,
+    // 8: RFC 3461 RET and ENVID of queued messages (recipients' NOTIFY/ORCPT stay in `dsn`).
+    r#"
+    ALTER TABLE queue ADD COLUMN dsn_ret TEXT;
+    ALTER TABLE queue ADD COLUMN dsn_envid TEXT;
     "#,
 ];

@@ -19,9 +19,9 @@ use crate::rules::{self, decode_flags, decode_list, encode_flags, encode_list, t
 use crate::schema::{SQLITE, SQLITE_APPLICATION_ID};
 use crate::{
     Account, AccountId, Alias, Appended, CachedStsPolicy, ChangeKind, DEFAULT_MAILBOXES, Domain,
-    FlagChange, Mailbox, MailboxChange, MailboxId, MessageMeta, NewQueueEntry, QueueEntry, QueueId,
-    QueueRecipient, ReceivedReport, Recipient, RecipientStatus, Result, SpecialUse, Store,
-    StoreError, TlsOutcome, UnixTime, address, normalize_flags, now, password,
+    FlagChange, Mailbox, MailboxChange, MailboxId, MessageDsn, MessageMeta, NewQueueEntry,
+    QueueEntry, QueueId, QueueRecipient, ReceivedReport, Recipient, RecipientStatus, Result,
+    SpecialUse, Store, StoreError, TlsOutcome, UnixTime, address, normalize_flags, now, password,
 };
 
 pub struct SqliteStore {
@@ -416,15 +416,15 @@ fn append_in(
 /// Inserts a queue entry in an open transaction.
 fn enqueue_in(tx: &Transaction<'_>, entry: &NewQueueEntry, body: &[u8]) -> Result<QueueId> {
     tx.execute(
-        "INSERT INTO queue (sender, size, created, next_attempt, require_tls, body) VALUES (?1, ?2, ?3, ?3, ?4, ?5)",
-        params![entry.sender, body.len() as i64, now(), entry.require_tls, body],
+        "INSERT INTO queue (sender, size, created, next_attempt, require_tls, body, dsn_ret, dsn_envid) VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6, ?7)",
+        params![entry.sender, body.len() as i64, now(), entry.require_tls, body, rules::encode_ret(&entry.dsn), entry.dsn.envid],
     )
     .map_err(err)?;
     let id = tx.last_insert_rowid();
     for (rcpt, dsn) in &entry.recipients {
         tx.execute(
             "INSERT INTO queue_recipients (queue, address, status, dsn) VALUES (?1, ?2, 'pending', ?3)",
-            params![id, rcpt, dsn],
+            params![id, rcpt, rules::encode_recipient_dsn(dsn)],
         )
         .map_err(unique(format!("recipient {rcpt} twice in one queue entry")))?;
     }
@@ -468,7 +468,7 @@ fn load_queue_entries(
 ) -> Result<Vec<QueueEntry>> {
     let mut stmt = c
         .prepare(&format!(
-            "SELECT id, sender, size, created, next_attempt, attempts, require_tls, lease_holder, lease_expires \
+            "SELECT id, sender, size, created, next_attempt, attempts, require_tls, lease_holder, lease_expires, dsn_ret, dsn_envid \
              FROM queue {where_clause} ORDER BY next_attempt, id"
         ))
         .map_err(err)?;
@@ -485,6 +485,10 @@ fn load_queue_entries(
                 next_attempt: r.get(4)?,
                 attempts: r.get::<_, i64>(5)? as u32,
                 require_tls: r.get(6)?,
+                dsn: MessageDsn {
+                    ret: rules::decode_ret(r.get::<_, Option<String>>(9)?.as_deref()),
+                    envid: r.get(10)?,
+                },
                 lease: holder.zip(expires),
             })
         })
@@ -502,7 +506,7 @@ fn load_queue_entries(
                     status: RecipientStatus::parse(&r.get::<_, String>(1)?)
                         .unwrap_or(RecipientStatus::Pending),
                     last_error: r.get(2)?,
-                    dsn: r.get(3)?,
+                    dsn: rules::decode_recipient_dsn(r.get::<_, Option<String>>(3)?.as_deref()),
                 })
             })
             .map_err(err)?

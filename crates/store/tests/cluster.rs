@@ -104,8 +104,9 @@ async fn two_nodes_lease_disjoint_queue_entries() {
     for i in 0..60 {
         let e = NewQueueEntry {
             sender: String::new(),
-            recipients: vec![(format!("r{i}@remote.test"), None)],
+            recipients: vec![(format!("r{i}@remote.test"), Default::default())],
             require_tls: false,
+            dsn: Default::default(),
         };
         a.enqueue(&e, b"x").await.unwrap();
     }

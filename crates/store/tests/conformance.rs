@@ -249,7 +249,7 @@ mod suite {
             .into_iter()
             .map(|m| (m.name, m.special_use))
             .collect();
-        assert!(names.contains(&("INBOX".into(), None)));
+        assert!(names.contains(&("INBOX".into(), Default::default())));
         assert!(names.contains(&("Sent".into(), Some(SpecialUse::Sent))));
         assert!(names.contains(&("Trash".into(), Some(SpecialUse::Trash))));
         s.add_account("bob@example.org", "pw", None).await.unwrap();
@@ -669,10 +669,24 @@ mod suite {
 
     pub async fn deliver_and_enqueue(s: Arc<dyn Store>) {
         let a = account(&s, "kim@example.net").await;
+        // RFC 3461 requests, typed, come back as they went in (issue 20 item 2).
+        let rcpt_dsn = kurier_store::RecipientDsn {
+            notify: Some(kurier_store::Notify {
+                success: true,
+                failure: true,
+                delay: false,
+            }),
+            orcpt: Some("rfc822;far@remote.test".into()),
+        };
+        let message_dsn = kurier_store::MessageDsn {
+            ret: Some(kurier_store::DsnReturn::Headers),
+            envid: Some("QQ314159".into()),
+        };
         let remote = NewQueueEntry {
             sender: "kim@example.net".into(),
-            recipients: vec![("far@remote.test".into(), None)],
+            recipients: vec![("far@remote.test".into(), rcpt_dsn.clone())],
             require_tls: false,
+            dsn: message_dsn.clone(),
         };
         let (done, queued) = s
             .deliver_and_enqueue(&[a.id], b"both", Some(&remote))
@@ -681,6 +695,8 @@ mod suite {
         assert_eq!(done.len(), 1);
         let q = s.queue().await.unwrap();
         assert_eq!((q.len(), q[0].id), (1, queued.unwrap()));
+        assert_eq!(q[0].dsn, message_dsn);
+        assert_eq!(q[0].recipients[0].dsn, rcpt_dsn);
         assert_eq!(s.queue_body(q[0].id).await.unwrap().unwrap(), b"both");
         // Remote only.
         let (done, queued) = s
@@ -779,10 +795,14 @@ mod suite {
         NewQueueEntry {
             sender: format!("sender{i}@example.net"),
             recipients: vec![
-                (format!("r{i}@remote.test"), None),
-                (format!("s{i}@remote.test"), Some("NOTIFY=FAILURE".into())),
+                (format!("r{i}@remote.test"), Default::default()),
+                (
+                    format!("s{i}@remote.test"),
+                    kurier_store::RecipientDsn::from_rfc3461("NOTIFY=FAILURE"),
+                ),
             ],
             require_tls: i.is_multiple_of(2),
+            dsn: Default::default(),
         }
     }
 
@@ -800,7 +820,8 @@ mod suite {
                 &NewQueueEntry {
                     sender: String::new(),
                     recipients: vec![],
-                    require_tls: false
+                    require_tls: false,
+                    dsn: Default::default(),
                 },
                 b"x"
             )
@@ -856,7 +877,10 @@ mod suite {
         let t = now();
         let got = s.lease("crashed-node", t, 60, 10).await.unwrap();
         assert_eq!(got.len(), 1);
-        assert_eq!(got[0].recipients[1].dsn.as_deref(), Some("NOTIFY=FAILURE"));
+        assert_eq!(
+            got[0].recipients[1].dsn.rfc3461_parameters().as_deref(),
+            Some("NOTIFY=FAILURE")
+        );
         assert!(
             s.lease("other", t + 30, 60, 10).await.unwrap().is_empty(),
             "a live lease is respected"

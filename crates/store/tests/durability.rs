@@ -69,8 +69,9 @@ async fn crash_child() {
         } else {
             let e = NewQueueEntry {
                 sender: format!("{i}@crash.test"),
-                recipients: vec![("r@remote.test".into(), None)],
+                recipients: vec![("r@remote.test".into(), Default::default())],
                 require_tls: false,
+                dsn: Default::default(),
             };
             store.enqueue(&e, &body(i)).await.unwrap();
         }

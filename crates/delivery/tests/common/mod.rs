@@ -13,6 +13,7 @@ pub fn item(to: &str, body: &[u8]) -> Item {
             from: "a@kurier.test".into(),
             recipients: vec![(to.into(), None)],
             require_tls: false,
+            dsn: None,
         },
         body: Arc::new(body.to_vec()),
     }
