@@ -309,18 +309,21 @@ mod tests {
             diagnostic: None,
         }];
         let original = b"From: a@kurier.test\r\nSubject: hi\r\n\r\nbody\r\n";
-        let m = build(&Notice {
-            action: Action::Failed,
-            reporting_mta: "mx.kurier.test",
-            to: "a@kurier.test",
-            arrival: 1_700_000_000,
-            now: 1_700_000_100,
-            retry_until: None,
-            recipients: &recipients,
-            original,
-            request: &MessageDsn::default(),
-        });
-        let s = String::from_utf8(m).unwrap();
+        let failed = |request: &MessageDsn| {
+            String::from_utf8(build(&Notice {
+                action: Action::Failed,
+                reporting_mta: "mx.kurier.test",
+                to: "a@kurier.test",
+                arrival: 1_700_000_000,
+                now: 1_700_000_100,
+                retry_until: None,
+                recipients: &recipients,
+                original,
+                request,
+            }))
+            .unwrap()
+        };
+        let s = failed(&MessageDsn::default());
         assert!(s.contains("Content-Type: multipart/report; report-type=delivery-status"));
         assert!(
             s.contains("Final-Recipient: rfc822; bob@peer.test\r\nAction: failed\r\nStatus: 4.7.5")
@@ -338,18 +341,7 @@ mod tests {
             ret: Some(DsnReturn::Headers),
             envid: Some("QQ314159".into()),
         };
-        let m = build(&Notice {
-            action: Action::Failed,
-            reporting_mta: "mx.kurier.test",
-            to: "a@kurier.test",
-            arrival: 1_700_000_000,
-            now: 1_700_000_100,
-            retry_until: None,
-            recipients: &recipients,
-            original,
-            request: &hdrs,
-        });
-        let s = String::from_utf8(m).unwrap();
+        let s = failed(&hdrs);
         assert!(
             s.contains(
                 "message/delivery-status\r\n\r\nOriginal-Envelope-Id: QQ314159\r\nReporting-MTA:"
