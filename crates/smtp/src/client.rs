@@ -187,6 +187,14 @@ impl Extensions {
     }
 }
 
+/// The outcome of one transaction: per recipient the server's reply, and the reply to the
+/// message itself if any recipient was accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransactionResult {
+    pub recipients: Vec<(String, ServerReply)>,
+    pub message: Option<ServerReply>,
+}
+
 /// One transaction's envelope.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Envelope {

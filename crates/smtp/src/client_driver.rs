@@ -87,13 +87,7 @@ pub struct SmtpClient {
     peer_chain: Vec<openssl::x509::X509>,
 }
 
-/// The outcome of one transaction: per recipient the server's reply, and the reply to the
-/// message itself if any recipient was accepted.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TransactionResult {
-    pub recipients: Vec<(String, ServerReply)>,
-    pub message: Option<ServerReply>,
-}
+pub use crate::client::TransactionResult;
 
 impl SmtpClient {
     /// Connects, reads the greeting and sends EHLO `helo` (HELO if EHLO is refused).
@@ -309,115 +303,61 @@ impl SmtpClient {
     }
 
     /// One transaction. Fails as a whole only when the connection breaks or MAIL FROM is
-    /// refused; refused recipients are in the result.
+    /// refused; refused recipients are in the result. The decisions are
+    /// `transaction::Transaction`'s; this writes and reads what it asks for.
     pub async fn send(
         &mut self,
         env: &Envelope,
         body: &[u8],
     ) -> Result<TransactionResult, ClientError> {
+        use crate::transaction::{BodyFraming, Finished, Step, Transaction};
         let mail =
             mail_command(env, BodyNeeds::of(body), &self.ext).map_err(ClientError::Refused)?;
-        if self.used {
-            let r = self.command("RSET").await?;
-            if r.code != 250 {
-                return Err(ClientError::Rejected {
-                    addr: self.addr,
-                    command: "RSET",
-                    reply: r,
-                });
-            }
-        }
+        let rcpts = env
+            .recipients
+            .iter()
+            .map(|(a, dsn)| (a.clone(), rcpt_command(a, dsn.as_deref(), &self.ext)))
+            .collect();
+        let mut t = Transaction::new(mail, rcpts, &self.ext, self.used);
         self.used = true;
-        let rcpts: Vec<String> = env
-            .recipients
-            .iter()
-            .map(|(a, dsn)| rcpt_command(a, dsn.as_deref(), &self.ext))
-            .collect();
-        let chunking = self.ext.chunking;
-        // RFC 2920 §3.1: MAIL, the RCPTs and DATA in one go; the replies come in order.
-        let (mail_reply, rcpt_replies, data_reply) = if self.ext.pipelining {
-            let mut batch = format!("{mail}\r\n");
-            for r in &rcpts {
-                batch.push_str(r);
-                batch.push_str("\r\n");
-            }
-            if !chunking {
-                batch.push_str("DATA\r\n");
-            }
-            self.write(batch.as_bytes()).await?;
-            let mail_reply = self.read_reply(self.timeout).await?;
-            let mut replies = Vec::with_capacity(rcpts.len());
-            for _ in &rcpts {
-                replies.push(self.read_reply(self.timeout).await?);
-            }
-            let data = if chunking {
-                None
-            } else {
-                Some(self.read_reply(self.timeout).await?)
-            };
-            (mail_reply, replies, data)
-        } else {
-            let mail_reply = self.command(&mail).await?;
-            let mut replies = Vec::with_capacity(rcpts.len());
-            if mail_reply.code == 250 {
-                for r in &rcpts {
-                    replies.push(self.command(r).await?);
+        let mut step = t.start();
+        loop {
+            step = match step {
+                Step::Send(lines) => {
+                    self.write(lines.as_bytes()).await?;
+                    t.sent()
                 }
-            }
-            (mail_reply, replies, None)
-        };
-        if mail_reply.code != 250 {
-            if data_reply.as_ref().is_some_and(|r| r.code == 354) {
-                self.write(b".\r\n").await?;
-                let _ = self.read_reply(self.data_timeout).await?;
-            }
-            return Err(ClientError::Rejected {
-                addr: self.addr,
-                command: "MAIL FROM",
-                reply: mail_reply,
-            });
-        }
-        let recipients: Vec<(String, ServerReply)> = env
-            .recipients
-            .iter()
-            .map(|(a, _)| a.clone())
-            .zip(rcpt_replies)
-            .collect();
-        let accepted = recipients.iter().any(|(_, r)| r.is_positive());
-        if !accepted {
-            // RFC 2920 §3.1: a 354 despite no recipient still needs the (empty) data ended.
-            if data_reply.as_ref().is_some_and(|r| r.code == 354) {
-                self.write(b".\r\n").await?;
-                let _ = self.read_reply(self.data_timeout).await?;
-            }
-            return Ok(TransactionResult {
-                recipients,
-                message: None,
-            });
-        }
-        let message = if chunking {
-            // BDAT has no framing to protect, but the next receiver might relay with DATA.
-            let body = crate::client::canonical_line_ends(body);
-            let mut chunk = format!("BDAT {} LAST\r\n", body.len()).into_bytes();
-            chunk.extend_from_slice(&body);
-            self.write(&chunk).await?;
-            self.read_reply(self.data_timeout).await?
-        } else {
-            let data_reply = match data_reply {
-                Some(r) => r,
-                None => self.command("DATA").await?,
+                Step::SendBody(BodyFraming::Data) => {
+                    self.write(&dot_stuff(body)).await?;
+                    t.sent()
+                }
+                Step::SendBody(BodyFraming::BdatLast) => {
+                    // BDAT has no framing to protect, but the next receiver might relay with
+                    // DATA.
+                    let body = crate::client::canonical_line_ends(body);
+                    let mut chunk = format!("BDAT {} LAST\r\n", body.len()).into_bytes();
+                    chunk.extend_from_slice(&body);
+                    self.write(&chunk).await?;
+                    t.sent()
+                }
+                Step::Read { data } => {
+                    let limit = if data {
+                        self.data_timeout
+                    } else {
+                        self.timeout
+                    };
+                    t.reply(self.read_reply(limit).await?)
+                }
+                Step::Done(Finished::Result(r)) => return Ok(r),
+                Step::Done(Finished::Rejected { command, reply }) => {
+                    return Err(ClientError::Rejected {
+                        addr: self.addr,
+                        command,
+                        reply,
+                    });
+                }
             };
-            if data_reply.code != 354 {
-                data_reply
-            } else {
-                self.write(&dot_stuff(body)).await?;
-                self.read_reply(self.data_timeout).await?
-            }
-        };
-        Ok(TransactionResult {
-            recipients,
-            message: Some(message),
-        })
+        }
     }
 
     /// QUIT, and close (errors ignored: the work is done).

@@ -29,6 +29,7 @@ pub mod sasl;
 pub mod server;
 pub mod session;
 pub mod spool;
+pub mod transaction;
 
 #[cfg(any(feature = "server", feature = "client"))]
 mod tls_info;
