@@ -310,15 +310,7 @@ pub enum DkimCommand {
 }
 
 /// The key file of `domain` with `selector` in the data folder.
-pub fn dkim_key_path(
-    data_dir: &std::path::Path,
-    domain: &str,
-    selector: &str,
-) -> std::path::PathBuf {
-    data_dir
-        .join("dkim")
-        .join(format!("{domain}.{selector}.pem"))
-}
+pub use kurier_accept::dkim_key_path;
 
 /// Makes a key for `domain` (a hosted domain), stores it and its selector; returns the key.
 pub async fn dkim_generate(
@@ -364,19 +356,6 @@ pub async fn dkim_key(
     data_dir: &std::path::Path,
     domain: &str,
 ) -> anyhow::Result<Option<kurier_dkim::DkimKey>> {
-    let ring = kurier_dkim::DkimKeyring::new();
-    Ok(dkim_key_from(&ring, store, data_dir, domain)
-        .await?
-        .map(|k| (*k).clone()))
-}
-
-/// `dkim_key` through `ring`, which parses each key file once per version.
-pub async fn dkim_key_from(
-    ring: &kurier_dkim::DkimKeyring,
-    store: &dyn Store,
-    data_dir: &std::path::Path,
-    domain: &str,
-) -> anyhow::Result<Option<std::sync::Arc<kurier_dkim::DkimKey>>> {
     let settings = match store.domain_settings(domain).await {
         Ok(s) => s,
         Err(kurier_store::StoreError::NotFound(_)) => return Ok(None),
@@ -386,7 +365,8 @@ pub async fn dkim_key_from(
         return Ok(None);
     };
     let path = dkim_key_path(data_dir, domain, selector);
-    Ok(Some(ring.key(domain, selector, &path)?))
+    let key = kurier_dkim::DkimKeyring::new().key(domain, selector, &path)?;
+    Ok(Some((*key).clone()))
 }
 
 /// A TXT record in zone-file form, its value split into strings of at most 255 bytes.

@@ -13,7 +13,6 @@ mod dns_records;
 mod hosting;
 mod ics;
 mod logging;
-mod maildrop;
 mod metrics;
 mod outbound;
 mod reports;

@@ -28,6 +28,20 @@ impl Metrics {
     }
 }
 
+impl kurier_accept::ReportEvents for Metrics {
+    fn received(&self, failed: u64) {
+        Metrics::add(&self.tlsrpt_reports_received, 1);
+        Metrics::add(&self.tlsrpt_failed_sessions_reported, failed);
+        if failed > 0 {
+            Metrics::add(&self.tlsrpt_reports_with_failures, 1);
+        }
+    }
+
+    fn dropped(&self) {
+        Metrics::add(&self.tlsrpt_reports_dropped, 1);
+    }
+}
+
 impl kurier_web::MetricsSource for Metrics {
     fn render(&self) -> String {
         let mut out = String::new();

@@ -391,10 +391,14 @@ fn report_intake(
     store: &Arc<dyn kurier_store::Store>,
     resolver: Option<&kurier_dns::Resolver>,
 ) -> Option<(
-    crate::maildrop::ReportAddresses,
+    kurier_accept::ReportAddresses,
     Arc<kurier_delivery::intake::ReportIntake>,
 )> {
-    let addresses = crate::maildrop::ReportAddresses::of(&cfg.tlsrpt)?;
+    let addresses = match &cfg.tlsrpt.reporting_address {
+        Some(a) => kurier_accept::ReportAddresses::new(Some(a)),
+        None if cfg.tlsrpt.receive_reports => kurier_accept::ReportAddresses::new(None),
+        None => return None,
+    };
     Some((
         addresses,
         Arc::new(kurier_delivery::intake::ReportIntake::new(
@@ -411,7 +415,7 @@ struct SmtpShared {
     outbound: Arc<tokio::sync::Notify>,
     metrics: Arc<crate::metrics::Metrics>,
     reports: Option<(
-        crate::maildrop::ReportAddresses,
+        kurier_accept::ReportAddresses,
         Arc<kurier_delivery::intake::ReportIntake>,
     )>,
     /// One budget for the bodies of every SMTP listener (issue 16: bounded memory).
@@ -426,7 +430,7 @@ fn smtp_server(
     shared: &SmtpShared,
     tls: Arc<TlsAcceptor>,
     submission: Option<kurier_smtp::server::SubmissionSettings>,
-) -> kurier_smtp::SmtpServer<crate::maildrop::StoreMailDrop> {
+) -> kurier_smtp::SmtpServer<kurier_accept::Acceptance> {
     let SmtpShared {
         store,
         outbound,
@@ -463,12 +467,12 @@ fn smtp_server(
     };
     let server = kurier_smtp::SmtpServer::new(
         session,
-        crate::maildrop::StoreMailDrop {
+        kurier_accept::Acceptance {
             reports,
             store,
             data_dir: cfg.server.data_dir.clone(),
             outbound,
-            metrics,
+            report_events: metrics,
             dkim_keys,
         },
         Some(tls),

@@ -1,0 +1,96 @@
+//! The envelope stage (RFC 5321 §4.1.1.2, §4.1.1.3): who a recipient is, whether the mailbox
+//! can take mail, which addresses take TLSRPT reports without an account (RFC 8460 §3), and
+//! what an authenticated account may send as.
+
+use kurier_smtp::Verdict;
+use kurier_store::{Account, Recipient};
+
+/// Which addresses take TLSRPT reports (RFC 8460 §3): `tlsrpt.reporting_address`, or else
+/// `tlsrpt@` of every hosted domain — those need no account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportAddresses {
+    explicit: Option<String>,
+}
+
+impl ReportAddresses {
+    /// `explicit`: the one configured address; `None`: `tlsrpt@` every hosted domain.
+    pub fn new(explicit: Option<&str>) -> ReportAddresses {
+        ReportAddresses {
+            explicit: explicit.map(str::to_ascii_lowercase),
+        }
+    }
+
+    /// Whether mail to `address` (a hosted one) is a report for us.
+    pub fn matches(&self, address: &str) -> bool {
+        match &self.explicit {
+            Some(a) => address.eq_ignore_ascii_case(a),
+            None => address
+                .rsplit_once('@')
+                .is_some_and(|(local, _)| local.eq_ignore_ascii_case("tlsrpt")),
+        }
+    }
+
+    /// A per-domain address without an account or alias behind it: reports only.
+    pub fn implicit(&self, address: &str) -> bool {
+        self.explicit.is_none() && self.matches(address)
+    }
+}
+
+/// The RCPT verdict for what the store said about a recipient. `full` tells whether one of
+/// its accounts is at its quota (refused at RCPT time, 452 4.2.2, not after DATA);
+/// `reports_only` whether an unknown address takes reports anyway.
+pub fn recipient_verdict(resolved: &Recipient, full: bool, reports_only: bool) -> Verdict {
+    match resolved {
+        Recipient::Local(_) if full => Verdict::OverQuota,
+        Recipient::Local(accounts) => Verdict::Accept(accounts.iter().map(|a| a.id).collect()),
+        Recipient::Unknown if reports_only => Verdict::Accept(Vec::new()),
+        Recipient::Unknown => Verdict::Unknown,
+        Recipient::NotHosted => Verdict::NotHosted,
+    }
+}
+
+/// What `account` may send as (RFC 6409 §6.1): its own address, then its aliases — never a
+/// catch-all, which would let it send as anyone in the domain (the store leaves those out).
+pub fn senders(account: &Account, aliases: Vec<String>) -> Vec<String> {
+    let mut out = vec![account.address.clone()];
+    out.extend(aliases.into_iter().filter(|a| !a.starts_with('@')));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn report_addresses_explicit_or_tlsrpt_at_every_domain() {
+        let every = ReportAddresses::new(None);
+        assert!(every.matches("TLSRPT@a.test") && every.implicit("tlsrpt@b.test"));
+        assert!(!every.matches("postmaster@a.test"));
+        let one = ReportAddresses::new(Some("Reports@a.test"));
+        assert!(one.matches("reports@A.test") && !one.matches("tlsrpt@a.test"));
+        assert!(
+            !one.implicit("reports@a.test"),
+            "an explicit address is a real one"
+        );
+    }
+
+    #[test]
+    fn verdicts_for_what_the_store_said() {
+        assert_eq!(
+            recipient_verdict(&Recipient::Unknown, false, false),
+            Verdict::Unknown
+        );
+        assert_eq!(
+            recipient_verdict(&Recipient::Unknown, false, true),
+            Verdict::Accept(Vec::new())
+        );
+        assert_eq!(
+            recipient_verdict(&Recipient::NotHosted, false, true),
+            Verdict::NotHosted
+        );
+        assert_eq!(
+            recipient_verdict(&Recipient::Local(Vec::new()), true, false),
+            Verdict::OverQuota
+        );
+    }
+}

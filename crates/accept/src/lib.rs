@@ -1,0 +1,267 @@
+//! # kurier-accept — how a message that SMTP received becomes mail
+//!
+//! Owns the step between the SMTP session and the store, as named stages: the envelope
+//! (`envelope`: who a recipient is, what an account may send as, which addresses take TLSRPT
+//! reports), the message (`message`: the account's `TLS-Required` rule, the DKIM signing
+//! domain, the verdict fields later checks add), and the final routing (`routing`: report
+//! store, mailboxes, outbound queue). The stages are plain functions with unit tests;
+//! `Acceptance` runs them over the store for the `smtp` crate's `MailDrop`. A new check —
+//! SPF, DKIM/DMARC verification, a spam score, Sieve — is one more stage here
+//! (docs/architecture.md, "Where a new check plugs in").
+//!
+//! RFCs: 5321 §4.1.1 (MAIL, RCPT), 6409 §6.1 (submission senders), 6376 (DKIM signing), 8689 §5
+//! (TLS-Required), 8460 §3 (reports to us), 3461 (DSN requests), 8601 (Authentication-Results).
+//!
+//! Must not: speak SMTP (the `smtp` crate does), acknowledge anything before the store has
+//! committed it (durable before 250), or sign mail that did not come from our own users.
+
+#![forbid(unsafe_code)]
+
+pub mod envelope;
+pub mod message;
+pub mod routing;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use kurier_delivery::intake::{Intake, ReportIntake};
+use kurier_dkim::DkimKeyring;
+use kurier_smtp::headers::TlsRequiredHeader;
+use kurier_smtp::{Delivery, MailDrop, Message, Verdict};
+use kurier_store::{Recipient, Store, StoreError};
+
+pub use envelope::ReportAddresses;
+pub use message::Verdicts;
+pub use routing::Routing;
+
+/// What happens to reports sent to us, for monitoring (RPT-3).
+pub trait ReportEvents: Send + Sync {
+    /// A report with a valid signature was stored; it counts `failed` sessions.
+    fn received(&self, failed: u64);
+    /// A message to a report address was no valid report.
+    fn dropped(&self);
+}
+
+/// Message acceptance over the store (see the crate comment).
+pub struct Acceptance {
+    pub store: Arc<dyn Store>,
+    /// Where DKIM keys live (`dkim/<domain>.<selector>.pem` below it).
+    pub data_dir: PathBuf,
+    /// Parses each DKIM key file once per version (cleared on SIGHUP by the owner).
+    pub dkim_keys: Arc<DkimKeyring>,
+    /// Wakes the outbound queue runner after mail for other domains was queued.
+    pub outbound: Arc<tokio::sync::Notify>,
+    /// Our TLSRPT addresses and the reader of reports sent to them.
+    pub reports: Option<(ReportAddresses, Arc<ReportIntake>)>,
+    pub report_events: Arc<dyn ReportEvents>,
+}
+
+/// Where `domain`'s DKIM key with `selector` is kept below `data_dir`.
+pub fn dkim_key_path(data_dir: &std::path::Path, domain: &str, selector: &str) -> PathBuf {
+    data_dir
+        .join("dkim")
+        .join(format!("{domain}.{selector}.pem"))
+}
+
+impl Acceptance {
+    /// The DKIM-Signature field for a submitted message, when the domain of its From address
+    /// has a key (`kurier dkim generate`). A key that cannot be used is logged and the message
+    /// goes out unsigned rather than not at all.
+    async fn dkim_signature(&self, body: &[u8]) -> Option<String> {
+        let domain = message::signing_domain(body)?;
+        let selector = match self.store.domain_settings(&domain).await {
+            Ok(s) => s.get("dkim.selector")?.clone(),
+            Err(StoreError::NotFound(_)) => return None,
+            Err(e) => {
+                tracing::error!(%domain, error = %e, "DKIM settings unreadable; sent unsigned");
+                return None;
+            }
+        };
+        let path = dkim_key_path(&self.data_dir, &domain, &selector);
+        let key = match self.dkim_keys.key(&domain, &selector, &path) {
+            Ok(k) => k,
+            Err(e) => {
+                tracing::error!(%domain, error = %e, "DKIM key unusable; sent unsigned");
+                return None;
+            }
+        };
+        match key.sign(body, kurier_store::now()) {
+            Ok(header) => Some(header),
+            Err(e) => {
+                tracing::error!(%domain, error = %e, "DKIM signing failed; sent unsigned");
+                None
+            }
+        }
+    }
+
+    /// The submitting account's `TLS-Required` rule applied (mail from other servers is never
+    /// changed).
+    async fn tls_required_rule(&self, m: &Message) -> Result<Option<Vec<u8>>, Delivery> {
+        let Some(account) = &m.account else {
+            return Ok(None);
+        };
+        if !message::has_tls_required(&m.body) {
+            return Ok(None);
+        }
+        let rule = match self.store.account_settings(account).await {
+            Ok(s) => s
+                .get(TlsRequiredHeader::SETTING)
+                .and_then(|v| TlsRequiredHeader::parse(v))
+                .unwrap_or_default(),
+            Err(e) => {
+                tracing::warn!(%account, error = %e, "cannot read the account's settings");
+                return Err(Delivery::TempFail);
+            }
+        };
+        message::tls_required(rule, &m.body).map_err(Delivery::Refused)
+    }
+
+    /// A message to our TLSRPT address is also read as a report, after it is stored (the 250
+    /// does not wait for the DKIM key look-up).
+    fn read_report(&self, m: &Message) {
+        let Some((addresses, intake)) = &self.reports else {
+            return;
+        };
+        if !m.recipients.iter().any(|(r, _)| addresses.matches(r)) {
+            return;
+        }
+        let (intake, body, id) = (intake.clone(), m.body.clone(), m.id.clone());
+        let events = self.report_events.clone();
+        tokio::spawn(async move { take_report(&intake, &body, &id, &*events).await });
+    }
+}
+
+/// Reads one report; false if it should be offered again later.
+async fn take_report(
+    intake: &ReportIntake,
+    body: &[u8],
+    id: &str,
+    events: &dyn ReportEvents,
+) -> bool {
+    match intake.take(body).await {
+        Intake::Stored {
+            domain,
+            submitter,
+            failed,
+            ..
+        } => {
+            tracing::info!(%id, %domain, %submitter, failed, "TLSRPT report received");
+            events.received(failed);
+            if failed > 0 {
+                // RPT-3: failures others saw on their way to us need attention.
+                tracing::warn!(%domain, %submitter, failed, "a TLSRPT report shows failed TLS sessions to us; see: kurier reports list");
+            }
+            true
+        }
+        Intake::Dropped(why) => {
+            events.dropped();
+            tracing::warn!(%id, reason = %why, "TLSRPT report dropped");
+            true
+        }
+        Intake::Later(why) => {
+            tracing::warn!(%id, reason = %why, "TLSRPT report not read now");
+            false
+        }
+    }
+}
+
+impl MailDrop for Acceptance {
+    async fn check_recipient(&self, address: &str) -> Verdict {
+        let resolved = match self.store.resolve(address).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "recipient look-up failed");
+                return Verdict::TempFail;
+            }
+        };
+        let mut full = false;
+        if let Recipient::Local(accounts) = &resolved {
+            for a in accounts {
+                if let (Some(q), Ok(used)) = (a.quota, self.store.usage(a.id).await) {
+                    full |= used >= q;
+                }
+            }
+        }
+        let reports_only = self
+            .reports
+            .as_ref()
+            .is_some_and(|(a, _)| a.implicit(address));
+        envelope::recipient_verdict(&resolved, full, reports_only)
+    }
+
+    async fn deliver(&self, m: &Message) -> Delivery {
+        let (local, queue) = match routing::route(m, self.reports.is_some()) {
+            // The report store is the durable place (before the 250); a message that is no
+            // valid report is dropped, never bounced (RFC 8460 §3); one we cannot check now
+            // (key lookup, store) gets a 451 and comes again.
+            Routing::ReportsOnly => {
+                let Some((_, intake)) = &self.reports else {
+                    return Delivery::TempFail;
+                };
+                return if take_report(intake, &m.body, &m.id, &*self.report_events).await {
+                    Delivery::Stored
+                } else {
+                    Delivery::TempFail
+                };
+            }
+            Routing::Store { local, queue } => (local, queue),
+        };
+        // RFC 8689 §5 at submission: the account's operator decides about TLS-Required: No.
+        let stripped = match self.tls_required_rule(m).await {
+            Ok(body) => body,
+            Err(refused) => return refused,
+        };
+        let unsigned: &[u8] = stripped.as_deref().unwrap_or(&m.body);
+        // Only what our own users submit is signed; inbound mail never is.
+        let signature = if m.account.is_some() {
+            self.dkim_signature(unsigned).await
+        } else {
+            None
+        };
+        let verdicts = Verdicts::default();
+        let completed = verdicts.apply(signature.as_deref(), unsigned);
+        let body = completed.as_deref().unwrap_or(unsigned);
+        match self
+            .store
+            .deliver_and_enqueue(&local, body, queue.as_ref())
+            .await
+        {
+            Ok(_) => {
+                if queue.is_some() {
+                    self.outbound.notify_one();
+                }
+                self.read_report(m);
+                Delivery::Stored
+            }
+            Err(StoreError::QuotaExceeded { address, .. }) => Delivery::OverQuota(address),
+            Err(e) => {
+                tracing::error!(id = %m.id, error = %e, "storing a message failed");
+                Delivery::TempFail
+            }
+        }
+    }
+
+    async fn authenticate(
+        &self,
+        user: &str,
+        password: &str,
+    ) -> Result<Option<(String, Vec<String>)>, ()> {
+        let account = match self.store.authenticate(user, password).await {
+            Ok(Some(a)) => a,
+            Ok(None) => return Ok(None),
+            Err(e) => {
+                tracing::warn!(error = %e, "credential check failed");
+                return Err(());
+            }
+        };
+        let aliases = match self.store.sender_aliases(&account.address).await {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(error = %e, "alias look-up failed; only the account's own address may send");
+                Vec::new()
+            }
+        };
+        let senders = envelope::senders(&account, aliases);
+        Ok(Some((account.address, senders)))
+    }
+}
