@@ -188,16 +188,22 @@ impl Enumeration {
     }
 }
 
-/// Offers every candidate alone and keeps what the server accepted.
-pub fn enumerate(ep: &Endpoint) -> Enumeration {
-    let accepted = |offer: ClientOffer| attempt(ep, offer).is_ok();
-    let only = |v: SslVersion| ClientOffer {
+/// An offer of protocol version `v` only, with every suite OpenSSL has (even at security level
+/// 0), so that the version alone decides.
+pub fn only_version(v: SslVersion) -> ClientOffer {
+    ClientOffer {
         min_version: Some(v),
         max_version: Some(v),
         tls12_ciphers: Some("ALL:COMPLEMENTOFALL:@SECLEVEL=0".into()),
         security_level: Some(0),
         ..ClientOffer::default()
-    };
+    }
+}
+
+/// Offers every candidate alone and keeps what the server accepted.
+pub fn enumerate(ep: &Endpoint) -> Enumeration {
+    let accepted = |offer: ClientOffer| attempt(ep, offer).is_ok();
+    let only = only_version;
     let versions = [
         (SslVersion::TLS1_3, "TLSv1.3"),
         (SslVersion::TLS1_2, "TLSv1.2"),

@@ -278,15 +278,8 @@ fn group_name(g: &str) -> String {
 /// Offers every candidate alone (a version, a suite with and without Encrypt-then-MAC, a group,
 /// a signature algorithm in TLS 1.3 and in TLS 1.2) and records what the listener accepted.
 fn enumerate(ep: &kurier_audit::tls_scan::Endpoint) -> Accepted {
-    use kurier_audit::tls_scan::handshake;
+    use kurier_audit::tls_scan::{handshake, only_version as only};
     use kurier_tls::profile;
-    let only = |v: SslVersion| ClientOffer {
-        min_version: Some(v),
-        max_version: Some(v),
-        tls12_ciphers: Some("ALL:COMPLEMENTOFALL:@SECLEVEL=0".into()),
-        security_level: Some(0),
-        ..ClientOffer::default()
-    };
     let mut a = Accepted::default();
     for (v, name) in [
         (SslVersion::TLS1_3, "TLSv1.3"),
