@@ -1,17 +1,21 @@
 //! # kurier-audit — `kurier check <domain>`: TR-03108 v2.0 checked over the network
 //!
 //! Owns the audit of any domain, ours or someone else's: the DNS (DNSSEC of the domain and MX
-//! zones, DNS-2; of every policy record found, DNS-3), each MX on port 25 (STARTTLS offered, SMTP-1; the certificate, CERT-1
-//! and CERT-3; TLSA published, usable and matching the chain actually served, DANE-1/3/5),
+//! zones, DNS-2; of every policy record found, DNS-3), each MX on port 25 (STARTTLS offered,
+//! SMTP-1; the certificate, CERT-1 and CERT-3; TLSA published, usable and matching the chain
+//! actually served, DANE-1/3/5),
 //! MTA-STS (record, policy, policy host certificate, MX coverage; STS-1..STS-3), the TLSRPT
 //! record (RPT-1) and the client SRV records (MUA-4). Each finding names its requirement, says
 //! pass, fail, warn or not applicable, shows what was seen and how to fix it.
 //!
 //! The TLS configuration of the MX (port 25) and of the client services the SRV records name is
 //! probed actively (`tls_scan`: versions, forbidden groups and suites, brainpool; TLS-1, TLS-2,
-//! TLS-5), and what autoconfig and Autodiscover tell clients (MUA-5, MUA-6). Output as text,
-//! JSON or one HTML page. Not yet: signature algorithms and the full suite list, the ICS tables. Must not: trust what it checks —
-//! every lookup goes through the validating resolver, every certificate is looked at as sent.
+//! TLS-5; `tls_scan::enumerate` offers every version, suite, group and signature algorithm
+//! alone — the ICS as scanned, DNS-5), and what autoconfig and Autodiscover tell clients
+//! (MUA-5, MUA-6). Output as text, JSON or one HTML page.
+//!
+//! Must not: trust what it checks — every lookup goes through the validating resolver, every
+//! certificate is looked at as sent.
 
 #![forbid(unsafe_code)]
 

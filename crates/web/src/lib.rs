@@ -3,8 +3,10 @@
 //! Owns Kurier's HTTPS side (port 443, `--dev`: 8443): TLS with the `strict` profile (TR-03108
 //! TLS-1/TLS-2 apply to HTTPS as to the MUA ports), HTTP/1.1 via hyper, and the routing of
 //! requests to handlers: a status page, `/healthz`, and our MTA-STS policy at
-//! `mta-sts.<domain>/.well-known/mta-sts.txt` (RFC 8461 §3.3); autoconfig, autodiscover and
-//! TLSRPT intake plug in here. Plain HTTP (port 80) only redirects to HTTPS (TR-03108 WEB-1).
+//! `mta-sts.<domain>/.well-known/mta-sts.txt` (RFC 8461 §3.3), the answers of Thunderbird's
+//! autoconfig and Outlook's Autodiscover (`clientconfig`, MUA-5, MUA-6), and `/metrics` for
+//! loopback clients. TLSRPT reports reach us by mail (RFC 8460 §3), not here. Plain HTTP (port
+//! 80) only redirects to HTTPS (TR-03108 WEB-1).
 //!
 //! Must not: hold business logic the CLI cannot reach; handlers call into the library crates.
 
