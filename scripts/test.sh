@@ -49,12 +49,12 @@ KURIER_TEST_OPENSSL=$(scripts/openssl-cli.sh)
 export KURIER_TEST_OPENSSL
 # Fuzz every parser that reads attacker input for a bounded time (30 s each): the SMTP session
 # and DATA/BDAT decoders, the reply parser of remote MXs, IMAP commands, MIME structure and
-# modified UTF-7, POP3 commands, TLSRPT reports and records, MTA-STS policies and records
-# (cargo-fuzz with libFuzzer; the stable toolchain allows its -Z flags through RUSTC_BOOTSTRAP).
-# A crash fails the run.
+# modified UTF-7, POP3 commands, TLSRPT reports and records, MTA-STS policies and records,
+# DKIM signatures and key records (cargo-fuzz with libFuzzer; the stable toolchain allows its -Z
+# flags through RUSTC_BOOTSTRAP). A crash fails the run.
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 for target in smtp_session smtp_data smtp_reply imap_command imap_mime imap_mutf7 pop3_command \
-  tlsrpt_report mta_sts_policy; do
+  tlsrpt_report mta_sts_policy dkim_signature; do
   (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run "$target" -- -max_total_time="${KURIER_FUZZ_SECONDS:-30}" 2>&1 | tail -n 3)
 done
 
