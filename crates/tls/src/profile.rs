@@ -157,6 +157,18 @@ impl ServerProfile {
         list
     }
 
+    /// `groups_with` in OpenSSL's list syntax (3.5+). The hybrid groups form a tuple of their
+    /// own (`/`), so that they are preferred even at the cost of a HelloRetryRequest when the
+    /// client sent a classic key share only.
+    fn groups_list(self, options: ServerOptions) -> String {
+        let classic = self.groups().join(":");
+        if options.hybrid_groups {
+            format!("{}/{classic}", HYBRID_GROUPS.join(":"))
+        } else {
+            classic
+        }
+    }
+
     pub fn sigalgs(self) -> Vec<&'static str> {
         self.with_legacy(SIGALGS, LEGACY_SIGALGS)
     }
@@ -185,19 +197,9 @@ impl ServerProfile {
             &mut b,
             (self.min_version(), SslVersion::TLS1_3),
             &self.tls12_suites(),
-            &self.groups_with(options),
+            &self.groups_list(options),
             &self.sigalgs(),
         )?;
-        if options.hybrid_groups {
-            // Their own tuple (OpenSSL 3.5 list syntax): preferred even at the cost of a
-            // HelloRetryRequest when the client sent a classic key share only.
-            b.set_groups_list(&format!(
-                "{}/{}",
-                HYBRID_GROUPS.join(":"),
-                self.groups().join(":")
-            ))
-            .map_err(TlsError::openssl("set hybrid key-exchange groups"))?;
-        }
         if !options.session_tickets {
             b.set_num_tickets(0)
                 .map_err(TlsError::openssl("turn TLS 1.3 session tickets off"))?;
@@ -340,11 +342,9 @@ impl ClientProfile {
             b,
             self.versions(),
             &self.tls12_suites(),
-            &self.groups(),
+            &self.groups_offer(),
             &self.sigalgs(),
-        )?;
-        b.set_groups_list(&self.groups_offer())
-            .map_err(TlsError::openssl("set key-exchange groups and key shares"))
+        )
     }
 
     /// A client context builder with the profile's lists applied.
@@ -367,12 +367,13 @@ const OP_ALLOW_CLIENT_RENEGOTIATION: SslOptions = SslOptions::from_bits_retain(1
 const OP_ALLOW_NO_DHE_KEX: SslOptions = SslOptions::from_bits_retain(1 << 10);
 pub(crate) const OP_NO_ENCRYPT_THEN_MAC: SslOptions = SslOptions::from_bits_retain(1 << 19);
 
-/// Rules shared by both sides: versions, suites, groups, sigalgs, and TLS-6 prohibitions.
+/// Rules shared by both sides: versions, suites, groups (`groups` in OpenSSL's list syntax,
+/// with key-share marks or tuples), sigalgs, and TLS-6 prohibitions.
 pub(crate) fn apply_common(
     b: &mut SslContextBuilder,
     (min, max): (SslVersion, SslVersion),
     tls12: &[&str],
-    groups: &[&str],
+    groups: &str,
     sigalgs: &[&str],
 ) -> Result<(), TlsError> {
     b.set_min_proto_version(Some(min))
@@ -383,7 +384,7 @@ pub(crate) fn apply_common(
         .map_err(TlsError::openssl("set TLS 1.2 cipher suites"))?;
     b.set_ciphersuites(&TLS13_SUITES.join(":"))
         .map_err(TlsError::openssl("set TLS 1.3 cipher suites"))?;
-    b.set_groups_list(&groups.join(":"))
+    b.set_groups_list(groups)
         .map_err(TlsError::openssl("set key-exchange groups"))?;
     b.set_sigalgs_list(&sigalgs.join(":"))
         .map_err(TlsError::openssl("set signature algorithms"))?;
