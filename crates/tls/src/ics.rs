@@ -7,7 +7,7 @@
 
 use std::fmt::Write as _;
 
-use openssl::ssl::SslContextRef;
+use openssl::ssl::{SslContextRef, SslVersion};
 
 use crate::certificate::LoadedCertificate;
 use crate::ffi;
@@ -52,6 +52,18 @@ pub struct IcsCertificate {
     pub issuer: String,
 }
 
+/// The names of the protocol versions from `min` to `max`, oldest first.
+fn version_names(min: SslVersion, max: SslVersion) -> Vec<&'static str> {
+    const ALL: [(SslVersion, &str); 4] = [
+        (SslVersion::TLS1, "TLSv1"),
+        (SslVersion::TLS1_1, "TLSv1.1"),
+        (SslVersion::TLS1_2, "TLSv1.2"),
+        (SslVersion::TLS1_3, "TLSv1.3"),
+    ];
+    let at = |v: SslVersion| ALL.iter().position(|(a, _)| *a == v).unwrap_or(0);
+    ALL[at(min)..=at(max)].iter().map(|(_, n)| *n).collect()
+}
+
 /// The TLS 1.2 and the TLS 1.3 suites a built context offers, in its order.
 fn suites(ctx: &SslContextRef) -> (Vec<IcsSuite>, Vec<IcsSuite>) {
     let mut tls12_suites = Vec::new();
@@ -75,9 +87,10 @@ fn suites(ctx: &SslContextRef) -> (Vec<IcsSuite>, Vec<IcsSuite>) {
 pub fn describe_client(profile: ClientProfile) -> Result<Ics, TlsError> {
     let ctx = profile.context_builder()?.build();
     let (tls12_suites, tls13_suites) = suites(&ctx);
-    let (versions, channels, features) = match profile {
+    let (min, max) = profile.versions();
+    let versions = version_names(min, max);
+    let (channels, features) = match profile {
         ClientProfile::Strict => (
-            vec!["TLSv1.2", "TLSv1.3"],
             vec![
                 "outbound SMTP (every destination first)".into(),
                 "HTTPS client: MTA-STS policies, TLSRPT reports to https collectors".into(),
@@ -88,7 +101,6 @@ pub fn describe_client(profile: ClientProfile) -> Result<Ics, TlsError> {
             ],
         ),
         ClientProfile::Legacy => (
-            vec!["TLSv1", "TLSv1.1", "TLSv1.2"],
             vec!["outbound SMTP, best effort only: destinations without DANE or MTA-STS, after the strict profile failed, before clear text".into()],
             vec![("peer check", "none (never used where a policy asks for one)")],
         ),
@@ -122,10 +134,11 @@ pub fn describe_client(profile: ClientProfile) -> Result<Ics, TlsError> {
         versions,
         tls12_suites_without_etm: tls12_suites.clone(),
         tls12_suites,
-        tls13_suites: if profile == ClientProfile::Legacy {
-            Vec::new()
-        } else {
+        // The context keeps its TLS 1.3 suites; without TLS 1.3 they are never offered.
+        tls13_suites: if max == SslVersion::TLS1_3 {
             tls13_suites
+        } else {
+            Vec::new()
         },
         groups: profile.groups(),
         signature_algorithms: profile.sigalgs(),
@@ -140,10 +153,7 @@ pub fn describe(acceptor: &TlsAcceptor, channels: Vec<String>) -> Ics {
     let options = acceptor.options();
     let certificates = acceptor.certificates();
     let (tls12_suites, tls13_suites) = suites(&acceptor.default_context());
-    let versions = match profile {
-        ServerProfile::Strict => vec!["TLSv1.2", "TLSv1.3"],
-        ServerProfile::MtaLegacy => vec!["TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"],
-    };
+    let versions = version_names(profile.min_version(), SslVersion::TLS1_3);
     Ics {
         profile: profile.name(),
         channels,
@@ -152,7 +162,7 @@ pub fn describe(acceptor: &TlsAcceptor, channels: Vec<String>) -> Ics {
         tls12_suites_without_etm: match profile {
             ServerProfile::Strict => tls12_suites
                 .iter()
-                .filter(|c| c.name.contains("GCM") || c.name.contains("CCM"))
+                .filter(|c| crate::profile::is_aead(&c.name))
                 .cloned()
                 .collect(),
             ServerProfile::MtaLegacy => tls12_suites.clone(),

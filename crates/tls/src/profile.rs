@@ -240,13 +240,14 @@ fn require_etm_for_cbc(b: &mut SslContextBuilder) {
 /// RFC 7366 encrypt_then_mac.
 const EXT_ENCRYPT_THEN_MAC: u32 = 22;
 
+/// Whether a suite (by OpenSSL or RFC name) is an AEAD one (GCM, CCM), which needs no EtM.
+pub fn is_aead(suite: &str) -> bool {
+    suite.contains("GCM") || suite.contains("CCM")
+}
+
 /// The AEAD (GCM, CCM) suites of `suites`.
 pub fn aead_suites(suites: &[&'static str]) -> Vec<&'static str> {
-    suites
-        .iter()
-        .copied()
-        .filter(|s| s.contains("GCM") || s.contains("CCM"))
-        .collect()
+    suites.iter().copied().filter(|s| is_aead(s)).collect()
 }
 
 /// The `strict` list, followed by the `legacy` additions if `legacy` is on.
