@@ -63,23 +63,43 @@ pub fn dkim_key_path(data_dir: &std::path::Path, domain: &str, selector: &str) -
         .join(format!("{domain}.{selector}.pem"))
 }
 
+/// Why a domain's DKIM key could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum DkimKeyError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Key(#[from] kurier_dkim::KeyringError),
+}
+
+/// The DKIM key of `domain` (its `dkim.selector` setting and the file below `data_dir`), through
+/// `ring`; `None` if the domain is not hosted or has no key (`kurier dkim generate`).
+pub async fn dkim_key(
+    ring: &DkimKeyring,
+    store: &dyn Store,
+    data_dir: &std::path::Path,
+    domain: &str,
+) -> Result<Option<Arc<kurier_dkim::DkimKey>>, DkimKeyError> {
+    let settings = match store.domain_settings(domain).await {
+        Ok(s) => s,
+        Err(StoreError::NotFound(_)) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let Some(selector) = settings.get("dkim.selector") else {
+        return Ok(None);
+    };
+    let path = dkim_key_path(data_dir, domain, selector);
+    Ok(Some(ring.key(domain, selector, &path)?))
+}
+
 impl Acceptance {
     /// The DKIM-Signature field for a submitted message, when the domain of its From address
     /// has a key (`kurier dkim generate`). A key that cannot be used is logged and the message
     /// goes out unsigned rather than not at all.
     async fn dkim_signature(&self, body: &[u8]) -> Option<String> {
         let domain = message::signing_domain(body)?;
-        let selector = match self.store.domain_settings(&domain).await {
-            Ok(s) => s.get("dkim.selector")?.clone(),
-            Err(StoreError::NotFound(_)) => return None,
-            Err(e) => {
-                tracing::error!(%domain, error = %e, "DKIM settings unreadable; sent unsigned");
-                return None;
-            }
-        };
-        let path = dkim_key_path(&self.data_dir, &domain, &selector);
-        let key = match self.dkim_keys.key(&domain, &selector, &path) {
-            Ok(k) => k,
+        let key = match dkim_key(&self.dkim_keys, &*self.store, &self.data_dir, &domain).await {
+            Ok(k) => k?,
             Err(e) => {
                 tracing::error!(%domain, error = %e, "DKIM key unusable; sent unsigned");
                 return None;

@@ -356,17 +356,9 @@ pub async fn dkim_key(
     data_dir: &std::path::Path,
     domain: &str,
 ) -> anyhow::Result<Option<kurier_dkim::DkimKey>> {
-    let settings = match store.domain_settings(domain).await {
-        Ok(s) => s,
-        Err(kurier_store::StoreError::NotFound(_)) => return Ok(None),
-        Err(e) => return Err(e.into()),
-    };
-    let Some(selector) = settings.get("dkim.selector") else {
-        return Ok(None);
-    };
-    let path = dkim_key_path(data_dir, domain, selector);
-    let key = kurier_dkim::DkimKeyring::new().key(domain, selector, &path)?;
-    Ok(Some((*key).clone()))
+    let ring = kurier_dkim::DkimKeyring::new();
+    let key = kurier_accept::dkim_key(&ring, store, data_dir, domain).await?;
+    Ok(key.map(|k| (*k).clone()))
 }
 
 /// A TXT record in zone-file form, its value split into strings of at most 255 bytes.
