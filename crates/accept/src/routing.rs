@@ -51,13 +51,7 @@ pub fn recipient_dsn(p: &RcptParams) -> RecipientDsn {
 /// RFC 3461 §4.3, §4.4 as the session parsed them.
 pub fn message_dsn(p: &MailParams) -> MessageDsn {
     MessageDsn {
-        ret: p.ret.as_deref().map(|r| {
-            if r.eq_ignore_ascii_case("HDRS") {
-                DsnReturn::Headers
-            } else {
-                DsnReturn::Full
-            }
-        }),
+        ret: p.ret.as_deref().and_then(DsnReturn::parse),
         envid: p.envid.clone(),
     }
 }

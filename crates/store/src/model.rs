@@ -285,19 +285,28 @@ impl Notify {
     }
 }
 
+impl DsnReturn {
+    /// `FULL` or `HDRS` (RFC 3461 §4.3).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DsnReturn::Full => "FULL",
+            DsnReturn::Headers => "HDRS",
+        }
+    }
+
+    /// `FULL` or `HDRS` in any case; `None` for anything else.
+    pub fn parse(value: &str) -> Option<DsnReturn> {
+        [DsnReturn::Full, DsnReturn::Headers]
+            .into_iter()
+            .find(|r| r.as_str().eq_ignore_ascii_case(value))
+    }
+}
+
 impl MessageDsn {
     /// RET and ENVID as MAIL FROM parameters, to pass on; `None` if neither was given.
     pub fn rfc3461_parameters(&self) -> Option<String> {
         let words: Vec<String> = [
-            self.ret.map(|r| {
-                format!(
-                    "RET={}",
-                    match r {
-                        DsnReturn::Full => "FULL",
-                        DsnReturn::Headers => "HDRS",
-                    }
-                )
-            }),
+            self.ret.map(|r| format!("RET={}", r.as_str())),
             self.envid.as_ref().map(|e| format!("ENVID={e}")),
         ]
         .into_iter()

@@ -128,18 +128,11 @@ pub fn decode_recipient_dsn(column: Option<&str>) -> RecipientDsn {
 
 /// RET in its column: `FULL` or `HDRS`.
 pub fn encode_ret(d: &MessageDsn) -> Option<&'static str> {
-    d.ret.map(|r| match r {
-        DsnReturn::Full => "FULL",
-        DsnReturn::Headers => "HDRS",
-    })
+    d.ret.map(DsnReturn::as_str)
 }
 
 pub fn decode_ret(column: Option<&str>) -> Option<DsnReturn> {
-    match column? {
-        "FULL" => Some(DsnReturn::Full),
-        "HDRS" => Some(DsnReturn::Headers),
-        _ => None,
-    }
+    column.and_then(DsnReturn::parse)
 }
 
 /// A `tls_events` row as it is kept: the type names as RFC 8460 spells them.
