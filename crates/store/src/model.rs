@@ -220,14 +220,6 @@ pub struct RecipientDsn {
     pub orcpt: Option<String>,
 }
 
-impl Notify {
-    pub const NEVER: Notify = Notify {
-        success: false,
-        failure: false,
-        delay: false,
-    };
-}
-
 impl RecipientDsn {
     /// The request as RFC 3461 RCPT parameters (`NOTIFY=SUCCESS,DELAY ORCPT=rfc822;a@b`), to
     /// pass on; `None` if there is nothing to say. The store keeps it in this form, too.
@@ -273,6 +265,12 @@ impl RecipientDsn {
 }
 
 impl Notify {
+    pub const NEVER: Notify = Notify {
+        success: false,
+        failure: false,
+        delay: false,
+    };
+
     /// `SUCCESS,FAILURE`, `never`, … (any case).
     pub fn from_rfc3461(value: &str) -> Notify {
         let v = value.to_ascii_uppercase();

@@ -204,14 +204,7 @@ mod dsn_tests {
         );
         assert_eq!(decode_recipient_dsn(text.as_deref()), d);
         let never = decode_recipient_dsn(Some("notify=never"));
-        assert_eq!(
-            never.notify,
-            Some(Notify {
-                success: false,
-                failure: false,
-                delay: false
-            })
-        );
+        assert_eq!(never.notify, Some(Notify::NEVER));
         assert_eq!(
             encode_recipient_dsn(&never).as_deref(),
             Some("NOTIFY=NEVER")
