@@ -268,6 +268,58 @@ pub enum Command {
     SetQuota,
 }
 
+/// The connection state a command belongs to (RFC 9051 §6.1–§6.4). Commands of the
+/// authenticated state stay valid once a mailbox is selected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommandState {
+    /// §6.1 CAPABILITY, NOOP, LOGOUT, and ID (RFC 2971).
+    Any,
+    /// §6.2 STARTTLS, AUTHENTICATE, LOGIN.
+    NotAuthenticated,
+    /// §6.3, with IDLE (RFC 2177), NAMESPACE (RFC 2342) and QUOTA (RFC 9208).
+    Authenticated,
+    /// §6.4, with CHECK (RFC 3501 §6.4.1).
+    Selected,
+}
+
+impl Command {
+    pub fn state(&self) -> CommandState {
+        match self {
+            Command::Capability | Command::Noop | Command::Logout | Command::Id(_) => {
+                CommandState::Any
+            }
+            Command::StartTls | Command::Authenticate { .. } | Command::Login { .. } => {
+                CommandState::NotAuthenticated
+            }
+            Command::Enable(_)
+            | Command::Select { .. }
+            | Command::Create { .. }
+            | Command::Delete(_)
+            | Command::Rename { .. }
+            | Command::Subscribe(_)
+            | Command::Unsubscribe(_)
+            | Command::List { .. }
+            | Command::Lsub { .. }
+            | Command::Namespace
+            | Command::Status { .. }
+            | Command::Append { .. }
+            | Command::Idle
+            | Command::GetQuota(_)
+            | Command::GetQuotaRoot(_)
+            | Command::SetQuota => CommandState::Authenticated,
+            Command::Check
+            | Command::Close
+            | Command::Unselect
+            | Command::Expunge { .. }
+            | Command::Search { .. }
+            | Command::Fetch { .. }
+            | Command::Store { .. }
+            | Command::Copy { .. }
+            | Command::Move { .. } => CommandState::Selected,
+        }
+    }
+}
+
 /// How deep parenthesised or NOT/OR search keys may nest (RFC 9051 sets no limit; Dovecot's
 /// parser stops at a similar depth). Deeper input gets BAD instead of exhausting the stack.
 pub const MAX_NESTING: u32 = 64;
