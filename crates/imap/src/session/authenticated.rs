@@ -213,6 +213,16 @@ impl User {
         ok("ENABLE completed")
     }
 
+    /// The names this user subscribed to (LIST (SUBSCRIBED), LSUB).
+    async fn subscribed(&self, conn: &Connection) -> Result<BTreeSet<String>, StoreError> {
+        Ok(conn
+            .store()
+            .subscriptions(self.account.id)
+            .await?
+            .into_iter()
+            .collect())
+    }
+
     /// DELETE (RFC 9051 §6.3.5): not INBOX, not a mailbox with children.
     pub(super) async fn delete(&self, conn: &Connection, name: &str) -> Res {
         if name == "INBOX" {
@@ -413,12 +423,7 @@ impl User {
             })
             .collect();
         let all = conn.store().mailboxes(self.account.id).await?;
-        let subscribed: BTreeSet<String> = conn
-            .store()
-            .subscriptions(self.account.id)
-            .await?
-            .into_iter()
-            .collect();
+        let subscribed = self.subscribed(conn).await?;
         let matches = |name: &str| patterns.iter().any(|p| pattern_matches(p, name));
         // The names to consider: mailboxes, or with (SUBSCRIBED) the subscribed names (which
         // may have no mailbox) and, for RECURSIVEMATCH, their superiors.
@@ -497,12 +502,7 @@ impl User {
         };
         // RFC 3501 §6.3.9: a superior that is not subscribed itself, but has subscribed
         // inferiors the pattern does not reach, is listed as \Noselect.
-        let subscribed: BTreeSet<String> = conn
-            .store()
-            .subscriptions(self.account.id)
-            .await?
-            .into_iter()
-            .collect();
+        let subscribed = self.subscribed(conn).await?;
         let mut lines: BTreeSet<(String, bool)> = BTreeSet::new();
         for name in &subscribed {
             if pattern_matches(&pattern, name) {
