@@ -1,6 +1,7 @@
 //! # kurier-accept — how a message that SMTP received becomes mail
 //!
-//! Owns the step between the SMTP session and the store, as named stages: the envelope
+//! Owns the step between the SMTP session and the store, as named stages: the connection
+//! (`connection`: client address, HELO, TLS and origin, typed once), the envelope
 //! (`envelope`: who a recipient is, what an account may send as, which addresses take TLSRPT
 //! reports), the message (`message`: the account's `TLS-Required` rule, the DKIM signing
 //! domain, the verdict fields later checks add), and the final routing (`routing`: report
@@ -17,6 +18,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod connection;
 pub mod envelope;
 pub mod message;
 pub mod routing;
@@ -27,9 +29,10 @@ use std::sync::Arc;
 use kurier_delivery::intake::{Intake, ReportIntake};
 use kurier_dkim::DkimKeyring;
 use kurier_smtp::headers::TlsRequiredHeader;
-use kurier_smtp::{Delivery, MailDrop, Message, Verdict};
+use kurier_smtp::{ConnectionFacts, Delivery, MailDrop, Message, Verdict};
 use kurier_store::{Recipient, Store, StoreError};
 
+pub use connection::{Connection, Helo, Origin};
 pub use envelope::ReportAddresses;
 pub use message::Verdicts;
 pub use routing::Routing;
@@ -116,8 +119,12 @@ impl Acceptance {
 
     /// The submitting account's `TLS-Required` rule applied (mail from other servers is never
     /// changed).
-    async fn tls_required_rule(&self, m: &Message) -> Result<Option<Vec<u8>>, Delivery> {
-        let Some(account) = &m.account else {
+    async fn tls_required_rule(
+        &self,
+        connection: &Connection,
+        m: &Message,
+    ) -> Result<Option<Vec<u8>>, Delivery> {
+        let Some(account) = connection.account() else {
             return Ok(None);
         };
         if !message::has_tls_required(&m.body) {
@@ -134,6 +141,30 @@ impl Acceptance {
             }
         };
         message::tls_required(rule, &m.body).map_err(Delivery::Refused)
+    }
+
+    /// The envelope stage's verdict for one recipient, from the store.
+    async fn recipient(&self, address: &str) -> Verdict {
+        let resolved = match self.store.resolve(address).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "recipient look-up failed");
+                return Verdict::TempFail;
+            }
+        };
+        let mut full = false;
+        if let Recipient::Local(accounts) = &resolved {
+            for a in accounts {
+                if let (Some(q), Ok(used)) = (a.quota, self.store.usage(a.id).await) {
+                    full |= used >= q;
+                }
+            }
+        }
+        let reports_only = self
+            .reports
+            .as_ref()
+            .is_some_and(|(a, _)| a.implicit(address));
+        envelope::recipient_verdict(&resolved, full, reports_only)
     }
 
     /// A message to our TLSRPT address is also read as a report, after it is stored (the 250
@@ -186,30 +217,20 @@ async fn take_report(
 }
 
 impl MailDrop for Acceptance {
-    async fn check_recipient(&self, address: &str) -> Verdict {
-        let resolved = match self.store.resolve(address).await {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::warn!(error = %e, "recipient look-up failed");
-                return Verdict::TempFail;
-            }
-        };
-        let mut full = false;
-        if let Recipient::Local(accounts) = &resolved {
-            for a in accounts {
-                if let (Some(q), Ok(used)) = (a.quota, self.store.usage(a.id).await) {
-                    full |= used >= q;
-                }
-            }
+    async fn check_recipient(&self, client: &ConnectionFacts, address: &str) -> Verdict {
+        let connection = Connection::new(client);
+        let verdict = self.recipient(address).await;
+        if !matches!(verdict, Verdict::Accept(_)) {
+            // What an operator greps for (and fail2ban reads): who tried which address.
+            tracing::info!(client = %connection.ip, helo = %connection.helo,
+                account = connection.account(), to = address, verdict = ?verdict,
+                "recipient refused");
         }
-        let reports_only = self
-            .reports
-            .as_ref()
-            .is_some_and(|(a, _)| a.implicit(address));
-        envelope::recipient_verdict(&resolved, full, reports_only)
+        verdict
     }
 
     async fn deliver(&self, m: &Message) -> Delivery {
+        let connection = Connection::new(&m.connection);
         let (local, queue) = match routing::route(m, self.reports.is_some()) {
             // The report store is the durable place (before the 250); a message that is no
             // valid report is dropped, never bounced (RFC 8460 §3); one we cannot check now
@@ -227,16 +248,15 @@ impl MailDrop for Acceptance {
             Routing::Store { local, queue } => (local, queue),
         };
         // RFC 8689 §5 at submission: the account's operator decides about TLS-Required: No.
-        let stripped = match self.tls_required_rule(m).await {
+        let stripped = match self.tls_required_rule(&connection, m).await {
             Ok(body) => body,
             Err(refused) => return refused,
         };
         let unsigned: &[u8] = stripped.as_deref().unwrap_or(&m.body);
         // Only what our own users submit is signed; inbound mail never is.
-        let signature = if m.account.is_some() {
-            self.dkim_signature(unsigned).await
-        } else {
-            None
+        let signature = match connection.origin {
+            Origin::Submission { .. } => self.dkim_signature(unsigned).await,
+            Origin::Inbound => None,
         };
         let verdicts = Verdicts::default();
         let completed = verdicts.apply(signature.as_deref(), unsigned);

@@ -78,7 +78,13 @@ mod tests {
                     )
                 })
                 .collect(),
-            account: Some("a@kurier.test".into()),
+            connection: kurier_smtp::ConnectionFacts {
+                ip: std::net::Ipv4Addr::LOCALHOST.into(),
+                helo: Some("client.kurier.test".into()),
+                esmtp: true,
+                tls: None,
+                account: Some("a@kurier.test".into()),
+            },
             params: MailParams {
                 ret: Some("HDRS".into()),
                 envid: Some("e1".into()),

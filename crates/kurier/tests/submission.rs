@@ -333,3 +333,58 @@ fn submitted_mail_is_signed_with_the_current_dkim_key_without_a_restart() {
         assert_eq!(selectors().last().map(String::as_str), Some(*selector));
     }
 }
+
+/// Issue 20, the connection stage: what decides is where a message comes from, not what it
+/// says. Mail from another server is never DKIM-signed, even with our own domain in From and a
+/// key on disk (only submission signs); a recipient the MX refuses is logged with the client's
+/// address and HELO name, as an operator (or fail2ban) looks for it.
+#[test]
+fn inbound_mail_is_never_signed_and_refused_recipients_are_logged_with_the_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let ip = "127.0.10.85";
+    let config = support::configured(dir.path(), ip, "", "");
+    let server = Server::configured(dir.path(), &config);
+    support::admin(
+        &config,
+        &["dkim", "generate", "kurier.test", "--algorithm", "ed25519"],
+        "",
+    );
+    let r = support::submit_message(ip, "rcpt@kurier.test", "Subject: submitted\r\n");
+    assert!(r.starts_with("250"), "{r}");
+
+    let mut c = Client::connect(format!("{ip}:2525").parse().unwrap());
+    assert!(c.cmd("EHLO Relay.Example.NET.").starts_with("250"));
+    assert!(c.cmd("MAIL FROM:<someone@example.net>").starts_with("250"));
+    let refused = c.cmd("RCPT TO:<nobody@kurier.test>");
+    assert!(refused.starts_with("550"), "{refused}");
+    assert!(c.cmd("RCPT TO:<rcpt@kurier.test>").starts_with("250"));
+    assert!(c.cmd("DATA").starts_with("354"));
+    let r = c.cmd("From: rcpt@kurier.test\r\nSubject: from outside\r\n\r\nhello\r\n.");
+    assert!(r.starts_with("250"), "{r}");
+
+    let inbox = support::inbox(dir.path(), "rcpt@kurier.test");
+    let signed = |subject: &str| {
+        let m = inbox
+            .iter()
+            .find(|m| m.contains(subject))
+            .unwrap_or_else(|| panic!("no message {subject:?} in {inbox:?}"));
+        m.contains("DKIM-Signature:")
+    };
+    assert!(signed("Subject: submitted"), "submission signs");
+    assert!(
+        !signed("Subject: from outside"),
+        "inbound mail must not be signed"
+    );
+    server.wait_for_log("recipient refused");
+    let log = server.stderr();
+    let line = log
+        .lines()
+        .find(|l| l.contains("recipient refused"))
+        .unwrap_or_default();
+    assert!(
+        // The test's client connects from 127.0.0.1 (no source address bound).
+        line.contains("client=127.0.0.1") && line.contains("helo=relay.example.net"),
+        "{line}"
+    );
+    assert!(line.contains("nobody@kurier.test"), "{line}");
+}

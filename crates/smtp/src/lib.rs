@@ -42,4 +42,6 @@ pub use data::BareLineEnding;
 pub use reply::Reply;
 #[cfg(feature = "server")]
 pub use server::{MailDrop, SmtpServer, serve};
-pub use session::{Delivery, Event, Message, PeerInfo, Session, SessionConfig, TlsInfo, Verdict};
+pub use session::{
+    ConnectionFacts, Delivery, Event, Message, PeerInfo, Session, SessionConfig, TlsInfo, Verdict,
+};

@@ -16,15 +16,20 @@ use kurier_access::{AuthThrottle, ConnectionLimit, LoginOutcome};
 
 use crate::sasl::RateLimit;
 use crate::session::{
-    AuthOutcome, Delivery, Event, Message, PeerInfo, Session, SessionConfig, TlsInfo, Verdict,
+    AuthOutcome, ConnectionFacts, Delivery, Event, Message, PeerInfo, Session, SessionConfig,
+    TlsInfo, Verdict,
 };
 use crate::tls_info;
 
 /// Where the MX looks recipients up and puts messages. The binary implements it over the store;
 /// this crate never touches the store itself (docs/architecture.md).
 pub trait MailDrop: Send + Sync + 'static {
-    /// Who receives mail for `address`.
-    fn check_recipient(&self, address: &str) -> impl Future<Output = Verdict> + Send;
+    /// Who receives mail for `address`, asked by the session with what it knows of `client`.
+    fn check_recipient(
+        &self,
+        client: &ConnectionFacts,
+        address: &str,
+    ) -> impl Future<Output = Verdict> + Send;
     /// Stores the message durably (local recipients into their mailboxes, `message.remote`
     /// into the outbound queue, all or nothing); `Delivery::Stored` only once it is.
     fn deliver(&self, message: &Message) -> impl Future<Output = Delivery> + Send;
@@ -222,7 +227,7 @@ impl<D: MailDrop> Conn<'_, D> {
                     return End::StartTls;
                 }
                 Event::CheckRecipient(addr) => {
-                    let verdict = self.check(&addr).await;
+                    let verdict = self.check(&session.connection(), &addr).await;
                     let next = session.recipient_verdict(verdict);
                     if let Some(end) = Self::answer(io, &mut out, next).await {
                         return end;
@@ -309,8 +314,8 @@ impl<D: MailDrop> Conn<'_, D> {
         }
     }
 
-    async fn check(&self, addr: &str) -> Verdict {
-        self.server.drop.check_recipient(addr).await
+    async fn check(&self, client: &ConnectionFacts, addr: &str) -> Verdict {
+        self.server.drop.check_recipient(client, addr).await
     }
 
     /// Checks credentials with the failure throttle: growing delays, then a temporary block.
@@ -338,7 +343,7 @@ impl<D: MailDrop> Conn<'_, D> {
     }
 
     async fn deliver(&self, m: &Message) -> (Delivery, String) {
-        if let (Some(sub), Some(account)) = (&self.server.submission, &m.account)
+        if let (Some(sub), Some(account)) = (&self.server.submission, &m.connection.account)
             && !sub
                 .rate
                 .lock()

@@ -55,6 +55,21 @@ pub struct TlsInfo {
     pub group: Option<String>,
 }
 
+/// What the session knows about its client when it hands on a recipient or a message: the
+/// facts the acceptance pipeline's connection stage starts from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionFacts {
+    pub ip: IpAddr,
+    /// The EHLO/HELO argument as sent (a domain or an address literal, RFC 5321 §4.1.1.1).
+    pub helo: Option<String>,
+    /// Whether it was EHLO.
+    pub esmtp: bool,
+    /// `Some` once STARTTLS (or implicit TLS) is up.
+    pub tls: Option<TlsInfo>,
+    /// The account that authenticated (submission).
+    pub account: Option<String>,
+}
+
 /// The store's answer about one recipient.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
@@ -108,8 +123,8 @@ pub struct Message {
     pub accounts: Vec<i64>,
     /// Recipients in other domains (submission only): they go into the outbound queue.
     pub remote: Vec<(String, RcptParams)>,
-    /// The authenticated account (submission).
-    pub account: Option<String>,
+    /// Who sent it: client address, HELO, TLS, the authenticated account.
+    pub connection: ConnectionFacts,
     pub params: MailParams,
     pub body: Vec<u8>,
 }
@@ -240,6 +255,17 @@ impl Session {
 
     pub fn tls(&self) -> Option<&TlsInfo> {
         self.tls.as_ref()
+    }
+
+    /// What the session knows about its client now.
+    pub fn connection(&self) -> ConnectionFacts {
+        ConnectionFacts {
+            ip: self.peer.ip,
+            helo: self.helo.as_ref().map(|(h, _)| h.clone()),
+            esmtp: self.helo.as_ref().is_some_and(|(_, e)| *e),
+            tls: self.tls.clone(),
+            account: self.account.as_ref().map(|(a, _)| a.clone()),
+        }
     }
 
     /// Whether the session has ended (QUIT, or a 421): the driver closes the connection.
@@ -720,7 +746,7 @@ impl Session {
             recipients: self.recipients.clone(),
             accounts: self.accounts.clone(),
             remote: self.remote.clone(),
-            account: self.account.as_ref().map(|(a, _)| a.clone()),
+            connection: self.connection(),
             params,
             body: full,
         }))

@@ -592,7 +592,7 @@ fn submission_sender_policy_remote_recipients_and_header_completion() {
     let codes = d.codes("MAIL FROM:<alice@example.org>\r\nRCPT TO:<carol@example.org>\r\nDATA\r\nFrom: Alice <alice@example.org>\r\nSubject: x\r\n\r\nhi\r\n.\r\n");
     assert_eq!(codes, [250, 250, 354, 250]);
     let m = &d.delivered[0];
-    assert_eq!(m.account.as_deref(), Some("alice@example.org"));
+    assert_eq!(m.connection.account.as_deref(), Some("alice@example.org"));
     let body = String::from_utf8_lossy(&m.body);
     assert!(
         body.contains("with ESMTPSA id") && !body.contains("192.0.2.7"),
@@ -610,4 +610,36 @@ fn submission_sender_policy_remote_recipients_and_header_completion() {
     d.delivery = Delivery::RateLimited;
     let r = d.codes("MAIL FROM:<alice@example.org>\r\nRCPT TO:<bob@remote.test>\r\nDATA\r\nFrom: alice@example.org\r\n\r\nx\r\n.\r\n");
     assert_eq!(r.last(), Some(&450));
+}
+
+/// The connection facts travel with every message and are what the session knows at that
+/// moment: after STARTTLS the new EHLO and the TLS parameters, never the plain-text HELO.
+#[test]
+fn messages_carry_the_connection_facts_of_their_session() {
+    let mut d = Driver::new();
+    let before = d.s.connection();
+    assert_eq!(before.helo, None);
+    d.codes("HELO old.client.test\r\n");
+    assert_eq!(d.s.connection().helo.as_deref(), Some("old.client.test"));
+    assert!(!d.s.connection().esmtp);
+    d.codes("EHLO plain.client.test\r\nSTARTTLS\r\n");
+    let tls = TlsInfo {
+        version: "TLSv1.3".into(),
+        cipher: "TLS_AES_256_GCM_SHA384".into(),
+        group: Some("X25519MLKEM768".into()),
+    };
+    d.s.tls_started(tls.clone());
+    assert_eq!(
+        d.s.connection().helo,
+        None,
+        "RFC 3207 §4.2: HELO is asked again"
+    );
+    let codes = d.codes("EHLO [192.0.2.7]\r\nMAIL FROM:<a@far.test>\r\nRCPT TO:<b@kurier.test>\r\nDATA\r\nSubject: x\r\n\r\nhi\r\n.\r\n");
+    assert_eq!(codes, [250, 250, 250, 354, 250]);
+    let facts = &d.delivered[0].connection;
+    assert_eq!(facts.ip, "192.0.2.7".parse::<std::net::IpAddr>().unwrap());
+    assert_eq!(facts.helo.as_deref(), Some("[192.0.2.7]"));
+    assert!(facts.esmtp);
+    assert_eq!(facts.tls.as_ref(), Some(&tls));
+    assert_eq!(facts.account, None);
 }
