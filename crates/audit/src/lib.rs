@@ -28,7 +28,6 @@ use kurier_delivery::https;
 use kurier_dns::{DnsError, DnssecState, Resolver};
 use kurier_policy::{sts, tlsrpt};
 use kurier_smtp::SmtpClient;
-use kurier_tls::tlsa::{Matching, Selector, TlsaRecord, Usage};
 use kurier_tls::{ClientTls, PeerCheck};
 use openssl::x509::X509;
 
@@ -1100,7 +1099,6 @@ fn key_of(chain: &[X509]) -> String {
         .unwrap_or_default()
 }
 
-/// Whether a TLSA record matches the chain (usage 3: the leaf; usage 2: a CA certificate of it).
 /// The errors `check_peer` finds in a served chain (CERT-1, CERT-3); `None` if the clock
 /// cannot be read.
 fn chain_errors(chain: &[X509]) -> Option<Vec<String>> {
@@ -1114,26 +1112,15 @@ fn chain_errors(chain: &[X509]) -> Option<Vec<String>> {
     )
 }
 
+/// Whether a TLSA record matches the chain (usage 3: the leaf; usage 2: a CA certificate of it).
 fn matches_chain(r: &kurier_dns::TlsaData, chain: &[X509]) -> bool {
-    let (usage, candidates) = match r.usage {
-        3 => (Usage::DaneEe, chain.get(..1).unwrap_or(&[])),
-        2 => (Usage::DaneTa, chain.get(1..).unwrap_or(&[])),
-        _ => return false,
+    let record = kurier_policy::dane::Tlsa {
+        usage: r.usage,
+        selector: r.selector,
+        matching: r.matching,
+        data: r.data.clone(),
     };
-    let selector = match r.selector {
-        0 => Selector::Cert,
-        1 => Selector::Spki,
-        _ => return false,
-    };
-    let matching = match r.matching {
-        0 => Matching::Full,
-        1 => Matching::Sha256,
-        2 => Matching::Sha512,
-        _ => return false,
-    };
-    candidates.iter().any(|c| {
-        TlsaRecord::for_certificate(c, usage, selector, matching).is_ok_and(|t| t.data == r.data)
-    })
+    kurier_tls::tlsa::matches_chain(&record, chain)
 }
 
 #[cfg(test)]

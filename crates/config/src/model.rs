@@ -419,6 +419,10 @@ pub struct TlsConfig {
     /// How often certificate files are checked for changes (seconds); 0 turns polling off
     /// (SIGHUP still reloads).
     pub reload_check_secs: u64,
+    /// A reload (SIGHUP, changed files) whose chain matches none of the TLSA records published
+    /// for `server.hostname` is refused, so that DANE senders keep delivering (RFC 7671 §8).
+    /// `false` only for an emergency switch, e.g. after a key compromise.
+    pub dane_rollover_check: bool,
     /// TR-03108 TLS-9: on port 25 only, also accept legacy TLS versions and suites at the lowest
     /// priority. Off by default.
     pub mta_legacy: bool,
@@ -436,6 +440,7 @@ impl Default for TlsConfig {
         TlsConfig {
             certificates: Vec::new(),
             reload_check_secs: 10,
+            dane_rollover_check: true,
             mta_legacy: false,
             hybrid_groups: false,
             trusted_roots: None,

@@ -170,7 +170,8 @@ async fn hop(
     }
 }
 
-async fn tlsa_answer(resolver: &impl RouteLookup, host: &str, port: u16) -> TlsaAnswer {
+/// The TLSA RRset at `_<port>._tcp.<host>` with what DNSSEC proved about it.
+pub async fn tlsa_answer(resolver: &impl RouteLookup, host: &str, port: u16) -> TlsaAnswer {
     match resolver.tlsa(&dane::tlsa_name(host, port)).await {
         Ok(a) if a.state == DnssecState::Secure => TlsaAnswer::Secure(
             a.records

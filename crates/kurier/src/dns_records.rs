@@ -106,21 +106,7 @@ pub async fn run(args: ConfigArgs, domain: String, format: DnsFormat) -> anyhow:
             );
         }
     }
-    let mut ports = vec![25u16];
-    if let Some(c) = &clients {
-        ports.extend(
-            [
-                c.submissions,
-                c.imaps,
-                c.pop3s,
-                c.submission_starttls,
-                c.imap_starttls,
-                c.pop3_starttls,
-            ]
-            .into_iter()
-            .flatten(),
-        );
-    }
+    let ports = crate::hosting::dane_ports(&cfg);
     for port in ports {
         for r in &tlsa {
             out.push(Line::Record {

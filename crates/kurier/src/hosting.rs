@@ -73,3 +73,27 @@ pub fn client_services(cfg: &Config) -> Option<kurier_web::clientconfig::ClientS
         submission_starttls: cfg.submission.listen_starttls.first().map(|l| l.0.port()),
     })
 }
+
+/// The ports whose TLSA records `kurier dns` publishes at `server.hostname`: 25 (RFC 7672) and
+/// every client service (RFC 7673) — what a certificate change must not break.
+pub fn dane_ports(cfg: &Config) -> Vec<u16> {
+    let mut ports = vec![25u16];
+    if let Some(c) = client_services(cfg) {
+        for p in [
+            c.submissions,
+            c.imaps,
+            c.pop3s,
+            c.submission_starttls,
+            c.imap_starttls,
+            c.pop3_starttls,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if !ports.contains(&p) {
+                ports.push(p);
+            }
+        }
+    }
+    ports
+}

@@ -8,6 +8,7 @@
 //! configuration, certificate or command line — always with one line that names the fix.
 
 mod admin;
+mod certificates;
 mod dev;
 mod dns_records;
 mod hosting;

@@ -248,9 +248,12 @@ pub fn run(
         if !Arc::ptr_eq(&mx_tls, &acceptor) {
             endpoints.push(mx_tls.clone());
         }
+        // A reload must not break the TLSA records others validate us with (RFC 7671 §8).
+        let guard = dane_guard(&cfg, resolver.as_ref());
         if cfg.tls.reload_check_secs > 0 {
-            tokio::spawn(poll_certificates(
+            tokio::spawn(crate::certificates::poll(
                 endpoints.clone(),
+                guard.clone(),
                 Duration::from_secs(cfg.tls.reload_check_secs),
                 stop_rx.clone(),
             ));
@@ -259,7 +262,7 @@ pub fn run(
             println!("{}", dev::banner(&cfg, &dev.data, demo));
         }
         tracing::info!(version = env!("CARGO_PKG_VERSION"), hostname = %cfg.server.hostname, "Kurier started");
-        wait_for_stop(&endpoints, &dkim_keys).await?;
+        wait_for_stop(&endpoints, guard.as_deref(), &dkim_keys).await?;
 
         // Graceful shutdown: stop accepting now, let sessions finish up to the deadline.
         let grace = Duration::from_secs(cfg.server.shutdown_grace_secs);
@@ -287,6 +290,7 @@ async fn stopped(mut rx: watch::Receiver<bool>) {
 /// Waits for SIGTERM or SIGINT; reloads certificates on SIGHUP meanwhile.
 async fn wait_for_stop(
     endpoints: &[Arc<TlsAcceptor>],
+    guard: Option<&crate::certificates::DaneGuard>,
     dkim_keys: &kurier_dkim::DkimKeyring,
 ) -> anyhow::Result<()> {
     let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
@@ -298,62 +302,44 @@ async fn wait_for_stop(
             _ = int.recv() => { tracing::info!("SIGINT received"); return Ok(()) }
             _ = hup.recv() => {
                 tracing::info!("SIGHUP received: reloading certificates and DKIM keys");
-                endpoints.iter().for_each(|a| reload(a));
+                crate::certificates::reload(endpoints, guard).await;
                 dkim_keys.clear();
             }
         }
     }
 }
 
-async fn poll_certificates(
-    endpoints: Vec<Arc<TlsAcceptor>>,
-    every: Duration,
-    mut stop: watch::Receiver<bool>,
-) {
-    let mut tick = tokio::time::interval(every);
-    tick.tick().await;
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = stop.changed() => return,
-        }
-        for acceptor in &endpoints {
-            if acceptor.files_changed() {
-                tracing::info!(
-                    profile = acceptor.profile().name(),
-                    "certificate files changed: reloading"
-                );
-                reload(acceptor);
-            }
-        }
-    }
-}
-
-fn reload(acceptor: &TlsAcceptor) {
-    match acceptor.reload() {
-        Ok(()) => {
-            log_certificates(acceptor);
-            tracing::info!("certificates reloaded");
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "certificate reload failed; the previous certificates stay in use")
-        }
-    }
-}
-
-fn log_certificates(acceptor: &TlsAcceptor) {
-    for c in acceptor.certificates() {
-        tracing::info!(
-            cert = %c.cert_path.display(),
-            names = %c.names.join(" "),
-            key = %c.key_description(),
-            not_after = %c.leaf().not_after(),
-            "certificate loaded"
+/// The DANE check for certificate reloads: on unless `tls.dane_rollover_check = false`; it
+/// needs the validating resolver (none when delivery and report intake are off, as in `--dev`).
+fn dane_guard(
+    cfg: &Config,
+    resolver: Option<&kurier_dns::Resolver>,
+) -> Option<Arc<crate::certificates::DaneGuard>> {
+    if !cfg.tls.dane_rollover_check {
+        tracing::warn!(
+            "tls.dane_rollover_check = false: reloaded certificates are not compared with the published TLSA records"
         );
-        for w in &c.warnings {
-            tracing::warn!(cert = %c.cert_path.display(), requirement = w.requirement, "{}", w.message);
+        return None;
+    }
+    let Some(resolver) = resolver else {
+        tracing::info!(
+            "certificate reloads are not compared with TLSA records: no resolver (delivery is off)"
+        );
+        return None;
+    };
+    // What `kurier dns` publishes, and the MX's own port where it is not 25 (behind a port
+    // forward, or a test): a name without TLSA records there costs one lookup.
+    let mut ports = crate::hosting::dane_ports(cfg);
+    for l in &cfg.smtp.listen {
+        if !ports.contains(&l.0.port()) {
+            ports.push(l.0.port());
         }
     }
+    Some(Arc::new(crate::certificates::DaneGuard {
+        resolver: resolver.clone(),
+        host: cfg.server.hostname.to_ascii_lowercase(),
+        ports,
+    }))
 }
 
 /// The strict-profile endpoint for HTTPS and the MUA ports (and port 25 unless it needs its
@@ -545,7 +531,7 @@ fn acceptor(
         }
         other => anyhow::Error::new(other),
     })?;
-    log_certificates(&acceptor);
+    crate::certificates::log_certificates(&acceptor);
     Ok(acceptor)
 }
 

@@ -2,7 +2,9 @@
 //!
 //! RFC 8461 §7.1 / TR-03108 §2.7: a client without SNI gets the first (default) certificate.
 //! Reload (SIGHUP or a changed file) builds a complete new set of contexts first and swaps it in
-//! only if every certificate passes its checks, so a bad file never takes the endpoint down.
+//! only if every certificate passes its checks, so a bad file never takes the endpoint down. A
+//! caller that must look at the new chains first (DANE rollover, RFC 7671 §8) loads them with
+//! `load`, decides, and then `install`s them — or not.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -31,6 +33,28 @@ struct ContextSet {
     default: SslContext,
     certificates: Vec<LoadedCertificate>,
     stamps: Vec<FileStamp>,
+}
+
+/// Certificates read and checked, not yet in use (`TlsAcceptor::install` puts them in place).
+pub struct PendingCertificates(ContextSet);
+
+impl PendingCertificates {
+    /// What was loaded, default first.
+    pub fn certificates(&self) -> &[LoadedCertificate] {
+        &self.0.certificates
+    }
+
+    /// The chain a client asking for `host` (SNI) gets: the first certificate naming it,
+    /// else the default.
+    pub fn chain_for(&self, host: &str) -> &[openssl::x509::X509] {
+        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        let certs = &self.0.certificates;
+        let chosen = certs
+            .iter()
+            .find(|c| c.names.contains(&host))
+            .or(certs.first());
+        chosen.map(|c| c.chain.as_slice()).unwrap_or(&[])
+    }
 }
 
 /// What identifies a file version without reading it: length and modification time.
@@ -103,13 +127,22 @@ impl TlsAcceptor {
 
     /// Re-reads every certificate. On any error the old set stays in use and the error is returned.
     pub fn reload(&self) -> Result<(), TlsError> {
-        let set = build_set(self.profile, self.options, &self.sources)?;
+        self.install(self.load()?);
+        Ok(())
+    }
+
+    /// Reads and checks every certificate without using them yet.
+    pub fn load(&self) -> Result<PendingCertificates, TlsError> {
+        build_set(self.profile, self.options, &self.sources).map(PendingCertificates)
+    }
+
+    /// Puts loaded certificates in use; handshakes from now on get them.
+    pub fn install(&self, pending: PendingCertificates) {
         let mut g = match self.current.write() {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),
         };
-        *g = Arc::new(set);
-        Ok(())
+        *g = Arc::new(pending.0);
     }
 
     /// Whether any certificate or key file changed since the last (re)load.

@@ -24,7 +24,7 @@ pub mod probe;
 pub mod profile;
 pub mod tlsa;
 
-pub use acceptor::{CertificateSource, TlsAcceptor};
+pub use acceptor::{CertificateSource, PendingCertificates, TlsAcceptor};
 pub use certificate::{CertificateError, CertificateFinding, LoadedCertificate, Severity};
 pub use client::{ClientTls, DaneRecord, PeerCheck, PeerVerdict};
 /// The RFC 8460 §4.3 result types, from the handshake to the report.

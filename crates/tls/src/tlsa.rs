@@ -2,7 +2,7 @@
 //! and what DANE tests compare against.
 
 use openssl::hash::{MessageDigest, hash};
-use openssl::x509::X509Ref;
+use openssl::x509::{X509, X509Ref};
 
 use crate::TlsError;
 
@@ -98,6 +98,32 @@ impl TlsaRecord {
     }
 }
 
+/// Whether `record`, as DNS delivered it, authenticates `chain` (leaf first) the way a DANE
+/// sender checks it (RFC 7672 §3.1): usage 3 against the leaf, usage 2 against a CA
+/// certificate of the chain; other usages and unknown parameters never match.
+pub fn matches_chain(record: &kurier_policy::dane::Tlsa, chain: &[X509]) -> bool {
+    let (usage, candidates) = match record.usage {
+        3 => (Usage::DaneEe, chain.get(..1).unwrap_or(&[])),
+        2 => (Usage::DaneTa, chain.get(1..).unwrap_or(&[])),
+        _ => return false,
+    };
+    let selector = match record.selector {
+        0 => Selector::Cert,
+        1 => Selector::Spki,
+        _ => return false,
+    };
+    let matching = match record.matching {
+        0 => Matching::Full,
+        1 => Matching::Sha256,
+        2 => Matching::Sha512,
+        _ => return false,
+    };
+    candidates.iter().any(|c| {
+        TlsaRecord::for_certificate(c, usage, selector, matching)
+            .is_ok_and(|t| t.data == record.data)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,6 +143,24 @@ mod tests {
         ] {
             let r = TlsaRecord::for_certificate(&cert, u, s, m).unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(Some(r.rdata().as_str()), lines.next());
+            let dns = kurier_policy::dane::Tlsa {
+                usage: u as u8,
+                selector: s as u8,
+                matching: m as u8,
+                data: r.data.clone(),
+            };
+            assert!(matches_chain(&dns, std::slice::from_ref(&cert)));
+            // As a trust anchor it would have to be a CA of the chain: it is the leaf.
+            let ta = kurier_policy::dane::Tlsa {
+                usage: 2,
+                ..dns.clone()
+            };
+            assert!(!matches_chain(&ta, std::slice::from_ref(&cert)));
+            let other = kurier_policy::dane::Tlsa {
+                data: vec![0; dns.data.len()],
+                ..dns
+            };
+            assert!(!matches_chain(&other, std::slice::from_ref(&cert)));
         }
     }
 }

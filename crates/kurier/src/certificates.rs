@@ -1,0 +1,167 @@
+//! Reloading our certificates (SIGHUP, changed files) without breaking DANE: the new chains
+//! are loaded, the TLSA RRsets of our name at every DANE port are looked up through the
+//! validating resolver, and the set goes live only if `kurier_policy::rollover` says so
+//! (RFC 7671 §8, TR-03108 DANE-1..DANE-6). Wiring only: the decision is the policy crate's.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kurier_dns::Resolver;
+use kurier_policy::dane::TlsaAnswer;
+use kurier_policy::rollover::{Rollover, judge};
+use kurier_tls::TlsAcceptor;
+use kurier_tls::tlsa::{Matching, Selector, TlsaRecord, Usage, matches_chain};
+use tokio::sync::watch;
+
+/// Our TLSA owner names, and the resolver that looks at them.
+pub struct DaneGuard {
+    pub resolver: Resolver,
+    /// The name the MX and the client services are reached at (`server.hostname`).
+    pub host: String,
+    /// The ports `kurier dns` publishes TLSA records for.
+    pub ports: Vec<u16>,
+}
+
+/// Loads every endpoint's certificates; puts them in use only if the DANE check passes (when
+/// there is a guard). All endpoints switch together or none does.
+pub async fn reload(endpoints: &[Arc<TlsAcceptor>], guard: Option<&DaneGuard>) {
+    match load_checked(endpoints, guard).await {
+        Ok(()) => {
+            endpoints.iter().for_each(|a| log_certificates(a));
+            tracing::info!("certificates reloaded");
+        }
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "certificate reload failed; the previous certificates stay in use")
+        }
+    }
+}
+
+async fn load_checked(
+    endpoints: &[Arc<TlsAcceptor>],
+    guard: Option<&DaneGuard>,
+) -> anyhow::Result<()> {
+    let pending = endpoints
+        .iter()
+        .map(|a| a.load())
+        .collect::<Result<Vec<_>, _>>()?;
+    if let (Some(guard), Some(first), Some(current)) = (guard, pending.first(), endpoints.first()) {
+        check(guard, first.chain_for(&guard.host), expiring(current)).await?;
+    }
+    for (a, p) in endpoints.iter().zip(pending) {
+        a.install(p);
+    }
+    Ok(())
+}
+
+/// The rollover verdict for `chain` at our TLSA owner names.
+async fn check(
+    guard: &DaneGuard,
+    chain: &[openssl::x509::X509],
+    old_expiring: bool,
+) -> anyhow::Result<()> {
+    let mut answers: Vec<(String, TlsaAnswer)> = Vec::new();
+    for port in &guard.ports {
+        let answer = kurier_delivery::route::tlsa_answer(&guard.resolver, &guard.host, *port).await;
+        answers.push((kurier_policy::dane::tlsa_name(&guard.host, *port), answer));
+    }
+    match judge(&answers, |r| matches_chain(r, chain), old_expiring) {
+        Rollover::Switch => Ok(()),
+        Rollover::SwitchUnchecked { owners } => {
+            tracing::warn!(
+                names = %owners.len(),
+                "the new certificate could not be compared with the published TLSA records ({}); in use anyway: a bogus TLSA RRset stops DANE senders whatever is served, and an expiring certificate must go",
+                first_reason(&owners)
+            );
+            Ok(())
+        }
+        Rollover::Refuse { owners } => {
+            let record = chain
+                .first()
+                .and_then(|leaf| {
+                    TlsaRecord::for_certificate(
+                        leaf,
+                        Usage::DaneEe,
+                        Selector::Spki,
+                        Matching::Sha256,
+                    )
+                    .ok()
+                })
+                .map(|r| r.rdata())
+                .unwrap_or_default();
+            let publish = owners
+                .iter()
+                .map(|o| format!("{o}. IN TLSA {record}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            anyhow::bail!(
+                "the new certificate for {} matches none of the TLSA records published at {}: DANE senders would stop delivering. Publish {publish} beside the current records, wait two TTLs, then reload again",
+                guard.host,
+                owners.join(", ")
+            )
+        }
+        Rollover::Wait { owners } => {
+            let why = first_reason(&owners);
+            anyhow::bail!(
+                "cannot confirm that the new certificate matches the published TLSA records ({why}); checked again at the next reload"
+            )
+        }
+    }
+}
+
+/// The first owner's reason, and how many more there are (one failing resolver fails them all).
+fn first_reason(owners: &[(String, String)]) -> String {
+    match owners {
+        [] => String::new(),
+        [(o, why)] => format!("{o}: {why}"),
+        [(o, why), rest @ ..] => format!("{o}: {why}; and {} more names", rest.len()),
+    }
+}
+
+/// Whether the default certificate in use expires within a week (or has).
+fn expiring(acceptor: &TlsAcceptor) -> bool {
+    let Ok(soon) = openssl::asn1::Asn1Time::days_from_now(7) else {
+        return false;
+    };
+    acceptor
+        .certificates()
+        .first()
+        .is_some_and(|c| c.leaf().not_after() <= soon)
+}
+
+/// Checks the certificate files every `every` and reloads when one changed. A refused set is
+/// tried again at each check, so publishing the missing TLSA record is all it takes.
+pub async fn poll(
+    endpoints: Vec<Arc<TlsAcceptor>>,
+    guard: Option<Arc<DaneGuard>>,
+    every: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        if endpoints.iter().any(|a| a.files_changed()) {
+            tracing::info!("certificate files changed: reloading");
+            reload(&endpoints, guard.as_deref()).await;
+        }
+    }
+}
+
+/// One log line per certificate in use, with the SHOULD rules it misses.
+pub fn log_certificates(acceptor: &TlsAcceptor) {
+    for c in acceptor.certificates() {
+        tracing::info!(
+            cert = %c.cert_path.display(),
+            names = %c.names.join(" "),
+            key = %c.key_description(),
+            not_after = %c.leaf().not_after(),
+            "certificate loaded"
+        );
+        for w in &c.warnings {
+            tracing::warn!(cert = %c.cert_path.display(), requirement = w.requirement, "{}", w.message);
+        }
+    }
+}
