@@ -24,6 +24,46 @@ pub struct Config {
     pub mta_sts: MtaStsConfig,
     pub tlsrpt: TlsRptConfig,
     pub autoconfig: AutoconfigConfig,
+    pub acme: AcmeConfig,
+}
+
+/// `[acme]`: certificates from an ACME CA (RFC 8555) for `server.hostname` and the
+/// `mta-sts.`, `autoconfig.` and `autodiscover.` names of every hosted domain. Off by default.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AcmeConfig {
+    /// Order and renew certificates; they serve before every `[[tls.certificate]]`.
+    pub enabled: bool,
+    /// The CA's directory URL (https only).
+    pub directory: String,
+    /// Contact addresses for the CA, e.g. ["mailto:postmaster@example.org"].
+    pub contact: Vec<String>,
+    /// PEM CAs that the ACME server's own HTTPS certificate may chain to, besides Debian's.
+    pub ca_bundle: Option<PathBuf>,
+    /// The certificate key: "p256" (default) or "p384". It is kept across renewals.
+    pub key: AcmeKeyType,
+    /// How often the certificate is looked at (renewal due, domains added or removed).
+    pub check_secs: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AcmeKeyType {
+    P256,
+    P384,
+}
+
+impl Default for AcmeConfig {
+    fn default() -> Self {
+        AcmeConfig {
+            enabled: false,
+            directory: "https://acme-v02.api.letsencrypt.org/directory".into(),
+            contact: Vec::new(),
+            ca_bundle: None,
+            key: AcmeKeyType::P256,
+            check_secs: 3600,
+        }
+    }
 }
 
 /// `[autoconfig]`: what mail clients are told (Thunderbird autoconfig, Outlook Autodiscover,
@@ -673,6 +713,7 @@ impl Config {
                 pop3_starttls_port: dev_ports::POP3,
                 ..AutoconfigConfig::default()
             },
+            acme: AcmeConfig::default(),
         }
     }
 
@@ -738,6 +779,30 @@ impl Config {
                     "set cert = \"/path/fullchain.pem\" and key = \"/path/key.pem\"",
                 );
             }
+        }
+        if self.acme.enabled && !self.acme.directory.starts_with("https://") {
+            return bad(
+                "acme.directory",
+                &self.acme.directory,
+                "not an https URL (RFC 8555 §6.1)",
+                "use the CA's directory, e.g. \"https://acme-v02.api.letsencrypt.org/directory\"",
+            );
+        }
+        if let Some(c) = self.acme.contact.iter().find(|c| !c.starts_with("mailto:")) {
+            return bad(
+                "acme.contact",
+                c,
+                "not a mailto: URL",
+                "write e.g. \"mailto:postmaster@example.org\"",
+            );
+        }
+        if self.acme.enabled && self.acme.check_secs == 0 {
+            return bad(
+                "acme.check_secs",
+                &self.acme.check_secs,
+                "zero",
+                "use a number of seconds, e.g. 3600",
+            );
         }
         if self.web.listen.is_empty() {
             return bad(

@@ -9,8 +9,18 @@ use kurier_tls::dev_ca;
 
 use crate::DevArgs;
 
-/// Host names the dev certificate carries.
-pub const DEV_CERT_NAMES: &[&str] = &["localhost", DEV_HOSTNAME];
+/// Host names the dev certificate carries: the server's, and every name `kurier dns` tells an
+/// operator to serve for a domain — the domain itself (Thunderbird's `.well-known` path),
+/// `mta-sts.` (RFC 8461 §3.3), `autoconfig.` and `autodiscover.` (TR-03108 MUA-5/6) — spelt
+/// out, since a const cannot be built from DEV_DOMAIN (the test below holds them together).
+pub const DEV_CERT_NAMES: &[&str] = &[
+    "localhost",
+    DEV_HOSTNAME,
+    DEV_DOMAIN,
+    "mta-sts.example.test",
+    "autoconfig.example.test",
+    "autodiscover.example.test",
+];
 
 /// Creates the data folder and the dev certificates; returns the dev configuration and whether
 /// the certificates were made just now.
@@ -166,4 +176,18 @@ pub fn banner(config: &Config, data: &Path, demo: &DemoAccount) -> String {
         imaps_port = imaps.port(),
         imaps_ip = imaps.ip(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_dev_certificate_names_the_dev_domain_and_its_service_hosts() {
+        assert!(DEV_CERT_NAMES.contains(&DEV_HOSTNAME));
+        for prefix in ["", "mta-sts.", "autoconfig.", "autodiscover."] {
+            let name = format!("{prefix}{DEV_DOMAIN}");
+            assert!(DEV_CERT_NAMES.contains(&name.as_str()), "{name}");
+        }
+    }
 }

@@ -550,3 +550,64 @@ fn dns5_a_scan_of_every_listener_finds_exactly_the_ics() {
         assert_eq!(enumerate(&eps[eps.len() - 1]), want, "{}", ics["profile"]);
     }
 }
+
+/// Issue 21 item 5 (STS-2, MUA-5, MUA-6): the dev certificate names what `kurier dns` tells an
+/// operator to serve, so curl, trusting only the dev CA, fetches the MTA-STS policy, both
+/// Thunderbird autoconfig URLs and Outlook's Autodiscover — verified, by name.
+#[test]
+fn sts2_mua5_dev_certificate_serves_mta_sts_autoconfig_and_autodiscover() {
+    let dir = tempfile::tempdir().unwrap();
+    let ip = "127.0.10.86";
+    let _server = Server::dev(dir.path(), ip);
+    let ca = data_file(dir.path(), "dev-ca.pem");
+    let curl = |host: &str, path: &str, post: Option<&str>| {
+        let mut cmd = std::process::Command::new("curl");
+        cmd.args(["-sS", "--fail", "--max-time", "20", "--cacert"])
+            .arg(&ca)
+            .args(["--resolve", &format!("{host}:8443:{ip}")]);
+        if let Some(body) = post {
+            cmd.args(["-H", "Content-Type: text/xml", "--data-binary", body]);
+        }
+        let out = cmd
+            .arg(format!("https://{host}:8443{path}"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "curl https://{host}:8443{path}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let policy = curl("mta-sts.example.test", "/.well-known/mta-sts.txt", None);
+    assert!(
+        policy.starts_with("version: STSv1\r\n") && policy.contains("mx: mail.example.test"),
+        "{policy}"
+    );
+    for (host, path) in [
+        (
+            "autoconfig.example.test",
+            "/mail/config-v1.1.xml?emailaddress=demo@example.test",
+        ),
+        (
+            "example.test",
+            "/.well-known/autoconfig/mail/config-v1.1.xml",
+        ),
+    ] {
+        let xml = curl(host, path, None);
+        assert!(
+            xml.contains("<incomingServer type=\"imap\">") && xml.contains("mail.example.test"),
+            "{host}: {xml}"
+        );
+    }
+    let request = "<?xml version=\"1.0\" encoding=\"utf-8\"?><Autodiscover xmlns=\"http://schemas.microsoft.com/exchange/autodiscover/outlook/requestschema/2006\"><Request><EMailAddress>demo@example.test</EMailAddress><AcceptableResponseSchema>http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a</AcceptableResponseSchema></Request></Autodiscover>";
+    let xml = curl(
+        "autodiscover.example.test",
+        "/autodiscover/autodiscover.xml",
+        Some(request),
+    );
+    assert!(
+        xml.contains("<Type>IMAP</Type>") && xml.contains("mail.example.test"),
+        "{xml}"
+    );
+}

@@ -137,23 +137,25 @@ fn write_pair(
     )
 }
 
-/// Writes via a temporary file and a rename, so a crash never leaves half a PEM behind.
 fn write_file(path: &Path, data: &[u8], secret: bool) -> Result<(), TlsError> {
+    write_atomic(path, data, secret).map_err(|e| TlsError::Io("write a dev certificate file", e))
+}
+
+/// Writes via a temporary file, fsync and a rename, so a crash never leaves half a PEM behind;
+/// `secret`: readable by the owner only (0600), else 0644.
+pub fn write_atomic(path: &Path, data: &[u8], secret: bool) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension("tmp");
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true)
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
         .create(true)
         .truncate(true)
-        .mode(if secret { 0o600 } else { 0o644 });
-    let mut f = opts
-        .open(&tmp)
-        .map_err(|e| TlsError::Io("write a dev certificate file", e))?;
-    f.write_all(data)
-        .and_then(|()| f.sync_all())
-        .and_then(|()| std::fs::rename(&tmp, path))
-        .map_err(|e| TlsError::Io("write a dev certificate file", e))
+        .mode(if secret { 0o600 } else { 0o644 })
+        .open(&tmp)?;
+    f.write_all(data)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
 }
 
 fn builder(subject_cn: &str, days: u32) -> Result<X509Builder, openssl::error::ErrorStack> {

@@ -22,6 +22,8 @@ pub struct Site {
     pub client_services: Option<ClientServices>,
     /// Counters served at `/metrics` (Prometheus text format) to loopback clients only.
     pub metrics: Option<std::sync::Arc<dyn MetricsSource>>,
+    /// HTTP-01 responses of the ACME client, answered on the plain-HTTP listener.
+    pub acme: Option<std::sync::Arc<kurier_acme::Http01Tokens>>,
 }
 
 /// Something that can render its counters in the Prometheus text format.
@@ -175,6 +177,24 @@ pub fn route<B>(site: &Site, req: &Request<B>, body: &[u8], local: bool) -> Resp
 
 /// The answer of the plain-HTTP listener: 301 to `https://<host>[:port]<path>`.
 pub fn redirect<B>(site: &Site, req: &Request<B>, https_port: u16) -> Response<Full<Bytes>> {
+    // RFC 8555 §8.3: the CA fetches the key authorization over plain HTTP on port 80.
+    if let (Some(tokens), Some(token)) = (
+        &site.acme,
+        req.uri()
+            .path()
+            .strip_prefix("/.well-known/acme-challenge/"),
+    ) && matches!(*req.method(), Method::GET | Method::HEAD)
+    {
+        return match tokens.get(token) {
+            Some(ka) => text_response(req, StatusCode::OK, "application/octet-stream", ka),
+            None => text_response(
+                req,
+                StatusCode::NOT_FOUND,
+                "text/plain; charset=utf-8",
+                "no such ACME challenge\n".into(),
+            ),
+        };
+    }
     let mut host = request_host(req);
     if host.is_empty()
         || !host
@@ -347,6 +367,53 @@ mod tests {
             r.headers()[header::LOCATION],
             "https://mail.example.test:8443/"
         );
+    }
+
+    /// RFC 8555 §8.3: the plain-HTTP listener answers a provisioned token with its key
+    /// authorization (no redirect), an unknown one with 404; everything else still redirects.
+    #[test]
+    fn acme_http01_answers_on_plain_http() {
+        use kurier_acme::{ChallengeResponder, ChallengeType};
+        let tokens = std::sync::Arc::new(kurier_acme::Http01Tokens::default());
+        tokens.provision(
+            ChallengeType::Http01,
+            "mail.example.test",
+            "tok_123",
+            "tok_123.thumb",
+        );
+        let site = Site {
+            hostname: "mail.example.test".into(),
+            acme: Some(tokens),
+            ..Site::default()
+        };
+        let get = |path: &str| {
+            redirect(
+                &site,
+                &Request::builder().uri(path).body(()).expect("request"),
+                443,
+            )
+        };
+        let r = get("/.well-known/acme-challenge/tok_123");
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(
+            r.headers()[header::CONTENT_TYPE],
+            "application/octet-stream"
+        );
+        assert_eq!(
+            get("/.well-known/acme-challenge/nope").status(),
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(get("/other").status(), StatusCode::MOVED_PERMANENTLY);
+        let without = Site::default();
+        let r = redirect(
+            &without,
+            &Request::builder()
+                .uri("/.well-known/acme-challenge/tok_123")
+                .body(())
+                .expect("request"),
+            443,
+        );
+        assert_eq!(r.status(), StatusCode::MOVED_PERMANENTLY);
     }
 
     #[derive(Debug)]
