@@ -7,6 +7,7 @@
 //! Exit codes: 0 success; 1 a runtime failure (e.g. a port that cannot be bound); 2 a bad
 //! configuration, certificate or command line — always with one line that names the fix.
 
+mod acme;
 mod admin;
 mod certificates;
 mod dev;

@@ -66,6 +66,14 @@ pub fn run(
     if created {
         tracing::info!(data = %dev.data.display(), "created the dev CA and server certificate");
     }
+    if cfg.acme.enabled {
+        // The ACME certificate is one of the acceptor's files: make sure it exists first.
+        if create {
+            create_data_dir(&cfg)?;
+        }
+        require_data_dir(&cfg)?;
+        crate::acme::prepare(&cfg)?;
+    }
     let acceptor = Arc::new(strict_acceptor(&cfg)?);
     raise_file_limit();
     bound_allocator();
@@ -85,8 +93,10 @@ pub fn run(
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut services = Vec::new();
         let metrics = Arc::new(crate::metrics::Metrics::default());
+        let acme_tokens = Arc::new(kurier_acme::Http01Tokens::default());
         let site = Arc::new(kurier_web::Site {
             metrics: Some(metrics.clone()),
+            acme: cfg.acme.enabled.then(|| acme_tokens.clone()),
             client_services: crate::hosting::client_services(&cfg),
             hostname: cfg.server.hostname.clone(),
             mta_sts: crate::hosting::sts_policy(&cfg).map(|p| kurier_web::StsHosting::new(&p)),
@@ -257,6 +267,16 @@ pub fn run(
                 Duration::from_secs(cfg.tls.reload_check_secs),
                 stop_rx.clone(),
             ));
+        }
+        if cfg.acme.enabled {
+            let service = crate::acme::AcmeService {
+                cfg: cfg.clone(),
+                store: store.clone(),
+                endpoints: endpoints.clone(),
+                guard: guard.clone(),
+                tokens: acme_tokens.clone(),
+            };
+            tokio::spawn(service.run(stop_rx.clone()));
         }
         if let Some(demo) = &demo {
             println!("{}", dev::banner(&cfg, &dev.data, demo));
@@ -504,13 +524,27 @@ fn acceptor(
     profile: ServerProfile,
     options: ServerOptions,
 ) -> anyhow::Result<TlsAcceptor> {
-    let sources: Vec<CertificateSource> = cfg
-        .tls
-        .certificates
-        .iter()
-        .map(|c| CertificateSource {
-            cert: c.cert.clone(),
-            key: c.key.clone(),
+    // The ACME certificate first: it is the default for clients without SNI.
+    // (`serve` creates it first; `config check` before the first start finds none yet.)
+    let acme = cfg
+        .acme
+        .enabled
+        .then(|| {
+            let f = crate::acme::files(cfg);
+            (f.cert, f.cert_key)
+        })
+        .filter(|(cert, _)| cert.exists());
+    let sources: Vec<CertificateSource> = acme
+        .into_iter()
+        .chain(
+            cfg.tls
+                .certificates
+                .iter()
+                .map(|c| (c.cert.clone(), c.key.clone())),
+        )
+        .map(|(cert, key)| CertificateSource {
+            cert,
+            key,
             roots: cfg.tls.trusted_roots.clone(),
         })
         .collect();
@@ -549,7 +583,15 @@ fn certificate_error_path(e: &kurier_tls::CertificateError) -> Option<&Path> {
 pub fn check(file: &Path) -> anyhow::Result<()> {
     let cfg = kurier_config::load(file).map_err(|e| ConfigProblem(e.to_string()))?;
     logging::init(kurier_config::LogFormat::Text, "warn");
-    strict_acceptor(&cfg)?;
+    let acme_pending = cfg.acme.enabled && !crate::acme::files(&cfg).cert.exists();
+    if acme_pending && cfg.tls.certificates.is_empty() {
+        eprintln!(
+            "note: the ACME certificate does not exist yet; `kurier serve` makes a self-signed one and orders from {}",
+            cfg.acme.directory
+        );
+    } else {
+        strict_acceptor(&cfg)?;
+    }
     print!("{}", cfg.to_toml());
     eprintln!("{}: OK", file.display());
     Ok(())

@@ -1,0 +1,289 @@
+//! Issue 21 item 1 (CERT-1..CERT-3, STS-2, MUA-5/6; RFC 8555): certificates from a real ACME
+//! server — Debian's pebble, validating HTTP-01 against Kurier's port-80 listener, with
+//! pebble-challtestsrv as its DNS — for `server.hostname` and the `mta-sts.`, `autoconfig.` and
+//! `autodiscover.` names of every hosted domain; a domain added later is ordered for; the key
+//! (and so the `3 1 1` TLSA record) never changes; a chain that fails the certificate rules
+//! (pebble's RSA-2048 intermediate) and a CA that is down leave the current certificate serving.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+mod support;
+
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use kurier_testworld::ca::{Ca, KeyKind};
+use kurier_tls::tlsa::{Matching, Selector, TlsaRecord, Usage};
+use support::Server;
+
+/// A helper process, killed with the test.
+struct Helper(Child);
+
+impl Drop for Helper {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(cmd: &mut Command, log: &Path) -> Helper {
+    let out = std::fs::File::create(log).unwrap();
+    let err = out.try_clone().unwrap();
+    Helper(
+        cmd.stdout(Stdio::from(out))
+            .stderr(Stdio::from(err))
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start {cmd:?}: {e} (scripts/test.sh installs pebble)")
+            }),
+    )
+}
+
+fn wait_for_port(addr: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(addr).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on {addr}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// pebble on `localhost:<port>` (its HTTPS certificate from `ca`), validating against
+/// `target_ip`, port 8080 for HTTP-01; returns the helpers and the path of pebble's root.
+fn pebble(dir: &Path, port: u16, target_ip: &str, ca: &Ca) -> (Vec<Helper>, std::path::PathBuf) {
+    let (cert, key) = ca
+        .leaf(&["localhost"])
+        .unwrap()
+        .write(dir, "pebble-https")
+        .unwrap();
+    let dns = format!("127.0.0.1:{}", port + 4000);
+    let challtest = spawn(
+        Command::new("pebble-challtestsrv").args([
+            "-dns01",
+            &dns,
+            "-http01",
+            "",
+            "-https01",
+            "",
+            "-tlsalpn01",
+            "",
+            "-management",
+            &format!("127.0.0.1:{}", port + 4100),
+            "-defaultIPv4",
+            target_ip,
+            "-defaultIPv6",
+            "",
+        ]),
+        &dir.join("challtestsrv.log"),
+    );
+    let config = dir.join("pebble.json");
+    std::fs::write(
+        &config,
+        serde_json::json!({"pebble": {
+            "listenAddress": format!("127.0.0.1:{port}"),
+            "managementListenAddress": format!("127.0.0.1:{}", port + 1000),
+            "certificate": cert,
+            "privateKey": key,
+            "httpPort": 8080,
+            "tlsPort": 8443,
+            "ocspResponderURL": "",
+            "externalAccountBindingRequired": false
+        }})
+        .to_string(),
+    )
+    .unwrap();
+    let pebble = spawn(
+        Command::new("pebble")
+            .arg("-config")
+            .arg(&config)
+            .args(["-dnsserver", &dns])
+            // Validations at once; every tenth nonce refused (RFC 8555 §6.5: the client retries).
+            .env("PEBBLE_VA_NOSLEEP", "1")
+            .env("PEBBLE_WFE_NONCEREJECT", "10"),
+        &dir.join("pebble.log"),
+    );
+    wait_for_port(&format!("127.0.0.1:{port}"));
+    wait_for_port(&format!("127.0.0.1:{}", port + 1000));
+    // Pebble makes a new root at every start; the chain check (CERT-3) must trust it.
+    let root = dir.join("pebble-root.pem");
+    let https_root = ca.write_root(&dir.join("pebble-https-root.pem")).unwrap();
+    let out = Command::new("curl")
+        .args(["-sS", "--fail", "--max-time", "20", "--cacert"])
+        .arg(&https_root)
+        .arg(format!("https://localhost:{}/roots/0", port + 1000))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::write(&root, out.stdout).unwrap();
+    (vec![challtest, pebble], root)
+}
+
+struct ServedCert {
+    names: Vec<String>,
+    tlsa: String,
+}
+
+fn served(ip: &str) -> ServedCert {
+    let tcp = TcpStream::connect(format!("{ip}:2465")).unwrap();
+    let tls = support::tls_unverified(tcp, "mx.kurier.test").unwrap();
+    let leaf = tls.ssl().peer_certificate().unwrap();
+    let mut names = kurier_tls::certificate::dns_names(&leaf);
+    names.sort();
+    ServedCert {
+        names,
+        tlsa: TlsaRecord::for_certificate(&leaf, Usage::DaneEe, Selector::Spki, Matching::Sha256)
+            .unwrap()
+            .rdata(),
+    }
+}
+
+fn config(
+    dir: &Path,
+    ip: &str,
+    directory: &str,
+    ca_bundle: &Path,
+    extra: &str,
+) -> std::path::PathBuf {
+    support::configured(
+        dir,
+        ip,
+        "",
+        &format!(
+            "\n[acme]\nenabled = true\ndirectory = \"{directory}\"\nca_bundle = \"{}\"\n\
+             contact = [\"mailto:postmaster@kurier.test\"]\ncheck_secs = 2\n{extra}",
+            ca_bundle.display()
+        ),
+    )
+}
+
+/// The whole RFC 8555 exchange against pebble: account (with refused nonces retried), an
+/// order for every name, HTTP-01 validated by pebble on Kurier's port-80 listener, the CSR,
+/// the download. Pebble's CA keys are RSA-2048 (its `ca.go` has no other), so the chain ends
+/// at Kurier's own CERT-1 check: it is refused before it touches the disk, the bootstrap
+/// certificate keeps serving, and the next try (backoff) orders again — with the names of a
+/// domain added meanwhile.
+#[test]
+fn cert1_acme_orders_every_name_from_pebble_and_checks_the_chain_before_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let ip = "127.0.10.87";
+    let port = 14087;
+    let ca = Ca::new("Pebble HTTPS", KeyKind::P256).unwrap();
+    let (_helpers, pebble_root) = pebble(dir.path(), port, ip, &ca);
+    let https_root = dir.path().join("pebble-https-root.pem");
+    // The TLSA check of a reload asks pebble's DNS (no DNSSEC there: nothing is published).
+    let extra = format!(
+        "[dns]\ndnssec = \"off\"\nupstream = [\"127.0.0.1:{}\"]\ntimeout_secs = 2\n\
+         [tls]\ntrusted_roots = \"{}\"\n",
+        port + 4000,
+        pebble_root.display()
+    );
+    let config = config(
+        dir.path(),
+        ip,
+        &format!("https://localhost:{port}/dir"),
+        &https_root,
+        &extra,
+    );
+    let server = Server::configured(dir.path(), &config);
+    server.wait_for_log("Kurier started");
+    let bootstrap = served(ip);
+    assert_eq!(bootstrap.names, ["mx.kurier.test"]);
+    let bootstrap_pem = std::fs::read(dir.path().join("data/acme/cert.pem")).unwrap();
+
+    let refusals = |n: usize| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let log = server.stderr();
+            if log
+                .matches("the CA issued a certificate Kurier cannot serve")
+                .count()
+                >= n
+            {
+                return log;
+            }
+            assert!(Instant::now() < deadline, "no refusal {n}:\n{log}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let log = refusals(1);
+    let line = log.lines().find(|l| l.contains("cannot serve")).unwrap();
+    assert!(
+        line.contains("Pebble Intermediate CA")
+            && line.contains("RSA key has 2048 bits")
+            && line.contains("CERT-1"),
+        "{line}"
+    );
+    // Pebble did issue, for our key (the chain check got as far as the intermediate).
+    let pebble_log = std::fs::read_to_string(dir.path().join("pebble.log")).unwrap();
+    assert!(
+        pebble_log.contains("Issued certificate serial"),
+        "{pebble_log}"
+    );
+    for name in [
+        "mx.kurier.test",
+        "mta-sts.kurier.test",
+        "autoconfig.kurier.test",
+        "autodiscover.kurier.test",
+    ] {
+        assert!(
+            log.lines()
+                .any(|l| l.contains("ordering a certificate") && l.contains(name)),
+            "{name}: {log}"
+        );
+    }
+    // Nothing unusable on disk, the bootstrap certificate serves, with the same key.
+    assert_eq!(
+        std::fs::read(dir.path().join("data/acme/cert.pem")).unwrap(),
+        bootstrap_pem
+    );
+    assert!(!dir.path().join("data/acme/cert.pem.new").exists());
+    assert_eq!(served(ip).tlsa, bootstrap.tlsa);
+
+    // `kurier domain add`: the next order names the new domain's hosts as well.
+    support::admin(&config, &["domain", "add", "new.test"], "");
+    support::wait_until(Duration::from_secs(60), "an order for new.test", || {
+        server
+            .stderr()
+            .lines()
+            .any(|l| l.contains("ordering a certificate") && l.contains("mta-sts.new.test"))
+    });
+    let n = server.stderr().matches("cannot serve").count();
+    refusals(n + 1);
+    assert_eq!(served(ip).tlsa, bootstrap.tlsa, "the key never changes");
+}
+
+/// Bad input: an ACME server that is not there. The bootstrap certificate keeps serving, the
+/// error says what failed, and the next try waits (a minute, doubling, at most check_secs).
+#[test]
+fn cert1_acme_down_leaves_the_current_certificate_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let ip = "127.0.10.88";
+    let ca = Ca::new("Nobody", KeyKind::P256).unwrap();
+    let root = ca.write_root(&dir.path().join("root.pem")).unwrap();
+    // Nothing listens on port 9 of this address.
+    let config = config(
+        dir.path(),
+        ip,
+        &format!("https://{ip}:9/dir"),
+        &root,
+        "[tls]\ndane_rollover_check = false\n",
+    );
+    let server = Server::configured(dir.path(), &config);
+    server.wait_for_log("ACME order failed; the current certificate keeps serving");
+    let log = server.stderr();
+    let line = log
+        .lines()
+        .find(|l| l.contains("ACME order failed"))
+        .unwrap();
+    assert!(
+        line.contains(&format!("https://{ip}:9/dir")) && line.contains("retry_secs=2"),
+        "{line}"
+    );
+    assert_eq!(served(ip).names, ["mx.kurier.test"]);
+    assert!(dir.path().join("data/acme/account.key").exists());
+}
