@@ -463,6 +463,9 @@ pub struct TlsConfig {
     /// for `server.hostname` is refused, so that DANE senders keep delivering (RFC 7671 §8).
     /// `false` only for an emergency switch, e.g. after a key compromise.
     pub dane_rollover_check: bool,
+    /// How often the served certificate is compared with the published TLSA records
+    /// (seconds; TR-03108 DANE-3 monitoring); 0 turns it off.
+    pub tlsa_check_secs: u64,
     /// TR-03108 TLS-9: on port 25 only, also accept legacy TLS versions and suites at the lowest
     /// priority. Off by default.
     pub mta_legacy: bool,
@@ -481,6 +484,7 @@ impl Default for TlsConfig {
             certificates: Vec::new(),
             reload_check_secs: 10,
             dane_rollover_check: true,
+            tlsa_check_secs: 3600,
             mta_legacy: false,
             hybrid_groups: false,
             trusted_roots: None,

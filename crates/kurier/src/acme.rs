@@ -113,6 +113,7 @@ pub struct AcmeService {
     pub endpoints: Vec<Arc<TlsAcceptor>>,
     pub guard: Option<Arc<DaneGuard>>,
     pub tokens: Arc<Http01Tokens>,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl AcmeService {
@@ -124,10 +125,16 @@ impl AcmeService {
             let pause = match self.check().await {
                 Ok(()) => {
                     failures = 0;
+                    self.metrics
+                        .acme_failures
+                        .store(0, std::sync::atomic::Ordering::Relaxed);
                     Duration::from_secs(self.cfg.acme.check_secs)
                 }
                 Err(e) => {
                     failures += 1;
+                    self.metrics
+                        .acme_failures
+                        .store(u64::from(failures), std::sync::atomic::Ordering::Relaxed);
                     let pause =
                         backoff(failures).min(Duration::from_secs(self.cfg.acme.check_secs));
                     tracing::error!(error = %format!("{e:#}"), failures, retry_secs = pause.as_secs(),

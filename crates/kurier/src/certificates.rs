@@ -59,11 +59,7 @@ async fn check(
     chain: &[openssl::x509::X509],
     old_expiring: bool,
 ) -> anyhow::Result<()> {
-    let mut answers: Vec<(String, TlsaAnswer)> = Vec::new();
-    for port in &guard.ports {
-        let answer = kurier_delivery::route::tlsa_answer(&guard.resolver, &guard.host, *port).await;
-        answers.push((kurier_policy::dane::tlsa_name(&guard.host, *port), answer));
-    }
+    let answers = answers(guard).await;
     match judge(&answers, |r| matches_chain(r, chain), old_expiring) {
         Rollover::Switch => Ok(()),
         Rollover::SwitchUnchecked { owners } => {
@@ -75,24 +71,7 @@ async fn check(
             Ok(())
         }
         Rollover::Refuse { owners } => {
-            let record = chain
-                .first()
-                .and_then(|leaf| {
-                    TlsaRecord::for_certificate(
-                        leaf,
-                        Usage::DaneEe,
-                        Selector::Spki,
-                        Matching::Sha256,
-                    )
-                    .ok()
-                })
-                .map(|r| r.rdata())
-                .unwrap_or_default();
-            let publish = owners
-                .iter()
-                .map(|o| format!("{o}. IN TLSA {record}"))
-                .collect::<Vec<_>>()
-                .join(", ");
+            let publish = publish_hint(&owners, chain);
             anyhow::bail!(
                 "the new certificate for {} matches none of the TLSA records published at {}: DANE senders would stop delivering. Publish {publish} beside the current records, wait two TTLs, then reload again",
                 guard.host,
@@ -104,6 +83,76 @@ async fn check(
             anyhow::bail!(
                 "cannot confirm that the new certificate matches the published TLSA records ({why}); checked again at the next reload"
             )
+        }
+    }
+}
+
+/// The TLSA RRsets at our owner names, with what DNSSEC proved.
+async fn answers(guard: &DaneGuard) -> Vec<(String, TlsaAnswer)> {
+    let mut answers = Vec::new();
+    for port in &guard.ports {
+        let answer = kurier_delivery::route::tlsa_answer(&guard.resolver, &guard.host, *port).await;
+        answers.push((kurier_policy::dane::tlsa_name(&guard.host, *port), answer));
+    }
+    answers
+}
+
+/// `<owner>. IN TLSA 3 1 1 <hash>` for `chain`'s key at each owner name.
+fn publish_hint(owners: &[String], chain: &[openssl::x509::X509]) -> String {
+    let record = chain
+        .first()
+        .and_then(|leaf| {
+            TlsaRecord::for_certificate(leaf, Usage::DaneEe, Selector::Spki, Matching::Sha256).ok()
+        })
+        .map(|r| r.rdata())
+        .unwrap_or_default();
+    owners
+        .iter()
+        .map(|o| format!("{o}. IN TLSA {record}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// TR-03108 DANE-3 monitoring: every `every`, the chain served for our name is compared with
+/// the published TLSA records (an outside change — a zone edit, a lost record — breaks DANE
+/// senders as surely as a bad reload). A mismatch is an error in the log and 0 on the
+/// `kurier_dane_tlsa_match` gauge.
+pub async fn monitor(
+    acceptor: Arc<TlsAcceptor>,
+    guard: Arc<DaneGuard>,
+    metrics: Arc<crate::metrics::Metrics>,
+    every: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    use std::sync::atomic::Ordering;
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let chain = acceptor.served_chain(&guard.host);
+        let answers = answers(&guard).await;
+        let before = metrics.tlsa_match.load(Ordering::Relaxed);
+        match judge(&answers, |r| matches_chain(r, &chain), false) {
+            Rollover::Switch => {
+                metrics.tlsa_match.store(1, Ordering::Relaxed);
+                metrics.tlsa_check_failed.store(0, Ordering::Relaxed);
+                if before == 0 {
+                    tracing::info!(host = %guard.host, "the served certificate matches the published TLSA records again");
+                }
+            }
+            Rollover::Refuse { owners } => {
+                metrics.tlsa_match.store(0, Ordering::Relaxed);
+                metrics.tlsa_check_failed.store(0, Ordering::Relaxed);
+                tracing::error!(host = %guard.host,
+                    "the served certificate matches none of the TLSA records published at {}: DANE senders cannot deliver to us. Publish {} (or serve the certificate the records name)",
+                    owners.join(", "), publish_hint(&owners, &chain));
+            }
+            Rollover::Wait { owners } | Rollover::SwitchUnchecked { owners } => {
+                metrics.tlsa_check_failed.store(1, Ordering::Relaxed);
+                tracing::warn!(host = %guard.host, "cannot compare the served certificate with the TLSA records: {}", first_reason(&owners));
+            }
         }
     }
 }

@@ -1,14 +1,13 @@
 //! Counters for `/metrics` (Prometheus text format, loopback clients only): what monitoring needs
 //! to alert on, starting with TLSRPT reports that show failed TLS sessions to us (TR-03108 RPT-3).
 
-use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use kurier_config::DnssecMode;
 use kurier_dns::ValidatorState;
 use tokio::sync::watch;
 
-#[derive(Debug, Default)]
 pub struct Metrics {
     pub tlsrpt_reports_received: AtomicU64,
     pub tlsrpt_reports_dropped: AtomicU64,
@@ -16,11 +15,46 @@ pub struct Metrics {
     pub tlsrpt_failed_sessions_reported: AtomicU64,
     /// The DNSSEC probe's verdict (set when outbound delivery starts).
     validator: OnceLock<(DnssecMode, watch::Receiver<ValidatorState>)>,
+    /// 1: the served chain matches the published TLSA records (or none are published); 0: it
+    /// does not (DANE senders cannot deliver); -1: not checked yet.
+    pub tlsa_match: AtomicI64,
+    /// 1 while the last TLSA check had no validated answer.
+    pub tlsa_check_failed: AtomicU64,
+    /// ACME orders failed in a row (0 after a success).
+    pub acme_failures: AtomicU64,
+    /// The certificates in use, for their expiry dates.
+    certificates: OnceLock<Arc<kurier_tls::TlsAcceptor>>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            tlsrpt_reports_received: AtomicU64::new(0),
+            tlsrpt_reports_dropped: AtomicU64::new(0),
+            tlsrpt_reports_with_failures: AtomicU64::new(0),
+            tlsrpt_failed_sessions_reported: AtomicU64::new(0),
+            validator: OnceLock::new(),
+            tlsa_match: AtomicI64::new(-1),
+            tlsa_check_failed: AtomicU64::new(0),
+            acme_failures: AtomicU64::new(0),
+            certificates: OnceLock::new(),
+        }
+    }
 }
 
 impl Metrics {
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn watch_certificates(&self, acceptor: Arc<kurier_tls::TlsAcceptor>) {
+        let _ = self.certificates.set(acceptor);
     }
 
     pub fn watch_validator(&self, mode: DnssecMode, state: watch::Receiver<ValidatorState>) {
@@ -71,6 +105,35 @@ impl kurier_web::MetricsSource for Metrics {
                 "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}\n",
                 v.load(Ordering::Relaxed)
             ));
+        }
+        out.push_str(&format!(
+            "# HELP kurier_acme_order_failures ACME orders failed in a row (the current certificate keeps serving).\n# TYPE kurier_acme_order_failures gauge\nkurier_acme_order_failures {}\n",
+            self.acme_failures.load(Ordering::Relaxed)
+        ));
+        let m = self.tlsa_match.load(Ordering::Relaxed);
+        if m >= 0 {
+            out.push_str(&format!(
+                "# HELP kurier_dane_tlsa_match 1 if the served certificate matches the published TLSA records (or none are published), 0 if DANE senders cannot deliver to us (TR-03108 DANE-3).\n# TYPE kurier_dane_tlsa_match gauge\nkurier_dane_tlsa_match {m}\n# HELP kurier_dane_tlsa_check_failed 1 while the TLSA records could not be looked up with a validated answer.\n# TYPE kurier_dane_tlsa_check_failed gauge\nkurier_dane_tlsa_check_failed {}\n",
+                self.tlsa_check_failed.load(Ordering::Relaxed)
+            ));
+        }
+        if let Some(acceptor) = self.certificates.get() {
+            out.push_str("# HELP kurier_certificate_expiry_timestamp_seconds When each certificate in use expires (Unix time).\n# TYPE kurier_certificate_expiry_timestamp_seconds gauge\n");
+            let epoch = openssl::asn1::Asn1Time::from_unix(0).ok();
+            for c in acceptor.certificates() {
+                let Some(d) = epoch
+                    .as_ref()
+                    .and_then(|e| e.diff(c.leaf().not_after()).ok())
+                else {
+                    continue;
+                };
+                let at = i64::from(d.days) * 86_400 + i64::from(d.secs);
+                let name = c.names.first().map(String::as_str).unwrap_or("");
+                out.push_str(&format!(
+                    "kurier_certificate_expiry_timestamp_seconds{{name=\"{name}\",file=\"{}\"}} {at}\n",
+                    c.cert_path.display().to_string().replace('\\', "\\\\").replace('"', "\\\"")
+                ));
+            }
         }
         if let Some((mode, state)) = self.validator.get() {
             let mode = match mode {

@@ -268,8 +268,21 @@ pub fn run(
                 stop_rx.clone(),
             ));
         }
+        metrics.watch_certificates(acceptor.clone());
+        if let Some(guard) = &guard
+            && cfg.tls.tlsa_check_secs > 0
+        {
+            tokio::spawn(crate::certificates::monitor(
+                mx_tls.clone(),
+                guard.clone(),
+                metrics.clone(),
+                Duration::from_secs(cfg.tls.tlsa_check_secs),
+                stop_rx.clone(),
+            ));
+        }
         if cfg.acme.enabled {
             let service = crate::acme::AcmeService {
+                metrics: metrics.clone(),
                 cfg: cfg.clone(),
                 store: store.clone(),
                 endpoints: endpoints.clone(),

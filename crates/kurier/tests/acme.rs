@@ -286,4 +286,24 @@ fn cert1_acme_down_leaves_the_current_certificate_serving() {
     );
     assert_eq!(served(ip).names, ["mx.kurier.test"]);
     assert!(dir.path().join("data/acme/account.key").exists());
+    // Item 4: the failures are on /metrics (the bootstrap certificate is its own anchor here).
+    let out = Command::new("curl")
+        .args(["-sS", "--fail", "--max-time", "10", "--cacert"])
+        .arg(dir.path().join("data/acme/cert.pem"))
+        .args(["--resolve", &format!("mx.kurier.test:8443:{ip}")])
+        .arg("https://mx.kurier.test:8443/metrics")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let metrics = String::from_utf8(out.stdout).unwrap();
+    let failures: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("kurier_acme_order_failures "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{metrics}"));
+    assert!(failures >= 1, "{metrics}");
 }

@@ -71,7 +71,8 @@ fn dane3_a_reload_that_would_break_the_published_tlsa_is_refused_and_postfix_kee
         &ip,
         "",
         &format!(
-            "\n[dns]\nupstream = [\"{}\"]\ntrust_anchor = \"{}\"\ntimeout_secs = 3\n",
+            "\n[dns]\nupstream = [\"{}\"]\ntrust_anchor = \"{}\"\ntimeout_secs = 3\n\
+             [tls]\ntlsa_check_secs = 1\n",
             dns.resolver,
             dns.trust_anchor_dnskey.display()
         ),
@@ -80,9 +81,35 @@ fn dane3_a_reload_that_would_break_the_published_tlsa_is_refused_and_postfix_kee
         leaf.write(dir.path(), "mx").unwrap();
     };
     install(&current);
-    let server = Server::configured(dir.path(), &config);
+    let mut server = Server::configured(dir.path(), &config);
     server.wait_for_log("Kurier started");
     assert_eq!(served(&ip), current.tlsa_3_1_1().unwrap());
+    let roots = dir.path().join("roots.pem");
+    std::fs::write(&roots, [ca.root_pem(), other_ca.root_pem()].concat()).unwrap();
+    let metrics = || {
+        let out = std::process::Command::new("curl")
+            .args(["-sS", "--fail", "--max-time", "10", "--cacert"])
+            .arg(&roots)
+            .args(["--resolve", &format!("mx.kurier.test:8443:{ip}")])
+            .arg("https://mx.kurier.test:8443/metrics")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    // Item 4: the hourly (here: every second) comparison of the served chain with DNS.
+    support::wait_until(Duration::from_secs(20), "the first TLSA check", || {
+        metrics().contains("\nkurier_dane_tlsa_match 1\n")
+    });
+    assert!(
+        metrics().contains("kurier_certificate_expiry_timestamp_seconds{name=\"mx.kurier.test\""),
+        "{}",
+        metrics()
+    );
 
     let mut sent = 0;
     let mut postfix_delivers = |step: &str| {
@@ -152,4 +179,25 @@ fn dane3_a_reload_that_would_break_the_published_tlsa_is_refused_and_postfix_kee
     assert_eq!(failures(&server), 1);
     assert_eq!(served(&ip), from_other_ca.tlsa_3_1_1().unwrap());
     postfix_delivers("after the DANE-TA switch");
+
+    // Item 4: a start with a key DNS does not name (no reload, so no guard) is caught by the
+    // monitor: an error that names the record, and 0 on the gauge.
+    server.signal(libc::SIGTERM);
+    server.wait_exit(Duration::from_secs(20)).unwrap();
+    install(&unpublished);
+    let server = Server::configured(dir.path(), &config);
+    server.wait_for_log("the served certificate matches none of the TLSA records");
+    assert!(
+        server.stderr().contains(&format!(
+            "_25._tcp.mx.kurier.test. IN TLSA {}",
+            unpublished.tlsa_3_1_1().unwrap()
+        )),
+        "{}",
+        server.stderr()
+    );
+    assert!(
+        metrics().contains("\nkurier_dane_tlsa_match 0\n"),
+        "{}",
+        metrics()
+    );
 }

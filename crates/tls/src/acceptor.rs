@@ -47,14 +47,18 @@ impl PendingCertificates {
     /// The chain a client asking for `host` (SNI) gets: the first certificate naming it,
     /// else the default.
     pub fn chain_for(&self, host: &str) -> &[openssl::x509::X509] {
-        let host = host.trim_end_matches('.').to_ascii_lowercase();
-        let certs = &self.0.certificates;
-        let chosen = certs
-            .iter()
-            .find(|c| c.names.contains(&host))
-            .or(certs.first());
-        chosen.map(|c| c.chain.as_slice()).unwrap_or(&[])
+        chain_for(&self.0.certificates, host)
     }
+}
+
+/// The first certificate naming `host` (as SNI selects), else the default.
+fn chain_for<'a>(certs: &'a [LoadedCertificate], host: &str) -> &'a [openssl::x509::X509] {
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    let chosen = certs
+        .iter()
+        .find(|c| c.names.contains(&host))
+        .or(certs.first());
+    chosen.map(|c| c.chain.as_slice()).unwrap_or(&[])
 }
 
 /// What identifies a file version without reading it: length and modification time.
@@ -111,6 +115,11 @@ impl TlsAcceptor {
     /// The certificates in use now, default first.
     pub fn certificates(&self) -> Vec<LoadedCertificate> {
         self.snapshot().certificates.clone()
+    }
+
+    /// The chain served now to a client asking for `host` (SNI).
+    pub fn served_chain(&self, host: &str) -> Vec<openssl::x509::X509> {
+        chain_for(&self.snapshot().certificates, host).to_vec()
     }
 
     /// The default context, e.g. to describe the live profile.
