@@ -56,14 +56,7 @@ pub fn chain(pem: &[u8], names: &[String], key: &PKeyRef<Private>) -> Result<Vec
             "the issued certificate is not for our key".into(),
         ));
     }
-    let have: Vec<String> = leaf
-        .subject_alt_names()
-        .map(|s| {
-            s.iter()
-                .filter_map(|n| n.dnsname().map(str::to_ascii_lowercase))
-                .collect()
-        })
-        .unwrap_or_default();
+    let have = kurier_tls::certificate::dns_names(leaf);
     if let Some(missing) = names
         .iter()
         .find(|n| !have.contains(&n.to_ascii_lowercase()))
@@ -137,14 +130,7 @@ pub fn served(chain: &[X509]) -> Option<Served> {
             .ok()
             .map(|d| i64::from(d.days) * 86_400 + i64::from(d.secs))
     };
-    let names = leaf
-        .subject_alt_names()
-        .map(|s| {
-            s.iter()
-                .filter_map(|n| n.dnsname().map(str::to_ascii_lowercase))
-                .collect()
-        })
-        .unwrap_or_default();
+    let names = kurier_tls::certificate::dns_names(leaf);
     let self_signed = leaf.issued(leaf) == openssl::x509::X509VerifyResult::OK;
     Some(Served {
         names,

@@ -108,18 +108,15 @@ fn pebble(dir: &Path, port: u16, target_ip: &str, ca: &Ca) -> (Vec<Helper>, std:
     // Pebble makes a new root at every start; the chain check (CERT-3) must trust it.
     let root = dir.join("pebble-root.pem");
     let https_root = ca.write_root(&dir.join("pebble-https-root.pem")).unwrap();
-    let out = Command::new("curl")
-        .args(["-sS", "--fail", "--max-time", "20", "--cacert"])
-        .arg(&https_root)
-        .arg(format!("https://localhost:{}/roots/0", port + 1000))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let pem = support::curl(
+        &https_root,
+        "localhost",
+        port + 1000,
+        "127.0.0.1",
+        "/roots/0",
+        None,
     );
-    std::fs::write(&root, out.stdout).unwrap();
+    std::fs::write(&root, pem).unwrap();
     (vec![challtest, pebble], root)
 }
 
@@ -287,19 +284,14 @@ fn cert1_acme_down_leaves_the_current_certificate_serving() {
     assert_eq!(served(ip).names, ["mx.kurier.test"]);
     assert!(dir.path().join("data/acme/account.key").exists());
     // Item 4: the failures are on /metrics (the bootstrap certificate is its own anchor here).
-    let out = Command::new("curl")
-        .args(["-sS", "--fail", "--max-time", "10", "--cacert"])
-        .arg(dir.path().join("data/acme/cert.pem"))
-        .args(["--resolve", &format!("mx.kurier.test:8443:{ip}")])
-        .arg("https://mx.kurier.test:8443/metrics")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let metrics = support::curl(
+        &dir.path().join("data/acme/cert.pem"),
+        "mx.kurier.test",
+        8443,
+        ip,
+        "/metrics",
+        None,
     );
-    let metrics = String::from_utf8(out.stdout).unwrap();
     let failures: u64 = metrics
         .lines()
         .find_map(|l| l.strip_prefix("kurier_acme_order_failures "))

@@ -86,21 +86,7 @@ fn dane3_a_reload_that_would_break_the_published_tlsa_is_refused_and_postfix_kee
     assert_eq!(served(&ip), current.tlsa_3_1_1().unwrap());
     let roots = dir.path().join("roots.pem");
     std::fs::write(&roots, [ca.root_pem(), other_ca.root_pem()].concat()).unwrap();
-    let metrics = || {
-        let out = std::process::Command::new("curl")
-            .args(["-sS", "--fail", "--max-time", "10", "--cacert"])
-            .arg(&roots)
-            .args(["--resolve", &format!("mx.kurier.test:8443:{ip}")])
-            .arg("https://mx.kurier.test:8443/metrics")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    };
+    let metrics = || support::curl(&roots, "mx.kurier.test", 8443, &ip, "/metrics", None);
     // Item 4: the hourly (here: every second) comparison of the served chain with DNS.
     support::wait_until(Duration::from_secs(20), "the first TLSA check", || {
         metrics().contains("\nkurier_dane_tlsa_match 1\n")

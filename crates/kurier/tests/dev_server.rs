@@ -560,25 +560,8 @@ fn sts2_mua5_dev_certificate_serves_mta_sts_autoconfig_and_autodiscover() {
     let ip = "127.0.10.86";
     let _server = Server::dev(dir.path(), ip);
     let ca = data_file(dir.path(), "dev-ca.pem");
-    let curl = |host: &str, path: &str, post: Option<&str>| {
-        let mut cmd = std::process::Command::new("curl");
-        cmd.args(["-sS", "--fail", "--max-time", "20", "--cacert"])
-            .arg(&ca)
-            .args(["--resolve", &format!("{host}:8443:{ip}")]);
-        if let Some(body) = post {
-            cmd.args(["-H", "Content-Type: text/xml", "--data-binary", body]);
-        }
-        let out = cmd
-            .arg(format!("https://{host}:8443{path}"))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "curl https://{host}:8443{path}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    };
+    let curl =
+        |host: &str, path: &str, post: Option<&str>| support::curl(&ca, host, 8443, ip, path, post);
     let policy = curl("mta-sts.example.test", "/.well-known/mta-sts.txt", None);
     assert!(
         policy.starts_with("version: STSv1\r\n") && policy.contains("mx: mail.example.test"),

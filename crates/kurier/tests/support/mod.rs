@@ -544,3 +544,23 @@ pub fn gunzip(body: &[u8]) -> String {
     std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(body), &mut text).unwrap();
     text
 }
+
+/// curl's GET (or POST of `post` as XML) of `https://{host}:{port}{path}`, with `host` resolved
+/// to `ip` and only `ca` trusted; the body. curl must succeed.
+pub fn curl(ca: &Path, host: &str, port: u16, ip: &str, path: &str, post: Option<&str>) -> String {
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sS", "--fail", "--max-time", "20", "--cacert"])
+        .arg(ca)
+        .args(["--resolve", &format!("{host}:{port}:{ip}")]);
+    if let Some(body) = post {
+        cmd.args(["-H", "Content-Type: text/xml", "--data-binary", body]);
+    }
+    let url = format!("https://{host}:{port}{path}");
+    let out = cmd.arg(&url).output().unwrap();
+    assert!(
+        out.status.success(),
+        "curl {url}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
