@@ -800,6 +800,14 @@ impl Config {
                 "write e.g. \"mailto:postmaster@example.org\"",
             );
         }
+        if self.acme.enabled && self.web.listen_http.is_empty() {
+            return bad(
+                "web.listen_http",
+                &self.web.listen_http,
+                "empty, but [acme] is enabled: the CA checks the HTTP-01 challenge over plain HTTP on port 80 (RFC 8555 §8.3)",
+                "list a port-80 address, e.g. [\"[::]:80\"]",
+            );
+        }
         if self.acme.enabled && self.acme.check_secs == 0 {
             return bad(
                 "acme.check_secs",

@@ -166,3 +166,38 @@ fn dns_upstream_without_port_means_53_and_bad_dns_settings_are_named() {
     assert!(e.contains("dns.trust_anchor") && e.contains("fix:"), "{e}");
     assert!(parse("[dns]\nprobe_secure = \".\"\n", Path::new("x.toml")).is_ok());
 }
+
+/// `[acme]` (issue 21): HTTPS directories only (RFC 8555 §6.1), mailto: contacts, a port-80
+/// listener for HTTP-01 (§8.3), a check interval; each mistake is named with its fix.
+#[test]
+fn acme_settings_are_checked() {
+    let ok = parse(
+        "[acme]\nenabled = true\ncontact = [\"mailto:postmaster@example.org\"]\nkey = \"p384\"\n",
+        Path::new("x.toml"),
+    )
+    .unwrap();
+    assert!(ok.acme.enabled && ok.acme.directory.starts_with("https://"));
+    assert_eq!(ok.acme.key, kurier_config::AcmeKeyType::P384);
+    for (text, key) in [
+        (
+            "[acme]\nenabled = true\ndirectory = \"http://ca.test/dir\"\n",
+            "acme.directory",
+        ),
+        (
+            "[acme]\ncontact = [\"postmaster@example.org\"]\n",
+            "acme.contact",
+        ),
+        (
+            "[acme]\nenabled = true\ncheck_secs = 0\n",
+            "acme.check_secs",
+        ),
+        (
+            "[acme]\nenabled = true\n[web]\nlisten_http = []\n",
+            "web.listen_http",
+        ),
+        ("[acme]\nkey = \"rsa\"\n", "acme.key"),
+    ] {
+        let e = err(text);
+        assert!(e.contains(key) && e.contains("fix:"), "{key}: {e}");
+    }
+}

@@ -299,3 +299,81 @@ fn cert1_acme_down_leaves_the_current_certificate_serving() {
         .unwrap_or_else(|| panic!("{metrics}"));
     assert!(failures >= 1, "{metrics}");
 }
+
+/// Bad input from the CA side. A challenge that never validates (pebble finds nobody at the
+/// address the name resolves to) fails the order with pebble's reason; an "ACME server" that
+/// answers garbage (`openssl s_server -WWW` serving a file that is no directory) is named as
+/// such. Both times the bootstrap certificate keeps serving and the next try backs off.
+#[test]
+fn cert1_acme_a_challenge_that_never_validates_and_a_garbage_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let ip = "127.0.10.89";
+    let port = 14089;
+    let ca = Ca::new("Pebble HTTPS", KeyKind::P256).unwrap();
+    // Every name resolves to 127.0.10.98, where nothing listens.
+    let (_helpers, _root) = pebble(dir.path(), port, "127.0.10.98", &ca);
+    let https_root = dir.path().join("pebble-https-root.pem");
+    let first = config(
+        dir.path(),
+        ip,
+        &format!("https://localhost:{port}/dir"),
+        &https_root,
+        "[tls]\ndane_rollover_check = false\n",
+    );
+    let server = Server::configured(dir.path(), &first);
+    server.wait_for_log("ACME order failed");
+    let log = server.stderr();
+    let line = log
+        .lines()
+        .find(|l| l.contains("ACME order failed"))
+        .unwrap();
+    assert!(
+        line.contains("/.well-known/acme-challenge/") && line.contains("connection refused"),
+        "pebble's reason: {line}"
+    );
+    assert_eq!(served(ip).names, ["mx.kurier.test"]);
+    drop(server);
+
+    // Garbage where the directory should be.
+    let www = dir.path().join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::write(www.join("dir"), b"{\"newNonce\": 17, \"<html>\"").unwrap();
+    let (cert, key) = ca
+        .leaf(&["localhost"])
+        .unwrap()
+        .write(dir.path(), "garbage")
+        .unwrap();
+    let garbage_port = port + 1;
+    let _garbage = spawn(
+        Command::new("openssl")
+            .args(["s_server", "-quiet", "-WWW", "-accept"])
+            .arg(format!("127.0.0.1:{garbage_port}"))
+            .arg("-cert")
+            .arg(&cert)
+            .arg("-cert_chain")
+            .arg(&cert)
+            .arg("-key")
+            .arg(&key)
+            .current_dir(&www),
+        &dir.path().join("s_server.log"),
+    );
+    wait_for_port(&format!("127.0.0.1:{garbage_port}"));
+    let other = dir.path().join("second");
+    std::fs::create_dir_all(&other).unwrap();
+    let second = config(
+        &other,
+        "127.0.10.91",
+        &format!("https://localhost:{garbage_port}/dir"),
+        &https_root,
+        "[tls]\ndane_rollover_check = false\n",
+    );
+    let server = Server::configured(&other, &second);
+    server.wait_for_log("ACME order failed");
+    let log = server.stderr();
+    let line = log
+        .lines()
+        .find(|l| l.contains("ACME order failed"))
+        .unwrap();
+    assert!(line.contains("is no directory"), "{line}");
+    assert_eq!(served("127.0.10.91").names, ["mx.kurier.test"]);
+}
