@@ -1,7 +1,8 @@
-//! Reloading our certificates (SIGHUP, changed files) without breaking DANE: the new chains
-//! are loaded, the TLSA RRsets of our name at every DANE port are looked up through the
-//! validating resolver, and the set goes live only if `kurier_policy::rollover` says so
-//! (RFC 7671 §8, TR-03108 DANE-1..DANE-6). Wiring only: the decision is the policy crate's.
+//! Our certificates and DANE (RFC 7671 §8, TR-03108 DANE-3): a reload (SIGHUP, changed files,
+//! an ACME issuance) loads the new chains, looks up the TLSA RRsets of our name at every DANE
+//! port through the validating resolver, and goes live only if `kurier_policy::rollover` says
+//! so; `monitor` compares the chain in use with DNS on a schedule. Wiring only: the decision is
+//! the policy crate's.
 
 use std::sync::Arc;
 use std::time::Duration;
