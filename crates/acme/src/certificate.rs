@@ -122,21 +122,13 @@ pub fn bootstrap(names: &[String], key: &PKeyRef<Private>) -> Result<X509, AcmeE
 
 /// What renewal needs to know about a served chain; `None` for an empty one.
 pub fn served(chain: &[X509]) -> Option<Served> {
+    use kurier_tls::certificate::{dns_names, is_self_signed, unix_time};
     let leaf = chain.first()?;
-    let epoch = Asn1Time::from_unix(0).ok()?;
-    let unix = |t: &openssl::asn1::Asn1TimeRef| {
-        epoch
-            .diff(t)
-            .ok()
-            .map(|d| i64::from(d.days) * 86_400 + i64::from(d.secs))
-    };
-    let names = kurier_tls::certificate::dns_names(leaf);
-    let self_signed = leaf.issued(leaf) == openssl::x509::X509VerifyResult::OK;
     Some(Served {
-        names,
-        not_before: unix(leaf.not_before())?,
-        not_after: unix(leaf.not_after())?,
-        from_ca: !self_signed,
+        names: dns_names(leaf),
+        not_before: unix_time(leaf.not_before())?,
+        not_after: unix_time(leaf.not_after())?,
+        from_ca: !is_self_signed(leaf),
     })
 }
 

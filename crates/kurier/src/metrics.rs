@@ -119,15 +119,10 @@ impl kurier_web::MetricsSource for Metrics {
         }
         if let Some(acceptor) = self.certificates.get() {
             out.push_str("# HELP kurier_certificate_expiry_timestamp_seconds When each certificate in use expires (Unix time).\n# TYPE kurier_certificate_expiry_timestamp_seconds gauge\n");
-            let epoch = openssl::asn1::Asn1Time::from_unix(0).ok();
             for c in acceptor.certificates() {
-                let Some(d) = epoch
-                    .as_ref()
-                    .and_then(|e| e.diff(c.leaf().not_after()).ok())
-                else {
+                let Some(at) = kurier_tls::certificate::unix_time(c.leaf().not_after()) else {
                     continue;
                 };
-                let at = i64::from(d.days) * 86_400 + i64::from(d.secs);
                 let name = c.names.first().map(String::as_str).unwrap_or("");
                 out.push_str(&format!(
                     "kurier_certificate_expiry_timestamp_seconds{{name=\"{name}\",file=\"{}\"}} {at}\n",

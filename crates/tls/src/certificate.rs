@@ -404,7 +404,8 @@ fn check_chain(chain: &[X509], now: &Asn1Time, roots: &[X509], out: &mut Vec<Cer
 
 /// Issuer name equals subject name and the certificate's own key verifies its signature. (Not
 /// `X509_check_issued`: that also wants keyCertSign, which a self-signed leaf rightly lacks.)
-fn is_self_signed(cert: &X509) -> bool {
+/// Whether `cert` issued itself: same subject and issuer, and its own key verifies it.
+pub fn is_self_signed(cert: &X509) -> bool {
     matches!(
         cert.subject_name().try_cmp(cert.issuer_name()),
         Ok(std::cmp::Ordering::Equal)
@@ -475,6 +476,12 @@ fn check_extensions(leaf: &X509, out: &mut Vec<CertificateFinding>) {
                 .into(),
         ));
     }
+}
+
+/// A certificate time (notBefore, notAfter) as Unix seconds; `None` if OpenSSL cannot say.
+pub fn unix_time(t: &openssl::asn1::Asn1TimeRef) -> Option<i64> {
+    let d = Asn1Time::from_unix(0).ok()?.diff(t).ok()?;
+    Some(i64::from(d.days) * 86_400 + i64::from(d.secs))
 }
 
 /// DNS names in the SAN, or the CN where there is no SAN; lower case.
