@@ -271,12 +271,7 @@ fn cert1_acme_down_leaves_the_current_certificate_serving() {
         "[tls]\ndane_rollover_check = false\n",
     );
     let server = Server::configured(dir.path(), &config);
-    server.wait_for_log("ACME order failed; the current certificate keeps serving");
-    let log = server.stderr();
-    let line = log
-        .lines()
-        .find(|l| l.contains("ACME order failed"))
-        .unwrap();
+    let line = server.log_line("ACME order failed; the current certificate keeps serving");
     assert!(
         line.contains(&format!("https://{ip}:9/dir")) && line.contains("retry_secs=2"),
         "{line}"
@@ -321,12 +316,7 @@ fn cert1_acme_a_challenge_that_never_validates_and_a_garbage_directory() {
         "[tls]\ndane_rollover_check = false\n",
     );
     let server = Server::configured(dir.path(), &first);
-    server.wait_for_log("ACME order failed");
-    let log = server.stderr();
-    let line = log
-        .lines()
-        .find(|l| l.contains("ACME order failed"))
-        .unwrap();
+    let line = server.log_line("ACME order failed");
     assert!(
         line.contains("/.well-known/acme-challenge/") && line.contains("connection refused"),
         "pebble's reason: {line}"
@@ -368,12 +358,7 @@ fn cert1_acme_a_challenge_that_never_validates_and_a_garbage_directory() {
         "[tls]\ndane_rollover_check = false\n",
     );
     let server = Server::configured(&other, &second);
-    server.wait_for_log("ACME order failed");
-    let log = server.stderr();
-    let line = log
-        .lines()
-        .find(|l| l.contains("ACME order failed"))
-        .unwrap();
+    let line = server.log_line("ACME order failed");
     assert!(line.contains("is no directory"), "{line}");
     assert_eq!(served("127.0.10.91").names, ["mx.kurier.test"]);
 }

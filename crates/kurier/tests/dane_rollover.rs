@@ -128,11 +128,7 @@ fn dane3_a_reload_that_would_break_the_published_tlsa_is_refused_and_postfix_kee
     support::wait_until(Duration::from_secs(20), "the refusal", || {
         failures(&server) == 1
     });
-    let log = server.stderr();
-    let refusal = log
-        .lines()
-        .find(|l| l.contains("certificate reload failed"))
-        .unwrap();
+    let refusal = server.log_line("certificate reload failed");
     for owner in ["_25._tcp.mx.kurier.test", "_2525._tcp.mx.kurier.test"] {
         assert!(
             refusal.contains(&format!(

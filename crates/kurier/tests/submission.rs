@@ -375,12 +375,7 @@ fn inbound_mail_is_never_signed_and_refused_recipients_are_logged_with_the_conne
         !signed("Subject: from outside"),
         "inbound mail must not be signed"
     );
-    server.wait_for_log("recipient refused");
-    let log = server.stderr();
-    let line = log
-        .lines()
-        .find(|l| l.contains("recipient refused"))
-        .unwrap_or_default();
+    let line = server.log_line("recipient refused");
     assert!(
         // The test's client connects from 127.0.0.1 (no source address bound).
         line.contains("client=127.0.0.1") && line.contains("helo=relay.example.net"),

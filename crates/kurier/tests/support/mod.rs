@@ -139,6 +139,16 @@ impl Server {
         panic!("log never contained {needle:?}:\n{}", self.stderr());
     }
 
+    /// Waits until the log has a line containing `needle`; returns the first such line.
+    pub fn log_line(&self, needle: &str) -> String {
+        self.wait_for_log(needle);
+        let log = self.stderr();
+        log.lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_default()
+            .to_string()
+    }
+
     pub fn stderr(&self) -> String {
         self.stderr.lock().unwrap().clone()
     }
