@@ -48,6 +48,10 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 # TLS client that, unlike Debian's, can offer TLS 1.3 brainpool groups.
 KURIER_TEST_OPENSSL=$(scripts/openssl-cli.sh)
 export KURIER_TEST_OPENSSL
+# pebble with ECDSA CA keys, built once from Debian's source (scripts/pebble-ecdsa.sh): Debian's
+# own signs with RSA-2048, which CERT-1 refuses, so only this one can show issuance and rollover.
+KURIER_TEST_PEBBLE_ECDSA=$(scripts/pebble-ecdsa.sh)
+export KURIER_TEST_PEBBLE_ECDSA
 # Fuzz every parser that reads attacker input for a bounded time (30 s each): the SMTP session
 # and DATA/BDAT decoders, the reply parser of remote MXs, IMAP commands, MIME structure and
 # modified UTF-7, POP3 commands, TLSRPT reports and records, MTA-STS policies and records,

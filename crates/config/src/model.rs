@@ -44,6 +44,10 @@ pub struct AcmeConfig {
     pub key: AcmeKeyType,
     /// How often the certificate is looked at (renewal due, domains added or removed).
     pub check_secs: u64,
+    /// Change the certificate key when it is this many days old (0: never, the default: the
+    /// `3 1 1` TLSA record then never changes). The next key is made early; the switch waits
+    /// until DNS publishes its TLSA record at every DANE port (RFC 7671 §8.1).
+    pub key_change_days: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -62,6 +66,7 @@ impl Default for AcmeConfig {
             ca_bundle: None,
             key: AcmeKeyType::P256,
             check_secs: 3600,
+            key_change_days: 0,
         }
     }
 }

@@ -6,7 +6,7 @@
 
 use std::net::IpAddr;
 
-use kurier_dns::{DnsError, DnssecState, MxRecord, RouteLookup};
+use kurier_dns::{Answer, DnsError, DnssecState, MxRecord, RouteLookup, TlsaData};
 use kurier_policy::dane::{self, DanePolicy, Tlsa, TlsaAnswer};
 
 /// A host to try.
@@ -172,7 +172,12 @@ async fn hop(
 
 /// The TLSA RRset at `_<port>._tcp.<host>` with what DNSSEC proved about it.
 pub async fn tlsa_answer(resolver: &impl RouteLookup, host: &str, port: u16) -> TlsaAnswer {
-    match resolver.tlsa(&dane::tlsa_name(host, port)).await {
+    tlsa_verdict(resolver.tlsa(&dane::tlsa_name(host, port)).await)
+}
+
+/// What a TLSA lookup's result means for DANE.
+pub fn tlsa_verdict(result: Result<Answer<TlsaData>, DnsError>) -> TlsaAnswer {
+    match result {
         Ok(a) if a.state == DnssecState::Secure => TlsaAnswer::Secure(
             a.records
                 .into_iter()
@@ -298,6 +303,7 @@ mod tests {
                     selector: 1,
                     matching: 1,
                     data: vec![7; 32],
+                    ttl: 60,
                 }],
                 SECURE,
             )),

@@ -125,6 +125,8 @@ pub struct TlsaData {
     pub selector: u8,
     pub matching: u8,
     pub data: Vec<u8>,
+    /// Seconds the answer may still be cached (a rollover waits for caches, RFC 7671 §8.1).
+    pub ttl: u32,
 }
 
 /// Who establishes the DNSSEC state of an answer.
@@ -363,6 +365,7 @@ impl Resolver {
                 selector: t.selector.into(),
                 matching: t.matching.into(),
                 data: t.cert_data.to_vec(),
+                ttl: r.ttl,
             }),
             _ => None,
         }))

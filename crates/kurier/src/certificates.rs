@@ -45,8 +45,8 @@ async fn load_checked(
         .iter()
         .map(|a| a.load())
         .collect::<Result<Vec<_>, _>>()?;
-    if let (Some(guard), Some(first), Some(current)) = (guard, pending.first(), endpoints.first()) {
-        check(guard, first.chain_for(&guard.host), expiring(current)).await?;
+    if let (Some(guard), Some(first)) = (guard, pending.first()) {
+        approve(guard, first.chain_for(&guard.host), endpoints).await?;
     }
     for (a, p) in endpoints.iter().zip(pending) {
         a.install(p);
@@ -54,13 +54,15 @@ async fn load_checked(
     Ok(())
 }
 
-/// The rollover verdict for `chain` at our TLSA owner names.
-async fn check(
+/// Whether `chain` may replace what `endpoints` serve: the rollover verdict at our TLSA owner
+/// names (an error says what to publish, or why it cannot be known).
+pub async fn approve(
     guard: &DaneGuard,
     chain: &[openssl::x509::X509],
-    old_expiring: bool,
+    endpoints: &[Arc<TlsAcceptor>],
 ) -> anyhow::Result<()> {
-    let answers = answers(guard).await;
+    let old_expiring = endpoints.first().is_some_and(|a| expiring(a));
+    let (answers, _) = answers(guard).await;
     match judge(&answers, |r| matches_chain(r, chain), old_expiring) {
         Rollover::Switch => Ok(()),
         Rollover::SwitchUnchecked { owners } => {
@@ -88,18 +90,23 @@ async fn check(
     }
 }
 
-/// The TLSA RRsets at our owner names, with what DNSSEC proved.
-async fn answers(guard: &DaneGuard) -> Vec<(String, TlsaAnswer)> {
+/// The TLSA RRsets at our owner names, with what DNSSEC proved, and the longest TTL among them.
+pub async fn answers(guard: &DaneGuard) -> (Vec<(String, TlsaAnswer)>, u32) {
     let mut answers = Vec::new();
+    let mut ttl = 0;
     for port in &guard.ports {
-        let answer = kurier_delivery::route::tlsa_answer(&guard.resolver, &guard.host, *port).await;
-        answers.push((kurier_policy::dane::tlsa_name(&guard.host, *port), answer));
+        let owner = kurier_policy::dane::tlsa_name(&guard.host, *port);
+        let result = guard.resolver.tlsa(&owner).await;
+        if let Ok(a) = &result {
+            ttl = a.records.iter().map(|r| r.ttl).fold(ttl, u32::max);
+        }
+        answers.push((owner, kurier_delivery::route::tlsa_verdict(result)));
     }
-    answers
+    (answers, ttl)
 }
 
 /// `<owner>. IN TLSA 3 1 1 <hash>` for `chain`'s key at each owner name.
-fn publish_hint(owners: &[String], chain: &[openssl::x509::X509]) -> String {
+pub fn publish_hint(owners: &[String], chain: &[openssl::x509::X509]) -> String {
     let record = chain
         .first()
         .and_then(|leaf| {
@@ -133,7 +140,7 @@ pub async fn monitor(
             _ = stop.changed() => return,
         }
         let chain = acceptor.served_chain(&guard.host);
-        let answers = answers(&guard).await;
+        let (answers, _) = answers(&guard).await;
         let before = metrics.tlsa_match.load(Ordering::Relaxed);
         match judge(&answers, |r| matches_chain(r, &chain), false) {
             Rollover::Switch => {
@@ -159,7 +166,7 @@ pub async fn monitor(
 }
 
 /// The first owner's reason, and how many more there are (one failing resolver fails them all).
-fn first_reason(owners: &[(String, String)]) -> String {
+pub fn first_reason(owners: &[(String, String)]) -> String {
     match owners {
         [] => String::new(),
         [(o, why)] => format!("{o}: {why}"),

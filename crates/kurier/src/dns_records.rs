@@ -71,6 +71,23 @@ pub async fn run(args: ConfigArgs, domain: String, format: DnsFormat) -> anyhow:
     // so that a renewal by the same CA never breaks delivery; a short TTL for rollovers. The
     // same set for port 25 and the client ports (RFC 7673).
     let mut tlsa = Vec::new();
+    if cfg.acme.enabled {
+        let acme = crate::acme::tlsa_records(&cfg)?;
+        if acme.is_empty() {
+            out.push(Line::Note(
+                "the ACME key is made at the first `kurier serve`; run this again then for its TLSA record".into(),
+            ));
+        }
+        if acme.len() > 1 {
+            out.push(Line::Note(
+                "a key change is under way: publish both 3 1 1 records; Kurier switches once the second is seen, and tells you when the first can go".into(),
+            ));
+        }
+        out.push(Line::Note(
+            "no 2 1 1 for the ACME CA: it may sign with another intermediate at any renewal (RFC 7671 §8)".into(),
+        ));
+        tlsa.extend(acme);
+    }
     for c in &cfg.tls.certificates {
         let pem = std::fs::read(&c.cert)
             .with_context(|| format!("cannot read the certificate {}", c.cert.display()))?;

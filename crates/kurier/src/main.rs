@@ -86,6 +86,13 @@ enum Command {
         #[command(subcommand)]
         command: admin::DkimCommand,
     },
+    /// Certificates from the ACME CA: status, and key changes.
+    Acme {
+        #[command(flatten)]
+        source: ConfigArgs,
+        #[command(subcommand)]
+        command: acme::AcmeCommand,
+    },
     /// Print the DNS records a hosted domain should publish (MX, TLSA for DANE, MTA-STS, DKIM).
     Dns {
         #[command(flatten)]
@@ -226,6 +233,9 @@ fn main() -> ExitCode {
         Command::Serve { source, create } => serve::run(source, cli.log_format, create),
         Command::Init { source } => block_on(admin::init(source)),
         Command::Domain { source, command } => block_on(admin::domain(source, command)),
+        Command::Acme { source, command } => {
+            source.config().and_then(|cfg| acme::command(&cfg, command))
+        }
         Command::User { source, command } => block_on(admin::user(source, command)),
         Command::Alias { source, command } => block_on(admin::alias(source, command)),
         Command::Queue { source, command } => block_on(admin::queue(source, command)),

@@ -49,9 +49,51 @@ fn wait_for_port(addr: &str) {
     }
 }
 
+/// Which pebble, and how.
+struct PebbleSpec {
+    /// Debian's (RSA-2048 CA keys), or the ECDSA build of scripts/pebble-ecdsa.sh.
+    program: String,
+    port: u16,
+    /// Where every name resolves for pebble's validations (challtestsrv's answer).
+    target_ip: String,
+    /// Certificate lifetime in seconds (pebble's default: five years).
+    validity_secs: Option<u64>,
+}
+
+impl PebbleSpec {
+    fn debian(port: u16, target_ip: &str) -> Self {
+        PebbleSpec {
+            program: "pebble".into(),
+            port,
+            target_ip: target_ip.into(),
+            validity_secs: None,
+        }
+    }
+
+    /// Pebble with ECDSA P-384 CA keys, so that its chains pass CERT-1 (scripts/test.sh builds
+    /// it from Debian's source and names it in KURIER_TEST_PEBBLE_ECDSA).
+    fn ecdsa(port: u16, target_ip: &str, validity_secs: u64) -> Self {
+        let program = std::env::var("KURIER_TEST_PEBBLE_ECDSA").unwrap_or_else(|_| {
+            let built = concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/test-tools/pebble-ecdsa");
+            assert!(
+                Path::new(built).exists(),
+                "KURIER_TEST_PEBBLE_ECDSA is not set: run scripts/test.sh (or scripts/pebble-ecdsa.sh)"
+            );
+            built.into()
+        });
+        PebbleSpec {
+            program,
+            port,
+            target_ip: target_ip.into(),
+            validity_secs: Some(validity_secs),
+        }
+    }
+}
+
 /// pebble on `localhost:<port>` (its HTTPS certificate from `ca`), validating against
 /// `target_ip`, port 8080 for HTTP-01; returns the helpers and the path of pebble's root.
-fn pebble(dir: &Path, port: u16, target_ip: &str, ca: &Ca) -> (Vec<Helper>, std::path::PathBuf) {
+fn pebble(dir: &Path, spec: &PebbleSpec, ca: &Ca) -> (Vec<Helper>, std::path::PathBuf) {
+    let (port, target_ip) = (spec.port, spec.target_ip.as_str());
     let (cert, key) = ca
         .leaf(&["localhost"])
         .unwrap()
@@ -78,23 +120,26 @@ fn pebble(dir: &Path, port: u16, target_ip: &str, ca: &Ca) -> (Vec<Helper>, std:
         &dir.join("challtestsrv.log"),
     );
     let config = dir.join("pebble.json");
+    let mut settings = serde_json::json!({
+        "listenAddress": format!("127.0.0.1:{port}"),
+        "managementListenAddress": format!("127.0.0.1:{}", port + 1000),
+        "certificate": cert,
+        "privateKey": key,
+        "httpPort": 8080,
+        "tlsPort": 8443,
+        "ocspResponderURL": "",
+        "externalAccountBindingRequired": false
+    });
+    if let Some(secs) = spec.validity_secs {
+        settings["certificateValidityPeriod"] = secs.into();
+    }
     std::fs::write(
         &config,
-        serde_json::json!({"pebble": {
-            "listenAddress": format!("127.0.0.1:{port}"),
-            "managementListenAddress": format!("127.0.0.1:{}", port + 1000),
-            "certificate": cert,
-            "privateKey": key,
-            "httpPort": 8080,
-            "tlsPort": 8443,
-            "ocspResponderURL": "",
-            "externalAccountBindingRequired": false
-        }})
-        .to_string(),
+        serde_json::json!({ "pebble": settings }).to_string(),
     )
     .unwrap();
     let pebble = spawn(
-        Command::new("pebble")
+        Command::new(&spec.program)
             .arg("-config")
             .arg(&config)
             .args(["-dnsserver", &dns])
@@ -123,6 +168,8 @@ fn pebble(dir: &Path, port: u16, target_ip: &str, ca: &Ca) -> (Vec<Helper>, std:
 struct ServedCert {
     names: Vec<String>,
     tlsa: String,
+    serial: String,
+    issuer: String,
 }
 
 fn served(ip: &str) -> ServedCert {
@@ -131,8 +178,22 @@ fn served(ip: &str) -> ServedCert {
     let leaf = tls.ssl().peer_certificate().unwrap();
     let mut names = kurier_tls::certificate::dns_names(&leaf);
     names.sort();
+    let issuer = leaf
+        .issuer_name()
+        .entries()
+        .map(|e| String::from_utf8_lossy(e.data().as_slice()).into_owned())
+        .collect::<Vec<_>>()
+        .join(", ");
     ServedCert {
         names,
+        serial: leaf
+            .serial_number()
+            .to_bn()
+            .unwrap()
+            .to_hex_str()
+            .unwrap()
+            .to_string(),
+        issuer,
         tlsa: TlsaRecord::for_certificate(&leaf, Usage::DaneEe, Selector::Spki, Matching::Sha256)
             .unwrap()
             .rdata(),
@@ -170,7 +231,7 @@ fn cert1_acme_orders_every_name_from_pebble_and_checks_the_chain_before_use() {
     let ip = "127.0.10.87";
     let port = 14087;
     let ca = Ca::new("Pebble HTTPS", KeyKind::P256).unwrap();
-    let (_helpers, pebble_root) = pebble(dir.path(), port, ip, &ca);
+    let (_helpers, pebble_root) = pebble(dir.path(), &PebbleSpec::debian(port, ip), &ca);
     let https_root = dir.path().join("pebble-https-root.pem");
     // The TLSA check of a reload asks pebble's DNS (no DNSSEC there: nothing is published).
     let extra = format!(
@@ -306,7 +367,7 @@ fn cert1_acme_a_challenge_that_never_validates_and_a_garbage_directory() {
     let port = 14089;
     let ca = Ca::new("Pebble HTTPS", KeyKind::P256).unwrap();
     // Every name resolves to 127.0.10.98, where nothing listens.
-    let (_helpers, _root) = pebble(dir.path(), port, "127.0.10.98", &ca);
+    let (_helpers, _root) = pebble(dir.path(), &PebbleSpec::debian(port, "127.0.10.98"), &ca);
     let https_root = dir.path().join("pebble-https-root.pem");
     let first = config(
         dir.path(),
@@ -361,4 +422,183 @@ fn cert1_acme_a_challenge_that_never_validates_and_a_garbage_directory() {
     let line = server.log_line("ACME order failed");
     assert!(line.contains("is no directory"), "{line}");
     assert_eq!(served("127.0.10.91").names, ["mx.kurier.test"]);
+}
+
+/// Issue 21 items 1 and 2 against a CA whose chains pass CERT-1 (pebble with ECDSA keys), in a
+/// signed test world whose TLSA RRsets name Kurier's key, with a real Postfix DANE sender
+/// delivering to Kurier at every step: the first issuance goes live (every name, pebble's
+/// chain); renewals keep the key, so the published `3 1 1` stays true; a key change
+/// (`kurier acme next-key`) orders the next key's certificate at once but serves it only after
+/// its TLSA record is published at every DANE port and two TTLs have passed — until then the
+/// next chain is refused and the old key keeps serving.
+#[test]
+fn cert1_dane3_acme_issues_renews_with_the_same_key_and_a_key_change_waits_for_its_tlsa() {
+    use kurier_testworld::net::hosts;
+    use kurier_testworld::{PostfixSpec, World, Zone};
+
+    let dir = tempfile::tempdir().unwrap();
+    // The operator's key, published before the first start (`prepare` keeps a key it finds).
+    let key = kurier_testworld::ca::new_key(KeyKind::P256).unwrap();
+    let current = TlsaRecord::dane_ee_for_key(&key).unwrap().rdata();
+    let acme_dir = dir.path().join("data/acme");
+    std::fs::create_dir_all(&acme_dir).unwrap();
+    std::fs::write(
+        acme_dir.join("cert.key"),
+        key.private_key_to_pem_pkcs8().unwrap(),
+    )
+    .unwrap();
+    let ttl = 2;
+    let mut zone = Zone::signed("kurier.test")
+        .ttl(ttl)
+        .record("@", "MX", "10 mx")
+        .record("mx", "A", &format!("{{ip:{}}}", hosts::FREE));
+    for port in [25, 2525] {
+        zone = zone.record(&format!("_{port}._tcp.mx"), "TLSA", &current);
+    }
+    let world = World::builder()
+        .zone(zone)
+        .postfix(PostfixSpec::dane_sender("postfix.test").relayhost("kurier.test:2525"))
+        .build()
+        .unwrap();
+    let ip = world.net.ip(hosts::FREE).to_string();
+    let port = 14092;
+    let ca = Ca::new("Pebble HTTPS", KeyKind::P256).unwrap();
+    let (_helpers, pebble_root) = pebble(dir.path(), &PebbleSpec::ecdsa(port, &ip, 45), &ca);
+    let https_root = dir.path().join("pebble-https-root.pem");
+    let dns = world.dns();
+    let extra = format!(
+        "[dns]\nupstream = [\"{}\"]\ntrust_anchor = \"{}\"\ntimeout_secs = 3\n\
+         [tls]\ntrusted_roots = \"{}\"\n",
+        dns.resolver,
+        dns.trust_anchor_dnskey.display(),
+        pebble_root.display()
+    );
+    let config = config(
+        dir.path(),
+        &ip,
+        &format!("https://localhost:{port}/dir"),
+        &https_root,
+        &extra,
+    );
+    let kurier = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--config", config.to_str().unwrap()]);
+        let (code, out, err) = support::run(&all);
+        assert_eq!(code, 0, "kurier {args:?}: {err}");
+        out
+    };
+    let server = Server::configured(dir.path(), &config);
+
+    let mut sent = 0;
+    let mut postfix_delivers = |step: &str| {
+        sent += 1;
+        world.postfix[0]
+            .submit(
+                "someone@postfix.test",
+                "rcpt@kurier.test",
+                &format!("Subject: {step}\r\n\r\nhi\r\n"),
+            )
+            .unwrap();
+        support::wait_until(Duration::from_secs(30), step, || {
+            support::inbox(dir.path(), "rcpt@kurier.test")
+                .iter()
+                .any(|m| m.contains(&format!("Subject: {step}")))
+        });
+        let log = world.postfix[0].maillog();
+        assert_eq!(
+            log.matches("Verified TLS connection established").count(),
+            sent,
+            "{step}: {log}"
+        );
+    };
+    let from_ca = |s: &ServedCert| s.issuer.contains("Pebble Intermediate");
+
+    // First issuance: pebble's chain for every name, with the published key.
+    support::wait_until(Duration::from_secs(60), "the first certificate", || {
+        from_ca(&served(&ip))
+    });
+    let first = served(&ip);
+    assert_eq!(
+        first.names,
+        [
+            "autoconfig.kurier.test",
+            "autodiscover.kurier.test",
+            "mta-sts.kurier.test",
+            "mx.kurier.test"
+        ]
+    );
+    assert_eq!(first.tlsa, current);
+    postfix_delivers("first issuance");
+
+    // Renewal at two thirds of 45 s: a new certificate, the same key.
+    support::wait_until(Duration::from_secs(90), "a renewal", || {
+        served(&ip).serial != first.serial
+    });
+    let renewed = served(&ip);
+    assert!(from_ca(&renewed), "{}", renewed.issuer);
+    assert_eq!(renewed.tlsa, current, "renewal keeps the key");
+    postfix_delivers("after the renewal");
+
+    // A key change by hand: the next key's record is named for every DANE port.
+    let out = kurier(&["acme", "next-key"]);
+    let next = out
+        .lines()
+        .find_map(|l| l.strip_prefix("_25._tcp.mx.kurier.test. IN TLSA "))
+        .unwrap_or_else(|| panic!("{out}"))
+        .to_string();
+    assert_ne!(next, current);
+    // Its certificate is issued, but refused while DNS does not name it.
+    let waits = server.log_line("key change waits: the next key's certificate matches none");
+    assert!(
+        waits.contains(&format!("_2525._tcp.mx.kurier.test. IN TLSA {next}")),
+        "{waits}"
+    );
+    assert!(acme_dir.join("next.pem").exists());
+    let status = kurier(&["acme", "status"]);
+    assert!(
+        status.contains(&format!("TLSA {current}")) && status.contains(&format!("TLSA {next}")),
+        "{status}"
+    );
+    let records = kurier(&["dns", "kurier.test"]);
+    for r in [&current, &next] {
+        assert!(
+            records.contains(&format!("_25._tcp.mx.kurier.test. 600 IN TLSA {r}")),
+            "{records}"
+        );
+    }
+    assert_eq!(served(&ip).tlsa, current);
+    postfix_delivers("while the next key waits");
+
+    // Published at one DANE port only: still refused there.
+    world
+        .publish("kurier.test", "_25._tcp.mx", "TLSA", &next)
+        .unwrap();
+    support::wait_until(
+        Duration::from_secs(30),
+        "a refusal naming 2525 only",
+        || {
+            server.stderr().lines().any(|l| {
+                l.contains("key change waits")
+                    && l.contains("published at _2525._tcp.mx.kurier.test. Publish")
+            })
+        },
+    );
+    assert_eq!(served(&ip).tlsa, current);
+
+    // Published everywhere: two TTLs later the next key serves.
+    world
+        .publish("kurier.test", "_2525._tcp.mx", "TLSA", &next)
+        .unwrap();
+    let done = server.log_line("key change done");
+    assert!(done.contains(&format!("Remove TLSA {current}")), "{done}");
+    let log = server.stderr();
+    let propagating = log
+        .find("waiting two TTLs for caches to expire")
+        .unwrap_or_else(|| panic!("no wait before the switch: {log}"));
+    assert!(propagating < log.find("key change done").unwrap());
+    let switched = served(&ip);
+    assert_eq!(switched.tlsa, next);
+    assert!(from_ca(&switched));
+    assert!(!acme_dir.join("next.key").exists() && !acme_dir.join("next.pem").exists());
+    postfix_delivers("after the key change");
 }

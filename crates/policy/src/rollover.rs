@@ -62,6 +62,54 @@ pub fn judge(
     }
 }
 
+/// Where a scheduled key change stands (RFC 7671 §8.1: publish the next key's record beside the
+/// current one, wait until every cache has the new RRset, then switch).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyChange {
+    /// Keep the current key: the next chain is not published everywhere, or that cannot be
+    /// confirmed (no answer, or a bogus RRset: a key change is never made unchecked).
+    Hold(Rollover),
+    /// Published at every owner name; resolvers may hold the older RRset until `until` (Unix
+    /// seconds): two TTLs after it was first seen.
+    Propagating { until: u64 },
+    /// Every cached copy of the older RRset has expired: switch to the next key.
+    Switch,
+}
+
+/// Since when (Unix seconds) the next chain has been seen published, and the TTL then.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Published {
+    pub since: u64,
+    pub ttl: u32,
+}
+
+/// The next step of a key change, given `verdict` (`judge` over the next chain, with
+/// `old_expiring = false`), the TTL of the answers now and when they were first seen matching
+/// (`seen`, updated: a refusal starts the wait over; not knowing keeps it).
+pub fn key_change(
+    verdict: Rollover,
+    seen: &mut Option<Published>,
+    ttl: u32,
+    now: u64,
+) -> KeyChange {
+    match verdict {
+        Rollover::Switch => {
+            let first = *seen.get_or_insert(Published { since: now, ttl });
+            let until = first.since.saturating_add(2 * u64::from(first.ttl));
+            if now >= until {
+                KeyChange::Switch
+            } else {
+                KeyChange::Propagating { until }
+            }
+        }
+        Rollover::Refuse { .. } => {
+            *seen = None;
+            KeyChange::Hold(verdict)
+        }
+        other => KeyChange::Hold(other),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,6 +223,66 @@ mod tests {
             Rollover::SwitchUnchecked {
                 owners: vec![("_25._tcp.mx.example".into(), "RRSIG expired".into())]
             }
+        );
+    }
+
+    #[test]
+    fn a_key_change_waits_two_ttls_after_the_record_is_seen_everywhere() {
+        let mut seen = None;
+        let refused = Rollover::Refuse {
+            owners: vec!["_25._tcp.mx.example".into()],
+        };
+        assert_eq!(
+            key_change(refused.clone(), &mut seen, 300, 1000),
+            KeyChange::Hold(refused.clone())
+        );
+        assert_eq!(seen, None);
+        assert_eq!(
+            key_change(Rollover::Switch, &mut seen, 300, 2000),
+            KeyChange::Propagating { until: 2600 }
+        );
+        // A lower TTL later (a cache counting down) does not shorten the wait.
+        assert_eq!(
+            key_change(Rollover::Switch, &mut seen, 10, 2599),
+            KeyChange::Propagating { until: 2600 }
+        );
+        // No answer for a while keeps what was seen; it does not switch either.
+        let down = Rollover::Wait {
+            owners: vec![("_25._tcp.mx.example".into(), "timeout".into())],
+        };
+        assert_eq!(
+            key_change(down.clone(), &mut seen, 0, 2700),
+            KeyChange::Hold(down)
+        );
+        assert_eq!(
+            key_change(Rollover::Switch, &mut seen, 300, 2700),
+            KeyChange::Switch
+        );
+        // The record disappears again: the wait starts over.
+        assert_eq!(
+            key_change(refused.clone(), &mut seen, 300, 2800),
+            KeyChange::Hold(refused)
+        );
+        assert_eq!(
+            key_change(Rollover::Switch, &mut seen, 300, 2900),
+            KeyChange::Propagating { until: 3500 }
+        );
+    }
+
+    #[test]
+    fn a_key_change_is_never_made_unchecked_and_without_dane_it_is_immediate() {
+        let bogus = Rollover::SwitchUnchecked {
+            owners: vec![("_25._tcp.mx.example".into(), "RRSIG expired".into())],
+        };
+        let mut seen = None;
+        assert_eq!(
+            key_change(bogus.clone(), &mut seen, 60, 10),
+            KeyChange::Hold(bogus)
+        );
+        // No TLSA anywhere (judge says Switch, TTL 0): nothing to wait for.
+        assert_eq!(
+            key_change(Rollover::Switch, &mut seen, 0, 10),
+            KeyChange::Switch
         );
     }
 }

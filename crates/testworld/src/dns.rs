@@ -70,6 +70,8 @@ pub struct Zone {
     pub nsec3_iterations: Option<u16>,
     /// Sign with a KSK (the DNSKEY RRset) and a ZSK (the rest) instead of one key (CSK).
     pub split_keys: bool,
+    /// The zone's `$TTL` (and so how long resolvers cache its records), in seconds.
+    pub ttl: u32,
     /// (owner relative to the zone or `@`, type, rdata)
     records: Vec<(String, String, String)>,
 }
@@ -82,6 +84,7 @@ impl Zone {
             breakage: None,
             nsec3_iterations: None,
             split_keys: false,
+            ttl: 60,
             records: Vec::new(),
         }
     }
@@ -112,6 +115,12 @@ impl Zone {
     /// Signs with NSEC3 (no salt) and `iterations` extra hash iterations instead of NSEC.
     pub fn nsec3(mut self, iterations: u16) -> Zone {
         self.nsec3_iterations = Some(iterations);
+        self
+    }
+
+    /// The records' TTL (default 60 s); short ones make rollover tests quick.
+    pub fn ttl(mut self, secs: u32) -> Zone {
+        self.ttl = secs;
         self
     }
 
@@ -200,14 +209,66 @@ fn dnssec_time(t: i64) -> String {
 }
 
 fn zone_text(origin: &str, extra: &str) -> String {
+    zone_text_with(origin, 60, 1, extra)
+}
+
+fn zone_text_with(origin: &str, ttl: u32, serial: u32, extra: &str) -> String {
     let origin = if origin == "." {
         ".".to_string()
     } else {
         format!("{origin}.")
     };
     format!(
-        "$ORIGIN {origin}\n$TTL 60\n@ IN SOA ns.test. hostmaster.test. 1 3600 600 86400 60\n@ IN NS ns.test.\n{extra}"
+        "$ORIGIN {origin}\n$TTL {ttl}\n@ IN SOA ns.test. hostmaster.test. {serial} 3600 600 86400 {ttl}\n@ IN NS ns.test.\n{extra}"
     )
+}
+
+/// A served zone that can be changed while the world runs: its records and the keys it is
+/// signed with (signing again with the same keys keeps the parent's DS true).
+#[derive(Debug, Clone)]
+pub(crate) struct LiveZone {
+    name: String,
+    ttl: u32,
+    serial: u32,
+    records: String,
+    file: String,
+    /// Empty for an unsigned zone.
+    keys: Vec<String>,
+    signed: String,
+    nsec3_iterations: Option<u16>,
+}
+
+impl LiveZone {
+    /// Adds a record, writes the zone again and signs it (NSD reads it on SIGHUP).
+    pub(crate) fn add(
+        &mut self,
+        dir: &Path,
+        owner: &str,
+        rtype: &str,
+        rdata: &str,
+    ) -> Result<(), WorldError> {
+        let _ = writeln!(self.records, "{owner} IN {rtype} {rdata}");
+        self.serial += 1;
+        std::fs::write(
+            dir.join(&self.file),
+            zone_text_with(&self.name, self.ttl, self.serial, &self.records),
+        )?;
+        if !self.keys.is_empty() {
+            sign_with(
+                dir,
+                &self.name,
+                (&self.file, &self.signed),
+                &self.keys,
+                validity(Validity::Current),
+                self.nsec3_iterations,
+            )?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
 }
 
 /// Makes a key for `origin`; returns its file base name (`K<origin>+<alg>+<tag>`).
@@ -297,9 +358,11 @@ fn validity(v: Validity) -> (i64, i64) {
     }
 }
 
-/// Signs a test zone as `z` asks, faults included; returns the signed file and the DS line
-/// its parent publishes (`None`: no DS).
-fn sign_zone(dir: &Path, z: &Zone, file: &str) -> Result<(String, Option<String>), WorldError> {
+/// A signed zone file, the DS line its parent publishes (`None`: no DS) and the keys.
+type SignedZone = (String, Option<String>, Vec<String>);
+
+/// Signs a test zone as `z` asks, faults included.
+fn sign_zone(dir: &Path, z: &Zone, file: &str) -> Result<SignedZone, WorldError> {
     let origin = z.name.as_str();
     let ksk = keygen(dir, origin, z.signing, true)?;
     let mut keys = vec![ksk.clone()];
@@ -392,10 +455,10 @@ fn sign_zone(dir: &Path, z: &Zone, file: &str) -> Result<(String, Option<String>
             f[at + 2] = "100".into();
             ds = f.join(" ");
         }
-        Some(Breakage::MissingDs) => return Ok((signed, None)),
+        Some(Breakage::MissingDs) => return Ok((signed, None, keys)),
         Some(Breakage::ExpiredRrsig) | None => {}
     }
-    Ok((signed, Some(ds)))
+    Ok((signed, Some(ds), keys))
 }
 
 /// Fields of a zone-file line as ldns writes it: owner, TTL, class, type, rdata…
@@ -461,12 +524,17 @@ fn corrupt_rrsig(path: &Path, covered: &str, all: bool) -> Result<(), WorldError
     Ok(())
 }
 
-/// Writes, signs and serves the zones; returns the DNS facts and the two daemons.
-pub fn start(net: &Net, dir: &Path, zones: &[Zone]) -> Result<(Dns, Vec<Daemon>), WorldError> {
+/// What `start` started: the DNS facts, the daemons (NSD first) and the zones that can be
+/// changed while running (those without a deliberate fault).
+pub(crate) type Started = (Dns, Vec<Daemon>, Vec<LiveZone>);
+
+/// Writes, signs and serves the zones.
+pub(crate) fn start(net: &Net, dir: &Path, zones: &[Zone]) -> Result<Started, WorldError> {
     std::fs::create_dir_all(dir)?;
     let ns_ip = net.ip(hosts::AUTHORITATIVE);
     let mut served: Vec<(String, String)> = Vec::new(); // (zone, file)
     let mut test_zone_extra = format!("ns IN A {ns_ip}\n");
+    let mut live = Vec::new();
 
     for z in zones {
         if !z.name.ends_with(".test") || z.name.matches('.').count() != 1 {
@@ -480,17 +548,30 @@ pub fn start(net: &Net, dir: &Path, zones: &[Zone]) -> Result<(Dns, Vec<Daemon>)
             let _ = writeln!(records, "{owner} IN {rtype} {rdata}");
         }
         let file = format!("{}.zone", z.name);
-        std::fs::write(dir.join(&file), zone_text(&z.name, &records))?;
+        std::fs::write(dir.join(&file), zone_text_with(&z.name, z.ttl, 1, &records))?;
         let _ = writeln!(test_zone_extra, "{}. IN NS ns.test.", z.name);
-        if z.signing == Signing::Unsigned {
-            served.push((z.name.clone(), file));
-            continue;
+        let (signed, keys) = if z.signing == Signing::Unsigned {
+            (file.clone(), Vec::new())
+        } else {
+            let (signed, ds, keys) = sign_zone(dir, z, &file)?;
+            if let Some(ds) = ds {
+                let _ = writeln!(test_zone_extra, "{ds}");
+            }
+            (signed, keys)
+        };
+        served.push((z.name.clone(), signed.clone()));
+        if z.breakage.is_none() {
+            live.push(LiveZone {
+                name: z.name.clone(),
+                ttl: z.ttl,
+                serial: 1,
+                records,
+                file,
+                keys,
+                signed,
+                nsec3_iterations: z.nsec3_iterations,
+            });
         }
-        let (signed, ds) = sign_zone(dir, z, &file)?;
-        if let Some(ds) = ds {
-            let _ = writeln!(test_zone_extra, "{ds}");
-        }
-        served.push((z.name.clone(), signed));
     }
 
     std::fs::write(dir.join("test.zone"), zone_text("test", &test_zone_extra))?;
@@ -533,6 +614,7 @@ pub fn start(net: &Net, dir: &Path, zones: &[Zone]) -> Result<(Dns, Vec<Daemon>)
             resolv_conf,
         },
         vec![nsd, unbound, plain],
+        live,
     ))
 }
 

@@ -62,6 +62,8 @@ pub struct World {
     pub dns: Option<Dns>,
     pub postfix: Vec<Postfix>,
     daemons: Vec<Daemon>,
+    /// The zones `publish` may change.
+    zones: std::sync::Mutex<Vec<dns::LiveZone>>,
     dir: tempfile::TempDir,
 }
 
@@ -140,12 +142,14 @@ impl WorldBuilder {
             dns: None,
             postfix: Vec::new(),
             daemons: Vec::new(),
+            zones: std::sync::Mutex::new(Vec::new()),
             dir,
         };
         if !zones.is_empty() || self.postfix.iter().any(|p| p.dane_sender) {
-            let (dns, daemons) = dns::start(&world.net, &world.path("dns"), &zones)?;
+            let (dns, daemons, live) = dns::start(&world.net, &world.path("dns"), &zones)?;
             world.dns = Some(dns);
             world.daemons.extend(daemons);
+            world.zones = std::sync::Mutex::new(live);
         }
         for (i, (spec, leaf)) in self.postfix.into_iter().zip(leaves).enumerate() {
             let p = postfix::start(&world, i, spec, leaf)?;
@@ -170,6 +174,42 @@ impl World {
         let p = self.dir.path().join(name);
         let _ = std::fs::create_dir_all(&p);
         p
+    }
+
+    /// Publishes one more record in a running zone (e.g. the TLSA record of a next key): the
+    /// zone is written again, signed with its keys, and NSD reloads it. Resolvers see it when
+    /// their cached copy expires (the zone's TTL).
+    pub fn publish(
+        &self,
+        zone: &str,
+        owner: &str,
+        rtype: &str,
+        rdata: &str,
+    ) -> Result<(), WorldError> {
+        let dir = self.dir.path().join("dns");
+        let mut zones = self
+            .zones
+            .lock()
+            .map_err(|_| WorldError("zone list poisoned".into()))?;
+        let z = zones
+            .iter_mut()
+            .find(|z| z.name() == zone)
+            .ok_or_else(|| WorldError(format!("{zone}: no such zone (or a broken one)")))?;
+        z.add(&dir, owner, rtype, rdata)?;
+        let nsd = self
+            .daemons
+            .iter()
+            .find(|d| d.name == "nsd")
+            .ok_or_else(|| WorldError("this world runs no NSD".into()))?;
+        // SIGHUP: NSD reads the zone files whose mtime changed.
+        // SAFETY: kill(2) with a pid we started and still own.
+        if unsafe { libc::kill(nsd.pid() as i32, libc::SIGHUP) } != 0 {
+            return Err(WorldError(format!(
+                "cannot signal nsd: {}",
+                std::io::Error::last_os_error()
+            )));
+        }
+        Ok(())
     }
 
     /// The DNS part; panics with a clear message if the world has none.
