@@ -84,8 +84,30 @@ pub fn certificate_key(p384: bool) -> Result<PKey<Private>, AcmeError> {
 /// A self-signed certificate for `names` over `key`, valid 90 days: what serves until the CA
 /// has issued one.
 pub fn bootstrap(names: &[String], key: &PKeyRef<Private>) -> Result<X509, AcmeError> {
-    let mut b = X509::builder().map_err(ssl("bootstrap certificate"))?;
-    b.set_version(2).map_err(ssl("bootstrap certificate"))?;
+    self_signed(names, key, 90, None)
+}
+
+/// `id-pe-acmeIdentifier` (RFC 8737 §6.1).
+const ACME_IDENTIFIER_OID: &str = "1.3.6.1.5.5.7.1.31";
+
+/// The TLS-ALPN-01 certificate for `name` (RFC 8737 §3): self-signed over a fresh P-256 key,
+/// the name as its only SAN, and the critical acmeIdentifier extension holding the SHA-256 of
+/// the key authorization.
+pub fn tls_alpn01(name: &str, key_authorization: &str) -> Result<(X509, PKey<Private>), AcmeError> {
+    let key = certificate_key(false)?;
+    let digest = openssl::sha::sha256(key_authorization.as_bytes());
+    let cert = self_signed(&[name.to_string()], &key, 7, Some(&digest))?;
+    Ok((cert, key))
+}
+
+fn self_signed(
+    names: &[String],
+    key: &PKeyRef<Private>,
+    days: u32,
+    acme_identifier: Option<&[u8; 32]>,
+) -> Result<X509, AcmeError> {
+    let mut b = X509::builder().map_err(ssl("self-signed certificate"))?;
+    b.set_version(2).map_err(ssl("self-signed certificate"))?;
     let mut serial = openssl::bn::BigNum::new().map_err(ssl("serial"))?;
     serial
         .rand(127, openssl::bn::MsbOption::MAYBE_ZERO, false)
@@ -103,7 +125,7 @@ pub fn bootstrap(names: &[String], key: &PKeyRef<Private>) -> Result<X509, AcmeE
     b.set_pubkey(key).map_err(ssl("key"))?;
     let (from, until) = (
         Asn1Time::days_from_now(0).map_err(ssl("time"))?,
-        Asn1Time::days_from_now(90).map_err(ssl("time"))?,
+        Asn1Time::days_from_now(days).map_err(ssl("time"))?,
     );
     b.set_not_before(&from).map_err(ssl("time"))?;
     b.set_not_after(&until).map_err(ssl("time"))?;
@@ -115,6 +137,18 @@ pub fn bootstrap(names: &[String], key: &PKeyRef<Private>) -> Result<X509, AcmeE
         .build(&b.x509v3_context(None, None))
         .map_err(ssl("names"))?;
     b.append_extension(ext).map_err(ssl("names"))?;
+    if let Some(digest) = acme_identifier {
+        // Authorization ::= OCTET STRING (SIZE (32)), DER-encoded as the extension's value.
+        let mut der = vec![0x04, 0x20];
+        der.extend_from_slice(digest);
+        let oid = openssl::asn1::Asn1Object::from_str(ACME_IDENTIFIER_OID)
+            .map_err(ssl("acmeIdentifier"))?;
+        let value =
+            openssl::asn1::Asn1OctetString::new_from_bytes(&der).map_err(ssl("acmeIdentifier"))?;
+        let ext = openssl::x509::X509Extension::new_from_der(&oid, true, &value)
+            .map_err(ssl("acmeIdentifier"))?;
+        b.append_extension(ext).map_err(ssl("acmeIdentifier"))?;
+    }
     b.sign(key, openssl::hash::MessageDigest::sha256())
         .map_err(ssl("sign"))?;
     Ok(b.build())
@@ -184,5 +218,26 @@ mod tests {
         assert!(!s.from_ca);
         assert!((s.not_after - s.not_before - 90 * 86_400).abs() < 5);
         assert_eq!(served(&[]), None);
+    }
+
+    /// RFC 8737 §3: one dNSName, and a critical acmeIdentifier whose value is the DER OCTET
+    /// STRING of SHA-256(key authorization).
+    #[test]
+    fn the_tls_alpn_01_certificate_carries_the_digest_of_the_key_authorization() {
+        let (cert, key) = tls_alpn01("mx.example.org", "token.thumbprint").unwrap();
+        assert!(cert.public_key().unwrap().public_eq(&key));
+        assert!(cert.verify(&key).unwrap(), "self-signed");
+        assert_eq!(
+            kurier_tls::certificate::dns_names(&cert),
+            ["mx.example.org"]
+        );
+        let mut want = vec![0x06, 0x08, 0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x01, 0x1f];
+        want.extend([0x01, 0x01, 0xff, 0x04, 0x22, 0x04, 0x20]);
+        want.extend(openssl::sha::sha256(b"token.thumbprint"));
+        let der = cert.to_der().unwrap();
+        assert!(
+            der.windows(want.len()).any(|w| w == want),
+            "extension: OID, critical TRUE, OCTET STRING {{ OCTET STRING (32) }}"
+        );
     }
 }

@@ -26,7 +26,13 @@ const POLL_MAX: Duration = Duration::from_secs(10);
 /// Where challenge responses are put for the CA to find.
 pub trait ChallengeResponder: Send + Sync {
     /// Serve `key_authorization` for `token` (HTTP-01) or for `name` (TLS-ALPN-01).
-    fn provision(&self, kind: ChallengeType, name: &str, token: &str, key_authorization: &str);
+    fn provision(
+        &self,
+        kind: ChallengeType,
+        name: &str,
+        token: &str,
+        key_authorization: &str,
+    ) -> Result<(), AcmeError>;
     /// The validation is over: stop serving it.
     fn clean(&self, kind: ChallengeType, name: &str, token: &str);
 }
@@ -162,8 +168,9 @@ impl AcmeClient {
                                 };
                                 let ka = self.key.key_authorization(&c.token)?;
                                 let name = authz.identifier.value.clone();
-                                responder.provision(kind, &name, &c.token, &ka);
-                                provisioned.push((kind, name, c.token.clone()));
+                                // Cleaned up even if provisioning fails halfway.
+                                provisioned.push((kind, name.clone(), c.token.clone()));
+                                responder.provision(kind, &name, &c.token, &ka)?;
                                 // §7.5.1: an empty object says "ready to be validated".
                                 self.post(&c.url, Some(&serde_json::json!({}))).await?;
                             }

@@ -48,6 +48,17 @@ pub struct AcmeConfig {
     /// `3 1 1` TLSA record then never changes). The next key is made early; the switch waits
     /// until DNS publishes its TLSA record at every DANE port (RFC 7671 §8.1).
     pub key_change_days: u32,
+    /// How the CA checks that we hold each name: "http-01" (default: port 80, RFC 8555 §8.3)
+    /// or "tls-alpn-01" (port 443 only, RFC 8737; no plain-HTTP listener needed).
+    pub challenge: AcmeChallenge,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+pub enum AcmeChallenge {
+    #[serde(rename = "http-01")]
+    Http01,
+    #[serde(rename = "tls-alpn-01")]
+    TlsAlpn01,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -67,6 +78,7 @@ impl Default for AcmeConfig {
             key: AcmeKeyType::P256,
             check_secs: 3600,
             key_change_days: 0,
+            challenge: AcmeChallenge::Http01,
         }
     }
 }
@@ -805,12 +817,15 @@ impl Config {
                 "write e.g. \"mailto:postmaster@example.org\"",
             );
         }
-        if self.acme.enabled && self.web.listen_http.is_empty() {
+        if self.acme.enabled
+            && self.acme.challenge == AcmeChallenge::Http01
+            && self.web.listen_http.is_empty()
+        {
             return bad(
                 "web.listen_http",
                 &self.web.listen_http,
-                "empty, but [acme] is enabled: the CA checks the HTTP-01 challenge over plain HTTP on port 80 (RFC 8555 §8.3)",
-                "list a port-80 address, e.g. [\"[::]:80\"]",
+                "empty, but [acme] is enabled with challenge \"http-01\": the CA checks it over plain HTTP on port 80 (RFC 8555 §8.3)",
+                "list a port-80 address, e.g. [\"[::]:80\"], or set acme.challenge = \"tls-alpn-01\" (port 443 only)",
             );
         }
         if self.acme.enabled && self.acme.check_secs == 0 {

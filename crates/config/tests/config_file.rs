@@ -168,7 +168,8 @@ fn dns_upstream_without_port_means_53_and_bad_dns_settings_are_named() {
 }
 
 /// `[acme]` (issue 21): HTTPS directories only (RFC 8555 §6.1), mailto: contacts, a port-80
-/// listener for HTTP-01 (§8.3), a check interval; each mistake is named with its fix.
+/// listener for HTTP-01 (§8.3) but not for TLS-ALPN-01, a check interval; each mistake is named
+/// with its fix.
 #[test]
 fn acme_settings_are_checked() {
     let ok = parse(
@@ -196,8 +197,16 @@ fn acme_settings_are_checked() {
             "web.listen_http",
         ),
         ("[acme]\nkey = \"rsa\"\n", "acme.key"),
+        ("[acme]\nchallenge = \"dns-01\"\n", "acme.challenge"),
     ] {
         let e = err(text);
         assert!(e.contains(key) && e.contains("fix:"), "{key}: {e}");
     }
+    // TLS-ALPN-01 (RFC 8737) needs port 443 only.
+    let alpn = parse(
+        "[acme]\nenabled = true\nchallenge = \"tls-alpn-01\"\n[web]\nlisten_http = []\n",
+        Path::new("x.toml"),
+    )
+    .unwrap();
+    assert_eq!(alpn.acme.challenge, kurier_config::AcmeChallenge::TlsAlpn01);
 }

@@ -6,15 +6,16 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use anyhow::Context;
 use kurier_acme::certificate::{bootstrap, certificate_key, served};
 use kurier_acme::https::Https;
 use kurier_acme::renewal::{backoff, due};
-use kurier_acme::{AccountKey, AcmeClient, ChallengeType, Curve, Http01Tokens};
-use kurier_config::{AcmeKeyType, Config};
-use kurier_policy::rollover::{KeyChange, Published, Rollover, judge, key_change};
+use kurier_acme::{AccountKey, AcmeClient, ChallengeResponses, ChallengeType, Curve};
+use kurier_config::{AcmeChallenge, AcmeKeyType, Config};
+use kurier_policy::rollover::{KeyChange, Published, judge, key_change};
 use kurier_store::Store;
 use kurier_tls::TlsAcceptor;
 use kurier_tls::dev_ca::write_atomic;
@@ -163,7 +164,7 @@ pub struct AcmeService {
     pub store: Arc<dyn Store>,
     pub endpoints: Vec<Arc<TlsAcceptor>>,
     pub guard: Option<Arc<DaneGuard>>,
-    pub tokens: Arc<Http01Tokens>,
+    pub challenges: Arc<ChallengeResponses>,
     pub metrics: Arc<crate::metrics::Metrics>,
 }
 
@@ -178,16 +179,14 @@ impl AcmeService {
             let pause = match self.check(&mut published).await {
                 Ok(wake) => {
                     failures = 0;
-                    self.metrics
-                        .acme_failures
-                        .store(0, std::sync::atomic::Ordering::Relaxed);
+                    self.metrics.acme_failures.store(0, Relaxed);
                     wake.map_or(every, |w| w.min(every))
                 }
                 Err(e) => {
                     failures += 1;
                     self.metrics
                         .acme_failures
-                        .store(u64::from(failures), std::sync::atomic::Ordering::Relaxed);
+                        .store(u64::from(failures), Relaxed);
                     let pause = backoff(failures).min(every);
                     tracing::error!(error = %format!("{e:#}"), failures, retry_secs = pause.as_secs(),
                         "ACME order failed; the current certificate keeps serving");
@@ -225,10 +224,16 @@ impl AcmeService {
             self.go_live(&f).await?;
         }
 
-        if !f.next_key.exists() {
+        let since = std::fs::metadata(&f.next_key)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+        let Some(since) = since else {
             *published = None;
+            self.key_change_metrics(0, 0);
             return Ok(None);
-        }
+        };
+        self.key_change_metrics(1, since.as_secs().max(1));
         if let Some(reason) = due(status(&f.next_cert).as_ref(), &names, now) {
             tracing::info!(reason = ?reason, names = %names.join(" "), "ordering a certificate for the next key (key change)");
             self.order_into(&f.next_key, &names, &f.next_cert).await?;
@@ -324,7 +329,7 @@ impl AcmeService {
             }
         };
         match step {
-            KeyChange::Hold(Rollover::Refuse { owners }) => {
+            KeyChange::Unpublished { owners } => {
                 tracing::warn!(
                     "key change waits: the next key's certificate matches none of the TLSA records published at {}. Publish {} beside the current record",
                     owners.join(", "),
@@ -332,15 +337,15 @@ impl AcmeService {
                 );
                 Ok(None)
             }
-            KeyChange::Hold(Rollover::Wait { owners } | Rollover::SwitchUnchecked { owners }) => {
+            KeyChange::Unconfirmed { owners } => {
                 tracing::warn!(
                     "key change waits: the TLSA records cannot be confirmed ({})",
                     certificates::first_reason(&owners)
                 );
                 Ok(None)
             }
-            KeyChange::Hold(Rollover::Switch) => Ok(None),
             KeyChange::Propagating { until } => {
+                self.metrics.acme_key_change.store(2, Relaxed);
                 tracing::info!(
                     switch_at = until,
                     "key change: the next key's TLSA records are published; waiting two TTLs for caches to expire"
@@ -350,9 +355,15 @@ impl AcmeService {
             KeyChange::Switch => {
                 self.switch_key(f).await?;
                 *published = None;
+                self.key_change_metrics(0, 0);
                 Ok(None)
             }
         }
+    }
+
+    fn key_change_metrics(&self, state: u64, since: u64) {
+        self.metrics.acme_key_change.store(state, Relaxed);
+        self.metrics.acme_next_key_since.store(since, Relaxed);
     }
 
     /// next.key becomes cert.key, next.pem cert.pem (in that order: `prepare` finishes the
@@ -391,8 +402,11 @@ impl AcmeService {
             .issue(
                 names,
                 cert_key,
-                &*self.tokens,
-                &[ChallengeType::Http01],
+                &*self.challenges,
+                &[match a.challenge {
+                    AcmeChallenge::Http01 => ChallengeType::Http01,
+                    AcmeChallenge::TlsAlpn01 => ChallengeType::TlsAlpn01,
+                }],
                 ORDER_DEADLINE,
             )
             .await?;

@@ -22,6 +22,11 @@ pub struct Metrics {
     pub tlsa_check_failed: AtomicU64,
     /// ACME orders failed in a row (0 after a success).
     pub acme_failures: AtomicU64,
+    /// Where a key change stands: 0 none under way, 1 waiting for the next key's TLSA records
+    /// (or their confirmation), 2 published and waiting two TTLs (RFC 7671 §8.1).
+    pub acme_key_change: AtomicU64,
+    /// When the next key was made (Unix seconds; 0: there is none).
+    pub acme_next_key_since: AtomicU64,
     /// The certificates in use, for their expiry dates.
     certificates: OnceLock<Arc<kurier_tls::TlsAcceptor>>,
 }
@@ -43,6 +48,8 @@ impl Default for Metrics {
             tlsa_match: AtomicI64::new(-1),
             tlsa_check_failed: AtomicU64::new(0),
             acme_failures: AtomicU64::new(0),
+            acme_key_change: AtomicU64::new(0),
+            acme_next_key_since: AtomicU64::new(0),
             certificates: OnceLock::new(),
         }
     }
@@ -109,6 +116,12 @@ impl kurier_web::MetricsSource for Metrics {
         out.push_str(&format!(
             "# HELP kurier_acme_order_failures ACME orders failed in a row (the current certificate keeps serving).\n# TYPE kurier_acme_order_failures gauge\nkurier_acme_order_failures {}\n",
             self.acme_failures.load(Ordering::Relaxed)
+        ));
+        out.push_str(&format!(
+            "# HELP kurier_acme_key_change 0: no key change under way; 1: it waits for the next key's TLSA record at every DANE port; 2: published, waiting two TTLs before the switch.\n# TYPE kurier_acme_key_change gauge\nkurier_acme_key_change {}\n\
+             # HELP kurier_acme_next_key_created_timestamp_seconds When the next key was made (Unix time; 0: none). A key change that waits for days needs its TLSA record published.\n# TYPE kurier_acme_next_key_created_timestamp_seconds gauge\nkurier_acme_next_key_created_timestamp_seconds {}\n",
+            self.acme_key_change.load(Ordering::Relaxed),
+            self.acme_next_key_since.load(Ordering::Relaxed)
         ));
         let m = self.tlsa_match.load(Ordering::Relaxed);
         if m >= 0 {

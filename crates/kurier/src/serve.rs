@@ -287,7 +287,10 @@ pub fn run(
                 store: store.clone(),
                 endpoints: endpoints.clone(),
                 guard: guard.clone(),
-                tokens: acme_tokens.clone(),
+                challenges: Arc::new(kurier_acme::ChallengeResponses {
+                    http01: acme_tokens.clone(),
+                    tls_alpn01: endpoints.iter().map(|e| e.acme_challenges()).collect(),
+                }),
             };
             tokio::spawn(service.run(stop_rx.clone()));
         }

@@ -219,6 +219,32 @@ fn config(
     )
 }
 
+/// `config` for pebble on `port`: its directory, its DNS (no DNSSEC there), its root trusted
+/// for the chain check. `acme` goes into `[acme]`. Pebble's DNS answers no TLSA queries
+/// (NOTIMP), so a test whose chain must go live turns the rollover guard off
+/// (`rollover_check`); DANE rollover has tests of its own (`cert1_dane3_*`, dane_rollover.rs).
+fn pebble_config(
+    dir: &Path,
+    ip: &str,
+    port: u16,
+    acme: &str,
+    rollover_check: bool,
+) -> std::path::PathBuf {
+    let extra = format!(
+        "{acme}[dns]\ndnssec = \"off\"\nupstream = [\"127.0.0.1:{}\"]\ntimeout_secs = 2\n\
+         [tls]\ntrusted_roots = \"{}\"\ndane_rollover_check = {rollover_check}\n",
+        port + 4000,
+        dir.join("pebble-root.pem").display()
+    );
+    config(
+        dir,
+        ip,
+        &format!("https://localhost:{port}/dir"),
+        &dir.join("pebble-https-root.pem"),
+        &extra,
+    )
+}
+
 /// The whole RFC 8555 exchange against pebble: account (with refused nonces retried), an
 /// order for every name, HTTP-01 validated by pebble on Kurier's port-80 listener, the CSR,
 /// the download. Pebble's CA keys are RSA-2048 (its `ca.go` has no other), so the chain ends
@@ -231,22 +257,9 @@ fn cert1_acme_orders_every_name_from_pebble_and_checks_the_chain_before_use() {
     let ip = "127.0.10.87";
     let port = 14087;
     let ca = Ca::new("Pebble HTTPS", KeyKind::P256).unwrap();
-    let (_helpers, pebble_root) = pebble(dir.path(), &PebbleSpec::debian(port, ip), &ca);
-    let https_root = dir.path().join("pebble-https-root.pem");
-    // The TLSA check of a reload asks pebble's DNS (no DNSSEC there: nothing is published).
-    let extra = format!(
-        "[dns]\ndnssec = \"off\"\nupstream = [\"127.0.0.1:{}\"]\ntimeout_secs = 2\n\
-         [tls]\ntrusted_roots = \"{}\"\n",
-        port + 4000,
-        pebble_root.display()
-    );
-    let config = config(
-        dir.path(),
-        ip,
-        &format!("https://localhost:{port}/dir"),
-        &https_root,
-        &extra,
-    );
+    let _helpers = pebble(dir.path(), &PebbleSpec::debian(port, ip), &ca);
+    // The chain is refused before the rollover guard would look at it.
+    let config = pebble_config(dir.path(), ip, port, "", true);
     let server = Server::configured(dir.path(), &config);
     server.wait_for_log("Kurier started");
     let bootstrap = served(ip);
@@ -315,6 +328,51 @@ fn cert1_acme_orders_every_name_from_pebble_and_checks_the_chain_before_use() {
     assert_eq!(served(ip).tlsa, bootstrap.tlsa, "the key never changes");
 }
 
+/// RFC 8737: with `challenge = "tls-alpn-01"` the CA validates each name on the HTTPS
+/// listener (pebble's port 8443 stands for 443), and no plain-HTTP listener is needed at all.
+/// The ECDSA pebble's chain passes CERT-1, so the issued certificate serves.
+#[test]
+fn cert1_acme_tls_alpn_01_validates_on_the_https_listener_without_port_80() {
+    let dir = tempfile::tempdir().unwrap();
+    let ip = "127.0.10.92";
+    let port = 14093;
+    let ca = Ca::new("Pebble HTTPS", KeyKind::P256).unwrap();
+    let _helpers = pebble(dir.path(), &PebbleSpec::ecdsa(port, ip, 3600), &ca);
+    let config = pebble_config(dir.path(), ip, port, "challenge = \"tls-alpn-01\"\n", false);
+    let text = std::fs::read_to_string(&config).unwrap();
+    let no_http = text.replace(
+        &format!("listen_http = [\"{ip}:8080\"]"),
+        "listen_http = []",
+    );
+    assert_ne!(text, no_http);
+    std::fs::write(&config, no_http).unwrap();
+    let server = Server::configured(dir.path(), &config);
+    server.wait_for_log("Kurier started");
+    assert!(
+        TcpStream::connect(format!("{ip}:8080")).is_err(),
+        "no port-80 listener"
+    );
+
+    support::wait_until(Duration::from_secs(60), "a certificate from pebble", || {
+        served(ip).issuer.contains("Pebble Intermediate")
+    });
+    let names = [
+        "autoconfig.kurier.test",
+        "autodiscover.kurier.test",
+        "mta-sts.kurier.test",
+        "mx.kurier.test",
+    ];
+    assert_eq!(served(ip).names, names);
+    let log = server.stderr();
+    for name in names {
+        assert!(
+            log.lines()
+                .any(|l| l.contains("answered a TLS-ALPN-01 challenge") && l.contains(name)),
+            "{name}: {log}"
+        );
+    }
+}
+
 /// Bad input: an ACME server that is not there. The bootstrap certificate keeps serving, the
 /// error says what failed, and the next try waits (a minute, doubling, at most check_secs).
 #[test]
@@ -354,6 +412,91 @@ fn cert1_acme_down_leaves_the_current_certificate_serving() {
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("{metrics}"));
     assert!(failures >= 1, "{metrics}");
+}
+
+/// Bad input: a full disk. `data/acme` is a 64 KiB tmpfs, filled up, in a mount namespace of
+/// Kurier's own (`unshare -m`: nothing leaks to the host). Pebble issues, writing the chain
+/// fails: the error says where and why, nothing half-written stays behind, the bootstrap
+/// certificate keeps serving, and the order is retried with backoff. Once there is room again
+/// the next try serves pebble's certificate.
+#[test]
+fn cert1_acme_a_full_disk_keeps_the_current_certificate_and_retries() {
+    let dir = tempfile::tempdir().unwrap();
+    let ip = "127.0.10.93";
+    let port = 14094;
+    let ca = Ca::new("Pebble HTTPS", KeyKind::P256).unwrap();
+    // `prepare` makes the keys and the bootstrap certificate on a first start, before the CA
+    // is there; then Kurier stops.
+    let pebble_root = dir.path().join("pebble-root.pem");
+    let config = pebble_config(dir.path(), ip, port, "", false);
+    // Placeholders until pebble runs (`pebble` writes both files anew).
+    std::fs::write(&pebble_root, ca.root_pem()).unwrap();
+    ca.write_root(&dir.path().join("pebble-https-root.pem"))
+        .unwrap();
+    drop(Server::configured(dir.path(), &config));
+    let acme = dir.path().join("data/acme");
+    let bootstrap_pem = std::fs::read(acme.join("cert.pem")).unwrap();
+
+    let _helpers = pebble(dir.path(), &PebbleSpec::ecdsa(port, ip, 3600), &ca);
+    let script = format!(
+        "set -e; cp -a '{a}' '{d}/acme-copy'; mount -t tmpfs -o size=64k kurier-full '{a}'; \
+         cp -a '{d}/acme-copy/.' '{a}/'; dd if=/dev/zero of='{a}/fill' bs=4k 2>/dev/null || true; \
+         exec '{bin}' serve --config '{c}'",
+        a = acme.display(),
+        d = dir.path().display(),
+        bin = support::bin(),
+        c = config.display()
+    );
+    let mut cmd = Command::new("unshare");
+    cmd.args(["-m", "sh", "-c", &script]);
+    let server = Server::from_command(cmd, dir.path());
+    server.wait_for_log("Kurier started");
+    // The namespace's view of data/acme, from outside.
+    let inside = Path::new(&format!("/proc/{}/root", server.child.id()))
+        .join(acme.strip_prefix("/").unwrap());
+    assert!(inside.join("fill").exists(), "{}", server.stderr());
+
+    let failures = |n: usize| {
+        support::wait_until(Duration::from_secs(60), "failed writes", || {
+            server.stderr().matches("No space left on device").count() >= n
+        });
+    };
+    failures(2);
+    let log = server.stderr();
+    let line = log
+        .lines()
+        .find(|l| l.contains("No space left on device"))
+        .unwrap();
+    assert!(
+        line.contains("ACME order failed; the current certificate keeps serving")
+            && line.contains("cert.pem.new")
+            && line.contains("retry_secs="),
+        "{line}"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(&inside)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n != "fill")
+        .collect();
+    let mut leftovers = leftovers;
+    leftovers.sort();
+    assert_eq!(
+        leftovers,
+        ["account.key", "cert.key", "cert.pem"],
+        "nothing half-written"
+    );
+    assert_eq!(
+        std::fs::read(inside.join("cert.pem")).unwrap(),
+        bootstrap_pem
+    );
+    assert_eq!(served(ip).names, ["mx.kurier.test"]);
+    assert!(!served(ip).issuer.contains("Pebble"));
+
+    // Room again: the next try serves pebble's chain.
+    std::fs::remove_file(inside.join("fill")).unwrap();
+    support::wait_until(Duration::from_secs(60), "a certificate from pebble", || {
+        served(ip).issuer.contains("Pebble Intermediate")
+    });
 }
 
 /// Bad input from the CA side. A challenge that never validates (pebble finds nobody at the
@@ -512,6 +655,20 @@ fn cert1_dane3_acme_issues_renews_with_the_same_key_and_a_key_change_waits_for_i
         );
     };
     let from_ca = |s: &ServedCert| s.issuer.contains("Pebble Intermediate");
+    // Item 4: where a key change stands, on /metrics.
+    let gauges = || {
+        let metrics = support::curl(&pebble_root, "mx.kurier.test", 8443, &ip, "/metrics", None);
+        let value = |name: &str| -> u64 {
+            metrics
+                .lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+                .unwrap_or_else(|| panic!("{name}: {metrics}"))
+        };
+        (
+            value("kurier_acme_key_change"),
+            value("kurier_acme_next_key_created_timestamp_seconds"),
+        )
+    };
 
     // First issuance: pebble's chain for every name, with the published key.
     support::wait_until(Duration::from_secs(60), "the first certificate", || {
@@ -528,6 +685,7 @@ fn cert1_dane3_acme_issues_renews_with_the_same_key_and_a_key_change_waits_for_i
         ]
     );
     assert_eq!(first.tlsa, current);
+    assert_eq!(gauges(), (0, 0), "no key change under way");
     postfix_delivers("first issuance");
 
     // Renewal at two thirds of 45 s: a new certificate, the same key.
@@ -567,6 +725,13 @@ fn cert1_dane3_acme_issues_renews_with_the_same_key_and_a_key_change_waits_for_i
         );
     }
     assert_eq!(served(&ip).tlsa, current);
+    let (state, since) = gauges();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert_eq!(state, 1, "waiting for the TLSA records");
+    assert!(since <= now && since + 300 > now, "{since} {now}");
     postfix_delivers("while the next key waits");
 
     // Published at one DANE port only: still refused there.
@@ -589,6 +754,11 @@ fn cert1_dane3_acme_issues_renews_with_the_same_key_and_a_key_change_waits_for_i
     world
         .publish("kurier.test", "_2525._tcp.mx", "TLSA", &next)
         .unwrap();
+    support::wait_until(
+        Duration::from_secs(30),
+        "the key change propagating",
+        || gauges().0 == 2,
+    );
     let done = server.log_line("key change done");
     assert!(done.contains(&format!("Remove TLSA {current}")), "{done}");
     let log = server.stderr();
@@ -600,5 +770,6 @@ fn cert1_dane3_acme_issues_renews_with_the_same_key_and_a_key_change_waits_for_i
     assert_eq!(switched.tlsa, next);
     assert!(from_ca(&switched));
     assert!(!acme_dir.join("next.key").exists() && !acme_dir.join("next.pem").exists());
+    assert_eq!(gauges(), (0, 0), "the key change is over");
     postfix_delivers("after the key change");
 }

@@ -66,9 +66,11 @@ pub fn judge(
 /// current one, wait until every cache has the new RRset, then switch).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeyChange {
-    /// Keep the current key: the next chain is not published everywhere, or that cannot be
-    /// confirmed (no answer, or a bogus RRset: a key change is never made unchecked).
-    Hold(Rollover),
+    /// Keep the current key: the next chain matches no record at these owner names yet.
+    Unpublished { owners: Vec<String> },
+    /// Keep the current key: whether the next chain is published cannot be confirmed at these
+    /// owner names (no answer, or a bogus RRset: a key change is never made unchecked).
+    Unconfirmed { owners: Vec<(String, String)> },
     /// Published at every owner name; resolvers may hold the older RRset until `until` (Unix
     /// seconds): two TTLs after it was first seen.
     Propagating { until: u64 },
@@ -102,11 +104,13 @@ pub fn key_change(
                 KeyChange::Propagating { until }
             }
         }
-        Rollover::Refuse { .. } => {
+        Rollover::Refuse { owners } => {
             *seen = None;
-            KeyChange::Hold(verdict)
+            KeyChange::Unpublished { owners }
         }
-        other => KeyChange::Hold(other),
+        Rollover::Wait { owners } | Rollover::SwitchUnchecked { owners } => {
+            KeyChange::Unconfirmed { owners }
+        }
     }
 }
 
@@ -229,12 +233,16 @@ mod tests {
     #[test]
     fn a_key_change_waits_two_ttls_after_the_record_is_seen_everywhere() {
         let mut seen = None;
+        let owners = vec!["_25._tcp.mx.example".to_string()];
         let refused = Rollover::Refuse {
-            owners: vec!["_25._tcp.mx.example".into()],
+            owners: owners.clone(),
+        };
+        let unpublished = KeyChange::Unpublished {
+            owners: owners.clone(),
         };
         assert_eq!(
             key_change(refused.clone(), &mut seen, 300, 1000),
-            KeyChange::Hold(refused.clone())
+            unpublished
         );
         assert_eq!(seen, None);
         assert_eq!(
@@ -247,22 +255,20 @@ mod tests {
             KeyChange::Propagating { until: 2600 }
         );
         // No answer for a while keeps what was seen; it does not switch either.
+        let why = vec![("_25._tcp.mx.example".to_string(), "timeout".to_string())];
         let down = Rollover::Wait {
-            owners: vec![("_25._tcp.mx.example".into(), "timeout".into())],
+            owners: why.clone(),
         };
         assert_eq!(
-            key_change(down.clone(), &mut seen, 0, 2700),
-            KeyChange::Hold(down)
+            key_change(down, &mut seen, 0, 2700),
+            KeyChange::Unconfirmed { owners: why }
         );
         assert_eq!(
             key_change(Rollover::Switch, &mut seen, 300, 2700),
             KeyChange::Switch
         );
         // The record disappears again: the wait starts over.
-        assert_eq!(
-            key_change(refused.clone(), &mut seen, 300, 2800),
-            KeyChange::Hold(refused)
-        );
+        assert_eq!(key_change(refused, &mut seen, 300, 2800), unpublished);
         assert_eq!(
             key_change(Rollover::Switch, &mut seen, 300, 2900),
             KeyChange::Propagating { until: 3500 }
@@ -271,13 +277,17 @@ mod tests {
 
     #[test]
     fn a_key_change_is_never_made_unchecked_and_without_dane_it_is_immediate() {
+        let why = vec![(
+            "_25._tcp.mx.example".to_string(),
+            "RRSIG expired".to_string(),
+        )];
         let bogus = Rollover::SwitchUnchecked {
-            owners: vec![("_25._tcp.mx.example".into(), "RRSIG expired".into())],
+            owners: why.clone(),
         };
         let mut seen = None;
         assert_eq!(
-            key_change(bogus.clone(), &mut seen, 60, 10),
-            KeyChange::Hold(bogus)
+            key_change(bogus, &mut seen, 60, 10),
+            KeyChange::Unconfirmed { owners: why }
         );
         // No TLSA anywhere (judge says Switch, TTL 0): nothing to wait for.
         assert_eq!(

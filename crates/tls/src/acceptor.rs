@@ -11,11 +11,12 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::SystemTime;
 
-use openssl::ssl::{NameType, Ssl, SslContext, SslRef};
+use openssl::ssl::{ClientHelloResponse, NameType, Ssl, SslContext, SslRef};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_openssl::SslStream;
 
 use crate::TlsError;
+use crate::acme_tls::TlsAlpn01Certificates;
 use crate::certificate::{CertificateError, LoadedCertificate};
 use crate::profile::{ServerOptions, ServerProfile};
 
@@ -81,6 +82,7 @@ pub struct TlsAcceptor {
     options: ServerOptions,
     sources: Vec<CertificateSource>,
     current: RwLock<Arc<ContextSet>>,
+    challenges: Arc<TlsAlpn01Certificates>,
 }
 
 impl TlsAcceptor {
@@ -95,13 +97,20 @@ impl TlsAcceptor {
         options: ServerOptions,
         sources: Vec<CertificateSource>,
     ) -> Result<Self, TlsError> {
-        let set = build_set(profile, options, &sources)?;
+        let challenges = Arc::new(TlsAlpn01Certificates::default());
+        let set = build_set(profile, options, &sources, &challenges)?;
         Ok(TlsAcceptor {
             profile,
             options,
             sources,
             current: RwLock::new(Arc::new(set)),
+            challenges,
         })
+    }
+
+    /// The TLS-ALPN-01 challenge certificates this endpoint answers with (RFC 8737).
+    pub fn acme_challenges(&self) -> Arc<TlsAlpn01Certificates> {
+        self.challenges.clone()
     }
 
     pub fn profile(&self) -> ServerProfile {
@@ -142,7 +151,8 @@ impl TlsAcceptor {
 
     /// Reads and checks every certificate without using them yet.
     pub fn load(&self) -> Result<PendingCertificates, TlsError> {
-        build_set(self.profile, self.options, &self.sources).map(PendingCertificates)
+        build_set(self.profile, self.options, &self.sources, &self.challenges)
+            .map(PendingCertificates)
     }
 
     /// Puts loaded certificates in use; handshakes from now on get them.
@@ -211,6 +221,7 @@ fn build_set(
     profile: ServerProfile,
     options: ServerOptions,
     sources: &[CertificateSource],
+    challenges: &Arc<TlsAlpn01Certificates>,
 ) -> Result<ContextSet, TlsError> {
     if sources.is_empty() {
         return Err(TlsError::NoCertificate);
@@ -235,11 +246,20 @@ fn build_set(
     let mut builder = profile.context_builder(options)?;
     install(&mut builder, &certificates[0])?;
     let by_name = Arc::new(by_name);
+    // The profile's own client-hello rule first (one callback per context), then TLS-ALPN-01.
+    let rule = profile.client_hello_rule();
+    let challenges = challenges.clone();
+    builder.set_client_hello_callback(move |ssl, _alert| {
+        rule(ssl)?;
+        challenges.answer(ssl, profile, options);
+        Ok(ClientHelloResponse::SUCCESS)
+    });
     builder.set_servername_callback(move |ssl: &mut SslRef, _alert| {
         if let Some(name) = ssl
             .servername(NameType::HOST_NAME)
             .map(str::to_ascii_lowercase)
             && let Some(ctx) = by_name.get(&name)
+            && !crate::acme_tls::answering(ssl)
         {
             // An unknown name is not an error: the default certificate answers (RFC 8461 §7.1).
             let _ = ssl.set_ssl_context(ctx);

@@ -69,7 +69,7 @@ fn key_share_groups(v: &[u8]) -> Vec<u16> {
 }
 
 /// The host name in a server_name extension payload (RFC 6066 §3).
-fn server_name(v: &[u8]) -> Option<String> {
+pub(crate) fn server_name(v: &[u8]) -> Option<String> {
     // list length (2), name type (1, 0 = host_name), name length (2), name
     if v.len() < 5 || v[2] != 0 {
         return None;

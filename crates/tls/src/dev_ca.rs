@@ -147,15 +147,22 @@ pub fn write_atomic(path: &Path, data: &[u8], secret: bool) -> std::io::Result<(
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
+    let written = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(if secret { 0o600 } else { 0o644 })
-        .open(&tmp)?;
-    f.write_all(data)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)
+        .open(&tmp)
+        .and_then(|mut f| {
+            f.write_all(data)?;
+            f.sync_all()
+        })
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if written.is_err() {
+        // A full disk must not keep half a file (and its space) behind.
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
 }
 
 fn builder(subject_cn: &str, days: u32) -> Result<X509Builder, openssl::error::ErrorStack> {

@@ -3,7 +3,7 @@
 //! Owns every TLS decision Kurier makes: the server profiles (`strict` for MUA ports, HTTPS and by
 //! default port 25; the opt-in `mta-legacy` for port 25, TR-03108 TLS-9), the client profiles for
 //! outbound SMTP (strict, and legacy for best effort only) and HTTPS fetches (TLS-4), certificate loading with the TR-03116-4 §6.1 checks
-//! (CERT-1, CERT-3), SNI and hot reload, the ICS description of a live profile (DNS-5), a TLS
+//! (CERT-1, CERT-3), SNI and hot reload, the TLS-ALPN-01 challenge (RFC 8737), the ICS description of a live profile (DNS-5), a TLS
 //! probe for tests and audits, and the local dev CA.
 //!
 //! Sources: TR-03108 §4.1 and §4.3, TR-03116-4 §2 and §6, TR-02102-2 §3 (the rows TLS-1..TLS-10
@@ -14,6 +14,7 @@
 //! OpenSSL is the vendored 3.6 build; the few calls the `openssl` crate lacks live in `ffi`.
 
 pub mod acceptor;
+pub mod acme_tls;
 pub mod certificate;
 pub mod client;
 pub mod client_hello;
@@ -25,6 +26,7 @@ pub mod profile;
 pub mod tlsa;
 
 pub use acceptor::{CertificateSource, PendingCertificates, TlsAcceptor};
+pub use acme_tls::{TlsAlpn01Certificates, is_acme_tls};
 pub use certificate::{CertificateError, CertificateFinding, LoadedCertificate, Severity};
 pub use client::{ClientTls, DaneRecord, PeerCheck, PeerVerdict};
 /// The RFC 8460 §4.3 result types, from the handshake to the report.

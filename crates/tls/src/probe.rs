@@ -40,6 +40,8 @@ pub struct ClientOffer {
     /// After the handshake, read for a moment, so that TLS 1.3 session tickets the server sends
     /// (post-handshake NewSessionTicket messages) show in `server_messages`.
     pub await_tickets: bool,
+    /// ALPN protocols to offer, in wire form (each name after its 1-byte length, RFC 7301).
+    pub alpn: Option<Vec<u8>>,
 }
 
 /// How a client-initiated renegotiation went (TLS-6).
@@ -66,6 +68,8 @@ pub struct HandshakeFacts {
     /// Handshake message types the server sent, in order (13 = CertificateRequest).
     pub server_messages: Vec<u8>,
     pub renegotiation: Renegotiation,
+    /// The protocol the server selected by ALPN.
+    pub alpn: Option<Vec<u8>>,
 }
 
 /// TLS extension code points we look for (IANA "TLS ExtensionType Values").
@@ -184,6 +188,7 @@ pub fn probe_stream(tcp: TcpStream, offer: &ClientOffer) -> Result<HandshakeFact
             .unwrap_or_default(),
         server_messages: messages.iter().filter_map(|m| m.first().copied()).collect(),
         renegotiation,
+        alpn: ssl.selected_alpn_protocol().map(<[u8]>::to_vec),
     };
     let _ = stream.shutdown();
     Ok(facts)
@@ -195,6 +200,10 @@ fn configure(b: &mut SslContextBuilder, offer: &ClientOffer) -> Result<(), TlsEr
     }
     if offer.no_encrypt_then_mac {
         b.set_options(crate::profile::OP_NO_ENCRYPT_THEN_MAC);
+    }
+    if let Some(alpn) = &offer.alpn {
+        b.set_alpn_protos(alpn)
+            .map_err(TlsError::openssl("set probe ALPN"))?;
     }
     b.set_min_proto_version(offer.min_version)
         .map_err(TlsError::openssl("set probe minimum version"))?;

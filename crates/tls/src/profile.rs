@@ -4,7 +4,8 @@
 //! are the single source: contexts are built from them, and the ICS (`crate::ics`) reads them back.
 
 use openssl::ssl::{
-    SslConnector, SslContextBuilder, SslMethod, SslMode, SslOptions, SslVerifyMode, SslVersion,
+    SslConnector, SslContextBuilder, SslMethod, SslMode, SslOptions, SslRef, SslVerifyMode,
+    SslVersion,
 };
 
 use crate::TlsError;
@@ -208,9 +209,12 @@ impl ServerProfile {
         if self == ServerProfile::MtaLegacy {
             // TLS 1.0/1.1 need SHA-1 in the handshake, which level 1 still forbids.
             b.set_security_level(0);
-        } else {
-            require_etm_for_cbc(&mut b);
         }
+        let rule = self.client_hello_rule();
+        b.set_client_hello_callback(move |ssl, _alert| {
+            rule(ssl)?;
+            Ok(openssl::ssl::ClientHelloResponse::SUCCESS)
+        });
         // Server preference, so that brainpool and GCM win whenever the client allows them.
         b.set_options(SslOptions::CIPHER_SERVER_PREFERENCE);
         // TLS-10: public endpoints ask for no client certificate (no CertificateRequest).
@@ -222,19 +226,30 @@ impl ServerProfile {
     }
 }
 
-/// TLS-7 (TR-03116-4 §2.3.2: CBC only with Encrypt-then-MAC). OpenSSL would pick a CBC suite
-/// for a client that does not offer EtM and then use MAC-then-encrypt; so a ClientHello
-/// without the encrypt_then_mac extension (RFC 7366, type 22) gets the AEAD suites only —
-/// GCM or CCM if it offers one, else no handshake. (TLS 1.3 has AEAD suites only anyway.)
-fn require_etm_for_cbc(b: &mut SslContextBuilder) {
-    let aead = aead_suites(TLS12_SUITES).join(":");
-    b.set_client_hello_callback(move |ssl, _alert| {
-        if crate::ffi::client_hello_extension(ssl, EXT_ENCRYPT_THEN_MAC).is_none() {
-            // A subset of a list the context accepted; should it fail, the handshake is refused.
-            ssl.set_cipher_list(&aead)?;
+/// What the profile does with each ClientHello, in the client-hello callback (a context has
+/// one: a caller that installs its own, as `TlsAcceptor` does, must run this first).
+pub(crate) type ClientHelloRule =
+    std::sync::Arc<dyn Fn(&mut SslRef) -> Result<(), openssl::error::ErrorStack> + Send + Sync>;
+
+impl ServerProfile {
+    /// TLS-7 (TR-03116-4 §2.3.2: CBC only with Encrypt-then-MAC). OpenSSL would pick a CBC
+    /// suite for a client that does not offer EtM and then use MAC-then-encrypt; so a
+    /// ClientHello without the encrypt_then_mac extension (RFC 7366, type 22) gets the AEAD
+    /// suites only — GCM or CCM if it offers one, else no handshake. (TLS 1.3 has AEAD suites
+    /// only anyway.) The legacy profile keeps MAC-then-encrypt for old peers (TLS-9).
+    pub(crate) fn client_hello_rule(self) -> ClientHelloRule {
+        if self == ServerProfile::MtaLegacy {
+            return std::sync::Arc::new(|_| Ok(()));
         }
-        Ok(openssl::ssl::ClientHelloResponse::SUCCESS)
-    });
+        let aead = aead_suites(TLS12_SUITES).join(":");
+        std::sync::Arc::new(move |ssl| {
+            if crate::ffi::client_hello_extension(ssl, EXT_ENCRYPT_THEN_MAC).is_none() {
+                // A subset of a list the context accepted; should it fail, the handshake is refused.
+                ssl.set_cipher_list(&aead)?;
+            }
+            Ok(())
+        })
+    }
 }
 
 /// RFC 7366 encrypt_then_mac.

@@ -312,6 +312,70 @@ async fn sni_selects_the_certificate_and_no_sni_gets_the_default() {
     );
 }
 
+/// CERT-1 (issue 21), RFC 8737 §3: while a TLS-ALPN-01 challenge for a name is served, only
+/// a client that offers `acme-tls/1` and names that host gets the challenge certificate and
+/// the protocol; a client without the protocol, or for another name, gets the usual one.
+#[tokio::test]
+async fn cert1_tls_alpn_01_answers_only_acme_tls_clients_for_the_challenged_name() {
+    let dir = TempDir::new("alpn01");
+    let ca = support::TestCa::new();
+    let p256 = support::KeyKind::Ec(openssl::nid::Nid::X9_62_PRIME256V1);
+    let a = support::issued_source(&dir.0, &ca, "a", &["mail.a.test"], p256);
+    let acceptor =
+        std::sync::Arc::new(kurier_tls::TlsAcceptor::new(ServerProfile::Strict, vec![a]).unwrap());
+    let challenge_key = support::key(support::KeyKind::Ec(openssl::nid::Nid::X9_62_PRIME256V1));
+    let challenge = support::cert(
+        &support::CertSpec {
+            names: &["mail.a.test"],
+            ..Default::default()
+        },
+        &challenge_key,
+        None,
+    );
+    let challenges = acceptor.acme_challenges();
+    assert!(challenges.insert("Mail.A.test.", challenge.clone(), challenge_key));
+    let addr = support::serve(acceptor).await;
+    let offer = |name: &str, alpn: Option<&[u8]>, tls12: bool| ClientOffer {
+        server_name: Some(name.into()),
+        alpn: alpn.map(<[u8]>::to_vec),
+        max_version: tls12.then_some(SslVersion::TLS1_2),
+        ..Default::default()
+    };
+    let acme = Some(&b"\x0aacme-tls/1"[..]);
+    let is_challenge =
+        |f: &HandshakeFacts| f.peer_chain[0].to_der().unwrap() == challenge.to_der().unwrap();
+    // TLS 1.3 and 1.2: ALPN is chosen at different points of OpenSSL's handshake.
+    for tls12 in [false, true] {
+        let f = run(addr, offer("mail.a.test", acme, tls12)).await.unwrap();
+        assert!(is_challenge(&f), "TLS 1.2 only: {tls12}");
+        assert_eq!(f.alpn.as_deref(), Some(&b"acme-tls/1"[..]));
+    }
+    // Among other protocols, too (the CA SHOULD offer it alone, §6.2).
+    let f = run(
+        addr,
+        offer("mail.a.test", Some(b"\x02h2\x0aacme-tls/1"), false),
+    )
+    .await
+    .unwrap();
+    assert!(is_challenge(&f));
+    for (name, alpn) in [
+        ("mail.a.test", None),
+        ("mail.a.test", Some(&b"\x02h2"[..])),
+        ("other.a.test", acme),
+    ] {
+        let f = run(addr, offer(name, alpn, false)).await.unwrap();
+        assert!(!is_challenge(&f), "{name} {alpn:?}");
+        assert_eq!(
+            kurier_tls::certificate::dns_names(&f.peer_chain[0]),
+            ["mail.a.test"]
+        );
+        assert_eq!(f.alpn, None);
+    }
+    challenges.remove("mail.a.test");
+    let f = run(addr, offer("mail.a.test", acme, false)).await.unwrap();
+    assert!(!is_challenge(&f), "withdrawn");
+}
+
 #[tokio::test]
 async fn tls9_rule_mta_legacy_accepts_old_clients_but_modern_ones_get_strict_parameters() {
     let dir = TempDir::new("legacy");

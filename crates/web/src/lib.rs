@@ -65,6 +65,12 @@ async fn connection(
             return;
         }
     };
+    if kurier_tls::is_acme_tls(tls.ssl()) {
+        // A TLS-ALPN-01 validation: the handshake was all of it (RFC 8737 §3).
+        tracing::info!(%peer, name = tls.ssl().servername(openssl::ssl::NameType::HOST_NAME).unwrap_or("-"),
+            "answered a TLS-ALPN-01 challenge (ACME)");
+        return;
+    }
     tracing::debug!(
         %peer,
         version = tls.ssl().version_str(),

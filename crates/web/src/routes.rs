@@ -373,14 +373,8 @@ mod tests {
     /// authorization (no redirect), an unknown one with 404; everything else still redirects.
     #[test]
     fn acme_http01_answers_on_plain_http() {
-        use kurier_acme::{ChallengeResponder, ChallengeType};
         let tokens = std::sync::Arc::new(kurier_acme::Http01Tokens::default());
-        tokens.provision(
-            ChallengeType::Http01,
-            "mail.example.test",
-            "tok_123",
-            "tok_123.thumb",
-        );
+        assert!(tokens.insert("tok_123", "tok_123.thumb"));
         let site = Site {
             hostname: "mail.example.test".into(),
             acme: Some(tokens),
