@@ -11,10 +11,11 @@ cd "$(dirname "$0")/.."
 # (tests/world/README.md) runs NSD, unbound, ldns tools, Postfix, swaks, dig and python3 (its
 # cryptography package signs the test CA's CRLs). libunbound8 is the DNSSEC validator the
 # server itself loads (dns.dnssec = "validate"). pebble (with pebble-challtestsrv) is the ACME
-# server the certificate tests order from.
+# server the certificate tests order from. Knot is the operator's primary DNS server that
+# Kurier's RFC 2136 client updates.
 packages=(gcc make perl ca-certificates openssl curl testssl.sh postgresql
   nsd unbound libunbound8 ldnsutils dnsutils postfix swaks libnet-ssleay-perl python3 python3-cryptography
-  util-linux pebble)
+  util-linux pebble knot)
 
 missing=()
 for p in "${packages[@]}"; do

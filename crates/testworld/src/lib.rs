@@ -3,7 +3,7 @@
 //! Owns the test harness that DANE, MTA-STS, TLSRPT, SMTP and `kurier check` tests stand on: a
 //! test CA with good and bad certificates (`ca`), signed and deliberately broken DNS zones served
 //! by NSD under a private root, a validating unbound that trusts only that root (`dns`), and
-//! real Postfix peers (`postfix`). Each `World` takes its own loopback block 127.A.B.0/24 and
+//! real Postfix peers (`postfix`), and a Knot primary that takes TSIG-signed updates (`knot`). Each `World` takes its own loopback block 127.A.B.0/24 and
 //! its own folder, so tests run in parallel; dropping it ends every process it started, also
 //! when a test panics.
 //!
@@ -14,6 +14,7 @@
 pub mod ca;
 mod daemon;
 pub mod dns;
+pub mod knot;
 pub mod net;
 pub mod postfix;
 pub mod relay;
