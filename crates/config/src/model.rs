@@ -25,6 +25,40 @@ pub struct Config {
     pub tlsrpt: TlsRptConfig,
     pub autoconfig: AutoconfigConfig,
     pub acme: AcmeConfig,
+    pub dns_update: DnsUpdateConfig,
+}
+
+/// `[dns_update]`: Kurier publishes its own TLSA, `_mta-sts`, `_smtp._tls`, SRV and DKIM
+/// records on the operator's primary DNS server by RFC 2136 updates signed with TSIG
+/// (RFC 8945), and retires the old TLSA record after a key change. Off by default.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DnsUpdateConfig {
+    pub enabled: bool,
+    /// The primary server, e.g. "192.0.2.53:53" (TCP).
+    pub server: Option<SocketAddr>,
+    /// The zones it is primary for; each record goes to the longest zone that holds it, and
+    /// a record in none of them is left to the operator.
+    pub zones: Vec<String>,
+    /// The TSIG key, as `tsig-keygen` (BIND) or `keymgr -t` (Knot) writes it.
+    pub key_file: Option<PathBuf>,
+    /// Log the updates (nsupdate syntax) instead of sending them.
+    pub dry_run: bool,
+    /// How often the records are compared with what was last published.
+    pub check_secs: u64,
+}
+
+impl Default for DnsUpdateConfig {
+    fn default() -> Self {
+        DnsUpdateConfig {
+            enabled: false,
+            server: None,
+            zones: Vec::new(),
+            key_file: None,
+            dry_run: false,
+            check_secs: 3600,
+        }
+    }
 }
 
 /// `[acme]`: certificates from an ACME CA (RFC 8555) for `server.hostname` and the
@@ -735,6 +769,7 @@ impl Config {
                 ..AutoconfigConfig::default()
             },
             acme: AcmeConfig::default(),
+            dns_update: DnsUpdateConfig::default(),
         }
     }
 
@@ -826,6 +861,39 @@ impl Config {
                 &self.web.listen_http,
                 "empty, but [acme] is enabled with challenge \"http-01\": the CA checks it over plain HTTP on port 80 (RFC 8555 §8.3)",
                 "list a port-80 address, e.g. [\"[::]:80\"], or set acme.challenge = \"tls-alpn-01\" (port 443 only)",
+            );
+        }
+        let u = &self.dns_update;
+        if u.enabled && u.server.is_none() {
+            return bad(
+                "dns_update.server",
+                &u.server,
+                "missing, but [dns_update] is enabled",
+                "name the primary server, e.g. \"192.0.2.53:53\"",
+            );
+        }
+        if u.enabled && u.key_file.is_none() {
+            return bad(
+                "dns_update.key_file",
+                &u.key_file,
+                "missing, but [dns_update] is enabled: updates are signed with TSIG (RFC 8945)",
+                "make a key with `tsig-keygen kurier-update` (BIND) or `keymgr -t kurier-update hmac-sha256` (Knot), allow it to update the zones, and name the file",
+            );
+        }
+        if u.enabled && u.zones.is_empty() {
+            return bad(
+                "dns_update.zones",
+                &u.zones,
+                "empty, but [dns_update] is enabled",
+                "list the zones the server is primary for, e.g. [\"example.org\"]",
+            );
+        }
+        if u.enabled && u.check_secs == 0 {
+            return bad(
+                "dns_update.check_secs",
+                &u.check_secs,
+                "zero",
+                "use a number of seconds, e.g. 3600",
             );
         }
         if self.acme.enabled && self.acme.check_secs == 0 {

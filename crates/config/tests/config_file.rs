@@ -210,3 +210,38 @@ fn acme_settings_are_checked() {
     .unwrap();
     assert_eq!(alpn.acme.challenge, kurier_config::AcmeChallenge::TlsAlpn01);
 }
+
+/// `[dns_update]` (issue 21 item 3): off by default; when on, a server, a TSIG key file and
+/// the zones are needed, each named with its fix.
+#[test]
+fn dns_update_settings_are_checked() {
+    let off = parse("", Path::new("x.toml")).unwrap();
+    assert!(!off.dns_update.enabled);
+    let ok = parse(
+        "[dns_update]\nenabled = true\nserver = \"192.0.2.53:53\"\nzones = [\"example.org\"]\nkey_file = \"/etc/kurier/update.key\"\n",
+        Path::new("x.toml"),
+    )
+    .unwrap();
+    assert_eq!(ok.dns_update.zones, ["example.org"]);
+    for (text, key) in [
+        (
+            "[dns_update]\nenabled = true\nzones = [\"a\"]\nkey_file = \"k\"\n",
+            "dns_update.server",
+        ),
+        (
+            "[dns_update]\nenabled = true\nserver = \"192.0.2.1:53\"\nzones = [\"a\"]\n",
+            "dns_update.key_file",
+        ),
+        (
+            "[dns_update]\nenabled = true\nserver = \"192.0.2.1:53\"\nkey_file = \"k\"\n",
+            "dns_update.zones",
+        ),
+        (
+            "[dns_update]\nserver = \"not an address\"\n",
+            "dns_update.server",
+        ),
+    ] {
+        let e = err(text);
+        assert!(e.contains(key) && e.contains("fix:"), "{key}: {e}");
+    }
+}

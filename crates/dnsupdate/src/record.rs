@@ -85,6 +85,25 @@ impl RecordData {
         }
     }
 
+    /// A TXT record holding `text`, cut into character-strings of at most 255 bytes
+    /// (RFC 1035 §3.3.14; receivers join them, RFC 6376 §3.6.2.2 for DKIM keys).
+    pub fn txt(text: &str) -> RecordData {
+        let mut strings = Vec::new();
+        let mut rest = text;
+        while !rest.is_empty() {
+            let mut cut = rest.len().min(255);
+            while !rest.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            strings.push(rest[..cut].to_string());
+            rest = &rest[cut..];
+        }
+        if strings.is_empty() {
+            strings.push(String::new());
+        }
+        RecordData::Txt(strings)
+    }
+
     pub fn record_type(&self) -> RecordType {
         match self {
             RecordData::A(_) => RecordType::A,
@@ -299,6 +318,10 @@ mod tests {
             assert!(e.starts_with(&format!("{rtype} {value:?}: ")), "{e}");
         }
         let long = format!("\"{}\"", "a".repeat(256));
+        assert_eq!(
+            RecordData::txt(&"a".repeat(300)),
+            RecordData::Txt(vec!["a".repeat(255), "a".repeat(45)])
+        );
         assert!(RecordData::parse("TXT", &long).is_err());
         assert!(
             DnsRecord::new("bad..name", 1, RecordData::A(Ipv4Addr::LOCALHOST))

@@ -165,6 +165,10 @@ pub struct AcmeService {
     pub endpoints: Vec<Arc<TlsAcceptor>>,
     pub guard: Option<Arc<DaneGuard>>,
     pub challenges: Arc<ChallengeResponses>,
+    /// `[dns_update]`: the next key's TLSA record is published, the old one retired.
+    pub dns_update: Option<Arc<crate::dns_update::Publisher>>,
+    /// The next key's TLSA record as last sent by `dns_update` (sent once per key).
+    pub tlsa_sent: std::sync::Mutex<Option<String>>,
     pub metrics: Arc<crate::metrics::Metrics>,
 }
 
@@ -330,6 +334,22 @@ impl AcmeService {
         };
         match step {
             KeyChange::Unpublished { owners } => {
+                if let Some(publisher) = &self.dns_update {
+                    let next = key_record(&f.next_key)?;
+                    let sent = self.tlsa_sent.lock().map(|g| g.clone()).unwrap_or_default();
+                    if sent.as_deref() != Some(next.as_str()) {
+                        publisher
+                            .tlsa(&crate::acme::owners(&self.cfg), &next, true)
+                            .await?;
+                        if let Ok(mut g) = self.tlsa_sent.lock() {
+                            *g = Some(next.clone());
+                        }
+                        tracing::info!(
+                            "key change: the next key's TLSA {next} was published by [dns_update]; the switch waits until the validating resolver sees it"
+                        );
+                    }
+                    return Ok(None);
+                }
                 tracing::warn!(
                     "key change waits: the next key's certificate matches none of the TLSA records published at {}. Publish {} beside the current record",
                     owners.join(", "),
@@ -383,6 +403,15 @@ impl AcmeService {
         // A renewal of the old key that was still waiting has no use now.
         let _ = std::fs::remove_file(&f.cert_new);
         certificates::reload(&self.endpoints, self.guard.as_deref()).await;
+        if let Some(publisher) = &self.dns_update {
+            // RFC 7671 §8.1: the old record goes once the new key serves.
+            publisher.tlsa(&owners(&self.cfg), &old, false).await?;
+            tracing::info!(
+                "key change done: the next key serves now; TLSA {old} (the old key) was removed from {} by [dns_update]",
+                owners(&self.cfg).join(", ")
+            );
+            return Ok(());
+        }
         tracing::warn!(
             "key change done: the next key serves now. Remove TLSA {old} (the old key) from {}",
             owners(&self.cfg).join(", ")

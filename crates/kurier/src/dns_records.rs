@@ -15,7 +15,7 @@ pub enum DnsFormat {
 
 /// One record (or a comment for the operator).
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Line {
+pub enum Line {
     Record {
         name: String,
         ttl: Option<u32>,
@@ -34,15 +34,50 @@ fn rec(name: String, rtype: &'static str, value: impl Into<String>) -> Line {
     }
 }
 
-pub async fn run(args: ConfigArgs, domain: String, format: DnsFormat) -> anyhow::Result<()> {
+/// What `kurier dns DOMAIN --update` does instead of printing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Update {
+    No,
+    Send,
+    DryRun,
+}
+
+pub async fn run(
+    args: ConfigArgs,
+    domain: String,
+    format: DnsFormat,
+    update: Update,
+) -> anyhow::Result<()> {
     let cfg = args.config()?;
     let store = crate::admin::open(&args).await?;
     let domain = domain.trim().trim_end_matches('.').to_ascii_lowercase();
     store.domain_settings(&domain).await.map_err(|_| {
         anyhow::anyhow!("{domain} is not hosted here (add it with: kurier domain add {domain})")
     })?;
+    let out = lines(&cfg, &*store, &domain).await?;
+    if update != Update::No {
+        let publisher = crate::dns_update::Publisher::from_config(&cfg)?.ok_or_else(|| {
+            anyhow::anyhow!("[dns_update] is not enabled: set its server, zones and key_file (see kurier.example.toml)")
+        })?;
+        let dry_run = update == Update::DryRun || cfg.dns_update.dry_run;
+        print!("{}", publisher.publish(&out, dry_run).await?);
+        return Ok(());
+    }
+    match format {
+        DnsFormat::Zone => println!("{}", zone(&out)),
+        DnsFormat::Json => println!("{}", serde_json::to_string_pretty(&json(&out))?),
+    }
+    Ok(())
+}
+
+/// Every record `domain` should publish, with notes for the operator.
+pub async fn lines(
+    cfg: &kurier_config::Config,
+    store: &dyn kurier_store::Store,
+    domain: &str,
+) -> anyhow::Result<Vec<Line>> {
     let host = cfg.server.hostname.to_ascii_lowercase();
-    let clients = crate::hosting::client_services(&cfg);
+    let clients = crate::hosting::client_services(cfg);
     let mut out = vec![
         Line::Note(format!(
             "DNS records for {domain}. Sign the zones with DNSSEC: DANE needs it (TR-03108 DANE-1)."
@@ -72,7 +107,7 @@ pub async fn run(args: ConfigArgs, domain: String, format: DnsFormat) -> anyhow:
     // same set for port 25 and the client ports (RFC 7673).
     let mut tlsa = Vec::new();
     if cfg.acme.enabled {
-        let acme = crate::acme::tlsa_records(&cfg)?;
+        let acme = crate::acme::tlsa_records(cfg)?;
         if acme.is_empty() {
             out.push(Line::Note(
                 "the ACME key is made at the first `kurier serve`; run this again then for its TLSA record".into(),
@@ -123,7 +158,7 @@ pub async fn run(args: ConfigArgs, domain: String, format: DnsFormat) -> anyhow:
             );
         }
     }
-    let ports = crate::hosting::dane_ports(&cfg);
+    let ports = crate::hosting::dane_ports(cfg);
     for port in ports {
         for r in &tlsa {
             out.push(Line::Record {
@@ -135,7 +170,7 @@ pub async fn run(args: ConfigArgs, domain: String, format: DnsFormat) -> anyhow:
         }
     }
 
-    if let Some(policy) = crate::hosting::sts_policy(&cfg) {
+    if let Some(policy) = crate::hosting::sts_policy(cfg) {
         let hosting = kurier_web::StsHosting::new(&policy);
         out.push(Line::Note(format!("MTA-STS (RFC 8461): the policy is served at https://mta-sts.{domain}/.well-known/mta-sts.txt; the certificate must name mta-sts.{domain}")));
         out.push(rec(
@@ -149,7 +184,7 @@ pub async fn run(args: ConfigArgs, domain: String, format: DnsFormat) -> anyhow:
             format!("{host}."),
         ));
     }
-    if let Some(rua) = cfg.tlsrpt.reporting_address_for(&domain) {
+    if let Some(rua) = cfg.tlsrpt.reporting_address_for(domain) {
         out.push(rec(
             format!("_smtp._tls.{domain}."),
             "TXT",
@@ -193,7 +228,7 @@ pub async fn run(args: ConfigArgs, domain: String, format: DnsFormat) -> anyhow:
         "TXT",
         "v=DMARC1; p=reject; adkim=s; aspf=s",
     ));
-    match crate::admin::dkim_key(&*store, &cfg.server.data_dir, &domain).await? {
+    match crate::admin::dkim_key(store, &cfg.server.data_dir, domain).await? {
         Some(key) => {
             let (name, value) = key.dns_record()?;
             out.push(rec(name, "TXT", value));
@@ -202,11 +237,7 @@ pub async fn run(args: ConfigArgs, domain: String, format: DnsFormat) -> anyhow:
             "no DKIM key yet: kurier dkim generate {domain}"
         ))),
     }
-    match format {
-        DnsFormat::Zone => println!("{}", zone(&out)),
-        DnsFormat::Json => println!("{}", serde_json::to_string_pretty(&json(&out))?),
-    }
-    Ok(())
+    Ok(out)
 }
 
 fn zone(lines: &[Line]) -> String {

@@ -12,6 +12,7 @@ mod admin;
 mod certificates;
 mod dev;
 mod dns_records;
+mod dns_update;
 mod hosting;
 mod ics;
 mod logging;
@@ -101,6 +102,13 @@ enum Command {
         /// zone (ready to paste into a zone file) or json.
         #[arg(long, value_enum, default_value = "zone")]
         format: dns_records::DnsFormat,
+        /// Publish Kurier's own records ([dns_update]: TLSA, _mta-sts, _smtp._tls, SRV,
+        /// DKIM) on the primary server by RFC 2136, instead of printing them.
+        #[arg(long)]
+        update: bool,
+        /// With --update: print the update (nsupdate syntax) instead of sending it.
+        #[arg(long, requires = "update")]
+        dry_run: bool,
     },
     /// TLSRPT: send our reports now, sum up the ones we received.
     Reports {
@@ -251,7 +259,16 @@ fn main() -> ExitCode {
             source,
             domain,
             format,
-        } => block_on(dns_records::run(source, domain, format)),
+            update,
+            dry_run,
+        } => {
+            let update = match (update, dry_run) {
+                (false, _) => dns_records::Update::No,
+                (true, false) => dns_records::Update::Send,
+                (true, true) => dns_records::Update::DryRun,
+            };
+            block_on(dns_records::run(source, domain, format, update))
+        }
         Command::Config {
             command: ConfigCommand::Check { file },
         } => serve::check(&file),

@@ -280,8 +280,19 @@ pub fn run(
                 stop_rx.clone(),
             ));
         }
+        let dns_update = crate::dns_update::Publisher::from_config(&cfg)?.map(Arc::new);
+        if let Some(publisher) = &dns_update {
+            tokio::spawn(crate::dns_update::keep_published(
+                publisher.clone(),
+                cfg.clone(),
+                store.clone(),
+                stop_rx.clone(),
+            ));
+        }
         if cfg.acme.enabled {
             let service = crate::acme::AcmeService {
+                dns_update: dns_update.clone(),
+                tlsa_sent: std::sync::Mutex::new(None),
                 metrics: metrics.clone(),
                 cfg: cfg.clone(),
                 store: store.clone(),
@@ -294,11 +305,12 @@ pub fn run(
             };
             tokio::spawn(service.run(stop_rx.clone()));
         }
+        let signals = StopSignals::install()?;
         if let Some(demo) = &demo {
             println!("{}", dev::banner(&cfg, &dev.data, demo));
         }
         tracing::info!(version = env!("CARGO_PKG_VERSION"), hostname = %cfg.server.hostname, "Kurier started");
-        wait_for_stop(&endpoints, guard.as_deref(), &dkim_keys).await?;
+        signals.wait(&endpoints, guard.as_deref(), &dkim_keys).await;
 
         // Graceful shutdown: stop accepting now, let sessions finish up to the deadline.
         let grace = Duration::from_secs(cfg.server.shutdown_grace_secs);
@@ -324,22 +336,39 @@ async fn stopped(mut rx: watch::Receiver<bool>) {
 }
 
 /// Waits for SIGTERM or SIGINT; reloads certificates on SIGHUP meanwhile.
-async fn wait_for_stop(
-    endpoints: &[Arc<TlsAcceptor>],
-    guard: Option<&crate::certificates::DaneGuard>,
-    dkim_keys: &kurier_dkim::DkimKeyring,
-) -> anyhow::Result<()> {
-    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
-    let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
-    let mut hup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
-    loop {
-        tokio::select! {
-            _ = term.recv() => { tracing::info!("SIGTERM received"); return Ok(()) }
-            _ = int.recv() => { tracing::info!("SIGINT received"); return Ok(()) }
-            _ = hup.recv() => {
-                tracing::info!("SIGHUP received: reloading certificates and DKIM keys");
-                crate::certificates::reload(endpoints, guard).await;
-                dkim_keys.clear();
+/// SIGTERM, SIGINT and SIGHUP, caught from before readiness is announced: a signal sent as
+/// soon as "Kurier started" appears must not meet the default action (death by signal).
+struct StopSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn install() -> anyhow::Result<StopSignals> {
+        Ok(StopSignals {
+            term: signal(SignalKind::terminate()).context("cannot handle SIGTERM")?,
+            int: signal(SignalKind::interrupt()).context("cannot handle SIGINT")?,
+            hup: signal(SignalKind::hangup()).context("cannot handle SIGHUP")?,
+        })
+    }
+
+    /// Until SIGTERM or SIGINT; SIGHUP reloads certificates and DKIM keys.
+    async fn wait(
+        mut self,
+        endpoints: &[Arc<TlsAcceptor>],
+        guard: Option<&crate::certificates::DaneGuard>,
+        dkim_keys: &kurier_dkim::DkimKeyring,
+    ) {
+        loop {
+            tokio::select! {
+                _ = self.term.recv() => { tracing::info!("SIGTERM received"); return }
+                _ = self.int.recv() => { tracing::info!("SIGINT received"); return }
+                _ = self.hup.recv() => {
+                    tracing::info!("SIGHUP received: reloading certificates and DKIM keys");
+                    crate::certificates::reload(endpoints, guard).await;
+                    dkim_keys.clear();
+                }
             }
         }
     }

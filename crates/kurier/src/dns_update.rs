@@ -1,0 +1,252 @@
+//! `[dns_update]`: which of the records `kurier dns` prints Kurier publishes itself, and when
+//! (RFC 2136 updates signed with TSIG, RFC 8945, through `kurier_dnsupdate`).
+//!
+//! Published: TLSA records, only ever added here (a key change adds the next key's record
+//! beside the current one and removes the old one after the switch, RFC 7671 §8.1); the
+//! `_mta-sts` and `_smtp._tls` TXT records, the DKIM key record and the SRV records, each RRset
+//! replaced as a whole. MX, A/AAAA, CNAME, SPF and DMARC stay the operator's: a mistake there
+//! loses mail, and they rarely change. Wiring only: the messages are `kurier_dnsupdate`'s.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use kurier_config::Config;
+use kurier_dnsupdate::message::zone_for;
+use kurier_dnsupdate::{Change, DnsRecord, RecordData, TsigKey, Update};
+use kurier_store::Store;
+use tokio::sync::watch;
+
+use crate::dns_records::Line;
+
+/// Every record but TLSA gets this TTL (TLSA: the 600 of `kurier dns`).
+const TTL: u32 = 3600;
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+pub struct Publisher {
+    server: SocketAddr,
+    zones: Vec<String>,
+    key: TsigKey,
+    dry_run: bool,
+}
+
+/// What one pass would send, and what it leaves to the operator.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Plan {
+    pub updates: Vec<Update>,
+    pub outside: Vec<String>,
+}
+
+impl Publisher {
+    /// `None` when `[dns_update]` is off; the key file is read now, so that a bad one is an
+    /// error at the start.
+    pub fn from_config(cfg: &Config) -> anyhow::Result<Option<Publisher>> {
+        let u = &cfg.dns_update;
+        if !u.enabled {
+            return Ok(None);
+        }
+        let (Some(server), Some(key_file)) = (u.server, u.key_file.as_ref()) else {
+            anyhow::bail!("dns_update needs server and key_file");
+        };
+        let text = std::fs::read_to_string(key_file)
+            .with_context(|| format!("cannot read dns_update.key_file {}", key_file.display()))?;
+        let key = TsigKey::parse(&text)
+            .with_context(|| format!("dns_update.key_file {}", key_file.display()))?;
+        Ok(Some(Publisher {
+            server,
+            zones: u.zones.clone(),
+            key,
+            dry_run: u.dry_run,
+        }))
+    }
+
+    /// The updates for `lines` (one per zone), and the records of ours outside every zone.
+    pub fn plan(&self, lines: &[Line]) -> anyhow::Result<Plan> {
+        let mut adds: Vec<DnsRecord> = Vec::new();
+        let mut sets: BTreeMap<(String, &str), Vec<DnsRecord>> = BTreeMap::new();
+        for line in lines {
+            let Line::Record {
+                name,
+                ttl,
+                rtype,
+                value,
+            } = line
+            else {
+                continue;
+            };
+            let owner = name.trim_end_matches('.').to_ascii_lowercase();
+            let replaced = match *rtype {
+                "TLSA" => false,
+                "SRV" => true,
+                "TXT" if ours_txt(&owner) => true,
+                _ => continue,
+            };
+            let data = if *rtype == "TXT" {
+                RecordData::txt(value)
+            } else {
+                RecordData::parse(rtype, value)?
+            };
+            let record = DnsRecord::new(&owner, ttl.unwrap_or(TTL), data);
+            if replaced {
+                sets.entry((owner, rtype)).or_default().push(record);
+            } else if !adds.contains(&record) {
+                adds.push(record);
+            }
+        }
+        let mut by_zone: BTreeMap<String, Update> = BTreeMap::new();
+        let mut outside = Vec::new();
+        let mut place =
+            |owner: &str, changes: Vec<Change>, text: String| match zone_for(owner, &self.zones) {
+                Some(zone) => by_zone
+                    .entry(zone.to_string())
+                    .or_insert_with(|| Update::new(zone))
+                    .changes
+                    .extend(changes),
+                None => outside.push(text),
+            };
+        for r in adds {
+            let text = r.to_string();
+            place(&r.name.clone(), vec![Change::Add(r)], text);
+        }
+        for ((owner, _), records) in sets {
+            let text = records
+                .iter()
+                .map(|r| r.to_string())
+                .collect::<Vec<_>>()
+                .join("\n");
+            let mut u = Update::new("-");
+            u.replace(records);
+            place(&owner, u.changes, text);
+        }
+        Ok(Plan {
+            updates: by_zone.into_values().collect(),
+            outside,
+        })
+    }
+
+    /// Sends (or, in a dry run, only prints) the updates for `lines`; a report for the operator.
+    pub async fn publish(&self, lines: &[Line], dry_run: bool) -> anyhow::Result<String> {
+        let plan = self.plan(lines)?;
+        let mut report = String::new();
+        for u in &plan.updates {
+            if dry_run || self.dry_run {
+                report.push_str(&u.nsupdate_text(&self.server.to_string()));
+            } else {
+                self.send(u).await?;
+                report.push_str(&format!(
+                    "{}: {} changes sent to {}\n",
+                    u.zone,
+                    u.changes.len(),
+                    self.server
+                ));
+            }
+        }
+        if !plan.outside.is_empty() {
+            report.push_str(&format!(
+                "; in none of dns_update.zones ({}), publish by hand:\n",
+                self.zones.join(", ")
+            ));
+            for r in &plan.outside {
+                report.push_str(&format!("{r}\n"));
+            }
+        }
+        Ok(report)
+    }
+
+    /// One TLSA record at `owners`, added or removed (the two halves of a key change).
+    pub async fn tlsa(&self, owners: &[String], rdata: &str, add: bool) -> anyhow::Result<()> {
+        let data = RecordData::parse("TLSA", rdata)?;
+        let mut by_zone: BTreeMap<String, Update> = BTreeMap::new();
+        for owner in owners {
+            let record = DnsRecord::new(owner, 600, data.clone());
+            let Some(zone) = zone_for(owner, &self.zones) else {
+                tracing::warn!(
+                    "{owner} is in none of dns_update.zones: {} TLSA {rdata} there by hand",
+                    if add { "publish" } else { "remove" }
+                );
+                continue;
+            };
+            by_zone
+                .entry(zone.to_string())
+                .or_insert_with(|| Update::new(zone))
+                .changes
+                .push(if add {
+                    Change::Add(record)
+                } else {
+                    Change::Delete(record)
+                });
+        }
+        for u in by_zone.values() {
+            self.send(u).await?;
+        }
+        Ok(())
+    }
+
+    async fn send(&self, u: &Update) -> anyhow::Result<()> {
+        if self.dry_run {
+            tracing::info!(
+                "dns_update.dry_run: would send\n{}",
+                u.nsupdate_text(&self.server.to_string())
+            );
+            return Ok(());
+        }
+        kurier_dnsupdate::send(self.server, u, &self.key, TIMEOUT)
+            .await
+            .with_context(|| format!("the DNS update of {} failed", u.zone))?;
+        tracing::info!(zone = %u.zone, server = %self.server, changes = u.changes.len(), "DNS records published (RFC 2136)");
+        Ok(())
+    }
+}
+
+/// The TXT records that are Kurier's alone (RFC 8461 §3.1, RFC 8460 §3, RFC 6376 §3.6.2.1):
+/// the apex TXT RRset also holds SPF and whatever else the operator put there.
+fn ours_txt(owner: &str) -> bool {
+    owner.starts_with("_mta-sts.")
+        || owner.starts_with("_smtp._tls.")
+        || owner.contains("._domainkey.")
+}
+
+/// Publishes every hosted domain's records at the start, and again whenever they change
+/// (a domain added, a DKIM key made, the policy changed), every `dns_update.check_secs`.
+pub async fn keep_published(
+    publisher: std::sync::Arc<Publisher>,
+    cfg: Config,
+    store: std::sync::Arc<dyn Store>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut last: Option<Plan> = None;
+    loop {
+        match desired(&publisher, &cfg, &*store).await {
+            Ok(plan) if last.as_ref() != Some(&plan) => {
+                let mut sent = true;
+                for u in &plan.updates {
+                    if let Err(e) = publisher.send(u).await {
+                        tracing::error!(error = %format!("{e:#}"), "DNS update failed; the next check tries again");
+                        sent = false;
+                    }
+                }
+                if !plan.outside.is_empty() {
+                    tracing::warn!(records = %plan.outside.join("; "), "records in none of dns_update.zones: publish them by hand");
+                }
+                if sent {
+                    last = Some(plan);
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %format!("{e:#}"), "cannot work out the DNS records"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(cfg.dns_update.check_secs)) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+async fn desired(publisher: &Publisher, cfg: &Config, store: &dyn Store) -> anyhow::Result<Plan> {
+    let mut lines = Vec::new();
+    for d in store.domains().await? {
+        lines.extend(crate::dns_records::lines(cfg, store, &d.name).await?);
+    }
+    publisher.plan(&lines)
+}
