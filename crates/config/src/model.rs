@@ -46,6 +46,9 @@ pub struct DnsUpdateConfig {
     pub dry_run: bool,
     /// How often the records are compared with what was last published.
     pub check_secs: u64,
+    /// The TTL of our TLSA records, as `kurier dns` prints them and this publishes them:
+    /// short, because a key change waits two of them (RFC 7671 §8.1).
+    pub tlsa_ttl: u32,
 }
 
 impl Default for DnsUpdateConfig {
@@ -57,6 +60,7 @@ impl Default for DnsUpdateConfig {
             key_file: None,
             dry_run: false,
             check_secs: 3600,
+            tlsa_ttl: 600,
         }
     }
 }

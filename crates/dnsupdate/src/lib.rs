@@ -21,6 +21,7 @@ pub mod record;
 pub mod tsig;
 
 pub use client::send;
+pub use hickory_proto::rr::RecordType;
 pub use key_file::TsigKey;
 pub use message::{Change, Update};
 pub use record::{DnsRecord, RecordData};

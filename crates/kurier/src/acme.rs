@@ -404,13 +404,20 @@ impl AcmeService {
         let _ = std::fs::remove_file(&f.cert_new);
         certificates::reload(&self.endpoints, self.guard.as_deref()).await;
         if let Some(publisher) = &self.dns_update {
-            // RFC 7671 §8.1: the old record goes once the new key serves.
-            publisher.tlsa(&owners(&self.cfg), &old, false).await?;
-            tracing::info!(
-                "key change done: the next key serves now; TLSA {old} (the old key) was removed from {} by [dns_update]",
-                owners(&self.cfg).join(", ")
-            );
-            return Ok(());
+            // RFC 7671 §8.1: the old record goes once the new key serves. The switch is done
+            // either way: a failure here leaves one record too many, which breaks nothing.
+            match publisher.tlsa(&owners(&self.cfg), &old, false).await {
+                Ok(()) => {
+                    tracing::info!(
+                        "key change done: the next key serves now; TLSA {old} (the old key) was removed from {} by [dns_update]",
+                        owners(&self.cfg).join(", ")
+                    );
+                    return Ok(());
+                }
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "[dns_update] could not remove the old TLSA record")
+                }
+            }
         }
         tracing::warn!(
             "key change done: the next key serves now. Remove TLSA {old} (the old key) from {}",

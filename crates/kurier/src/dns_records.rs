@@ -163,7 +163,7 @@ pub async fn lines(
         for r in &tlsa {
             out.push(Line::Record {
                 name: format!("_{port}._tcp.{host}."),
-                ttl: Some(600),
+                ttl: Some(cfg.dns_update.tlsa_ttl),
                 rtype: "TLSA",
                 value: r.clone(),
             });

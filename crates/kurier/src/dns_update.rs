@@ -14,13 +14,13 @@ use std::time::Duration;
 use anyhow::Context;
 use kurier_config::Config;
 use kurier_dnsupdate::message::zone_for;
-use kurier_dnsupdate::{Change, DnsRecord, RecordData, TsigKey, Update};
+use kurier_dnsupdate::{Change, DnsRecord, RecordData, RecordType, TsigKey, Update};
 use kurier_store::Store;
 use tokio::sync::watch;
 
 use crate::dns_records::Line;
 
-/// Every record but TLSA gets this TTL (TLSA: the 600 of `kurier dns`).
+/// Every record but TLSA gets this TTL (TLSA: `dns_update.tlsa_ttl`, as `kurier dns` prints).
 const TTL: u32 = 3600;
 const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -29,6 +29,7 @@ pub struct Publisher {
     zones: Vec<String>,
     key: TsigKey,
     dry_run: bool,
+    tlsa_ttl: u32,
 }
 
 /// What one pass would send, and what it leaves to the operator.
@@ -58,6 +59,7 @@ impl Publisher {
             zones: u.zones.clone(),
             key,
             dry_run: u.dry_run,
+            tlsa_ttl: u.tlsa_ttl,
         }))
     }
 
@@ -159,7 +161,7 @@ impl Publisher {
         let data = RecordData::parse("TLSA", rdata)?;
         let mut by_zone: BTreeMap<String, Update> = BTreeMap::new();
         for owner in owners {
-            let record = DnsRecord::new(owner, 600, data.clone());
+            let record = DnsRecord::new(owner, self.tlsa_ttl, data.clone());
             let Some(zone) = zone_for(owner, &self.zones) else {
                 tracing::warn!(
                     "{owner} is in none of dns_update.zones: {} TLSA {rdata} there by hand",
@@ -219,8 +221,14 @@ pub async fn keep_published(
     loop {
         match desired(&publisher, &cfg, &*store).await {
             Ok(plan) if last.as_ref() != Some(&plan) => {
+                // What this process published before and wants no more (a domain deleted, a
+                // key change aborted) goes first.
+                let retired = last
+                    .as_ref()
+                    .map(|l| retirements(l, &plan))
+                    .unwrap_or_default();
                 let mut sent = true;
-                for u in &plan.updates {
+                for u in retired.iter().chain(&plan.updates) {
                     if let Err(e) = publisher.send(u).await {
                         tracing::error!(error = %format!("{e:#}"), "DNS update failed; the next check tries again");
                         sent = false;
@@ -243,10 +251,97 @@ pub async fn keep_published(
     }
 }
 
+/// The deletions that take back what `last` published and `now` no longer wants: a TLSA
+/// record, or a whole replaced RRset (its `DeleteRrset` marks it).
+fn retirements(last: &Plan, now: &Plan) -> Vec<Update> {
+    let wanted: Vec<(&str, &Change)> = now
+        .updates
+        .iter()
+        .flat_map(|u| u.changes.iter().map(move |c| (u.zone.as_str(), c)))
+        .collect();
+    let mut out = Vec::new();
+    for u in &last.updates {
+        let mut gone = Update::new(&u.zone);
+        for c in &u.changes {
+            if wanted.contains(&(u.zone.as_str(), c)) {
+                continue;
+            }
+            match c {
+                Change::Add(r) if r.data.record_type() == RecordType::TLSA => {
+                    gone.changes.push(Change::Delete(r.clone()));
+                }
+                Change::DeleteRrset { .. } => gone.changes.push(c.clone()),
+                _ => {}
+            }
+        }
+        if !gone.changes.is_empty() {
+            out.push(gone);
+        }
+    }
+    out
+}
+
 async fn desired(publisher: &Publisher, cfg: &Config, store: &dyn Store) -> anyhow::Result<Plan> {
     let mut lines = Vec::new();
     for d in store.domains().await? {
         lines.extend(crate::dns_records::lines(cfg, store, &d.name).await?);
     }
     publisher.plan(&lines)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(owner: &str, rtype: &str, value: &str) -> DnsRecord {
+        DnsRecord::new(owner, 600, RecordData::parse(rtype, value).expect("record"))
+    }
+
+    #[test]
+    fn what_is_no_longer_wanted_is_taken_back_and_nothing_else() {
+        let old_key = record("_25._tcp.mx.example.org", "TLSA", "3 1 1 aa");
+        let new_key = record("_25._tcp.mx.example.org", "TLSA", "3 1 1 bb");
+        let mut before = Update::new("example.org");
+        before.changes.push(Change::Add(old_key.clone()));
+        before.changes.push(Change::Add(new_key.clone()));
+        before.replace(vec![record(
+            "_mta-sts.gone.example.org",
+            "TXT",
+            "\"v=STSv1; id=1\"",
+        )]);
+        before.replace(vec![record(
+            "_mta-sts.example.org",
+            "TXT",
+            "\"v=STSv1; id=1\"",
+        )]);
+        let mut after = Update::new("example.org");
+        after.changes.push(Change::Add(new_key));
+        // The same RRset with other content is replaced, not retired.
+        after.replace(vec![record(
+            "_mta-sts.example.org",
+            "TXT",
+            "\"v=STSv1; id=2\"",
+        )]);
+        let last = Plan {
+            updates: vec![before],
+            outside: Vec::new(),
+        };
+        let now = Plan {
+            updates: vec![after],
+            outside: Vec::new(),
+        };
+        let gone = retirements(&last, &now);
+        assert_eq!(gone.len(), 1);
+        assert_eq!(
+            gone[0].changes,
+            [
+                Change::Delete(old_key),
+                Change::DeleteRrset {
+                    name: "_mta-sts.gone.example.org".into(),
+                    rtype: RecordType::TXT
+                }
+            ]
+        );
+        assert!(retirements(&now, &now).is_empty());
+    }
 }

@@ -773,3 +773,97 @@ fn cert1_dane3_acme_issues_renews_with_the_same_key_and_a_key_change_waits_for_i
     assert_eq!(gauges(), (0, 0), "the key change is over");
     postfix_delivers("after the key change");
 }
+
+/// DANE-3 with `[dns_update]` (issue 21 items 2 and 3): the whole key change without a human.
+/// Knot is the primary of kurier.test and signs it; Kurier validates through it with the
+/// zone's KSK as trust anchor. Kurier publishes the current key's TLSA at the start, the next
+/// key's beside it when the key change begins (not waiting for the hourly `dns_update.check_secs`),
+/// switches once its validating resolver sees the new RRset and two TTLs have passed, and then
+/// removes the old record.
+#[test]
+fn dane3_a_key_change_publishes_the_next_tlsa_by_rfc_2136_and_retires_the_old_one() {
+    use kurier_testworld::knot::Knot;
+    let dir = tempfile::tempdir().unwrap();
+    let ip = "127.0.10.97";
+    let port = 14097;
+    let knot = Knot::start(
+        &dir.path().join("knot"),
+        format!("{ip}:5353").parse().unwrap(),
+        "kurier.test",
+        &format!("mx IN A {ip}"),
+        true,
+    )
+    .unwrap();
+    let anchor = dir.path().join("kurier.test.anchor");
+    std::fs::write(&anchor, format!("{}\n", knot.trust_anchor().unwrap())).unwrap();
+    let ca = Ca::new("Pebble HTTPS", KeyKind::P256).unwrap();
+    let _helpers = pebble(dir.path(), &PebbleSpec::ecdsa(port, ip, 3600), &ca);
+    let extra = format!(
+        "[dns_update]\nenabled = true\nserver = \"{}\"\nzones = [\"kurier.test\"]\nkey_file = \"{}\"\n\
+         check_secs = 3600\ntlsa_ttl = 2\n\
+         [dns]\nupstream = [\"{}\"]\ntrust_anchor = \"{}\"\ntimeout_secs = 3\n\
+         [tls]\ntrusted_roots = \"{}\"\n",
+        knot.addr,
+        knot.key_file.display(),
+        knot.addr,
+        anchor.display(),
+        dir.path().join("pebble-root.pem").display()
+    );
+    let config = config(
+        dir.path(),
+        ip,
+        &format!("https://localhost:{port}/dir"),
+        &dir.path().join("pebble-https-root.pem"),
+        &extra,
+    );
+    let server = Server::configured(dir.path(), &config);
+    let current = TlsaRecord::dane_ee_for_key(
+        &openssl::pkey::PKey::private_key_from_pem(
+            &std::fs::read(dir.path().join("data/acme/cert.key")).unwrap(),
+        )
+        .unwrap(),
+    )
+    .unwrap()
+    .rdata();
+    let owners = ["_25._tcp.mx.kurier.test", "_2465._tcp.mx.kurier.test"];
+    let tlsa_on_knot = |owner: &str| knot.tlsa(owner).unwrap();
+    // Beside the records of the manual certificate that `support::configured` also serves.
+    support::wait_until(
+        Duration::from_secs(30),
+        "the current key's TLSA on Knot",
+        || owners.iter().all(|o| tlsa_on_knot(o).contains(&current)),
+    );
+    support::wait_until(Duration::from_secs(60), "the first certificate", || {
+        served(ip).issuer.contains("Pebble Intermediate")
+    });
+
+    let (code, out, err) =
+        support::run(&["acme", "next-key", "--config", config.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let next = out
+        .lines()
+        .find_map(|l| l.strip_prefix("_25._tcp.mx.kurier.test. IN TLSA "))
+        .unwrap_or_else(|| panic!("{out}"))
+        .to_string();
+    server.log_line(&format!(
+        "the next key's TLSA {next} was published by [dns_update]"
+    ));
+    let done = server.log_line("key change done");
+    assert!(
+        done.contains(&format!("TLSA {current} (the old key) was removed")),
+        "{done}"
+    );
+    let log = server.stderr();
+    assert!(
+        log.find("waiting two TTLs").unwrap_or(usize::MAX) < log.find("key change done").unwrap(),
+        "the switch waited for caches: {log}"
+    );
+    assert_eq!(served(ip).tlsa, next);
+    for o in owners {
+        let records = tlsa_on_knot(o);
+        assert!(
+            records.contains(&next) && !records.contains(&current),
+            "{o}: {records:?}"
+        );
+    }
+}

@@ -72,16 +72,7 @@ fn records_from_kurier_dns_make_kurier_check_pass() {
     );
     // The certificate for every name the records point at (configured() made one for mx only).
     leaf.write(dir.path(), "mx").unwrap();
-    let (code, out, err) = support::run(&[
-        "dns",
-        "kurier.test",
-        "--format",
-        "json",
-        "--config",
-        config.to_str().unwrap(),
-    ]);
-    assert_eq!(code, 0, "{err}");
-    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let json = support::dns_json(&config, "kurier.test");
 
     let kurier = hosts::FREE;
     let mut zone = Zone::signed("kurier.test");

@@ -26,11 +26,10 @@ fn config_with_knot(dir: &std::path::Path, ip: &str, knot: &Knot) -> std::path::
     )
 }
 
-/// The records of one type that `kurier dns --format json` lists, as `owner rdata` (lower
-/// case hex without spaces, TXT strings joined), comparable with what Knot serves.
-fn printed(json: &str, rtype: &str) -> Vec<String> {
-    let v: serde_json::Value = serde_json::from_str(json).unwrap();
-    let mut out: Vec<String> = v["records"]
+/// The records of one type that `kurier dns --format json` lists, as `owner rdata` (TXT
+/// strings joined), comparable with what Knot serves.
+fn printed(json: &serde_json::Value, rtype: &str) -> Vec<String> {
+    let mut out: Vec<String> = json["records"]
         .as_array()
         .unwrap()
         .iter()
@@ -51,16 +50,6 @@ fn printed(json: &str, rtype: &str) -> Vec<String> {
 
 fn squash(rtype: &str, rdata: &str) -> String {
     match rtype {
-        "TLSA" => {
-            let f: Vec<&str> = rdata.split_whitespace().collect();
-            format!(
-                "{} {} {} {}",
-                f[0],
-                f[1],
-                f[2],
-                f[3..].concat().to_ascii_lowercase()
-            )
-        }
         // dig writes each character-string quoted; joined, they are the record's text.
         "TXT" => format!("\"{}\"", rdata.trim_matches('"').replace("\" \"", "")),
         _ => rdata.to_string(),
@@ -70,7 +59,12 @@ fn squash(rtype: &str, rdata: &str) -> String {
 fn served(knot: &Knot, owners: &[String], rtype: &str) -> Vec<String> {
     let mut v = Vec::new();
     for o in owners {
-        for r in knot.records(o, rtype).unwrap() {
+        let records = if rtype == "TLSA" {
+            knot.tlsa(o)
+        } else {
+            knot.records(o, rtype)
+        };
+        for r in records.unwrap() {
             v.push(format!("{o} {}", squash(rtype, &r)));
         }
     }
@@ -97,6 +91,7 @@ fn dane3_kurier_dns_update_publishes_our_records_on_knot_and_a_dry_run_only_prin
         addr,
         "kurier.test",
         "mx IN A 127.0.10.96",
+        false,
     )
     .unwrap();
     let config = config_with_knot(dir.path(), ip, &knot);
@@ -106,8 +101,7 @@ fn dane3_kurier_dns_update_publishes_our_records_on_knot_and_a_dry_run_only_prin
         all.extend(["--config", config.to_str().unwrap()]);
         support::run(&all)
     };
-    let (code, zone, err) = kurier(&["dns", "kurier.test", "--format", "json"]);
-    assert_eq!(code, 0, "{err}");
+    let zone = support::dns_json(&config, "kurier.test");
     let tlsa = printed(&zone, "TLSA");
     let srv = printed(&zone, "SRV");
     let txt: Vec<String> = printed(&zone, "TXT")
@@ -183,8 +177,9 @@ fn dane3_kurier_dns_update_publishes_our_records_on_knot_and_a_dry_run_only_prin
     assert_eq!(served(&knot, &owners(&tlsa), "TLSA"), tlsa);
 }
 
-/// `kurier serve` publishes them by itself at the start, and the records of a domain added
-/// later (outside every zone it may update) are named for the operator.
+/// `kurier serve` publishes them by itself at the start and when a domain is added, takes back
+/// those of a domain deleted, and names for the operator the records of a domain outside
+/// every zone it may update.
 #[test]
 fn dane3_serve_keeps_our_records_published() {
     let dir = tempfile::tempdir().unwrap();
@@ -195,23 +190,32 @@ fn dane3_serve_keeps_our_records_published() {
         addr,
         "kurier.test",
         "mx IN A 127.0.10.98",
+        false,
     )
     .unwrap();
     let config = config_with_knot(dir.path(), ip, &knot);
-    let (_, zone, _) = support::run(&[
-        "dns",
-        "kurier.test",
-        "--format",
-        "json",
-        "--config",
-        config.to_str().unwrap(),
-    ]);
-    let tlsa = printed(&zone, "TLSA");
+    let tlsa = printed(&support::dns_json(&config, "kurier.test"), "TLSA");
     let server = Server::configured(dir.path(), &config);
     support::wait_until(Duration::from_secs(20), "the TLSA records on Knot", || {
         served(&knot, &owners(&tlsa), "TLSA") == tlsa
     });
     server.log_line("DNS records published (RFC 2136)");
+    // A domain inside the zone: published while hosted, taken back when deleted.
+    support::admin(&config, &["domain", "add", "sub.kurier.test"], "");
+    let sts = || knot.records("_mta-sts.sub.kurier.test", "TXT").unwrap();
+    support::wait_until(
+        Duration::from_secs(20),
+        "sub.kurier.test's MTA-STS record",
+        || sts().len() == 1,
+    );
+    support::admin(&config, &["domain", "del", "sub.kurier.test"], "");
+    support::wait_until(Duration::from_secs(20), "the record taken back", || {
+        sts().is_empty()
+    });
+    assert!(
+        served(&knot, &owners(&tlsa), "TLSA") == tlsa,
+        "the TLSA records stay"
+    );
     support::admin(&config, &["domain", "add", "other.test"], "");
     let line = server.log_line("records in none of dns_update.zones");
     assert!(

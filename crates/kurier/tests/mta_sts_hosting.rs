@@ -263,16 +263,7 @@ fn sts1_web1_our_policy_over_https_and_only_a_redirect_over_http() {
     );
 
     // The same as JSON, with DANE records for the client ports too (RFC 7673).
-    let (code, json, err) = support::run(&[
-        "dns",
-        "kurier.test",
-        "--format",
-        "json",
-        "--config",
-        config.to_str().unwrap(),
-    ]);
-    assert_eq!(code, 0, "{err}");
-    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let json = support::dns_json(&config, "kurier.test");
     let records = json["records"].as_array().unwrap();
     let has = |name: &str, kind: &str| {
         records

@@ -276,6 +276,20 @@ pub fn configured(dir: &Path, ip: &str, smtp: &str, submission: &str) -> PathBuf
     f
 }
 
+/// `kurier dns DOMAIN --format json` for `config`, parsed; it must succeed.
+pub fn dns_json(config: &Path, domain: &str) -> serde_json::Value {
+    let (code, out, err) = run(&[
+        "dns",
+        domain,
+        "--format",
+        "json",
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    serde_json::from_str(&out).unwrap()
+}
+
 /// Runs `kurier ARGS --config CONFIG` with `stdin`; it must succeed.
 pub fn admin(config: &Path, args: &[&str], stdin: &str) {
     let mut c = Command::new(bin())
