@@ -308,7 +308,9 @@ impl AcmeService {
         }
         std::fs::rename(&f.cert_new, &f.cert)
             .with_context(|| format!("cannot replace {}", f.cert.display()))?;
-        certificates::reload(&self.endpoints, self.guard.as_deref()).await;
+        // Approved above: the guard judges the chain for server.hostname, which is this one
+        // (the ACME certificate is the default), so asking DNS again would change nothing.
+        certificates::reload(&self.endpoints, None).await;
         Ok(())
     }
 
@@ -454,7 +456,10 @@ impl AcmeService {
 fn owners(cfg: &Config) -> Vec<String> {
     crate::hosting::dane_ports(cfg)
         .into_iter()
-        .map(|p| format!("_{p}._tcp.{}.", cfg.server.hostname.to_ascii_lowercase()))
+        .map(|p| {
+            let host = cfg.server.hostname.to_ascii_lowercase();
+            format!("{}.", kurier_policy::dane::tlsa_name(&host, p))
+        })
         .collect()
 }
 

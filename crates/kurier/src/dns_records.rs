@@ -162,7 +162,7 @@ pub async fn lines(
     for port in ports {
         for r in &tlsa {
             out.push(Line::Record {
-                name: format!("_{port}._tcp.{host}."),
+                name: format!("{}.", kurier_policy::dane::tlsa_name(&host, port)),
                 ttl: Some(cfg.dns_update.tlsa_ttl),
                 rtype: "TLSA",
                 value: r.clone(),

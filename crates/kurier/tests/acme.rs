@@ -632,28 +632,8 @@ fn cert1_dane3_acme_issues_renews_with_the_same_key_and_a_key_change_waits_for_i
     };
     let server = Server::configured(dir.path(), &config);
 
-    let mut sent = 0;
-    let mut postfix_delivers = |step: &str| {
-        sent += 1;
-        world.postfix[0]
-            .submit(
-                "someone@postfix.test",
-                "rcpt@kurier.test",
-                &format!("Subject: {step}\r\n\r\nhi\r\n"),
-            )
-            .unwrap();
-        support::wait_until(Duration::from_secs(30), step, || {
-            support::inbox(dir.path(), "rcpt@kurier.test")
-                .iter()
-                .any(|m| m.contains(&format!("Subject: {step}")))
-        });
-        let log = world.postfix[0].maillog();
-        assert_eq!(
-            log.matches("Verified TLS connection established").count(),
-            sent,
-            "{step}: {log}"
-        );
-    };
+    let mut dane = support::DaneDeliveries::new(&world.postfix[0], dir.path());
+    let mut postfix_delivers = |step: &str| dane.deliver(step);
     let from_ca = |s: &ServedCert| s.issuer.contains("Pebble Intermediate");
     // Item 4: where a key change stands, on /metrics.
     let gauges = || {

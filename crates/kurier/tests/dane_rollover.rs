@@ -97,28 +97,8 @@ fn dane3_a_reload_that_would_break_the_published_tlsa_is_refused_and_postfix_kee
         metrics()
     );
 
-    let mut sent = 0;
-    let mut postfix_delivers = |step: &str| {
-        sent += 1;
-        world.postfix[0]
-            .submit(
-                "someone@postfix.test",
-                "rcpt@kurier.test",
-                &format!("Subject: {step}\r\n\r\nhi\r\n"),
-            )
-            .unwrap();
-        support::wait_until(Duration::from_secs(30), step, || {
-            support::inbox(dir.path(), "rcpt@kurier.test")
-                .iter()
-                .any(|m| m.contains(&format!("Subject: {step}")))
-        });
-        let log = world.postfix[0].maillog();
-        assert_eq!(
-            log.matches("Verified TLS connection established").count(),
-            sent,
-            "{step}: {log}"
-        );
-    };
+    let mut dane = support::DaneDeliveries::new(&world.postfix[0], dir.path());
+    let mut postfix_delivers = |step: &str| dane.deliver(step);
     postfix_delivers("before");
 
     // A key no TLSA record names: refused, the old chain keeps serving, the fix is named.

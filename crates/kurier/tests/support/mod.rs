@@ -276,6 +276,47 @@ pub fn configured(dir: &Path, ip: &str, smtp: &str, submission: &str) -> PathBuf
     f
 }
 
+/// Mail from a DANE-validating Postfix (RFC 7672) to rcpt@kurier.test of the server in `dir`:
+/// each `deliver` must arrive, over one more verified TLS connection.
+pub struct DaneDeliveries<'a> {
+    postfix: &'a kurier_testworld::Postfix,
+    dir: &'a Path,
+    sent: usize,
+}
+
+impl<'a> DaneDeliveries<'a> {
+    pub fn new(postfix: &'a kurier_testworld::Postfix, dir: &'a Path) -> Self {
+        DaneDeliveries {
+            postfix,
+            dir,
+            sent: 0,
+        }
+    }
+
+    /// Sends a message with subject `step` and waits for it in the inbox.
+    pub fn deliver(&mut self, step: &str) {
+        self.sent += 1;
+        self.postfix
+            .submit(
+                "someone@postfix.test",
+                "rcpt@kurier.test",
+                &format!("Subject: {step}\r\n\r\nhi\r\n"),
+            )
+            .unwrap();
+        wait_until(Duration::from_secs(30), step, || {
+            inbox(self.dir, "rcpt@kurier.test")
+                .iter()
+                .any(|m| m.contains(&format!("Subject: {step}")))
+        });
+        let log = self.postfix.maillog();
+        assert_eq!(
+            log.matches("Verified TLS connection established").count(),
+            self.sent,
+            "{step}: {log}"
+        );
+    }
+}
+
 /// `kurier dns DOMAIN --format json` for `config`, parsed; it must succeed.
 pub fn dns_json(config: &Path, domain: &str) -> serde_json::Value {
     let (code, out, err) = run(&[
