@@ -23,6 +23,52 @@ pub enum Change {
     Delete(DnsRecord),
 }
 
+impl Change {
+    /// The owner name the change is about.
+    pub fn owner(&self) -> &str {
+        match self {
+            Change::Add(r) | Change::Delete(r) => &r.name,
+            Change::DeleteRrset { name, .. } => name,
+        }
+    }
+}
+
+/// The changes that make `records` (one name and type) the whole RRset: delete what is there,
+/// add them (in one message, so never without one, §3.4).
+pub fn replacement(records: Vec<DnsRecord>) -> Vec<Change> {
+    let mut changes = Vec::with_capacity(records.len() + 1);
+    if let Some(first) = records.first() {
+        changes.push(Change::DeleteRrset {
+            name: first.name.clone(),
+            rtype: first.data.record_type(),
+        });
+    }
+    changes.extend(records.into_iter().map(Change::Add));
+    changes
+}
+
+/// `changes` as one update per zone of `zones` (the longest that holds the owner), in order;
+/// and the changes whose owner is in none of them.
+pub fn by_zone(changes: Vec<Change>, zones: &[String]) -> (Vec<Update>, Vec<Change>) {
+    let mut updates: Vec<Update> = Vec::new();
+    let mut outside = Vec::new();
+    for c in changes {
+        let Some(zone) = zone_for(c.owner(), zones) else {
+            outside.push(c);
+            continue;
+        };
+        let zone = zone.trim_end_matches('.').to_ascii_lowercase();
+        match updates.iter_mut().find(|u| u.zone == zone) {
+            Some(u) => u.changes.push(c),
+            None => updates.push(Update {
+                zone,
+                changes: vec![c],
+            }),
+        }
+    }
+    (updates, outside)
+}
+
 /// The changes to one zone.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Update {
@@ -40,13 +86,7 @@ impl Update {
 
     /// The records of `records` replace the RRset at their name and type (one name and type).
     pub fn replace(&mut self, records: Vec<DnsRecord>) {
-        if let Some(first) = records.first() {
-            self.changes.push(Change::DeleteRrset {
-                name: first.name.clone(),
-                rtype: first.data.record_type(),
-            });
-        }
-        self.changes.extend(records.into_iter().map(Change::Add));
+        self.changes.extend(replacement(records));
     }
 
     /// The UPDATE message, unsigned.
@@ -198,6 +238,23 @@ mod tests {
         let mut u = Update::new("example.org");
         u.changes = vec![Change::Add(tlsa("a.example.org")); MAX_CHANGES + 1];
         assert!(u.message(1).is_err());
+    }
+
+    #[test]
+    fn changes_are_grouped_by_their_zone_in_order() {
+        let zones = vec!["example.org".to_string(), "example.net".to_string()];
+        let changes = vec![
+            Change::Add(tlsa("_25._tcp.mx.example.org")),
+            Change::Add(tlsa("_25._tcp.mx.example.net")),
+            Change::Delete(tlsa("_465._tcp.mx.example.org")),
+            Change::Add(tlsa("_25._tcp.mx.example.com")),
+        ];
+        let (updates, outside) = by_zone(changes.clone(), &zones);
+        assert_eq!(updates.len(), 2);
+        assert_eq!(updates[0].zone, "example.org");
+        assert_eq!(updates[0].changes, [changes[0].clone(), changes[2].clone()]);
+        assert_eq!(updates[1].changes, [changes[1].clone()]);
+        assert_eq!(outside, [changes[3].clone()]);
     }
 
     #[test]

@@ -158,6 +158,15 @@ pub async fn names(cfg: &Config, store: &dyn Store) -> anyhow::Result<Vec<String
     Ok(names)
 }
 
+/// What the order loop remembers of a key change between two looks.
+#[derive(Default)]
+struct KeyChangeProgress {
+    /// Since when the next chain has been seen published (RFC 7671 §8.1's two TTLs).
+    seen: Option<Published>,
+    /// The next key's TLSA record as `dns_update` last sent it (once per key).
+    tlsa_sent: Option<String>,
+}
+
 /// What the order loop needs.
 pub struct AcmeService {
     pub cfg: Config,
@@ -167,8 +176,6 @@ pub struct AcmeService {
     pub challenges: Arc<ChallengeResponses>,
     /// `[dns_update]`: the next key's TLSA record is published, the old one retired.
     pub dns_update: Option<Arc<crate::dns_update::Publisher>>,
-    /// The next key's TLSA record as last sent by `dns_update` (sent once per key).
-    pub tlsa_sent: std::sync::Mutex<Option<String>>,
     pub metrics: Arc<crate::metrics::Metrics>,
 }
 
@@ -177,10 +184,10 @@ impl AcmeService {
     /// checking every `acme.check_secs`; a failure keeps the current certificate and backs off.
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
         let mut failures = 0u32;
-        let mut published = None;
+        let mut progress = KeyChangeProgress::default();
         loop {
             let every = Duration::from_secs(self.cfg.acme.check_secs);
-            let pause = match self.check(&mut published).await {
+            let pause = match self.check(&mut progress).await {
                 Ok(wake) => {
                     failures = 0;
                     self.metrics.acme_failures.store(0, Relaxed);
@@ -206,7 +213,7 @@ impl AcmeService {
 
     /// One look at everything; returns when to look again if that is sooner than usual (a key
     /// change waiting out two TTLs).
-    async fn check(&self, published: &mut Option<Published>) -> anyhow::Result<Option<Duration>> {
+    async fn check(&self, progress: &mut KeyChangeProgress) -> anyhow::Result<Option<Duration>> {
         let f = files(&self.cfg);
         let names = names(&self.cfg, &*self.store).await?;
         self.schedule_key_change(&f)?;
@@ -233,7 +240,7 @@ impl AcmeService {
             .ok()
             .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
         let Some(since) = since else {
-            *published = None;
+            *progress = KeyChangeProgress::default();
             self.key_change_metrics(0, 0);
             return Ok(None);
         };
@@ -242,7 +249,7 @@ impl AcmeService {
             tracing::info!(reason = ?reason, names = %names.join(" "), "ordering a certificate for the next key (key change)");
             self.order_into(&f.next_key, &names, &f.next_cert).await?;
         }
-        self.key_change(&f, published).await
+        self.key_change(&f, progress).await
     }
 
     /// `acme.key_change_days`: a key that old gets a successor.
@@ -319,7 +326,7 @@ impl AcmeService {
     async fn key_change(
         &self,
         f: &AcmeFiles,
-        published: &mut Option<Published>,
+        progress: &mut KeyChangeProgress,
     ) -> anyhow::Result<Option<Duration>> {
         let Some(chain) = read_chain(&f.next_cert) else {
             return Ok(None);
@@ -331,21 +338,16 @@ impl AcmeService {
             Some(guard) => {
                 let (answers, ttl) = certificates::answers(guard).await;
                 let verdict = judge(&answers, |r| matches_chain(r, &chain), false);
-                key_change(verdict, published, ttl, now)
+                key_change(verdict, &mut progress.seen, ttl, now)
             }
         };
         match step {
-            KeyChange::Unpublished { owners } => {
+            KeyChange::Unpublished { owners: missing } => {
                 if let Some(publisher) = &self.dns_update {
                     let next = key_record(&f.next_key)?;
-                    let sent = self.tlsa_sent.lock().map(|g| g.clone()).unwrap_or_default();
-                    if sent.as_deref() != Some(next.as_str()) {
-                        publisher
-                            .tlsa(&crate::acme::owners(&self.cfg), &next, true)
-                            .await?;
-                        if let Ok(mut g) = self.tlsa_sent.lock() {
-                            *g = Some(next.clone());
-                        }
+                    if progress.tlsa_sent.as_deref() != Some(next.as_str()) {
+                        publisher.tlsa(&owners(&self.cfg), &next, true).await?;
+                        progress.tlsa_sent = Some(next.clone());
                         tracing::info!(
                             "key change: the next key's TLSA {next} was published by [dns_update]; the switch waits until the validating resolver sees it"
                         );
@@ -354,8 +356,8 @@ impl AcmeService {
                 }
                 tracing::warn!(
                     "key change waits: the next key's certificate matches none of the TLSA records published at {}. Publish {} beside the current record",
-                    owners.join(", "),
-                    certificates::publish_hint(&owners, &chain)
+                    missing.join(", "),
+                    certificates::publish_hint(&missing, &chain)
                 );
                 Ok(None)
             }
@@ -376,7 +378,7 @@ impl AcmeService {
             }
             KeyChange::Switch => {
                 self.switch_key(f).await?;
-                *published = None;
+                *progress = KeyChangeProgress::default();
                 self.key_change_metrics(0, 0);
                 Ok(None)
             }
@@ -405,14 +407,15 @@ impl AcmeService {
         // A renewal of the old key that was still waiting has no use now.
         let _ = std::fs::remove_file(&f.cert_new);
         certificates::reload(&self.endpoints, self.guard.as_deref()).await;
+        let owner_names = owners(&self.cfg);
+        let listed = owner_names.join(", ");
         if let Some(publisher) = &self.dns_update {
             // RFC 7671 §8.1: the old record goes once the new key serves. The switch is done
             // either way: a failure here leaves one record too many, which breaks nothing.
-            match publisher.tlsa(&owners(&self.cfg), &old, false).await {
+            match publisher.tlsa(&owner_names, &old, false).await {
                 Ok(()) => {
                     tracing::info!(
-                        "key change done: the next key serves now; TLSA {old} (the old key) was removed from {} by [dns_update]",
-                        owners(&self.cfg).join(", ")
+                        "key change done: the next key serves now; TLSA {old} (the old key) was removed from {listed} by [dns_update]"
                     );
                     return Ok(());
                 }
@@ -422,8 +425,7 @@ impl AcmeService {
             }
         }
         tracing::warn!(
-            "key change done: the next key serves now. Remove TLSA {old} (the old key) from {}",
-            owners(&self.cfg).join(", ")
+            "key change done: the next key serves now. Remove TLSA {old} (the old key) from {listed}"
         );
         Ok(())
     }

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use kurier_config::Config;
-use kurier_dnsupdate::message::zone_for;
+use kurier_dnsupdate::message::{by_zone, replacement};
 use kurier_dnsupdate::{Change, DnsRecord, RecordData, RecordType, TsigKey, Update};
 use kurier_store::Store;
 use tokio::sync::watch;
@@ -96,34 +96,20 @@ impl Publisher {
                 adds.push(record);
             }
         }
-        let mut by_zone: BTreeMap<String, Update> = BTreeMap::new();
-        let mut outside = Vec::new();
-        let mut place =
-            |owner: &str, changes: Vec<Change>, text: String| match zone_for(owner, &self.zones) {
-                Some(zone) => by_zone
-                    .entry(zone.to_string())
-                    .or_insert_with(|| Update::new(zone))
-                    .changes
-                    .extend(changes),
-                None => outside.push(text),
-            };
-        for r in adds {
-            let text = r.to_string();
-            place(&r.name.clone(), vec![Change::Add(r)], text);
+        let mut changes: Vec<Change> = adds.into_iter().map(Change::Add).collect();
+        for records in sets.into_values() {
+            changes.extend(replacement(records));
         }
-        for ((owner, _), records) in sets {
-            let text = records
-                .iter()
-                .map(|r| r.to_string())
-                .collect::<Vec<_>>()
-                .join("\n");
-            let mut u = Update::new("-");
-            u.replace(records);
-            place(&owner, u.changes, text);
-        }
+        let (updates, outside) = by_zone(changes, &self.zones);
         Ok(Plan {
-            updates: by_zone.into_values().collect(),
-            outside,
+            updates,
+            outside: outside
+                .iter()
+                .filter_map(|c| match c {
+                    Change::Add(r) => Some(r.to_string()),
+                    _ => None,
+                })
+                .collect(),
         })
     }
 
@@ -159,27 +145,26 @@ impl Publisher {
     /// One TLSA record at `owners`, added or removed (the two halves of a key change).
     pub async fn tlsa(&self, owners: &[String], rdata: &str, add: bool) -> anyhow::Result<()> {
         let data = RecordData::parse("TLSA", rdata)?;
-        let mut by_zone: BTreeMap<String, Update> = BTreeMap::new();
-        for owner in owners {
-            let record = DnsRecord::new(owner, self.tlsa_ttl, data.clone());
-            let Some(zone) = zone_for(owner, &self.zones) else {
-                tracing::warn!(
-                    "{owner} is in none of dns_update.zones: {} TLSA {rdata} there by hand",
-                    if add { "publish" } else { "remove" }
-                );
-                continue;
-            };
-            by_zone
-                .entry(zone.to_string())
-                .or_insert_with(|| Update::new(zone))
-                .changes
-                .push(if add {
+        let changes = owners
+            .iter()
+            .map(|owner| {
+                let record = DnsRecord::new(owner, self.tlsa_ttl, data.clone());
+                if add {
                     Change::Add(record)
                 } else {
                     Change::Delete(record)
-                });
+                }
+            })
+            .collect();
+        let (updates, outside) = by_zone(changes, &self.zones);
+        for c in outside {
+            tracing::warn!(
+                "{} is in none of dns_update.zones: {} TLSA {rdata} there by hand",
+                c.owner(),
+                if add { "publish" } else { "remove" }
+            );
         }
-        for u in by_zone.values() {
+        for u in &updates {
             self.send(u).await?;
         }
         Ok(())

@@ -292,7 +292,6 @@ pub fn run(
         if cfg.acme.enabled {
             let service = crate::acme::AcmeService {
                 dns_update: dns_update.clone(),
-                tlsa_sent: std::sync::Mutex::new(None),
                 metrics: metrics.clone(),
                 cfg: cfg.clone(),
                 store: store.clone(),
@@ -335,7 +334,6 @@ async fn stopped(mut rx: watch::Receiver<bool>) {
     let _ = rx.wait_for(|s| *s).await;
 }
 
-/// Waits for SIGTERM or SIGINT; reloads certificates on SIGHUP meanwhile.
 /// SIGTERM, SIGINT and SIGHUP, caught from before readiness is announced: a signal sent as
 /// soon as "Kurier started" appears must not meet the default action (death by signal).
 struct StopSignals {
