@@ -12,10 +12,10 @@ cd "$(dirname "$0")/.."
 # cryptography package signs the test CA's CRLs). libunbound8 is the DNSSEC validator the
 # server itself loads (dns.dnssec = "validate"). pebble (with pebble-challtestsrv) is the ACME
 # server the certificate tests order from. Knot is the operator's primary DNS server that
-# Kurier's RFC 2136 client updates.
+# Kurier's RFC 2136 client updates. publicsuffix is the Public Suffix List DMARC needs.
 packages=(gcc make perl ca-certificates openssl curl testssl.sh postgresql
   nsd unbound libunbound8 ldnsutils dnsutils postfix swaks libnet-ssleay-perl python3 python3-cryptography
-  util-linux pebble knot)
+  util-linux pebble knot publicsuffix)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -35,8 +35,10 @@ if ((${#missing[@]})); then
   $sudo rm -f /usr/sbin/policy-rc.d
 fi
 
-# dkimpy (PyPI) is the independent verifier of our DKIM signatures; PyNaCl adds Ed25519.
-python3 -c 'import dkim, nacl, jsonschema' 2>/dev/null || python3 -m pip install --quiet --disable-pip-version-check dkimpy pynacl jsonschema
+# dkimpy (PyPI) is the independent verifier of our DKIM signatures; PyNaCl adds Ed25519. pyspf
+# and authheaders (with dnspython) judge inbound SPF and DMARC (tests/sender_auth.rs).
+python3 -c 'import dkim, nacl, jsonschema, spf, authheaders, dns.resolver' 2>/dev/null ||
+  python3 -m pip install --quiet --disable-pip-version-check dkimpy pynacl jsonschema pyspf authheaders dnspython
 
 # A throwaway PostgreSQL cluster on loopback for the store tests, stopped on exit. Tests create
 # their own databases in it; KURIER_TEST_POSTGRES tells them where it is.

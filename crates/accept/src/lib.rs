@@ -18,6 +18,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod authentication;
 pub mod connection;
 pub mod envelope;
 pub mod message;
@@ -32,6 +33,7 @@ use kurier_smtp::headers::TlsRequiredHeader;
 use kurier_smtp::{ConnectionFacts, Delivery, MailDrop, Message, Verdict};
 use kurier_store::{Recipient, Store, StoreError};
 
+pub use authentication::{Decision, SenderAuth};
 pub use connection::{Connection, Helo, Origin};
 pub use envelope::ReportAddresses;
 pub use message::Verdicts;
@@ -57,6 +59,8 @@ pub struct Acceptance {
     /// Our TLSRPT addresses and the reader of reports sent to them.
     pub reports: Option<(ReportAddresses, Arc<ReportIntake>)>,
     pub report_events: Arc<dyn ReportEvents>,
+    /// SPF, DKIM and DMARC on mail from other servers (`None`: off).
+    pub sender_auth: Option<Arc<SenderAuth>>,
 }
 
 /// Where `domain`'s DKIM key with `selector` is kept below `data_dir`.
@@ -141,6 +145,38 @@ impl Acceptance {
             }
         };
         message::tls_required(rule, &m.body).map_err(Delivery::Refused)
+    }
+
+    /// The sender-authentication stage for mail from other servers: the verdict fields, the
+    /// folder, the body without forged results; or the refusal (550) or deferral (451).
+    async fn authenticate(
+        &self,
+        connection: &Connection,
+        m: &Message,
+    ) -> Result<(Verdicts, kurier_store::Folder, Option<Vec<u8>>), Delivery> {
+        let (Some(auth), Origin::Inbound) = (&self.sender_auth, &connection.origin) else {
+            return Ok((Verdicts::default(), kurier_store::Folder::Inbox, None));
+        };
+        let recipients: Vec<String> = m.recipients.iter().map(|(r, _)| r.clone()).collect();
+        match auth
+            .check(
+                &*self.store,
+                connection,
+                &m.from,
+                &recipients,
+                &m.id,
+                &m.body,
+            )
+            .await
+        {
+            Decision::Deliver {
+                fields,
+                folder,
+                body,
+            } => Ok((Verdicts { fields }, folder, body)),
+            Decision::Reject(why) => Err(Delivery::Refused(why)),
+            Decision::Defer(why) => Err(Delivery::Deferred(why)),
+        }
     }
 
     /// The envelope stage's verdict for one recipient, from the store.
@@ -258,12 +294,16 @@ impl MailDrop for Acceptance {
             Origin::Submission { .. } => self.dkim_signature(unsigned).await,
             Origin::Inbound => None,
         };
-        let verdicts = Verdicts::default();
+        let (verdicts, folder, cleaned) = match self.authenticate(&connection, m).await {
+            Ok(v) => v,
+            Err(refused) => return refused,
+        };
+        let unsigned: &[u8] = cleaned.as_deref().unwrap_or(unsigned);
         let completed = verdicts.apply(signature.as_deref(), unsigned);
         let body = completed.as_deref().unwrap_or(unsigned);
         match self
             .store
-            .deliver_and_enqueue(&local, body, queue.as_ref())
+            .deliver_and_enqueue(&local, folder, body, queue.as_ref())
             .await
         {
             Ok(_) => {

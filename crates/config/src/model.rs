@@ -26,6 +26,7 @@ pub struct Config {
     pub autoconfig: AutoconfigConfig,
     pub acme: AcmeConfig,
     pub dns_update: DnsUpdateConfig,
+    pub sender_auth: SenderAuthConfig,
 }
 
 /// `[dns_update]`: Kurier publishes its own TLSA, `_mta-sts`, `_smtp._tls`, SRV and DKIM
@@ -147,6 +148,102 @@ impl Default for AutoconfigConfig {
             pop3s_port: 995,
             imap_starttls_port: 143,
             pop3_starttls_port: 110,
+        }
+    }
+}
+
+/// `[sender_auth]`: SPF, DKIM and DMARC on mail from other servers (BSI TR-03182; RFC 7208,
+/// 6376, 7489, 8601).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SenderAuthConfig {
+    /// Check every inbound message and record the results in an Authentication-Results
+    /// field. Needs the resolver, which runs with `[delivery]` (so not in `--dev`).
+    pub enabled: bool,
+    /// Apply what failing domains ask for: DMARC `reject` → 550, `quarantine` → the Junk
+    /// folder, an unknown policy → 451. Off: results are recorded only ("monitor").
+    pub enforce: bool,
+    /// The Public Suffix List (organizational domains, RFC 7489 §3.2); Debian's package
+    /// `publicsuffix` keeps it current. Read at start and on SIGHUP.
+    pub public_suffix_list: PathBuf,
+    /// Senders whose failing DMARC is recorded but not acted on, e.g. mailing lists that
+    /// rewrite messages: an envelope sender (`list-bounces@lists.example.org`), a domain of it
+    /// (`lists.example.org` or `@lists.example.org`), or a client network (`192.0.2.0/24`).
+    pub dmarc_exempt: Vec<String>,
+}
+
+impl Default for SenderAuthConfig {
+    fn default() -> Self {
+        SenderAuthConfig {
+            enabled: true,
+            enforce: true,
+            public_suffix_list: PathBuf::from("/usr/share/publicsuffix/public_suffix_list.dat"),
+            dmarc_exempt: Vec::new(),
+        }
+    }
+}
+
+/// One `sender_auth.dmarc_exempt` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SenderPattern {
+    /// An envelope sender, lower case.
+    Address(String),
+    /// A domain: the envelope sender's, or a parent of it.
+    Domain(String),
+    /// A client network.
+    Network(IpAddr, u8),
+}
+
+impl SenderPattern {
+    pub fn parse(s: &str) -> Option<SenderPattern> {
+        let s = s.trim().to_ascii_lowercase();
+        if let Some((ip, len)) = s.split_once('/') {
+            let ip: IpAddr = ip.parse().ok()?;
+            let len: u8 = len.parse().ok()?;
+            let max = if ip.is_ipv4() { 32 } else { 128 };
+            return (len <= max).then_some(SenderPattern::Network(ip, len));
+        }
+        if let Ok(ip) = s.parse::<IpAddr>() {
+            return Some(SenderPattern::Network(
+                ip,
+                if ip.is_ipv4() { 32 } else { 128 },
+            ));
+        }
+        let domain_ok = |d: &str| {
+            !d.is_empty()
+                && d.split('.').all(|l| {
+                    !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                })
+        };
+        match s.rsplit_once('@') {
+            Some(("", d)) if domain_ok(d) => Some(SenderPattern::Domain(d.to_string())),
+            Some((local, d)) if !local.is_empty() && domain_ok(d) => {
+                Some(SenderPattern::Address(s.clone()))
+            }
+            None if domain_ok(&s) => Some(SenderPattern::Domain(s.clone())),
+            _ => None,
+        }
+    }
+
+    /// Whether mail from `ip` with envelope sender `sender` matches.
+    pub fn matches(&self, ip: IpAddr, sender: &str) -> bool {
+        let sender = sender.to_ascii_lowercase();
+        match self {
+            SenderPattern::Address(a) => *a == sender,
+            SenderPattern::Domain(d) => sender
+                .rsplit_once('@')
+                .is_some_and(|(_, sd)| sd == d || sd.ends_with(&format!(".{d}"))),
+            SenderPattern::Network(net, len) => match (ip, net) {
+                (IpAddr::V4(a), IpAddr::V4(n)) => {
+                    let mask = u32::MAX.checked_shl(32 - u32::from(*len)).unwrap_or(0);
+                    u32::from(a) & mask == u32::from(*n) & mask
+                }
+                (IpAddr::V6(a), IpAddr::V6(n)) => {
+                    let mask = u128::MAX.checked_shl(128 - u32::from(*len)).unwrap_or(0);
+                    u128::from(a) & mask == u128::from(*n) & mask
+                }
+                _ => false,
+            },
         }
     }
 }
@@ -774,6 +871,11 @@ impl Config {
             },
             acme: AcmeConfig::default(),
             dns_update: DnsUpdateConfig::default(),
+            // Like delivery: a dev server asks no DNS about other people's domains.
+            sender_auth: SenderAuthConfig {
+                enabled: false,
+                ..SenderAuthConfig::default()
+            },
         }
     }
 
@@ -865,6 +967,19 @@ impl Config {
                 &self.web.listen_http,
                 "empty, but [acme] is enabled with challenge \"http-01\": the CA checks it over plain HTTP on port 80 (RFC 8555 §8.3)",
                 "list a port-80 address, e.g. [\"[::]:80\"], or set acme.challenge = \"tls-alpn-01\" (port 443 only)",
+            );
+        }
+        if let Some(bad_entry) = self
+            .sender_auth
+            .dmarc_exempt
+            .iter()
+            .find(|e| SenderPattern::parse(e).is_none())
+        {
+            return bad(
+                "sender_auth.dmarc_exempt",
+                bad_entry,
+                "is no envelope sender, domain or client network",
+                "write e.g. \"lists.example.org\", \"bounces@news.example.net\" or \"192.0.2.0/24\"",
             );
         }
         let u = &self.dns_update;

@@ -462,6 +462,32 @@ impl Resolver {
         })
     }
 
+    /// The A records (`v6` false) or the AAAA records of `host` alone: SPF's `a` and `mx`
+    /// mechanisms ask only for the client's address family (RFC 7208 §5.3).
+    pub async fn addresses_of_family(
+        &self,
+        host: &str,
+        v6: bool,
+    ) -> Result<Answer<IpAddr>, DnsError> {
+        let rtype = if v6 { RecordType::AAAA } else { RecordType::A };
+        let a = self.query(host, rtype).await?;
+        Ok(a.map(|r| match r.data {
+            RData::A(a) => Some(IpAddr::V4(a.0)),
+            RData::AAAA(a) => Some(IpAddr::V6(a.0)),
+            _ => None,
+        }))
+    }
+
+    /// The PTR names of `ip` (RFC 1035 §3.5 in-addr.arpa, RFC 3596 §2.5 ip6.arpa), lower case
+    /// without the trailing dot.
+    pub async fn ptr(&self, ip: IpAddr) -> Result<Answer<String>, DnsError> {
+        let a = self.query(&reverse_name(ip), RecordType::PTR).await?;
+        Ok(a.map(|r| match r.data {
+            RData::PTR(p) => Some(name_text(&p.0.to_string())),
+            _ => None,
+        }))
+    }
+
     /// The name `name` stands for after following CNAMEs (RFC 7672 §2.2.1: the TLSA base
     /// domain of an MX host given as an alias), from the CNAME chain of an A lookup; `None` if
     /// the name is not an alias. Its state is that of the whole chain, the weakest link.
@@ -551,6 +577,24 @@ fn parse_dnskey(rdata: &[u8]) -> Option<DnsKey> {
     })
 }
 
+/// The reverse-lookup name of `ip`: `4.3.2.1.in-addr.arpa.` or 32 nibbles under `ip6.arpa.`.
+pub fn reverse_name(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            format!("{}.{}.{}.{}.in-addr.arpa.", o[3], o[2], o[1], o[0])
+        }
+        IpAddr::V6(v6) => {
+            let mut s = String::with_capacity(73);
+            for b in v6.octets().iter().rev() {
+                s.push_str(&format!("{:x}.{:x}.", b & 0xf, b >> 4));
+            }
+            s.push_str("ip6.arpa.");
+            s
+        }
+    }
+}
+
 /// `name.` with exactly one trailing dot.
 fn fqdn(name: &str) -> String {
     if name.ends_with('.') {
@@ -572,6 +616,17 @@ fn name_text(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    #[allow(clippy::unwrap_used)] // tests fail loudly by design
+    fn reverse_names() {
+        assert_eq!(
+            reverse_name("192.0.2.1".parse().unwrap()),
+            "1.2.0.192.in-addr.arpa."
+        );
+        let v6 = reverse_name("2001:db8::1".parse().unwrap());
+        assert!(v6.starts_with("1.0.0.0.0.0.0.0") && v6.ends_with(".8.b.d.0.1.0.0.2.ip6.arpa."));
+    }
 
     #[test]
     fn dnskey_rdata() {

@@ -17,6 +17,13 @@ pub enum DomainCommand {
     List,
     /// Stop hosting a domain (it must have no accounts or aliases left).
     Del { domain: String },
+    /// Whether failing DMARC (reject, quarantine) is acted on for mail to this domain:
+    /// `enforce` (default, as sender_auth.enforce says) or `monitor` (results recorded only).
+    Dmarc {
+        domain: String,
+        #[arg(value_parser = ["enforce", "monitor"])]
+        mode: String,
+    },
 }
 
 #[derive(clap::Subcommand)]
@@ -116,6 +123,13 @@ pub async fn domain(args: ConfigArgs, cmd: DomainCommand) -> anyhow::Result<()> 
         DomainCommand::Del { domain } => {
             store.delete_domain(&domain).await?;
             println!("deleted domain {domain}");
+        }
+        DomainCommand::Dmarc { domain, mode } => {
+            let value = (mode == "monitor").then_some(mode.as_str());
+            store
+                .set_domain_setting(&domain, kurier_accept::authentication::DMARC_SETTING, value)
+                .await?;
+            println!("DMARC for mail to {domain}: {mode}");
         }
     }
     Ok(())

@@ -165,6 +165,7 @@ pub fn run(
         // RAM for message bodies: SMTP DATA/BDAT and IMAP APPEND literals together.
         let body_memory = kurier_access::ByteBudget::new(cfg.smtp.body_memory_mb << 20);
         let dkim_keys = Arc::new(kurier_dkim::DkimKeyring::new());
+        let sender_auth = sender_auth(&cfg, resolver.as_ref())?;
         let shared = SmtpShared {
             store: store.clone(),
             outbound: outbound.clone(),
@@ -176,6 +177,7 @@ pub fn run(
                 cfg.smtp.in_flight_mb << 20,
             ),
             dkim_keys: dkim_keys.clone(),
+            sender_auth: sender_auth.clone(),
         };
         let smtp = Arc::new(smtp_server(&cfg, &shared, mx_tls.clone(), None));
         for addr in &cfg.smtp.listen {
@@ -309,7 +311,9 @@ pub fn run(
             println!("{}", dev::banner(&cfg, &dev.data, demo));
         }
         tracing::info!(version = env!("CARGO_PKG_VERSION"), hostname = %cfg.server.hostname, "Kurier started");
-        signals.wait(&endpoints, guard.as_deref(), &dkim_keys).await;
+        signals
+            .wait(&endpoints, guard.as_deref(), &dkim_keys, sender_auth.as_deref(), &cfg)
+            .await;
 
         // Graceful shutdown: stop accepting now, let sessions finish up to the deadline.
         let grace = Duration::from_secs(cfg.server.shutdown_grace_secs);
@@ -351,12 +355,15 @@ impl StopSignals {
         })
     }
 
-    /// Until SIGTERM or SIGINT; SIGHUP reloads certificates and DKIM keys.
+    /// Until SIGTERM or SIGINT; SIGHUP reloads certificates, DKIM keys and the Public Suffix
+    /// List.
     async fn wait(
         mut self,
         endpoints: &[Arc<TlsAcceptor>],
         guard: Option<&crate::certificates::DaneGuard>,
         dkim_keys: &kurier_dkim::DkimKeyring,
+        sender_auth: Option<&kurier_accept::SenderAuth>,
+        cfg: &Config,
     ) {
         loop {
             tokio::select! {
@@ -366,9 +373,80 @@ impl StopSignals {
                     tracing::info!("SIGHUP received: reloading certificates and DKIM keys");
                     crate::certificates::reload(endpoints, guard).await;
                     dkim_keys.clear();
+                    if let Some(auth) = sender_auth {
+                        reload_public_suffixes(cfg, auth);
+                    }
                 }
             }
         }
+    }
+}
+
+/// Sender authentication of inbound mail (`[sender_auth]`), when it can run: it needs the
+/// validating resolver, which runs with `[delivery]`. A Public Suffix List that cannot be read
+/// stops the start: without it DMARC cannot tell organizational domains apart.
+fn sender_auth(
+    cfg: &Config,
+    resolver: Option<&kurier_dns::Resolver>,
+) -> anyhow::Result<Option<Arc<kurier_accept::SenderAuth>>> {
+    let a = &cfg.sender_auth;
+    if !a.enabled {
+        tracing::warn!(
+            "sender_auth.enabled = false: inbound mail is not checked with SPF, DKIM and DMARC (BSI TR-03182)"
+        );
+        return Ok(None);
+    }
+    let (true, Some(resolver)) = (cfg.delivery.enabled, resolver) else {
+        tracing::warn!(
+            "inbound mail is not checked with SPF, DKIM and DMARC: that needs the resolver, which runs with [delivery]"
+        );
+        return Ok(None);
+    };
+    let psl = read_public_suffixes(&a.public_suffix_list)?;
+    tracing::info!(
+        rules = psl.len(),
+        enforce = a.enforce,
+        "inbound SPF, DKIM and DMARC on"
+    );
+    Ok(Some(Arc::new(kurier_accept::SenderAuth {
+        resolver: resolver.clone(),
+        psl: std::sync::RwLock::new(Arc::new(psl)),
+        authserv_id: cfg.server.hostname.to_ascii_lowercase(),
+        enforce: a.enforce,
+        exempt: a
+            .dmarc_exempt
+            .iter()
+            .filter_map(|e| kurier_config::SenderPattern::parse(e))
+            .collect(),
+    })))
+}
+
+fn read_public_suffixes(path: &Path) -> anyhow::Result<kurier_mailauth::PublicSuffixList> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigProblem(format!(
+            "sender_auth.public_suffix_list: cannot read {} ({e}): install the Debian package publicsuffix, or name the list file, or set sender_auth.enabled = false",
+            path.display()
+        ))
+    })?;
+    kurier_mailauth::PublicSuffixList::parse(&text).map_err(|e| {
+        ConfigProblem(format!(
+            "sender_auth.public_suffix_list: {}: {e}",
+            path.display()
+        ))
+        .into()
+    })
+}
+
+/// SIGHUP: a new list replaces the old one; a broken file keeps the old one (and says so).
+fn reload_public_suffixes(cfg: &Config, auth: &kurier_accept::SenderAuth) {
+    match read_public_suffixes(&cfg.sender_auth.public_suffix_list) {
+        Ok(psl) => {
+            tracing::info!(rules = psl.len(), "Public Suffix List reloaded");
+            if let Ok(mut slot) = auth.psl.write() {
+                *slot = Arc::new(psl);
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "Public Suffix List not reloaded; the old one stays"),
     }
 }
 
@@ -471,6 +549,8 @@ struct SmtpShared {
     in_flight: Arc<kurier_smtp::spool::InFlight>,
     /// The DKIM keys submission signs with, shared and cleared on SIGHUP.
     dkim_keys: Arc<kurier_dkim::DkimKeyring>,
+    /// SPF, DKIM and DMARC for the MX (never for submission).
+    sender_auth: Option<Arc<kurier_accept::SenderAuth>>,
 }
 
 /// An SMTP listener's settings: the MX (`submission: None`) or a submission port.
@@ -487,6 +567,7 @@ fn smtp_server(
         reports,
         in_flight,
         dkim_keys,
+        sender_auth,
     } = shared.clone();
     let s = &cfg.smtp;
     let domain = cfg
@@ -523,6 +604,11 @@ fn smtp_server(
             outbound,
             report_events: metrics,
             dkim_keys,
+            sender_auth: if submission.is_none() {
+                sender_auth
+            } else {
+                None
+            },
         },
         Some(tls),
         Duration::from_secs(s.command_timeout_secs),

@@ -142,26 +142,45 @@ mod tests {
 /// `message` without the header field `name` (every occurrence, folded lines included); the
 /// body is untouched. `None` if the message has no such field.
 pub fn without_field(message: &[u8], name: &str) -> Option<Vec<u8>> {
+    without_field_where(message, name, |_| true)
+}
+
+/// `message` without the `name` fields whose (unfolded) value `drop` says so; `None` if none
+/// was dropped.
+pub fn without_field_where(
+    message: &[u8],
+    name: &str,
+    drop: impl Fn(&str) -> bool,
+) -> Option<Vec<u8>> {
     let end = message
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
         .map_or(message.len(), |p| p + 2);
     let (head, rest) = message.split_at(end);
-    let mut out = Vec::with_capacity(message.len());
-    let mut dropping = false;
-    let mut found = false;
+    // Whole fields (first line and continuations) as byte ranges of `head`.
+    let mut fields: Vec<(usize, usize)> = Vec::new();
+    let mut at = 0;
     for line in head.split_inclusive(|&b| b == b'\n') {
         let continuation = line.first().is_some_and(|b| *b == b' ' || *b == b'\t');
-        if !continuation {
-            dropping = line.iter().position(|&b| b == b':').is_some_and(|colon| {
-                line[..colon]
-                    .trim_ascii()
-                    .eq_ignore_ascii_case(name.as_bytes())
-            });
-            found |= dropping;
+        match fields.last_mut() {
+            Some(last) if continuation => last.1 = at + line.len(),
+            _ => fields.push((at, at + line.len())),
         }
-        if !dropping {
-            out.extend_from_slice(line);
+        at += line.len();
+    }
+    let mut out = Vec::with_capacity(message.len());
+    let mut found = false;
+    for (start, end) in fields {
+        let field = &head[start..end];
+        let dropped = field.iter().position(|&b| b == b':').is_some_and(|colon| {
+            field[..colon]
+                .trim_ascii()
+                .eq_ignore_ascii_case(name.as_bytes())
+                && drop(&String::from_utf8_lossy(&field[colon + 1..]).replace("\r\n", ""))
+        });
+        found |= dropped;
+        if !dropped {
+            out.extend_from_slice(field);
         }
     }
     out.extend_from_slice(rest);

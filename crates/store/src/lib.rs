@@ -179,15 +179,17 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Appended>;
     /// Appends `body` to the INBOX of every account, all or nothing; durable when it returns.
     async fn deliver(&self, accounts: &[AccountId], body: &[u8]) -> Result<Vec<Appended>> {
-        self.deliver_and_enqueue(accounts, body, None)
+        self.deliver_and_enqueue(accounts, Folder::Inbox, body, None)
             .await
             .map(|(a, _)| a)
     }
-    /// `deliver`, and in the same transaction queues `body` for `remote` recipients
-    /// (submission: a message for local and remote recipients is durable as a whole or not at all).
+    /// `deliver` into `folder`, and in the same transaction queues `body` for `remote`
+    /// recipients (submission: a message for local and remote recipients is durable as a whole
+    /// or not at all).
     async fn deliver_and_enqueue(
         &self,
         accounts: &[AccountId],
+        folder: Folder,
         body: &[u8],
         remote: Option<&NewQueueEntry>,
     ) -> Result<(Vec<Appended>, Option<QueueId>)>;

@@ -44,6 +44,25 @@ pub struct Alias {
     pub targets: Vec<String>,
 }
 
+/// Where delivery puts a message in each recipient's account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Folder {
+    #[default]
+    Inbox,
+    /// The mailbox with the `\Junk` attribute (RFC 6154), INBOX if the account has none.
+    Junk,
+}
+
+impl Folder {
+    /// The special-use attribute that marks the folder ("" for INBOX, which is a name).
+    pub fn special_use(self) -> &'static str {
+        match self {
+            Folder::Inbox => "",
+            Folder::Junk => "\\Junk",
+        }
+    }
+}
+
 /// RFC 6154 special-use attribute of a mailbox.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SpecialUse {

@@ -22,7 +22,7 @@ use crate::rules::{self, decode_flags, decode_list, encode_flags, encode_list, t
 use crate::schema::POSTGRES;
 use crate::{
     Account, AccountId, Alias, Appended, CachedStsPolicy, ChangeKind, DEFAULT_MAILBOXES, Domain,
-    FlagChange, Mailbox, MailboxChange, MailboxId, MessageDsn, MessageMeta, NewQueueEntry,
+    FlagChange, Folder, Mailbox, MailboxChange, MailboxId, MessageDsn, MessageMeta, NewQueueEntry,
     QueueEntry, QueueId, QueueRecipient, ReceivedReport, Recipient, RecipientStatus, Result,
     SpecialUse, Store, StoreError, TlsOutcome, UnixTime, address, normalize_flags, now, password,
 };
@@ -1247,6 +1247,7 @@ impl Store for PostgresStore {
     async fn deliver_and_enqueue(
         &self,
         accounts: &[AccountId],
+        folder: Folder,
         body: &[u8],
         remote: Option<&NewQueueEntry>,
     ) -> Result<(Vec<Appended>, Option<QueueId>)> {
@@ -1261,8 +1262,8 @@ impl Store for PostgresStore {
         for account in accounts {
             let inbox: MailboxId = tx
                 .query_opt(
-                    "SELECT id FROM mailboxes WHERE account = $1 AND name = 'INBOX'",
-                    &[account],
+                    "SELECT id FROM mailboxes WHERE account = $1 AND (name = 'INBOX' OR special_use = $2) ORDER BY (name = 'INBOX') LIMIT 1",
+                    &[account, &folder.special_use()],
                 )
                 .await
                 .map_err(err)?

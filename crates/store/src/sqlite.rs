@@ -19,7 +19,7 @@ use crate::rules::{self, decode_flags, decode_list, encode_flags, encode_list, t
 use crate::schema::{SQLITE, SQLITE_APPLICATION_ID};
 use crate::{
     Account, AccountId, Alias, Appended, CachedStsPolicy, ChangeKind, DEFAULT_MAILBOXES, Domain,
-    FlagChange, Mailbox, MailboxChange, MailboxId, MessageDsn, MessageMeta, NewQueueEntry,
+    FlagChange, Folder, Mailbox, MailboxChange, MailboxId, MessageDsn, MessageMeta, NewQueueEntry,
     QueueEntry, QueueId, QueueRecipient, ReceivedReport, Recipient, RecipientStatus, Result,
     SpecialUse, Store, StoreError, TlsOutcome, UnixTime, address, normalize_flags, now, password,
 };
@@ -304,6 +304,9 @@ fn require_domain(c: &Connection, domain: &str) -> Result<()> {
         )))
     }
 }
+
+/// The mailbox delivery uses: the one with the folder's special use, else INBOX.
+const DELIVERY_MAILBOX: &str = "SELECT id FROM mailboxes WHERE account = ?1 AND (name = 'INBOX' OR special_use = ?2) ORDER BY (name = 'INBOX') LIMIT 1";
 
 const MAILBOX_COLUMNS: &str = "m.id, m.account, m.name, m.special_use, m.uid_validity, m.uid_next, m.highest_modseq, \
      EXISTS (SELECT 1 FROM subscriptions s WHERE s.account = m.account AND s.name = m.name), \
@@ -1160,6 +1163,7 @@ impl Store for SqliteStore {
     async fn deliver_and_enqueue(
         &self,
         accounts: &[AccountId],
+        folder: Folder,
         body: &[u8],
         remote: Option<&NewQueueEntry>,
     ) -> Result<(Vec<Appended>, Option<QueueId>)> {
@@ -1177,8 +1181,8 @@ impl Store for SqliteStore {
                 for account in accounts {
                     let inbox: MailboxId = tx
                         .query_row(
-                            "SELECT id FROM mailboxes WHERE account = ?1 AND name = 'INBOX'",
-                            [account],
+                            DELIVERY_MAILBOX,
+                            params![account, folder.special_use()],
                             |r| r.get(0),
                         )
                         .optional()

@@ -10,8 +10,8 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use kurier_store::{
-    ChangeKind, FlagChange, NewQueueEntry, PolicyType, Recipient, RecipientStatus, ResultType,
-    SpecialUse, Store, StoreError, TlsOutcome, now,
+    ChangeKind, FlagChange, Folder, NewQueueEntry, PolicyType, Recipient, RecipientStatus,
+    ResultType, SpecialUse, Store, StoreError, TlsOutcome, now,
 };
 
 mod common;
@@ -689,7 +689,7 @@ mod suite {
             dsn: message_dsn.clone(),
         };
         let (done, queued) = s
-            .deliver_and_enqueue(&[a.id], b"both", Some(&remote))
+            .deliver_and_enqueue(&[a.id], Folder::Inbox, b"both", Some(&remote))
             .await
             .unwrap();
         assert_eq!(done.len(), 1);
@@ -700,14 +700,14 @@ mod suite {
         assert_eq!(s.queue_body(q[0].id).await.unwrap().unwrap(), b"both");
         // Remote only.
         let (done, queued) = s
-            .deliver_and_enqueue(&[], b"remote only", Some(&remote))
+            .deliver_and_enqueue(&[], Folder::Inbox, b"remote only", Some(&remote))
             .await
             .unwrap();
         assert!(done.is_empty() && queued.is_some());
         // A failure on one side leaves nothing on the other.
         s.set_quota("kim@example.net", Some(5)).await.unwrap();
         let e = s
-            .deliver_and_enqueue(&[a.id], b"too big for kim", Some(&remote))
+            .deliver_and_enqueue(&[a.id], Folder::Inbox, b"too big for kim", Some(&remote))
             .await
             .unwrap_err();
         assert!(matches!(e, StoreError::QuotaExceeded { .. }), "{e}");
@@ -721,9 +721,24 @@ mod suite {
             ..remote
         };
         assert!(matches!(
-            s.deliver_and_enqueue(&[], b"x", Some(&empty)).await,
+            s.deliver_and_enqueue(&[], Folder::Inbox, b"x", Some(&empty))
+                .await,
             Err(StoreError::Invalid(_))
         ));
+        // DMARC quarantine: into the \Junk mailbox (renamed or not), INBOX when there is none.
+        let b = account(&s, "jo@example.net").await;
+        s.rename_mailbox(b.id, "Junk", "Spam").await.unwrap();
+        s.deliver_and_enqueue(&[b.id], Folder::Junk, b"suspect", None)
+            .await
+            .unwrap();
+        let spam = s.mailbox(b.id, "Spam").await.unwrap().unwrap();
+        assert_eq!(s.messages(spam.id).await.unwrap().len(), 1);
+        assert!(s.messages(inbox(&s, &b).await.id).await.unwrap().is_empty());
+        s.delete_mailbox(b.id, "Spam").await.unwrap();
+        s.deliver_and_enqueue(&[b.id], Folder::Junk, b"suspect", None)
+            .await
+            .unwrap();
+        assert_eq!(s.messages(inbox(&s, &b).await.id).await.unwrap().len(), 1);
     }
 
     pub async fn quota(s: Arc<dyn Store>) {

@@ -1,0 +1,330 @@
+//! The sender-authentication stage (BSI TR-03182): SPF, DKIM and DMARC (`kurier-mailauth`) on
+//! mail from other servers, recorded in an Authentication-Results field (RFC 8601) with our
+//! authserv-id, after such fields claiming to be ours are removed (§5). DMARC's policy is
+//! applied unless the operator monitors only (`sender_auth.enforce = false`), the recipient's
+//! domain does (`kurier domain dmarc DOMAIN monitor`), or the sender is exempt
+//! (`sender_auth.dmarc_exempt`, e.g. a mailing list): reject → 550 5.7.1, quarantine → the
+//! Junk folder, a policy that cannot be looked up now → 451 4.7.0 (RFC 7489 §6.6.4, §6.7).
+
+use std::net::IpAddr;
+use std::sync::{Arc, RwLock};
+
+use kurier_config::SenderPattern;
+use kurier_mailauth::{Disposition, Inbound, PublicSuffixList, Verification};
+use kurier_smtp::headers::{addresses, fields, without_field_where};
+use kurier_store::{Folder, Store};
+
+/// The domain setting that turns DMARC enforcement off for mail to one domain.
+pub const DMARC_SETTING: &str = "dmarc.policy";
+
+/// What the stage needs, made once by the binary.
+pub struct SenderAuth {
+    pub resolver: kurier_dns::Resolver,
+    /// Replaced on SIGHUP when the list file changed.
+    pub psl: RwLock<Arc<PublicSuffixList>>,
+    /// Our authserv-id: `server.hostname`.
+    pub authserv_id: String,
+    pub enforce: bool,
+    pub exempt: Vec<SenderPattern>,
+}
+
+/// What the stage decided for one message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Store it (into `folder`), with these fields in front, from `body` if it changed.
+    Deliver {
+        fields: Vec<String>,
+        folder: Folder,
+        body: Option<Vec<u8>>,
+    },
+    /// 550 5.7.1 with this reason.
+    Reject(String),
+    /// 451 4.7.0 with this reason.
+    Defer(String),
+}
+
+/// The domains of the From field(s) (RFC 7489 §6.6.1: every author counts, so one address in
+/// angle brackets cannot hide a bare one beside it).
+pub fn from_domains(body: &[u8]) -> Vec<String> {
+    fields(body)
+        .iter()
+        .filter(|(n, _)| n == "from")
+        .flat_map(|(_, v)| mailboxes(v))
+        .flat_map(|m| addresses(&m))
+        .filter_map(|a| {
+            a.rsplit_once('@')
+                .map(|(_, d)| d.trim_end_matches('.').to_string())
+        })
+        .filter(|d| !d.is_empty())
+        .collect()
+}
+
+/// A mailbox-list (RFC 5322 §3.4) split at the commas outside quotes, comments and angle
+/// brackets, comments removed.
+fn mailboxes(value: &str) -> Vec<String> {
+    let (mut out, mut current) = (Vec::new(), String::new());
+    let (mut quoted, mut comment, mut angle, mut escaped) = (false, 0u32, false, false);
+    for c in value.chars() {
+        if escaped {
+            escaped = false;
+            if comment == 0 {
+                current.push(c);
+            }
+            continue;
+        }
+        match c {
+            '\\' if quoted || comment > 0 => escaped = true,
+            '"' if comment == 0 => {
+                quoted = !quoted;
+                current.push(c);
+            }
+            '(' if !quoted => comment = comment.saturating_add(1),
+            ')' if !quoted && comment > 0 => comment -= 1,
+            _ if comment > 0 => {}
+            '<' if !quoted => {
+                angle = true;
+                current.push(c);
+            }
+            '>' if !quoted => {
+                angle = false;
+                current.push(c);
+            }
+            ',' if !quoted && !angle => out.push(std::mem::take(&mut current)),
+            _ => current.push(c),
+        }
+    }
+    out.push(current);
+    out.into_iter().filter(|m| !m.trim().is_empty()).collect()
+}
+
+/// `body` without Authentication-Results fields that claim `authserv_id` (RFC 8601 §5).
+pub fn without_forged_results(body: &[u8], authserv_id: &str) -> Option<Vec<u8>> {
+    without_field_where(body, "Authentication-Results", |v| {
+        kurier_mailauth::results::authserv_id(v).eq_ignore_ascii_case(authserv_id)
+    })
+}
+
+/// A number 0–99 drawn from the message (its queue id is random): DMARC's `pct` sample.
+pub fn sample(id: &str) -> u8 {
+    // FNV-1a: any stable, well-spread hash will do.
+    let mut h: u32 = 0x811c_9dc5;
+    for b in id.bytes() {
+        h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
+    }
+    (h % 100) as u8
+}
+
+/// Why DMARC is not acted on for this message, if it is not: the pure part of the decision.
+pub fn exemption(
+    enforce: bool,
+    exempt: &[SenderPattern],
+    monitored_domain: Option<&str>,
+    ip: IpAddr,
+    mail_from: &str,
+) -> Option<String> {
+    if !enforce {
+        return Some("sender_auth.enforce is off".into());
+    }
+    if let Some(d) = monitored_domain {
+        return Some(format!("{d} monitors DMARC only"));
+    }
+    exempt
+        .iter()
+        .any(|p| p.matches(ip, mail_from))
+        .then(|| "the sender is in sender_auth.dmarc_exempt".into())
+}
+
+/// The decision for `verification` once exemptions are known.
+pub fn decide(
+    verification: &Verification,
+    sample: u8,
+    exempt: Option<&str>,
+    fields: Vec<String>,
+    body: Option<Vec<u8>>,
+) -> Decision {
+    let (disposition, outcome) = verification.disposition(sample);
+    let reason = outcome.map(|o| o.reason.clone()).unwrap_or_default();
+    if exempt.is_some() {
+        return Decision::Deliver {
+            fields,
+            folder: Folder::Inbox,
+            body,
+        };
+    }
+    match disposition {
+        Disposition::Deliver => Decision::Deliver {
+            fields,
+            folder: Folder::Inbox,
+            body,
+        },
+        Disposition::Quarantine => Decision::Deliver {
+            fields,
+            folder: Folder::Junk,
+            body,
+        },
+        Disposition::Reject => Decision::Reject(format!(
+            "DMARC policy of {} rejects this message: {reason}",
+            outcome.map_or("", |o| o.from_domain.as_str())
+        )),
+        Disposition::TempFail => Decision::Defer(format!("DMARC: {reason}; try again later")),
+    }
+}
+
+impl SenderAuth {
+    /// Runs the stage for a message from another server.
+    pub async fn check(
+        &self,
+        store: &dyn Store,
+        connection: &crate::Connection,
+        mail_from: &str,
+        recipients: &[String],
+        id: &str,
+        body: &[u8],
+    ) -> Decision {
+        let cleaned = without_forged_results(body, &self.authserv_id);
+        let message = cleaned.as_deref().unwrap_or(body);
+        let psl = self
+            .psl
+            .read()
+            .map(|p| p.clone())
+            .unwrap_or_else(|p| p.into_inner().clone());
+        let input = Inbound {
+            ip: connection.ip,
+            helo: connection.helo.spf_domain(),
+            mail_from,
+            from_domains: from_domains(message),
+            message,
+            receiver: &self.authserv_id,
+            now: kurier_store::now(),
+        };
+        let verification = kurier_mailauth::verify(&self.resolver, &psl, &input).await;
+        let field = kurier_mailauth::results::header(&self.authserv_id, &verification);
+        let monitored = self.monitored_domain(store, recipients).await;
+        let exempt = exemption(
+            self.enforce,
+            &self.exempt,
+            monitored.as_deref(),
+            connection.ip,
+            mail_from,
+        );
+        let decision = decide(
+            &verification,
+            sample(id),
+            exempt.as_deref(),
+            vec![field],
+            cleaned.clone(),
+        );
+        log(
+            id,
+            connection,
+            mail_from,
+            &verification,
+            &decision,
+            exempt.as_deref(),
+        );
+        decision
+    }
+
+    /// A recipient domain that monitors DMARC only (the most lenient recipient wins: one reply
+    /// at the end of DATA serves them all).
+    async fn monitored_domain(&self, store: &dyn Store, recipients: &[String]) -> Option<String> {
+        let mut domains: Vec<&str> = recipients
+            .iter()
+            .filter_map(|r| r.rsplit_once('@').map(|(_, d)| d))
+            .collect();
+        domains.sort();
+        domains.dedup();
+        for d in domains {
+            if let Ok(settings) = store.domain_settings(d).await
+                && settings.get(DMARC_SETTING).is_some_and(|v| v == "monitor")
+            {
+                return Some(d.to_string());
+            }
+        }
+        None
+    }
+}
+
+fn log(
+    id: &str,
+    connection: &crate::Connection,
+    mail_from: &str,
+    v: &Verification,
+    decision: &Decision,
+    exempt: Option<&str>,
+) {
+    let spf = v
+        .spf_mail_from
+        .as_ref()
+        .map_or("none", |(_, o)| o.result.as_str());
+    let dkim: Vec<String> = v
+        .dkim
+        .iter()
+        .map(|d| {
+            format!(
+                "{}:{}",
+                d.domain.as_deref().unwrap_or("?"),
+                d.result.as_str()
+            )
+        })
+        .collect();
+    let dmarc: Vec<String> = v
+        .dmarc
+        .iter()
+        .map(|o| format!("{}:{}", o.from_domain, o.result.as_str()))
+        .collect();
+    let action = match decision {
+        Decision::Deliver {
+            folder: Folder::Junk,
+            ..
+        } => "quarantine",
+        Decision::Deliver { .. } => "deliver",
+        Decision::Reject(_) => "reject",
+        Decision::Defer(_) => "defer",
+    };
+    if v.dkim_unchecked > 0 {
+        tracing::warn!(%id, unchecked = v.dkim_unchecked, "more DKIM signatures than are verified; the rest were ignored");
+    }
+    tracing::info!(%id, client = %connection.ip, from = mail_from, spf, dkim = dkim.join(" "),
+        dmarc = dmarc.join(" "), action, exempt, "sender authentication");
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // tests fail loudly by design
+    use super::*;
+
+    #[test]
+    fn forged_results_claiming_our_id_are_removed() {
+        let body = b"Received: x\r\nAuthentication-Results: mx.kurier.test;\r\n\tdmarc=pass\r\nAuthentication-Results: other.example; spf=pass\r\nSubject: s\r\n\r\nAuthentication-Results: mx.kurier.test; in the body\r\n";
+        let out = without_forged_results(body, "MX.kurier.test").unwrap();
+        assert_eq!(
+            out,
+            b"Received: x\r\nAuthentication-Results: other.example; spf=pass\r\nSubject: s\r\n\r\nAuthentication-Results: mx.kurier.test; in the body\r\n"
+        );
+        assert!(without_forged_results(&out, "mx.kurier.test").is_none());
+    }
+
+    #[test]
+    fn from_domains_and_exemptions() {
+        assert_eq!(
+            from_domains(b"From: A <a@Bank.TEST>, b@x.test\r\nFrom: c@y.test\r\n\r\n"),
+            ["bank.test", "x.test", "y.test"]
+        );
+        assert_eq!(
+            from_domains(b"From: \"Doe, J\" <j@a.test>, (x, y) k@b.test (c)\r\n\r\n"),
+            ["a.test", "b.test"]
+        );
+        let ip: IpAddr = "192.0.2.7".parse().unwrap();
+        let list = [
+            SenderPattern::parse("lists.example.org").unwrap(),
+            SenderPattern::parse("198.51.100.0/24").unwrap(),
+        ];
+        assert!(exemption(true, &list, None, ip, "x-bounces@lists.example.org").is_some());
+        assert!(exemption(true, &list, None, ip, "x@example.org").is_none());
+        assert!(exemption(true, &list, None, "198.51.100.9".parse().unwrap(), "").is_some());
+        assert!(exemption(false, &[], None, ip, "").is_some());
+        assert!(exemption(true, &[], Some("kurier.test"), ip, "").is_some());
+        assert!(sample("a") < 100 && sample("") < 100);
+    }
+}
