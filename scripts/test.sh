@@ -12,10 +12,11 @@ cd "$(dirname "$0")/.."
 # cryptography package signs the test CA's CRLs). libunbound8 is the DNSSEC validator the
 # server itself loads (dns.dnssec = "validate"). pebble (with pebble-challtestsrv) is the ACME
 # server the certificate tests order from. Knot is the operator's primary DNS server that
-# Kurier's RFC 2136 client updates. publicsuffix is the Public Suffix List DMARC needs.
+# Kurier's RFC 2136 client updates. publicsuffix is the Public Suffix List DMARC needs; OpenDKIM
+# signs what a Postfix peer sends to Kurier.
 packages=(gcc make perl ca-certificates openssl curl testssl.sh postgresql
   nsd unbound libunbound8 ldnsutils dnsutils postfix swaks libnet-ssleay-perl python3 python3-cryptography
-  util-linux pebble knot publicsuffix)
+  util-linux pebble knot publicsuffix opendkim)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -58,11 +59,12 @@ export KURIER_TEST_PEBBLE_ECDSA
 # Fuzz every parser that reads attacker input for a bounded time (30 s each): the SMTP session
 # and DATA/BDAT decoders, the reply parser of remote MXs, IMAP commands, MIME structure and
 # modified UTF-7, POP3 commands, TLSRPT reports and records, MTA-STS policies and records,
-# DKIM signatures and key records (cargo-fuzz with libFuzzer; the stable toolchain allows its -Z
+# DKIM signatures and key records, SPF and DMARC records, SPF macros, public suffix lists and
+# Authentication-Results values (cargo-fuzz with libFuzzer; the stable toolchain allows its -Z
 # flags through RUSTC_BOOTSTRAP). A crash fails the run.
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 for target in smtp_session smtp_data smtp_reply imap_command imap_mime imap_mutf7 pop3_command \
-  tlsrpt_report mta_sts_policy dkim_signature; do
+  tlsrpt_report mta_sts_policy dkim_signature sender_auth_records; do
   (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run "$target" -- -max_total_time="${KURIER_FUZZ_SECONDS:-30}" 2>&1 | tail -n 3)
 done
 

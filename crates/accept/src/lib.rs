@@ -79,46 +79,71 @@ pub enum DkimKeyError {
     Key(#[from] kurier_dkim::KeyringError),
 }
 
-/// The DKIM key of `domain` (its `dkim.selector` setting and the file below `data_dir`), through
-/// `ring`; `None` if the domain is not hosted or has no key (`kurier dkim generate`).
+/// The domain setting naming the DKIM selectors of a domain: one, or an RSA and an Ed25519
+/// one separated by a space (RFC 8463 §5: sign with both while verifiers learn Ed25519).
+pub const DKIM_SELECTOR_SETTING: &str = "dkim.selector";
+
+/// The DKIM keys of `domain` (its `dkim.selector` setting and the files below `data_dir`),
+/// through `ring`, in the order of the setting; empty if the domain is not hosted or has no key
+/// (`kurier dkim generate`).
+pub async fn dkim_keys(
+    ring: &DkimKeyring,
+    store: &dyn Store,
+    data_dir: &std::path::Path,
+    domain: &str,
+) -> Result<Vec<Arc<kurier_dkim::DkimKey>>, DkimKeyError> {
+    let settings = match store.domain_settings(domain).await {
+        Ok(s) => s,
+        Err(StoreError::NotFound(_)) => return Ok(Vec::new()),
+        Err(e) => return Err(e.into()),
+    };
+    let Some(selectors) = settings.get(DKIM_SELECTOR_SETTING) else {
+        return Ok(Vec::new());
+    };
+    let mut keys = Vec::new();
+    for selector in selectors.split_whitespace() {
+        let path = dkim_key_path(data_dir, domain, selector);
+        keys.push(ring.key(domain, selector, &path)?);
+    }
+    Ok(keys)
+}
+
+/// The first DKIM key of `domain` (what signs TLSRPT reports), if it has one.
 pub async fn dkim_key(
     ring: &DkimKeyring,
     store: &dyn Store,
     data_dir: &std::path::Path,
     domain: &str,
 ) -> Result<Option<Arc<kurier_dkim::DkimKey>>, DkimKeyError> {
-    let settings = match store.domain_settings(domain).await {
-        Ok(s) => s,
-        Err(StoreError::NotFound(_)) => return Ok(None),
-        Err(e) => return Err(e.into()),
-    };
-    let Some(selector) = settings.get("dkim.selector") else {
-        return Ok(None);
-    };
-    let path = dkim_key_path(data_dir, domain, selector);
-    Ok(Some(ring.key(domain, selector, &path)?))
+    Ok(dkim_keys(ring, store, data_dir, domain)
+        .await?
+        .into_iter()
+        .next())
 }
 
 impl Acceptance {
-    /// The DKIM-Signature field for a submitted message, when the domain of its From address
-    /// has a key (`kurier dkim generate`). A key that cannot be used is logged and the message
-    /// goes out unsigned rather than not at all.
+    /// The DKIM-Signature fields for a submitted message, one per key of the domain of its
+    /// From address (`kurier dkim generate`). A key that cannot be used is logged and the
+    /// message goes out with the other signatures, or unsigned, rather than not at all.
     async fn dkim_signature(&self, body: &[u8]) -> Option<String> {
         let domain = message::signing_domain(body)?;
-        let key = match dkim_key(&self.dkim_keys, &*self.store, &self.data_dir, &domain).await {
-            Ok(k) => k?,
+        let keys = match dkim_keys(&self.dkim_keys, &*self.store, &self.data_dir, &domain).await {
+            Ok(k) => k,
             Err(e) => {
                 tracing::error!(%domain, error = %e, "DKIM key unusable; sent unsigned");
                 return None;
             }
         };
-        match key.sign(body, kurier_store::now()) {
-            Ok(header) => Some(header),
-            Err(e) => {
-                tracing::error!(%domain, error = %e, "DKIM signing failed; sent unsigned");
-                None
+        let mut fields = String::new();
+        for key in keys {
+            match key.sign(body, kurier_store::now()) {
+                Ok(header) => fields.push_str(&header),
+                Err(e) => {
+                    tracing::error!(%domain, selector = %key.selector, error = %e, "DKIM signing failed; this signature is left out")
+                }
             }
         }
+        (!fields.is_empty()).then_some(fields)
     }
 
     /// The submitting account's `TLS-Required` rule applied (mail from other servers is never

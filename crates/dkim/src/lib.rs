@@ -122,6 +122,15 @@ impl DkimKey {
         }
     }
 
+    /// The key's kind.
+    pub fn kind(&self) -> Algorithm {
+        if self.key.id() == Id::ED25519 {
+            Algorithm::Ed25519
+        } else {
+            Algorithm::Rsa
+        }
+    }
+
     /// The DNS record to publish: (`selector._domainkey.domain.`, TXT value).
     pub fn dns_record(&self) -> Result<(String, String), DkimError> {
         let (k, p) = if self.key.id() == Id::ED25519 {

@@ -315,11 +315,12 @@ pub enum DkimCommand {
         /// The selector, the name under _domainkey.
         #[arg(long, default_value = "kurier")]
         selector: String,
-        /// rsa (3072 bits) or ed25519 (RFC 8463; publish an RSA key as well for older verifiers).
+        /// rsa (3072 bits) or ed25519 (RFC 8463). A domain has at most one key of each kind:
+        /// the new one replaces the old one of its kind, the other kind keeps signing beside it.
         #[arg(long, default_value = "rsa", value_parser = ["rsa", "ed25519"])]
         algorithm: String,
     },
-    /// Print the DNS record of a domain's DKIM key.
+    /// Print the DNS records of a domain's DKIM keys.
     Show { domain: String },
 }
 
@@ -358,8 +359,24 @@ pub async fn dkim_generate(
         f.write_all(&pem)?;
         f.sync_all()?;
     }
+    // The new key replaces the one of its kind; a key of the other kind keeps signing beside
+    // it (RSA first: what every verifier knows).
+    let mut keys: Vec<(kurier_dkim::Algorithm, String)> = dkim_keys(store, data_dir, &domain)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|k| k.kind() != algorithm && k.selector != selector)
+        .map(|k| (k.kind(), k.selector.clone()))
+        .collect();
+    keys.push((algorithm, selector.to_string()));
+    keys.sort_by_key(|(kind, _)| *kind != kurier_dkim::Algorithm::Rsa);
+    let selectors: Vec<&str> = keys.iter().map(|(_, s)| s.as_str()).collect();
     store
-        .set_domain_setting(&domain, "dkim.selector", Some(selector))
+        .set_domain_setting(
+            &domain,
+            kurier_accept::DKIM_SELECTOR_SETTING,
+            Some(&selectors.join(" ")),
+        )
         .await?;
     Ok(key)
 }
@@ -370,9 +387,18 @@ pub async fn dkim_key(
     data_dir: &std::path::Path,
     domain: &str,
 ) -> anyhow::Result<Option<kurier_dkim::DkimKey>> {
+    Ok(dkim_keys(store, data_dir, domain).await?.into_iter().next())
+}
+
+/// Every DKIM key of `domain` (an RSA and an Ed25519 one sign side by side).
+pub async fn dkim_keys(
+    store: &dyn Store,
+    data_dir: &std::path::Path,
+    domain: &str,
+) -> anyhow::Result<Vec<kurier_dkim::DkimKey>> {
     let ring = kurier_dkim::DkimKeyring::new();
-    let key = kurier_accept::dkim_key(&ring, store, data_dir, domain).await?;
-    Ok(key.map(|k| (*k).clone()))
+    let keys = kurier_accept::dkim_keys(&ring, store, data_dir, domain).await?;
+    Ok(keys.into_iter().map(|k| (*k).clone()).collect())
 }
 
 /// A TXT record in zone-file form, its value split into strings of at most 255 bytes.
@@ -407,13 +433,16 @@ pub async fn dkim(args: ConfigArgs, cmd: DkimCommand) -> anyhow::Result<()> {
             key
         }
         DkimCommand::Show { domain } => {
-            dkim_key(&*store, &cfg.server.data_dir, &domain.to_ascii_lowercase())
-                .await?
-                .ok_or_else(|| {
-                    anyhow::anyhow!(
-                        "{domain} has no DKIM key; make one with: kurier dkim generate {domain}"
-                    )
-                })?
+            let keys =
+                dkim_keys(&*store, &cfg.server.data_dir, &domain.to_ascii_lowercase()).await?;
+            if keys.is_empty() {
+                bail!("{domain} has no DKIM key; make one with: kurier dkim generate {domain}");
+            }
+            for key in keys {
+                let (name, value) = key.dns_record()?;
+                println!("{}", txt_record(&name, &value));
+            }
+            return Ok(());
         }
     };
     let (name, value) = key.dns_record()?;

@@ -228,14 +228,15 @@ pub async fn lines(
         "TXT",
         "v=DMARC1; p=reject; adkim=s; aspf=s",
     ));
-    match crate::admin::dkim_key(store, &cfg.server.data_dir, domain).await? {
-        Some(key) => {
-            let (name, value) = key.dns_record()?;
-            out.push(rec(name, "TXT", value));
-        }
-        None => out.push(Line::Note(format!(
+    let keys = crate::admin::dkim_keys(store, &cfg.server.data_dir, domain).await?;
+    if keys.is_empty() {
+        out.push(Line::Note(format!(
             "no DKIM key yet: kurier dkim generate {domain}"
-        ))),
+        )));
+    }
+    for key in keys {
+        let (name, value) = key.dns_record()?;
+        out.push(rec(name, "TXT", value));
     }
     Ok(out)
 }

@@ -10,6 +10,7 @@
 mod support;
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use kurier_testworld::net::hosts;
 use kurier_testworld::{Breakage, World, Zone};
@@ -171,6 +172,7 @@ fn world(k: &Keys) -> World {
     let bank = Zone::signed("bank.test")
         .record("@", "TXT", &txt("v=spf1 ip4:{ip:60} -all"))
         .record("_dmarc", "TXT", &txt("v=DMARC1; p=reject; sp=quarantine"))
+        .record("_dmarc.odd", "TXT", &txt("v=DMARC1; p=bogus"))
         .record("rsa._domainkey", "TXT", &txt(&k.rsa_record))
         .record("ed._domainkey", "TXT", &txt(&k.ed_record))
         .record("revoked._domainkey", "TXT", &txt("v=DKIM1; k=rsa; p="))
@@ -200,7 +202,7 @@ fn world(k: &Keys) -> World {
 }
 
 #[test]
-fn tr03182_spf_dkim_dmarc_agree_with_pyspf_dkimpy_and_authheaders() {
+fn auth1_auth2_auth3_auth4_spf_dkim_dmarc_agree_with_pyspf_dkimpy_and_authheaders() {
     let k = keys();
     let world = world(&k);
     let dns = world.dns().clone();
@@ -233,255 +235,40 @@ fn tr03182_spf_dkim_dmarc_agree_with_pyspf_dkimpy_and_authheaders() {
     let ed = |d: &str| serde_json::json!({"domain": d, "selector": "ed", "alg": "ed25519", "key": k.ed_seed});
     let missing = serde_json::json!({"domain": "bank.test", "selector": "nokey", "alg": "rsa", "key": k.rsa_pem});
     let revoked = serde_json::json!({"domain": "bank.test", "selector": "revoked", "alg": "rsa", "key": k.rsa_pem});
+    #[rustfmt::skip]
     let cases: Vec<Case> = vec![
-        (
-            "spf-pass",
-            50,
-            "a@pass.spf.test",
-            "a@pass.spf.test",
-            vec![],
-            "",
-        ),
-        (
-            "spf-fail",
-            50,
-            "a@fail.spf.test",
-            "a@fail.spf.test",
-            vec![],
-            "",
-        ),
-        (
-            "spf-softfail",
-            50,
-            "a@soft.spf.test",
-            "a@soft.spf.test",
-            vec![],
-            "",
-        ),
-        (
-            "spf-neutral",
-            50,
-            "a@neutral.spf.test",
-            "a@neutral.spf.test",
-            vec![],
-            "",
-        ),
-        (
-            "spf-none",
-            50,
-            "a@nothing.spf.test",
-            "a@nothing.spf.test",
-            vec![],
-            "",
-        ),
-        (
-            "spf-permerror-syntax",
-            50,
-            "a@syntax.spf.test",
-            "a@syntax.spf.test",
-            vec![],
-            "",
-        ),
-        (
-            "spf-permerror-two-records",
-            50,
-            "a@two.spf.test",
-            "a@two.spf.test",
-            vec![],
-            "",
-        ),
-        (
-            "spf-include-loop",
-            50,
-            "a@loop.spf.test",
-            "a@loop.spf.test",
-            vec![],
-            "",
-        ),
-        (
-            "spf-void-lookups",
-            50,
-            "a@void.spf.test",
-            "a@void.spf.test",
-            vec![],
-            "",
-        ),
-        (
-            "spf-mx-cidr",
-            51,
-            "a@mx.spf.test",
-            "a@mx.spf.test",
-            vec![],
-            "",
-        ),
-        (
-            "spf-include",
-            50,
-            "a@inc.spf.test",
-            "a@inc.spf.test",
-            vec![],
-            "",
-        ),
-        (
-            "spf-redirect",
-            50,
-            "a@red.spf.test",
-            "a@red.spf.test",
-            vec![],
-            "",
-        ),
-        (
-            "spf-exists-macro",
-            50,
-            "alice@exists.spf.test",
-            "alice@exists.spf.test",
-            vec![],
-            "",
-        ),
-        (
-            "spf-exists-macro-miss",
-            50,
-            "bob@exists.spf.test",
-            "bob@exists.spf.test",
-            vec![],
-            "",
-        ),
-        (
-            "spf-temperror",
-            50,
-            "a@broken.test",
-            "a@spf.test",
-            vec![],
-            "",
-        ),
-        (
-            "dkim-rsa-good",
-            66,
-            "x@evil.test",
-            "boss@bank.test",
-            vec![rsa("bank.test")],
-            "",
-        ),
-        (
-            "dkim-ed25519-good",
-            66,
-            "x@evil.test",
-            "boss@bank.test",
-            vec![ed("bank.test")],
-            "",
-        ),
-        (
-            "dkim-body-changed",
-            66,
-            "x@evil.test",
-            "boss@bank.test",
-            vec![rsa("bank.test")],
-            "body",
-        ),
-        (
-            "dkim-header-changed",
-            66,
-            "x@evil.test",
-            "boss@bank.test",
-            vec![rsa("bank.test")],
-            "header",
-        ),
-        (
-            "dkim-missing-key",
-            66,
-            "x@evil.test",
-            "boss@bank.test",
-            vec![missing],
-            "",
-        ),
-        (
-            "dkim-revoked-key",
-            66,
-            "x@evil.test",
-            "boss@bank.test",
-            vec![revoked],
-            "",
-        ),
-        (
-            "dmarc-spf-aligned",
-            60,
-            "boss@bank.test",
-            "boss@bank.test",
-            vec![],
-            "",
-        ),
-        (
-            "dmarc-unaligned-reject",
-            66,
-            "x@evil.test",
-            "boss@bank.test",
-            vec![rsa("evil.test")],
-            "",
-        ),
-        (
-            "dmarc-subdomain-quarantine",
-            66,
-            "x@evil.test",
-            "news@mail.bank.test",
-            vec![],
-            "",
-        ),
-        (
-            "dmarc-quarantine",
-            66,
-            "x@evil.test",
-            "sales@shop.test",
-            vec![],
-            "",
-        ),
-        (
-            "dmarc-relaxed-dkim",
-            66,
-            "x@evil.test",
-            "sales@shop.test",
-            vec![rsa("shop.test")],
-            "",
-        ),
-        (
-            "dmarc-pct-zero",
-            66,
-            "x@evil.test",
-            "editor@news.test",
-            vec![],
-            "",
-        ),
-        (
-            "dmarc-exempt-list",
-            70,
-            "l-bounces@lists.test",
-            "boss@bank.test",
-            vec![],
-            "",
-        ),
-        (
-            "dmarc-temperror",
-            66,
-            "x@evil.test",
-            "boss@broken.test",
-            vec![],
-            "",
-        ),
-        (
-            "dmarc-monitoring-domain",
-            66,
-            "x@evil.test",
-            "boss@bank.test",
-            vec![],
-            "",
-        ),
-        (
-            "forged-results-removed",
-            66,
-            "x@evil.test",
-            "sales@shop.test",
-            vec![],
-            "",
-        ),
+        ("spf-pass", 50, "a@pass.spf.test", "a@pass.spf.test", vec![], ""),
+        ("spf-fail", 50, "a@fail.spf.test", "a@fail.spf.test", vec![], ""),
+        ("spf-softfail", 50, "a@soft.spf.test", "a@soft.spf.test", vec![], ""),
+        ("spf-neutral", 50, "a@neutral.spf.test", "a@neutral.spf.test", vec![], ""),
+        ("spf-none", 50, "a@nothing.spf.test", "a@nothing.spf.test", vec![], ""),
+        ("spf-permerror-syntax", 50, "a@syntax.spf.test", "a@syntax.spf.test", vec![], ""),
+        ("spf-permerror-two-records", 50, "a@two.spf.test", "a@two.spf.test", vec![], ""),
+        ("spf-include-loop", 50, "a@loop.spf.test", "a@loop.spf.test", vec![], ""),
+        ("spf-void-lookups", 50, "a@void.spf.test", "a@void.spf.test", vec![], ""),
+        ("spf-mx-cidr", 51, "a@mx.spf.test", "a@mx.spf.test", vec![], ""),
+        ("spf-include", 50, "a@inc.spf.test", "a@inc.spf.test", vec![], ""),
+        ("spf-redirect", 50, "a@red.spf.test", "a@red.spf.test", vec![], ""),
+        ("spf-exists-macro", 50, "alice@exists.spf.test", "alice@exists.spf.test", vec![], ""),
+        ("spf-exists-macro-miss", 50, "bob@exists.spf.test", "bob@exists.spf.test", vec![], ""),
+        ("spf-temperror", 50, "a@broken.test", "a@spf.test", vec![], ""),
+        ("dkim-rsa-good", 66, "x@evil.test", "boss@bank.test", vec![rsa("bank.test")], ""),
+        ("dkim-ed25519-good", 66, "x@evil.test", "boss@bank.test", vec![ed("bank.test")], ""),
+        ("dkim-body-changed", 66, "x@evil.test", "boss@bank.test", vec![rsa("bank.test")], "body"),
+        ("dkim-header-changed", 66, "x@evil.test", "boss@bank.test", vec![rsa("bank.test")], "header"),
+        ("dkim-missing-key", 66, "x@evil.test", "boss@bank.test", vec![missing], ""),
+        ("dkim-revoked-key", 66, "x@evil.test", "boss@bank.test", vec![revoked], ""),
+        ("dmarc-spf-aligned", 60, "boss@bank.test", "boss@bank.test", vec![], ""),
+        ("dmarc-unaligned-reject", 66, "x@evil.test", "boss@bank.test", vec![rsa("evil.test")], ""),
+        ("dmarc-subdomain-quarantine", 66, "x@evil.test", "news@mail.bank.test", vec![], ""),
+        ("dmarc-quarantine", 66, "x@evil.test", "sales@shop.test", vec![], ""),
+        ("dmarc-relaxed-dkim", 66, "x@evil.test", "sales@shop.test", vec![rsa("shop.test")], ""),
+        ("dmarc-malformed-record", 66, "x@evil.test", "boss@odd.bank.test", vec![], ""),
+        ("dmarc-pct-zero", 66, "x@evil.test", "editor@news.test", vec![], ""),
+        ("dmarc-exempt-list", 70, "l-bounces@lists.test", "boss@bank.test", vec![], ""),
+        ("dmarc-temperror", 66, "x@evil.test", "boss@broken.test", vec![], ""),
+        ("dmarc-monitoring-domain", 66, "x@evil.test", "boss@bank.test", vec![], ""),
+        ("forged-results-removed", 66, "x@evil.test", "sales@shop.test", vec![], ""),
     ];
     let psl = dir.path().join("psl.dat");
     let debian = std::fs::read_to_string("/usr/share/publicsuffix/public_suffix_list.dat").unwrap();
@@ -603,6 +390,8 @@ fn tr03182_spf_dkim_dmarc_agree_with_pyspf_dkimpy_and_authheaders() {
     assert_eq!(outcome("dmarc-quarantine"), "Junk", "{all}");
     assert_eq!(outcome("dmarc-relaxed-dkim"), "INBOX", "{all}");
     assert_eq!(outcome("dmarc-pct-zero"), "Junk", "{all}");
+    // A malformed record is none; bank.test's sp= applies.
+    assert_eq!(outcome("dmarc-malformed-record"), "Junk", "{all}");
     assert_eq!(outcome("dmarc-exempt-list"), "INBOX", "{all}");
     assert_eq!(outcome("dmarc-temperror"), "451", "{all}");
     assert_eq!(outcome("dmarc-monitoring-domain"), "INBOX", "{all}");
@@ -640,4 +429,129 @@ fn tr03182_spf_dkim_dmarc_agree_with_pyspf_dkimpy_and_authheaders() {
         "{all}"
     );
     println!("{all}");
+
+    // Bad input: 100 signatures and a 1 MB header cost 10 verifications and a log line; the
+    // message is delivered, nothing is lost.
+    let mut c = support::Client::connect(format!("{kurier}:2525").parse().unwrap());
+    assert!(c.cmd("EHLO hostile.judge.test").starts_with("250"));
+    assert!(c.cmd("MAIL FROM:<x@evil.test>").starts_with("250"));
+    assert!(c.cmd("RCPT TO:<all@monitor.test>").starts_with("250"));
+    assert!(c.cmd("DATA").starts_with("354"));
+    let mut m = String::new();
+    for i in 0..100 {
+        m.push_str(&format!(
+            "DKIM-Signature: v=1; a=rsa-sha256; d=bank.test; s=rsa; h=from; bh=AA==; b=AA{i:02}\r\n"
+        ));
+    }
+    let filler = format!("X-Filler: {}\r\n", "a".repeat(980));
+    m.push_str(&filler.repeat((1 << 20) / filler.len() + 1));
+    m.push_str("From: boss@bank.test\r\nSubject: hostile\r\n\r\nhi\r\n.\r\n");
+    c.send(m.as_bytes());
+    let reply = c.reply();
+    assert!(reply.starts_with("250"), "{reply}");
+    let (_, stored) = delivered("hostile").unwrap();
+    let ours = our_results(&stored);
+    assert_eq!(ours.matches("dkim=").count(), 10, "{ours}");
+    assert!(
+        server
+            .stderr()
+            .contains("more DKIM signatures than are verified"),
+        "{}",
+        server.stderr()
+    );
+}
+
+/// AUTH-2 with a real sending MTA: Debian's Postfix signs with OpenDKIM (a milter) and relays
+/// to Kurier, whose SPF, DKIM and DMARC all pass; the same From from another host, unsigned,
+/// gets the domain's `p=reject` (550 5.7.1) and is not stored.
+#[test]
+fn auth2_postfix_signing_with_opendkim_passes_and_a_forgery_is_refused() {
+    let rsa = Rsa::generate(2048).unwrap();
+    let pem = String::from_utf8(rsa.private_key_to_pem().unwrap()).unwrap();
+    let public = PKey::from_rsa(rsa).unwrap().public_key_to_der().unwrap();
+    let record = format!("v=DKIM1; k=rsa; p={}", base64::encode_block(&public));
+    let world = World::builder()
+        .zone(
+            Zone::signed("postfix.test")
+                // The world's Postfix connects out from 127.0.0.1.
+                .record(
+                    "@",
+                    "TXT",
+                    &txt("v=spf1 ip4:{postfix:0} ip4:127.0.0.1 -all"),
+                )
+                .record("_dmarc", "TXT", &txt("v=DMARC1; p=reject; adkim=s; aspf=s"))
+                .record("pf._domainkey", "TXT", &txt(&record)),
+        )
+        .zone(Zone::signed("kurier.test").record("mx", "A", &format!("{{ip:{}}}", hosts::FREE)))
+        .postfix(
+            kurier_testworld::PostfixSpec::dane_sender("postfix.test")
+                .tls_security_level("may")
+                .relayhost("[mx.kurier.test]:2525")
+                .dkim("postfix.test", "pf", &pem),
+        )
+        .build()
+        .unwrap();
+    let dns = world.dns().clone();
+    let kurier = world.net.ip(hosts::FREE).to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let config = support::configured(
+        dir.path(),
+        &kurier,
+        "",
+        &format!(
+            "\n[dns]\nupstream = [\"{}\"]\ntrust_anchor = \"{}\"\ntimeout_secs = 3\n\
+             [delivery]\nenabled = true\n[tlsrpt]\nenabled = false\n",
+            dns.resolver,
+            dns.trust_anchor_dnskey.display()
+        ),
+    );
+    let server = Server::configured(dir.path(), &config);
+    server.wait_for_log("inbound SPF, DKIM and DMARC on");
+    world.postfix[0]
+        .submit(
+            "someone@postfix.test",
+            "rcpt@kurier.test",
+            "signed by OpenDKIM",
+        )
+        .unwrap();
+    support::wait_until(Duration::from_secs(30), "the signed message", || {
+        support::inbox(dir.path(), "rcpt@kurier.test")
+            .iter()
+            .any(|m| m.contains("signed by OpenDKIM"))
+    });
+    let m = support::inbox(dir.path(), "rcpt@kurier.test").remove(0);
+    assert!(m.contains("DKIM-Signature:"), "OpenDKIM did not sign: {m}");
+    let ours = results(&our_results(&m));
+    let want = |s: &str| Some(s.to_string());
+    assert_eq!(ours.get("spf"), want("pass").as_ref(), "{m}");
+    assert_eq!(ours.get("dkim"), want("pass").as_ref(), "{m}");
+    assert_eq!(ours.get("dmarc"), want("pass").as_ref(), "{m}");
+    assert!(
+        our_results(&m).contains("header.d=postfix.test header.s=pf"),
+        "{m}"
+    );
+
+    // The forgery: From postfix.test, from an address its SPF does not name, unsigned.
+    let forged = kurier_testworld::swaks(&[
+        "--server",
+        &format!("{kurier}:2525"),
+        "--local-interface",
+        &world.net.ip(66).to_string(),
+        "--from",
+        "ceo@postfix.test",
+        "--to",
+        "rcpt@kurier.test",
+        "--body",
+        "forged",
+    ]);
+    let transcript = match forged {
+        Ok(t) => t,
+        Err(e) => e.to_string(),
+    };
+    assert!(transcript.contains("550 5.7.1"), "{transcript}");
+    assert!(
+        transcript.contains("DMARC policy of postfix.test"),
+        "{transcript}"
+    );
+    assert_eq!(support::inbox(dir.path(), "rcpt@kurier.test").len(), 1);
 }

@@ -334,6 +334,93 @@ fn submitted_mail_is_signed_with_the_current_dkim_key_without_a_restart() {
     }
 }
 
+/// Issue 22 item 4: a domain with an RSA and an Ed25519 key signs with both, side by side (RFC
+/// 8463 §5), `kurier dkim show` and `kurier dns` print both records, and dkimpy verifies each
+/// signature with its record. A new key replaces only the old one of its kind.
+#[test]
+fn auth4_rsa_and_ed25519_keys_sign_side_by_side_and_verify_with_dkimpy() {
+    let dir = tempfile::tempdir().unwrap();
+    let ip = "127.0.10.99";
+    let config = support::configured(dir.path(), ip, "", "");
+    let _server = Server::configured(dir.path(), &config);
+    let generate = |alg: &str, selector: &str| {
+        support::admin(
+            &config,
+            &[
+                "dkim",
+                "generate",
+                "kurier.test",
+                "--algorithm",
+                alg,
+                "--selector",
+                selector,
+            ],
+            "",
+        )
+    };
+    generate("rsa", "r1");
+    generate("ed25519", "e1");
+    generate("rsa", "r2"); // replaces r1, keeps e1
+    let (_, shown, _) = support::run(&[
+        "dkim",
+        "show",
+        "kurier.test",
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    assert!(
+        shown.contains("r2._domainkey.kurier.test.")
+            && shown.contains("e1._domainkey.kurier.test."),
+        "{shown}"
+    );
+    assert!(!shown.contains("r1._domainkey"), "{shown}");
+    let dns = support::dns_json(&config, "kurier.test");
+    let records = dns.to_string();
+    assert!(
+        records.contains("r2._domainkey") && records.contains("e1._domainkey"),
+        "{records}"
+    );
+
+    let r = support::submit_message(ip, "rcpt@kurier.test", "Subject: twice signed\r\n");
+    assert!(r.starts_with("250"), "{r}");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let message = rt
+        .block_on(inbox(&dir.path().join("data"), "rcpt@kurier.test"))
+        .remove(0);
+    assert_eq!(message.matches("DKIM-Signature:").count(), 2, "{message}");
+    // The TXT values as `kurier dkim show` prints them (zone-file strings, joined).
+    let mut txt = std::collections::BTreeMap::new();
+    for record in shown.split(" )") {
+        let Some((name, rest)) = record.trim().split_once(" IN TXT ( ") else {
+            continue;
+        };
+        let value: String = rest.split('"').skip(1).step_by(2).collect();
+        txt.insert(name.trim_end_matches('.').to_string(), value);
+    }
+    let msg = dir.path().join("m.eml");
+    std::fs::write(&msg, &message).unwrap();
+    let keys = dir.path().join("keys.json");
+    std::fs::write(&keys, serde_json::to_string(&txt).unwrap()).unwrap();
+    let verify = r#"
+import sys, json, dkim
+msg = open(sys.argv[1], 'rb').read()
+keys = json.load(open(sys.argv[2]))
+dns = lambda name, timeout=5: keys.get(name.decode().rstrip('.'), '').encode()
+d = dkim.DKIM(msg)
+print(" ".join("ok" if d.verify(idx=i, dnsfunc=dns) else "bad" for i in range(2)))
+"#;
+    let out = Command::new("python3")
+        .args(["-c", verify, msg.to_str().unwrap(), keys.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "ok ok",
+        "{}{txt:?}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Issue 20, the connection stage: what decides is where a message comes from, not what it
 /// says. Mail from another server is never DKIM-signed, even with our own domain in From and a
 /// key on disk (only submission signs); a recipient the MX refuses is logged with the client's

@@ -36,6 +36,17 @@ pub struct PostfixSpec {
     pub certificate: Option<crate::ca::Leaf>,
     /// What its STARTTLS can do: a modern server, or an old or narrow one.
     pub server_tls: ServerTls,
+    /// DKIM-sign what it relays with OpenDKIM (Debian package `opendkim`) as a milter.
+    pub dkim: Option<DkimSigning>,
+}
+
+/// The key OpenDKIM signs a Postfix peer's mail with.
+#[derive(Debug, Clone)]
+pub struct DkimSigning {
+    pub domain: String,
+    pub selector: String,
+    /// The private key, PEM.
+    pub key_pem: String,
 }
 
 /// The TLS of a peer's smtpd: what Debian's Postfix and OpenSSL 3.0 offer by default, or one
@@ -92,6 +103,7 @@ impl PostfixSpec {
             dane_sender: false,
             certificate: None,
             server_tls: ServerTls::Modern,
+            dkim: None,
         }
     }
 
@@ -126,6 +138,16 @@ impl PostfixSpec {
         self
     }
 
+    /// Sign relayed mail for `domain` with OpenDKIM (relaxed/relaxed, rsa-sha256).
+    pub fn dkim(mut self, domain: &str, selector: &str, key_pem: &str) -> Self {
+        self.dkim = Some(DkimSigning {
+            domain: domain.into(),
+            selector: selector.into(),
+            key_pem: key_pem.into(),
+        });
+        self
+    }
+
     /// STARTTLS narrowed to `tls` (an old or unusual server).
     pub fn server_tls(mut self, tls: ServerTls) -> Self {
         self.server_tls = tls;
@@ -145,6 +167,8 @@ pub struct Postfix {
     /// `3 1 1` TLSA data of its certificate (if STARTTLS).
     pub tlsa_3_1_1: Option<String>,
     daemon: Daemon,
+    /// OpenDKIM, when the peer signs.
+    _milter: Option<Daemon>,
 }
 
 const MASTER_CF: &str = "\
@@ -280,6 +304,18 @@ pub(crate) fn start(
     } else {
         main.push_str("smtpd_tls_security_level = none\n");
     }
+    let milter = match &spec.dkim {
+        Some(signing) => {
+            let port = 8891;
+            main.push_str(&format!(
+                "smtpd_milters = inet:{ip}:{port}\nnon_smtpd_milters = $smtpd_milters\n\
+                 milter_default_action = tempfail\n",
+                ip = addr.ip()
+            ));
+            Some(opendkim(&dir, addr.ip(), port, signing)?)
+        }
+        None => None,
+    };
     std::fs::write(conf.join("main.cf"), main)?;
     std::fs::write(
         conf.join("master.cf"),
@@ -319,7 +355,43 @@ pub(crate) fn start(
         cert,
         tlsa_3_1_1: tlsa,
         daemon,
+        _milter: milter,
     })
+}
+
+/// Starts OpenDKIM in the foreground as the peer's signing milter on `ip:port`.
+fn opendkim(
+    dir: &Path,
+    ip: std::net::IpAddr,
+    port: u16,
+    signing: &DkimSigning,
+) -> Result<Daemon, WorldError> {
+    use std::os::unix::fs::PermissionsExt;
+    let key = dir.join("dkim.key");
+    std::fs::write(&key, &signing.key_pem)?;
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))?;
+    let conf = dir.join("opendkim.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "Mode s\nDomain {domain}\nSelector {selector}\nKeyFile {key}\n\
+             Socket inet:{port}@{ip}\nCanonicalization relaxed/relaxed\n\
+             SignatureAlgorithm rsa-sha256\nInternalHosts 127.0.0.0/8\nSyslog no\n\
+             LogWhy yes\nBackground no\nPidFile {pid}\n\
+             RequireSafeKeys no\n",
+            domain = signing.domain,
+            selector = signing.selector,
+            key = key.display(),
+            pid = dir.join("opendkim.pid").display(),
+        ),
+    )?;
+    let mut cmd = Command::new("opendkim");
+    cmd.args(["-f", "-x"]).arg(&conf);
+    let mut daemon = Daemon::spawn("opendkim", cmd, dir.join("opendkim.out"), "opendkim")?;
+    daemon.wait_until("OpenDKIM listening", || {
+        tcp_open(std::net::SocketAddr::new(ip, port))
+    })?;
+    Ok(daemon)
 }
 
 impl Drop for Postfix {

@@ -1,0 +1,36 @@
+//! What senders publish and write, for SPF, DMARC and Authentication-Results (RFC 7208 §4.6,
+//! §7; RFC 7489 §6.3; RFC 8601 §2.2): arbitrary records, macro strings, public suffix lists and
+//! header values never panic the parsers, the macro expander or the organizational-domain walk.
+#![no_main]
+
+use kurier_mailauth::dmarc::DmarcRecord;
+use kurier_mailauth::psl::PublicSuffixList;
+use kurier_mailauth::results::authserv_id;
+use kurier_mailauth::spf::{MacroValues, Record, expand};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let text = String::from_utf8_lossy(data);
+    let _ = Record::parse(&text);
+    let _ = Record::parse(&format!("v=spf1 {text}"));
+    let values = MacroValues {
+        sender: "a.b-c@Example.COM",
+        ip: "2001:db8::1".parse().expect("an address"),
+        helo: "mail.example.net",
+        receiver: "mx.kurier.test",
+        validated: Some("host.example.com"),
+        now: 0,
+    };
+    for exp in [false, true] {
+        if let Ok(out) = expand(&text, &values, "example.com", exp) {
+            assert!(exp || out.len() <= 253 || !out.contains('.'));
+        }
+    }
+    let _ = DmarcRecord::parse(&text);
+    let _ = DmarcRecord::parse(&format!("v=DMARC1; {text}"));
+    let _ = authserv_id(&text);
+    if let Ok(psl) = PublicSuffixList::parse(&text) {
+        let _ = psl.organizational_domain("a.b.c.example.co.uk");
+        let _ = psl.organizational_domain(&text);
+    }
+});
