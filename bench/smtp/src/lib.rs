@@ -1,6 +1,7 @@
 //! What the SMTP benchmarks share: reading replies and building the test message.
 
 use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Child, Command, Stdio};
 
 pub type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
@@ -52,4 +53,19 @@ pub fn transactions<S: Read + Write>(
     }
     r.get_mut().write_all(b"QUIT\r\n")?;
     Ok(())
+}
+
+/// Starts `cmd` (a `kurier serve`) and waits for `needle` on its log (stderr), which is then
+/// drained so that the server never blocks on a full pipe.
+pub fn start_logged(mut cmd: Command, needle: &str) -> Res<Child> {
+    let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn()?;
+    let err = child.stderr.take().ok_or("no stderr")?;
+    let mut lines = BufReader::new(err).lines();
+    for line in lines.by_ref() {
+        if line?.contains(needle) {
+            std::thread::spawn(move || for _ in lines {});
+            return Ok(child);
+        }
+    }
+    Err(format!("kurier did not log {needle:?}").into())
 }

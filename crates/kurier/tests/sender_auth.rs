@@ -124,6 +124,26 @@ type Case<'a> = (
     &'a str,
 );
 
+/// A Kurier MX on `ip` that resolves through the world (so sender authentication runs).
+fn mx_config(
+    dir: &std::path::Path,
+    ip: &str,
+    dns: &kurier_testworld::Dns,
+    extra: &str,
+) -> std::path::PathBuf {
+    support::configured(
+        dir,
+        ip,
+        "",
+        &format!(
+            "\n[dns]\nupstream = [\"{}\"]\ntrust_anchor = \"{}\"\ntimeout_secs = 3\n\
+             [delivery]\nenabled = true\n[tlsrpt]\nenabled = false\n{extra}",
+            dns.resolver,
+            dns.trust_anchor_dnskey.display()
+        ),
+    )
+}
+
 struct Keys {
     rsa_pem: String,
     rsa_record: String,
@@ -209,17 +229,11 @@ fn auth1_auth2_auth3_auth4_spf_dkim_dmarc_agree_with_pyspf_dkimpy_and_authheader
     let ip = |n: u8| world.net.ip(n).to_string();
     let kurier = ip(hosts::FREE);
     let dir = tempfile::tempdir().unwrap();
-    let config = support::configured(
+    let config = mx_config(
         dir.path(),
         &kurier,
-        "",
-        &format!(
-            "\n[dns]\nupstream = [\"{}\"]\ntrust_anchor = \"{}\"\ntimeout_secs = 3\n\
-             [delivery]\nenabled = true\n[tlsrpt]\nenabled = false\n\
-             [sender_auth]\ndmarc_exempt = [\"lists.test\"]\n",
-            dns.resolver,
-            dns.trust_anchor_dnskey.display()
-        ),
+        &dns,
+        "[sender_auth]\ndmarc_exempt = [\"lists.test\"]\n",
     );
     support::admin(&config, &["domain", "add", "monitor.test"], "");
     support::admin(&config, &["domain", "dmarc", "monitor.test", "monitor"], "");
@@ -494,17 +508,7 @@ fn auth2_postfix_signing_with_opendkim_passes_and_a_forgery_is_refused() {
     let dns = world.dns().clone();
     let kurier = world.net.ip(hosts::FREE).to_string();
     let dir = tempfile::tempdir().unwrap();
-    let config = support::configured(
-        dir.path(),
-        &kurier,
-        "",
-        &format!(
-            "\n[dns]\nupstream = [\"{}\"]\ntrust_anchor = \"{}\"\ntimeout_secs = 3\n\
-             [delivery]\nenabled = true\n[tlsrpt]\nenabled = false\n",
-            dns.resolver,
-            dns.trust_anchor_dnskey.display()
-        ),
-    );
+    let config = mx_config(dir.path(), &kurier, &dns, "");
     let server = Server::configured(dir.path(), &config);
     server.wait_for_log("inbound SPF, DKIM and DMARC on");
     world.postfix[0]

@@ -674,6 +674,14 @@ impl<'a, L: AuthLookup> Walk<'a, L> {
         out
     }
 
+    /// The domain a mechanism names: its expanded domain-spec, or the current domain (§5).
+    async fn target(&mut self, spec: Option<&str>, domain: &str) -> Step<String> {
+        match spec {
+            Some(s) => self.expand_domain(s, domain).await,
+            None => Ok(domain.to_string()),
+        }
+    }
+
     async fn expand_domain(&mut self, spec: &str, domain: &str) -> Step<String> {
         let validated = self.validated_name(spec, domain).await;
         let values = self.values(None);
@@ -723,10 +731,7 @@ impl<'a, L: AuthLookup> Walk<'a, L> {
                 v6,
             } => {
                 self.count_term()?;
-                let name = match spec {
-                    Some(s) => self.expand_domain(s, domain).await?,
-                    None => domain.to_string(),
-                };
+                let name = self.target(spec.as_deref(), domain).await?;
                 let addresses = self.addresses(&name).await?;
                 Ok(self.target_matches(&addresses, *v4, *v6))
             }
@@ -736,10 +741,7 @@ impl<'a, L: AuthLookup> Walk<'a, L> {
                 v6,
             } => {
                 self.count_term()?;
-                let name = match spec {
-                    Some(s) => self.expand_domain(s, domain).await?,
-                    None => domain.to_string(),
-                };
+                let name = self.target(spec.as_deref(), domain).await?;
                 let r = self.lookup.mx(&name).await;
                 let mut mx = self.answer(&name, r)?;
                 self.count_void(mx.records.is_empty())?;
@@ -759,11 +761,10 @@ impl<'a, L: AuthLookup> Walk<'a, L> {
             }
             Mechanism::Ptr(spec) => {
                 self.count_term()?;
-                let target = match spec {
-                    Some(s) => self.expand_domain(s, domain).await?,
-                    None => domain.to_string(),
-                }
-                .to_ascii_lowercase();
+                let target = self
+                    .target(spec.as_deref(), domain)
+                    .await?
+                    .to_ascii_lowercase();
                 // §5.5: a failed PTR lookup is no match; an empty one is a void lookup.
                 let names = match self.lookup.ptr(self.ip).await {
                     Ok(a) => a,

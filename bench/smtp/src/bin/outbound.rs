@@ -9,7 +9,7 @@
 //!
 //! Usage: kurier-bench-outbound PATH/TO/kurier [MESSAGES] [SESSIONS]
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -140,23 +140,11 @@ impl KurierSender {
 
     /// Starts the server and waits for `needle` on its log (stderr).
     fn start(&self, needle: &str) -> Res<Child> {
-        let mut child = Command::new(&self.bin)
-            .args(["serve", "--config"])
+        let mut cmd = Command::new(&self.bin);
+        cmd.args(["serve", "--config"])
             .arg(&self.config)
-            .current_dir(&self.dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()?;
-        let err = child.stderr.take().ok_or("no stderr")?;
-        let mut lines = BufReader::new(err).lines();
-        for line in lines.by_ref() {
-            if line?.contains(needle) {
-                // Keep draining, so that the server never blocks on a full pipe.
-                std::thread::spawn(move || for _ in lines {});
-                return Ok(child);
-            }
-        }
-        Err(format!("kurier did not log {needle:?}").into())
+            .current_dir(&self.dir);
+        kurier_bench_smtp::start_logged(cmd, needle)
     }
 
     fn queued(&self) -> Res<usize> {

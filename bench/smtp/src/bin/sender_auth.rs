@@ -9,7 +9,7 @@
 //!
 //! Usage: kurier-bench-sender-auth PATH/TO/kurier [MESSAGES] [SESSIONS]
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use kurier_testworld::{World, Zone};
 
-use kurier_bench_smtp::{Res, expect, transactions};
+use kurier_bench_smtp::{Res, expect, start_logged, transactions};
 
 fn main() -> Res<()> {
     let args: Vec<String> = std::env::args().collect();
@@ -167,21 +167,9 @@ impl KurierProcess {
         };
         admin(&["domain", "add", "example.test"], "")?;
         admin(&["user", "add", "demo@example.test"], "pw\n")?;
-        let mut child = Command::new(bin)
-            .args(["serve", "--config", c])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()?;
-        let err = child.stderr.take().ok_or("no stderr")?;
-        let mut lines = BufReader::new(err).lines();
-        for line in lines.by_ref() {
-            if line?.contains("Kurier started") {
-                // Keep draining, so that the server never blocks on a full pipe.
-                std::thread::spawn(move || for _ in lines {});
-                return Ok(KurierProcess(child));
-            }
-        }
-        Err("kurier did not start".into())
+        let mut cmd = Command::new(bin);
+        cmd.args(["serve", "--config", c]);
+        Ok(KurierProcess(start_logged(cmd, "Kurier started")?))
     }
 
     fn stop(&mut self) {
