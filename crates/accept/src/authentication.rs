@@ -17,6 +17,50 @@ use kurier_store::{Folder, Store};
 /// The domain setting that turns DMARC enforcement off for mail to one domain.
 pub const DMARC_SETTING: &str = "dmarc.policy";
 
+/// What the stage found, for monitoring: the DMARC result of each message and what was done.
+pub trait SenderAuthEvents: Send + Sync {
+    fn checked(&self, dmarc: kurier_mailauth::DmarcResult, action: Action);
+}
+
+/// What the stage did with a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Deliver,
+    Quarantine,
+    Reject,
+    Defer,
+}
+
+impl Action {
+    pub const ALL: [Action; 4] = [
+        Action::Deliver,
+        Action::Quarantine,
+        Action::Reject,
+        Action::Defer,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Deliver => "deliver",
+            Action::Quarantine => "quarantine",
+            Action::Reject => "reject",
+            Action::Defer => "defer",
+        }
+    }
+
+    pub fn of(decision: &Decision) -> Action {
+        match decision {
+            Decision::Deliver {
+                folder: Folder::Junk,
+                ..
+            } => Action::Quarantine,
+            Decision::Deliver { .. } => Action::Deliver,
+            Decision::Reject(_) => Action::Reject,
+            Decision::Defer(_) => Action::Defer,
+        }
+    }
+}
+
 /// What the stage needs, made once by the binary.
 pub struct SenderAuth {
     pub resolver: kurier_dns::Resolver,
@@ -26,6 +70,7 @@ pub struct SenderAuth {
     pub authserv_id: String,
     pub enforce: bool,
     pub exempt: Vec<SenderPattern>,
+    pub events: Arc<dyn SenderAuthEvents>,
 }
 
 /// What the stage decided for one message.
@@ -222,6 +267,11 @@ impl SenderAuth {
             &decision,
             exempt.as_deref(),
         );
+        let worst = verification
+            .disposition(sample(id))
+            .1
+            .map_or(kurier_mailauth::DmarcResult::None, |o| o.result);
+        self.events.checked(worst, Action::of(&decision));
         decision
     }
 

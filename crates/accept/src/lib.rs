@@ -33,7 +33,7 @@ use kurier_smtp::headers::TlsRequiredHeader;
 use kurier_smtp::{ConnectionFacts, Delivery, MailDrop, Message, Verdict};
 use kurier_store::{Recipient, Store, StoreError};
 
-pub use authentication::{Decision, SenderAuth};
+pub use authentication::{Action, Decision, SenderAuth, SenderAuthEvents};
 pub use connection::{Connection, Helo, Origin};
 pub use envelope::ReportAddresses;
 pub use message::Verdicts;

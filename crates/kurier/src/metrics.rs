@@ -29,7 +29,19 @@ pub struct Metrics {
     pub acme_next_key_since: AtomicU64,
     /// The certificates in use, for their expiry dates.
     certificates: OnceLock<Arc<kurier_tls::TlsAcceptor>>,
+    /// Inbound messages by DMARC result (none, pass, fail, temperror).
+    dmarc_results: [AtomicU64; 4],
+    /// Inbound messages by what sender authentication did (`Action::ALL` order).
+    sender_auth_actions: [AtomicU64; 4],
 }
+
+/// The DMARC results in `Metrics::dmarc_results` order.
+const DMARC_RESULTS: [kurier_mailauth::DmarcResult; 4] = [
+    kurier_mailauth::DmarcResult::None,
+    kurier_mailauth::DmarcResult::Pass,
+    kurier_mailauth::DmarcResult::Fail,
+    kurier_mailauth::DmarcResult::TempError,
+];
 
 impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -51,6 +63,19 @@ impl Default for Metrics {
             acme_key_change: AtomicU64::new(0),
             acme_next_key_since: AtomicU64::new(0),
             certificates: OnceLock::new(),
+            dmarc_results: Default::default(),
+            sender_auth_actions: Default::default(),
+        }
+    }
+}
+
+impl kurier_accept::SenderAuthEvents for Metrics {
+    fn checked(&self, dmarc: kurier_mailauth::DmarcResult, action: kurier_accept::Action) {
+        if let Some(i) = DMARC_RESULTS.iter().position(|r| *r == dmarc) {
+            Metrics::add(&self.dmarc_results[i], 1);
+        }
+        if let Some(i) = kurier_accept::Action::ALL.iter().position(|a| *a == action) {
+            Metrics::add(&self.sender_auth_actions[i], 1);
         }
     }
 }
@@ -110,6 +135,25 @@ impl kurier_web::MetricsSource for Metrics {
         ] {
             out.push_str(&format!(
                 "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}\n",
+                v.load(Ordering::Relaxed)
+            ));
+        }
+        out.push_str("# HELP kurier_inbound_dmarc_total Messages from other servers by DMARC result (RFC 7489; the strictest of their From domains).\n# TYPE kurier_inbound_dmarc_total counter\n");
+        for (r, v) in DMARC_RESULTS.iter().zip(&self.dmarc_results) {
+            out.push_str(&format!(
+                "kurier_inbound_dmarc_total{{result=\"{}\"}} {}\n",
+                r.as_str(),
+                v.load(Ordering::Relaxed)
+            ));
+        }
+        out.push_str("# HELP kurier_inbound_sender_auth_total Messages from other servers by what sender authentication did: deliver, quarantine (Junk), reject (550), defer (451).\n# TYPE kurier_inbound_sender_auth_total counter\n");
+        for (a, v) in kurier_accept::Action::ALL
+            .iter()
+            .zip(&self.sender_auth_actions)
+        {
+            out.push_str(&format!(
+                "kurier_inbound_sender_auth_total{{action=\"{}\"}} {}\n",
+                a.as_str(),
                 v.load(Ordering::Relaxed)
             ));
         }

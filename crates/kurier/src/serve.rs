@@ -165,7 +165,7 @@ pub fn run(
         // RAM for message bodies: SMTP DATA/BDAT and IMAP APPEND literals together.
         let body_memory = kurier_access::ByteBudget::new(cfg.smtp.body_memory_mb << 20);
         let dkim_keys = Arc::new(kurier_dkim::DkimKeyring::new());
-        let sender_auth = sender_auth(&cfg, resolver.as_ref())?;
+        let sender_auth = sender_auth(&cfg, resolver.as_ref(), metrics.clone())?;
         let shared = SmtpShared {
             store: store.clone(),
             outbound: outbound.clone(),
@@ -388,6 +388,7 @@ impl StopSignals {
 fn sender_auth(
     cfg: &Config,
     resolver: Option<&kurier_dns::Resolver>,
+    events: Arc<crate::metrics::Metrics>,
 ) -> anyhow::Result<Option<Arc<kurier_accept::SenderAuth>>> {
     let a = &cfg.sender_auth;
     if !a.enabled {
@@ -418,6 +419,7 @@ fn sender_auth(
             .iter()
             .filter_map(|e| kurier_config::SenderPattern::parse(e))
             .collect(),
+        events,
     })))
 }
 

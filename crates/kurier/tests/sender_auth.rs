@@ -473,6 +473,38 @@ fn auth1_auth2_auth3_auth4_spf_dkim_dmarc_agree_with_pyspf_dkimpy_and_authheader
         "{}",
         server.stderr()
     );
+
+    // /metrics counts what was done with each message (the hostile one was delivered).
+    let count = |want: &str| {
+        judged
+            .iter()
+            .filter(|j| outcome(j["name"].as_str().unwrap()) == want)
+            .count()
+    };
+    let out = std::process::Command::new("curl")
+        .args([
+            "-sS",
+            "-k",
+            "--resolve",
+            &format!("mx.kurier.test:8443:{kurier}"),
+        ])
+        .arg("https://mx.kurier.test:8443/metrics")
+        .output()
+        .unwrap();
+    let metrics = String::from_utf8_lossy(&out.stdout);
+    for (action, n) in [
+        ("reject", count("550")),
+        ("defer", count("451")),
+        ("quarantine", count("Junk")),
+        ("deliver", count("INBOX") + 1),
+    ] {
+        let line = format!("kurier_inbound_sender_auth_total{{action=\"{action}\"}} {n}\n");
+        assert!(metrics.contains(&line), "{line}{metrics}");
+    }
+    assert!(
+        metrics.contains("kurier_inbound_dmarc_total{result=\"temperror\"} 1\n"),
+        "{metrics}"
+    );
 }
 
 /// AUTH-2 with a real sending MTA: Debian's Postfix signs with OpenDKIM (a milter) and relays
