@@ -338,7 +338,9 @@ impl<'a> SignedMessage<'a> {
         if ok != Some(true) {
             return Checked {
                 result: DkimResult::Fail,
-                reason: Some("signature does not verify (a signed header field was changed)".into()),
+                reason: Some(
+                    "signature does not verify (a signed header field was changed)".into(),
+                ),
                 key_bits: Some(bits),
             };
         }
