@@ -284,21 +284,7 @@ fn submitted_mail_is_signed_with_the_current_dkim_key_without_a_restart() {
     let ip = "127.0.10.84";
     let config = support::configured(dir.path(), ip, "", "");
     let _server = Server::configured(dir.path(), &config);
-    let generate = |selector: &str| {
-        support::admin(
-            &config,
-            &[
-                "dkim",
-                "generate",
-                "kurier.test",
-                "--algorithm",
-                "ed25519",
-                "--selector",
-                selector,
-            ],
-            "",
-        )
-    };
+    let generate = |selector: &str| support::dkim_generate(&config, "ed25519", selector);
     let selectors = || -> Vec<String> {
         let rt = tokio::runtime::Runtime::new().unwrap();
         rt.block_on(inbox(&dir.path().join("data"), "rcpt@kurier.test"))
@@ -343,21 +329,7 @@ fn auth4_rsa_and_ed25519_keys_sign_side_by_side_and_verify_with_dkimpy() {
     let ip = "127.0.10.99";
     let config = support::configured(dir.path(), ip, "", "");
     let _server = Server::configured(dir.path(), &config);
-    let generate = |alg: &str, selector: &str| {
-        support::admin(
-            &config,
-            &[
-                "dkim",
-                "generate",
-                "kurier.test",
-                "--algorithm",
-                alg,
-                "--selector",
-                selector,
-            ],
-            "",
-        )
-    };
+    let generate = |alg: &str, selector: &str| support::dkim_generate(&config, alg, selector);
     generate("rsa", "r1");
     generate("ed25519", "e1");
     generate("rsa", "r2"); // replaces r1, keeps e1

@@ -198,19 +198,11 @@ fn directive(term: &str) -> Result<Directive, String> {
             s => Some(required(s)?),
         }),
         "ip4" => {
-            let spec = arg.strip_prefix(':').ok_or_else(bad)?;
-            let (addr, len) = match spec.split_once('/') {
-                Some((a, l)) => (a, cidr(l, 32).ok_or_else(bad)?),
-                None => (spec, 32),
-            };
+            let (addr, len) = network(arg, 32).ok_or_else(bad)?;
             Mechanism::Ip4(addr.parse().map_err(|_| bad())?, len)
         }
         "ip6" => {
-            let spec = arg.strip_prefix(':').ok_or_else(bad)?;
-            let (addr, len) = match spec.split_once('/') {
-                Some((a, l)) => (a, cidr(l, 128).ok_or_else(bad)?),
-                None => (spec, 128),
-            };
+            let (addr, len) = network(arg, 128).ok_or_else(bad)?;
             Mechanism::Ip6(addr.parse().map_err(|_| bad())?, len)
         }
         _ => return Err(bad()),
@@ -220,6 +212,15 @@ fn directive(term: &str) -> Result<Directive, String> {
         mechanism,
         text: term.to_string(),
     })
+}
+
+/// `:address[/prefix]` of ip4 and ip6 (§5.6): the address text and the prefix length.
+fn network(arg: &str, max: u8) -> Option<(&str, u8)> {
+    let spec = arg.strip_prefix(':')?;
+    match spec.split_once('/') {
+        Some((a, l)) => Some((a, cidr(l, max)?)),
+        None => Some((spec, max)),
+    }
 }
 
 /// A prefix length: digits without a leading zero (§12 `ip4-cidr-length`), at most `max`.

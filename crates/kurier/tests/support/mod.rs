@@ -276,6 +276,24 @@ pub fn configured(dir: &Path, ip: &str, smtp: &str, submission: &str) -> PathBuf
     f
 }
 
+/// `kurier dkim generate kurier.test --algorithm ALG --selector S` for the server of `config`.
+#[allow(dead_code)] // not every test binary makes keys
+pub fn dkim_generate(config: &Path, algorithm: &str, selector: &str) {
+    admin(
+        config,
+        &[
+            "dkim",
+            "generate",
+            "kurier.test",
+            "--algorithm",
+            algorithm,
+            "--selector",
+            selector,
+        ],
+        "",
+    );
+}
+
 /// Mail from a DANE-validating Postfix (RFC 7672) to rcpt@kurier.test of the server in `dir`:
 /// each `deliver` must arrive, over one more verified TLS connection.
 pub struct DaneDeliveries<'a> {
