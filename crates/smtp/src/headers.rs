@@ -18,26 +18,59 @@ pub fn fields(message: &[u8]) -> Vec<(String, String)> {
     out
 }
 
-/// The addresses in a From (or Sender) value: every `<…>`, else the bare value(s).
+/// The addresses in a From (or Sender) value, lower case: each mailbox of the list (RFC 5322
+/// §3.4) gives its `<…>` address, or its bare one — so an address in angle brackets cannot hide
+/// a bare one beside it.
 pub fn addresses(value: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut rest = value;
-    while let Some(open) = rest.find('<') {
-        let Some(close) = rest[open..].find('>') else {
-            break;
-        };
-        out.push(rest[open + 1..open + close].trim().to_lowercase());
-        rest = &rest[open + close + 1..];
+    mailboxes(value)
+        .iter()
+        .filter_map(|m| {
+            let address = match (m.find('<'), m.rfind('>')) {
+                (Some(open), Some(close)) if open < close => &m[open + 1..close],
+                _ => m.as_str(),
+            };
+            let address = address.trim().to_lowercase();
+            address.contains('@').then_some(address)
+        })
+        .collect()
+}
+
+/// A mailbox-list split at the commas outside quotes, comments and angle brackets, comments
+/// removed.
+fn mailboxes(value: &str) -> Vec<String> {
+    let (mut out, mut current) = (Vec::new(), String::new());
+    let (mut quoted, mut comment, mut angle, mut escaped) = (false, 0u32, false, false);
+    for c in value.chars() {
+        if escaped {
+            escaped = false;
+            if comment == 0 {
+                current.push(c);
+            }
+            continue;
+        }
+        match c {
+            '\\' if quoted || comment > 0 => escaped = true,
+            '"' if comment == 0 => {
+                quoted = !quoted;
+                current.push(c);
+            }
+            '(' if !quoted => comment = comment.saturating_add(1),
+            ')' if !quoted && comment > 0 => comment -= 1,
+            _ if comment > 0 => {}
+            '<' if !quoted => {
+                angle = true;
+                current.push(c);
+            }
+            '>' if !quoted => {
+                angle = false;
+                current.push(c);
+            }
+            ',' if !quoted && !angle => out.push(std::mem::take(&mut current)),
+            _ => current.push(c),
+        }
     }
-    if out.is_empty() {
-        out.extend(
-            value
-                .split(',')
-                .map(|a| a.split('(').next().unwrap_or("").trim().to_lowercase())
-                .filter(|a| a.contains('@')),
-        );
-    }
-    out
+    out.push(current);
+    out.into_iter().filter(|m| !m.trim().is_empty()).collect()
 }
 
 /// Submission's header rules: every From address must be one the user may send as (else the
@@ -102,6 +135,15 @@ mod tests {
             ["a@x.test", "b@y.test"]
         );
         assert!(addresses("undisclosed").is_empty());
+        // A bracketed address does not hide a bare one beside it (a spoofed co-author).
+        assert_eq!(
+            addresses("<me@ours.test>, ceo@bank.test"),
+            ["me@ours.test", "ceo@bank.test"]
+        );
+        assert_eq!(
+            addresses("\"Doe, J\" <j@a.test>, (x, y) k@b.test (c)"),
+            ["j@a.test", "k@b.test"]
+        );
     }
 
     #[test]
