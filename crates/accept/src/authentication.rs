@@ -10,7 +10,11 @@ use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
 
 use kurier_config::SenderPattern;
-use kurier_mailauth::{Disposition, Inbound, PublicSuffixList, Verification};
+use kurier_mailauth::{
+    Disposition, DmarcOutcome, DmarcResult, Inbound, PublicSuffixList, Verification,
+};
+use kurier_smtp::Message;
+use kurier_smtp::command::RcptParams;
 use kurier_smtp::headers::{addresses, fields, without_field_where};
 use kurier_store::{Folder, Store};
 
@@ -19,7 +23,7 @@ pub const DMARC_SETTING: &str = "dmarc.policy";
 
 /// What the stage found, for monitoring: the DMARC result of each message and what was done.
 pub trait SenderAuthEvents: Send + Sync {
-    fn checked(&self, dmarc: kurier_mailauth::DmarcResult, action: Action);
+    fn checked(&self, dmarc: DmarcResult, action: Action);
 }
 
 /// What the stage did with a message.
@@ -88,58 +92,18 @@ pub enum Decision {
     Defer(String),
 }
 
-/// The domains of the From field(s) (RFC 7489 §6.6.1: every author counts, so one address in
-/// angle brackets cannot hide a bare one beside it).
+/// The domains of the From field(s) (RFC 7489 §6.6.1: every author counts).
 pub fn from_domains(body: &[u8]) -> Vec<String> {
     fields(body)
         .iter()
         .filter(|(n, _)| n == "from")
-        .flat_map(|(_, v)| mailboxes(v))
-        .flat_map(|m| addresses(&m))
+        .flat_map(|(_, v)| addresses(v))
         .filter_map(|a| {
             a.rsplit_once('@')
                 .map(|(_, d)| d.trim_end_matches('.').to_string())
         })
         .filter(|d| !d.is_empty())
         .collect()
-}
-
-/// A mailbox-list (RFC 5322 §3.4) split at the commas outside quotes, comments and angle
-/// brackets, comments removed.
-fn mailboxes(value: &str) -> Vec<String> {
-    let (mut out, mut current) = (Vec::new(), String::new());
-    let (mut quoted, mut comment, mut angle, mut escaped) = (false, 0u32, false, false);
-    for c in value.chars() {
-        if escaped {
-            escaped = false;
-            if comment == 0 {
-                current.push(c);
-            }
-            continue;
-        }
-        match c {
-            '\\' if quoted || comment > 0 => escaped = true,
-            '"' if comment == 0 => {
-                quoted = !quoted;
-                current.push(c);
-            }
-            '(' if !quoted => comment = comment.saturating_add(1),
-            ')' if !quoted && comment > 0 => comment -= 1,
-            _ if comment > 0 => {}
-            '<' if !quoted => {
-                angle = true;
-                current.push(c);
-            }
-            '>' if !quoted => {
-                angle = false;
-                current.push(c);
-            }
-            ',' if !quoted && !angle => out.push(std::mem::take(&mut current)),
-            _ => current.push(c),
-        }
-    }
-    out.push(current);
-    out.into_iter().filter(|m| !m.trim().is_empty()).collect()
 }
 
 /// `body` without Authentication-Results fields that claim `authserv_id` (RFC 8601 §5).
@@ -179,39 +143,33 @@ pub fn exemption(
         .then(|| "the sender is in sender_auth.dmarc_exempt".into())
 }
 
-/// The decision for `verification` once exemptions are known.
+/// The decision once the DMARC disposition (and the outcome it came from) and the exemptions
+/// are known.
 pub fn decide(
-    verification: &Verification,
-    sample: u8,
+    disposition: Disposition,
+    outcome: Option<&DmarcOutcome>,
     exempt: Option<&str>,
     fields: Vec<String>,
     body: Option<Vec<u8>>,
 ) -> Decision {
-    let (disposition, outcome) = verification.disposition(sample);
-    let reason = outcome.map(|o| o.reason.clone()).unwrap_or_default();
-    if exempt.is_some() {
-        return Decision::Deliver {
-            fields,
-            folder: Folder::Inbox,
-            body,
-        };
-    }
-    match disposition {
-        Disposition::Deliver => Decision::Deliver {
-            fields,
-            folder: Folder::Inbox,
-            body,
-        },
-        Disposition::Quarantine => Decision::Deliver {
-            fields,
-            folder: Folder::Junk,
-            body,
-        },
-        Disposition::Reject => Decision::Reject(format!(
-            "DMARC policy of {} rejects this message: {reason}",
-            outcome.map_or("", |o| o.from_domain.as_str())
-        )),
-        Disposition::TempFail => Decision::Defer(format!("DMARC: {reason}; try again later")),
+    let reason = outcome.map(|o| o.reason.as_str()).unwrap_or_default();
+    let folder = match (exempt, disposition) {
+        (None, Disposition::Reject) => {
+            return Decision::Reject(format!(
+                "DMARC policy of {} rejects this message: {reason}",
+                outcome.map_or("", |o| o.from_domain.as_str())
+            ));
+        }
+        (None, Disposition::TempFail) => {
+            return Decision::Defer(format!("DMARC: {reason}; try again later"));
+        }
+        (None, Disposition::Quarantine) => Folder::Junk,
+        _ => Folder::Inbox,
+    };
+    Decision::Deliver {
+        fields,
+        folder,
+        body,
     }
 }
 
@@ -221,66 +179,68 @@ impl SenderAuth {
         &self,
         store: &dyn Store,
         connection: &crate::Connection,
-        mail_from: &str,
-        recipients: &[String],
-        id: &str,
-        body: &[u8],
+        m: &Message,
     ) -> Decision {
-        let cleaned = without_forged_results(body, &self.authserv_id);
-        let message = cleaned.as_deref().unwrap_or(body);
+        let cleaned = without_forged_results(&m.body, &self.authserv_id);
         let psl = self
             .psl
             .read()
             .map(|p| p.clone())
             .unwrap_or_else(|p| p.into_inner().clone());
-        let input = Inbound {
-            ip: connection.ip,
-            helo: connection.helo.spf_domain(),
-            mail_from,
-            from_domains: from_domains(message),
-            message,
-            receiver: &self.authserv_id,
-            now: kurier_store::now(),
+        let verification = {
+            let message = cleaned.as_deref().unwrap_or(&m.body);
+            let input = Inbound {
+                ip: connection.ip,
+                helo: connection.helo.spf_domain(),
+                mail_from: &m.from,
+                from_domains: from_domains(message),
+                message,
+                receiver: &self.authserv_id,
+                now: kurier_store::now(),
+            };
+            kurier_mailauth::verify(&self.resolver, &psl, &input).await
         };
-        let verification = kurier_mailauth::verify(&self.resolver, &psl, &input).await;
         let field = kurier_mailauth::results::header(&self.authserv_id, &verification);
-        let monitored = self.monitored_domain(store, recipients).await;
+        let monitored = self.monitored_domain(store, &m.recipients).await;
         let exempt = exemption(
             self.enforce,
             &self.exempt,
             monitored.as_deref(),
             connection.ip,
-            mail_from,
+            &m.from,
         );
+        let (disposition, outcome) = verification.disposition(sample(&m.id));
         let decision = decide(
-            &verification,
-            sample(id),
+            disposition,
+            outcome,
             exempt.as_deref(),
             vec![field],
-            cleaned.clone(),
+            cleaned,
         );
+        let action = Action::of(&decision);
         log(
-            id,
+            &m.id,
             connection,
-            mail_from,
+            &m.from,
             &verification,
-            &decision,
+            action,
             exempt.as_deref(),
         );
-        let worst = verification
-            .disposition(sample(id))
-            .1
-            .map_or(kurier_mailauth::DmarcResult::None, |o| o.result);
-        self.events.checked(worst, Action::of(&decision));
+        self.events
+            .checked(outcome.map_or(DmarcResult::None, |o| o.result), action);
         decision
     }
 
     /// A recipient domain that monitors DMARC only (the most lenient recipient wins: one reply
     /// at the end of DATA serves them all).
-    async fn monitored_domain(&self, store: &dyn Store, recipients: &[String]) -> Option<String> {
+    async fn monitored_domain(
+        &self,
+        store: &dyn Store,
+        recipients: &[(String, RcptParams)],
+    ) -> Option<String> {
         let mut domains: Vec<&str> = recipients
             .iter()
-            .filter_map(|r| r.rsplit_once('@').map(|(_, d)| d))
+            .filter_map(|(r, _)| r.rsplit_once('@').map(|(_, d)| d))
             .collect();
         domains.sort();
         domains.dedup();
@@ -300,7 +260,7 @@ fn log(
     connection: &crate::Connection,
     mail_from: &str,
     v: &Verification,
-    decision: &Decision,
+    action: Action,
     exempt: Option<&str>,
 ) {
     let spf = v
@@ -323,15 +283,7 @@ fn log(
         .iter()
         .map(|o| format!("{}:{}", o.from_domain, o.result.as_str()))
         .collect();
-    let action = match decision {
-        Decision::Deliver {
-            folder: Folder::Junk,
-            ..
-        } => "quarantine",
-        Decision::Deliver { .. } => "deliver",
-        Decision::Reject(_) => "reject",
-        Decision::Defer(_) => "defer",
-    };
+    let action = action.as_str();
     if v.dkim_unchecked > 0 {
         tracing::warn!(%id, unchecked = v.dkim_unchecked, "more DKIM signatures than are verified; the rest were ignored");
     }

@@ -182,18 +182,7 @@ impl Acceptance {
         let (Some(auth), Origin::Inbound) = (&self.sender_auth, &connection.origin) else {
             return Ok((Verdicts::default(), kurier_store::Folder::Inbox, None));
         };
-        let recipients: Vec<String> = m.recipients.iter().map(|(r, _)| r.clone()).collect();
-        match auth
-            .check(
-                &*self.store,
-                connection,
-                &m.from,
-                &recipients,
-                &m.id,
-                &m.body,
-            )
-            .await
-        {
+        match auth.check(&*self.store, connection, m).await {
             Decision::Deliver {
                 fields,
                 folder,

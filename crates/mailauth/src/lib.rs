@@ -235,14 +235,6 @@ async fn dkim_check<L: AuthLookup>(
     (out, unchecked)
 }
 
-fn spf_check_of(o: &SpfOutcome) -> Option<dmarc::Check> {
-    match o.result {
-        SpfResult::Pass => Some(dmarc::Check::Pass),
-        SpfResult::TempError => Some(dmarc::Check::TempError),
-        _ => Some(dmarc::Check::Fail),
-    }
-}
-
 /// SPF, DKIM and DMARC for one inbound message.
 pub async fn verify<L: AuthLookup>(
     lookup: &L,
@@ -279,10 +271,15 @@ pub async fn verify<L: AuthLookup>(
     };
     let (dkim, dkim_unchecked) = dkim_check(lookup, input.message, input.now, deadline).await;
     // §4.2: SPF's authenticated identifier is the MAIL FROM domain (HELO's for a null sender).
-    let spf_identity = spf_mail_from
-        .as_ref()
-        .and_then(|(_, o)| spf_check_of(o).map(|c| (o.domain.clone(), c)));
-    let dkim_identities: Vec<(String, dmarc::Check)> = dkim
+    let spf_identity: Option<(&str, dmarc::Check)> = spf_mail_from.as_ref().map(|(_, o)| {
+        let check = match o.result {
+            SpfResult::Pass => dmarc::Check::Pass,
+            SpfResult::TempError => dmarc::Check::TempError,
+            _ => dmarc::Check::Fail,
+        };
+        (o.domain.as_str(), check)
+    });
+    let dkim_identities: Vec<(&str, dmarc::Check)> = dkim
         .iter()
         .filter_map(|d| {
             let check = match d.result {
@@ -290,12 +287,8 @@ pub async fn verify<L: AuthLookup>(
                 DkimResult::TempError => dmarc::Check::TempError,
                 _ => dmarc::Check::Fail,
             };
-            Some((d.domain.clone()?, check))
+            Some((d.domain.as_deref()?, check))
         })
-        .collect();
-    let dkim_refs: Vec<(&str, dmarc::Check)> = dkim_identities
-        .iter()
-        .map(|(d, c)| (d.as_str(), *c))
         .collect();
     let mut from_domains = input.from_domains.clone();
     from_domains.sort();
@@ -318,8 +311,8 @@ pub async fn verify<L: AuthLookup>(
             psl,
             from,
             discovered,
-            spf_identity.as_ref().map(|(d, c)| (d.as_str(), *c)),
-            &dkim_refs,
+            spf_identity,
+            &dkim_identities,
         ));
     }
     Verification {

@@ -515,8 +515,16 @@ pub async fn check_host<L: AuthLookup>(lookup: &L, query: &SpfQuery<'_>) -> SpfO
 
 type Checked = (SpfResult, String, Option<String>);
 
+/// Whether `name` is `domain` or below it (both lower case).
+fn within(name: &str, domain: &str) -> bool {
+    name == domain
+        || name
+            .strip_suffix(domain)
+            .is_some_and(|rest| rest.ends_with('.'))
+}
+
 impl<'a, L: AuthLookup> Walk<'a, L> {
-    fn values(&self, validated: Option<&'a str>) -> MacroValues<'a> {
+    fn values<'b>(&'b self, validated: Option<&'b str>) -> MacroValues<'b> {
         MacroValues {
             sender: self.query.sender,
             ip: self.ip,
@@ -652,7 +660,7 @@ impl<'a, L: AuthLookup> Walk<'a, L> {
         let target = domain.to_ascii_lowercase();
         names
             .iter()
-            .find(|n| **n == target || n.ends_with(&format!(".{target}")))
+            .find(|n| within(n, &target))
             .or(names.first())
             .cloned()
     }
@@ -665,14 +673,22 @@ impl<'a, L: AuthLookup> Walk<'a, L> {
         self.note(&names);
         let mut out = Vec::new();
         for name in names.records.into_iter().take(MAX_NAMES) {
-            if let Ok(a) = self.lookup.ips(&name, self.ip.is_ipv6()).await
-                && a.records.contains(&self.ip)
-            {
-                self.note(&a);
+            if self.leads_back(&name).await {
                 out.push(name);
             }
         }
         out
+    }
+
+    /// Whether an address of `name` is the client's (§5.5); a DNS error is a no.
+    async fn leads_back(&mut self, name: &str) -> bool {
+        match self.lookup.ips(name, self.ip.is_ipv6()).await {
+            Ok(a) if a.records.contains(&self.ip) => {
+                self.note(&a);
+                true
+            }
+            _ => false,
+        }
     }
 
     /// The domain a mechanism names: its expanded domain-spec, or the current domain (§5).
@@ -683,14 +699,14 @@ impl<'a, L: AuthLookup> Walk<'a, L> {
         }
     }
 
-    async fn expand_domain(&mut self, spec: &str, domain: &str) -> Step<String> {
+    /// `expand` with this check's values, `%{p}` looked up only when `spec` uses it.
+    async fn expand_here(&mut self, spec: &str, domain: &str, exp: bool) -> Result<String, String> {
         let validated = self.validated_name(spec, domain).await;
-        let values = self.values(None);
-        let values = MacroValues {
-            validated: validated.as_deref(),
-            ..values
-        };
-        expand(spec, &values, domain, false).map_err(perm)
+        expand(spec, &self.values(validated.as_deref()), domain, exp)
+    }
+
+    async fn expand_domain(&mut self, spec: &str, domain: &str) -> Step<String> {
+        self.expand_here(spec, domain, false).await.map_err(perm)
     }
 
     /// `exp=` (§6.2): its TXT record, expanded; any problem means no explanation.
@@ -700,12 +716,7 @@ impl<'a, L: AuthLookup> Walk<'a, L> {
         let [one] = txt.records.as_slice() else {
             return None;
         };
-        let validated = self.validated_name(one, domain).await;
-        let values = MacroValues {
-            validated: validated.as_deref(),
-            ..self.values(None)
-        };
-        expand(one, &values, domain, true).ok()
+        self.expand_here(one, domain, true).await.ok()
     }
 
     /// The addresses of `name` in the client's family; void lookups are counted.
@@ -774,14 +785,7 @@ impl<'a, L: AuthLookup> Walk<'a, L> {
                 self.note(&names);
                 self.count_void(names.records.is_empty())?;
                 for name in names.records.iter().take(MAX_NAMES) {
-                    let under = *name == target || name.ends_with(&format!(".{target}"));
-                    if !under {
-                        continue;
-                    }
-                    if let Ok(a) = self.lookup.ips(name, self.ip.is_ipv6()).await
-                        && a.records.contains(&self.ip)
-                    {
-                        self.note(&a);
+                    if within(name, &target) && self.leads_back(name).await {
                         return Ok(true);
                     }
                 }
