@@ -14,7 +14,7 @@ use kurier_dkim::DkimKey;
 use kurier_dns::Resolver;
 use kurier_policy::tlsrpt::{ReportMeta, Rua, build_report, parse_record};
 use kurier_smtp::received::{UtcTime, rfc5322_date, unique_stamp};
-use kurier_store::{NewQueueEntry, Store};
+use kurier_store::{NewQueueEntry, ReportKind, Store};
 use kurier_tls::ClientTls;
 use tokio::sync::Notify;
 
@@ -135,7 +135,13 @@ impl Reporter {
             // One report per domain and day, from whichever run or node claims it first.
             match self
                 .store
-                .claim_report(&domain, day_start, &meta.report_id, kurier_store::now())
+                .claim_report(
+                    ReportKind::Tlsrpt,
+                    &domain,
+                    day_start,
+                    &meta.report_id,
+                    kurier_store::now(),
+                )
                 .await
             {
                 Ok(true) => {}
@@ -183,7 +189,12 @@ impl Reporter {
                 }
             }
             // Nothing left: a later run (or node) may try again.
-            if !handed_on && let Err(e) = self.store.release_report(&domain, day_start).await {
+            if !handed_on
+                && let Err(e) = self
+                    .store
+                    .release_report(ReportKind::Tlsrpt, &domain, day_start)
+                    .await
+            {
                 tracing::warn!(domain = %domain, error = %e, "cannot release a TLSRPT report claim");
             }
         }

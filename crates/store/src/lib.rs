@@ -3,8 +3,8 @@
 //! Owns domains (with per-domain settings), accounts (Argon2id password hashes), aliases and
 //! catch-alls, mailboxes with their IMAP counters (UIDVALIDITY, UIDNEXT, MODSEQ; RFC 9051,
 //! RFC 7162), messages and flags, the outbound queue with leases, TLSRPT events and received
-//! reports (RFC 8460), and the MTA-STS policy cache (RFC 8461). Two backends
-//! implement the trait: SQLite (`sqlite:` — the embedded default, one data folder) and
+//! reports (RFC 8460), DMARC evaluations and received aggregate reports (RFC 7489 §7.2), and
+//! the MTA-STS policy cache (RFC 8461). Two backends implement the trait: SQLite (`sqlite:` — the embedded default, one data folder) and
 //! PostgreSQL (`postgres://` — several Kurier nodes sharing one database). One conformance test
 //! suite (`tests/conformance.rs`) runs against both.
 //!
@@ -250,17 +250,34 @@ pub trait Store: Send + Sync + 'static {
     async fn store_report(&self, report_domain: &str, submitter: &str, json: &[u8]) -> Result<i64>;
     async fn reports(&self) -> Result<Vec<ReceivedReport>>;
     async fn put_sts_policy(&self, policy: &CachedStsPolicy) -> Result<()>;
-    /// Claims the TLSRPT report of `domain` for the UTC day starting at `day`: true if this
+    /// Claims the `kind` report of `domain` for the UTC day starting at `day`: true if this
     /// call claimed it (send it now), false if it was claimed before, here or on another node.
     async fn claim_report(
         &self,
+        kind: ReportKind,
         domain: &str,
         day: UnixTime,
         report_id: &str,
         now: UnixTime,
     ) -> Result<bool>;
     /// Gives a claim back after the report could not be handed on (so a later run sends it).
-    async fn release_report(&self, domain: &str, day: UnixTime) -> Result<()>;
+    async fn release_report(&self, kind: ReportKind, domain: &str, day: UnixTime) -> Result<()>;
+
+    // DMARC aggregate reports (RFC 7489 §7.2).
+    /// Keeps `event`, which happened at `at`.
+    async fn record_dmarc_event(&self, event: &DmarcEvent, at: UnixTime) -> Result<()>;
+    /// Events with `from <= at < until`, in the order they happened.
+    async fn dmarc_events(&self, from: UnixTime, until: UnixTime) -> Result<Vec<DmarcEvent>>;
+    /// Forgets TLS and DMARC events before `before` (once reported they are no longer needed:
+    /// inbound mail must not grow the store without bound). Returns how many went.
+    async fn prune_report_events(&self, before: UnixTime) -> Result<u64>;
+    async fn store_dmarc_report(
+        &self,
+        policy_domain: &str,
+        reporter: &str,
+        xml: &[u8],
+    ) -> Result<i64>;
+    async fn dmarc_reports(&self) -> Result<Vec<ReceivedDmarcReport>>;
     async fn sts_policy(&self, domain: &str) -> Result<Option<CachedStsPolicy>>;
 }
 

@@ -390,6 +390,54 @@ pub struct ReceivedReport {
     pub json: Vec<u8>,
 }
 
+/// Which daily aggregate report a claim is for: each kind is claimed once per domain and day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportKind {
+    /// TLSRPT (RFC 8460), per policy domain.
+    Tlsrpt,
+    /// DMARC aggregate (RFC 7489 §7.2), per policy domain.
+    Dmarc,
+}
+
+/// One DMARC evaluation of an inbound message whose policy asks for aggregate reports
+/// (RFC 7489 §7.2): a day's report to the policy domain is summed from these. Plain values:
+/// `kurier-mailauth` owns their meaning, the store keeps them.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DmarcEvent {
+    /// Where the policy was found (the organizational domain or the author's own).
+    pub policy_domain: String,
+    /// The DMARC record as published then (the report repeats its `p`, `sp`, `pct`, …).
+    pub record: String,
+    pub source_ip: String,
+    /// RFC5322.From, RFC5321.MailFrom and recipient domains.
+    pub header_from: String,
+    pub envelope_from: String,
+    pub envelope_to: String,
+    /// What was done: `none`, `quarantine` or `reject`.
+    pub disposition: String,
+    pub dkim_aligned: bool,
+    pub spf_aligned: bool,
+    /// Why the published policy was not applied as asked: (RFC 7489 PolicyOverrideType,
+    /// comment).
+    pub overrides: Vec<(String, String)>,
+    /// Every DKIM signature checked: (d=, s=, result).
+    pub dkim: Vec<(String, String, String)>,
+    /// SPF: (domain, scope `mfrom`/`helo`, result).
+    pub spf: Vec<(String, String, String)>,
+}
+
+/// A DMARC aggregate report received by mail, stored as its XML and parsed when read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceivedDmarcReport {
+    pub id: i64,
+    /// The domain the report is about (`policy_published/domain`).
+    pub policy_domain: String,
+    /// The reporter's domain (its DMARC-passing From domain).
+    pub reporter: String,
+    pub received: UnixTime,
+    pub xml: Vec<u8>,
+}
+
 /// A cached MTA-STS policy (RFC 8461 §5.1).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CachedStsPolicy {

@@ -21,10 +21,11 @@ use crate::check_entry;
 use crate::rules::{self, decode_flags, decode_list, encode_flags, encode_list, to_u64};
 use crate::schema::POSTGRES;
 use crate::{
-    Account, AccountId, Alias, Appended, CachedStsPolicy, ChangeKind, DEFAULT_MAILBOXES, Domain,
-    FlagChange, Folder, Mailbox, MailboxChange, MailboxId, MessageDsn, MessageMeta, NewQueueEntry,
-    QueueEntry, QueueId, QueueRecipient, ReceivedReport, Recipient, RecipientStatus, Result,
-    SpecialUse, Store, StoreError, TlsOutcome, UnixTime, address, normalize_flags, now, password,
+    Account, AccountId, Alias, Appended, CachedStsPolicy, ChangeKind, DEFAULT_MAILBOXES,
+    DmarcEvent, Domain, FlagChange, Folder, Mailbox, MailboxChange, MailboxId, MessageDsn,
+    MessageMeta, NewQueueEntry, QueueEntry, QueueId, QueueRecipient, ReceivedDmarcReport,
+    ReceivedReport, Recipient, RecipientStatus, ReportKind, Result, SpecialUse, Store, StoreError,
+    TlsOutcome, UnixTime, address, normalize_flags, now, password,
 };
 
 /// The NOTIFY channel for mailbox changes.
@@ -1677,17 +1678,22 @@ impl Store for PostgresStore {
 
     async fn claim_report(
         &self,
+        kind: ReportKind,
         domain: &str,
         day: UnixTime,
         report_id: &str,
         now: UnixTime,
     ) -> Result<bool> {
+        let sql = format!(
+            "INSERT INTO {} (domain, day, report_id, at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (domain, day) DO NOTHING",
+            rules::claim_table(kind)
+        );
         let n = self
             .client()
             .await?
             .execute(
-                "INSERT INTO tlsrpt_sent (domain, day, report_id, at) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (domain, day) DO NOTHING",
+                &sql,
                 &[&domain.to_ascii_lowercase(), &day, &report_id, &now],
             )
             .await
@@ -1695,16 +1701,106 @@ impl Store for PostgresStore {
         Ok(n == 1)
     }
 
-    async fn release_report(&self, domain: &str, day: UnixTime) -> Result<()> {
+    async fn release_report(&self, kind: ReportKind, domain: &str, day: UnixTime) -> Result<()> {
+        let sql = format!(
+            "DELETE FROM {} WHERE domain = $1 AND day = $2",
+            rules::claim_table(kind)
+        );
+        self.client()
+            .await?
+            .execute(&sql, &[&domain.to_ascii_lowercase(), &day])
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
+    async fn record_dmarc_event(&self, e: &DmarcEvent, at: UnixTime) -> Result<()> {
         self.client()
             .await?
             .execute(
-                "DELETE FROM tlsrpt_sent WHERE domain = $1 AND day = $2",
-                &[&domain.to_ascii_lowercase(), &day],
+                "INSERT INTO dmarc_events (policy_domain, at, event) VALUES ($1, $2, $3)",
+                &[
+                    &e.policy_domain.to_ascii_lowercase(),
+                    &at,
+                    &rules::event_json(e)?,
+                ],
             )
             .await
             .map_err(err)?;
         Ok(())
+    }
+
+    async fn dmarc_events(&self, from: UnixTime, until: UnixTime) -> Result<Vec<DmarcEvent>> {
+        self.client()
+            .await?
+            .query(
+                "SELECT event FROM dmarc_events WHERE at >= $1 AND at < $2 ORDER BY at, id",
+                &[&from, &until],
+            )
+            .await
+            .map_err(err)?
+            .iter()
+            .map(|r| rules::event_of(&r.get::<_, String>(0)))
+            .collect()
+    }
+
+    async fn prune_report_events(&self, before: UnixTime) -> Result<u64> {
+        let mut c = self.client().await?;
+        let t = c.transaction().await.map_err(err)?;
+        let mut n = t
+            .execute("DELETE FROM dmarc_events WHERE at < $1", &[&before])
+            .await
+            .map_err(err)?;
+        n += t
+            .execute("DELETE FROM tls_events WHERE at < $1", &[&before])
+            .await
+            .map_err(err)?;
+        t.commit().await.map_err(err)?;
+        Ok(n)
+    }
+
+    async fn store_dmarc_report(
+        &self,
+        policy_domain: &str,
+        reporter: &str,
+        xml: &[u8],
+    ) -> Result<i64> {
+        let row = self
+            .client()
+            .await?
+            .query_one(
+                "INSERT INTO dmarc_reports (policy_domain, reporter, received, xml) VALUES ($1, $2, $3, $4) RETURNING id",
+                &[
+                    &policy_domain.to_ascii_lowercase(),
+                    &reporter.to_ascii_lowercase(),
+                    &now(),
+                    &xml,
+                ],
+            )
+            .await
+            .map_err(err)?;
+        Ok(row.get(0))
+    }
+
+    async fn dmarc_reports(&self) -> Result<Vec<ReceivedDmarcReport>> {
+        Ok(self
+            .client()
+            .await?
+            .query(
+                "SELECT id, policy_domain, reporter, received, xml FROM dmarc_reports ORDER BY id",
+                &[],
+            )
+            .await
+            .map_err(err)?
+            .iter()
+            .map(|r| ReceivedDmarcReport {
+                id: r.get(0),
+                policy_domain: r.get(1),
+                reporter: r.get(2),
+                received: r.get(3),
+                xml: r.get(4),
+            })
+            .collect())
     }
 
     async fn sts_policy(&self, domain: &str) -> Result<Option<CachedStsPolicy>> {

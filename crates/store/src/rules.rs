@@ -1,9 +1,27 @@
 //! Rules both backends share: names, flag arithmetic, and how lists are kept in one column.
 
 use crate::{
-    DsnReturn, FlagChange, MessageDsn, PolicyType, RecipientDsn, Result, ResultType, StoreError,
-    TlsOutcome,
+    DmarcEvent, DsnReturn, FlagChange, MessageDsn, PolicyType, RecipientDsn, ReportKind, Result,
+    ResultType, StoreError, TlsOutcome,
 };
+
+/// Where the claims of one kind of daily report are kept.
+pub fn claim_table(kind: ReportKind) -> &'static str {
+    match kind {
+        ReportKind::Tlsrpt => "tlsrpt_sent",
+        ReportKind::Dmarc => "dmarc_sent",
+    }
+}
+
+/// A DMARC event is kept as one JSON value: it is written once and read whole.
+pub fn event_json(e: &DmarcEvent) -> Result<String> {
+    serde_json::to_string(e).map_err(|e| StoreError::Backend(format!("DMARC event: {e}")))
+}
+
+pub fn event_of(json: &str) -> Result<DmarcEvent> {
+    serde_json::from_str(json)
+        .map_err(|e| StoreError::Backend(format!("a stored DMARC event: {e}")))
+}
 
 /// Checks a mailbox name; `INBOX` in any case becomes `INBOX` (RFC 9051 §5.1).
 pub fn mailbox_name(name: &str) -> Result<String> {

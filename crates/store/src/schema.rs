@@ -173,6 +173,29 @@ pub const SQLITE: &[&str] = &[
     ALTER TABLE queue ADD COLUMN dsn_ret TEXT;
     ALTER TABLE queue ADD COLUMN dsn_envid TEXT;
     "#,
+    // 9: DMARC aggregate reports (RFC 7489 §7.2): the evaluations a day's report is summed
+    // from (one JSON value each), the reports handed on (claimed once per domain and day, like
+    // TLSRPT's) and the reports others sent us, as received.
+    r#"
+    CREATE TABLE dmarc_events (
+        id INTEGER PRIMARY KEY,
+        policy_domain TEXT NOT NULL,
+        at BIGINT NOT NULL,
+        event TEXT NOT NULL);
+    CREATE INDEX dmarc_events_at ON dmarc_events(at);
+    CREATE TABLE dmarc_sent (
+        domain TEXT NOT NULL,
+        day BIGINT NOT NULL,
+        report_id TEXT NOT NULL,
+        at BIGINT NOT NULL,
+        PRIMARY KEY (domain, day));
+    CREATE TABLE dmarc_reports (
+        id INTEGER PRIMARY KEY,
+        policy_domain TEXT NOT NULL,
+        reporter TEXT NOT NULL,
+        received BIGINT NOT NULL,
+        xml BLOB NOT NULL);
+    "#,
 ];
 
 pub const POSTGRES: &[&str] = &[
@@ -341,5 +364,28 @@ pub const POSTGRES: &[&str] = &[
     r#"
     ALTER TABLE queue ADD COLUMN dsn_ret TEXT;
     ALTER TABLE queue ADD COLUMN dsn_envid TEXT;
+    "#,
+    // 9: DMARC aggregate reports (RFC 7489 §7.2): the evaluations a day's report is summed
+    // from (one JSON value each), the reports handed on (claimed once per domain and day, like
+    // TLSRPT's) and the reports others sent us, as received.
+    r#"
+    CREATE TABLE dmarc_events (
+        id BIGSERIAL PRIMARY KEY,
+        policy_domain TEXT NOT NULL,
+        at BIGINT NOT NULL,
+        event TEXT NOT NULL);
+    CREATE INDEX dmarc_events_at ON dmarc_events(at);
+    CREATE TABLE dmarc_sent (
+        domain TEXT NOT NULL,
+        day BIGINT NOT NULL,
+        report_id TEXT NOT NULL,
+        at BIGINT NOT NULL,
+        PRIMARY KEY (domain, day));
+    CREATE TABLE dmarc_reports (
+        id BIGSERIAL PRIMARY KEY,
+        policy_domain TEXT NOT NULL,
+        reporter TEXT NOT NULL,
+        received BIGINT NOT NULL,
+        xml BYTEA NOT NULL);
     "#,
 ];

@@ -18,10 +18,11 @@ use crate::check_entry;
 use crate::rules::{self, decode_flags, decode_list, encode_flags, encode_list, to_u64};
 use crate::schema::{SQLITE, SQLITE_APPLICATION_ID};
 use crate::{
-    Account, AccountId, Alias, Appended, CachedStsPolicy, ChangeKind, DEFAULT_MAILBOXES, Domain,
-    FlagChange, Folder, Mailbox, MailboxChange, MailboxId, MessageDsn, MessageMeta, NewQueueEntry,
-    QueueEntry, QueueId, QueueRecipient, ReceivedReport, Recipient, RecipientStatus, Result,
-    SpecialUse, Store, StoreError, TlsOutcome, UnixTime, address, normalize_flags, now, password,
+    Account, AccountId, Alias, Appended, CachedStsPolicy, ChangeKind, DEFAULT_MAILBOXES,
+    DmarcEvent, Domain, FlagChange, Folder, Mailbox, MailboxChange, MailboxId, MessageDsn,
+    MessageMeta, NewQueueEntry, QueueEntry, QueueId, QueueRecipient, ReceivedDmarcReport,
+    ReceivedReport, Recipient, RecipientStatus, ReportKind, Result, SpecialUse, Store, StoreError,
+    TlsOutcome, UnixTime, address, normalize_flags, now, password,
 };
 
 pub struct SqliteStore {
@@ -1602,34 +1603,124 @@ impl Store for SqliteStore {
 
     async fn claim_report(
         &self,
+        kind: ReportKind,
         domain: &str,
         day: UnixTime,
         report_id: &str,
         now: UnixTime,
     ) -> Result<bool> {
         let (domain, report_id) = (domain.to_ascii_lowercase(), report_id.to_string());
+        let sql = format!(
+            "INSERT INTO {} (domain, day, report_id, at) VALUES (?1, ?2, ?3, ?4) \
+             ON CONFLICT (domain, day) DO NOTHING",
+            rules::claim_table(kind)
+        );
         self.run(move |c| {
             let n = c
-                .execute(
-                    "INSERT INTO tlsrpt_sent (domain, day, report_id, at) VALUES (?1, ?2, ?3, ?4) \
-                     ON CONFLICT (domain, day) DO NOTHING",
-                    params![domain, day, report_id, now],
-                )
+                .execute(&sql, params![domain, day, report_id, now])
                 .map_err(err)?;
             Ok(n == 1)
         })
         .await
     }
 
-    async fn release_report(&self, domain: &str, day: UnixTime) -> Result<()> {
+    async fn release_report(&self, kind: ReportKind, domain: &str, day: UnixTime) -> Result<()> {
         let domain = domain.to_ascii_lowercase();
+        let sql = format!(
+            "DELETE FROM {} WHERE domain = ?1 AND day = ?2",
+            rules::claim_table(kind)
+        );
+        self.run(move |c| {
+            c.execute(&sql, params![domain, day]).map_err(err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn record_dmarc_event(&self, e: &DmarcEvent, at: UnixTime) -> Result<()> {
+        let (domain, json) = (e.policy_domain.to_ascii_lowercase(), rules::event_json(e)?);
         self.run(move |c| {
             c.execute(
-                "DELETE FROM tlsrpt_sent WHERE domain = ?1 AND day = ?2",
-                params![domain, day],
+                "INSERT INTO dmarc_events (policy_domain, at, event) VALUES (?1, ?2, ?3)",
+                params![domain, at, json],
             )
             .map_err(err)?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn dmarc_events(&self, from: UnixTime, until: UnixTime) -> Result<Vec<DmarcEvent>> {
+        let rows: Vec<String> = self
+            .run(move |c| {
+                let mut s = c
+                    .prepare(
+                        "SELECT event FROM dmarc_events WHERE at >= ?1 AND at < ?2 ORDER BY at, id",
+                    )
+                    .map_err(err)?;
+                let rows = s
+                    .query_map(params![from, until], |r| r.get(0))
+                    .map_err(err)?;
+                rows.collect::<rusqlite::Result<_>>().map_err(err)
+            })
+            .await?;
+        rows.iter().map(|j| rules::event_of(j)).collect()
+    }
+
+    async fn prune_report_events(&self, before: UnixTime) -> Result<u64> {
+        self.run(move |c| {
+            let t = c.transaction().map_err(err)?;
+            let mut n = t
+                .execute("DELETE FROM dmarc_events WHERE at < ?1", [before])
+                .map_err(err)?;
+            n += t
+                .execute("DELETE FROM tls_events WHERE at < ?1", [before])
+                .map_err(err)?;
+            t.commit().map_err(err)?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
+    async fn store_dmarc_report(
+        &self,
+        policy_domain: &str,
+        reporter: &str,
+        xml: &[u8],
+    ) -> Result<i64> {
+        let (d, r, x) = (
+            policy_domain.to_ascii_lowercase(),
+            reporter.to_ascii_lowercase(),
+            xml.to_vec(),
+        );
+        self.run(move |c| {
+            c.execute(
+                "INSERT INTO dmarc_reports (policy_domain, reporter, received, xml) VALUES (?1, ?2, ?3, ?4)",
+                params![d, r, now(), x],
+            )
+            .map_err(err)?;
+            Ok(c.last_insert_rowid())
+        })
+        .await
+    }
+
+    async fn dmarc_reports(&self) -> Result<Vec<ReceivedDmarcReport>> {
+        self.run(|c| {
+            let mut s = c
+                .prepare("SELECT id, policy_domain, reporter, received, xml FROM dmarc_reports ORDER BY id")
+                .map_err(err)?;
+            let rows = s
+                .query_map([], |r| {
+                    Ok(ReceivedDmarcReport {
+                        id: r.get(0)?,
+                        policy_domain: r.get(1)?,
+                        reporter: r.get(2)?,
+                        received: r.get(3)?,
+                        xml: r.get(4)?,
+                    })
+                })
+                .map_err(err)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(err)
         })
         .await
     }

@@ -10,8 +10,8 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use kurier_store::{
-    ChangeKind, FlagChange, Folder, NewQueueEntry, PolicyType, Recipient, RecipientStatus,
-    ResultType, SpecialUse, Store, StoreError, TlsOutcome, now,
+    ChangeKind, DmarcEvent, FlagChange, Folder, NewQueueEntry, PolicyType, Recipient,
+    RecipientStatus, ReportKind, ResultType, SpecialUse, Store, StoreError, TlsOutcome, now,
 };
 
 mod common;
@@ -121,6 +121,11 @@ macro_rules! conformance {
                 suite::report_claims(s).await
             }
             #[tokio::test(flavor = "multi_thread")]
+            async fn auth5_dmarc_events_and_reports() {
+                let (s, _g) = store().await;
+                suite::dmarc_events_and_reports(s).await
+            }
+            #[tokio::test(flavor = "multi_thread")]
             async fn changes_are_announced() {
                 let (s, _g) = store().await;
                 suite::announcements(s).await
@@ -177,21 +182,42 @@ mod suite {
     /// (also by racing claimers); a released claim can be taken again.
     pub async fn report_claims(s: Arc<dyn Store>) {
         let day = 1_796_083_200;
-        assert!(s.claim_report("B.test", day, "r1", day + 10).await.unwrap());
-        assert!(!s.claim_report("b.test", day, "r2", day + 20).await.unwrap());
         assert!(
-            s.claim_report("b.test", day + 86_400, "r3", day + 86_410)
+            s.claim_report(ReportKind::Tlsrpt, "B.test", day, "r1", day + 10)
                 .await
                 .unwrap()
         );
-        assert!(s.claim_report("c.test", day, "r4", day + 30).await.unwrap());
-        s.release_report("b.test", day).await.unwrap();
+        assert!(
+            !s.claim_report(ReportKind::Tlsrpt, "b.test", day, "r2", day + 20)
+                .await
+                .unwrap()
+        );
+        assert!(
+            s.claim_report(
+                ReportKind::Tlsrpt,
+                "b.test",
+                day + 86_400,
+                "r3",
+                day + 86_410
+            )
+            .await
+            .unwrap()
+        );
+        assert!(
+            s.claim_report(ReportKind::Tlsrpt, "c.test", day, "r4", day + 30)
+                .await
+                .unwrap()
+        );
+        s.release_report(ReportKind::Tlsrpt, "b.test", day)
+            .await
+            .unwrap();
         let racers: Vec<_> = (0..8)
             .map(|i| {
                 let s = s.clone();
-                tokio::spawn(
-                    async move { s.claim_report("b.test", day, &format!("x{i}"), day).await },
-                )
+                tokio::spawn(async move {
+                    s.claim_report(ReportKind::Tlsrpt, "b.test", day, &format!("x{i}"), day)
+                        .await
+                })
             })
             .collect();
         let mut won = 0;
@@ -199,6 +225,86 @@ mod suite {
             won += usize::from(r.await.unwrap().unwrap());
         }
         assert_eq!(won, 1, "exactly one claimer wins");
+        // RPT-6 / AUTH-5: a DMARC report of the same domain and day is claimed on its own.
+        assert!(
+            s.claim_report(ReportKind::Dmarc, "b.test", day, "d1", day)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !s.claim_report(ReportKind::Dmarc, "B.test", day, "d2", day)
+                .await
+                .unwrap()
+        );
+        s.release_report(ReportKind::Dmarc, "b.test", day)
+            .await
+            .unwrap();
+        assert!(
+            s.claim_report(ReportKind::Dmarc, "b.test", day, "d3", day)
+                .await
+                .unwrap()
+        );
+    }
+
+    /// AUTH-5: DMARC evaluations are kept whole for a day's report, old ones pruned (TLS
+    /// events with them), received reports kept as they came.
+    pub async fn dmarc_events_and_reports(s: Arc<dyn Store>) {
+        let ev = DmarcEvent {
+            policy_domain: "sender.test".into(),
+            record: "v=DMARC1; p=reject; rua=mailto:d@sender.test".into(),
+            source_ip: "192.0.2.9".into(),
+            header_from: "sender.test".into(),
+            envelope_from: "bounce.sender.test".into(),
+            envelope_to: "a.test".into(),
+            disposition: "reject".into(),
+            dkim_aligned: false,
+            spf_aligned: true,
+            overrides: vec![("local_policy".into(), "monitor only".into())],
+            dkim: vec![("sender.test".into(), "s1".into(), "fail".into())],
+            spf: vec![("bounce.sender.test".into(), "mfrom".into(), "pass".into())],
+        };
+        s.record_dmarc_event(&ev, 2_000_000).await.unwrap();
+        let later = DmarcEvent {
+            disposition: "none".into(),
+            ..ev.clone()
+        };
+        s.record_dmarc_event(&later, 2_086_400).await.unwrap();
+        assert_eq!(
+            s.dmarc_events(2_000_000, 2_086_400).await.unwrap(),
+            [ev.clone()]
+        );
+        assert_eq!(
+            s.dmarc_events(0, i64::MAX).await.unwrap(),
+            [ev, later.clone()]
+        );
+        s.record_tls_event(
+            &TlsOutcome {
+                policy_domain: "remote.test".into(),
+                policy_type: PolicyType::NoPolicyFound,
+                policy_strings: Vec::new(),
+                mx_host: "mx.remote.test".into(),
+                failure: None,
+                receiving_ip: None,
+                sending_ip: None,
+                receiving_helo: None,
+                detail: None,
+            },
+            2_000_001,
+        )
+        .await
+        .unwrap();
+        assert_eq!(s.prune_report_events(2_086_400).await.unwrap(), 2);
+        assert_eq!(s.dmarc_events(0, i64::MAX).await.unwrap(), [later]);
+        assert!(s.tls_events(0, 2_086_400).await.unwrap().is_empty());
+        let id = s
+            .store_dmarc_report("Sender.test", "reporter.test", b"<feedback/>")
+            .await
+            .unwrap();
+        let r = s.dmarc_reports().await.unwrap();
+        assert_eq!(
+            (r[0].id, r[0].policy_domain.as_str(), r[0].xml.as_slice()),
+            (id, "sender.test", &b"<feedback/>"[..])
+        );
     }
 
     async fn account(s: &Arc<dyn Store>, addr: &str) -> kurier_store::Account {
