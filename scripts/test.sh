@@ -13,10 +13,11 @@ cd "$(dirname "$0")/.."
 # server itself loads (dns.dnssec = "validate"). pebble (with pebble-challtestsrv) is the ACME
 # server the certificate tests order from. Knot is the operator's primary DNS server that
 # Kurier's RFC 2136 client updates. publicsuffix is the Public Suffix List DMARC needs; OpenDKIM
-# signs what a Postfix peer sends to Kurier.
+# signs what a Postfix peer sends to Kurier; xmllint (libxml2-utils) validates our DMARC reports
+# against the RFC 7489 schema.
 packages=(gcc make perl ca-certificates openssl curl testssl.sh postgresql
   nsd unbound libunbound8 ldnsutils dnsutils postfix swaks libnet-ssleay-perl python3 python3-cryptography
-  util-linux pebble knot publicsuffix opendkim)
+  util-linux pebble knot publicsuffix opendkim libxml2-utils)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -1,8 +1,10 @@
 //! What senders publish and write, for SPF, DMARC and Authentication-Results (RFC 7208 §4.6,
-//! §7; RFC 7489 §6.3; RFC 8601 §2.2): arbitrary records, macro strings, public suffix lists and
-//! header values never panic the parsers, the macro expander or the organizational-domain walk.
+//! §7; RFC 7489 §6.3, §7.2; RFC 8601 §2.2): arbitrary records, macro strings, public suffix
+//! lists, header values and aggregate reports never panic the parsers, the macro expander or
+//! the organizational-domain walk; a report that reads writes out and reads back the same.
 #![no_main]
 
+use kurier_mailauth::aggregate::Feedback;
 use kurier_mailauth::dmarc::DmarcRecord;
 use kurier_mailauth::psl::PublicSuffixList;
 use kurier_mailauth::results::authserv_id;
@@ -25,6 +27,11 @@ fuzz_target!(|data: &[u8]| {
         if let Ok(out) = expand(&text, &values, "example.com", exp) {
             assert!(exp || out.len() <= 253 || !out.contains('.'));
         }
+    }
+    if let Ok(report) = Feedback::parse(data) {
+        let _ = report.totals();
+        let again = Feedback::parse(report.to_xml().as_bytes()).expect("our own XML reads");
+        assert_eq!(again.records.len(), report.records.len());
     }
     let _ = DmarcRecord::parse(&text);
     let _ = DmarcRecord::parse(&format!("v=DMARC1; {text}"));

@@ -7,16 +7,17 @@
 //! Junk folder, a policy that cannot be looked up now → 451 4.7.0 (RFC 7489 §6.6.4, §6.7).
 
 use std::net::IpAddr;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use kurier_config::SenderPattern;
+use kurier_mailauth::dmarc::Policy;
 use kurier_mailauth::{
-    Disposition, DmarcOutcome, DmarcResult, Inbound, PublicSuffixList, Verification,
+    Disposition, DmarcOutcome, DmarcResult, Inbound, Verification, psl::SharedPsl,
 };
 use kurier_smtp::Message;
 use kurier_smtp::command::RcptParams;
 use kurier_smtp::headers::{addresses, fields, without_field_where};
-use kurier_store::{Folder, Store};
+use kurier_store::{DmarcEvent, Folder, Store};
 
 /// The domain setting that turns DMARC enforcement off for mail to one domain.
 pub const DMARC_SETTING: &str = "dmarc.policy";
@@ -69,12 +70,22 @@ impl Action {
 pub struct SenderAuth {
     pub resolver: kurier_dns::Resolver,
     /// Replaced on SIGHUP when the list file changed.
-    pub psl: RwLock<Arc<PublicSuffixList>>,
+    pub psl: SharedPsl,
     /// Our authserv-id: `server.hostname`.
     pub authserv_id: String,
     pub enforce: bool,
     pub exempt: Vec<SenderPattern>,
     pub events: Arc<dyn SenderAuthEvents>,
+    /// Keep the evaluations of policies that ask for aggregate reports (`sender_auth.send_reports`).
+    pub record_reports: bool,
+}
+
+/// What the stage came to: the decision, and the From domains that passed DMARC (a report
+/// mail is trusted only from those).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checked {
+    pub decision: Decision,
+    pub dmarc_passed: Vec<String>,
 }
 
 /// What the stage decided for one message.
@@ -173,6 +184,88 @@ pub fn decide(
     }
 }
 
+/// The DMARC events of one message for the aggregate reports of the policies that ask for
+/// them (RFC 7489 §7.2): one per From domain whose policy names `rua`, with what was done
+/// (`action`; a deferred message comes again and is counted then) and why the published
+/// policy was not applied as asked (`exempt`: local policy; `pct`: sampled out).
+pub fn dmarc_events(
+    v: &Verification,
+    ip: IpAddr,
+    mail_from: &str,
+    recipients: &[(String, RcptParams)],
+    action: Action,
+    exempt: Option<&str>,
+    sample: u8,
+) -> Vec<DmarcEvent> {
+    let disposition = match action {
+        Action::Deliver => "none",
+        Action::Quarantine => "quarantine",
+        Action::Reject => "reject",
+        Action::Defer => return Vec::new(),
+    };
+    let envelope_from = mail_from
+        .rsplit_once('@')
+        .map(|(_, d)| d)
+        .or_else(|| v.spf_helo.as_ref().map(|(h, _)| h.as_str()))
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let envelope_to = recipients
+        .first()
+        .and_then(|(r, _)| r.rsplit_once('@'))
+        .map(|(_, d)| d.to_ascii_lowercase())
+        .unwrap_or_default();
+    let dkim: Vec<(String, String, String)> = v
+        .dkim
+        .iter()
+        .filter_map(|d| {
+            Some((
+                d.domain.clone()?.to_ascii_lowercase(),
+                d.selector.clone().unwrap_or_default(),
+                d.result.as_str().to_string(),
+            ))
+        })
+        .collect();
+    let spf: Vec<(String, String, String)> = [("mfrom", &v.spf_mail_from), ("helo", &v.spf_helo)]
+        .into_iter()
+        .filter_map(|(scope, s)| {
+            let (_, o) = s.as_ref()?;
+            Some((
+                o.domain.clone(),
+                scope.to_string(),
+                o.result.as_str().to_string(),
+            ))
+        })
+        .collect();
+    v.dmarc
+        .iter()
+        .filter_map(|o| {
+            let found = o.policy.as_ref().filter(|f| !f.record.rua.is_empty())?;
+            let failed = o.result == DmarcResult::Fail && found.policy != Policy::None;
+            let overrides = match exempt {
+                Some(why) if failed => vec![("local_policy".to_string(), why.to_string())],
+                None if failed && sample >= found.record.pct => {
+                    vec![("sampled_out".to_string(), String::new())]
+                }
+                _ => Vec::new(),
+            };
+            Some(DmarcEvent {
+                policy_domain: found.domain.clone(),
+                record: found.record.to_string(),
+                source_ip: ip.to_string(),
+                header_from: o.from_domain.clone(),
+                envelope_from: envelope_from.clone(),
+                envelope_to: envelope_to.clone(),
+                disposition: disposition.to_string(),
+                dkim_aligned: o.dkim_aligned,
+                spf_aligned: o.spf_aligned,
+                overrides,
+                dkim: dkim.clone(),
+                spf: spf.clone(),
+            })
+        })
+        .collect()
+}
+
 impl SenderAuth {
     /// Runs the stage for a message from another server.
     pub async fn check(
@@ -180,13 +273,9 @@ impl SenderAuth {
         store: &dyn Store,
         connection: &crate::Connection,
         m: &Message,
-    ) -> Decision {
+    ) -> Checked {
         let cleaned = without_forged_results(&m.body, &self.authserv_id);
-        let psl = self
-            .psl
-            .read()
-            .map(|p| p.clone())
-            .unwrap_or_else(|p| p.into_inner().clone());
+        let psl = kurier_mailauth::psl::current(&self.psl);
         let verification = {
             let message = cleaned.as_deref().unwrap_or(&m.body);
             let input = Inbound {
@@ -209,7 +298,8 @@ impl SenderAuth {
             connection.ip,
             &m.from,
         );
-        let (disposition, outcome) = verification.disposition(sample(&m.id));
+        let drawn = sample(&m.id);
+        let (disposition, outcome) = verification.disposition(drawn);
         let decision = decide(
             disposition,
             outcome,
@@ -228,7 +318,34 @@ impl SenderAuth {
         );
         self.events
             .checked(outcome.map_or(DmarcResult::None, |o| o.result), action);
-        decision
+        if self.record_reports {
+            let events = dmarc_events(
+                &verification,
+                connection.ip,
+                &m.from,
+                &m.recipients,
+                action,
+                exempt.as_deref(),
+                drawn,
+            );
+            for e in events {
+                // The report is a courtesy to the domain owner: losing one event is no reason
+                // to refuse the message.
+                if let Err(err) = store.record_dmarc_event(&e, kurier_store::now()).await {
+                    tracing::warn!(id = %m.id, domain = %e.policy_domain, error = %err, "a DMARC event for the aggregate report was not kept");
+                }
+            }
+        }
+        let dmarc_passed = verification
+            .dmarc
+            .iter()
+            .filter(|o| o.result == DmarcResult::Pass)
+            .map(|o| o.from_domain.clone())
+            .collect();
+        Checked {
+            decision,
+            dmarc_passed,
+        }
     }
 
     /// A recipient domain that monitors DMARC only (the most lenient recipient wins: one reply

@@ -1,38 +1,54 @@
 //! The envelope stage (RFC 5321 §4.1.1.2, §4.1.1.3): who a recipient is, whether the mailbox
-//! can take mail, which addresses take TLSRPT reports without an account (RFC 8460 §3), and
-//! what an authenticated account may send as.
+//! can take mail, which addresses take TLSRPT and DMARC reports without an account (RFC 8460
+//! §3, RFC 7489 §7.2), and what an authenticated account may send as.
 
 use kurier_smtp::Verdict;
 use kurier_store::{Account, Recipient};
 
-/// Which addresses take TLSRPT reports (RFC 8460 §3): `tlsrpt.reporting_address`, or else
-/// `tlsrpt@` of every hosted domain — those need no account.
+/// Where one kind of report is received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReportAddress {
+    /// Not received.
+    Off,
+    /// At this one configured address (an account or alias).
+    Only(String),
+    /// At this local part of every hosted domain, without an account behind it.
+    EveryDomain(&'static str),
+}
+
+impl ReportAddress {
+    fn matches(&self, address: &str) -> bool {
+        match self {
+            ReportAddress::Off => false,
+            ReportAddress::Only(a) => address.eq_ignore_ascii_case(a),
+            ReportAddress::EveryDomain(local) => address
+                .rsplit_once('@')
+                .is_some_and(|(l, _)| l.eq_ignore_ascii_case(local)),
+        }
+    }
+}
+
+/// Which addresses take reports: TLSRPT (RFC 8460 §3: `tlsrpt.reporting_address`, else
+/// `tlsrpt@` every hosted domain) and DMARC aggregate reports (RFC 7489 §7.2:
+/// `sender_auth.reporting_address`, else `dmarc-reports@` every hosted domain). The
+/// per-domain ones need no account.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReportAddresses {
-    explicit: Option<String>,
+    pub tlsrpt: ReportAddress,
+    pub dmarc: ReportAddress,
 }
 
 impl ReportAddresses {
-    /// `explicit`: the one configured address; `None`: `tlsrpt@` every hosted domain.
-    pub fn new(explicit: Option<&str>) -> ReportAddresses {
-        ReportAddresses {
-            explicit: explicit.map(str::to_ascii_lowercase),
-        }
-    }
-
     /// Whether mail to `address` (a hosted one) is a report for us.
     pub fn matches(&self, address: &str) -> bool {
-        match &self.explicit {
-            Some(a) => address.eq_ignore_ascii_case(a),
-            None => address
-                .rsplit_once('@')
-                .is_some_and(|(local, _)| local.eq_ignore_ascii_case("tlsrpt")),
-        }
+        self.tlsrpt.matches(address) || self.dmarc.matches(address)
     }
 
     /// A per-domain address without an account or alias behind it: reports only.
     pub fn implicit(&self, address: &str) -> bool {
-        self.explicit.is_none() && self.matches(address)
+        [&self.tlsrpt, &self.dmarc]
+            .iter()
+            .any(|a| matches!(a, ReportAddress::EveryDomain(_)) && a.matches(address))
     }
 }
 
@@ -62,12 +78,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn report_addresses_explicit_or_tlsrpt_at_every_domain() {
-        let every = ReportAddresses::new(None);
+    fn report_addresses_explicit_or_at_every_domain() {
+        let every = ReportAddresses {
+            tlsrpt: ReportAddress::EveryDomain("tlsrpt"),
+            dmarc: ReportAddress::EveryDomain("dmarc-reports"),
+        };
         assert!(every.matches("TLSRPT@a.test") && every.implicit("tlsrpt@b.test"));
+        assert!(every.matches("dmarc-reports@a.test") && every.implicit("DMARC-reports@b.test"));
         assert!(!every.matches("postmaster@a.test"));
-        let one = ReportAddresses::new(Some("Reports@a.test"));
+        let one = ReportAddresses {
+            tlsrpt: ReportAddress::Only("Reports@a.test".into()),
+            dmarc: ReportAddress::Off,
+        };
         assert!(one.matches("reports@A.test") && !one.matches("tlsrpt@a.test"));
+        assert!(!one.matches("dmarc-reports@a.test"));
         assert!(
             !one.implicit("reports@a.test"),
             "an explicit address is a real one"

@@ -33,9 +33,9 @@ use kurier_smtp::headers::TlsRequiredHeader;
 use kurier_smtp::{ConnectionFacts, Delivery, MailDrop, Message, Verdict};
 use kurier_store::{Recipient, Store, StoreError};
 
-pub use authentication::{Action, Decision, SenderAuth, SenderAuthEvents};
+pub use authentication::{Action, Checked, Decision, SenderAuth, SenderAuthEvents};
 pub use connection::{Connection, Helo, Origin};
-pub use envelope::ReportAddresses;
+pub use envelope::{ReportAddress, ReportAddresses};
 pub use message::Verdicts;
 pub use routing::Routing;
 
@@ -43,6 +43,9 @@ pub use routing::Routing;
 pub trait ReportEvents: Send + Sync {
     /// A report with a valid signature was stored; it counts `failed` sessions.
     fn received(&self, failed: u64);
+    /// A DMARC aggregate report from a DMARC-passing reporter was stored: it counts
+    /// `messages`, of which `failed` failed DMARC.
+    fn dmarc_received(&self, messages: u64, failed: u64);
     /// A message to a report address was no valid report.
     fn dropped(&self);
 }
@@ -178,16 +181,22 @@ impl Acceptance {
         &self,
         connection: &Connection,
         m: &Message,
-    ) -> Result<(Verdicts, kurier_store::Folder, Option<Vec<u8>>), Delivery> {
+    ) -> Result<Authenticated, Delivery> {
         let (Some(auth), Origin::Inbound) = (&self.sender_auth, &connection.origin) else {
-            return Ok((Verdicts::default(), kurier_store::Folder::Inbox, None));
+            return Ok(Authenticated::default());
         };
-        match auth.check(&*self.store, connection, m).await {
+        let checked = auth.check(&*self.store, connection, m).await;
+        match checked.decision {
             Decision::Deliver {
                 fields,
                 folder,
                 body,
-            } => Ok((Verdicts { fields }, folder, body)),
+            } => Ok(Authenticated {
+                verdicts: Verdicts { fields },
+                folder,
+                cleaned: body,
+                dmarc_passed: checked.dmarc_passed,
+            }),
             Decision::Reject(why) => Err(Delivery::Refused(why)),
             Decision::Defer(why) => Err(Delivery::Deferred(why)),
         }
@@ -217,9 +226,9 @@ impl Acceptance {
         envelope::recipient_verdict(&resolved, full, reports_only)
     }
 
-    /// A message to our TLSRPT address is also read as a report, after it is stored (the 250
-    /// does not wait for the DKIM key look-up).
-    fn read_report(&self, m: &Message) {
+    /// A message to one of our report addresses is also read as a report, after it is stored
+    /// (the 250 does not wait for the DKIM key look-up).
+    fn read_report(&self, m: &Message, dmarc_passed: Vec<String>) {
         let Some((addresses, intake)) = &self.reports else {
             return;
         };
@@ -228,18 +237,46 @@ impl Acceptance {
         }
         let (intake, body, id) = (intake.clone(), m.body.clone(), m.id.clone());
         let events = self.report_events.clone();
-        tokio::spawn(async move { take_report(&intake, &body, &id, &*events).await });
+        tokio::spawn(
+            async move { take_report(&intake, &body, &dmarc_passed, &id, &*events).await },
+        );
     }
+}
+
+/// What the sender-authentication stage leaves for the rest of delivery.
+#[derive(Default)]
+struct Authenticated {
+    verdicts: Verdicts,
+    folder: kurier_store::Folder,
+    /// The body without forged Authentication-Results, if it had any.
+    cleaned: Option<Vec<u8>>,
+    dmarc_passed: Vec<String>,
 }
 
 /// Reads one report; false if it should be offered again later.
 async fn take_report(
     intake: &ReportIntake,
     body: &[u8],
+    dmarc_passed: &[String],
     id: &str,
     events: &dyn ReportEvents,
 ) -> bool {
-    match intake.take(body).await {
+    match intake.take(body, dmarc_passed).await {
+        Intake::StoredDmarc {
+            domain,
+            reporter,
+            messages,
+            failed,
+            ..
+        } => {
+            tracing::info!(%id, %domain, %reporter, messages, failed, "DMARC report received");
+            events.dmarc_received(messages, failed);
+            if failed > 0 {
+                // What a domain owner wants to see first: who sends in its name and fails.
+                tracing::warn!(%domain, %reporter, failed, "a DMARC report shows mail in our name that failed DMARC; see: kurier reports list --dmarc");
+            }
+            true
+        }
         Intake::Stored {
             domain,
             submitter,
@@ -281,6 +318,16 @@ impl MailDrop for Acceptance {
 
     async fn deliver(&self, m: &Message) -> Delivery {
         let connection = Connection::new(&m.connection);
+        // First: a DMARC report is trusted only from a DMARC-passing reporter.
+        let Authenticated {
+            verdicts,
+            folder,
+            cleaned,
+            dmarc_passed,
+        } = match self.authenticate(&connection, m).await {
+            Ok(a) => a,
+            Err(refused) => return refused,
+        };
         let (local, queue) = match routing::route(m, self.reports.is_some()) {
             // The report store is the durable place (before the 250); a message that is no
             // valid report is dropped, never bounced (RFC 8460 §3); one we cannot check now
@@ -289,7 +336,9 @@ impl MailDrop for Acceptance {
                 let Some((_, intake)) = &self.reports else {
                     return Delivery::TempFail;
                 };
-                return if take_report(intake, &m.body, &m.id, &*self.report_events).await {
+                return if take_report(intake, &m.body, &dmarc_passed, &m.id, &*self.report_events)
+                    .await
+                {
                     Delivery::Stored
                 } else {
                     Delivery::TempFail
@@ -308,10 +357,6 @@ impl MailDrop for Acceptance {
             Origin::Submission { .. } => self.dkim_signature(unsigned).await,
             Origin::Inbound => None,
         };
-        let (verdicts, folder, cleaned) = match self.authenticate(&connection, m).await {
-            Ok(v) => v,
-            Err(refused) => return refused,
-        };
         let unsigned: &[u8] = cleaned.as_deref().unwrap_or(unsigned);
         let completed = verdicts.apply(signature.as_deref(), unsigned);
         let body = completed.as_deref().unwrap_or(unsigned);
@@ -324,7 +369,7 @@ impl MailDrop for Acceptance {
                 if queue.is_some() {
                     self.outbound.notify_one();
                 }
-                self.read_report(m);
+                self.read_report(m, dmarc_passed);
                 Delivery::Stored
             }
             Err(StoreError::QuotaExceeded { address, .. }) => Delivery::OverQuota(address),

@@ -170,6 +170,30 @@ pub struct SenderAuthConfig {
     /// rewrite messages: an envelope sender (`list-bounces@lists.example.org`), a domain of it
     /// (`lists.example.org` or `@lists.example.org`), or a client network (`192.0.2.0/24`).
     pub dmarc_exempt: Vec<String>,
+    /// Send each domain whose DMARC record asks for them (`rua=mailto:…`) a daily aggregate
+    /// report of the mail we received in its name (RFC 7489 §7.2), signed with the DKIM key
+    /// of the TLSRPT submitter domain.
+    pub send_reports: bool,
+    /// Where others send us DMARC reports about our domains (an account or alias here);
+    /// `kurier dns` puts it in the suggested `rua`. Mail to it is also read as a report.
+    pub reporting_address: Option<String>,
+    /// Without `reporting_address`: every hosted domain takes DMARC reports at
+    /// `dmarc-reports@<domain>`, kept as reports (accepted only with a DMARC pass of the
+    /// reporter), never bounced.
+    pub receive_reports: bool,
+}
+
+impl SenderAuthConfig {
+    /// The `rua` address for `domain`'s DMARC record, if reports are received at all.
+    pub fn reporting_address_for(&self, domain: &str) -> Option<String> {
+        match &self.reporting_address {
+            Some(a) => Some(a.clone()),
+            None if self.enabled && self.receive_reports => {
+                Some(format!("dmarc-reports@{}", domain.to_ascii_lowercase()))
+            }
+            None => None,
+        }
+    }
 }
 
 impl Default for SenderAuthConfig {
@@ -179,6 +203,9 @@ impl Default for SenderAuthConfig {
             enforce: true,
             public_suffix_list: PathBuf::from("/usr/share/publicsuffix/public_suffix_list.dat"),
             dmarc_exempt: Vec::new(),
+            send_reports: true,
+            reporting_address: None,
+            receive_reports: true,
         }
     }
 }
@@ -1098,6 +1125,16 @@ impl Config {
                     "see kurier.example.toml for the defaults",
                 );
             }
+        }
+        if let Some(a) = &self.sender_auth.reporting_address
+            && !a.contains('@')
+        {
+            return bad(
+                "sender_auth.reporting_address",
+                a,
+                "not a mail address",
+                "name an account or alias here, e.g. \"dmarc-reports@example.org\"",
+            );
         }
         if let Some(a) = &self.tlsrpt.reporting_address
             && !a.contains('@')

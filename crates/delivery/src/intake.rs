@@ -1,7 +1,11 @@
-//! TLSRPT reports others send us (RFC 8460 §5.3; TR-03108 RPT-2, RPT-3): the report mail is
+//! Reports others send us. TLSRPT (RFC 8460 §5.3; TR-03108 RPT-2, RPT-3): the report mail is
 //! accepted only with a valid DKIM signature of the reporting domain (`TLS-Report-Submitter`),
 //! the `application/tlsrpt+gzip` or `+json` attachment is decompressed within a size cap (gzip
-//! bombs end there), read leniently (`policy::tlsrpt::parse_report`) and stored.
+//! bombs end there), read leniently (`policy::tlsrpt::parse_report`) and stored. DMARC
+//! aggregate reports (RFC 7489 §7.2.1.1; TR-03182): accepted only when the report mail itself
+//! passed DMARC for its From domain (the reporter) and is about a domain hosted here; the
+//! gzip or XML attachment is decompressed within a cap and read with a real XML parser
+//! (`mailauth::aggregate`). Zip attachments are not read yet: they are dropped with that reason.
 
 use std::io::Read;
 use std::sync::Arc;
@@ -21,6 +25,15 @@ pub enum Intake {
         id: i64,
         failed: u64,
     },
+    /// A DMARC report was stored: the domain it is about, the reporter, the store id, the
+    /// messages it counts and those of them that failed DMARC.
+    StoredDmarc {
+        domain: String,
+        reporter: String,
+        id: i64,
+        messages: u64,
+        failed: u64,
+    },
     /// Dropped, with the reason: not a valid, signed report (retrying would not help).
     Dropped(String),
     /// Not now: the signing key could not be looked up, or the store failed. The sender
@@ -38,22 +51,82 @@ impl ReportIntake {
         ReportIntake { store, resolver }
     }
 
-    pub async fn take(&self, message: &[u8]) -> Intake {
-        match self.try_take(message).await {
-            Ok(i) => i,
-            Err(why) => Intake::Dropped(why),
-        }
+    /// Reads a report mail: TLSRPT if it names a `TLS-Report-Submitter`, else DMARC.
+    /// `dmarc_passed`: the From domains for which the mail passed DMARC here.
+    pub async fn take(&self, message: &[u8], dmarc_passed: &[String]) -> Intake {
+        let outcome = match MessageParser::default().parse(message) {
+            None => Err("not a mail message".to_string()),
+            Some(parsed) => match parsed.header_raw("TLS-Report-Submitter") {
+                Some(submitter) => self.try_take(message, &parsed, submitter).await,
+                None => self.take_dmarc(&parsed, dmarc_passed).await,
+            },
+        };
+        outcome.unwrap_or_else(Intake::Dropped)
     }
 
-    async fn try_take(&self, message: &[u8]) -> Result<Intake, String> {
-        let parsed = MessageParser::default()
-            .parse(message)
-            .ok_or("not a mail message")?;
-        let submitter = parsed
-            .header_raw("TLS-Report-Submitter")
-            .map(|s| s.trim().trim_end_matches('.').to_ascii_lowercase())
+    async fn take_dmarc(
+        &self,
+        parsed: &mail_parser::Message<'_>,
+        dmarc_passed: &[String],
+    ) -> Result<Intake, String> {
+        let reporter = dmarc_passed.first().ok_or(
+            "no TLS-Report-Submitter, and the mail did not pass DMARC: not a report we trust",
+        )?;
+        let part = parsed
+            .parts
+            .iter()
+            .find(|p| {
+                p.content_type().is_some_and(|ct| {
+                    let sub = ct.subtype().unwrap_or_default().to_ascii_lowercase();
+                    match ct.ctype().to_ascii_lowercase().as_str() {
+                        "application" => ["gzip", "x-gzip", "xml", "zip", "x-zip-compressed"]
+                            .contains(&sub.as_str()),
+                        "text" => sub == "xml",
+                        _ => false,
+                    }
+                })
+            })
+            .ok_or("no application/gzip or XML part")?;
+        let raw = part.contents();
+        if raw.starts_with(b"PK\x03\x04") {
+            return Err("a zip attachment: not read yet (gzip and plain XML are)".into());
+        }
+        let xml = gunzip_within(raw, kurier_mailauth::aggregate::MAX_REPORT_BYTES)?;
+        let feedback =
+            kurier_mailauth::aggregate::Feedback::parse(&xml).map_err(|e| e.to_string())?;
+        let domain = feedback.policy.domain.clone();
+        match self.store.domain_settings(&domain).await {
+            Ok(_) => {}
+            Err(kurier_store::StoreError::NotFound(_)) => {
+                return Err(format!(
+                    "the report is about {domain}, which is not hosted here"
+                ));
+            }
+            Err(e) => return Ok(Intake::Later(format!("cannot look up {domain}: {e}"))),
+        }
+        let id = match self.store.store_dmarc_report(&domain, reporter, &xml).await {
+            Ok(id) => id,
+            Err(e) => return Ok(Intake::Later(format!("cannot store the report: {e}"))),
+        };
+        let (messages, passed) = feedback.totals();
+        Ok(Intake::StoredDmarc {
+            domain,
+            reporter: reporter.clone(),
+            id,
+            messages,
+            failed: messages - passed,
+        })
+    }
+
+    async fn try_take(
+        &self,
+        message: &[u8],
+        parsed: &mail_parser::Message<'_>,
+        submitter: &str,
+    ) -> Result<Intake, String> {
+        let submitter = Some(submitter.trim().trim_end_matches('.').to_ascii_lowercase())
             .filter(|s| !s.is_empty())
-            .ok_or("no TLS-Report-Submitter header")?;
+            .ok_or("an empty TLS-Report-Submitter header")?;
         // RPT-2: a valid signature by the reporting domain (or a domain above it).
         let mut why = String::from("no DKIM signature");
         let mut verified = false;
@@ -105,20 +178,7 @@ impl ReportIntake {
                 })
             })
             .ok_or("no application/tlsrpt+gzip or +json part")?;
-        let raw = part.contents();
-        let json = if raw.starts_with(&[0x1f, 0x8b]) {
-            let mut out = Vec::new();
-            flate2::read::GzDecoder::new(raw)
-                .take(MAX_REPORT_BYTES as u64 + 1)
-                .read_to_end(&mut out)
-                .map_err(|e| format!("gzip: {e}"))?;
-            if out.len() > MAX_REPORT_BYTES {
-                return Err("the report decompresses to more than the limit".into());
-            }
-            out
-        } else {
-            raw.to_vec()
-        };
+        let json = gunzip_within(part.contents(), MAX_REPORT_BYTES)?;
         let report = parse_report(&json).map_err(|e| e.to_string())?;
         let domain = report
             .policies
@@ -137,6 +197,22 @@ impl ReportIntake {
             id,
         })
     }
+}
+
+/// `raw` itself, or decompressed if it is gzip, within `max` bytes (a gzip bomb ends there).
+fn gunzip_within(raw: &[u8], max: usize) -> Result<Vec<u8>, String> {
+    if !raw.starts_with(&[0x1f, 0x8b]) {
+        return Ok(raw.to_vec());
+    }
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(raw)
+        .take(max as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| format!("gzip: {e}"))?;
+    if out.len() > max {
+        return Err("the report decompresses to more than the limit".into());
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -171,10 +247,10 @@ mod tests {
         ]
         .concat();
         assert!(
-            matches!(intake.take(&signed).await, Intake::Later(why) if why.contains("k._domainkey.a.test"))
+            matches!(intake.take(&signed, &[]).await, Intake::Later(why) if why.contains("k._domainkey.a.test"))
         );
         assert!(
-            matches!(intake.take(&mail).await, Intake::Dropped(why) if why.contains("no DKIM signature"))
+            matches!(intake.take(&mail, &[]).await, Intake::Dropped(why) if why.contains("no DKIM signature"))
         );
         let _ = std::fs::remove_file(&path);
     }

@@ -16,6 +16,7 @@
 #![forbid(unsafe_code)]
 
 pub mod attempt;
+pub mod dmarc_report;
 pub mod dsn;
 pub mod https;
 pub mod intake;

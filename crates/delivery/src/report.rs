@@ -20,6 +20,11 @@ use tokio::sync::Notify;
 
 use crate::https;
 
+/// How long TLS and DMARC events are kept after their day (a late run, `kurier reports send
+/// --day`, can still report them; then they go, so inbound mail cannot grow the store without
+/// bound).
+pub const EVENT_RETENTION_DAYS: i64 = 14;
+
 /// Who we are in reports (config `[tlsrpt]`).
 #[derive(Debug, Clone)]
 pub struct ReporterConfig {
@@ -28,8 +33,10 @@ pub struct ReporterConfig {
     pub contact: String,
     /// Our reporting domain: `TLS-Report-Submitter`, the file name, the DKIM `d=`.
     pub submitter: String,
-    /// The From address of report mail.
+    /// The From address of TLSRPT report mail.
     pub from: String,
+    /// The From address of DMARC report mail.
+    pub dmarc_from: String,
     /// Our host name (report ids).
     pub hostname: String,
 }
@@ -216,23 +223,7 @@ impl Reporter {
             )
         })?;
         let message = report_message(&self.cfg, to, domain, report_id, filename, gz);
-        let signature = key
-            .sign(&message, kurier_store::now())
-            .map_err(|e| e.to_string())?;
-        let signed = [signature.as_bytes(), &message].concat();
-        // Null reverse path: a report that cannot be delivered bounces to nobody.
-        let entry = NewQueueEntry {
-            sender: String::new(),
-            recipients: vec![(to.to_string(), Default::default())],
-            dsn: Default::default(),
-            require_tls: false,
-        };
-        self.store
-            .enqueue(&entry, &signed)
-            .await
-            .map_err(|e| e.to_string())?;
-        self.wake.notify_one();
-        Ok(())
+        queue_signed(&*self.store, key, &self.wake, to, &message).await
     }
 
     /// RPT-10: a failed upload is tried again with growing pauses (5 min … 10 h, about a day
@@ -293,7 +284,45 @@ impl Reporter {
     }
 }
 
-fn gzip(data: &[u8]) -> std::io::Result<Vec<u8>> {
+/// Signs a report mail with `key` and queues it for `to` from the null reverse path (a report
+/// that cannot be delivered bounces to nobody), then wakes the queue runner.
+pub(crate) async fn queue_signed(
+    store: &dyn Store,
+    key: &DkimKey,
+    wake: &Notify,
+    to: &str,
+    message: &[u8],
+) -> Result<(), String> {
+    let signature = key
+        .sign(message, kurier_store::now())
+        .map_err(|e| e.to_string())?;
+    let signed = [signature.as_bytes(), message].concat();
+    let entry = NewQueueEntry {
+        sender: String::new(),
+        recipients: vec![(to.to_string(), Default::default())],
+        dsn: Default::default(),
+        require_tls: false,
+    };
+    store
+        .enqueue(&entry, &signed)
+        .await
+        .map_err(|e| e.to_string())?;
+    wake.notify_one();
+    Ok(())
+}
+
+/// Base64 in lines of 76 characters, each ended by CRLF (RFC 2045 §6.8).
+pub(crate) fn base64_lines(data: &[u8]) -> String {
+    let b64 = openssl::base64::encode_block(data);
+    let mut wrapped = String::new();
+    for chunk in b64.as_bytes().chunks(76) {
+        wrapped.push_str(&String::from_utf8_lossy(chunk));
+        wrapped.push_str("\r\n");
+    }
+    wrapped
+}
+
+pub(crate) fn gzip(data: &[u8]) -> std::io::Result<Vec<u8>> {
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     e.write_all(data)?;
     e.finish()
@@ -310,12 +339,7 @@ pub fn report_message(
 ) -> Vec<u8> {
     let boundary = format!("kurier-tlsrpt-{:016x}", unique_stamp());
     let now = kurier_store::now();
-    let b64 = openssl::base64::encode_block(gz);
-    let mut wrapped = String::new();
-    for chunk in b64.as_bytes().chunks(76) {
-        wrapped.push_str(&String::from_utf8_lossy(chunk));
-        wrapped.push_str("\r\n");
-    }
+    let wrapped = base64_lines(gz);
     format!(
         "From: <{from}>\r\n\
          To: <{to}>\r\n\

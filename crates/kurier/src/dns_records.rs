@@ -223,11 +223,26 @@ pub async fn lines(
     }
     out.push(Line::Note("suggestions: SPF and DMARC".into()));
     out.push(rec(format!("{domain}."), "TXT", "v=spf1 mx -all"));
-    out.push(rec(
-        format!("_dmarc.{domain}."),
-        "TXT",
-        "v=DMARC1; p=reject; adkim=s; aspf=s",
-    ));
+    // AUTH-5: with reports received here, the record asks for them (RFC 7489 §7.2); an
+    // address in another domain must say it takes them (§7.1).
+    let rua = cfg.sender_auth.reporting_address_for(domain);
+    let dmarc = match &rua {
+        Some(a) => format!("v=DMARC1; p=reject; adkim=s; aspf=s; rua=mailto:{a}"),
+        None => "v=DMARC1; p=reject; adkim=s; aspf=s".to_string(),
+    };
+    out.push(rec(format!("_dmarc.{domain}."), "TXT", dmarc));
+    if let Some((_, rua_domain)) = rua.as_deref().and_then(|a| a.rsplit_once('@'))
+        && !rua_domain.eq_ignore_ascii_case(domain)
+    {
+        out.push(rec(
+            format!(
+                "{domain}._report._dmarc.{}.",
+                rua_domain.to_ascii_lowercase()
+            ),
+            "TXT",
+            "v=DMARC1",
+        ));
+    }
     let keys = crate::admin::dkim_keys(store, &cfg.server.data_dir, domain).await?;
     if keys.is_empty() {
         out.push(Line::Note(format!(

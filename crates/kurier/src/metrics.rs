@@ -13,6 +13,9 @@ pub struct Metrics {
     pub tlsrpt_reports_dropped: AtomicU64,
     pub tlsrpt_reports_with_failures: AtomicU64,
     pub tlsrpt_failed_sessions_reported: AtomicU64,
+    pub dmarc_reports_received: AtomicU64,
+    pub dmarc_reported_messages: AtomicU64,
+    pub dmarc_reported_failures: AtomicU64,
     /// The DNSSEC probe's verdict (set when outbound delivery starts).
     validator: OnceLock<(DnssecMode, watch::Receiver<ValidatorState>)>,
     /// 1: the served chain matches the published TLSA records (or none are published); 0: it
@@ -56,6 +59,9 @@ impl Default for Metrics {
             tlsrpt_reports_dropped: AtomicU64::new(0),
             tlsrpt_reports_with_failures: AtomicU64::new(0),
             tlsrpt_failed_sessions_reported: AtomicU64::new(0),
+            dmarc_reports_received: AtomicU64::new(0),
+            dmarc_reported_messages: AtomicU64::new(0),
+            dmarc_reported_failures: AtomicU64::new(0),
             validator: OnceLock::new(),
             tlsa_match: AtomicI64::new(-1),
             tlsa_check_failed: AtomicU64::new(0),
@@ -103,6 +109,12 @@ impl kurier_accept::ReportEvents for Metrics {
         }
     }
 
+    fn dmarc_received(&self, messages: u64, failed: u64) {
+        Metrics::add(&self.dmarc_reports_received, 1);
+        Metrics::add(&self.dmarc_reported_messages, messages);
+        Metrics::add(&self.dmarc_reported_failures, failed);
+    }
+
     fn dropped(&self) {
         Metrics::add(&self.tlsrpt_reports_dropped, 1);
     }
@@ -119,7 +131,7 @@ impl kurier_web::MetricsSource for Metrics {
             ),
             (
                 "kurier_tlsrpt_reports_dropped_total",
-                "Mail to the TLSRPT address that was not a valid, signed report.",
+                "Mail to a report address (TLSRPT or DMARC) that was not a valid, authenticated report.",
                 &self.tlsrpt_reports_dropped,
             ),
             (
@@ -131,6 +143,21 @@ impl kurier_web::MetricsSource for Metrics {
                 "kurier_tlsrpt_failed_sessions_reported_total",
                 "Failed TLS sessions to us, summed over accepted reports.",
                 &self.tlsrpt_failed_sessions_reported,
+            ),
+            (
+                "kurier_dmarc_reports_received_total",
+                "DMARC aggregate reports about our domains, accepted (the reporter passed DMARC).",
+                &self.dmarc_reports_received,
+            ),
+            (
+                "kurier_dmarc_reported_messages_total",
+                "Messages in our domains' names that accepted DMARC reports count.",
+                &self.dmarc_reported_messages,
+            ),
+            (
+                "kurier_dmarc_reported_failures_total",
+                "Of those, messages that failed DMARC: someone sends in our name without SPF or DKIM alignment.",
+                &self.dmarc_reported_failures,
             ),
         ] {
             out.push_str(&format!(

@@ -138,18 +138,18 @@ pub fn report_submitter(cfg: &Config) -> String {
     })
 }
 
-/// The TLSRPT reporter `[tlsrpt]` describes, signing with the submitter domain's DKIM key.
-/// `in_server`: failed HTTPS uploads are retried in the background.
-pub async fn reporter(
+/// Who we are in reports (`[tlsrpt]`: organization, contact, submitter domain) and the DKIM
+/// key of the submitter domain that signs them.
+async fn report_identity(
     cfg: &Config,
-    resolver: kurier_dns::Resolver,
-    store: Arc<dyn kurier_store::Store>,
-    wake: Arc<Notify>,
-    in_server: bool,
-) -> anyhow::Result<kurier_delivery::report::Reporter> {
+    store: &dyn kurier_store::Store,
+) -> anyhow::Result<(
+    kurier_delivery::report::ReporterConfig,
+    Option<kurier_dkim::DkimKey>,
+)> {
     let submitter = report_submitter(cfg);
     let t = &cfg.tlsrpt;
-    let dkim = crate::admin::dkim_key(&*store, &cfg.server.data_dir, &submitter).await?;
+    let dkim = crate::admin::dkim_key(store, &cfg.server.data_dir, &submitter).await?;
     let report_cfg = kurier_delivery::report::ReporterConfig {
         organization: report_organization(cfg),
         contact: t
@@ -160,31 +160,86 @@ pub async fn reporter(
             .from
             .clone()
             .unwrap_or_else(|| format!("tlsrpt-noreply@{submitter}")),
+        dmarc_from: format!("dmarc-noreply@{submitter}"),
         submitter,
         hostname: cfg.server.hostname.clone(),
     };
+    Ok((report_cfg, dkim))
+}
+
+/// The TLSRPT reporter `[tlsrpt]` describes, signing with the submitter domain's DKIM key.
+/// `in_server`: failed HTTPS uploads are retried in the background.
+pub async fn reporter(
+    cfg: &Config,
+    resolver: kurier_dns::Resolver,
+    store: Arc<dyn kurier_store::Store>,
+    wake: Arc<Notify>,
+    in_server: bool,
+) -> anyhow::Result<kurier_delivery::report::Reporter> {
+    let (report_cfg, dkim) = report_identity(cfg, &*store).await?;
     let tls = kurier_tls::ClientTls::new(cfg.delivery.extra_ca_file.as_deref())?;
     Ok(kurier_delivery::report::Reporter::new(
         store, resolver, tls, dkim, report_cfg, wake, in_server,
     ))
 }
 
+/// The DMARC aggregate reporter (`sender_auth.send_reports`), with the same identity and key.
+pub async fn dmarc_reporter(
+    cfg: &Config,
+    resolver: kurier_dns::Resolver,
+    store: Arc<dyn kurier_store::Store>,
+    wake: Arc<Notify>,
+    psl: kurier_mailauth::psl::SharedPsl,
+) -> anyhow::Result<kurier_delivery::dmarc_report::DmarcReporter> {
+    let (report_cfg, dkim) = report_identity(cfg, &*store).await?;
+    Ok(kurier_delivery::dmarc_report::DmarcReporter::new(
+        store, resolver, psl, dkim, report_cfg, wake,
+    ))
+}
+
+/// One kind of daily report.
+pub enum DailyReporter {
+    Tlsrpt(kurier_delivery::report::Reporter),
+    Dmarc(kurier_delivery::dmarc_report::DmarcReporter),
+}
+
+impl DailyReporter {
+    async fn send_day(&self, day: i64) -> kurier_delivery::report::DayRun {
+        match self {
+            DailyReporter::Tlsrpt(r) => r.send_day(day).await,
+            DailyReporter::Dmarc(r) => r.send_day(day).await,
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            DailyReporter::Tlsrpt(_) => "TLSRPT",
+            DailyReporter::Dmarc(_) => "DMARC",
+        }
+    }
+}
+
 /// Sends the reports of each past UTC day, shortly after midnight (a random delay up to
-/// `max_delay` spreads the load on the receivers, RFC 8460 §5.1).
+/// `max_delay` spreads the load on the receivers, RFC 8460 §5.1), then forgets the events
+/// older than `kurier_delivery::report::EVENT_RETENTION_DAYS`.
 pub async fn daily_reports(
-    reporter: kurier_delivery::report::Reporter,
+    reporters: Vec<DailyReporter>,
+    store: Arc<dyn kurier_store::Store>,
     max_delay: Duration,
     mut stop: watch::Receiver<bool>,
 ) {
     // Yesterday's reports, in case a restart missed their time: each domain's report is
     // claimed in the store, so what went out already is not sent again.
     let yesterday = (kurier_store::now() / 86_400 - 1) * 86_400;
-    let run = reporter.send_day(yesterday).await;
-    if !run.sent.is_empty() {
-        tracing::info!(
-            sent = run.sent.len(),
-            "TLSRPT reports of yesterday, sent late"
-        );
+    for r in &reporters {
+        let run = r.send_day(yesterday).await;
+        if !run.sent.is_empty() {
+            tracing::info!(
+                kind = r.kind(),
+                sent = run.sent.len(),
+                "reports of yesterday, sent late"
+            );
+        }
     }
     loop {
         let now = kurier_store::now();
@@ -195,12 +250,21 @@ pub async fn daily_reports(
             _ = tokio::time::sleep(Duration::from_secs(wait)) => {}
             _ = stop.changed() => return,
         }
-        let run = reporter.send_day(next_midnight - 86_400).await;
-        tracing::info!(
-            sent = run.sent.len(),
-            skipped = run.skipped.len(),
-            "TLSRPT reports of the day"
-        );
+        let day = next_midnight - 86_400;
+        for r in &reporters {
+            let run = r.send_day(day).await;
+            tracing::info!(
+                kind = r.kind(),
+                sent = run.sent.len(),
+                skipped = run.skipped.len(),
+                "reports of the day"
+            );
+        }
+        let before = day - kurier_delivery::report::EVENT_RETENTION_DAYS * 86_400;
+        match store.prune_report_events(before).await {
+            Ok(n) => tracing::debug!(pruned = n, "old TLS and DMARC events forgotten"),
+            Err(e) => tracing::warn!(error = %e, "old TLS and DMARC events could not be pruned"),
+        }
     }
 }
 

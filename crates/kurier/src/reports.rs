@@ -1,5 +1,7 @@
-//! `kurier reports`: TLSRPT (RFC 8460) from the command line — send the reports of a day now
-//! (the server does so daily by itself), and sum up the reports others sent us (TR-03108 RPT-3).
+//! `kurier reports`: TLSRPT (RFC 8460) and DMARC aggregate reports (RFC 7489 §7.2) from the
+//! command line — send the reports of a day now (the server does so daily by itself), and sum
+//! up the reports others sent us (TR-03108 RPT-3; for DMARC, the sources that send in our
+//! name and fail alignment come first).
 
 use std::collections::BTreeMap;
 
@@ -16,6 +18,9 @@ pub enum ReportsCommand {
         /// The day, YYYY-MM-DD.
         #[arg(long)]
         day: Option<String>,
+        /// DMARC aggregate reports instead of TLSRPT.
+        #[arg(long)]
+        dmarc: bool,
     },
     /// Sum up the reports we received (at tlsrpt@ each hosted domain, or at
     /// `tlsrpt.reporting_address`), per policy domain.
@@ -29,6 +34,10 @@ pub enum ReportsCommand {
         /// JSON instead of text.
         #[arg(long)]
         json: bool,
+        /// DMARC aggregate reports (at dmarc-reports@ each hosted domain, or at
+        /// `sender_auth.reporting_address`) instead of TLSRPT.
+        #[arg(long)]
+        dmarc: bool,
     },
 }
 
@@ -62,15 +71,26 @@ pub async fn run(args: ConfigArgs, cmd: ReportsCommand) -> anyhow::Result<()> {
     let cfg = args.config()?;
     let store = crate::admin::open(&args).await?;
     match cmd {
-        ReportsCommand::Send { day } => {
+        ReportsCommand::Send { day, dmarc } => {
             let start = match day {
                 Some(d) => parse_day(&d)?,
                 None => (kurier_store::now() / 86_400 - 1) * 86_400,
             };
             let wake = std::sync::Arc::new(tokio::sync::Notify::new());
             let resolver = crate::outbound::resolver(&cfg)?;
-            let reporter = crate::outbound::reporter(&cfg, resolver, store, wake, false).await?;
-            let run = reporter.send_day(start).await;
+            let run = if dmarc {
+                let psl = crate::serve::read_public_suffixes(&cfg.sender_auth.public_suffix_list)?;
+                let psl = std::sync::Arc::new(std::sync::RwLock::new(std::sync::Arc::new(psl)));
+                crate::outbound::dmarc_reporter(&cfg, resolver, store, wake, psl)
+                    .await?
+                    .send_day(start)
+                    .await
+            } else {
+                crate::outbound::reporter(&cfg, resolver, store, wake, false)
+                    .await?
+                    .send_day(start)
+                    .await
+            };
             for s in &run.sent {
                 println!("sent      {s}");
             }
@@ -78,16 +98,25 @@ pub async fn run(args: ConfigArgs, cmd: ReportsCommand) -> anyhow::Result<()> {
                 println!("no report {d}: {why}");
             }
             if run.sent.is_empty() && run.skipped.is_empty() {
-                println!(
-                    "no TLS sessions on {}",
-                    &UtcTime::from_unix(start).rfc3339()[..10]
-                );
+                let what = if dmarc {
+                    "no mail from domains that ask for DMARC reports"
+                } else {
+                    "no TLS sessions"
+                };
+                println!("{what} on {}", &UtcTime::from_unix(start).rfc3339()[..10]);
             }
         }
         ReportsCommand::List {
             domain,
             since,
             json,
+            dmarc: true,
+        } => list_dmarc(&*store, domain.as_deref(), since, json).await?,
+        ReportsCommand::List {
+            domain,
+            since,
+            json,
+            dmarc: false,
         } => {
             let from = kurier_store::now() - i64::from(since) * 86_400;
             // (domain, reporter) → (reports, successful, failed, result type → sessions)
@@ -142,6 +171,132 @@ pub async fn run(args: ConfigArgs, cmd: ReportsCommand) -> anyhow::Result<()> {
                 for (kind, k) in kinds {
                     println!("    {kind}: {k}");
                 }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One sending source in DMARC reports about one of our domains.
+#[derive(Default)]
+struct Source {
+    messages: u64,
+    failed: u64,
+    reporters: std::collections::BTreeSet<String>,
+    /// What the failing messages showed: "dkim=… spf=… disposition".
+    seen: std::collections::BTreeSet<String>,
+}
+
+/// Failing sources first, then by messages, most first.
+fn ordered(sources: &BTreeMap<String, Source>) -> Vec<(&String, &Source)> {
+    let mut v: Vec<(&String, &Source)> = sources.iter().collect();
+    v.sort_by_key(|s| std::cmp::Reverse((s.1.failed, s.1.messages)));
+    v
+}
+
+/// `kurier reports list --dmarc`: per policy domain, the reports and messages, then every
+/// sending source — failing ones first, most messages first.
+async fn list_dmarc(
+    store: &dyn kurier_store::Store,
+    domain: Option<&str>,
+    since: u32,
+    json: bool,
+) -> anyhow::Result<()> {
+    let from = kurier_store::now() - i64::from(since) * 86_400;
+    // domain → (reports, messages, failed, source → Source)
+    type Row = (u64, u64, u64, BTreeMap<String, Source>);
+    let mut rows: BTreeMap<String, Row> = BTreeMap::new();
+    for r in store.dmarc_reports().await.context("reading the reports")? {
+        if r.received < from || domain.is_some_and(|d| !d.eq_ignore_ascii_case(&r.policy_domain)) {
+            continue;
+        }
+        let Ok(report) = kurier_mailauth::aggregate::Feedback::parse(&r.xml) else {
+            continue;
+        };
+        let row = rows.entry(r.policy_domain.clone()).or_default();
+        let (messages, passed) = report.totals();
+        row.0 += 1;
+        row.1 += messages;
+        row.2 += messages - passed;
+        for rec in &report.records {
+            let s = row
+                .3
+                .entry(kurier_mailauth::aggregate::ip_text(rec.source_ip))
+                .or_default();
+            s.messages += rec.count;
+            s.reporters.insert(report.org_name.clone());
+            if !(rec.dkim_pass || rec.spf_pass) {
+                s.failed += rec.count;
+                let dkim: Vec<String> = rec
+                    .dkim
+                    .iter()
+                    .map(|(d, _, r)| format!("{d}:{r}"))
+                    .collect();
+                let spf: Vec<String> = rec.spf.iter().map(|(d, _, r)| format!("{d}:{r}")).collect();
+                s.seen.insert(format!(
+                    "From {} dkim={} spf={} → {}",
+                    rec.header_from,
+                    if dkim.is_empty() {
+                        "none".into()
+                    } else {
+                        dkim.join(",")
+                    },
+                    if spf.is_empty() {
+                        "none".into()
+                    } else {
+                        spf.join(",")
+                    },
+                    rec.disposition.as_str()
+                ));
+            }
+        }
+    }
+    if json {
+        let list: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|(d, (n, messages, failed, sources))| {
+                let sources: Vec<serde_json::Value> = ordered(sources)
+                    .into_iter()
+                    .map(|(ip, s)| {
+                        serde_json::json!({
+                            "source-ip": ip, "messages": s.messages, "failed": s.failed,
+                            "reporters": s.reporters, "failures": s.seen,
+                        })
+                    })
+                    .collect();
+                serde_json::json!({
+                    "policy-domain": d, "reports": n, "messages": messages,
+                    "failed": failed, "sources": sources,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(());
+    }
+    if rows.is_empty() {
+        println!("no DMARC reports in the last {since} days");
+    }
+    for (d, (n, messages, failed, sources)) in &rows {
+        let flag = if *failed > 0 { "  FAILURES" } else { "" };
+        println!("{d}: {n} report(s), {messages} messages, {failed} failed DMARC{flag}");
+        for (ip, s) in ordered(sources) {
+            let reporters: Vec<&str> = s.reporters.iter().map(String::as_str).collect();
+            if s.failed > 0 {
+                println!(
+                    "    FAILING {ip}: {} of {} messages failed (reported by {})",
+                    s.failed,
+                    s.messages,
+                    reporters.join(", ")
+                );
+                for seen in &s.seen {
+                    println!("        {seen}");
+                }
+            } else {
+                println!(
+                    "    passing {ip}: {} messages (reported by {})",
+                    s.messages,
+                    reporters.join(", ")
+                );
             }
         }
     }

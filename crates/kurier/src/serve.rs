@@ -144,28 +144,35 @@ pub fn run(
         } else {
             None
         };
-        let intake = report_intake(&cfg, &store, resolver.as_ref());
+        let sender_auth = sender_auth(&cfg, resolver.as_ref(), metrics.clone())?;
+        let intake = report_intake(&cfg, &store, resolver.as_ref(), sender_auth.is_some());
         if cfg.delivery.enabled && let Some(resolver) = &resolver {
             let validator = crate::outbound::validator(&cfg, resolver, stop_rx.clone());
             metrics.watch_validator(cfg.dns.dnssec, validator.clone());
             let runner = crate::outbound::runner(&cfg, resolver.clone(), store.clone(), outbound.clone(), validator)?;
             // A service like the listeners: shutdown waits (up to the grace) for attempts in flight.
             services.push(tokio::spawn(runner.run(stop_rx.clone())));
+            let mut reporters = Vec::new();
             if cfg.tlsrpt.enabled {
                 let reporter = crate::outbound::reporter(&cfg, resolver.clone(), store.clone(), outbound.clone(), true).await?;
-                tokio::spawn(crate::outbound::daily_reports(
-                    reporter,
-                    Duration::from_secs(cfg.tlsrpt.max_delay_secs),
-                    stop_rx.clone(),
-                ));
+                reporters.push(crate::outbound::DailyReporter::Tlsrpt(reporter));
             }
+            if let Some(auth) = sender_auth.as_ref().filter(|_| cfg.sender_auth.send_reports) {
+                let reporter = crate::outbound::dmarc_reporter(&cfg, resolver.clone(), store.clone(), outbound.clone(), auth.psl.clone()).await?;
+                reporters.push(crate::outbound::DailyReporter::Dmarc(reporter));
+            }
+            tokio::spawn(crate::outbound::daily_reports(
+                reporters,
+                store.clone(),
+                Duration::from_secs(cfg.tlsrpt.max_delay_secs),
+                stop_rx.clone(),
+            ));
         } else {
             tracing::warn!("delivery.enabled = false: mail for other domains stays queued");
         }
         // RAM for message bodies: SMTP DATA/BDAT and IMAP APPEND literals together.
         let body_memory = kurier_access::ByteBudget::new(cfg.smtp.body_memory_mb << 20);
         let dkim_keys = Arc::new(kurier_dkim::DkimKeyring::new());
-        let sender_auth = sender_auth(&cfg, resolver.as_ref(), metrics.clone())?;
         let shared = SmtpShared {
             store: store.clone(),
             outbound: outbound.clone(),
@@ -411,7 +418,7 @@ fn sender_auth(
     );
     Ok(Some(Arc::new(kurier_accept::SenderAuth {
         resolver: resolver.clone(),
-        psl: std::sync::RwLock::new(Arc::new(psl)),
+        psl: Arc::new(std::sync::RwLock::new(Arc::new(psl))),
         authserv_id: cfg.server.hostname.to_ascii_lowercase(),
         enforce: a.enforce,
         exempt: a
@@ -420,10 +427,11 @@ fn sender_auth(
             .filter_map(|e| kurier_config::SenderPattern::parse(e))
             .collect(),
         events,
+        record_reports: a.send_reports,
     })))
 }
 
-fn read_public_suffixes(path: &Path) -> anyhow::Result<kurier_mailauth::PublicSuffixList> {
+pub fn read_public_suffixes(path: &Path) -> anyhow::Result<kurier_mailauth::PublicSuffixList> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         ConfigProblem(format!(
             "sender_auth.public_suffix_list: cannot read {} ({e}): install the Debian package publicsuffix, or name the list file, or set sender_auth.enabled = false",
@@ -514,20 +522,40 @@ fn options(cfg: &Config, session_tickets: bool) -> ServerOptions {
 }
 
 /// Reading the reports sent to us (`tlsrpt.reporting_address`, or `tlsrpt@` every hosted
-/// domain), if DNS works for the DKIM keys.
+/// domain), if DNS works for the DKIM keys; DMARC reports (`sender_auth.reporting_address`, or
+/// `dmarc-reports@` every hosted domain) when `sender_auth` checks inbound mail, whose DMARC
+/// pass is what makes a report trusted.
 fn report_intake(
     cfg: &Config,
     store: &Arc<dyn kurier_store::Store>,
     resolver: Option<&kurier_dns::Resolver>,
+    sender_auth: bool,
 ) -> Option<(
     kurier_accept::ReportAddresses,
     Arc<kurier_delivery::intake::ReportIntake>,
 )> {
-    let addresses = match &cfg.tlsrpt.reporting_address {
-        Some(a) => kurier_accept::ReportAddresses::new(Some(a)),
-        None if cfg.tlsrpt.receive_reports => kurier_accept::ReportAddresses::new(None),
-        None => return None,
+    use kurier_accept::ReportAddress;
+    let one_kind = |explicit: &Option<String>, every: bool, local: &'static str| match explicit {
+        Some(a) => ReportAddress::Only(a.to_ascii_lowercase()),
+        None if every => ReportAddress::EveryDomain(local),
+        None => ReportAddress::Off,
     };
+    let a = &cfg.sender_auth;
+    let addresses = kurier_accept::ReportAddresses {
+        tlsrpt: one_kind(
+            &cfg.tlsrpt.reporting_address,
+            cfg.tlsrpt.receive_reports,
+            "tlsrpt",
+        ),
+        // DMARC reports are trusted by the reporter's DMARC pass: without the check, none.
+        dmarc: match sender_auth {
+            true => one_kind(&a.reporting_address, a.receive_reports, "dmarc-reports"),
+            false => ReportAddress::Off,
+        },
+    };
+    if addresses.tlsrpt == ReportAddress::Off && addresses.dmarc == ReportAddress::Off {
+        return None;
+    }
     Some((
         addresses,
         Arc::new(kurier_delivery::intake::ReportIntake::new(

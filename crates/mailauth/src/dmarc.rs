@@ -60,6 +60,8 @@ pub struct DmarcRecord {
     pub strict_spf: bool,
     /// Aggregate report destinations (`rua=`), the URIs as written.
     pub rua: Vec<String>,
+    /// Failure reporting options (`fo=`), repeated in aggregate reports.
+    pub fo: String,
 }
 
 /// Whether a TXT string claims to be a DMARC record (§6.6.3: starts with `v=DMARC1`).
@@ -88,6 +90,7 @@ impl DmarcRecord {
             strict_dkim: false,
             strict_spf: false,
             rua: Vec::new(),
+            fo: "0".into(),
         };
         for tag in txt.split(';').skip(1) {
             let Some((k, v)) = tag.split_once('=') else {
@@ -101,6 +104,7 @@ impl DmarcRecord {
                 "pct" => r.pct = v.parse::<u8>().ok().filter(|n| *n <= 100).unwrap_or(100),
                 "adkim" => r.strict_dkim = v.eq_ignore_ascii_case("s"),
                 "aspf" => r.strict_spf = v.eq_ignore_ascii_case("s"),
+                "fo" if !v.is_empty() && v.len() <= 16 => r.fo = v.to_string(),
                 "rua" => {
                     r.rua = v
                         .split(',')
@@ -118,6 +122,32 @@ impl DmarcRecord {
             (None, true) => return Err("no valid p= tag".into()),
         }
         Ok(r)
+    }
+}
+
+/// The record in canonical form (what a DMARC event keeps; `parse` reads it back).
+impl std::fmt::Display for DmarcRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let a = |strict: bool| if strict { "s" } else { "r" };
+        write!(f, "v=DMARC1; p={}", self.p.as_str())?;
+        if let Some(sp) = self.sp {
+            write!(f, "; sp={}", sp.as_str())?;
+        }
+        if let Some(np) = self.np {
+            write!(f, "; np={}", np.as_str())?;
+        }
+        write!(
+            f,
+            "; pct={}; adkim={}; aspf={}; fo={}",
+            self.pct,
+            a(self.strict_dkim),
+            a(self.strict_spf),
+            self.fo
+        )?;
+        if !self.rua.is_empty() {
+            write!(f, "; rua={}", self.rua.join(","))?;
+        }
+        Ok(())
     }
 }
 
@@ -388,6 +418,13 @@ mod tests {
         assert!(DmarcRecord::parse("p=reject; v=DMARC1").is_err());
         assert!(DmarcRecord::parse("v=DMARC10; p=reject").is_err());
         assert!(is_dmarc("V = dmarc1 ;p=none"));
+        // The canonical form reads back as the same record.
+        let again = DmarcRecord::parse(&r.to_string()).unwrap();
+        assert_eq!(again, r);
+        assert_eq!(
+            DmarcRecord::parse("v=DMARC1; p=none; fo=1:d").unwrap().fo,
+            "1:d"
+        );
     }
 
     fn found(p: Policy, pct: u8) -> Discovered {
@@ -400,6 +437,7 @@ mod tests {
                 strict_dkim: false,
                 strict_spf: false,
                 rua: vec![],
+                fo: "0".into(),
             },
             domain: "bank.test".into(),
             policy: p,

@@ -22,6 +22,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod aggregate;
 pub mod dmarc;
 pub mod psl;
 pub mod results;

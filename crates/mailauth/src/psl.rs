@@ -8,6 +8,18 @@
 
 use std::collections::HashSet;
 
+/// The list as a server holds it: replaced whole when its file changes (SIGHUP), read by
+/// the DMARC check and the DMARC reporter alike.
+pub type SharedPsl = std::sync::Arc<std::sync::RwLock<std::sync::Arc<PublicSuffixList>>>;
+
+/// The list in force now.
+pub fn current(shared: &SharedPsl) -> std::sync::Arc<PublicSuffixList> {
+    shared
+        .read()
+        .map(|p| p.clone())
+        .unwrap_or_else(|p| p.into_inner().clone())
+}
+
 /// The rules of one list.
 #[derive(Debug, Clone, Default)]
 pub struct PublicSuffixList {
