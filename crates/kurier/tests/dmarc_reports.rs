@@ -71,15 +71,6 @@ print(json.dumps({"dkim": verified, "subject": msg["Subject"], "filename": part.
                   "rows": rows}))
 "#;
 
-fn txt(value: &str) -> String {
-    value
-        .as_bytes()
-        .chunks(200)
-        .map(|c| format!("\"{}\"", String::from_utf8_lossy(c)))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 fn mx_config(dir: &std::path::Path, ip: &str, dns: &kurier_testworld::Dns) -> std::path::PathBuf {
     support::configured(
         dir,
@@ -149,8 +140,8 @@ fn auth5_reports_out_validate_arrive_dkim_verified_and_leave_once() {
     let world = World::builder()
         .zone(
             to_postfix(Zone::signed("sender.test"))
-                .record("@", "TXT", &txt("v=spf1 ip4:{ip:50} -all"))
-                .record("_dmarc", "TXT", &txt(rua)),
+                .record("@", "TXT", &support::txt("v=spf1 ip4:{ip:50} -all"))
+                .record("_dmarc", "TXT", &support::txt(rua)),
         )
         .zone(to_postfix(Zone::signed("collector.test")).record(
             "sender.test._report._dmarc",
@@ -158,7 +149,11 @@ fn auth5_reports_out_validate_arrive_dkim_verified_and_leave_once() {
             "\"v=DMARC1\"",
         ))
         .zone(to_postfix(Zone::signed("stranger.test")))
-        .zone(Zone::signed("kurier.test").record("kurier._domainkey", "TXT", &txt(&key_txt)))
+        .zone(Zone::signed("kurier.test").record(
+            "kurier._domainkey",
+            "TXT",
+            &support::txt(&key_txt),
+        ))
         .postfix(PostfixSpec::receiver(
             "mx.collector.test",
             &["collector.test", "stranger.test", "sender.test"],
@@ -383,9 +378,9 @@ fn auth5_reports_in_only_from_a_dmarc_passing_reporter() {
     let world = World::builder()
         .zone(
             Zone::signed("reporter.test")
-                .record("@", "TXT", &txt("v=spf1 ip4:{ip:51} -all"))
+                .record("@", "TXT", &support::txt("v=spf1 ip4:{ip:51} -all"))
                 // p=none: a forgery is delivered, so the intake itself must drop it.
-                .record("_dmarc", "TXT", &txt("v=DMARC1; p=none")),
+                .record("_dmarc", "TXT", &support::txt("v=DMARC1; p=none")),
         )
         .build()
         .unwrap();

@@ -104,16 +104,6 @@ fn our_results(message: &str) -> String {
         .to_string()
 }
 
-/// A TXT rdata in strings of at most 255 characters (RFC 1035 §3.3.14).
-fn txt(value: &str) -> String {
-    value
-        .as_bytes()
-        .chunks(200)
-        .map(|c| format!("\"{}\"", String::from_utf8_lossy(c)))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 /// (name, client host, MAIL FROM, From, signatures, change after signing)
 type Case<'a> = (
     &'a str,
@@ -169,45 +159,70 @@ fn keys() -> Keys {
 
 fn world(k: &Keys) -> World {
     let spf = Zone::signed("spf.test")
-        .record("pass", "TXT", &txt("v=spf1 ip4:{ip:50} -all"))
-        .record("fail", "TXT", &txt("v=spf1 ip4:{ip:51} -all"))
-        .record("soft", "TXT", &txt("v=spf1 ~all"))
-        .record("neutral", "TXT", &txt("v=spf1 ?all"))
-        .record("syntax", "TXT", &txt("v=spf1 ip4:300.1.2.3 -all"))
-        .record("loop", "TXT", &txt("v=spf1 include:loop.spf.test -all"))
+        .record("pass", "TXT", &support::txt("v=spf1 ip4:{ip:50} -all"))
+        .record("fail", "TXT", &support::txt("v=spf1 ip4:{ip:51} -all"))
+        .record("soft", "TXT", &support::txt("v=spf1 ~all"))
+        .record("neutral", "TXT", &support::txt("v=spf1 ?all"))
+        .record("syntax", "TXT", &support::txt("v=spf1 ip4:300.1.2.3 -all"))
+        .record(
+            "loop",
+            "TXT",
+            &support::txt("v=spf1 include:loop.spf.test -all"),
+        )
         .record(
             "void",
             "TXT",
-            &txt("v=spf1 a:nx1.spf.test a:nx2.spf.test a:nx3.spf.test ip4:{ip:50} -all"),
+            &support::txt("v=spf1 a:nx1.spf.test a:nx2.spf.test a:nx3.spf.test ip4:{ip:50} -all"),
         )
-        .record("mx", "TXT", &txt("v=spf1 mx/24 -all"))
+        .record("mx", "TXT", &support::txt("v=spf1 mx/24 -all"))
         .record("mx", "MX", "10 host.spf.test.")
         .record("host", "A", "{ip:77}")
-        .record("inc", "TXT", &txt("v=spf1 include:pass.spf.test -all"))
-        .record("red", "TXT", &txt("v=spf1 redirect=pass.spf.test"))
-        .record("exists", "TXT", &txt("v=spf1 exists:%{l}._x.%{d} -all"))
+        .record(
+            "inc",
+            "TXT",
+            &support::txt("v=spf1 include:pass.spf.test -all"),
+        )
+        .record("red", "TXT", &support::txt("v=spf1 redirect=pass.spf.test"))
+        .record(
+            "exists",
+            "TXT",
+            &support::txt("v=spf1 exists:%{l}._x.%{d} -all"),
+        )
         .record("alice._x.exists", "A", "127.0.0.2")
-        .record("two", "TXT", &txt("v=spf1 -all"))
-        .record("two", "TXT", &txt("v=spf1 +all"));
+        .record("two", "TXT", &support::txt("v=spf1 -all"))
+        .record("two", "TXT", &support::txt("v=spf1 +all"));
     let bank = Zone::signed("bank.test")
-        .record("@", "TXT", &txt("v=spf1 ip4:{ip:60} -all"))
-        .record("_dmarc", "TXT", &txt("v=DMARC1; p=reject; sp=quarantine"))
-        .record("_dmarc.odd", "TXT", &txt("v=DMARC1; p=bogus"))
-        .record("rsa._domainkey", "TXT", &txt(&k.rsa_record))
-        .record("ed._domainkey", "TXT", &txt(&k.ed_record))
-        .record("revoked._domainkey", "TXT", &txt("v=DKIM1; k=rsa; p="))
+        .record("@", "TXT", &support::txt("v=spf1 ip4:{ip:60} -all"))
+        .record(
+            "_dmarc",
+            "TXT",
+            &support::txt("v=DMARC1; p=reject; sp=quarantine"),
+        )
+        .record("_dmarc.odd", "TXT", &support::txt("v=DMARC1; p=bogus"))
+        .record("rsa._domainkey", "TXT", &support::txt(&k.rsa_record))
+        .record("ed._domainkey", "TXT", &support::txt(&k.ed_record))
+        .record(
+            "revoked._domainkey",
+            "TXT",
+            &support::txt("v=DKIM1; k=rsa; p="),
+        )
         .record("mail", "A", "{ip:60}");
     let shop = Zone::signed("shop.test")
-        .record("_dmarc", "TXT", &txt("v=DMARC1; p=quarantine"))
-        .record("rsa._domainkey", "TXT", &txt(&k.rsa_record));
-    let news = Zone::signed("news.test").record("_dmarc", "TXT", &txt("v=DMARC1; p=reject; pct=0"));
-    let lists = Zone::signed("lists.test").record("@", "TXT", &txt("v=spf1 ip4:{ip:70} -all"));
+        .record("_dmarc", "TXT", &support::txt("v=DMARC1; p=quarantine"))
+        .record("rsa._domainkey", "TXT", &support::txt(&k.rsa_record));
+    let news = Zone::signed("news.test").record(
+        "_dmarc",
+        "TXT",
+        &support::txt("v=DMARC1; p=reject; pct=0"),
+    );
+    let lists =
+        Zone::signed("lists.test").record("@", "TXT", &support::txt("v=spf1 ip4:{ip:70} -all"));
     let evil = Zone::signed("evil.test")
-        .record("@", "TXT", &txt("v=spf1 ip4:{ip:66} -all"))
-        .record("rsa._domainkey", "TXT", &txt(&k.rsa_record));
+        .record("@", "TXT", &support::txt("v=spf1 ip4:{ip:66} -all"))
+        .record("rsa._domainkey", "TXT", &support::txt(&k.rsa_record));
     let broken = Zone::signed("broken.test")
-        .record("@", "TXT", &txt("v=spf1 -all"))
-        .record("_dmarc", "TXT", &txt("v=DMARC1; p=reject"))
+        .record("@", "TXT", &support::txt("v=spf1 -all"))
+        .record("_dmarc", "TXT", &support::txt("v=DMARC1; p=reject"))
         .broken(Breakage::ExpiredRrsig);
     World::builder()
         .zone(spf)
@@ -523,10 +538,14 @@ fn auth2_postfix_signing_with_opendkim_passes_and_a_forgery_is_refused() {
                 .record(
                     "@",
                     "TXT",
-                    &txt("v=spf1 ip4:{postfix:0} ip4:127.0.0.1 -all"),
+                    &support::txt("v=spf1 ip4:{postfix:0} ip4:127.0.0.1 -all"),
                 )
-                .record("_dmarc", "TXT", &txt("v=DMARC1; p=reject; adkim=s; aspf=s"))
-                .record("pf._domainkey", "TXT", &txt(&record)),
+                .record(
+                    "_dmarc",
+                    "TXT",
+                    &support::txt("v=DMARC1; p=reject; adkim=s; aspf=s"),
+                )
+                .record("pf._domainkey", "TXT", &support::txt(&record)),
         )
         .zone(Zone::signed("kurier.test").record("mx", "A", &format!("{{ip:{}}}", hosts::FREE)))
         .postfix(

@@ -99,7 +99,7 @@ fn rpt_reports_from_a_to_b_with_exact_counts() {
                 ),
         )
         // A's DKIM key, where B looks for it.
-        .zone(Zone::signed("kurier.test").record("kurier._domainkey", "TXT", &quoted(&a_txt)))
+        .zone(Zone::signed("kurier.test").record("kurier._domainkey", "TXT", &support::txt(&a_txt)))
         .postfix(PostfixSpec::receiver("mx.good.test", DOMAINS))
         .build()
         .unwrap();
@@ -381,16 +381,6 @@ fn rpt_reports_from_a_to_b_with_exact_counts() {
         ),
         "{dns_out}"
     );
-}
-
-/// A TXT value as zone-file strings of at most 255 bytes.
-fn quoted(value: &str) -> String {
-    value
-        .as_bytes()
-        .chunks(200)
-        .map(|c| format!("\"{}\"", String::from_utf8_lossy(c)))
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 fn install_dkim_key(dir: &std::path::Path, pem: &[u8]) {

@@ -5,7 +5,10 @@
 //! cryptography), DMARC alignment and policy (`dmarc`) on the organizational domain of the
 //! Public Suffix List (`psl`), and the Authentication-Results field that records it all
 //! (`results`). `verify` runs them for one message; what to do with the result (deliver, Junk,
-//! 550, 451) is `dmarc::disposition`, a pure function the caller applies.
+//! 550, 451) is `dmarc::disposition`, a pure function the caller applies. `aggregate` is the
+//! DMARC aggregate report document (RFC 7489 §7.2, Appendix C): written here, read with
+//! `roxmltree` (a small, dependency-free XML parser that refuses DTDs and counts nodes) rather
+//! than by hand, since reports come from anyone.
 //!
 //! Every DNS question goes through `AuthLookup`, which `kurier_dns::Resolver` implements: the
 //! validating resolver, so each answer carries its DNSSEC state. Why not the `mail-auth`

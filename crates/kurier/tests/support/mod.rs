@@ -658,3 +658,13 @@ pub fn curl(ca: &Path, host: &str, port: u16, ip: &str, path: &str, post: Option
     );
     String::from_utf8(out.stdout).unwrap()
 }
+
+/// A TXT rdata for a test zone, in strings of at most 255 bytes (RFC 1035 §3.3.14).
+pub fn txt(value: &str) -> String {
+    value
+        .as_bytes()
+        .chunks(200)
+        .map(|c| format!("\"{}\"", String::from_utf8_lossy(c)))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
