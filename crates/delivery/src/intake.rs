@@ -4,8 +4,8 @@
 //! bombs end there), read leniently (`policy::tlsrpt::parse_report`) and stored. DMARC
 //! aggregate reports (RFC 7489 §7.2.1.1; TR-03182): accepted only when the report mail itself
 //! passed DMARC for its From domain (the reporter) and is about a domain hosted here; the
-//! gzip or XML attachment is decompressed within a cap and read with a real XML parser
-//! (`mailauth::aggregate`). Zip attachments are not read yet: they are dropped with that reason.
+//! gzip, zip (its first file) or XML attachment is decompressed within a cap and read with a
+//! real XML parser (`mailauth::aggregate`).
 
 use std::io::Read;
 use std::sync::Arc;
@@ -87,11 +87,15 @@ impl ReportIntake {
                 })
             })
             .ok_or("no application/gzip or XML part")?;
-        let raw = part.contents();
-        if raw.starts_with(b"PK\x03\x04") {
-            return Err("a zip attachment: not read yet (gzip and plain XML are)".into());
-        }
-        let xml = gunzip_within(raw, kurier_mailauth::aggregate::MAX_REPORT_BYTES)?;
+        let (raw, max) = (
+            part.contents(),
+            kurier_mailauth::aggregate::MAX_REPORT_BYTES,
+        );
+        let xml = if raw.starts_with(b"PK\x03\x04") {
+            unzip_within(raw, max)?
+        } else {
+            gunzip_within(raw, max)?
+        };
         let feedback =
             kurier_mailauth::aggregate::Feedback::parse(&xml).map_err(|e| e.to_string())?;
         let domain = feedback.policy.domain.clone();
@@ -209,6 +213,25 @@ fn gunzip_within(raw: &[u8], max: usize) -> Result<Vec<u8>, String> {
         .take(max as u64 + 1)
         .read_to_end(&mut out)
         .map_err(|e| format!("gzip: {e}"))?;
+    if out.len() > max {
+        return Err("the report decompresses to more than the limit".into());
+    }
+    Ok(out)
+}
+
+/// The first file of a zip archive (RFC 7489 §7.2.1.1 allows zip; one file is what reporters
+/// send), inflated within `max` bytes.
+fn unzip_within(raw: &[u8], max: usize) -> Result<Vec<u8>, String> {
+    let mut archive =
+        zip::ZipArchive::new(std::io::Cursor::new(raw)).map_err(|e| format!("zip: {e}"))?;
+    if archive.is_empty() {
+        return Err("an empty zip archive".into());
+    }
+    let file = archive.by_index(0).map_err(|e| format!("zip: {e}"))?;
+    let mut out = Vec::new();
+    file.take(max as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| format!("zip: {e}"))?;
     if out.len() > max {
         return Err("the report decompresses to more than the limit".into());
     }

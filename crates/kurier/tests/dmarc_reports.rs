@@ -8,9 +8,10 @@
 //! against the RFC 7489 schema — but not to stranger.test, which does not agree, nor to a
 //! destination whose size limit the report exceeds. A second run sends nothing.
 //!
-//! In: a report from reporter.test that passes DMARC is stored and summed by `kurier reports
-//! list --dmarc` (the failing source first) and on /metrics; the same report from a forger
-//! (DMARC fails) and a report about a domain not hosted here are dropped.
+//! In: reports from reporter.test that pass DMARC, gzip and zip (as Google sends them), are
+//! stored and summed by `kurier reports list --dmarc` (the failing source first) and on
+//! /metrics; the same report from a forger (DMARC fails) and a report about a domain not
+//! hosted here are dropped.
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
@@ -337,7 +338,7 @@ fn auth5_reports_out_validate_arrive_dkim_verified_and_leave_once() {
 
 /// A report about kurier.test as reporter.test would send it: `failing` messages from
 /// 203.0.113.5 that failed DMARC, 10 from 192.0.2.1 that passed.
-fn outside_report(from: &str, about: &str, failing: u64) -> String {
+fn outside_report(from: &str, about: &str, failing: u64, zip: bool) -> String {
     let xml = format!(
         "<?xml version=\"1.0\"?>\n<feedback><report_metadata><org_name>Reporter Inc.</org_name>\
          <email>noreply@reporter.test</email><report_id>r-{failing}</report_id><date_range>\
@@ -354,9 +355,34 @@ fn outside_report(from: &str, about: &str, failing: u64) -> String {
          <identifiers><header_from>{about}</header_from></identifiers><auth_results><spf>\
          <domain>spam.test</domain><result>fail</result></spf></auth_results></record></feedback>\n"
     );
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    std::io::Write::write_all(&mut gz, xml.as_bytes()).unwrap();
-    let b64 = openssl::base64::encode_block(&gz.finish().unwrap());
+    let name = format!("reporter.test!{about}!1796083200!1796169599");
+    let (packed, kind, file) = if zip {
+        // As Google sends them: one XML file in a zip archive (made by Python's zipfile).
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.zip");
+        let script = "import sys, zipfile\nwith zipfile.ZipFile(sys.argv[1], 'w', zipfile.ZIP_DEFLATED) as z: z.writestr(sys.argv[2], sys.stdin.read())";
+        let mut child = std::process::Command::new("python3")
+            .args(["-c", script, path.to_str().unwrap(), &format!("{name}.xml")])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), xml.as_bytes()).unwrap();
+        assert!(child.wait().unwrap().success());
+        (
+            std::fs::read(&path).unwrap(),
+            "application/zip",
+            format!("{name}.zip"),
+        )
+    } else {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        std::io::Write::write_all(&mut gz, xml.as_bytes()).unwrap();
+        (
+            gz.finish().unwrap(),
+            "application/gzip",
+            format!("{name}.xml.gz"),
+        )
+    };
+    let b64 = openssl::base64::encode_block(&packed);
     let lines: Vec<&str> = b64
         .as_bytes()
         .chunks(76)
@@ -366,8 +392,8 @@ fn outside_report(from: &str, about: &str, failing: u64) -> String {
         "From: {from}\r\nTo: dmarc-reports@kurier.test\r\nSubject: Report Domain: {about} Submitter: reporter.test\r\n\
          Date: Thu, 03 Dec 2026 12:00:00 +0000\r\nMessage-ID: <r-{failing}@reporter.test>\r\nMIME-Version: 1.0\r\n\
          Content-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n--b1\r\nContent-Type: text/plain\r\n\r\nreport\r\n\
-         --b1\r\nContent-Type: application/gzip\r\nContent-Transfer-Encoding: base64\r\n\
-         Content-Disposition: attachment; filename=\"reporter.test!{about}!1796083200!1796169599.xml.gz\"\r\n\r\n\
+         --b1\r\nContent-Type: {kind}\r\nContent-Transfer-Encoding: base64\r\n\
+         Content-Disposition: attachment; filename=\"{file}\"\r\n\r\n\
          {}\r\n--b1--\r\n",
         lines.join("\r\n")
     )
@@ -398,25 +424,31 @@ fn auth5_reports_in_only_from_a_dmarc_passing_reporter() {
             (
                 51,
                 "dmarc@reporter.test",
-                outside_report("dmarc@reporter.test", "kurier.test", 4),
+                outside_report("dmarc@reporter.test", "kurier.test", 4, false),
             ),
             (
                 66,
                 "x@forger.test",
-                outside_report("dmarc@reporter.test", "kurier.test", 99),
+                outside_report("dmarc@reporter.test", "kurier.test", 99, false),
             ),
             (
                 51,
                 "dmarc@reporter.test",
-                outside_report("dmarc@reporter.test", "elsewhere.test", 7),
+                outside_report("dmarc@reporter.test", "elsewhere.test", 7, false),
+            ),
+            (
+                51,
+                "dmarc@reporter.test",
+                outside_report("dmarc@reporter.test", "kurier.test", 2, true),
             ),
         ],
     );
     // Reports are never bounced (the address has no account behind it).
-    assert_eq!(codes, [250, 250, 250]);
-    support::wait_until(Duration::from_secs(20), "one kept, two dropped", || {
+    assert_eq!(codes, [250, 250, 250, 250]);
+    support::wait_until(Duration::from_secs(20), "two kept, two dropped", || {
         let log = server.stderr();
-        log.contains("DMARC report received") && log.matches("report dropped").count() >= 2
+        log.matches("DMARC report received").count() >= 2
+            && log.matches("report dropped").count() >= 2
     });
     let log = server.stderr();
     assert!(log.contains("the mail did not pass DMARC"), "{log}");
@@ -448,12 +480,12 @@ fn auth5_reports_in_only_from_a_dmarc_passing_reporter() {
             &d["messages"],
             &d["failed"]
         ),
-        (&"kurier.test".into(), &1.into(), &14.into(), &4.into()),
+        (&"kurier.test".into(), &2.into(), &26.into(), &6.into()),
         "{d}"
     );
     // The failing source comes first.
     assert_eq!(d["sources"][0]["source-ip"], "203.0.113.5");
-    assert_eq!(d["sources"][0]["failed"], 4);
+    assert_eq!(d["sources"][0]["failed"], 6);
     assert_eq!(d["sources"][1]["source-ip"], "192.0.2.1");
     assert_eq!(d["sources"][1]["failed"], 0);
     let (_, text, _) = support::run(&[
@@ -464,11 +496,11 @@ fn auth5_reports_in_only_from_a_dmarc_passing_reporter() {
         config.to_str().unwrap(),
     ]);
     assert!(
-        text.contains("kurier.test: 1 report(s), 14 messages, 4 failed DMARC  FAILURES"),
+        text.contains("kurier.test: 2 report(s), 26 messages, 6 failed DMARC  FAILURES"),
         "{text}"
     );
     assert!(
-        text.contains("FAILING 203.0.113.5: 4 of 4 messages failed (reported by Reporter Inc.)"),
+        text.contains("FAILING 203.0.113.5: 6 of 6 messages failed (reported by Reporter Inc.)"),
         "{text}"
     );
 
@@ -478,9 +510,9 @@ fn auth5_reports_in_only_from_a_dmarc_passing_reporter() {
         .unwrap();
     let metrics = String::from_utf8_lossy(&metrics.stdout);
     for line in [
-        "kurier_dmarc_reports_received_total 1\n",
-        "kurier_dmarc_reported_messages_total 14\n",
-        "kurier_dmarc_reported_failures_total 4\n",
+        "kurier_dmarc_reports_received_total 2\n",
+        "kurier_dmarc_reported_messages_total 26\n",
+        "kurier_dmarc_reported_failures_total 6\n",
         "kurier_tlsrpt_reports_dropped_total 2\n",
     ] {
         assert!(metrics.contains(line), "{line}{metrics}");
