@@ -242,6 +242,37 @@ fn unzip_within(raw: &[u8], max: usize) -> Result<Vec<u8>, String> {
 mod tests {
     use super::*;
 
+    /// Hostile attachments: a gzip or zip bomb ends at the cap, broken archives are refused.
+    #[test]
+    fn bombs_end_at_the_cap() {
+        use std::io::Write;
+        let zeros = vec![0u8; 1 << 20];
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        gz.write_all(&zeros).unwrap();
+        let gz = gz.finish().unwrap();
+        assert!(gz.len() < 8192);
+        assert!(
+            gunzip_within(&gz, 4096)
+                .unwrap_err()
+                .contains("more than the limit")
+        );
+        assert_eq!(gunzip_within(&gz, 1 << 20).unwrap().len(), 1 << 20);
+        let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        zip.start_file("r.xml", zip::write::SimpleFileOptions::default())
+            .unwrap();
+        zip.write_all(&zeros).unwrap();
+        let zip = zip.finish().unwrap().into_inner();
+        assert!(zip.len() < 8192);
+        assert!(
+            unzip_within(&zip, 4096)
+                .unwrap_err()
+                .contains("more than the limit")
+        );
+        assert_eq!(unzip_within(&zip, 1 << 20).unwrap().len(), 1 << 20);
+        assert!(unzip_within(b"PK\x03\x04 not really a zip", 4096).is_err());
+        assert!(gunzip_within(&[0x1f, 0x8b, 8, 0, 1, 2], 4096).is_err());
+    }
+
     /// A signed report whose key cannot be looked up now is not dropped: it comes back later.
     #[tokio::test]
     async fn a_key_lookup_that_fails_now_is_later_not_dropped() {
