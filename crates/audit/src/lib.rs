@@ -5,8 +5,10 @@
 //! SMTP-1; the certificate, CERT-1 and CERT-3; TLSA published, usable and matching the chain
 //! actually served, DANE-1/3/5),
 //! MTA-STS (record, policy, policy host certificate, MX coverage; STS-1..STS-3), the TLSRPT
-//! record (RPT-1) and the client SRV records (MUA-4). Each finding names its requirement, says
-//! pass, fail, warn or not applicable, shows what was seen and how to fix it.
+//! record (RPT-1) and the client SRV records (MUA-4); the sender-authentication records of BSI
+//! TR-03182 (`records`: SPF-1, DMARC-1, DKIM-1). Each finding names its requirement, says
+//! pass, fail, warn or not applicable, shows what was seen and how to fix it; the seven criteria
+//! of the BSI e-mail checker sum them up (`CRITERIA`).
 //!
 //! The TLS configuration of the MX (port 25) and of the client services the SRV records name is
 //! probed actively (`tls_scan`: versions, forbidden groups and suites, brainpool; TLS-1, TLS-2,
@@ -19,12 +21,14 @@
 
 #![forbid(unsafe_code)]
 
+pub mod records;
 pub mod tls_scan;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use kurier_delivery::https;
+use kurier_delivery::attempt::sts_check as route_sts_check;
+use kurier_delivery::{https, route};
 use kurier_dns::{DnsError, DnssecState, Resolver};
 use kurier_policy::{sts, tlsrpt};
 use kurier_smtp::SmtpClient;
@@ -64,6 +68,22 @@ pub struct Finding {
     pub fix: String,
 }
 
+/// The seven criteria of the BSI e-mail checker (SPF, DKIM, DMARC, DNSSEC, DANE, TLS,
+/// MTA-STS) and the requirement IDs each one sums up.
+pub const CRITERIA: [(&str, &[&str]); 7] = [
+    ("SPF", &["SPF-1"]),
+    ("DKIM", &["DKIM-1"]),
+    ("DMARC", &["DMARC-1"]),
+    ("DNSSEC", &["DNS-2", "DNS-3", "DNS-4"]),
+    ("DANE", &["DANE-1", "DANE-3", "DANE-5"]),
+    ("TLS", &["SMTP-1", "CERT-1", "TLS-1", "TLS-2", "TLS-5"]),
+    ("MTA-STS", &["STS-1", "STS-2", "STS-3"]),
+];
+
+/// The version of the `--json` document (docs/check-json.md); raised when a field changes
+/// meaning or goes away, not when one is added.
+pub const JSON_VERSION: u32 = 1;
+
 /// The result for one domain.
 #[derive(Debug, Clone, Default)]
 pub struct Audit {
@@ -71,6 +91,17 @@ pub struct Audit {
     pub findings: Vec<Finding>,
     /// What each TLS endpoint accepted (the ICS tables of DNS-5).
     pub ics: Vec<tls_scan::Enumeration>,
+    /// When and through what the check ran (the evidence an auditor needs).
+    pub context: Context,
+}
+
+/// The circumstances of a check.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Context {
+    /// UTC, RFC 3339.
+    pub checked_at: String,
+    /// How lookups were validated, e.g. "libunbound with trust anchor …, upstream …".
+    pub resolver: String,
 }
 
 impl Audit {
@@ -132,9 +163,41 @@ impl Audit {
         self.findings.iter().any(|f| f.status == Status::Fail)
     }
 
+    /// Each of the seven criteria: fail if a finding behind it fails, warn if one warns,
+    /// pass if some pass, n/a when nothing behind it was checked.
+    pub fn criteria(&self) -> Vec<(&'static str, &'static [&'static str], Status)> {
+        CRITERIA
+            .iter()
+            .map(|(name, ids)| {
+                let of: Vec<Status> = self
+                    .findings
+                    .iter()
+                    .filter(|f| ids.contains(&f.id))
+                    .map(|f| f.status)
+                    .collect();
+                let status = [Status::Fail, Status::Warn, Status::Pass]
+                    .into_iter()
+                    .find(|s| of.contains(s))
+                    .unwrap_or(Status::NotApplicable);
+                (*name, *ids, status)
+            })
+            .collect()
+    }
+
     /// For a terminal: one line per finding, then a summary.
     pub fn text(&self) -> String {
-        let mut out = format!("TR-03108 check of {}\n\n", self.domain);
+        let mut out = format!(
+            "TR-03108 / TR-03182 check of {} at {}\nresolver: {}\n\n",
+            self.domain, self.context.checked_at, self.context.resolver
+        );
+        for (name, ids, status) in self.criteria() {
+            out.push_str(&format!(
+                "{:<5} {name:<8} ({})\n",
+                status.word(),
+                ids.join(", ")
+            ));
+        }
+        out.push('\n');
         for f in &self.findings {
             out.push_str(&format!(
                 "{:<5} {:<7} {}: {}\n",
@@ -207,14 +270,30 @@ impl Audit {
                 cell(&e.sigalgs)
             ));
         }
+        let mut criteria = String::new();
+        for (name, ids, status) in self.criteria() {
+            let class = match status {
+                Status::Pass => "pass",
+                Status::Fail => "fail",
+                Status::Warn => "warn",
+                Status::NotApplicable => "na",
+            };
+            criteria.push_str(&format!(
+                "<tr class=\"{class}\"><td>{}</td><td>{name}</td><td>{}</td></tr>\n",
+                status.word(),
+                ids.join(", ")
+            ));
+        }
         if !ics.is_empty() {
             ics = format!(
                 "<h2>Implementation conformance (ICS) as scanned</h2>\n<p>Each offer was made alone; listed is what the server accepted. Entries outside TR-03116-4 are marked.</p>\n{ics}"
             );
         }
         format!(
-            "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>TR-03108 check of {d}</title>\n<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:.3em .6em;vertical-align:top}}.pass td:first-child{{color:#070}}.fail td:first-child{{color:#b00;font-weight:bold}}.warn td:first-child{{color:#a60}}span.fail{{color:#b00;font-weight:bold}}</style></head>\n<body><h1>TR-03108 v2.0 check of {d}</h1>\n<p>{verdict}</p>\n<table><tr><th>result</th><th>requirement</th><th>checked</th><th>seen</th><th>fix</th></tr>\n{rows}</table>\n{ics}<p>Made by Kurier {v}.</p></body></html>\n",
+            "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>TR-03108 check of {d}</title>\n<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:.3em .6em;vertical-align:top}}.pass td:first-child{{color:#070}}.fail td:first-child{{color:#b00;font-weight:bold}}.warn td:first-child{{color:#a60}}span.fail{{color:#b00;font-weight:bold}}</style></head>\n<body><h1>TR-03108 v2.0 / TR-03182 check of {d}</h1>\n<p>{verdict}</p>\n<p>Checked at {at} through {resolver}.</p>\n<h2>The seven criteria</h2>\n<table><tr><th>result</th><th>criterion</th><th>requirements</th></tr>\n{criteria}</table>\n<h2>Findings</h2>\n<table><tr><th>result</th><th>requirement</th><th>checked</th><th>seen</th><th>fix</th></tr>\n{rows}</table>\n{ics}<p>Made by Kurier {v}.</p></body></html>\n",
             d = esc(&self.domain),
+            at = esc(&self.context.checked_at),
+            resolver = esc(&self.context.resolver),
             verdict = if self.failed() {
                 "Requirements fail: see the rows marked FAIL."
             } else {
@@ -226,8 +305,14 @@ impl Audit {
 
     pub fn json(&self) -> serde_json::Value {
         serde_json::json!({
+            "version": JSON_VERSION,
             "domain": self.domain,
+            "checked_at": self.context.checked_at,
+            "resolver": self.context.resolver,
             "passed": !self.failed(),
+            "criteria": self.criteria().iter().map(|(name, ids, status)| serde_json::json!({
+                "name": name, "status": status.word().to_ascii_lowercase(), "requirements": ids,
+            })).collect::<Vec<_>>(),
             "findings": self.findings.iter().map(|f| serde_json::json!({
                 "id": f.id, "status": f.status.word().to_ascii_lowercase(), "subject": f.subject,
                 "evidence": f.evidence, "fix": f.fix,
@@ -240,6 +325,12 @@ impl Audit {
     }
 }
 
+const NO_CLIENT_SERVICE: &str = "the domain offers no client services (no SRV record with a target, no autoconfig or autodiscover host)";
+
+/// TLS scans of MX endpoints per check, and per MX host.
+const MAX_SCANNED_MX_ENDPOINTS: usize = 8;
+const MAX_SCANNED_ADDRESSES: usize = 4;
+
 /// How to reach what is checked (ports are 25 and 443 but in labs).
 pub struct Checker {
     pub resolver: Resolver,
@@ -247,6 +338,11 @@ pub struct Checker {
     pub smtp_port: u16,
     pub https_port: u16,
     pub timeout: Duration,
+    /// The DKIM selectors the domain's mail is signed with (DKIM-1 checks their keys).
+    pub dkim_selectors: Vec<String>,
+    /// CAs trusted besides Debian's bundle (`delivery.extra_ca_file`), as delivery trusts them.
+    pub extra_roots: Vec<X509>,
+    pub context: Context,
 }
 
 impl Checker {
@@ -254,9 +350,11 @@ impl Checker {
         let domain = domain.trim().trim_end_matches('.').to_ascii_lowercase();
         let mut a = Audit {
             domain: domain.clone(),
+            context: self.context.clone(),
             ..Audit::default()
         };
-        let mx_hosts = self.check_mx(&domain, &mut a).await;
+        let (mx_hosts, mx_secure) = self.check_mx(&domain, &mut a).await;
+        self.check_records(&domain, &mut a).await;
         let mut zones = vec![domain.clone()];
         for h in &mx_hosts {
             if let Some((_, parent)) = h.split_once('.')
@@ -268,22 +366,40 @@ impl Checker {
         for zone in zones {
             self.check_algorithm(&zone, &mut a).await;
         }
+        let sts_mode = self.check_sts(&domain, &mx_hosts, &mut a).await;
         let mut endpoints = Vec::new();
         for host in &mx_hosts {
-            if let Some(addr) = self.check_mx_host(host, &mut a).await
-                && endpoints.is_empty()
-            {
-                endpoints.push(tls_scan::Endpoint {
-                    host: host.clone(),
-                    addr,
-                    start: tls_scan::Start::Smtp,
-                    legacy_allowed: true,
-                });
+            let working = self
+                .check_mx_host(&domain, host, mx_secure, sts_mode, &mut a)
+                .await;
+            // Every address of every MX is probed above; the full TLS scans (hundreds of
+            // handshakes each) are capped.
+            for addr in working.into_iter().take(MAX_SCANNED_ADDRESSES) {
+                if endpoints.len() < MAX_SCANNED_MX_ENDPOINTS {
+                    endpoints.push(tls_scan::Endpoint {
+                        host: host.clone(),
+                        addr,
+                        start: tls_scan::Start::Smtp,
+                        legacy_allowed: true,
+                    });
+                }
             }
         }
-        self.check_sts(&domain, &mx_hosts, &mut a).await;
         self.check_tlsrpt(&domain, &mut a).await;
-        self.check_autoconfig(&domain, &mut a).await;
+        let (services, offers_clients) = self.check_srv(&domain, &mut a).await;
+        if offers_clients {
+            self.check_autoconfig(&domain, &mut a).await;
+        } else {
+            for id in ["MUA-5", "MUA-6"] {
+                a.add(
+                    id,
+                    Status::NotApplicable,
+                    format!("client configuration of {domain}"),
+                    NO_CLIENT_SERVICE.into(),
+                    "",
+                );
+            }
+        }
         // The HTTPS of the policy host (443): scanned like the mail ports.
         let policy_host = format!("mta-sts.{domain}");
         if let Ok(addrs) = self.resolver.addresses(&policy_host).await
@@ -296,7 +412,6 @@ impl Checker {
                 legacy_allowed: false,
             });
         }
-        let services = self.check_srv(&domain, &mut a).await;
         for ep in &services {
             self.check_service(ep, &mut a).await;
         }
@@ -312,7 +427,7 @@ impl Checker {
     }
 
     /// DNS-2: the MX RRset and the hosts' addresses are DNSSEC-secure.
-    async fn check_mx(&self, domain: &str, a: &mut Audit) -> Vec<String> {
+    async fn check_mx(&self, domain: &str, a: &mut Audit) -> (Vec<String>, bool) {
         let mx = match self.resolver.mx(domain).await {
             Ok(mx) => mx,
             Err(e) => {
@@ -323,7 +438,7 @@ impl Checker {
                     dns_error(&e),
                     "fix the zone's DNSSEC signatures and DS record",
                 );
-                return Vec::new();
+                return (Vec::new(), false);
             }
         };
         let secure = mx.state == DnssecState::Secure;
@@ -350,16 +465,79 @@ impl Checker {
                 "",
             );
         }
-        hosts.into_iter().map(|(_, h)| h).take(5).collect()
+        (hosts.into_iter().map(|(_, h)| h).take(10).collect(), secure)
+    }
+
+    /// SPF-1, DMARC-1, DKIM-1 (TR-03182): the records others check our mail against.
+    async fn check_records(&self, domain: &str, a: &mut Audit) {
+        let txt = |name: String| async move { self.resolver.txt(&name).await };
+        let (status, seen, fix) = match txt(domain.to_string()).await {
+            Ok(t) => {
+                let redirect = t
+                    .records
+                    .iter()
+                    .filter(|r| kurier_mailauth::spf::is_spf(r))
+                    .find_map(|r| kurier_mailauth::spf::Record::parse(r).ok())
+                    .and_then(|r| r.redirect().map(str::to_string));
+                let redirected = match redirect {
+                    Some(target) => txt(target).await.ok().map(|a| a.records),
+                    None => None,
+                };
+                records::judge_spf(&t.records, redirected.as_deref())
+            }
+            Err(e) => (Status::Fail, dns_error(&e), "fix the domain's DNS"),
+        };
+        a.add("SPF-1", status, format!("SPF of {domain}"), seen, fix);
+        let (status, seen, fix) = match txt(format!("_dmarc.{domain}")).await {
+            Ok(t) => records::judge_dmarc(&t.records),
+            Err(e) => (Status::Fail, dns_error(&e), "fix the DNS of _dmarc"),
+        };
+        a.add("DMARC-1", status, format!("DMARC of {domain}"), seen, fix);
+        if self.dkim_selectors.is_empty() {
+            a.add(
+                "DKIM-1",
+                Status::Warn,
+                format!("DKIM of {domain}"),
+                "not checked: no selector known (DKIM keys cannot be listed)".into(),
+                "name the selectors your mail is signed with: --dkim-selector",
+            );
+        }
+        for selector in &self.dkim_selectors {
+            let name = format!("{selector}._domainkey.{domain}");
+            let (status, seen, fix) = match txt(name.clone()).await {
+                Ok(t) => records::judge_dkim(&t.records),
+                Err(e) => (Status::Fail, dns_error(&e), "fix the DNS of the key record"),
+            };
+            a.add("DKIM-1", status, format!("DKIM key {name}"), seen, fix);
+        }
     }
 
     /// DNS-4: what the zone is signed with.
     async fn check_algorithm(&self, zone: &str, a: &mut Audit) {
-        let Ok(keys) = self.resolver.dnskeys(zone).await else {
-            return;
+        let subject = format!("DNSSEC keys of {zone}");
+        let keys = match self.resolver.dnskeys(zone).await {
+            Ok(k) => k,
+            Err(e) => {
+                a.add(
+                    "DNS-4",
+                    Status::Fail,
+                    subject,
+                    format!("the DNSKEY records could not be read: {}", dns_error(&e)),
+                    "make the zone's DNSKEY RRset answer and validate",
+                );
+                return;
+            }
         };
         if keys.records.is_empty() {
-            return; // unsigned (or not a zone apex): DNS-2/DNS-3 speak about that
+            // Unsigned, or not a zone apex: DNS-2/DNS-3 judge the signing itself.
+            a.add(
+                "DNS-4",
+                Status::NotApplicable,
+                subject,
+                "no DNSKEY records here (not signed, or not a zone apex)".into(),
+                "",
+            );
+            return;
         }
         let bad: Vec<String> = keys
             .records
@@ -377,18 +555,24 @@ impl Checker {
             .collect();
         a.verdict(
             "DNS-4",
-            format!("DNSSEC keys of {zone}"),
+            subject,
             bad,
             format!("algorithms {}", algs.join(", ")),
             "sign with ECDSA P-256 (13) or P-384 (14); RSA (8, 10) only with 3072 bits or more",
         );
         // RFC 9276 §3.1: NSEC3 with 0 additional iterations (extra ones cost resolvers and
         // protect nothing); NSEC is fine.
-        if let Ok(n) = self.resolver.nsec3_iterations(zone).await {
-            let (status, evidence) = match n.records.first() {
-                None => (Status::Pass, "NSEC (no NSEC3PARAM)".to_string()),
-                Some(0) => (Status::Pass, "NSEC3 with 0 iterations".to_string()),
-                Some(i) => (Status::Fail, format!("NSEC3 with {i} iterations")),
+        {
+            let (status, evidence) = match self.resolver.nsec3_iterations(zone).await {
+                Ok(n) => match n.records.first() {
+                    None => (Status::Pass, "NSEC (no NSEC3PARAM)".to_string()),
+                    Some(0) => (Status::Pass, "NSEC3 with 0 iterations".to_string()),
+                    Some(i) => (Status::Fail, format!("NSEC3 with {i} iterations")),
+                },
+                Err(e) => (
+                    Status::Fail,
+                    format!("NSEC3PARAM could not be read: {}", dns_error(&e)),
+                ),
             };
             a.add(
                 "DNS-4",
@@ -406,6 +590,7 @@ impl Checker {
         &self,
         addr: SocketAddr,
         host: &str,
+        check: &PeerCheck,
     ) -> Result<SmtpClient, (String, &'static str)> {
         let client = SmtpClient::connect(addr, "kurier-check.invalid", self.timeout, self.timeout)
             .await
@@ -418,13 +603,23 @@ impl Checker {
             ));
         }
         client
-            .starttls(&self.tls, host, &PeerCheck::None)
+            .starttls(&self.tls, host, check)
             .await
             .map_err(|e| (e.to_string(), "fix the server's TLS configuration"))
     }
 
-    /// Checks one MX; returns its SMTP address when STARTTLS works there.
-    async fn check_mx_host(&self, host: &str, a: &mut Audit) -> Option<SocketAddr> {
+    /// Checks one MX as delivery sees it (`delivery::route::hop`: addresses, the TLSA base
+    /// after a secure CNAME, RFC 7672 §2.2.2, the DANE policy), every address of it; returns the
+    /// SMTP addresses where STARTTLS works. `sts`: the domain's MTA-STS mode, if it has a
+    /// policy (STS-3 then asks each MX for a trusted certificate naming it, RFC 8461 §4.2).
+    async fn check_mx_host(
+        &self,
+        domain: &str,
+        host: &str,
+        mx_secure: bool,
+        sts: Option<sts::StsMode>,
+        a: &mut Audit,
+    ) -> Vec<SocketAddr> {
         let addrs = match self.resolver.addresses(host).await {
             Ok(x) => x,
             Err(e) => {
@@ -435,7 +630,7 @@ impl Checker {
                     dns_error(&e),
                     "fix the DNSSEC signatures of the MX host's zone",
                 );
-                return None;
+                return Vec::new();
             }
         };
         a.add(
@@ -453,125 +648,229 @@ impl Checker {
             ),
             "sign the MX host's zone with DNSSEC",
         );
-        // The TLSA RRset.
-        let tlsa = self
+        let hop = route::hop(&self.resolver, domain, host, self.smtp_port, mx_secure).await;
+        let records = self.check_mx_tlsa(host, &hop.base, a).await;
+        let mut working = Vec::new();
+        for ip in &hop.addresses {
+            let addr = SocketAddr::new(*ip, self.smtp_port);
+            let at = if hop.addresses.len() > 1 {
+                format!("{host} [{ip}]")
+            } else {
+                host.to_string()
+            };
+            let client = match self.starttls(addr, &hop.base, &PeerCheck::None).await {
+                Ok(c) => c,
+                Err((evidence, fix)) => {
+                    let subject = format!("{at} port {}", self.smtp_port);
+                    a.add("SMTP-1", Status::Fail, subject, evidence, fix);
+                    continue;
+                }
+            };
+            let (version, cipher) = client
+                .tls()
+                .map(|(i, _)| (i.version.clone(), i.cipher.clone()))
+                .unwrap_or_default();
+            a.add(
+                "SMTP-1",
+                Status::Pass,
+                format!("{at} port {}", self.smtp_port),
+                format!("STARTTLS: {version} {cipher}"),
+                "",
+            );
+            let chain = client.peer_chain().to_vec();
+            client.quit().await;
+            working.push(addr);
+            if let Some(errors) = self.chain_errors(&chain) {
+                a.verdict(
+                    "CERT-1",
+                    format!("certificate of {at}"),
+                    errors,
+                    key_of(&chain),
+                    "the server must serve an ECDSA P-256 or RSA-3072 certificate without wildcard names, currently valid, with its full chain",
+                );
+            }
+            if !records.is_empty() {
+                self.check_dane_match(addr, &hop, &records, &at, a).await;
+            }
+            if let Some(mode) = sts {
+                let verdict = self
+                    .handshake(addr, &hop.base, &route_sts_check(&hop))
+                    .await;
+                let (status, evidence) = match verdict {
+                    Ok(()) => (
+                        Status::Pass,
+                        format!("a trusted chain naming {host}, as MTA-STS senders verify it"),
+                    ),
+                    Err(e) if mode == sts::StsMode::Enforce => (Status::Fail, e),
+                    Err(e) => (Status::Warn, format!("{e} (the policy is in testing mode)")),
+                };
+                a.add(
+                    "STS-3",
+                    status,
+                    format!("certificate of {at} under MTA-STS"),
+                    evidence,
+                    "serve a certificate from a publicly trusted CA that names the MX host (not self-signed, not only DANE-EE)",
+                );
+            }
+        }
+        working
+    }
+
+    /// DANE-1 and DANE-5 for the TLSA records at `base` (the MX host, or its secure CNAME
+    /// target); returns the records found.
+    async fn check_mx_tlsa(
+        &self,
+        host: &str,
+        base: &str,
+        a: &mut Audit,
+    ) -> Vec<kurier_dns::TlsaData> {
+        let at = if base == host {
+            String::new()
+        } else {
+            format!(" (at the CNAME target {base}, RFC 7672 §2.2.2)")
+        };
+        let subject = format!("TLSA for {host}");
+        let records = match self
             .resolver
-            .tlsa(&format!("_{}._tcp.{host}", self.smtp_port))
-            .await;
-        let records: Vec<kurier_dns::TlsaData> = match &tlsa {
+            .tlsa(&format!("_{}._tcp.{base}", self.smtp_port))
+            .await
+        {
             Ok(t) if t.state == DnssecState::Secure && !t.records.is_empty() => {
                 a.add(
                     "DANE-1",
                     Status::Pass,
-                    format!("TLSA for {host}"),
-                    format!("{} record(s), secure", t.records.len()),
+                    subject.clone(),
+                    format!("{} record(s), secure{at}", t.records.len()),
                     "",
                 );
-                t.records.clone()
+                t.records
             }
             Ok(t) if t.records.is_empty() => {
-                a.add("DANE-1", Status::Fail, format!("TLSA for {host}"), "no TLSA record".into(), "publish `3 1 1` and `2 1 1` records (kurier dns prints them) in the signed zone");
-                Vec::new()
+                a.add("DANE-1", Status::Fail, subject, format!("no TLSA record{at}"), "publish `3 1 1` and `2 1 1` records (kurier dns prints them) in the signed zone");
+                return Vec::new();
             }
             Ok(_) => {
                 a.add(
                     "DANE-1",
                     Status::Fail,
-                    format!("TLSA for {host}"),
-                    "TLSA records in an unsigned zone".into(),
+                    subject,
+                    format!("TLSA records in an unsigned zone{at}"),
                     "sign the zone with DNSSEC",
                 );
-                Vec::new()
+                return Vec::new();
             }
             Err(e) => {
                 a.add(
                     "DANE-1",
                     Status::Fail,
-                    format!("TLSA for {host}"),
-                    dns_error(e),
+                    subject,
+                    dns_error(&e),
                     "fix the DNSSEC signatures of the TLSA records",
                 );
-                Vec::new()
+                return Vec::new();
             }
         };
         if records.iter().any(|r| r.usage < 2) {
             a.add(
                 "DANE-5",
                 Status::Fail,
-                format!("TLSA for {host}"),
+                subject,
                 "PKIX-TA(0) or PKIX-EE(1) records published".into(),
                 "publish only usages 2 and 3 for SMTP (RFC 7672 §3.1.3)",
             );
-        } else if !records.is_empty() {
+        } else {
             a.add(
                 "DANE-5",
                 Status::Pass,
-                format!("TLSA for {host}"),
+                subject,
                 "only DANE-TA(2)/DANE-EE(3) records".into(),
                 "",
             );
         }
-        // STARTTLS and the chain actually served.
-        let ip = addrs.records.first()?;
-        let addr = SocketAddr::new(*ip, self.smtp_port);
-        let client = match self.starttls(addr, host).await {
-            Ok(c) => c,
-            Err((evidence, fix)) => {
-                let subject = format!("{host} port {}", self.smtp_port);
-                a.add("SMTP-1", Status::Fail, subject, evidence, fix);
-                return None;
-            }
-        };
-        let (version, cipher) = client
-            .tls()
-            .map(|(i, _)| (i.version.clone(), i.cipher.clone()))
-            .unwrap_or_default();
-        a.add(
-            "SMTP-1",
-            Status::Pass,
-            format!("{host} port {}", self.smtp_port),
-            format!("STARTTLS: {version} {cipher}"),
-            "",
-        );
-        let chain = client.peer_chain().to_vec();
-        client.quit().await;
-        if let Some(errors) = chain_errors(&chain) {
-            a.verdict(
-                "CERT-1",
-                format!("certificate of {host}"),
-                errors,
-                key_of(&chain),
-                "use an ECDSA P-256 or RSA-3072 certificate without wildcard names, currently valid, with its full chain",
-            );
-        }
-        if !records.is_empty() {
-            let matching: Vec<&kurier_dns::TlsaData> = records
-                .iter()
-                .filter(|r| matches_chain(r, &chain))
-                .collect();
-            let (status, evidence) = if matching.is_empty() {
-                (
-                    Status::Fail,
-                    "no TLSA record matches the certificate chain served on port 25".to_string(),
-                )
-            } else if matching.len() < records.iter().filter(|r| r.usage >= 2).count() {
-                (
-                    Status::Warn,
-                    format!(
-                        "{} of {} records match the served chain",
-                        matching.len(),
-                        records.len()
-                    ),
-                )
-            } else {
-                (
-                    Status::Pass,
-                    format!("all {} records match the served chain", matching.len()),
-                )
+        records
+    }
+
+    /// DANE-3: each published record, one handshake each with OpenSSL's DANE engine as
+    /// delivery uses it (DANE-TA records must also name the MX or the domain, RFC 7672 §3.2.3);
+    /// every (usage, selector, matching type) combination needs a record that matches (RFC
+    /// 7671 §8: a pre-published next key beside a matching one is fine).
+    async fn check_dane_match(
+        &self,
+        addr: SocketAddr,
+        hop: &route::Hop,
+        records: &[kurier_dns::TlsaData],
+        at: &str,
+        a: &mut Audit,
+    ) {
+        let mut seen = Vec::new();
+        // (usage, selector, matching) → whether one record of it matched
+        let mut combinations: Vec<((u8, u8, u8), bool)> = Vec::new();
+        for r in records.iter().filter(|r| r.usage >= 2) {
+            let tlsa = kurier_policy::dane::Tlsa {
+                usage: r.usage,
+                selector: r.selector,
+                matching: r.matching,
+                data: r.data.clone(),
             };
-            a.add("DANE-3", status, format!("TLSA for {host}"), evidence, "publish the records of the certificate the server actually uses (kurier dns), and keep them current through rollovers");
+            let check = kurier_delivery::attempt::dane_check(hop, Some(&tlsa));
+            let verdict = match check {
+                PeerCheck::Dane { ref records, .. } if !records.is_empty() => {
+                    self.handshake(addr, &hop.base, &check).await
+                }
+                _ => Err("not usable (unknown selector or matching type)".into()),
+            };
+            let hex: String = r.data.iter().take(4).map(|b| format!("{b:02x}")).collect();
+            let combination = (r.usage, r.selector, r.matching);
+            seen.push(match &verdict {
+                Ok(()) => format!("{} {} {} {hex}…: matches", r.usage, r.selector, r.matching),
+                Err(e) => format!("{} {} {} {hex}…: {e}", r.usage, r.selector, r.matching),
+            });
+            match combinations.iter_mut().find(|(c, _)| *c == combination) {
+                Some((_, ok)) => *ok |= verdict.is_ok(),
+                None => combinations.push((combination, verdict.is_ok())),
+            }
         }
-        Some(addr)
+        let status = if combinations.iter().all(|(_, ok)| *ok) && !combinations.is_empty() {
+            Status::Pass
+        } else {
+            Status::Fail
+        };
+        a.add(
+            "DANE-3",
+            status,
+            format!("TLSA for {at}"),
+            seen.join("; "),
+            "publish the records of the certificate the server actually uses (kurier dns), each kind of record matching, and keep them current through rollovers",
+        );
+    }
+
+    /// One STARTTLS handshake with `check`; `Err` says why it failed.
+    async fn handshake(
+        &self,
+        addr: SocketAddr,
+        sni: &str,
+        check: &PeerCheck,
+    ) -> Result<(), String> {
+        match self.starttls(addr, sni, check).await {
+            Ok(c) => {
+                c.quit().await;
+                Ok(())
+            }
+            Err((e, _)) => Err(e),
+        }
+    }
+
+    /// The errors `check_peer` finds in a served chain (CERT-1, CERT-3), trusting the CAs
+    /// delivery trusts; `None` if the clock cannot be read.
+    fn chain_errors(&self, chain: &[X509]) -> Option<Vec<String>> {
+        let now = openssl::asn1::Asn1Time::days_from_now(0).ok()?;
+        Some(
+            kurier_tls::certificate::check_peer(chain, &now, &self.extra_roots)
+                .into_iter()
+                .filter(|f| f.severity == kurier_tls::Severity::Error)
+                .map(|f| f.message)
+                .collect(),
+        )
     }
 
     /// A client port's certificate (CERT-3) and TLSA (DANE-6), from one handshake.
@@ -612,7 +911,7 @@ impl Checker {
                 return;
             }
         };
-        let Some(mut errors) = chain_errors(chain) else {
+        let Some(mut errors) = self.chain_errors(chain) else {
             return;
         };
         let host = ep.host.to_ascii_lowercase();
@@ -721,8 +1020,14 @@ impl Checker {
         );
     }
 
-    /// STS-1..STS-3.
-    async fn check_sts(&self, domain: &str, mx_hosts: &[String], a: &mut Audit) {
+    /// STS-1..STS-3 (STS-3's certificates are asked of each MX in `check_mx_host`); the
+    /// policy's mode when one is published.
+    async fn check_sts(
+        &self,
+        domain: &str,
+        mx_hosts: &[String],
+        a: &mut Audit,
+    ) -> Option<sts::StsMode> {
         let subject = format!("MTA-STS of {domain}");
         let txt = match self.resolver.txt(&format!("_mta-sts.{domain}")).await {
             Ok(t) => {
@@ -737,7 +1042,7 @@ impl Checker {
                     dns_error(&e),
                     "fix the DNS of _mta-sts",
                 );
-                return;
+                return None;
             }
         };
         let record = match sts::parse_record(&txt.records) {
@@ -750,7 +1055,7 @@ impl Checker {
                     "no _mta-sts record".into(),
                     "publish `v=STSv1; id=…` and the policy (kurier dns)",
                 );
-                return;
+                return None;
             }
             Err(e) => {
                 a.add(
@@ -760,7 +1065,7 @@ impl Checker {
                     e.to_string(),
                     "publish exactly one valid `v=STSv1; id=…` record",
                 );
-                return;
+                return None;
             }
         };
         let host = format!("mta-sts.{domain}");
@@ -784,7 +1089,7 @@ impl Checker {
             Ok(r) => r,
             Err((kurier_tls::ResultType::StsWebpkiInvalid, detail)) => {
                 a.add("STS-2", Status::Fail, format!("certificate of {host}"), detail, "serve the policy with a publicly trusted certificate naming mta-sts.<domain>, without wildcard");
-                return;
+                return None;
             }
             Err((_, detail)) => {
                 a.add(
@@ -794,7 +1099,7 @@ impl Checker {
                     detail,
                     "serve the policy at https://mta-sts.<domain>/.well-known/mta-sts.txt",
                 );
-                return;
+                return None;
             }
         };
         a.add(
@@ -812,7 +1117,7 @@ impl Checker {
                 format!("HTTP {} with {:?}", response.status, response.content_type),
                 "answer 200 with text/plain, without redirects",
             );
-            return;
+            return None;
         }
         let policy = match sts::parse_policy(&String::from_utf8_lossy(&response.body)) {
             Ok(p) => p,
@@ -824,7 +1129,7 @@ impl Checker {
                     e.to_string(),
                     "fix the policy syntax (RFC 8461 §3.2)",
                 );
-                return;
+                return None;
             }
         };
         a.add(
@@ -862,6 +1167,7 @@ impl Checker {
             },
             "list every MX host in the policy",
         );
+        Some(policy.mode)
     }
 
     /// One HTTPS request to a host of the domain (the strict profile is its own check).
@@ -1011,11 +1317,23 @@ impl Checker {
         }
     }
 
-    /// MUA-4: SRV records, implicit TLS preferred; returns the services to scan.
-    async fn check_srv(&self, domain: &str, a: &mut Audit) -> Vec<tls_scan::Endpoint> {
+    /// Whether `name` has an address (a client configuration host is published).
+    async fn exists(&self, name: &str) -> bool {
+        self.resolver
+            .addresses(name)
+            .await
+            .is_ok_and(|a| !a.records.is_empty())
+    }
+
+    /// MUA-4: SRV records, implicit TLS preferred; returns the services to scan, and whether
+    /// the domain offers client services at all (an SRV record with a target, or an
+    /// autoconfig or autodiscover host). A domain that offers none — a third party's MX
+    /// domain, say — is not applicable, not failing.
+    async fn check_srv(&self, domain: &str, a: &mut Audit) -> (Vec<tls_scan::Endpoint>, bool) {
         use tls_scan::Start;
         let subject = format!("client SRV records of {domain}");
         let mut seen = Vec::new();
+        let mut any = false;
         let mut endpoints = Vec::new();
         for (name, start) in [
             ("_submissions._tcp", Start::Implicit),
@@ -1034,6 +1352,7 @@ impl Checker {
                 !ans.records.is_empty(),
             );
             for r in ans.records.iter().filter(|r| r.target != ".") {
+                any = true;
                 if start == Start::Implicit {
                     seen.push(name);
                 }
@@ -1048,6 +1367,19 @@ impl Checker {
                     });
                 }
             }
+        }
+        if !any
+            && !self.exists(&format!("autoconfig.{domain}")).await
+            && !self.exists(&format!("autodiscover.{domain}")).await
+        {
+            a.add(
+                "MUA-4",
+                Status::NotApplicable,
+                subject,
+                NO_CLIENT_SERVICE.into(),
+                "",
+            );
+            return (endpoints, false);
         }
         a.add(
             "MUA-4",
@@ -1064,7 +1396,7 @@ impl Checker {
             },
             "publish _submissions._tcp, _imaps._tcp and _pop3s._tcp SRV records (kurier dns)",
         );
-        endpoints
+        (endpoints, true)
     }
 }
 
@@ -1097,19 +1429,6 @@ fn key_of(chain: &[X509]) -> String {
         .and_then(|c| c.public_key().ok())
         .map(|k| kurier_tls::certificate::key_description(&k))
         .unwrap_or_default()
-}
-
-/// The errors `check_peer` finds in a served chain (CERT-1, CERT-3); `None` if the clock
-/// cannot be read.
-fn chain_errors(chain: &[X509]) -> Option<Vec<String>> {
-    let now = openssl::asn1::Asn1Time::days_from_now(0).ok()?;
-    Some(
-        kurier_tls::certificate::check_peer(chain, &now)
-            .into_iter()
-            .filter(|f| f.severity == kurier_tls::Severity::Error)
-            .map(|f| f.message)
-            .collect(),
-    )
 }
 
 /// Whether a TLSA record matches the chain (usage 3: the leaf; usage 2: a CA certificate of it).

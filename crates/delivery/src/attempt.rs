@@ -372,28 +372,43 @@ enum Security {
     BestEffort,
 }
 
+/// The peer check DANE asks of a hop (RFC 7672 §3): its usable records (all of them, or only
+/// `only`), with the TLSA base and the names a DANE-TA certificate must carry; `None` when the
+/// hop has no usable record. `kurier check` makes the same handshake delivery makes.
+pub fn dane_check(hop: &Hop, only: Option<&kurier_policy::dane::Tlsa>) -> PeerCheck {
+    let DanePolicy::Authenticate { records, names } = &hop.dane else {
+        return PeerCheck::None;
+    };
+    PeerCheck::Dane {
+        base: hop.base.clone(),
+        names: names.clone(),
+        records: records
+            .iter()
+            .filter(|t| only.is_none_or(|o| o == *t))
+            .map(|t| DaneRecord {
+                usage: t.usage,
+                selector: t.selector,
+                matching: t.matching,
+                data: t.data.clone(),
+            })
+            .collect(),
+    }
+}
+
+/// The peer check MTA-STS asks of a hop (RFC 8461 §4.2): a trusted chain naming the MX host.
+pub fn sts_check(hop: &Hop) -> PeerCheck {
+    PeerCheck::Pkix {
+        names: vec![hop.host.clone()],
+    }
+}
+
 impl Security {
     /// The precedence itself is `kurier_policy::protection` (DANE-12); this adds what the TLS
     /// client needs to check.
     fn of(hop: &Hop, sts: Option<&StsPolicy>) -> Security {
         let requirement = sts.map(|p| p.requirement(&hop.host));
         match Protection::of(&hop.dane, requirement.as_ref()) {
-            Protection::Dane => match &hop.dane {
-                DanePolicy::Authenticate { records, names } => Security::Dane(PeerCheck::Dane {
-                    base: hop.base.clone(),
-                    names: names.clone(),
-                    records: records
-                        .iter()
-                        .map(|t| DaneRecord {
-                            usage: t.usage,
-                            selector: t.selector,
-                            matching: t.matching,
-                            data: t.data.clone(),
-                        })
-                        .collect(),
-                }),
-                _ => Security::Dane(PeerCheck::None),
-            },
+            Protection::Dane => Security::Dane(dane_check(hop, None)),
             Protection::Sts { enforce } => Security::Sts { enforce },
             Protection::BestEffort => Security::BestEffort,
         }
@@ -402,9 +417,7 @@ impl Security {
     fn check(&self, hop: &Hop) -> PeerCheck {
         match self {
             Security::Dane(c) => c.clone(),
-            Security::Sts { .. } => PeerCheck::Pkix {
-                names: vec![hop.host.clone()],
-            },
+            Security::Sts { .. } => sts_check(hop),
             Security::BestEffort => PeerCheck::None,
         }
     }

@@ -117,7 +117,9 @@ pub async fn plan(resolver: &impl RouteLookup, domain: &str, port: u16, seed: u6
     Route::Hops(hops)
 }
 
-async fn hop(
+/// One MX host of `domain`: its addresses, TLSA base (after a secure CNAME) and DANE policy;
+/// `mx_secure`: whether the MX answer was DNSSEC-secure.
+pub async fn hop(
     resolver: &impl RouteLookup,
     domain: &str,
     host: &str,

@@ -400,6 +400,29 @@ impl KeyRecord {
     }
 }
 
+/// What a published key record offers verifiers (for audits: `kurier check`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishedKey {
+    /// `rsa` or `ed25519`.
+    pub kind: &'static str,
+    /// The key size (RSA modulus bits; 256 for Ed25519).
+    pub bits: u32,
+}
+
+/// Reads a `v=DKIM1` key record as a verifier would: `Err` says why it cannot verify
+/// anything (revoked, not for e-mail or SHA-256, no key).
+pub fn published_key(record: &str) -> Result<PublishedKey, String> {
+    let key = KeyRecord::parse(record)?;
+    Ok(PublishedKey {
+        kind: if key.key.id() == Id::RSA {
+            "rsa"
+        } else {
+            "ed25519"
+        },
+        bits: key.key.bits(),
+    })
+}
+
 /// Every `DKIM-Signature` of `message` that parses (at most 16); the others are skipped.
 pub fn signatures(message: &[u8]) -> Vec<Signature> {
     SignedMessage::new(message)

@@ -129,6 +129,10 @@ enum Command {
         /// One self-contained HTML page instead of text.
         #[arg(long)]
         html: bool,
+        /// A DKIM selector the domain's mail is signed with (DKIM-1 checks its key); may be
+        /// given more than once. Default: the selectors configured here for a hosted domain.
+        #[arg(long = "dkim-selector", value_name = "SELECTOR")]
+        dkim_selectors: Vec<String>,
     },
     /// The outbound queue.
     Queue {
@@ -253,7 +257,8 @@ fn main() -> ExitCode {
             domain,
             json,
             html,
-        } => block_on(check(source, domain, json, html)),
+            dkim_selectors,
+        } => block_on(check(source, domain, json, html, dkim_selectors)),
         Command::Dkim { source, command } => block_on(admin::dkim(source, command)),
         Command::Dns {
             source,
@@ -293,14 +298,63 @@ fn main() -> ExitCode {
 }
 
 /// `kurier check DOMAIN`: the audit, with the resolver and trust settings of the configuration.
-async fn check(source: ConfigArgs, domain: String, json: bool, html: bool) -> anyhow::Result<()> {
+async fn check(
+    source: ConfigArgs,
+    domain: String,
+    json: bool,
+    html: bool,
+    mut dkim_selectors: Vec<String>,
+) -> anyhow::Result<()> {
     let cfg = source.config()?;
+    if dkim_selectors.is_empty() {
+        // A domain hosted here: the selectors its mail is signed with. Elsewhere (no store
+        // here) there are none to know.
+        if let Ok(store) = admin::open(&source).await
+            && let Ok(settings) = store.domain_settings(&domain.to_ascii_lowercase()).await
+            && let Some(s) = settings.get(kurier_accept::DKIM_SELECTOR_SETTING)
+        {
+            dkim_selectors = s.split_whitespace().map(str::to_string).collect();
+        }
+    }
+    let extra_roots = match &cfg.delivery.extra_ca_file {
+        Some(path) => openssl::x509::X509::stack_from_pem(&std::fs::read(path)?)?,
+        None => Vec::new(),
+    };
+    let d = &cfg.dns;
+    let resolver = match d.dnssec {
+        kurier_config::DnssecMode::Validate => format!(
+            "validating in-process (libunbound) from the trust anchor {}",
+            d.trust_anchor
+                .as_deref()
+                .map_or("built in (the IANA root KSK)".to_string(), |p| p
+                    .display()
+                    .to_string())
+        ),
+        kurier_config::DnssecMode::TrustAd => {
+            "the AD bit of a validating resolver on this machine".into()
+        }
+        kurier_config::DnssecMode::Off => {
+            "no DNSSEC validation (dns.dnssec = \"off\"): DNSSEC findings are not evidence".into()
+        }
+    };
+    let upstream: Vec<String> = d.upstream.iter().map(|u| u.0.to_string()).collect();
+    let resolver = if upstream.is_empty() {
+        resolver
+    } else {
+        format!("{resolver}, asking {}", upstream.join(", "))
+    };
     let checker = kurier_audit::Checker {
         resolver: outbound::resolver(&cfg)?,
         tls: kurier_tls::ClientTls::new(cfg.delivery.extra_ca_file.as_deref())?,
         smtp_port: cfg.delivery.port,
         https_port: 443,
         timeout: std::time::Duration::from_secs(cfg.delivery.timeout_secs.min(30)),
+        dkim_selectors,
+        extra_roots,
+        context: kurier_audit::Context {
+            checked_at: kurier_smtp::received::UtcTime::from_unix(kurier_store::now()).rfc3339(),
+            resolver,
+        },
     };
     let audit = checker.check(&domain).await;
     if json {

@@ -1,4 +1,5 @@
-//! `kurier dns` and `kurier check` agree (TR-03108 DANE-1/2, STS-1, RPT-1, MUA-4..6, DNS-2..5):
+//! `kurier dns` and `kurier check` agree (TR-03108 DANE-1/2, STS-1, RPT-1, MUA-4..6, DNS-2..5;
+//! TR-03182 SPF-1, DMARC-1, DKIM-1 — all seven criteria of the BSI checker):
 //! the records `kurier dns kurier.test` prints become the world's signed zone `kurier.test`,
 //! Kurier serves the domain (MX on 25, HTTPS on 443, submission, IMAP, POP3), and
 //! `kurier check kurier.test` finds nothing failing.
@@ -72,6 +73,9 @@ fn records_from_kurier_dns_make_kurier_check_pass() {
     );
     // The certificate for every name the records point at (configured() made one for mx only).
     leaf.write(dir.path(), "mx").unwrap();
+    // A DKIM key, so that `kurier dns` prints it and `kurier check` finds its selector in
+    // the store (DKIM-1 without --dkim-selector).
+    support::dkim_generate(&config, "rsa", "k1");
     let json = support::dns_json(&config, "kurier.test");
 
     let kurier = hosts::FREE;
@@ -133,8 +137,16 @@ fn records_from_kurier_dns_make_kurier_check_pass() {
         dane6, 6,
         "TLSA on 2465, 2587, 1993, 1995, 1143, 1110: {audit:#}"
     );
+    // The seven criteria of the BSI checker all pass, TR-03182's records included.
+    let criteria = audit["criteria"].as_array().unwrap();
+    assert_eq!(criteria.len(), 7);
+    assert!(
+        criteria.iter().all(|c| c["status"] == "pass"),
+        "{criteria:#?}"
+    );
     for id in [
-        "DANE-1", "DANE-3", "DANE-6", "STS-2", "RPT-1", "MUA-4", "MUA-5", "MUA-6", "TLS-2", "DNS-3",
+        "DANE-1", "DANE-3", "DANE-6", "STS-2", "RPT-1", "MUA-4", "MUA-5", "MUA-6", "TLS-2",
+        "DNS-3", "SPF-1", "DMARC-1", "DKIM-1",
     ] {
         assert!(
             audit["findings"]

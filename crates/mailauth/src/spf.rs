@@ -151,6 +151,22 @@ impl Record {
     }
 }
 
+impl Record {
+    /// The result for senders no earlier mechanism names: the qualifier of a trailing `all`
+    /// (`None` when the record ends otherwise, e.g. with `redirect=`, which then decides).
+    pub fn default_result(&self) -> Option<SpfResult> {
+        self.directives
+            .iter()
+            .find(|d| d.mechanism == Mechanism::All)
+            .map(|d| d.qualifier.result())
+    }
+
+    /// The `redirect=` target, if any.
+    pub fn redirect(&self) -> Option<&str> {
+        self.redirect.as_deref()
+    }
+}
+
 /// `name=value` if `term` is a modifier (§4.6.1: a name of ALPHA *(ALPHA/DIGIT/-/_/.)).
 fn modifier(term: &str) -> Option<(&str, &str)> {
     let (name, value) = term.split_once('=')?;

@@ -211,13 +211,15 @@ pub fn check_trusting(
     }
     check_names(leaf, &mut out);
     check_validity(leaf, now, &mut out);
-    check_chain(chain, now, roots, &mut out);
+    check_chain(chain, now, roots, Source::File, &mut out);
     check_extensions(leaf, &mut out);
     out
 }
 
 /// The same rules for a chain someone else serves (no private key to compare): `kurier check`.
-pub fn check_peer(chain: &[X509], now: &Asn1Time) -> Vec<CertificateFinding> {
+/// `roots`: CAs trusted besides Debian's bundle (`delivery.extra_ca_file`), as delivery trusts
+/// them. The findings speak about what the server sent, not about a file of ours.
+pub fn check_peer(chain: &[X509], now: &Asn1Time, roots: &[X509]) -> Vec<CertificateFinding> {
     let mut out = Vec::new();
     let Some(leaf) = chain.first() else {
         out.push(error("CERT-3", "the server sent no certificate".into()));
@@ -229,7 +231,7 @@ pub fn check_peer(chain: &[X509], now: &Asn1Time) -> Vec<CertificateFinding> {
     }
     check_names(leaf, &mut out);
     check_validity(leaf, now, &mut out);
-    check_chain(chain, now, &[], &mut out);
+    check_chain(chain, now, roots, Source::Peer, &mut out);
     check_extensions(leaf, &mut out);
     out
 }
@@ -334,7 +336,20 @@ fn check_validity(leaf: &X509, now: &Asn1Time, out: &mut Vec<CertificateFinding>
 /// Order and completeness of the chain (CERT-3), and CERT-1 on every certificate above the
 /// leaf: key, signature, validity. A self-signed root's own signature does not count (nobody
 /// verifies it), its key does.
-fn check_chain(chain: &[X509], now: &Asn1Time, roots: &[X509], out: &mut Vec<CertificateFinding>) {
+/// Whose chain is checked: ours from a file, or one a server sent.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Source {
+    File,
+    Peer,
+}
+
+fn check_chain(
+    chain: &[X509],
+    now: &Asn1Time,
+    roots: &[X509],
+    source: Source,
+    out: &mut Vec<CertificateFinding>,
+) {
     for cert in chain.iter().skip(1) {
         let whose = format!("the chain certificate {}: ", subject(cert));
         match cert.public_key() {
@@ -371,8 +386,12 @@ fn check_chain(chain: &[X509], now: &Asn1Time, roots: &[X509], out: &mut Vec<Cer
             out.push(error(
                 "CERT-3",
                 format!(
-                    "chain out of order: {} is not issued by the next certificate in the file, {}",
+                    "chain out of order: {} is not issued by the next certificate {}, {}",
                     subject(child),
+                    match source {
+                        Source::File => "in the file",
+                        Source::Peer => "the server sent",
+                    },
                     subject(parent)
                 ),
             ));
@@ -391,14 +410,19 @@ fn check_chain(chain: &[X509], now: &Asn1Time, roots: &[X509], out: &mut Vec<Cer
         return;
     }
     if !issued_by_any(last, roots) && !issuer_in_system_bundle(last) {
-        out.push(error(
-            "CERT-3",
-            format!(
+        let message = match source {
+            Source::File => format!(
                 "missing chain: the issuer of {} ({}) is neither in the file nor a trusted root; use the full chain (e.g. fullchain.pem), or name a private CA in tls.trusted_roots",
                 subject(last),
                 issuer(last)
             ),
-        ));
+            Source::Peer => format!(
+                "missing chain: the server sent {} without its issuer ({}), which is no trusted root; the server's operator must configure the full chain",
+                subject(last),
+                issuer(last)
+            ),
+        };
+        out.push(error("CERT-3", message));
     }
 }
 
