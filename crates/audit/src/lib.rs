@@ -76,7 +76,10 @@ pub const CRITERIA: [(&str, &[&str]); 7] = [
     ("DMARC", &["DMARC-1"]),
     ("DNSSEC", &["DNS-2", "DNS-3", "DNS-4"]),
     ("DANE", &["DANE-1", "DANE-3", "DANE-5"]),
-    ("TLS", &["SMTP-1", "CERT-1", "TLS-1", "TLS-2", "TLS-5"]),
+    (
+        "TLS",
+        &["SMTP-1", "CERT-1", "TLS-1", "TLS-2", "TLS-5", "TLS-7"],
+    ),
     ("MTA-STS", &["STS-1", "STS-2", "STS-3"]),
 ];
 

@@ -1,4 +1,4 @@
-//! Active TLS enumeration of one endpoint (TR-03108 TLS-1, TLS-2, TLS-5, TLS-9, DNS-5): one
+//! Active TLS enumeration of one endpoint (TR-03108 TLS-1, TLS-2, TLS-5, TLS-7, TLS-9, DNS-5): one
 //! handshake per offer — each version, each suite, each group, each signature algorithm alone —
 //! on the port itself or after STARTTLS (SMTP, IMAP, POP3). What the server accepted is the
 //! endpoint's ICS as seen from outside, and is compared with TR-03116-4's lists.
@@ -237,16 +237,22 @@ pub fn enumerate(ep: &Endpoint) -> Enumeration {
             suites.push(name.to_string());
         }
     }
+    // Groups and signature algorithms are tried in TLS 1.3 and in TLS 1.2 each: some exist
+    // only in one (brainpoolP256r1 is a TLS 1.2 group; ecdsa_secp384r1_sha384 on a P-256 key
+    // is TLS 1.2's ECDSA+SHA384 — TLS 1.3 ties the hash to the curve).
+    let in_either = |offer: &dyn Fn(SslVersion) -> ClientOffer| {
+        [SslVersion::TLS1_3, SslVersion::TLS1_2]
+            .into_iter()
+            .any(|v| accepted(offer(v)))
+    };
     let groups = profile::GROUPS
         .iter()
         .chain(profile::LEGACY_GROUPS)
         .chain(OTHER_GROUPS)
         .filter(|g| {
-            accepted(ClientOffer {
+            in_either(&|v| ClientOffer {
                 groups: Some(g.to_string()),
-                tls12_ciphers: Some("ALL:@SECLEVEL=0".into()),
-                security_level: Some(0),
-                ..ClientOffer::default()
+                ..only(v)
             })
         })
         .map(|g| g.to_string())
@@ -256,11 +262,9 @@ pub fn enumerate(ep: &Endpoint) -> Enumeration {
         .chain(profile::LEGACY_SIGALGS)
         .chain(OTHER_SIGALGS)
         .filter(|a| {
-            accepted(ClientOffer {
+            in_either(&|v| ClientOffer {
                 sigalgs: Some(a.to_string()),
-                tls12_ciphers: Some("ALL:@SECLEVEL=0".into()),
-                security_level: Some(0),
-                ..ClientOffer::default()
+                ..only(v)
             })
         })
         .map(|a| a.to_string())
@@ -368,26 +372,116 @@ pub fn scan(ep: &Endpoint) -> (Vec<Finding>, Option<Enumeration>) {
         ),
         "allow only the TR-03116-4 suites, groups and signature algorithms (no X25519, no ChaCha20, no PKCS#1 v1.5)",
     );
-    // TLS-5: a brainpool-only client is served.
-    let brainpool = attempt(
-        ep,
-        ClientOffer {
-            groups: Some("brainpoolP256r1tls13:brainpoolP256r1".into()),
-            ..ClientOffer::default()
-        },
-    );
+    // TLS-5 (TR-03116-4 §2.2.2, §2.3.3): in TLS 1.2 brainpoolP256r1 is served and preferred
+    // (a client that lists P-256 first still gets brainpool: the server's priority); in TLS
+    // 1.3 brainpoolP256r1tls13 should be served.
+    let (status, evidence) = brainpool_verdict(ep);
     add(
         "TLS-5",
-        if brainpool.is_ok() {
-            Status::Pass
-        } else {
-            Status::Fail
-        },
-        match brainpool {
-            Ok(f) => format!("brainpool-only client: {f}"),
-            Err(e) => format!("brainpool-only client refused: {e}"),
-        },
-        "support brainpoolP256r1 (TLS 1.2) and brainpoolP256r1tls13 (TLS 1.3) with OpenSSL ≥ 3.5",
+        status,
+        evidence,
+        "support brainpoolP256r1 in TLS 1.2 at the highest priority, and brainpoolP256r1tls13 in TLS 1.3 (OpenSSL ≥ 3.5)",
+    );
+    // TLS-7 (TR-03116-4 §2.2.3.2): CBC only with Encrypt-then-MAC.
+    let (status, evidence) = etm_verdict(ep);
+    add(
+        "TLS-7",
+        status,
+        evidence,
+        "use CBC suites only with Encrypt-then-MAC (RFC 7366), or offer no CBC suites",
     );
     (out, Some(ics))
+}
+
+/// TLS-5: a TLS 1.2 client that lists P-256 before brainpoolP256r1 gets brainpool (supported,
+/// and first by the server's priority; a brainpool-only TLS 1.2 client cannot be served by a
+/// P-256 certificate at all, RFC 8422 §5.1, so it proves nothing); a TLS 1.3 client with only
+/// brainpoolP256r1tls13 should be served.
+fn brainpool_verdict(ep: &Endpoint) -> (Status, String) {
+    let preferred = handshake(
+        ep,
+        ClientOffer {
+            groups: Some("P-256:brainpoolP256r1".into()),
+            ..only_version(SslVersion::TLS1_2)
+        },
+    );
+    let tls13 = handshake(
+        ep,
+        ClientOffer {
+            groups: Some("brainpoolP256r1tls13".into()),
+            ..only_version(SslVersion::TLS1_3)
+        },
+    );
+    let group = |r: &Result<kurier_tls::probe::HandshakeFacts, String>| match r {
+        Ok(f) => f.group.clone().unwrap_or_else(|| "?".into()),
+        Err(e) => format!("refused ({e})"),
+    };
+    let evidence = format!(
+        "TLS 1.2 client offering P-256, then brainpoolP256r1: {}; TLS 1.3 client offering brainpoolP256r1tls13 alone: {}",
+        group(&preferred),
+        group(&tls13)
+    );
+    let preferred_ok = preferred
+        .as_ref()
+        .is_ok_and(|f| f.group.as_deref() == Some("brainpoolP256r1"));
+    let status = match (preferred_ok, tls13.is_ok()) {
+        (true, true) => Status::Pass,
+        (true, false) => Status::Warn,
+        (false, _) => Status::Fail,
+    };
+    (status, evidence)
+}
+
+/// TLS-7: a client offering only CBC suites, with Encrypt-then-MAC and without it.
+fn etm_verdict(ep: &Endpoint) -> (Status, String) {
+    let cbc: Vec<&str> = profile::TLS12_SUITES
+        .iter()
+        .chain(profile::LEGACY_TLS12_SUITES)
+        .copied()
+        .filter(|s| !s.contains("GCM") && !s.contains("CCM"))
+        .collect();
+    let offer = |no_etm: bool| {
+        handshake(
+            ep,
+            ClientOffer {
+                tls12_ciphers: Some(format!("{}:@SECLEVEL=0", cbc.join(":"))),
+                no_encrypt_then_mac: no_etm,
+                ..only_version(SslVersion::TLS1_2)
+            },
+        )
+    };
+    let with = offer(false);
+    let without = offer(true);
+    let etm = |f: &kurier_tls::probe::HandshakeFacts| {
+        f.server_hello_extensions
+            .contains(&kurier_tls::probe::EXT_ENCRYPT_THEN_MAC)
+    };
+    match (&with, &without) {
+        (Err(_), Err(_)) => (Status::Pass, "no CBC suite accepted".into()),
+        (Ok(f), _) if !etm(f) => (
+            Status::Fail,
+            format!(
+                "{} without Encrypt-then-MAC although the client offered it",
+                f.cipher
+            ),
+        ),
+        (_, Ok(f)) => (
+            if ep.legacy_allowed {
+                Status::Warn
+            } else {
+                Status::Fail
+            },
+            format!(
+                "{} for a client without Encrypt-then-MAC (CBC with MAC-then-encrypt)",
+                f.cipher
+            ),
+        ),
+        (Ok(f), Err(_)) => (
+            Status::Pass,
+            format!(
+                "{} only with Encrypt-then-MAC; refused without it",
+                f.cipher
+            ),
+        ),
+    }
 }

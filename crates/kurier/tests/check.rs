@@ -1,12 +1,12 @@
 //! `kurier check` against the test world (TR-03108 DNS-2..5, SMTP-1, CERT-1, DANE-1/3/5/6,
-//! STS-1..3, RPT-1, MUA-4..6, TLS-1/2/5): a domain served by Kurier with the records
+//! STS-1..3, RPT-1, MUA-4..6, TLS-1/2/5/7): a domain served by Kurier with the records
 //! `kurier dns` names passes; broken ones fail each item with its ID — an unsigned zone, no
-//! TLSA, RSA-2048, a wildcard policy host, two `_smtp._tls` records with an https rua, no SRV,
+//! TLSA, RSA-2048, a wildcard policy host, two `_smtp._tls` records with an https rua,
 //! X25519 and ChaCha20 accepted, no brainpool (a Postfix peer and a Python HTTPS server on
 //! Debian's OpenSSL); wrong TLSA on port 25 and on a client port, NSEC3 with 10 iterations, and
-//! an `openssl s_server` that takes TLS 1.0 and X25519 only. The TLS of port 25, of the policy
-//! host's 443 and of the client ports the SRV records name is enumerated actively: submission,
-//! IMAP and POP3, each with implicit TLS and with STARTTLS.
+//! an `openssl s_server` that takes TLS 1.0 and X25519 only and CBC without Encrypt-then-MAC.
+//! The TLS of port 25, of the policy host's 443 and of the client ports the SRV records name is
+//! enumerated actively: submission, IMAP and POP3, each with implicit TLS and with STARTTLS.
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
@@ -146,6 +146,8 @@ fn check_tells_a_compliant_domain_from_a_broken_one() {
                 "DEFAULT:@SECLEVEL=0",
                 "-groups",
                 "X25519",
+                // TLS-7: CBC with MAC-then-encrypt even for clients that offer EtM.
+                "-no_etm",
             ])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
@@ -269,6 +271,26 @@ fn check_tells_a_compliant_domain_from_a_broken_one() {
     let legacy_port = "TLS on legacy.mixed.test port 465";
     assert_eq!(of(&mixed, "TLS-1", legacy_port), "fail", "{mixed:#}");
     assert_eq!(of(&mixed, "TLS-2", legacy_port), "fail", "{mixed:#}");
+    // TLS-7: it serves CBC to a client without Encrypt-then-MAC; Kurier never does.
+    assert_eq!(of(&mixed, "TLS-7", legacy_port), "fail", "{mixed:#}");
+    let etm = mixed["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == "TLS-7" && f["subject"] == legacy_port)
+        .unwrap();
+    assert!(
+        etm["evidence"]
+            .as_str()
+            .unwrap()
+            .contains("without Encrypt-then-MAC although the client offered it"),
+        "{etm:#}"
+    );
+    assert_eq!(
+        of(&good, "TLS-7", "TLS on mx.good.test port 2465"),
+        "pass",
+        "{good:#}"
+    );
     let ics = mixed["ics"].as_array().unwrap();
     let scanned = ics.iter().find(|e| e["port"] == 465).unwrap();
     assert_eq!(
