@@ -21,6 +21,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod evidence;
 pub mod records;
 pub mod tls_scan;
 
@@ -96,6 +97,8 @@ pub struct Audit {
     pub ics: Vec<tls_scan::Enumeration>,
     /// When and through what the check ran (the evidence an auditor needs).
     pub context: Context,
+    /// What each MX handshake showed, raw.
+    pub probes: Vec<evidence::Probe>,
 }
 
 /// The circumstances of a check.
@@ -273,6 +276,13 @@ impl Audit {
                 cell(&e.sigalgs)
             ));
         }
+        let mut probes = String::new();
+        for p in &self.probes {
+            probes.push_str(&p.html(&esc));
+        }
+        if !probes.is_empty() {
+            probes = format!("<h2>What each MX showed</h2>\n{probes}");
+        }
         let mut criteria = String::new();
         for (name, ids, status) in self.criteria() {
             let class = match status {
@@ -293,7 +303,7 @@ impl Audit {
             );
         }
         format!(
-            "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>TR-03108 check of {d}</title>\n<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:.3em .6em;vertical-align:top}}.pass td:first-child{{color:#070}}.fail td:first-child{{color:#b00;font-weight:bold}}.warn td:first-child{{color:#a60}}span.fail{{color:#b00;font-weight:bold}}</style></head>\n<body><h1>TR-03108 v2.0 / TR-03182 check of {d}</h1>\n<p>{verdict}</p>\n<p>Checked at {at} through {resolver}.</p>\n<h2>The seven criteria</h2>\n<table><tr><th>result</th><th>criterion</th><th>requirements</th></tr>\n{criteria}</table>\n<h2>Findings</h2>\n<table><tr><th>result</th><th>requirement</th><th>checked</th><th>seen</th><th>fix</th></tr>\n{rows}</table>\n{ics}<p>Made by Kurier {v}.</p></body></html>\n",
+            "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>TR-03108 check of {d}</title>\n<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:.3em .6em;vertical-align:top}}.pass td:first-child{{color:#070}}.fail td:first-child{{color:#b00;font-weight:bold}}.warn td:first-child{{color:#a60}}span.fail{{color:#b00;font-weight:bold}}</style></head>\n<body><h1>TR-03108 v2.0 / TR-03182 check of {d}</h1>\n<p>{verdict}</p>\n<p>Checked at {at} through {resolver}.</p>\n<h2>The seven criteria</h2>\n<table><tr><th>result</th><th>criterion</th><th>requirements</th></tr>\n{criteria}</table>\n<h2>Findings</h2>\n<table><tr><th>result</th><th>requirement</th><th>checked</th><th>seen</th><th>fix</th></tr>\n{rows}</table>\n{probes}{ics}<p>Made by Kurier {v}.</p></body></html>\n",
             d = esc(&self.domain),
             at = esc(&self.context.checked_at),
             resolver = esc(&self.context.resolver),
@@ -320,6 +330,7 @@ impl Audit {
                 "id": f.id, "status": f.status.word().to_ascii_lowercase(), "subject": f.subject,
                 "evidence": f.evidence, "fix": f.fix,
             })).collect::<Vec<_>>(),
+            "probes": self.probes.iter().map(evidence::Probe::json).collect::<Vec<_>>(),
             "ics": self.ics.iter().map(|e| serde_json::json!({
                 "host": e.host, "port": e.port, "versions": e.versions, "suites": e.suites,
                 "groups": e.groups, "signature_algorithms": e.sigalgs,
@@ -669,9 +680,9 @@ impl Checker {
                     continue;
                 }
             };
-            let (version, cipher) = client
+            let (version, cipher, group) = client
                 .tls()
-                .map(|(i, _)| (i.version.clone(), i.cipher.clone()))
+                .map(|(i, _)| (i.version.clone(), i.cipher.clone(), i.group.clone()))
                 .unwrap_or_default();
             a.add(
                 "SMTP-1",
@@ -681,6 +692,22 @@ impl Checker {
                 "",
             );
             let chain = client.peer_chain().to_vec();
+            a.probes.push(evidence::Probe {
+                host: host.to_string(),
+                addr,
+                version,
+                cipher,
+                group,
+                chain: chain.iter().map(evidence::CertificateFacts::of).collect(),
+                tlsa_name: format!("_{}._tcp.{}", self.smtp_port, hop.base),
+                tlsa: records
+                    .iter()
+                    .map(|r| {
+                        let hex: String = r.data.iter().map(|b| format!("{b:02x}")).collect();
+                        format!("{} {} {} {hex}", r.usage, r.selector, r.matching)
+                    })
+                    .collect(),
+            });
             client.quit().await;
             working.push(addr);
             if let Some(errors) = self.chain_errors(&chain) {

@@ -247,6 +247,24 @@ fn check_fails_exactly_what_is_broken() {
     );
     assert!(criteria.iter().all(|(_, s)| s == "pass"), "{criteria:?}");
     assert_eq!(status_of(&good, "DANE-3"), ["pass"], "{good:#}");
+    // The raw facts behind it: the chain as sent, its SPKI hash equal to the published 3 1 1.
+    let probe = &good["probes"][0];
+    assert_eq!(probe["host"], "mx.good.test", "{good:#}");
+    let spki = probe["chain"][0]["spki_sha256"].as_str().unwrap();
+    assert!(tlsa_a.ends_with(spki), "{tlsa_a} vs {spki}");
+    assert!(
+        probe["tlsa"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t.as_str().unwrap() == tlsa_a.to_ascii_lowercase()),
+        "{probe:#}"
+    );
+    assert_eq!(probe["tlsa_name"], "_25._tcp.mx.good.test");
+    assert!(
+        probe["version"].as_str().unwrap().starts_with("TLSv1."),
+        "{probe:#}"
+    );
     assert_eq!(
         status_of(&good, "STS-3"),
         ["pass", "pass"],
@@ -308,4 +326,5 @@ fn check_fails_exactly_what_is_broken() {
     ]);
     assert!(html.contains("<h2>The seven criteria</h2>"), "{html}");
     assert!(html.contains("Checked at 20"), "{html}");
+    assert!(html.contains("<h2>What each MX showed</h2>"), "{html}");
 }

@@ -529,11 +529,13 @@ fn common_names(cert: &X509) -> Vec<String> {
         .collect()
 }
 
-fn subject(cert: &X509) -> String {
+/// The subject name as `CN=…, O=…`.
+pub fn subject(cert: &X509) -> String {
     name_text(cert.subject_name())
 }
 
-fn issuer(cert: &X509) -> String {
+/// The issuer name as `CN=…, O=…`.
+pub fn issuer(cert: &X509) -> String {
     name_text(cert.issuer_name())
 }
 
