@@ -5,8 +5,10 @@
 //! MX has its TLSA at the target (RFC 7672 §2.2.2), a DANE-TA record needs a certificate that
 //! names the MX (§3.2.3; MTA-STS then fails too), every MX and every record is checked, and under an MTA-STS policy a
 //! self-signed MX certificate fails STS-3 even though DANE-EE authenticates it. SPF, DMARC and
-//! DKIM records (TR-03182) are judged: no SPF, `~all`, `p=none`, a 1024-bit key. A domain
-//! that offers no client services is "not applicable" for MUA-4..6, not failing.
+//! DKIM records (TR-03182) are judged: no SPF, `~all`, `p=none`, a 1024-bit key. Client ports
+//! (an `openssl s_server` of OpenSSL ≥ 3.5 with TR-03116-4's lists) that serve CBC without
+//! Encrypt-then-MAC fail TLS-7 alone, and without brainpool TLS-5 alone. A domain that offers
+//! no client services is "not applicable" for MUA-4..6, not failing.
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
@@ -30,6 +32,8 @@ const VARIANTS: &[&str] = &[
     "tanames.test",
     "twomx.test",
     "selfsigned.test",
+    "cbc.test",
+    "nobp.test",
 ];
 
 /// What every compliant domain publishes besides its MX: MTA-STS (served by Kurier A),
@@ -55,6 +59,103 @@ fn compliant(name: &str, a: u8, spf: &str, dmarc: &str, dkim: &str) -> Zone {
 const SPF: &str = "v=spf1 mx -all";
 const DMARC: &str = "v=DMARC1; p=reject; rua=mailto:dmarc-reports@good.test";
 
+/// A compliant domain whose MX is mx.good.test and whose submissions service (SRV) is
+/// `smtp.<name>` on host `smtp`, with autoconfig and Autodiscover on Kurier A.
+fn client_domain(name: &str, a: u8, smtp: u8, dkim: &str) -> Zone {
+    compliant(name, a, SPF, DMARC, dkim)
+        .record("@", "MX", "10 mx.good.test.")
+        .record("smtp", "A", &format!("{{ip:{smtp}}}"))
+        .record("_submissions._tcp", "SRV", &format!("0 1 465 smtp.{name}."))
+        .record("autoconfig", "A", &format!("{{ip:{a}}}"))
+        .record("autodiscover", "A", &format!("{{ip:{a}}}"))
+}
+
+/// Ends a helper process however the test ends.
+struct Reap(std::process::Child);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// An implicit-TLS server on `host`:465 with TR-03116-4's lists, by the OpenSSL ≥ 3.5 tool
+/// (KURIER_TEST_OPENSSL): `cbc` serves CBC suites with MAC-then-encrypt (`-no_etm`) and
+/// brainpool first; otherwise GCM only and no brainpool.
+fn submission_server(
+    world: &World,
+    ca: &Ca,
+    dir: &std::path::Path,
+    host: u8,
+    name: &str,
+    cbc: bool,
+) -> Reap {
+    let openssl = std::env::var("KURIER_TEST_OPENSSL").expect(
+        "KURIER_TEST_OPENSSL is not set: run scripts/test.sh, which builds an openssl tool from the vendored OpenSSL source (scripts/openssl-cli.sh)",
+    );
+    let leaf = ca.leaf(&[name]).unwrap();
+    let (cert, key) = leaf.write(dir, name).unwrap();
+    let pem = std::fs::read(&cert).unwrap();
+    let certs = openssl::x509::X509::stack_from_pem(&pem).unwrap();
+    let chain = dir.join(format!("{name}.chain.pem"));
+    std::fs::write(
+        &chain,
+        certs[1..]
+            .iter()
+            .flat_map(|c| c.to_pem().unwrap())
+            .collect::<Vec<u8>>(),
+    )
+    .unwrap();
+    std::fs::write(&cert, certs[0].to_pem().unwrap()).unwrap();
+    let addr = world.net.addr(host, 465);
+    let (ciphers, groups) = if cbc {
+        (
+            "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-ECDSA-AES128-SHA256:ECDHE-ECDSA-AES256-SHA384",
+            "brainpoolP256r1tls13:brainpoolP256r1:P-256:P-384",
+        )
+    } else {
+        (
+            "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384",
+            "P-256:P-384",
+        )
+    };
+    let mut cmd = std::process::Command::new(openssl);
+    cmd.args(["s_server", "-www", "-accept", &addr.to_string()])
+        .arg("-cert")
+        .arg(&cert)
+        .arg("-key")
+        .arg(&key)
+        .arg("-cert_chain")
+        .arg(&chain)
+        .args([
+            "-min_protocol",
+            "TLSv1.2",
+            "-serverpref",
+            "-cipher",
+            ciphers,
+            "-ciphersuites",
+            "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384",
+            "-groups",
+            groups,
+            "-sigalgs",
+            "ecdsa_secp256r1_sha256:ecdsa_secp384r1_sha384",
+        ]);
+    if cbc {
+        cmd.arg("-no_etm");
+    }
+    let child = Reap(
+        cmd.stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    support::wait_until(std::time::Duration::from_secs(10), "s_server", || {
+        std::net::TcpStream::connect(addr).is_ok()
+    });
+    child
+}
+
 #[test]
 fn check_fails_exactly_what_is_broken() {
     let ca = Ca::new("Verdicts", KeyKind::P256).unwrap();
@@ -65,6 +166,10 @@ fn check_fails_exactly_what_is_broken() {
         "mta-sts.good.test".to_string(),
     ];
     names.extend(VARIANTS.iter().map(|d| format!("mta-sts.{d}")));
+    for d in ["cbc.test", "nobp.test"] {
+        names.push(format!("autoconfig.{d}"));
+        names.push(format!("autodiscover.{d}"));
+    }
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
     let leaf = ca.leaf(&names).unwrap();
     let own = ca
@@ -81,6 +186,9 @@ fn check_fails_exactly_what_is_broken() {
         format!("v=DKIM1; k=rsa; p={}", openssl::base64::encode_block(&der))
     };
     let (a, b) = (hosts::FREE, hosts::FREE + 1);
+    // Submission servers of two domains that offer clients (openssl s_server, OpenSSL ≥ 3.5,
+    // with TR-03116-4's lists): one serves CBC without Encrypt-then-MAC, one has no brainpool.
+    let (cbc, nobp) = (hosts::FREE + 2, hosts::FREE + 3);
     let tlsa_a = leaf.tlsa_3_1_1().unwrap();
     let world = World::builder()
         .zone(
@@ -138,6 +246,10 @@ fn check_fails_exactly_what_is_broken() {
                     "3 1 1 2222222222222222222222222222222222222222222222222222222222222222",
                 ),
         )
+        // Domains with a client service: submissions on an s_server; autoconfig and
+        // Autodiscover by Kurier A.
+        .zone(client_domain("cbc.test", a, cbc, &dkim))
+        .zone(client_domain("nobp.test", a, nobp, &dkim))
         // Kurier B with a self-signed certificate that DANE-EE authenticates, under MTA-STS
         // enforce: STS-3 fails, nothing else.
         .zone(
@@ -186,6 +298,8 @@ fn check_fails_exactly_what_is_broken() {
     let (config, _a) = start(dir_a.path(), a, &leaf, &hosted);
     let dir_b = tempfile::tempdir().unwrap();
     let (_, _b) = start(dir_b.path(), b, &own, &[]);
+    let _cbc = submission_server(&world, &ca, dir_a.path(), cbc, "smtp.cbc.test", true);
+    let _nobp = submission_server(&world, &ca, dir_a.path(), nobp, "smtp.nobp.test", false);
 
     let run = |domain: &str| -> serde_json::Value {
         let (_, out, err) = support::run(&[
@@ -297,11 +411,25 @@ fn check_fails_exactly_what_is_broken() {
     assert_eq!(status_of(&v, "DANE-3"), ["pass", "fail"], "{v:#}");
     assert_eq!(status_of(&v, "SMTP-1"), ["pass", "pass"], "{v:#}");
     // DANE-EE authenticates the self-signed MX, MTA-STS does not.
-    let v = expect("selfsigned.test", &["STS-3"]);
-    assert_eq!(status_of(&v, "DANE-3"), ["pass"], "{v:#}");
+    let selfsigned = expect("selfsigned.test", &["STS-3"]);
+    assert_eq!(status_of(&selfsigned, "DANE-3"), ["pass"], "{selfsigned:#}");
+    // A client port that serves CBC with MAC-then-encrypt fails TLS-7 alone; one without
+    // brainpool fails TLS-5 alone (TLS 1.2 clients get P-256).
+    let v = expect("cbc.test", &["TLS-7"]);
+    assert_eq!(status_of(&v, "MUA-4"), ["pass"], "{v:#}");
+    assert_eq!(
+        status_of(&v, "TLS-5").last().map(String::as_str),
+        Some("pass")
+    );
+    let v = expect("nobp.test", &["TLS-5"]);
+    assert!(
+        v.to_string()
+            .contains("offering P-256, then brainpoolP256r1: secp256r1"),
+        "{v:#}"
+    );
     // A domain without client services: MUA-4..6 do not apply.
     for id in ["MUA-4", "MUA-5", "MUA-6"] {
-        assert_eq!(status_of(&v, id), ["n/a"], "{id}: {v:#}");
+        assert_eq!(status_of(&selfsigned, id), ["n/a"], "{id}: {selfsigned:#}");
     }
 
     // The text form starts with the seven criteria; the page shows date, resolver, criteria.
