@@ -200,6 +200,36 @@ pub fn only_version(v: SslVersion) -> ClientOffer {
     }
 }
 
+/// The group name of an EC certificate's curve, as offers name it (`P-256`, `brainpoolP256r1`).
+fn certificate_curve(cert: &openssl::x509::X509) -> Option<String> {
+    use openssl::nid::Nid;
+    let key = cert.public_key().ok()?.ec_key().ok()?;
+    Some(
+        match key.group().curve_name()? {
+            Nid::X9_62_PRIME256V1 => "P-256",
+            Nid::SECP384R1 => "P-384",
+            Nid::SECP521R1 => "P-521",
+            Nid::BRAINPOOL_P256R1 => "brainpoolP256r1",
+            Nid::BRAINPOOL_P384R1 => "brainpoolP384r1",
+            Nid::BRAINPOOL_P512R1 => "brainpoolP512r1",
+            _ => return None,
+        }
+        .to_string(),
+    )
+}
+
+/// Whether the group OpenSSL reports after a handshake (`secp256r1`, `x25519`) is `offered`
+/// (`P-256`, `X25519`).
+fn same_group(negotiated: &str, offered: &str) -> bool {
+    let offered = match offered {
+        "P-256" => "secp256r1",
+        "P-384" => "secp384r1",
+        "P-521" => "secp521r1",
+        other => other,
+    };
+    negotiated.eq_ignore_ascii_case(offered)
+}
+
 /// Offers every candidate alone and keeps what the server accepted.
 pub fn enumerate(ep: &Endpoint) -> Enumeration {
     let accepted = |offer: ClientOffer| attempt(ep, offer).is_ok();
@@ -245,15 +275,34 @@ pub fn enumerate(ep: &Endpoint) -> Enumeration {
             .into_iter()
             .any(|v| accepted(offer(v)))
     };
+    // In TLS 1.2 the client's groups also say which certificate curves it can verify (RFC
+    // 8422 §5.1): a group is offered with the certificate's curve behind it, and counts when
+    // the server picks it.
+    let cert_curve = handshake(ep, ClientOffer::default())
+        .ok()
+        .and_then(|f| f.peer_chain.first().and_then(certificate_curve));
     let groups = profile::GROUPS
         .iter()
         .chain(profile::LEGACY_GROUPS)
         .chain(OTHER_GROUPS)
         .filter(|g| {
-            in_either(&|v| ClientOffer {
+            accepted(ClientOffer {
                 groups: Some(g.to_string()),
-                ..only(v)
-            })
+                ..only(SslVersion::TLS1_3)
+            }) || {
+                let offer = match &cert_curve {
+                    Some(c) if c != *g => format!("{g}:{c}"),
+                    _ => g.to_string(),
+                };
+                handshake(
+                    ep,
+                    ClientOffer {
+                        groups: Some(offer),
+                        ..only(SslVersion::TLS1_2)
+                    },
+                )
+                .is_ok_and(|f| f.group.is_some_and(|n| same_group(&n, g)))
+            }
         })
         .map(|g| g.to_string())
         .collect();

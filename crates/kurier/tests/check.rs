@@ -342,6 +342,11 @@ fn check_tells_a_compliant_domain_from_a_broken_one() {
             "{id}\n{bad:#}"
         );
     }
+    // DNS-4 says so when a zone is not signed (never a silent skip).
+    assert!(
+        statuses(&bad, "DNS-4").contains(&"n/a".to_string()),
+        "{bad:#}"
+    );
     // bad.test offers no client services: MUA-4..6 do not apply (not a failure of a domain
     // that only receives mail).
     for id in ["MUA-4", "MUA-5", "MUA-6"] {
@@ -405,12 +410,22 @@ fn check_tells_a_compliant_domain_from_a_broken_one() {
             .any(|s| s == "ECDHE-ECDSA-AES128-GCM-SHA256"),
         "{imaps:#}"
     );
-    assert!(
-        imaps["groups"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|g| g == "brainpoolP256r1tls13"),
-        "{imaps:#}"
-    );
+    // Groups and signature algorithms of TLS 1.2 are listed too: brainpoolP256r1, and ECDSA
+    // with SHA-384/512 on the P-256 key (TLS 1.3 binds the hash to the curve).
+    for (kind, name) in [
+        ("groups", "brainpoolP256r1tls13"),
+        ("groups", "brainpoolP256r1"),
+        ("sigalgs", "ecdsa_secp384r1_sha384"),
+        ("sigalgs", "ecdsa_secp521r1_sha512"),
+    ] {
+        let list = if kind == "groups" {
+            &imaps["groups"]
+        } else {
+            &imaps["signature_algorithms"]
+        };
+        assert!(
+            list.as_array().unwrap().iter().any(|g| g == name),
+            "{name}: {imaps:#}"
+        );
+    }
 }

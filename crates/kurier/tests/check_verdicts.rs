@@ -101,7 +101,9 @@ fn submission_server(
     let chain = dir.join(format!("{name}.chain.pem"));
     std::fs::write(
         &chain,
-        certs[1..]
+        // Without the root: the chain ends at a CA of extra_ca_file, which CERT-3 must trust
+        // as delivery does.
+        certs[1..certs.len() - 1]
             .iter()
             .flat_map(|c| c.to_pem().unwrap())
             .collect::<Vec<u8>>(),

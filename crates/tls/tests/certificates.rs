@@ -146,6 +146,35 @@ fn cert3_key_mismatch_missing_chain_and_wrong_order_are_rejected() {
     assert!(msg.contains("out of order"), "{msg}");
 }
 
+/// `kurier check` (issue 23): a chain someone else serves is judged in words about that
+/// server, and the CAs delivery trusts (`delivery.extra_ca_file`) end a chain as Debian's do.
+#[test]
+fn cert3_a_peer_chain_is_worded_for_the_server_and_trusts_the_extra_roots() {
+    let ca = TestCa::new();
+    let k = key(P256);
+    let leaf = ca.issue(&CertSpec::default(), &k);
+    let now = openssl::asn1::Asn1Time::days_from_now(0).unwrap();
+    let findings = kurier_tls::certificate::check_peer(std::slice::from_ref(&leaf), &now, &[]);
+    let missing = findings
+        .iter()
+        .find(|f| f.message.contains("missing chain"))
+        .expect("the leaf alone misses its chain");
+    assert!(
+        missing.message.contains("the server sent") && !missing.message.contains("file"),
+        "{}",
+        missing.message
+    );
+    let trusted = kurier_tls::certificate::check_peer(
+        std::slice::from_ref(&leaf),
+        &now,
+        std::slice::from_ref(&ca.cert),
+    );
+    assert!(
+        !trusted.iter().any(|f| f.message.contains("missing chain")),
+        "{trusted:?}"
+    );
+}
+
 #[test]
 fn bad_files_give_clear_errors() {
     let dir = TempDir::new("files");
