@@ -17,16 +17,6 @@ use kurier_testworld::net::hosts;
 use kurier_testworld::{PostfixSpec, World, Zone};
 use support::Server;
 
-/// Ends a helper process however the test ends.
-struct Reap(std::process::Child);
-
-impl Drop for Reap {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn check_tells_a_compliant_domain_from_a_broken_one() {
     let ca = Ca::new("Check", KeyKind::P256).unwrap();
@@ -132,7 +122,7 @@ fn check_tells_a_compliant_domain_from_a_broken_one() {
         .write(world.dir(), "legacy")
         .unwrap();
     let legacy_addr = world.net.addr(legacy, 465);
-    let s_server = Reap(
+    let s_server = support::Reap(
         std::process::Command::new("openssl")
             .args(["s_server", "-www", "-accept", &legacy_addr.to_string()])
             .arg("-cert")
@@ -200,15 +190,7 @@ fn check_tells_a_compliant_domain_from_a_broken_one() {
             serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}\n{err}"));
         (code, v)
     };
-    let statuses = |v: &serde_json::Value, id: &str| -> Vec<String> {
-        v["findings"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|f| f["id"] == id)
-            .map(|f| f["status"].as_str().unwrap().to_string())
-            .collect()
-    };
+    let statuses = support::finding_statuses;
 
     let of = |v: &serde_json::Value, id: &str, subject: &str| -> String {
         v["findings"]

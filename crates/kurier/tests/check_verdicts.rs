@@ -70,16 +70,6 @@ fn client_domain(name: &str, a: u8, smtp: u8, dkim: &str) -> Zone {
         .record("autodiscover", "A", &format!("{{ip:{a}}}"))
 }
 
-/// Ends a helper process however the test ends.
-struct Reap(std::process::Child);
-
-impl Drop for Reap {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// An implicit-TLS server on `host`:465 with TR-03116-4's lists, by the OpenSSL ≥ 3.5 tool
 /// (KURIER_TEST_OPENSSL): `cbc` serves CBC suites with MAC-then-encrypt (`-no_etm`) and
 /// brainpool first; otherwise GCM only and no brainpool.
@@ -90,7 +80,7 @@ fn submission_server(
     host: u8,
     name: &str,
     cbc: bool,
-) -> Reap {
+) -> support::Reap {
     let openssl = std::env::var("KURIER_TEST_OPENSSL").expect(
         "KURIER_TEST_OPENSSL is not set: run scripts/test.sh, which builds an openssl tool from the vendored OpenSSL source (scripts/openssl-cli.sh)",
     );
@@ -146,7 +136,7 @@ fn submission_server(
     if cbc {
         cmd.arg("-no_etm");
     }
-    let child = Reap(
+    let child = support::Reap(
         cmd.stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -324,15 +314,7 @@ fn check_fails_exactly_what_is_broken() {
             .map(|f| f["id"].as_str().unwrap().to_string())
             .collect()
     };
-    let status_of = |v: &serde_json::Value, id: &str| -> Vec<String> {
-        v["findings"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|f| f["id"] == id)
-            .map(|f| f["status"].as_str().unwrap().to_string())
-            .collect()
-    };
+    let status_of = support::finding_statuses;
 
     // The compliant domain: every finding passes (or does not apply), all seven criteria pass.
     let good = run("good.test");

@@ -668,3 +668,24 @@ pub fn txt(value: &str) -> String {
         .collect::<Vec<_>>()
         .join(" ")
 }
+
+/// Ends a helper process however the test ends.
+pub struct Reap(pub std::process::Child);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The statuses of the findings with requirement `id` in a `kurier check --json` document.
+pub fn finding_statuses(v: &serde_json::Value, id: &str) -> Vec<String> {
+    v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["id"] == id)
+        .map(|f| f["status"].as_str().unwrap().to_string())
+        .collect()
+}
