@@ -34,6 +34,7 @@ const VARIANTS: &[&str] = &[
     "selfsigned.test",
     "cbc.test",
     "nobp.test",
+    "twoaddr.test",
 ];
 
 /// What every compliant domain publishes besides its MX: MTA-STS (served by Kurier A),
@@ -155,6 +156,7 @@ fn check_fails_exactly_what_is_broken() {
         "mx.good.test".to_string(),
         "mx.cname.test".to_string(),
         "mx2.twomx.test".to_string(),
+        "mx.twoaddr.test".to_string(),
         "mta-sts.good.test".to_string(),
     ];
     names.extend(VARIANTS.iter().map(|d| format!("mta-sts.{d}")));
@@ -238,6 +240,14 @@ fn check_fails_exactly_what_is_broken() {
                     "3 1 1 2222222222222222222222222222222222222222222222222222222222222222",
                 ),
         )
+        // One MX with two addresses, the second of which takes no connection.
+        .zone(
+            compliant("twoaddr.test", a, SPF, DMARC, &dkim)
+                .record("@", "MX", "10 mx")
+                .record("mx", "A", &format!("{{ip:{a}}}"))
+                .record("mx", "A", &format!("{{ip:{}}}", hosts::FREE + 4))
+                .record("_25._tcp.mx", "TLSA", &tlsa_a),
+        )
         // Domains with a client service: submissions on an s_server; autoconfig and
         // Autodiscover by Kurier A.
         .zone(client_domain("cbc.test", a, cbc, &dkim))
@@ -258,7 +268,7 @@ fn check_fails_exactly_what_is_broken() {
     let dns_cfg = |ca_file: &std::path::Path| {
         format!(
             "\n[dns]\nupstream = [\"{}\"]\ntrust_anchor = \"{}\"\n[delivery]\nenabled = false\nextra_ca_file = \"{}\"\n\
-             [mta_sts]\nmx = [\"mx.good.test\", \"mx.cname.test\", \"mx.tanames.test\", \"mx2.twomx.test\", \"mx.selfsigned.test\"]\n",
+             [mta_sts]\nmx = [\"mx.good.test\", \"mx.cname.test\", \"mx.tanames.test\", \"mx2.twomx.test\", \"mx.selfsigned.test\", \"mx.twoaddr.test\"]\n",
             dns.resolver,
             dns.trust_anchor_dnskey.display(),
             ca_file.display()
@@ -397,6 +407,21 @@ fn check_fails_exactly_what_is_broken() {
     // DANE-EE authenticates the self-signed MX, MTA-STS does not.
     let selfsigned = expect("selfsigned.test", &["STS-3"]);
     assert_eq!(status_of(&selfsigned, "DANE-3"), ["pass"], "{selfsigned:#}");
+    // Every address of an MX is probed: the dead one fails SMTP-1, the other passes it all.
+    let v = expect("twoaddr.test", &["SMTP-1"]);
+    let dead = format!(
+        "mx.twoaddr.test [{}] port 25",
+        world.net.ip(hosts::FREE + 4)
+    );
+    assert!(
+        v["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["id"] == "SMTP-1" && f["status"] == "fail" && f["subject"] == dead.as_str()),
+        "{v:#}"
+    );
+    assert_eq!(status_of(&v, "SMTP-1").len(), 2, "{v:#}");
     // A client port that serves CBC with MAC-then-encrypt fails TLS-7 alone; one without
     // brainpool fails TLS-5 alone (TLS 1.2 clients get P-256).
     let v = expect("cbc.test", &["TLS-7"]);
