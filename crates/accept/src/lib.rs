@@ -19,6 +19,7 @@
 #![forbid(unsafe_code)]
 
 pub mod authentication;
+pub mod blocklist;
 pub mod connection;
 pub mod envelope;
 pub mod message;
@@ -34,6 +35,7 @@ use kurier_smtp::{ConnectionFacts, Delivery, MailDrop, Message, Verdict};
 use kurier_store::{Recipient, Store, StoreError};
 
 pub use authentication::{Action, Checked, Decision, SenderAuth, SenderAuthEvents};
+pub use blocklist::{Blocklists, Listing};
 pub use connection::{Connection, Helo, Origin};
 pub use envelope::{ReportAddress, ReportAddresses};
 pub use message::Verdicts;
@@ -50,6 +52,11 @@ pub trait ReportEvents: Send + Sync {
     fn dropped(&self);
 }
 
+/// What the DNS list stage refused, for monitoring.
+pub trait BlocklistEvents: Send + Sync {
+    fn refused(&self);
+}
+
 /// Message acceptance over the store (see the crate comment).
 pub struct Acceptance {
     pub store: Arc<dyn Store>,
@@ -64,6 +71,9 @@ pub struct Acceptance {
     pub report_events: Arc<dyn ReportEvents>,
     /// SPF, DKIM and DMARC on mail from other servers (`None`: off).
     pub sender_auth: Option<Arc<SenderAuth>>,
+    /// DNS block- and allowlists for mail from other servers (`None`: none configured).
+    pub blocklists: Option<Arc<Blocklists>>,
+    pub blocklist_events: Arc<dyn BlocklistEvents>,
 }
 
 /// Where `domain`'s DKIM key with `selector` is kept below `data_dir`.
@@ -202,6 +212,40 @@ impl Acceptance {
         }
     }
 
+    /// The DNS list stage, for mail from other servers: `Some` refusal when the lists say so.
+    async fn listed(&self, connection: &Connection, sender: &str, to: &str) -> Option<Verdict> {
+        let (Some(lists), Origin::Inbound) = (&self.blocklists, &connection.origin) else {
+            return None;
+        };
+        match lists.check(connection.ip, sender).await {
+            Listing::Listed {
+                hits,
+                score,
+                refuse,
+            } => {
+                let zones: Vec<String> = hits.iter().map(|(z, c, _)| format!("{z}={c}")).collect();
+                let zones = zones.join(" ");
+                if refuse {
+                    tracing::info!(client = %connection.ip, helo = %connection.helo, from = sender,
+                        to, lists = %zones, score, "refused: listed in DNS blocklists");
+                    self.blocklist_events.refused();
+                    return Some(Verdict::Refused(blocklist::refusal(
+                        connection.ip,
+                        sender,
+                        &hits,
+                    )));
+                }
+                tracing::info!(client = %connection.ip, from = sender, to, lists = %zones, score,
+                    "listed in DNS blocklists below blocklists.reject_score; accepted");
+            }
+            Listing::Allowed(zone) => {
+                tracing::debug!(client = %connection.ip, %zone, "on a DNS allowlist");
+            }
+            Listing::Clean => {}
+        }
+        None
+    }
+
     /// The envelope stage's verdict for one recipient, from the store.
     async fn recipient(&self, address: &str) -> Verdict {
         let resolved = match self.store.resolve(address).await {
@@ -304,8 +348,16 @@ async fn take_report(
 }
 
 impl MailDrop for Acceptance {
-    async fn check_recipient(&self, client: &ConnectionFacts, address: &str) -> Verdict {
+    async fn check_recipient(
+        &self,
+        client: &ConnectionFacts,
+        sender: &str,
+        address: &str,
+    ) -> Verdict {
         let connection = Connection::new(client);
+        if let Some(refused) = self.listed(&connection, sender, address).await {
+            return refused;
+        }
         let verdict = self.recipient(address).await;
         if !matches!(verdict, Verdict::Accept(_)) {
             // What an operator greps for (and fail2ban reads): who tried which address.

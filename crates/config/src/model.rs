@@ -27,6 +27,7 @@ pub struct Config {
     pub acme: AcmeConfig,
     pub dns_update: DnsUpdateConfig,
     pub sender_auth: SenderAuthConfig,
+    pub blocklists: BlocklistConfig,
 }
 
 /// `[dns_update]`: Kurier publishes its own TLSA, `_mta-sts`, `_smtp._tls`, SRV and DKIM
@@ -207,6 +208,88 @@ impl Default for SenderAuthConfig {
             reporting_address: None,
             receive_reports: true,
         }
+    }
+}
+
+/// `[blocklists]`: DNS block- and allowlists (RFC 5782) on the MX, asked when a recipient is
+/// given (as Postfix's `reject_rbl_client` with its default `smtpd_delay_reject`, so the log
+/// names sender and recipient): the client address (`kind = "ip"`, IPv4 and IPv6 reversed) or
+/// the MAIL FROM domain (`kind = "domain"`). Listed clients whose list weights add up to
+/// `reject_score` get `554 5.7.1` naming the lists; an allowlist hit skips them all. All
+/// lookups of a recipient share `timeout_ms`: a slow or failing list counts as not listed.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BlocklistConfig {
+    pub lists: Vec<DnsList>,
+    pub allow: Vec<DnsList>,
+    pub reject_score: f64,
+    pub timeout_ms: u64,
+}
+
+impl Default for BlocklistConfig {
+    fn default() -> Self {
+        BlocklistConfig {
+            lists: Vec::new(),
+            allow: Vec::new(),
+            reject_score: 1.0,
+            timeout_ms: 2000,
+        }
+    }
+}
+
+/// What a DNS list is asked about.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DnsListKind {
+    /// The client address.
+    #[default]
+    Ip,
+    /// The domain of the envelope sender.
+    Domain,
+}
+
+/// One DNS list.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnsList {
+    pub zone: String,
+    #[serde(default)]
+    pub kind: DnsListKind,
+    /// The answers that count as listed, addresses or ranges (`"127.0.0.2-127.0.0.11"`);
+    /// empty: any 127.0.0.0/8 answer but 127.255.255.0/24, where lists put their error codes
+    /// ("query refused", "rate limited").
+    #[serde(default)]
+    pub codes: Vec<String>,
+    #[serde(default = "unit_weight")]
+    pub weight: f64,
+}
+
+fn unit_weight() -> f64 {
+    1.0
+}
+
+impl DnsList {
+    /// `codes` as inclusive ranges.
+    pub fn code_ranges(&self) -> Result<Vec<(std::net::Ipv4Addr, std::net::Ipv4Addr)>, String> {
+        if self.codes.is_empty() {
+            return Ok(vec![([127, 0, 0, 0].into(), [127, 255, 254, 255].into())]);
+        }
+        self.codes
+            .iter()
+            .map(|c| {
+                let (from, to) = c.split_once('-').unwrap_or((c, c));
+                let ip = |s: &str| {
+                    s.trim()
+                        .parse::<std::net::Ipv4Addr>()
+                        .map_err(|_| format!("{c:?} is no IPv4 address or range"))
+                };
+                let (from, to) = (ip(from)?, ip(to)?);
+                if from > to {
+                    return Err(format!("{c:?}: the range runs backwards"));
+                }
+                Ok((from, to))
+            })
+            .collect()
     }
 }
 
@@ -903,6 +986,7 @@ impl Config {
                 enabled: false,
                 ..SenderAuthConfig::default()
             },
+            blocklists: BlocklistConfig::default(),
         }
     }
 
@@ -1007,6 +1091,59 @@ impl Config {
                 bad_entry,
                 "is no envelope sender, domain or client network",
                 "write e.g. \"lists.example.org\", \"bounces@news.example.net\" or \"192.0.2.0/24\"",
+            );
+        }
+        let b = &self.blocklists;
+        for (key, list) in b
+            .lists
+            .iter()
+            .map(|l| ("blocklists.lists", l))
+            .chain(b.allow.iter().map(|l| ("blocklists.allow", l)))
+        {
+            let zone_ok = !list.zone.is_empty()
+                && list.zone.len() <= 200
+                && list.zone.split('.').all(|l| {
+                    !l.is_empty() && l.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-')
+                });
+            if !zone_ok {
+                return bad(
+                    key,
+                    &list.zone,
+                    "is no DNS zone name",
+                    "name the list's zone, e.g. \"zen.spamhaus.org\"",
+                );
+            }
+            if let Err(e) = list.code_ranges() {
+                return bad(
+                    key,
+                    &list.codes,
+                    &e,
+                    "write answers as \"127.0.0.2\" or \"127.0.0.2-127.0.0.11\"",
+                );
+            }
+            if !(list.weight > 0.0 && list.weight.is_finite()) {
+                return bad(
+                    key,
+                    &list.weight,
+                    "weight must be above 0",
+                    "e.g. weight = 1.0",
+                );
+            }
+        }
+        if !(b.reject_score > 0.0 && b.reject_score.is_finite()) {
+            return bad(
+                "blocklists.reject_score",
+                &b.reject_score,
+                "must be above 0",
+                "e.g. 1.0: one list of weight 1 rejects",
+            );
+        }
+        if b.timeout_ms == 0 || b.timeout_ms > 30_000 {
+            return bad(
+                "blocklists.timeout_ms",
+                &b.timeout_ms,
+                "must be 1 to 30000",
+                "e.g. 2000: a slow list must not stall the session",
             );
         }
         let u = &self.dns_update;

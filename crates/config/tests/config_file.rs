@@ -245,3 +245,39 @@ fn dns_update_settings_are_checked() {
         assert!(e.contains(key) && e.contains("fix:"), "{key}: {e}");
     }
 }
+
+#[test]
+fn blocklists_are_checked() {
+    let ok = parse(
+        "[blocklists]\nlists = [{ zone = \"zen.spamhaus.org\", codes = [\"127.0.0.2-127.0.0.11\"] }, { zone = \"dbl.example\", kind = \"domain\", weight = 0.5 }]\n",
+        Path::new("x.toml"),
+    )
+    .unwrap();
+    assert_eq!(ok.blocklists.lists.len(), 2);
+    assert_eq!(
+        ok.blocklists.lists[0].code_ranges().unwrap(),
+        [("127.0.0.2".parse().unwrap(), "127.0.0.11".parse().unwrap())]
+    );
+    for (text, key) in [
+        ("[blocklists]\nlists = [{ zone = \"\" }]\n", "blocklists.lists"),
+        (
+            "[blocklists]\nlists = [{ zone = \"bl.example\", codes = [\"127.0.0.9-127.0.0.2\"] }]\n",
+            "blocklists.lists",
+        ),
+        (
+            "[blocklists]\nallow = [{ zone = \"wl.example\", codes = [\"nonsense\"] }]\n",
+            "blocklists.allow",
+        ),
+        (
+            "[blocklists]\nlists = [{ zone = \"bl.example\", weight = 0 }]\n",
+            "blocklists.lists",
+        ),
+        ("[blocklists]\ntimeout_ms = 0\n", "blocklists.timeout_ms"),
+        ("[blocklists]\nreject_score = -1.0\n", "blocklists.reject_score"),
+    ] {
+        let e = err(text);
+        assert!(e.contains(key), "{text}: {e}");
+    }
+    let e = err("[blocklists]\nlists = [{ zone = \"bl.example\", kind = \"asn\" }]\n");
+    assert!(e.contains("kind") || e.contains("asn"), "{e}");
+}

@@ -14,6 +14,7 @@ pub struct Metrics {
     pub tlsrpt_reports_with_failures: AtomicU64,
     pub tlsrpt_failed_sessions_reported: AtomicU64,
     pub dmarc_reports_received: AtomicU64,
+    pub dnsbl_refused: AtomicU64,
     pub dmarc_reported_messages: AtomicU64,
     pub dmarc_reported_failures: AtomicU64,
     /// The DNSSEC probe's verdict (set when outbound delivery starts).
@@ -60,6 +61,7 @@ impl Default for Metrics {
             tlsrpt_reports_with_failures: AtomicU64::new(0),
             tlsrpt_failed_sessions_reported: AtomicU64::new(0),
             dmarc_reports_received: AtomicU64::new(0),
+            dnsbl_refused: AtomicU64::new(0),
             dmarc_reported_messages: AtomicU64::new(0),
             dmarc_reported_failures: AtomicU64::new(0),
             validator: OnceLock::new(),
@@ -97,6 +99,12 @@ impl Metrics {
 
     pub fn watch_validator(&self, mode: DnssecMode, state: watch::Receiver<ValidatorState>) {
         let _ = self.validator.set((mode, state));
+    }
+}
+
+impl kurier_accept::BlocklistEvents for Metrics {
+    fn refused(&self) {
+        Metrics::add(&self.dnsbl_refused, 1);
     }
 }
 
@@ -143,6 +151,11 @@ impl kurier_web::MetricsSource for Metrics {
                 "kurier_tlsrpt_failed_sessions_reported_total",
                 "Failed TLS sessions to us, summed over accepted reports.",
                 &self.tlsrpt_failed_sessions_reported,
+            ),
+            (
+                "kurier_inbound_dnsbl_refused_total",
+                "Recipients refused because the client or its sender domain is on DNS blocklists.",
+                &self.dnsbl_refused,
             ),
             (
                 "kurier_dmarc_reports_received_total",

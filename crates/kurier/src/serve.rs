@@ -137,7 +137,10 @@ pub fn run(
         // reports. Delivery cannot do without it; the intake can.
         let resolver = if cfg.delivery.enabled {
             Some(crate::outbound::resolver(&cfg)?)
-        } else if cfg.tlsrpt.reporting_address.is_some() || cfg.tlsrpt.receive_reports {
+        } else if cfg.tlsrpt.reporting_address.is_some()
+            || cfg.tlsrpt.receive_reports
+            || !cfg.blocklists.lists.is_empty()
+        {
             crate::outbound::resolver(&cfg)
                 .map_err(|e| tracing::error!(error = %e, "TLSRPT reports sent to us cannot be read: no resolver"))
                 .ok()
@@ -185,6 +188,7 @@ pub fn run(
             ),
             dkim_keys: dkim_keys.clone(),
             sender_auth: sender_auth.clone(),
+            blocklists: blocklists(&cfg, resolver.as_ref()),
         };
         let smtp = Arc::new(smtp_server(&cfg, &shared, mx_tls.clone(), None));
         for addr in &cfg.smtp.listen {
@@ -389,6 +393,21 @@ impl StopSignals {
     }
 }
 
+/// The DNS lists of `[blocklists]`, when any are named and the resolver runs.
+fn blocklists(
+    cfg: &Config,
+    resolver: Option<&kurier_dns::Resolver>,
+) -> Option<Arc<kurier_accept::Blocklists>> {
+    let resolver = resolver?;
+    let lists = kurier_accept::Blocklists::from_config(&cfg.blocklists, resolver)?;
+    tracing::info!(
+        lists = lists.lists.len(),
+        allow = lists.allow.len(),
+        "DNS blocklists on"
+    );
+    Some(Arc::new(lists))
+}
+
 /// Sender authentication of inbound mail (`[sender_auth]`), when it can run: it needs the
 /// validating resolver, which runs with `[delivery]`. A Public Suffix List that cannot be read
 /// stops the start: without it DMARC cannot tell organizational domains apart.
@@ -581,6 +600,8 @@ struct SmtpShared {
     dkim_keys: Arc<kurier_dkim::DkimKeyring>,
     /// SPF, DKIM and DMARC for the MX (never for submission).
     sender_auth: Option<Arc<kurier_accept::SenderAuth>>,
+    /// DNS block- and allowlists for the MX (never for submission).
+    blocklists: Option<Arc<kurier_accept::Blocklists>>,
 }
 
 /// An SMTP listener's settings: the MX (`submission: None`) or a submission port.
@@ -598,6 +619,7 @@ fn smtp_server(
         in_flight,
         dkim_keys,
         sender_auth,
+        blocklists,
     } = shared.clone();
     let s = &cfg.smtp;
     let domain = cfg
@@ -632,13 +654,19 @@ fn smtp_server(
             store,
             data_dir: cfg.server.data_dir.clone(),
             outbound,
-            report_events: metrics,
+            report_events: metrics.clone(),
             dkim_keys,
             sender_auth: if submission.is_none() {
                 sender_auth
             } else {
                 None
             },
+            blocklists: if submission.is_none() {
+                blocklists
+            } else {
+                None
+            },
+            blocklist_events: metrics.clone(),
         },
         Some(tls),
         Duration::from_secs(s.command_timeout_secs),

@@ -24,10 +24,12 @@ use crate::tls_info;
 /// Where the MX looks recipients up and puts messages. The binary implements it over the store;
 /// this crate never touches the store itself (docs/architecture.md).
 pub trait MailDrop: Send + Sync + 'static {
-    /// Who receives mail for `address`, asked by the session with what it knows of `client`.
+    /// Who receives mail for `address` from `sender` (the MAIL FROM address, `""` for the
+    /// null sender), asked by the session with what it knows of `client`.
     fn check_recipient(
         &self,
         client: &ConnectionFacts,
+        sender: &str,
         address: &str,
     ) -> impl Future<Output = Verdict> + Send;
     /// Stores the message durably (local recipients into their mailboxes, `message.remote`
@@ -227,7 +229,8 @@ impl<D: MailDrop> Conn<'_, D> {
                     return End::StartTls;
                 }
                 Event::CheckRecipient(addr) => {
-                    let verdict = self.check(&session.connection(), &addr).await;
+                    let sender = session.sender().unwrap_or_default().to_string();
+                    let verdict = self.check(&session.connection(), &sender, &addr).await;
                     let next = session.recipient_verdict(verdict);
                     if let Some(end) = Self::answer(io, &mut out, next).await {
                         return end;
@@ -314,8 +317,8 @@ impl<D: MailDrop> Conn<'_, D> {
         }
     }
 
-    async fn check(&self, client: &ConnectionFacts, addr: &str) -> Verdict {
-        self.server.drop.check_recipient(client, addr).await
+    async fn check(&self, client: &ConnectionFacts, sender: &str, addr: &str) -> Verdict {
+        self.server.drop.check_recipient(client, sender, addr).await
     }
 
     /// Checks credentials with the failure throttle: growing delays, then a temporary block.

@@ -83,6 +83,8 @@ pub enum Verdict {
     OverQuota,
     /// The store cannot answer now: 451 4.3.0.
     TempFail,
+    /// Refused by policy (a DNS blocklist, say): 554 5.7.1 with this reason.
+    Refused(String),
 }
 
 /// The driver's answer to `Authenticate`.
@@ -570,7 +572,13 @@ impl Session {
             Verdict::TempFail => {
                 Event::Reply(r(451, "4.3.0", "Temporary lookup failure, try again later"))
             }
+            Verdict::Refused(why) => self.error(r(554, "5.7.1", &format!("<{to}>: {why}"))),
         }
+    }
+
+    /// The reverse path of the transaction in progress (`""` for the null sender).
+    pub fn sender(&self) -> Option<&str> {
+        self.from.as_ref().map(|(f, _)| f.as_str())
     }
 
     fn data(&mut self) -> Event {

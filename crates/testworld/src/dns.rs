@@ -131,6 +131,18 @@ impl Zone {
 
     /// Replaces the world's placeholders in every record (see `WorldBuilder::build`).
     pub(crate) fn substitute(mut self, net: &Net, values: &[(String, String)]) -> Zone {
+        // Owners: `{rev:N}` is 127.A.B.N reversed (N.B.A.127), as DNS lists name addresses.
+        for (owner, _, _) in &mut self.records {
+            while let Some(start) = owner.find("{rev:") {
+                let Some(len) = owner[start..].find('}') else {
+                    break;
+                };
+                let host: u8 = owner[start + 5..start + len].parse().unwrap_or(0);
+                let o = net.ip(host).octets();
+                let reversed = format!("{}.{}.{}.{}", o[3], o[2], o[1], o[0]);
+                owner.replace_range(start..=start + len, &reversed);
+            }
+        }
         for (_, _, rdata) in &mut self.records {
             for (k, v) in values {
                 *rdata = rdata.replace(k, v);

@@ -92,7 +92,8 @@ impl WorldBuilder {
     /// `{ip:N}` (127.A.B.N), `{postfix:I}` (the address of Postfix peer I), `{tlsa-ca}` (`2 1 1`
     /// of the world CA, matching every certificate it issues), `{tlsa-postfix:I}` (`3 1 1` of
     /// peer I's certificate), `{tlsa-postfix:I:S:M}` (`3 S M` of it) and `{hash-postfix:I}` (the
-    /// SHA2-256 of its public key, hex, to build wrong records from).
+    /// SHA2-256 of its public key, hex, to build wrong records from). Owner names may use
+    /// `{rev:N}`: 127.A.B.N reversed, as a DNS list names it (RFC 5782 §2.1).
     pub fn build(self) -> Result<World, WorldError> {
         let net = Net::allocate()?;
         let dir = tempfile::Builder::new().prefix("kurier-world-").tempdir()?;
