@@ -259,7 +259,10 @@ fn blocklists_are_checked() {
         [("127.0.0.2".parse().unwrap(), "127.0.0.11".parse().unwrap())]
     );
     for (text, key) in [
-        ("[blocklists]\nlists = [{ zone = \"\" }]\n", "blocklists.lists"),
+        (
+            "[blocklists]\nlists = [{ zone = \"\" }]\n",
+            "blocklists.lists",
+        ),
         (
             "[blocklists]\nlists = [{ zone = \"bl.example\", codes = [\"127.0.0.9-127.0.0.2\"] }]\n",
             "blocklists.lists",
@@ -273,7 +276,10 @@ fn blocklists_are_checked() {
             "blocklists.lists",
         ),
         ("[blocklists]\ntimeout_ms = 0\n", "blocklists.timeout_ms"),
-        ("[blocklists]\nreject_score = -1.0\n", "blocklists.reject_score"),
+        (
+            "[blocklists]\nreject_score = -1.0\n",
+            "blocklists.reject_score",
+        ),
     ] {
         let e = err(text);
         assert!(e.contains(key), "{text}: {e}");

@@ -105,21 +105,14 @@ fn send(
                 "file": file})
         })
         .collect();
-    let spec = dir.join("send.json");
-    std::fs::write(&spec, serde_json::to_vec(&list).unwrap()).unwrap();
-    let out = std::process::Command::new("python3")
-        .args(["-c", SENDER, spec.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| l.trim().parse().unwrap())
-        .collect()
+    String::from_utf8_lossy(&support::python(
+        SENDER,
+        &dir.join("send.json"),
+        &list.into(),
+    ))
+    .lines()
+    .map(|l| l.trim().parse().unwrap())
+    .collect()
 }
 
 fn mail(from: &str, to: &str, subject: &str) -> String {
@@ -252,27 +245,13 @@ fn auth5_reports_out_validate_arrive_dkim_verified_and_leave_once() {
     let message = dir.path().join("report.eml");
     std::fs::write(&message, &messages[0]).unwrap();
     let xml = dir.path().join("report.xml");
-    let spec = dir.path().join("peer.json");
-    std::fs::write(
-        &spec,
-        serde_json::to_vec(&serde_json::json!({
-            "resolver_ip": dns.resolver.ip().to_string(),
-            "resolver_port": dns.resolver.port(),
-            "message": message, "xml": xml,
-        }))
-        .unwrap(),
-    )
-    .unwrap();
-    let out = std::process::Command::new("python3")
-        .args(["-c", PEER, spec.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let peer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let spec = serde_json::json!({
+        "resolver_ip": dns.resolver.ip().to_string(),
+        "resolver_port": dns.resolver.port(),
+        "message": message, "xml": xml,
+    });
+    let peer = support::python(PEER, &dir.path().join("peer.json"), &spec);
+    let peer: serde_json::Value = serde_json::from_slice(&peer).unwrap();
     assert_eq!(
         peer["dkim"], true,
         "dkimpy verifies the report's signature: {peer}"

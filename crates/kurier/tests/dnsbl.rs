@@ -109,18 +109,8 @@ fn blocklists_refuse_listed_clients_and_never_stall_the_session() {
             serde_json::json!({"server": kurier, "ip": world.net.ip(*host).to_string(), "from": from})
         })
         .collect();
-    let spec = dir.path().join("send.json");
-    std::fs::write(&spec, serde_json::to_vec(&list).unwrap()).unwrap();
-    let out = std::process::Command::new("python3")
-        .args(["-c", SENDER, spec.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let results: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+    let out = support::python(SENDER, &dir.path().join("send.json"), &list.into());
+    let results: Vec<serde_json::Value> = String::from_utf8_lossy(&out)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();

@@ -689,3 +689,19 @@ pub fn finding_statuses(v: &serde_json::Value, id: &str) -> Vec<String> {
         .map(|f| f["status"].as_str().unwrap().to_string())
         .collect()
 }
+
+/// Runs a Python `script` with its JSON `spec` (written to `file`) as its argument; its output.
+pub fn python(script: &str, file: &Path, spec: &serde_json::Value) -> Vec<u8> {
+    std::fs::write(file, serde_json::to_vec(spec).unwrap()).unwrap();
+    let out = Command::new("python3")
+        .args(["-c", script])
+        .arg(file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{} (scripts/test.sh installs the Python packages the tests use)",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
