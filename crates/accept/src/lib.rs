@@ -24,6 +24,7 @@ pub mod connection;
 pub mod envelope;
 pub mod message;
 pub mod routing;
+pub mod spam;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -40,6 +41,7 @@ pub use connection::{Connection, Helo, Origin};
 pub use envelope::{ReportAddress, ReportAddresses};
 pub use message::Verdicts;
 pub use routing::Routing;
+pub use spam::{OnFailure, SpamEvents, SpamFilter, SpamVerdict};
 
 /// What happens to reports sent to us, for monitoring (RPT-3).
 pub trait ReportEvents: Send + Sync {
@@ -74,6 +76,8 @@ pub struct Acceptance {
     /// DNS block- and allowlists for mail from other servers (`None`: none configured).
     pub blocklists: Option<Arc<Blocklists>>,
     pub blocklist_events: Arc<dyn BlocklistEvents>,
+    /// rspamd scanning (`None`: off).
+    pub spam: Option<Arc<SpamFilter>>,
 }
 
 /// Where `domain`'s DKIM key with `selector` is kept below `data_dir`.
@@ -209,6 +213,91 @@ impl Acceptance {
             }),
             Decision::Reject(why) => Err(Delivery::Refused(why)),
             Decision::Defer(why) => Err(Delivery::Deferred(why)),
+        }
+    }
+
+    /// The spam stage: the changes rspamd's verdict makes (`None`: not scanned), or the
+    /// refusal (554) or deferral (451).
+    async fn scan(
+        &self,
+        connection: &Connection,
+        m: &Message,
+        body: &[u8],
+    ) -> Result<Option<spam::Changes>, Delivery> {
+        let Some(filter) = &self.spam else {
+            return Ok(None);
+        };
+        let inbound = matches!(connection.origin, Origin::Inbound);
+        if !inbound && !filter.scan_submission {
+            return Ok(None);
+        }
+        if body.len() > filter.max_bytes {
+            tracing::info!(id = %m.id, bytes = body.len(), "not scanned for spam: larger than spam.max_bytes");
+            return Ok(None);
+        }
+        let request = kurier_spam::ScanRequest {
+            ip: connection.ip,
+            helo: m.connection.helo.as_deref(),
+            from: &m.from,
+            recipients: m
+                .recipients
+                .iter()
+                .chain(&m.remote)
+                .map(|(r, _)| r.as_str())
+                .collect(),
+            queue_id: &m.id,
+            user: connection.account(),
+            tls: connection
+                .tls
+                .as_ref()
+                .map(|t| (t.version.as_str(), t.cipher.as_str())),
+            mta_name: &filter.hostname,
+        };
+        let reply = match filter.rspamd.scan(&request, body).await {
+            Ok(r) => r,
+            Err(e) => {
+                filter.events.failed();
+                return match filter.on_failure {
+                    OnFailure::Accept => {
+                        tracing::warn!(id = %m.id, error = %e, "spam scan failed; delivered unscanned (spam.on_failure = \"accept\")");
+                        Ok(None)
+                    }
+                    OnFailure::TempFail => {
+                        tracing::warn!(id = %m.id, error = %e, "spam scan failed; deferred (spam.on_failure = \"tempfail\")");
+                        Err(Delivery::Deferred(
+                            "Spam filter unavailable, try again later".into(),
+                        ))
+                    }
+                };
+            }
+        };
+        filter.events.scanned(&reply.action);
+        let symbols: Vec<&str> = reply
+            .symbols
+            .iter()
+            .filter(|s| s.score != 0.0)
+            .take(10)
+            .map(|s| s.name.as_str())
+            .collect();
+        if spam::has_own_fields(body) {
+            tracing::info!(id = %m.id, "the message brought its own X-Spam fields; they are replaced");
+        }
+        let decided = spam::verdict(&reply, inbound);
+        tracing::info!(id = %m.id, client = %connection.ip, from = %m.from,
+            account = connection.account(), action = reply.action.as_str(), score = reply.score,
+            symbols = %symbols.join(","), "spam scan");
+        match decided {
+            SpamVerdict::Deliver(c) => {
+                if !inbound && reply.action != kurier_spam::Action::NoAction {
+                    // Outbound mail that rspamd finds spammy but does not refuse: worth a look
+                    // (a stolen password sends like this first).
+                    tracing::warn!(id = %m.id, account = connection.account(), action = reply.action.as_str(),
+                        score = reply.score, "submitted message scored as spam; sent");
+                }
+                Ok(Some(c))
+            }
+            SpamVerdict::Reject(why) => Err(Delivery::Rejected(why)),
+            SpamVerdict::Defer(why) => Err(Delivery::Deferred(why)),
         }
     }
 
@@ -372,8 +461,8 @@ impl MailDrop for Acceptance {
         let connection = Connection::new(&m.connection);
         // First: a DMARC report is trusted only from a DMARC-passing reporter.
         let Authenticated {
-            verdicts,
-            folder,
+            mut verdicts,
+            mut folder,
             cleaned,
             dmarc_passed,
         } = match self.authenticate(&connection, m).await {
@@ -398,6 +487,17 @@ impl MailDrop for Acceptance {
             }
             Routing::Store { local, queue } => (local, queue),
         };
+        let scanned = match self
+            .scan(&connection, m, cleaned.as_deref().unwrap_or(&m.body))
+            .await
+        {
+            Ok(changes) => changes.unwrap_or_default(),
+            Err(refused) => return refused,
+        };
+        if scanned.junk {
+            folder = kurier_store::Folder::Junk;
+        }
+        verdicts.fields.extend(scanned.fields.iter().cloned());
         // RFC 8689 §5 at submission: the account's operator decides about TLS-Required: No.
         let stripped = match self.tls_required_rule(&connection, m).await {
             Ok(body) => body,
@@ -410,6 +510,8 @@ impl MailDrop for Acceptance {
             Origin::Inbound => None,
         };
         let unsigned: &[u8] = cleaned.as_deref().unwrap_or(unsigned);
+        let rewritten = spam::rewrite(unsigned, &scanned);
+        let unsigned: &[u8] = rewritten.as_deref().unwrap_or(unsigned);
         let completed = verdicts.apply(signature.as_deref(), unsigned);
         let body = completed.as_deref().unwrap_or(unsigned);
         match self

@@ -28,6 +28,7 @@ pub struct Config {
     pub dns_update: DnsUpdateConfig,
     pub sender_auth: SenderAuthConfig,
     pub blocklists: BlocklistConfig,
+    pub spam: SpamConfig,
 }
 
 /// `[dns_update]`: Kurier publishes its own TLSA, `_mta-sts`, `_smtp._tls`, SRV and DKIM
@@ -235,6 +236,58 @@ impl Default for BlocklistConfig {
             timeout_ms: 2000,
         }
     }
+}
+
+/// `[spam]`: every message from other servers (and, with `scan_submission`, what our users
+/// submit) is scanned by rspamd over its HTTP protocol before it is stored; messages users move
+/// into or out of Junk over IMAP train rspamd's statistics through its controller. Off until
+/// `rspamd` names the normal worker.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SpamConfig {
+    /// rspamd's normal worker, e.g. "127.0.0.1:11333".
+    pub rspamd: Option<SocketAddr>,
+    /// rspamd's controller, e.g. "127.0.0.1:11334", for learning; unset: no learning.
+    pub rspamd_controller: Option<SocketAddr>,
+    /// The controller's password, if Kurier does not connect from its `secure_ip`.
+    pub rspamd_password: Option<String>,
+    /// The time limit of one scan.
+    pub timeout_ms: u64,
+    /// What happens when rspamd does not answer in time or answers garbage.
+    pub on_failure: SpamFailure,
+    /// Also scan what our users submit, against outbound spam from stolen accounts.
+    pub scan_submission: bool,
+    /// Larger messages are not scanned.
+    pub max_bytes: u64,
+    /// Teach rspamd from Junk moves (needs `rspamd_controller`).
+    pub learn: bool,
+}
+
+impl Default for SpamConfig {
+    fn default() -> Self {
+        SpamConfig {
+            rspamd: None,
+            rspamd_controller: None,
+            rspamd_password: None,
+            timeout_ms: 20_000,
+            on_failure: SpamFailure::Accept,
+            scan_submission: false,
+            max_bytes: 20 * 1024 * 1024,
+            learn: true,
+        }
+    }
+}
+
+/// `spam.on_failure`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SpamFailure {
+    /// Deliver unscanned (what rspamd's documentation advises for Postfix's
+    /// `milter_default_action`): mail keeps flowing while rspamd is down.
+    #[default]
+    Accept,
+    /// 451: senders retry later; nothing unscanned gets in.
+    Tempfail,
 }
 
 /// What a DNS list is asked about.
@@ -987,6 +1040,7 @@ impl Config {
                 ..SenderAuthConfig::default()
             },
             blocklists: BlocklistConfig::default(),
+            spam: SpamConfig::default(),
         }
     }
 
@@ -1144,6 +1198,35 @@ impl Config {
                 &b.timeout_ms,
                 "must be 1 to 30000",
                 "e.g. 2000: a slow list must not stall the session",
+            );
+        }
+        let sp = &self.spam;
+        if sp.timeout_ms == 0 || sp.timeout_ms > 300_000 {
+            return bad(
+                "spam.timeout_ms",
+                &sp.timeout_ms,
+                "must be 1 to 300000",
+                "e.g. 20000: rspamd scans in well under a second",
+            );
+        }
+        if sp.rspamd.is_none() && sp.rspamd_controller.is_some() {
+            return bad(
+                "spam.rspamd",
+                &sp.rspamd,
+                "missing, but spam.rspamd_controller is set",
+                "name rspamd's normal worker, e.g. \"127.0.0.1:11333\"",
+            );
+        }
+        if sp
+            .rspamd_password
+            .as_deref()
+            .is_some_and(|p| p.chars().any(char::is_control))
+        {
+            return bad(
+                "spam.rspamd_password",
+                &"(hidden)",
+                "has control characters",
+                "write the controller password as rspamd's `password` setting has it",
             );
         }
         let u = &self.dns_update;

@@ -36,4 +36,4 @@ mod session;
 pub mod view;
 
 #[cfg(feature = "server")]
-pub use server::{ImapListener, ImapServer, serve};
+pub use server::{ImapListener, ImapServer, JunkTraining, serve};

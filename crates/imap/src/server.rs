@@ -38,6 +38,15 @@ pub struct ImapServer {
     /// RAM for literals (APPEND bodies), shared with SMTP's message bodies: a literal that
     /// does not fit now gets `NO [UNAVAILABLE]` instead of `+`.
     pub body_memory: Arc<ByteBudget>,
+    /// Told of every COPY and MOVE (a spam filter learns from Junk moves); `None`: nobody.
+    pub training: Option<Arc<dyn JunkTraining>>,
+}
+
+/// Who hears of messages copied between mailboxes. Called after the copy is committed, before
+/// the reply; it must only queue work, never wait.
+pub trait JunkTraining: Send + Sync {
+    /// `uids` are the copies' UIDs in `to`.
+    fn copied(&self, from: &kurier_store::Mailbox, to: &kurier_store::Mailbox, uids: &[u32]);
 }
 
 /// One listening socket's kind.

@@ -37,7 +37,26 @@ pub struct Metrics {
     dmarc_results: [AtomicU64; 4],
     /// Inbound messages by what sender authentication did (`Action::ALL` order).
     sender_auth_actions: [AtomicU64; 4],
+    /// Scanned messages by rspamd's action (`SPAM_ACTIONS` order, the last for custom ones).
+    spam_actions: [AtomicU64; 9],
+    /// Scans without a usable answer.
+    pub spam_scan_failures: AtomicU64,
+    /// Messages taught to rspamd: spam, ham, failed.
+    spam_learned: [AtomicU64; 3],
 }
+
+/// rspamd's actions in `Metrics::spam_actions` order.
+const SPAM_ACTIONS: [&str; 9] = [
+    "no action",
+    "greylist",
+    "add header",
+    "rewrite subject",
+    "soft reject",
+    "reject",
+    "discard",
+    "quarantine",
+    "other",
+];
 
 /// The DMARC results in `Metrics::dmarc_results` order.
 const DMARC_RESULTS: [kurier_mailauth::DmarcResult; 4] = [
@@ -73,6 +92,9 @@ impl Default for Metrics {
             certificates: OnceLock::new(),
             dmarc_results: Default::default(),
             sender_auth_actions: Default::default(),
+            spam_actions: Default::default(),
+            spam_scan_failures: AtomicU64::new(0),
+            spam_learned: Default::default(),
         }
     }
 }
@@ -99,6 +121,31 @@ impl Metrics {
 
     pub fn watch_validator(&self, mode: DnssecMode, state: watch::Receiver<ValidatorState>) {
         let _ = self.validator.set((mode, state));
+    }
+}
+
+impl kurier_accept::SpamEvents for Metrics {
+    fn scanned(&self, action: &kurier_spam::Action) {
+        let i = SPAM_ACTIONS
+            .iter()
+            .position(|a| *a == action.as_str())
+            .unwrap_or(SPAM_ACTIONS.len() - 1);
+        Metrics::add(&self.spam_actions[i], 1);
+    }
+
+    fn failed(&self) {
+        Metrics::add(&self.spam_scan_failures, 1);
+    }
+}
+
+impl kurier_spam::LearnEvents for Metrics {
+    fn learned(&self, kind: kurier_spam::LearnKind, ok: bool) {
+        let i = match (ok, kind) {
+            (true, kurier_spam::LearnKind::Spam) => 0,
+            (true, kurier_spam::LearnKind::Ham) => 1,
+            (false, _) => 2,
+        };
+        Metrics::add(&self.spam_learned[i], 1);
     }
 }
 
@@ -194,6 +241,24 @@ impl kurier_web::MetricsSource for Metrics {
             out.push_str(&format!(
                 "kurier_inbound_sender_auth_total{{action=\"{}\"}} {}\n",
                 a.as_str(),
+                v.load(Ordering::Relaxed)
+            ));
+        }
+        out.push_str("# HELP kurier_spam_scans_total Messages scanned by rspamd, by its action.\n# TYPE kurier_spam_scans_total counter\n");
+        for (a, v) in SPAM_ACTIONS.iter().zip(&self.spam_actions) {
+            out.push_str(&format!(
+                "kurier_spam_scans_total{{action=\"{a}\"}} {}\n",
+                v.load(Ordering::Relaxed)
+            ));
+        }
+        out.push_str(&format!(
+            "# HELP kurier_spam_scan_failures_total Scans rspamd did not answer in time or answered unusably (spam.on_failure applied).\n# TYPE kurier_spam_scan_failures_total counter\nkurier_spam_scan_failures_total {}\n",
+            self.spam_scan_failures.load(Ordering::Relaxed)
+        ));
+        out.push_str("# HELP kurier_spam_learned_total Messages users moved into or out of Junk, taught to rspamd (result: spam, ham, failed).\n# TYPE kurier_spam_learned_total counter\n");
+        for (r, v) in ["spam", "ham", "failed"].iter().zip(&self.spam_learned) {
+            out.push_str(&format!(
+                "kurier_spam_learned_total{{result=\"{r}\"}} {}\n",
                 v.load(Ordering::Relaxed)
             ));
         }

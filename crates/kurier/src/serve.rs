@@ -189,6 +189,7 @@ pub fn run(
             dkim_keys: dkim_keys.clone(),
             sender_auth: sender_auth.clone(),
             blocklists: blocklists(&cfg, resolver.as_ref()),
+            spam: spam_filter(&cfg, metrics.clone()),
         };
         let smtp = Arc::new(smtp_server(&cfg, &shared, mx_tls.clone(), None));
         for addr in &cfg.smtp.listen {
@@ -234,6 +235,7 @@ pub fn run(
             keepalive: Duration::from_secs(cfg.imap.keepalive_secs),
             headers: kurier_imap::cache::HeaderCache::new(64 << 20),
             body_memory: body_memory.clone(),
+            training: spam_learner(&cfg, store.clone(), metrics.clone()),
         });
         for (kind, list) in [
             (kurier_imap::ImapListener::ImplicitTls, &cfg.imap.listen_implicit),
@@ -406,6 +408,70 @@ fn blocklists(
         "DNS blocklists on"
     );
     Some(Arc::new(lists))
+}
+
+/// `[spam]`'s rspamd client, when `spam.rspamd` names one.
+fn spam_rspamd(cfg: &Config) -> Option<kurier_spam::Rspamd> {
+    let s = &cfg.spam;
+    Some(kurier_spam::Rspamd {
+        scanner: s.rspamd?,
+        controller: s.rspamd_controller,
+        password: s.rspamd_password.clone(),
+        timeout: Duration::from_millis(s.timeout_ms),
+    })
+}
+
+/// The spam stage of `[spam]`, when rspamd is named.
+fn spam_filter(
+    cfg: &Config,
+    events: Arc<crate::metrics::Metrics>,
+) -> Option<Arc<kurier_accept::SpamFilter>> {
+    let rspamd = spam_rspamd(cfg)?;
+    let s = &cfg.spam;
+    tracing::info!(rspamd = %rspamd.scanner, on_failure = ?s.on_failure,
+        scan_submission = s.scan_submission, "spam scanning with rspamd on");
+    Some(Arc::new(kurier_accept::SpamFilter {
+        rspamd,
+        on_failure: match s.on_failure {
+            kurier_config::SpamFailure::Accept => kurier_accept::OnFailure::Accept,
+            kurier_config::SpamFailure::Tempfail => kurier_accept::OnFailure::TempFail,
+        },
+        scan_submission: s.scan_submission,
+        max_bytes: usize::try_from(s.max_bytes).unwrap_or(usize::MAX),
+        hostname: cfg.server.hostname.clone(),
+        events,
+    }))
+}
+
+/// The learner behind IMAP's Junk moves, when learning is on and a controller is named.
+fn spam_learner(
+    cfg: &Config,
+    store: Arc<dyn kurier_store::Store>,
+    events: Arc<crate::metrics::Metrics>,
+) -> Option<Arc<dyn kurier_imap::JunkTraining>> {
+    let rspamd = spam_rspamd(cfg)?;
+    if !cfg.spam.learn || rspamd.controller.is_none() {
+        return None;
+    }
+    tracing::info!(controller = ?rspamd.controller, "rspamd learns from Junk moves");
+    Some(Arc::new(JunkLessons(kurier_spam::Learner::start(
+        rspamd, store, events,
+    ))))
+}
+
+/// IMAP's copies into and out of Junk, as lessons for rspamd (`kurier_spam::lesson` decides).
+struct JunkLessons(kurier_spam::Learner);
+
+impl kurier_imap::JunkTraining for JunkLessons {
+    fn copied(&self, from: &kurier_store::Mailbox, to: &kurier_store::Mailbox, uids: &[u32]) {
+        if let Some(kind) = kurier_spam::lesson(from.special_use, to.special_use) {
+            self.0.offer(kurier_spam::Lesson {
+                kind,
+                mailbox: to.id,
+                uids: uids.to_vec(),
+            });
+        }
+    }
 }
 
 /// Sender authentication of inbound mail (`[sender_auth]`), when it can run: it needs the
@@ -602,6 +668,8 @@ struct SmtpShared {
     sender_auth: Option<Arc<kurier_accept::SenderAuth>>,
     /// DNS block- and allowlists for the MX (never for submission).
     blocklists: Option<Arc<kurier_accept::Blocklists>>,
+    /// rspamd (MX, and submission with `spam.scan_submission`).
+    spam: Option<Arc<kurier_accept::SpamFilter>>,
 }
 
 /// An SMTP listener's settings: the MX (`submission: None`) or a submission port.
@@ -620,6 +688,7 @@ fn smtp_server(
         dkim_keys,
         sender_auth,
         blocklists,
+        spam,
     } = shared.clone();
     let s = &cfg.smtp;
     let domain = cfg
@@ -667,6 +736,7 @@ fn smtp_server(
                 None
             },
             blocklist_events: metrics.clone(),
+            spam,
         },
         Some(tls),
         Duration::from_secs(s.command_timeout_secs),

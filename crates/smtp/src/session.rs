@@ -114,6 +114,8 @@ pub enum Delivery {
     RateLimited,
     /// The message breaks a rule of the account (the reason says which): 550 5.7.1.
     Refused(String),
+    /// A content filter (a spam or virus scanner) refuses the message: 554 5.7.1 with its reason.
+    Rejected(String),
     /// A security check could not be done now (the reason says which): 451 4.7.0.
     Deferred(String),
 }
@@ -797,6 +799,7 @@ impl Session {
             Delivery::RateLimited => r(450, "4.7.1", "Sending rate limit reached, try again later"),
             Delivery::OverQuota(who) => r(552, "5.2.2", &format!("<{who}>: Mailbox full")),
             Delivery::Refused(why) => r(550, "5.7.1", &why),
+            Delivery::Rejected(why) => r(554, "5.7.1", &why),
             Delivery::Deferred(why) => r(451, "4.7.0", &why),
             Delivery::TempFail => r(
                 451,

@@ -625,6 +625,9 @@ impl Selected {
         }
         let pairs = store.copy(self.mailbox.id, &uids, target.id).await?;
         let (from, to): (Vec<u32>, Vec<u32>) = pairs.iter().copied().unzip();
+        if let Some(training) = &conn.server.training {
+            training.copied(&self.mailbox, &target, &to);
+        }
         let code = format!(
             "COPYUID {} {} {}",
             target.uid_validity,

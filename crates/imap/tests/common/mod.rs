@@ -48,6 +48,7 @@ pub async fn server(
         keepalive: Duration::from_secs(300),
         headers: kurier_imap::cache::HeaderCache::new(1 << 20),
         body_memory,
+        training: None,
     });
     let listener = TcpListener::bind(format!("{ip}:0")).await.unwrap();
     let addr = listener.local_addr().unwrap();
