@@ -287,3 +287,36 @@ fn blocklists_are_checked() {
     let e = err("[blocklists]\nlists = [{ zone = \"bl.example\", kind = \"asn\" }]\n");
     assert!(e.contains("kind") || e.contains("asn"), "{e}");
 }
+
+#[test]
+fn spam_settings_are_checked() {
+    let ok = parse(
+        "[spam]\nrspamd = \"127.0.0.1:11333\"\nrspamd_controller = \"127.0.0.1:11334\"\non_failure = \"tempfail\"\n",
+        Path::new("x.toml"),
+    )
+    .unwrap();
+    assert_eq!(ok.spam.on_failure, kurier_config::SpamFailure::Tempfail);
+    assert_eq!(ok.spam.rspamd, Some("127.0.0.1:11333".parse().unwrap()));
+    // Off by default, fail-open by default.
+    assert_eq!(Config::default().spam.rspamd, None);
+    assert_eq!(
+        Config::default().spam.on_failure,
+        kurier_config::SpamFailure::Accept
+    );
+    for (text, key) in [
+        ("[spam]\ntimeout_ms = 0\n", "spam.timeout_ms"),
+        (
+            "[spam]\nrspamd_controller = \"127.0.0.1:11334\"\n",
+            "spam.rspamd",
+        ),
+        (
+            "[spam]\nrspamd = \"127.0.0.1:11333\"\nrspamd_password = \"a\\nb\"\n",
+            "spam.rspamd_password",
+        ),
+        ("[spam]\nrspamd = \"localhost\"\n", "rspamd"),
+        ("[spam]\non_failure = \"maybe\"\n", "on_failure"),
+    ] {
+        let e = err(text);
+        assert!(e.contains(key), "{text}: {e}");
+    }
+}
