@@ -22,6 +22,7 @@ pub mod authentication;
 pub mod blocklist;
 pub mod connection;
 pub mod envelope;
+pub mod greylist;
 pub mod message;
 pub mod routing;
 pub mod spam;
@@ -39,6 +40,7 @@ pub use authentication::{Action, Checked, Decision, SenderAuth, SenderAuthEvents
 pub use blocklist::{Blocklists, Listing};
 pub use connection::{Connection, Helo, Origin};
 pub use envelope::{ReportAddress, ReportAddresses};
+pub use greylist::{GreylistEvents, Greylisting};
 pub use message::Verdicts;
 pub use routing::Routing;
 pub use spam::{OnFailure, SpamEvents, SpamFilter, SpamVerdict};
@@ -78,6 +80,8 @@ pub struct Acceptance {
     pub blocklist_events: Arc<dyn BlocklistEvents>,
     /// rspamd scanning (`None`: off).
     pub spam: Option<Arc<SpamFilter>>,
+    /// Greylisting of mail from other servers (`None`: off).
+    pub greylisting: Option<Arc<Greylisting>>,
 }
 
 /// Where `domain`'s DKIM key with `selector` is kept below `data_dir`.
@@ -487,6 +491,23 @@ impl MailDrop for Acceptance {
             }
             Routing::Store { local, queue } => (local, queue),
         };
+        if let (Some(g), Origin::Inbound) = (&self.greylisting, &connection.origin) {
+            let recipients: Vec<&str> = m.recipients.iter().map(|(r, _)| r.as_str()).collect();
+            if let Err(wait) = g
+                .check(
+                    &*self.store,
+                    connection.ip,
+                    &m.from,
+                    &recipients,
+                    !dmarc_passed.is_empty(),
+                )
+                .await
+            {
+                tracing::info!(id = %m.id, client = %connection.ip, from = %m.from,
+                    recipients = recipients.len(), "greylisted");
+                return Delivery::Deferred(wait);
+            }
+        }
         let scanned = match self
             .scan(&connection, m, cleaned.as_deref().unwrap_or(&m.body))
             .await

@@ -29,6 +29,7 @@ pub struct Config {
     pub sender_auth: SenderAuthConfig,
     pub blocklists: BlocklistConfig,
     pub spam: SpamConfig,
+    pub greylisting: GreylistConfig,
 }
 
 /// `[dns_update]`: Kurier publishes its own TLSA, `_mta-sts`, `_smtp._tls`, SRV and DKIM
@@ -274,6 +275,35 @@ impl Default for SpamConfig {
             scan_submission: false,
             max_bytes: 20 * 1024 * 1024,
             learn: true,
+        }
+    }
+}
+
+/// `[greylisting]`: mail from a new (client /24 or /64, sender, recipient) triplet gets 451
+/// until the sending server retries after `delay_secs`. Off by default. Mail whose From domain
+/// passes DMARC is never greylisted.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GreylistConfig {
+    pub enabled: bool,
+    pub delay_secs: u64,
+    /// A first attempt not retried within this is forgotten.
+    pub retry_window_secs: u64,
+    /// A triplet that passed and is not seen again for this long is forgotten.
+    pub expiry_days: u64,
+    /// Client networks, sender domains or addresses never greylisted (`sender_auth.dmarc_exempt`
+    /// syntax); a sender domain is what any client can claim, so prefer networks.
+    pub exempt: Vec<String>,
+}
+
+impl Default for GreylistConfig {
+    fn default() -> Self {
+        GreylistConfig {
+            enabled: false,
+            delay_secs: 300,
+            retry_window_secs: 2 * 86400,
+            expiry_days: 35,
+            exempt: Vec::new(),
         }
     }
 }
@@ -1041,6 +1071,7 @@ impl Config {
             },
             blocklists: BlocklistConfig::default(),
             spam: SpamConfig::default(),
+            greylisting: GreylistConfig::default(),
         }
     }
 
@@ -1198,6 +1229,39 @@ impl Config {
                 &b.timeout_ms,
                 "must be 1 to 30000",
                 "e.g. 2000: a slow list must not stall the session",
+            );
+        }
+        let gl = &self.greylisting;
+        if let Some(bad_entry) = gl.exempt.iter().find(|e| SenderPattern::parse(e).is_none()) {
+            return bad(
+                "greylisting.exempt",
+                bad_entry,
+                "is no client network, sender domain or address",
+                "write e.g. \"192.0.2.0/24\" or \"lists.example.org\"",
+            );
+        }
+        if gl.delay_secs == 0 || gl.delay_secs > 86400 {
+            return bad(
+                "greylisting.delay_secs",
+                &gl.delay_secs,
+                "must be 1 to 86400",
+                "e.g. 300: real servers retry within minutes",
+            );
+        }
+        if gl.retry_window_secs <= gl.delay_secs {
+            return bad(
+                "greylisting.retry_window_secs",
+                &gl.retry_window_secs,
+                "must be longer than greylisting.delay_secs",
+                "e.g. 172800 (two days)",
+            );
+        }
+        if gl.expiry_days == 0 || gl.expiry_days > 3650 {
+            return bad(
+                "greylisting.expiry_days",
+                &gl.expiry_days,
+                "must be 1 to 3650",
+                "e.g. 35",
             );
         }
         let sp = &self.spam;

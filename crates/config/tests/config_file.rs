@@ -320,3 +320,32 @@ fn spam_settings_are_checked() {
         assert!(e.contains(key), "{text}: {e}");
     }
 }
+
+#[test]
+fn greylisting_settings_are_checked() {
+    let c = parse(
+        "[greylisting]\nenabled = true\nexempt = [\"192.0.2.0/24\", \"lists.example.org\"]\n",
+        Path::new("x.toml"),
+    )
+    .unwrap();
+    assert!(c.greylisting.enabled);
+    assert!(!Config::default().greylisting.enabled, "off by default");
+    for (text, key) in [
+        (
+            "[greylisting]\nexempt = [\"not a/net\"]\n",
+            "greylisting.exempt",
+        ),
+        ("[greylisting]\ndelay_secs = 0\n", "greylisting.delay_secs"),
+        (
+            "[greylisting]\ndelay_secs = 600\nretry_window_secs = 300\n",
+            "greylisting.retry_window_secs",
+        ),
+        (
+            "[greylisting]\nexpiry_days = 0\n",
+            "greylisting.expiry_days",
+        ),
+    ] {
+        let e = err(text);
+        assert!(e.contains(key), "{text}: {e}");
+    }
+}

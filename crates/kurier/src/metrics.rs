@@ -43,6 +43,8 @@ pub struct Metrics {
     pub spam_scan_failures: AtomicU64,
     /// Messages taught to rspamd: spam, ham, failed.
     spam_learned: [AtomicU64; 3],
+    /// Greylisting outcomes (`greylist::Outcome::ALL` order).
+    greylist: [AtomicU64; 4],
 }
 
 /// rspamd's actions in `Metrics::spam_actions` order.
@@ -95,6 +97,7 @@ impl Default for Metrics {
             spam_actions: Default::default(),
             spam_scan_failures: AtomicU64::new(0),
             spam_learned: Default::default(),
+            greylist: Default::default(),
         }
     }
 }
@@ -146,6 +149,16 @@ impl kurier_spam::LearnEvents for Metrics {
             (false, _) => 2,
         };
         Metrics::add(&self.spam_learned[i], 1);
+    }
+}
+
+impl kurier_accept::GreylistEvents for Metrics {
+    fn counted(&self, outcome: kurier_accept::greylist::Outcome) {
+        let i = kurier_accept::greylist::Outcome::ALL
+            .iter()
+            .position(|o| *o == outcome)
+            .unwrap_or(0);
+        Metrics::add(&self.greylist[i], 1);
     }
 }
 
@@ -259,6 +272,17 @@ impl kurier_web::MetricsSource for Metrics {
         for (r, v) in ["spam", "ham", "failed"].iter().zip(&self.spam_learned) {
             out.push_str(&format!(
                 "kurier_spam_learned_total{{result=\"{r}\"}} {}\n",
+                v.load(Ordering::Relaxed)
+            ));
+        }
+        out.push_str("# HELP kurier_greylist_total Messages from other servers by greylisting outcome: deferred (451), passed (back after the delay), known, exempt (DMARC passed or greylisting.exempt).\n# TYPE kurier_greylist_total counter\n");
+        for (o, v) in kurier_accept::greylist::Outcome::ALL
+            .iter()
+            .zip(&self.greylist)
+        {
+            out.push_str(&format!(
+                "kurier_greylist_total{{outcome=\"{}\"}} {}\n",
+                o.as_str(),
                 v.load(Ordering::Relaxed)
             ));
         }

@@ -190,7 +190,15 @@ pub fn run(
             sender_auth: sender_auth.clone(),
             blocklists: blocklists(&cfg, resolver.as_ref()),
             spam: spam_filter(&cfg, metrics.clone()),
+            greylisting: greylisting(&cfg, metrics.clone()),
         };
+        if shared.greylisting.is_some() {
+            services.push(tokio::spawn(prune_greylist(
+                store.clone(),
+                cfg.greylisting.clone(),
+                stopped(stop_rx.clone()),
+            )));
+        }
         let smtp = Arc::new(smtp_server(&cfg, &shared, mx_tls.clone(), None));
         for addr in &cfg.smtp.listen {
             let listener = tokio::net::TcpListener::bind(addr.0).await.with_context(|| {
@@ -408,6 +416,61 @@ fn blocklists(
         "DNS blocklists on"
     );
     Some(Arc::new(lists))
+}
+
+/// `[greylisting]`, when enabled.
+fn greylisting(
+    cfg: &Config,
+    events: Arc<crate::metrics::Metrics>,
+) -> Option<Arc<kurier_accept::Greylisting>> {
+    let g = &cfg.greylisting;
+    if !g.enabled {
+        return None;
+    }
+    tracing::info!(
+        delay_secs = g.delay_secs,
+        exempt = g.exempt.len(),
+        "greylisting on"
+    );
+    let secs = |s: u64| i64::try_from(s).unwrap_or(i64::MAX);
+    Some(Arc::new(kurier_accept::Greylisting {
+        delay: secs(g.delay_secs),
+        retry_window: secs(g.retry_window_secs),
+        expiry: secs(g.expiry_days.saturating_mul(86400)),
+        // Checked when the configuration was read.
+        exempt: g
+            .exempt
+            .iter()
+            .filter_map(|e| kurier_config::SenderPattern::parse(e))
+            .collect(),
+        events,
+    }))
+}
+
+/// Forgets lapsed greylisting triplets once an hour, so the table does not grow without bound.
+async fn prune_greylist(
+    store: Arc<dyn kurier_store::Store>,
+    g: kurier_config::GreylistConfig,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    let keep = g.retry_window_secs.max(g.expiry_days.saturating_mul(86400));
+    let keep = i64::try_from(keep).unwrap_or(i64::MAX);
+    let mut tick = tokio::time::interval(Duration::from_secs(3600));
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = tick.tick() => {}
+        }
+        match store
+            .greylist_prune(kurier_store::now().saturating_sub(keep))
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(triplets = n, "lapsed greylisting triplets forgotten"),
+            Err(e) => tracing::warn!(error = %e, "cannot prune greylisting triplets"),
+        }
+    }
 }
 
 /// `[spam]`'s rspamd client, when `spam.rspamd` names one.
@@ -670,6 +733,8 @@ struct SmtpShared {
     blocklists: Option<Arc<kurier_accept::Blocklists>>,
     /// rspamd (MX, and submission with `spam.scan_submission`).
     spam: Option<Arc<kurier_accept::SpamFilter>>,
+    /// `[greylisting]` for the MX.
+    greylisting: Option<Arc<kurier_accept::Greylisting>>,
 }
 
 /// An SMTP listener's settings: the MX (`submission: None`) or a submission port.
@@ -689,6 +754,7 @@ fn smtp_server(
         sender_auth,
         blocklists,
         spam,
+        greylisting,
     } = shared.clone();
     let s = &cfg.smtp;
     let domain = cfg
@@ -737,6 +803,11 @@ fn smtp_server(
             },
             blocklist_events: metrics.clone(),
             spam,
+            greylisting: if submission.is_none() {
+                greylisting
+            } else {
+                None
+            },
         },
         Some(tls),
         Duration::from_secs(s.command_timeout_secs),

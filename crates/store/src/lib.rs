@@ -279,6 +279,12 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<i64>;
     async fn dmarc_reports(&self) -> Result<Vec<ReceivedDmarcReport>>;
     async fn sts_policy(&self, domain: &str) -> Result<Option<CachedStsPolicy>>;
+
+    // Greylisting (shared by every node of one store).
+    async fn greylist_get(&self, triplet: &GreyTriplet) -> Result<Option<GreyRecord>>;
+    async fn greylist_put(&self, triplet: &GreyTriplet, record: &GreyRecord) -> Result<()>;
+    /// Forgets triplets last seen before `before`. Returns how many went.
+    async fn greylist_prune(&self, before: UnixTime) -> Result<u64>;
 }
 
 /// Opens the store a URL names: `sqlite:/path/to/kurier.db`, `postgres://user@host/db`, or

@@ -449,3 +449,22 @@ pub struct CachedStsPolicy {
     pub fetched: UnixTime,
     pub expires: UnixTime,
 }
+
+/// One greylisting triplet (client network, envelope sender, recipient), all lower case.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct GreyTriplet {
+    /// "192.0.2.0/24" or "2001:db8:1:2::/64".
+    pub network: String,
+    /// "" for the null sender.
+    pub sender: String,
+    pub recipient: String,
+}
+
+/// What the store remembers of a triplet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GreyRecord {
+    pub first_seen: UnixTime,
+    pub last_seen: UnixTime,
+    /// It came back after the delay: its mail passes from now on.
+    pub passed: bool,
+}

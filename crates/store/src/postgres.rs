@@ -27,6 +27,7 @@ use crate::{
     ReceivedReport, Recipient, RecipientStatus, ReportKind, Result, SpecialUse, Store, StoreError,
     TlsOutcome, UnixTime, address, normalize_flags, now, password,
 };
+use crate::{GreyRecord, GreyTriplet};
 
 /// The NOTIFY channel for mailbox changes.
 const CHANNEL: &str = "kurier_changes";
@@ -1814,6 +1815,54 @@ impl Store for PostgresStore {
             .await
             .map_err(err)?
             .map(|r| CachedStsPolicy { domain: r.get(0), record_id: r.get(1), policy: r.get(2), fetched: r.get(3), expires: r.get(4) }))
+    }
+
+    async fn greylist_get(&self, t: &GreyTriplet) -> Result<Option<GreyRecord>> {
+        Ok(self
+            .client()
+            .await?
+            .query_opt(
+                "SELECT first_seen, last_seen, passed FROM greylist \
+                 WHERE network = $1 AND sender = $2 AND recipient = $3",
+                &[&t.network, &t.sender, &t.recipient],
+            )
+            .await
+            .map_err(err)?
+            .map(|r| GreyRecord {
+                first_seen: r.get(0),
+                last_seen: r.get(1),
+                passed: r.get(2),
+            }))
+    }
+
+    async fn greylist_put(&self, t: &GreyTriplet, g: &GreyRecord) -> Result<()> {
+        self.client()
+            .await?
+            .execute(
+                "INSERT INTO greylist (network, sender, recipient, first_seen, last_seen, passed) \
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (network, sender, recipient) \
+                 DO UPDATE SET first_seen = $4, last_seen = $5, passed = $6",
+                &[
+                    &t.network,
+                    &t.sender,
+                    &t.recipient,
+                    &g.first_seen,
+                    &g.last_seen,
+                    &g.passed,
+                ],
+            )
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
+    async fn greylist_prune(&self, before: UnixTime) -> Result<u64> {
+        Ok(self
+            .client()
+            .await?
+            .execute("DELETE FROM greylist WHERE last_seen < $1", &[&before])
+            .await
+            .map_err(err)?)
     }
 }
 

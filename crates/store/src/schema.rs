@@ -196,6 +196,19 @@ pub const SQLITE: &[&str] = &[
         received BIGINT NOT NULL,
         xml BLOB NOT NULL);
     "#,
+    // 10: greylisting triplets (client network, sender, recipient): when first and last seen,
+    // and whether they came back after the delay.
+    r#"
+    CREATE TABLE greylist (
+        network TEXT NOT NULL,
+        sender TEXT NOT NULL,
+        recipient TEXT NOT NULL,
+        first_seen BIGINT NOT NULL,
+        last_seen BIGINT NOT NULL,
+        passed BOOLEAN NOT NULL,
+        PRIMARY KEY (network, sender, recipient));
+    CREATE INDEX greylist_last_seen ON greylist(last_seen);
+    "#,
 ];
 
 pub const POSTGRES: &[&str] = &[
@@ -387,5 +400,18 @@ pub const POSTGRES: &[&str] = &[
         reporter TEXT NOT NULL,
         received BIGINT NOT NULL,
         xml BYTEA NOT NULL);
+    "#,
+    // 10: greylisting triplets (client network, sender, recipient): when first and last seen,
+    // and whether they came back after the delay.
+    r#"
+    CREATE TABLE greylist (
+        network TEXT NOT NULL,
+        sender TEXT NOT NULL,
+        recipient TEXT NOT NULL,
+        first_seen BIGINT NOT NULL,
+        last_seen BIGINT NOT NULL,
+        passed BOOLEAN NOT NULL,
+        PRIMARY KEY (network, sender, recipient));
+    CREATE INDEX greylist_last_seen ON greylist(last_seen);
     "#,
 ];

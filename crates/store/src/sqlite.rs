@@ -24,6 +24,7 @@ use crate::{
     ReceivedReport, Recipient, RecipientStatus, ReportKind, Result, SpecialUse, Store, StoreError,
     TlsOutcome, UnixTime, address, normalize_flags, now, password,
 };
+use crate::{GreyRecord, GreyTriplet};
 
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
@@ -1743,6 +1744,59 @@ impl Store for SqliteStore {
             )
             .optional()
             .map_err(err)
+        })
+        .await
+    }
+
+    async fn greylist_get(&self, t: &GreyTriplet) -> Result<Option<GreyRecord>> {
+        let t = t.clone();
+        self.run(move |c| {
+            c.query_row(
+                "SELECT first_seen, last_seen, passed FROM greylist \
+                 WHERE network = ?1 AND sender = ?2 AND recipient = ?3",
+                params![t.network, t.sender, t.recipient],
+                |r| {
+                    Ok(GreyRecord {
+                        first_seen: r.get(0)?,
+                        last_seen: r.get(1)?,
+                        passed: r.get(2)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(err)
+        })
+        .await
+    }
+
+    async fn greylist_put(&self, t: &GreyTriplet, g: &GreyRecord) -> Result<()> {
+        let (t, g) = (t.clone(), *g);
+        self.run(move |c| {
+            c.execute(
+                "INSERT INTO greylist (network, sender, recipient, first_seen, last_seen, passed) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (network, sender, recipient) \
+                 DO UPDATE SET first_seen = ?4, last_seen = ?5, passed = ?6",
+                params![
+                    t.network,
+                    t.sender,
+                    t.recipient,
+                    g.first_seen,
+                    g.last_seen,
+                    g.passed
+                ],
+            )
+            .map_err(err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn greylist_prune(&self, before: UnixTime) -> Result<u64> {
+        self.run(move |c| {
+            let n = c
+                .execute("DELETE FROM greylist WHERE last_seen < ?1", [before])
+                .map_err(err)?;
+            Ok(n as u64)
         })
         .await
     }

@@ -121,6 +121,11 @@ macro_rules! conformance {
                 suite::report_claims(s).await
             }
             #[tokio::test(flavor = "multi_thread")]
+            async fn abuse_4_greylist_triplets() {
+                let (s, _g) = store().await;
+                suite::greylist_triplets(s).await
+            }
+            #[tokio::test(flavor = "multi_thread")]
             async fn auth5_dmarc_events_and_reports() {
                 let (s, _g) = store().await;
                 suite::dmarc_events_and_reports(s).await
@@ -305,6 +310,45 @@ mod suite {
             (r[0].id, r[0].policy_domain.as_str(), r[0].xml.as_slice()),
             (id, "sender.test", &b"<feedback/>"[..])
         );
+    }
+
+    pub async fn greylist_triplets(s: Arc<dyn Store>) {
+        let t = |n: &str, r: &str| kurier_store::GreyTriplet {
+            network: n.into(),
+            sender: "a@sender.test".into(),
+            recipient: r.into(),
+        };
+        let (one, two) = (
+            t("192.0.2.0/24", "x@kurier.test"),
+            t("2001:db8::/64", "x@kurier.test"),
+        );
+        assert_eq!(s.greylist_get(&one).await.unwrap(), None);
+        let first = kurier_store::GreyRecord {
+            first_seen: 1000,
+            last_seen: 1000,
+            passed: false,
+        };
+        s.greylist_put(&one, &first).await.unwrap();
+        s.greylist_put(&two, &first).await.unwrap();
+        assert_eq!(s.greylist_get(&one).await.unwrap(), Some(first));
+        // A put replaces the whole record.
+        let passed = kurier_store::GreyRecord {
+            first_seen: 1000,
+            last_seen: 1400,
+            passed: true,
+        };
+        s.greylist_put(&one, &passed).await.unwrap();
+        assert_eq!(s.greylist_get(&one).await.unwrap(), Some(passed));
+        assert_eq!(
+            s.greylist_get(&t("192.0.2.0/24", "y@kurier.test"))
+                .await
+                .unwrap(),
+            None
+        );
+        // Pruning goes by last sight.
+        assert_eq!(s.greylist_prune(1200).await.unwrap(), 1);
+        assert_eq!(s.greylist_get(&two).await.unwrap(), None);
+        assert_eq!(s.greylist_get(&one).await.unwrap(), Some(passed));
     }
 
     async fn account(s: &Arc<dyn Store>, addr: &str) -> kurier_store::Account {
