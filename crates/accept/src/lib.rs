@@ -82,6 +82,8 @@ pub struct Acceptance {
     pub spam: Option<Arc<SpamFilter>>,
     /// Greylisting of mail from other servers (`None`: off).
     pub greylisting: Option<Arc<Greylisting>>,
+    /// Recipients per client address and network, for mail from other servers.
+    pub recipient_rate: Option<Arc<kurier_access::RateLimit>>,
 }
 
 /// Where `domain`'s DKIM key with `selector` is kept below `data_dir`.
@@ -448,6 +450,14 @@ impl MailDrop for Acceptance {
         address: &str,
     ) -> Verdict {
         let connection = Connection::new(client);
+        if let (Some(rate), Origin::Inbound) = (&self.recipient_rate, &connection.origin) {
+            let verdict = rate.hit(connection.ip, std::time::Instant::now());
+            if verdict != kurier_access::RateVerdict::Allowed {
+                tracing::info!(client = %connection.ip, helo = %connection.helo, from = sender,
+                    to = address, limit = ?verdict, "recipient refused: recipient rate");
+                return Verdict::RateLimited;
+            }
+        }
         if let Some(refused) = self.listed(&connection, sender, address).await {
             return refused;
         }

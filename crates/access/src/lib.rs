@@ -4,11 +4,16 @@
 //! (RFC 4648 §4), PLAIN (RFC 4616) and the common LOGIN; and one failure throttle with an
 //! injected clock that every protocol consults, so that switching from port 465 to 993 gains an
 //! attacker nothing (TR-03108 MUA-2); the per-address connection limit and the accept loop with
-//! graceful shutdown of every listener.
+//! graceful shutdown of every listener; connection and recipient rates per address and
+//! network (`rate`).
 //!
 //! Must not: log or keep a password; know any protocol's syntax.
 
 #![forbid(unsafe_code)]
+
+pub mod rate;
+
+pub use rate::{RateLimit, RateVerdict};
 
 use std::collections::HashMap;
 use std::future::Future;

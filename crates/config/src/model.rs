@@ -707,6 +707,29 @@ pub struct SmtpConfig {
     /// TLS session tickets after STARTTLS on port 25. Some large senders give up STARTTLS
     /// against servers that send TLS 1.3 tickets; `false` sends none (full handshakes).
     pub tls_session_tickets: bool,
+    /// New connections per `rate_window_secs` from one address (IPv6: its /64) and from its
+    /// network (IPv4 /24, IPv6 /48); past them 421 (Postfix's anvil). 0: no limit.
+    pub connection_rate_per_address: u32,
+    pub connection_rate_per_network: u32,
+    /// Recipients (RCPT TO) per window from one address and from its network; past them 450.
+    pub recipient_rate_per_address: u32,
+    pub recipient_rate_per_network: u32,
+    pub rate_window_secs: u64,
+    /// Client networks the rates do not apply to (Postfix exempts `$mynetworks`).
+    pub rate_exempt: Vec<String>,
+}
+
+impl SmtpConfig {
+    /// `rate_exempt` as (network, prefix length); `None` for an entry that is no network.
+    pub fn rate_exempt_networks(&self) -> Option<Vec<(IpAddr, u8)>> {
+        self.rate_exempt
+            .iter()
+            .map(|e| match SenderPattern::parse(e)? {
+                SenderPattern::Network(ip, len) => Some((ip, len)),
+                _ => None,
+            })
+            .collect()
+    }
 }
 
 impl Default for SmtpConfig {
@@ -724,6 +747,14 @@ impl Default for SmtpConfig {
             body_memory_mb: 256,
             in_flight_mb: 4096,
             tls_session_tickets: true,
+            // Generous for one sending host (big senders reuse connections and spread over
+            // many networks); an operator of a large site raises them.
+            connection_rate_per_address: 60,
+            connection_rate_per_network: 600,
+            recipient_rate_per_address: 500,
+            recipient_rate_per_network: 3000,
+            rate_window_secs: 60,
+            rate_exempt: vec!["127.0.0.0/8".into(), "::1/128".into()],
         }
     }
 }
@@ -1229,6 +1260,22 @@ impl Config {
                 &b.timeout_ms,
                 "must be 1 to 30000",
                 "e.g. 2000: a slow list must not stall the session",
+            );
+        }
+        if self.smtp.rate_exempt_networks().is_none() {
+            return bad(
+                "smtp.rate_exempt",
+                &self.smtp.rate_exempt,
+                "lists something that is no client network",
+                "write networks, e.g. [\"127.0.0.0/8\", \"192.0.2.0/24\"]",
+            );
+        }
+        if self.smtp.rate_window_secs == 0 || self.smtp.rate_window_secs > 86400 {
+            return bad(
+                "smtp.rate_window_secs",
+                &self.smtp.rate_window_secs,
+                "must be 1 to 86400",
+                "e.g. 60: the limits count per minute",
             );
         }
         let gl = &self.greylisting;

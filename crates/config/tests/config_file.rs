@@ -349,3 +349,25 @@ fn greylisting_settings_are_checked() {
         assert!(e.contains(key), "{text}: {e}");
     }
 }
+
+#[test]
+fn smtp_rates_are_checked() {
+    let c = Config::default();
+    assert_eq!(
+        c.smtp.rate_exempt_networks().unwrap(),
+        [
+            ("127.0.0.0".parse().unwrap(), 8),
+            ("::1".parse().unwrap(), 128)
+        ]
+    );
+    for (text, key) in [
+        (
+            "[smtp]\nrate_exempt = [\"example.org\"]\n",
+            "smtp.rate_exempt",
+        ),
+        ("[smtp]\nrate_window_secs = 0\n", "smtp.rate_window_secs"),
+    ] {
+        let e = err(text);
+        assert!(e.contains(key), "{text}: {e}");
+    }
+}

@@ -45,6 +45,8 @@ pub struct Metrics {
     spam_learned: [AtomicU64; 3],
     /// Greylisting outcomes (`greylist::Outcome::ALL` order).
     greylist: [AtomicU64; 4],
+    /// The MX's connection and recipient rate limits.
+    rates: OnceLock<[Arc<kurier_access::RateLimit>; 2]>,
 }
 
 /// rspamd's actions in `Metrics::spam_actions` order.
@@ -98,6 +100,7 @@ impl Default for Metrics {
             spam_scan_failures: AtomicU64::new(0),
             spam_learned: Default::default(),
             greylist: Default::default(),
+            rates: OnceLock::new(),
         }
     }
 }
@@ -149,6 +152,17 @@ impl kurier_spam::LearnEvents for Metrics {
             (false, _) => 2,
         };
         Metrics::add(&self.spam_learned[i], 1);
+    }
+}
+
+impl Metrics {
+    /// Shows the refusals of these rate limits.
+    pub fn watch_rates(
+        &self,
+        connections: Arc<kurier_access::RateLimit>,
+        recipients: Arc<kurier_access::RateLimit>,
+    ) {
+        let _ = self.rates.set([connections, recipients]);
     }
 }
 
@@ -273,6 +287,13 @@ impl kurier_web::MetricsSource for Metrics {
             out.push_str(&format!(
                 "kurier_spam_learned_total{{result=\"{r}\"}} {}\n",
                 v.load(Ordering::Relaxed)
+            ));
+        }
+        if let Some([c, r]) = self.rates.get() {
+            out.push_str(&format!(
+                "# HELP kurier_smtp_rate_limited_total MX connections (421) and recipients (450) refused by smtp.*_rate_* limits.\n# TYPE kurier_smtp_rate_limited_total counter\nkurier_smtp_rate_limited_total{{what=\"connection\"}} {}\nkurier_smtp_rate_limited_total{{what=\"recipient\"}} {}\n",
+                c.refused(),
+                r.refused()
             ));
         }
         out.push_str("# HELP kurier_greylist_total Messages from other servers by greylisting outcome: deferred (451), passed (back after the delay), known, exempt (DMARC passed or greylisting.exempt).\n# TYPE kurier_greylist_total counter\n");

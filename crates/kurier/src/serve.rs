@@ -191,6 +191,7 @@ pub fn run(
             blocklists: blocklists(&cfg, resolver.as_ref()),
             spam: spam_filter(&cfg, metrics.clone()),
             greylisting: greylisting(&cfg, metrics.clone()),
+            rates: smtp_rates(&cfg, &metrics),
         };
         if shared.greylisting.is_some() {
             services.push(tokio::spawn(prune_greylist(
@@ -735,6 +736,39 @@ struct SmtpShared {
     spam: Option<Arc<kurier_accept::SpamFilter>>,
     /// `[greylisting]` for the MX.
     greylisting: Option<Arc<kurier_accept::Greylisting>>,
+    /// The MX's connection and recipient rates, shared by its listeners.
+    rates: SmtpRates,
+}
+
+/// The MX's rate limits.
+#[derive(Clone)]
+struct SmtpRates {
+    connections: Arc<kurier_access::RateLimit>,
+    recipients: Arc<kurier_access::RateLimit>,
+}
+
+/// `[smtp]`'s connection and recipient rates (shown on `/metrics`).
+fn smtp_rates(cfg: &Config, metrics: &crate::metrics::Metrics) -> SmtpRates {
+    let s = &cfg.smtp;
+    let window = Duration::from_secs(s.rate_window_secs);
+    // Checked when the configuration was read.
+    let exempt = s.rate_exempt_networks().unwrap_or_default();
+    let rates = SmtpRates {
+        connections: Arc::new(kurier_access::RateLimit::new(
+            window,
+            s.connection_rate_per_address,
+            s.connection_rate_per_network,
+            exempt.clone(),
+        )),
+        recipients: Arc::new(kurier_access::RateLimit::new(
+            window,
+            s.recipient_rate_per_address,
+            s.recipient_rate_per_network,
+            exempt,
+        )),
+    };
+    metrics.watch_rates(rates.connections.clone(), rates.recipients.clone());
+    rates
 }
 
 /// An SMTP listener's settings: the MX (`submission: None`) or a submission port.
@@ -755,6 +789,7 @@ fn smtp_server(
         blocklists,
         spam,
         greylisting,
+        rates,
     } = shared.clone();
     let s = &cfg.smtp;
     let domain = cfg
@@ -808,6 +843,7 @@ fn smtp_server(
             } else {
                 None
             },
+            recipient_rate: submission.is_none().then(|| rates.recipients.clone()),
         },
         Some(tls),
         Duration::from_secs(s.command_timeout_secs),
@@ -816,7 +852,7 @@ fn smtp_server(
     );
     match submission {
         Some(settings) => server.with_submission(settings),
-        None => server,
+        None => server.with_connection_rate(rates.connections),
     }
 }
 

@@ -69,6 +69,8 @@ pub struct SmtpServer<D: MailDrop> {
     /// `Some` for a submission listener.
     pub submission: Option<SubmissionSettings>,
     connections: Arc<ConnectionLimit>,
+    /// New connections per address and network (`None`: no limit).
+    connection_rate: Option<Arc<kurier_access::RateLimit>>,
 }
 
 impl<D: MailDrop> SmtpServer<D> {
@@ -88,7 +90,14 @@ impl<D: MailDrop> SmtpServer<D> {
             data_timeout,
             submission: None,
             connections: ConnectionLimit::new(max_connections_per_ip),
+            connection_rate: None,
         }
+    }
+
+    /// Limits the rate of new connections.
+    pub fn with_connection_rate(mut self, rate: Arc<kurier_access::RateLimit>) -> Self {
+        self.connection_rate = Some(rate);
+        self
     }
 
     /// Makes this a submission listener.
@@ -137,6 +146,24 @@ async fn connection<D: MailDrop>(
         tracing::info!(%peer, "SMTP connection refused: per-IP limit");
         return;
     };
+    if let Some(rate) = &server.connection_rate {
+        let verdict = rate.hit(peer.ip(), std::time::Instant::now());
+        if verdict != kurier_access::RateVerdict::Allowed {
+            let ip = peer.ip().to_canonical();
+            let _ = tcp
+                .write_all(
+                    &Reply::new(
+                        421,
+                        "4.7.0",
+                        format!("Error: too many connections from [{ip}], try again later"),
+                    )
+                    .to_bytes(),
+                )
+                .await;
+            tracing::info!(%peer, limit = ?verdict, "SMTP connection refused: connection rate");
+            return;
+        }
+    }
     let mut session = Session::new(server.session.clone(), PeerInfo { ip: peer.ip() });
     let mut buf = Vec::with_capacity(4096);
     let mut conn = Conn {

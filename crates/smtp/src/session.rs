@@ -85,6 +85,8 @@ pub enum Verdict {
     TempFail,
     /// Refused by policy (a DNS blocklist, say): 554 5.7.1 with this reason.
     Refused(String),
+    /// The client sent too many recipients lately: 450 4.7.1.
+    RateLimited,
 }
 
 /// The driver's answer to `Authenticate`.
@@ -575,6 +577,15 @@ impl Session {
                 Event::Reply(r(451, "4.3.0", "Temporary lookup failure, try again later"))
             }
             Verdict::Refused(why) => self.error(r(554, "5.7.1", &format!("<{to}>: {why}"))),
+            // Postfix's words; an error, so a harvester is soon disconnected.
+            Verdict::RateLimited => {
+                let ip = self.peer.ip.to_canonical();
+                self.error(r(
+                    450,
+                    "4.7.1",
+                    &format!("Error: too many recipients from [{ip}], try again later"),
+                ))
+            }
         }
     }
 
