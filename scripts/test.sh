@@ -15,11 +15,12 @@ cd "$(dirname "$0")/.."
 # Kurier's RFC 2136 client updates. publicsuffix is the Public Suffix List DMARC needs; OpenDKIM
 # signs what a Postfix peer sends to Kurier; xmllint (libxml2-utils) validates our DMARC reports
 # against the RFC 7489 schema. rspamd (with Redis for its statistics) is the spam filter the
-# spam stage scans with and Junk moves train.
+# spam stage scans with and Junk moves train; clamd with clamav-milter (and OpenDKIM again) are
+# the milters the milter stage talks to.
 packages=(gcc make perl ca-certificates openssl curl testssl.sh postgresql
   nsd unbound libunbound8 ldnsutils dnsutils postfix swaks libnet-ssleay-perl python3 python3-cryptography
   util-linux pebble knot publicsuffix opendkim libxml2-utils
-  rspamd redis-server)
+  rspamd redis-server clamav-daemon clamav-milter)
 
 missing=()
 for p in "${packages[@]}"; do

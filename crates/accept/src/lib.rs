@@ -24,6 +24,7 @@ pub mod connection;
 pub mod envelope;
 pub mod greylist;
 pub mod message;
+pub mod milter;
 pub mod routing;
 pub mod spam;
 
@@ -84,6 +85,10 @@ pub struct Acceptance {
     pub greylisting: Option<Arc<Greylisting>>,
     /// Recipients per client address and network, for mail from other servers.
     pub recipient_rate: Option<Arc<kurier_access::RateLimit>>,
+    /// The content filters of this listener, in order (empty: none).
+    pub milters: Arc<Vec<milter::Milter>>,
+    /// Our host name, as filters are told it.
+    pub hostname: String,
 }
 
 /// Where `domain`'s DKIM key with `selector` is kept below `data_dir`.
@@ -174,12 +179,12 @@ impl Acceptance {
     async fn tls_required_rule(
         &self,
         connection: &Connection,
-        m: &Message,
+        body: &[u8],
     ) -> Result<Option<Vec<u8>>, Delivery> {
         let Some(account) = connection.account() else {
             return Ok(None);
         };
-        if !message::has_tls_required(&m.body) {
+        if !message::has_tls_required(body) {
             return Ok(None);
         }
         let rule = match self.store.account_settings(account).await {
@@ -192,7 +197,7 @@ impl Acceptance {
                 return Err(Delivery::TempFail);
             }
         };
-        message::tls_required(rule, &m.body).map_err(Delivery::Refused)
+        message::tls_required(rule, body).map_err(Delivery::Refused)
     }
 
     /// The sender-authentication stage for mail from other servers: the verdict fields, the
@@ -219,6 +224,53 @@ impl Acceptance {
             }),
             Decision::Reject(why) => Err(Delivery::Refused(why)),
             Decision::Defer(why) => Err(Delivery::Deferred(why)),
+        }
+    }
+
+    /// The milter stage: the message as the filters left it (`None`: unchanged) and whether a
+    /// filter quarantined it; or the refusal (554), deferral (451), or `Ok(None)` with
+    /// `discarded` for a discard.
+    async fn filter(
+        &self,
+        connection: &Connection,
+        m: &Message,
+        body: &[u8],
+    ) -> Result<(Option<Vec<u8>>, bool), Delivery> {
+        if self.milters.is_empty() {
+            return Ok((None, false));
+        }
+        let client_name = format!("[{}]", connection.ip);
+        let envelope = kurier_milter::Envelope {
+            client_ip: connection.ip,
+            client_name: &client_name,
+            helo: m.connection.helo.as_deref().unwrap_or(""),
+            from: &m.from,
+            recipients: m
+                .recipients
+                .iter()
+                .chain(&m.remote)
+                .map(|(r, _)| r.as_str())
+                .collect(),
+            queue_id: &m.id,
+            hostname: &self.hostname,
+            auth_user: connection.account(),
+            tls: connection
+                .tls
+                .as_ref()
+                .map(|t| (t.version.as_str(), t.cipher.as_str())),
+        };
+        match milter::run(&self.milters, &envelope, body).await {
+            milter::Filtered::Deliver {
+                message,
+                quarantine,
+            } => Ok((message, quarantine.is_some())),
+            milter::Filtered::Reject(why) => Err(Delivery::Rejected(why)),
+            milter::Filtered::Defer(why) => Err(Delivery::Deferred(why)),
+            milter::Filtered::Discard(why) => {
+                // The operator's filter decided; the sender hears 250 (as with Postfix).
+                tracing::warn!(id = %m.id, from = %m.from, reason = %why, "message discarded by a milter; not stored");
+                Err(Delivery::Stored)
+            }
         }
     }
 
@@ -518,10 +570,22 @@ impl MailDrop for Acceptance {
                 return Delivery::Deferred(wait);
             }
         }
-        let scanned = match self
-            .scan(&connection, m, cleaned.as_deref().unwrap_or(&m.body))
+        // What the later stages see: the message without forged results, as the filters left it.
+        let (filtered, quarantined) = match self
+            .filter(&connection, m, cleaned.as_deref().unwrap_or(&m.body))
             .await
         {
+            Ok(f) => f,
+            Err(outcome) => return outcome,
+        };
+        if quarantined {
+            folder = kurier_store::Folder::Junk;
+        }
+        let base: &[u8] = filtered
+            .as_deref()
+            .or(cleaned.as_deref())
+            .unwrap_or(&m.body);
+        let scanned = match self.scan(&connection, m, base).await {
             Ok(changes) => changes.unwrap_or_default(),
             Err(refused) => return refused,
         };
@@ -530,19 +594,19 @@ impl MailDrop for Acceptance {
         }
         verdicts.fields.extend(scanned.fields.iter().cloned());
         // RFC 8689 §5 at submission: the account's operator decides about TLS-Required: No.
-        let stripped = match self.tls_required_rule(&connection, m).await {
+        let stripped = match self.tls_required_rule(&connection, base).await {
             Ok(body) => body,
             Err(refused) => return refused,
         };
-        let unsigned: &[u8] = stripped.as_deref().unwrap_or(&m.body);
-        // Only what our own users submit is signed; inbound mail never is.
+        let unsigned: &[u8] = stripped.as_deref().unwrap_or(base);
+        let rewritten = spam::rewrite(unsigned, &scanned);
+        let unsigned: &[u8] = rewritten.as_deref().unwrap_or(unsigned);
+        // Only what our own users submit is signed, last, over what goes out; inbound mail
+        // never is.
         let signature = match connection.origin {
             Origin::Submission { .. } => self.dkim_signature(unsigned).await,
             Origin::Inbound => None,
         };
-        let unsigned: &[u8] = cleaned.as_deref().unwrap_or(unsigned);
-        let rewritten = spam::rewrite(unsigned, &scanned);
-        let unsigned: &[u8] = rewritten.as_deref().unwrap_or(unsigned);
         let completed = verdicts.apply(signature.as_deref(), unsigned);
         let body = completed.as_deref().unwrap_or(unsigned);
         match self

@@ -30,6 +30,9 @@ pub struct Config {
     pub blocklists: BlocklistConfig,
     pub spam: SpamConfig,
     pub greylisting: GreylistConfig,
+    /// `[[milter]]` tables, in the order the filters run.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub milter: Vec<MilterConfig>,
 }
 
 /// `[dns_update]`: Kurier publishes its own TLSA, `_mta-sts`, `_smtp._tls`, SRV and DKIM
@@ -306,6 +309,53 @@ impl Default for GreylistConfig {
             exempt: Vec::new(),
         }
     }
+}
+
+/// `[[milter]]`: one content filter spoken to over the Sendmail milter protocol (as Postfix's
+/// `smtpd_milters`), at the end of DATA, in the order of the tables.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MilterConfig {
+    /// For the log.
+    pub name: String,
+    /// "127.0.0.1:8891", "inet:8891@127.0.0.1" or "unix:/run/clamav/clamav-milter.ctl".
+    pub address: String,
+    /// For the connection and each answer.
+    #[serde(default = "milter_timeout")]
+    pub timeout_ms: u64,
+    /// When the filter cannot be reached or fails mid-message.
+    #[serde(default)]
+    pub default_action: MilterDefault,
+    /// The listeners whose mail it sees: "mx", "submission".
+    #[serde(default = "mx_only")]
+    pub listeners: Vec<MilterListener>,
+}
+
+fn milter_timeout() -> u64 {
+    30_000
+}
+
+fn mx_only() -> Vec<MilterListener> {
+    vec![MilterListener::Mx]
+}
+
+/// `milter.default_action` (Postfix's `milter_default_action`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MilterDefault {
+    Accept,
+    /// 451: the sender retries; nothing unfiltered gets in.
+    #[default]
+    Tempfail,
+    Reject,
+}
+
+/// `milter.listeners`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MilterListener {
+    Mx,
+    Submission,
 }
 
 /// `spam.on_failure`.
@@ -1103,6 +1153,7 @@ impl Config {
             blocklists: BlocklistConfig::default(),
             spam: SpamConfig::default(),
             greylisting: GreylistConfig::default(),
+            milter: Vec::new(),
         }
     }
 
@@ -1277,6 +1328,24 @@ impl Config {
                 "must be 1 to 86400",
                 "e.g. 60: the limits count per minute",
             );
+        }
+        for (i, m) in self.milter.iter().enumerate() {
+            if m.timeout_ms == 0 || m.timeout_ms > 600_000 {
+                return bad(
+                    &format!("milter[{i}].timeout_ms"),
+                    &m.timeout_ms,
+                    "must be 1 to 600000",
+                    "e.g. 30000",
+                );
+            }
+            if m.address.trim().is_empty() {
+                return bad(
+                    &format!("milter[{i}].address"),
+                    &m.address,
+                    "is empty",
+                    "write e.g. \"inet:7357@127.0.0.1\" or \"unix:/run/clamav/clamav-milter.ctl\"",
+                );
+            }
         }
         let gl = &self.greylisting;
         if let Some(bad_entry) = gl.exempt.iter().find(|e| SenderPattern::parse(e).is_none()) {

@@ -371,3 +371,42 @@ fn smtp_rates_are_checked() {
         assert!(e.contains(key), "{text}: {e}");
     }
 }
+
+#[test]
+fn milters_are_read_in_order_with_defaults() {
+    let c = parse(
+        "[[milter]]\nname = \"clamav\"\naddress = \"inet:7357@127.0.0.1\"\n\
+         [[milter]]\nname = \"dkim\"\naddress = \"unix:/run/opendkim.sock\"\ndefault_action = \"accept\"\nlisteners = [\"mx\", \"submission\"]\n",
+        Path::new("x.toml"),
+    )
+    .unwrap();
+    assert_eq!(c.milter.len(), 2);
+    assert_eq!(c.milter[0].timeout_ms, 30_000);
+    assert_eq!(
+        c.milter[0].default_action,
+        kurier_config::MilterDefault::Tempfail
+    );
+    assert_eq!(c.milter[0].listeners, [kurier_config::MilterListener::Mx]);
+    assert_eq!(
+        c.milter[1].default_action,
+        kurier_config::MilterDefault::Accept
+    );
+    for (text, key) in [
+        (
+            "[[milter]]\nname = \"x\"\naddress = \"\"\n",
+            "milter[0].address",
+        ),
+        (
+            "[[milter]]\nname = \"x\"\naddress = \"127.0.0.1:1\"\ntimeout_ms = 0\n",
+            "milter[0].timeout_ms",
+        ),
+        (
+            "[[milter]]\nname = \"x\"\naddress = \"127.0.0.1:1\"\nlisteners = [\"imap\"]\n",
+            "imap",
+        ),
+        ("[[milter]]\naddress = \"127.0.0.1:1\"\n", "name"),
+    ] {
+        let e = err(text);
+        assert!(e.contains(key), "{text}: {e}");
+    }
+}

@@ -192,6 +192,7 @@ pub fn run(
             spam: spam_filter(&cfg, metrics.clone()),
             greylisting: greylisting(&cfg, metrics.clone()),
             rates: smtp_rates(&cfg, &metrics),
+            milters: milters(&cfg)?,
         };
         if shared.greylisting.is_some() {
             services.push(tokio::spawn(prune_greylist(
@@ -738,6 +739,51 @@ struct SmtpShared {
     greylisting: Option<Arc<kurier_accept::Greylisting>>,
     /// The MX's connection and recipient rates, shared by its listeners.
     rates: SmtpRates,
+    /// `[[milter]]`: the MX's filters and the submission ports'.
+    milters: (
+        Arc<Vec<kurier_accept::milter::Milter>>,
+        Arc<Vec<kurier_accept::milter::Milter>>,
+    ),
+}
+
+/// `[[milter]]` for the MX and for submission; a filter address that is none stops the start.
+#[allow(clippy::type_complexity)]
+fn milters(
+    cfg: &Config,
+) -> anyhow::Result<(
+    Arc<Vec<kurier_accept::milter::Milter>>,
+    Arc<Vec<kurier_accept::milter::Milter>>,
+)> {
+    use kurier_accept::milter::{DefaultAction, Milter};
+    let (mut mx, mut submission) = (Vec::new(), Vec::new());
+    for (i, m) in cfg.milter.iter().enumerate() {
+        let Some(address) = kurier_milter::MilterAddress::parse(m.address.trim()) else {
+            anyhow::bail!(
+                "milter[{i}].address = {:?}: no filter address; write e.g. \"inet:7357@127.0.0.1\", \"127.0.0.1:8891\" or \"unix:/run/clamav/clamav-milter.ctl\"",
+                m.address
+            );
+        };
+        let milter = Milter {
+            name: m.name.clone(),
+            address,
+            timeout: Duration::from_millis(m.timeout_ms),
+            default_action: match m.default_action {
+                kurier_config::MilterDefault::Accept => DefaultAction::Accept,
+                kurier_config::MilterDefault::Tempfail => DefaultAction::TempFail,
+                kurier_config::MilterDefault::Reject => DefaultAction::Reject,
+            },
+        };
+        tracing::info!(milter = %milter.name, address = %milter.address, listeners = ?m.listeners, "milter on");
+        if m.listeners.contains(&kurier_config::MilterListener::Mx) {
+            mx.push(milter.clone());
+        }
+        if m.listeners
+            .contains(&kurier_config::MilterListener::Submission)
+        {
+            submission.push(milter);
+        }
+    }
+    Ok((Arc::new(mx), Arc::new(submission)))
 }
 
 /// The MX's rate limits.
@@ -790,6 +836,7 @@ fn smtp_server(
         spam,
         greylisting,
         rates,
+        milters,
     } = shared.clone();
     let s = &cfg.smtp;
     let domain = cfg
@@ -844,6 +891,12 @@ fn smtp_server(
                 None
             },
             recipient_rate: submission.is_none().then(|| rates.recipients.clone()),
+            milters: if submission.is_none() {
+                milters.0
+            } else {
+                milters.1
+            },
+            hostname: cfg.server.hostname.clone(),
         },
         Some(tls),
         Duration::from_secs(s.command_timeout_secs),
