@@ -1,7 +1,11 @@
-//! What the SMTP benchmarks share: reading replies and building the test message.
+//! What the SMTP benchmarks share: reading replies, building the test message, the pipelined
+//! load, and a configured Kurier to load.
 
 use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 pub type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
@@ -68,4 +72,102 @@ pub fn start_logged(mut cmd: Command, needle: &str) -> Res<Child> {
         }
     }
     Err(format!("kurier did not log {needle:?}").into())
+}
+
+/// `messages` transactions of `message` from `from` to `demo@example.test` over `sessions`
+/// parallel sessions (EHLO `helo`); messages per second, as the sender sees them.
+pub fn load(
+    addr: SocketAddr,
+    helo: &str,
+    from: &str,
+    message: &[u8],
+    messages: usize,
+    sessions: usize,
+) -> Res<f64> {
+    let t = Instant::now();
+    let threads: Vec<_> = (0..sessions)
+        .map(|s| {
+            let n = messages / sessions + usize::from(s < messages % sessions);
+            let (message, helo, from) = (message.to_vec(), helo.to_string(), from.to_string());
+            std::thread::spawn(move || -> Result<(), String> {
+                let tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(10))
+                    .map_err(|e| e.to_string())?;
+                tcp.set_read_timeout(Some(Duration::from_secs(60)))
+                    .map_err(|e| e.to_string())?;
+                let mut r = BufReader::new(tcp);
+                expect(&mut r, "220").map_err(|e| e.to_string())?;
+                r.get_mut()
+                    .write_all(format!("EHLO {helo}\r\n").as_bytes())
+                    .map_err(|e| e.to_string())?;
+                expect(&mut r, "250").map_err(|e| e.to_string())?;
+                transactions(&mut r, &from, "demo@example.test", &message, n)
+                    .map_err(|e| e.to_string())
+            })
+        })
+        .collect();
+    for th in threads {
+        th.join().map_err(|_| "a load thread panicked")??;
+    }
+    Ok(messages as f64 / t.elapsed().as_secs_f64())
+}
+
+/// A configured Kurier (SMTP on `ip`:2525 only, account demo@example.test) with `extra`
+/// configuration tables.
+pub struct KurierProcess(Child);
+
+impl KurierProcess {
+    pub fn start(
+        bin: &str,
+        world: &kurier_testworld::World,
+        dir: &Path,
+        ip: &str,
+        extra: &str,
+    ) -> Res<Self> {
+        let (cert, key) = world.ca.leaf(&["mx.kurier.test"])?.write(dir, "mx")?;
+        std::fs::create_dir_all(dir.join("data"))?;
+        let config = dir.join("kurier.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[server]\nhostname = \"mx.kurier.test\"\ndata_dir = \"{data}\"\n\
+                 [[tls.certificate]]\ncert = \"{cert}\"\nkey = \"{key}\"\n\
+                 [web]\nlisten = [\"{ip}:8443\"]\nlisten_http = []\n\
+                 [smtp]\nlisten = [\"{ip}:2525\"]\n\
+                 [submission]\nlisten_implicit = []\nlisten_starttls = []\n\
+                 [imap]\nlisten_implicit = []\nlisten_starttls = []\n\
+                 [pop3]\nlisten_implicit = []\nlisten_starttls = []\n{extra}",
+                data = dir.join("data").display(),
+                cert = cert.display(),
+                key = key.display(),
+            ),
+        )?;
+        let c = config.to_str().ok_or("path")?;
+        let admin = |args: &[&str], input: &str| -> Res<()> {
+            let mut child = Command::new(bin)
+                .args(args)
+                .args(["--config", c])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .spawn()?;
+            child
+                .stdin
+                .take()
+                .ok_or("stdin")?
+                .write_all(input.as_bytes())?;
+            if !child.wait()?.success() {
+                return Err(format!("kurier {args:?} failed").into());
+            }
+            Ok(())
+        };
+        admin(&["domain", "add", "example.test"], "")?;
+        admin(&["user", "add", "demo@example.test"], "pw\n")?;
+        let mut cmd = Command::new(bin);
+        cmd.args(["serve", "--config", c]);
+        Ok(KurierProcess(start_logged(cmd, "Kurier started")?))
+    }
+
+    pub fn stop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

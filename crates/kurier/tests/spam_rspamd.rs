@@ -11,9 +11,8 @@
 
 mod support;
 
-use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use support::Server;
@@ -80,22 +79,12 @@ while True:
     threading.Thread(target=serve, args=(c,), daemon=True).start()
 "#;
 
-/// A process group that is killed whole when the test ends (rspamd forks its workers).
-struct Group(Child);
-
-impl Drop for Group {
-    fn drop(&mut self) {
-        // SAFETY: kill(2) on the process group our own child leads.
-        unsafe { libc::kill(-(self.0.id() as i32), libc::SIGKILL) };
-        let _ = self.0.wait();
-    }
-}
-
-/// rspamd with its Redis on `ip` (normal worker 11333, controller 11334, Redis 6379).
+/// rspamd with its Redis on `ip` and the test's rules: multimap on the Subject for "add
+/// header" (score 8), "rewrite subject" (12, with `rewrite_subject = 10`) and a pre-filter soft
+/// reject.
 struct Rspamd {
     ip: String,
-    _redis: Group,
-    _rspamd: Group,
+    _world: kurier_testworld::rspamd::Rspamd,
     _dir: tempfile::TempDir,
 }
 
@@ -103,87 +92,40 @@ impl Rspamd {
     fn start(ip: &str) -> Rspamd {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
-        let local = d.join("local.d");
-        std::fs::create_dir_all(&local).unwrap();
-        let write = |name: &str, text: &str| std::fs::write(d.join(name), text).unwrap();
-        write(
-            "rspamd.conf",
-            &format!(
-                ".include \"$CONFDIR/common.conf\"\n\
-                 options {{\n  pidfile = \"$RUNDIR/rspamd.pid\";\n  .include \"$CONFDIR/options.inc\"\n  \
-                 dns {{ nameserver = [\"127.0.0.1:9\"]; timeout = 0.3s; retransmits = 1; }}\n}}\n\
-                 logging {{ type = \"console\"; level = \"notice\"; }}\n\
-                 worker \"normal\" {{ bind_socket = \"{ip}:11333\"; .include \"$CONFDIR/worker-normal.inc\"\n count = 1; }}\n\
-                 worker \"controller\" {{ bind_socket = \"{ip}:11334\"; .include \"$CONFDIR/worker-controller.inc\" }}\n"
-            ),
-        );
-        write("local.d/redis.conf", &format!("servers = \"{ip}:6379\";\n"));
-        // Our own greylisting is Kurier's business (item 4); rspamd's needs a second try.
-        write("local.d/greylist.conf", "enabled = false;\n");
-        write(
-            "local.d/actions.conf",
-            "rewrite_subject = 10;\nsubject = \"***SPAM*** %s\";\n",
-        );
+        std::fs::write(d.join("junk.map"), "/cheap pills/i\n").unwrap();
+        std::fs::write(d.join("worse.map"), "/limited offer/i\n").unwrap();
+        std::fs::write(d.join("later.map"), "/try later/i\n").unwrap();
         let map = |name: &str| d.join(name).display().to_string();
-        write(
-            "local.d/multimap.conf",
-            &format!(
-                "KURIER_TEST_JUNK {{ type = \"header\"; header = \"Subject\"; regexp = true; map = \"{}\"; score = 8.0; }}\n\
-                 KURIER_TEST_WORSE {{ type = \"header\"; header = \"Subject\"; regexp = true; map = \"{}\"; score = 12.0; }}\n\
-                 KURIER_TEST_LATER {{ type = \"header\"; header = \"Subject\"; regexp = true; map = \"{}\"; prefilter = true; action = \"soft reject\"; message = \"Come back later\"; }}\n",
-                map("junk.map"),
-                map("worse.map"),
-                map("later.map")
-            ),
+        let multimap = format!(
+            "KURIER_TEST_JUNK {{ type = \"header\"; header = \"Subject\"; regexp = true; map = \"{}\"; score = 8.0; }}\n\
+             KURIER_TEST_WORSE {{ type = \"header\"; header = \"Subject\"; regexp = true; map = \"{}\"; score = 12.0; }}\n\
+             KURIER_TEST_LATER {{ type = \"header\"; header = \"Subject\"; regexp = true; map = \"{}\"; prefilter = true; action = \"soft reject\"; message = \"Come back later\"; }}\n",
+            map("junk.map"),
+            map("worse.map"),
+            map("later.map")
         );
-        write("junk.map", "/cheap pills/i\n");
-        write("worse.map", "/limited offer/i\n");
-        write("later.map", "/try later/i\n");
-        let group = |cmd: &mut Command| {
-            Group(
-                cmd.process_group(0)
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .spawn()
-                    .unwrap(),
-            )
-        };
-        let redis = group(Command::new("redis-server").args([
-            "--bind",
+        let world = kurier_testworld::rspamd::Rspamd::start(
+            d,
             ip,
-            "--port",
-            "6379",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ]));
-        let var = |k: &str| format!("--var={k}={}", d.display());
-        let rspamd = group(
-            Command::new("rspamd")
-                .args(["-f", "-i", "-c"])
-                .arg(d.join("rspamd.conf"))
-                .args([
-                    var("LOCAL_CONFDIR"),
-                    var("DBDIR"),
-                    var("RUNDIR"),
-                    var("LOGDIR"),
-                ]),
-        );
+            &[
+                ("multimap.conf", multimap),
+                (
+                    "actions.conf",
+                    "rewrite_subject = 10;\nsubject = \"***SPAM*** %s\";\n".into(),
+                ),
+            ],
+        )
+        .unwrap();
         let deadline = Instant::now() + Duration::from_secs(90);
         for port in [11333, 11334] {
             while !http(ip, port, "GET", "/ping", b"").contains("pong") {
-                assert!(
-                    Instant::now() < deadline,
-                    "rspamd did not start (scripts/test.sh installs rspamd and redis-server)"
-                );
+                assert!(Instant::now() < deadline, "rspamd does not answer /ping");
                 std::thread::sleep(Duration::from_millis(200));
             }
         }
         Rspamd {
             ip: ip.to_string(),
-            _redis: redis,
-            _rspamd: rspamd,
+            _world: world,
             _dir: dir,
         }
     }

@@ -41,9 +41,19 @@ impl Daemon {
     pub fn wait_until(
         &mut self,
         what: &str,
+        ready: impl FnMut() -> bool,
+    ) -> Result<(), WorldError> {
+        self.wait_until_for(what, Duration::from_secs(20), ready)
+    }
+
+    /// `wait_until` with another time limit.
+    pub fn wait_until_for(
+        &mut self,
+        what: &str,
+        limit: Duration,
         mut ready: impl FnMut() -> bool,
     ) -> Result<(), WorldError> {
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + limit;
         while Instant::now() < deadline {
             if ready() {
                 return Ok(());
@@ -58,8 +68,9 @@ impl Daemon {
             std::thread::sleep(Duration::from_millis(20));
         }
         Err(WorldError(format!(
-            "{} did not get {what} within 20 s:\n{}",
+            "{} did not get {what} within {} s:\n{}",
             self.name,
+            limit.as_secs(),
             self.log_text()
         )))
     }

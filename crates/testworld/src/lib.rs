@@ -3,7 +3,8 @@
 //! Owns the test harness that DANE, MTA-STS, TLSRPT, SMTP and `kurier check` tests stand on: a
 //! test CA with good and bad certificates (`ca`), signed and deliberately broken DNS zones served
 //! by NSD under a private root, a validating unbound that trusts only that root (`dns`), and
-//! real Postfix peers (`postfix`), and a Knot primary that takes TSIG-signed updates (`knot`). Each `World` takes its own loopback block 127.A.B.0/24 and
+//! real Postfix peers (`postfix`), a Knot primary that takes TSIG-signed updates (`knot`), and rspamd with its Redis
+//! (`rspamd`). Each `World` takes its own loopback block 127.A.B.0/24 and
 //! its own folder, so tests run in parallel; dropping it ends every process it started, also
 //! when a test panics.
 //!
@@ -18,6 +19,7 @@ pub mod knot;
 pub mod net;
 pub mod postfix;
 pub mod relay;
+pub mod rspamd;
 
 use std::path::{Path, PathBuf};
 

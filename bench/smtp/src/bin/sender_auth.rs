@@ -9,15 +9,11 @@
 //!
 //! Usage: kurier-bench-sender-auth PATH/TO/kurier [MESSAGES] [SESSIONS]
 
-use std::io::{BufReader, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::net::SocketAddr;
 
 use kurier_testworld::{World, Zone};
 
-use kurier_bench_smtp::{Res, expect, start_logged, transactions};
+use kurier_bench_smtp::{KurierProcess, Res};
 
 fn main() -> Res<()> {
     let args: Vec<String> = std::env::args().collect();
@@ -49,7 +45,15 @@ fn main() -> Res<()> {
     for (n, on) in [(100u8, true), (101u8, false)] {
         let ip = world.net.ip(n).to_string();
         let dir = world.path(&format!("kurier-{n}"));
-        servers.push((KurierProcess::start(kurier, &world, &dir, &ip, on)?, ip));
+        let dns = world.dns();
+        let extra = format!(
+            "[dns]\nupstream = [\"{resolver}\"]\ntrust_anchor = \"{anchor}\"\n\
+             [delivery]\nenabled = true\n[tlsrpt]\nenabled = false\n\
+             [sender_auth]\nenabled = {on}\n",
+            resolver = dns.resolver,
+            anchor = dns.trust_anchor_dnskey.display(),
+        );
+        servers.push((KurierProcess::start(kurier, &world, &dir, &ip, &extra)?, ip));
     }
     let headers = "From: bench@sender.test\r\nTo: demo@example.test\r\nSubject: load\r\n\
                    Date: Thu, 03 Dec 2026 12:00:00 +0000\r\nMessage-ID: <1@sender.test>\r\n";
@@ -68,8 +72,18 @@ fn main() -> Res<()> {
     let mut rates = Vec::new();
     for (_, ip) in &servers {
         let addr: SocketAddr = format!("{ip}:2525").parse()?;
-        load(addr, &message, 50.min(messages), sessions.min(5))?; // warm the caches
-        rates.push(load(addr, &message, messages, sessions)?);
+        let load = |messages, sessions| {
+            kurier_bench_smtp::load(
+                addr,
+                "bench.sender.test",
+                "bench@sender.test",
+                &message,
+                messages,
+                sessions,
+            )
+        };
+        load(50.min(messages), sessions.min(5))?; // warm the caches
+        rates.push(load(messages, sessions)?);
     }
     println!(
         "verification on {:.0} msg/s, off {:.0} msg/s: on/off = {:.2}",
@@ -81,99 +95,4 @@ fn main() -> Res<()> {
         s.stop();
     }
     Ok(())
-}
-
-fn load(addr: SocketAddr, message: &[u8], messages: usize, sessions: usize) -> Res<f64> {
-    let t = Instant::now();
-    let threads: Vec<_> = (0..sessions)
-        .map(|s| {
-            let n = messages / sessions + usize::from(s < messages % sessions);
-            let message = message.to_vec();
-            std::thread::spawn(move || -> Result<(), String> {
-                let tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(10))
-                    .map_err(|e| e.to_string())?;
-                tcp.set_read_timeout(Some(Duration::from_secs(60)))
-                    .map_err(|e| e.to_string())?;
-                let mut r = BufReader::new(tcp);
-                expect(&mut r, "220").map_err(|e| e.to_string())?;
-                r.get_mut()
-                    .write_all(b"EHLO bench.sender.test\r\n")
-                    .map_err(|e| e.to_string())?;
-                expect(&mut r, "250").map_err(|e| e.to_string())?;
-                transactions(
-                    &mut r,
-                    "bench@sender.test",
-                    "demo@example.test",
-                    &message,
-                    n,
-                )
-                .map_err(|e| e.to_string())
-            })
-        })
-        .collect();
-    for th in threads {
-        th.join().map_err(|_| "a load thread panicked")??;
-    }
-    Ok(messages as f64 / t.elapsed().as_secs_f64())
-}
-
-struct KurierProcess(Child);
-
-impl KurierProcess {
-    /// A configured Kurier on `ip` (SMTP on 2525) resolving through the world, with or
-    /// without sender authentication.
-    fn start(bin: &str, world: &World, dir: &Path, ip: &str, sender_auth: bool) -> Res<Self> {
-        let dns = world.dns();
-        let (cert, key) = world.ca.leaf(&["mx.kurier.test"])?.write(dir, "mx")?;
-        std::fs::create_dir_all(dir.join("data"))?;
-        let config = dir.join("kurier.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[server]\nhostname = \"mx.kurier.test\"\ndata_dir = \"{data}\"\n\
-                 [[tls.certificate]]\ncert = \"{cert}\"\nkey = \"{key}\"\n\
-                 [web]\nlisten = [\"{ip}:8443\"]\nlisten_http = []\n\
-                 [smtp]\nlisten = [\"{ip}:2525\"]\n\
-                 [submission]\nlisten_implicit = []\nlisten_starttls = []\n\
-                 [imap]\nlisten_implicit = []\nlisten_starttls = []\n\
-                 [pop3]\nlisten_implicit = []\nlisten_starttls = []\n\
-                 [dns]\nupstream = [\"{resolver}\"]\ntrust_anchor = \"{anchor}\"\n\
-                 [delivery]\nenabled = true\n[tlsrpt]\nenabled = false\n\
-                 [sender_auth]\nenabled = {sender_auth}\n",
-                data = dir.join("data").display(),
-                cert = cert.display(),
-                key = key.display(),
-                resolver = dns.resolver,
-                anchor = dns.trust_anchor_dnskey.display(),
-            ),
-        )?;
-        let c = config.to_str().ok_or("path")?;
-        let admin = |args: &[&str], input: &str| -> Res<()> {
-            let mut child = Command::new(bin)
-                .args(args)
-                .args(["--config", c])
-                .stdin(Stdio::piped())
-                .stdout(Stdio::null())
-                .spawn()?;
-            child
-                .stdin
-                .take()
-                .ok_or("stdin")?
-                .write_all(input.as_bytes())?;
-            if !child.wait()?.success() {
-                return Err(format!("kurier {args:?} failed").into());
-            }
-            Ok(())
-        };
-        admin(&["domain", "add", "example.test"], "")?;
-        admin(&["user", "add", "demo@example.test"], "pw\n")?;
-        let mut cmd = Command::new(bin);
-        cmd.args(["serve", "--config", c]);
-        Ok(KurierProcess(start_logged(cmd, "Kurier started")?))
-    }
-
-    fn stop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
