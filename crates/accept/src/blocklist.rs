@@ -112,6 +112,7 @@ impl Blocklists {
     /// Asks every list about `ip` and `sender` at once, within the budget.
     pub async fn check(&self, ip: IpAddr, sender: &str) -> Listing {
         let mut set = tokio::task::JoinSet::new();
+        let mut pending: Vec<String> = Vec::new();
         for (allow, list) in self
             .allow
             .iter()
@@ -122,11 +123,13 @@ impl Blocklists {
                 continue;
             };
             let (resolver, list) = (self.resolver.clone(), list.clone());
+            pending.push(list.zone.clone());
             set.spawn(async move {
                 let answer = match resolver.addresses_of_family(&name, false).await {
                     Ok(a) => counts(&list.codes, &a.records),
+                    // SERVFAIL, bogus, unreachable: a broken list never stops mail.
                     Err(e) => {
-                        tracing::debug!(%name, error = %e, "DNS list lookup failed; not listed");
+                        tracing::info!(zone = %list.zone, %name, error = %e, "DNS list lookup failed; counted as not listed");
                         None
                     }
                 };
@@ -136,7 +139,11 @@ impl Blocklists {
         let deadline = tokio::time::Instant::now() + self.budget;
         let (mut allowed, mut hits, mut score) = (None, Vec::new(), 0.0);
         loop {
-            match tokio::time::timeout_at(deadline, set.join_next()).await {
+            let done = tokio::time::timeout_at(deadline, set.join_next()).await;
+            if let Ok(Some(Ok((_, list, _)))) = &done {
+                pending.retain(|z| *z != list.zone);
+            }
+            match done {
                 Ok(Some(Ok((allow, list, Some(code))))) => {
                     if allow {
                         allowed = Some(list.zone.clone());
@@ -149,6 +156,7 @@ impl Blocklists {
                 Ok(None) => break,
                 Err(_) => {
                     tracing::warn!(client = %ip, budget_ms = self.budget.as_millis() as u64,
+                        lists = %pending.join(" "),
                         "DNS lists did not all answer in time; the rest count as not listed");
                     set.abort_all();
                     break;

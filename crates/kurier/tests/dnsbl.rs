@@ -2,7 +2,9 @@
 //! NSD: a listed client is refused with `554 5.7.1` naming the list, an unlisted one accepted;
 //! an answer outside the list's codes (127.255.255.254, "query refused") is no listing; an
 //! allowlist overrides the blocklist; a sender domain on a domain list is refused; a list whose
-//! name server never answers costs the time budget, not the session: the mail is accepted.
+//! name server never answers costs the time budget, not the session, and one whose name
+//! server answers SERVFAIL counts as not listed: the mail is accepted, and both are logged by
+//! name.
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
@@ -46,9 +48,40 @@ print("ready", flush=True)
 time.sleep(600)
 "#;
 
+/// A name server that answers every UDP query SERVFAIL.
+const SERVFAIL: &str = r#"
+import socket, sys
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.bind((sys.argv[1], 53))
+print("ready", flush=True)
+while True:
+    q, peer = u.recvfrom(4096)
+    if len(q) < 12:
+        continue
+    # The query's ID and question back, with QR, RD, RA and RCODE 2 (SERVFAIL).
+    u.sendto(q[:2] + bytes([0x81, 0x82]) + q[4:6] + b"\0\0\0\0\0\0" + q[12:], peer)
+"#;
+
+/// Starts a helper name server on `ip`; returns it once it listens.
+fn name_server(script: &str, ip: std::net::Ipv4Addr) -> support::Reap {
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", script, &ip.to_string()])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut ready = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut ready,
+    )
+    .unwrap();
+    assert_eq!(ready.trim(), "ready");
+    support::Reap(child)
+}
+
 #[test]
 fn blocklists_refuse_listed_clients_and_never_stall_the_session() {
-    let silent = 98;
+    let (silent, failing) = (98, 97);
     let world = World::builder()
         .zone(
             Zone::unsigned("bl.test")
@@ -57,25 +90,17 @@ fn blocklists_refuse_listed_clients_and_never_stall_the_session() {
                 .record("{rev:68}", "A", "127.0.0.3")
                 // A sub-list whose name server never answers.
                 .record("slow", "NS", "ns.slow.bl.test.")
-                .record("ns.slow", "A", &format!("{{ip:{silent}}}")),
+                .record("ns.slow", "A", &format!("{{ip:{silent}}}"))
+                // And one whose name server answers SERVFAIL.
+                .record("servfail", "NS", "ns.servfail.bl.test.")
+                .record("ns.servfail", "A", &format!("{{ip:{failing}}}")),
         )
         .zone(Zone::unsigned("wl.test").record("{rev:68}", "A", "127.0.0.2"))
         .zone(Zone::unsigned("dbl.test").record("spam.test", "A", "127.0.1.2"))
         .build()
         .unwrap();
-    let mut hole = std::process::Command::new("python3")
-        .args(["-c", BLACK_HOLE, &world.net.ip(silent).to_string()])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut ready = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(hole.stdout.take().unwrap()),
-        &mut ready,
-    )
-    .unwrap();
-    let _hole = support::Reap(hole);
-    assert_eq!(ready.trim(), "ready");
+    let _hole = name_server(BLACK_HOLE, world.net.ip(silent));
+    let _servfail = name_server(SERVFAIL, world.net.ip(failing));
 
     let dns = world.dns().clone();
     let kurier = world.net.ip(hosts::FREE).to_string();
@@ -87,7 +112,7 @@ fn blocklists_refuse_listed_clients_and_never_stall_the_session() {
         &format!(
             "\n[dns]\nupstream = [\"{}\"]\ntrust_anchor = \"{}\"\ntimeout_secs = 10\n\
              [blocklists]\ntimeout_ms = 1500\n\
-             lists = [{{ zone = \"bl.test\" }}, {{ zone = \"slow.bl.test\" }}, {{ zone = \"dbl.test\", kind = \"domain\" }}]\n\
+             lists = [{{ zone = \"bl.test\" }}, {{ zone = \"slow.bl.test\" }}, {{ zone = \"servfail.bl.test\" }}, {{ zone = \"dbl.test\", kind = \"domain\" }}]\n\
              allow = [{{ zone = \"wl.test\" }}]\n",
             dns.resolver,
             dns.trust_anchor_dnskey.display()
@@ -139,12 +164,19 @@ fn blocklists_refuse_listed_clients_and_never_stall_the_session() {
     for r in &results {
         assert!(r["secs"].as_f64().unwrap() < 8.0, "{results:?}");
     }
+    let log = server.stderr();
     assert!(
-        server
-            .stderr()
-            .contains("DNS lists did not all answer in time"),
-        "{}",
-        server.stderr()
+        log.lines()
+            .any(|l| l.contains("DNS lists did not all answer in time")
+                && l.contains("slow.bl.test")),
+        "{log}"
+    );
+    // The SERVFAIL list: a failed lookup, or (while unbound retries it) one that did not
+    // answer in time; named either way.
+    assert!(
+        log.lines().any(|l| l.contains("servfail.bl.test")
+            && (l.contains("DNS list lookup failed") || l.contains("did not all answer in time"))),
+        "{log}"
     );
     support::wait_until(Duration::from_secs(10), "the three messages", || {
         support::inbox(dir.path(), "rcpt@kurier.test").len() == 3
