@@ -74,6 +74,19 @@ pub fn counts(codes: &[(Ipv4Addr, Ipv4Addr)], answers: &[IpAddr]) -> Option<Ipv4
     })
 }
 
+/// Configured lists, ready to ask (validated by the config crate).
+pub fn lists(lists: &[kurier_config::DnsList]) -> Vec<DnsList> {
+    lists
+        .iter()
+        .map(|l| DnsList {
+            zone: l.zone.trim_end_matches('.').to_ascii_lowercase(),
+            kind: l.kind,
+            codes: l.code_ranges().unwrap_or_default(),
+            weight: l.weight,
+        })
+        .collect()
+}
+
 /// The configured lists over the validating resolver.
 pub struct Blocklists {
     pub resolver: kurier_dns::Resolver,
@@ -89,21 +102,10 @@ impl Blocklists {
         if cfg.lists.is_empty() {
             return None;
         }
-        let ready = |lists: &[kurier_config::DnsList]| -> Vec<DnsList> {
-            lists
-                .iter()
-                .map(|l| DnsList {
-                    zone: l.zone.trim_end_matches('.').to_ascii_lowercase(),
-                    kind: l.kind,
-                    codes: l.code_ranges().unwrap_or_default(),
-                    weight: l.weight,
-                })
-                .collect()
-        };
         Some(Blocklists {
             resolver: resolver.clone(),
-            lists: ready(&cfg.lists),
-            allow: ready(&cfg.allow),
+            lists: lists(&cfg.lists),
+            allow: lists(&cfg.allow),
             reject_score: cfg.reject_score,
             budget: Duration::from_millis(cfg.timeout_ms),
         })

@@ -357,6 +357,11 @@ pub struct Checker {
     /// CAs trusted besides Debian's bundle (`delivery.extra_ca_file`), as delivery trusts them.
     pub extra_roots: Vec<X509>,
     pub context: Context,
+    /// The address lists of `[blocklists]`: the MX hosts' addresses and `own_addresses` are
+    /// looked up in them (ABUSE-1), since a listed sending address loses mail elsewhere.
+    pub blocklists: Vec<kurier_accept::blocklist::DnsList>,
+    /// Our sending addresses besides the MX hosts' (`delivery.source_ipv4`, `source_ipv6`).
+    pub own_addresses: Vec<std::net::IpAddr>,
 }
 
 impl Checker {
@@ -399,6 +404,7 @@ impl Checker {
                 }
             }
         }
+        self.check_blocklists(&mx_hosts, &mut a).await;
         self.check_tlsrpt(&domain, &mut a).await;
         let (services, offers_clients) = self.check_srv(&domain, &mut a).await;
         if offers_clients {
@@ -438,6 +444,80 @@ impl Checker {
             a.ics.extend(ics);
         }
         a
+    }
+
+    /// ABUSE-1: the MX hosts' addresses (where mail for the domain is received, and usually
+    /// sent from) and our own sending addresses on no configured address list. A listing is a
+    /// warning: it is no TR-03108 requirement, but other servers refuse such mail.
+    async fn check_blocklists(&self, mx_hosts: &[String], a: &mut Audit) {
+        let lists: Vec<&kurier_accept::blocklist::DnsList> = self
+            .blocklists
+            .iter()
+            .filter(|l| l.kind == kurier_config::DnsListKind::Ip)
+            .collect();
+        if lists.is_empty() {
+            return;
+        }
+        let mut addresses: Vec<std::net::IpAddr> = self.own_addresses.clone();
+        for host in mx_hosts {
+            if let Ok(found) = self.resolver.addresses(host).await {
+                addresses.extend(found.records);
+            }
+        }
+        addresses.sort();
+        addresses.dedup();
+        for ip in addresses.into_iter().take(MAX_SCANNED_MX_ENDPOINTS * 2) {
+            let (mut listed, mut unknown) = (Vec::new(), Vec::new());
+            for list in &lists {
+                let Some(name) =
+                    kurier_accept::blocklist::query_name(list.kind, &list.zone, ip, "")
+                else {
+                    continue;
+                };
+                let lookup = tokio::time::timeout(
+                    self.timeout,
+                    self.resolver.addresses_of_family(&name, false),
+                )
+                .await;
+                match lookup {
+                    Ok(Ok(answer)) => {
+                        if let Some(code) =
+                            kurier_accept::blocklist::counts(&list.codes, &answer.records)
+                        {
+                            listed.push(format!("{} ({code})", list.zone));
+                        }
+                    }
+                    Ok(Err(e)) => unknown.push(format!("{}: {e}", list.zone)),
+                    Err(_) => unknown.push(format!("{}: no answer in time", list.zone)),
+                }
+            }
+            let subject = format!("{ip} on DNS blocklists");
+            if !listed.is_empty() {
+                a.add(
+                    "ABUSE-1",
+                    Status::Warn,
+                    subject,
+                    format!("listed in {}", listed.join(", ")),
+                    "find out why at the list's web site (a compromised account, an open relay), fix it, then ask for delisting",
+                );
+            } else if !unknown.is_empty() {
+                a.add(
+                    "ABUSE-1",
+                    Status::Warn,
+                    subject,
+                    format!("not all lists answered: {}", unknown.join("; ")),
+                    "check again later",
+                );
+            } else {
+                a.add(
+                    "ABUSE-1",
+                    Status::Pass,
+                    subject,
+                    format!("on none of {} list(s)", lists.len()),
+                    "",
+                );
+            }
+        }
     }
 
     /// DNS-2: the MX RRset and the hosts' addresses are DNSSEC-secure.

@@ -355,6 +355,14 @@ async fn check(
             checked_at: kurier_smtp::received::UtcTime::from_unix(kurier_store::now()).rfc3339(),
             resolver,
         },
+        blocklists: kurier_accept::blocklist::lists(&cfg.blocklists.lists),
+        own_addresses: cfg
+            .delivery
+            .source_ipv4
+            .map(std::net::IpAddr::V4)
+            .into_iter()
+            .chain(cfg.delivery.source_ipv6.map(std::net::IpAddr::V6))
+            .collect(),
     };
     let audit = checker.check(&domain).await;
     if json {

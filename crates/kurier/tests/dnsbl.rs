@@ -194,3 +194,70 @@ fn blocklists_refuse_listed_clients_and_never_stall_the_session() {
         "{metrics}"
     );
 }
+
+/// ABUSE-1 in `kurier check`: the addresses of the domain's MX hosts and our own sending
+/// address (`delivery.source_ipv4`) are looked up in the configured lists; a listed one is a
+/// warning naming the list and the answer, an unlisted one passes.
+#[test]
+fn abuse_1_check_looks_up_our_own_addresses_in_the_lists() {
+    let world = World::builder()
+        .zone(
+            Zone::signed("listed.test")
+                .record("@", "MX", "10 mx.listed.test.")
+                .record("mx", "A", "{ip:66}"),
+        )
+        .zone(Zone::unsigned("bl.test").record("{rev:66}", "A", "127.0.0.2"))
+        .build()
+        .unwrap();
+    let dns = world.dns().clone();
+    let dir = tempfile::tempdir().unwrap();
+    let config = support::configured(
+        dir.path(),
+        &world.net.ip(hosts::FREE).to_string(),
+        "",
+        &format!(
+            "\n[dns]\nupstream = [\"{}\"]\ntrust_anchor = \"{}\"\ntimeout_secs = 5\n\
+             [delivery]\nenabled = false\ntimeout_secs = 3\nsource_ipv4 = \"{}\"\n\
+             [blocklists]\nlists = [{{ zone = \"bl.test\" }}]\n",
+            dns.resolver,
+            dns.trust_anchor_dnskey.display(),
+            world.net.ip(67),
+        ),
+    );
+    let (_, out, err) = support::run(&[
+        "check",
+        "listed.test",
+        "--json",
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    let v: serde_json::Value =
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}\n{err}"));
+    let findings: Vec<&serde_json::Value> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["id"] == "ABUSE-1")
+        .collect();
+    assert_eq!(findings.len(), 2, "{findings:?}");
+    let of = |ip: u8| {
+        findings
+            .iter()
+            .find(|f| {
+                f["subject"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with(&format!("{} ", world.net.ip(ip)))
+            })
+            .unwrap()
+    };
+    assert_eq!(of(66)["status"], "warn", "{findings:?}");
+    assert!(
+        of(66)["evidence"]
+            .as_str()
+            .unwrap()
+            .contains("listed in bl.test (127.0.0.2)"),
+        "{findings:?}"
+    );
+    assert_eq!(of(67)["status"], "pass", "{findings:?}");
+}
