@@ -6,7 +6,8 @@
 //! store, so every node of one PostgreSQL store shares them. It runs at the end of DATA, after
 //! sender authentication, because mail whose From domain passed DMARC (aligned SPF or DKIM from
 //! a domain that publishes DMARC) is never greylisted: its sender is known, and big senders
-//! retry from other addresses on other schedules.
+//! retry from other addresses on other schedules. With `only_suspicious`, only mail whose
+//! rspamd action is `greylist` is greylisted (rspamd's own way), after the spam scan.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -72,6 +73,9 @@ pub struct Greylisting {
     /// A passed triplet not seen for this long is forgotten.
     pub expiry: i64,
     pub exempt: Vec<SenderPattern>,
+    /// Greylist only what rspamd's action calls for greylisting (rspamd's own way: a score
+    /// above its `greylist` threshold), not every new triplet.
+    pub only_suspicious: bool,
     pub events: Arc<dyn GreylistEvents>,
 }
 
@@ -213,6 +217,7 @@ mod tests {
             retry_window: 2 * 86400,
             expiry: 35 * 86400,
             exempt: vec![],
+            only_suspicious: false,
             events: Arc::new(Nobody),
         }
     }

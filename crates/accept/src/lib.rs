@@ -274,6 +274,33 @@ impl Acceptance {
         }
     }
 
+    /// The greylisting stage, for mail from other servers: `Err(451)` while it must wait.
+    async fn greylist(
+        &self,
+        g: &Greylisting,
+        connection: &Connection,
+        m: &Message,
+        dmarc_passed: &[String],
+    ) -> Result<(), Delivery> {
+        if !matches!(connection.origin, Origin::Inbound) {
+            return Ok(());
+        }
+        let recipients: Vec<&str> = m.recipients.iter().map(|(r, _)| r.as_str()).collect();
+        g.check(
+            &*self.store,
+            connection.ip,
+            &m.from,
+            &recipients,
+            !dmarc_passed.is_empty(),
+        )
+        .await
+        .map_err(|wait| {
+            tracing::info!(id = %m.id, client = %connection.ip, from = %m.from,
+                recipients = recipients.len(), "greylisted");
+            Delivery::Deferred(wait)
+        })
+    }
+
     /// The spam stage: the changes rspamd's verdict makes (`None`: not scanned), or the
     /// refusal (554) or deferral (451).
     async fn scan(
@@ -553,22 +580,11 @@ impl MailDrop for Acceptance {
             }
             Routing::Store { local, queue } => (local, queue),
         };
-        if let (Some(g), Origin::Inbound) = (&self.greylisting, &connection.origin) {
-            let recipients: Vec<&str> = m.recipients.iter().map(|(r, _)| r.as_str()).collect();
-            if let Err(wait) = g
-                .check(
-                    &*self.store,
-                    connection.ip,
-                    &m.from,
-                    &recipients,
-                    !dmarc_passed.is_empty(),
-                )
-                .await
-            {
-                tracing::info!(id = %m.id, client = %connection.ip, from = %m.from,
-                    recipients = recipients.len(), "greylisted");
-                return Delivery::Deferred(wait);
-            }
+        if let Some(g) = &self.greylisting
+            && !g.only_suspicious
+            && let Err(deferred) = self.greylist(g, &connection, m, &dmarc_passed).await
+        {
+            return deferred;
         }
         // What the later stages see: the message without forged results, as the filters left it.
         let (filtered, quarantined) = match self
@@ -591,6 +607,13 @@ impl MailDrop for Acceptance {
         };
         if scanned.junk {
             folder = kurier_store::Folder::Junk;
+        }
+        if let Some(g) = &self.greylisting
+            && g.only_suspicious
+            && scanned.greylist
+            && let Err(deferred) = self.greylist(g, &connection, m, &dmarc_passed).await
+        {
+            return deferred;
         }
         verdicts.fields.extend(scanned.fields.iter().cloned());
         // RFC 8689 §5 at submission: the account's operator decides about TLS-Required: No.

@@ -4,7 +4,8 @@
 //! recipient's Junk folder with `X-Spam: Yes`, anything else → INBOX; every scanned message
 //! carries `X-Spam-Action`, `X-Spam-Score` and `X-Spam-Symbols`, and fields of those names
 //! that came with the message are removed first (a sender must not be able to pre-label its
-//! mail, nor a user's filter trust a forged label). Mail our users submit (when scanned):
+//! mail, nor a user's filter trust a forged label); `greylist` → greylisting, when it is on
+//! for what rspamd finds suspicious, else INBOX. Mail our users submit (when scanned):
 //! `reject` and `soft reject` apply, nothing is added to what goes out. When rspamd gives no
 //! answer, the operator's `on_failure` decides: accept unscanned, or 451.
 
@@ -69,6 +70,8 @@ pub struct Changes {
     pub remove: Vec<String>,
     /// The Subject to write instead of the message's.
     pub subject: Option<String>,
+    /// rspamd's action is `greylist`: greylisting (`greylisting.scope = "rspamd"`) applies.
+    pub greylist: bool,
 }
 
 /// The verdict for rspamd's `reply`; `inbound` for mail from other servers.
@@ -135,6 +138,7 @@ pub fn verdict(reply: &Reply, inbound: bool) -> SpamVerdict {
         junk,
         remove,
         subject,
+        greylist: reply.action == Action::Greylist,
     })
 }
 

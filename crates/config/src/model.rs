@@ -297,6 +297,17 @@ pub struct GreylistConfig {
     /// Client networks, sender domains or addresses never greylisted (`sender_auth.dmarc_exempt`
     /// syntax); a sender domain is what any client can claim, so prefer networks.
     pub exempt: Vec<String>,
+    /// "all" new triplets, or only messages rspamd's action calls for greylisting ("rspamd").
+    pub scope: GreylistScope,
+}
+
+/// `greylisting.scope`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GreylistScope {
+    #[default]
+    All,
+    Rspamd,
 }
 
 impl Default for GreylistConfig {
@@ -307,6 +318,7 @@ impl Default for GreylistConfig {
             retry_window_secs: 2 * 86400,
             expiry_days: 35,
             exempt: Vec::new(),
+            scope: GreylistScope::All,
         }
     }
 }
@@ -1348,6 +1360,14 @@ impl Config {
             }
         }
         let gl = &self.greylisting;
+        if gl.enabled && gl.scope == GreylistScope::Rspamd && self.spam.rspamd.is_none() {
+            return bad(
+                "greylisting.scope",
+                &"rspamd",
+                "needs spam.rspamd",
+                "name rspamd in [spam], or greylist all new triplets (scope = \"all\")",
+            );
+        }
         if let Some(bad_entry) = gl.exempt.iter().find(|e| SenderPattern::parse(e).is_none()) {
             return bad(
                 "greylisting.exempt",

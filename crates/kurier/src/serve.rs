@@ -432,6 +432,7 @@ fn greylisting(
     tracing::info!(
         delay_secs = g.delay_secs,
         exempt = g.exempt.len(),
+        scope = ?g.scope,
         "greylisting on"
     );
     let secs = |s: u64| i64::try_from(s).unwrap_or(i64::MAX);
@@ -445,6 +446,7 @@ fn greylisting(
             .iter()
             .filter_map(|e| kurier_config::SenderPattern::parse(e))
             .collect(),
+        only_suspicious: g.scope == kurier_config::GreylistScope::Rspamd,
         events,
     }))
 }

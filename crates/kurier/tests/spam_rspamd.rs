@@ -80,8 +80,8 @@ while True:
 "#;
 
 /// rspamd with its Redis on `ip` and the test's rules: multimap on the Subject for "add
-/// header" (score 8), "rewrite subject" (12, with `rewrite_subject = 10`) and a pre-filter soft
-/// reject.
+/// header" (score 8), "rewrite subject" (12, with `rewrite_subject = 10`), "greylist" (5) and a
+/// pre-filter soft reject.
 struct Rspamd {
     ip: String,
     _world: kurier_testworld::rspamd::Rspamd,
@@ -95,14 +95,17 @@ impl Rspamd {
         std::fs::write(d.join("junk.map"), "/cheap pills/i\n").unwrap();
         std::fs::write(d.join("worse.map"), "/limited offer/i\n").unwrap();
         std::fs::write(d.join("later.map"), "/try later/i\n").unwrap();
+        std::fs::write(d.join("grey.map"), "/grey area/i\n").unwrap();
         let map = |name: &str| d.join(name).display().to_string();
         let multimap = format!(
             "KURIER_TEST_JUNK {{ type = \"header\"; header = \"Subject\"; regexp = true; map = \"{}\"; score = 8.0; }}\n\
              KURIER_TEST_WORSE {{ type = \"header\"; header = \"Subject\"; regexp = true; map = \"{}\"; score = 12.0; }}\n\
-             KURIER_TEST_LATER {{ type = \"header\"; header = \"Subject\"; regexp = true; map = \"{}\"; prefilter = true; action = \"soft reject\"; message = \"Come back later\"; }}\n",
+             KURIER_TEST_LATER {{ type = \"header\"; header = \"Subject\"; regexp = true; map = \"{}\"; prefilter = true; action = \"soft reject\"; message = \"Come back later\"; }}\n\
+             KURIER_TEST_GREY {{ type = \"header\"; header = \"Subject\"; regexp = true; map = \"{}\"; score = 5.0; }}\n",
             map("junk.map"),
             map("worse.map"),
-            map("later.map")
+            map("later.map"),
+            map("grey.map")
         );
         let world = kurier_testworld::rspamd::Rspamd::start(
             d,
@@ -208,7 +211,10 @@ fn abuse_2_3_rspamd_scores_inbound_mail_and_learns_from_junk_moves() {
         dir.path(),
         ip,
         "",
-        &spam_config(&rspamd.ip, "scan_submission = true\n"),
+        &format!(
+            "{}[greylisting]\nenabled = true\nscope = \"rspamd\"\ndelay_secs = 1\nretry_window_secs = 60\n",
+            spam_config(&rspamd.ip, "scan_submission = true\n")
+        ),
     );
     let server = Server::configured(dir.path(), &config);
     server.wait_for_log("spam scanning with rspamd on");
@@ -292,8 +298,32 @@ fn abuse_2_3_rspamd_scores_inbound_mail_and_learns_from_junk_moves() {
     );
     assert_eq!(offer.matches("Subject:").count(), 1, "{offer}");
 
+    // rspamd's greylist action with greylisting scope "rspamd": only this message waits (the
+    // others above were new triplets too), and passes when retried after the delay.
+    let grey = message(
+        "grey area",
+        "m6",
+        "",
+        "Somewhat suspicious text, but not quite spam yet.",
+    );
+    let r = send(dir.path(), ip, &[("alice@sender.test", grey.clone())]);
+    assert_eq!(r[0]["code"], 451, "{r:?}");
+    assert!(
+        r[0]["text"].as_str().unwrap().contains("Greylisted"),
+        "{r:?}"
+    );
+    std::thread::sleep(Duration::from_millis(1200));
+    let r = send(dir.path(), ip, &[("alice@sender.test", grey)]);
+    assert_eq!(r[0]["code"], 250, "{r:?}");
+    let inbox = support::inbox(dir.path(), "rcpt@kurier.test");
+    let grey = inbox.iter().find(|m| m.contains("grey area")).unwrap();
+    assert!(grey.contains("X-Spam-Action: greylist\r\n"), "{grey}");
+
     let m = metrics(ip);
     for line in [
+        "kurier_spam_scans_total{action=\"greylist\"} 2\n",
+        "kurier_greylist_total{outcome=\"deferred\"} 1\n",
+        "kurier_greylist_total{outcome=\"passed\"} 1\n",
         "kurier_spam_scans_total{action=\"reject\"} 2\n",
         "kurier_spam_scans_total{action=\"no action\"} 1\n",
         "kurier_spam_scans_total{action=\"add header\"} 2\n",
