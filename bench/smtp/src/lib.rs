@@ -111,6 +111,31 @@ pub fn load(
     Ok(messages as f64 / t.elapsed().as_secs_f64())
 }
 
+/// The rate of each server in `addrs` under the same load, one after the other, each after a
+/// short warm-up (caches, compiled rules).
+pub fn on_and_off(
+    addrs: &[SocketAddr],
+    helo: &str,
+    from: &str,
+    message: &[u8],
+    messages: usize,
+    sessions: usize,
+) -> Res<Vec<f64>> {
+    let mut rates = Vec::new();
+    for addr in addrs {
+        load(
+            *addr,
+            helo,
+            from,
+            message,
+            50.min(messages),
+            sessions.min(5),
+        )?;
+        rates.push(load(*addr, helo, from, message, messages, sessions)?);
+    }
+    Ok(rates)
+}
+
 /// A configured Kurier (SMTP on `ip`:2525 only, account demo@example.test) with `extra`
 /// configuration tables.
 pub struct KurierProcess(Child);

@@ -124,6 +124,13 @@ pub struct Connection {
 }
 
 impl Connection {
+    /// The TLS version and cipher, if the session ran over TLS (what filters are told).
+    pub fn tls_version_and_cipher(&self) -> Option<(&str, &str)> {
+        self.tls
+            .as_ref()
+            .map(|t| (t.version.as_str(), t.cipher.as_str()))
+    }
+
     /// The connection stage over what the SMTP session knows.
     pub fn new(facts: &ConnectionFacts) -> Connection {
         Connection {

@@ -245,19 +245,11 @@ impl Acceptance {
             client_name: &client_name,
             helo: m.connection.helo.as_deref().unwrap_or(""),
             from: &m.from,
-            recipients: m
-                .recipients
-                .iter()
-                .chain(&m.remote)
-                .map(|(r, _)| r.as_str())
-                .collect(),
+            recipients: all_recipients(m),
             queue_id: &m.id,
             hostname: &self.hostname,
             auth_user: connection.account(),
-            tls: connection
-                .tls
-                .as_ref()
-                .map(|t| (t.version.as_str(), t.cipher.as_str())),
+            tls: connection.tls_version_and_cipher(),
         };
         match milter::run(&self.milters, &envelope, body).await {
             milter::Filtered::Deliver {
@@ -324,18 +316,10 @@ impl Acceptance {
             ip: connection.ip,
             helo: m.connection.helo.as_deref(),
             from: &m.from,
-            recipients: m
-                .recipients
-                .iter()
-                .chain(&m.remote)
-                .map(|(r, _)| r.as_str())
-                .collect(),
+            recipients: all_recipients(m),
             queue_id: &m.id,
             user: connection.account(),
-            tls: connection
-                .tls
-                .as_ref()
-                .map(|t| (t.version.as_str(), t.cipher.as_str())),
+            tls: connection.tls_version_and_cipher(),
             mta_name: &filter.hostname,
         };
         let reply = match filter.rspamd.scan(&request, body).await {
@@ -459,6 +443,15 @@ impl Acceptance {
             async move { take_report(&intake, &body, &dmarc_passed, &id, &*events).await },
         );
     }
+}
+
+/// Every recipient of `m`, local and remote, as filters are told them.
+fn all_recipients(m: &Message) -> Vec<&str> {
+    m.recipients
+        .iter()
+        .chain(&m.remote)
+        .map(|(r, _)| r.as_str())
+        .collect()
 }
 
 /// What the sender-authentication stage leaves for the rest of delivery.

@@ -202,6 +202,23 @@ impl kurier_accept::ReportEvents for Metrics {
     }
 }
 
+/// One labelled counter family in the Prometheus text format.
+fn labelled<'a>(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    label: &str,
+    values: impl Iterator<Item = (&'a str, &'a AtomicU64)>,
+) {
+    out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n"));
+    for (l, v) in values {
+        out.push_str(&format!(
+            "{name}{{{label}=\"{l}\"}} {}\n",
+            v.load(Ordering::Relaxed)
+        ));
+    }
+}
+
 impl kurier_web::MetricsSource for Metrics {
     fn render(&self) -> String {
         let mut out = String::new();
@@ -252,43 +269,46 @@ impl kurier_web::MetricsSource for Metrics {
                 v.load(Ordering::Relaxed)
             ));
         }
-        out.push_str("# HELP kurier_inbound_dmarc_total Messages from other servers by DMARC result (RFC 7489; the strictest of their From domains).\n# TYPE kurier_inbound_dmarc_total counter\n");
-        for (r, v) in DMARC_RESULTS.iter().zip(&self.dmarc_results) {
-            out.push_str(&format!(
-                "kurier_inbound_dmarc_total{{result=\"{}\"}} {}\n",
-                r.as_str(),
-                v.load(Ordering::Relaxed)
-            ));
-        }
-        out.push_str("# HELP kurier_inbound_sender_auth_total Messages from other servers by what sender authentication did: deliver, quarantine (Junk), reject (550), defer (451).\n# TYPE kurier_inbound_sender_auth_total counter\n");
-        for (a, v) in kurier_accept::Action::ALL
-            .iter()
-            .zip(&self.sender_auth_actions)
-        {
-            out.push_str(&format!(
-                "kurier_inbound_sender_auth_total{{action=\"{}\"}} {}\n",
-                a.as_str(),
-                v.load(Ordering::Relaxed)
-            ));
-        }
-        out.push_str("# HELP kurier_spam_scans_total Messages scanned by rspamd, by its action.\n# TYPE kurier_spam_scans_total counter\n");
-        for (a, v) in SPAM_ACTIONS.iter().zip(&self.spam_actions) {
-            out.push_str(&format!(
-                "kurier_spam_scans_total{{action=\"{a}\"}} {}\n",
-                v.load(Ordering::Relaxed)
-            ));
-        }
+        labelled(
+            &mut out,
+            "kurier_inbound_dmarc_total",
+            "Messages from other servers by DMARC result (RFC 7489; the strictest of their From domains).",
+            "result",
+            DMARC_RESULTS
+                .iter()
+                .map(|r| r.as_str())
+                .zip(&self.dmarc_results),
+        );
+        labelled(
+            &mut out,
+            "kurier_inbound_sender_auth_total",
+            "Messages from other servers by what sender authentication did: deliver, quarantine (Junk), reject (550), defer (451).",
+            "action",
+            kurier_accept::Action::ALL
+                .iter()
+                .map(|a| a.as_str())
+                .zip(&self.sender_auth_actions),
+        );
+        labelled(
+            &mut out,
+            "kurier_spam_scans_total",
+            "Messages scanned by rspamd, by its action.",
+            "action",
+            SPAM_ACTIONS.iter().copied().zip(&self.spam_actions),
+        );
         out.push_str(&format!(
             "# HELP kurier_spam_scan_failures_total Scans rspamd did not answer in time or answered unusably (spam.on_failure applied).\n# TYPE kurier_spam_scan_failures_total counter\nkurier_spam_scan_failures_total {}\n",
             self.spam_scan_failures.load(Ordering::Relaxed)
         ));
-        out.push_str("# HELP kurier_spam_learned_total Messages users moved into or out of Junk, taught to rspamd (result: spam, ham, failed).\n# TYPE kurier_spam_learned_total counter\n");
-        for (r, v) in ["spam", "ham", "failed"].iter().zip(&self.spam_learned) {
-            out.push_str(&format!(
-                "kurier_spam_learned_total{{result=\"{r}\"}} {}\n",
-                v.load(Ordering::Relaxed)
-            ));
-        }
+        labelled(
+            &mut out,
+            "kurier_spam_learned_total",
+            "Messages users moved into or out of Junk, taught to rspamd (result: spam, ham, failed).",
+            "result",
+            ["spam", "ham", "failed"]
+                .into_iter()
+                .zip(&self.spam_learned),
+        );
         if let Some([c, r]) = self.rates.get() {
             out.push_str(&format!(
                 "# HELP kurier_smtp_rate_limited_total MX connections (421) and recipients (450) refused by smtp.*_rate_* limits.\n# TYPE kurier_smtp_rate_limited_total counter\nkurier_smtp_rate_limited_total{{what=\"connection\"}} {}\nkurier_smtp_rate_limited_total{{what=\"recipient\"}} {}\n",
@@ -296,17 +316,16 @@ impl kurier_web::MetricsSource for Metrics {
                 r.refused()
             ));
         }
-        out.push_str("# HELP kurier_greylist_total Messages from other servers by greylisting outcome: deferred (451), passed (back after the delay), known, exempt (DMARC passed or greylisting.exempt).\n# TYPE kurier_greylist_total counter\n");
-        for (o, v) in kurier_accept::greylist::Outcome::ALL
-            .iter()
-            .zip(&self.greylist)
-        {
-            out.push_str(&format!(
-                "kurier_greylist_total{{outcome=\"{}\"}} {}\n",
-                o.as_str(),
-                v.load(Ordering::Relaxed)
-            ));
-        }
+        labelled(
+            &mut out,
+            "kurier_greylist_total",
+            "Messages from other servers by greylisting outcome: deferred (451), passed (back after the delay), known, exempt (DMARC passed or greylisting.exempt).",
+            "outcome",
+            kurier_accept::greylist::Outcome::ALL
+                .iter()
+                .map(|o| o.as_str())
+                .zip(&self.greylist),
+        );
         out.push_str(&format!(
             "# HELP kurier_acme_order_failures ACME orders failed in a row (the current certificate keeps serving).\n# TYPE kurier_acme_order_failures gauge\nkurier_acme_order_failures {}\n",
             self.acme_failures.load(Ordering::Relaxed)

@@ -62,23 +62,6 @@ while True:
     u.sendto(q[:2] + bytes([0x81, 0x82]) + q[4:6] + b"\0\0\0\0\0\0" + q[12:], peer)
 "#;
 
-/// Starts a helper name server on `ip`; returns it once it listens.
-fn name_server(script: &str, ip: std::net::Ipv4Addr) -> support::Reap {
-    let mut child = std::process::Command::new("python3")
-        .args(["-c", script, &ip.to_string()])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut ready = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-        &mut ready,
-    )
-    .unwrap();
-    assert_eq!(ready.trim(), "ready");
-    support::Reap(child)
-}
-
 #[test]
 fn blocklists_refuse_listed_clients_and_never_stall_the_session() {
     let (silent, failing) = (98, 97);
@@ -99,8 +82,8 @@ fn blocklists_refuse_listed_clients_and_never_stall_the_session() {
         .zone(Zone::unsigned("dbl.test").record("spam.test", "A", "127.0.1.2"))
         .build()
         .unwrap();
-    let _hole = name_server(BLACK_HOLE, world.net.ip(silent));
-    let _servfail = name_server(SERVFAIL, world.net.ip(failing));
+    let _hole = support::helper(BLACK_HOLE, &[&world.net.ip(silent).to_string()]);
+    let _servfail = support::helper(SERVFAIL, &[&world.net.ip(failing).to_string()]);
 
     let dns = world.dns().clone();
     let kurier = world.net.ip(hosts::FREE).to_string();

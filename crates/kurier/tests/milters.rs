@@ -11,9 +11,8 @@
 
 mod support;
 
-use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use support::Server;
 
@@ -123,37 +122,21 @@ fn send(
         .collect()
 }
 
-/// A process group killed whole at the end of the test.
-struct Group(Child);
-
-impl Drop for Group {
-    fn drop(&mut self) {
-        // SAFETY: kill(2) on the process group our own child leads.
-        unsafe { libc::kill(-(self.0.id() as i32), libc::SIGKILL) };
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn(cmd: &mut Command, log: &std::path::Path) -> Group {
-    let out = std::fs::File::create(log).unwrap();
-    Group(
-        cmd.process_group(0)
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .unwrap(),
-    )
-}
-
-fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !ready() {
-        assert!(
-            Instant::now() < deadline,
-            "{what} did not start (scripts/test.sh installs clamav-daemon, clamav-milter, opendkim)"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+/// Starts a filter daemon of Debian's `package`, logging to `dir/NAME.log`, and waits until
+/// `ready`.
+fn daemon(
+    dir: &std::path::Path,
+    name: &str,
+    package: &str,
+    cmd: Command,
+    ready: impl FnMut() -> bool,
+) -> kurier_testworld::Daemon {
+    let mut d =
+        kurier_testworld::Daemon::spawn(name, cmd, dir.join(format!("{name}.log")), package)
+            .unwrap();
+    d.wait_until_for(&format!("{name} listening"), Duration::from_secs(60), ready)
+        .unwrap();
+    d
 }
 
 fn listening(addr: &str) -> bool {
@@ -197,11 +180,9 @@ fn abuse_5_clamav_milter_rejects_eicar_and_opendkim_signs_after_it() {
         ),
     )
     .unwrap();
-    let _clamd = spawn(
-        Command::new("clamd").arg("-c").arg(d.join("clamd.conf")),
-        &d.join("clamd.log"),
-    );
-    wait_for("clamd", || clamd_socket.exists());
+    let mut clamd = Command::new("clamd");
+    clamd.arg("-c").arg(d.join("clamd.conf"));
+    let _clamd = daemon(d, "clamd", "clamav-daemon", clamd, || clamd_socket.exists());
     std::fs::write(
         d.join("clamav-milter.conf"),
         format!(
@@ -212,13 +193,11 @@ fn abuse_5_clamav_milter_rejects_eicar_and_opendkim_signs_after_it() {
         ),
     )
     .unwrap();
-    let _clamav_milter = spawn(
-        Command::new("clamav-milter")
-            .arg("-c")
-            .arg(d.join("clamav-milter.conf")),
-        &d.join("clamav-milter.log"),
-    );
-    wait_for("clamav-milter", || listening(&format!("{filters}:7357")));
+    let mut milter = Command::new("clamav-milter");
+    milter.arg("-c").arg(d.join("clamav-milter.conf"));
+    let _clamav_milter = daemon(d, "clamav-milter", "clamav-milter", milter, || {
+        listening(&format!("{filters}:7357"))
+    });
     let key = openssl::rsa::Rsa::generate(2048).unwrap();
     let key_file = d.join("dkim.key");
     std::fs::write(&key_file, key.private_key_to_pem().unwrap()).unwrap();
@@ -233,13 +212,11 @@ fn abuse_5_clamav_milter_rejects_eicar_and_opendkim_signs_after_it() {
         ),
     )
     .unwrap();
-    let _opendkim = spawn(
-        Command::new("opendkim")
-            .args(["-f", "-x"])
-            .arg(d.join("opendkim.conf")),
-        &d.join("opendkim.log"),
-    );
-    wait_for("opendkim", || listening(&format!("{filters}:8891")));
+    let mut opendkim = Command::new("opendkim");
+    opendkim.args(["-f", "-x"]).arg(d.join("opendkim.conf"));
+    let _opendkim = daemon(d, "opendkim", "opendkim", opendkim, || {
+        listening(&format!("{filters}:8891"))
+    });
 
     let config = support::configured(
         d,
@@ -276,19 +253,7 @@ fn abuse_5_clamav_milter_rejects_eicar_and_opendkim_signs_after_it() {
 }
 
 fn fake(ip: &str, port: u16) -> support::Reap {
-    let mut child = Command::new("python3")
-        .args(["-c", FAKE_MILTER, ip, &port.to_string()])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut ready = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-        &mut ready,
-    )
-    .unwrap();
-    assert_eq!(ready.trim(), "ready");
-    support::Reap(child)
+    support::helper(FAKE_MILTER, &[ip, &port.to_string()])
 }
 
 #[test]

@@ -366,19 +366,7 @@ fn abuse_2_3_rspamd_scores_inbound_mail_and_learns_from_junk_moves() {
 
 /// Starts a fake rspamd; returns it once it listens.
 fn fake(ip: &str, port: u16, mode: &str) -> support::Reap {
-    let mut child = Command::new("python3")
-        .args(["-c", FAKE, ip, &port.to_string(), mode])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut ready = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-        &mut ready,
-    )
-    .unwrap();
-    assert_eq!(ready.trim(), "ready");
-    support::Reap(child)
+    support::helper(FAKE, &[ip, &port.to_string(), mode])
 }
 
 #[test]

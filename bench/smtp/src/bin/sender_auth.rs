@@ -69,22 +69,18 @@ fn main() -> Res<()> {
     message.extend_from_slice(b".\r\n");
 
     println!("{messages} DKIM-signed messages of 4 KiB over {sessions} sessions, one run");
-    let mut rates = Vec::new();
-    for (_, ip) in &servers {
-        let addr: SocketAddr = format!("{ip}:2525").parse()?;
-        let load = |messages, sessions| {
-            kurier_bench_smtp::load(
-                addr,
-                "bench.sender.test",
-                "bench@sender.test",
-                &message,
-                messages,
-                sessions,
-            )
-        };
-        load(50.min(messages), sessions.min(5))?; // warm the caches
-        rates.push(load(messages, sessions)?);
-    }
+    let addrs: Vec<SocketAddr> = servers
+        .iter()
+        .map(|(_, ip)| format!("{ip}:2525").parse())
+        .collect::<Result<_, _>>()?;
+    let rates = kurier_bench_smtp::on_and_off(
+        &addrs,
+        "bench.sender.test",
+        "bench@sender.test",
+        &message,
+        messages,
+        sessions,
+    )?;
     println!(
         "verification on {:.0} msg/s, off {:.0} msg/s: on/off = {:.2}",
         rates[0],

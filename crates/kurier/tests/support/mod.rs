@@ -705,3 +705,24 @@ pub fn python(script: &str, file: &Path, spec: &serde_json::Value) -> Vec<u8> {
     );
     out.stdout
 }
+
+/// Starts a helper server written in Python (`python3 -c SCRIPT ARGS…`) that prints `ready`
+/// once it listens; returns it then, to be ended when the test ends.
+#[allow(dead_code)] // not every test binary runs helper servers
+pub fn helper(script: &str, args: &[&str]) -> Reap {
+    let mut child = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut ready = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut ready,
+    )
+    .unwrap();
+    assert_eq!(ready.trim(), "ready", "the helper server did not start");
+    Reap(child)
+}
