@@ -1,13 +1,16 @@
 //! # kurier-sieve — the Sieve mail filtering language (RFC 5228)
 //!
 //! Owns reading users' Sieve scripts: the lexical grammar (`lexer`: tokens with their line and
-//! column) and the generic grammar (`grammar`: commands, arguments, tests and blocks, nesting
-//! bounded). Meaning, checks and the interpreter follow (issue 25).
+//! column), the generic grammar (`grammar`: commands, arguments, tests and blocks, nesting
+//! bounded), and what a script means (`script`: typed commands and tests, every `require`,
+//! tag and argument checked, errors with their place). The interpreter follows (issue 25).
 //!
 //! Why our own: `sieve-rs`, the well-kept Rust implementation, is AGPL-3.0-only, which a
 //! dependency of this Apache-2.0 project cannot be.
 //!
-//! RFCs: 5228 (Sieve).
+//! RFCs: 5228 (Sieve) with the extensions of `script::EXTENSIONS`: 5229 variables, 5230
+//! vacation, 5231 relational, 5232 imap4flags, 5233 subaddress, 5173 body, 5260 date and index,
+//! 5293 editheader, 5429 reject/ereject, 5490 mailbox, 3894 copy, 6609 include.
 //!
 //! Must not: recurse without a bound on input, or accept a script it cannot point an error at.
 
@@ -15,9 +18,11 @@
 
 pub mod grammar;
 pub mod lexer;
+pub mod script;
 
 pub use grammar::{Argument, Command, Test, parse};
 pub use lexer::SyntaxError;
+pub use script::{Script, compile};
 
 /// Where in a script: line and column, both from 1 (columns count characters).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
