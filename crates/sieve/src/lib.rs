@@ -3,7 +3,10 @@
 //! Owns reading users' Sieve scripts: the lexical grammar (`lexer`: tokens with their line and
 //! column), the generic grammar (`grammar`: commands, arguments, tests and blocks, nesting
 //! bounded), and what a script means (`script`: typed commands and tests, every `require`,
-//! tag and argument checked, errors with their place). The interpreter follows (issue 25).
+//! tag and argument checked, errors with their place), and running a script on one message
+//! (`interpret`: tests against a `MessageView` the caller decodes, the actions delivery
+//! carries out, RFC 5228's implicit keep, limits on steps, redirects, actions and includes;
+//! `date` for RFC 5260's date parts).
 //!
 //! Why our own: `sieve-rs`, the well-kept Rust implementation, is AGPL-3.0-only, which a
 //! dependency of this Apache-2.0 project cannot be.
@@ -16,11 +19,14 @@
 
 #![forbid(unsafe_code)]
 
+pub mod date;
 pub mod grammar;
+pub mod interpret;
 pub mod lexer;
 pub mod script;
 
 pub use grammar::{Argument, Command, Test, parse};
+pub use interpret::{Action, Envelope, Limits, MessageView, Outcome, run};
 pub use lexer::SyntaxError;
 pub use script::{Script, compile};
 

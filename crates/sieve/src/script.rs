@@ -445,7 +445,7 @@ impl Checker<'_> {
                     }
                 }
                 let name = a.string("the variable name")?;
-                if !variable_name(&name) {
+                if !is_variable_name(&name) {
                     return Err(error(at, format!("{name:?} is no variable name")));
                 }
                 Command::Set {
@@ -755,7 +755,7 @@ const DATE_PARTS: &[&str] = &[
 ];
 
 /// RFC 5229 §3: identifier, or a number for a match variable.
-fn variable_name(n: &str) -> bool {
+pub fn is_variable_name(n: &str) -> bool {
     !n.is_empty()
         && n.len() <= 128
         && (n.bytes().all(|b| b.is_ascii_digit())
