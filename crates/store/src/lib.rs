@@ -280,6 +280,28 @@ pub trait Store: Send + Sync + 'static {
     async fn dmarc_reports(&self) -> Result<Vec<ReceivedDmarcReport>>;
     async fn sts_policy(&self, domain: &str) -> Result<Option<CachedStsPolicy>>;
 
+    // Sieve (RFC 5228) scripts of an account, ManageSieve's model (RFC 5804).
+    /// Every script of the account, by name.
+    async fn sieve_scripts(&self, account: AccountId) -> Result<Vec<SieveScript>>;
+    /// Stores a script (new or replaced); the active flag of a replaced one stays.
+    async fn put_sieve_script(&self, account: AccountId, name: &str, content: &str) -> Result<()>;
+    /// Removes a script; the active one cannot be removed (`Invalid`).
+    async fn delete_sieve_script(&self, account: AccountId, name: &str) -> Result<()>;
+    /// Renames a script (`Exists` if the new name is taken).
+    async fn rename_sieve_script(&self, account: AccountId, from: &str, to: &str) -> Result<()>;
+    /// Makes `name` the only active script; `None` leaves none active.
+    async fn activate_sieve_script(&self, account: AccountId, name: Option<&str>) -> Result<()>;
+    /// Records a vacation reply to `sender` under `handle` at `now`, unless one went out
+    /// within `period` seconds before: true if the reply is to be sent (RFC 5230 §4.2).
+    async fn vacation_reply_due(
+        &self,
+        account: AccountId,
+        sender: &str,
+        handle: &str,
+        now: UnixTime,
+        period: i64,
+    ) -> Result<bool>;
+
     // Greylisting (shared by every node of one store).
     async fn greylist_get(&self, triplet: &GreyTriplet) -> Result<Option<GreyRecord>>;
     async fn greylist_put(&self, triplet: &GreyTriplet, record: &GreyRecord) -> Result<()>;

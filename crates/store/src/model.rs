@@ -468,3 +468,11 @@ pub struct GreyRecord {
     /// It came back after the delay: its mail passes from now on.
     pub passed: bool,
 }
+
+/// One of an account's Sieve scripts (RFC 5804 §1.1: any number, at most one active).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SieveScript {
+    pub name: String,
+    pub active: bool,
+    pub content: String,
+}

@@ -27,7 +27,7 @@ use crate::{
     ReceivedReport, Recipient, RecipientStatus, ReportKind, Result, SpecialUse, Store, StoreError,
     TlsOutcome, UnixTime, address, normalize_flags, now, password,
 };
-use crate::{GreyRecord, GreyTriplet};
+use crate::{GreyRecord, GreyTriplet, SieveScript};
 
 /// The NOTIFY channel for mailbox changes.
 const CHANNEL: &str = "kurier_changes";
@@ -1815,6 +1815,140 @@ impl Store for PostgresStore {
             .await
             .map_err(err)?
             .map(|r| CachedStsPolicy { domain: r.get(0), record_id: r.get(1), policy: r.get(2), fetched: r.get(3), expires: r.get(4) }))
+    }
+
+    async fn sieve_scripts(&self, account: AccountId) -> Result<Vec<SieveScript>> {
+        Ok(self
+            .client()
+            .await?
+            .query(
+                "SELECT name, active, content FROM sieve_scripts WHERE account = $1 ORDER BY name",
+                &[&account],
+            )
+            .await
+            .map_err(err)?
+            .iter()
+            .map(|r| SieveScript {
+                name: r.get(0),
+                active: r.get(1),
+                content: r.get(2),
+            })
+            .collect())
+    }
+
+    async fn put_sieve_script(&self, account: AccountId, name: &str, content: &str) -> Result<()> {
+        let name = rules::sieve_name(name)?;
+        self.client()
+            .await?
+            .execute(
+                "INSERT INTO sieve_scripts (account, name, content, active) VALUES ($1, $2, $3, FALSE) \
+                 ON CONFLICT (account, name) DO UPDATE SET content = $3",
+                &[&account, &name, &content],
+            )
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
+    async fn delete_sieve_script(&self, account: AccountId, name: &str) -> Result<()> {
+        let c = self.client().await?;
+        let active: Option<bool> = c
+            .query_opt(
+                "SELECT active FROM sieve_scripts WHERE account = $1 AND name = $2",
+                &[&account, &name],
+            )
+            .await
+            .map_err(err)?
+            .map(|r| r.get(0));
+        match active {
+            None => Err(StoreError::NotFound(format!("script {name:?}"))),
+            Some(true) => Err(StoreError::Invalid(format!(
+                "script {name:?} is active: activate another (or none) first"
+            ))),
+            Some(false) => {
+                // The active flag is checked again in the statement (another node may have
+                // activated it meanwhile).
+                let n = c
+                    .execute(
+                        "DELETE FROM sieve_scripts WHERE account = $1 AND name = $2 AND NOT active",
+                        &[&account, &name],
+                    )
+                    .await
+                    .map_err(err)?;
+                if n == 0 {
+                    return Err(StoreError::Invalid(format!(
+                        "script {name:?} changed meanwhile"
+                    )));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    async fn rename_sieve_script(&self, account: AccountId, from: &str, to: &str) -> Result<()> {
+        let to = rules::sieve_name(to)?;
+        let r = self
+            .client()
+            .await?
+            .execute(
+                "UPDATE sieve_scripts SET name = $3 WHERE account = $1 AND name = $2",
+                &[&account, &from, &to],
+            )
+            .await;
+        match r {
+            Ok(0) => Err(StoreError::NotFound(format!("script {from:?}"))),
+            Ok(_) => Ok(()),
+            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) => {
+                Err(StoreError::Exists(format!("script {to:?}")))
+            }
+            Err(e) => Err(err(e)),
+        }
+    }
+
+    async fn activate_sieve_script(&self, account: AccountId, name: Option<&str>) -> Result<()> {
+        let mut c = self.client().await?;
+        let t = c.transaction().await.map_err(err)?;
+        t.execute(
+            "UPDATE sieve_scripts SET active = FALSE WHERE account = $1",
+            &[&account],
+        )
+        .await
+        .map_err(err)?;
+        if let Some(name) = name {
+            let n = t
+                .execute(
+                    "UPDATE sieve_scripts SET active = TRUE WHERE account = $1 AND name = $2",
+                    &[&account, &name],
+                )
+                .await
+                .map_err(err)?;
+            if n == 0 {
+                return Err(StoreError::NotFound(format!("script {name:?}")));
+            }
+        }
+        t.commit().await.map_err(err)
+    }
+
+    async fn vacation_reply_due(
+        &self,
+        account: AccountId,
+        sender: &str,
+        handle: &str,
+        now: UnixTime,
+        period: i64,
+    ) -> Result<bool> {
+        let n = self
+            .client()
+            .await?
+            .execute(
+                "INSERT INTO vacation_replies (account, sender, handle, sent) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (account, sender, handle) DO UPDATE SET sent = $4 \
+                 WHERE vacation_replies.sent <= $4 - $5",
+                &[&account, &sender.to_ascii_lowercase(), &handle, &now, &period],
+            )
+            .await
+            .map_err(err)?;
+        Ok(n == 1)
     }
 
     async fn greylist_get(&self, t: &GreyTriplet) -> Result<Option<GreyRecord>> {

@@ -23,6 +23,16 @@ pub fn event_of(json: &str) -> Result<DmarcEvent> {
         .map_err(|e| StoreError::Backend(format!("a stored DMARC event: {e}")))
 }
 
+/// Checks a Sieve script name (RFC 5804 §1.6: no control characters; we also bound it).
+pub fn sieve_name(name: &str) -> Result<String> {
+    if name.is_empty() || name.len() > 128 || name.chars().any(char::is_control) {
+        return Err(StoreError::Invalid(format!(
+            "script name {name:?}: 1 to 128 characters, none of them control characters"
+        )));
+    }
+    Ok(name.to_string())
+}
+
 /// Checks a mailbox name; `INBOX` in any case becomes `INBOX` (RFC 9051 §5.1).
 pub fn mailbox_name(name: &str) -> Result<String> {
     let bad = |why: &str| StoreError::Invalid(format!("mailbox name {name:?}: {why}"));

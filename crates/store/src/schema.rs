@@ -209,6 +209,22 @@ pub const SQLITE: &[&str] = &[
         PRIMARY KEY (network, sender, recipient));
     CREATE INDEX greylist_last_seen ON greylist(last_seen);
     "#,
+    // 11: Sieve scripts (RFC 5804's model: named, at most one active per account) and the
+    // vacation replies sent (RFC 5230 §4.2: one per sender and handle per period).
+    r#"
+    CREATE TABLE sieve_scripts (
+        account BIGINT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        content TEXT NOT NULL,
+        active BOOLEAN NOT NULL,
+        PRIMARY KEY (account, name));
+    CREATE TABLE vacation_replies (
+        account BIGINT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        sender TEXT NOT NULL,
+        handle TEXT NOT NULL,
+        sent BIGINT NOT NULL,
+        PRIMARY KEY (account, sender, handle));
+    "#,
 ];
 
 pub const POSTGRES: &[&str] = &[
@@ -413,5 +429,21 @@ pub const POSTGRES: &[&str] = &[
         passed BOOLEAN NOT NULL,
         PRIMARY KEY (network, sender, recipient));
     CREATE INDEX greylist_last_seen ON greylist(last_seen);
+    "#,
+    // 11: Sieve scripts (RFC 5804's model: named, at most one active per account) and the
+    // vacation replies sent (RFC 5230 §4.2: one per sender and handle per period).
+    r#"
+    CREATE TABLE sieve_scripts (
+        account BIGINT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        content TEXT NOT NULL,
+        active BOOLEAN NOT NULL,
+        PRIMARY KEY (account, name));
+    CREATE TABLE vacation_replies (
+        account BIGINT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        sender TEXT NOT NULL,
+        handle TEXT NOT NULL,
+        sent BIGINT NOT NULL,
+        PRIMARY KEY (account, sender, handle));
     "#,
 ];

@@ -24,7 +24,7 @@ use crate::{
     ReceivedReport, Recipient, RecipientStatus, ReportKind, Result, SpecialUse, Store, StoreError,
     TlsOutcome, UnixTime, address, normalize_flags, now, password,
 };
-use crate::{GreyRecord, GreyTriplet};
+use crate::{GreyRecord, GreyTriplet, SieveScript};
 
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
@@ -1744,6 +1744,146 @@ impl Store for SqliteStore {
             )
             .optional()
             .map_err(err)
+        })
+        .await
+    }
+
+    async fn sieve_scripts(&self, account: AccountId) -> Result<Vec<SieveScript>> {
+        self.run(move |c| {
+            let mut s = c
+                .prepare("SELECT name, active, content FROM sieve_scripts WHERE account = ?1 ORDER BY name")
+                .map_err(err)?;
+            let rows = s
+                .query_map([account], |r| {
+                    Ok(SieveScript {
+                        name: r.get(0)?,
+                        active: r.get(1)?,
+                        content: r.get(2)?,
+                    })
+                })
+                .map_err(err)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(err)
+        })
+        .await
+    }
+
+    async fn put_sieve_script(&self, account: AccountId, name: &str, content: &str) -> Result<()> {
+        let (name, content) = (rules::sieve_name(name)?, content.to_string());
+        self.run(move |c| {
+            c.execute(
+                "INSERT INTO sieve_scripts (account, name, content, active) VALUES (?1, ?2, ?3, FALSE) \
+                 ON CONFLICT (account, name) DO UPDATE SET content = ?3",
+                params![account, name, content],
+            )
+            .map_err(err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete_sieve_script(&self, account: AccountId, name: &str) -> Result<()> {
+        let name = name.to_string();
+        self.run(move |c| {
+            let active: Option<bool> = c
+                .query_row(
+                    "SELECT active FROM sieve_scripts WHERE account = ?1 AND name = ?2",
+                    params![account, name],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(err)?;
+            match active {
+                None => Err(StoreError::NotFound(format!("script {name:?}"))),
+                Some(true) => Err(StoreError::Invalid(format!(
+                    "script {name:?} is active: activate another (or none) first"
+                ))),
+                Some(false) => {
+                    c.execute(
+                        "DELETE FROM sieve_scripts WHERE account = ?1 AND name = ?2",
+                        params![account, name],
+                    )
+                    .map_err(err)?;
+                    Ok(())
+                }
+            }
+        })
+        .await
+    }
+
+    async fn rename_sieve_script(&self, account: AccountId, from: &str, to: &str) -> Result<()> {
+        let (from, to) = (from.to_string(), rules::sieve_name(to)?);
+        self.run(move |c| {
+            let t = c.transaction().map_err(err)?;
+            let taken: i64 = t
+                .query_row(
+                    "SELECT COUNT(*) FROM sieve_scripts WHERE account = ?1 AND name = ?2",
+                    params![account, to],
+                    |r| r.get(0),
+                )
+                .map_err(err)?;
+            if taken > 0 {
+                return Err(StoreError::Exists(format!("script {to:?}")));
+            }
+            let n = t
+                .execute(
+                    "UPDATE sieve_scripts SET name = ?3 WHERE account = ?1 AND name = ?2",
+                    params![account, from, to],
+                )
+                .map_err(err)?;
+            if n == 0 {
+                return Err(StoreError::NotFound(format!("script {from:?}")));
+            }
+            t.commit().map_err(err)
+        })
+        .await
+    }
+
+    async fn activate_sieve_script(&self, account: AccountId, name: Option<&str>) -> Result<()> {
+        let name = name.map(str::to_string);
+        self.run(move |c| {
+            let t = c.transaction().map_err(err)?;
+            t.execute(
+                "UPDATE sieve_scripts SET active = FALSE WHERE account = ?1",
+                [account],
+            )
+            .map_err(err)?;
+            if let Some(name) = &name {
+                let n = t
+                    .execute(
+                        "UPDATE sieve_scripts SET active = TRUE WHERE account = ?1 AND name = ?2",
+                        params![account, name],
+                    )
+                    .map_err(err)?;
+                if n == 0 {
+                    return Err(StoreError::NotFound(format!("script {name:?}")));
+                }
+            }
+            t.commit().map_err(err)
+        })
+        .await
+    }
+
+    async fn vacation_reply_due(
+        &self,
+        account: AccountId,
+        sender: &str,
+        handle: &str,
+        now: UnixTime,
+        period: i64,
+    ) -> Result<bool> {
+        let (sender, handle) = (sender.to_ascii_lowercase(), handle.to_string());
+        self.run(move |c| {
+            // One statement: a reply is due when there is no record or it is older than the
+            // period; only then is the time written.
+            let n = c
+                .execute(
+                    "INSERT INTO vacation_replies (account, sender, handle, sent) VALUES (?1, ?2, ?3, ?4) \
+                     ON CONFLICT (account, sender, handle) DO UPDATE SET sent = ?4 \
+                     WHERE vacation_replies.sent <= ?4 - ?5",
+                    params![account, sender, handle, now, period],
+                )
+                .map_err(err)?;
+            Ok(n == 1)
         })
         .await
     }

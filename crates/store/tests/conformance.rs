@@ -121,6 +121,11 @@ macro_rules! conformance {
                 suite::report_claims(s).await
             }
             #[tokio::test(flavor = "multi_thread")]
+            async fn sieve_scripts_and_vacation_memory() {
+                let (s, _g) = store().await;
+                suite::sieve_scripts(s).await
+            }
+            #[tokio::test(flavor = "multi_thread")]
             async fn abuse_4_greylist_triplets() {
                 let (s, _g) = store().await;
                 suite::greylist_triplets(s).await
@@ -309,6 +314,89 @@ mod suite {
         assert_eq!(
             (r[0].id, r[0].policy_domain.as_str(), r[0].xml.as_slice()),
             (id, "sender.test", &b"<feedback/>"[..])
+        );
+    }
+
+    pub async fn sieve_scripts(s: Arc<dyn Store>) {
+        let a = account(&s, "sieve@kurier.test").await.id;
+        let b = account(&s, "other@kurier.test").await.id;
+        assert!(s.sieve_scripts(a).await.unwrap().is_empty());
+        s.put_sieve_script(a, "main", "keep;").await.unwrap();
+        s.put_sieve_script(a, "away", "discard;").await.unwrap();
+        s.put_sieve_script(b, "main", "stop;").await.unwrap();
+        s.activate_sieve_script(a, Some("main")).await.unwrap();
+        // Replacing keeps the active flag.
+        s.put_sieve_script(a, "main", "keep; stop;").await.unwrap();
+        let list = s.sieve_scripts(a).await.unwrap();
+        let names: Vec<(&str, bool, &str)> = list
+            .iter()
+            .map(|x| (x.name.as_str(), x.active, x.content.as_str()))
+            .collect();
+        assert_eq!(
+            names,
+            [("away", false, "discard;"), ("main", true, "keep; stop;")]
+        );
+        // One active at most; the other account is untouched.
+        s.activate_sieve_script(a, Some("away")).await.unwrap();
+        let active: Vec<String> = s
+            .sieve_scripts(a)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|x| x.active)
+            .map(|x| x.name)
+            .collect();
+        assert_eq!(active, ["away"]);
+        assert!(!s.sieve_scripts(b).await.unwrap()[0].active);
+        assert!(matches!(
+            s.activate_sieve_script(a, Some("nope")).await,
+            Err(StoreError::NotFound(_))
+        ));
+        assert!(matches!(
+            s.delete_sieve_script(a, "away").await,
+            Err(StoreError::Invalid(_))
+        ));
+        assert!(matches!(
+            s.rename_sieve_script(a, "main", "away").await,
+            Err(StoreError::Exists(_))
+        ));
+        s.rename_sieve_script(a, "main", "old").await.unwrap();
+        s.delete_sieve_script(a, "old").await.unwrap();
+        assert!(matches!(
+            s.delete_sieve_script(a, "old").await,
+            Err(StoreError::NotFound(_))
+        ));
+        s.activate_sieve_script(a, None).await.unwrap();
+        assert!(s.sieve_scripts(a).await.unwrap().iter().all(|x| !x.active));
+        assert!(matches!(
+            s.put_sieve_script(a, "bad\nname", "keep;").await,
+            Err(StoreError::Invalid(_))
+        ));
+        // Vacation: once per sender and handle within the period.
+        assert!(
+            s.vacation_reply_due(a, "X@Sender.test", "h", 1000, 86400)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !s.vacation_reply_due(a, "x@sender.test", "h", 2000, 86400)
+                .await
+                .unwrap()
+        );
+        assert!(
+            s.vacation_reply_due(a, "x@sender.test", "other", 2000, 86400)
+                .await
+                .unwrap()
+        );
+        assert!(
+            s.vacation_reply_due(b, "x@sender.test", "h", 2000, 86400)
+                .await
+                .unwrap()
+        );
+        assert!(
+            s.vacation_reply_due(a, "x@sender.test", "h", 1000 + 86400, 86400)
+                .await
+                .unwrap()
         );
     }
 
