@@ -20,6 +20,7 @@ mod metrics;
 mod outbound;
 mod reports;
 mod serve;
+mod sieve;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -86,6 +87,13 @@ enum Command {
         source: ConfigArgs,
         #[command(subcommand)]
         command: admin::DkimCommand,
+    },
+    /// Sieve scripts of an account (server-side mail filters, RFC 5228).
+    Sieve {
+        #[command(flatten)]
+        source: ConfigArgs,
+        #[command(subcommand)]
+        command: sieve::SieveCommand,
     },
     /// Certificates from the ACME CA: status, and key changes.
     Acme {
@@ -260,6 +268,7 @@ fn main() -> ExitCode {
             dkim_selectors,
         } => block_on(check(source, domain, json, html, dkim_selectors)),
         Command::Dkim { source, command } => block_on(admin::dkim(source, command)),
+        Command::Sieve { source, command } => block_on(sieve::run(source, command)),
         Command::Dns {
             source,
             domain,

@@ -207,3 +207,59 @@ fn a_bad_store_url_is_a_config_error() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("store.url") && err.contains("fix:"), "{err}");
 }
+
+/// `kurier sieve`: a script is checked before it is stored (the error names line and column),
+/// listed with the active one marked, printed back, activated and deleted (not while active).
+#[test]
+fn sieve_scripts_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    assert_eq!(kurier(d, &["domain", "add", "example.org"], "").0, 0);
+    assert_eq!(kurier(d, &["user", "add", "ann@example.org"], "pw\n").0, 0);
+    let good =
+        "require \"fileinto\";\nif header :contains \"list-id\" \"acme\" { fileinto \"Lists\"; }\n";
+    let (code, _, err) = kurier(
+        d,
+        &["sieve", "put", "ann@example.org", "lists", "--activate"],
+        good,
+    );
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = kurier(
+        d,
+        &["sieve", "put", "ann@example.org", "broken"],
+        "keep;\nif header :bogus \"a\" \"b\" { }\n",
+    );
+    assert_ne!(code, 0);
+    assert!(err.contains("line 2, column 11"), "{err}");
+    assert!(err.contains("does not know :bogus"), "{err}");
+    let (code, _, err) = kurier(d, &["sieve", "put", "ann@example.org", "plain"], "keep;\n");
+    assert_eq!(code, 0, "{err}");
+    let (_, out, _) = kurier(d, &["sieve", "list", "ann@example.org"], "");
+    assert_eq!(out, "lists  (active)\nplain\n");
+    let (_, out, _) = kurier(d, &["sieve", "get", "ann@example.org", "lists"], "");
+    assert_eq!(out, good);
+    let (code, _, err) = kurier(d, &["sieve", "delete", "ann@example.org", "lists"], "");
+    assert_ne!(code, 0);
+    assert!(err.contains("is active"), "{err}");
+    assert_eq!(
+        kurier(d, &["sieve", "activate", "ann@example.org", "plain"], "").0,
+        0
+    );
+    assert_eq!(
+        kurier(d, &["sieve", "delete", "ann@example.org", "lists"], "").0,
+        0
+    );
+    let (_, out, _) = kurier(d, &["sieve", "list", "ann@example.org"], "");
+    assert_eq!(out, "plain  (active)\n");
+    let (code, _, err) = kurier(d, &["sieve", "list", "nobody@example.org"], "");
+    assert_ne!(code, 0);
+    assert!(err.contains("no account nobody@example.org"), "{err}");
+    // A 1 MB script is refused before it is read whole.
+    let (code, _, err) = kurier(
+        d,
+        &["sieve", "put", "ann@example.org", "huge"],
+        &"#".repeat((1 << 20) + 2).replace("##", "#\n"),
+    );
+    assert_ne!(code, 0);
+    assert!(err.contains("larger than"), "{err}");
+}
