@@ -64,11 +64,11 @@ export KURIER_TEST_PEBBLE_ECDSA
 # and DATA/BDAT decoders, the reply parser of remote MXs, IMAP commands, MIME structure and
 # modified UTF-7, POP3 commands, TLSRPT reports and records, MTA-STS policies and records,
 # DKIM signatures and key records, SPF and DMARC records, SPF macros, public suffix lists,
-# Authentication-Results values and DMARC aggregate reports (cargo-fuzz with libFuzzer; the
+# Authentication-Results values and DMARC aggregate reports, Sieve scripts (cargo-fuzz with libFuzzer; the
 # stable toolchain allows its -Z flags through RUSTC_BOOTSTRAP). A crash fails the run.
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 for target in smtp_session smtp_data smtp_reply imap_command imap_mime imap_mutf7 pop3_command \
-  tlsrpt_report mta_sts_policy dkim_signature sender_auth_records; do
+  tlsrpt_report mta_sts_policy dkim_signature sender_auth_records sieve_script; do
   (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run "$target" -- -max_total_time="${KURIER_FUZZ_SECONDS:-30}" 2>&1 | tail -n 3)
 done
 

@@ -26,6 +26,7 @@ pub mod greylist;
 pub mod message;
 pub mod milter;
 pub mod routing;
+pub mod sieve;
 pub mod spam;
 
 use std::path::PathBuf;
