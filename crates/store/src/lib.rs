@@ -192,7 +192,29 @@ pub trait Store: Send + Sync + 'static {
         folder: Folder,
         body: &[u8],
         remote: Option<&NewQueueEntry>,
-    ) -> Result<(Vec<Appended>, Option<QueueId>)>;
+    ) -> Result<(Vec<Appended>, Option<QueueId>)> {
+        let placements: Vec<Placement> = accounts
+            .iter()
+            .map(|a| Placement {
+                account: *a,
+                target: Target::Folder(folder),
+                flags: Vec::new(),
+                body: None,
+            })
+            .collect();
+        let queue: Vec<(NewQueueEntry, Option<Vec<u8>>)> =
+            remote.map(|e| (e.clone(), None)).into_iter().collect();
+        let (appended, queued) = self.deliver_placed(&placements, body, &queue).await?;
+        Ok((appended, queued.into_iter().next()))
+    }
+    /// Every copy of `placements` and every queue entry (each with its own body, or `body`),
+    /// all in one transaction: durable as a whole or not at all.
+    async fn deliver_placed(
+        &self,
+        placements: &[Placement],
+        body: &[u8],
+        queue: &[(NewQueueEntry, Option<Vec<u8>>)],
+    ) -> Result<(Vec<Appended>, Vec<QueueId>)>;
     /// Metadata of every message in the mailbox, by UID.
     async fn messages(&self, mailbox: MailboxId) -> Result<Vec<MessageMeta>>;
     /// Metadata of the messages whose MODSEQ is above `modseq` (appended or flags changed

@@ -476,3 +476,23 @@ pub struct SieveScript {
     pub active: bool,
     pub content: String,
 }
+
+/// Which mailbox of an account a delivered copy goes to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// INBOX, or the account's Junk mailbox.
+    Folder(Folder),
+    /// A mailbox by name (Sieve's fileinto); INBOX if the account has none of that name.
+    Named(String),
+}
+
+/// One copy of a delivered message (Sieve may file a message into several mailboxes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    pub account: AccountId,
+    pub target: Target,
+    /// IMAP flags (system flags and keywords, checked).
+    pub flags: Vec<String>,
+    /// This copy's own content (Sieve's editheader), instead of the shared body.
+    pub body: Option<Vec<u8>>,
+}

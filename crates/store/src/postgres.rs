@@ -27,7 +27,7 @@ use crate::{
     ReceivedReport, Recipient, RecipientStatus, ReportKind, Result, SpecialUse, Store, StoreError,
     TlsOutcome, UnixTime, address, normalize_flags, now, password,
 };
-use crate::{GreyRecord, GreyTriplet, SieveScript};
+use crate::{GreyRecord, GreyTriplet, Placement, SieveScript, Target};
 
 /// The NOTIFY channel for mailbox changes.
 const CHANNEL: &str = "kurier_changes";
@@ -1246,43 +1246,65 @@ impl Store for PostgresStore {
         Ok(a)
     }
 
-    async fn deliver_and_enqueue(
+    async fn deliver_placed(
         &self,
-        accounts: &[AccountId],
-        folder: Folder,
+        placements: &[Placement],
         body: &[u8],
-        remote: Option<&NewQueueEntry>,
-    ) -> Result<(Vec<Appended>, Option<QueueId>)> {
-        if let Some(e) = remote {
+        queue: &[(NewQueueEntry, Option<Vec<u8>>)],
+    ) -> Result<(Vec<Appended>, Vec<QueueId>)> {
+        for (e, _) in queue {
             check_entry(e)?;
         }
         let mut c = self.client().await?;
         let tx = c.transaction().await.map_err(err)?;
-        let blob = insert_blob(&tx, body).await?;
+        let shared = insert_blob(&tx, body).await?;
         let mut out = Vec::new();
         let mut changes = Vec::new();
-        for account in accounts {
-            let inbox: MailboxId = tx
-                .query_opt(
-                    "SELECT id FROM mailboxes WHERE account = $1 AND (name = 'INBOX' OR special_use = $2) ORDER BY (name = 'INBOX') LIMIT 1",
-                    &[account, &folder.special_use()],
-                )
-                .await
-                .map_err(err)?
-                .map(|r| r.get(0))
-                .ok_or_else(|| StoreError::NotFound(format!("INBOX of account {account}")))?;
-            let (a, acc) = append_in(&tx, inbox, blob, body.len() as u64, &[], now()).await?;
+        for p in placements {
+            let flags = normalize_flags(p.flags.iter().map(String::as_str))?;
+            let named: Option<MailboxId> = match &p.target {
+                Target::Named(name) => tx
+                    .query_opt(
+                        "SELECT id FROM mailboxes WHERE account = $1 AND name = $2",
+                        &[&p.account, &rules::mailbox_name(name)?],
+                    )
+                    .await
+                    .map_err(err)?
+                    .map(|r| r.get(0)),
+                Target::Folder(_) => None,
+            };
+            let folder = match &p.target {
+                Target::Folder(f) => *f,
+                Target::Named(_) => Folder::Inbox,
+            };
+            let mailbox: MailboxId = match named {
+                Some(id) => id,
+                None => tx
+                    .query_opt(
+                        "SELECT id FROM mailboxes WHERE account = $1 AND (name = 'INBOX' OR special_use = $2) ORDER BY (name = 'INBOX') LIMIT 1",
+                        &[&p.account, &folder.special_use()],
+                    )
+                    .await
+                    .map_err(err)?
+                    .map(|r| r.get(0))
+                    .ok_or_else(|| StoreError::NotFound(format!("INBOX of account {}", p.account)))?,
+            };
+            let (blob, size) = match &p.body {
+                Some(own) => (insert_blob(&tx, own).await?, own.len()),
+                None => (shared, body.len()),
+            };
+            let (a, acc) = append_in(&tx, mailbox, blob, size as u64, &flags, now()).await?;
             changes.push(MailboxChange {
                 account: acc,
-                mailbox: inbox,
+                mailbox,
                 kind: ChangeKind::Appended { uid: a.uid },
             });
             out.push(a);
         }
-        let queued = match remote {
-            Some(e) => Some(enqueue_in(&tx, e, body).await?),
-            None => None,
-        };
+        let mut queued = Vec::new();
+        for (e, own) in queue {
+            queued.push(enqueue_in(&tx, e, own.as_deref().unwrap_or(body)).await?);
+        }
         notify(&tx, &changes).await?;
         tx.commit().await.map_err(err)?;
         Ok((out, queued))

@@ -24,7 +24,7 @@ use crate::{
     ReceivedReport, Recipient, RecipientStatus, ReportKind, Result, SpecialUse, Store, StoreError,
     TlsOutcome, UnixTime, address, normalize_flags, now, password,
 };
-use crate::{GreyRecord, GreyTriplet, SieveScript};
+use crate::{GreyRecord, GreyTriplet, Placement, SieveScript, Target};
 
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
@@ -1162,39 +1162,69 @@ impl Store for SqliteStore {
         Ok(appended)
     }
 
-    async fn deliver_and_enqueue(
+    async fn deliver_placed(
         &self,
-        accounts: &[AccountId],
-        folder: Folder,
+        placements: &[Placement],
         body: &[u8],
-        remote: Option<&NewQueueEntry>,
-    ) -> Result<(Vec<Appended>, Option<QueueId>)> {
-        if let Some(e) = remote {
+        queue: &[(NewQueueEntry, Option<Vec<u8>>)],
+    ) -> Result<(Vec<Appended>, Vec<QueueId>)> {
+        for (e, _) in queue {
             check_entry(e)?;
         }
-        let accounts = accounts.to_vec();
+        let mut placements = placements.to_vec();
+        for p in &mut placements {
+            p.flags = normalize_flags(p.flags.iter().map(String::as_str))?;
+            if let Target::Named(n) = &p.target {
+                p.target = Target::Named(rules::mailbox_name(n)?);
+            }
+        }
         let body = body.to_vec();
-        let remote = remote.cloned();
+        let queue = queue.to_vec();
         let (done, queued) = self
             .run(move |c| {
                 let tx = immediate(c)?;
-                let blob = insert_blob(&tx, &body)?;
+                let shared = insert_blob(&tx, &body)?;
                 let mut out = Vec::new();
-                for account in accounts {
-                    let inbox: MailboxId = tx
-                        .query_row(
-                            DELIVERY_MAILBOX,
-                            params![account, folder.special_use()],
-                            |r| r.get(0),
-                        )
-                        .optional()
-                        .map_err(err)?
-                        .ok_or_else(|| {
-                            StoreError::NotFound(format!("INBOX of account {account}"))
-                        })?;
-                    out.push(append_in(&tx, inbox, blob, body.len() as u64, &[], now())?);
+                for p in placements {
+                    let named: Option<MailboxId> = match &p.target {
+                        Target::Named(name) => tx
+                            .query_row(
+                                "SELECT id FROM mailboxes WHERE account = ?1 AND name = ?2",
+                                params![p.account, name],
+                                |r| r.get(0),
+                            )
+                            .optional()
+                            .map_err(err)?,
+                        Target::Folder(_) => None,
+                    };
+                    let folder = match &p.target {
+                        Target::Folder(f) => *f,
+                        Target::Named(_) => Folder::Inbox,
+                    };
+                    let mailbox: MailboxId = match named {
+                        Some(id) => id,
+                        None => tx
+                            .query_row(
+                                DELIVERY_MAILBOX,
+                                params![p.account, folder.special_use()],
+                                |r| r.get(0),
+                            )
+                            .optional()
+                            .map_err(err)?
+                            .ok_or_else(|| {
+                                StoreError::NotFound(format!("INBOX of account {}", p.account))
+                            })?,
+                    };
+                    let (blob, size) = match &p.body {
+                        Some(own) => (insert_blob(&tx, own)?, own.len()),
+                        None => (shared, body.len()),
+                    };
+                    out.push(append_in(&tx, mailbox, blob, size as u64, &p.flags, now())?);
                 }
-                let queued = remote.map(|e| enqueue_in(&tx, &e, &body)).transpose()?;
+                let mut queued = Vec::new();
+                for (e, own) in &queue {
+                    queued.push(enqueue_in(&tx, e, own.as_deref().unwrap_or(&body))?);
+                }
                 tx.commit().map_err(err)?;
                 Ok((out, queued))
             })

@@ -121,6 +121,11 @@ macro_rules! conformance {
                 suite::report_claims(s).await
             }
             #[tokio::test(flavor = "multi_thread")]
+            async fn placements_into_mailboxes_with_flags_and_own_bodies() {
+                let (s, _g) = store().await;
+                suite::placements(s).await
+            }
+            #[tokio::test(flavor = "multi_thread")]
             async fn sieve_scripts_and_vacation_memory() {
                 let (s, _g) = store().await;
                 suite::sieve_scripts(s).await
@@ -315,6 +320,82 @@ mod suite {
             (r[0].id, r[0].policy_domain.as_str(), r[0].xml.as_slice()),
             (id, "sender.test", &b"<feedback/>"[..])
         );
+    }
+
+    pub async fn placements(s: Arc<dyn Store>) {
+        use kurier_store::{Placement, Target};
+        let a = account(&s, "place@kurier.test").await;
+        s.create_mailbox(a.id, "Lists", None).await.unwrap();
+        let p = |target, flags: &[&str], body: Option<&[u8]>| Placement {
+            account: a.id,
+            target,
+            flags: flags.iter().map(|f| f.to_string()).collect(),
+            body: body.map(|b| b.to_vec()),
+        };
+        let entry = NewQueueEntry {
+            sender: "place@kurier.test".into(),
+            recipients: vec![("far@remote.test".into(), Default::default())],
+            require_tls: false,
+            dsn: Default::default(),
+        };
+        let (done, queued) = s
+            .deliver_placed(
+                &[
+                    p(Target::Folder(Folder::Inbox), &["\\seen", "$Work"], None),
+                    p(Target::Named("Lists".into()), &[], Some(b"edited copy")),
+                    // A mailbox that is not there: INBOX.
+                    p(Target::Named("Nowhere".into()), &[], None),
+                    p(Target::Folder(Folder::Junk), &[], None),
+                ],
+                b"shared",
+                &[
+                    (entry.clone(), None),
+                    (entry.clone(), Some(b"reply".to_vec())),
+                ],
+            )
+            .await
+            .unwrap();
+        assert_eq!((done.len(), queued.len()), (4, 2));
+        let inbox = inbox(&s, &a).await;
+        let lists = s.mailbox(a.id, "Lists").await.unwrap().unwrap();
+        let junk = s.mailbox(a.id, "Junk").await.unwrap().unwrap();
+        assert_eq!(
+            [
+                done[0].mailbox,
+                done[1].mailbox,
+                done[2].mailbox,
+                done[3].mailbox
+            ],
+            [inbox.id, lists.id, inbox.id, junk.id]
+        );
+        let m = s.messages(inbox.id).await.unwrap();
+        assert_eq!(m[0].flags, ["$Work", "\\Seen"]);
+        assert_eq!(
+            s.message_body(lists.id, done[1].uid)
+                .await
+                .unwrap()
+                .unwrap(),
+            b"edited copy"
+        );
+        assert_eq!(
+            s.message_body(inbox.id, done[2].uid)
+                .await
+                .unwrap()
+                .unwrap(),
+            b"shared"
+        );
+        assert_eq!(s.queue_body(queued[0]).await.unwrap().unwrap(), b"shared");
+        assert_eq!(s.queue_body(queued[1]).await.unwrap().unwrap(), b"reply");
+        // A bad flag refuses the whole delivery.
+        assert!(matches!(
+            s.deliver_placed(
+                &[p(Target::Folder(Folder::Inbox), &["bad flag"], None)],
+                b"x",
+                &[]
+            )
+            .await,
+            Err(StoreError::Invalid(_))
+        ));
     }
 
     pub async fn sieve_scripts(s: Arc<dyn Store>) {
