@@ -626,13 +626,43 @@ impl MailDrop for Acceptance {
         };
         let completed = verdicts.apply(signature.as_deref(), unsigned);
         let body = completed.as_deref().unwrap_or(unsigned);
+        // The last stage: each local recipient's Sieve script, on the message as it is stored
+        // (with the verdict fields, so that scripts can sort on them).
+        let filed = sieve::file(
+            &*self.store,
+            &sieve::Delivery {
+                accounts: &local,
+                recipients: m.recipients.iter().map(|(r, _)| r.as_str()).collect(),
+                from: &m.from,
+                auth: connection.account(),
+                body,
+                folder,
+                hostname: &self.hostname,
+                single: m.recipients.len() == 1 && m.remote.is_empty(),
+            },
+        )
+        .await;
+        if let Some(reason) = filed.refuse {
+            tracing::info!(id = %m.id, from = %m.from, "refused by the recipient's Sieve script");
+            return Delivery::Refused(reason);
+        }
+        let mut entries: Vec<(kurier_store::NewQueueEntry, Option<Vec<u8>>)> =
+            queue.into_iter().map(|e| (e, None)).collect();
+        entries.extend(filed.redirects.into_iter().map(|(e, b)| (e, Some(b))));
+        for (e, reply) in filed.replies {
+            let signed = match self.dkim_signature(&reply).await {
+                Some(sig) => [sig.into_bytes(), reply].concat(),
+                None => reply,
+            };
+            entries.push((e, Some(signed)));
+        }
         match self
             .store
-            .deliver_and_enqueue(&local, folder, body, queue.as_ref())
+            .deliver_placed(&filed.placements, body, &entries)
             .await
         {
             Ok(_) => {
-                if queue.is_some() {
+                if !entries.is_empty() {
                     self.outbound.notify_one();
                 }
                 self.read_report(m, dmarc_passed);

@@ -205,10 +205,413 @@ Content-Type: multipart/alternative; boundary=b\r\n\r\n--b\r\nContent-Type: text
     }
 
     #[test]
+    fn vacation_is_not_for_machines_lists_or_ourselves() {
+        let ours = vec!["bob@example.net".to_string()];
+        let m = |extra: &str| {
+            format!(
+                "From: a@example.org\r\nTo: Bob <bob@example.net>\r\n{extra}Subject: hi\r\n\r\nx\r\n"
+            )
+        };
+        let plain = m("");
+        assert_eq!(
+            vacation_suppressed(&SieveMessage::new(plain.as_bytes()), "a@example.org", &ours),
+            None
+        );
+        for (extra, sender) in [
+            ("", ""),
+            ("", "MAILER-DAEMON@example.org"),
+            ("", "owner-list@example.org"),
+            ("", "list-request@example.org"),
+            ("Auto-Submitted: auto-replied\r\n", "a@example.org"),
+            ("List-Id: <x.example.org>\r\n", "a@example.org"),
+            ("Precedence: bulk\r\n", "a@example.org"),
+            ("", "bob@example.net"),
+        ] {
+            let text = m(extra);
+            assert!(
+                vacation_suppressed(&SieveMessage::new(text.as_bytes()), sender, &ours).is_some(),
+                "{extra} {sender}"
+            );
+        }
+        // Sent to someone else (a Bcc copy of a list, say): no reply.
+        let other = b"From: a@example.org\r\nTo: carol@example.net\r\n\r\nx\r\n";
+        assert!(vacation_suppressed(&SieveMessage::new(other), "a@example.org", &ours).is_some());
+    }
+
+    #[test]
+    fn the_vacation_reply() {
+        let view = SieveMessage::new(
+            b"Message-ID: <m1@example.org>\r\nSubject: Gr\xc3\xbc\xc3\x9fe\r\n\r\nx\r\n",
+        );
+        let reply = kurier_sieve::interpret::VacationReply {
+            to: "a@example.org".into(),
+            subject: None,
+            from: None,
+            reason: "Away.\nBack Monday.".into(),
+            mime: false,
+            handle: "h".into(),
+            period: 86400,
+            addresses: vec![],
+        };
+        let out = String::from_utf8(vacation_message(
+            &view,
+            &reply,
+            "bob@example.net",
+            "mx.example.net",
+            1_800_000_000,
+        ))
+        .unwrap();
+        assert!(out.contains("To: <a@example.org>\r\n"), "{out}");
+        assert!(out.contains("Subject: =?UTF-8?B?"), "{out}");
+        assert!(out.contains("In-Reply-To: <m1@example.org>\r\n"), "{out}");
+        assert!(out.contains("Auto-Submitted: auto-replied"), "{out}");
+        assert!(
+            out.ends_with("\r\n\r\nAway.\r\nBack Monday.\r\n"),
+            "{out:?}"
+        );
+    }
+
+    #[test]
     fn garbage_is_no_panic() {
         let m = SieveMessage::new(b"\xff\xfe not a message");
         let _ = m.header_values("subject");
         let _ = m.addresses("from");
         let _ = m.body(&BodyTransform::Text);
     }
+}
+
+/// Whether a vacation reply to this message must not be sent (RFC 5230 §4.5, RFC 3834 §2):
+/// a null or machine sender, an automatic or list or bulk message, mail from ourselves, or a
+/// message that does not name one of our addresses in To, Cc or Bcc.
+pub fn vacation_suppressed(
+    view: &SieveMessage<'_>,
+    sender: &str,
+    ours: &[String],
+) -> Option<&'static str> {
+    let sender = sender.to_ascii_lowercase();
+    if sender.is_empty() {
+        return Some("the sender is null");
+    }
+    let local = sender.rsplit_once('@').map_or(sender.as_str(), |(l, _)| l);
+    if [
+        "mailer-daemon",
+        "postmaster",
+        "listserv",
+        "majordomo",
+        "noreply",
+        "no-reply",
+    ]
+    .contains(&local)
+        || local.starts_with("owner-")
+        || local.ends_with("-request")
+        || local.ends_with("-bounces")
+    {
+        return Some("the sender is a machine");
+    }
+    if view
+        .header_values("auto-submitted")
+        .iter()
+        .any(|v| !v.trim().eq_ignore_ascii_case("no"))
+    {
+        return Some("the message was sent automatically");
+    }
+    if ["list-id", "list-unsubscribe", "list-post", "list-help"]
+        .iter()
+        .any(|h| !view.header_values(h).is_empty())
+    {
+        return Some("the message came from a mailing list");
+    }
+    if view.header_values("precedence").iter().any(|v| {
+        matches!(
+            v.trim().to_ascii_lowercase().as_str(),
+            "bulk" | "list" | "junk"
+        )
+    }) {
+        return Some("the message is bulk mail");
+    }
+    if ours.iter().any(|o| o.eq_ignore_ascii_case(&sender)) {
+        return Some("the sender is the recipient");
+    }
+    let named = ["to", "cc", "bcc", "resent-to", "resent-cc"]
+        .iter()
+        .flat_map(|h| view.addresses(h))
+        .any(|a| ours.iter().any(|o| o.eq_ignore_ascii_case(&a)));
+    if !named {
+        return Some("none of our addresses is in To, Cc or Bcc");
+    }
+    None
+}
+
+/// The vacation reply (RFC 5230 §5, RFC 3834 §3): from our address, to the sender, answering
+/// the original's Message-ID, marked `Auto-Submitted: auto-replied`.
+pub fn vacation_message(
+    view: &SieveMessage<'_>,
+    reply: &kurier_sieve::interpret::VacationReply,
+    ours: &str,
+    hostname: &str,
+    now: i64,
+) -> Vec<u8> {
+    let clean = |s: &str| -> String {
+        s.chars()
+            .map(|c| if c == '\r' || c == '\n' { ' ' } else { c })
+            .collect()
+    };
+    let subject = match &reply.subject {
+        Some(s) => clean(s),
+        None => format!(
+            "Auto: {}",
+            clean(
+                view.header_values("subject")
+                    .first()
+                    .map_or("", |s| s.as_str())
+            )
+        ),
+    };
+    let subject = if subject.is_ascii() {
+        subject
+    } else {
+        // RFC 2047 B encoding for a non-ASCII subject.
+        format!(
+            "=?UTF-8?B?{}?=",
+            kurier_access::base64_encode(subject.as_bytes())
+        )
+    };
+    let from = reply.from.as_deref().map_or(ours.to_string(), clean);
+    let original = view
+        .header_values("message-id")
+        .first()
+        .map(|s| clean(s.trim()));
+    let mut out = format!(
+        "From: {from}\r\nTo: <{}>\r\nSubject: {subject}\r\nDate: {}\r\nMessage-ID: <vacation.{now}.{:x}@{hostname}>\r\nAuto-Submitted: auto-replied (vacation)\r\n",
+        clean(&reply.to),
+        kurier_smtp::received::rfc5322_date(now),
+        reply.handle.len() ^ (now as usize)
+    );
+    if let Some(id) = original {
+        out.push_str(&format!("In-Reply-To: {id}\r\nReferences: {id}\r\n"));
+    }
+    out.push_str("MIME-Version: 1.0\r\n");
+    if reply.mime {
+        // The reason is a MIME entity with its own header (RFC 5230 §4.4).
+        out.push_str(&reply.reason.replace("\r\n", "\n").replace('\n', "\r\n"));
+    } else {
+        out.push_str(
+            "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n",
+        );
+        out.push_str(&reply.reason.replace("\r\n", "\n").replace('\n', "\r\n"));
+    }
+    if !out.ends_with("\r\n") {
+        out.push_str("\r\n");
+    }
+    out.into_bytes()
+}
+
+/// What Sieve made of one message for its local recipients.
+#[derive(Debug, Default)]
+pub struct Filed {
+    pub placements: Vec<kurier_store::Placement>,
+    /// Redirected copies (unsigned: they are the sender's mail).
+    pub redirects: Vec<(kurier_store::NewQueueEntry, Vec<u8>)>,
+    /// Vacation replies, to be DKIM-signed by the caller.
+    pub replies: Vec<(kurier_store::NewQueueEntry, Vec<u8>)>,
+    /// reject/ereject with a single recipient: refused at SMTP (550) with this text.
+    pub refuse: Option<String>,
+}
+
+/// One delivery's envelope and message, as the Sieve stage needs them.
+pub struct Delivery<'a> {
+    pub accounts: &'a [kurier_store::AccountId],
+    pub recipients: Vec<&'a str>,
+    pub from: &'a str,
+    pub auth: Option<&'a str>,
+    pub body: &'a [u8],
+    /// Where the implicit keep files (INBOX, or Junk after the spam or DMARC stage).
+    pub folder: kurier_store::Folder,
+    pub hostname: &'a str,
+    /// The message has no other recipient (a reject can be an SMTP refusal).
+    pub single: bool,
+}
+
+/// Runs each recipient's active script (RFC 5228) and turns its actions into copies, redirects
+/// and replies. A recipient without a script, a script that does not compile or fails at run
+/// time, or a message that already passed this recipient (`Delivered-To`, a redirect loop)
+/// gets the implicit keep.
+pub async fn file(store: &dyn kurier_store::Store, d: &Delivery<'_>) -> Filed {
+    use kurier_sieve::Action;
+    use kurier_store::{NewQueueEntry, Placement, Target};
+    let keep = |account, flags: Vec<String>| Placement {
+        account,
+        target: Target::Folder(d.folder),
+        flags,
+        body: None,
+    };
+    let view = SieveMessage::new(d.body);
+    // Which address brought each account (the envelope `to` its script sees).
+    let mut addressed: Vec<(kurier_store::AccountId, String, String)> = Vec::new();
+    for r in &d.recipients {
+        if let Ok(kurier_store::Recipient::Local(accounts)) = store.resolve(r).await {
+            for a in accounts {
+                if !addressed.iter().any(|(id, _, _)| *id == a.id) {
+                    addressed.push((a.id, a.address.clone(), r.to_string()));
+                }
+            }
+        }
+    }
+    let mut out = Filed::default();
+    for &account in d.accounts {
+        let Some((_, address, rcpt)) = addressed.iter().find(|(id, _, _)| *id == account) else {
+            out.placements.push(keep(account, Vec::new()));
+            continue;
+        };
+        let scripts = match store.sieve_scripts(account).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(%address, error = %e, "cannot read the Sieve scripts; kept");
+                out.placements.push(keep(account, Vec::new()));
+                continue;
+            }
+        };
+        let Some(active) = scripts.iter().find(|s| s.active) else {
+            out.placements.push(keep(account, Vec::new()));
+            continue;
+        };
+        if view
+            .addresses("delivered-to")
+            .iter()
+            .chain(view.header_values("delivered-to").iter())
+            .any(|a| a.eq_ignore_ascii_case(address))
+        {
+            tracing::warn!(%address, "the message was delivered to this account before (a redirect loop); kept without running Sieve");
+            out.placements.push(keep(account, Vec::new()));
+            continue;
+        }
+        let script = match kurier_sieve::compile(&active.content) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(%address, script = %active.name, error = %e, "the active Sieve script does not compile; kept");
+                out.placements.push(keep(account, Vec::new()));
+                continue;
+            }
+        };
+        let personal: Vec<(String, String)> = scripts
+            .iter()
+            .map(|s| (s.name.clone(), s.content.clone()))
+            .collect();
+        let include = move |name: &str, is_personal: bool| {
+            if !is_personal {
+                return None;
+            }
+            personal
+                .iter()
+                .find(|(n, _)| n == name)
+                .and_then(|(_, c)| kurier_sieve::compile(c).ok())
+        };
+        let envelope = kurier_sieve::Envelope {
+            from: d.from.to_string(),
+            to: rcpt.clone(),
+            auth: d.auth.map(str::to_string),
+        };
+        let outcome = kurier_sieve::run(
+            &script,
+            &view,
+            &envelope,
+            &kurier_sieve::Limits::default(),
+            &include,
+        );
+        if let Some(e) = &outcome.error {
+            tracing::warn!(%address, script = %active.name, error = %e, "the Sieve script stopped; the message is kept");
+        }
+        if !outcome.edits.is_empty() {
+            tracing::info!(%address, edits = outcome.edits.len(), "Sieve editheader changes are not applied yet");
+        }
+        let valid = |flags: &[String]| -> Vec<String> {
+            flags
+                .iter()
+                .filter(|f| kurier_store::normalize_flags([f.as_str()]).is_ok())
+                .cloned()
+                .collect()
+        };
+        for a in outcome.actions {
+            match a {
+                Action::Keep { flags } => out.placements.push(keep(account, valid(&flags))),
+                Action::FileInto {
+                    mailbox,
+                    flags,
+                    create,
+                } => {
+                    if create
+                        && let Err(e) = store.create_mailbox(account, &mailbox, None).await
+                        && !matches!(e, kurier_store::StoreError::Exists(_))
+                    {
+                        tracing::info!(%address, %mailbox, error = %e, "fileinto :create failed; the message goes to INBOX");
+                    }
+                    out.placements.push(Placement {
+                        account,
+                        target: Target::Named(mailbox),
+                        flags: valid(&flags),
+                        body: None,
+                    });
+                }
+                Action::Redirect { address: to } => {
+                    // Our own envelope sender: SPF passes at the next hop, and bounces reach
+                    // the user who redirects (no SRS).
+                    let mut copy = format!("Delivered-To: {address}\r\n").into_bytes();
+                    copy.extend_from_slice(d.body);
+                    out.redirects.push((
+                        NewQueueEntry {
+                            sender: address.clone(),
+                            recipients: vec![(to, Default::default())],
+                            require_tls: false,
+                            dsn: Default::default(),
+                        },
+                        copy,
+                    ));
+                }
+                Action::Reject { reason, .. } => {
+                    if d.single {
+                        out.refuse = Some(reason);
+                    } else {
+                        // RFC 5429's MDN to the sender is not sent yet: the message is kept.
+                        tracing::warn!(%address, "Sieve reject for one of several recipients: kept (no MDN yet)");
+                        out.placements.push(keep(account, Vec::new()));
+                    }
+                }
+                Action::Vacation(v) => {
+                    let mut ours = vec![address.clone(), rcpt.clone()];
+                    ours.extend(v.addresses.iter().cloned());
+                    if let Some(why) = vacation_suppressed(&view, d.from, &ours) {
+                        tracing::debug!(%address, reason = why, "no vacation reply");
+                        continue;
+                    }
+                    let now = kurier_store::now();
+                    let period = i64::try_from(v.period).unwrap_or(i64::MAX);
+                    match store
+                        .vacation_reply_due(account, d.from, &v.handle, now, period)
+                        .await
+                    {
+                        Ok(true) => {
+                            let body = vacation_message(&view, &v, address, d.hostname, now);
+                            // RFC 5230 §5.1: the reply goes out with a null return path.
+                            out.replies.push((
+                                NewQueueEntry {
+                                    sender: String::new(),
+                                    recipients: vec![(d.from.to_string(), Default::default())],
+                                    require_tls: false,
+                                    dsn: Default::default(),
+                                },
+                                body,
+                            ));
+                        }
+                        Ok(false) => {
+                            tracing::debug!(%address, to = d.from, "vacation reply sent within the period already");
+                        }
+                        Err(e) => {
+                            tracing::warn!(%address, error = %e, "cannot check the vacation memory; no reply")
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out
 }

@@ -1,0 +1,171 @@
+//! Sieve at delivery (issue 25, first part): the recipient's active script files mail into a
+//! mailbox it creates (with a match variable in the name), sets IMAP flags, rejects at SMTP,
+//! redirects through the outbound queue with our own envelope sender, and answers with a
+//! vacation reply once per sender and period — never to a mailing list. A script that fails
+//! keeps the mail.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+mod support;
+
+use support::Server;
+
+/// Sends each message (From, Subject, extra header lines) to the MX; prints the reply code
+/// and text after DATA as JSON lines.
+const SENDER: &str = r#"
+import json, smtplib, sys
+spec = json.load(open(sys.argv[1]))
+for n, m in enumerate(spec["messages"]):
+    body = ("From: %s\r\nTo: rcpt@kurier.test\r\nSubject: %s\r\nMessage-ID: <m%d@sender.test>\r\n%s\r\nHello.\r\n"
+            % (m["from"], m["subject"], n, m.get("extra", ""))).encode()
+    code, text = 250, ""
+    try:
+        with smtplib.SMTP(spec["server"], 2525, timeout=30) as s:
+            s.ehlo("client.test")
+            s.sendmail(m["from"], ["rcpt@kurier.test"], body)
+    except smtplib.SMTPResponseException as e:
+        code, text = e.smtp_code, e.smtp_error.decode()
+    print(json.dumps({"code": code, "text": text}), flush=True)
+"#;
+
+const SCRIPT: &str = r#"require ["fileinto", "mailbox", "imap4flags", "vacation", "variables", "reject"];
+if header :matches "subject" "[*] *" {
+  fileinto :create "Lists/${1}";
+  stop;
+}
+if header :contains "subject" "flag me" { addflag "\\Flagged"; }
+if header :contains "subject" "go away" { reject "Not wanted here."; }
+if header :contains "subject" "forward" { redirect "elsewhere@remote.test"; }
+if address :is "from" ["boss@sender.test", "list@sender.test"] {
+  vacation :days 1 :subject "Away" "I am away until Monday.";
+}
+"#;
+
+#[test]
+fn sieve_files_flags_rejects_redirects_and_answers_once() {
+    let ip = "127.0.66.1";
+    let dir = tempfile::tempdir().unwrap();
+    let config = support::configured(dir.path(), ip, "", "");
+    support::admin(
+        &config,
+        &["sieve", "put", "rcpt@kurier.test", "main", "--activate"],
+        SCRIPT,
+    );
+    let _server = Server::configured(dir.path(), &config);
+    let m = |from: &str, subject: &str, extra: &str| serde_json::json!({"from": from, "subject": subject, "extra": extra});
+    let spec = serde_json::json!({"server": ip, "messages": [
+        m("a@sender.test", "[acme] release notes", ""),
+        m("a@sender.test", "please flag me", ""),
+        m("a@sender.test", "go away", ""),
+        m("a@sender.test", "forward this", ""),
+        m("boss@sender.test", "status?", ""),
+        m("boss@sender.test", "status again?", ""),
+        m("list@sender.test", "digest", "List-Id: <l.sender.test>\r\n"),
+    ]});
+    let out = support::python(SENDER, &dir.path().join("send.json"), &spec);
+    let replies: Vec<serde_json::Value> = String::from_utf8_lossy(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let codes: Vec<u64> = replies
+        .iter()
+        .map(|r| r["code"].as_u64().unwrap())
+        .collect();
+    assert_eq!(codes, [250, 250, 550, 250, 250, 250, 250], "{replies:?}");
+    assert!(
+        replies[2]["text"]
+            .as_str()
+            .unwrap()
+            .contains("Not wanted here."),
+        "{replies:?}"
+    );
+    // fileinto :create with the match variable.
+    let lists = support::folder(dir.path(), "rcpt@kurier.test", "Lists/acme");
+    assert_eq!(lists.len(), 1, "{lists:?}");
+    assert!(lists[0].contains("[acme] release notes"));
+    // The rest are in INBOX (the redirect does not keep).
+    let inbox = support::inbox(dir.path(), "rcpt@kurier.test");
+    let subjects: Vec<&str> = inbox
+        .iter()
+        .filter_map(|m| m.lines().find(|l| l.starts_with("Subject: ")))
+        .collect();
+    assert_eq!(
+        subjects,
+        [
+            "Subject: please flag me",
+            "Subject: status?",
+            "Subject: status again?",
+            "Subject: digest"
+        ],
+        "{inbox:?}"
+    );
+    let (rt, store) = support::store_at(dir.path());
+    rt.block_on(async {
+        let kurier_store::Recipient::Local(a) = store.resolve("rcpt@kurier.test").await.unwrap()
+        else {
+            panic!()
+        };
+        let inbox = store.mailbox(a[0].id, "INBOX").await.unwrap().unwrap();
+        let metas = store.messages(inbox.id).await.unwrap();
+        assert_eq!(metas[0].flags, ["\\Flagged"]);
+        assert!(metas[1].flags.is_empty());
+        // The queue: the redirect (our envelope sender) and one vacation reply (null sender)
+        // to the boss — not a second one, and none to the list.
+        let q = store.queue().await.unwrap();
+        assert_eq!(q.len(), 2, "{q:?}");
+        let redirect = q.iter().find(|e| !e.sender.is_empty()).unwrap();
+        assert_eq!(redirect.sender, "rcpt@kurier.test");
+        assert_eq!(redirect.recipients[0].address, "elsewhere@remote.test");
+        let body =
+            String::from_utf8(store.queue_body(redirect.id).await.unwrap().unwrap()).unwrap();
+        assert!(
+            body.starts_with("Delivered-To: rcpt@kurier.test\r\n"),
+            "{body}"
+        );
+        assert!(body.contains("Subject: forward this"), "{body}");
+        let reply = q.iter().find(|e| e.sender.is_empty()).unwrap();
+        assert_eq!(reply.recipients[0].address, "boss@sender.test");
+        let body = String::from_utf8(store.queue_body(reply.id).await.unwrap().unwrap()).unwrap();
+        for want in [
+            "Subject: Away\r\n",
+            "Auto-Submitted: auto-replied",
+            "In-Reply-To: <m4@sender.test>",
+            "From: rcpt@kurier.test",
+            "I am away until Monday.",
+        ] {
+            assert!(body.contains(want), "{want} in {body}");
+        }
+    });
+}
+
+#[test]
+fn a_broken_active_script_keeps_the_mail() {
+    let ip = "127.0.66.2";
+    let dir = tempfile::tempdir().unwrap();
+    let config = support::configured(dir.path(), ip, "", "");
+    // Stored behind the checker's back (an older version's script, say).
+    let (rt, store) = support::store_at(dir.path());
+    rt.block_on(async {
+        let kurier_store::Recipient::Local(a) = store.resolve("rcpt@kurier.test").await.unwrap()
+        else {
+            panic!()
+        };
+        store
+            .put_sieve_script(a[0].id, "bad", "fileinto \"x\"; bogus;")
+            .await
+            .unwrap();
+        store
+            .activate_sieve_script(a[0].id, Some("bad"))
+            .await
+            .unwrap();
+    });
+    drop(store);
+    let server = Server::configured(dir.path(), &config);
+    let spec = serde_json::json!({"server": ip, "messages": [
+        {"from": "a@sender.test", "subject": "hello"}
+    ]});
+    let out = support::python(SENDER, &dir.path().join("send.json"), &spec);
+    assert!(String::from_utf8_lossy(&out).contains("\"code\": 250"));
+    assert_eq!(support::inbox(dir.path(), "rcpt@kurier.test").len(), 1);
+    server.wait_for_log("the active Sieve script does not compile; kept");
+}
