@@ -5,6 +5,34 @@
 use kurier_smtp::Verdict;
 use kurier_store::{Account, Recipient};
 
+/// `user+tag@domain` without its tag (RFC 5233 sub-addressing with `delimiter`), if it has
+/// one: the address delivery tries when the whole one is nobody.
+pub fn without_detail(address: &str, delimiter: &str) -> Option<String> {
+    if delimiter.is_empty() {
+        return None;
+    }
+    let (local, domain) = address.rsplit_once('@')?;
+    let (user, _) = local.split_once(delimiter)?;
+    (!user.is_empty()).then(|| format!("{user}@{domain}"))
+}
+
+/// Who `address` is: the address itself, else (when it is nobody) the address without its
+/// sub-address tag. An alias or account spelt with the delimiter wins, as in Postfix.
+pub async fn resolve(
+    store: &dyn kurier_store::Store,
+    address: &str,
+    delimiter: &str,
+) -> kurier_store::Result<Recipient> {
+    let whole = store.resolve(address).await?;
+    if !matches!(whole, Recipient::Unknown) {
+        return Ok(whole);
+    }
+    match without_detail(address, delimiter) {
+        Some(base) => store.resolve(&base).await,
+        None => Ok(whole),
+    }
+}
+
 /// Where one kind of report is received.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReportAddress {
@@ -71,6 +99,30 @@ pub fn senders(account: &Account, aliases: Vec<String>) -> Vec<String> {
     let mut out = vec![account.address.clone()];
     out.extend(aliases.into_iter().filter(|a| !a.starts_with('@')));
     out
+}
+
+#[cfg(test)]
+mod detail_tests {
+    use super::*;
+
+    #[test]
+    fn tags_come_off_at_the_first_delimiter() {
+        assert_eq!(
+            without_detail("bob+lists@example.org", "+").as_deref(),
+            Some("bob@example.org")
+        );
+        assert_eq!(
+            without_detail("bob+a+b@example.org", "+").as_deref(),
+            Some("bob@example.org")
+        );
+        assert_eq!(without_detail("bob@example.org", "+"), None);
+        assert_eq!(without_detail("+x@example.org", "+"), None);
+        assert_eq!(without_detail("bob+x@example.org", ""), None);
+        assert_eq!(
+            without_detail("bob-x@example.org", "-").as_deref(),
+            Some("bob@example.org")
+        );
+    }
 }
 
 #[cfg(test)]

@@ -90,6 +90,8 @@ pub struct Acceptance {
     pub milters: Arc<Vec<milter::Milter>>,
     /// Our host name, as filters are told it.
     pub hostname: String,
+    /// Sub-addressing (RFC 5233): `user+tag@domain` reaches `user@domain` ("" turns it off).
+    pub recipient_delimiter: String,
 }
 
 /// Where `domain`'s DKIM key with `selector` is kept below `data_dir`.
@@ -407,13 +409,14 @@ impl Acceptance {
 
     /// The envelope stage's verdict for one recipient, from the store.
     async fn recipient(&self, address: &str) -> Verdict {
-        let resolved = match self.store.resolve(address).await {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::warn!(error = %e, "recipient look-up failed");
-                return Verdict::TempFail;
-            }
-        };
+        let resolved =
+            match envelope::resolve(&*self.store, address, &self.recipient_delimiter).await {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(error = %e, "recipient look-up failed");
+                    return Verdict::TempFail;
+                }
+            };
         let mut full = false;
         if let Recipient::Local(accounts) = &resolved {
             for a in accounts {
@@ -638,6 +641,7 @@ impl MailDrop for Acceptance {
                 body,
                 folder,
                 hostname: &self.hostname,
+                delimiter: &self.recipient_delimiter,
                 single: m.recipients.len() == 1 && m.remote.is_empty(),
             },
         )

@@ -428,6 +428,8 @@ pub struct Delivery<'a> {
     /// Where the implicit keep files (INBOX, or Junk after the spam or DMARC stage).
     pub folder: kurier_store::Folder,
     pub hostname: &'a str,
+    /// The sub-address delimiter.
+    pub delimiter: &'a str,
     /// The message has no other recipient (a reject can be an SMTP refusal).
     pub single: bool,
 }
@@ -449,7 +451,9 @@ pub async fn file(store: &dyn kurier_store::Store, d: &Delivery<'_>) -> Filed {
     // Which address brought each account (the envelope `to` its script sees).
     let mut addressed: Vec<(kurier_store::AccountId, String, String)> = Vec::new();
     for r in &d.recipients {
-        if let Ok(kurier_store::Recipient::Local(accounts)) = store.resolve(r).await {
+        if let Ok(kurier_store::Recipient::Local(accounts)) =
+            crate::envelope::resolve(store, r, d.delimiter).await
+        {
             for a in accounts {
                 if !addressed.iter().any(|(id, _, _)| *id == a.id) {
                     addressed.push((a.id, a.address.clone(), r.to_string()));

@@ -779,6 +779,9 @@ pub struct SmtpConfig {
     pub rate_window_secs: u64,
     /// Client networks the rates do not apply to (Postfix exempts `$mynetworks`).
     pub rate_exempt: Vec<String>,
+    /// Sub-addressing (RFC 5233, Postfix's `recipient_delimiter`): `user+tag@domain` reaches
+    /// `user@domain` unless that whole address exists; "" turns it off.
+    pub recipient_delimiter: String,
 }
 
 impl SmtpConfig {
@@ -817,6 +820,7 @@ impl Default for SmtpConfig {
             recipient_rate_per_network: 3000,
             rate_window_secs: 60,
             rate_exempt: vec!["127.0.0.0/8".into(), "::1/128".into()],
+            recipient_delimiter: "+".into(),
         }
     }
 }
@@ -1331,6 +1335,18 @@ impl Config {
                 &self.smtp.rate_exempt,
                 "lists something that is no client network",
                 "write networks, e.g. [\"127.0.0.0/8\", \"192.0.2.0/24\"]",
+            );
+        }
+        let d = &self.smtp.recipient_delimiter;
+        if d.chars().count() > 1
+            || d.chars()
+                .any(|c| c == '@' || c.is_whitespace() || c.is_control())
+        {
+            return bad(
+                "smtp.recipient_delimiter",
+                d,
+                "must be one character other than @ and white space, or empty",
+                "e.g. \"+\" (user+tag@domain) or \"-\"",
             );
         }
         if self.smtp.rate_window_secs == 0 || self.smtp.rate_window_secs > 86400 {

@@ -410,3 +410,13 @@ fn milters_are_read_in_order_with_defaults() {
         assert!(e.contains(key), "{text}: {e}");
     }
 }
+
+#[test]
+fn the_recipient_delimiter_is_one_character_or_none() {
+    assert_eq!(Config::default().smtp.recipient_delimiter, "+");
+    assert!(parse("[smtp]\nrecipient_delimiter = \"\"\n", Path::new("x.toml")).is_ok());
+    for bad in ["++", "@", " "] {
+        let e = err(&format!("[smtp]\nrecipient_delimiter = \"{bad}\"\n"));
+        assert!(e.contains("smtp.recipient_delimiter"), "{bad}: {e}");
+    }
+}

@@ -899,6 +899,7 @@ fn smtp_server(
                 milters.1
             },
             hostname: cfg.server.hostname.clone(),
+            recipient_delimiter: cfg.smtp.recipient_delimiter.clone(),
         },
         Some(tls),
         Duration::from_secs(s.command_timeout_secs),

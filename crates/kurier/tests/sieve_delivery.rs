@@ -169,3 +169,55 @@ fn a_broken_active_script_keeps_the_mail() {
     assert_eq!(support::inbox(dir.path(), "rcpt@kurier.test").len(), 1);
     server.wait_for_log("the active Sieve script does not compile; kept");
 }
+
+/// Sends one message to `to` and prints the reply code after RCPT/DATA.
+const TO: &str = r#"
+import json, smtplib, sys
+spec = json.load(open(sys.argv[1]))
+code = 250
+try:
+    with smtplib.SMTP(spec["server"], 2525, timeout=30) as s:
+        s.sendmail("a@sender.test", [spec["to"]], b"Subject: tagged\r\n\r\nHello.\r\n")
+except smtplib.SMTPRecipientsRefused as e:
+    code = list(e.recipients.values())[0][0]
+except smtplib.SMTPResponseException as e:
+    code = e.smtp_code
+print(code)
+"#;
+
+#[test]
+fn sub_addresses_reach_the_user_and_sieve_sees_the_tag() {
+    let ip = "127.0.66.3";
+    let dir = tempfile::tempdir().unwrap();
+    let config = support::configured(dir.path(), ip, "", "");
+    support::admin(
+        &config,
+        &["sieve", "put", "rcpt@kurier.test", "tags", "--activate"],
+        "require [\"fileinto\", \"mailbox\", \"envelope\", \"subaddress\"];\n\
+         if envelope :detail \"to\" \"news\" { fileinto :create \"News\"; }\n",
+    );
+    let server = Server::configured(dir.path(), &config);
+    let send = |to: &str| {
+        let spec = serde_json::json!({"server": ip, "to": to});
+        String::from_utf8_lossy(&support::python(TO, &dir.path().join("to.json"), &spec))
+            .trim()
+            .to_string()
+    };
+    assert_eq!(send("rcpt+news@kurier.test"), "250");
+    assert_eq!(send("rcpt+other@kurier.test"), "250");
+    assert_eq!(send("nobody+news@kurier.test"), "550");
+    assert_eq!(
+        support::folder(dir.path(), "rcpt@kurier.test", "News").len(),
+        1
+    );
+    assert_eq!(support::inbox(dir.path(), "rcpt@kurier.test").len(), 1);
+    drop(server);
+
+    // recipient_delimiter = "": the tag is part of the address.
+    let dir = tempfile::tempdir().unwrap();
+    let config = support::configured(dir.path(), "127.0.66.4", "recipient_delimiter = \"\"\n", "");
+    let _server = Server::configured(dir.path(), &config);
+    let spec = serde_json::json!({"server": "127.0.66.4", "to": "rcpt+news@kurier.test"});
+    let out = support::python(TO, &dir.path().join("to.json"), &spec);
+    assert_eq!(String::from_utf8_lossy(&out).trim(), "550");
+}
