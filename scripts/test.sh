@@ -16,11 +16,11 @@ cd "$(dirname "$0")/.."
 # signs what a Postfix peer sends to Kurier; xmllint (libxml2-utils) validates our DMARC reports
 # against the RFC 7489 schema. rspamd (with Redis for its statistics) is the spam filter the
 # spam stage scans with and Junk moves train; clamd with clamav-milter (and OpenDKIM again) are
-# the milters the milter stage talks to.
+# the milters the milter stage talks to; sieve-connect is the ManageSieve client.
 packages=(gcc make perl ca-certificates openssl curl testssl.sh postgresql
   nsd unbound libunbound8 ldnsutils dnsutils postfix swaks libnet-ssleay-perl python3 python3-cryptography
   util-linux pebble knot publicsuffix opendkim libxml2-utils
-  rspamd redis-server clamav-daemon clamav-milter)
+  rspamd redis-server clamav-daemon clamav-milter sieve-connect)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -19,6 +19,7 @@ pub struct Config {
     pub submission: SubmissionConfig,
     pub imap: ImapConfig,
     pub pop3: Pop3Config,
+    pub managesieve: ManageSieveConfig,
     pub dns: DnsConfig,
     pub delivery: DeliveryConfig,
     pub mta_sts: MtaStsConfig,
@@ -741,6 +742,32 @@ impl Default for Pop3Config {
     }
 }
 
+/// `[managesieve]`: mail clients managing their Sieve scripts (RFC 5804), STARTTLS only, no
+/// credentials before it. Off until `listen` names an address (port 4190).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ManageSieveConfig {
+    pub listen: Vec<ListenAddr>,
+    pub max_connections_per_ip: u32,
+    pub timeout_secs: u64,
+    /// Largest script in bytes.
+    pub max_script_size: u64,
+    /// Scripts per account at most.
+    pub max_scripts: u32,
+}
+
+impl Default for ManageSieveConfig {
+    fn default() -> Self {
+        ManageSieveConfig {
+            listen: Vec::new(),
+            max_connections_per_ip: 20,
+            timeout_secs: 1800,
+            max_script_size: 1 << 20,
+            max_scripts: 32,
+        }
+    }
+}
+
 /// `[smtp]`: the inbound MX (port 25).
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
@@ -1170,6 +1197,7 @@ impl Config {
             spam: SpamConfig::default(),
             greylisting: GreylistConfig::default(),
             milter: Vec::new(),
+            managesieve: ManageSieveConfig::default(),
         }
     }
 

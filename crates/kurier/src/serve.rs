@@ -278,6 +278,25 @@ pub fn run(
                 services.push(tokio::spawn(kurier_pop3::serve(listener, kind, pop3.clone(), stopped(stop_rx.clone()))));
             }
         }
+        if !cfg.managesieve.listen.is_empty() {
+            let m = &cfg.managesieve;
+            let sieve = Arc::new(kurier_managesieve::ManageSieveServer {
+                store: store.clone(),
+                tls: acceptor.clone(),
+                throttle: throttle.clone(),
+                connections: kurier_access::ConnectionLimit::new(m.max_connections_per_ip as usize),
+                timeout: Duration::from_secs(m.timeout_secs),
+                max_script_size: usize::try_from(m.max_script_size).unwrap_or(usize::MAX),
+                max_scripts: m.max_scripts as usize,
+            });
+            for addr in &m.listen {
+                let listener = tokio::net::TcpListener::bind(addr.0).await.with_context(|| {
+                    format!("cannot listen on {addr} (managesieve.listen): is another program using it, or is the port privileged?")
+                })?;
+                tracing::info!(%addr, "ManageSieve listening");
+                services.push(tokio::spawn(kurier_managesieve::serve(listener, sieve.clone(), stopped(stop_rx.clone()))));
+            }
+        }
         // Every endpoint's certificates reload together (SIGHUP or changed files).
         let mut endpoints = vec![acceptor.clone()];
         if !Arc::ptr_eq(&mx_tls, &acceptor) {
