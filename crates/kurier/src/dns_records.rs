@@ -210,6 +210,14 @@ pub async fn lines(
             };
             out.push(rec(format!("{service}.{domain}."), "SRV", value));
         }
+        // RFC 5804 §1.8: where clients find ManageSieve, when it listens.
+        if let Some(l) = cfg.managesieve.listen.first() {
+            out.push(rec(
+                format!("_sieve._tcp.{domain}."),
+                "SRV",
+                format!("0 1 {} {target}.", l.0.port()),
+            ));
+        }
         out.push(rec(
             format!("autoconfig.{domain}."),
             "CNAME",

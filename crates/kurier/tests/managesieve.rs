@@ -121,7 +121,15 @@ fn managesieve_server(ip: &str) -> (tempfile::TempDir, std::path::PathBuf, Serve
 #[test]
 fn sieve_connect_uploads_activates_lists_and_downloads() {
     let ip = "127.0.67.1";
-    let (dir, _config, _server) = managesieve_server(ip);
+    let (dir, config, _server) = managesieve_server(ip);
+    // Where clients find it (RFC 5804 §1.8).
+    let (code, dns, err) =
+        support::run(&["dns", "kurier.test", "--config", config.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        dns.contains("_sieve._tcp.kurier.test. IN SRV 0 1 4190 mx.kurier.test."),
+        "{dns}"
+    );
     let script = dir.path().join("reports.sieve");
     std::fs::write(
         &script,
