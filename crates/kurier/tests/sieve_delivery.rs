@@ -221,3 +221,38 @@ fn sub_addresses_reach_the_user_and_sieve_sees_the_tag() {
     let out = support::python(TO, &dir.path().join("to.json"), &spec);
     assert_eq!(String::from_utf8_lossy(&out).trim(), "550");
 }
+
+/// A message that already passed this account (`Delivered-To`, as a redirect loop between two
+/// accounts brings it back) is kept without running the script again.
+#[test]
+fn a_redirect_loop_ends_in_the_inbox() {
+    let ip = "127.0.66.5";
+    let dir = tempfile::tempdir().unwrap();
+    let config = support::configured(dir.path(), ip, "", "");
+    support::admin(
+        &config,
+        &["sieve", "put", "rcpt@kurier.test", "bounce", "--activate"],
+        "redirect \"other@kurier.test\";\n",
+    );
+    let server = Server::configured(dir.path(), &config);
+    let spec = serde_json::json!({"server": ip, "messages": [
+        {"from": "a@sender.test", "subject": "looping", "extra": "Delivered-To: rcpt@kurier.test\r\n"},
+        {"from": "a@sender.test", "subject": "first pass"},
+    ]});
+    let out = support::python(SENDER, &dir.path().join("send.json"), &spec);
+    assert_eq!(
+        String::from_utf8_lossy(&out)
+            .matches("\"code\": 250")
+            .count(),
+        2
+    );
+    let inbox = support::inbox(dir.path(), "rcpt@kurier.test");
+    assert_eq!(inbox.len(), 1, "{inbox:?}");
+    assert!(inbox[0].contains("Subject: looping"));
+    server.wait_for_log("a redirect loop");
+    // The first pass was redirected (queued), the loop was not.
+    let (rt, store) = support::store_at(dir.path());
+    let q = rt.block_on(store.queue()).unwrap();
+    assert_eq!(q.len(), 1, "{q:?}");
+    assert_eq!(q[0].recipients[0].address, "other@kurier.test");
+}
