@@ -315,15 +315,7 @@ impl Run<'_> {
                 variable,
                 flags,
             } => {
-                let list: Vec<String> = flags
-                    .iter()
-                    .flat_map(|f| {
-                        self.expand(f)
-                            .split_whitespace()
-                            .map(str::to_string)
-                            .collect::<Vec<_>>()
-                    })
-                    .collect();
+                let list = self.flag_words(flags);
                 let mut set: BTreeSet<String> = match variable {
                     Some(v) => self
                         .variables
@@ -412,16 +404,25 @@ impl Run<'_> {
         Ok(())
     }
 
+    /// The flags `flags` name, variables expanded: each string is a space-separated list
+    /// (RFC 5232 §3).
+    fn flag_words(&self, flags: &[String]) -> Vec<String> {
+        flags
+            .iter()
+            .flat_map(|f| {
+                self.expand(f)
+                    .split_whitespace()
+                    .map(str::to_string)
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
     fn flag_set(&self, flags: Option<&Vec<String>>) -> Vec<String> {
         match flags {
-            Some(f) => f
-                .iter()
-                .flat_map(|f| {
-                    self.expand(f)
-                        .split_whitespace()
-                        .map(str::to_string)
-                        .collect::<Vec<_>>()
-                })
+            Some(f) => self
+                .flag_words(f)
+                .into_iter()
                 .collect::<BTreeSet<_>>()
                 .into_iter()
                 .collect(),
