@@ -272,6 +272,57 @@ Content-Type: multipart/alternative; boundary=b\r\n\r\n--b\r\nContent-Type: text
     }
 
     #[test]
+    fn header_edits() {
+        use kurier_sieve::interpret::Edit;
+        let body = b"Received: a\r\nX-Tag: one\r\nX-Tag: two\r\n\tfolded\r\nSubject: s\r\n\r\nX-Tag: body\r\n";
+        let m = |k: &str| kurier_sieve::script::Match {
+            match_type: kurier_sieve::script::MatchType::Contains,
+            keys: vec![k.into()],
+            ..Default::default()
+        };
+        let out = apply_edits(
+            body,
+            &[
+                Edit::Add {
+                    last: false,
+                    name: "X-First".into(),
+                    value: "1\r\nBcc: x@y".into(),
+                },
+                Edit::Add {
+                    last: true,
+                    name: "X-Last".into(),
+                    value: "2".into(),
+                },
+                Edit::Delete {
+                    name: "x-tag".into(),
+                    index: None,
+                    m: Some(m("two folded")),
+                },
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "X-First: 1  Bcc: x@y\r\nReceived: a\r\nX-Tag: one\r\nSubject: s\r\nX-Last: 2\r\n\r\nX-Tag: body\r\n"
+        );
+        let out = apply_edits(
+            body,
+            &[Edit::Delete {
+                name: "X-TAG".into(),
+                index: Some((1, true)),
+                m: None,
+            }],
+        )
+        .unwrap();
+        assert!(
+            String::from_utf8(out)
+                .unwrap()
+                .contains("X-Tag: one\r\nSubject")
+        );
+        assert_eq!(apply_edits(body, &[]), None);
+    }
+
+    #[test]
     fn garbage_is_no_panic() {
         let m = SieveMessage::new(b"\xff\xfe not a message");
         let _ = m.header_values("subject");
@@ -418,6 +469,100 @@ pub struct Filed {
     pub refuse: Option<String>,
 }
 
+/// `body` with Sieve's header edits (RFC 5293) in order; `None` without edits. `addheader`
+/// puts its field first (or last with `:last`); `deleteheader` removes the fields of that name
+/// (the `:index`-th only, from the end with `:last`), those whose decoded value matches when
+/// value patterns are given.
+pub fn apply_edits(body: &[u8], edits: &[kurier_sieve::interpret::Edit]) -> Option<Vec<u8>> {
+    use kurier_sieve::interpret::Edit;
+    if edits.is_empty() {
+        return None;
+    }
+    let end = body
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(body.len(), |p| p + 2);
+    let (head, rest) = body.split_at(end);
+    let mut fields: Vec<Vec<u8>> = Vec::new();
+    for line in head.split_inclusive(|&b| b == b'\n') {
+        match fields.last_mut() {
+            Some(last) if line.first().is_some_and(|b| *b == b' ' || *b == b'\t') => {
+                last.extend_from_slice(line)
+            }
+            _ => fields.push(line.to_vec()),
+        }
+    }
+    let name_of = |f: &[u8]| -> String {
+        let colon = f.iter().position(|b| *b == b':').unwrap_or(0);
+        String::from_utf8_lossy(&f[..colon])
+            .trim()
+            .to_ascii_lowercase()
+    };
+    let value_of = |f: &[u8]| -> String {
+        let colon = f.iter().position(|b| *b == b':').map_or(f.len(), |c| c + 1);
+        let v = terminated(&f[colon.min(f.len())..]);
+        match MessageStream::new(&v).parse_unstructured() {
+            HeaderValue::Text(t) => t.trim().to_string(),
+            _ => String::new(),
+        }
+    };
+    for e in edits {
+        match e {
+            Edit::Add { last, name, value } => {
+                // One line of text: a value cannot smuggle in another field.
+                let value: String = value
+                    .chars()
+                    .map(|c| if c == '\r' || c == '\n' { ' ' } else { c })
+                    .collect();
+                let field = format!("{name}: {value}\r\n").into_bytes();
+                if *last {
+                    fields.push(field);
+                } else {
+                    fields.insert(0, field);
+                }
+            }
+            Edit::Delete { name, index, m } => {
+                let lower = name.to_ascii_lowercase();
+                let positions: Vec<usize> = fields
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, f)| name_of(f) == lower)
+                    .map(|(i, _)| i)
+                    .collect();
+                let chosen: Vec<usize> = match index {
+                    Some((n, from_end)) => {
+                        let n = usize::try_from(*n).unwrap_or(usize::MAX);
+                        let at = if *from_end {
+                            positions.len().checked_sub(n)
+                        } else {
+                            n.checked_sub(1)
+                        };
+                        at.and_then(|a| positions.get(a).copied())
+                            .into_iter()
+                            .collect()
+                    }
+                    None => positions,
+                };
+                let mut doomed: Vec<usize> = chosen
+                    .into_iter()
+                    .filter(|&i| {
+                        m.as_ref().is_none_or(|m| {
+                            kurier_sieve::interpret::value_matches(m, &value_of(&fields[i]))
+                        })
+                    })
+                    .collect();
+                doomed.sort_unstable();
+                for i in doomed.into_iter().rev() {
+                    fields.remove(i);
+                }
+            }
+        }
+    }
+    let mut out = fields.concat();
+    out.extend_from_slice(rest);
+    Some(out)
+}
+
 /// One delivery's envelope and message, as the Sieve stage needs them.
 pub struct Delivery<'a> {
     pub accounts: &'a [kurier_store::AccountId],
@@ -525,9 +670,12 @@ pub async fn file(store: &dyn kurier_store::Store, d: &Delivery<'_>) -> Filed {
         if let Some(e) = &outcome.error {
             tracing::warn!(%address, script = %active.name, error = %e, "the Sieve script stopped; the message is kept");
         }
-        if !outcome.edits.is_empty() {
-            tracing::info!(%address, edits = outcome.edits.len(), "Sieve editheader changes are not applied yet");
-        }
+        // editheader (RFC 5293): this recipient's copies carry the edited header.
+        let edited = apply_edits(d.body, &outcome.edits);
+        let own = |p: Placement| Placement {
+            body: edited.clone(),
+            ..p
+        };
         let valid = |flags: &[String]| -> Vec<String> {
             flags
                 .iter()
@@ -537,7 +685,7 @@ pub async fn file(store: &dyn kurier_store::Store, d: &Delivery<'_>) -> Filed {
         };
         for a in outcome.actions {
             match a {
-                Action::Keep { flags } => out.placements.push(keep(account, valid(&flags))),
+                Action::Keep { flags } => out.placements.push(own(keep(account, valid(&flags)))),
                 Action::FileInto {
                     mailbox,
                     flags,
@@ -549,18 +697,18 @@ pub async fn file(store: &dyn kurier_store::Store, d: &Delivery<'_>) -> Filed {
                     {
                         tracing::info!(%address, %mailbox, error = %e, "fileinto :create failed; the message goes to INBOX");
                     }
-                    out.placements.push(Placement {
+                    out.placements.push(own(Placement {
                         account,
                         target: Target::Named(mailbox),
                         flags: valid(&flags),
                         body: None,
-                    });
+                    }));
                 }
                 Action::Redirect { address: to } => {
                     // Our own envelope sender: SPF passes at the next hop, and bounces reach
                     // the user who redirects (no SRS).
                     let mut copy = format!("Delivered-To: {address}\r\n").into_bytes();
-                    copy.extend_from_slice(d.body);
+                    copy.extend_from_slice(edited.as_deref().unwrap_or(d.body));
                     out.redirects.push((
                         NewQueueEntry {
                             sender: address.clone(),

@@ -28,12 +28,12 @@ for n, m in enumerate(spec["messages"]):
     print(json.dumps({"code": code, "text": text}), flush=True)
 "#;
 
-const SCRIPT: &str = r#"require ["fileinto", "mailbox", "imap4flags", "vacation", "variables", "reject"];
+const SCRIPT: &str = r#"require ["fileinto", "mailbox", "imap4flags", "vacation", "variables", "reject", "editheader"];
 if header :matches "subject" "[*] *" {
   fileinto :create "Lists/${1}";
   stop;
 }
-if header :contains "subject" "flag me" { addflag "\\Flagged"; }
+if header :contains "subject" "flag me" { addflag "\\Flagged"; addheader "X-Sorted" "by Sieve"; }
 if header :contains "subject" "go away" { reject "Not wanted here."; }
 if header :contains "subject" "forward" { redirect "elsewhere@remote.test"; }
 if address :is "from" ["boss@sender.test", "list@sender.test"] {
@@ -99,6 +99,9 @@ fn sieve_files_flags_rejects_redirects_and_answers_once() {
         ],
         "{inbox:?}"
     );
+    // editheader: the flagged copy carries the added field first.
+    assert!(inbox[0].starts_with("X-Sorted: by Sieve\r\n"), "{}", inbox[0]);
+    assert!(!inbox[1].contains("X-Sorted"), "{}", inbox[1]);
     let (rt, store) = support::store_at(dir.path());
     rt.block_on(async {
         let kurier_store::Recipient::Local(a) = store.resolve("rcpt@kurier.test").await.unwrap()

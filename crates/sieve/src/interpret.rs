@@ -621,6 +621,18 @@ impl Run<'_> {
     }
 }
 
+/// Whether one header value matches `m` (deleteheader's value patterns, RFC 5293 §5: no
+/// variables, :count compares the count of this one value).
+pub fn value_matches(m: &Match, value: &str) -> bool {
+    m.keys.iter().any(|k| match m.match_type {
+        MatchType::Is => equal(m.comparator, value, k),
+        MatchType::Contains => contains(m.comparator, value, k),
+        MatchType::Matches => wildcard(m.comparator, value, k).is_some(),
+        MatchType::Value(rel) => relate(m.comparator, value, k).is_some_and(|o| holds(rel, o)),
+        MatchType::Count(rel) => relate(m.comparator, "1", k).is_some_and(|o| holds(rel, o)),
+    })
+}
+
 /// The longest value a variable gets.
 const MAX_VALUE: usize = 64 * 1024;
 
