@@ -100,7 +100,11 @@ fn sieve_files_flags_rejects_redirects_and_answers_once() {
         "{inbox:?}"
     );
     // editheader: the flagged copy carries the added field first.
-    assert!(inbox[0].starts_with("X-Sorted: by Sieve\r\n"), "{}", inbox[0]);
+    assert!(
+        inbox[0].starts_with("X-Sorted: by Sieve\r\n"),
+        "{}",
+        inbox[0]
+    );
     assert!(!inbox[1].contains("X-Sorted"), "{}", inbox[1]);
     let (rt, store) = support::store_at(dir.path());
     rt.block_on(async {
