@@ -478,20 +478,8 @@ pub fn apply_edits(body: &[u8], edits: &[kurier_sieve::interpret::Edit]) -> Opti
     if edits.is_empty() {
         return None;
     }
-    let end = body
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map_or(body.len(), |p| p + 2);
-    let (head, rest) = body.split_at(end);
-    let mut fields: Vec<Vec<u8>> = Vec::new();
-    for line in head.split_inclusive(|&b| b == b'\n') {
-        match fields.last_mut() {
-            Some(last) if line.first().is_some_and(|b| *b == b' ' || *b == b'\t') => {
-                last.extend_from_slice(line)
-            }
-            _ => fields.push(line.to_vec()),
-        }
-    }
+    let (fields, rest) = kurier_smtp::headers::header_fields(body);
+    let mut fields: Vec<Vec<u8>> = fields.into_iter().map(<[u8]>::to_vec).collect();
     let name_of = |f: &[u8]| -> String {
         let colon = f.iter().position(|b| *b == b':').unwrap_or(0);
         String::from_utf8_lossy(&f[..colon])

@@ -192,18 +192,13 @@ pub fn rewrite(body: &[u8], changes: &Changes) -> Option<Vec<u8>> {
 
 /// Where the first header field (with its continuation lines) ends.
 fn first_field_end(body: &[u8]) -> usize {
-    let mut at = 0;
-    for (i, line) in body.split_inclusive(|&b| b == b'\n').enumerate() {
-        let continuation = line.first().is_some_and(|b| *b == b' ' || *b == b'\t');
-        if i > 0 && !continuation {
-            break;
-        }
-        if line == b"\r\n" || line == b"\n" {
-            break;
-        }
-        at += line.len();
+    if body.starts_with(b"\r\n") || body.starts_with(b"\n") {
+        return 0;
     }
-    at
+    kurier_smtp::headers::header_fields(body)
+        .0
+        .first()
+        .map_or(0, |f| f.len())
 }
 
 /// Whether the message says its own (forged) spam verdict; for a log line.

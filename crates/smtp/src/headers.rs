@@ -187,6 +187,28 @@ pub fn without_field(message: &[u8], name: &str) -> Option<Vec<u8>> {
     without_field_where(message, name, |_| true)
 }
 
+/// The header of `message` as whole fields (first line, continuation lines and line ends), and
+/// what follows them (the blank line and the body).
+pub fn header_fields(message: &[u8]) -> (Vec<&[u8]>, &[u8]) {
+    let end = message
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(message.len(), |p| p + 2);
+    let (head, rest) = message.split_at(end);
+    // Byte ranges of `head`: a continuation line extends the field before it.
+    let mut ranges: Vec<(usize, usize)> = Vec::new();
+    let mut at = 0;
+    for line in head.split_inclusive(|&b| b == b'\n') {
+        let continuation = line.first().is_some_and(|b| *b == b' ' || *b == b'\t');
+        match ranges.last_mut() {
+            Some(last) if continuation => last.1 = at + line.len(),
+            _ => ranges.push((at, at + line.len())),
+        }
+        at += line.len();
+    }
+    (ranges.into_iter().map(|(s, e)| &head[s..e]).collect(), rest)
+}
+
 /// `message` without the `name` fields whose (unfolded) value `drop` says so; `None` if none
 /// was dropped.
 pub fn without_field_where(
@@ -194,26 +216,10 @@ pub fn without_field_where(
     name: &str,
     drop: impl Fn(&str) -> bool,
 ) -> Option<Vec<u8>> {
-    let end = message
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map_or(message.len(), |p| p + 2);
-    let (head, rest) = message.split_at(end);
-    // Whole fields (first line and continuations) as byte ranges of `head`.
-    let mut fields: Vec<(usize, usize)> = Vec::new();
-    let mut at = 0;
-    for line in head.split_inclusive(|&b| b == b'\n') {
-        let continuation = line.first().is_some_and(|b| *b == b' ' || *b == b'\t');
-        match fields.last_mut() {
-            Some(last) if continuation => last.1 = at + line.len(),
-            _ => fields.push((at, at + line.len())),
-        }
-        at += line.len();
-    }
+    let (fields, rest) = header_fields(message);
     let mut out = Vec::with_capacity(message.len());
     let mut found = false;
-    for (start, end) in fields {
-        let field = &head[start..end];
+    for field in fields {
         let dropped = field.iter().position(|&b| b == b':').is_some_and(|colon| {
             field[..colon]
                 .trim_ascii()
