@@ -86,6 +86,9 @@ pub struct Acceptance {
     pub greylisting: Option<Arc<Greylisting>>,
     /// Recipients per client address and network, for mail from other servers.
     pub recipient_rate: Option<Arc<kurier_access::RateLimit>>,
+    /// The least time an answer to RCPT from another server takes, known address or not
+    /// (`None`: answers go out when ready, as on submission).
+    pub recipient_floor: Option<Arc<kurier_access::ReplyFloor>>,
     /// The content filters of this listener, in order (empty: none).
     pub milters: Arc<Vec<milter::Milter>>,
     /// Our host name, as filters are told it.
@@ -407,6 +410,34 @@ impl Acceptance {
         None
     }
 
+    /// RCPT's verdict: the recipient rate, the blocklists, then the store.
+    async fn recipient_checked(
+        &self,
+        connection: &Connection,
+        sender: &str,
+        address: &str,
+    ) -> Verdict {
+        if let (Some(rate), Origin::Inbound) = (&self.recipient_rate, &connection.origin) {
+            let verdict = rate.hit(connection.ip, std::time::Instant::now());
+            if verdict != kurier_access::RateVerdict::Allowed {
+                tracing::info!(client = %connection.ip, helo = %connection.helo, from = sender,
+                    to = address, limit = ?verdict, "recipient refused: recipient rate");
+                return Verdict::RateLimited;
+            }
+        }
+        if let Some(refused) = self.listed(connection, sender, address).await {
+            return refused;
+        }
+        let verdict = self.recipient(address).await;
+        if !matches!(verdict, Verdict::Accept(_)) {
+            // What an operator greps for (and fail2ban reads): who tried which address.
+            tracing::info!(client = %connection.ip, helo = %connection.helo,
+                account = connection.account(), to = address, verdict = ?verdict,
+                "recipient refused");
+        }
+        verdict
+    }
+
     /// The envelope stage's verdict for one recipient, from the store.
     async fn recipient(&self, address: &str) -> Verdict {
         let resolved =
@@ -525,24 +556,14 @@ impl MailDrop for Acceptance {
         sender: &str,
         address: &str,
     ) -> Verdict {
+        let started = std::time::Instant::now();
         let connection = Connection::new(client);
-        if let (Some(rate), Origin::Inbound) = (&self.recipient_rate, &connection.origin) {
-            let verdict = rate.hit(connection.ip, std::time::Instant::now());
-            if verdict != kurier_access::RateVerdict::Allowed {
-                tracing::info!(client = %connection.ip, helo = %connection.helo, from = sender,
-                    to = address, limit = ?verdict, "recipient refused: recipient rate");
-                return Verdict::RateLimited;
-            }
-        }
-        if let Some(refused) = self.listed(&connection, sender, address).await {
-            return refused;
-        }
-        let verdict = self.recipient(address).await;
-        if !matches!(verdict, Verdict::Accept(_)) {
-            // What an operator greps for (and fail2ban reads): who tried which address.
-            tracing::info!(client = %connection.ip, helo = %connection.helo,
-                account = connection.account(), to = address, verdict = ?verdict,
-                "recipient refused");
+        let verdict = self.recipient_checked(&connection, sender, address).await;
+        // Against address harvesting: a known and an unknown address answer alike in time.
+        if let (Some(floor), Origin::Inbound) = (&self.recipient_floor, &connection.origin)
+            && let Some(wait) = floor.wait(connection.ip, started.elapsed())
+        {
+            tokio::time::sleep(wait).await;
         }
         verdict
     }

@@ -5,15 +5,17 @@
 //! injected clock that every protocol consults, so that switching from port 465 to 993 gains an
 //! attacker nothing (TR-03108 MUA-2); the per-address connection limit and the accept loop with
 //! graceful shutdown of every listener; connection and recipient rates per address and
-//! network (`rate`).
+//! network (`rate`); a floor under answer times that must not tell what exists (`reply_floor`).
 //!
 //! Must not: log or keep a password; know any protocol's syntax.
 
 #![forbid(unsafe_code)]
 
 pub mod rate;
+pub mod reply_floor;
 
 pub use rate::{RateLimit, RateVerdict};
+pub use reply_floor::ReplyFloor;
 
 use std::collections::HashMap;
 use std::future::Future;

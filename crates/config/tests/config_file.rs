@@ -353,6 +353,7 @@ fn greylisting_settings_are_checked() {
 #[test]
 fn smtp_rates_are_checked() {
     let c = Config::default();
+    assert_eq!(c.smtp.recipient_answer_ms, 30);
     assert_eq!(
         c.smtp.rate_exempt_networks().unwrap(),
         [
@@ -366,6 +367,10 @@ fn smtp_rates_are_checked() {
             "smtp.rate_exempt",
         ),
         ("[smtp]\nrate_window_secs = 0\n", "smtp.rate_window_secs"),
+        (
+            "[smtp]\nrecipient_answer_ms = 60000\n",
+            "smtp.recipient_answer_ms",
+        ),
     ] {
         let e = err(text);
         assert!(e.contains(key), "{text}: {e}");

@@ -46,7 +46,10 @@ pub struct Metrics {
     /// Greylisting outcomes (`greylist::Outcome::ALL` order).
     greylist: [AtomicU64; 4],
     /// The MX's connection and recipient rate limits.
-    rates: OnceLock<[Arc<kurier_access::RateLimit>; 2]>,
+    rates: OnceLock<(
+        [Arc<kurier_access::RateLimit>; 2],
+        Arc<kurier_access::ReplyFloor>,
+    )>,
 }
 
 /// rspamd's actions in `Metrics::spam_actions` order.
@@ -161,8 +164,9 @@ impl Metrics {
         &self,
         connections: Arc<kurier_access::RateLimit>,
         recipients: Arc<kurier_access::RateLimit>,
+        answers: Arc<kurier_access::ReplyFloor>,
     ) {
-        let _ = self.rates.set([connections, recipients]);
+        let _ = self.rates.set(([connections, recipients], answers));
     }
 }
 
@@ -309,11 +313,15 @@ impl kurier_web::MetricsSource for Metrics {
                 .into_iter()
                 .zip(&self.spam_learned),
         );
-        if let Some([c, r]) = self.rates.get() {
+        if let Some(([c, r], answers)) = self.rates.get() {
             out.push_str(&format!(
                 "# HELP kurier_smtp_rate_limited_total MX connections (421) and recipients (450) refused by smtp.*_rate_* limits.\n# TYPE kurier_smtp_rate_limited_total counter\nkurier_smtp_rate_limited_total{{what=\"connection\"}} {}\nkurier_smtp_rate_limited_total{{what=\"recipient\"}} {}\n",
                 c.refused(),
                 r.refused()
+            ));
+            out.push_str(&format!(
+                "# HELP kurier_smtp_recipient_answers_late_total RCPT answers to other servers that took longer than smtp.recipient_answer_ms (their timing may tell known from unknown addresses; raise the floor).\n# TYPE kurier_smtp_recipient_answers_late_total counter\nkurier_smtp_recipient_answers_late_total {}\n",
+                answers.late()
             ));
         }
         labelled(

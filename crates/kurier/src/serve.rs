@@ -812,6 +812,8 @@ fn milters(
 struct SmtpRates {
     connections: Arc<kurier_access::RateLimit>,
     recipients: Arc<kurier_access::RateLimit>,
+    /// The floor under RCPT answer times (`smtp.recipient_answer_ms`).
+    answers: Arc<kurier_access::ReplyFloor>,
 }
 
 /// `[smtp]`'s connection and recipient rates (shown on `/metrics`).
@@ -831,10 +833,18 @@ fn smtp_rates(cfg: &Config, metrics: &crate::metrics::Metrics) -> SmtpRates {
             window,
             s.recipient_rate_per_address,
             s.recipient_rate_per_network,
+            exempt.clone(),
+        )),
+        answers: Arc::new(kurier_access::ReplyFloor::new(
+            Duration::from_millis(s.recipient_answer_ms),
             exempt,
         )),
     };
-    metrics.watch_rates(rates.connections.clone(), rates.recipients.clone());
+    metrics.watch_rates(
+        rates.connections.clone(),
+        rates.recipients.clone(),
+        rates.answers.clone(),
+    );
     rates
 }
 
@@ -912,6 +922,7 @@ fn smtp_server(
                 None
             },
             recipient_rate: submission.is_none().then(|| rates.recipients.clone()),
+            recipient_floor: submission.is_none().then(|| rates.answers.clone()),
             milters: if submission.is_none() {
                 milters.0
             } else {
