@@ -16,21 +16,21 @@ pub fn without_detail(address: &str, delimiter: &str) -> Option<String> {
     (!user.is_empty()).then(|| format!("{user}@{domain}"))
 }
 
-/// Who `address` is: the address itself, else (when it is nobody) the address without its
-/// sub-address tag. An alias or account spelt with the delimiter wins, as in Postfix.
+/// Who `address` is, in Postfix's order for `user+tag@domain`: an account or alias spelt with
+/// the tag, then `user@domain`'s account or alias, then the domain's catch-all.
 pub async fn resolve(
     store: &dyn kurier_store::Store,
     address: &str,
     delimiter: &str,
 ) -> kurier_store::Result<Recipient> {
-    let whole = store.resolve(address).await?;
+    let Some(base) = without_detail(address, delimiter) else {
+        return store.resolve(address).await;
+    };
+    let whole = store.resolve_address(address, false).await?;
     if !matches!(whole, Recipient::Unknown) {
         return Ok(whole);
     }
-    match without_detail(address, delimiter) {
-        Some(base) => store.resolve(&base).await,
-        None => Ok(whole),
-    }
+    store.resolve(&base).await
 }
 
 /// Where one kind of report is received.

@@ -143,7 +143,14 @@ pub trait Store: Send + Sync + 'static {
     async fn sender_aliases(&self, address: &str) -> Result<Vec<String>>;
     async fn aliases(&self, domain: Option<&str>) -> Result<Vec<Alias>>;
     async fn delete_alias(&self, address: &str) -> Result<()>;
-    async fn resolve(&self, address: &str) -> Result<Recipient>;
+    /// Who receives mail for `address`: its account, else its alias, else the domain's
+    /// catch-all.
+    async fn resolve(&self, address: &str) -> Result<Recipient> {
+        self.resolve_address(address, true).await
+    }
+    /// `resolve`, with the catch-all only if `catch_all` (a sub-address `user+tag` asks for
+    /// its own account or alias first, then `user`'s, and only then the catch-all).
+    async fn resolve_address(&self, address: &str, catch_all: bool) -> Result<Recipient>;
 
     // Mailboxes.
     async fn mailboxes(&self, account: AccountId) -> Result<Vec<Mailbox>>;

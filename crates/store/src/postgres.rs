@@ -988,7 +988,7 @@ impl Store for PostgresStore {
         rules::not_found_if_zero(n, || format!("alias {alias}"))
     }
 
-    async fn resolve(&self, addr: &str) -> Result<Recipient> {
+    async fn resolve_address(&self, addr: &str, catch_all: bool) -> Result<Recipient> {
         let Ok(addr) = address::normalize(addr) else {
             return Ok(Recipient::NotHosted);
         };
@@ -1004,11 +1004,11 @@ impl Store for PostgresStore {
                 Recipient::Unknown
             });
         }
-        let catch_all = format!("@{domain}");
+        let catch_all_address = format!("@{domain}");
         let targets: Option<String> = c
             .query_opt(
-                "SELECT targets FROM aliases WHERE address = $1 OR address = $2 ORDER BY address = $1 DESC LIMIT 1",
-                &[&addr, &catch_all],
+                "SELECT targets FROM aliases WHERE address = $1 OR (address = $2 AND $3) ORDER BY address = $1 DESC LIMIT 1",
+                &[&addr, &catch_all_address, &catch_all],
             )
             .await
             .map_err(err)?

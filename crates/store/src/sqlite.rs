@@ -920,7 +920,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn resolve(&self, addr: &str) -> Result<Recipient> {
+    async fn resolve_address(&self, addr: &str, catch_all: bool) -> Result<Recipient> {
         let Ok(addr) = address::normalize(addr) else {
             return Ok(Recipient::NotHosted);
         };
@@ -934,8 +934,8 @@ impl Store for SqliteStore {
             }
             let targets: Option<String> = c
                 .query_row(
-                    "SELECT targets FROM aliases WHERE address = ?1 UNION ALL SELECT targets FROM aliases WHERE address = ?2 LIMIT 1",
-                    params![addr, format!("@{domain}")],
+                    "SELECT targets FROM aliases WHERE address = ?1 UNION ALL SELECT targets FROM aliases WHERE address = ?2 AND ?3 LIMIT 1",
+                    params![addr, format!("@{domain}"), catch_all],
                     |r| r.get(0),
                 )
                 .optional()

@@ -617,6 +617,18 @@ mod suite {
             exact[0].address, "alice@example.org",
             "an account beats the catch-all"
         );
+        // Without the catch-all (a sub-address asks for its own name first, SIEVE-3).
+        assert_eq!(
+            s.resolve_address("nobody@example.org", false)
+                .await
+                .unwrap(),
+            Recipient::Unknown
+        );
+        let Recipient::Local(team) = s.resolve_address("team@example.org", false).await.unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(team.len(), 2, "an alias is found without the catch-all");
         assert_eq!(s.aliases(None).await.unwrap().len(), 3);
         // What each account may send as: its aliases, not the catch-all (issue 20 item 2).
         assert_eq!(
