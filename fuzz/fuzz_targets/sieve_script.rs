@@ -2,7 +2,7 @@
 //! stack of the checker, and a script that passes it runs on a message within its limits.
 #![no_main]
 
-use kurier_sieve::interpret::{Envelope, Limits, MessageView, run};
+use kurier_sieve::interpret::{Context, Envelope, Limits, MessageView, run};
 use kurier_sieve::script::BodyTransform;
 use libfuzzer_sys::fuzz_target;
 
@@ -40,9 +40,13 @@ fuzz_target!(|data: &[u8]| {
             auth: None,
         };
         let again = script.clone();
-        let out = run(&script, &Mail, &envelope, &Limits::default(), &move |_, _| {
-            Some(again.clone())
-        });
+        let include = move |_: &str, _: bool| Some(again.clone());
+        let context = Context {
+            now: 1_796_376_600,
+            mailbox_exists: &|m| m == "INBOX",
+            include: &include,
+        };
+        let out = run(&script, &Mail, &envelope, &Limits::default(), &context);
         assert!(out.actions.len() <= Limits::default().actions + 1);
     }
 });

@@ -664,6 +664,9 @@ impl MailDrop for Acceptance {
                 hostname: &self.hostname,
                 delimiter: &self.recipient_delimiter,
                 single: m.recipients.len() == 1 && m.remote.is_empty(),
+                now: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs() as i64),
             },
         )
         .await;

@@ -192,7 +192,11 @@ Content-Type: multipart/alternative; boundary=b\r\n\r\n--b\r\nContent-Type: text
                 auth: None,
             },
             &kurier_sieve::Limits::default(),
-            &|_, _| None,
+            &kurier_sieve::Context {
+                now: 0,
+                mailbox_exists: &|_| true,
+                include: &|_, _| None,
+            },
         );
         assert_eq!(
             out.actions,
@@ -563,6 +567,8 @@ pub struct Delivery<'a> {
     pub hostname: &'a str,
     /// The sub-address delimiter.
     pub delimiter: &'a str,
+    /// Seconds since the epoch (Sieve's `currentdate`).
+    pub now: i64,
     /// The message has no other recipient (a reject can be an SMTP refusal).
     pub single: bool,
 }
@@ -648,12 +654,32 @@ pub async fn file(store: &dyn kurier_store::Store, d: &Delivery<'_>) -> Filed {
             to: rcpt.clone(),
             auth: d.auth.map(str::to_string),
         };
+        // The account's mailboxes only for a script that asks (RFC 5490 §3.1).
+        let mailboxes: Vec<String> = if scripts.iter().any(|s| s.content.contains("mailboxexists"))
+        {
+            match store.mailboxes(account).await {
+                Ok(m) => m.into_iter().map(|m| m.name).collect(),
+                Err(e) => {
+                    tracing::warn!(%address, error = %e, "cannot list the mailboxes; kept");
+                    out.placements.push(keep(account, Vec::new()));
+                    continue;
+                }
+            }
+        } else {
+            Vec::new()
+        };
+        let mailbox_exists =
+            |name: &str| name.eq_ignore_ascii_case("INBOX") || mailboxes.iter().any(|m| m == name);
         let outcome = kurier_sieve::run(
             &script,
             &view,
             &envelope,
             &kurier_sieve::Limits::default(),
-            &include,
+            &kurier_sieve::Context {
+                now: d.now,
+                mailbox_exists: &mailbox_exists,
+                include: &include,
+            },
         );
         if let Some(e) = &outcome.error {
             tracing::warn!(%address, script = %active.name, error = %e, "the Sieve script stopped; the message is kept");

@@ -30,6 +30,7 @@ for n, m in enumerate(spec["messages"]):
 
 const SCRIPT: &str = r#"require ["fileinto", "mailbox", "imap4flags", "vacation", "variables", "reject", "editheader"];
 if header :matches "subject" "[*] *" {
+  if mailboxexists "Lists/${1}" { addflag "$seen-list"; }
   fileinto :create "Lists/${1}";
   stop;
 }
@@ -61,6 +62,7 @@ fn sieve_files_flags_rejects_redirects_and_answers_once() {
         m("boss@sender.test", "status?", ""),
         m("boss@sender.test", "status again?", ""),
         m("list@sender.test", "digest", "List-Id: <l.sender.test>\r\n"),
+        m("a@sender.test", "[acme] more notes", ""),
     ]});
     let out = support::python(SENDER, &dir.path().join("send.json"), &spec);
     let replies: Vec<serde_json::Value> = String::from_utf8_lossy(&out)
@@ -71,7 +73,11 @@ fn sieve_files_flags_rejects_redirects_and_answers_once() {
         .iter()
         .map(|r| r["code"].as_u64().unwrap())
         .collect();
-    assert_eq!(codes, [250, 250, 550, 250, 250, 250, 250], "{replies:?}");
+    assert_eq!(
+        codes,
+        [250, 250, 550, 250, 250, 250, 250, 250],
+        "{replies:?}"
+    );
     assert!(
         replies[2]["text"]
             .as_str()
@@ -81,7 +87,7 @@ fn sieve_files_flags_rejects_redirects_and_answers_once() {
     );
     // fileinto :create with the match variable.
     let lists = support::folder(dir.path(), "rcpt@kurier.test", "Lists/acme");
-    assert_eq!(lists.len(), 1, "{lists:?}");
+    assert_eq!(lists.len(), 2, "{lists:?}");
     assert!(lists[0].contains("[acme] release notes"));
     // The rest are in INBOX (the redirect does not keep).
     let inbox = support::inbox(dir.path(), "rcpt@kurier.test");
@@ -116,6 +122,11 @@ fn sieve_files_flags_rejects_redirects_and_answers_once() {
         let metas = store.messages(inbox.id).await.unwrap();
         assert_eq!(metas[0].flags, ["\\Flagged"]);
         assert!(metas[1].flags.is_empty());
+        // mailboxexists (RFC 5490): the list's mailbox existed only for the second message.
+        let list = store.mailbox(a[0].id, "Lists/acme").await.unwrap().unwrap();
+        let metas = store.messages(list.id).await.unwrap();
+        assert!(metas[0].flags.is_empty(), "{:?}", metas[0].flags);
+        assert_eq!(metas[1].flags, ["$seen-list"]);
         // The queue: the redirect (our envelope sender) and one vacation reply (null sender)
         // to the boss — not a second one, and none to the list.
         let q = store.queue().await.unwrap();

@@ -1,9 +1,39 @@
 //! The date parts of RFC 5260 §4.2 from an RFC 5322 date-time ("Fri, 04 Dec 2026 09:30:00
-//! +0100"), in the date's own zone; and the current time, in UTC.
+//! +0100") and of the current time, in the zone the script asks for (§4.1: `:zone`), the
+//! date's own (`:originalzone`), or else the server's, which is UTC.
 
-/// The `part` of `date`, or `None` when it is no date.
-pub fn part(date: &str, part: &str) -> Option<String> {
+/// Which zone a date is seen in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Zone {
+    /// As written in the header field (`:originalzone`).
+    Original,
+    /// Minutes east of UTC (`:zone "+0100"` is 60; no `:zone` is 0).
+    Offset(i32),
+}
+
+/// `"+0100"` as minutes east of UTC (RFC 5260 §4.1: `("+" / "-") 4DIGIT`).
+pub fn zone_offset(zone: &str) -> Option<i32> {
+    let b = zone.as_bytes();
+    if b.len() != 5 || !b[1..].iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let sign = match b[0] {
+        b'+' => 1,
+        b'-' => -1,
+        _ => return None,
+    };
+    let hours = i32::from(b[1] - b'0') * 10 + i32::from(b[2] - b'0');
+    let minutes = i32::from(b[3] - b'0') * 10 + i32::from(b[4] - b'0');
+    (minutes < 60).then_some(sign * (hours * 60 + minutes))
+}
+
+/// The `part` of `date` seen in `zone`, or `None` when it is no date.
+pub fn part(date: &str, part: &str, zone: Zone) -> Option<String> {
     let d = parse(date)?;
+    let d = match zone {
+        Zone::Original => d,
+        Zone::Offset(minutes) => d.in_zone(minutes),
+    };
     Some(match part {
         "year" => format!("{:04}", d.year),
         "month" => format!("{:02}", d.month),
@@ -42,11 +72,8 @@ pub fn part(date: &str, part: &str) -> Option<String> {
     })
 }
 
-/// Now, as an RFC 5322 date in UTC.
-pub fn now_rfc5322() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
+/// `secs` after the epoch as an RFC 5322 date in UTC.
+pub fn rfc5322_utc(secs: i64) -> String {
     let days = secs.div_euclid(86400);
     let rest = secs.rem_euclid(86400);
     let (y, m, d) = civil_from_days(days);
@@ -76,6 +103,33 @@ struct DateTime {
     zone: String,
 }
 
+impl DateTime {
+    /// The same instant, `minutes` east of UTC.
+    fn in_zone(&self, minutes: i32) -> DateTime {
+        let own = zone_offset(&self.zone).unwrap_or(0);
+        // A leap second (60) stays in its minute rather than rolling over.
+        let leap = u32::from(self.second == 60);
+        let local = days_from_civil(self.year, self.month, self.day) * 86400
+            + i64::from(self.hour) * 3600
+            + i64::from(self.minute) * 60
+            + i64::from(self.second - leap);
+        let t = local + 60 * i64::from(minutes - own);
+        let (year, month, day) = civil_from_days(t.div_euclid(86400));
+        let rest = t.rem_euclid(86400);
+        let sign = if minutes < 0 { '-' } else { '+' };
+        let m = minutes.unsigned_abs();
+        DateTime {
+            year,
+            month,
+            day,
+            hour: (rest / 3600) as u32,
+            minute: (rest % 3600 / 60) as u32,
+            second: (rest % 60) as u32 + leap,
+            zone: format!("{sign}{:02}{:02}", m / 60, m % 60),
+        }
+    }
+}
+
 fn parse(s: &str) -> Option<DateTime> {
     // Comments and the day name are not needed.
     let s = s.split('(').next()?;
@@ -97,7 +151,7 @@ fn parse(s: &str) -> Option<DateTime> {
     let minute: u32 = t.next()?.parse().ok()?;
     let second: u32 = t.next().map_or(Some(0), |s| s.parse().ok())?;
     let zone = match it.next() {
-        Some(z) if z.len() == 5 && (z.starts_with('+') || z.starts_with('-')) => z.to_string(),
+        Some(z) if zone_offset(z).is_some() => z.to_string(),
         // Obsolete zone names (RFC 5322 §4.3): UT, GMT, and US zones.
         Some(z) => match z.to_ascii_uppercase().as_str() {
             "EST" => "-0500",
@@ -164,6 +218,7 @@ mod tests {
     #[test]
     fn parts_of_a_date() {
         let d = "Fri, 04 Dec 2026 09:30:05 +0100 (CET)";
+        let part = |d: &str, p: &str| part(d, p, Zone::Original);
         assert_eq!(part(d, "year").unwrap(), "2026");
         assert_eq!(part(d, "date").unwrap(), "2026-12-04");
         assert_eq!(part(d, "time").unwrap(), "09:30:05");
@@ -178,9 +233,31 @@ mod tests {
     }
 
     #[test]
-    fn now_is_a_date() {
-        let now = now_rfc5322();
-        assert!(part(&now, "year").unwrap().starts_with("20"), "{now}");
+    fn dates_are_seen_in_the_zone_asked_for() {
+        let d = "Thu, 31 Dec 2026 23:30:00 -0130";
+        // RFC 5260 §4.1: 23:30 at -01:30 is 01:00 UTC the next day, in the next year.
+        let utc = |p: &str| part(d, p, Zone::Offset(0)).unwrap();
+        assert_eq!(utc("date"), "2027-01-01");
+        assert_eq!(utc("time"), "01:00:00");
+        assert_eq!(utc("zone"), "+0000");
+        assert_eq!(utc("weekday"), "5");
+        let east = part(d, "iso8601", Zone::Offset(zone_offset("+0545").unwrap())).unwrap();
+        assert_eq!(east, "2027-01-01T06:45:00+05:45");
+        let west = part(d, "std11", Zone::Offset(zone_offset("-1200").unwrap())).unwrap();
+        assert_eq!(west, "Thu, 31 Dec 2026 13:00:00 -1200");
+        assert_eq!(part(d, "zone", Zone::Original).unwrap(), "-0130");
+        // A leap second stays a leap second.
+        let leap = "31 Dec 2016 23:59:60 +0000";
+        assert_eq!(part(leap, "time", Zone::Offset(60)).unwrap(), "00:59:60");
+        for bad in ["0100", "+01", "+01000", "+0160", "x0100", "+01a0"] {
+            assert_eq!(zone_offset(bad), None, "{bad}");
+        }
+        assert_eq!(zone_offset("-0000"), Some(0));
+        assert_eq!(rfc5322_utc(0), "Thu, 01 Jan 1970 00:00:00 +0000");
+    }
+
+    #[test]
+    fn days_and_back() {
         assert_eq!(civil_from_days(days_from_civil(2024, 2, 29)), (2024, 2, 29));
     }
 }

@@ -123,19 +123,29 @@ pub struct Outcome {
     pub error: Option<String>,
 }
 
-/// Runs `script`; `include` gives a script by name (personal or global, RFC 6609).
+/// What a run knows besides the message and its envelope.
+pub struct Context<'a> {
+    /// Seconds since the epoch (`currentdate`, RFC 5260 §5).
+    pub now: i64,
+    /// Whether the recipient has this mailbox (`mailboxexists`, RFC 5490 §3.1).
+    pub mailbox_exists: &'a dyn Fn(&str) -> bool,
+    /// A script by name, personal or global (RFC 6609).
+    pub include: &'a dyn Fn(&str, bool) -> Option<Script>,
+}
+
+/// Runs `script`.
 pub fn run(
     script: &Script,
     message: &dyn MessageView,
     envelope: &Envelope,
     limits: &Limits,
-    include: &dyn Fn(&str, bool) -> Option<Script>,
+    context: &Context,
 ) -> Outcome {
     let mut r = Run {
         message,
         envelope,
         limits,
-        include,
+        context,
         steps: 0,
         flags: BTreeSet::new(),
         variables: std::collections::HashMap::new(),
@@ -176,7 +186,7 @@ struct Run<'a> {
     message: &'a dyn MessageView,
     envelope: &'a Envelope,
     limits: &'a Limits,
-    include: &'a dyn Fn(&str, bool) -> Option<Script>,
+    context: &'a Context<'a>,
     steps: u32,
     /// The internal flags of imap4flags (RFC 5232 §3).
     flags: BTreeSet<String>,
@@ -389,7 +399,7 @@ impl Run<'_> {
                 if *once && !self.included.insert(key.clone()) {
                     return Ok(());
                 }
-                match (self.include)(name, *personal) {
+                match (self.context.include)(name, *personal) {
                     Some(s) => match self.block(&s.commands, depth + 1) {
                         Err(Stop::Return) | Ok(()) => {}
                         Err(other) => return Err(other),
@@ -566,22 +576,42 @@ impl Run<'_> {
                 part,
                 m,
                 index,
-                ..
+                zone,
+                original_zone,
             } => {
+                // RFC 5260 §4.1: a zone that is no zone makes the test false.
+                let Some(zone) = self.zone(zone.as_deref(), *original_zone) else {
+                    return Ok(false);
+                };
                 let values: Vec<String> = pick(self.message.header_values(header), *index)
                     .iter()
-                    .filter_map(|v| crate::date::part(v, part))
+                    .filter_map(|v| crate::date::part(v, part, zone))
                     .collect();
                 self.compare(&values, m)
             }
-            Test::CurrentDate { part, m, .. } => {
-                let now = crate::date::now_rfc5322();
-                let values: Vec<String> = crate::date::part(&now, part).into_iter().collect();
+            Test::CurrentDate { part, m, zone } => {
+                let Some(zone) = self.zone(zone.as_deref(), false) else {
+                    return Ok(false);
+                };
+                let now = crate::date::rfc5322_utc(self.context.now);
+                let values: Vec<String> = crate::date::part(&now, part, zone).into_iter().collect();
                 self.compare(&values, m)
             }
-            // The caller's mailboxes are not known here: delivery creates or falls back.
-            Test::MailboxExists(_) => true,
+            Test::MailboxExists(names) => {
+                let names: Vec<String> = names.iter().map(|n| self.expand(n)).collect();
+                names.iter().all(|n| (self.context.mailbox_exists)(n))
+            }
         })
+    }
+
+    /// The zone a date test sees dates in: `:originalzone`, `:zone` (expanded), else UTC.
+    fn zone(&self, zone: Option<&str>, original: bool) -> Option<crate::date::Zone> {
+        use crate::date::{Zone, zone_offset};
+        match (original, zone) {
+            (true, _) => Some(Zone::Original),
+            (false, Some(z)) => zone_offset(&self.expand(z)).map(Zone::Offset),
+            (false, None) => Some(Zone::Offset(0)),
+        }
     }
 
     /// Whether any of `values` matches any key (or, for :count, the number of values).
@@ -876,6 +906,7 @@ mod tests {
                 ("Received", "from b"),
                 ("Received", "from c"),
                 ("List-Id", "<acme.lists.example.org>"),
+                ("Date", "Fri, 04 Dec 2026 23:30:00 -0800"),
             ],
             body: "Please find the release notes attached.",
         }
@@ -889,9 +920,26 @@ mod tests {
         }
     }
 
+    /// 2026-12-04 09:30:00 UTC, and the mailboxes INBOX and Lists.
+    const NOW: i64 = 1_796_376_600;
+
+    fn context<'a>(include: &'a dyn Fn(&str, bool) -> Option<Script>) -> Context<'a> {
+        Context {
+            now: NOW,
+            mailbox_exists: &|m| ["INBOX", "Lists"].contains(&m),
+            include,
+        }
+    }
+
     fn go(script: &str) -> Outcome {
         let s = compile(script).unwrap();
-        run(&s, &mail(), &envelope(), &Limits::default(), &|_, _| None)
+        run(
+            &s,
+            &mail(),
+            &envelope(),
+            &Limits::default(),
+            &context(&|_, _| None),
+        )
     }
 
     #[test]
@@ -976,12 +1024,70 @@ mod tests {
     }
 
     #[test]
+    fn date_tests_see_the_zone_asked_for() {
+        let kept = |script: &str| {
+            let o = go(&format!("require [\"date\", \"relational\"];\n{script}"));
+            o.actions.iter().any(|a| matches!(a, Action::Keep { .. }))
+        };
+        // RFC 5260 §4.1: without :zone the date is seen in the server's zone (UTC): 07:30
+        // the next day.
+        assert!(!kept(
+            "if date :is \"date\" \"date\" \"2026-12-05\" { discard; }"
+        ));
+        assert!(!kept("if date :is \"date\" \"hour\" \"07\" { discard; }"));
+        assert!(!kept(
+            "if date :originalzone :is \"date\" \"date\" \"2026-12-04\" { discard; }"
+        ));
+        assert!(!kept(
+            "if date :zone \"+0100\" :is \"date\" \"iso8601\" \"2026-12-05T08:30:00+01:00\" { discard; }"
+        ));
+        assert!(!kept(
+            "if date :zone \"-0800\" :is \"date\" \"weekday\" \"5\" { discard; }"
+        ));
+        // A zone that is no zone makes the test false (here given through a variable).
+        assert!(kept(
+            "require \"variables\"; set \"z\" \"CET\";\n\
+             if date :zone \"${z}\" :is \"date\" \"year\" \"2026\" { discard; }"
+        ));
+        // currentdate sees the run's clock (09:30 UTC), in the zone asked for.
+        assert!(!kept("if currentdate :is \"hour\" \"09\" { discard; }"));
+        assert!(!kept(
+            "if currentdate :zone \"+0530\" :is \"time\" \"15:00:00\" { discard; }"
+        ));
+        assert!(!kept(
+            "if currentdate :zone \"-1000\" :value \"lt\" \"date\" \"2026-12-04\" { discard; }"
+        ));
+        assert!(kept("if currentdate :is \"year\" \"2025\" { discard; }"));
+    }
+
+    #[test]
+    fn mailboxexists_asks_for_the_recipients_mailboxes() {
+        let o = go("require [\"mailbox\", \"fileinto\"];\n\
+             if mailboxexists \"Lists\" { fileinto \"Lists\"; }\n\
+             if mailboxexists [\"Lists\", \"Nope\"] { discard; }");
+        assert_eq!(
+            o.actions,
+            [Action::FileInto {
+                mailbox: "Lists".into(),
+                flags: vec![],
+                create: false
+            }]
+        );
+    }
+
+    #[test]
     fn limits_stop_a_script_and_keep_the_mail() {
         let s = compile(
             "redirect \"a@x.test\"; redirect \"b@x.test\"; redirect \"c@x.test\"; redirect \"d@x.test\"; redirect \"e@x.test\";",
         )
         .unwrap();
-        let o = run(&s, &mail(), &envelope(), &Limits::default(), &|_, _| None);
+        let o = run(
+            &s,
+            &mail(),
+            &envelope(),
+            &Limits::default(),
+            &context(&|_, _| None),
+        );
         assert!(o.error.unwrap().contains("redirects"));
         assert_eq!(o.actions, [Action::Keep { flags: vec![] }]);
         // A script that includes itself: bounded by the include depth.
@@ -992,7 +1098,7 @@ mod tests {
             &mail(),
             &envelope(),
             &Limits::default(),
-            &move |_, _| Some(again.clone()),
+            &context(&move |_, _| Some(again.clone())),
         );
         assert!(o.error.unwrap().contains("includes nest deeper"));
         assert_eq!(o.actions, [Action::Keep { flags: vec![] }]);

@@ -26,7 +26,7 @@ pub mod lexer;
 pub mod script;
 
 pub use grammar::{Argument, Command, Test, parse};
-pub use interpret::{Action, Envelope, Limits, MessageView, Outcome, run};
+pub use interpret::{Action, Context, Envelope, Limits, MessageView, Outcome, run};
 pub use lexer::SyntaxError;
 pub use script::{Script, compile};
 

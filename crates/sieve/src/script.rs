@@ -713,7 +713,20 @@ impl Checker<'_> {
                     None
                 };
                 let zone = a.string_tag("zone")?;
-                let original_zone = a.flag("originalzone");
+                let original_zone = t.name == "date" && a.flag("originalzone");
+                // RFC 5260 §4.1: one of the two; a literal zone must be one.
+                if original_zone && zone.is_some() {
+                    return Err(error(at, ":zone and :originalzone exclude each other"));
+                }
+                if let Some(z) = &zone
+                    && !z.contains("${")
+                    && crate::date::zone_offset(z).is_none()
+                {
+                    return Err(error(
+                        at,
+                        format!("{z:?} is no zone (\"+0100\", \"-0500\")"),
+                    ));
+                }
                 let mut m = self.match_tags(&mut a)?;
                 let header = if t.name == "date" {
                     Some(a.string("the header field")?)
@@ -1058,6 +1071,18 @@ mod tests {
             (
                 "require \"date\"; if currentdate \"century\" \"21\" { }",
                 "no date part",
+            ),
+            (
+                "require \"date\"; if date :zone \"CET\" \"date\" \"year\" \"2026\" { }",
+                "is no zone",
+            ),
+            (
+                "require \"date\"; if date :zone \"+0100\" :originalzone \"date\" \"year\" \"2026\" { }",
+                "exclude each other",
+            ),
+            (
+                "require \"date\"; if currentdate :originalzone \"year\" \"2026\" { }",
+                "originalzone",
             ),
         ] {
             let e = compile(script).unwrap_err();
