@@ -95,6 +95,10 @@ pub struct Acceptance {
     pub hostname: String,
     /// Sub-addressing (RFC 5233): `user+tag@domain` reaches `user@domain` ("" turns it off).
     pub recipient_delimiter: String,
+    /// Bounds on one Sieve run.
+    pub sieve_limits: kurier_sieve::Limits,
+    /// Vacation replies one account sends in 24 hours at most.
+    pub vacation_replies_per_day: u32,
 }
 
 /// Where `domain`'s DKIM key with `selector` is kept below `data_dir`.
@@ -667,6 +671,8 @@ impl MailDrop for Acceptance {
                 now: std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| d.as_secs() as i64),
+                limits: &self.sieve_limits,
+                vacation_per_day: self.vacation_replies_per_day,
             },
         )
         .await;

@@ -569,6 +569,9 @@ pub struct Delivery<'a> {
     pub delimiter: &'a str,
     /// Seconds since the epoch (Sieve's `currentdate`).
     pub now: i64,
+    pub limits: &'a kurier_sieve::Limits,
+    /// Vacation replies one account sends in 24 hours at most.
+    pub vacation_per_day: u32,
     /// The message has no other recipient (a reject can be an SMTP refusal).
     pub single: bool,
 }
@@ -674,7 +677,7 @@ pub async fn file(store: &dyn kurier_store::Store, d: &Delivery<'_>) -> Filed {
             &script,
             &view,
             &envelope,
-            &kurier_sieve::Limits::default(),
+            d.limits,
             &kurier_sieve::Context {
                 now: d.now,
                 mailbox_exists: &mailbox_exists,
@@ -752,7 +755,14 @@ pub async fn file(store: &dyn kurier_store::Store, d: &Delivery<'_>) -> Filed {
                     let now = kurier_store::now();
                     let period = i64::try_from(v.period).unwrap_or(i64::MAX);
                     match store
-                        .vacation_reply_due(account, d.from, &v.handle, now, period)
+                        .vacation_reply_due(
+                            account,
+                            d.from,
+                            &v.handle,
+                            now,
+                            period,
+                            d.vacation_per_day,
+                        )
                         .await
                     {
                         Ok(true) => {
@@ -769,7 +779,7 @@ pub async fn file(store: &dyn kurier_store::Store, d: &Delivery<'_>) -> Filed {
                             ));
                         }
                         Ok(false) => {
-                            tracing::debug!(%address, to = d.from, "vacation reply sent within the period already");
+                            tracing::info!(%address, to = d.from, per_day = d.vacation_per_day, "no vacation reply: one went to this sender within the period, or the account's daily number is reached");
                         }
                         Err(e) => {
                             tracing::warn!(%address, error = %e, "cannot check the vacation memory; no reply")

@@ -20,6 +20,7 @@ pub struct Config {
     pub imap: ImapConfig,
     pub pop3: Pop3Config,
     pub managesieve: ManageSieveConfig,
+    pub sieve: SieveConfig,
     pub dns: DnsConfig,
     pub delivery: DeliveryConfig,
     pub mta_sts: MtaStsConfig,
@@ -742,6 +743,26 @@ impl Default for Pop3Config {
     }
 }
 
+/// `[sieve]`: what one account's Sieve scripts may do at delivery, so that a script cannot
+/// turn the server into a mail cannon.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SieveConfig {
+    /// Redirects one run may make (Pigeonhole's `sieve_max_redirects`).
+    pub max_redirects: u32,
+    /// Vacation replies (RFC 5230) one account sends in 24 hours at most.
+    pub vacation_replies_per_day: u32,
+}
+
+impl Default for SieveConfig {
+    fn default() -> Self {
+        SieveConfig {
+            max_redirects: 4,
+            vacation_replies_per_day: 100,
+        }
+    }
+}
+
 /// `[managesieve]`: mail clients managing their Sieve scripts (RFC 5804), STARTTLS only, no
 /// credentials before it. Off until `listen` names an address (port 4190).
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -1205,6 +1226,7 @@ impl Config {
             greylisting: GreylistConfig::default(),
             milter: Vec::new(),
             managesieve: ManageSieveConfig::default(),
+            sieve: SieveConfig::default(),
         }
     }
 

@@ -923,6 +923,11 @@ fn smtp_server(
             },
             recipient_rate: submission.is_none().then(|| rates.recipients.clone()),
             recipient_floor: submission.is_none().then(|| rates.answers.clone()),
+            sieve_limits: kurier_sieve::Limits {
+                redirects: cfg.sieve.max_redirects as usize,
+                ..Default::default()
+            },
+            vacation_replies_per_day: cfg.sieve.vacation_replies_per_day,
             milters: if submission.is_none() {
                 milters.0
             } else {

@@ -284,3 +284,49 @@ fn a_redirect_loop_ends_in_the_inbox() {
     assert_eq!(q.len(), 1, "{q:?}");
     assert_eq!(q[0].recipients[0].address, "other@kurier.test");
 }
+
+/// `[sieve]` bounds what a script does: past `vacation_replies_per_day` no reply goes out (the
+/// mail is delivered), past `max_redirects` the run keeps the mail and redirects nothing.
+#[test]
+fn sieve_limits_cap_vacation_replies_and_redirects() {
+    let ip = "127.0.66.6";
+    let dir = tempfile::tempdir().unwrap();
+    let config = support::configured(
+        dir.path(),
+        ip,
+        "",
+        "[sieve]\nvacation_replies_per_day = 2\nmax_redirects = 1\n",
+    );
+    support::admin(
+        &config,
+        &["sieve", "put", "rcpt@kurier.test", "away", "--activate"],
+        "require \"vacation\";\n\
+         if header :contains \"subject\" \"twice\" { redirect \"a@remote.test\"; redirect \"b@remote.test\"; }\n\
+         vacation :days 1 \"Away.\";\n",
+    );
+    let server = Server::configured(dir.path(), &config);
+    let m = |from: &str, subject: &str| serde_json::json!({"from": from, "subject": subject});
+    let spec = serde_json::json!({"server": ip, "messages": [
+        m("one@sender.test", "hello"),
+        m("two@sender.test", "hello"),
+        m("three@sender.test", "hello"),
+        m("four@sender.test", "send this twice"),
+    ]});
+    let out = support::python(SENDER, &dir.path().join("send.json"), &spec);
+    assert_eq!(
+        String::from_utf8_lossy(&out)
+            .matches("\"code\": 250")
+            .count(),
+        4
+    );
+    assert_eq!(support::inbox(dir.path(), "rcpt@kurier.test").len(), 4);
+    server.wait_for_log("the account's daily number is reached");
+    server.wait_for_log("redirects");
+    let (rt, store) = support::store_at(dir.path());
+    rt.block_on(async {
+        let q = store.queue().await.unwrap();
+        let to: Vec<&str> = q.iter().map(|e| e.recipients[0].address.as_str()).collect();
+        // Two replies, none to the third sender; the run with two redirects did nothing.
+        assert_eq!(to, ["one@sender.test", "two@sender.test"], "{q:?}");
+    });
+}

@@ -321,7 +321,8 @@ pub trait Store: Send + Sync + 'static {
     /// Makes `name` the only active script; `None` leaves none active.
     async fn activate_sieve_script(&self, account: AccountId, name: Option<&str>) -> Result<()>;
     /// Records a vacation reply to `sender` under `handle` at `now`, unless one went out
-    /// within `period` seconds before: true if the reply is to be sent (RFC 5230 §4.2).
+    /// within `period` seconds before (RFC 5230 §4.2) or the account sent `per_day` replies
+    /// in the last 24 hours already: true if the reply is to be sent.
     async fn vacation_reply_due(
         &self,
         account: AccountId,
@@ -329,6 +330,7 @@ pub trait Store: Send + Sync + 'static {
         handle: &str,
         now: UnixTime,
         period: i64,
+        per_day: u32,
     ) -> Result<bool>;
 
     // Greylisting (shared by every node of one store).

@@ -1958,15 +1958,24 @@ impl Store for PostgresStore {
         handle: &str,
         now: UnixTime,
         period: i64,
+        per_day: u32,
     ) -> Result<bool> {
         let n = self
             .client()
             .await?
             .execute(
-                "INSERT INTO vacation_replies (account, sender, handle, sent) VALUES ($1, $2, $3, $4) \
+                "INSERT INTO vacation_replies (account, sender, handle, sent) SELECT $1::BIGINT, $2::TEXT, $3::TEXT, $4::BIGINT \
+                     WHERE (SELECT count(*) FROM vacation_replies WHERE account = $1 AND sent > $4 - 86400) < $6 \
                  ON CONFLICT (account, sender, handle) DO UPDATE SET sent = $4 \
                  WHERE vacation_replies.sent <= $4 - $5",
-                &[&account, &sender.to_ascii_lowercase(), &handle, &now, &period],
+                &[
+                    &account,
+                    &sender.to_ascii_lowercase(),
+                    &handle,
+                    &now,
+                    &period,
+                    &i64::from(per_day),
+                ],
             )
             .await
             .map_err(err)?;

@@ -1900,6 +1900,7 @@ impl Store for SqliteStore {
         handle: &str,
         now: UnixTime,
         period: i64,
+        per_day: u32,
     ) -> Result<bool> {
         let (sender, handle) = (sender.to_ascii_lowercase(), handle.to_string());
         self.run(move |c| {
@@ -1907,10 +1908,11 @@ impl Store for SqliteStore {
             // period; only then is the time written.
             let n = c
                 .execute(
-                    "INSERT INTO vacation_replies (account, sender, handle, sent) VALUES (?1, ?2, ?3, ?4) \
+                    "INSERT INTO vacation_replies (account, sender, handle, sent) SELECT ?1, ?2, ?3, ?4 \
+                     WHERE (SELECT count(*) FROM vacation_replies WHERE account = ?1 AND sent > ?4 - 86400) < ?6 \
                      ON CONFLICT (account, sender, handle) DO UPDATE SET sent = ?4 \
                      WHERE vacation_replies.sent <= ?4 - ?5",
-                    params![account, sender, handle, now, period],
+                    params![account, sender, handle, now, period, per_day],
                 )
                 .map_err(err)?;
             Ok(n == 1)

@@ -455,27 +455,44 @@ mod suite {
         ));
         // Vacation: once per sender and handle within the period.
         assert!(
-            s.vacation_reply_due(a, "X@Sender.test", "h", 1000, 86400)
+            s.vacation_reply_due(a, "X@Sender.test", "h", 1000, 86400, 100)
                 .await
                 .unwrap()
         );
         assert!(
-            !s.vacation_reply_due(a, "x@sender.test", "h", 2000, 86400)
+            !s.vacation_reply_due(a, "x@sender.test", "h", 2000, 86400, 100)
                 .await
                 .unwrap()
         );
         assert!(
-            s.vacation_reply_due(a, "x@sender.test", "other", 2000, 86400)
+            s.vacation_reply_due(a, "x@sender.test", "other", 2000, 86400, 100)
                 .await
                 .unwrap()
         );
         assert!(
-            s.vacation_reply_due(b, "x@sender.test", "h", 2000, 86400)
+            s.vacation_reply_due(b, "x@sender.test", "h", 2000, 86400, 100)
                 .await
                 .unwrap()
         );
         assert!(
-            s.vacation_reply_due(a, "x@sender.test", "h", 1000 + 86400, 86400)
+            s.vacation_reply_due(a, "x@sender.test", "h", 1000 + 86400, 86400, 100)
+                .await
+                .unwrap()
+        );
+        // The account's daily number (SIEVE-1 limits): b has one reply within the day; with
+        // a cap of 3, two more senders get one, the next does not, and a day later again.
+        for (n, due) in [("1", true), ("2", true), ("3", false)] {
+            let sender = format!("s{n}@sender.test");
+            assert_eq!(
+                s.vacation_reply_due(b, &sender, "h", 3000, 86400, 3)
+                    .await
+                    .unwrap(),
+                due,
+                "{sender}"
+            );
+        }
+        assert!(
+            s.vacation_reply_due(b, "s3@sender.test", "h", 3000 + 86400, 86400, 3)
                 .await
                 .unwrap()
         );
