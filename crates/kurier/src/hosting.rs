@@ -71,6 +71,7 @@ pub fn client_services(cfg: &Config) -> Option<kurier_web::clientconfig::ClientS
         imap_starttls: port(a.imap_starttls_port),
         pop3_starttls: port(a.pop3_starttls_port),
         submission_starttls: cfg.submission.listen_starttls.first().map(|l| l.0.port()),
+        managesieve: cfg.managesieve.listen.first().map(|l| l.0.port()),
     })
 }
 

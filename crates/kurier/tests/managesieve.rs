@@ -130,6 +130,32 @@ fn sieve_connect_uploads_activates_lists_and_downloads() {
         dns.contains("_sieve._tcp.kurier.test. IN SRV 0 1 4190 mx.kurier.test."),
         "{dns}"
     );
+    // And in the autoconfig answer, as the Mail Autoconfig draft's setupServer.
+    let out = std::process::Command::new("curl")
+        .args(["-sSk", "--fail", "--resolve"])
+        .arg(format!("autoconfig.kurier.test:8443:{ip}"))
+        .arg("https://autoconfig.kurier.test:8443/mail/config-v1.1.xml?emailaddress=rcpt@kurier.test")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let xml = dir.path().join("config-v1.1.xml");
+    std::fs::write(&xml, &out.stdout).unwrap();
+    let found = support::python_ok(
+        "import sys, xml.etree.ElementTree as E\n\
+         r = E.parse(sys.argv[1]).getroot()\n\
+         s = r.find(\"setupServer[@type='managesieve']\")\n\
+         print(s.find('hostname').text, s.find('port').text, s.find('socketType').text)\n\
+         print('OK-DONE')\n",
+        &[xml.to_str().unwrap()],
+    );
+    assert!(
+        found.starts_with("mx.kurier.test 4190 STARTTLS\n"),
+        "{found}"
+    );
     let script = dir.path().join("reports.sieve");
     std::fs::write(
         &script,

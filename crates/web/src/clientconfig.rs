@@ -1,7 +1,10 @@
 //! Mail client autoconfiguration (TR-03108 MUA-4..MUA-8): Thunderbird's `config-v1.1.xml`
 //! (the "autoconfig" format) and Microsoft's Autodiscover POX response (schema 2006a). Implicit
 //! TLS is offered first (IMAP 993, POP3 995, SMTP 465; RFC 8314 §5.1), STARTTLS only after it,
-//! plain text never. Pure functions: values in, XML out.
+//! plain text never. ManageSieve is a `setupServer` at the top level, as the IETF's Mail
+//! Autoconfig draft (draft-ietf-mailmaint-autoconfig) defines it; clients that do not know the
+//! element ignore it (its must-ignore rule, which Thunderbird follows). Pure functions: values
+//! in, XML out.
 
 /// Where the client services are (from the configuration).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,6 +17,8 @@ pub struct ClientServices {
     pub imap_starttls: Option<u16>,
     pub pop3_starttls: Option<u16>,
     pub submission_starttls: Option<u16>,
+    /// ManageSieve (RFC 5804), STARTTLS only.
+    pub managesieve: Option<u16>,
 }
 
 /// XML text and attribute escaping.
@@ -61,7 +66,13 @@ pub fn thunderbird(domain: &str, s: &ClientServices) -> String {
             x.push_str(&server("outgoingServer", "smtp", p, socket));
         }
     }
-    x.push_str("  </emailProvider>\n</clientConfig>\n");
+    x.push_str("  </emailProvider>\n");
+    if let Some(p) = s.managesieve {
+        // One level up from the mail servers.
+        let sieve = server("setupServer", "managesieve", p, "STARTTLS");
+        x.push_str(&sieve.replace("\n    ", "\n  ")[2..]);
+    }
+    x.push_str("</clientConfig>\n");
     x
 }
 
@@ -113,6 +124,7 @@ mod tests {
             imap_starttls: Some(143),
             pop3_starttls: None,
             submission_starttls: Some(587),
+            managesieve: Some(4190),
         }
     }
 
@@ -126,6 +138,20 @@ mod tests {
         assert!(i993 < i143 && i465 < i587);
         assert!(!x.contains("<socketType>plain</socketType>"));
         assert!(!x.contains("<port>110</port>"));
+        // ManageSieve after the mail account, at the top level, STARTTLS.
+        let sieve = x.find("<setupServer type=\"managesieve\">").expect("sieve");
+        assert!(x.find("</emailProvider>").unwrap() < sieve);
+        assert!(x[sieve..].starts_with(
+            "<setupServer type=\"managesieve\">\n    <hostname>mail.example.org</hostname>\n    <port>4190</port>\n    <socketType>STARTTLS</socketType>\n"
+        ));
+        let none = thunderbird(
+            "example.org",
+            &ClientServices {
+                managesieve: None,
+                ..services()
+            },
+        );
+        assert!(!none.contains("setupServer"));
     }
 
     #[test]
