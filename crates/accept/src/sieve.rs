@@ -335,14 +335,9 @@ Content-Type: multipart/alternative; boundary=b\r\n\r\n--b\r\nContent-Type: text
     }
 }
 
-/// Whether a vacation reply to this message must not be sent (RFC 5230 §4.5, RFC 3834 §2):
-/// a null or machine sender, an automatic or list or bulk message, mail from ourselves, or a
-/// message that does not name one of our addresses in To, Cc or Bcc.
-pub fn vacation_suppressed(
-    view: &SieveMessage<'_>,
-    sender: &str,
-    ours: &[String],
-) -> Option<&'static str> {
+/// Why no automatic answer (vacation, refusal notice) may go to this message's sender, if
+/// one may not (RFC 3834 §2): a null or machine sender, an automatic, list or bulk message.
+pub fn automatic(view: &SieveMessage<'_>, sender: &str) -> Option<&'static str> {
     let sender = sender.to_ascii_lowercase();
     if sender.is_empty() {
         return Some("the sender is null");
@@ -384,6 +379,21 @@ pub fn vacation_suppressed(
     }) {
         return Some("the message is bulk mail");
     }
+    None
+}
+
+/// Whether a vacation reply to this message must not be sent (RFC 5230 §4.5, RFC 3834 §2):
+/// it is `automatic`, it is from ourselves, or it does not name one of our addresses in To,
+/// Cc or Bcc.
+pub fn vacation_suppressed(
+    view: &SieveMessage<'_>,
+    sender: &str,
+    ours: &[String],
+) -> Option<&'static str> {
+    if let Some(why) = automatic(view, sender) {
+        return Some(why);
+    }
+    let sender = sender.to_ascii_lowercase();
     if ours.iter().any(|o| o.eq_ignore_ascii_case(&sender)) {
         return Some("the sender is the recipient");
     }
@@ -406,31 +416,11 @@ pub fn vacation_message(
     hostname: &str,
     now: i64,
 ) -> Vec<u8> {
-    let clean = |s: &str| -> String {
-        s.chars()
-            .map(|c| if c == '\r' || c == '\n' { ' ' } else { c })
-            .collect()
-    };
-    let subject = match &reply.subject {
-        Some(s) => clean(s),
-        None => format!(
-            "Auto: {}",
-            clean(
-                view.header_values("subject")
-                    .first()
-                    .map_or("", |s| s.as_str())
-            )
-        ),
-    };
-    let subject = if subject.is_ascii() {
-        subject
-    } else {
-        // RFC 2047 B encoding for a non-ASCII subject.
-        format!(
-            "=?UTF-8?B?{}?=",
-            kurier_access::base64_encode(subject.as_bytes())
-        )
-    };
+    let clean = one_line;
+    let subject = header_text(&match &reply.subject {
+        Some(s) => s.clone(),
+        None => format!("Auto: {}", original_subject(view)),
+    });
     let from = reply.from.as_deref().map_or(ours.to_string(), clean);
     let original = view
         .header_values("message-id")
@@ -461,13 +451,95 @@ pub fn vacation_message(
     out.into_bytes()
 }
 
+/// CR and LF as spaces: a value from a message or a script stays one header line.
+fn one_line(s: &str) -> String {
+    s.chars()
+        .map(|c| if c == '\r' || c == '\n' { ' ' } else { c })
+        .collect()
+}
+
+/// `s` as a header value: one line, and RFC 2047 B-encoded when it is not ASCII.
+fn header_text(s: &str) -> String {
+    let s = one_line(s);
+    if s.is_ascii() {
+        s
+    } else {
+        format!("=?UTF-8?B?{}?=", kurier_access::base64_encode(s.as_bytes()))
+    }
+}
+
+/// The message's Subject, decoded.
+fn original_subject(view: &SieveMessage<'_>) -> String {
+    view.header_values("subject")
+        .first()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// The notice for a message `recipient`'s script refused after it was accepted (RFC 5429
+/// §2.1): a DSN for `ereject` (§2.1.2), an MDN for `reject` (§2.1.3), from `recipient` to the
+/// return path; `Err` with the reason when none may be sent (a null or machine sender, an
+/// automatic, list or bulk message: RFC 5429 §2.1.4, RFC 3834 §2).
+pub fn refusal_notice(
+    view: &SieveMessage<'_>,
+    d: &Delivery<'_>,
+    recipient: &str,
+    reason: &str,
+    dsn: bool,
+) -> Result<Vec<u8>, &'static str> {
+    if let Some(why) = automatic(view, d.from) {
+        return Err(why);
+    }
+    if dsn {
+        use kurier_delivery::dsn;
+        return Ok(dsn::build(&dsn::Notice {
+            action: dsn::Action::Failed,
+            reporting_mta: d.hostname,
+            to: d.from,
+            arrival: d.now,
+            now: d.now,
+            retry_until: None,
+            recipients: &[dsn::RecipientNotice {
+                address: recipient.to_string(),
+                original: None,
+                status: "5.7.1".into(),
+                reason: format!("The recipient's mail filter refused the message: {reason}"),
+                remote_mta: None,
+                diagnostic: None,
+            }],
+            original: d.body,
+            request: &kurier_store::MessageDsn {
+                ret: Some(kurier_store::DsnReturn::Headers),
+                envid: None,
+            },
+        }));
+    }
+    let message_id = view
+        .header_values("message-id")
+        .first()
+        .map(|s| one_line(s.trim()));
+    Ok(kurier_delivery::mdn::build(
+        &kurier_delivery::mdn::Refusal {
+            reporting_ua: d.hostname,
+            recipient,
+            to: d.from,
+            subject: &header_text(&format!("Rejected: {}", original_subject(view))),
+            message_id: message_id.as_deref(),
+            reason,
+            original: d.body,
+            now: d.now,
+        },
+    ))
+}
+
 /// What Sieve made of one message for its local recipients.
 #[derive(Debug, Default)]
 pub struct Filed {
     pub placements: Vec<kurier_store::Placement>,
     /// Redirected copies (unsigned: they are the sender's mail).
     pub redirects: Vec<(kurier_store::NewQueueEntry, Vec<u8>)>,
-    /// Vacation replies, to be DKIM-signed by the caller.
+    /// Vacation replies and refusal notices (null return path), to be DKIM-signed by the
+    /// caller.
     pub replies: Vec<(kurier_store::NewQueueEntry, Vec<u8>)>,
     /// reject/ereject with a single recipient: refused at SMTP (550) with this text.
     pub refuse: Option<String>,
@@ -736,13 +808,29 @@ pub async fn file(store: &dyn kurier_store::Store, d: &Delivery<'_>) -> Filed {
                         copy,
                     ));
                 }
-                Action::Reject { reason, .. } => {
+                Action::Reject { reason, smtp } => {
                     if d.single {
                         out.refuse = Some(reason);
-                    } else {
-                        // RFC 5429's MDN to the sender is not sent yet: the message is kept.
-                        tracing::warn!(%address, "Sieve reject for one of several recipients: kept (no MDN yet)");
-                        out.placements.push(keep(account, Vec::new()));
+                        continue;
+                    }
+                    // Accepted for the others already: this recipient's refusal is a notice
+                    // to the sender (RFC 5429 §2.1), and the message is not delivered here.
+                    match refusal_notice(&view, d, address, &reason, smtp) {
+                        Ok(notice) => {
+                            tracing::info!(%address, to = d.from, kind = if smtp { "DSN" } else { "MDN" }, "refused by Sieve for one of several recipients; notice queued");
+                            out.replies.push((
+                                NewQueueEntry {
+                                    sender: String::new(),
+                                    recipients: vec![(d.from.to_string(), Default::default())],
+                                    require_tls: false,
+                                    dsn: Default::default(),
+                                },
+                                notice,
+                            ));
+                        }
+                        Err(why) => {
+                            tracing::info!(%address, reason = why, "refused by Sieve for one of several recipients; no notice");
+                        }
                     }
                 }
                 Action::Vacation(v) => {

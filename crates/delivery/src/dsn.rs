@@ -214,7 +214,7 @@ fn human_text(n: &Notice<'_>) -> String {
 }
 
 /// CR/LF inside a field value would start a new field.
-fn one_line(s: &str) -> String {
+pub(crate) fn one_line(s: &str) -> String {
     s.chars()
         .map(|c| if c == '\r' || c == '\n' { ' ' } else { c })
         .collect()
@@ -222,7 +222,7 @@ fn one_line(s: &str) -> String {
 
 /// `one_line`, and in ASCII (RFC 3464 §2.1.3): our typography spelled plainly, anything else
 /// non-ASCII as `?`.
-fn ascii_line(s: &str) -> String {
+pub(crate) fn ascii_line(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in one_line(s).chars() {
         match c {
@@ -241,7 +241,7 @@ fn ascii_line(s: &str) -> String {
 }
 
 /// Lines of the human part wrapped near 76 characters, with CRLF.
-fn wrap(text: &str) -> String {
+pub(crate) fn wrap(text: &str) -> String {
     let mut out = String::new();
     for para in text.split('\n') {
         let mut line = String::new();
@@ -262,7 +262,7 @@ fn wrap(text: &str) -> String {
     out
 }
 
-fn header_block(message: &[u8]) -> &[u8] {
+pub(crate) fn header_block(message: &[u8]) -> &[u8] {
     let end = message
         .windows(4)
         .position(|w| w == b"\r\n\r\n")

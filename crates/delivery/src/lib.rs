@@ -7,7 +7,8 @@
 //! TLS — TR-03108 SMTP-2, DANE-7..DANE-12), one connection for all messages to a domain,
 //! MTA-STS policies of receiving domains (`sts`, RFC 8461: fetched, cached, enforced where DANE
 //! does not apply), retries with exponential backoff (`schedule`), and DSNs in plain language
-//! (`dsn`, RFC 3464, MUA-9). TLSRPT (RFC 8460): the daily reports of those outcomes to the
+//! (`dsn`, RFC 3464, MUA-9), and the notice for a message a Sieve script refused after it was
+//! accepted (`mdn`, RFC 8098). TLSRPT (RFC 8460): the daily reports of those outcomes to the
 //! receiving domains (`report`), and the reports others send us (`intake`). Every TLS outcome is recorded as a TLSRPT event; every attempt is one log line.
 //!
 //! Must not: parse SMTP (the `smtp` crate's client does), decide DANE itself (the `policy`
@@ -20,6 +21,7 @@ pub mod dmarc_report;
 pub mod dsn;
 pub mod https;
 pub mod intake;
+pub mod mdn;
 pub mod report;
 pub mod revocation;
 pub mod route;
