@@ -1,8 +1,9 @@
-//! Sieve at delivery (issue 25, first part): the recipient's active script files mail into a
-//! mailbox it creates (with a match variable in the name), sets IMAP flags, rejects at SMTP,
-//! redirects through the outbound queue with our own envelope sender, and answers with a
-//! vacation reply once per sender and period — never to a mailing list. A script that fails
-//! keeps the mail.
+//! Sieve at delivery (issue 25): the recipient's active script files mail into a mailbox it
+//! creates (with a match variable in the name), sets IMAP flags, rejects at SMTP, redirects
+//! through the outbound queue with our own envelope sender, and answers with a vacation reply
+//! once per sender and period — never to a mailing list; sub-addresses, include, body,
+//! relational, date, index, copy and mailboxexists each at work; `[sieve]` limits. A script
+//! that fails keeps the mail.
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
@@ -328,5 +329,106 @@ fn sieve_limits_cap_vacation_replies_and_redirects() {
         let to: Vec<&str> = q.iter().map(|e| e.recipients[0].address.as_str()).collect();
         // Two replies, none to the third sender; the run with two redirects did nothing.
         assert_eq!(to, ["one@sender.test", "two@sender.test"], "{q:?}");
+    });
+}
+
+/// Sends each message (subject, extra header lines, body) to rcpt@kurier.test; prints codes.
+const WITH_BODY: &str = r#"
+import json, smtplib, sys
+spec = json.load(open(sys.argv[1]))
+for n, m in enumerate(spec["messages"]):
+    body = ("From: a@sender.test\r\nTo: rcpt@kurier.test\r\nSubject: %s\r\nMessage-ID: <x%d@sender.test>\r\n%s\r\n%s\r\n"
+            % (m["subject"], n, m.get("extra", ""), m.get("body", "Hello."))).encode()
+    with smtplib.SMTP(spec["server"], 2525, timeout=30) as s:
+        s.sendmail("a@sender.test", ["rcpt@kurier.test"], body)
+    print(250, flush=True)
+"#;
+
+/// The extensions not shown above, at delivery: include (RFC 6609), body (RFC 5173),
+/// relational with a numeric comparator (RFC 5231), date with :zone and index (RFC 5260),
+/// and redirect :copy (RFC 3894), which keeps the message as well.
+#[test]
+fn include_body_relational_date_index_and_copy_at_delivery() {
+    let ip = "127.0.66.7";
+    let dir = tempfile::tempdir().unwrap();
+    let config = support::configured(dir.path(), ip, "", "");
+    support::admin(
+        &config,
+        &["sieve", "put", "rcpt@kurier.test", "common"],
+        "require \"imap4flags\";\nif header :contains \"subject\" \"common\" { addflag \"$common\"; }\n",
+    );
+    support::admin(
+        &config,
+        &["sieve", "put", "rcpt@kurier.test", "main", "--activate"],
+        "require [\"include\", \"body\", \"relational\", \"comparator-i;ascii-numeric\", \"date\",\n\
+                  \"index\", \"copy\", \"fileinto\", \"mailbox\", \"imap4flags\"];\n\
+         include :personal \"common\";\n\
+         if body :text :contains \"invoice\" { fileinto :create \"Invoices\"; stop; }\n\
+         if header :count \"ge\" :comparator \"i;ascii-numeric\" \"received\" \"3\" { addflag \"$many-hops\"; }\n\
+         if date :zone \"+0000\" :is \"date\" \"hour\" \"23\" { fileinto :create \"Late\"; stop; }\n\
+         if header :index 2 :is \"x-tag\" \"second\" { fileinto :create \"Indexed\"; stop; }\n\
+         if header :contains \"subject\" \"copy me\" { redirect :copy \"friend@remote.test\"; }\n",
+    );
+    let _server = Server::configured(dir.path(), &config);
+    let spec = serde_json::json!({"server": ip, "messages": [
+        {"subject": "papers", "body": "Your invoice is attached."},
+        {"subject": "hops", "extra": "Received: from a\r\nReceived: from b\r\n"},
+        {"subject": "late", "extra": "Date: Fri, 04 Dec 2026 15:30:00 -0800\r\n"},
+        {"subject": "early", "extra": "Date: Fri, 04 Dec 2026 07:30:00 -0800\r\n"},
+        {"subject": "tags", "extra": "X-Tag: first\r\nX-Tag: second\r\n"},
+        {"subject": "copy me", "extra": ""},
+        {"subject": "common thing", "extra": ""},
+    ]});
+    let out = support::python(WITH_BODY, &dir.path().join("send.json"), &spec);
+    assert_eq!(String::from_utf8_lossy(&out).lines().count(), 7);
+    let subjects = |folder: &str| -> Vec<String> {
+        support::folder(dir.path(), "rcpt@kurier.test", folder)
+            .iter()
+            .filter_map(|m| {
+                m.lines()
+                    .find(|l| l.starts_with("Subject: "))
+                    .map(str::to_string)
+            })
+            .collect()
+    };
+    assert_eq!(subjects("Invoices"), ["Subject: papers"]);
+    assert_eq!(subjects("Late"), ["Subject: late"]);
+    assert_eq!(subjects("Indexed"), ["Subject: tags"]);
+    assert_eq!(
+        subjects("INBOX"),
+        [
+            "Subject: hops",
+            "Subject: early",
+            "Subject: copy me",
+            "Subject: common thing"
+        ]
+    );
+    let (rt, store) = support::store_at(dir.path());
+    rt.block_on(async {
+        let kurier_store::Recipient::Local(a) = store.resolve("rcpt@kurier.test").await.unwrap()
+        else {
+            panic!()
+        };
+        let inbox = store.mailbox(a[0].id, "INBOX").await.unwrap().unwrap();
+        let flags: Vec<Vec<String>> = store
+            .messages(inbox.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| m.flags)
+            .collect();
+        assert_eq!(
+            flags,
+            [
+                vec!["$many-hops".to_string()],
+                vec![],
+                vec![],
+                vec!["$common".to_string()]
+            ]
+        );
+        // :copy redirected and kept.
+        let q = store.queue().await.unwrap();
+        assert_eq!(q.len(), 1, "{q:?}");
+        assert_eq!(q[0].recipients[0].address, "friend@remote.test");
     });
 }
