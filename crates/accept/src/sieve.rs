@@ -661,6 +661,19 @@ pub async fn file(store: &dyn kurier_store::Store, d: &Delivery<'_>) -> Filed {
         flags,
         body: None,
     };
+    let mut out = Filed::default();
+    // Most accounts have no script: one query tells, and then nothing else is asked.
+    let scripted = match store.sieve_active(d.accounts).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot tell which recipients have Sieve scripts; kept");
+            Vec::new()
+        }
+    };
+    if scripted.is_empty() {
+        out.placements = d.accounts.iter().map(|a| keep(*a, Vec::new())).collect();
+        return out;
+    }
     let view = SieveMessage::new(d.body);
     // Which address brought each account (the envelope `to` its script sees).
     let mut addressed: Vec<(kurier_store::AccountId, String, String)> = Vec::new();
@@ -675,9 +688,9 @@ pub async fn file(store: &dyn kurier_store::Store, d: &Delivery<'_>) -> Filed {
             }
         }
     }
-    let mut out = Filed::default();
     for &account in d.accounts {
-        let Some((_, address, rcpt)) = addressed.iter().find(|(id, _, _)| *id == account) else {
+        let found = addressed.iter().find(|(id, _, _)| *id == account);
+        let (Some((_, address, rcpt)), true) = (found, scripted.contains(&account)) else {
             out.placements.push(keep(account, Vec::new()));
             continue;
         };

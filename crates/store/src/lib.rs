@@ -312,6 +312,9 @@ pub trait Store: Send + Sync + 'static {
     // Sieve (RFC 5228) scripts of an account, ManageSieve's model (RFC 5804).
     /// Every script of the account, by name.
     async fn sieve_scripts(&self, account: AccountId) -> Result<Vec<SieveScript>>;
+    /// Which of `accounts` have an active script (one query for a whole delivery, so that
+    /// mail to accounts without Sieve costs nothing more).
+    async fn sieve_active(&self, accounts: &[AccountId]) -> Result<Vec<AccountId>>;
     /// Stores a script (new or replaced); the active flag of a replaced one stays.
     async fn put_sieve_script(&self, account: AccountId, name: &str, content: &str) -> Result<()>;
     /// Removes a script; the active one cannot be removed (`Invalid`).

@@ -1858,6 +1858,24 @@ impl Store for PostgresStore {
             .collect())
     }
 
+    async fn sieve_active(&self, accounts: &[AccountId]) -> Result<Vec<AccountId>> {
+        if accounts.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(self
+            .client()
+            .await?
+            .query(
+                "SELECT DISTINCT account FROM sieve_scripts WHERE active AND account = ANY($1)",
+                &[&accounts],
+            )
+            .await
+            .map_err(err)?
+            .iter()
+            .map(|r| r.get(0))
+            .collect())
+    }
+
     async fn put_sieve_script(&self, account: AccountId, name: &str, content: &str) -> Result<()> {
         let name = rules::sieve_name(name)?;
         self.client()

@@ -1797,6 +1797,26 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn sieve_active(&self, accounts: &[AccountId]) -> Result<Vec<AccountId>> {
+        if accounts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let accounts = accounts.to_vec();
+        self.run(move |c| {
+            let marks = vec!["?"; accounts.len()].join(", ");
+            let mut s = c
+                .prepare(&format!(
+                    "SELECT DISTINCT account FROM sieve_scripts WHERE active AND account IN ({marks})"
+                ))
+                .map_err(err)?;
+            let rows = s
+                .query_map(rusqlite::params_from_iter(accounts.iter()), |r| r.get(0))
+                .map_err(err)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(err)
+        })
+        .await
+    }
+
     async fn put_sieve_script(&self, account: AccountId, name: &str, content: &str) -> Result<()> {
         let (name, content) = (rules::sieve_name(name)?, content.to_string());
         self.run(move |c| {

@@ -429,6 +429,9 @@ mod suite {
             .collect();
         assert_eq!(active, ["away"]);
         assert!(!s.sieve_scripts(b).await.unwrap()[0].active);
+        // Which recipients of a delivery have a script to run.
+        assert_eq!(s.sieve_active(&[b, a, a + 1000]).await.unwrap(), [a]);
+        assert!(s.sieve_active(&[]).await.unwrap().is_empty());
         assert!(matches!(
             s.activate_sieve_script(a, Some("nope")).await,
             Err(StoreError::NotFound(_))
@@ -449,6 +452,7 @@ mod suite {
         ));
         s.activate_sieve_script(a, None).await.unwrap();
         assert!(s.sieve_scripts(a).await.unwrap().iter().all(|x| !x.active));
+        assert!(s.sieve_active(&[a, b]).await.unwrap().is_empty());
         assert!(matches!(
             s.put_sieve_script(a, "bad\nname", "keep;").await,
             Err(StoreError::Invalid(_))
