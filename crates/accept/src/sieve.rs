@@ -661,6 +661,13 @@ pub async fn file(store: &dyn kurier_store::Store, d: &Delivery<'_>) -> Filed {
         flags,
         body: None,
     };
+    // RFC 5230 §5.1, RFC 5429 §2.1: answers go to the return path from the null one.
+    let to_sender = || NewQueueEntry {
+        sender: String::new(),
+        recipients: vec![(d.from.to_string(), Default::default())],
+        require_tls: false,
+        dsn: Default::default(),
+    };
     let mut out = Filed::default();
     // Most accounts have no script: one query tells, and then nothing else is asked.
     let scripted = match store.sieve_active(d.accounts).await {
@@ -831,15 +838,7 @@ pub async fn file(store: &dyn kurier_store::Store, d: &Delivery<'_>) -> Filed {
                     match refusal_notice(&view, d, address, &reason, smtp) {
                         Ok(notice) => {
                             tracing::info!(%address, to = d.from, kind = if smtp { "DSN" } else { "MDN" }, "refused by Sieve for one of several recipients; notice queued");
-                            out.replies.push((
-                                NewQueueEntry {
-                                    sender: String::new(),
-                                    recipients: vec![(d.from.to_string(), Default::default())],
-                                    require_tls: false,
-                                    dsn: Default::default(),
-                                },
-                                notice,
-                            ));
+                            out.replies.push((to_sender(), notice));
                         }
                         Err(why) => {
                             tracing::info!(%address, reason = why, "refused by Sieve for one of several recipients; no notice");
@@ -868,16 +867,7 @@ pub async fn file(store: &dyn kurier_store::Store, d: &Delivery<'_>) -> Filed {
                     {
                         Ok(true) => {
                             let body = vacation_message(&view, &v, address, d.hostname, now);
-                            // RFC 5230 §5.1: the reply goes out with a null return path.
-                            out.replies.push((
-                                NewQueueEntry {
-                                    sender: String::new(),
-                                    recipients: vec![(d.from.to_string(), Default::default())],
-                                    require_tls: false,
-                                    dsn: Default::default(),
-                                },
-                                body,
-                            ));
+                            out.replies.push((to_sender(), body));
                         }
                         Ok(false) => {
                             tracing::info!(%address, to = d.from, per_day = d.vacation_per_day, "no vacation reply: one went to this sender within the period, or the account's daily number is reached");

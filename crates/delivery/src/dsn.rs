@@ -88,22 +88,15 @@ pub fn build(n: &Notice<'_>) -> Vec<u8> {
         unique_stamp(),
         n.reporting_mta
     ));
-    m.push_str("Auto-Submitted: auto-replied\r\n");
-    m.push_str("MIME-Version: 1.0\r\n");
-    m.push_str(&format!(
-        "Content-Type: multipart/report; report-type={};\r\n\tboundary=\"{boundary}\"\r\n\r\n",
+    report_start(
+        &mut m,
         if global {
             "global-delivery-status"
         } else {
             "delivery-status"
-        }
-    ));
-    m.push_str("This is a delivery status notification in MIME format.\r\n\r\n");
-
-    // 1. For people.
-    m.push_str(&format!("--{boundary}\r\n"));
-    m.push_str(
-        "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n",
+        },
+        &boundary,
+        "delivery status notification",
     );
     m.push_str(&wrap(&human_text(n)));
     m.push_str("\r\n");
@@ -178,6 +171,21 @@ pub fn build(n: &Notice<'_>) -> Vec<u8> {
     }
     out.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
     out
+}
+
+/// The rest of a report's header (RFC 6522 multipart/report, RFC 3834 §5 Auto-Submitted)
+/// and the start of its first part, the one for people.
+pub(crate) fn report_start(m: &mut String, report_type: &str, boundary: &str, what: &str) {
+    m.push_str("Auto-Submitted: auto-replied\r\n");
+    m.push_str("MIME-Version: 1.0\r\n");
+    m.push_str(&format!(
+        "Content-Type: multipart/report; report-type={report_type};\r\n\tboundary=\"{boundary}\"\r\n\r\n"
+    ));
+    m.push_str(&format!("This is a {what} in MIME format.\r\n\r\n"));
+    m.push_str(&format!("--{boundary}\r\n"));
+    m.push_str(
+        "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n",
+    );
 }
 
 fn human_text(n: &Notice<'_>) -> String {

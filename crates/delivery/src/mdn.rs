@@ -7,7 +7,7 @@
 
 use kurier_smtp::received::{rfc5322_date, unique_stamp};
 
-use crate::dsn::{ascii_line, header_block, one_line, wrap};
+use crate::dsn::{ascii_line, header_block, one_line, report_start, wrap};
 
 /// Everything a refusal notice is made of.
 #[derive(Debug, Clone)]
@@ -45,23 +45,15 @@ pub fn build(n: &Refusal<'_>) -> Vec<u8> {
     if let Some(id) = n.message_id.map(ascii_line) {
         m.push_str(&format!("In-Reply-To: {id}\r\nReferences: {id}\r\n"));
     }
-    // RFC 3834 §5: no auto-reply to this one.
-    m.push_str("Auto-Submitted: auto-replied\r\n");
-    m.push_str("MIME-Version: 1.0\r\n");
-    m.push_str(&format!(
-        "Content-Type: multipart/report; report-type={};\r\n\tboundary=\"{boundary}\"\r\n\r\n",
+    report_start(
+        &mut m,
         if global {
             "global-disposition-notification"
         } else {
             "disposition-notification"
-        }
-    ));
-    m.push_str("This is a message disposition notification in MIME format.\r\n\r\n");
-
-    // 1. For people.
-    m.push_str(&format!("--{boundary}\r\n"));
-    m.push_str(
-        "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n",
+        },
+        &boundary,
+        "message disposition notification",
     );
     let reason = n.reason.replace("\r\n", "\n");
     m.push_str(&wrap(&format!(
