@@ -16,11 +16,12 @@ cd "$(dirname "$0")/.."
 # signs what a Postfix peer sends to Kurier; xmllint (libxml2-utils) validates our DMARC reports
 # against the RFC 7489 schema. rspamd (with Redis for its statistics) is the spam filter the
 # spam stage scans with and Junk moves train; clamd with clamav-milter (and OpenDKIM again) are
-# the milters the milter stage talks to; sieve-connect is the ManageSieve client.
+# the milters the milter stage talks to; sieve-connect is the ManageSieve client; headless
+# Chromium (with its WebDriver) is the browser the web administration is tested in.
 packages=(gcc make perl ca-certificates openssl curl testssl.sh postgresql
   nsd unbound libunbound8 ldnsutils dnsutils postfix swaks libnet-ssleay-perl python3 python3-cryptography
   util-linux pebble knot publicsuffix opendkim libxml2-utils
-  rspamd redis-server clamav-daemon clamav-milter sieve-connect)
+  rspamd redis-server clamav-daemon clamav-milter sieve-connect chromium chromium-driver)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -41,9 +42,10 @@ if ((${#missing[@]})); then
 fi
 
 # dkimpy (PyPI) is the independent verifier of our DKIM signatures; PyNaCl adds Ed25519. pyspf
-# and authheaders (with dnspython) judge inbound SPF and DMARC (tests/sender_auth.rs).
-python3 -c 'import dkim, nacl, jsonschema, spf, authheaders, dns.resolver' 2>/dev/null ||
-  python3 -m pip install --quiet --disable-pip-version-check dkimpy pynacl jsonschema pyspf authheaders dnspython
+# and authheaders (with dnspython) judge inbound SPF and DMARC (tests/sender_auth.rs); selenium
+# drives Chromium through the web administration (tests/web_browser.rs).
+python3 -c 'import dkim, nacl, jsonschema, spf, authheaders, dns.resolver, selenium' 2>/dev/null ||
+  python3 -m pip install --quiet --disable-pip-version-check dkimpy pynacl jsonschema pyspf authheaders dnspython selenium
 
 # A throwaway PostgreSQL cluster on loopback for the store tests, stopped on exit. Tests create
 # their own databases in it; KURIER_TEST_POSTGRES tells them where it is.

@@ -1011,6 +1011,25 @@ pub struct WebConfig {
     pub listen: Vec<ListenAddr>,
     /// Plain HTTP listeners; they only redirect to HTTPS (TR-03108 WEB-1). Empty: none.
     pub listen_http: Vec<ListenAddr>,
+    /// The web administration at `/admin/` and its API at `/api/v1/` (HTTPS only).
+    pub admin: bool,
+    /// Client networks the administration answers (`["192.0.2.0/24", "::1/128"]`); empty: any.
+    pub admin_networks: Vec<String>,
+    /// How long a sign-in lasts.
+    pub session_hours: u32,
+}
+
+impl WebConfig {
+    /// `admin_networks` as (network, prefix length); `None` for an entry that is no network.
+    pub fn admin_networks(&self) -> Option<Vec<(IpAddr, u8)>> {
+        self.admin_networks
+            .iter()
+            .map(|e| match SenderPattern::parse(e)? {
+                SenderPattern::Network(ip, len) => Some((ip, len)),
+                _ => None,
+            })
+            .collect()
+    }
 }
 
 impl Default for WebConfig {
@@ -1018,6 +1037,9 @@ impl Default for WebConfig {
         WebConfig {
             listen: vec![ListenAddr("[::]:443".parse().expect("literal address"))],
             listen_http: vec![ListenAddr("[::]:80".parse().expect("literal address"))],
+            admin: true,
+            admin_networks: Vec::new(),
+            session_hours: 12,
         }
     }
 }
@@ -1178,6 +1200,7 @@ impl Config {
             web: WebConfig {
                 listen: vec![ListenAddr(SocketAddr::new(ip, dev_ports::HTTPS))],
                 listen_http: vec![ListenAddr(SocketAddr::new(ip, dev_ports::HTTP))],
+                ..WebConfig::default()
             },
             store: StoreConfig::default(),
             smtp: SmtpConfig {
@@ -1392,6 +1415,22 @@ impl Config {
                 &self.smtp.rate_exempt,
                 "lists something that is no client network",
                 "write networks, e.g. [\"127.0.0.0/8\", \"192.0.2.0/24\"]",
+            );
+        }
+        if self.web.admin_networks().is_none() {
+            return bad(
+                "web.admin_networks",
+                &self.web.admin_networks,
+                "lists something that is no client network",
+                "write networks, e.g. [\"192.0.2.0/24\", \"::1/128\"], or [] for any",
+            );
+        }
+        if !(1..=24 * 30).contains(&self.web.session_hours) {
+            return bad(
+                "web.session_hours",
+                &self.web.session_hours,
+                "must be 1 to 720",
+                "e.g. 12",
             );
         }
         let d = &self.smtp.recipient_delimiter;

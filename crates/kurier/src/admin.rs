@@ -50,6 +50,31 @@ pub enum UserCommand {
         #[arg(value_parser = ["keep", "strip", "refuse"])]
         rule: String,
     },
+    /// Make the account an administrator of the server in the web administration, or with
+    /// `--domain` of one domain's accounts and aliases; `--revoke` takes it back.
+    Admin {
+        address: String,
+        #[arg(long)]
+        domain: Option<String>,
+        #[arg(long)]
+        revoke: bool,
+    },
+}
+
+#[derive(clap::Subcommand)]
+pub enum TokenCommand {
+    /// Create an API token for ACCOUNT (printed once; the store keeps only its hash).
+    Add {
+        account: String,
+        name: String,
+        /// Valid for this many days (default: until deleted).
+        #[arg(long)]
+        days: Option<i64>,
+    },
+    /// List ACCOUNT's tokens.
+    List { account: String },
+    /// Delete ACCOUNT's token NAME.
+    Del { account: String, name: String },
 }
 
 #[derive(clap::Subcommand)]
@@ -174,6 +199,78 @@ pub async fn user(args: ConfigArgs, cmd: UserCommand) -> anyhow::Result<()> {
                 .await?;
             println!("{address}: TLS-Required header: {}", rule.as_str());
         }
+        UserCommand::Admin {
+            address,
+            domain,
+            revoke,
+        } => {
+            let scope = match &domain {
+                Some(d) => kurier_store::AdminScope::Domain(d.clone()),
+                None => kurier_store::AdminScope::Server,
+            };
+            store.set_admin_scope(&address, &scope, !revoke).await?;
+            let what = domain.map_or("the server".to_string(), |d| format!("domain {d}"));
+            if revoke {
+                println!("{address} no longer administers {what}");
+            } else {
+                println!("{address} administers {what}");
+            }
+        }
+    }
+    Ok(())
+}
+
+pub async fn token(args: ConfigArgs, cmd: TokenCommand) -> anyhow::Result<()> {
+    let store = open(&args).await?;
+    let account = |address: String| {
+        let store = store.clone();
+        async move {
+            store
+                .account(&address)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("no account {address}"))
+        }
+    };
+    match cmd {
+        TokenCommand::Add {
+            account: address,
+            name,
+            days,
+        } => {
+            if days.is_some_and(|d| !(1..=3650).contains(&d)) {
+                return Err(ConfigProblem("--days: from 1 to 3650".into()).into());
+            }
+            let a = account(address).await?;
+            let (token, text) =
+                kurier_web::admin::auth::new_token(a.clone(), &name, kurier_store::now(), days);
+            store.put_api_token(&token).await?;
+            eprintln!(
+                "token {name:?} for {} (shown once; keep it safe):",
+                a.address
+            );
+            println!("{text}");
+        }
+        TokenCommand::List { account: address } => {
+            let a = account(address).await?;
+            for t in store.api_tokens(a.id).await? {
+                let expires = t
+                    .expires
+                    .map_or("never".to_string(), kurier_smtp::received::rfc5322_date);
+                println!(
+                    "{}  created {}  expires {expires}",
+                    t.name,
+                    kurier_smtp::received::rfc5322_date(t.created)
+                );
+            }
+        }
+        TokenCommand::Del {
+            account: address,
+            name,
+        } => {
+            let a = account(address).await?;
+            store.delete_api_token(a.id, &name).await?;
+            println!("deleted token {name:?}");
+        }
     }
     Ok(())
 }
@@ -255,28 +352,12 @@ fn read_password(address: &str) -> anyhow::Result<String> {
 
 /// `500M`, `2G`, `1.5G` or plain bytes.
 pub fn parse_size(s: &str) -> anyhow::Result<u64> {
-    let t = s.trim();
-    let (num, mult) = match t.char_indices().last() {
-        Some((i, c)) if c.is_ascii_alphabetic() => {
-            let m: u64 = match c.to_ascii_uppercase() {
-                'K' => 1 << 10,
-                'M' => 1 << 20,
-                'G' => 1 << 30,
-                'T' => 1 << 40,
-                _ => 0,
-            };
-            (&t[..i], m)
-        }
-        _ => (t, 1),
-    };
-    let value: f64 = num.trim().parse().unwrap_or(f64::NAN);
-    if mult == 0 || !value.is_finite() || value < 0.0 {
-        return Err(ConfigProblem(format!(
+    kurier_store::parse_size(s).ok_or_else(|| {
+        ConfigProblem(format!(
             "--quota {s:?}: not a size (fix: write e.g. 500M, 2G or 1048576)"
         ))
-        .into());
-    }
-    Ok((value * mult as f64) as u64)
+        .into()
+    })
 }
 
 fn format_size(bytes: u64) -> String {

@@ -99,6 +99,13 @@ pub async fn demo_account(store: &dyn Store, data_dir: &Path) -> anyhow::Result<
             Some(p)
         }
     };
+    // The demo account administers the dev server in the browser (https://localhost:8443/admin/).
+    if let Err(e) = store
+        .set_admin_scope(&address, &kurier_store::AdminScope::Server, true)
+        .await
+    {
+        tracing::warn!(error = %e, "cannot make the demo account an administrator now");
+    }
     Ok(DemoAccount {
         address,
         password,
@@ -162,6 +169,7 @@ pub fn banner(config: &Config, data: &Path, demo: &DemoAccount) -> String {
          \x20 account        {account}   password: {password}\n\
          \x20 CA to trust    {ca}   (made for this data folder only)\n\
          \x20 HTTPS          https://{https}/   try: {curl}\n\
+         \x20 administration https://localhost:{https_port}/admin/   sign in as {account}\n\
          \x20 SMTP (MX)      {smtp}   STARTTLS offered; try: swaks --server {smtp} --to {account} --tls\n\
          \x20 submission     {sub_tls} (implicit TLS), {sub_starttls} (STARTTLS); log in as {account}\n\
          \x20 outbound       off in --dev: mail for other domains stays queued (kurier queue list --dev)\n\
@@ -175,6 +183,7 @@ pub fn banner(config: &Config, data: &Path, demo: &DemoAccount) -> String {
         account = demo.address,
         imaps_port = imaps.port(),
         imaps_ip = imaps.ip(),
+        https_port = https.port(),
     )
 }
 

@@ -149,6 +149,13 @@ enum Command {
         #[command(subcommand)]
         command: admin::QueueCommand,
     },
+    /// API tokens for the web administration's JSON API.
+    Token {
+        #[command(flatten)]
+        source: ConfigArgs,
+        #[command(subcommand)]
+        command: admin::TokenCommand,
+    },
     /// Aliases and catch-alls.
     Alias {
         #[command(flatten)]
@@ -259,6 +266,7 @@ fn main() -> ExitCode {
         Command::User { source, command } => block_on(admin::user(source, command)),
         Command::Alias { source, command } => block_on(admin::alias(source, command)),
         Command::Queue { source, command } => block_on(admin::queue(source, command)),
+        Command::Token { source, command } => block_on(admin::token(source, command)),
         Command::Reports { source, command } => block_on(reports::run(source, command)),
         Command::Check {
             source,

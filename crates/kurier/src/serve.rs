@@ -94,7 +94,28 @@ pub fn run(
         let mut services = Vec::new();
         let metrics = Arc::new(crate::metrics::Metrics::default());
         let acme_tokens = Arc::new(kurier_acme::Http01Tokens::default());
+        // One login throttle for every protocol (submission, IMAP, POP3, ManageSieve, the web
+        // administration), so that switching gains an attacker nothing (TR-03108 MUA-2).
+        let sub = &cfg.submission;
+        let throttle = Arc::new(std::sync::Mutex::new(kurier_access::AuthThrottle::new(
+            Duration::from_secs(sub.auth_window_secs),
+            sub.auth_block_after,
+        )));
+        let admin = cfg.web.admin.then(|| {
+            Arc::new(kurier_web::admin::Admin {
+                store: store.clone(),
+                throttle: throttle.clone(),
+                // Checked when the configuration was read.
+                networks: cfg.web.admin_networks().unwrap_or_default(),
+                hostname: cfg.server.hostname.clone(),
+                session_secs: i64::from(cfg.web.session_hours) * 3600,
+            })
+        });
+        if admin.is_some() {
+            services.push(tokio::spawn(prune_web_sessions(store.clone(), stopped(stop_rx.clone()))));
+        }
         let site = Arc::new(kurier_web::Site {
+            admin,
             metrics: Some(metrics.clone()),
             acme: cfg.acme.enabled.then(|| acme_tokens.clone()),
             client_services: crate::hosting::client_services(&cfg),
@@ -211,11 +232,6 @@ pub fn run(
         }
         // Submission: implicit TLS and STARTTLS, one throttle (shared with IMAP and POP3) and rate
         // limit for both.
-        let sub = &cfg.submission;
-        let throttle = Arc::new(std::sync::Mutex::new(kurier_access::AuthThrottle::new(
-            Duration::from_secs(sub.auth_window_secs),
-            sub.auth_block_after,
-        )));
         let rate = Arc::new(std::sync::Mutex::new(kurier_smtp::sasl::RateLimit::new(sub.max_messages_per_hour)));
         for (implicit_tls, list) in [(true, &sub.listen_implicit), (false, &sub.listen_starttls)] {
             let settings = kurier_smtp::server::SubmissionSettings {
@@ -492,6 +508,24 @@ async fn prune_greylist(
             Ok(0) => {}
             Ok(n) => tracing::info!(triplets = n, "lapsed greylisting triplets forgotten"),
             Err(e) => tracing::warn!(error = %e, "cannot prune greylisting triplets"),
+        }
+    }
+}
+
+/// Forgets expired web sessions once an hour.
+async fn prune_web_sessions(
+    store: Arc<dyn kurier_store::Store>,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(3600));
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = tick.tick() => {}
+        }
+        if let Err(e) = store.prune_web_sessions(kurier_store::now()).await {
+            tracing::warn!(error = %e, "cannot forget expired web sessions");
         }
     }
 }

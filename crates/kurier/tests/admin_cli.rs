@@ -263,3 +263,87 @@ fn sieve_scripts_from_the_command_line() {
     assert_ne!(code, 0);
     assert!(err.contains("larger than"), "{err}");
 }
+
+/// `kurier user admin` grants and revokes the web administration's roles; `kurier token`
+/// makes, lists and deletes API tokens, printing a token once (ADMIN-1).
+#[test]
+fn admin_roles_and_api_tokens_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    assert_eq!(kurier(d, &["domain", "add", "example.org"], "").0, 0);
+    assert_eq!(kurier(d, &["user", "add", "ann@example.org"], "pw\n").0, 0);
+    let (code, out, err) = kurier(d, &["user", "admin", "ann@example.org"], "");
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "ann@example.org administers the server\n"),
+        "{err}"
+    );
+    let (code, out, _) = kurier(
+        d,
+        &[
+            "user",
+            "admin",
+            "ann@example.org",
+            "--domain",
+            "example.org",
+        ],
+        "",
+    );
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "ann@example.org administers domain example.org\n")
+    );
+    let (code, _, err) = kurier(
+        d,
+        &["user", "admin", "ann@example.org", "--domain", "other.test"],
+        "",
+    );
+    assert_ne!(code, 0);
+    assert!(err.contains("other.test"), "{err}");
+    let (code, out, _) = kurier(d, &["user", "admin", "ann@example.org", "--revoke"], "");
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "ann@example.org no longer administers the server\n")
+    );
+
+    let (code, token, err) = kurier(
+        d,
+        &["token", "add", "ann@example.org", "backup", "--days", "30"],
+        "",
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        token.starts_with("kurier_") && token.trim().len() > 60,
+        "{token}"
+    );
+    assert!(err.contains("shown once"), "{err}");
+    let (code, _, err) = kurier(d, &["token", "add", "ann@example.org", "backup"], "");
+    assert_ne!(code, 0);
+    assert!(err.contains("exists already"), "{err}");
+    let (_, out, _) = kurier(d, &["token", "list", "ann@example.org"], "");
+    assert!(
+        out.starts_with("backup  created ") && out.contains("expires "),
+        "{out}"
+    );
+    assert!(
+        !out.contains(token.trim()),
+        "the secret is never shown again"
+    );
+    let (code, _, err) = kurier(
+        d,
+        &["token", "add", "ann@example.org", "x", "--days", "0"],
+        "",
+    );
+    assert_ne!(code, 0);
+    assert!(err.contains("--days"), "{err}");
+    assert_eq!(
+        kurier(d, &["token", "del", "ann@example.org", "backup"], "").0,
+        0
+    );
+    let (code, _, err) = kurier(d, &["token", "del", "ann@example.org", "backup"], "");
+    assert_ne!(code, 0);
+    assert!(err.contains("not found"), "{err}");
+    let (code, _, err) = kurier(d, &["token", "list", "nobody@example.org"], "");
+    assert_ne!(code, 0);
+    assert!(err.contains("no account nobody@example.org"), "{err}");
+}

@@ -270,6 +270,33 @@ pub trait Store: Send + Sync + 'static {
         next_attempt: UnixTime,
     ) -> Result<()>;
     async fn queue(&self) -> Result<Vec<QueueEntry>>;
+    /// Makes the entry due at `now` (an operator's "retry now"); `Invalid` while a worker holds
+    /// its lease, `NotFound` if there is none.
+    async fn retry_queue_entry(&self, id: QueueId, now: UnixTime) -> Result<()>;
+    /// Removes the entry and its body without a notice (an operator's "delete"); `Invalid`
+    /// while a worker holds its lease at `now`.
+    async fn delete_queue_entry(&self, id: QueueId, now: UnixTime) -> Result<()>;
+
+    // The web administration.
+    /// What the account administers (empty: only itself).
+    async fn admin_scopes(&self, account: AccountId) -> Result<Vec<AdminScope>>;
+    /// Grants (`granted`) or takes back `scope` for the account `address`; a domain scope
+    /// must be a hosted domain.
+    async fn set_admin_scope(&self, address: &str, scope: &AdminScope, granted: bool)
+    -> Result<()>;
+    async fn put_web_session(&self, session: &WebSession) -> Result<()>;
+    /// The session with `id` and its account, if it has not expired at `now` and the account
+    /// is enabled.
+    async fn web_session(&self, id: &str, now: UnixTime) -> Result<Option<(WebSession, Account)>>;
+    async fn delete_web_session(&self, id: &str) -> Result<()>;
+    /// Forgets the sessions expired at `now`; how many.
+    async fn prune_web_sessions(&self, now: UnixTime) -> Result<u64>;
+    /// Keeps a new token; `Exists` if the account has one of that name.
+    async fn put_api_token(&self, token: &ApiToken) -> Result<()>;
+    /// The token with the public `id` and its account, if the account is enabled.
+    async fn api_token(&self, id: &str) -> Result<Option<(ApiToken, Account)>>;
+    async fn api_tokens(&self, account: AccountId) -> Result<Vec<ApiToken>>;
+    async fn delete_api_token(&self, account: AccountId, name: &str) -> Result<()>;
 
     // TLSRPT (RFC 8460) and MTA-STS (RFC 8461).
     /// Keeps `outcome`, which happened at `at`.

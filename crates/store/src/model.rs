@@ -496,3 +496,81 @@ pub struct Placement {
     /// This copy's own content (Sieve's editheader), instead of the shared body.
     pub body: Option<Vec<u8>>,
 }
+
+/// What an account administers besides itself (the web administration's roles): the whole
+/// server, or one hosted domain's accounts and aliases.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum AdminScope {
+    Server,
+    Domain(String),
+}
+
+impl AdminScope {
+    /// As kept in the store: "" for the server, else the domain.
+    pub fn as_stored(&self) -> &str {
+        match self {
+            AdminScope::Server => "",
+            AdminScope::Domain(d) => d,
+        }
+    }
+
+    pub fn from_stored(s: String) -> AdminScope {
+        if s.is_empty() {
+            AdminScope::Server
+        } else {
+            AdminScope::Domain(s)
+        }
+    }
+}
+
+/// A browser session of the web administration. The cookie carries a random secret; the
+/// store keeps only its SHA-256, so a copy of the database opens no session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebSession {
+    /// SHA-256 of the cookie's secret, hex.
+    pub id: String,
+    pub account: AccountId,
+    /// The session's CSRF token, sent back with every form.
+    pub csrf: String,
+    pub created: UnixTime,
+    pub expires: UnixTime,
+}
+
+/// An API token for scripts (`Authorization: Bearer kurier_<id>_<secret>`); the store keeps
+/// the SHA-256 of the secret only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiToken {
+    /// The public part, to find the token.
+    pub id: String,
+    pub account: AccountId,
+    /// The owner's name for it, unique per account.
+    pub name: String,
+    /// SHA-256 of the secret part, hex.
+    pub secret: String,
+    pub created: UnixTime,
+    pub expires: Option<UnixTime>,
+}
+
+/// A size as people write it: `500M`, `2G`, `1.5G`, `64K` or plain bytes (quotas on the
+/// command line and in the web administration).
+pub fn parse_size(s: &str) -> Option<u64> {
+    let t = s.trim();
+    let (num, mult) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let m: u64 = match c.to_ascii_uppercase() {
+                'K' => 1 << 10,
+                'M' => 1 << 20,
+                'G' => 1 << 30,
+                'T' => 1 << 40,
+                _ => return None,
+            };
+            (&t[..i], m)
+        }
+        _ => (t, 1),
+    };
+    let value: f64 = num.trim().parse().ok()?;
+    if !value.is_finite() || value < 0.0 || value * mult as f64 >= u64::MAX as f64 {
+        return None;
+    }
+    Some((value * mult as f64) as u64)
+}

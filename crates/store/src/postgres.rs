@@ -27,6 +27,7 @@ use crate::{
     ReceivedReport, Recipient, RecipientStatus, ReportKind, Result, SpecialUse, Store, StoreError,
     TlsOutcome, UnixTime, address, normalize_flags, now, password,
 };
+use crate::{AdminScope, ApiToken, WebSession};
 use crate::{GreyRecord, GreyTriplet, Placement, SieveScript, Target};
 
 /// The NOTIFY channel for mailbox changes.
@@ -341,6 +342,26 @@ async fn require_account(c: &impl GenericClient, address: &str) -> Result<Accoun
     account_by_address(c, address)
         .await?
         .ok_or_else(|| StoreError::NotFound(format!("account {address}")))
+}
+
+/// The outcome of an operator's change to queue entry `id` that touched `n` rows: none
+/// means it is gone or a worker holds it.
+async fn queue_change(c: &impl GenericClient, id: QueueId, n: u64) -> Result<()> {
+    if n > 0 {
+        return Ok(());
+    }
+    let exists: bool = c
+        .query_one("SELECT EXISTS (SELECT 1 FROM queue WHERE id = $1)", &[&id])
+        .await
+        .map_err(err)?
+        .get(0);
+    Err(if exists {
+        StoreError::Invalid(format!(
+            "queue entry {id} is being delivered right now; try again in a minute"
+        ))
+    } else {
+        StoreError::NotFound(format!("queue entry {id}"))
+    })
 }
 
 async fn domain_exists(c: &impl GenericClient, domain: &str) -> Result<bool> {
@@ -1608,6 +1629,214 @@ impl Store for PostgresStore {
 
     async fn queue(&self) -> Result<Vec<QueueEntry>> {
         load_queue_entries(&self.client().await?, None).await
+    }
+
+    async fn retry_queue_entry(&self, id: QueueId, now: UnixTime) -> Result<()> {
+        let c = self.client().await?;
+        let n = c
+            .execute(
+                "UPDATE queue SET next_attempt = $2 WHERE id = $1 \
+                 AND (lease_expires IS NULL OR lease_expires <= $2)",
+                &[&id, &now],
+            )
+            .await
+            .map_err(err)?;
+        queue_change(&c, id, n).await
+    }
+
+    async fn delete_queue_entry(&self, id: QueueId, now: UnixTime) -> Result<()> {
+        let c = self.client().await?;
+        let n = c
+            .execute(
+                "DELETE FROM queue WHERE id = $1 AND (lease_expires IS NULL OR lease_expires <= $2)",
+                &[&id, &now],
+            )
+            .await
+            .map_err(err)?;
+        queue_change(&c, id, n).await
+    }
+
+    async fn admin_scopes(&self, account: AccountId) -> Result<Vec<AdminScope>> {
+        Ok(self
+            .client()
+            .await?
+            .query(
+                "SELECT domain FROM admin_roles WHERE account = $1 ORDER BY domain",
+                &[&account],
+            )
+            .await
+            .map_err(err)?
+            .iter()
+            .map(|r| AdminScope::from_stored(r.get(0)))
+            .collect())
+    }
+
+    async fn set_admin_scope(
+        &self,
+        address: &str,
+        scope: &AdminScope,
+        granted: bool,
+    ) -> Result<()> {
+        let address = address::normalize(address)?;
+        let domain = match scope {
+            AdminScope::Server => String::new(),
+            AdminScope::Domain(d) => address::normalize_domain(d)?,
+        };
+        let c = self.client().await?;
+        let Some(a) = account_by_address(&c, &address).await? else {
+            return Err(StoreError::NotFound(format!("account {address}")));
+        };
+        if !domain.is_empty() && !domain_exists(&c, &domain).await? {
+            return Err(StoreError::NotFound(format!("domain {domain}")));
+        }
+        if granted {
+            c.execute(
+                "INSERT INTO admin_roles (account, domain) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                &[&a.id, &domain],
+            )
+            .await
+        } else {
+            c.execute(
+                "DELETE FROM admin_roles WHERE account = $1 AND domain = $2",
+                &[&a.id, &domain],
+            )
+            .await
+        }
+        .map_err(err)?;
+        Ok(())
+    }
+
+    async fn put_web_session(&self, w: &WebSession) -> Result<()> {
+        self.client()
+            .await?
+            .execute(
+                "INSERT INTO web_sessions (id, account, csrf, created, expires) VALUES ($1, $2, $3, $4, $5)",
+                &[&w.id, &w.account, &w.csrf, &w.created, &w.expires],
+            )
+            .await
+            .map_err(unique("session".into()))?;
+        Ok(())
+    }
+
+    async fn web_session(&self, id: &str, now: UnixTime) -> Result<Option<(WebSession, Account)>> {
+        Ok(self
+            .client()
+            .await?
+            .query_opt(
+                "SELECT a.id, a.address, a.domain, a.quota, a.enabled, a.created, \
+                 s.id, s.csrf, s.created, s.expires FROM web_sessions s \
+                 JOIN accounts a ON a.id = s.account \
+                 WHERE s.id = $1 AND s.expires > $2 AND a.enabled",
+                &[&id, &now],
+            )
+            .await
+            .map_err(err)?
+            .map(|r| {
+                let a = account_row(&r);
+                (
+                    WebSession {
+                        id: r.get(6),
+                        account: a.id,
+                        csrf: r.get(7),
+                        created: r.get(8),
+                        expires: r.get(9),
+                    },
+                    a,
+                )
+            }))
+    }
+
+    async fn delete_web_session(&self, id: &str) -> Result<()> {
+        self.client()
+            .await?
+            .execute("DELETE FROM web_sessions WHERE id = $1", &[&id])
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
+    async fn prune_web_sessions(&self, now: UnixTime) -> Result<u64> {
+        self.client()
+            .await?
+            .execute("DELETE FROM web_sessions WHERE expires <= $1", &[&now])
+            .await
+            .map_err(err)
+    }
+
+    async fn put_api_token(&self, t: &ApiToken) -> Result<()> {
+        self.client()
+            .await?
+            .execute(
+                "INSERT INTO api_tokens (id, account, name, secret, created, expires) VALUES ($1, $2, $3, $4, $5, $6)",
+                &[&t.id, &t.account, &t.name, &t.secret, &t.created, &t.expires],
+            )
+            .await
+            .map_err(unique(format!("token {:?}", t.name)))?;
+        Ok(())
+    }
+
+    async fn api_token(&self, id: &str) -> Result<Option<(ApiToken, Account)>> {
+        Ok(self
+            .client()
+            .await?
+            .query_opt(
+                "SELECT a.id, a.address, a.domain, a.quota, a.enabled, a.created, \
+                 t.id, t.name, t.secret, t.created, t.expires FROM api_tokens t \
+                 JOIN accounts a ON a.id = t.account WHERE t.id = $1 AND a.enabled",
+                &[&id],
+            )
+            .await
+            .map_err(err)?
+            .map(|r| {
+                let a = account_row(&r);
+                (
+                    ApiToken {
+                        id: r.get(6),
+                        account: a.id,
+                        name: r.get(7),
+                        secret: r.get(8),
+                        created: r.get(9),
+                        expires: r.get(10),
+                    },
+                    a,
+                )
+            }))
+    }
+
+    async fn api_tokens(&self, account: AccountId) -> Result<Vec<ApiToken>> {
+        Ok(self
+            .client()
+            .await?
+            .query(
+                "SELECT id, account, name, secret, created, expires FROM api_tokens \
+                 WHERE account = $1 ORDER BY name",
+                &[&account],
+            )
+            .await
+            .map_err(err)?
+            .iter()
+            .map(|r| ApiToken {
+                id: r.get(0),
+                account: r.get(1),
+                name: r.get(2),
+                secret: r.get(3),
+                created: r.get(4),
+                expires: r.get(5),
+            })
+            .collect())
+    }
+
+    async fn delete_api_token(&self, account: AccountId, name: &str) -> Result<()> {
+        let n = self
+            .client()
+            .await?
+            .execute(
+                "DELETE FROM api_tokens WHERE account = $1 AND name = $2",
+                &[&account, &name],
+            )
+            .await
+            .map_err(err)?;
+        rules::not_found_if_zero(n, || format!("token {name:?}"))
     }
 
     async fn record_tls_event(&self, e: &TlsOutcome, at: UnixTime) -> Result<()> {

@@ -225,6 +225,29 @@ pub const SQLITE: &[&str] = &[
         sent BIGINT NOT NULL,
         PRIMARY KEY (account, sender, handle));
     "#,
+    // 12: the web administration: who administers what ("" = the whole server, else one
+    // domain), browser sessions and API tokens (both kept as SHA-256 of their secret).
+    r#"
+    CREATE TABLE admin_roles (
+        account BIGINT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        domain TEXT NOT NULL,
+        PRIMARY KEY (account, domain));
+    CREATE TABLE web_sessions (
+        id TEXT PRIMARY KEY,
+        account BIGINT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        csrf TEXT NOT NULL,
+        created BIGINT NOT NULL,
+        expires BIGINT NOT NULL);
+    CREATE INDEX web_sessions_expires ON web_sessions(expires);
+    CREATE TABLE api_tokens (
+        id TEXT PRIMARY KEY,
+        account BIGINT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        secret TEXT NOT NULL,
+        created BIGINT NOT NULL,
+        expires BIGINT,
+        UNIQUE (account, name));
+    "#,
 ];
 
 pub const POSTGRES: &[&str] = &[
@@ -445,5 +468,28 @@ pub const POSTGRES: &[&str] = &[
         handle TEXT NOT NULL,
         sent BIGINT NOT NULL,
         PRIMARY KEY (account, sender, handle));
+    "#,
+    // 12: the web administration: who administers what ("" = the whole server, else one
+    // domain), browser sessions and API tokens (both kept as SHA-256 of their secret).
+    r#"
+    CREATE TABLE admin_roles (
+        account BIGINT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        domain TEXT NOT NULL,
+        PRIMARY KEY (account, domain));
+    CREATE TABLE web_sessions (
+        id TEXT PRIMARY KEY,
+        account BIGINT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        csrf TEXT NOT NULL,
+        created BIGINT NOT NULL,
+        expires BIGINT NOT NULL);
+    CREATE INDEX web_sessions_expires ON web_sessions(expires);
+    CREATE TABLE api_tokens (
+        id TEXT PRIMARY KEY,
+        account BIGINT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        secret TEXT NOT NULL,
+        created BIGINT NOT NULL,
+        expires BIGINT,
+        UNIQUE (account, name));
     "#,
 ];

@@ -24,6 +24,7 @@ use crate::{
     ReceivedReport, Recipient, RecipientStatus, ReportKind, Result, SpecialUse, Store, StoreError,
     TlsOutcome, UnixTime, address, normalize_flags, now, password,
 };
+use crate::{AdminScope, ApiToken, WebSession};
 use crate::{GreyRecord, GreyTriplet, Placement, SieveScript, Target};
 
 pub struct SqliteStore {
@@ -464,6 +465,28 @@ fn mailbox_account(tx: &Connection, mailbox: MailboxId) -> Result<(AccountId, i6
     .optional()
     .map_err(err)?
     .ok_or_else(|| StoreError::NotFound(format!("mailbox {mailbox}")))
+}
+
+/// The outcome of an operator's change to queue entry `id` that touched `n` rows: none
+/// means it is gone or a worker holds it.
+fn queue_change(c: &rusqlite::Connection, id: QueueId, n: usize) -> Result<()> {
+    if n > 0 {
+        return Ok(());
+    }
+    let exists: bool = c
+        .query_row(
+            "SELECT EXISTS (SELECT 1 FROM queue WHERE id = ?1)",
+            [id],
+            |r| r.get(0),
+        )
+        .map_err(err)?;
+    Err(if exists {
+        StoreError::Invalid(format!(
+            "queue entry {id} is being delivered right now; try again in a minute"
+        ))
+    } else {
+        StoreError::NotFound(format!("queue entry {id}"))
+    })
 }
 
 fn load_queue_entries(
@@ -1535,6 +1558,226 @@ impl Store for SqliteStore {
 
     async fn queue(&self) -> Result<Vec<QueueEntry>> {
         self.run(|c| load_queue_entries(c, "", &[])).await
+    }
+
+    async fn retry_queue_entry(&self, id: QueueId, now: UnixTime) -> Result<()> {
+        self.run(move |c| {
+            let n = c
+                .execute(
+                    "UPDATE queue SET next_attempt = ?2 WHERE id = ?1 \
+                     AND (lease_expires IS NULL OR lease_expires <= ?2)",
+                    params![id, now],
+                )
+                .map_err(err)?;
+            queue_change(c, id, n)
+        })
+        .await
+    }
+
+    async fn delete_queue_entry(&self, id: QueueId, now: UnixTime) -> Result<()> {
+        self.run(move |c| {
+            let n = c
+                .execute(
+                    "DELETE FROM queue WHERE id = ?1 AND (lease_expires IS NULL OR lease_expires <= ?2)",
+                    params![id, now],
+                )
+                .map_err(err)?;
+            queue_change(c, id, n)
+        })
+        .await
+    }
+
+    async fn admin_scopes(&self, account: AccountId) -> Result<Vec<AdminScope>> {
+        self.run(move |c| {
+            let mut s = c
+                .prepare("SELECT domain FROM admin_roles WHERE account = ?1 ORDER BY domain")
+                .map_err(err)?;
+            let rows = s
+                .query_map([account], |r| r.get::<_, String>(0))
+                .map_err(err)?;
+            rows.map(|r| r.map(AdminScope::from_stored))
+                .collect::<rusqlite::Result<_>>()
+                .map_err(err)
+        })
+        .await
+    }
+
+    async fn set_admin_scope(
+        &self,
+        address: &str,
+        scope: &AdminScope,
+        granted: bool,
+    ) -> Result<()> {
+        let address = address::normalize(address)?;
+        let domain = match scope {
+            AdminScope::Server => String::new(),
+            AdminScope::Domain(d) => address::normalize_domain(d)?,
+        };
+        self.run(move |c| {
+            let Some(a) = account_by_address(c, &address)? else {
+                return Err(StoreError::NotFound(format!("account {address}")));
+            };
+            if !domain.is_empty() && !domain_exists(c, &domain)? {
+                return Err(StoreError::NotFound(format!("domain {domain}")));
+            }
+            if granted {
+                c.execute(
+                    "INSERT INTO admin_roles (account, domain) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+                    params![a.id, domain],
+                )
+            } else {
+                c.execute(
+                    "DELETE FROM admin_roles WHERE account = ?1 AND domain = ?2",
+                    params![a.id, domain],
+                )
+            }
+            .map_err(err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn put_web_session(&self, w: &WebSession) -> Result<()> {
+        let w = w.clone();
+        self.run(move |c| {
+            c.execute(
+                "INSERT INTO web_sessions (id, account, csrf, created, expires) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![w.id, w.account, w.csrf, w.created, w.expires],
+            )
+            .map_err(unique("session".into()))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn web_session(&self, id: &str, now: UnixTime) -> Result<Option<(WebSession, Account)>> {
+        let id = id.to_string();
+        self.run(move |c| {
+            c.query_row(
+                "SELECT a.id, a.address, a.domain, a.quota, a.enabled, a.created, \
+                 s.id, s.csrf, s.created, s.expires FROM web_sessions s \
+                 JOIN accounts a ON a.id = s.account \
+                 WHERE s.id = ?1 AND s.expires > ?2 AND a.enabled",
+                params![id, now],
+                |r| {
+                    let a = account_row(r)?;
+                    Ok((
+                        WebSession {
+                            id: r.get(6)?,
+                            account: a.id,
+                            csrf: r.get(7)?,
+                            created: r.get(8)?,
+                            expires: r.get(9)?,
+                        },
+                        a,
+                    ))
+                },
+            )
+            .optional()
+            .map_err(err)
+        })
+        .await
+    }
+
+    async fn delete_web_session(&self, id: &str) -> Result<()> {
+        let id = id.to_string();
+        self.run(move |c| {
+            c.execute("DELETE FROM web_sessions WHERE id = ?1", [id])
+                .map_err(err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn prune_web_sessions(&self, now: UnixTime) -> Result<u64> {
+        self.run(move |c| {
+            let n = c
+                .execute("DELETE FROM web_sessions WHERE expires <= ?1", [now])
+                .map_err(err)?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
+    async fn put_api_token(&self, t: &ApiToken) -> Result<()> {
+        let t = t.clone();
+        self.run(move |c| {
+            c.execute(
+                "INSERT INTO api_tokens (id, account, name, secret, created, expires) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![t.id, t.account, t.name, t.secret, t.created, t.expires],
+            )
+            .map_err(unique(format!("token {:?}", t.name)))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn api_token(&self, id: &str) -> Result<Option<(ApiToken, Account)>> {
+        let id = id.to_string();
+        self.run(move |c| {
+            c.query_row(
+                "SELECT a.id, a.address, a.domain, a.quota, a.enabled, a.created, \
+                 t.id, t.name, t.secret, t.created, t.expires FROM api_tokens t \
+                 JOIN accounts a ON a.id = t.account WHERE t.id = ?1 AND a.enabled",
+                [id],
+                |r| {
+                    let a = account_row(r)?;
+                    Ok((
+                        ApiToken {
+                            id: r.get(6)?,
+                            account: a.id,
+                            name: r.get(7)?,
+                            secret: r.get(8)?,
+                            created: r.get(9)?,
+                            expires: r.get(10)?,
+                        },
+                        a,
+                    ))
+                },
+            )
+            .optional()
+            .map_err(err)
+        })
+        .await
+    }
+
+    async fn api_tokens(&self, account: AccountId) -> Result<Vec<ApiToken>> {
+        self.run(move |c| {
+            let mut s = c
+                .prepare(
+                    "SELECT id, account, name, secret, created, expires FROM api_tokens \
+                     WHERE account = ?1 ORDER BY name",
+                )
+                .map_err(err)?;
+            let rows = s
+                .query_map([account], |r| {
+                    Ok(ApiToken {
+                        id: r.get(0)?,
+                        account: r.get(1)?,
+                        name: r.get(2)?,
+                        secret: r.get(3)?,
+                        created: r.get(4)?,
+                        expires: r.get(5)?,
+                    })
+                })
+                .map_err(err)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(err)
+        })
+        .await
+    }
+
+    async fn delete_api_token(&self, account: AccountId, name: &str) -> Result<()> {
+        let name = name.to_string();
+        self.run(move |c| {
+            let n = c
+                .execute(
+                    "DELETE FROM api_tokens WHERE account = ?1 AND name = ?2",
+                    params![account, name],
+                )
+                .map_err(err)?;
+            rules::not_found_if_zero(n as u64, || format!("token {name:?}"))
+        })
+        .await
     }
 
     async fn record_tls_event(&self, e: &TlsOutcome, at: UnixTime) -> Result<()> {

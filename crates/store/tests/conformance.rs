@@ -131,6 +131,11 @@ macro_rules! conformance {
                 suite::sieve_scripts(s).await
             }
             #[tokio::test(flavor = "multi_thread")]
+            async fn web_roles_sessions_tokens_and_queue_actions() {
+                let (s, _g) = store().await;
+                suite::web_admin(s).await
+            }
+            #[tokio::test(flavor = "multi_thread")]
             async fn abuse_4_greylist_triplets() {
                 let (s, _g) = store().await;
                 suite::greylist_triplets(s).await
@@ -500,6 +505,154 @@ mod suite {
                 .await
                 .unwrap()
         );
+    }
+
+    pub async fn web_admin(s: Arc<dyn Store>) {
+        use kurier_store::{AdminScope, ApiToken, WebSession};
+        let a = account(&s, "ann@web.test").await;
+        let b = account(&s, "bob@web.test").await;
+        // Roles: the server, or one hosted domain; granted twice is granted once.
+        assert!(s.admin_scopes(a.id).await.unwrap().is_empty());
+        s.set_admin_scope("ann@web.test", &AdminScope::Server, true)
+            .await
+            .unwrap();
+        s.set_admin_scope("ann@web.test", &AdminScope::Server, true)
+            .await
+            .unwrap();
+        s.set_admin_scope("Bob@web.test", &AdminScope::Domain("WEB.test".into()), true)
+            .await
+            .unwrap();
+        assert_eq!(s.admin_scopes(a.id).await.unwrap(), [AdminScope::Server]);
+        assert_eq!(
+            s.admin_scopes(b.id).await.unwrap(),
+            [AdminScope::Domain("web.test".into())]
+        );
+        assert!(matches!(
+            s.set_admin_scope(
+                "bob@web.test",
+                &AdminScope::Domain("elsewhere.test".into()),
+                true
+            )
+            .await,
+            Err(StoreError::NotFound(_))
+        ));
+        assert!(matches!(
+            s.set_admin_scope("nobody@web.test", &AdminScope::Server, true)
+                .await,
+            Err(StoreError::NotFound(_))
+        ));
+        s.set_admin_scope("ann@web.test", &AdminScope::Server, false)
+            .await
+            .unwrap();
+        assert!(s.admin_scopes(a.id).await.unwrap().is_empty());
+        // Sessions: found until they expire, never for a disabled account, gone when deleted.
+        let session = WebSession {
+            id: "h1".into(),
+            account: a.id,
+            csrf: "c1".into(),
+            created: 1000,
+            expires: 2000,
+        };
+        s.put_web_session(&session).await.unwrap();
+        let (found, who) = s.web_session("h1", 1999).await.unwrap().unwrap();
+        assert_eq!(
+            (found, who.address.as_str()),
+            (session.clone(), "ann@web.test")
+        );
+        assert!(s.web_session("h1", 2000).await.unwrap().is_none());
+        assert!(s.web_session("h2", 1500).await.unwrap().is_none());
+        s.set_enabled("ann@web.test", false).await.unwrap();
+        assert!(s.web_session("h1", 1500).await.unwrap().is_none());
+        s.set_enabled("ann@web.test", true).await.unwrap();
+        s.put_web_session(&WebSession {
+            id: "h2".into(),
+            expires: 5000,
+            ..session.clone()
+        })
+        .await
+        .unwrap();
+        assert_eq!(s.prune_web_sessions(2500).await.unwrap(), 1);
+        assert!(s.web_session("h2", 2500).await.unwrap().is_some());
+        s.delete_web_session("h2").await.unwrap();
+        assert!(s.web_session("h2", 2500).await.unwrap().is_none());
+        // Tokens: unique names per account.
+        let token = ApiToken {
+            id: "t1".into(),
+            account: b.id,
+            name: "backup".into(),
+            secret: "s".into(),
+            created: 10,
+            expires: Some(20),
+        };
+        s.put_api_token(&token).await.unwrap();
+        assert!(matches!(
+            s.put_api_token(&ApiToken {
+                id: "t2".into(),
+                ..token.clone()
+            })
+            .await,
+            Err(StoreError::Exists(_))
+        ));
+        let (t, who) = s.api_token("t1").await.unwrap().unwrap();
+        assert_eq!((t, who.id), (token.clone(), b.id));
+        assert_eq!(
+            s.api_tokens(b.id).await.unwrap(),
+            std::slice::from_ref(&token)
+        );
+        assert!(matches!(
+            s.delete_api_token(a.id, "backup").await,
+            Err(StoreError::NotFound(_))
+        ));
+        s.delete_api_token(b.id, "backup").await.unwrap();
+        assert!(s.api_token("t1").await.unwrap().is_none());
+        // Deleting the account takes its sessions and tokens along.
+        s.put_api_token(&token).await.unwrap();
+        s.delete_account("bob@web.test").await.unwrap();
+        assert!(s.api_token("t1").await.unwrap().is_none());
+        // Queue actions: not while a worker holds the entry.
+        let e = kurier_store::NewQueueEntry {
+            sender: "ann@web.test".into(),
+            recipients: vec![("x@far.test".into(), Default::default())],
+            require_tls: false,
+            dsn: Default::default(),
+        };
+        let id = s.enqueue(&e, b"x").await.unwrap();
+        let now = kurier_store::now();
+        let leased = s.lease("w1", now, 300, 10).await.unwrap();
+        assert!(leased.iter().any(|q| q.id == id));
+        assert!(matches!(
+            s.retry_queue_entry(id, now).await,
+            Err(StoreError::Invalid(_))
+        ));
+        assert!(matches!(
+            s.delete_queue_entry(id, now).await,
+            Err(StoreError::Invalid(_))
+        ));
+        s.finish_attempt(
+            id,
+            "w1",
+            &[(
+                "x@far.test".into(),
+                kurier_store::RecipientStatus::Pending,
+                Some("451 later".into()),
+            )],
+            now + 3600,
+        )
+        .await
+        .unwrap();
+        s.retry_queue_entry(id, now).await.unwrap();
+        let q = s.queue().await.unwrap();
+        assert_eq!(q.iter().find(|q| q.id == id).unwrap().next_attempt, now);
+        s.delete_queue_entry(id, now).await.unwrap();
+        assert!(s.queue().await.unwrap().iter().all(|q| q.id != id));
+        assert!(matches!(
+            s.delete_queue_entry(id, now).await,
+            Err(StoreError::NotFound(_))
+        ));
+        assert!(matches!(
+            s.retry_queue_entry(id, now).await,
+            Err(StoreError::NotFound(_))
+        ));
     }
 
     pub async fn greylist_triplets(s: Arc<dyn Store>) {

@@ -5,13 +5,15 @@
 //! requests to handlers: a status page, `/healthz`, and our MTA-STS policy at
 //! `mta-sts.<domain>/.well-known/mta-sts.txt` (RFC 8461 §3.3), the answers of Thunderbird's
 //! autoconfig and Outlook's Autodiscover (`clientconfig`, MUA-5, MUA-6), and `/metrics` for
-//! loopback clients. TLSRPT reports reach us by mail (RFC 8460 §3), not here. Plain HTTP (port
-//! 80) only redirects to HTTPS (TR-03108 WEB-1).
+//! loopback clients; the web administration (`admin`: pages at `/admin/`, JSON at `/api/v1/`).
+//! TLSRPT reports reach us by mail (RFC 8460 §3), not here. Plain HTTP (port 80) only redirects
+//! to HTTPS (TR-03108 WEB-1), the administration included.
 //!
 //! Must not: hold business logic the CLI cannot reach; handlers call into the library crates.
 
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod clientconfig;
 mod routes;
 
@@ -81,18 +83,36 @@ async fn connection(
     let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
         let site = site.clone();
         async move {
-            // Only POSTs carry a body we read (Autodiscover requests), at most 16 KiB.
+            // Bodies are read for the methods that carry one, at most 16 KiB (Autodiscover
+            // requests, the administration's forms and JSON).
             let (parts, body) = req.into_parts();
-            let bytes = if parts.method == hyper::Method::POST {
-                http_body_util::Limited::new(body, MAX_REQUEST_BODY)
+            let read = if matches!(
+                parts.method,
+                hyper::Method::POST
+                    | hyper::Method::PUT
+                    | hyper::Method::PATCH
+                    | hyper::Method::DELETE
+            ) {
+                match http_body_util::Limited::new(body, MAX_REQUEST_BODY)
                     .collect()
                     .await
-                    .map(|b| b.to_bytes())
-                    .unwrap_or_default()
+                {
+                    Ok(b) => admin::Body::Read(b.to_bytes()),
+                    Err(_) => admin::Body::TooLarge,
+                }
             } else {
-                hyper::body::Bytes::new()
+                admin::Body::Read(hyper::body::Bytes::new())
             };
             let req = hyper::Request::from_parts(parts, ());
+            if let Some(a) = &site.admin
+                && admin::is_admin_path(req.uri().path())
+            {
+                return Ok::<_, std::convert::Infallible>(a.handle(&req, &read, peer.ip()).await);
+            }
+            let bytes = match read {
+                admin::Body::Read(b) => b,
+                admin::Body::TooLarge => hyper::body::Bytes::new(),
+            };
             Ok::<_, std::convert::Infallible>(route(&site, &req, &bytes, peer.ip().is_loopback()))
         }
     });

@@ -24,6 +24,8 @@ pub struct Site {
     pub metrics: Option<std::sync::Arc<dyn MetricsSource>>,
     /// HTTP-01 responses of the ACME client, answered on the plain-HTTP listener.
     pub acme: Option<std::sync::Arc<kurier_acme::Http01Tokens>>,
+    /// The web administration (`None`: `/admin` and `/api` are not served).
+    pub admin: Option<std::sync::Arc<crate::admin::Admin>>,
 }
 
 /// Something that can render its counters in the Prometheus text format.

@@ -1,0 +1,455 @@
+//! # The web administration: pages at `/admin/…`, JSON at `/api/v1/…`
+//!
+//! Owns signing in (the account password, checked through the login throttle every protocol
+//! shares, then a session cookie), the roles (`auth`: admin, domain admin, user), the pages
+//! (`pages`, server-rendered, no script) and the API (`api`) over the same operations, and the
+//! web security both need: CSRF tokens on every state change made with the cookie, a strict
+//! Content-Security-Policy and the other headers (`http`), the admin area only on HTTPS (the
+//! plain-HTTP listener never routes here) and optionally only to some networks.
+//!
+//! Must not: decide what the CLI could not — every action is one the store offers `kurier
+//! domain|user|alias|queue` as well; or keep a secret the store could leak (sessions and tokens
+//! are kept as hashes).
+
+pub mod api;
+pub mod auth;
+pub mod http;
+pub mod pages;
+
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+use http_body_util::Full;
+use hyper::body::Bytes;
+use hyper::{Method, Request, Response, StatusCode};
+use kurier_access::{AuthThrottle, LoginOutcome};
+use kurier_store::{Store, StoreError, UnixTime};
+
+use auth::{Principal, Role};
+use pages::Notice;
+
+/// The administration's settings and what it works on.
+pub struct Admin {
+    pub store: Arc<dyn Store>,
+    /// The login throttle of every protocol (IMAP, POP3, submission, ManageSieve).
+    pub throttle: Arc<Mutex<AuthThrottle>>,
+    /// Client networks served (empty: any).
+    pub networks: Vec<(IpAddr, u8)>,
+    pub hostname: String,
+    /// How long a session lives without signing in again.
+    pub session_secs: i64,
+}
+
+impl std::fmt::Debug for Admin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Admin")
+            .field("networks", &self.networks)
+            .finish()
+    }
+}
+
+/// A request body as read by the listener.
+#[derive(Debug, Clone)]
+pub enum Body {
+    Read(Bytes),
+    /// Larger than the listener reads (16 KiB): refused with a clear message.
+    TooLarge,
+}
+
+/// Whether `path` belongs to the administration.
+pub fn is_admin_path(path: &str) -> bool {
+    path == "/admin" || path.starts_with("/admin/") || path.starts_with("/api/")
+}
+
+impl Admin {
+    /// Answers one request under `/admin` or `/api`.
+    pub async fn handle(
+        &self,
+        req: &Request<()>,
+        body: &Body,
+        peer: IpAddr,
+    ) -> Response<Full<Bytes>> {
+        let api = req.uri().path().starts_with("/api/");
+        if !self.networks.is_empty()
+            && !self
+                .networks
+                .iter()
+                .any(|(n, l)| kurier_access::rate::contains(*n, *l, peer))
+        {
+            let msg = "the administration is not served to this network";
+            return if api {
+                http::json_error(StatusCode::FORBIDDEN, msg)
+            } else {
+                http::response(
+                    StatusCode::FORBIDDEN,
+                    "text/plain; charset=utf-8",
+                    msg.into(),
+                )
+            };
+        }
+        let body = match body {
+            Body::Read(b) => b.clone(),
+            Body::TooLarge => {
+                let msg = "the request body is larger than 16 KiB";
+                return if api {
+                    http::json_error(StatusCode::BAD_REQUEST, msg)
+                } else {
+                    http::response(
+                        StatusCode::BAD_REQUEST,
+                        "text/plain; charset=utf-8",
+                        msg.into(),
+                    )
+                };
+            }
+        };
+        let now = kurier_store::now();
+        if api {
+            return api::handle(self, req, &body, peer, now).await;
+        }
+        self.page(req, &body, peer, now).await
+    }
+
+    /// Signs in with the account password through the shared throttle: a new session and the
+    /// cookie secret.
+    pub async fn sign_in(
+        &self,
+        peer: IpAddr,
+        address: &str,
+        password: &str,
+        now: UnixTime,
+    ) -> LoginOutcome<(kurier_store::WebSession, String)> {
+        let store = self.store.clone();
+        let check = async move {
+            match store.authenticate(address, password).await {
+                Ok(found) => Ok(found),
+                Err(StoreError::Invalid(_)) => Ok(None),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot check a web sign-in");
+                    Err(())
+                }
+            }
+        };
+        match kurier_access::throttled_login(&self.throttle, peer, address, check).await {
+            LoginOutcome::Ok(account) => {
+                let (session, secret) = auth::new_session(&account, now, self.session_secs);
+                if let Err(e) = self.store.put_web_session(&session).await {
+                    tracing::warn!(error = %e, "cannot keep a web session");
+                    return LoginOutcome::Unavailable;
+                }
+                tracing::info!(%peer, account = %account.address, "signed in to the web administration");
+                LoginOutcome::Ok((session, secret))
+            }
+            LoginOutcome::Invalid => {
+                tracing::warn!(%peer, user = address, "web sign-in failed");
+                LoginOutcome::Invalid
+            }
+            LoginOutcome::Blocked => LoginOutcome::Blocked,
+            LoginOutcome::Unavailable => LoginOutcome::Unavailable,
+        }
+    }
+
+    async fn page(
+        &self,
+        req: &Request<()>,
+        body: &[u8],
+        peer: IpAddr,
+        now: UnixTime,
+    ) -> Response<Full<Bytes>> {
+        let path = req.uri().path();
+        let method = req.method().clone();
+        if path == "/admin/style.css" && method == Method::GET {
+            return http::response(
+                StatusCode::OK,
+                "text/css; charset=utf-8",
+                pages::STYLE.into(),
+            );
+        }
+        if path == "/admin/login" {
+            return self.login_page(&method, body, peer, now).await;
+        }
+        let p = match auth::principal(&*self.store, req.headers(), now).await {
+            Ok(Some(p)) if p.session.is_some() => p,
+            Ok(_) => return http::see_other("/admin/login", None),
+            Err(e) => return unavailable(&e),
+        };
+        let query = http::form(req.uri().query().unwrap_or("").as_bytes());
+        let notice = match (http::field(&query, "done"), http::field(&query, "error")) {
+            (_, Some(e)) => Some(Notice::Failed(e.to_string())),
+            (Some(d), _) => Some(Notice::Done(d.to_string())),
+            _ => None,
+        };
+        if method == Method::POST {
+            let form = http::form(body);
+            if !p.csrf_ok(http::field(&form, "csrf")) {
+                tracing::warn!(%peer, account = %p.account.address, path, "a form without its CSRF token was refused");
+                return http::response(
+                    StatusCode::FORBIDDEN,
+                    "text/plain; charset=utf-8",
+                    "the form's CSRF token is missing or wrong; reload the page and try again\n"
+                        .into(),
+                );
+            }
+            return self.post(&p, path, &form, now).await;
+        }
+        if method != Method::GET && method != Method::HEAD {
+            return http::response(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "text/plain; charset=utf-8",
+                Vec::new(),
+            );
+        }
+        let n = notice.as_ref();
+        let rendered = match path {
+            "/admin" | "/admin/" => match p.role() {
+                Role::Admin => self.status(now).await.map(|s| pages::dashboard(&p, n, &s)),
+                Role::DomainAdmin => return http::see_other("/admin/accounts", None),
+                Role::User => return http::see_other("/admin/me", None),
+            },
+            "/admin/queue" if p.role() == Role::Admin => self
+                .store
+                .queue()
+                .await
+                .map(|q| pages::queue(&p, n, &q, now)),
+            "/admin/domains" if p.role() != Role::User => self
+                .domain_list(&p)
+                .await
+                .map(|d| pages::domains(&p, n, &d)),
+            "/admin/accounts" if p.role() != Role::User => {
+                let domain = http::field(&query, "domain");
+                if let Some(d) = domain
+                    && !p.manages(d)
+                {
+                    return http::html(StatusCode::FORBIDDEN, pages::forbidden(&p));
+                }
+                self.account_list(&p, domain)
+                    .await
+                    .map(|a| pages::accounts(&p, n, domain, &a))
+            }
+            "/admin/me" => Ok(pages::me(&p, n)),
+            "/admin/queue" | "/admin/domains" | "/admin/accounts" => {
+                return http::html(StatusCode::FORBIDDEN, pages::forbidden(&p));
+            }
+            _ => return http::html(StatusCode::NOT_FOUND, pages::not_found(&p)),
+        };
+        match rendered {
+            Ok(page) => http::html(StatusCode::OK, page),
+            Err(e) => unavailable(&e),
+        }
+    }
+
+    async fn login_page(
+        &self,
+        method: &Method,
+        body: &[u8],
+        peer: IpAddr,
+        now: UnixTime,
+    ) -> Response<Full<Bytes>> {
+        if *method != Method::POST {
+            return http::html(StatusCode::OK, pages::login(None));
+        }
+        let form = http::form(body);
+        let (Some(address), Some(password)) = (
+            http::field(&form, "address"),
+            http::field(&form, "password"),
+        ) else {
+            return http::html(
+                StatusCode::BAD_REQUEST,
+                pages::login(Some("Give an address and a password.")),
+            );
+        };
+        match self.sign_in(peer, address, password, now).await {
+            LoginOutcome::Ok((_, secret)) => http::see_other(
+                "/admin/",
+                Some(&auth::session_cookie(Some(&secret), self.session_secs)),
+            ),
+            LoginOutcome::Invalid => http::html(
+                StatusCode::UNAUTHORIZED,
+                pages::login(Some("Wrong address or password.")),
+            ),
+            LoginOutcome::Blocked => http::html(
+                StatusCode::TOO_MANY_REQUESTS,
+                pages::login(Some(
+                    "Too many failed sign-ins; try again in a few minutes.",
+                )),
+            ),
+            LoginOutcome::Unavailable => http::html(
+                StatusCode::SERVICE_UNAVAILABLE,
+                pages::login(Some(
+                    "The server cannot check passwords right now; try again later.",
+                )),
+            ),
+        }
+    }
+
+    /// A form's action; answers with a redirect to the page it came from, saying what happened.
+    async fn post(
+        &self,
+        p: &Principal,
+        path: &str,
+        form: &[(String, String)],
+        now: UnixTime,
+    ) -> Response<Full<Bytes>> {
+        let f = |k: &str| http::field(form, k).unwrap_or("").trim();
+        let (back, outcome): (String, Result<String, String>) = match path {
+            "/admin/logout" => {
+                if let Some((id, _)) = &p.session {
+                    let _ = self.store.delete_web_session(id).await;
+                }
+                return http::see_other("/admin/login", Some(&auth::session_cookie(None, 0)));
+            }
+            "/admin/domains" | "/admin/domains/delete" if p.role() != Role::Admin => {
+                return forbidden_page(p);
+            }
+            "/admin/domains" => (
+                "/admin/domains".into(),
+                api::add_domain(self, f("name"))
+                    .await
+                    .map(|d| format!("added domain {d}")),
+            ),
+            "/admin/domains/delete" => (
+                "/admin/domains".into(),
+                api::delete_domain(self, f("name"))
+                    .await
+                    .map(|_| format!("removed domain {}", f("name"))),
+            ),
+            "/admin/accounts" => (
+                "/admin/accounts".into(),
+                api::add_account(
+                    self,
+                    p,
+                    f("address"),
+                    http::field(form, "password").unwrap_or(""),
+                    f("quota"),
+                )
+                .await
+                .map(|a| format!("created account {a}")),
+            ),
+            "/admin/accounts/update" => {
+                let address = f("address");
+                let value = http::field(form, "value").unwrap_or("");
+                let change = match f("action") {
+                    "enable" => api::Change::Enabled(true),
+                    "disable" => api::Change::Enabled(false),
+                    "quota" => api::Change::Quota(value.trim().to_string()),
+                    "password" => api::Change::Password(value.to_string()),
+                    other => {
+                        return http::see_other(
+                            &format!(
+                                "/admin/accounts?error={}",
+                                http::encode(&format!("unknown action {other:?}"))
+                            ),
+                            None,
+                        );
+                    }
+                };
+                (
+                    "/admin/accounts".into(),
+                    api::change_account(self, p, address, change)
+                        .await
+                        .map(|m| format!("{address}: {m}")),
+                )
+            }
+            "/admin/queue/retry" | "/admin/queue/delete" if p.role() != Role::Admin => {
+                return forbidden_page(p);
+            }
+            "/admin/queue/retry" | "/admin/queue/delete" => {
+                let retry = path.ends_with("retry");
+                let outcome = match f("id").parse::<i64>() {
+                    Ok(id) if retry => self
+                        .store
+                        .retry_queue_entry(id, now)
+                        .await
+                        .map(|_| format!("message {id} is retried now"))
+                        .map_err(|e| api::words(&e)),
+                    Ok(id) => self
+                        .store
+                        .delete_queue_entry(id, now)
+                        .await
+                        .map(|_| format!("message {id} deleted"))
+                        .map_err(|e| api::words(&e)),
+                    Err(_) => Err("no such message".into()),
+                };
+                ("/admin/queue".into(), outcome)
+            }
+            "/admin/me/password" => (
+                "/admin/me".into(),
+                api::change_own_password(
+                    self,
+                    p,
+                    http::field(form, "current").unwrap_or(""),
+                    http::field(form, "new").unwrap_or(""),
+                )
+                .await,
+            ),
+            _ => return http::html(StatusCode::NOT_FOUND, pages::not_found(p)),
+        };
+        let query = match outcome {
+            Ok(m) => format!("done={}", http::encode(&m)),
+            Err(m) => format!("error={}", http::encode(&m)),
+        };
+        http::see_other(&format!("{back}?{query}"), None)
+    }
+
+    /// The dashboard's numbers.
+    pub async fn status(&self, now: UnixTime) -> Result<pages::Status, StoreError> {
+        let queue = self.store.queue().await?;
+        let mut tls = [0u64; 5];
+        for e in self.store.tls_events(now - 86400, now + 1).await? {
+            tls[api::tls_class(&e)] += 1;
+        }
+        Ok(pages::Status {
+            hostname: self.hostname.clone(),
+            version: env!("CARGO_PKG_VERSION"),
+            domains: self.store.domains().await?.len(),
+            accounts: self.store.accounts(None).await?.len(),
+            deferred: queue.iter().filter(|e| e.attempts > 0).count(),
+            queued: queue.len(),
+            tls,
+        })
+    }
+
+    /// The domains `p` administers, with their number of accounts.
+    pub async fn domain_list(&self, p: &Principal) -> Result<Vec<(String, usize)>, StoreError> {
+        let accounts = self.store.accounts(None).await?;
+        Ok(self
+            .store
+            .domains()
+            .await?
+            .into_iter()
+            .filter(|d| p.manages(&d.name))
+            .map(|d| {
+                let n = accounts.iter().filter(|a| a.domain == d.name).count();
+                (d.name, n)
+            })
+            .collect())
+    }
+
+    /// The accounts `p` administers (of `domain`, if given), with the bytes each uses.
+    pub async fn account_list(
+        &self,
+        p: &Principal,
+        domain: Option<&str>,
+    ) -> Result<Vec<(kurier_store::Account, u64)>, StoreError> {
+        let mut out = Vec::new();
+        for a in self.store.accounts(domain).await? {
+            if p.manages(&a.domain) {
+                let used = self.store.usage(a.id).await?;
+                out.push((a, used));
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn forbidden_page(p: &Principal) -> Response<Full<Bytes>> {
+    http::html(StatusCode::FORBIDDEN, pages::forbidden(p))
+}
+
+fn unavailable(e: &StoreError) -> Response<Full<Bytes>> {
+    tracing::warn!(error = %e, "the web administration cannot read the store");
+    http::response(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "text/plain; charset=utf-8",
+        "the store is not available right now; try again later\n".into(),
+    )
+}

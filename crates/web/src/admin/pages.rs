@@ -1,0 +1,421 @@
+//! The administration's pages, rendered on the server with maud (every value escaped), without
+//! any script: forms post back with the session's CSRF token, charts are `<meter>` elements
+//! (no inline style, which the Content-Security-Policy forbids).
+
+use maud::{DOCTYPE, Markup, html};
+
+use super::auth::{Principal, Role};
+use kurier_store::{Account, QueueEntry};
+
+/// What the dashboard shows.
+#[derive(Debug, Clone, Default)]
+pub struct Status {
+    pub hostname: String,
+    pub version: &'static str,
+    pub domains: usize,
+    pub accounts: usize,
+    pub queued: usize,
+    /// Entries with at least one failed attempt.
+    pub deferred: usize,
+    /// Deliveries of the last 24 hours by TLS outcome, in `TLS_OUTCOMES` order.
+    pub tls: [u64; 5],
+}
+
+/// The TLS outcomes of a delivery, strongest first (what the dashboard's chart counts).
+pub const TLS_OUTCOMES: [&str; 5] = [
+    "verified (DANE)",
+    "verified (MTA-STS)",
+    "encrypted",
+    "clear text",
+    "failed",
+];
+
+/// A line at the top of a page after an action: good news or an error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    Done(String),
+    Failed(String),
+}
+
+pub fn login(error: Option<&str>) -> Markup {
+    page(
+        "Sign in",
+        None,
+        None,
+        html! {
+            h1 { "Kurier — sign in" }
+            @if let Some(e) = error { p.error role="alert" { (e) } }
+            form method="post" action="/admin/login" {
+                label { "Address" input type="email" name="address" id="address" autocomplete="username" required; }
+                label { "Password" input type="password" name="password" id="password" autocomplete="current-password" required; }
+                button type="submit" id="sign-in" { "Sign in" }
+            }
+        },
+    )
+}
+
+pub fn dashboard(p: &Principal, notice: Option<&Notice>, s: &Status) -> Markup {
+    let max = s.tls.iter().copied().max().unwrap_or(0).max(1);
+    page(
+        "Dashboard",
+        Some(p),
+        notice,
+        html! {
+            h1 { "Kurier " (s.version) " on " (s.hostname) }
+            section {
+                h2 { "At a glance" }
+                dl.grid {
+                    dt { "Domains" } dd id="domains-count" { (s.domains) }
+                    dt { "Accounts" } dd id="accounts-count" { (s.accounts) }
+                    dt { "Queued messages" } dd id="queued" { (s.queued) }
+                    dt { "Deferred (retrying)" } dd id="deferred" { (s.deferred) }
+                }
+            }
+            section {
+                h2 { "Deliveries of the last 24 hours by TLS" }
+                table.chart {
+                    @for (name, n) in TLS_OUTCOMES.iter().zip(s.tls) {
+                        tr {
+                            th { (name) }
+                            td { meter min="0" max=(max) value=(n) { (n) } }
+                            td.num { (n) }
+                        }
+                    }
+                }
+            }
+        },
+    )
+}
+
+pub fn queue(p: &Principal, notice: Option<&Notice>, entries: &[QueueEntry], now: i64) -> Markup {
+    page(
+        "Queue",
+        Some(p),
+        notice,
+        html! {
+            h1 { "Outbound queue" }
+            @if entries.is_empty() { p { "The queue is empty." } }
+            @for e in entries {
+                article.entry id={ "entry-" (e.id) } {
+                    h2 { "Message " (e.id) " from " (if e.sender.is_empty() { "<>" } else { e.sender.as_str() }) }
+                    p {
+                        (e.size) " bytes, " (e.attempts) " attempts, next "
+                        @if e.next_attempt <= now { "now" } @else { "in " (words(e.next_attempt - now)) }
+                        @if e.require_tls { ", REQUIRETLS" }
+                    }
+                    table {
+                        tr { th { "Recipient" } th { "State" } th { "Last reason" } }
+                        @for r in &e.recipients {
+                            tr {
+                                td { (r.address) }
+                                td { (r.status.as_str()) }
+                                td.reason { (r.last_error.as_deref().unwrap_or("—")) }
+                            }
+                        }
+                    }
+                    div.actions {
+                        (action("/admin/queue/retry", p, &[("id", &e.id.to_string())], "Retry now"))
+                        (action("/admin/queue/delete", p, &[("id", &e.id.to_string())], "Delete"))
+                    }
+                }
+            }
+        },
+    )
+}
+
+pub fn domains(p: &Principal, notice: Option<&Notice>, domains: &[(String, usize)]) -> Markup {
+    page(
+        "Domains",
+        Some(p),
+        notice,
+        html! {
+            h1 { "Domains" }
+            table id="domains" {
+                tr { th { "Domain" } th { "Accounts" } th {} }
+                @for (d, n) in domains {
+                    tr {
+                        td { a href={ "/admin/accounts?domain=" (super::http::encode(d)) } { (d) } }
+                        td.num { (n) }
+                        td { @if p.role() == Role::Admin { (action("/admin/domains/delete", p, &[("name", d)], "Remove")) } }
+                    }
+                }
+            }
+            @if p.role() == Role::Admin {
+                h2 { "Host a domain" }
+                form method="post" action="/admin/domains" {
+                    input type="hidden" name="csrf" value=(p.csrf());
+                    label { "Domain" input type="text" name="name" id="new-domain" required; }
+                    button type="submit" id="add-domain" { "Add" }
+                }
+            }
+        },
+    )
+}
+
+pub fn accounts(
+    p: &Principal,
+    notice: Option<&Notice>,
+    domain: Option<&str>,
+    accounts: &[(Account, u64)],
+) -> Markup {
+    page(
+        "Accounts",
+        Some(p),
+        notice,
+        html! {
+            h1 { "Accounts" @if let Some(d) = domain { " of " (d) } }
+            table id="accounts" {
+                tr { th { "Address" } th { "State" } th { "Used" } th { "Quota" } th {} }
+                @for (a, used) in accounts {
+                    tr {
+                        td { (a.address) }
+                        td { @if a.enabled { "enabled" } @else { "disabled" } }
+                        td.num { (size(*used)) }
+                        td.num { @match a.quota { Some(q) => (size(q)), None => "unlimited" } }
+                        td.actions {
+                            @if a.enabled {
+                                (action("/admin/accounts/update", p, &[("address", &a.address), ("action", "disable")], "Disable"))
+                            } @else {
+                                (action("/admin/accounts/update", p, &[("address", &a.address), ("action", "enable")], "Enable"))
+                            }
+                            form method="post" action="/admin/accounts/update" {
+                                input type="hidden" name="csrf" value=(p.csrf());
+                                input type="hidden" name="address" value=(a.address);
+                                input type="hidden" name="action" value="quota";
+                                input type="text" name="value" placeholder="quota, e.g. 2G" size="8";
+                                button type="submit" { "Set quota" }
+                            }
+                            form method="post" action="/admin/accounts/update" {
+                                input type="hidden" name="csrf" value=(p.csrf());
+                                input type="hidden" name="address" value=(a.address);
+                                input type="hidden" name="action" value="password";
+                                input type="password" name="value" placeholder="new password" autocomplete="new-password";
+                                button type="submit" { "Reset password" }
+                            }
+                        }
+                    }
+                }
+            }
+            h2 { "Create an account" }
+            form method="post" action="/admin/accounts" {
+                input type="hidden" name="csrf" value=(p.csrf());
+                label { "Address" input type="email" name="address" id="new-address" required; }
+                label { "Password" input type="password" name="password" id="new-password" autocomplete="new-password" required; }
+                label { "Quota" input type="text" name="quota" id="new-quota" placeholder="unlimited"; }
+                button type="submit" id="add-account" { "Create" }
+            }
+        },
+    )
+}
+
+pub fn me(p: &Principal, notice: Option<&Notice>) -> Markup {
+    page(
+        "My account",
+        Some(p),
+        notice,
+        html! {
+            h1 { (p.account.address) }
+            p { "Role: " (p.role().as_str()) }
+            h2 { "Change the password" }
+            form method="post" action="/admin/me/password" {
+                input type="hidden" name="csrf" value=(p.csrf());
+                label { "Current password" input type="password" name="current" autocomplete="current-password" required; }
+                label { "New password" input type="password" name="new" autocomplete="new-password" required; }
+                button type="submit" { "Change" }
+            }
+        },
+    )
+}
+
+pub fn not_found(p: &Principal) -> Markup {
+    page("Not found", Some(p), None, html! { h1 { "Not found" } })
+}
+
+pub fn forbidden(p: &Principal) -> Markup {
+    page(
+        "Not allowed",
+        Some(p),
+        None,
+        html! { h1 { "Not allowed" } p { "Your account does not administer this." } },
+    )
+}
+
+/// One button that posts `fields` (and the CSRF token) to `to`.
+fn action(to: &str, p: &Principal, fields: &[(&str, &str)], label: &str) -> Markup {
+    html! {
+        form.inline method="post" action=(to) {
+            input type="hidden" name="csrf" value=(p.csrf());
+            @for (k, v) in fields { input type="hidden" name=(k) value=(v); }
+            button type="submit" { (label) }
+        }
+    }
+}
+
+fn page(title: &str, p: Option<&Principal>, notice: Option<&Notice>, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " — Kurier" }
+                link rel="stylesheet" href="/admin/style.css";
+            }
+            body {
+                @if let Some(p) = p {
+                    nav {
+                        @if p.role() == Role::Admin {
+                            a href="/admin/" { "Dashboard" }
+                            a href="/admin/queue" { "Queue" }
+                        }
+                        @if p.role() != Role::User {
+                            a href="/admin/domains" { "Domains" }
+                            a href="/admin/accounts" { "Accounts" }
+                        }
+                        a href="/admin/me" { "My account" }
+                        span.who { (p.account.address) " (" (p.role().as_str()) ")" }
+                        form.inline method="post" action="/admin/logout" {
+                            input type="hidden" name="csrf" value=(p.csrf());
+                            button type="submit" id="sign-out" { "Sign out" }
+                        }
+                    }
+                }
+                main {
+                    @match notice {
+                        Some(Notice::Done(m)) => p.done role="status" { (m) },
+                        Some(Notice::Failed(m)) => p.error role="alert" { (m) },
+                        None => {},
+                    }
+                    (body)
+                }
+            }
+        }
+    }
+}
+
+/// `secs` in words: "3 min", "2 h 5 min", "4 days".
+fn words(secs: i64) -> String {
+    match secs {
+        s if s < 60 => format!("{s} s"),
+        s if s < 3600 => format!("{} min", s / 60),
+        s if s < 86400 => format!("{} h {} min", s / 3600, s % 3600 / 60),
+        s => format!("{} days", s / 86400),
+    }
+}
+
+fn size(bytes: u64) -> String {
+    const UNITS: [(&str, u64); 3] = [("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
+    for (unit, n) in UNITS {
+        if bytes >= n {
+            return format!("{:.1} {unit}", bytes as f64 / n as f64);
+        }
+    }
+    format!("{bytes} B")
+}
+
+/// The stylesheet (the only one; `style-src 'self'`).
+pub const STYLE: &str = "\
+body{font:15px/1.45 system-ui,sans-serif;margin:0;color:#1b1f24;background:#f6f7f9}\
+nav{display:flex;gap:1em;align-items:center;padding:.6em 1.2em;background:#14325c}\
+nav a{color:#fff;text-decoration:none;font-weight:600}nav .who{margin-left:auto;color:#cdd8e6}\
+main{max-width:70em;margin:1.5em auto;padding:0 1.2em}\
+table{border-collapse:collapse;width:100%;background:#fff;margin:.5em 0 1em}\
+th,td{text-align:left;padding:.35em .6em;border-bottom:1px solid #e3e6ea;vertical-align:top}\
+td.num{text-align:right}td.reason{font-family:monospace;font-size:90%}\
+form{margin:.4em 0}form.inline{display:inline}label{display:block;margin:.4em 0}\
+input{margin-left:.5em;padding:.25em}button{padding:.3em .8em;cursor:pointer}\
+.error{background:#fde8e8;border-left:4px solid #c62828;padding:.5em .8em}\
+.done{background:#e6f4ea;border-left:4px solid #2e7d32;padding:.5em .8em}\
+dl.grid{display:grid;grid-template-columns:max-content auto;gap:.3em 1.5em}dd{margin:0;font-weight:600}\
+article.entry{background:#fff;padding:.6em 1em;margin:1em 0;border:1px solid #e3e6ea}\
+meter{width:20em}.actions form{display:inline-block;margin-right:.5em}\
+";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kurier_store::{AdminScope, QueueRecipient, RecipientStatus};
+
+    fn admin() -> Principal {
+        Principal {
+            account: Account {
+                id: 1,
+                address: "admin@example.org".into(),
+                domain: "example.org".into(),
+                quota: None,
+                enabled: true,
+                created: 0,
+            },
+            scopes: vec![AdminScope::Server],
+            session: Some(("id".into(), "c5rf".into())),
+        }
+    }
+
+    #[test]
+    fn input_is_escaped_everywhere() {
+        let evil = "<script>alert(1)</script>\"'";
+        let p = admin();
+        let pages = [
+            login(Some(evil)).into_string(),
+            domains(&p, Some(&Notice::Failed(evil.into())), &[(evil.into(), 1)]).into_string(),
+            queue(
+                &p,
+                None,
+                &[QueueEntry {
+                    id: 7,
+                    sender: evil.into(),
+                    recipients: vec![QueueRecipient {
+                        address: evil.into(),
+                        status: RecipientStatus::Pending,
+                        last_error: Some(evil.into()),
+                        dsn: Default::default(),
+                    }],
+                    size: 1,
+                    created: 0,
+                    next_attempt: 100,
+                    attempts: 1,
+                    require_tls: false,
+                    dsn: Default::default(),
+                    lease: None,
+                }],
+                0,
+            )
+            .into_string(),
+        ];
+        for page in pages {
+            assert!(!page.contains("<script"), "{page}");
+            assert!(page.contains("&lt;script&gt;"), "{page}");
+        }
+    }
+
+    #[test]
+    fn every_form_carries_the_csrf_token_and_no_page_has_script_or_inline_style() {
+        let p = admin();
+        let status = Status {
+            tls: [3, 1, 2, 0, 1],
+            ..Status::default()
+        };
+        let pages = [
+            dashboard(&p, None, &status).into_string(),
+            domains(&p, None, &[("example.org".into(), 2)]).into_string(),
+            accounts(&p, None, None, &[(p.account.clone(), 10)]).into_string(),
+            me(&p, None).into_string(),
+        ];
+        for page in pages {
+            let forms = page.matches("<form").count();
+            assert!(forms > 0);
+            assert_eq!(
+                page.matches("name=\"csrf\" value=\"c5rf\"").count(),
+                forms,
+                "{page}"
+            );
+            assert!(
+                !page.contains("<script") && !page.contains("style=\""),
+                "{page}"
+            );
+        }
+        assert_eq!(words(30), "30 s");
+        assert_eq!(words(3700), "1 h 1 min");
+        assert_eq!(size(1536), "1.5 KiB");
+    }
+}
