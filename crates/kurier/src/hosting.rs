@@ -98,3 +98,155 @@ pub fn dane_ports(cfg: &Config) -> Vec<u16> {
     }
     ports
 }
+
+/// The web administration's view of a domain's DNS: the records `kurier dns` prints, each
+/// looked up now through the validating resolver, and `kurier check`. The resolver is made at
+/// the first look, not at start (a server whose administration nobody opens asks nothing).
+pub struct AdminFacts {
+    pub cfg: Arc<Config>,
+    pub store: Arc<dyn kurier_store::Store>,
+    resolver: std::sync::OnceLock<Result<kurier_dns::Resolver, String>>,
+}
+
+impl AdminFacts {
+    pub fn new(cfg: Arc<Config>, store: Arc<dyn kurier_store::Store>) -> Self {
+        AdminFacts {
+            cfg,
+            store,
+            resolver: std::sync::OnceLock::new(),
+        }
+    }
+
+    fn resolver(&self) -> Result<&kurier_dns::Resolver, String> {
+        self.resolver
+            .get_or_init(|| crate::outbound::resolver(&self.cfg).map_err(|e| format!("{e:#}")))
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    /// What is published for `rtype` at `name`, in presentation form.
+    async fn published(
+        &self,
+        r: &kurier_dns::Resolver,
+        rtype: &str,
+        name: &str,
+    ) -> Result<(Vec<String>, kurier_dns::DnssecState), kurier_dns::DnsError> {
+        fn of<T>(
+            a: kurier_dns::Answer<T>,
+            f: impl Fn(&T) -> String,
+        ) -> (Vec<String>, kurier_dns::DnssecState) {
+            (a.records.iter().map(f).collect(), a.state)
+        }
+        Ok(match rtype {
+            "MX" => of(r.mx(name).await?, |m| {
+                format!("{} {}.", m.preference, m.exchange)
+            }),
+            "TLSA" => of(r.tlsa(name).await?, |t| {
+                let hex: String = t.data.iter().map(|b| format!("{b:02x}")).collect();
+                format!("{} {} {} {hex}", t.usage, t.selector, t.matching)
+            }),
+            "TXT" => of(r.txt(name).await?, Clone::clone),
+            "SRV" => of(r.srv(name).await?, |s| {
+                format!(
+                    "{} {} {} {}.",
+                    s.priority,
+                    s.weight,
+                    s.port,
+                    s.target.trim_end_matches('.')
+                )
+            }),
+            "CNAME" => {
+                let a = r.canonical_name(name).await?;
+                let wanted = name.trim_end_matches('.').to_ascii_lowercase();
+                // No CNAME: the chain ends where it starts.
+                let targets = a
+                    .records
+                    .iter()
+                    .filter(|t| t.trim_end_matches('.') != wanted)
+                    .cloned()
+                    .collect();
+                (targets, a.state)
+            }
+            "A" | "AAAA" => {
+                let a = r.addresses(name).await?;
+                let want_v4 = rtype == "A";
+                let ips = a
+                    .records
+                    .iter()
+                    .filter(|ip| ip.is_ipv4() == want_v4)
+                    .map(ToString::to_string)
+                    .collect();
+                (ips, a.state)
+            }
+            _ => (Vec::new(), kurier_dns::DnssecState::Insecure),
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl kurier_web::admin::records::DomainFacts for AdminFacts {
+    async fn records(
+        &self,
+        domain: &str,
+    ) -> Result<Vec<kurier_web::admin::records::RecordCheck>, String> {
+        use kurier_web::admin::records::{RecordCheck, Seen, judge};
+        let lines = crate::dns_records::lines(&self.cfg, &*self.store, domain)
+            .await
+            .map_err(|e| format!("{e:#}"))?;
+        let resolver = self.resolver()?;
+        let mut out = Vec::new();
+        for line in lines {
+            let crate::dns_records::Line::Record {
+                name, rtype, value, ..
+            } = line
+            else {
+                continue;
+            };
+            let (seen, dnssec) = match self.published(resolver, rtype, &name).await {
+                Ok((found, state)) => (
+                    judge(rtype, &value, &found),
+                    match state {
+                        kurier_dns::DnssecState::Secure => "secure".to_string(),
+                        kurier_dns::DnssecState::Insecure => "insecure".to_string(),
+                    },
+                ),
+                Err(e) => (Seen::Unknown(e.to_string()), "—".to_string()),
+            };
+            out.push(RecordCheck {
+                name,
+                rtype: rtype.to_string(),
+                value,
+                seen,
+                dnssec,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn check(
+        &self,
+        domain: &str,
+    ) -> Result<Vec<kurier_web::admin::records::CheckLine>, String> {
+        let selectors = self
+            .store
+            .domain_settings(domain)
+            .await
+            .ok()
+            .and_then(|s| s.get(kurier_accept::DKIM_SELECTOR_SETTING).cloned())
+            .map(|s| s.split_whitespace().map(str::to_string).collect())
+            .unwrap_or_default();
+        let checker = crate::checker(&self.cfg, selectors).map_err(|e| format!("{e:#}"))?;
+        let audit = checker.check(domain).await;
+        Ok(audit
+            .findings
+            .into_iter()
+            .map(|f| kurier_web::admin::records::CheckLine {
+                id: f.id.to_string(),
+                status: f.status.word().to_string(),
+                subject: f.subject,
+                evidence: f.evidence,
+                fix: f.fix,
+            })
+            .collect())
+    }
+}

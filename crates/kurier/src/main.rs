@@ -314,25 +314,12 @@ fn main() -> ExitCode {
     }
 }
 
-/// `kurier check DOMAIN`: the audit, with the resolver and trust settings of the configuration.
-async fn check(
-    source: ConfigArgs,
-    domain: String,
-    json: bool,
-    html: bool,
-    mut dkim_selectors: Vec<String>,
-) -> anyhow::Result<()> {
-    let cfg = source.config()?;
-    if dkim_selectors.is_empty() {
-        // A domain hosted here: the selectors its mail is signed with. Elsewhere (no store
-        // here) there are none to know.
-        if let Ok(store) = admin::open(&source).await
-            && let Ok(settings) = store.domain_settings(&domain.to_ascii_lowercase()).await
-            && let Some(s) = settings.get(kurier_accept::DKIM_SELECTOR_SETTING)
-        {
-            dkim_selectors = s.split_whitespace().map(str::to_string).collect();
-        }
-    }
+/// The auditor of `kurier check` (and of the web administration's domain page), with the
+/// resolver and trust settings of `cfg`.
+pub(crate) fn checker(
+    cfg: &kurier_config::Config,
+    dkim_selectors: Vec<String>,
+) -> anyhow::Result<kurier_audit::Checker> {
     let extra_roots = match &cfg.delivery.extra_ca_file {
         Some(path) => openssl::x509::X509::stack_from_pem(&std::fs::read(path)?)?,
         None => Vec::new(),
@@ -360,8 +347,8 @@ async fn check(
     } else {
         format!("{resolver}, asking {}", upstream.join(", "))
     };
-    let checker = kurier_audit::Checker {
-        resolver: outbound::resolver(&cfg)?,
+    Ok(kurier_audit::Checker {
+        resolver: outbound::resolver(cfg)?,
         tls: kurier_tls::ClientTls::new(cfg.delivery.extra_ca_file.as_deref())?,
         smtp_port: cfg.delivery.port,
         https_port: 443,
@@ -380,7 +367,29 @@ async fn check(
             .into_iter()
             .chain(cfg.delivery.source_ipv6.map(std::net::IpAddr::V6))
             .collect(),
-    };
+    })
+}
+
+/// `kurier check DOMAIN`: the audit, with the resolver and trust settings of the configuration.
+async fn check(
+    source: ConfigArgs,
+    domain: String,
+    json: bool,
+    html: bool,
+    mut dkim_selectors: Vec<String>,
+) -> anyhow::Result<()> {
+    let cfg = source.config()?;
+    if dkim_selectors.is_empty() {
+        // A domain hosted here: the selectors its mail is signed with. Elsewhere (no store
+        // here) there are none to know.
+        if let Ok(store) = admin::open(&source).await
+            && let Ok(settings) = store.domain_settings(&domain.to_ascii_lowercase()).await
+            && let Some(s) = settings.get(kurier_accept::DKIM_SELECTOR_SETTING)
+        {
+            dkim_selectors = s.split_whitespace().map(str::to_string).collect();
+        }
+    }
+    let checker = checker(&cfg, dkim_selectors)?;
     let audit = checker.check(&domain).await;
     if json {
         println!("{}", serde_json::to_string_pretty(&audit.json())?);

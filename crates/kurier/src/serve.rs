@@ -109,6 +109,10 @@ pub fn run(
                 networks: cfg.web.admin_networks().unwrap_or_default(),
                 hostname: cfg.server.hostname.clone(),
                 session_secs: i64::from(cfg.web.session_hours) * 3600,
+                facts: Some(Arc::new(crate::hosting::AdminFacts::new(
+                    Arc::new(cfg.clone()),
+                    store.clone(),
+                ))),
             })
         });
         if admin.is_some() {

@@ -1,7 +1,8 @@
 //! The web administration in a real browser (issue 26): headless Chromium from Debian, driven
 //! by selenium, signs in as an administrator, adds a domain, creates an account in it, finds a
-//! deferred message with the reason its delivery failed in words, and signs out; a page then
-//! sends it back to the sign-in. Screenshots of each page go to
+//! deferred message with the reason its delivery failed in words, looks at a domain's DNS
+//! records as the validating resolver finds them (present, different, missing) and runs
+//! `kurier check` on it, and signs out; a page then sends it back to the sign-in. Screenshots of each page go to
 //! `target/test-artifacts/web-admin/` (the README shows three of them).
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
@@ -68,6 +69,8 @@ try:
     shot("3-domains")
 
     d.find_element(By.LINK_TEXT, "shop.test").click()
+    until("the page of shop.test", lambda: "DNS records to publish" in text())
+    d.find_element(By.LINK_TEXT, "Accounts of shop.test").click()
     until("the accounts of shop.test", lambda: "Accounts of shop.test" in text())
     d.find_element(By.ID, "new-address").send_keys("ann@shop.test")
     d.find_element(By.ID, "new-password").send_keys("ann-password")
@@ -83,11 +86,27 @@ try:
     print(json.dumps({"queue": entry.text}), flush=True)
     shot("5-queue")
 
+    # kurier.test's page: its records as the validating resolver finds them, then the audit.
+    d.get(base + "/admin/domain?name=kurier.test")
+    until("the page of kurier.test", lambda: "DNS records to publish" in text())
+    rows = [[c.text for c in tr.find_elements(By.TAG_NAME, "td")]
+            for tr in d.find_element(By.ID, "records").find_elements(By.TAG_NAME, "tr")[1:]]
+    print(json.dumps({"records": rows}), flush=True)
+    shot("6-domain")
+    d.find_element(By.ID, "run-check").click()
+    deadline = time.time() + 90
+    while time.time() < deadline and not d.find_elements(By.ID, "check"):
+        time.sleep(0.5)
+    findings = [[c.text for c in tr.find_elements(By.TAG_NAME, "td")]
+                for tr in d.find_element(By.ID, "check").find_elements(By.TAG_NAME, "tr")[1:]]
+    print(json.dumps({"check": findings}), flush=True)
+    shot("7-check")
+
     d.find_element(By.ID, "sign-out").click()
     until("the sign-in page", lambda: d.current_url.endswith("/admin/login"))
     d.get(base + "/admin/")
     until("the sign-in page again", lambda: d.current_url.endswith("/admin/login") and "sign in" in text())
-    shot("6-signed-out")
+    shot("8-signed-out")
     print(json.dumps({"done": True}), flush=True)
 finally:
     d.quit()
@@ -96,11 +115,18 @@ finally:
 #[test]
 fn chromium_signs_in_adds_a_domain_and_an_account_sees_a_deferral_and_signs_out() {
     // far.test's MX has an address nobody listens on: delivery is deferred with a reason.
+    // kurier.test publishes its MX, a different SPF record than Kurier suggests, and no DMARC.
     let world = World::builder()
         .zone(
             Zone::signed("far.test")
                 .record("@", "MX", "10 mx")
                 .record("mx", "A", "{ip:77}"),
+        )
+        .zone(
+            Zone::signed("kurier.test")
+                .record("@", "MX", "10 mx")
+                .record("mx", "A", "{ip:100}")
+                .record("@", "TXT", &support::txt("v=spf1 -all")),
         )
         .build()
         .unwrap();
@@ -159,13 +185,44 @@ fn chromium_signs_in_adds_a_domain_and_an_account_sees_a_deferral_and_signs_out(
         queue.contains("mx.far.test") || queue.contains("connect"),
         "the reason: {queue}"
     );
+    // The records as the validating resolver found them (name, type, value, published, DNSSEC).
+    let records = lines.iter().find_map(|l| l["records"].as_array()).unwrap();
+    let row = |name: &str, rtype: &str| {
+        records
+            .iter()
+            .find(|r| r[0] == name && r[1] == rtype)
+            .unwrap_or_else(|| panic!("no {rtype} {name}: {records:?}"))
+    };
+    let mx = row("kurier.test.", "MX");
+    assert_eq!(
+        (mx[3].as_str(), mx[4].as_str()),
+        (Some("present"), Some("secure")),
+        "{mx:?}"
+    );
+    let spf = row("kurier.test.", "TXT");
+    assert!(spf[3].as_str().unwrap().starts_with("different"), "{spf:?}");
+    assert!(spf[3].as_str().unwrap().contains("v=spf1 -all"), "{spf:?}");
+    assert!(
+        row("_dmarc.kurier.test.", "TXT")[3]
+            .as_str()
+            .unwrap()
+            .starts_with("missing")
+    );
+    // The audit ran and names its requirements.
+    let check = lines.iter().find_map(|l| l["check"].as_array()).unwrap();
+    assert!(
+        check.iter().any(|f| f[0] == "DNS-2"),
+        "the check's findings: {check:?}"
+    );
     for name in [
         "1-sign-in",
         "2-dashboard",
         "3-domains",
         "4-accounts",
         "5-queue",
-        "6-signed-out",
+        "6-domain",
+        "7-check",
+        "8-signed-out",
     ] {
         let png = std::fs::read(shots.join(format!("{name}.png"))).unwrap();
         assert!(png.starts_with(b"\x89PNG"), "{name}");

@@ -44,6 +44,8 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("GET", "/api/v1/domains", Access::DomainAdmin),
     ("POST", "/api/v1/domains", Access::Admin),
     ("DELETE", "/api/v1/domains/{name}", Access::Admin),
+    ("GET", "/api/v1/domains/{name}/records", Access::DomainAdmin),
+    ("POST", "/api/v1/domains/{name}/check", Access::DomainAdmin),
     ("GET", "/api/v1/accounts", Access::DomainAdmin),
     ("POST", "/api/v1/accounts", Access::DomainAdmin),
     ("PATCH", "/api/v1/accounts/{address}", Access::DomainAdmin),
@@ -237,6 +239,14 @@ pub async fn handle(
             .await
             .map(|_| (StatusCode::OK, json!({"deleted": arg(0)})))
             .map_err(Failure::Input),
+        ("GET", "/api/v1/domains/{name}/records") | ("POST", "/api/v1/domains/{name}/check") => {
+            let name = arg(0).to_ascii_lowercase();
+            if !p.manages(&name) {
+                Err(Failure::Forbidden)
+            } else {
+                domain_facts(admin, &name, pattern.ends_with("check")).await
+            }
+        }
         ("GET", "/api/v1/accounts") => {
             let domain = http::field(&query, "domain");
             match domain {
@@ -518,6 +528,39 @@ async fn add_token(
         StatusCode::CREATED,
         json!({"name": name, "token": text, "expires": token.expires}),
     ))
+}
+
+/// A hosted domain's records with their live state, or its `kurier check` findings.
+async fn domain_facts(
+    admin: &Admin,
+    name: &str,
+    check: bool,
+) -> Result<(StatusCode, Value), Failure> {
+    admin.store.domain_settings(name).await?;
+    let Some(facts) = &admin.facts else {
+        return Err(Failure::NotFound("DNS facts on this server".into()));
+    };
+    if check {
+        let lines = facts.check(name).await.map_err(Failure::Input)?;
+        let list: Vec<Value> = lines
+            .iter()
+            .map(|l| json!({"id": l.id, "status": l.status, "subject": l.subject, "evidence": l.evidence, "fix": l.fix}))
+            .collect();
+        return Ok((StatusCode::OK, json!({"domain": name, "findings": list})));
+    }
+    let records = facts.records(name).await.map_err(Failure::Input)?;
+    let list: Vec<Value> = records
+        .iter()
+        .map(|r| {
+            let found = match &r.seen {
+                super::records::Seen::Different(f) => json!(f),
+                _ => Value::Null,
+            };
+            json!({"name": r.name, "type": r.rtype, "value": r.value, "published": r.seen.word(),
+                   "found": found, "dnssec": r.dnssec})
+        })
+        .collect();
+    Ok((StatusCode::OK, json!({"domain": name, "records": list})))
 }
 
 /// Hosts `name`; the normalised name.

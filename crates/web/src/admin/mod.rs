@@ -15,6 +15,7 @@ pub mod api;
 pub mod auth;
 pub mod http;
 pub mod pages;
+pub mod records;
 
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
@@ -38,6 +39,8 @@ pub struct Admin {
     pub hostname: String,
     /// How long a session lives without signing in again.
     pub session_secs: i64,
+    /// A domain's DNS records with their live state, and its audit (`None`: not shown).
+    pub facts: Option<Arc<dyn records::DomainFacts>>,
 }
 
 impl std::fmt::Debug for Admin {
@@ -225,6 +228,15 @@ impl Admin {
                     .await
                     .map(|a| pages::accounts(&p, n, domain, &a))
             }
+            "/admin/domain" if p.role() != Role::User => {
+                let name = http::field(&query, "name")
+                    .unwrap_or("")
+                    .to_ascii_lowercase();
+                if !p.manages(&name) {
+                    return http::html(StatusCode::FORBIDDEN, pages::forbidden(&p));
+                }
+                return self.domain_page(&p, &name, None).await;
+            }
             "/admin/me" => Ok(pages::me(&p, n)),
             "/admin/queue" | "/admin/domains" | "/admin/accounts" => {
                 return http::html(StatusCode::FORBIDDEN, pages::forbidden(&p));
@@ -371,6 +383,17 @@ impl Admin {
                 };
                 ("/admin/queue".into(), outcome)
             }
+            "/admin/domain/check" => {
+                let name = f("name").to_ascii_lowercase();
+                if !p.manages(&name) {
+                    return forbidden_page(p);
+                }
+                let findings = match &self.facts {
+                    Some(facts) => facts.check(&name).await,
+                    None => Err("not available on this server".into()),
+                };
+                return self.domain_page(p, &name, Some(findings)).await;
+            }
             "/admin/me/password" => (
                 "/admin/me".into(),
                 api::change_own_password(
@@ -388,6 +411,30 @@ impl Admin {
             Err(m) => format!("error={}", http::encode(&m)),
         };
         http::see_other(&format!("{back}?{query}"), None)
+    }
+
+    /// A domain's page: its records with their live state, and the audit if one was run.
+    async fn domain_page(
+        &self,
+        p: &Principal,
+        name: &str,
+        check: Option<Result<Vec<records::CheckLine>, String>>,
+    ) -> Response<Full<Bytes>> {
+        match self.store.domain_settings(name).await {
+            Ok(_) => {}
+            Err(StoreError::NotFound(_)) | Err(StoreError::Invalid(_)) => {
+                return http::html(StatusCode::NOT_FOUND, pages::not_found(p));
+            }
+            Err(e) => return unavailable(&e),
+        }
+        let records = match &self.facts {
+            Some(facts) => facts.records(name).await,
+            None => Err("not available on this server".into()),
+        };
+        http::html(
+            StatusCode::OK,
+            pages::domain(p, name, &records, check.as_ref()),
+        )
     }
 
     /// The dashboard's numbers.

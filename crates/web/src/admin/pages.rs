@@ -5,6 +5,7 @@
 use maud::{DOCTYPE, Markup, html};
 
 use super::auth::{Principal, Role};
+use super::records::{CheckLine, RecordCheck, Seen};
 use kurier_store::{Account, QueueEntry};
 
 /// What the dashboard shows.
@@ -134,7 +135,7 @@ pub fn domains(p: &Principal, notice: Option<&Notice>, domains: &[(String, usize
                 tr { th { "Domain" } th { "Accounts" } th {} }
                 @for (d, n) in domains {
                     tr {
-                        td { a href={ "/admin/accounts?domain=" (super::http::encode(d)) } { (d) } }
+                        td { a href={ "/admin/domain?name=" (super::http::encode(d)) } { (d) } }
                         td.num { (n) }
                         td { @if p.role() == Role::Admin { (action("/admin/domains/delete", p, &[("name", d)], "Remove")) } }
                     }
@@ -146,6 +147,69 @@ pub fn domains(p: &Principal, notice: Option<&Notice>, domains: &[(String, usize
                     input type="hidden" name="csrf" value=(p.csrf());
                     label { "Domain" input type="text" name="name" id="new-domain" required; }
                     button type="submit" id="add-domain" { "Add" }
+                }
+            }
+        },
+    )
+}
+
+pub fn domain(
+    p: &Principal,
+    name: &str,
+    records: &Result<Vec<RecordCheck>, String>,
+    check: Option<&Result<Vec<CheckLine>, String>>,
+) -> Markup {
+    page(
+        name,
+        Some(p),
+        None,
+        html! {
+            h1 { (name) }
+            p { a href={ "/admin/accounts?domain=" (super::http::encode(name)) } { "Accounts of " (name) } }
+            h2 { "DNS records to publish" }
+            @match records {
+                Err(e) => p.error { "The records cannot be shown: " (e) },
+                Ok(list) => {
+                    p { "Looked up now through the validating resolver. Copy a value from the table into the zone." }
+                    table id="records" {
+                        tr { th { "Name" } th { "Type" } th { "Value" } th { "Published" } th { "DNSSEC" } }
+                        @for r in list {
+                            tr class={ "seen-" (r.seen.word()) } {
+                                td { (r.name) }
+                                td { (r.rtype) }
+                                td.reason { (r.value) }
+                                td {
+                                    (r.seen.word())
+                                    @match &r.seen {
+                                        Seen::Different(found) => { br; "now: " (found.join(" | ")) },
+                                        Seen::Unknown(why) => { br; (why) },
+                                        _ => {},
+                                    }
+                                }
+                                td { (r.dnssec) }
+                            }
+                        }
+                    }
+                }
+            }
+            h2 { "kurier check" }
+            form method="post" action="/admin/domain/check" {
+                input type="hidden" name="csrf" value=(p.csrf());
+                input type="hidden" name="name" value=(name);
+                button type="submit" id="run-check" { "Run the check (takes up to a minute)" }
+            }
+            @match check {
+                None => {},
+                Some(Err(e)) => p.error { "The check could not run: " (e) },
+                Some(Ok(lines)) => {
+                    table id="check" {
+                        tr { th { "Requirement" } th { "Result" } th { "Checked" } th { "Seen" } th { "Fix" } }
+                        @for l in lines {
+                            tr class={ "check-" (l.status.to_ascii_lowercase().replace('/', "")) } {
+                                td { (l.id) } td { (l.status) } td { (l.subject) } td.reason { (l.evidence) } td { (l.fix) }
+                            }
+                        }
+                    }
                 }
             }
         },
@@ -329,6 +393,9 @@ input{margin-left:.5em;padding:.25em}button{padding:.3em .8em;cursor:pointer}\
 dl.grid{display:grid;grid-template-columns:max-content auto;gap:.3em 1.5em}dd{margin:0;font-weight:600}\
 article.entry{background:#fff;padding:.6em 1em;margin:1em 0;border:1px solid #e3e6ea}\
 meter{width:20em}.actions form{display:inline-block;margin-right:.5em}\
+tr.seen-present td:nth-child(4),tr.check-pass td:nth-child(2){color:#2e7d32;font-weight:600}\
+tr.seen-missing td:nth-child(4),tr.seen-different td:nth-child(4),tr.check-fail td:nth-child(2){color:#c62828;font-weight:600}\
+tr.seen-unknown td:nth-child(4),tr.check-warn td:nth-child(2){color:#b26a00;font-weight:600}\
 ";
 
 #[cfg(test)]
