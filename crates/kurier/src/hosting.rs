@@ -250,3 +250,63 @@ impl kurier_web::admin::records::DomainFacts for AdminFacts {
             .collect())
     }
 }
+
+/// The running server as the web administration's dashboard shows it.
+pub struct Dashboard {
+    pub metrics: Arc<crate::metrics::Metrics>,
+    pub listeners: Vec<(String, String)>,
+}
+
+impl Dashboard {
+    /// The listeners `cfg` names.
+    pub fn new(cfg: &Config, metrics: Arc<crate::metrics::Metrics>) -> Self {
+        let mut listeners = Vec::new();
+        let mut add = |what: &str, list: &[kurier_config::ListenAddr]| {
+            for a in list {
+                listeners.push((what.to_string(), a.0.to_string()));
+            }
+        };
+        add("SMTP (MX)", &cfg.smtp.listen);
+        add("submission (implicit TLS)", &cfg.submission.listen_implicit);
+        add("submission (STARTTLS)", &cfg.submission.listen_starttls);
+        add("IMAP (implicit TLS)", &cfg.imap.listen_implicit);
+        add("IMAP (STARTTLS)", &cfg.imap.listen_starttls);
+        add("POP3 (implicit TLS)", &cfg.pop3.listen_implicit);
+        add("POP3 (STLS)", &cfg.pop3.listen_starttls);
+        add("ManageSieve", &cfg.managesieve.listen);
+        add("HTTPS", &cfg.web.listen);
+        add("HTTP (redirects only)", &cfg.web.listen_http);
+        Dashboard { metrics, listeners }
+    }
+}
+
+impl kurier_web::admin::ServerFacts for Dashboard {
+    fn listeners(&self) -> Vec<(String, String)> {
+        self.listeners.clone()
+    }
+
+    fn certificates(&self) -> Vec<(String, i64)> {
+        self.metrics.certificate_expiries()
+    }
+
+    fn validator(&self) -> (bool, String) {
+        match self.metrics.validator_state() {
+            Some(kurier_dns::ValidatorState::Working(proof)) => (true, proof),
+            Some(kurier_dns::ValidatorState::Failing(why)) => (false, why),
+            Some(kurier_dns::ValidatorState::Unknown) => (false, "not probed yet".into()),
+            None => (false, "not watched: outbound delivery is off".into()),
+        }
+    }
+
+    fn dane(&self) -> Option<bool> {
+        match self
+            .metrics
+            .tlsa_match
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            0 => Some(false),
+            1 => Some(true),
+            _ => None,
+        }
+    }
+}

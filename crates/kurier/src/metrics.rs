@@ -131,6 +131,26 @@ impl Metrics {
     pub fn watch_validator(&self, mode: DnssecMode, state: watch::Receiver<ValidatorState>) {
         let _ = self.validator.set((mode, state));
     }
+
+    /// The certificates in use: their names and expiry (Unix time).
+    pub fn certificate_expiries(&self) -> Vec<(String, i64)> {
+        let Some(acceptor) = self.certificates.get() else {
+            return Vec::new();
+        };
+        acceptor
+            .certificates()
+            .iter()
+            .filter_map(|c| {
+                let at = kurier_tls::certificate::unix_time(c.leaf().not_after())?;
+                Some((c.names.join(" "), at))
+            })
+            .collect()
+    }
+
+    /// The validator's last verdict, if outbound delivery watches it.
+    pub fn validator_state(&self) -> Option<ValidatorState> {
+        self.validator.get().map(|(_, s)| s.borrow().clone())
+    }
 }
 
 impl kurier_accept::SpamEvents for Metrics {

@@ -109,6 +109,7 @@ pub fn run(
                 networks: cfg.web.admin_networks().unwrap_or_default(),
                 hostname: cfg.server.hostname.clone(),
                 session_secs: i64::from(cfg.web.session_hours) * 3600,
+                server: Some(Arc::new(crate::hosting::Dashboard::new(&cfg, metrics.clone()))),
                 facts: Some(Arc::new(crate::hosting::AdminFacts::new(
                     Arc::new(cfg.clone()),
                     store.clone(),

@@ -64,6 +64,14 @@ for method, path in [("GET", "/api/v1/domains"), ("GET", "/api/v1/queue"), ("GET
 admin, csrf = sign_in("admin@kurier.test", "admin-password")
 s, h, t = call("GET", "/api/v1/me", cookie=admin)
 assert js(t)["role"] == "admin", t
+# The server's state: listeners, certificates in use, the validator (not watched: delivery off).
+s, h, t = call("GET", "/api/v1/status", cookie=admin)
+st = js(t)
+assert s == 200 and st["hostname"] == "mx.kurier.test" and st["queued"] == 1, t
+assert {"service": "SMTP (MX)", "address": ip + ":2525"} in st["listeners"], st["listeners"]
+assert [c["names"] for c in st["certificates"]] == ["mx.kurier.test"], st["certificates"]
+assert st["certificates"][0]["not_after"] > 1_700_000_000
+assert st["dnssec_validator"]["working"] is False and "not watched" in st["dnssec_validator"]["detail"], st
 # CSRF: a change with the cookie needs the session's token.
 s, h, t = call("POST", "/api/v1/domains", {"name": "new.test"}, cookie=admin)
 assert s == 403 and "X-CSRF-Token" in js(t)["error"], (s, t)

@@ -56,6 +56,9 @@ try:
     d.find_element(By.ID, "password").send_keys("admin-password")
     d.find_element(By.ID, "sign-in").click()
     until("the dashboard", lambda: d.current_url.endswith("/admin/") and "Queued messages" in text())
+    assert "mx.kurier.test" in d.find_element(By.ID, "certificates").text, text()
+    assert "SMTP (MX)" in d.find_element(By.ID, "listeners").text, text()
+    assert d.find_element(By.ID, "validator").text.startswith("working"), text()
     shot("2-dashboard")
     cookie = d.get_cookie("kurier_session")
     assert cookie["secure"] and cookie["httpOnly"] and cookie["sameSite"] == "Strict", cookie

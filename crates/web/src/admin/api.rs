@@ -221,7 +221,11 @@ pub async fn handle(
                 StatusCode::OK,
                 json!({"hostname": s.hostname, "version": s.version, "domains": s.domains,
                        "accounts": s.accounts, "queued": s.queued, "deferred": s.deferred,
-                       "tls_last_24h": tls}),
+                       "tls_last_24h": tls,
+                       "listeners": s.listeners.iter().map(|(w, a)| json!({"service": w, "address": a})).collect::<Vec<_>>(),
+                       "certificates": s.certificates.iter().map(|(n, at)| json!({"names": n, "not_after": at})).collect::<Vec<_>>(),
+                       "dnssec_validator": s.validator.as_ref().map(|(ok, words)| json!({"working": ok, "detail": words})),
+                       "dane_tlsa_match": s.dane}),
             )
         }),
         ("GET", "/api/v1/domains") => admin.domain_list(&p).await.map_err(Failure::from).map(|d| {

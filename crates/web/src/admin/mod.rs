@@ -41,6 +41,21 @@ pub struct Admin {
     pub session_secs: i64,
     /// A domain's DNS records with their live state, and its audit (`None`: not shown).
     pub facts: Option<Arc<dyn records::DomainFacts>>,
+    /// What the dashboard shows of the running server (`None`: not shown).
+    pub server: Option<Arc<dyn ServerFacts>>,
+}
+
+/// The running server as the dashboard shows it, from the binary (which knows the
+/// listeners, the certificates in use and the validator's last probe).
+pub trait ServerFacts: Send + Sync {
+    /// (service, address) of every listener.
+    fn listeners(&self) -> Vec<(String, String)>;
+    /// The certificates in use: their names and when they expire (Unix time).
+    fn certificates(&self) -> Vec<(String, i64)>;
+    /// Whether the DNSSEC validator's last probe passed, and what it showed or why it failed.
+    fn validator(&self) -> (bool, String);
+    /// Whether the served chain matches our published TLSA records (`None`: not checked yet).
+    fn dane(&self) -> Option<bool>;
 }
 
 impl std::fmt::Debug for Admin {
@@ -444,7 +459,13 @@ impl Admin {
         for e in self.store.tls_events(now - 86400, now + 1).await? {
             tls[api::tls_class(&e)] += 1;
         }
+        let server = self.server.as_deref();
         Ok(pages::Status {
+            listeners: server.map(ServerFacts::listeners).unwrap_or_default(),
+            certificates: server.map(ServerFacts::certificates).unwrap_or_default(),
+            validator: server.map(ServerFacts::validator),
+            dane: server.and_then(ServerFacts::dane),
+            now,
             hostname: self.hostname.clone(),
             version: env!("CARGO_PKG_VERSION"),
             domains: self.store.domains().await?.len(),

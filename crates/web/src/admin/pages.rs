@@ -20,6 +20,15 @@ pub struct Status {
     pub deferred: usize,
     /// Deliveries of the last 24 hours by TLS outcome, in `TLS_OUTCOMES` order.
     pub tls: [u64; 5],
+    /// (service, address).
+    pub listeners: Vec<(String, String)>,
+    /// (names, expiry as Unix time).
+    pub certificates: Vec<(String, i64)>,
+    /// The DNSSEC validator: working, and in words.
+    pub validator: Option<(bool, String)>,
+    /// The served chain matches our TLSA records.
+    pub dane: Option<bool>,
+    pub now: i64,
 }
 
 /// The TLS outcomes of a delivery, strongest first (what the dashboard's chart counts).
@@ -70,6 +79,41 @@ pub fn dashboard(p: &Principal, notice: Option<&Notice>, s: &Status) -> Markup {
                     dt { "Accounts" } dd id="accounts-count" { (s.accounts) }
                     dt { "Queued messages" } dd id="queued" { (s.queued) }
                     dt { "Deferred (retrying)" } dd id="deferred" { (s.deferred) }
+                }
+            }
+            section {
+                h2 { "Security state" }
+                dl.grid {
+                    dt { "DNSSEC validator" }
+                    dd id="validator" {
+                        @match &s.validator {
+                            Some((true, words)) => { span.good { "working" } " — " (words) },
+                            Some((false, words)) => { span.bad { "FAILING" } " — " (words) " (outbound delivery holds mail)" },
+                            None => { "not known" },
+                        }
+                    }
+                    dt { "DANE (our TLSA records)" }
+                    dd id="dane" {
+                        @match s.dane {
+                            Some(true) => span.good { "the served certificate matches them (or none are published)" },
+                            Some(false) => span.bad { "MISMATCH: DANE senders cannot deliver to us" },
+                            None => "not checked yet",
+                        }
+                    }
+                }
+                table id="certificates" {
+                    tr { th { "Certificate" } th { "Expires" } }
+                    @for (names, at) in &s.certificates {
+                        @let days = (at - s.now).div_euclid(86400);
+                        tr {
+                            td { (names) }
+                            td { @if days < 14 { span.bad { "in " (days) " days" } } @else { "in " (days) " days" } }
+                        }
+                    }
+                }
+                table id="listeners" {
+                    tr { th { "Service" } th { "Listening on" } }
+                    @for (what, at) in &s.listeners { tr { td { (what) } td { (at) } } }
                 }
             }
             section {
@@ -392,6 +436,7 @@ input{margin-left:.5em;padding:.25em}button{padding:.3em .8em;cursor:pointer}\
 .done{background:#e6f4ea;border-left:4px solid #2e7d32;padding:.5em .8em}\
 dl.grid{display:grid;grid-template-columns:max-content auto;gap:.3em 1.5em}dd{margin:0;font-weight:600}\
 article.entry{background:#fff;padding:.6em 1em;margin:1em 0;border:1px solid #e3e6ea}\
+.good{color:#2e7d32;font-weight:600}.bad{color:#c62828;font-weight:600}\
 meter{width:20em}.actions form{display:inline-block;margin-right:.5em}\
 tr.seen-present td:nth-child(4),tr.check-pass td:nth-child(2){color:#2e7d32;font-weight:600}\
 tr.seen-missing td:nth-child(4),tr.seen-different td:nth-child(4),tr.check-fail td:nth-child(2){color:#c62828;font-weight:600}\
