@@ -6,7 +6,6 @@
 use std::collections::BTreeMap;
 
 use anyhow::{Context, bail};
-use kurier_policy::tlsrpt::parse_report;
 use kurier_smtp::received::UtcTime;
 
 use crate::ConfigArgs;
@@ -119,41 +118,19 @@ pub async fn run(args: ConfigArgs, cmd: ReportsCommand) -> anyhow::Result<()> {
             dmarc: false,
         } => {
             let from = kurier_store::now() - i64::from(since) * 86_400;
-            // (domain, reporter) → (reports, successful, failed, result type → sessions)
-            type Row = (u64, u64, u64, BTreeMap<String, u64>);
-            let mut rows: BTreeMap<(String, String), Row> = BTreeMap::new();
-            for r in store.reports().await.context("reading the reports")? {
-                if r.received < from {
-                    continue;
-                }
-                let Ok(report) = parse_report(&r.json) else {
-                    continue;
-                };
-                for p in report.policies {
-                    if domain
-                        .as_deref()
-                        .is_some_and(|d| !d.eq_ignore_ascii_case(&p.policy_domain))
-                    {
-                        continue;
-                    }
-                    let row = rows
-                        .entry((p.policy_domain.clone(), report.organization.clone()))
-                        .or_default();
-                    row.0 += 1;
-                    row.1 += p.successful;
-                    row.2 += p.failed;
-                    for (kind, n) in p.failures {
-                        *row.3.entry(kind).or_default() += n;
-                    }
-                }
-            }
+            let stored = store.reports().await.context("reading the reports")?;
+            let fresh = stored
+                .iter()
+                .filter(|r| r.received >= from)
+                .map(|r| r.json.as_slice());
+            let rows = kurier_policy::tlsrpt::sum_reports(fresh, domain.as_deref(), false);
             if json {
                 let list: Vec<serde_json::Value> = rows
                     .iter()
-                    .map(|((d, org), (n, ok, failed, kinds))| {
+                    .map(|((d, org, _), t)| {
                         serde_json::json!({
-                            "policy-domain": d, "reporter": org, "reports": n,
-                            "successful": ok, "failed": failed, "failures": kinds,
+                            "policy-domain": d, "reporter": org, "reports": t.reports,
+                            "successful": t.successful, "failed": t.failed, "failures": t.failures,
                         })
                     })
                     .collect();
@@ -163,12 +140,13 @@ pub async fn run(args: ConfigArgs, cmd: ReportsCommand) -> anyhow::Result<()> {
             if rows.is_empty() {
                 println!("no reports in the last {since} days");
             }
-            for ((d, org), (n, ok, failed, kinds)) in rows {
+            for ((d, org, _), t) in rows {
+                let (n, ok, failed) = (t.reports, t.successful, t.failed);
                 let flag = if failed > 0 { "  FAILURES" } else { "" };
                 println!(
                     "{d}  from {org}: {n} report(s), {ok} successful, {failed} failed sessions{flag}"
                 );
-                for (kind, k) in kinds {
+                for (kind, k) in t.failures {
                     println!("    {kind}: {k}");
                 }
             }

@@ -72,6 +72,12 @@ assert {"service": "SMTP (MX)", "address": ip + ":2525"} in st["listeners"], st[
 assert [c["names"] for c in st["certificates"]] == ["mx.kurier.test"], st["certificates"]
 assert st["certificates"][0]["not_after"] > 1_700_000_000
 assert st["dnssec_validator"]["working"] is False and "not watched" in st["dnssec_validator"]["detail"], st
+# Reports: received ones summed per day, reporter and domain; sent ones listed.
+s, h, t = call("GET", "/api/v1/reports", cookie=admin)
+r = js(t)
+assert r["tlsrpt_received"] == [{"day": "2026-12-03", "reporter": "Example Reporter", "domain": "kurier.test",
+    "reports": 1, "successful": 5, "failed": 2, "failures": {"certificate-expired": 2}}], r
+assert [x["report_id"] for x in r["tlsrpt_sent"]] == ["our-report-1"] and r["dmarc_sent"] == [], r
 # CSRF: a change with the cookie needs the session's token.
 s, h, t = call("POST", "/api/v1/domains", {"name": "new.test"}, cookie=admin)
 assert s == 403 and "X-CSRF-Token" in js(t)["error"], (s, t)
@@ -180,8 +186,10 @@ def page(path, expect=200):
             assert 'name="csrf" value="%s"' % csrf in form, (path, form)
     return t
 
-for path in ["/admin/", "/admin/queue", "/admin/domains", "/admin/accounts", "/admin/me", "/admin/accounts?domain=kurier.test"]:
+for path in ["/admin/", "/admin/queue", "/admin/domains", "/admin/accounts", "/admin/me", "/admin/accounts?domain=kurier.test", "/admin/reports"]:
     page(path)
+reports = page("/admin/reports")
+assert "Example Reporter" in reports and "certificate-expired: 2" in reports and "our-report-1" in reports, reports
 page("/admin/nothing", 404)
 s, h, t = call("GET", "/admin/login")
 assert s == 200 and "<script" not in t and h.get("x-frame-options") == "DENY"
@@ -229,6 +237,9 @@ assert s == 303 and h["location"] == "/admin/login", (s, h)
 print("OK-DONE")
 "#;
 
+/// An RFC 8460 report about kurier.test: 5 good sessions, 2 with an expired certificate.
+const REPORT: &str = r#"{"organization-name": "Example Reporter", "date-range": {"start-datetime": "2026-12-03T00:00:00Z", "end-datetime": "2026-12-03T23:59:59Z"}, "contact-info": "tls@reporter.test", "report-id": "r1", "policies": [{"policy": {"policy-type": "sts", "policy-domain": "kurier.test"}, "summary": {"total-successful-session-count": 5, "total-failure-session-count": 2}, "failure-details": [{"result-type": "certificate-expired", "failed-session-count": 2}]}]}"#;
+
 #[test]
 fn web_admin_api_roles_input_and_csrf() {
     let ip = "127.0.69.1";
@@ -251,6 +262,22 @@ fn web_admin_api_roles_input_and_csrf() {
                 dsn: Default::default(),
             };
             store.enqueue(&e, b"Subject: x\r\n\r\nx\r\n").await.unwrap();
+            // A TLS report an outside reporter sent us, and one we sent.
+            store
+                .store_report("kurier.test", "reporter.test", REPORT.as_bytes())
+                .await
+                .unwrap();
+            let today = kurier_store::now() - kurier_store::now().rem_euclid(86400);
+            store
+                .claim_report(
+                    kurier_store::ReportKind::Tlsrpt,
+                    "far.test",
+                    today,
+                    "our-report-1",
+                    kurier_store::now(),
+                )
+                .await
+                .unwrap();
             let a = store.account("rcpt@kurier.test").await.unwrap().unwrap();
             store
                 .put_web_session(&kurier_store::WebSession {

@@ -354,6 +354,57 @@ pub struct PolicySummary {
     pub failures: Vec<(String, u64)>,
 }
 
+/// Received reports summed: how many, successful and failed sessions, failed sessions by
+/// result type.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReportTotals {
+    pub reports: u64,
+    pub successful: u64,
+    pub failed: u64,
+    pub failures: std::collections::BTreeMap<String, u64>,
+}
+
+/// Received reports (JSON as stored) summed per (policy domain, reporting organisation, day):
+/// the day is the report's start date (`YYYY-MM-DD`) with `by_day`, else "". Reports that do
+/// not parse are left out, and so are policy domains other than `domain` when it is given.
+pub fn sum_reports<'a>(
+    reports: impl IntoIterator<Item = &'a [u8]>,
+    domain: Option<&str>,
+    by_day: bool,
+) -> std::collections::BTreeMap<(String, String, String), ReportTotals> {
+    let mut out: std::collections::BTreeMap<(String, String, String), ReportTotals> =
+        Default::default();
+    for json in reports {
+        let Ok(report) = parse_report(json) else {
+            continue;
+        };
+        let day = if by_day {
+            report.start.get(..10).unwrap_or("").to_string()
+        } else {
+            String::new()
+        };
+        for p in report.policies {
+            if domain.is_some_and(|d| !d.eq_ignore_ascii_case(&p.policy_domain)) {
+                continue;
+            }
+            let t = out
+                .entry((
+                    p.policy_domain.clone(),
+                    report.organization.clone(),
+                    day.clone(),
+                ))
+                .or_default();
+            t.reports += 1;
+            t.successful += p.successful;
+            t.failed += p.failed;
+            for (kind, n) in p.failures {
+                *t.failures.entry(kind).or_default() += n;
+            }
+        }
+    }
+    out
+}
+
 /// Reads a report (§4.4) leniently: unknown fields are ignored, counts may be missing (0), but
 /// it must be a JSON object with `policies` (an array; a single object is accepted too, as some
 /// reporters send) and within `MAX_REPORT_BYTES`.
@@ -556,5 +607,30 @@ mod tests {
             ),
             ("a.test", 3, 0)
         );
+    }
+
+    #[test]
+    fn received_reports_are_summed_per_domain_reporter_and_day() {
+        let r = |org: &str, day: &str, domain: &str, ok: u64, failed: u64| {
+            format!(
+                r#"{{"organization-name":"{org}","date-range":{{"start-datetime":"{day}T00:00:00Z"}},"policies":[{{"policy":{{"policy-type":"sts","policy-domain":"{domain}"}},"summary":{{"total-successful-session-count":{ok},"total-failure-session-count":{failed}}},"failure-details":[{{"result-type":"certificate-expired","failed-session-count":{failed}}}]}}]}}"#
+            )
+        };
+        let reports = [
+            r("G", "2026-12-01", "a.test", 5, 1),
+            r("G", "2026-12-01", "a.test", 2, 0),
+            r("G", "2026-12-02", "a.test", 1, 2),
+            r("M", "2026-12-01", "b.test", 9, 0),
+            "garbage".to_string(),
+        ];
+        let by_day = sum_reports(reports.iter().map(|r| r.as_bytes()), None, true);
+        let key = |d: &str, o: &str, day: &str| (d.to_string(), o.to_string(), day.to_string());
+        let t = &by_day[&key("a.test", "G", "2026-12-01")];
+        assert_eq!((t.reports, t.successful, t.failed), (2, 7, 1));
+        assert_eq!(t.failures["certificate-expired"], 1);
+        assert_eq!(by_day.len(), 3);
+        let all = sum_reports(reports.iter().map(|r| r.as_bytes()), Some("A.test"), false);
+        let t = &all[&key("a.test", "G", "")];
+        assert_eq!((all.len(), t.reports, t.successful, t.failed), (1, 3, 8, 3));
     }
 }

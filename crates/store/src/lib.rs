@@ -316,6 +316,13 @@ pub trait Store: Send + Sync + 'static {
         report_id: &str,
         now: UnixTime,
     ) -> Result<bool>;
+    /// The `kind` reports claimed (sent, or being sent) for days from `since` on:
+    /// (domain, day, report id, when), newest day first.
+    async fn sent_reports(
+        &self,
+        kind: ReportKind,
+        since: UnixTime,
+    ) -> Result<Vec<(String, UnixTime, String, UnixTime)>>;
     /// Gives a claim back after the report could not be handed on (so a later run sends it).
     async fn release_report(&self, kind: ReportKind, domain: &str, day: UnixTime) -> Result<()>;
 

@@ -1953,6 +1953,26 @@ impl Store for PostgresStore {
         Ok(n == 1)
     }
 
+    async fn sent_reports(
+        &self,
+        kind: ReportKind,
+        since: UnixTime,
+    ) -> Result<Vec<(String, UnixTime, String, UnixTime)>> {
+        let sql = format!(
+            "SELECT domain, day, report_id, at FROM {} WHERE day >= $1 ORDER BY day DESC, domain",
+            rules::claim_table(kind)
+        );
+        Ok(self
+            .client()
+            .await?
+            .query(&sql, &[&since])
+            .await
+            .map_err(err)?
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+            .collect())
+    }
+
     async fn release_report(&self, kind: ReportKind, domain: &str, day: UnixTime) -> Result<()> {
         let sql = format!(
             "DELETE FROM {} WHERE domain = $1 AND day = $2",

@@ -1898,6 +1898,27 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn sent_reports(
+        &self,
+        kind: ReportKind,
+        since: UnixTime,
+    ) -> Result<Vec<(String, UnixTime, String, UnixTime)>> {
+        let sql = format!(
+            "SELECT domain, day, report_id, at FROM {} WHERE day >= ?1 ORDER BY day DESC, domain",
+            rules::claim_table(kind)
+        );
+        self.run(move |c| {
+            let mut s = c.prepare(&sql).map_err(err)?;
+            let rows = s
+                .query_map([since], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                })
+                .map_err(err)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(err)
+        })
+        .await
+    }
+
     async fn release_report(&self, kind: ReportKind, domain: &str, day: UnixTime) -> Result<()> {
         let domain = domain.to_ascii_lowercase();
         let sql = format!(

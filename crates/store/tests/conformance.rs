@@ -228,6 +228,33 @@ mod suite {
                 .await
                 .unwrap()
         );
+        // What was sent, newest day first (the web administration lists it).
+        let sent = s.sent_reports(ReportKind::Tlsrpt, day).await.unwrap();
+        let ids: Vec<(&str, i64, &str)> = sent
+            .iter()
+            .map(|(d, at, id, _)| (d.as_str(), *at, id.as_str()))
+            .collect();
+        assert_eq!(
+            ids,
+            [
+                ("b.test", day + 86_400, "r3"),
+                ("b.test", day, "r1"),
+                ("c.test", day, "r4")
+            ]
+        );
+        assert_eq!(
+            s.sent_reports(ReportKind::Tlsrpt, day + 1)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        assert!(
+            s.sent_reports(ReportKind::Dmarc, day)
+                .await
+                .unwrap()
+                .is_empty()
+        );
         s.release_report(ReportKind::Tlsrpt, "b.test", day)
             .await
             .unwrap();

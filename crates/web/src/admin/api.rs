@@ -58,6 +58,7 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("POST", "/api/v1/queue/{id}/retry", Access::Admin),
     ("DELETE", "/api/v1/queue/{id}", Access::Admin),
     ("GET", "/api/v1/tls", Access::Admin),
+    ("GET", "/api/v1/reports", Access::Admin),
 ];
 
 /// The route of `method` and `path` and the values of its `{…}` segments.
@@ -395,6 +396,22 @@ pub async fn handle(
                 .unwrap_or(7)
                 .clamp(1, 31);
             tls_days(admin, now, days).await
+        }
+        ("GET", "/api/v1/reports") => {
+            let days = http::field(&query, "days").and_then(|d| d.parse::<i64>().ok()).unwrap_or(30).clamp(1, 366);
+            admin.reports(now, days).await.map_err(Failure::from).map(|r| {
+                let received: Vec<Value> = r
+                    .received
+                    .iter()
+                    .map(|((domain, org, day), t)| json!({"day": day, "reporter": org, "domain": domain,
+                        "reports": t.reports, "successful": t.successful, "failed": t.failed, "failures": t.failures}))
+                    .collect();
+                let sent = |l: &[(String, i64, String, i64)]| -> Vec<Value> {
+                    l.iter().map(|(d, day, id, at)| json!({"domain": d, "day": day, "report_id": id, "sent": at})).collect()
+                };
+                (StatusCode::OK, json!({"days": days, "tlsrpt_received": received,
+                    "tlsrpt_sent": sent(&r.sent_tlsrpt), "dmarc_sent": sent(&r.sent_dmarc)}))
+            })
         }
         _ => Err(Failure::NotFound("route".into())),
     };

@@ -252,8 +252,11 @@ impl Admin {
                 }
                 return self.domain_page(&p, &name, None).await;
             }
+            "/admin/reports" if p.role() == Role::Admin => {
+                self.reports(now, 30).await.map(|r| pages::reports(&p, &r))
+            }
             "/admin/me" => Ok(pages::me(&p, n)),
-            "/admin/queue" | "/admin/domains" | "/admin/accounts" => {
+            "/admin/queue" | "/admin/domains" | "/admin/accounts" | "/admin/reports" => {
                 return http::html(StatusCode::FORBIDDEN, pages::forbidden(&p));
             }
             _ => return http::html(StatusCode::NOT_FOUND, pages::not_found(&p)),
@@ -450,6 +453,34 @@ impl Admin {
             StatusCode::OK,
             pages::domain(p, name, &records, check.as_ref()),
         )
+    }
+
+    /// The TLSRPT reports received for the last `days` days per domain, reporter and day, and
+    /// the reports we sent.
+    pub async fn reports(&self, now: UnixTime, days: i64) -> Result<pages::Reports, StoreError> {
+        let from = now - days * 86400;
+        let stored = self.store.reports().await?;
+        let fresh = stored
+            .iter()
+            .filter(|r| r.received >= from)
+            .map(|r| r.json.as_slice());
+        let received = kurier_policy::tlsrpt::sum_reports(fresh, None, true)
+            .into_iter()
+            .rev()
+            .collect();
+        let day = from - from.rem_euclid(86400);
+        Ok(pages::Reports {
+            days,
+            received,
+            sent_tlsrpt: self
+                .store
+                .sent_reports(kurier_store::ReportKind::Tlsrpt, day)
+                .await?,
+            sent_dmarc: self
+                .store
+                .sent_reports(kurier_store::ReportKind::Dmarc, day)
+                .await?,
+        })
     }
 
     /// The dashboard's numbers.

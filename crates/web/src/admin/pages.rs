@@ -132,6 +132,80 @@ pub fn dashboard(p: &Principal, notice: Option<&Notice>, s: &Status) -> Markup {
     )
 }
 
+/// What the reports page shows.
+#[derive(Debug, Clone, Default)]
+pub struct Reports {
+    pub days: i64,
+    /// (policy domain, reporter, day) → totals, newest day first.
+    pub received: Vec<(
+        (String, String, String),
+        kurier_policy::tlsrpt::ReportTotals,
+    )>,
+    /// (domain, day, report id, sent at).
+    pub sent_tlsrpt: Vec<(String, i64, String, i64)>,
+    pub sent_dmarc: Vec<(String, i64, String, i64)>,
+}
+
+pub fn reports(p: &Principal, r: &Reports) -> Markup {
+    let sent = |title: &str, id: &str, list: &[(String, i64, String, i64)]| {
+        html! {
+            h2 { (title) }
+            @if list.is_empty() { p { "None in the last " (r.days) " days." } }
+            @else {
+                table id=(id) {
+                    tr { th { "Day" } th { "Domain" } th { "Report" } }
+                    @for (domain, day, report, _) in list {
+                        tr { td { (utc_day(*day)) } td { (domain) } td.reason { (report) } }
+                    }
+                }
+            }
+        }
+    };
+    page(
+        "Reports",
+        Some(p),
+        None,
+        html! {
+            h1 { "TLS reports" }
+            p { "What other servers reported about their TLS sessions to us (RFC 8460), per day, reporter and our domain, for the last " (r.days) " days." }
+            @if r.received.is_empty() { p { "No reports received." } }
+            @else {
+                table id="received" {
+                    tr { th { "Day" } th { "Reporter" } th { "Domain" } th { "Sessions" } th { "Failed" } th { "" } th { "Failure types" } }
+                    @for ((domain, org, day), t) in &r.received {
+                        @let total = t.successful + t.failed;
+                        tr class={ @if t.failed > 0 { "seen-different" } @else { "seen-present" } } {
+                            td { (day) } td { (org) } td { (domain) }
+                            td.num { (total) }
+                            td.num { (t.failed) }
+                            td { meter min="0" max=(total.max(1)) value=(t.successful) { (t.successful) " of " (total) } }
+                            td.reason {
+                                @for (kind, n) in &t.failures { (kind) ": " (n) br; }
+                            }
+                        }
+                    }
+                }
+            }
+            (sent("TLS reports we sent", "sent-tlsrpt", &r.sent_tlsrpt))
+            (sent("DMARC reports we sent", "sent-dmarc", &r.sent_dmarc))
+        },
+    )
+}
+
+/// `YYYY-MM-DD` of a Unix time.
+fn utc_day(t: i64) -> String {
+    let z = t.div_euclid(86400) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
 pub fn queue(p: &Principal, notice: Option<&Notice>, entries: &[QueueEntry], now: i64) -> Markup {
     page(
         "Queue",
@@ -375,6 +449,7 @@ fn page(title: &str, p: Option<&Principal>, notice: Option<&Notice>, body: Marku
                         @if p.role() == Role::Admin {
                             a href="/admin/" { "Dashboard" }
                             a href="/admin/queue" { "Queue" }
+                            a href="/admin/reports" { "Reports" }
                         }
                         @if p.role() != Role::User {
                             a href="/admin/domains" { "Domains" }
@@ -526,6 +601,9 @@ mod tests {
                 "{page}"
             );
         }
+        assert_eq!(utc_day(0), "1970-01-01");
+        assert_eq!(utc_day(1_796_376_600), "2026-12-04");
+        assert_eq!(utc_day(951_782_400), "2000-02-29");
         assert_eq!(words(30), "30 s");
         assert_eq!(words(3700), "1 h 1 min");
         assert_eq!(size(1536), "1.5 KiB");
