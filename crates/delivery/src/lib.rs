@@ -8,8 +8,10 @@
 //! MTA-STS policies of receiving domains (`sts`, RFC 8461: fetched, cached, enforced where DANE
 //! does not apply), retries with exponential backoff (`schedule`), and DSNs in plain language
 //! (`dsn`, RFC 3464, MUA-9), and the notice for a message a Sieve script refused after it was
-//! accepted (`mdn`, RFC 8098). TLSRPT (RFC 8460): the daily reports of those outcomes to the
-//! receiving domains (`report`), and the reports others send us (`intake`). Every TLS outcome is recorded as a TLSRPT event; every attempt is one log line.
+//! accepted (`mdn`, RFC 8098); an operator's bounce of a queued message (`bounce`). TLSRPT
+//! (RFC 8460): the daily reports of those outcomes to the receiving domains (`report`), and the
+//! reports others send us (`intake`). Every TLS outcome is recorded as a TLSRPT event; every
+//! attempt is one log line.
 //!
 //! Must not: parse SMTP (the `smtp` crate's client does), decide DANE itself (the `policy`
 //! crate does), or send anything in clear where a policy requires TLS.
@@ -17,6 +19,7 @@
 #![forbid(unsafe_code)]
 
 pub mod attempt;
+pub mod bounce;
 pub mod dmarc_report;
 pub mod dsn;
 pub mod https;

@@ -12,7 +12,7 @@ use std::time::Duration;
 use kurier_dns::{Resolver, ValidatorState};
 use kurier_policy::tlsrpt::{PolicyType, TlsOutcome};
 use kurier_smtp::client::Envelope;
-use kurier_store::{NewQueueEntry, QueueEntry, Recipient, RecipientStatus, Store, StoreError};
+use kurier_store::{QueueEntry, RecipientStatus, Store, StoreError};
 use kurier_tls::ClientTls;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 
@@ -497,33 +497,12 @@ impl QueueRunner {
         }
     }
 
-    /// Delivers a notice to the original sender: into the mailbox if the sender is ours,
-    /// otherwise through the queue with an empty reverse path.
+    /// Delivers a notice to the original sender (`bounce::send_notice`).
     async fn send_notice(&self, to: &str, message: &[u8]) {
-        let result = match self.store.resolve(to).await {
-            Ok(Recipient::Local(accounts)) => {
-                let ids: Vec<i64> = accounts.iter().map(|a| a.id).collect();
-                self.store.deliver(&ids, message).await.map(|_| ())
-            }
-            Ok(Recipient::NotHosted) => {
-                let entry = NewQueueEntry {
-                    sender: String::new(),
-                    recipients: vec![(to.to_string(), Default::default())],
-                    require_tls: false,
-                    dsn: Default::default(),
-                };
-                let r = self.store.enqueue(&entry, message).await.map(|_| ());
-                self.wake.notify_one();
-                r
-            }
-            Ok(Recipient::Unknown) => {
-                tracing::warn!(sender = %to, "a delivery notice has nobody to go to (the sender's address does not exist here)");
-                Ok(())
-            }
-            Err(e) => Err(e),
-        };
-        if let Err(e) = result {
-            tracing::error!(sender = %to, error = %e, "cannot send a delivery notice");
+        match crate::bounce::send_notice(&*self.store, to, message).await {
+            Ok(true) => self.wake.notify_one(),
+            Ok(false) => {}
+            Err(e) => tracing::error!(sender = %to, error = %e, "cannot send a delivery notice"),
         }
     }
 }

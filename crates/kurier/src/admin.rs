@@ -95,6 +95,17 @@ pub enum AliasCommand {
 pub enum QueueCommand {
     /// List the messages waiting for outbound delivery.
     List,
+    /// Make a message due now.
+    Retry { id: i64 },
+    /// Remove a message without a notice.
+    Delete { id: i64 },
+    /// Return a message to its sender now, with a failure notice for its pending recipients.
+    Bounce {
+        id: i64,
+        /// Said in the notice.
+        #[arg(long, default_value = "the postmaster removed it from the queue")]
+        reason: String,
+    },
 }
 
 /// Opens the store of `--config` (or `--dev`). The data folder must exist (`kurier init`
@@ -321,6 +332,29 @@ pub async fn queue(args: ConfigArgs, cmd: QueueCommand) -> anyhow::Result<()> {
                     println!("    {}  {}{error}", r.address, r.status.as_str());
                 }
             }
+        }
+        QueueCommand::Retry { id } => {
+            store.retry_queue_entry(id, kurier_store::now()).await?;
+            println!("message {id} is due now (the running server tries it within seconds)");
+        }
+        QueueCommand::Delete { id } => {
+            store.delete_queue_entry(id, kurier_store::now()).await?;
+            println!("deleted message {id}");
+        }
+        QueueCommand::Bounce { id, reason } => {
+            let cfg = args.config()?;
+            let b = kurier_delivery::bounce::bounce(
+                &*store,
+                &cfg.server.hostname,
+                id,
+                &reason,
+                kurier_store::now(),
+            )
+            .await?;
+            println!(
+                "returned message {id} to its sender ({} recipients)",
+                b.recipients.len()
+            );
         }
     }
     Ok(())

@@ -101,6 +101,8 @@ pub fn run(
             Duration::from_secs(sub.auth_window_secs),
             sub.auth_block_after,
         )));
+        // Wakes the outbound queue runner when something was queued.
+        let outbound = Arc::new(tokio::sync::Notify::new());
         let admin = cfg.web.admin.then(|| {
             Arc::new(kurier_web::admin::Admin {
                 store: store.clone(),
@@ -110,6 +112,7 @@ pub fn run(
                 hostname: cfg.server.hostname.clone(),
                 session_secs: i64::from(cfg.web.session_hours) * 3600,
                 server: Some(Arc::new(crate::hosting::Dashboard::new(&cfg, metrics.clone()))),
+                outbound: Some(outbound.clone()),
                 facts: Some(Arc::new(crate::hosting::AdminFacts::new(
                     Arc::new(cfg.clone()),
                     store.clone(),
@@ -158,7 +161,6 @@ pub fn run(
             Some(own) => Arc::new(own),
             None => acceptor.clone(),
         };
-        let outbound = Arc::new(tokio::sync::Notify::new());
         // One resolver (one cache) for the queue runner, the TLSRPT reporter and the intake of
         // reports. Delivery cannot do without it; the intake can.
         let resolver = if cfg.delivery.enabled {

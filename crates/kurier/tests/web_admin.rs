@@ -142,8 +142,11 @@ assert len(queue) == 1 and queue[0]["recipients"][0]["address"] == "far@remote.t
 qid = queue[0]["id"]
 s, h, t = call("POST", "/api/v1/queue/%d/retry" % qid, token=token)
 assert s == 200, (s, t)
-s, h, t = call("DELETE", "/api/v1/queue/%d" % qid, token=token)
-assert s == 200, (s, t)
+# Returned to its sender (rcpt@kurier.test, ours: the notice lands in its INBOX).
+s, h, t = call("POST", "/api/v1/queue/%d/bounce" % qid, token=token)
+assert s == 200 and js(t) == {"returned": qid, "recipients": 1}, (s, t)
+s, h, t = call("POST", "/api/v1/queue/%d/bounce" % qid, token=token)
+assert s == 404, (s, t)
 s, h, t = call("DELETE", "/api/v1/queue/%d" % qid, token=token)
 assert s == 404, (s, t)
 s, h, t = call("GET", "/api/v1/queue", token=token[:-1] + ("0" if token[-1] != "0" else "1"))
@@ -186,7 +189,7 @@ def page(path, expect=200):
             assert 'name="csrf" value="%s"' % csrf in form, (path, form)
     return t
 
-for path in ["/admin/", "/admin/queue", "/admin/domains", "/admin/accounts", "/admin/me", "/admin/accounts?domain=kurier.test", "/admin/reports"]:
+for path in ["/admin/", "/admin/queue", "/admin/domains", "/admin/accounts", "/admin/me", "/admin/accounts?domain=kurier.test", "/admin/reports", "/admin/aliases"]:
     page(path)
 reports = page("/admin/reports")
 assert "Example Reporter" in reports and "certificate-expired: 2" in reports and "our-report-1" in reports, reports
@@ -208,6 +211,8 @@ for path, fields in [
     ("/admin/accounts/update", {"address": "rcpt@kurier.test", "action": "quota", "value": evil}),
     ("/admin/queue/retry", {"id": evil}),
     ("/admin/me/password", {"current": evil, "new": evil}),
+    ("/admin/aliases", {"address": evil + "@kurier.test", "targets": evil}),
+    ("/admin/aliases/delete", {"address": evil + "@kurier.test"}),
 ]:
     s, h, t = post(path, fields)
     assert s == 303, (path, s, t)
@@ -231,6 +236,13 @@ assert "csrf.test" not in t
 s, h, t = post("/admin/domains", {"name": "forms.test"})
 assert s == 303 and "done=" in h["location"], (s, h)
 assert "forms.test" in page("/admin/domains")
+# An alias through its form.
+s, h, t = post("/admin/aliases", {"address": "info@kurier.test", "targets": "rcpt@kurier.test, admin@kurier.test"})
+assert s == 303 and "done=" in h["location"], (s, h)
+assert "info@kurier.test" in page("/admin/aliases")
+s, h, t = post("/admin/aliases/delete", {"address": "info@kurier.test"})
+assert "done=" in h["location"], h
+assert "info@kurier.test" not in page("/admin/aliases")
 # Without a session the pages send to the sign-in.
 s, h, t = call("GET", "/admin/queue")
 assert s == 303 and h["location"] == "/admin/login", (s, h)
@@ -324,6 +336,43 @@ fn web_admin_api_roles_input_and_csrf() {
         String::from_utf8_lossy(&result.stderr)
     );
     assert!(server.stderr().contains("web sign-in failed"));
+    // The bounce's notice reached the sender, naming the recipient and who returned it.
+    let inbox = support::inbox(dir.path(), "rcpt@kurier.test");
+    assert_eq!(inbox.len(), 1, "{inbox:?}");
+    for want in [
+        "Undelivered mail returned to sender",
+        "far@remote.test",
+        "returned by admin@kurier.test in the web administration",
+        "Status: 5.0.0",
+    ] {
+        assert!(inbox[0].contains(want), "{want} in {}", inbox[0]);
+    }
+    // The CLI does what the API does.
+    {
+        let (rt, store) = support::store_at(dir.path());
+        let e = kurier_store::NewQueueEntry {
+            sender: "rcpt@kurier.test".into(),
+            recipients: vec![("x@remote.test".into(), Default::default())],
+            require_tls: false,
+            dsn: Default::default(),
+        };
+        let id = rt
+            .block_on(store.enqueue(&e, b"Subject: y\r\n\r\ny\r\n"))
+            .unwrap();
+        let c = config.to_str().unwrap();
+        let (code, out, err) = support::run(&["queue", "retry", &id.to_string(), "--config", c]);
+        assert_eq!(code, 0, "{err}");
+        assert!(out.contains("is due now"), "{out}");
+        let (code, out, err) = support::run(&["queue", "bounce", &id.to_string(), "--config", c]);
+        assert_eq!(code, 0, "{err}");
+        assert!(
+            out.contains("returned message") && out.contains("(1 recipients)"),
+            "{out}"
+        );
+        let (code, _, err) = support::run(&["queue", "delete", &id.to_string(), "--config", c]);
+        assert_ne!(code, 0);
+        assert!(err.contains("not found"), "{err}");
+    }
 
     support::python_ok(&format!("{CLIENT}{PAGES}"), &[ip]);
 

@@ -56,6 +56,7 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("GET", "/api/v1/queue", Access::Admin),
     ("GET", "/api/v1/queue/{id}", Access::Admin),
     ("POST", "/api/v1/queue/{id}/retry", Access::Admin),
+    ("POST", "/api/v1/queue/{id}/bounce", Access::Admin),
     ("DELETE", "/api/v1/queue/{id}", Access::Admin),
     ("GET", "/api/v1/tls", Access::Admin),
     ("GET", "/api/v1/reports", Access::Admin),
@@ -320,27 +321,12 @@ pub async fn handle(
                         .collect()
                 })
                 .unwrap_or_default();
-            if !p.manages(domain_of(&address)) || targets.iter().any(|t| !p.manages(domain_of(t))) {
-                Err(Failure::Forbidden)
-            } else if targets.is_empty() {
-                Err(Failure::Input(
-                    "give the alias at least one target (\"targets\": [\"ann@example.org\"])"
-                        .into(),
-                ))
-            } else {
-                let t: Vec<&str> = targets.iter().map(String::as_str).collect();
-                admin
-                    .store
-                    .add_alias(&address, &t)
-                    .await
-                    .map(|a| {
-                        (
-                            StatusCode::CREATED,
-                            json!({"address": a.address, "targets": a.targets}),
-                        )
-                    })
-                    .map_err(Failure::from)
-            }
+            add_alias(admin, &p, &address, &targets).await.map(|a| {
+                (
+                    StatusCode::CREATED,
+                    json!({"address": a.address, "targets": a.targets}),
+                )
+            })
         }
         ("DELETE", "/api/v1/aliases/{address}") => {
             let address = arg(0);
@@ -390,6 +376,20 @@ pub async fn handle(
                 Err(_) => Err(Failure::NotFound("queue entry".into())),
             }
         }
+        ("POST", "/api/v1/queue/{id}/bounce") => match arg(0).parse::<i64>() {
+            Ok(id) => admin
+                .bounce(&p, id, now)
+                .await
+                .map(|n| (StatusCode::OK, json!({"returned": id, "recipients": n})))
+                .map_err(|m| {
+                    if m.ends_with("not found") {
+                        Failure::NotFound(format!("queue entry {id}"))
+                    } else {
+                        Failure::Input(m)
+                    }
+                }),
+            Err(_) => Err(Failure::NotFound("queue entry".into())),
+        },
         ("GET", "/api/v1/tls") => {
             let days = http::field(&query, "days")
                 .and_then(|d| d.parse::<i64>().ok())
@@ -443,6 +443,16 @@ impl From<StoreError> for Failure {
 }
 
 impl Failure {
+    /// In words, for a page.
+    pub fn words(&self) -> String {
+        match self {
+            Failure::Input(m) => m.clone(),
+            Failure::Forbidden => "your account does not administer this".into(),
+            Failure::NotFound(what) => format!("{what} not found"),
+            Failure::Store(e) => words(e),
+        }
+    }
+
     fn response(self) -> Response<Full<Bytes>> {
         match self {
             Failure::Input(m) => http::json_error(StatusCode::BAD_REQUEST, &m),
@@ -582,6 +592,25 @@ async fn domain_facts(
         })
         .collect();
     Ok((StatusCode::OK, json!({"domain": name, "records": list})))
+}
+
+/// Creates an alias of a domain `p` administers, delivering to accounts of its domains.
+pub async fn add_alias(
+    admin: &Admin,
+    p: &Principal,
+    address: &str,
+    targets: &[String],
+) -> Result<kurier_store::Alias, Failure> {
+    if !p.manages(domain_of(address)) || targets.iter().any(|t| !p.manages(domain_of(t))) {
+        return Err(Failure::Forbidden);
+    }
+    if targets.is_empty() {
+        return Err(Failure::Input(
+            "give the alias at least one target (\"targets\": [\"ann@example.org\"])".into(),
+        ));
+    }
+    let t: Vec<&str> = targets.iter().map(String::as_str).collect();
+    Ok(admin.store.add_alias(address, &t).await?)
 }
 
 /// Hosts `name`; the normalised name.

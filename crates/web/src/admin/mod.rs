@@ -43,6 +43,8 @@ pub struct Admin {
     pub facts: Option<Arc<dyn records::DomainFacts>>,
     /// What the dashboard shows of the running server (`None`: not shown).
     pub server: Option<Arc<dyn ServerFacts>>,
+    /// Wakes the outbound queue runner after a notice was queued.
+    pub outbound: Option<Arc<tokio::sync::Notify>>,
 }
 
 /// The running server as the dashboard shows it, from the binary (which knows the
@@ -252,11 +254,16 @@ impl Admin {
                 }
                 return self.domain_page(&p, &name, None).await;
             }
+            "/admin/aliases" if p.role() != Role::User => self.store.aliases(None).await.map(|a| {
+                let mine: Vec<_> = a.into_iter().filter(|a| p.manages(&a.domain)).collect();
+                pages::aliases(&p, n, &mine)
+            }),
             "/admin/reports" if p.role() == Role::Admin => {
                 self.reports(now, 30).await.map(|r| pages::reports(&p, &r))
             }
             "/admin/me" => Ok(pages::me(&p, n)),
-            "/admin/queue" | "/admin/domains" | "/admin/accounts" | "/admin/reports" => {
+            "/admin/queue" | "/admin/domains" | "/admin/accounts" | "/admin/reports"
+            | "/admin/aliases" => {
                 return http::html(StatusCode::FORBIDDEN, pages::forbidden(&p));
             }
             _ => return http::html(StatusCode::NOT_FOUND, pages::not_found(&p)),
@@ -379,27 +386,57 @@ impl Admin {
                         .map(|m| format!("{address}: {m}")),
                 )
             }
-            "/admin/queue/retry" | "/admin/queue/delete" if p.role() != Role::Admin => {
+            "/admin/queue/retry" | "/admin/queue/delete" | "/admin/queue/bounce"
+                if p.role() != Role::Admin =>
+            {
                 return forbidden_page(p);
             }
-            "/admin/queue/retry" | "/admin/queue/delete" => {
-                let retry = path.ends_with("retry");
+            "/admin/queue/retry" | "/admin/queue/delete" | "/admin/queue/bounce" => {
                 let outcome = match f("id").parse::<i64>() {
-                    Ok(id) if retry => self
+                    Ok(id) if path.ends_with("retry") => self
                         .store
                         .retry_queue_entry(id, now)
                         .await
                         .map(|_| format!("message {id} is retried now"))
                         .map_err(|e| api::words(&e)),
-                    Ok(id) => self
+                    Ok(id) if path.ends_with("delete") => self
                         .store
                         .delete_queue_entry(id, now)
                         .await
                         .map(|_| format!("message {id} deleted"))
                         .map_err(|e| api::words(&e)),
+                    Ok(id) => self
+                        .bounce(p, id, now)
+                        .await
+                        .map(|n| format!("message {id} returned to its sender ({n} recipients)")),
                     Err(_) => Err("no such message".into()),
                 };
                 ("/admin/queue".into(), outcome)
+            }
+            "/admin/aliases" => {
+                let targets: Vec<String> = f("targets")
+                    .split([',', ' '])
+                    .filter(|t| !t.is_empty())
+                    .map(str::to_string)
+                    .collect();
+                let outcome = api::add_alias(self, p, f("address"), &targets)
+                    .await
+                    .map(|a| format!("alias {} delivers to {}", a.address, a.targets.join(", ")))
+                    .map_err(|e| e.words());
+                ("/admin/aliases".into(), outcome)
+            }
+            "/admin/aliases/delete" => {
+                let address = f("address");
+                let outcome = if !p.manages(address.rsplit_once('@').map_or("", |(_, d)| d)) {
+                    Err("your account does not administer this".to_string())
+                } else {
+                    self.store
+                        .delete_alias(address)
+                        .await
+                        .map(|_| format!("deleted alias {address}"))
+                        .map_err(|e| api::words(&e))
+                };
+                ("/admin/aliases".into(), outcome)
             }
             "/admin/domain/check" => {
                 let name = f("name").to_ascii_lowercase();
@@ -481,6 +518,29 @@ impl Admin {
                 .sent_reports(kurier_store::ReportKind::Dmarc, day)
                 .await?,
         })
+    }
+
+    /// Returns a queued message to its sender with a failure notice; how many recipients it
+    /// names.
+    pub async fn bounce(
+        &self,
+        p: &Principal,
+        id: kurier_store::QueueId,
+        now: UnixTime,
+    ) -> Result<usize, String> {
+        let why = format!(
+            "returned by {} in the web administration",
+            p.account.address
+        );
+        let b = kurier_delivery::bounce::bounce(&*self.store, &self.hostname, id, &why, now)
+            .await
+            .map_err(|e| api::words(&e))?;
+        if b.queued
+            && let Some(w) = &self.outbound
+        {
+            w.notify_one();
+        }
+        Ok(b.recipients.len())
     }
 
     /// The dashboard's numbers.

@@ -234,6 +234,7 @@ pub fn queue(p: &Principal, notice: Option<&Notice>, entries: &[QueueEntry], now
                     }
                     div.actions {
                         (action("/admin/queue/retry", p, &[("id", &e.id.to_string())], "Retry now"))
+                        (action("/admin/queue/bounce", p, &[("id", &e.id.to_string())], "Return to sender"))
                         (action("/admin/queue/delete", p, &[("id", &e.id.to_string())], "Delete"))
                     }
                 }
@@ -390,6 +391,35 @@ pub fn accounts(
     )
 }
 
+pub fn aliases(p: &Principal, notice: Option<&Notice>, aliases: &[kurier_store::Alias]) -> Markup {
+    page(
+        "Aliases",
+        Some(p),
+        notice,
+        html! {
+            h1 { "Aliases" }
+            p { "An alias delivers to accounts; @domain is the domain's catch-all (it takes mail for addresses nobody has)." }
+            table id="aliases" {
+                tr { th { "Alias" } th { "Delivers to" } th {} }
+                @for a in aliases {
+                    tr {
+                        td { (a.address) }
+                        td { (a.targets.join(", ")) }
+                        td { (action("/admin/aliases/delete", p, &[("address", &a.address)], "Delete")) }
+                    }
+                }
+            }
+            h2 { "Create an alias" }
+            form method="post" action="/admin/aliases" {
+                input type="hidden" name="csrf" value=(p.csrf());
+                label { "Alias" input type="text" name="address" id="new-alias" placeholder="team@example.org or @example.org" required; }
+                label { "Delivers to" input type="text" name="targets" id="new-targets" placeholder="ann@example.org, bob@example.org" required; }
+                button type="submit" id="add-alias" { "Create" }
+            }
+        },
+    )
+}
+
 pub fn me(p: &Principal, notice: Option<&Notice>) -> Markup {
     page(
         "My account",
@@ -454,6 +484,7 @@ fn page(title: &str, p: Option<&Principal>, notice: Option<&Notice>, body: Marku
                         @if p.role() != Role::User {
                             a href="/admin/domains" { "Domains" }
                             a href="/admin/accounts" { "Accounts" }
+                            a href="/admin/aliases" { "Aliases" }
                         }
                         a href="/admin/me" { "My account" }
                         span.who { (p.account.address) " (" (p.role().as_str()) ")" }
