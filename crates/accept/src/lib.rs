@@ -715,7 +715,7 @@ impl MailDrop for Acceptance {
         user: &str,
         password: &str,
     ) -> Result<Option<(String, Vec<String>)>, ()> {
-        let account = match self.store.authenticate(user, password).await {
+        let account = match self.store.authenticate_client(user, password).await {
             Ok(Some(a)) => a,
             Ok(None) => return Ok(None),
             Err(e) => {

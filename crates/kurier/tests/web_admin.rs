@@ -158,6 +158,34 @@ assert s == 401, (s, t)
 s, h, t = call("GET", "/api/v1/nothing", token=token)
 assert s == 401 or s == 404, (s, t)
 
+# App passwords: made once, open IMAP, never the web administration; deleted, they are gone.
+import imaplib
+s, h, t = call("POST", "/api/v1/me/app-passwords", {"name": "phone"}, cookie=user, csrf=user_csrf)
+assert s == 201, (s, t)
+app = js(t)["password"]
+assert len(app) == 27 and app.count("-") == 3, app
+def imap_login(pw):
+    m = imaplib.IMAP4_SSL(ip, 1993, ssl_context=ctx)
+    try:
+        m.login("rcpt@kurier.test", pw)
+        return True
+    except imaplib.IMAP4.error:
+        return False
+    finally:
+        try: m.logout()
+        except Exception: pass
+assert imap_login(app)
+s, h, t = call("POST", "/api/v1/session", {"address": "rcpt@kurier.test", "password": app})
+assert s == 401, (s, t)
+s, h, t = call("GET", "/api/v1/me/app-passwords", cookie=user)
+assert [a["name"] for a in js(t)] == ["phone"] and app not in t, t
+s, h, t = call("POST", "/api/v1/me/app-passwords", {"name": "phone"}, cookie=user, csrf=user_csrf)
+assert s == 400 and "exists already" in js(t)["error"], (s, t)
+s, h, t = call("DELETE", "/api/v1/me/app-passwords/phone", cookie=user, csrf=user_csrf)
+assert s == 200, (s, t)
+assert not imap_login(app)
+assert imap_login("pw")
+
 # An expired session (written into the store by the test) is no session.
 s, h, t = call("GET", "/api/v1/me", cookie="expired-secret")
 assert s == 401, (s, t)
@@ -236,6 +264,10 @@ assert "csrf.test" not in t
 s, h, t = post("/admin/domains", {"name": "forms.test"})
 assert s == 303 and "done=" in h["location"], (s, h)
 assert "forms.test" in page("/admin/domains")
+# An app password through its form: shown in the answer itself, never in a URL.
+s, h, t = post("/admin/me/app-passwords", {"name": "laptop"})
+assert s == 200 and 'id="new-app-password"' in t and "location" not in h, (s, h)
+assert "laptop" in page("/admin/me")
 # An alias through its form.
 s, h, t = post("/admin/aliases", {"address": "info@kurier.test", "targets": "rcpt@kurier.test, admin@kurier.test"})
 assert s == 303 and "done=" in h["location"], (s, h)

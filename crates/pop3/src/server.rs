@@ -352,9 +352,12 @@ impl Session {
     async fn login(&mut self, user: &str, password: &str) -> String {
         let store = self.server.store.clone();
         let check = async {
-            store.authenticate(user, password).await.map_err(|e| {
-                tracing::error!(error = %e, "POP3: cannot check credentials");
-            })
+            store
+                .authenticate_client(user, password)
+                .await
+                .map_err(|e| {
+                    tracing::error!(error = %e, "POP3: cannot check credentials");
+                })
         };
         match throttled_login(&self.server.throttle, self.peer.ip(), user, check).await {
             LoginOutcome::Ok(account) => {

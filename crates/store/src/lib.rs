@@ -133,6 +133,29 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_account(&self, address: &str) -> Result<()>;
     /// The account if the password matches and it is enabled.
     async fn authenticate(&self, address: &str, password: &str) -> Result<Option<Account>>;
+    /// What mail clients sign in with (IMAP, POP3, submission, ManageSieve): one of the
+    /// account's app passwords, else the account password.
+    async fn authenticate_client(&self, address: &str, password: &str) -> Result<Option<Account>> {
+        let secret = password::app_secret(password);
+        if let Some(a) = self.app_password_account(address, &secret).await? {
+            return Ok(Some(a));
+        }
+        self.authenticate(address, password).await
+    }
+    /// The enabled account `address` if `secret` (`password::app_secret`) is one of its app
+    /// passwords.
+    async fn app_password_account(&self, address: &str, secret: &str) -> Result<Option<Account>>;
+    /// Keeps a new app password (its `password::app_secret`); `Exists` for a name in use.
+    async fn add_app_password(
+        &self,
+        account: AccountId,
+        name: &str,
+        secret: &str,
+        created: UnixTime,
+    ) -> Result<()>;
+    /// The account's app passwords: (name, created).
+    async fn app_passwords(&self, account: AccountId) -> Result<Vec<(String, UnixTime)>>;
+    async fn delete_app_password(&self, account: AccountId, name: &str) -> Result<()>;
     /// Bytes used by all messages of the account.
     async fn usage(&self, account: AccountId) -> Result<u64>;
 

@@ -1,4 +1,6 @@
-//! Password hashes: Argon2id (RFC 9106) in the PHC string format, salted per account.
+//! Password hashes: Argon2id (RFC 9106) in the PHC string format, salted per account; and app
+//! passwords, which the server makes with 120 random bits and so keeps as plain SHA-256 (a slow
+//! hash protects guessable passwords only).
 
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -80,6 +82,32 @@ pub async fn check_account_off_thread(
         .map_err(|e| StoreError::Backend(format!("password verification failed: {e}")))
 }
 
+/// How the store keeps an app password: SHA-256, hex.
+pub fn app_secret(password: &str) -> String {
+    openssl::sha::sha256(password.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A new app password: 24 letters from an unambiguous alphabet in four groups
+/// (`abcd-efgh-…`), about 120 bits.
+pub fn new_app_password() -> Result<String, StoreError> {
+    const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyz23456789";
+    let mut raw = [0u8; 24];
+    openssl::rand::rand_bytes(&mut raw)
+        .map_err(|e| StoreError::Backend(format!("no random numbers: {e}")))?;
+    let letters: Vec<char> = raw
+        .iter()
+        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
+        .collect();
+    Ok(letters
+        .chunks(6)
+        .map(|c| c.iter().collect::<String>())
+        .collect::<Vec<_>>()
+        .join("-"))
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -91,5 +119,17 @@ mod tests {
         assert!(!super::verify("correct horse", "not a hash"));
         assert_ne!(h, super::hash("correct horse").unwrap(), "salted");
         assert!(super::hash("").is_err());
+    }
+
+    #[test]
+    fn app_passwords_are_long_random_and_kept_as_sha256() {
+        let a = super::new_app_password().unwrap();
+        assert_eq!(a.len(), 27);
+        assert_eq!(a.split('-').count(), 4);
+        assert_ne!(a, super::new_app_password().unwrap());
+        assert_eq!(
+            super::app_secret("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
     }
 }

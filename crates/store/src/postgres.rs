@@ -1656,6 +1656,69 @@ impl Store for PostgresStore {
         queue_change(&c, id, n).await
     }
 
+    async fn app_password_account(&self, addr: &str, secret: &str) -> Result<Option<Account>> {
+        let Ok(addr) = address::normalize(addr) else {
+            return Ok(None);
+        };
+        Ok(self
+            .client()
+            .await?
+            .query_opt(
+                "SELECT a.id, a.address, a.domain, a.quota, a.enabled, a.created FROM app_passwords p \
+                 JOIN accounts a ON a.id = p.account WHERE a.address = $1 AND p.secret = $2 AND a.enabled",
+                &[&addr, &secret],
+            )
+            .await
+            .map_err(err)?
+            .map(|r| account_row(&r)))
+    }
+
+    async fn add_app_password(
+        &self,
+        account: AccountId,
+        name: &str,
+        secret: &str,
+        created: UnixTime,
+    ) -> Result<()> {
+        self.client()
+            .await?
+            .execute(
+                "INSERT INTO app_passwords (account, name, secret, created) VALUES ($1, $2, $3, $4)",
+                &[&account, &name, &secret, &created],
+            )
+            .await
+            .map_err(unique(format!("app password {name:?}")))?;
+        Ok(())
+    }
+
+    async fn app_passwords(&self, account: AccountId) -> Result<Vec<(String, UnixTime)>> {
+        Ok(self
+            .client()
+            .await?
+            .query(
+                "SELECT name, created FROM app_passwords WHERE account = $1 ORDER BY name",
+                &[&account],
+            )
+            .await
+            .map_err(err)?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect())
+    }
+
+    async fn delete_app_password(&self, account: AccountId, name: &str) -> Result<()> {
+        let n = self
+            .client()
+            .await?
+            .execute(
+                "DELETE FROM app_passwords WHERE account = $1 AND name = $2",
+                &[&account, &name],
+            )
+            .await
+            .map_err(err)?;
+        rules::not_found_if_zero(n, || format!("app password {name:?}"))
+    }
+
     async fn admin_scopes(&self, account: AccountId) -> Result<Vec<AdminScope>> {
         Ok(self
             .client()

@@ -248,6 +248,17 @@ pub const SQLITE: &[&str] = &[
         expires BIGINT,
         UNIQUE (account, name));
     "#,
+    // 13: app passwords for mail clients (server-made, high-entropy, kept as SHA-256): they
+    // open IMAP, POP3, submission and ManageSieve, never the web administration.
+    r#"
+    CREATE TABLE app_passwords (
+        account BIGINT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        secret TEXT NOT NULL,
+        created BIGINT NOT NULL,
+        PRIMARY KEY (account, name));
+    CREATE INDEX app_passwords_secret ON app_passwords(secret);
+    "#,
 ];
 
 pub const POSTGRES: &[&str] = &[
@@ -491,5 +502,16 @@ pub const POSTGRES: &[&str] = &[
         created BIGINT NOT NULL,
         expires BIGINT,
         UNIQUE (account, name));
+    "#,
+    // 13: app passwords for mail clients (server-made, high-entropy, kept as SHA-256): they
+    // open IMAP, POP3, submission and ManageSieve, never the web administration.
+    r#"
+    CREATE TABLE app_passwords (
+        account BIGINT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        secret TEXT NOT NULL,
+        created BIGINT NOT NULL,
+        PRIMARY KEY (account, name));
+    CREATE INDEX app_passwords_secret ON app_passwords(secret);
     "#,
 ];

@@ -1587,6 +1587,70 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn app_password_account(&self, addr: &str, secret: &str) -> Result<Option<Account>> {
+        let Ok(addr) = address::normalize(addr) else {
+            return Ok(None);
+        };
+        let secret = secret.to_string();
+        self.run(move |c| {
+            c.query_row(
+                "SELECT a.id, a.address, a.domain, a.quota, a.enabled, a.created FROM app_passwords p \
+                 JOIN accounts a ON a.id = p.account WHERE a.address = ?1 AND p.secret = ?2 AND a.enabled",
+                params![addr, secret],
+                account_row,
+            )
+            .optional()
+            .map_err(err)
+        })
+        .await
+    }
+
+    async fn add_app_password(
+        &self,
+        account: AccountId,
+        name: &str,
+        secret: &str,
+        created: UnixTime,
+    ) -> Result<()> {
+        let (name, secret) = (name.to_string(), secret.to_string());
+        self.run(move |c| {
+            c.execute(
+                "INSERT INTO app_passwords (account, name, secret, created) VALUES (?1, ?2, ?3, ?4)",
+                params![account, name, secret, created],
+            )
+            .map_err(unique(format!("app password {name:?}")))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn app_passwords(&self, account: AccountId) -> Result<Vec<(String, UnixTime)>> {
+        self.run(move |c| {
+            let mut s = c
+                .prepare("SELECT name, created FROM app_passwords WHERE account = ?1 ORDER BY name")
+                .map_err(err)?;
+            let rows = s
+                .query_map([account], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(err)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(err)
+        })
+        .await
+    }
+
+    async fn delete_app_password(&self, account: AccountId, name: &str) -> Result<()> {
+        let name = name.to_string();
+        self.run(move |c| {
+            let n = c
+                .execute(
+                    "DELETE FROM app_passwords WHERE account = ?1 AND name = ?2",
+                    params![account, name],
+                )
+                .map_err(err)?;
+            rules::not_found_if_zero(n as u64, || format!("app password {name:?}"))
+        })
+        .await
+    }
+
     async fn admin_scopes(&self, account: AccountId) -> Result<Vec<AdminScope>> {
         self.run(move |c| {
             let mut s = c

@@ -632,6 +632,52 @@ mod suite {
         ));
         s.delete_api_token(b.id, "backup").await.unwrap();
         assert!(s.api_token("t1").await.unwrap().is_none());
+        // App passwords open mail clients' sign-ins, the account password still works too.
+        let secret = kurier_store::password::app_secret("abcd-efgh");
+        s.add_app_password(a.id, "phone", &secret, 5).await.unwrap();
+        assert!(matches!(
+            s.add_app_password(a.id, "phone", "other", 6).await,
+            Err(StoreError::Exists(_))
+        ));
+        assert_eq!(
+            s.app_passwords(a.id).await.unwrap(),
+            [("phone".to_string(), 5)]
+        );
+        let via = |pw: &'static str| {
+            let s = s.clone();
+            async move {
+                s.authenticate_client("Ann@web.test", pw)
+                    .await
+                    .unwrap()
+                    .map(|a| a.address)
+            }
+        };
+        assert_eq!(via("abcd-efgh").await.as_deref(), Some("ann@web.test"));
+        assert_eq!(via("secret").await.as_deref(), Some("ann@web.test"));
+        assert_eq!(via("wrong").await, None);
+        // Not the account password: the web administration's sign-in does not take it.
+        assert!(
+            s.authenticate("ann@web.test", "abcd-efgh")
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            s.app_password_account("bob@web.test", &secret)
+                .await
+                .unwrap()
+                .is_none(),
+            "another account's app password"
+        );
+        s.set_enabled("ann@web.test", false).await.unwrap();
+        assert_eq!(via("abcd-efgh").await, None);
+        s.set_enabled("ann@web.test", true).await.unwrap();
+        s.delete_app_password(a.id, "phone").await.unwrap();
+        assert_eq!(via("abcd-efgh").await, None);
+        assert!(matches!(
+            s.delete_app_password(a.id, "phone").await,
+            Err(StoreError::NotFound(_))
+        ));
         // Deleting the account takes its sessions and tokens along.
         s.put_api_token(&token).await.unwrap();
         s.delete_account("bob@web.test").await.unwrap();

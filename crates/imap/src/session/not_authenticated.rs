@@ -113,7 +113,7 @@ impl Connection {
     async fn login(&self, user: &str, password: &str) -> LoggedIn {
         let store = self.server.store.clone();
         let check = async {
-            match store.authenticate(user, password).await {
+            match store.authenticate_client(user, password).await {
                 Ok(account) => Ok(account),
                 Err(e) => {
                     tracing::error!(error = %e, "IMAP: cannot check credentials");

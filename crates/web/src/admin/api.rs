@@ -37,6 +37,9 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("DELETE", "/api/v1/session", Access::Account),
     ("GET", "/api/v1/me", Access::Account),
     ("POST", "/api/v1/me/password", Access::Account),
+    ("GET", "/api/v1/me/app-passwords", Access::Account),
+    ("POST", "/api/v1/me/app-passwords", Access::Account),
+    ("DELETE", "/api/v1/me/app-passwords/{name}", Access::Account),
     ("GET", "/api/v1/tokens", Access::Account),
     ("POST", "/api/v1/tokens", Access::Account),
     ("DELETE", "/api/v1/tokens/{name}", Access::Account),
@@ -185,6 +188,24 @@ pub async fn handle(
                 .map(|m| (StatusCode::OK, json!({"done": m})))
                 .map_err(Failure::Input)
         }
+        ("GET", "/api/v1/me/app-passwords") => admin
+            .store
+            .app_passwords(p.account.id)
+            .await
+            .map_err(Failure::from)
+            .map(|l| {
+                let list: Vec<Value> = l.iter().map(|(n, c)| json!({"name": n, "created": c})).collect();
+                (StatusCode::OK, json!(list))
+            }),
+        ("POST", "/api/v1/me/app-passwords") => add_app_password(admin, &p, &text("name"), now)
+            .await
+            .map(|pw| (StatusCode::CREATED, json!({"name": text("name").trim(), "password": pw}))),
+        ("DELETE", "/api/v1/me/app-passwords/{name}") => admin
+            .store
+            .delete_app_password(p.account.id, &arg(0))
+            .await
+            .map(|_| (StatusCode::OK, json!({"deleted": arg(0)})))
+            .map_err(Failure::from),
         ("GET", "/api/v1/tokens") => admin
             .store
             .api_tokens(p.account.id)
@@ -592,6 +613,38 @@ async fn domain_facts(
         })
         .collect();
     Ok((StatusCode::OK, json!({"domain": name, "records": list})))
+}
+
+/// Makes an app password for `p`'s own account; the password, to be shown once.
+pub async fn add_app_password(
+    admin: &Admin,
+    p: &Principal,
+    name: &str,
+    now: UnixTime,
+) -> Result<String, Failure> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
+        return Err(Failure::Input(
+            "give the app password a name of 1 to 64 characters (\"name\": \"phone\")".into(),
+        ));
+    }
+    if admin.store.app_passwords(p.account.id).await?.len() >= 32 {
+        return Err(Failure::Input(
+            "32 app passwords at most; delete one first".into(),
+        ));
+    }
+    let password = kurier_store::password::new_app_password()?;
+    admin
+        .store
+        .add_app_password(
+            p.account.id,
+            name,
+            &kurier_store::password::app_secret(&password),
+            now,
+        )
+        .await?;
+    tracing::info!(account = %p.account.address, name, "app password made");
+    Ok(password)
 }
 
 /// Creates an alias of a domain `p` administers, delivering to accounts of its domains.

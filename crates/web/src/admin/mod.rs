@@ -261,7 +261,11 @@ impl Admin {
             "/admin/reports" if p.role() == Role::Admin => {
                 self.reports(now, 30).await.map(|r| pages::reports(&p, &r))
             }
-            "/admin/me" => Ok(pages::me(&p, n)),
+            "/admin/me" => self
+                .store
+                .app_passwords(p.account.id)
+                .await
+                .map(|a| pages::me(&p, n, &a, None)),
             "/admin/queue" | "/admin/domains" | "/admin/accounts" | "/admin/reports"
             | "/admin/aliases" => {
                 return http::html(StatusCode::FORBIDDEN, pages::forbidden(&p));
@@ -449,6 +453,32 @@ impl Admin {
                 };
                 return self.domain_page(p, &name, Some(findings)).await;
             }
+            "/admin/me/app-passwords" => {
+                let made = api::add_app_password(self, p, f("name"), now).await;
+                let list = match self.store.app_passwords(p.account.id).await {
+                    Ok(l) => l,
+                    Err(e) => return unavailable(&e),
+                };
+                // Shown once, in this answer only (never in a URL).
+                return match made {
+                    Ok(password) => http::html(
+                        StatusCode::OK,
+                        pages::me(p, None, &list, Some((f("name"), &password))),
+                    ),
+                    Err(e) => http::html(
+                        StatusCode::BAD_REQUEST,
+                        pages::me(p, Some(&Notice::Failed(e.words())), &list, None),
+                    ),
+                };
+            }
+            "/admin/me/app-passwords/delete" => (
+                "/admin/me".into(),
+                self.store
+                    .delete_app_password(p.account.id, f("name"))
+                    .await
+                    .map(|_| format!("deleted app password {:?}", f("name")))
+                    .map_err(|e| api::words(&e)),
+            ),
             "/admin/me/password" => (
                 "/admin/me".into(),
                 api::change_own_password(

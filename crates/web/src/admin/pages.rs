@@ -420,7 +420,12 @@ pub fn aliases(p: &Principal, notice: Option<&Notice>, aliases: &[kurier_store::
     )
 }
 
-pub fn me(p: &Principal, notice: Option<&Notice>) -> Markup {
+pub fn me(
+    p: &Principal,
+    notice: Option<&Notice>,
+    app_passwords: &[(String, i64)],
+    made: Option<(&str, &str)>,
+) -> Markup {
     page(
         "My account",
         Some(p),
@@ -434,6 +439,28 @@ pub fn me(p: &Principal, notice: Option<&Notice>) -> Markup {
                 label { "Current password" input type="password" name="current" autocomplete="current-password" required; }
                 label { "New password" input type="password" name="new" autocomplete="new-password" required; }
                 button type="submit" { "Change" }
+            }
+            h2 { "App passwords" }
+            p { "A separate password for each mail client (IMAP, POP3, submission, ManageSieve): delete one and only that client is locked out. They do not open this administration." }
+            @if let Some((name, password)) = made {
+                p.done role="status" id="new-app-password" {
+                    "The app password for " (name) ": " code { (password) } " — enter it in the mail client now; it is not shown again."
+                }
+            }
+            table id="app-passwords" {
+                tr { th { "Name" } th { "Made" } th {} }
+                @for (name, created) in app_passwords {
+                    tr {
+                        td { (name) }
+                        td { (utc_day(*created)) }
+                        td { (action("/admin/me/app-passwords/delete", p, &[("name", name)], "Delete")) }
+                    }
+                }
+            }
+            form method="post" action="/admin/me/app-passwords" {
+                input type="hidden" name="csrf" value=(p.csrf());
+                label { "Name" input type="text" name="name" id="app-name" placeholder="phone" required; }
+                button type="submit" id="add-app-password" { "Make an app password" }
             }
         },
     )
@@ -617,7 +644,7 @@ mod tests {
             dashboard(&p, None, &status).into_string(),
             domains(&p, None, &[("example.org".into(), 2)]).into_string(),
             accounts(&p, None, None, &[(p.account.clone(), 10)]).into_string(),
-            me(&p, None).into_string(),
+            me(&p, None, &[("phone".into(), 0)], None).into_string(),
         ];
         for page in pages {
             let forms = page.matches("<form").count();
