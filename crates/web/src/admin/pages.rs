@@ -194,16 +194,8 @@ pub fn reports(p: &Principal, r: &Reports) -> Markup {
 
 /// `YYYY-MM-DD` of a Unix time.
 fn utc_day(t: i64) -> String {
-    let z = t.div_euclid(86400) + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}")
+    let d = kurier_smtp::received::UtcTime::from_unix(t);
+    format!("{:04}-{:02}-{:02}", d.year, d.month, d.day)
 }
 
 pub fn queue(p: &Principal, notice: Option<&Notice>, entries: &[QueueEntry], now: i64) -> Markup {
