@@ -53,8 +53,25 @@ s, h, t = call("POST", "/api/v1/session", {"address": "admin@kurier.test", "pass
 assert s == 401 and js(t)["error"] == "wrong address or password", (s, t)
 assert "set-cookie" not in h
 
-# A user sees only itself.
+# Every route of the API: without credentials 401, with a user's session 403 where the role
+# does not reach (the route table comes from the code, ROUTES).
 user, user_csrf = sign_in("rcpt@kurier.test", "pw")
+for method, pattern, access in json.load(open(sys.argv[2])):
+    path = pattern.replace("{name}", "x").replace("{address}", "x%40kurier.test").replace("{id}", "999")
+    body = {} if method in ("POST", "PATCH") else None
+    s, h, t = call(method, path, body)
+    if access == "Public":
+        assert s != 401 or "wrong address" in t, (method, path, s, t)
+        continue
+    assert s == 401, (method, path, s, t)
+    if (method, pattern) == ("DELETE", "/api/v1/session"):
+        continue  # signing out is tried at the end
+    s, h, t = call(method, path, body, cookie=user, csrf=user_csrf)
+    if access in ("Admin", "DomainAdmin"):
+        assert s == 403 and "role" in js(t)["error"], (method, path, s, t)
+    else:
+        assert s != 401 and s != 403, (method, path, s, t)
+# A user sees only itself.
 s, h, t = call("GET", "/api/v1/me", cookie=user)
 assert s == 200 and js(t)["role"] == "user", t
 for method, path in [("GET", "/api/v1/domains"), ("GET", "/api/v1/queue"), ("GET", "/api/v1/status")]:
@@ -338,10 +355,17 @@ fn web_admin_api_roles_input_and_csrf() {
     let server = Server::configured(dir.path(), &config);
     // The API script stops once for the test to grant boss@new.test its domain (as an
     // operator would with the CLI).
+    let routes: Vec<(&str, &str, String)> = kurier_web::admin::api::ROUTES
+        .iter()
+        .map(|(m, p, a)| (*m, *p, format!("{a:?}")))
+        .collect();
+    let routes_file = dir.path().join("routes.json");
+    std::fs::write(&routes_file, serde_json::to_vec(&routes).unwrap()).unwrap();
     let mut child = std::process::Command::new("python3")
         .arg("-c")
         .arg(format!("{CLIENT}{API}"))
         .arg(ip)
+        .arg(&routes_file)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
