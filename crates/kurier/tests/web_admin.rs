@@ -157,6 +157,8 @@ assert s == 200, (s, t)
 queue = js(t)
 assert len(queue) == 1 and queue[0]["recipients"][0]["address"] == "far@remote.test", queue
 qid = queue[0]["id"]
+s, h, t = call("GET", "/api/v1/queue/%d" % qid, token=token)
+assert s == 200 and js(t)["attempts"] == [] and js(t)["id"] == qid, (s, t)
 s, h, t = call("POST", "/api/v1/queue/%d/retry" % qid, token=token)
 assert s == 200, (s, t)
 # Returned to its sender (rcpt@kurier.test, ours: the notice lands in its INBOX).

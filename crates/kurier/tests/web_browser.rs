@@ -184,6 +184,7 @@ fn chromium_signs_in_adds_a_domain_and_an_account_sees_a_deferral_and_signs_out(
     // The entry names the recipient, its state and the reason in words.
     assert!(queue.contains("friend@far.test"), "{queue}");
     assert!(queue.contains("pending"), "{queue}");
+    assert!(queue.contains("Every attempt (1)"), "{queue}");
     assert!(
         queue.contains("mx.far.test") || queue.contains("connect"),
         "the reason: {queue}"

@@ -293,6 +293,8 @@ pub trait Store: Send + Sync + 'static {
         next_attempt: UnixTime,
     ) -> Result<()>;
     async fn queue(&self) -> Result<Vec<QueueEntry>>;
+    /// Every recorded attempt of entry `id`, oldest first (one row per recipient and attempt).
+    async fn queue_attempts(&self, id: QueueId) -> Result<Vec<QueueAttempt>>;
     /// Makes the entry due at `now` (an operator's "retry now"); `Invalid` while a worker holds
     /// its lease, `NotFound` if there is none.
     async fn retry_queue_entry(&self, id: QueueId, now: UnixTime) -> Result<()>;

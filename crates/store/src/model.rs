@@ -367,6 +367,16 @@ pub struct QueueEntry {
     pub lease: Option<(String, UnixTime)>,
 }
 
+/// One recipient's outcome of one delivery attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueAttempt {
+    pub at: UnixTime,
+    pub recipient: String,
+    pub status: RecipientStatus,
+    /// The reply or local reason in words (what `last_error` was then).
+    pub detail: Option<String>,
+}
+
 /// A new queue entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewQueueEntry {

@@ -27,7 +27,7 @@ use crate::{
     ReceivedReport, Recipient, RecipientStatus, ReportKind, Result, SpecialUse, Store, StoreError,
     TlsOutcome, UnixTime, address, normalize_flags, now, password,
 };
-use crate::{AdminScope, ApiToken, WebSession};
+use crate::{AdminScope, ApiToken, QueueAttempt, WebSession};
 use crate::{GreyRecord, GreyTriplet, Placement, SieveScript, Target};
 
 /// The NOTIFY channel for mailbox changes.
@@ -1596,10 +1596,17 @@ impl Store for PostgresStore {
         if current.as_deref() != Some(holder) {
             return Err(StoreError::LeaseLost(id));
         }
+        let at = now();
         for (addr, status, error) in results {
             tx.execute(
                 "UPDATE queue_recipients SET status = $3, last_error = $4 WHERE queue = $1 AND address = $2",
                 &[&id, addr, &status.as_str(), error],
+            )
+            .await
+            .map_err(err)?;
+            tx.execute(
+                "INSERT INTO queue_attempts (queue, at, recipient, status, detail) VALUES ($1, $2, $3, $4, $5)",
+                &[&id, &at, addr, &status.as_str(), error],
             )
             .await
             .map_err(err)?;
@@ -1629,6 +1636,29 @@ impl Store for PostgresStore {
 
     async fn queue(&self) -> Result<Vec<QueueEntry>> {
         load_queue_entries(&self.client().await?, None).await
+    }
+
+    async fn queue_attempts(&self, id: QueueId) -> Result<Vec<QueueAttempt>> {
+        Ok(self
+            .client()
+            .await?
+            .query(
+                "SELECT at, recipient, status, detail FROM queue_attempts WHERE queue = $1 ORDER BY at, ctid",
+                &[&id],
+            )
+            .await
+            .map_err(err)?
+            .iter()
+            .map(|r| {
+                let status: String = r.get(2);
+                QueueAttempt {
+                    at: r.get(0),
+                    recipient: r.get(1),
+                    status: RecipientStatus::parse(&status).unwrap_or(RecipientStatus::Pending),
+                    detail: r.get(3),
+                }
+            })
+            .collect())
     }
 
     async fn retry_queue_entry(&self, id: QueueId, now: UnixTime) -> Result<()> {

@@ -259,6 +259,17 @@ pub const SQLITE: &[&str] = &[
         PRIMARY KEY (account, name));
     CREATE INDEX app_passwords_secret ON app_passwords(secret);
     "#,
+    // 14: every delivery attempt's outcome per recipient, for the queue's history (what the
+    // TLS, DANE or MTA-STS check said each time); gone with the entry.
+    r#"
+    CREATE TABLE queue_attempts (
+        queue INTEGER NOT NULL REFERENCES queue(id) ON DELETE CASCADE,
+        at BIGINT NOT NULL,
+        recipient TEXT NOT NULL,
+        status TEXT NOT NULL,
+        detail TEXT);
+    CREATE INDEX queue_attempts_queue ON queue_attempts(queue);
+    "#,
 ];
 
 pub const POSTGRES: &[&str] = &[
@@ -513,5 +524,16 @@ pub const POSTGRES: &[&str] = &[
         created BIGINT NOT NULL,
         PRIMARY KEY (account, name));
     CREATE INDEX app_passwords_secret ON app_passwords(secret);
+    "#,
+    // 14: every delivery attempt's outcome per recipient, for the queue's history (what the
+    // TLS, DANE or MTA-STS check said each time); gone with the entry.
+    r#"
+    CREATE TABLE queue_attempts (
+        queue BIGINT NOT NULL REFERENCES queue(id) ON DELETE CASCADE,
+        at BIGINT NOT NULL,
+        recipient TEXT NOT NULL,
+        status TEXT NOT NULL,
+        detail TEXT);
+    CREATE INDEX queue_attempts_queue ON queue_attempts(queue);
     "#,
 ];

@@ -24,7 +24,7 @@ use crate::{
     ReceivedReport, Recipient, RecipientStatus, ReportKind, Result, SpecialUse, Store, StoreError,
     TlsOutcome, UnixTime, address, normalize_flags, now, password,
 };
-use crate::{AdminScope, ApiToken, WebSession};
+use crate::{AdminScope, ApiToken, QueueAttempt, WebSession};
 use crate::{GreyRecord, GreyTriplet, Placement, SieveScript, Target};
 
 pub struct SqliteStore {
@@ -1532,10 +1532,16 @@ impl Store for SqliteStore {
                 Some(h) if h.as_deref() != Some(holder.as_str()) => return Err(StoreError::LeaseLost(id)),
                 Some(_) => {}
             }
+            let at = now();
             for (addr, status, error) in &results {
                 tx.execute(
                     "UPDATE queue_recipients SET status = ?3, last_error = ?4 WHERE queue = ?1 AND address = ?2",
                     params![id, addr, status.as_str(), error],
+                )
+                .map_err(err)?;
+                tx.execute(
+                    "INSERT INTO queue_attempts (queue, at, recipient, status, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![id, at, addr, status.as_str(), error],
                 )
                 .map_err(err)?;
             }
@@ -1558,6 +1564,29 @@ impl Store for SqliteStore {
 
     async fn queue(&self) -> Result<Vec<QueueEntry>> {
         self.run(|c| load_queue_entries(c, "", &[])).await
+    }
+
+    async fn queue_attempts(&self, id: QueueId) -> Result<Vec<QueueAttempt>> {
+        self.run(move |c| {
+            let mut s = c
+                .prepare(
+                    "SELECT at, recipient, status, detail FROM queue_attempts WHERE queue = ?1 ORDER BY at, rowid",
+                )
+                .map_err(err)?;
+            let rows = s
+                .query_map([id], |r| {
+                    let status: String = r.get(2)?;
+                    Ok(QueueAttempt {
+                        at: r.get(0)?,
+                        recipient: r.get(1)?,
+                        status: RecipientStatus::parse(&status).unwrap_or(RecipientStatus::Pending),
+                        detail: r.get(3)?,
+                    })
+                })
+                .map_err(err)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(err)
+        })
+        .await
     }
 
     async fn retry_queue_entry(&self, id: QueueId, now: UnixTime) -> Result<()> {

@@ -713,11 +713,30 @@ mod suite {
         )
         .await
         .unwrap();
+        // Every attempt is kept, per recipient, with what was said.
+        let attempts = s.queue_attempts(id).await.unwrap();
+        assert_eq!(attempts.len(), 1);
+        assert_eq!(
+            (
+                attempts[0].recipient.as_str(),
+                attempts[0].status,
+                attempts[0].detail.as_deref()
+            ),
+            (
+                "x@far.test",
+                kurier_store::RecipientStatus::Pending,
+                Some("451 later")
+            )
+        );
         s.retry_queue_entry(id, now).await.unwrap();
         let q = s.queue().await.unwrap();
         assert_eq!(q.iter().find(|q| q.id == id).unwrap().next_attempt, now);
         s.delete_queue_entry(id, now).await.unwrap();
         assert!(s.queue().await.unwrap().iter().all(|q| q.id != id));
+        assert!(
+            s.queue_attempts(id).await.unwrap().is_empty(),
+            "gone with the entry"
+        );
         assert!(matches!(
             s.delete_queue_entry(id, now).await,
             Err(StoreError::NotFound(_))

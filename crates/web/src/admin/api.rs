@@ -367,17 +367,7 @@ pub async fn handle(
             (StatusCode::OK, json!(list))
         }),
         ("GET", "/api/v1/queue/{id}") => match arg(0).parse::<i64>() {
-            Ok(id) => admin
-                .store
-                .queue()
-                .await
-                .map_err(Failure::from)
-                .and_then(|q| {
-                    q.iter()
-                        .find(|e| e.id == id)
-                        .map(|e| (StatusCode::OK, queue_entry(e, now)))
-                        .ok_or(Failure::NotFound(format!("queue entry {id}")))
-                }),
+            Ok(id) => queue_entry_with_attempts(admin, id, now).await,
             Err(_) => Err(Failure::NotFound("queue entry".into())),
         },
         ("POST", "/api/v1/queue/{id}/retry") | ("DELETE", "/api/v1/queue/{id}") => {
@@ -834,6 +824,29 @@ pub async fn change_own_password(
         .await
         .map_err(|e| words(&e))?;
     Ok("password changed".into())
+}
+
+/// One queued message with every attempt (when, recipient, outcome, what was said).
+async fn queue_entry_with_attempts(
+    admin: &Admin,
+    id: i64,
+    now: UnixTime,
+) -> Result<(StatusCode, Value), Failure> {
+    let q = admin.store.queue().await?;
+    let e = q
+        .iter()
+        .find(|e| e.id == id)
+        .ok_or(Failure::NotFound(format!("queue entry {id}")))?;
+    let attempts: Vec<Value> = admin
+        .store
+        .queue_attempts(id)
+        .await?
+        .iter()
+        .map(|a| json!({"at": a.at, "recipient": a.recipient, "status": a.status.as_str(), "detail": a.detail}))
+        .collect();
+    let mut v = queue_entry(e, now);
+    v["attempts"] = json!(attempts);
+    Ok((StatusCode::OK, v))
 }
 
 fn queue_entry(e: &kurier_store::QueueEntry, now: UnixTime) -> Value {

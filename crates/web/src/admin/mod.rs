@@ -76,6 +76,9 @@ pub enum Body {
     TooLarge,
 }
 
+/// Queue entries shown on one page (the API lists all).
+pub const QUEUE_PAGE: usize = 200;
+
 /// Whether `path` belongs to the administration.
 pub fn is_admin_path(path: &str) -> bool {
     path == "/admin" || path.starts_with("/admin/") || path.starts_with("/api/")
@@ -226,10 +229,9 @@ impl Admin {
                 Role::User => return http::see_other("/admin/me", None),
             },
             "/admin/queue" if p.role() == Role::Admin => self
-                .store
-                .queue()
+                .queue_with_attempts()
                 .await
-                .map(|q| pages::queue(&p, n, &q, now)),
+                .map(|(q, total)| pages::queue(&p, n, &q, total, now)),
             "/admin/domains" if p.role() != Role::User => self
                 .domain_list(&p)
                 .await
@@ -548,6 +550,27 @@ impl Admin {
                 .sent_reports(kurier_store::ReportKind::Dmarc, day)
                 .await?,
         })
+    }
+
+    /// The first `QUEUE_PAGE` entries of the queue, each with its attempts, and how many
+    /// there are in all.
+    pub async fn queue_with_attempts(
+        &self,
+    ) -> Result<
+        (
+            Vec<(kurier_store::QueueEntry, Vec<kurier_store::QueueAttempt>)>,
+            usize,
+        ),
+        StoreError,
+    > {
+        let q = self.store.queue().await?;
+        let total = q.len();
+        let mut out = Vec::new();
+        for e in q.into_iter().take(QUEUE_PAGE) {
+            let attempts = self.store.queue_attempts(e.id).await?;
+            out.push((e, attempts));
+        }
+        Ok((out, total))
     }
 
     /// Returns a queued message to its sender with a failure notice; how many recipients it

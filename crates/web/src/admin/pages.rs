@@ -6,7 +6,7 @@ use maud::{DOCTYPE, Markup, html};
 
 use super::auth::{Principal, Role};
 use super::records::{CheckLine, RecordCheck, Seen};
-use kurier_store::{Account, QueueEntry};
+use kurier_store::{Account, QueueAttempt, QueueEntry};
 
 /// What the dashboard shows.
 #[derive(Debug, Clone, Default)]
@@ -198,7 +198,13 @@ fn utc_day(t: i64) -> String {
     format!("{:04}-{:02}-{:02}", d.year, d.month, d.day)
 }
 
-pub fn queue(p: &Principal, notice: Option<&Notice>, entries: &[QueueEntry], now: i64) -> Markup {
+pub fn queue(
+    p: &Principal,
+    notice: Option<&Notice>,
+    entries: &[(QueueEntry, Vec<QueueAttempt>)],
+    total: usize,
+    now: i64,
+) -> Markup {
     page(
         "Queue",
         Some(p),
@@ -206,7 +212,8 @@ pub fn queue(p: &Principal, notice: Option<&Notice>, entries: &[QueueEntry], now
         html! {
             h1 { "Outbound queue" }
             @if entries.is_empty() { p { "The queue is empty." } }
-            @for e in entries {
+            @if total > entries.len() { p { "The first " (entries.len()) " of " (total) " messages (all of them: GET /api/v1/queue)." } }
+            @for (e, attempts) in entries {
                 article.entry id={ "entry-" (e.id) } {
                     h2 { "Message " (e.id) " from " (if e.sender.is_empty() { "<>" } else { e.sender.as_str() }) }
                     p {
@@ -221,6 +228,22 @@ pub fn queue(p: &Principal, notice: Option<&Notice>, entries: &[QueueEntry], now
                                 td { (r.address) }
                                 td { (r.status.as_str()) }
                                 td.reason { (r.last_error.as_deref().unwrap_or("—")) }
+                            }
+                        }
+                    }
+                    @if !attempts.is_empty() {
+                        details {
+                            summary { "Every attempt (" (attempts.len()) ")" }
+                            table.attempts {
+                                tr { th { "When (UTC)" } th { "Recipient" } th { "Outcome" } th { "What was said" } }
+                                @for a in attempts {
+                                    tr {
+                                        td { (kurier_smtp::received::UtcTime::from_unix(a.at).rfc3339()) }
+                                        td { (a.recipient) }
+                                        td { (a.status.as_str()) }
+                                        td.reason { (a.detail.as_deref().unwrap_or("—")) }
+                                    }
+                                }
                             }
                         }
                     }
@@ -598,23 +621,32 @@ mod tests {
             queue(
                 &p,
                 None,
-                &[QueueEntry {
-                    id: 7,
-                    sender: evil.into(),
-                    recipients: vec![QueueRecipient {
-                        address: evil.into(),
-                        status: RecipientStatus::Pending,
-                        last_error: Some(evil.into()),
+                &[(
+                    QueueEntry {
+                        id: 7,
+                        sender: evil.into(),
+                        recipients: vec![QueueRecipient {
+                            address: evil.into(),
+                            status: RecipientStatus::Pending,
+                            last_error: Some(evil.into()),
+                            dsn: Default::default(),
+                        }],
+                        size: 1,
+                        created: 0,
+                        next_attempt: 100,
+                        attempts: 1,
+                        require_tls: false,
                         dsn: Default::default(),
+                        lease: None,
+                    },
+                    vec![QueueAttempt {
+                        at: 0,
+                        recipient: evil.into(),
+                        status: RecipientStatus::Pending,
+                        detail: Some(evil.into()),
                     }],
-                    size: 1,
-                    created: 0,
-                    next_attempt: 100,
-                    attempts: 1,
-                    require_tls: false,
-                    dsn: Default::default(),
-                    lease: None,
-                }],
+                )],
+                1,
                 0,
             )
             .into_string(),
