@@ -3,8 +3,6 @@
 //! up the reports others sent us (TR-03108 RPT-3; for DMARC, the sources that send in our
 //! name and fail alignment come first).
 
-use std::collections::BTreeMap;
-
 use anyhow::{Context, bail};
 use kurier_smtp::received::UtcTime;
 
@@ -155,23 +153,6 @@ pub async fn run(args: ConfigArgs, cmd: ReportsCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One sending source in DMARC reports about one of our domains.
-#[derive(Default)]
-struct Source {
-    messages: u64,
-    failed: u64,
-    reporters: std::collections::BTreeSet<String>,
-    /// What the failing messages showed: "dkim=… spf=… disposition".
-    seen: std::collections::BTreeSet<String>,
-}
-
-/// Failing sources first, then by messages, most first.
-fn ordered(sources: &BTreeMap<String, Source>) -> Vec<(&String, &Source)> {
-    let mut v: Vec<(&String, &Source)> = sources.iter().collect();
-    v.sort_by_key(|s| std::cmp::Reverse((s.1.failed, s.1.messages)));
-    v
-}
-
 /// `kurier reports list --dmarc`: per policy domain, the reports and messages, then every
 /// sending source — failing ones first, most messages first.
 async fn list_dmarc(
@@ -181,59 +162,22 @@ async fn list_dmarc(
     json: bool,
 ) -> anyhow::Result<()> {
     let from = kurier_store::now() - i64::from(since) * 86_400;
-    // domain → (reports, messages, failed, source → Source)
-    type Row = (u64, u64, u64, BTreeMap<String, Source>);
-    let mut rows: BTreeMap<String, Row> = BTreeMap::new();
-    for r in store.dmarc_reports().await.context("reading the reports")? {
-        if r.received < from || domain.is_some_and(|d| !d.eq_ignore_ascii_case(&r.policy_domain)) {
-            continue;
-        }
-        let Ok(report) = kurier_mailauth::aggregate::Feedback::parse(&r.xml) else {
-            continue;
-        };
-        let row = rows.entry(r.policy_domain.clone()).or_default();
-        let (messages, passed) = report.totals();
-        row.0 += 1;
-        row.1 += messages;
-        row.2 += messages - passed;
-        for rec in &report.records {
-            let s = row
-                .3
-                .entry(kurier_mailauth::aggregate::ip_text(rec.source_ip))
-                .or_default();
-            s.messages += rec.count;
-            s.reporters.insert(report.org_name.clone());
-            if !(rec.dkim_pass || rec.spf_pass) {
-                s.failed += rec.count;
-                let dkim: Vec<String> = rec
-                    .dkim
-                    .iter()
-                    .map(|(d, _, r)| format!("{d}:{r}"))
-                    .collect();
-                let spf: Vec<String> = rec.spf.iter().map(|(d, _, r)| format!("{d}:{r}")).collect();
-                s.seen.insert(format!(
-                    "From {} dkim={} spf={} → {}",
-                    rec.header_from,
-                    if dkim.is_empty() {
-                        "none".into()
-                    } else {
-                        dkim.join(",")
-                    },
-                    if spf.is_empty() {
-                        "none".into()
-                    } else {
-                        spf.join(",")
-                    },
-                    rec.disposition.as_str()
-                ));
-            }
-        }
-    }
+    let stored = store.dmarc_reports().await.context("reading the reports")?;
+    let rows = kurier_mailauth::aggregate::sum_feedback(
+        stored
+            .iter()
+            .filter(|r| {
+                r.received >= from
+                    && domain.is_none_or(|d| d.eq_ignore_ascii_case(&r.policy_domain))
+            })
+            .map(|r| (r.policy_domain.as_str(), r.xml.as_slice())),
+    );
     if json {
         let list: Vec<serde_json::Value> = rows
             .iter()
-            .map(|(d, (n, messages, failed, sources))| {
-                let sources: Vec<serde_json::Value> = ordered(sources)
+            .map(|(d, t)| {
+                let sources: Vec<serde_json::Value> = t
+                    .ordered()
                     .into_iter()
                     .map(|(ip, s)| {
                         serde_json::json!({
@@ -243,8 +187,8 @@ async fn list_dmarc(
                     })
                     .collect();
                 serde_json::json!({
-                    "policy-domain": d, "reports": n, "messages": messages,
-                    "failed": failed, "sources": sources,
+                    "policy-domain": d, "reports": t.reports, "messages": t.messages,
+                    "failed": t.failed, "sources": sources,
                 })
             })
             .collect();
@@ -254,10 +198,11 @@ async fn list_dmarc(
     if rows.is_empty() {
         println!("no DMARC reports in the last {since} days");
     }
-    for (d, (n, messages, failed, sources)) in &rows {
-        let flag = if *failed > 0 { "  FAILURES" } else { "" };
+    for (d, t) in &rows {
+        let (n, messages, failed) = (t.reports, t.messages, t.failed);
+        let flag = if failed > 0 { "  FAILURES" } else { "" };
         println!("{d}: {n} report(s), {messages} messages, {failed} failed DMARC{flag}");
-        for (ip, s) in ordered(sources) {
+        for (ip, s) in t.ordered() {
             let reporters: Vec<&str> = s.reporters.iter().map(String::as_str).collect();
             if s.failed > 0 {
                 println!(

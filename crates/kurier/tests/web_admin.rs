@@ -95,6 +95,9 @@ r = js(t)
 assert r["tlsrpt_received"] == [{"day": "2026-12-03", "reporter": "Example Reporter", "domain": "kurier.test",
     "reports": 1, "successful": 5, "failed": 2, "failures": {"certificate-expired": 2}}], r
 assert [x["report_id"] for x in r["tlsrpt_sent"]] == ["our-report-1"] and r["dmarc_sent"] == [], r
+d = r["dmarc_received"]
+assert [(x["domain"], x["reports"], x["messages"], x["failed"]) for x in d] == [("kurier.test", 1, 13, 3)], d
+assert d[0]["sources"][0]["source"] == "203.0.113.5" and d[0]["sources"][0]["failed"] == 3, d
 # CSRF: a change with the cookie needs the session's token.
 s, h, t = call("POST", "/api/v1/domains", {"name": "new.test"}, cookie=admin)
 assert s == 403 and "X-CSRF-Token" in js(t)["error"], (s, t)
@@ -240,6 +243,7 @@ for path in ["/admin/", "/admin/queue", "/admin/domains", "/admin/accounts", "/a
     page(path)
 reports = page("/admin/reports")
 assert "Example Reporter" in reports and "certificate-expired: 2" in reports and "our-report-1" in reports, reports
+assert "203.0.113.5" in reports and "kurier.test: 1 reports, 13 messages, 3 failed DMARC" in reports, reports
 page("/admin/nothing", 404)
 s, h, t = call("GET", "/admin/login")
 assert s == 200 and "<script" not in t and h.get("x-frame-options") == "DENY"
@@ -303,6 +307,21 @@ print("OK-DONE")
 /// An RFC 8460 report about kurier.test: 5 good sessions, 2 with an expired certificate.
 const REPORT: &str = r#"{"organization-name": "Example Reporter", "date-range": {"start-datetime": "2026-12-03T00:00:00Z", "end-datetime": "2026-12-03T23:59:59Z"}, "contact-info": "tls@reporter.test", "report-id": "r1", "policies": [{"policy": {"policy-type": "sts", "policy-domain": "kurier.test"}, "summary": {"total-successful-session-count": 5, "total-failure-session-count": 2}, "failure-details": [{"result-type": "certificate-expired", "failed-session-count": 2}]}]}"#;
 
+/// An RFC 7489 aggregate report about kurier.test: 10 messages passed from 192.0.2.1, 3 failed
+/// from 203.0.113.5.
+const DMARC_REPORT: &str = "<?xml version=\"1.0\"?>\n<feedback><report_metadata><org_name>Reporter Inc.</org_name>\
+    <email>noreply@reporter.test</email><report_id>r-3</report_id><date_range><begin>1796083200</begin>\
+    <end>1796169599</end></date_range></report_metadata><policy_published><domain>kurier.test</domain>\
+    <adkim>r</adkim><aspf>r</aspf><p>reject</p><sp>reject</sp><pct>100</pct></policy_published>\
+    <record><row><source_ip>192.0.2.1</source_ip><count>10</count><policy_evaluated><disposition>none</disposition>\
+    <dkim>pass</dkim><spf>pass</spf></policy_evaluated></row><identifiers><header_from>kurier.test</header_from>\
+    </identifiers><auth_results><dkim><domain>kurier.test</domain><result>pass</result></dkim><spf>\
+    <domain>kurier.test</domain><result>pass</result></spf></auth_results></record><record><row>\
+    <source_ip>203.0.113.5</source_ip><count>3</count><policy_evaluated><disposition>reject</disposition>\
+    <dkim>fail</dkim><spf>fail</spf></policy_evaluated></row><identifiers><header_from>kurier.test</header_from>\
+    </identifiers><auth_results><spf><domain>spam.test</domain><result>fail</result></spf></auth_results>\
+    </record></feedback>\n";
+
 #[test]
 fn web_admin_api_roles_input_and_csrf() {
     let ip = "127.0.69.1";
@@ -328,6 +347,10 @@ fn web_admin_api_roles_input_and_csrf() {
             // A TLS report an outside reporter sent us, and one we sent.
             store
                 .store_report("kurier.test", "reporter.test", REPORT.as_bytes())
+                .await
+                .unwrap();
+            store
+                .store_dmarc_report("kurier.test", "reporter.test", DMARC_REPORT.as_bytes())
                 .await
                 .unwrap();
             let today = kurier_store::now() - kurier_store::now().rem_euclid(86400);

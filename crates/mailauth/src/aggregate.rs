@@ -411,6 +411,79 @@ fn element(x: &mut String, indent: usize, name: &str, text: &str) {
     let _ = writeln!(x, "</{name}>");
 }
 
+/// One sending source in the received reports about one of our domains.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SourceTotals {
+    pub messages: u64,
+    /// Messages that passed neither DKIM nor SPF (DMARC failed).
+    pub failed: u64,
+    pub reporters: std::collections::BTreeSet<String>,
+    /// What the failing messages showed: "From … dkim=… spf=… → disposition".
+    pub seen: std::collections::BTreeSet<String>,
+}
+
+/// The received reports about one of our domains, summed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DomainTotals {
+    pub reports: u64,
+    pub messages: u64,
+    pub failed: u64,
+    /// By source address (`ip_text`).
+    pub sources: std::collections::BTreeMap<String, SourceTotals>,
+}
+
+impl DomainTotals {
+    /// The sources, failing ones first, then by messages, most first.
+    pub fn ordered(&self) -> Vec<(&String, &SourceTotals)> {
+        let mut v: Vec<(&String, &SourceTotals)> = self.sources.iter().collect();
+        v.sort_by_key(|s| std::cmp::Reverse((s.1.failed, s.1.messages)));
+        v
+    }
+}
+
+/// Received aggregate reports `(policy domain, XML)` summed per policy domain; reports that do
+/// not parse are left out.
+pub fn sum_feedback<'a>(
+    reports: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+) -> std::collections::BTreeMap<String, DomainTotals> {
+    let mut rows: std::collections::BTreeMap<String, DomainTotals> = Default::default();
+    for (domain, xml) in reports {
+        let Ok(report) = Feedback::parse(xml) else {
+            continue;
+        };
+        let row = rows.entry(domain.to_string()).or_default();
+        let (messages, passed) = report.totals();
+        row.reports += 1;
+        row.messages += messages;
+        row.failed += messages - passed;
+        for rec in &report.records {
+            let s = row.sources.entry(ip_text(rec.source_ip)).or_default();
+            s.messages += rec.count;
+            s.reporters.insert(report.org_name.clone());
+            if !(rec.dkim_pass || rec.spf_pass) {
+                s.failed += rec.count;
+                let list = |v: &[(String, String, String)]| -> String {
+                    if v.is_empty() {
+                        return "none".into();
+                    }
+                    v.iter()
+                        .map(|(d, _, r)| format!("{d}:{r}"))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                };
+                s.seen.insert(format!(
+                    "From {} dkim={} spf={} → {}",
+                    rec.header_from,
+                    list(&rec.dkim),
+                    list(&rec.spf),
+                    rec.disposition.as_str()
+                ));
+            }
+        }
+    }
+    rows
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)] // tests fail loudly by design

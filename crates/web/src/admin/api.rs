@@ -420,7 +420,20 @@ pub async fn handle(
                 let sent = |l: &[(String, i64, String, i64)]| -> Vec<Value> {
                     l.iter().map(|(d, day, id, at)| json!({"domain": d, "day": day, "report_id": id, "sent": at})).collect()
                 };
-                (StatusCode::OK, json!({"days": days, "tlsrpt_received": received,
+                let dmarc: Vec<Value> = r
+                    .dmarc_received
+                    .iter()
+                    .map(|(d, t)| {
+                        let sources: Vec<Value> = t
+                            .ordered()
+                            .into_iter()
+                            .map(|(ip, s)| json!({"source": ip, "messages": s.messages, "failed": s.failed,
+                                "reporters": s.reporters, "failures": s.seen}))
+                            .collect();
+                        json!({"domain": d, "reports": t.reports, "messages": t.messages, "failed": t.failed, "sources": sources})
+                    })
+                    .collect();
+                (StatusCode::OK, json!({"days": days, "tlsrpt_received": received, "dmarc_received": dmarc,
                     "tlsrpt_sent": sent(&r.sent_tlsrpt), "dmarc_sent": sent(&r.sent_dmarc)}))
             })
         }

@@ -538,9 +538,17 @@ impl Admin {
             .rev()
             .collect();
         let day = from - from.rem_euclid(86400);
+        let dmarc = self.store.dmarc_reports().await?;
+        let dmarc_received = kurier_mailauth::aggregate::sum_feedback(
+            dmarc
+                .iter()
+                .filter(|r| r.received >= from)
+                .map(|r| (r.policy_domain.as_str(), r.xml.as_slice())),
+        );
         Ok(pages::Reports {
             days,
             received,
+            dmarc_received,
             sent_tlsrpt: self
                 .store
                 .sent_reports(kurier_store::ReportKind::Tlsrpt, day)

@@ -141,6 +141,9 @@ pub struct Reports {
         (String, String, String),
         kurier_policy::tlsrpt::ReportTotals,
     )>,
+    /// DMARC aggregate reports received (RFC 7489 §7.2), per our domain.
+    pub dmarc_received:
+        std::collections::BTreeMap<String, kurier_mailauth::aggregate::DomainTotals>,
     /// (domain, day, report id, sent at).
     pub sent_tlsrpt: Vec<(String, i64, String, i64)>,
     pub sent_dmarc: Vec<(String, i64, String, i64)>,
@@ -182,6 +185,24 @@ pub fn reports(p: &Principal, r: &Reports) -> Markup {
                             td.reason {
                                 @for (kind, n) in &t.failures { (kind) ": " (n) br; }
                             }
+                        }
+                    }
+                }
+            }
+            h1 { "DMARC reports" }
+            p { "What receivers reported about mail in the name of our domains (RFC 7489), per domain and sending address, failing sources first." }
+            @if r.dmarc_received.is_empty() { p { "No reports received." } }
+            @for (domain, t) in &r.dmarc_received {
+                h2 { (domain) ": " (t.reports) " reports, " (t.messages) " messages, " (t.failed) " failed DMARC" }
+                table.dmarc {
+                    tr { th { "Source" } th { "Messages" } th { "Failed" } th { "Reported by" } th { "What failing mail showed" } }
+                    @for (ip, s) in t.ordered() {
+                        tr class={ @if s.failed > 0 { "seen-different" } @else { "seen-present" } } {
+                            td { (ip) }
+                            td.num { (s.messages) }
+                            td.num { (s.failed) }
+                            td { (s.reporters.iter().cloned().collect::<Vec<_>>().join(", ")) }
+                            td.reason { @for seen in &s.seen { (seen) br; } }
                         }
                     }
                 }
