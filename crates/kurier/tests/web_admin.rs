@@ -229,11 +229,14 @@ def page(path, expect=200):
     s, h, t = call("GET", path, cookie=admin)
     assert s == expect, (path, s, t[:300])
     csp = h.get("content-security-policy", "")
-    assert "default-src 'none'" in csp and "frame-ancestors 'none'" in csp and "script-src" not in csp, (path, csp)
+    assert "default-src 'none'" in csp and "frame-ancestors 'none'" in csp and "script-src 'self';" in csp and "unsafe" not in csp, (path, csp)
     assert h.get("x-frame-options") == "DENY", path
     assert "max-age=" in h.get("strict-transport-security", ""), path
     assert h.get("x-content-type-options") == "nosniff", path
-    assert "<script" not in t.lower() and "style=\"" not in t, path
+    # No inline script: the one script element loads our copy-button file.
+    scripts = re.findall(r"<script[^>]*>", t, re.I)
+    assert scripts == ['<script src="/admin/copy.js" defer>'], (path, scripts)
+    assert not re.search(r"\son[a-z]+=", t) and "style=\"" not in t, path
     for form in re.findall(r"<form.*?</form>", t, re.S):
         if 'action="/admin/login"' not in form:
             assert 'name="csrf" value="%s"' % csrf in form, (path, form)
@@ -246,7 +249,7 @@ assert "Example Reporter" in reports and "certificate-expired: 2" in reports and
 assert "203.0.113.5" in reports and "kurier.test: 1 reports, 13 messages, 3 failed DMARC" in reports, reports
 page("/admin/nothing", 404)
 s, h, t = call("GET", "/admin/login")
-assert s == 200 and "<script" not in t and h.get("x-frame-options") == "DENY"
+assert s == 200 and "<script>" not in t and h.get("x-frame-options") == "DENY"
 
 evil = "<script>alert(1)</script>"
 def post(path, fields, with_csrf=True):
@@ -274,6 +277,8 @@ for path, fields in [
 # Reflected through the query string too.
 back = page("/admin/domains?error=" + urllib.parse.quote(evil))
 assert evil not in back and "&lt;script&gt;alert(1)&lt;/script&gt;" in back
+s, h, t = call("GET", "/admin/copy.js")
+assert s == 200 and h["content-type"].startswith("text/javascript") and "clipboard" in t, (s, h)
 # The login page reflects nothing it is sent.
 s, h, t = call("POST", "/admin/login", raw=urllib.parse.urlencode({"address": evil, "password": evil}).encode(), ctype="application/x-www-form-urlencoded")
 assert s == 401 and evil not in t, (s, t)

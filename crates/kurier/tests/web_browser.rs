@@ -96,6 +96,15 @@ try:
             for tr in d.find_element(By.ID, "records").find_elements(By.TAG_NAME, "tr")[1:]]
     print(json.dumps({"records": rows}), flush=True)
     shot("6-domain")
+    # The copy button puts the record's value on the clipboard (the one script of the pages).
+    d.execute_cdp_cmd("Browser.grantPermissions", {"origin": base, "permissions": ["clipboardReadWrite", "clipboardSanitizedWrite"]})
+    button = d.find_element(By.CSS_SELECTOR, '#records button.copy')
+    want = button.get_attribute("data-copy")
+    button.click()
+    until("the button says copied", lambda: button.text == "copied")
+    pasted = d.execute_async_script("var done = arguments[0]; navigator.clipboard.readText().then(done, function (e) { done('ERR ' + e); })")
+    assert pasted == want, (pasted, want)
+    print(json.dumps({"copied": pasted}), flush=True)
     d.find_element(By.ID, "run-check").click()
     deadline = time.time() + 90
     while time.time() < deadline and not d.find_elements(By.ID, "check"):
@@ -212,6 +221,9 @@ fn chromium_signs_in_adds_a_domain_and_an_account_sees_a_deferral_and_signs_out(
             .unwrap()
             .starts_with("missing")
     );
+    // The copy button copied the first record's value (the MX).
+    let copied = lines.iter().find_map(|l| l["copied"].as_str()).unwrap();
+    assert_eq!(copied, "10 mx.kurier.test.");
     // The audit ran and names its requirements.
     let check = lines.iter().find_map(|l| l["check"].as_array()).unwrap();
     assert!(

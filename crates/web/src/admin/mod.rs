@@ -187,6 +187,13 @@ impl Admin {
                 pages::STYLE.into(),
             );
         }
+        if path == "/admin/copy.js" && method == Method::GET {
+            return http::response(
+                StatusCode::OK,
+                "text/javascript; charset=utf-8",
+                pages::COPY_SCRIPT.into(),
+            );
+        }
         if path == "/admin/login" {
             return self.login_page(&method, body, peer, now).await;
         }
