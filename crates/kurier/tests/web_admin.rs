@@ -501,3 +501,38 @@ fn web_admin_only_to_its_networks() {
     // The rest of the site is served as before.
     assert_eq!(code("/healthz"), "200");
 }
+
+/// Signing in goes through the login throttle every protocol shares: after
+/// `submission.auth_block_after` failures the web sign-in answers 429, and so does IMAP for
+/// that account from that address — switching protocols gains nothing (TR-03108 MUA-2).
+#[test]
+fn web_sign_in_is_throttled_with_the_other_protocols() {
+    let ip = "127.0.69.3";
+    let dir = tempfile::tempdir().unwrap();
+    let config = support::configured(dir.path(), ip, "", "auth_block_after = 3\n");
+    let _server = Server::configured(dir.path(), &config);
+    let script = r#"
+import http.client, imaplib, json, ssl, sys
+ip = sys.argv[1]
+ctx = ssl._create_unverified_context()
+def sign_in(pw):
+    c = http.client.HTTPSConnection(ip, 8443, context=ctx, timeout=30)
+    c.request("POST", "/api/v1/session", body=json.dumps({"address": "rcpt@kurier.test", "password": pw}),
+              headers={"Content-Type": "application/json"})
+    r = c.getresponse()
+    r.read()
+    return r.status
+codes = [sign_in("wrong") for _ in range(4)]
+assert codes == [401, 401, 401, 429], codes
+# Now even the right password is held back, here and over IMAP.
+assert sign_in("pw") == 429
+m = imaplib.IMAP4_SSL(ip, 1993, ssl_context=ctx)
+try:
+    m.login("rcpt@kurier.test", "pw")
+    raise AssertionError("IMAP let the blocked account in")
+except imaplib.IMAP4.error as e:
+    assert "UNAVAILABLE" in str(e) or "try" in str(e).lower(), e
+print("OK-DONE")
+"#;
+    support::python_ok(script, &[ip]);
+}

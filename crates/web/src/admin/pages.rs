@@ -650,7 +650,10 @@ mod tests {
     fn has_event_handler(page: &str) -> bool {
         page.match_indices(" on").any(|(i, _)| {
             let rest = &page[i + 3..];
-            let name: String = rest.chars().take_while(|c| c.is_ascii_lowercase()).collect();
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase())
+                .collect();
             !name.is_empty() && rest[name.len()..].starts_with('=')
         })
     }
@@ -696,7 +699,11 @@ mod tests {
             .into_string(),
         ];
         for page in pages {
-            assert_eq!(page.matches("<script").count(), 1, "only the copy script: {page}");
+            assert_eq!(
+                page.matches("<script").count(),
+                1,
+                "only the copy script: {page}"
+            );
             assert!(!page.contains("<script>"), "{page}");
             assert!(page.contains("&lt;script&gt;"), "{page}");
         }
@@ -725,8 +732,14 @@ mod tests {
             );
             // The one script is a file; nothing inline.
             assert_eq!(page.matches("<script").count(), 1, "{page}");
-            assert!(page.contains("<script src=\"/admin/copy.js\" defer></script>"), "{page}");
-            assert!(!page.contains("style=\"") && !has_event_handler(&page), "{page}");
+            assert!(
+                page.contains("<script src=\"/admin/copy.js\" defer></script>"),
+                "{page}"
+            );
+            assert!(
+                !page.contains("style=\"") && !has_event_handler(&page),
+                "{page}"
+            );
         }
         assert_eq!(utc_day(0), "1970-01-01");
         assert_eq!(utc_day(1_796_376_600), "2026-12-04");
