@@ -89,6 +89,12 @@ assert {"service": "SMTP (MX)", "address": ip + ":2525"} in st["listeners"], st[
 assert [c["names"] for c in st["certificates"]] == ["mx.kurier.test"], st["certificates"]
 assert st["certificates"][0]["not_after"] > 1_700_000_000
 assert st["dnssec_validator"]["working"] is False and "not watched" in st["dnssec_validator"]["detail"], st
+# TLS outcomes of our deliveries per destination domain and day.
+s, h, t = call("GET", "/api/v1/tls?days=2", cookie=admin)
+rows = js(t)
+assert s == 200 and len(rows) == 1 and rows[0]["domain"] == "far.test", rows
+assert rows[0]["outcomes"]["verified (DANE)"] == 1 and rows[0]["outcomes"]["failed"] == 1, rows
+assert st["tls_last_24h"]["verified (DANE)"] == 1 and st["tls_last_24h"]["failed"] == 1, st
 # Reports: received ones summed per day, reporter and domain; sent ones listed.
 s, h, t = call("GET", "/api/v1/reports", cookie=admin)
 r = js(t)
@@ -354,6 +360,24 @@ fn web_admin_api_roles_input_and_csrf() {
                 .store_report("kurier.test", "reporter.test", REPORT.as_bytes())
                 .await
                 .unwrap();
+            // Two deliveries to far.test today: one DANE-verified, one failed DANE.
+            for failure in [None, Some(kurier_store::ResultType::TlsaInvalid)] {
+                let outcome = kurier_store::TlsOutcome {
+                    policy_domain: "far.test".into(),
+                    policy_type: kurier_store::PolicyType::Tlsa,
+                    policy_strings: vec![],
+                    mx_host: "mx.far.test".into(),
+                    failure,
+                    receiving_ip: None,
+                    sending_ip: None,
+                    receiving_helo: None,
+                    detail: None,
+                };
+                store
+                    .record_tls_event(&outcome, kurier_store::now())
+                    .await
+                    .unwrap();
+            }
             store
                 .store_dmarc_report("kurier.test", "reporter.test", DMARC_REPORT.as_bytes())
                 .await
