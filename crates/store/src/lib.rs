@@ -36,6 +36,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 pub use model::*;
+
+/// Browser sessions one account keeps at most (signing in once more ends the oldest).
+pub const MAX_WEB_SESSIONS: i64 = 20;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 use tokio::sync::broadcast;
@@ -309,6 +312,7 @@ pub trait Store: Send + Sync + 'static {
     /// must be a hosted domain.
     async fn set_admin_scope(&self, address: &str, scope: &AdminScope, granted: bool)
     -> Result<()>;
+    /// Keeps a new session; the account's oldest end beyond `MAX_WEB_SESSIONS`.
     async fn put_web_session(&self, session: &WebSession) -> Result<()>;
     /// The session with `id` and its account, if it has not expired at `now` and the account
     /// is enabled.

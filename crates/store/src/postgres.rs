@@ -1800,14 +1800,21 @@ impl Store for PostgresStore {
     }
 
     async fn put_web_session(&self, w: &WebSession) -> Result<()> {
-        self.client()
-            .await?
-            .execute(
-                "INSERT INTO web_sessions (id, account, csrf, created, expires) VALUES ($1, $2, $3, $4, $5)",
-                &[&w.id, &w.account, &w.csrf, &w.created, &w.expires],
-            )
-            .await
-            .map_err(unique("session".into()))?;
+        let c = self.client().await?;
+        c.execute(
+            "INSERT INTO web_sessions (id, account, csrf, created, expires) VALUES ($1, $2, $3, $4, $5)",
+            &[&w.id, &w.account, &w.csrf, &w.created, &w.expires],
+        )
+        .await
+        .map_err(unique("session".into()))?;
+        // Bounded: the account's oldest sessions beyond the newest few end.
+        c.execute(
+            "DELETE FROM web_sessions WHERE account = $1 AND id NOT IN \
+             (SELECT id FROM web_sessions WHERE account = $1 ORDER BY created DESC, id LIMIT $2)",
+            &[&w.account, &crate::MAX_WEB_SESSIONS],
+        )
+        .await
+        .map_err(err)?;
         Ok(())
     }
 

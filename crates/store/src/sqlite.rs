@@ -1738,6 +1738,13 @@ impl Store for SqliteStore {
                 params![w.id, w.account, w.csrf, w.created, w.expires],
             )
             .map_err(unique("session".into()))?;
+            // Bounded: the account's oldest sessions beyond the newest few end.
+            c.execute(
+                "DELETE FROM web_sessions WHERE account = ?1 AND id NOT IN \
+                 (SELECT id FROM web_sessions WHERE account = ?1 ORDER BY created DESC, id LIMIT ?2)",
+                params![w.account, crate::MAX_WEB_SESSIONS],
+            )
+            .map_err(err)?;
             Ok(())
         })
         .await

@@ -599,6 +599,25 @@ mod suite {
         .await
         .unwrap();
         assert_eq!(s.prune_web_sessions(2500).await.unwrap(), 1);
+        // At most MAX_WEB_SESSIONS per account: the oldest end.
+        for i in 0..kurier_store::MAX_WEB_SESSIONS + 5 {
+            s.put_web_session(&WebSession {
+                id: format!("many{i}"),
+                account: b.id,
+                created: 3000 + i,
+                expires: 9000,
+                ..session.clone()
+            })
+            .await
+            .unwrap();
+        }
+        assert!(s.web_session("many0", 3000).await.unwrap().is_none());
+        assert!(s.web_session("many4", 3000).await.unwrap().is_none());
+        assert!(s.web_session("many5", 3000).await.unwrap().is_some());
+        assert!(
+            s.web_session("h2", 2500).await.unwrap().is_some(),
+            "another account's"
+        );
         assert!(s.web_session("h2", 2500).await.unwrap().is_some());
         s.delete_web_session("h2").await.unwrap();
         assert!(s.web_session("h2", 2500).await.unwrap().is_none());

@@ -576,6 +576,11 @@ async fn add_token(
     if days.is_some_and(|d| !(1..=3650).contains(&d)) {
         return Err(Failure::Input("\"days\" is from 1 to 3650".into()));
     }
+    if admin.store.api_tokens(p.account.id).await?.len() >= 100 {
+        return Err(Failure::Input(
+            "100 API tokens at most; delete one first".into(),
+        ));
+    }
     let (token, text) = auth::new_token(p.account.clone(), name, now, days);
     admin.store.put_api_token(&token).await?;
     tracing::info!(account = %p.account.address, name, "API token created");
